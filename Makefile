@@ -1,0 +1,60 @@
+# fraud_assets — the README's quick start is `make run` and `make test`; everything else is optional.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+export FRAUD_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+HOST ?= 127.0.0.1
+PORT ?= 3000
+# Demo world seeded by `make run` when the landing zone is empty (realistic profile, with mess).
+DEMO_ARGS ?= --profile realistic --days 45 --customers 1000 --terminals 2000
+RUN := $(UV) run --frozen scripts/with-env
+
+.PHONY: help setup run test lint check-defs pipeline score bench docs seed clean
+
+help:
+	@echo "make run    - set up, seed demo data, start Dagster (webserver + daemon) on $(HOST):$(PORT)"
+	@echo "make test   - set up, lint, validate definitions, run the whole test suite"
+	@echo "make pipeline / score / bench / docs / seed / clean - see README.md"
+
+setup:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+	@$(RUN) true
+
+seed: setup
+	@if [ -z "$$(ls -A "$(FRAUD_DATA_DIR)/landing" 2>/dev/null)" ]; then \
+		echo "Seeding the landing zone in $(FRAUD_DATA_DIR) ($(DEMO_ARGS))"; \
+		$(RUN) python -m fraud_assets.simulator $(DEMO_ARGS); \
+	else echo "Landing zone $(FRAUD_DATA_DIR)/landing already has data: not seeding"; fi
+
+run: seed
+	@echo "Starting fraud_assets on http://$(HOST):$(PORT) (DAGSTER_HOME=$(DAGSTER_HOME), FRAUD_DATA_DIR=$(FRAUD_DATA_DIR))"
+	@$(RUN) dagster dev -h $(HOST) -p $(PORT) -w workspace.yaml
+
+lint: setup
+	@$(UV) run --frozen ruff check fraud_assets fraud_assets_tests bench scripts
+	@$(UV) run --frozen ruff format --check fraud_assets fraud_assets_tests bench scripts
+
+check-defs: setup
+	@$(RUN) dg check defs
+
+test: lint check-defs
+	@$(RUN) pytest $(PYTEST_ARGS)
+
+pipeline: setup
+	@$(RUN) python -m fraud_assets.cli.pipeline
+
+score: setup
+	@$(RUN) python -m fraud_assets.cli.pipeline --scoring-only
+
+bench: setup
+	@$(RUN) python -m bench $(BENCH_ARGS)
+
+docs: setup
+	@$(RUN) python -m fraud_assets.cli.catalog --write
+
+clean:
+	rm -rf .dagster_home data bench_results .pytest_cache

@@ -1,0 +1,40 @@
+"""Writes `$DAGSTER_HOME/dagster.yaml` (idempotent): telemetry and first-run pop-up off, and the
+`duckdb` pool limited to one step at a time, because DuckDB allows one writer process per file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DAGSTER_YAML = """\
+# Written by fraud_assets (python -m fraud_assets.cli.dagster_home); local and CI instance.
+# Production replaces storage with Postgres and the run launcher with Kubernetes/Celery
+# (docs/environments.md); the pool settings stay as they are.
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  pools:
+    # Every DuckDB-writing asset and check declares pool="duckdb": one writer at a time.
+    default_limit: 1
+    granularity: op
+  runs:
+    max_concurrent_runs: 4
+run_monitoring:
+  enabled: true
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 30
+"""
+
+
+def write_dagster_yaml(home: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists() or target.read_text() != DAGSTER_YAML:
+        target.write_text(DAGSTER_YAML)
+    return target
+
+
+if __name__ == "__main__":
+    write_dagster_yaml(Path(sys.argv[1]))

@@ -1,0 +1,1 @@
+"""Shared helpers used by every layer: settings, warehouse writes, metadata, partitions."""

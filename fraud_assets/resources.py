@@ -1,0 +1,54 @@
+"""Typed resources. Environments (local / CI / production) differ only in how these are configured
+(docs/environments.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.lib import settings
+from fraud_assets.lib.pan import Tokenizer
+
+
+class PanTokenizer(dg.ConfigurableResource):
+    """Keyed HMAC tokenisation of card numbers. The key comes from `FRAUD_PAN_KEY`."""
+
+    key: str
+
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer(self.key)
+
+
+class LandingZone(dg.ConfigurableResource):
+    """The landing zone: an outside contract (docs/landing-zone.md). Read-only for the platform."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+
+class ModelStore(dg.ConfigurableResource):
+    """Directory of skops model artifacts; the registry tables record their SHA-256."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        p = Path(self.root)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def build_resources(data_dir: Path | None = None, pan_key: str | None = None) -> dict[str, object]:
+    """Resources for a data directory. Definitions use the environment; tests pass a tmp_path."""
+    root = Path(data_dir) if data_dir else settings.data_dir()
+    return {
+        "duckdb": DuckDBResource(database=str(root / settings.WAREHOUSE_FILE)),
+        "pan_tokenizer": PanTokenizer(key=pan_key if pan_key else dg.EnvVar("FRAUD_PAN_KEY")),
+        "landing": LandingZone(root=str(root / "landing")),
+        "model_store": ModelStore(root=str(root / "models")),
+    }

@@ -1,0 +1,26 @@
+"""Shared fixtures. Tests never touch ./data or ./.dagster_home: every test gets its own data dir,
+DuckDB file and Dagster instance under pytest's tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TEST_PAN_KEY = "test-key-0123456789abcdef-not-a-secret"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FRAUD_PAN_KEY", TEST_PAN_KEY)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    os.makedirs(tmp_path / "dagster_home", exist_ok=True)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir(exist_ok=True)
+    return d
