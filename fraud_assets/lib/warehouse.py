@@ -7,11 +7,16 @@ DuckDB rolls back an uncommitted transaction when the file is next opened.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pandas as pd
+
+# The standard `dagster/*` table metadata keys; 1.13 does not re-export the class at top level.
+from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
 
 from fraud_assets.lib.pan import mask_pans
 
@@ -28,6 +33,38 @@ def _as_relation_sql(conn: duckdb.DuckDBPyConnection, source: str | pd.DataFrame
         conn.register(name, source)
         return f"SELECT * FROM {name}"
     return source
+
+
+def export_root(conn: duckdb.DuckDBPyConnection) -> Path | None:
+    """`exports/` beside the warehouse file: Parquet snapshots that notebooks read without ever
+    taking the warehouse lock (docs/notebooks.md). None for an in-memory database."""
+    row = conn.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    return Path(row[0]).resolve().parent / "exports"
+
+
+def _export(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    where: str = "",
+    params: list | None = None,
+    name: str = "data.parquet",
+    subdir: str = "",
+) -> None:
+    """Write a Parquet snapshot atomically (temp file + rename): a reader sees the old or the new file."""
+    root = export_root(conn)
+    if root is None:
+        return
+    schema, tbl = table.split(".")
+    target_dir = root / schema / tbl / subdir
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / name
+    tmp = target_dir / f".{name}.tmp"
+    conn.execute(f"COPY (SELECT * FROM {table} {where}) TO '{tmp}' (FORMAT parquet)", params or [])
+    os.replace(tmp, target)
 
 
 def replace_partition(
@@ -60,6 +97,14 @@ def replace_partition(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    for key in partition_keys:
+        _export(
+            conn,
+            table,
+            f"WHERE CAST({partition_column} AS VARCHAR) = ?",
+            [key],
+            subdir=f"{partition_column}={key}",
+        )
     return int(written)
 
 
@@ -75,6 +120,7 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, source: str | pd.
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    _export(conn, table)
     return int(written)
 
 
@@ -114,18 +160,23 @@ def table_metadata(
     preview_columns: Sequence[str] | None = None,
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """Standard metadata for a table (or the part of it matching `where`): column schema, row count,
-    table name, a masked preview. `extra` numeric values are plotted over time by the UI."""
+    """Standard metadata for a table: column schema, row count, table name, a masked preview.
+
+    With `where` (a partition filter), also the partition's row count, and the preview comes from the
+    partition. `extra` numeric values are plotted over time by the UI."""
     filt = f" WHERE {where}" if where else ""
     args = list(params or [])
-    count = conn.execute(f"SELECT count(*) FROM {table}{filt}", args).fetchone()[0]
+    total = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    part = conn.execute(f"SELECT count(*) FROM {table}{filt}", args).fetchone()[0] if where else None
     cols = ", ".join(preview_columns) if preview_columns else "*"
     preview = conn.execute(f"SELECT {cols} FROM {table}{filt} LIMIT {PREVIEW_ROWS}", args).df()
     md = dict(
-        dg.TableMetadataSet(
+        TableMetadataSet(
             column_schema=column_schema(conn, table, descriptions),
-            row_count=int(count),
+            row_count=int(total),
+            partition_row_count=int(part) if part is not None else None,
             table_name=table,
+            storage_kind="duckdb",
         )
     )
     md["preview"] = masked_preview(preview)
