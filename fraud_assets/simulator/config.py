@@ -1,0 +1,180 @@
+"""What a simulated world is made of: the run configuration and the defect rates.
+
+The world is a deterministic function of (seed, profile, start, day index): every random draw comes
+from a stream keyed by the seed, a purpose tag and (for daily draws) the day index, so generating
+N + M days reproduces the first N days exactly. `--append-days` relies on that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PROFILES = ("handbook", "realistic")
+
+# Defect kinds, their unit and realistic default rates. Rates are probabilities per unit:
+# - row:   per real authorisation row of a file (repairs change that row; extras add rows with
+#          fresh transaction ids, so expected extras = rate * real rows);
+# - file:  per authorisation file;
+# - report: per chargeback report.
+# The expected platform outcome of each kind is in DEFECT_OUTCOMES (docs/landing-zone.md).
+DEFECT_UNITS: dict[str, str] = {
+    # repaired on real transactions (ground truth stays exact)
+    "pan_format": "row",
+    "comma_decimal": "row",
+    "duplicate": "row",
+    # extra rows with fresh ids from the reserved range, never in ground truth
+    "non_positive_amount": "row",
+    "missing_terminal_id": "row",
+    "unknown_terminal": "row",
+    "invalid_pan": "row",
+    "unknown_currency": "row",
+    "future_timestamp": "row",
+    "outside_business_date": "row",
+    "malformed_line": "row",
+    "reversal": "row",
+    # whole files
+    "out_of_order": "file",
+    "late_file": "file",
+    "resent_file": "file",
+    "truncated_file": "file",
+    "huge_line": "file",
+    # chargebacks
+    "duplicate_chargeback": "report",
+}
+
+DEFAULT_RATES: dict[str, float] = {
+    "pan_format": 0.01,
+    "comma_decimal": 0.005,
+    "duplicate": 0.002,
+    "non_positive_amount": 0.0005,
+    "missing_terminal_id": 0.0005,
+    "unknown_terminal": 0.0005,
+    "invalid_pan": 0.0005,
+    "unknown_currency": 0.0002,
+    "future_timestamp": 0.0002,
+    "outside_business_date": 0.0002,
+    "malformed_line": 0.0003,
+    "reversal": 0.001,
+    "out_of_order": 0.05,
+    "late_file": 0.03,
+    "resent_file": 0.02,
+    "truncated_file": 0.01,
+    "huge_line": 0.005,
+    "duplicate_chargeback": 0.01,
+}
+
+# What the platform is expected to do with each defect (docs/landing-zone.md, "Defects").
+DEFECT_OUTCOMES: dict[str, str] = {
+    "pan_format": "repaired",
+    "comma_decimal": "repaired",
+    "duplicate": "repaired",
+    "non_positive_amount": "non_positive_amount",
+    "missing_terminal_id": "missing_terminal_id",
+    "unknown_terminal": "unknown_terminal",
+    "invalid_pan": "invalid_pan",
+    "unknown_currency": "unknown_currency",
+    "future_timestamp": "future_timestamp",
+    "outside_business_date": "outside_business_date",
+    "malformed_line": "malformed_line",
+    "huge_line": "malformed_line",
+    "reversal": "reversed",
+    "out_of_order": "repaired",
+    "late_file": "repaired",
+    "resent_file": "duplicate_file",
+    "truncated_file": "truncated_file",
+    "duplicate_chargeback": "repaired",
+}
+
+# Share of merchants whose terminals are acquired by processor B (feed acq_b, drifted schema).
+DEFAULT_ACQ_B_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One simulated world and how it is delivered.
+
+    `rates` overrides DEFAULT_RATES per defect kind; `clean=True` turns every defect off (the two
+    processor feeds stay: the drifted acq_b schema is how processor B delivers, not a defect; set
+    `acq_b_share=0` for a single feed).
+    """
+
+    profile: str = "realistic"
+    start: str | dt.date = "2018-04-01"
+    days: int = 183
+    customers: int = 5000
+    terminals: int = 10000
+    seed: int = 0
+    clean: bool = False
+    handbook_labels: bool = False
+    rates: dict[str, float] = field(default_factory=dict)
+    acq_b_share: float = DEFAULT_ACQ_B_SHARE
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, not {self.profile!r}")
+        start = self.start if isinstance(self.start, dt.date) else dt.date.fromisoformat(str(self.start))
+        object.__setattr__(self, "start", start)
+        if self.days < 1:
+            raise ValueError("days must be at least 1")
+        if self.days >= 100_000:
+            raise ValueError("days must be below 100000 (transaction id ranges are per day)")
+        if self.customers < 3 or self.terminals < 2:
+            raise ValueError("the fraud scenarios need at least 3 customers and 2 terminals")
+        if self.seed < 0:
+            raise ValueError("seed must be non-negative")
+        unknown = set(self.rates) - set(DEFECT_UNITS)
+        if unknown:
+            raise ValueError(f"unknown defect kind(s) {sorted(unknown)}; known: {sorted(DEFECT_UNITS)}")
+        for kind, rate in self.rates.items():
+            if not 0.0 <= float(rate) <= 1.0:
+                raise ValueError(f"rate for {kind} must be within [0, 1], not {rate}")
+        if not 0.0 <= self.acq_b_share <= 1.0:
+            raise ValueError("acq_b_share must be within [0, 1]")
+
+    @property
+    def start_date(self) -> dt.date:
+        return self.start  # type: ignore[return-value]  # normalised in __post_init__
+
+    def rate(self, kind: str) -> float:
+        if self.clean:
+            return 0.0
+        return float(self.rates.get(kind, DEFAULT_RATES[kind]))
+
+    def effective_rates(self) -> dict[str, float]:
+        return {kind: self.rate(kind) for kind in DEFECT_UNITS}
+
+    def with_days(self, days: int) -> SimConfig:
+        return dataclasses.replace(self, days=days)
+
+    def to_state(self) -> dict:
+        state = dataclasses.asdict(self)
+        state["start"] = self.start_date.isoformat()
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> SimConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in known})
+
+
+# Stream tags: the first key after the seed says what a stream is for, so adding a new kind of draw
+# never shifts an existing one.
+TAG_CUSTOMERS = 1
+TAG_TERMINALS = 2
+TAG_CARDS = 3
+TAG_MERCHANTS = 4
+TAG_DAY = 10
+TAG_SCENARIO_2 = 20
+TAG_SCENARIO_3 = 30
+TAG_SCENARIO_3_PICK = 31
+TAG_FX = 40
+TAG_MESS = 50
+TAG_CHARGEBACK_MESS = 51
+
+
+def rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *keys])
