@@ -85,7 +85,7 @@ DEFECT_OUTCOMES: dict[str, str] = {
     "out_of_order": "repaired",
     "late_file": "repaired",
     "resent_file": "duplicate_file",
-    "truncated_file": "truncated_file",
+    "truncated_file": "truncated_gzip",
     "duplicate_chargeback": "repaired",
 }
 

@@ -396,7 +396,9 @@ def generate_world(cfg: SimConfig, progress: bool = False) -> World:
     mean_nb = customers["mean_nb_tx_per_day"].to_numpy()
     parts = [
         _generate_day(cfg.seed, g, mean_amount, std_amount, mean_nb, offsets, counts, flat)
-        for g in tqdm(range(n_gen), desc="simulating days", unit="day", disable=not progress, leave=False)
+        for g in tqdm(
+            range(n_gen), desc="simulating days", unit="day", disable=None if progress else True, leave=False
+        )
     ]
     tx = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     tx["transaction_id"] = np.arange(1, len(tx["day"]) + 1, dtype=np.int64)
