@@ -286,7 +286,9 @@ def simulate(data_dir: str | Path, cfg: SimConfig, progress: bool = False, first
             written[f.source] += 1
     landed_defects = [row for row in defect_rows if row[2].landing_day <= last]
     defects = _defects_frame(world, landed_defects)
-    truth = world.transactions.assign(source_file=source_file, landing_date=landing_date)
+    truth = world.transactions.assign(
+        source_file=source_file, landing_date=pd.Series(landing_date.astype("datetime64[s]")).dt.date
+    )
     _write_ground_truth(data_dir, world, truth, defects)
     t_written = time.perf_counter()
 
