@@ -286,10 +286,7 @@ def simulate(data_dir: str | Path, cfg: SimConfig, progress: bool = False, first
             written[f.source] += 1
     landed_defects = [row for row in defect_rows if row[2].landing_day <= last]
     defects = _defects_frame(world, landed_defects)
-    truth = world.transactions.assign(
-        source_file=source_file, landing_date=pd.Series(landing_date.astype("datetime64[s]")).dt.date
-    )
-    _write_ground_truth(data_dir, world, truth, defects)
+    _write_ground_truth(data_dir, world, source_file, landing_date, defects)
     t_written = time.perf_counter()
 
     tx = world.transactions
@@ -337,12 +334,17 @@ def _defects_frame(world: World, rows: list[tuple]) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def _write_ground_truth(data_dir: Path, world: World, truth: pd.DataFrame, defects: pd.DataFrame) -> None:
+def _write_ground_truth(
+    data_dir: Path, world: World, source_file: np.ndarray, landing_date: np.ndarray, defects: pd.DataFrame
+) -> None:
     gt = data_dir / GROUND_TRUTH_DIR
     gt.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(truth, preserve_index=False)
+    tx = world.transactions
+    columns = {c: pa.array(tx[c].to_numpy(), from_pandas=True) for c in tx.columns}  # no pandas copy
+    columns["source_file"] = pa.array(source_file, pa.string())
+    columns["landing_date"] = pa.array(landing_date)  # datetime64[D] -> date32
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", coerce_timestamps="us")
+    pq.write_table(pa.table(columns), sink, compression="zstd", coerce_timestamps="us")
     _atomic_write(gt / "transactions.parquet", sink.getvalue().to_pybytes())
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pandas(defects, preserve_index=False), sink, compression="zstd")

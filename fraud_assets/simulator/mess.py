@@ -97,7 +97,7 @@ def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows, n_terminals:
     pending: list[tuple[str, int, int, str]] = []  # (kind, transaction_id, line index, detail)
 
     # Repairs applied to real rows.
-    rows = {k: v.copy() for k, v in real.items()}
+    rows = {**real, "pan": real["pan"].copy()}  # only the PAN column is edited in place
     r = _stream(cfg, day, feed, "pan_format")
     hit = r.random(n) < cfg.rate("pan_format")
     dash = r.random(n) < 0.5
