@@ -10,6 +10,7 @@ label delays and a messy-feed injector, written as a landing zone (docs/landing-
 """
 
 from fraud_assets.simulator.config import DEFAULT_RATES, DEFECT_OUTCOMES, DEFECT_UNITS, SimConfig
+from fraud_assets.simulator.landing import append_days, simulate
 from fraud_assets.simulator.world import World, generate_world
 
 __all__ = [
@@ -18,13 +19,7 @@ __all__ = [
     "DEFECT_UNITS",
     "SimConfig",
     "World",
+    "append_days",
     "generate_world",
     "simulate",
 ]
-
-
-def simulate(data_dir, cfg: SimConfig, progress: bool = False) -> dict:
-    """Write the landing zone and the ground truth of `cfg` under `data_dir`; returns counts."""
-    from fraud_assets.simulator.landing import simulate as _simulate
-
-    return _simulate(data_dir, cfg, progress=progress)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
 
+from fraud_assets.lib.settings import data_dir as default_data_dir
 from fraud_assets.simulator.config import (
     DEFAULT_ACQ_B_SHARE,
     DEFAULT_RATES,
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("FRAUD_DATA_DIR", "./data")),
+        default=default_data_dir(),
         help="where landing/ and ground_truth/ go (default: $FRAUD_DATA_DIR or ./data)",
     )
     out.add_argument(

@@ -144,9 +144,6 @@ class SimConfig:
             return 0.0
         return float(self.rates.get(kind, DEFAULT_RATES[kind]))
 
-    def effective_rates(self) -> dict[str, float]:
-        return {kind: self.rate(kind) for kind in DEFECT_UNITS}
-
     def with_days(self, days: int) -> SimConfig:
         return dataclasses.replace(self, days=days)
 

@@ -30,9 +30,9 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from fraud_assets.simulator import reference as ref
-from fraud_assets.simulator.config import TAG_CHARGEBACK_MESS, SimConfig, rng
+from fraud_assets.simulator.config import DEFECT_OUTCOMES, TAG_CHARGEBACK_MESS, SimConfig, rng
 from fraud_assets.simulator.feeds import Rows, parquet_bytes, render_chargebacks, render_fx, take
-from fraud_assets.simulator.mess import FEEDS, FeedDay, LandedFile, build_feed_day, expected_outcome
+from fraud_assets.simulator.mess import FEEDS, FeedDay, LandedFile, build_feed_day
 from fraud_assets.simulator.world import DAY_SECONDS, World, generate_world
 
 GROUND_TRUTH_DIR = "ground_truth"
@@ -51,10 +51,6 @@ DEFECT_COLUMNS = (
 )
 
 
-class LandingNotEmptyError(RuntimeError):
-    pass
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
     """The contract's atomic delivery: a dot-file first, renamed when complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,9 +59,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _minor_units(tx: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(amount in minor units, ISO 4217 exponent) of `amount_original`, as the feeds carry it."""
+    exponent = tx["currency"].map(ref.CURRENCY_EXPONENT).to_numpy(dtype=np.int64)
+    return np.round(tx["amount_original"].to_numpy() * 10.0**exponent).astype(np.int64), exponent
+
+
 def _auth_rows(world: World) -> Rows:
     tx = world.transactions
-    exponent = tx["currency"].map(ref.CURRENCY_EXPONENT).to_numpy(dtype=np.int64)
+    amount_minor, exponent = _minor_units(tx)
     n = len(tx)
     return {
         "transaction_id": tx["transaction_id"].to_numpy(),
@@ -73,7 +75,7 @@ def _auth_rows(world: World) -> Rows:
         "local": tx["tx_datetime_local"].to_numpy().astype("datetime64[s]"),
         "pan": tx["pan"].to_numpy(dtype=object),
         "terminal_id": tx["terminal_id"].to_numpy(),
-        "amount_minor": np.round(tx["amount_original"].to_numpy() * 10.0**exponent).astype(np.int64),
+        "amount_minor": amount_minor,
         "exponent": exponent,
         "currency": tx["currency"].to_numpy(dtype=object),
         "channel": tx["channel"].to_numpy(dtype=object),
@@ -136,14 +138,14 @@ def _chargebacks(world: World) -> tuple[list[LandedFile], list[tuple]]:
     reason = np.where(
         visa, np.where(ecom, ref.REASON_VISA_CARD_ABSENT, ref.REASON_VISA_CARD_PRESENT), ref.REASON_MASTERCARD
     ).astype(object)
-    exponent = fraud["currency"].map(ref.CURRENCY_EXPONENT).to_numpy(dtype=np.int64)
+    amount_minor, exponent = _minor_units(fraud)
     base = {
         "transaction_id": fraud["transaction_id"].to_numpy(),
         "pan": pan,
         "tx_datetime": fraud["tx_datetime"].to_numpy().astype("datetime64[s]"),
         "reported_at": reported,
         "reason_code": reason,
-        "amount_minor": np.round(fraud["amount_original"].to_numpy() * 10.0**exponent).astype(np.int64),
+        "amount_minor": amount_minor,
         "exponent": exponent,
         "currency": fraud["currency"].to_numpy(dtype=object),
         "copy": np.ones(len(fraud), dtype=np.int64),
@@ -317,7 +319,7 @@ def _defects_frame(world: World, rows: list[tuple]) -> pd.DataFrame:
             "transaction_id": tid if tid >= 0 else None,
             "source_file": f.relative(start),
             "row_number": row if row >= 0 else None,
-            "expected_outcome": expected_outcome(kind),
+            "expected_outcome": DEFECT_OUTCOMES[kind],
             "business_date": start + dt.timedelta(days=int(bday)),
             "landing_date": start + dt.timedelta(days=f.landing_day),
             "detail": detail,

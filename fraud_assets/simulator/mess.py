@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fraud_assets.simulator import reference as ref
-from fraud_assets.simulator.config import DEFECT_OUTCOMES, DEFECT_UNITS, TAG_MESS, SimConfig, rng
+from fraud_assets.simulator.config import DEFECT_UNITS, TAG_MESS, SimConfig, rng
 from fraud_assets.simulator.feeds import (
     ACQ_A_HEADER,
     Rows,
@@ -271,7 +271,3 @@ def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows, n_terminals:
     defects += [(kind, -1, canonical, -1, detail) for kind, detail in pending_files]
     defects += [(kind, tid, canonical, int(row_number[i]), detail) for kind, tid, i, detail in pending]
     return FeedDay(files=files, canonical=canonical, defects=defects)
-
-
-def expected_outcome(kind: str) -> str:
-    return DEFECT_OUTCOMES[kind]

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REPORTING_CURRENCY = "EUR"
-
 # ISO 4217 minor-unit exponents of the currencies the feeds carry.
 CURRENCY_EXPONENT: dict[str, int] = {"EUR": 2, "GBP": 2, "USD": 2, "CHF": 2, "SEK": 2, "JPY": 0}
 

@@ -24,7 +24,24 @@ from fraud_assets.lib.warehouse import replace_table
 # Only for a simulated world loaded without FRAUD_PAN_KEY (benchmarks): these are not real cards.
 SIMULATION_KEY = "simulated-world-only-not-a-secret"
 
-CLEANED_TABLES = ("transactions", "labels", "cards", "terminals", "fx_rates")
+_TX = "transaction_id BIGINT, business_date DATE, tx_datetime TIMESTAMP, tx_datetime_local TIMESTAMP, "
+_TX += "card_token VARCHAR, pan_bin VARCHAR, pan_last4 VARCHAR, terminal_id BIGINT, tx_amount DOUBLE, "
+_TX += "amount_original DOUBLE, currency VARCHAR, fx_rate DOUBLE, channel VARCHAR, three_ds VARCHAR, "
+_TX += "feed VARCHAR, source_file VARCHAR, row_number BIGINT"
+_SCHEMAS = {
+    "transactions": _TX,
+    "labels": "transaction_id BIGINT, card_token VARCHAR, tx_datetime TIMESTAMP, reported_at TIMESTAMP, "
+    "chargeback_id VARCHAR, reason_code VARCHAR",
+    "cards": "card_token VARCHAR, pan_bin VARCHAR, pan_last4 VARCHAR, customer_id BIGINT, home_x DOUBLE, "
+    "home_y DOUBLE, home_country VARCHAR",
+    "terminals": "terminal_id BIGINT, merchant_id BIGINT, mcc VARCHAR, country VARCHAR, currency VARCHAR, "
+    "timezone VARCHAR, x DOUBLE, y DOUBLE",
+    "fx_rates": "rate_date DATE, quote_currency VARCHAR, rate DOUBLE",
+}
+# The cleaned interface (docs/architecture.md): table -> {column: DuckDB type}.
+SCHEMAS: dict[str, dict[str, str]] = {
+    table: dict(col.strip().split(" ", 1) for col in spec.split(",")) for table, spec in _SCHEMAS.items()
+}
 
 
 def settle(conn: duckdb.DuckDBPyConnection) -> None:
@@ -145,14 +162,10 @@ def load_world_into_cleaned(
     frames = cleaned_frames(world, tokenizer)
     counts = {}
     for name, frame in frames.items():
-        if name == "transactions":
-            frame = frame.astype({"business_date": "datetime64[s]"})
-            sql = "SELECT * REPLACE (CAST(business_date AS DATE) AS business_date) FROM _loader_frame"
-        elif name == "fx_rates":
-            frame = frame.astype({"rate_date": "datetime64[s]"})
-            sql = "SELECT * REPLACE (CAST(rate_date AS DATE) AS rate_date) FROM _loader_frame"
-        else:
-            sql = "SELECT * FROM _loader_frame"
+        # Explicit interface types: an all-null column (three_ds in the handbook profile) must not
+        # become DuckDB's NULL type.
+        sql = "SELECT " + ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in SCHEMAS[name].items())
+        sql += " FROM _loader_frame"
         settle(conn)
         conn.register("_loader_frame", frame)
         try:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fraud_assets.lib.settings import REPORTING_CURRENCY
 from fraud_assets.simulator import reference as ref
 from fraud_assets.simulator.config import (
     TAG_CARDS,
@@ -140,7 +141,8 @@ def make_customers(cfg: SimConfig) -> pd.DataFrame:
 
 
 def luhn_pans(bins: np.ndarray, account: np.ndarray) -> np.ndarray:
-    """16-digit Luhn-valid PANs from 6-digit BINs and 9-digit account numbers (vectorised)."""
+    """16-digit Luhn-valid PANs from 6-digit BINs and 9-digit account numbers: lib.pan's
+    luhn_check_digit, vectorised over all cards at once."""
     partial = bins.astype(np.int64) * 10**9 + account.astype(np.int64)  # 15 digits
     digits = (partial[:, None] // (10 ** np.arange(15, dtype=np.int64))[None, :]) % 10  # rightmost first
     doubled = digits[:, 0::2] * 2
@@ -183,7 +185,7 @@ def make_terminals(cfg: SimConfig) -> pd.DataFrame:
     else:
         m_mcc = np.full(n_merchants, ref.HANDBOOK_MCC, dtype=object)
         country = np.full(n, ref.HANDBOOK_COUNTRY, dtype=object)
-        currency = np.full(n, ref.REPORTING_CURRENCY, dtype=object)
+        currency = np.full(n, REPORTING_CURRENCY, dtype=object)
         timezone = np.full(n, ref.HANDBOOK_TIMEZONE, dtype=object)
     return pd.DataFrame(
         {
@@ -378,7 +380,7 @@ def make_fx_rates(cfg: SimConfig) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "rate_date": np.repeat(dates, len(quotes)).astype("datetime64[s]"),
-            "base_currency": ref.REPORTING_CURRENCY,
+            "base_currency": REPORTING_CURRENCY,
             "quote_currency": np.tile(np.array(quotes, dtype=object), cfg.days),
             "rate": rates.ravel(),
         }
@@ -410,10 +412,7 @@ def generate_world(cfg: SimConfig, progress: bool = False) -> World:
     local = start + (tx["day"] * DAY_SECONDS + tx["secs"]).astype("timedelta64[s]")
     utc, local = _to_utc(local, tz_codes[term], np.asarray(tz_names))
     utc_day = (utc - start).astype("timedelta64[s]").astype(np.int64) // DAY_SECONDS
-    keep = (utc_day >= 0) & (utc_day < cfg.days)
-    if cfg.profile == "handbook":
-        keep &= tx["day"] < cfg.days  # identical to the UTC test; spelled out for the handbook's day index
-    sel = np.flatnonzero(keep)
+    sel = np.flatnonzero((utc_day >= 0) & (utc_day < cfg.days))
     # ids grow with the array order, so a stable sort on time breaks ties by id; the array is
     # nearly time-ordered already (day-major, local time within a day), which timsort exploits.
     sel = sel[np.argsort(utc[sel], kind="stable")]
