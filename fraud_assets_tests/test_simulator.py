@@ -226,3 +226,15 @@ def test_config_rejects_nonsense():
     with pytest.raises(ValueError, match="within"):
         SimConfig(rates={"duplicate": 1.5})
     assert SimConfig(clean=True, rates={"duplicate": 0.5}).rate("duplicate") == 0.0
+
+
+@pytest.mark.parametrize("start", ["2018-03-20", "2018-10-22"])
+def test_local_times_round_trip_to_utc_across_daylight_saving_changes(start):
+    """acq_b carries naive local times: read in the terminal's zone (repeated autumn hour = first
+    occurrence, spring gap shifted forward) they give back the UTC time, also on the change days."""
+    w = generate_world(SimConfig(profile="realistic", start=start, days=20, customers=400, terminals=800))
+    tx = w.transactions.merge(w.terminals[["terminal_id", "timezone"]], on="terminal_id")
+    for zone, part in tx.groupby("timezone"):
+        local = pd.DatetimeIndex(part["tx_datetime_local"])
+        utc = local.tz_localize(zone, ambiguous=np.ones(len(part), dtype=bool), nonexistent="shift_forward")
+        assert (utc.tz_convert("UTC").tz_localize(None) == pd.DatetimeIndex(part["tx_datetime"])).all(), zone
