@@ -92,7 +92,7 @@ def replace_partition(
             f"SELECT count(*) FROM {table} WHERE CAST({partition_column} AS VARCHAR) IN "
             f"(SELECT unnest(?::VARCHAR[]))",
             [list(partition_keys)],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -115,7 +115,7 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, source: str | pd.
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"CREATE OR REPLACE TABLE {table} AS {select_sql}")
-        written = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        written = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -130,7 +130,7 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
         conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
             [schema, name],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 
@@ -166,8 +166,8 @@ def table_metadata(
     partition. `extra` numeric values are plotted over time by the UI."""
     filt = f" WHERE {where}" if where else ""
     args = list(params or [])
-    total = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    part = conn.execute(f"SELECT count(*) FROM {table}{filt}", args).fetchone()[0] if where else None
+    total = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    part = conn.execute(f"SELECT count(*) FROM {table}{filt}", args).fetchall()[0][0] if where else None
     cols = ", ".join(preview_columns) if preview_columns else "*"
     preview = conn.execute(f"SELECT {cols} FROM {table}{filt} LIMIT {PREVIEW_ROWS}", args).df()
     md = dict(

@@ -1,5 +1,11 @@
-"""The `cleaned` layer. `defs` is merged into the code location by fraud_assets/definitions.py."""
+"""The `cleaned` layer: typed EUR/UTC transactions, quarantine, labels, cards, terminals, FX.
+
+`defs` is merged into the code location by fraud_assets/definitions.py.
+"""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from fraud_assets.defs.cleaned.assets import CLEANED_ASSETS
+from fraud_assets.defs.cleaned.checks import CLEANED_CHECKS
+
+defs = dg.Definitions(assets=CLEANED_ASSETS, asset_checks=CLEANED_CHECKS)

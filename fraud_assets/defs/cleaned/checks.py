@@ -1,0 +1,167 @@
+"""Cleaned checks: contracts, uniqueness, referential integrity, reconciliation, PAN-leak scans."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.defs.cleaned import assets as cl
+from fraud_assets.defs.cleaned import schemas
+from fraud_assets.lib.contracts import contract_check, pan_leak_check, partition_filter
+from fraud_assets.lib.partitions import business_date_partitions
+
+TX_KEY = dg.AssetKey(["cleaned", "transactions"])
+QUAR_KEY = dg.AssetKey(["cleaned", "quarantine"])
+RECON_KEY = dg.AssetKey(["cleaned", "reconciliation"])
+P = business_date_partitions
+
+PARTITIONED = {
+    TX_KEY: (schemas.TransactionsModel, cl.TX),
+    QUAR_KEY: (schemas.QuarantineModel, cl.QUAR),
+    RECON_KEY: (schemas.ReconciliationModel, cl.RECON),
+}
+UNPARTITIONED = {
+    cl.labels: (schemas.LabelsModel, "cleaned.labels"),
+    cl.cards: (schemas.CardsModel, "cleaned.cards"),
+    cl.terminals: (schemas.TerminalsModel, "cleaned.terminals"),
+    cl.fx_rates: (schemas.FxRatesModel, "cleaned.fx_rates"),
+}
+
+contract_checks = [contract_check(k, m, t, partitions_def=P) for k, (m, t) in PARTITIONED.items()] + [
+    contract_check(a, m, t) for a, (m, t) in UNPARTITIONED.items()
+]
+leak_checks = [pan_leak_check(k, t, partitions_def=P) for k, (_, t) in PARTITIONED.items()] + [
+    pan_leak_check(a, t) for a, (_, t) in UNPARTITIONED.items()
+]
+
+
+@dg.asset_check(
+    asset=TX_KEY,
+    name="transaction_id_unique",
+    description=(
+        "Uniqueness (contract): every transaction_id of the partition appears exactly once in the whole "
+        "cleaned.transactions table, across all business dates. Blocking."
+    ),
+    blocking=True,
+    partitions_def=P,
+    pool="duckdb",
+)
+def transaction_id_unique(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    where, params = partition_filter(context, "business_date")
+    with duckdb.get_connection() as conn:
+        dupes = conn.execute(
+            f"SELECT count(*) FROM (SELECT transaction_id FROM {cl.TX} WHERE transaction_id IN "
+            f"(SELECT transaction_id FROM {cl.TX} WHERE {where}) GROUP BY 1 HAVING count(*) > 1)",
+            params,
+        ).fetchone()[0]
+    return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicated_ids": int(dupes)})
+
+
+def _orphans(conn, column: str, ref_table: str, where: str, params: list) -> tuple[int, int]:
+    row = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE r.{column} IS NULL) FROM {cl.TX} t "
+        f"LEFT JOIN (SELECT DISTINCT {column} FROM {ref_table}) r USING ({column}) WHERE {where}",
+        params,
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+@dg.asset_check(
+    asset=TX_KEY,
+    name="terminals_exist",
+    description=(
+        "Referential integrity: every terminal_id of the partition exists in cleaned.terminals (rows with "
+        "an unknown terminal are quarantined, so any orphan is a bug). Blocking."
+    ),
+    blocking=True,
+    partitions_def=P,
+    pool="duckdb",
+    additional_deps=[cl.terminals],
+)
+def terminals_exist(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    where, params = partition_filter(context, "t.business_date")
+    with duckdb.get_connection() as conn:
+        rows, orphans = _orphans(conn, "terminal_id", "cleaned.terminals", where, params)
+    return dg.AssetCheckResult(passed=orphans == 0, metadata={"rows": rows, "orphan_rows": orphans})
+
+
+@dg.asset_check(
+    asset=TX_KEY,
+    name="cards_exist",
+    description=(
+        "Referential integrity: every card_token of the partition exists in cleaned.cards. A card missing "
+        "from the cardholder snapshot is an upstream data gap, not a reason to drop the payment: WARN, "
+        "not blocking; metadata gives the orphan count."
+    ),
+    blocking=False,
+    partitions_def=P,
+    pool="duckdb",
+    additional_deps=[cl.cards],
+)
+def cards_exist(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    where, params = partition_filter(context, "t.business_date")
+    with duckdb.get_connection() as conn:
+        rows, orphans = _orphans(conn, "card_token", "cleaned.cards", where, params)
+    return dg.AssetCheckResult(
+        passed=orphans == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rows": rows, "orphan_rows": orphans},
+    )
+
+
+def reconcile(conn, where: str, params: list) -> dict[str, int]:
+    """Counts from the tables themselves (not from the cleaning step's own bookkeeping)."""
+
+    def count(table: str) -> int:
+        return int(conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0])
+
+    dup, rev, recorded_clean, recorded_quar = conn.execute(
+        f"SELECT coalesce(sum(duplicates_removed), 0), coalesce(sum(reversal_rows), 0), "
+        f"coalesce(sum(cleaned_rows), 0), coalesce(sum(quarantined_rows), 0) FROM {cl.RECON} WHERE {where}",
+        params,
+    ).fetchone()
+    return {
+        "raw_rows": count("raw.authorizations"),
+        "cleaned_rows": count(cl.TX),
+        "quarantined_rows": count(cl.QUAR),
+        "duplicates_removed": int(dup),
+        "reversal_rows": int(rev),
+        "recorded_cleaned_rows": int(recorded_clean),
+        "recorded_quarantined_rows": int(recorded_quar),
+    }
+
+
+@dg.asset_check(
+    asset=TX_KEY,
+    name="raw_rows_reconcile",
+    description=(
+        "Reconciliation for the partition: rows in raw.authorizations = rows in cleaned.transactions + "
+        "rows in cleaned.quarantine + duplicates_removed + reversal_rows (the last two from "
+        "cleaned.reconciliation). Every count in metadata. Blocking: an unaccounted row stops the flow."
+    ),
+    blocking=True,
+    partitions_def=P,
+    pool="duckdb",
+    additional_deps=[["raw", "authorizations"]],
+)
+def raw_rows_reconcile(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    where, params = partition_filter(context, "business_date")
+    with duckdb.get_connection() as conn:
+        c = reconcile(conn, where, params)
+    accounted = c["cleaned_rows"] + c["quarantined_rows"] + c["duplicates_removed"] + c["reversal_rows"]
+    passed = (
+        c["raw_rows"] == accounted
+        and c["recorded_cleaned_rows"] == c["cleaned_rows"]
+        and c["recorded_quarantined_rows"] == c["quarantined_rows"]
+    )
+    return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": c["raw_rows"] - accounted})
+
+
+CLEANED_CHECKS = [
+    *contract_checks,
+    *leak_checks,
+    transaction_id_unique,
+    terminals_exist,
+    cards_exist,
+    raw_rows_reconcile,
+]

@@ -1,0 +1,153 @@
+"""Pandera contracts of the cleaned tables (docs/architecture.md lists them as layer interfaces)."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from fraud_assets.defs.cleaned.transform import REASONS
+
+HEX64 = r"^[0-9a-f]{64}$"
+
+
+class TransactionsModel(pa.DataFrameModel):
+    """Typed authorisations in EUR and UTC, one row per transaction_id."""
+
+    transaction_id: Series[int] = pa.Field(unique=True, ge=0)
+    business_date: Series[pd.Timestamp]
+    tx_datetime: Series[pd.Timestamp]
+    tx_datetime_local: Series[pd.Timestamp]
+    card_token: Series[str] = pa.Field(str_matches=HEX64)
+    pan_bin: Series[str] = pa.Field(str_matches=r"^\d{6}$")
+    pan_last4: Series[str] = pa.Field(str_matches=r"^\d{4}$")
+    terminal_id: Series[int] = pa.Field(ge=0)
+    tx_amount: Series[float] = pa.Field(gt=0)
+    amount_original: Series[float] = pa.Field(gt=0)
+    currency: Series[str] = pa.Field(str_matches=r"^[A-Z]{3}$")
+    fx_rate: Series[float] = pa.Field(gt=0)
+    channel: Series[str] = pa.Field(isin=["card_present", "ecommerce"])
+    three_ds: Series[str] = pa.Field(nullable=True, isin=["Y", "N", "A", "U"])
+    feed: Series[str] = pa.Field(isin=["acq_a", "acq_b"])
+    source_file: Series[str]
+    row_number: Series[int] = pa.Field(ge=1)
+
+    @pa.dataframe_check(error="tx_datetime (UTC) falls on the business date")
+    def on_business_date(cls, df: pd.DataFrame) -> pd.Series:
+        return df["tx_datetime"].dt.normalize() == df["business_date"]
+
+    @pa.dataframe_check(error="tx_amount = amount_original / fx_rate")
+    def amount_in_eur(cls, df: pd.DataFrame) -> pd.Series:
+        return (df["tx_amount"] - df["amount_original"] / df["fx_rate"]).abs() <= 1e-9 * df["tx_amount"].abs()
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class QuarantineModel(pa.DataFrameModel):
+    """Every rejected authorisation row with where it came from, why, and the (masked) value."""
+
+    business_date: Series[pd.Timestamp]
+    source: Series[str] = pa.Field(isin=["authorizations"])
+    feed: Series[str] = pa.Field(isin=["acq_a", "acq_b"])
+    source_file: Series[str]
+    row_number: Series[int] = pa.Field(ge=1)
+    transaction_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    reason: Series[str] = pa.Field(isin=list(REASONS))
+    offending_column: Series[str]
+    offending_value: Series[str] = pa.Field(nullable=True)
+    quarantined_at: Series[pd.Timestamp]
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["source_file", "row_number"]
+
+
+class ReconciliationModel(pa.DataFrameModel):
+    """Per business date: where every raw row went."""
+
+    business_date: Series[pd.Timestamp] = pa.Field(unique=True)
+    raw_rows: Series[int] = pa.Field(ge=0)
+    cleaned_rows: Series[int] = pa.Field(ge=0)
+    quarantined_rows: Series[int] = pa.Field(ge=0)
+    duplicates_removed: Series[int] = pa.Field(ge=0)
+    reversal_rows: Series[int] = pa.Field(ge=0)
+
+    @pa.dataframe_check(error="raw = cleaned + quarantined + duplicates_removed + reversal_rows")
+    def balances(cls, df: pd.DataFrame) -> pd.Series:
+        return df["raw_rows"] == (
+            df["cleaned_rows"] + df["quarantined_rows"] + df["duplicates_removed"] + df["reversal_rows"]
+        )
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class LabelsModel(pa.DataFrameModel):
+    """One row per reported fraud transaction, with its earliest report time."""
+
+    transaction_id: Series[int] = pa.Field(unique=True)
+    card_token: Series[str] = pa.Field(nullable=True, str_matches=HEX64)
+    tx_datetime: Series[pd.Timestamp] = pa.Field(nullable=True)
+    reported_at: Series[pd.Timestamp]
+    chargeback_id: Series[str] = pa.Field(nullable=True)
+    reason_code: Series[str] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="a fraud is reported after it happened")
+    def reported_after_transaction(cls, df: pd.DataFrame) -> pd.Series:
+        return df["tx_datetime"].isna() | (df["reported_at"] >= df["tx_datetime"])
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class CardsModel(pa.DataFrameModel):
+    """Card reference: one row per card token (latest cardholder snapshot)."""
+
+    card_token: Series[str] = pa.Field(unique=True, str_matches=HEX64)
+    pan_bin: Series[str] = pa.Field(str_matches=r"^\d{6}$")
+    pan_last4: Series[str] = pa.Field(str_matches=r"^\d{4}$")
+    customer_id: Series[int]
+    home_x: Series[float] = pa.Field(nullable=True)
+    home_y: Series[float] = pa.Field(nullable=True)
+    home_country: Series[str] = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class TerminalsModel(pa.DataFrameModel):
+    """Terminal reference: one row per terminal (latest merchants snapshot)."""
+
+    terminal_id: Series[int] = pa.Field(unique=True)
+    merchant_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    mcc: Series[str] = pa.Field(nullable=True, str_matches=r"^\d{4}$")
+    country: Series[str] = pa.Field(nullable=True)
+    currency: Series[str] = pa.Field(nullable=True, str_matches=r"^[A-Z]{3}$")
+    timezone: Series[str] = pa.Field(isin=sorted(zoneinfo.available_timezones()))
+    x: Series[float] = pa.Field(nullable=True)
+    y: Series[float] = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class FxRatesModel(pa.DataFrameModel):
+    """EUR reference rates: one rate per (rate_date, quote_currency)."""
+
+    rate_date: Series[pd.Timestamp]
+    quote_currency: Series[str] = pa.Field(str_matches=r"^[A-Z]{3}$")
+    rate: Series[float] = pa.Field(gt=0)
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["rate_date", "quote_currency"]

@@ -1,0 +1,224 @@
+"""Data contracts: one factory turns a pandera `DataFrameModel` into a blocking asset check.
+
+The contract for a table is written once (a `DataFrameModel` beside the asset) and enforced in one
+place: `contract_check(asset, model, table)` reads the table from DuckDB - only the partition(s) being
+materialised when the asset is partitioned - validates it lazily (every failure collected, not just
+the first) and summarises the failures in the check's metadata. Failure samples go through `mask_pans`
+so a contract failure can never print a card number.
+
+Also here: `pan_leak_check`, the scan every raw and cleaned table gets (no 13-19 digit Luhn-valid run
+in any text column).
+"""
+
+from collections.abc import Sequence
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pandera.errors
+import pandera.pandas as pa
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.lib.pan import contains_pan, mask_pans
+from fraud_assets.lib.warehouse import table_exists
+
+MAX_FAILURE_SAMPLES = 20
+VALIDATE_KEYS_PER_BATCH = 16
+# Text columns that hold hex digests, not free text: a 64-hex HMAC contains a Luhn-valid 13+ digit
+# run in roughly 1 token out of 200 by chance, which is not a card number.
+DIGEST_COLUMNS = frozenset({"card_token", "file_sha256"})
+# RE2 (DuckDB) pre-filter: at least 13 digits, optionally separated by single spaces/dashes.
+_PAN_PREFILTER = r"[0-9]([ -]?[0-9]){12}"
+
+
+def _asset_key(asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str]) -> dg.AssetKey:
+    if isinstance(asset, dg.AssetsDefinition):
+        return asset.key
+    return dg.AssetKey.from_coercible(asset)
+
+
+def _partitions_def(asset: object, partitions_def: dg.PartitionsDefinition | None):
+    if partitions_def is not None:
+        return partitions_def
+    if isinstance(asset, dg.AssetsDefinition):
+        return asset.partitions_def
+    return None
+
+
+def partition_filter(
+    context: dg.AssetCheckExecutionContext | dg.AssetExecutionContext, partition_column: str
+) -> tuple[str, list[object]]:
+    """SQL filter + params for the partition(s) this run touches; ("", []) when unpartitioned."""
+    if not context.has_partition_key and not context.has_partition_key_range:
+        return "", []
+    keys = list(context.partition_keys)
+    return f"CAST({partition_column} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))", [keys]
+
+
+def read_table(
+    conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None
+) -> pd.DataFrame:
+    filt = f" WHERE {where}" if where else ""
+    return conn.execute(f"SELECT * FROM {table}{filt}", params or []).df()
+
+
+def summarise_failures(failure_cases: pd.DataFrame, max_samples: int = MAX_FAILURE_SAMPLES) -> dict:
+    """Check metadata for a lazy validation failure: counts by (column, check) and masked samples."""
+    fc = failure_cases.copy()
+    fc["column"] = fc["column"].astype(str)
+    fc["check"] = fc["check"].astype(str)
+    by_check = fc.groupby(["column", "check"], dropna=False).size().rename("failures").reset_index()
+    samples = fc.head(max_samples)[["column", "check", "failure_case", "index"]].astype(str).map(mask_pans)
+    return {
+        "failure_count": dg.MetadataValue.int(len(fc)),
+        "failed_checks": dg.MetadataValue.int(len(by_check)),
+        "failures_by_check": dg.MetadataValue.md(by_check.to_markdown(index=False)),
+        "failure_samples": dg.MetadataValue.md(samples.to_markdown(index=False)),
+    }
+
+
+def validate_frame(model: type[pa.DataFrameModel], df: pd.DataFrame) -> tuple[bool, dict]:
+    """Lazily validate `df`; (passed, metadata). Pure: usable from tests and notebooks."""
+    errors = _failure_cases(model, df)
+    return (True, {}) if errors is None else (False, summarise_failures(errors))
+
+
+def _failure_cases(model: type[pa.DataFrameModel], df: pd.DataFrame) -> pd.DataFrame | None:
+    try:
+        model.validate(df, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        return exc.failure_cases
+    return None
+
+
+def contract_check(
+    asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
+    model: type[pa.DataFrameModel],
+    table: str,
+    *,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    partition_column: str = "business_date",
+    name: str | None = None,
+    description: str | None = None,
+    blocking: bool = True,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetChecksDefinition:
+    """A blocking asset check that validates `table` (DuckDB) against the pandera `model`.
+
+    For a partitioned asset the check shares its partitions definition and validates exactly the
+    partition(s) of the run (a single-run backfill validates its whole range). The table missing is a
+    failure, not an error: the contract says the table exists.
+    """
+    key = _asset_key(asset)
+    pdef = _partitions_def(asset, partitions_def)
+    check_name = name or f"{model.__name__.removesuffix('Model').lower()}_contract"
+    doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+    desc = description or (
+        f"Data contract for `{table}` (pandera `{model.__name__}`: column names, types, nullability, "
+        f"allowed values). {doc} Validated lazily on the materialised "
+        f"{'partition' if pdef else 'table'}; failures are counted by check and sampled (masked) in "
+        "metadata. Blocking: downstream assets do not run on data that breaks its contract."
+    )
+
+    @dg.asset_check(
+        asset=key,
+        name=check_name,
+        description=desc,
+        blocking=blocking,
+        partitions_def=pdef,
+        pool="duckdb",
+    )
+    def _contract(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        keys = list(context.partition_keys) if pdef is not None else [None]
+        failures: list[pd.DataFrame] = []
+        rows = 0
+        with duckdb.get_connection() as conn:
+            if not table_exists(conn, table):
+                return dg.AssetCheckResult(
+                    passed=False, severity=severity, metadata={"error": f"table {table} does not exist"}
+                )
+            # A single-run backfill validates its range a few dates at a time: bounded memory.
+            for start in range(0, len(keys), VALIDATE_KEYS_PER_BATCH):
+                batch = keys[start : start + VALIDATE_KEYS_PER_BATCH]
+                if batch == [None]:
+                    df = read_table(conn, table)
+                else:
+                    where = f"CAST({partition_column} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
+                    df = read_table(conn, table, where, [batch])
+                rows += len(df)
+                fc = _failure_cases(model, df)
+                if fc is not None:
+                    failures.append(fc)
+        md = summarise_failures(pd.concat(failures, ignore_index=True)) if failures else {}
+        md["rows_validated"] = dg.MetadataValue.int(rows)
+        return dg.AssetCheckResult(passed=not failures, severity=severity, metadata=md)
+
+    return _contract
+
+
+def find_pan_leaks(
+    conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None
+) -> dict[str, int]:
+    """Rows per text column holding a Luhn-valid 13-19 digit run (the PAN shape). {} when clean.
+
+    DuckDB pre-filters candidate values with a regex; only those distinct values reach Python's Luhn
+    test, so the scan stays cheap on millions of rows.
+    """
+    cols = [
+        r[0]
+        for r in conn.execute(f"DESCRIBE {table}").fetchall()
+        if str(r[1]).upper().startswith("VARCHAR") and r[0] not in DIGEST_COLUMNS
+    ]
+    filt = f"({where}) AND " if where else ""
+    leaks: dict[str, int] = {}
+    for col in cols:
+        rows = conn.execute(
+            f'SELECT "{col}", count(*) FROM {table} WHERE {filt} regexp_matches("{col}", ?) GROUP BY 1',
+            [*(params or []), _PAN_PREFILTER],
+        ).fetchall()
+        n = sum(c for v, c in rows if v is not None and contains_pan(v))
+        if n:
+            leaks[col] = n
+    return leaks
+
+
+def pan_leak_check(
+    asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
+    table: str,
+    *,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    partition_column: str = "business_date",
+    blocking: bool = True,
+) -> dg.AssetChecksDefinition:
+    """Blocking check: no text column of `table` holds a Luhn-valid 13-19 digit sequence."""
+    key = _asset_key(asset)
+    pdef = _partitions_def(asset, partitions_def)
+
+    @dg.asset_check(
+        asset=key,
+        name="no_clear_pan",
+        description=(
+            f"PAN-leak scan of `{table}`: no VARCHAR column (hex digests `card_token`/`file_sha256` "
+            "excepted) contains a 13-19 digit Luhn-valid sequence, with or without spaces/dashes. "
+            "Metadata gives the number of offending rows per column, never the values. Blocking: a "
+            "leaked card number must not flow downstream."
+        ),
+        blocking=blocking,
+        partitions_def=pdef,
+        pool="duckdb",
+    )
+    def _no_clear_pan(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        where, params = partition_filter(context, partition_column) if pdef else ("", [])
+        with duckdb.get_connection() as conn:
+            if not table_exists(conn, table):
+                return dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
+            leaks = find_pan_leaks(conn, table, where, params)
+        return dg.AssetCheckResult(
+            passed=not leaks,
+            metadata={
+                "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
+                "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
+            },
+        )
+
+    return _no_clear_pan

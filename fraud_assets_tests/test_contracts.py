@@ -1,0 +1,129 @@
+"""`contract_check`: a pandera model becomes a blocking check that validates what was materialised."""
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+from dagster_duckdb import DuckDBResource
+from pandera.typing import Series
+
+from fraud_assets.lib.contracts import contract_check, find_pan_leaks, pan_leak_check, validate_frame
+from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.warehouse import replace_partition
+from fraud_assets_tests import raw_cleaned_support as s
+
+
+class ThingsModel(pa.DataFrameModel):
+    """Things with a positive amount."""
+
+    business_date: Series[pd.Timestamp]
+    note: Series[str] = pa.Field(nullable=True)
+    amount: Series[float] = pa.Field(gt=0)
+
+
+def things_asset(rows_by_day: dict[str, list[tuple[str | None, float]]]):
+    @dg.asset(key=["test", "things"], partitions_def=business_date_partitions)
+    def things(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> None:
+        day = context.partition_key
+        df = pd.DataFrame(rows_by_day[day], columns=["note", "amount"]).assign(
+            business_date=pd.Timestamp(day)
+        )
+        with duckdb.get_connection() as conn:
+            cur = conn.cursor()
+            cur.register("src", df)
+            replace_partition(
+                cur,
+                "test.things",
+                "SELECT CAST(business_date AS DATE) AS business_date, note, amount FROM src",
+                "business_date",
+                [day],
+            )
+            cur.close()
+
+    return things
+
+
+def run(tmp_path, rows_by_day, day, extra_checks=()):
+    asset = things_asset(rows_by_day)
+    check = contract_check(asset, ThingsModel, "test.things")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("business_date", list(rows_by_day))
+    results = {}
+    for d in rows_by_day if day is None else [day]:
+        results[d] = dg.materialize(
+            [asset, check, *[c(asset) for c in extra_checks]],
+            resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))},
+            instance=instance,
+            partition_key=d,
+            raise_on_error=False,
+        )
+    return check, results
+
+
+def evaluation(result, name=None):
+    evs = [e for e in result.get_asset_check_evaluations() if name is None or e.check_name == name]
+    assert len(evs) == 1
+    return evs[0]
+
+
+def test_the_factory_makes_a_blocking_partitioned_check_with_a_description(tmp_path):
+    check = contract_check(things_asset({}), ThingsModel, "test.things")
+    spec = next(iter(check.check_specs))
+    assert spec.blocking
+    assert "test.things" in spec.description
+    assert "ThingsModel" in spec.description
+    assert check.partitions_def == business_date_partitions
+
+
+def test_a_partition_that_meets_the_contract_passes(tmp_path):
+    _, results = run(tmp_path, {"2018-04-01": [("ok", 1.0), (None, 2.5)]}, "2018-04-01")
+    ev = evaluation(results["2018-04-01"])
+    assert ev.passed
+    assert ev.metadata["rows_validated"].value == 2
+
+
+def test_failures_are_counted_by_check_and_sampled_with_pans_masked(tmp_path):
+    rows = {"2018-04-01": [(f"card {s.PANS[1]}", -1.0), ("ok", 0.0), ("fine", 3.0)]}
+    _, results = run(tmp_path, rows, "2018-04-01")
+    ev = evaluation(results["2018-04-01"])
+    assert not ev.passed
+    assert ev.severity == dg.AssetCheckSeverity.ERROR
+    assert ev.metadata["failure_count"].value == 2
+    assert "greater_than(0)" in ev.metadata["failures_by_check"].value
+    assert s.PANS[1] not in repr(ev.metadata)
+
+
+def test_only_the_materialised_partition_is_validated(tmp_path):
+    rows = {"2018-04-01": [("bad", -5.0)], "2018-04-02": [("good", 5.0)]}
+    _, results = run(tmp_path, rows, None)
+    assert not evaluation(results["2018-04-01"]).passed
+    ev = evaluation(results["2018-04-02"])
+    assert ev.passed
+    assert ev.metadata["rows_validated"].value == 1
+
+
+def test_validate_frame_reports_every_failure_lazily():
+    df = pd.DataFrame(
+        {"business_date": [pd.Timestamp("2018-04-01")] * 2, "note": [1, None], "amount": [-1.0, None]}
+    )
+    passed, md = validate_frame(ThingsModel, df)
+    assert not passed
+    assert md["failed_checks"].value >= 2
+
+
+def test_pan_leak_check_finds_a_pan_hidden_in_any_text_column(tmp_path):
+    spaced = " ".join(s.PANS[2][i : i + 4] for i in range(0, 16, 4))
+    rows = {"2018-04-01": [("clean note, id 123456", 1.0), (f"call {spaced}", 2.0)]}
+    _, results = run(tmp_path, rows, "2018-04-01", extra_checks=[lambda a: pan_leak_check(a, "test.things")])
+    ev = evaluation(results["2018-04-01"], "no_clear_pan")
+    assert not ev.passed
+    assert ev.metadata["leaking_rows"].value == 1
+    assert ev.metadata["leaking_columns"].value == "note"
+
+
+def test_hex_digests_and_non_luhn_digit_runs_are_not_leaks(tmp_path):
+    import duckdb
+
+    conn = duckdb.connect(str(tmp_path / "x.duckdb"))
+    token = "4539148803436467" + "0" * 48  # a digest that happens to start with a PAN shape
+    conn.execute("CREATE TABLE t AS SELECT ? AS card_token, ? AS note", [token, "4539148803436468"])
+    assert find_pan_leaks(conn, "t") == {}

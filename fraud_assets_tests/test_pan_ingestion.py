@@ -1,0 +1,81 @@
+"""The clear PAN stops at ingestion: tokenised with the FRAUD_PAN_KEY, masked wherever it strays."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from fraud_assets.defs.raw import parsers
+from fraud_assets.lib.pan import Tokenizer, contains_pan
+from fraud_assets.resources import build_resources
+from fraud_assets_tests import raw_cleaned_support as s
+from fraud_assets_tests.conftest import TEST_PAN_KEY
+
+
+def test_the_token_is_the_hmac_sha256_of_the_normalised_pan_keyed_by_the_env_key(data_dir):
+    raw = s.raw_frame([s.a_row(1, pan=" ".join([s.PANS[1][:4], s.PANS[1][4:]]))])
+    expected = hmac.new(TEST_PAN_KEY.encode(), s.PANS[1].encode(), hashlib.sha256).hexdigest()
+    assert raw["card_token"].iloc[0] == expected
+
+
+def test_the_deployed_tokenizer_reads_its_key_from_the_environment(data_dir):
+    resource = build_resources(data_dir)["pan_tokenizer"]
+    with dg.build_resources({"pan_tokenizer": resource}) as res:
+        assert res.pan_tokenizer.tokenizer().token(s.PANS[1]) == Tokenizer(TEST_PAN_KEY).token(s.PANS[1])
+
+
+def test_another_key_gives_other_tokens():
+    a = Tokenizer(TEST_PAN_KEY).token(s.PANS[1])
+    b = Tokenizer("another-key-of-sufficient-length").token(s.PANS[1])
+    assert a != b
+
+
+def test_an_invalid_pan_keeps_only_a_masked_form_and_no_token():
+    wrong_luhn = s.PANS[1][:-1] + str((int(s.PANS[1][-1]) + 3) % 10)
+    raw = s.raw_frame([s.a_row(1, pan=wrong_luhn), s.a_row(2, pan="12345")])
+    assert raw["card_token"].isna().all()
+    assert not raw["pan_valid"].any()
+    assert raw["pan_masked"].tolist() == [wrong_luhn[:6] + "******" + wrong_luhn[-4:], "*****"]
+
+
+def test_a_pan_arriving_in_another_field_is_masked_in_raw():
+    raw = s.raw_frame([s.a_row(1, three_ds=s.PANS[3])])
+    assert not contains_pan(raw.astype(str).to_string())
+
+
+def test_a_malformed_line_is_masked_before_it_is_truncated():
+    line = "x" * (parsers.RAW_LINE_KEEP - 8) + s.PANS[1] + "," + "y" * 5000
+    kept = parsers.mask_line(line)
+    assert s.PANS[1][:8] not in kept[parsers.RAW_LINE_KEEP - 8 :]
+    assert not contains_pan(kept)
+
+
+def test_no_pan_in_tables_event_log_or_compute_logs_of_an_on_disk_instance(tmp_path, data_dir):
+    home = tmp_path / "home"
+    home.mkdir()
+    s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(1), s.a_row(2, pan=s.PANS[2] + "0"), f"3,{s.PANS[3]},broken"])
+    s.write_acq_b(data_dir, [s.b_row(10), '{"card_number": "' + s.PANS[1] + '"'])
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        results = s.run_pipeline(data_dir, instance=instance, raise_on_error=False)
+        assert all(r.success for r in results)
+        blobs = [repr(e) for r in results for e in r.all_events]
+        for run in instance.get_runs():
+            blobs += [repr(e) for e in instance.all_logs(run.run_id)]
+    finally:
+        instance.dispose()
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        for schema, table in conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables"
+        ).fetchall():
+            blobs.append(conn.execute(f"SELECT * FROM {schema}.{table}").df().astype(str).to_csv())
+    blobs += [p.read_bytes().decode("utf-8", "replace") for p in Path(home).rglob("*") if p.is_file()]
+    blobs += [pd.read_parquet(p).astype(str).to_csv() for p in (data_dir / "exports").rglob("*.parquet")]
+    text = "\n".join(blobs)
+    assert len(text) > 10_000
+    assert not [p for p in s.PANS.values() if p in text]
