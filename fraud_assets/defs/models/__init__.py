@@ -1,5 +1,23 @@
-"""The `models` layer. `defs` is merged into the code location by fraud_assets/definitions.py."""
+"""The `models` layer: training set -> candidates -> evaluation -> champion gate (docs/models.md)."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from fraud_assets.defs.models.candidates import candidate_assets
+from fraud_assets.defs.models.champion import champion, champion_gate, rollback_champion_job
+from fraud_assets.defs.models.evaluation import evaluation
+from fraud_assets.defs.models.training_set import training_set
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.groups("models"),
+    description=(
+        "Retrain: models/training_set -> one candidate per family -> models/evaluation -> champion_gate "
+        "(blocking) -> models/champion. Reads features and labels already in the warehouse."
+    ),
+)
+
+defs = dg.Definitions(
+    assets=[training_set, *candidate_assets, evaluation, champion],
+    asset_checks=[champion_gate],
+    jobs=[training_job, rollback_champion_job],
+)

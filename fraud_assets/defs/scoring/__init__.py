@@ -1,5 +1,24 @@
-"""The `scoring` layer. `defs` is merged into the code location by fraud_assets/definitions.py."""
+"""The `scoring` layer: daily scores with the champion and the top-k alert queue (docs/models.md)."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from fraud_assets.defs.scoring.fraud_alerts import fraud_alerts
+from fraud_assets.defs.scoring.transaction_scores import transaction_scores
+
+# Everything the scores need except training: raw -> cleaned -> features -> scoring, for the business
+# dates given (make score); partitioned by business_date (inferred from the selected assets). The models
+# chain upstream of models/champion is excluded: scoring never trains.
+scoring_selection = (
+    dg.AssetSelection.groups("scoring").upstream() - dg.AssetSelection.groups("models", "monitoring")
+).required_multi_asset_neighbors()  # multi-assets upstream (e.g. cleaned/transactions) run whole
+
+scoring_job = dg.define_asset_job(
+    "scoring_job",
+    selection=scoring_selection,
+    description=(
+        "Daily scoring without training: landing data -> raw -> cleaned -> features -> "
+        "scoring/transaction_scores -> scoring/fraud_alerts with the current champion, per business date."
+    ),
+)
+
+defs = dg.Definitions(assets=[transaction_scores, fraud_alerts], jobs=[scoring_job])

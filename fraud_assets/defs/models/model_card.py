@@ -1,0 +1,144 @@
+"""Model cards: one markdown page per model version, with its PR curve and score distribution as PNG.
+
+The card goes into asset metadata (PNG embedded as a data URI so the Dagster UI shows it without file
+access), into the model store beside the artifact, and into `docs/models/` (PNG files beside the page).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: assets run in worker processes without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from fraud_assets.lib.metrics import pr_curve  # noqa: E402
+from fraud_assets.lib.registry import ModelVersion  # noqa: E402
+
+CARDS_DIR_ENV = "FRAUD_MODEL_CARDS_DIR"
+
+
+def default_cards_dir() -> Path:
+    """`$FRAUD_MODEL_CARDS_DIR`, else `docs/models` of the working directory (the repository)."""
+    return Path(os.environ.get(CARDS_DIR_ENV) or Path.cwd() / "docs" / "models")
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def pr_curve_png(labels: np.ndarray, scores: np.ndarray, title: str) -> bytes:
+    precision, recall = pr_curve(labels, scores)
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    ax.plot(recall, precision, lw=1.5)
+    ax.axhline(float(np.mean(labels)), color="grey", ls="--", lw=1, label="random")
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="upper right")
+    return _png(fig)
+
+
+def score_distribution_png(labels: np.ndarray, scores: np.ndarray, title: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="genuine")
+    ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="fraud")
+    ax.set(xlabel="score", ylabel="density (log)", title=title, yscale="log")
+    ax.legend()
+    return _png(fig)
+
+
+def _metrics_table(mv: ModelVersion) -> str:
+    m = mv.metrics
+    rows = []
+    for name, label in (
+        ("auc", "AUC ROC"),
+        ("average_precision", "Average precision"),
+        ("card_precision_at_100", "Card Precision@100"),
+    ):
+        rows.append(
+            {
+                "metric": label,
+                "prequential mean": m.get(f"{name}_mean"),
+                "prequential std": m.get(f"{name}_std"),
+                "most recent split (fold 0)": m.get(f"fold0_{name}"),
+            }
+        )
+    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f")
+
+
+def render_card(
+    mv: ModelVersion, labels: np.ndarray, scores: np.ndarray, cost: pd.DataFrame, image_ref: dict[str, str]
+) -> str:
+    """The card's markdown; `image_ref` maps 'pr' and 'dist' to an image URL (data URI or file name)."""
+    best = cost.loc[cost["total_cost"].idxmin()] if len(cost) else None
+    cost_line = (
+        f"Minimum expected cost on the fold-0 test window: {best['total_cost']:,.0f} EUR at threshold "
+        f"{best['threshold']:.3f} ({int(best['alerts'])} alerts, {int(best['missed_fraud'])} missed frauds)."
+        if best is not None
+        else ""
+    )
+    params = ", ".join(f"`{k}={v}`" for k, v in sorted(mv.params.items()))
+    return f"""# Model card: {mv.model_version}
+
+**Family:** {mv.family} · **Created:** {mv.created_at:%Y-%m-%d %H:%M} UTC · **Code:** {mv.code_version}
+
+## Intended use
+Rank the card transactions of a business day by fraud risk so investigators review the most suspicious
+cards first (the daily top-k alert queue, `scoring.fraud_alerts`). Scores are probabilities from a model
+trained on labelled history; they are a prioritisation aid, not an automatic decline decision.
+
+## Training
+- Training window (fold 0): {mv.train_start} .. {mv.train_end}; label delay {mv.delay_days} days;
+  test window {mv.test_start} .. {mv.test_end}; {mv.n_folds} prequential folds.
+- Labels: frauds reported by the training cut-off (point in time).
+- Features ({len(mv.feature_columns)}): {", ".join(f"`{c}`" for c in mv.feature_columns)}
+- Parameters: {params}
+- Data hash `{mv.data_hash[:16]}…`, params hash `{mv.params_hash[:16]}…`,
+  artifact SHA-256 `{mv.artifact_sha256}`.
+
+## Metrics
+{_metrics_table(mv)}
+
+{cost_line}
+
+![Precision-recall curve]({image_ref["pr"]}) ![Score distribution]({image_ref["dist"]})
+
+## Limitations
+- Evaluated on simulated or historical data with the labels known at evaluation time; frauds reported
+  later than the evaluation are counted as genuine.
+- Cards already known to be compromised are removed from test days: figures describe new-fraud detection.
+- The gate compares prequential figures recorded at training time; folds of different periods are not
+  strictly comparable.
+- Fraud patterns drift: monitor `monitoring.model_performance` and retrain when it degrades.
+"""
+
+
+def write_card(
+    mv: ModelVersion, labels: np.ndarray, scores: np.ndarray, cost: pd.DataFrame, dirs: list[Path]
+) -> str:
+    """Write the card (with PNG files) into each of `dirs`; return the markdown with embedded images."""
+    title = f"{mv.family} fold 0"
+    pngs = {
+        "pr": pr_curve_png(labels, scores, f"PR curve, {title}"),
+        "dist": score_distribution_png(labels, scores, f"Scores, {title}"),
+    }
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        names = {k: f"{mv.model_version}_{k}.png" for k in pngs}
+        for k, data in pngs.items():
+            (d / names[k]).write_bytes(data)
+        (d / f"{mv.model_version}.md").write_text(render_card(mv, labels, scores, cost, names))
+    uris = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in pngs.items()}
+    embedded = render_card(mv, labels, scores, cost, uris)
+    if dirs:  # self-contained copy for the champion asset's metadata
+        (dirs[0] / f"{mv.model_version}.embedded.md").write_text(embedded)
+    return embedded

@@ -1,0 +1,169 @@
+"""`models/training_set`: features joined with labels, point in time, split for prequential validation."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from fraud_assets.defs.models.common import (
+    CODE_VERSION,
+    FEATURES_TABLE,
+    LABELS_TABLE,
+    OWNERS,
+    TRAINING_SET_TABLE,
+    feature_columns,
+)
+from fraud_assets.lib.model_selection import Fold, prequential_folds
+from fraud_assets.lib.warehouse import replace_table, table_metadata
+
+# One row per (fold, split, transaction).
+# - train rows: the fold's training days; label = a fraud label REPORTED by the training cut-off (the first
+#   test day, 00:00 UTC): frauds reported later were unknown when the model was trained.
+# - test rows: the fold's test days; label = every label known now (evaluation is retrospective). A card
+#   already known to be compromised on a test day is removed from that day: it would be blocked, not
+#   scored. Known = a label reported by the start of that day; with known_compromised='handbook' also
+#   only frauds that happened in [train_start, day - delay) count, exactly the handbook's
+#   get_train_test_set (it assumes every fraud is known `delay` days after it happens).
+TRAINING_SET_SQL = """
+WITH first_report AS (
+    SELECT transaction_id, min(reported_at) AS reported_at FROM {labels} GROUP BY transaction_id
+),
+feats AS (
+    SELECT transaction_id, business_date, tx_datetime, card_token, terminal_id, {feature_select}
+    FROM {features}
+),
+train AS (
+    SELECT f.fold, 'train' AS split, t.*,
+           coalesce(r.reported_at <= CAST(f.test_start AS TIMESTAMP), false)::INTEGER AS label
+    FROM _folds f
+    JOIN feats t ON t.business_date BETWEEN f.train_start AND f.train_end
+    LEFT JOIN first_report r USING (transaction_id)
+),
+test AS (
+    SELECT f.fold, 'test' AS split, t.*, (r.reported_at IS NOT NULL)::INTEGER AS label
+    FROM _folds f
+    JOIN feats t ON t.business_date BETWEEN f.test_start AND f.test_end
+    LEFT JOIN first_report r USING (transaction_id)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {labels} l
+        WHERE l.card_token = t.card_token
+          AND l.reported_at <= CAST(t.business_date AS TIMESTAMP)
+          AND (NOT ? OR (l.tx_datetime >= CAST(f.train_start AS TIMESTAMP)
+                         AND l.tx_datetime < CAST(t.business_date AS TIMESTAMP) - to_days(f.delay_days)))
+    )
+)
+SELECT * FROM train UNION ALL BY NAME SELECT * FROM test
+"""
+
+
+class TrainingSetConfig(dg.Config):
+    """Windows of the evaluation protocol (defaults: the handbook's 7-day train, delay and test)."""
+
+    train_start: str = Field(
+        default="",
+        description="First training day of fold 0 (YYYY-MM-DD). Empty: the latest split whose test window "
+        "ends on the last business date in the feature table.",
+    )
+    train_days: int = Field(default=7, description="Days in each training window.")
+    delay_days: int = Field(default=7, description="Label delay: days between training and test windows.")
+    test_days: int = Field(default=7, description="Days in each test window.")
+    n_folds: int = Field(default=4, description="Prequential folds (fold i is shifted i*step_days back).")
+    step_days: int = Field(default=7, description="Shift between consecutive folds.")
+    known_compromised: str = Field(
+        default="reported",
+        description="'reported': a card is removed from a test day once a fraud on it has been reported; "
+        "'handbook': also only frauds in [train_start, day - delay) count (the handbook's rule).",
+    )
+
+
+def resolve_folds(config: TrainingSetConfig, last_business_date: date) -> list[Fold]:
+    if config.train_start:
+        start = date.fromisoformat(config.train_start)
+    else:
+        span = config.train_days + config.delay_days + config.test_days
+        start = last_business_date - timedelta(days=span - 1)
+    return prequential_folds(
+        start, config.train_days, config.delay_days, config.test_days, config.n_folds, config.step_days
+    )
+
+
+def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], list[str], int]:
+    """Write models.training_set; return the folds, the feature columns and the row count."""
+    if config.known_compromised not in ("reported", "handbook"):
+        raise ValueError("known_compromised must be 'reported' or 'handbook'")
+    last = conn.execute(f"SELECT max(business_date) FROM {FEATURES_TABLE}").fetchone()[0]
+    if last is None:
+        raise dg.Failure(f"{FEATURES_TABLE} is empty: materialise features/transaction_features first")
+    folds = resolve_folds(config, last)
+    cols = feature_columns(conn)
+    folds_df = pd.DataFrame(
+        [
+            {
+                "fold": f.fold,
+                "train_start": f.train_start,
+                "train_end": f.train_end,
+                "test_start": f.test_start,
+                "test_end": f.test_end,
+                "delay_days": config.delay_days,
+            }
+            for f in folds
+        ]
+    )
+    conn.register("_folds", folds_df)
+    feature_select = ", ".join(f'CAST("{c}" AS DOUBLE) AS "{c}"' for c in cols)
+    sql = TRAINING_SET_SQL.format(labels=LABELS_TABLE, features=FEATURES_TABLE, feature_select=feature_select)
+    df = conn.execute(sql, [config.known_compromised == "handbook"]).df()
+    conn.unregister("_folds")
+    n = replace_table(conn, TRAINING_SET_TABLE, df.sort_values(["fold", "split", "transaction_id"]))
+    return folds, cols, n
+
+
+@dg.asset(
+    key=["models", "training_set"],
+    group_name="models",
+    owners=OWNERS,
+    kinds={"duckdb", "sql"},
+    code_version=CODE_VERSION,
+    pool="duckdb",
+    deps=[dg.AssetKey(["features", "transaction_features"]), dg.AssetKey(["cleaned", "labels"])],
+    description=(
+        "Training and test sets for fraud models, for the data scientists who train and compare them. "
+        "Per prequential fold: training days joined with the fraud labels known at the training cut-off "
+        "(point in time), a delay window equal to the label delay, then test days labelled with every "
+        "label known now, minus the cards already known to be compromised on each test day. All numeric "
+        "columns of features.transaction_features are carried (cast to DOUBLE)."
+    ),
+)
+def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, duckdb: DuckDBResource):
+    with duckdb.get_connection() as conn:
+        folds, cols, n = build_training_set(conn, config)
+        stats = conn.execute(
+            f"SELECT fold, split, count(*) AS n, sum(label) AS fraud, count(DISTINCT card_token) AS cards "
+            f"FROM {TRAINING_SET_TABLE} GROUP BY ALL ORDER BY fold, split"
+        ).df()
+        f0 = stats[stats["fold"] == 0].set_index("split")
+        windows = pd.DataFrame([f.__dict__ for f in folds])
+        md = table_metadata(
+            conn,
+            TRAINING_SET_TABLE,
+            descriptions={
+                "fold": "prequential fold (0 = most recent split)",
+                "split": "train | test",
+                "label": "1 = fraud (train: reported by the cut-off; test: known now)",
+            },
+            preview_columns=["fold", "split", "transaction_id", "business_date", "label"],
+            extra={
+                "n_features": len(cols),
+                "feature_columns": dg.MetadataValue.json(cols),
+                "fold0_train_rows": int(f0.loc["train", "n"]) if "train" in f0.index else 0,
+                "fold0_train_fraud": int(f0.loc["train", "fraud"]) if "train" in f0.index else 0,
+                "fold0_test_rows": int(f0.loc["test", "n"]) if "test" in f0.index else 0,
+                "fold0_test_fraud": int(f0.loc["test", "fraud"]) if "test" in f0.index else 0,
+                "folds": dg.MetadataValue.md(windows.to_markdown(index=False)),
+                "rows_per_fold_split": dg.MetadataValue.md(stats.to_markdown(index=False)),
+            },
+        )
+    context.log.info(f"training set: {n} rows, {len(folds)} folds, {len(cols)} features")
+    return dg.MaterializeResult(metadata=md)

@@ -1,0 +1,79 @@
+"""`scoring/transaction_scores`: every transaction of a business day scored by the champion."""
+
+import time
+from datetime import UTC, date, datetime
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.defs.scoring.common import (
+    OWNERS,
+    SCORES_TABLE,
+    SCORING_CODE_VERSION,
+    champion_model,
+    predict,
+    read_features_day,
+)
+from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.warehouse import replace_partition, table_metadata
+from fraud_assets.resources import ModelStore
+
+CHAMPION_KEY = dg.AssetKey(["models", "champion"])
+
+
+@dg.asset(
+    key=["scoring", "transaction_scores"],
+    group_name="scoring",
+    owners=OWNERS,
+    kinds={"python", "scikit-learn", "duckdb"},
+    code_version=SCORING_CODE_VERSION,
+    pool="duckdb",
+    partitions_def=business_date_partitions,
+    deps=[dg.AssetKey(["features", "transaction_features"]), CHAMPION_KEY],
+    # Score new days as their features land; a new champion does not rescore history (each row keeps the
+    # model_version that scored it; rescore a day explicitly if needed).
+    automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(CHAMPION_KEY)),
+    description=(
+        "Fraud score (probability) of every transaction of a business day, for the alert queue and "
+        "monitoring. Computed by the current champion model (loaded through the checked loader) from "
+        "features.transaction_features; each row records the model_version that scored it. Table "
+        "scoring.transaction_scores (contract: transaction_id, score, model_version)."
+    ),
+)
+def transaction_scores(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, model_store: ModelStore
+) -> dg.MaterializeResult:
+    day = context.partition_key
+    with duckdb.get_connection() as conn:
+        model, mv = champion_model(conn, model_store.path)
+        feats = read_features_day(conn, day)
+        t0 = time.perf_counter()
+        scores = predict(model, feats, mv.feature_columns) if len(feats) else []
+        seconds = time.perf_counter() - t0
+        out = feats[["transaction_id", "card_token"]].assign(
+            # A date, not pandas' datetime64: the partition column must stay DATE in DuckDB.
+            business_date=date.fromisoformat(day),
+            score=scores,
+            model_version=mv.model_version,
+            scored_at=datetime.now(UTC).replace(tzinfo=None),
+        )
+        n = replace_partition(conn, SCORES_TABLE, out, "business_date", [day])
+        md = table_metadata(
+            conn,
+            SCORES_TABLE,
+            where="business_date = CAST(? AS DATE)",
+            params=[day],
+            descriptions={
+                "score": "fraud probability from the champion model",
+                "model_version": "registry version that produced the score",
+            },
+            preview_columns=["transaction_id", "business_date", "score", "model_version"],
+            extra={
+                "model_version": mv.model_version,
+                "rows_scored": n,
+                "rows_per_second": float(n / seconds) if seconds > 0 and n else 0.0,
+                "mean_score": float(out["score"].mean()) if n else 0.0,
+                "p99_score": float(out["score"].quantile(0.99)) if n else 0.0,
+            },
+        )
+    return dg.MaterializeResult(metadata=md)

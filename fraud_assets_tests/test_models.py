@@ -1,0 +1,229 @@
+"""The models layer: point-in-time training set, prequential candidates, the champion gate, rollback."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
+from fraud_assets.lib import registry
+from fraud_assets.lib.model_selection import gate_decision, prequential_folds
+from fraud_assets_tests.models_world import (
+    connect,
+    copy_world,
+    layer_defs,
+    make_world,
+    run_config,
+    shared_trained_world,
+    write_world,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_trained_world(tmp_path_factory)
+
+
+@pytest.fixture
+def world_db(tmp_path: Path) -> Path:
+    db = tmp_path / "w.duckdb"
+    write_world(db, *make_world())
+    return db
+
+
+def test_prequential_folds_shift_back_by_step_with_a_delay_gap():
+    folds = prequential_folds(date(2018, 7, 25), 7, 7, 7, n_folds=3, step_days=7)
+    f0 = folds[0]
+    assert (f0.train_start, f0.train_end, f0.test_start, f0.test_end) == (
+        date(2018, 7, 25),
+        date(2018, 7, 31),
+        date(2018, 8, 8),
+        date(2018, 8, 14),
+    )
+    assert [f.train_start for f in folds] == [date(2018, 7, 25) - timedelta(days=7 * i) for i in range(3)]
+
+
+def test_training_labels_are_only_those_reported_by_the_cutoff(world_db: Path):
+    with duckdb.connect(str(world_db)) as conn:
+        folds, _, _ = build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1))
+        wrong = conn.execute(
+            """
+            SELECT count(*) FROM models.training_set t
+            LEFT JOIN (SELECT transaction_id, min(reported_at) r FROM cleaned.labels GROUP BY 1) l
+              USING (transaction_id)
+            WHERE t.split = 'train'
+              AND t.label <> coalesce(l.r <= TIMESTAMP '2018-08-08 00:00:00', false)::INT
+            """
+        ).fetchone()[0]
+        late = conn.execute(
+            "SELECT count(*) FROM cleaned.labels l JOIN models.training_set t USING (transaction_id) "
+            "WHERE t.split = 'train' AND l.reported_at > TIMESTAMP '2018-08-08 00:00:00'"
+        ).fetchone()[0]
+    assert folds[0].cutoff == date(2018, 8, 8)
+    assert wrong == 0
+    assert late > 0, "the world should have frauds reported after the cut-off (labelled 0 in training)"
+
+
+def test_test_days_exclude_cards_already_known_to_be_compromised(world_db: Path):
+    with duckdb.connect(str(world_db)) as conn:
+        build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1))
+        known = conn.execute(
+            "SELECT count(*) FROM models.training_set t WHERE split = 'test' AND EXISTS (SELECT 1 FROM "
+            "cleaned.labels l WHERE l.card_token = t.card_token "
+            "AND l.reported_at <= CAST(t.business_date AS TIMESTAMP))"
+        ).fetchone()[0]
+        all_test_days = conn.execute(
+            "SELECT count(*) FROM features.transaction_features "
+            "WHERE business_date BETWEEN '2018-08-08' AND '2018-08-14'"
+        ).fetchone()[0]
+        kept = conn.execute("SELECT count(*) FROM models.training_set WHERE split = 'test'").fetchone()[0]
+    assert known == 0
+    assert 0 < kept < all_test_days
+
+
+def test_handbook_rule_keeps_cards_whose_fraud_is_inside_the_delay_window(world_db: Path):
+    with duckdb.connect(str(world_db)) as conn:
+        build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1))
+        reported = conn.execute("SELECT count(*) FROM models.training_set WHERE split = 'test'").fetchone()[0]
+        build_training_set(
+            conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1, known_compromised="handbook")
+        )
+        handbook = conn.execute("SELECT count(*) FROM models.training_set WHERE split = 'test'").fetchone()[0]
+    assert handbook > reported
+
+
+def test_training_job_bootstraps_a_champion_with_hashes_and_a_model_card(trained: Path):
+    with connect(trained) as conn:
+        champion = registry.current_alias(conn, registry.CHAMPION)
+        mv = registry.get_version(conn, champion)
+        families = {r[0] for r in conn.execute("SELECT family FROM models.model_versions").fetchall()}
+        eval_rows = conn.execute("SELECT count(*) FROM models.evaluation WHERE scope = 'mean'").fetchone()[0]
+    assert families == {"logistic_regression", "hist_gradient_boosting", "random_forest"}
+    assert mv.metrics["average_precision_mean"] > 0
+    assert "card_precision_at_100_std" in mv.metrics
+    assert len(mv.data_hash) == 64
+    assert mv.code_version.startswith("models-v1")
+    assert eval_rows >= 9  # 3 families x 3 metrics
+    card = (trained.parent / "cards" / f"{champion}.md").read_text()
+    assert "## Intended use" in card
+    assert f"{champion}_pr.png" in card
+    assert (trained.parent / "cards" / f"{champion}_pr.png").stat().st_size > 1000
+
+
+def test_gate_keeps_a_worse_challenger_out(trained: Path, tmp_path: Path):
+    data_dir = copy_world(trained, tmp_path / "data")
+    with connect(data_dir) as conn:
+        before = registry.current_alias(conn, registry.CHAMPION)
+        # Labels scrambled onto random transactions: every new candidate is worse than the champion.
+        conn.execute(
+            "CREATE OR REPLACE TABLE cleaned.labels AS SELECT f.transaction_id, f.card_token, f.tx_datetime, "
+            "f.tx_datetime + INTERVAL 1 DAY AS reported_at, 'x' AS chargeback_id, 'x' AS reason_code "
+            "FROM features.transaction_features f USING SAMPLE 2% (bernoulli, 7)"
+        )
+    result = (
+        layer_defs(data_dir)
+        .resolve_job_def("training_job")
+        .execute_in_process(
+            run_config=run_config(tmp_path / "cards"),
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    )
+    (gate,) = result.get_asset_check_evaluations()
+    assert not gate.passed
+    assert "stays champion" in gate.description
+    assert "does not beat champion" in gate.description
+    assert dg.AssetKey(["models", "champion"]) not in {
+        e.materialization.asset_key for e in result.get_asset_materialization_events()
+    }
+    with connect(data_dir) as conn:
+        assert registry.current_alias(conn, registry.CHAMPION) == before
+        assert registry.current_alias(conn, registry.CHALLENGER) != before
+
+
+def test_gate_promotes_only_with_the_ap_margin_and_no_worse_card_precision():
+    champ = {"average_precision_mean": 0.60, "card_precision_at_100_mean": 0.30, "auc_mean": 0.87}
+
+    def chall(ap, cp):
+        return {"average_precision_mean": ap, "card_precision_at_100_mean": cp, "auc_mean": 0.9}
+
+    assert gate_decision("new", chall(0.62, 0.30), "old", champ).promote
+    assert not gate_decision("new", chall(0.601, 0.31), "old", champ).promote  # inside the margin
+    lower_cp = gate_decision("new", chall(0.70, 0.29), "old", champ)
+    assert not lower_cp.promote
+    assert "CP@100" in lower_cp.reason
+
+
+def test_first_champion_needs_absolute_sanity():
+    weak = {
+        "average_precision_mean": 0.02,
+        "card_precision_at_100_mean": 0.01,
+        "auc_mean": 0.55,
+        "fraud_rate_mean": 0.01,
+    }
+    d = gate_decision("v1", weak, None, None)
+    assert not d.promote
+    assert "sanity" in d.reason
+
+
+def test_rollback_job_restores_the_previous_champion(trained: Path, tmp_path: Path):
+    data_dir = copy_world(trained, tmp_path / "data")
+    with connect(data_dir) as conn:
+        first = registry.current_alias(conn, registry.CHAMPION)
+        other = next(v.model_version for v in registry.latest_versions(conn) if v.model_version != first)
+        registry.move_alias(conn, registry.CHAMPION, other, "promoted for the test")
+    result = (
+        layer_defs(data_dir)
+        .resolve_job_def("rollback_champion")
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            run_config={"ops": {"models__champion": {"config": {"rollback": True, "reason": "bad alerts"}}}},
+        )
+    )
+    assert result.success
+    with connect(data_dir) as conn:
+        assert registry.current_alias(conn, registry.CHAMPION) == first
+        last = registry.alias_history(conn, registry.CHAMPION)[-1]
+    assert (last["from_version"], last["to_version"]) == (other, first)
+    assert "rollback: bad alerts" in last["reason"]
+
+
+def test_champion_with_a_tampered_artifact_cannot_be_rolled_back_onto(trained: Path, tmp_path: Path):
+    data_dir = copy_world(trained, tmp_path / "data")
+    with connect(data_dir) as conn:
+        first = registry.current_alias(conn, registry.CHAMPION)
+        other = next(v for v in registry.latest_versions(conn) if v.model_version != first)
+    (data_dir / "models" / other.artifact_path).write_bytes(b"not the model")
+    result = (
+        layer_defs(data_dir)
+        .resolve_job_def("rollback_champion")
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            run_config={
+                "ops": {"models__champion": {"config": {"rollback": True, "to_version": other.model_version}}}
+            },
+            raise_on_error=False,
+        )
+    )
+    assert not result.success
+    with connect(data_dir) as conn:
+        assert registry.current_alias(conn, registry.CHAMPION) == first
+
+
+def test_saved_artifacts_reproduce_their_registered_fold0_metrics(trained: Path):
+    with connect(trained) as conn:
+        pairs = conn.execute(
+            """
+            SELECT r.model_version, r.metric, r.value, f.value
+            FROM models.evaluation r JOIN models.evaluation f
+              ON f.model_version = r.model_version AND f.metric = r.metric AND f.scope = 'fold' AND f.fold = 0
+            WHERE r.scope = 'reloaded_artifact' AND r.metric IN ('auc', 'average_precision')
+            """
+        ).fetchall()
+    assert len(pairs) == 6  # 3 families x 2 metrics
+    for version, metric, reloaded, registered in pairs:
+        assert reloaded == pytest.approx(registered, abs=1e-9), (version, metric)

@@ -1,0 +1,131 @@
+"""The scoring layer: every transaction of a day scored by the champion; the top-k card queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from fraud_assets.lib import registry
+from fraud_assets.lib.partitions import BUSINESS_DATE
+from fraud_assets_tests.models_world import connect, layer_defs, make_world, shared_trained_world, write_world
+
+DAYS = ["2018-08-13", "2018-08-14"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_trained_world(tmp_path_factory)
+
+
+def _score(data_dir: Path, day: str, top_k: int = 100, raise_on_error: bool = True):
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(BUSINESS_DATE, [day])
+    return (
+        layer_defs(data_dir)
+        .resolve_job_def("scoring_job")
+        .execute_in_process(
+            partition_key=day,
+            instance=instance,
+            run_config={"ops": {"scoring__fraud_alerts": {"config": {"top_k": top_k}}}},
+            raise_on_error=raise_on_error,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def scored(trained: Path) -> Path:
+    for day in DAYS:
+        assert _score(trained, day, top_k=50).success
+    return trained
+
+
+def test_every_transaction_of_a_scored_day_has_one_score_from_the_champion(scored: Path):
+    with connect(scored) as conn:
+        champion = registry.current_alias(conn, registry.CHAMPION)
+        for day in DAYS:
+            missing, dupes, versions, bad = conn.execute(
+                """
+                SELECT
+                    (SELECT count(*) FROM features.transaction_features f WHERE business_date = ?::DATE
+                       AND NOT EXISTS (SELECT 1 FROM scoring.transaction_scores s
+                                       WHERE s.transaction_id = f.transaction_id)),
+                    (SELECT count(*) - count(DISTINCT transaction_id) FROM scoring.transaction_scores
+                       WHERE business_date = ?::DATE),
+                    (SELECT list(DISTINCT model_version) FROM scoring.transaction_scores
+                       WHERE business_date = ?::DATE),
+                    (SELECT count(*) FROM scoring.transaction_scores
+                       WHERE business_date = ?::DATE AND NOT (score BETWEEN 0 AND 1))
+                """,
+                [day] * 4,
+            ).fetchone()
+            assert (missing, dupes, bad) == (0, 0, 0)
+            assert versions == [champion]
+
+
+def test_rescoring_a_day_replaces_its_scores(scored: Path):
+    assert _score(scored, DAYS[1], top_k=50).success
+    with connect(scored) as conn:
+        n_scores, n_tx, col_type = conn.execute(
+            "SELECT (SELECT count(*) FROM scoring.transaction_scores WHERE business_date = ?::DATE), "
+            "(SELECT count(*) FROM features.transaction_features WHERE business_date = ?::DATE), "
+            "(SELECT data_type FROM information_schema.columns WHERE table_schema = 'scoring' "
+            "AND table_name = 'transaction_scores' AND column_name = 'business_date')",
+            [DAYS[1], DAYS[1]],
+        ).fetchone()
+    assert n_scores == n_tx
+    assert col_type == "DATE"
+
+
+def test_each_day_has_k_alerts_one_per_card_ranked_by_score(scored: Path):
+    with connect(scored) as conn:
+        for day in DAYS:
+            alerts = conn.execute(
+                "SELECT * FROM scoring.fraud_alerts WHERE business_date = ?::DATE ORDER BY alert_rank", [day]
+            ).df()
+            assert len(alerts) == 50
+            assert alerts["card_token"].is_unique
+            assert alerts["score"].is_monotonic_decreasing
+            top_card_score = conn.execute(
+                "SELECT max(score) FROM scoring.transaction_scores WHERE business_date = ?::DATE", [day]
+            ).fetchone()[0]
+            assert alerts["score"].iloc[0] == pytest.approx(top_card_score)
+
+
+def test_alerts_name_the_features_that_drove_the_score(scored: Path):
+    with connect(scored) as conn:
+        drivers = conn.execute("SELECT driver_1, drivers FROM scoring.fraud_alerts").df()
+    assert drivers["driver_1"].notna().mean() > 0.9
+    # The synthetic world's fraud signal lives in these columns: they should lead the explanations.
+    signal = {"tx_amount", "terminal_risk_7d", "prod_amount_ratio"}
+    assert drivers["driver_1"].isin(signal).mean() > 0.5
+
+
+def test_a_day_with_fewer_cards_than_k_alerts_on_every_card(scored: Path):
+    assert _score(scored, DAYS[0], top_k=100_000).success
+    with connect(scored) as conn:
+        n_alerts, n_cards = conn.execute(
+            "SELECT (SELECT count(*) FROM scoring.fraud_alerts WHERE business_date = ?::DATE), "
+            "(SELECT count(DISTINCT card_token) FROM features.transaction_features "
+            "WHERE business_date = ?::DATE)",
+            [DAYS[0], DAYS[0]],
+        ).fetchone()
+    assert n_alerts == n_cards
+
+
+def test_scoring_without_a_champion_fails_clearly(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_world(data_dir / "warehouse.duckdb", *make_world(days=3, tx_per_day=20))
+    result = _score(data_dir, "2018-07-02", raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "no champion model yet" in str(failure.step_failure_data.error)
+
+
+def test_scoring_job_never_trains(tmp_path: Path):
+    job = layer_defs(tmp_path).resolve_job_def("scoring_job")
+    keys = job.asset_layer.executable_asset_keys
+    assert {dg.AssetKey(["scoring", "transaction_scores"]), dg.AssetKey(["scoring", "fraud_alerts"])} <= keys
+    assert not any(k.path[0] == "models" for k in keys)
