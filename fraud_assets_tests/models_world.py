@@ -141,3 +141,25 @@ def connect(data_dir: Path):
     """A connection configured like the platform's (a run that failed may still hold one open in-process,
     and DuckDB refuses a second connection to the same file with a different configuration)."""
     return build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection()
+
+
+def _norm_type(t: str) -> str:
+    # pandas round trips write TIMESTAMP_NS where the platform's SQL writes TIMESTAMP: same column.
+    return "TIMESTAMP" if str(t).upper().startswith("TIMESTAMP") else str(t).upper()
+
+
+def schema_mismatches(conn, asset_def: dg.AssetsDefinition, table: str, exact: bool = True) -> list[str]:
+    """How the column schema declared on an asset definition differs from the table it writes: declared
+    columns missing or typed differently; with `exact`, also table columns left undeclared."""
+    declared = {
+        c.name: _norm_type(c.type)
+        for spec in asset_def.specs
+        for c in spec.metadata["dagster/column_schema"].columns
+    }
+    actual = {name: _norm_type(typ) for name, typ, *_ in conn.execute(f"DESCRIBE {table}").fetchall()}
+    problems = [
+        f"{table}.{n}: declared {t}, table {actual.get(n)}" for n, t in declared.items() if actual.get(n) != t
+    ]
+    if exact:
+        problems += [f"{table}.{n}: not declared" for n in actual if n not in declared]
+    return problems

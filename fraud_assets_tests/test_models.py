@@ -9,7 +9,11 @@ import dagster as dg
 import duckdb
 import pytest
 
+from fraud_assets.defs.models.candidates import candidate_assets
+from fraud_assets.defs.models.champion import champion as champion_asset
+from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
+from fraud_assets.defs.models.training_set import training_set as training_set_asset
 from fraud_assets.lib import registry
 from fraud_assets.lib.model_selection import gate_decision, prequential_folds
 from fraud_assets_tests.models_world import (
@@ -18,6 +22,7 @@ from fraud_assets_tests.models_world import (
     layer_defs,
     make_world,
     run_config,
+    schema_mismatches,
     shared_trained_world,
     write_world,
 )
@@ -112,6 +117,27 @@ def test_training_job_bootstraps_a_champion_with_hashes_and_a_model_card(trained
     assert "## Intended use" in card
     assert f"{champion}_pr.png" in card
     assert (trained.parent / "cards" / f"{champion}_pr.png").stat().st_size > 1000
+
+
+def test_model_card_shows_the_expected_cost_curve(trained: Path):
+    with connect(trained) as conn:
+        champion = registry.current_alias(conn, registry.CHAMPION)
+    cards = trained.parent / "cards"
+    assert f"{champion}_cost.png" in (cards / f"{champion}.md").read_text()
+    assert (cards / f"{champion}_cost.png").stat().st_size > 1000
+    assert "data:image/png;base64," in (trained / "models" / "cards" / f"{champion}.embedded.md").read_text()
+
+
+def test_declared_column_schemas_match_the_models_tables(trained: Path):
+    with connect(trained) as conn:
+        problems = [
+            # The training set also carries every other numeric feature column: declared ones must exist.
+            *schema_mismatches(conn, training_set_asset, "models.training_set", exact=False),
+            *[p for a in candidate_assets for p in schema_mismatches(conn, a, "models.model_versions")],
+            *schema_mismatches(conn, evaluation_asset, "models.evaluation"),
+            *schema_mismatches(conn, champion_asset, "models.alias_events"),
+        ]
+    assert not problems, problems
 
 
 def test_gate_keeps_a_worse_challenger_out(trained: Path, tmp_path: Path):

@@ -7,9 +7,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from fraud_assets.defs.scoring.fraud_alerts import fraud_alerts
+from fraud_assets.defs.scoring.transaction_scores import transaction_scores
 from fraud_assets.lib import registry
 from fraud_assets.lib.partitions import BUSINESS_DATE
-from fraud_assets_tests.models_world import connect, layer_defs, make_world, shared_trained_world, write_world
+from fraud_assets_tests.models_world import (
+    connect,
+    layer_defs,
+    make_world,
+    schema_mismatches,
+    shared_trained_world,
+    write_world,
+)
 
 DAYS = ["2018-08-13", "2018-08-14"]
 
@@ -112,6 +121,13 @@ def test_a_day_with_fewer_cards_than_k_alerts_on_every_card(scored: Path):
             [DAYS[0], DAYS[0]],
         ).fetchone()
     assert n_alerts == n_cards
+
+
+def test_declared_column_schemas_match_the_scoring_tables(scored: Path):
+    with connect(scored) as conn:
+        problems = schema_mismatches(conn, transaction_scores, "scoring.transaction_scores")
+        problems += schema_mismatches(conn, fraud_alerts, "scoring.fraud_alerts")
+    assert not problems, problems
 
 
 def test_scoring_without_a_champion_fails_clearly(tmp_path: Path):

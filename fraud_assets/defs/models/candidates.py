@@ -19,6 +19,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from fraud_assets.defs.models.common import CODE_VERSION, OWNERS, TRAINING_SET_TABLE, data_hash
+from fraud_assets.defs.models.schemas import MODEL_VERSIONS_COLUMNS, MODEL_VERSIONS_DESCRIPTIONS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics
 from fraud_assets.lib.model_io import save_model
 from fraud_assets.lib.model_selection import (
@@ -120,6 +122,8 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         code_version=CODE_VERSION,
         pool="duckdb",
         deps=[TRAINING_SET_KEY],
+        # Its table is the registry row it appends to models.model_versions.
+        metadata=column_schema_metadata(MODEL_VERSIONS_COLUMNS, descriptions=MODEL_VERSIONS_DESCRIPTIONS),
         description=(
             f"Candidate fraud model of family `{family}`, for the champion gate and the data scientists "
             "comparing families. Trained per prequential fold of models/training_set; metrics (AUC, AP, "
@@ -184,6 +188,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
                 "models.model_versions",
                 where="model_version = ?",
                 params=[version],
+                descriptions=MODEL_VERSIONS_DESCRIPTIONS,
                 preview_columns=["model_version", "family", "params_hash", "data_hash", "artifact_sha256"],
             )
         folds_df = pd.DataFrame(fold_metrics)

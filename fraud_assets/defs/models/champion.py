@@ -14,7 +14,16 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from fraud_assets.defs.models.common import CODE_VERSION, OWNERS
-from fraud_assets.lib.model_selection import GATE_AP_MARGIN, GATE_CP_TOLERANCE, GateDecision, gate_decision
+from fraud_assets.defs.models.schemas import ALIAS_EVENTS_COLUMNS, ALIAS_EVENTS_DESCRIPTIONS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.model_selection import (
+    GATE_AP_MARGIN,
+    GATE_CP_TOLERANCE,
+    SANITY_MIN_AP_LIFT,
+    SANITY_MIN_AUC,
+    GateDecision,
+    gate_decision,
+)
 from fraud_assets.lib.registry import (
     CHALLENGER,
     CHAMPION,
@@ -48,11 +57,16 @@ def decide(conn) -> GateDecision:
     blocking=True,
     pool="duckdb",
     description=(
-        f"Champion gate: passes only if the challenger should become champion: its prequential AP beats the "
-        f"champion's by at least {GATE_AP_MARGIN} and its prequential Card Precision@100 is no worse "
-        f"(tolerance {GATE_CP_TOLERANCE}); with no champion yet, if it passes absolute sanity (AUC, AP lift "
-        "over the fraud rate, CP@100 > 0). Blocking: on failure models/champion does not run and the "
-        "current champion stays; the metadata says why."
+        "Champion gate: should the new model (the `challenger`, the best candidate of this training run) "
+        "replace the model that scores production traffic (the `champion`)? Passes only if the "
+        "challenger's prequential average precision (mean over the validation folds) beats the champion's "
+        f"by at least {GATE_AP_MARGIN} AND its Card Precision@100 (share of truly compromised cards among "
+        "the 100 cards investigators would review per day) is no worse"
+        f"{f' (tolerance {GATE_CP_TOLERANCE})' if GATE_CP_TOLERANCE else ''}. With no champion yet, the "
+        f"challenger must be clearly better than chance: AUC >= {SANITY_MIN_AUC}, AP >= "
+        f"{SANITY_MIN_AP_LIFT} x the fraud rate, CP@100 > 0. Blocking: when it fails, models/champion "
+        "does not run and the current champion keeps scoring; the check's description and metadata "
+        "(`reason`, both models' AP, CP@100 and AUC) say why. Rollback: the rollback_champion job."
     ),
 )
 def champion_gate(duckdb: DuckDBResource) -> dg.AssetCheckResult:
@@ -95,6 +109,8 @@ class ChampionConfig(dg.Config):
     code_version=CODE_VERSION,
     pool="duckdb",
     deps=[EVALUATION_KEY],
+    # Its table is the alias history it appends to.
+    metadata=column_schema_metadata(ALIAS_EVENTS_COLUMNS, descriptions=ALIAS_EVENTS_DESCRIPTIONS),
     description=(
         "The model version that scores production traffic, for the scoring layer and the people accountable "
         "for it. Promotes the challenger when the blocking champion_gate check passed (or rolls back with "
@@ -130,6 +146,7 @@ def champion(
             conn,
             "models.alias_events",
             where="alias = 'champion'",
+            descriptions=ALIAS_EVENTS_DESCRIPTIONS,
             preview_columns=["event_id", "from_version", "to_version", "event_at", "reason"],
         )
     context.log.info(f"champion {current}: {action}")

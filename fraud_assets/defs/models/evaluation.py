@@ -24,6 +24,8 @@ from fraud_assets.defs.models.common import (
     TRAINING_SET_TABLE,
 )
 from fraud_assets.defs.models.model_card import default_cards_dir, write_card
+from fraud_assets.defs.models.schemas import EVALUATION_COLUMNS, EVALUATION_DESCRIPTIONS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics, expected_cost_curve
 from fraud_assets.lib.model_selection import compute_threads
 from fraud_assets.lib.registry import (
@@ -85,6 +87,7 @@ def evaluation_rows(mv: ModelVersion, reloaded: dict[str, float], at: datetime) 
     code_version=CODE_VERSION,
     pool="duckdb",
     deps=[candidate_key(f) for f in FAMILIES],
+    metadata=column_schema_metadata(EVALUATION_COLUMNS, descriptions=EVALUATION_DESCRIPTIONS),
     description=(
         "Side-by-side evaluation of the newest candidate of each model family, for the champion gate and "
         "for model reviewers. Loads each artifact through the checked loader (SHA-256 + pinned trust list), "
@@ -135,6 +138,9 @@ def evaluation(
                 **{f"{n}_std": mv.metrics.get(f"{n}_std") for n in METRIC_NAMES},
                 **{f"fold0_{n}": reloaded[n] for n in METRIC_NAMES},
                 "min_expected_cost": float(cost["total_cost"].min()),
+                # The operating point the cost model recommends (threshold inf = alert on nothing).
+                "min_cost_threshold": float(cost.loc[cost["total_cost"].idxmin(), "threshold"]),
+                "min_cost_alerts": float(cost.loc[cost["total_cost"].idxmin(), "alerts"]),
             }
         )
     summary_df = pd.DataFrame(summary).sort_values("average_precision_mean", ascending=False)
@@ -154,10 +160,7 @@ def evaluation(
             EVALUATION_TABLE,
             where="model_version IN (SELECT unnest(?::VARCHAR[]))",
             params=[versions],
-            descriptions={
-                "scope": "fold | mean | std | reloaded_artifact (fold 0 re-scored from the saved artifact)",
-                "metric": "auc | average_precision | card_precision_at_100 | n_transactions | ...",
-            },
+            descriptions=EVALUATION_DESCRIPTIONS,
         )
     md["challenger"] = best
     md["comparison"] = dg.MetadataValue.md(summary_df.to_markdown(index=False, floatfmt=".4f"))

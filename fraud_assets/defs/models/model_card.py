@@ -1,4 +1,5 @@
-"""Model cards: one markdown page per model version, with its PR curve and score distribution as PNG.
+"""Model cards: one markdown page per model version, with its PR curve, score distribution and
+expected-cost curve as PNG.
 
 The card goes into asset metadata (PNG embedded as a data URI so the Dagster UI shows it without file
 access), into the model store beside the artifact, and into `docs/models/` (PNG files beside the page).
@@ -56,6 +57,23 @@ def score_distribution_png(labels: np.ndarray, scores: np.ndarray, title: str) -
     return _png(fig)
 
 
+def expected_cost_png(cost: pd.DataFrame, title: str) -> bytes:
+    """Total expected cost (missed fraud amount + reviews) against the number of alerts; the minimum
+    is the operating point this cost model recommends."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    c = cost.sort_values("alerts")
+    x = c["alerts"].clip(lower=1)  # log axis: 'alert on nothing' drawn at 1
+    ax.plot(x, c["total_cost"], lw=1.5, label="total")
+    ax.plot(x, c["missed_amount"], lw=1, ls="--", label="missed fraud")
+    ax.plot(x, c["review_cost"], lw=1, ls=":", label="reviews")
+    if len(c):
+        best = c.loc[c["total_cost"].idxmin()]
+        ax.scatter([max(best["alerts"], 1)], [best["total_cost"]], color="black", zorder=3, label="minimum")
+    ax.set(xlabel="alerts (transactions at or above threshold)", ylabel="EUR", title=title, xscale="log")
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
 def _metrics_table(mv: ModelVersion) -> str:
     m = mv.metrics
     rows = []
@@ -78,7 +96,8 @@ def _metrics_table(mv: ModelVersion) -> str:
 def render_card(
     mv: ModelVersion, labels: np.ndarray, scores: np.ndarray, cost: pd.DataFrame, image_ref: dict[str, str]
 ) -> str:
-    """The card's markdown; `image_ref` maps 'pr' and 'dist' to an image URL (data URI or file name)."""
+    """The card's markdown; `image_ref` maps 'pr', 'dist' and 'cost' to an image URL (data URI or file
+    name)."""
     best = cost.loc[cost["total_cost"].idxmin()] if len(cost) else None
     cost_line = (
         f"Minimum expected cost on the fold-0 test window: {best['total_cost']:,.0f} EUR at threshold "
@@ -111,6 +130,7 @@ trained on labelled history; they are a prioritisation aid, not an automatic dec
 {cost_line}
 
 ![Precision-recall curve]({image_ref["pr"]}) ![Score distribution]({image_ref["dist"]})
+![Expected cost]({image_ref["cost"]})
 
 ## Limitations
 - Evaluated on simulated or historical data with the labels known at evaluation time; frauds reported
@@ -130,6 +150,7 @@ def write_card(
     pngs = {
         "pr": pr_curve_png(labels, scores, f"PR curve, {title}"),
         "dist": score_distribution_png(labels, scores, f"Scores, {title}"),
+        "cost": expected_cost_png(cost, f"Expected cost, {title}"),
     }
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)

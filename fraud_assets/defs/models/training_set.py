@@ -15,6 +15,8 @@ from fraud_assets.defs.models.common import (
     TRAINING_SET_TABLE,
     feature_columns,
 )
+from fraud_assets.defs.models.schemas import TRAINING_SET_COLUMNS, TRAINING_SET_DESCRIPTIONS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.model_selection import Fold, prequential_folds
 from fraud_assets.lib.warehouse import replace_table, table_metadata
 
@@ -128,6 +130,7 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
     code_version=CODE_VERSION,
     pool="duckdb",
     deps=[dg.AssetKey(["features", "transaction_features"]), dg.AssetKey(["cleaned", "labels"])],
+    metadata=column_schema_metadata(TRAINING_SET_COLUMNS, descriptions=TRAINING_SET_DESCRIPTIONS),
     description=(
         "Training and test sets for fraud models, for the data scientists who train and compare them. "
         "Per prequential fold: training days joined with the fraud labels known at the training cut-off "
@@ -148,11 +151,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, d
         md = table_metadata(
             conn,
             TRAINING_SET_TABLE,
-            descriptions={
-                "fold": "prequential fold (0 = most recent split)",
-                "split": "train | test",
-                "label": "1 = fraud (train: reported by the cut-off; test: known now)",
-            },
+            descriptions=TRAINING_SET_DESCRIPTIONS,
             preview_columns=["fold", "split", "transaction_id", "business_date", "label"],
             extra={
                 "n_features": len(cols),

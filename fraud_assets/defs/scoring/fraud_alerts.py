@@ -16,6 +16,8 @@ from fraud_assets.defs.scoring.common import (
     predict,
     read_features_day,
 )
+from fraud_assets.defs.scoring.schemas import ALERTS_COLUMNS, ALERTS_DESCRIPTIONS, DEFAULT_N_DRIVERS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.registry import load_version
 from fraud_assets.lib.warehouse import replace_partition, table_metadata
@@ -26,7 +28,10 @@ SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
 
 class FraudAlertsConfig(dg.Config):
     top_k: int = Field(default=100, description="Cards per day in the queue (the investigators' budget).")
-    n_drivers: int = Field(default=3, description="Features listed as the reasons for each alert.")
+    n_drivers: int = Field(
+        default=DEFAULT_N_DRIVERS,
+        description="Features listed as the reasons for each alert (columns driver_1..driver_<n>).",
+    )
 
 
 def top_cards(scored: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -69,6 +74,7 @@ def drivers(model, rows: pd.DataFrame, day: pd.DataFrame, columns: list[str], n:
     pool="duckdb",
     partitions_def=business_date_partitions,
     deps=[SCORES_KEY],
+    metadata=column_schema_metadata(ALERTS_COLUMNS, descriptions=ALERTS_DESCRIPTIONS),
     automation_condition=dg.AutomationCondition.eager(),
     description=(
         "Daily alert queue for fraud investigators: the top-k cards of the business day (k configurable, "
@@ -133,11 +139,7 @@ def fraud_alerts(
             ALERTS_TABLE,
             where="business_date = CAST(? AS DATE)",
             params=[day],
-            descriptions={
-                "alert_rank": "1 = most suspicious card of the day",
-                "score": "the card's highest transaction score of the day",
-                "drivers": "feature=value (score drop when the feature is set to the day's median)",
-            },
+            descriptions=ALERTS_DESCRIPTIONS,
             preview_columns=["alert_rank", "score", "transaction_id", "tx_amount", "drivers"],
             extra={
                 "alerts": n,

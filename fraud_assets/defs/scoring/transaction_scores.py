@@ -14,6 +14,8 @@ from fraud_assets.defs.scoring.common import (
     predict,
     read_features_day,
 )
+from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import replace_partition, table_metadata
 from fraud_assets.resources import ModelStore
@@ -30,6 +32,7 @@ CHAMPION_KEY = dg.AssetKey(["models", "champion"])
     pool="duckdb",
     partitions_def=business_date_partitions,
     deps=[dg.AssetKey(["features", "transaction_features"]), CHAMPION_KEY],
+    metadata=column_schema_metadata(SCORES_COLUMNS, descriptions=SCORES_DESCRIPTIONS),
     # Score new days as their features land; a new champion does not rescore history (each row keeps the
     # model_version that scored it; rescore a day explicitly if needed).
     automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(CHAMPION_KEY)),
@@ -63,10 +66,7 @@ def transaction_scores(
             SCORES_TABLE,
             where="business_date = CAST(? AS DATE)",
             params=[day],
-            descriptions={
-                "score": "fraud probability from the champion model",
-                "model_version": "registry version that produced the score",
-            },
+            descriptions=SCORES_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
             extra={
                 "model_version": mv.model_version,

@@ -1,0 +1,122 @@
+"""Column schemas of the models layer's tables, declared on the asset definitions.
+
+The UI and docs/catalog.md show an asset's columns before it is ever materialised only if the definition
+carries them (`column_schema_metadata`). The same descriptions feed `table_metadata` at run time, so the
+two schemas agree; fraud_assets_tests/test_models.py checks each declaration against the table written.
+Types are DuckDB's as the tables come out (pandas round trips give `fold` BIGINT, `business_date`
+TIMESTAMP in models.training_set).
+"""
+
+from __future__ import annotations
+
+from fraud_assets.lib.model_selection import BASELINE_FEATURES
+
+# models.training_set: keys, the 15 baseline features (always present), label. Every other numeric
+# column of features.transaction_features is carried too (cast to DOUBLE), after the baseline ones.
+TRAINING_SET_COLUMNS: list[tuple[str, str]] = [
+    ("fold", "BIGINT"),
+    ("split", "VARCHAR"),
+    ("transaction_id", "BIGINT"),
+    ("business_date", "TIMESTAMP"),
+    ("tx_datetime", "TIMESTAMP"),
+    ("card_token", "VARCHAR"),
+    ("terminal_id", "BIGINT"),
+    *[(c, "DOUBLE") for c in BASELINE_FEATURES],
+    ("label", "INTEGER"),
+]
+TRAINING_SET_DESCRIPTIONS = {
+    "fold": "Prequential fold; 0 = the most recent split (its model is the one registered).",
+    "split": "train | test.",
+    "transaction_id": "Transaction (features.transaction_features).",
+    "business_date": "UTC business date of the transaction (midnight).",
+    "tx_datetime": "Transaction time, UTC.",
+    "card_token": "HMAC token of the card (never the PAN); the unit of Card Precision@100.",
+    "terminal_id": "Terminal of the transaction.",
+    **{c: "Handbook baseline feature, cast to DOUBLE (docs/features.md)." for c in BASELINE_FEATURES},
+    "label": "1 = fraud. Train rows: a label reported by the fold's training cut-off (point in time); "
+    "test rows: any label known now.",
+}
+
+# models.model_versions (fraud_assets/lib/registry.py); a candidate appends one row per run.
+MODEL_VERSIONS_COLUMNS: list[tuple[str, str]] = [
+    ("model_version", "VARCHAR"),
+    ("family", "VARCHAR"),
+    ("params_json", "VARCHAR"),
+    ("params_hash", "VARCHAR"),
+    ("feature_columns_json", "VARCHAR"),
+    ("train_start", "DATE"),
+    ("train_end", "DATE"),
+    ("delay_days", "INTEGER"),
+    ("test_start", "DATE"),
+    ("test_end", "DATE"),
+    ("n_folds", "INTEGER"),
+    ("data_hash", "VARCHAR"),
+    ("code_version", "VARCHAR"),
+    ("metrics_json", "VARCHAR"),
+    ("artifact_path", "VARCHAR"),
+    ("artifact_sha256", "VARCHAR"),
+    ("created_at", "TIMESTAMP"),
+    ("run_id", "VARCHAR"),
+]
+MODEL_VERSIONS_DESCRIPTIONS = {
+    "model_version": "Registry id, `<lr|hgb|rf>-<UTC stamp>-<run>`; primary key, never reused.",
+    "family": "logistic_regression | hist_gradient_boosting | random_forest.",
+    "params_json": "Hyper-parameters (run config of the candidate asset), JSON.",
+    "params_hash": "SHA-256 of params_json (sorted keys).",
+    "feature_columns_json": "Feature columns the model was trained on, in order (JSON list).",
+    "train_start": "First training day of fold 0.",
+    "train_end": "Last training day of fold 0.",
+    "delay_days": "Label-delay gap between training and test windows, days.",
+    "test_start": "First test day of fold 0.",
+    "test_end": "Last test day of fold 0.",
+    "n_folds": "Prequential folds actually used (a fold without both classes is skipped).",
+    "data_hash": "SHA-256 of the training set content (order independent).",
+    "code_version": "models code version + scikit-learn version.",
+    "metrics_json": "Per-fold, mean and std metrics (AUC, AP, CP@100, ...) and fit times, JSON.",
+    "artifact_path": "skops file, relative to the model store.",
+    "artifact_sha256": "SHA-256 of the artifact; the loader refuses a file that does not match.",
+    "created_at": "When the version was registered, UTC.",
+    "run_id": "Dagster run that trained it.",
+}
+
+# models.alias_events (fraud_assets/lib/registry.py); models/champion appends champion moves.
+ALIAS_EVENTS_COLUMNS: list[tuple[str, str]] = [
+    ("event_id", "BIGINT"),
+    ("alias", "VARCHAR"),
+    ("from_version", "VARCHAR"),
+    ("to_version", "VARCHAR"),
+    ("event_at", "TIMESTAMP"),
+    ("reason", "VARCHAR"),
+    ("run_id", "VARCHAR"),
+]
+ALIAS_EVENTS_DESCRIPTIONS = {
+    "event_id": "Increasing event number; the latest event of an alias names its holder.",
+    "alias": "champion | challenger.",
+    "from_version": "Previous holder (empty for the first move).",
+    "to_version": "New holder (a models.model_versions.model_version).",
+    "event_at": "When the alias moved, UTC.",
+    "reason": "Why: the gate's decision, or `rollback: <reason>`.",
+    "run_id": "Dagster run that moved it.",
+}
+
+# models.evaluation, long format. (models.expected_cost, also written by models/evaluation, is described
+# in docs/models.md and shown as a plot in each model card.)
+EVALUATION_COLUMNS: list[tuple[str, str]] = [
+    ("model_version", "VARCHAR"),
+    ("family", "VARCHAR"),
+    ("scope", "VARCHAR"),
+    ("fold", "DOUBLE"),
+    ("metric", "VARCHAR"),
+    ("value", "DOUBLE"),
+    ("evaluated_at", "TIMESTAMP"),
+]
+EVALUATION_DESCRIPTIONS = {
+    "model_version": "Evaluated registry version (the newest of its family).",
+    "family": "Model family.",
+    "scope": "fold | mean | std | reloaded_artifact (fold 0 re-scored from the saved artifact).",
+    "fold": "Fold number for scope fold / reloaded_artifact; empty for mean and std.",
+    "metric": "auc | average_precision | card_precision_at_100 | n_transactions | n_fraud | fraud_rate | "
+    "train_rows | ...",
+    "value": "The metric's value.",
+    "evaluated_at": "When models/evaluation ran, UTC.",
+}

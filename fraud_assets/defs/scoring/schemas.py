@@ -1,0 +1,60 @@
+"""Column schemas of the scoring tables, declared on the asset definitions (see models/schemas.py).
+
+`scoring.transaction_scores` is an interface: monitoring reads transaction_id, score, model_version,
+business_date.
+"""
+
+from __future__ import annotations
+
+SCORES_COLUMNS: list[tuple[str, str]] = [
+    ("transaction_id", "BIGINT"),
+    ("card_token", "VARCHAR"),
+    ("business_date", "DATE"),
+    ("score", "DOUBLE"),
+    ("model_version", "VARCHAR"),
+    ("scored_at", "TIMESTAMP"),
+]
+SCORES_DESCRIPTIONS = {
+    "transaction_id": "Transaction scored; exactly one row per transaction of the business date.",
+    "card_token": "HMAC token of the card (never the PAN).",
+    "business_date": "UTC business date (the partition).",
+    "score": "Fraud probability from the champion model, 0..1.",
+    "model_version": "Registry version that produced the score (models.model_versions).",
+    "scored_at": "When the partition was scored, UTC.",
+}
+
+# driver_1..driver_<n_drivers>: n_drivers is run config (default 3).
+DEFAULT_N_DRIVERS = 3
+ALERTS_COLUMNS: list[tuple[str, str]] = [
+    ("business_date", "DATE"),
+    ("alert_rank", "BIGINT"),
+    ("card_token", "VARCHAR"),
+    ("score", "DOUBLE"),
+    ("transaction_id", "BIGINT"),
+    ("tx_datetime", "TIMESTAMP"),
+    ("terminal_id", "BIGINT"),
+    ("tx_amount", "DOUBLE"),
+    ("card_transactions_today", "BIGINT"),
+    ("model_version", "VARCHAR"),
+    ("drivers", "VARCHAR"),
+    *[(f"driver_{j}", "VARCHAR") for j in range(1, DEFAULT_N_DRIVERS + 1)],
+    ("created_at", "TIMESTAMP"),
+]
+ALERTS_DESCRIPTIONS = {
+    "business_date": "UTC business date (the partition).",
+    "alert_rank": "1 = most suspicious card of the day; at most top_k (default 100) rows per day.",
+    "card_token": "HMAC token of the card to investigate (never the PAN); one row per card.",
+    "score": "The card's highest transaction score of the day.",
+    "transaction_id": "The card's highest-scoring transaction of the day.",
+    "tx_datetime": "Time of that transaction, UTC.",
+    "terminal_id": "Terminal of that transaction.",
+    "tx_amount": "Amount of that transaction, EUR.",
+    "card_transactions_today": "Transactions of the card on the business date.",
+    "model_version": "Registry version that produced the score.",
+    "drivers": "feature=value (+score drop when the feature is set to the day's median), strongest first.",
+    **{
+        f"driver_{j}": f"Name of the #{j} feature that drove the score (empty if fewer features raised it)."
+        for j in range(1, DEFAULT_N_DRIVERS + 1)
+    },
+    "created_at": "When the queue was built, UTC.",
+}

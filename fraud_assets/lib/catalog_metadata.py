@@ -1,0 +1,56 @@
+"""Definition-time column schema, so an asset shows its columns before it is ever materialised.
+
+The UI, `docs/catalog.md` and the asset standard (fraud_assets_tests/test_asset_specs.py) read
+`dagster/column_schema` from the asset *definition*; `table_metadata(...)` in a MaterializeResult only
+describes a materialisation. One line per asset:
+
+    @dg.asset(..., metadata=column_schema_metadata(TRANSACTION_COLUMNS, descriptions=DESCRIPTIONS))
+
+`columns` is what a layer already has: `(name, type)` or `(name, type, description)` tuples, a
+`{name: type}` mapping, or a pandera DataFrameModel / DataFrameSchema (types as pandera reports them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import dagster as dg
+
+COLUMN_SCHEMA_KEY = "dagster/column_schema"
+
+
+def _from_pandera(schema: object) -> list[tuple[str, str, str | None]]:
+    if isinstance(schema, type) and hasattr(schema, "to_schema"):
+        schema = schema.to_schema()
+    return [
+        (name, str(col.dtype), getattr(col, "description", None) or getattr(col, "title", None))
+        for name, col in schema.columns.items()
+    ]
+
+
+def table_schema(
+    columns: Iterable[tuple[str, ...]] | Mapping[str, str] | object,
+    descriptions: Mapping[str, str] | None = None,
+) -> dg.TableSchema:
+    if hasattr(columns, "to_schema") or (hasattr(columns, "columns") and not isinstance(columns, Mapping)):
+        rows = _from_pandera(columns)
+    elif isinstance(columns, Mapping):
+        rows = [(name, typ, None) for name, typ in columns.items()]
+    else:
+        rows = [(c[0], c[1], c[2] if len(c) > 2 else None) for c in columns]
+    descriptions = descriptions or {}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=str(typ), description=descriptions.get(name, desc))
+            for name, typ, desc in rows
+        ]
+    )
+
+
+def column_schema_metadata(
+    columns: Iterable[tuple[str, ...]] | Mapping[str, str] | object,
+    descriptions: Mapping[str, str] | None = None,
+    **extra: object,
+) -> dict[str, object]:
+    """`metadata=` for an asset definition: its column schema (plus any `extra` entries)."""
+    return {COLUMN_SCHEMA_KEY: table_schema(columns, descriptions), **extra}
