@@ -1,5 +1,11 @@
-"""The `features` layer. `defs` is merged into the code location by fraud_assets/definitions.py."""
+"""The `features` layer: point-in-time-correct transaction features (docs/features.md).
+
+`defs` is merged into the code location by fraud_assets/definitions.py.
+"""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from fraud_assets.defs.features.assets import transaction_features
+from fraud_assets.defs.features.checks import FEATURE_CHECKS
+
+defs = dg.Definitions(assets=[transaction_features], asset_checks=FEATURE_CHECKS)

@@ -1,0 +1,304 @@
+"""Feature layer benchmark: SQL feature layer vs the pandas reference (issue 4).
+
+1. Handbook-size world (5,000 customers, 10,000 terminals, 183 days, ~1.75M transactions) loaded with
+   the warehouse loader into a temporary DuckDB file. The feature layer (read cleaned, compute, write
+   every partition in one pass) and the pandas reference (read cleaned, compute the 15 baseline
+   features) are timed in the same run, their baseline values asserted equal (counts exact, the rest
+   to 1e-9 relative), and the ratio printed.
+2. Scaling: the world replicated k times (k independent copies of every card, terminal and
+   transaction, so the density per entity stays the handbook's). Each side runs in its own
+   subprocess, which reports its wall time and peak RSS; a reference that runs out of memory (its
+   address space is capped at FRAUD_BENCH_REFERENCE_MEMORY_GB, default 20) is reported as such.
+   Scales: FRAUD_BENCH_FEATURE_SCALES (default "1,4,16").
+3. One incremental day at day 31 vs day 183 (after the backfill), median of 3.
+4. With --full: 100M transactions (the world replicated 57 times), feature layer only, time and peak
+   RSS; DuckDB is capped at FRAUD_BENCH_DUCKDB_MEMORY (default 16GB) and spills to a temp directory.
+
+`--quick`: a small world and scales 1,2 (checks the harness, not figures to report).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from fraud_assets.defs.features.compute import (
+    BASELINE_COLUMNS,
+    COUNT_COLUMNS,
+    TABLE,
+    render_sql,
+    write_features,
+)
+from fraud_assets.defs.features.reference import baseline_features
+from fraud_assets.simulator import SimConfig, generate_world
+from fraud_assets.simulator.warehouse_loader import load_world_into_cleaned
+
+BENCH = "features"
+FULL_SCALE = 57  # 57 x 1.75M ~ 100M transactions
+ID_STRIDE = 10**9  # transaction ids of copy i start at i * ID_STRIDE (a world has < 10^9)
+TERMINAL_STRIDE = 10**7
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over exec from the parent."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _keys(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = conn.execute("SELECT DISTINCT CAST(business_date AS VARCHAR) FROM cleaned.transactions").fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def _read_cleaned(conn: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    tx = conn.execute(
+        "SELECT transaction_id, tx_datetime, tx_datetime_local, card_token, terminal_id, tx_amount "
+        "FROM cleaned.transactions"
+    ).df()
+    labels = conn.execute("SELECT transaction_id, reported_at FROM cleaned.labels").df()
+    return tx, labels
+
+
+def _assert_equal(sql: pd.DataFrame, ref: pd.DataFrame) -> int:
+    sql, ref = sql.sort_index(), ref.sort_index()
+    assert sql.index.equals(ref.index), "feature layer and reference cover different transactions"
+    for col in BASELINE_COLUMNS:
+        a, b = sql[col].to_numpy("float64"), ref[col].to_numpy("float64")
+        ok = a == b if col in COUNT_COLUMNS else np.isclose(a, b, rtol=1e-9, atol=0.0)
+        assert ok.all(), f"{col}: {int((~ok).sum())} values differ from the pandas reference"
+    return len(BASELINE_COLUMNS) * len(sql)
+
+
+# ----------------------------------------------------------------------------------------------
+# Worlds
+
+
+def build_world(path: Path, quick: bool) -> dict:
+    cfg = (
+        SimConfig(profile="handbook", days=60, customers=300, terminals=600, handbook_labels=True)
+        if quick
+        else SimConfig(profile="handbook", handbook_labels=True)
+    )
+    world = generate_world(cfg)
+    with duckdb.connect(str(path)) as conn:
+        counts = load_world_into_cleaned(conn, world)
+    return {"transactions": counts["transactions"], "days": cfg.days, "start": cfg.start_date}
+
+
+def replicate(base: Path, target: Path, k: int) -> int:
+    """A world made of k copies of `base` (distinct ids and tokens per copy)."""
+    target.unlink(missing_ok=True)
+    with duckdb.connect(str(target)) as conn:
+        conn.execute(f"ATTACH '{base}' AS base (READ_ONLY)")
+        conn.execute("CREATE SCHEMA cleaned")
+        copies = f"range({k}) AS r(i)"
+        # Copy 0 keeps its tokens; copy i gets HMAC-like 64-hex tokens derived from the original.
+        tok = "CASE WHEN i = 0 THEN card_token ELSE sha256(card_token || CAST(i AS VARCHAR)) END"
+        conn.execute(
+            f"""CREATE TABLE cleaned.transactions AS
+                SELECT * REPLACE (transaction_id + i * {ID_STRIDE} AS transaction_id, {tok} AS card_token,
+                                  terminal_id + i * {TERMINAL_STRIDE} AS terminal_id)
+                FROM base.cleaned.transactions, {copies} ORDER BY business_date, tx_datetime"""
+        )
+        conn.execute(
+            f"""CREATE TABLE cleaned.labels AS
+                SELECT * REPLACE (transaction_id + i * {ID_STRIDE} AS transaction_id, {tok} AS card_token)
+                FROM base.cleaned.labels, {copies}"""
+        )
+        conn.execute(
+            f"CREATE TABLE cleaned.cards AS SELECT * REPLACE ({tok} AS card_token) "
+            f"FROM base.cleaned.cards, {copies}"
+        )
+        conn.execute(
+            f"""CREATE TABLE cleaned.terminals AS
+                SELECT * REPLACE (terminal_id + i * {TERMINAL_STRIDE} AS terminal_id)
+                FROM base.cleaned.terminals, {copies}"""
+        )
+        return int(conn.execute("SELECT count(*) FROM cleaned.transactions").fetchall()[0][0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Subprocess sides: each prints one JSON line with its own wall time and peak RSS.
+
+
+def child_sql(db: str, duckdb_memory: str | None) -> dict:
+    started, cpu0 = time.perf_counter(), _cpu_seconds()
+    with duckdb.connect(db) as conn:
+        if duckdb_memory:
+            conn.execute(f"SET memory_limit = '{duckdb_memory}'")
+            conn.execute(f"SET temp_directory = '{Path(db).parent / 'duckdb_spill'}'")
+        rows = write_features(conn, _keys(conn))
+    return {
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": _cpu_seconds() - cpu0,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def child_reference(db: str, memory_gb: float) -> dict:
+    limit = int(memory_gb * 1024**3)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    started, cpu0 = time.perf_counter(), _cpu_seconds()
+    try:
+        with duckdb.connect(db, read_only=True) as conn:
+            tx, labels = _read_cleaned(conn)
+        out = baseline_features(tx, labels)
+    except MemoryError:
+        return {"oom": True, "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "rows": len(out),
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": _cpu_seconds() - cpu0,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _run_child(side: str, db: Path, timeout: float = 4 * 3600) -> dict:
+    env = dict(os.environ)
+    cmd = [sys.executable, "-m", "bench.features", side, str(db)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        # Killed (OOM killer) or crashed: report it rather than failing the whole benchmark.
+        return {"failed": True, "returncode": proc.returncode, "stderr": proc.stderr[-500:]}
+    return json.loads(lines[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _row(metric: str, value, unit: str = "", note: str = "") -> dict:
+    return {"bench": BENCH, "metric": metric, "value": value, "unit": unit, "note": note}
+
+
+def _incremental(db: Path, day: str, repeats: int = 3) -> float:
+    times = []
+    with duckdb.connect(str(db)) as conn:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            write_features(conn, [day])
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(args) -> list[dict]:
+    quick = bool(getattr(args, "quick", False))
+    full = bool(getattr(args, "full", False))
+    scales_env = os.environ.get("FRAUD_BENCH_FEATURE_SCALES", "1,2" if quick else "1,4,16")
+    scales = [int(s) for s in scales_env.split(",") if s.strip()]
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
+        tmpdir = Path(tmp)
+        base = tmpdir / "world.duckdb"
+        info = build_world(base, quick)
+        n = info["transactions"]
+        size = "quick world" if quick else "handbook size"
+
+        # 1. Both sides in this process, same data, values asserted. CPU seconds alongside wall time:
+        # the machine is shared, and DuckDB uses every core while pandas uses one.
+        with duckdb.connect(str(base)) as conn:
+            keys = _keys(conn)
+            started, cpu0 = time.perf_counter(), _cpu_seconds()
+            written = write_features(conn, keys)
+            sql_seconds, sql_cpu = time.perf_counter() - started, _cpu_seconds() - cpu0
+            # Like for like: the same statement projected on the 15 baseline columns (DuckDB prunes
+            # the production features' window expressions), written to a scratch table.
+            cols = ", ".join(("transaction_id", "business_date", *BASELINE_COLUMNS))
+            started, cpu0 = time.perf_counter(), _cpu_seconds()
+            conn.execute(
+                f"CREATE OR REPLACE TABLE main.baseline_only AS SELECT {cols} FROM ({render_sql(keys)})"
+            )
+            base_seconds, base_cpu = time.perf_counter() - started, _cpu_seconds() - cpu0
+            conn.execute("DROP TABLE main.baseline_only")
+            started, cpu0 = time.perf_counter(), _cpu_seconds()
+            tx, labels = _read_cleaned(conn)
+            ref = baseline_features(tx, labels)
+            ref_seconds, ref_cpu = time.perf_counter() - started, _cpu_seconds() - cpu0
+            sql = conn.execute(f"SELECT transaction_id, {', '.join(BASELINE_COLUMNS)} FROM {TABLE}").df()
+        compared = _assert_equal(sql.set_index("transaction_id"), ref)
+        del tx, labels, ref, sql
+        rows += [
+            _row("transactions", n, "rows", f"{size}, {written:,} feature rows written"),
+            _row(
+                "feature layer: read, compute all features, write", sql_seconds, "s", f"cpu {sql_cpu:.1f} s"
+            ),
+            _row("feature layer SQL, baseline columns only", base_seconds, "s", f"cpu {base_cpu:.1f} s"),
+            _row("pandas reference: read, compute baseline", ref_seconds, "s", f"cpu {ref_cpu:.1f} s"),
+            _row("speed-up vs pandas, full layer", ref_seconds / sql_seconds, "x", "target >= 2x, aim 5x"),
+            _row("speed-up vs pandas, baseline only", ref_seconds / base_seconds, "x", "like for like"),
+            _row("baseline values asserted equal", compared, "values", "counts exact, rest 1e-9 rel"),
+        ]
+
+        # 3. Incremental day cost (the backfill above wrote every partition).
+        day31 = (info["start"] + dt.timedelta(days=30)).isoformat()
+        last = (info["start"] + dt.timedelta(days=info["days"] - 1)).isoformat()
+        t31, tlast = _incremental(base, day31), _incremental(base, last)
+        rows += [
+            _row(f"incremental day 31 ({day31})", t31, "s", "median of 3"),
+            _row(f"incremental day {info['days']} ({last})", tlast, "s", "median of 3"),
+            _row("incremental last day / day 31", tlast / t31, "x", "target <= 2x"),
+        ]
+
+        # 2. Scaling, each side in a subprocess.
+        for k in scales:
+            db = tmpdir / f"scale_{k}.duckdb"
+            total = replicate(base, db, k)
+            for side, label in (("--child-sql", "feature layer"), ("--child-reference", "pandas reference")):
+                res = _run_child(side, db)
+                name = f"scale {k}x ({total / 1e6:.1f}M tx) {label}"
+                if res.get("oom") or res.get("failed"):
+                    note = "out of memory" if res.get("oom") else f"failed rc={res.get('returncode')}"
+                    rows.append(_row(f"{name} time", "n/a", "", note))
+                    continue
+                rows.append(_row(f"{name} time", res["seconds"], "s", f"cpu {res['cpu_seconds']:.1f} s"))
+                rows.append(_row(f"{name} peak RSS", res["peak_rss_mb"], "MiB"))
+            db.unlink(missing_ok=True)
+
+        # 4. 100M transactions, feature layer only.
+        if full:
+            db = tmpdir / "scale_100m.duckdb"
+            total = replicate(base, db, FULL_SCALE)
+            res = _run_child("--child-sql", db)
+            name = f"100M run ({total / 1e6:.1f}M tx) feature layer"
+            if res.get("failed"):
+                rows.append(_row(f"{name} time", "n/a", "", f"failed rc={res.get('returncode')}"))
+            else:
+                rows.append(_row(f"{name} time", res["seconds"], "s"))
+                rows.append(_row(f"{name} peak RSS", res["peak_rss_mb"], "MiB", "must fit 24 GiB"))
+    return rows
+
+
+def _main(argv: list[str]) -> int:
+    side, db = argv[0], argv[1]
+    if side == "--child-sql":
+        out = child_sql(db, os.environ.get("FRAUD_BENCH_DUCKDB_MEMORY", "16GB"))
+    elif side == "--child-reference":
+        out = child_reference(db, float(os.environ.get("FRAUD_BENCH_REFERENCE_MEMORY_GB", "20")))
+    else:
+        raise SystemExit(f"unknown side {side}")
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""Models benchmark (issue 5): the handbook split, training time per family, scoring throughput.
+
+Simulates the handbook world (`profile="handbook", handbook_labels=True, clean=True`; 5,000 customers,
+10,000 terminals, 183 days: about 1.75M transactions), loads it into the cleaned tables with the features
+engineer's loader, computes features/transaction_features for every day, then runs the platform's own
+`training_job` on the handbook's split (train 2018-07-25..31, 7-day delay, test 2018-08-08..14; 4
+prequential folds back from it) and `scoring_job` on the 7 test days.
+
+Reported: per family the fold-0 (= handbook split) AUC / AP / CP@100 and prequential means, fit time on
+the handbook split; the champion's figures; scoring rows/s (model only, and end to end per Dagster run).
+`--quick` uses a small world (same dates) to check the harness. Model cards go to `docs/models/` (or
+`$FRAUD_MODEL_CARDS_DIR`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+HANDBOOK = {"auc": 0.871, "average_precision": 0.606, "card_precision_at_100": 0.291}
+TRAIN_START = "2018-07-25"
+TEST_DAYS = [(date(2018, 8, 8) + timedelta(days=i)).isoformat() for i in range(7)]
+PAN_KEY = "bench-key-0123456789abcdef-not-a-secret"
+
+
+def _log(msg: str) -> None:
+    print(f"[bench.models] {msg}", file=sys.stderr, flush=True)
+
+
+def _fallback_load(conn, world) -> None:
+    """Only the cleaned columns the feature SQL and the models read (docs/architecture.md contract)."""
+    from fraud_assets.lib.pan import Tokenizer
+
+    tok = Tokenizer(PAN_KEY)
+    tx = world.transactions
+    tokens = tok.tokenise_series(tx["pan"].astype(str))
+    cards = world.customers.assign(
+        card_token=tok.tokenise_series(world.customers["pan"].astype(str))["card_token"]
+    )
+    t = tx.drop(columns=["pan"]).assign(
+        card_token=tokens["card_token"], business_date=tx["tx_datetime"].dt.date
+    )
+    conn.execute("CREATE SCHEMA IF NOT EXISTS cleaned")
+    conn.register("t", t)
+    conn.register("c", cards[["card_token", "customer_id", "home_x", "home_y", "home_country"]])
+    conn.register("m", world.terminals)
+    conn.execute(
+        "CREATE OR REPLACE TABLE cleaned.transactions AS SELECT transaction_id, CAST(business_date AS DATE) "
+        "AS business_date, tx_datetime, tx_datetime_local, card_token, terminal_id, tx_amount, channel, "
+        "three_ds FROM t"
+    )
+    conn.execute("CREATE OR REPLACE TABLE cleaned.cards AS SELECT * FROM c")
+    conn.execute(
+        "CREATE OR REPLACE TABLE cleaned.terminals AS SELECT terminal_id, merchant_id, mcc, x, y FROM m"
+    )
+    conn.execute(
+        "CREATE OR REPLACE TABLE cleaned.labels AS "
+        "SELECT transaction_id, card_token, tx_datetime, reported_at FROM t WHERE tx_fraud = 1"
+    )
+    for name in ("t", "c", "m"):
+        conn.unregister(name)
+
+
+def build_warehouse(data_dir: Path, quick: bool) -> dict[str, float]:
+    """Simulate, load into cleaned.*, compute features for every day. Returns timings and sizes."""
+    import duckdb
+
+    from fraud_assets.defs.features.compute import write_features
+    from fraud_assets.simulator import SimConfig, generate_world
+
+    try:
+        from fraud_assets.simulator.warehouse_loader import load_world_into_cleaned
+    except ModuleNotFoundError:  # the features engineer's loader is not there yet
+        _log("fraud_assets.simulator.warehouse_loader missing: using the contract-only fallback loader")
+        load_world_into_cleaned = _fallback_load
+
+    size = {"customers": 500, "terminals": 1000} if quick else {}
+    cfg = SimConfig(profile="handbook", handbook_labels=True, clean=True, **size)
+    t0 = time.perf_counter()
+    world = generate_world(cfg)
+    t_sim = time.perf_counter() - t0
+    _log(f"world: {len(world.transactions):,} transactions in {t_sim:.1f}s")
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        t0 = time.perf_counter()
+        load_world_into_cleaned(conn, world)
+        t_load = time.perf_counter() - t0
+        days = [world.day(i).isoformat() for i in range(cfg.days)]
+        t0 = time.perf_counter()
+        n = 0
+        for i in range(0, len(days), 31):  # month-sized passes keep memory modest
+            n += write_features(conn, days[i : i + 31])
+        t_feat = time.perf_counter() - t0
+    _log(f"loaded in {t_load:.1f}s; {n:,} feature rows in {t_feat:.1f}s")
+    return {"transactions": float(len(world.transactions)), "feature_rows": float(n)}
+
+
+def run_training(data_dir: Path, cards_dir: Path | None) -> tuple[dict, float]:
+    import dagster as dg
+
+    from fraud_assets.defs import models, scoring
+    from fraud_assets.resources import build_resources
+
+    defs = dg.Definitions.merge(
+        models.defs, scoring.defs, dg.Definitions(resources=build_resources(data_dir, PAN_KEY))
+    )
+    run_config = {
+        "ops": {
+            "models__training_set": {
+                "config": {"train_start": TRAIN_START, "n_folds": 4, "known_compromised": "handbook"}
+            },
+            "models__evaluation": {"config": {"cards_dir": str(cards_dir) if cards_dir else ""}},
+        }
+    }
+    t0 = time.perf_counter()
+    result = defs.resolve_job_def("training_job").execute_in_process(
+        run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    seconds = time.perf_counter() - t0
+    for ev in result.get_asset_check_evaluations():
+        _log(f"gate: passed={ev.passed}: {ev.description}")
+    if not result.success:
+        _log("training_job did not fully succeed (see the gate above)")
+    return defs, seconds
+
+
+def run_scoring(defs, days: list[str]) -> tuple[int, float, list[float]]:
+    import dagster as dg
+
+    from fraud_assets.lib.partitions import BUSINESS_DATE
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(BUSINESS_DATE, days)
+    job = defs.resolve_job_def("scoring_job")
+    rows, model_rates = 0, []
+    t0 = time.perf_counter()
+    for day in days:
+        result = job.execute_in_process(partition_key=day, instance=instance)
+        for ev in result.get_asset_materialization_events():
+            md = ev.materialization.metadata
+            if "rows_scored" in md:
+                rows += int(md["rows_scored"].value)
+                model_rates.append(float(md["rows_per_second"].value))
+    return rows, time.perf_counter() - t0, model_rates
+
+
+def run(args) -> list[dict]:
+    from fraud_assets.lib.registry import CHAMPION, current_alias, get_version, latest_versions
+
+    quick = bool(getattr(args, "quick", False))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_models_"))
+    rows: list[dict] = []
+
+    def add(metric, value, unit="", note=""):
+        rows.append({"bench": "models", "metric": metric, "value": value, "unit": unit, "note": note})
+
+    try:
+        data_dir = tmp / "data"
+        data_dir.mkdir()
+        sizes = build_warehouse(data_dir, quick)
+        add(
+            "world transactions",
+            int(sizes["transactions"]),
+            "rows",
+            "handbook profile" + (" (quick)" if quick else ""),
+        )
+        defs, train_s = run_training(data_dir, tmp / "cards" if quick else None)
+        add("training_job wall time", train_s, "s", "3 families x 4 folds + evaluation + gate")
+        import duckdb
+
+        with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+            versions = {v.family: v for v in reversed(latest_versions(conn))}  # newest per family
+            champion = current_alias(conn, CHAMPION)
+            champ = get_version(conn, champion) if champion else None
+            train_rows = conn.execute(
+                "SELECT count(*) FROM models.training_set WHERE fold = 0 AND split = 'train'"
+            ).fetchone()[0]
+        for family, mv in sorted(versions.items()):
+            m = mv.metrics
+            add(
+                f"{family} fit time (handbook split)",
+                m["fit_seconds_fold0"],
+                "s",
+                f"{train_rows:,} training rows",
+            )
+            for name, ref in HANDBOOK.items():
+                note = f"handbook LR {ref}" if family == "logistic_regression" else ""
+                add(f"{family} {name} (handbook split)", m[f"fold0_{name}"], "", note)
+            add(
+                f"{family} prequential AP",
+                m["average_precision_mean"],
+                "",
+                f"std {m['average_precision_std']:.3f}",
+            )
+            add(
+                f"{family} prequential CP@100",
+                m["card_precision_at_100_mean"],
+                "",
+                f"std {m['card_precision_at_100_std']:.3f}",
+            )
+        if champ is not None:
+            add("champion", champ.model_version, "", champ.family)
+            add(
+                "champion AP (handbook split)", champ.metrics["fold0_average_precision"], "", "target >= 0.70"
+            )
+            add(
+                "champion CP@100 (handbook split)",
+                champ.metrics["fold0_card_precision_at_100"],
+                "",
+                "target >= 0.31",
+            )
+            n, seconds, rates = run_scoring(defs, TEST_DAYS)
+            add("scoring rows", n, "rows", f"{len(TEST_DAYS)} days")
+            add("scoring throughput, end to end", n / seconds, "rows/s", "scoring_job per day incl. alerts")
+            add("scoring throughput, model only", sum(rates) / len(rates), "rows/s", champ.family)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows

@@ -1,0 +1,65 @@
+-- The naive recomputation behind the `features_sampled_naive_recompute` check.
+--
+-- For a random sample of feature rows, recompute features straight from their definitions, with
+-- plain joins and filters and no window functions: every card transaction in (t - 30d, t], every
+-- terminal transaction in (t - 37d, t - 7d] with its label, then filtered aggregates. Slow per row,
+-- independent of transaction_features.sql, so the two agree only if both follow the definitions.
+WITH s AS (
+    SELECT transaction_id, tx_datetime AS t, card_token, terminal_id, tx_amount
+    FROM features.transaction_features
+    USING SAMPLE reservoir({sample_rows} ROWS) REPEATABLE ({seed})
+),
+
+card AS (
+    SELECT
+        s.transaction_id,
+        count(*) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 1 DAY) AS card_nb_tx_1d,
+        avg(x.tx_amount) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 1 DAY) AS card_avg_amount_1d,
+        count(*) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 7 DAY) AS card_nb_tx_7d,
+        avg(x.tx_amount) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 7 DAY) AS card_avg_amount_7d,
+        count(*) AS card_nb_tx_30d,
+        avg(x.tx_amount) AS card_avg_amount_30d,
+        count(*) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 1 HOUR) AS card_nb_tx_1h,
+        count(*) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 6 HOUR) AS card_nb_tx_6h,
+        count(DISTINCT x.terminal_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 1 DAY) AS card_nb_terminals_1d,
+        count(DISTINCT x.terminal_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 7 DAY) AS card_nb_terminals_7d,
+        coalesce(epoch(s.t - max(x.tx_datetime) FILTER (WHERE x.tx_datetime < s.t)), 30 * 86400.0)
+            AS card_secs_since_prev_tx,
+        CASE WHEN count(*) > 1 AND sum(x.tx_amount) - any_value(s.tx_amount) > 0
+             THEN any_value(s.tx_amount) / ((sum(x.tx_amount) - any_value(s.tx_amount)) / (count(*) - 1))
+             ELSE 1.0 END AS card_amount_ratio_30d
+    FROM s
+    JOIN cleaned.transactions AS x
+        ON x.card_token = s.card_token AND x.tx_datetime > s.t - INTERVAL 30 DAY AND x.tx_datetime <= s.t
+    GROUP BY s.transaction_id, s.t
+),
+
+terminal AS (
+    SELECT
+        s.transaction_id,
+        count(x.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 8 DAY) AS terminal_nb_tx_1d,
+        count(l.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 8 DAY AND l.reported_at <= s.t)
+            AS fraud_1d,
+        count(x.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 14 DAY) AS terminal_nb_tx_7d,
+        count(l.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 14 DAY AND l.reported_at <= s.t)
+            AS fraud_7d,
+        count(x.transaction_id) AS terminal_nb_tx_30d,
+        count(l.transaction_id) FILTER (WHERE l.reported_at <= s.t) AS fraud_30d
+    FROM s
+    LEFT JOIN cleaned.transactions AS x
+        ON x.terminal_id = s.terminal_id
+        AND x.tx_datetime > s.t - INTERVAL 37 DAY AND x.tx_datetime <= s.t - INTERVAL 7 DAY
+    LEFT JOIN cleaned.labels AS l ON l.transaction_id = x.transaction_id
+    GROUP BY s.transaction_id
+)
+
+SELECT
+    card.*,
+    terminal.terminal_nb_tx_1d,
+    CASE WHEN terminal_nb_tx_1d > 0 THEN fraud_1d / terminal_nb_tx_1d ELSE 0.0 END AS terminal_risk_1d,
+    terminal.terminal_nb_tx_7d,
+    CASE WHEN terminal_nb_tx_7d > 0 THEN fraud_7d / terminal_nb_tx_7d ELSE 0.0 END AS terminal_risk_7d,
+    terminal.terminal_nb_tx_30d,
+    CASE WHEN terminal_nb_tx_30d > 0 THEN fraud_30d / terminal_nb_tx_30d ELSE 0.0 END AS terminal_risk_30d
+FROM card JOIN terminal USING (transaction_id)
+ORDER BY transaction_id

@@ -1,0 +1,317 @@
+"""features/transaction_features: definitions, point-in-time correctness, incremental runs, checks.
+
+Small simulated worlds (handbook profile, every fraud known within 7 days) loaded straight into the
+cleaned tables; hand-built rows where a boundary of a window is the point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_assets.defs.features import compute
+from fraud_assets.defs.features.assets import transaction_features
+from fraud_assets.defs.features.checks import FEATURE_CHECKS
+from fraud_assets.defs.features.compute import (
+    BASELINE_COLUMNS,
+    COUNT_COLUMNS,
+    FEATURE_COLUMNS,
+    TABLE,
+    compute_features,
+    write_features,
+)
+from fraud_assets.defs.features.reference import baseline_features
+from fraud_assets.lib.pan import Tokenizer
+from fraud_assets.resources import build_resources
+from fraud_assets.simulator import SimConfig, generate_world
+from fraud_assets.simulator.warehouse_loader import SCHEMAS, load_world_into_cleaned, settle
+from fraud_assets_tests.conftest import TEST_PAN_KEY
+
+START = dt.date(2018, 4, 1)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generate_world(
+        SimConfig(profile="handbook", days=50, customers=150, terminals=300, seed=7, handbook_labels=True)
+    )
+
+
+def _keys(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = conn.execute("SELECT DISTINCT CAST(business_date AS VARCHAR) FROM cleaned.transactions").fetchall()
+    return sorted(r[0] for r in rows)
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, world) -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    load_world_into_cleaned(conn, world, Tokenizer(TEST_PAN_KEY))
+    yield conn
+    conn.close()
+
+
+def _close(a: pd.Series, b: pd.Series, col: str) -> pd.Series:
+    """Counts exact; other values to 1e-9 relative."""
+    a, b = a.astype("float64").to_numpy(), b.astype("float64").to_numpy()
+    if col in COUNT_COLUMNS:
+        return pd.Series(a == b)
+    return pd.Series(np.isclose(a, b, rtol=1e-9, atol=1e-12))
+
+
+def _mismatches(left: pd.DataFrame, right: pd.DataFrame, columns) -> dict[str, int]:
+    left, right = left.sort_index(), right.sort_index()
+    assert list(left.index) == list(right.index)
+    out = {c: int((~_close(left[c], right[c], c)).sum()) for c in columns}
+    return {c: n for c, n in out.items() if n}
+
+
+# ----------------------------------------------------------------------------------------------
+# Definitions
+
+
+def test_baseline_columns_equal_the_pandas_reference_on_the_handbook_profile(warehouse):
+    features = compute_features(warehouse, _keys(warehouse)).set_index("transaction_id")
+    tx = warehouse.execute("SELECT * FROM cleaned.transactions").df()
+    labels = warehouse.execute("SELECT * FROM cleaned.labels").df()
+    reference = baseline_features(tx, labels)
+    assert len(features) == len(tx) > 5000
+    assert features["terminal_risk_30d"].gt(0).any()  # the comparison covers known frauds
+    assert _mismatches(features, reference, BASELINE_COLUMNS) == {}
+
+
+def _hand_built(conn: duckdb.DuckDBPyConnection, rows: list[tuple], labels: list[tuple] = ()) -> None:
+    """Cleaned tables from (id, tx_datetime, card, terminal, amount) rows and (id, reported_at) labels."""
+    tx = pd.DataFrame(
+        rows, columns=["transaction_id", "tx_datetime", "card_token", "terminal_id", "tx_amount"]
+    )
+    tx["tx_datetime"] = pd.to_datetime(tx["tx_datetime"])
+    tx = tx.assign(
+        business_date=tx["tx_datetime"].dt.normalize(),
+        tx_datetime_local=tx["tx_datetime"],
+        pan_bin="400000",
+        pan_last4="0000",
+        amount_original=tx["tx_amount"],
+        currency="EUR",
+        fx_rate=1.0,
+        channel="card_present",
+        three_ds=None,
+        feed="acq_a",
+        source_file="hand",
+        row_number=range(len(tx)),
+    )
+    lab = pd.DataFrame(list(labels), columns=["transaction_id", "reported_at"])
+    lab = lab.merge(tx[["transaction_id", "card_token", "tx_datetime"]], on="transaction_id")
+    lab = lab.assign(reported_at=pd.to_datetime(lab["reported_at"]), chargeback_id="cb", reason_code="10.4")
+    cards = pd.DataFrame({"card_token": sorted(tx["card_token"].unique())}).assign(
+        pan_bin="400000",
+        pan_last4="0000",
+        customer_id=lambda d: range(len(d)),
+        home_x=0.0,
+        home_y=0.0,
+        home_country="NL",
+    )
+    terms = pd.DataFrame({"terminal_id": sorted(tx["terminal_id"].unique())}).assign(
+        merchant_id=1, mcc="5411", country="NL", currency="EUR", timezone="UTC", x=3.0, y=4.0
+    )
+    conn.execute("CREATE SCHEMA IF NOT EXISTS cleaned")
+    for name, frame in {"transactions": tx, "labels": lab, "cards": cards, "terminals": terms}.items():
+        cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in SCHEMAS[name].items())
+        settle(conn)
+        conn.register("_frame", frame)
+        conn.execute(f"CREATE OR REPLACE TABLE cleaned.{name} AS SELECT {cols} FROM _frame")
+        conn.unregister("_frame")
+
+
+def test_card_window_is_open_at_t_minus_n_and_includes_every_transaction_at_t():
+    conn = duckdb.connect()
+    _hand_built(
+        conn,
+        [
+            (1, "2018-05-01 12:00:00", "A", 1, 10.0),  # exactly t - 1 day: outside (t - 1d, t]
+            (2, "2018-05-01 12:00:01", "A", 1, 20.0),  # one second inside
+            (3, "2018-05-02 12:00:00", "A", 2, 30.0),  # t
+            (4, "2018-05-02 12:00:00", "A", 3, 60.0),  # same instant: included for both
+        ],
+    )
+    f = compute_features(conn, ["2018-05-01", "2018-05-02"]).set_index("transaction_id")
+    assert f.loc[3, "card_nb_tx_1d"] == f.loc[4, "card_nb_tx_1d"] == 3
+    assert f.loc[3, "card_avg_amount_1d"] == pytest.approx((20 + 30 + 60) / 3)
+    assert f.loc[3, "card_nb_tx_7d"] == 4
+    assert f.loc[4, "card_nb_terminals_1d"] == 3
+    # previous transaction = the latest strictly before t
+    assert f.loc[3, "card_secs_since_prev_tx"] == f.loc[4, "card_secs_since_prev_tx"] == 86399
+
+
+def test_terminal_window_is_delayed_and_counts_a_fraud_only_once_reported():
+    conn = duckdb.connect()
+    rows = [
+        (1, "2018-05-01 12:00:00", "A", 9, 10.0),  # t - 8d exactly: outside (t - 8d, t - 7d]
+        (2, "2018-05-02 12:00:00", "B", 9, 10.0),  # t - 7d exactly: inside, fraud reported at t
+        (3, "2018-05-02 13:00:00", "C", 9, 10.0),  # after t - 7d: not yet in the window
+        (4, "2018-05-09 12:00:00", "D", 9, 10.0),  # t
+        (5, "2018-04-20 12:00:00", "E", 9, 10.0),  # in the 30-day delayed window, reported after t
+    ]
+    labels = [(2, "2018-05-09 12:00:00"), (5, "2018-05-09 12:00:01")]
+    _hand_built(conn, rows, labels)
+    f = compute_features(conn, ["2018-05-09"]).set_index("transaction_id")
+    assert f.loc[4, "terminal_nb_tx_1d"] == 1
+    assert f.loc[4, "terminal_risk_1d"] == 1.0  # reported at exactly t: known
+    assert f.loc[4, "terminal_nb_tx_30d"] == 3
+    assert f.loc[4, "terminal_risk_30d"] == pytest.approx(1 / 3)  # transaction 5's report comes 1 s later
+
+
+# ----------------------------------------------------------------------------------------------
+# Point in time and incremental runs
+
+
+def _mutate_after(conn: duckdb.DuckDBPyConnection, t: str) -> None:
+    """Change every transaction and label after t; add labels reported after t for earlier transactions."""
+    conn.execute(
+        f"DELETE FROM cleaned.transactions WHERE tx_datetime > TIMESTAMP '{t}' AND transaction_id % 3 = 0"
+    )
+    conn.execute(
+        f"""UPDATE cleaned.transactions
+            SET tx_amount = tx_amount * 7 + 1, terminal_id = (terminal_id + 17) % 300,
+                channel = 'ecommerce', three_ds = 'N'
+            WHERE tx_datetime > TIMESTAMP '{t}'"""
+    )
+    conn.execute(
+        f"""INSERT INTO cleaned.transactions
+            SELECT * REPLACE (transaction_id + 10000000 AS transaction_id,
+                              tx_datetime + INTERVAL 1 SECOND AS tx_datetime, tx_amount + 500 AS tx_amount)
+            FROM cleaned.transactions WHERE tx_datetime > TIMESTAMP '{t}'"""
+    )
+    conn.execute(f"DELETE FROM cleaned.labels WHERE reported_at > TIMESTAMP '{t}'")
+    conn.execute(
+        f"""INSERT INTO cleaned.labels
+            SELECT transaction_id, card_token, tx_datetime, TIMESTAMP '{t}' + INTERVAL 1 SECOND,
+                   'late', '10.4'
+            FROM cleaned.transactions
+            WHERE tx_datetime <= TIMESTAMP '{t}' AND transaction_id % 4 = 0
+              AND transaction_id NOT IN (SELECT transaction_id FROM cleaned.labels)"""
+    )
+
+
+def _features_before(conn, keys, t) -> pd.DataFrame:
+    f = compute_features(conn, keys)
+    return f[f["tx_datetime"] <= pd.Timestamp(t)].set_index("transaction_id")
+
+
+def test_features_at_t_do_not_change_when_everything_after_t_changes(warehouse):
+    t = "2018-05-11 13:17:00"
+    keys = _keys(warehouse)
+    before = _features_before(warehouse, keys, t)
+    _mutate_after(warehouse, t)
+    after = _features_before(warehouse, keys, t)
+    assert len(before) > 3000
+    assert _mismatches(before, after, FEATURE_COLUMNS) == {}
+
+
+def test_the_leakage_test_catches_a_feature_that_uses_labels_before_they_are_reported(warehouse, monkeypatch):
+    render = compute.render_sql
+
+    def leaky(keys):  # a label counts from the end of the delay, whenever it was reported
+        return render(keys).replace("greatest(s + INTERVAL 7 DAY, r)", "s + INTERVAL 7 DAY")
+
+    monkeypatch.setattr(compute, "render_sql", leaky)
+    t = "2018-05-11 13:17:00"
+    keys = _keys(warehouse)
+    before = _features_before(warehouse, keys, t)
+    _mutate_after(warehouse, t)
+    after = _features_before(warehouse, keys, t)
+    assert "terminal_risk_30d" in _mismatches(before, after, FEATURE_COLUMNS)
+
+
+def test_one_day_computed_alone_equals_the_same_day_of_a_full_backfill(warehouse):
+    keys = _keys(warehouse)
+    write_features(warehouse, keys)
+    backfill = warehouse.execute(f"SELECT * FROM {TABLE} WHERE business_date = DATE '2018-05-15'").df()
+    # Only the lookback the day needs: drop everything older than 37 days before it.
+    warehouse.execute("DELETE FROM cleaned.transactions WHERE business_date < DATE '2018-04-08'")
+    written = write_features(warehouse, ["2018-05-15"])
+    alone = warehouse.execute(f"SELECT * FROM {TABLE} WHERE business_date = DATE '2018-05-15'").df()
+    assert written == len(backfill) > 0
+    assert (
+        _mismatches(backfill.set_index("transaction_id"), alone.set_index("transaction_id"), FEATURE_COLUMNS)
+        == {}
+    )
+
+
+def test_writing_a_day_replaces_only_that_partition(warehouse):
+    keys = _keys(warehouse)
+    write_features(warehouse, keys)
+    per_day = dict(warehouse.execute(f"SELECT business_date, count(*) FROM {TABLE} GROUP BY ALL").fetchall())
+    write_features(warehouse, ["2018-05-15"])
+    write_features(warehouse, ["2018-05-15"])
+    again = dict(warehouse.execute(f"SELECT business_date, count(*) FROM {TABLE} GROUP BY ALL").fetchall())
+    assert again == per_day
+
+
+def test_partition_keys_that_are_not_dates_are_refused(warehouse):
+    with pytest.raises(ValueError, match="Invalid isoformat"):
+        write_features(warehouse, ["2018-05-15'; DROP TABLE cleaned.transactions; --"])
+
+
+# ----------------------------------------------------------------------------------------------
+# The Dagster asset and its checks
+
+
+def _instance_with_partitions(conn) -> dg.DagsterInstance:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("business_date", _keys(conn))
+    return instance
+
+
+def _materialize(data_dir: Path, instance, start: str, end: str) -> dg.ExecuteInJobResult:
+    return dg.materialize(
+        [transaction_features, *FEATURE_CHECKS],
+        instance=instance,
+        resources=build_resources(data_dir, TEST_PAN_KEY),
+        tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+        raise_on_error=False,
+    )
+
+
+def test_a_backfill_is_one_run_and_every_check_passes(data_dir, world):
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        load_world_into_cleaned(conn, world, Tokenizer(TEST_PAN_KEY))
+        instance = _instance_with_partitions(conn)
+        keys = _keys(conn)
+    result = _materialize(data_dir, instance, keys[0], keys[-1])
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {
+        "one_row_per_transaction": True,
+        "sampled_naive_recompute": True,
+        "null_rates": True,
+        "value_ranges": True,
+    }
+    mat = result.asset_materializations_for_node("features__transaction_features")
+    assert {m.partition for m in mat} == set(keys)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchall()[0][0] == len(world.transactions)
+
+
+def test_the_sampled_recompute_fails_when_a_window_is_off_by_one(data_dir, world):
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        load_world_into_cleaned(conn, world, Tokenizer(TEST_PAN_KEY))
+        write_features(conn, _keys(conn))
+        conn.execute(f"UPDATE {TABLE} SET card_nb_tx_7d = card_nb_tx_7d + 1")
+        instance = _instance_with_partitions(conn)
+    result = dg.materialize(
+        [transaction_features.to_source_asset(), *FEATURE_CHECKS],
+        instance=instance,
+        resources=build_resources(data_dir, TEST_PAN_KEY),
+        selection=dg.AssetSelection.checks(*FEATURE_CHECKS),
+        raise_on_error=False,
+    )
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["sampled_naive_recompute"].passed is False
+    assert "card_nb_tx_7d" in checks["sampled_naive_recompute"].metadata["mismatched_columns"].value
+    assert checks["one_row_per_transaction"].passed is True
