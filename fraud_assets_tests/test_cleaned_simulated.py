@@ -217,10 +217,15 @@ def test_no_clear_pan_in_event_log_metadata_or_compute_logs(world):
     pans = [p for p in set(world["truth"]["pan"])]
     blobs: list[str] = []
     instance = world["instance"]
-    for record in instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-    ):
-        blobs.append(repr(record.event_log_entry))
+    for key in instance.get_asset_keys():
+        for fetch in (instance.fetch_materializations, instance.fetch_observations):
+            cursor = None
+            while True:  # page through every record: a PAN in the 1001st must still be found
+                page = fetch(key, limit=500, cursor=cursor)
+                blobs += [repr(r.event_log_entry) for r in page.records]
+                if not page.has_more:
+                    break
+                cursor = page.cursor
     for run in instance.get_runs():
         for entry in instance.all_logs(run.run_id):
             blobs.append(entry.message or "")

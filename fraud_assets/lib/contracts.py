@@ -189,14 +189,16 @@ def pan_leak_check(
     partitions_def: dg.PartitionsDefinition | None = None,
     partition_column: str = "business_date",
     blocking: bool = True,
+    name: str = "no_clear_pan",
 ) -> dg.AssetChecksDefinition:
-    """Blocking check: no text column of `table` holds a Luhn-valid 13-19 digit sequence."""
+    """Blocking check: no text column of `table` holds a Luhn-valid 13-19 digit sequence. `name` lets
+    an asset that writes a second table carry one scan per table."""
     key = _asset_key(asset)
     pdef = _partitions_def(asset, partitions_def)
 
     @dg.asset_check(
         asset=key,
-        name="no_clear_pan",
+        name=name,
         description=(
             f"PAN-leak scan of `{table}`: no VARCHAR column (hex digests `card_token`/`file_sha256` "
             "excepted) contains a 13-19 digit Luhn-valid sequence, with or without spaces/dashes. "

@@ -38,9 +38,10 @@ def _as_relation_sql(conn: duckdb.DuckDBPyConnection, source: str | pd.DataFrame
 def export_root(conn: duckdb.DuckDBPyConnection) -> Path | None:
     """`exports/` beside the warehouse file: Parquet snapshots that notebooks read without ever
     taking the warehouse lock (docs/notebooks.md). None for an in-memory database."""
-    row = conn.execute(
+    rows = conn.execute(
         "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
+    ).fetchall()
+    row = rows[0] if rows else None
     if not row or not row[0]:
         return None
     return Path(row[0]).resolve().parent / "exports"

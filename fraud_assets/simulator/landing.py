@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from fraud_assets.lib.landing import file_name
 from fraud_assets.simulator import reference as ref
 from fraud_assets.simulator.config import DEFECT_OUTCOMES, TAG_CHARGEBACK_MESS, SimConfig, rng
 from fraud_assets.simulator.feeds import Rows, parquet_bytes, render_chargebacks, render_fx, take
@@ -196,7 +197,7 @@ def _chargebacks(world: World) -> tuple[list[LandedFile], list[tuple]]:
             reports["exponent"][s],
             reports["currency"][s],
         )
-        f = LandedFile("chargebacks", d, f"chargebacks_{world.day(d).isoformat()}.csv", data)
+        f = LandedFile("chargebacks", d, file_name("chargebacks", world.day(d)), data)
         files.append(f)
         for j in np.flatnonzero(reports["copy"][s] == 2):
             defects.append(
@@ -215,7 +216,7 @@ def _fx_files(world: World) -> list[LandedFile]:
         date = world.day(d)
         part = fx[dates == date]
         data = render_fx(date.isoformat(), list(part["quote_currency"]), list(part["rate"]), ref.FX_DECIMALS)
-        files.append(LandedFile("fx_rates", d, f"fx_rates_{date.isoformat()}.csv", data))
+        files.append(LandedFile("fx_rates", d, file_name("fx_rates", date), data))
     return files
 
 
@@ -245,8 +246,8 @@ def _reference_files(world: World) -> list[LandedFile]:
     )
     day0 = world.start.isoformat()
     return [
-        LandedFile("cardholders", 0, f"cardholders_{day0}.parquet", parquet_bytes(cardholders)),
-        LandedFile("merchants", 0, f"merchants_{day0}.parquet", parquet_bytes(merchants)),
+        LandedFile("cardholders", 0, file_name("cardholders", day0), parquet_bytes(cardholders)),
+        LandedFile("merchants", 0, file_name("merchants", day0), parquet_bytes(merchants)),
     ]
 
 

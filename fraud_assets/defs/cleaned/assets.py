@@ -13,13 +13,16 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from fraud_assets.defs.cleaned import schemas
 from fraud_assets.defs.cleaned.transform import (
     QUARANTINE_COLUMNS,
     RECONCILIATION_COLUMNS,
     TRANSACTION_COLUMNS,
+    _masked,
     clean_authorizations,
 )
 from fraud_assets.defs.raw import assets as raw
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 
@@ -55,53 +58,158 @@ QUALIFY row_number() OVER (
 ) = 1
 ORDER BY customer_id
 """
-# A corrected rate (later landed file) replaces an earlier one for the same day and currency.
-FX_SQL = """
+# Reference rows (chargebacks, FX) are never dropped silently: each raw row is kept, quarantined in
+# cleaned.reference_quarantine with the FIRST reason that applies, or counted as a duplicate (another
+# row of the same key was kept). The `*_JUDGED` views give every raw row its verdict; the table SQL
+# below selects from them, so kept and quarantined rows cannot disagree.
+FX_JUDGED = """
 WITH typed AS (
-    SELECT TRY_CAST(trim(rate_date) AS DATE) AS rate_date, upper(trim(quote_currency)) AS quote_currency,
-           TRY_CAST(replace(trim(rate), ',', '.') AS DOUBLE) AS rate, landing_date, source_file, row_number
+    SELECT *, TRY_CAST(trim(rate_date) AS DATE) AS _rate_date, upper(trim(quote_currency)) AS _ccy,
+           TRY_CAST(CASE WHEN regexp_full_match(trim(rate), '-?[0-9]+([.,][0-9]+)?')
+                         THEN replace(trim(rate), ',', '.') END AS DOUBLE) AS _rate
     FROM raw.fx_rates
-    WHERE malformed_reason IS NULL AND coalesce(upper(trim(base_currency)), 'EUR') = 'EUR'
 )
-SELECT rate_date, quote_currency, rate FROM typed
-WHERE rate_date IS NOT NULL AND regexp_full_match(quote_currency, '[A-Z]{3}') AND rate > 0
+SELECT *, CASE
+        WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
+        WHEN _rate_date IS NULL THEN 'invalid_rate_date'
+        WHEN coalesce(nullif(upper(trim(base_currency)), ''), 'EUR') <> 'EUR' THEN 'unknown_base_currency'
+        WHEN NOT coalesce(regexp_full_match(_ccy, '[A-Z]{3}'), false) THEN 'invalid_currency'
+        WHEN _rate IS NULL THEN 'invalid_rate'
+        WHEN _rate <= 0 THEN 'non_positive_rate'
+    END AS _reason
+FROM typed
+"""
+FX_OFFENDING = {
+    "malformed_line": ("raw_line", "raw_line_masked"),
+    "invalid_rate_date": ("rate_date", "rate_date"),
+    "unknown_base_currency": ("base_currency", "base_currency"),
+    "invalid_currency": ("quote_currency", "quote_currency"),
+    "invalid_rate": ("rate", "rate"),
+    "non_positive_rate": ("rate", "rate"),
+}
+CHARGEBACK_JUDGED = """
+WITH typed AS (
+    SELECT *,
+           TRY_CAST(CASE WHEN regexp_full_match(trim(transaction_id), '[0-9]{1,18}')
+                         THEN trim(transaction_id) END AS BIGINT) AS _transaction_id,
+           CAST(TRY_STRPTIME(trim(tx_datetime), '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) AS _tx_datetime,
+           CAST(TRY_STRPTIME(trim(reported_at), '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) AS _reported_at
+    FROM raw.chargebacks
+)
+SELECT *, CASE
+        WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
+        WHEN _transaction_id IS NULL THEN 'invalid_transaction_id'
+        WHEN _reported_at IS NULL THEN 'invalid_reported_at'
+        WHEN nullif(trim(tx_datetime), '') IS NOT NULL AND _tx_datetime IS NULL THEN 'invalid_tx_datetime'
+        -- reported after the file reached us: the clock or the row is wrong
+        WHEN _reported_at > ingested_at OR _reported_at >= landing_date + INTERVAL 1 DAY
+            THEN 'future_timestamp'
+        WHEN _reported_at < _tx_datetime THEN 'reported_before_transaction'
+    END AS _reason
+FROM typed
+"""
+CHARGEBACK_OFFENDING = {
+    "malformed_line": ("raw_line", "raw_line_masked"),
+    "invalid_transaction_id": ("transaction_id", "transaction_id"),
+    "invalid_reported_at": ("reported_at", "reported_at"),
+    "invalid_tx_datetime": ("tx_datetime", "tx_datetime"),
+    "future_timestamp": ("reported_at", "reported_at"),
+    "reported_before_transaction": ("reported_at", "reported_at"),
+}
+REFERENCE_REASONS = tuple(dict.fromkeys([*CHARGEBACK_OFFENDING, *FX_OFFENDING]))
+
+# A corrected rate (later landed file) replaces an earlier one for the same day and currency; the
+# replaced rows count as duplicates.
+FX_SQL = f"""
+WITH judged AS ({FX_JUDGED})
+SELECT _rate_date AS rate_date, _ccy AS quote_currency, _rate AS rate FROM judged
+WHERE _reason IS NULL
 QUALIFY row_number() OVER (
-    PARTITION BY rate_date, quote_currency ORDER BY landing_date DESC, source_file DESC, row_number DESC
+    PARTITION BY _rate_date, _ccy ORDER BY landing_date DESC, source_file DESC, row_number DESC
 ) = 1
 ORDER BY rate_date, quote_currency
 """
-# Earliest report per transaction: a fraud is known from the first chargeback that names it.
-LABELS_SQL = """
-WITH typed AS (
-    SELECT TRY_CAST(trim(transaction_id) AS BIGINT) AS transaction_id, card_token,
-           TRY_STRPTIME(trim(tx_datetime), '%Y-%m-%dT%H:%M:%SZ') AS tx_datetime,
-           TRY_STRPTIME(trim(reported_at), '%Y-%m-%dT%H:%M:%SZ') AS reported_at,
-           trim(chargeback_id) AS chargeback_id, trim(reason_code) AS reason_code
-    FROM raw.chargebacks
-    WHERE malformed_reason IS NULL
-)
-SELECT transaction_id, card_token, CAST(tx_datetime AS TIMESTAMP) AS tx_datetime,
-       CAST(reported_at AS TIMESTAMP) AS reported_at, chargeback_id, reason_code
-FROM typed
-WHERE transaction_id IS NOT NULL AND reported_at IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY transaction_id ORDER BY reported_at, chargeback_id) = 1
+# Earliest report per transaction: a fraud is known from the first chargeback that names it; later
+# reports of the same transaction count as duplicates.
+LABELS_SQL = f"""
+WITH judged AS ({CHARGEBACK_JUDGED})
+SELECT _transaction_id AS transaction_id, card_token, _tx_datetime AS tx_datetime,
+       _reported_at AS reported_at, trim(chargeback_id) AS chargeback_id, trim(reason_code) AS reason_code
+FROM judged
+WHERE _reason IS NULL
+QUALIFY row_number() OVER (PARTITION BY _transaction_id ORDER BY _reported_at, chargeback_id) = 1
 ORDER BY transaction_id
 """
+REF_QUAR = "cleaned.reference_quarantine"
+# Definition-time column schemas of the reference tables (their pandera contracts).
+REFERENCE_MODELS = {
+    "terminals": schemas.TerminalsModel,
+    "cards": schemas.CardsModel,
+    "fx_rates": schemas.FxRatesModel,
+    "labels": schemas.LabelsModel,
+}
+
+
+def quarantine_sql(source: str, judged: str, offending: dict[str, tuple[str, str]], id_column: str) -> str:
+    """The rejected rows of `judged` in cleaned.quarantine's columns; offending_value still clear
+    (masked in Python before it is written)."""
+    col = " ".join(f"WHEN '{r}' THEN '{c}'" for r, (c, _) in offending.items())
+    val = " ".join(f"WHEN '{r}' THEN CAST({v} AS VARCHAR)" for r, (_, v) in offending.items())
+    return f"""
+WITH judged AS ({judged})
+SELECT business_date, '{source}' AS source, feed, source_file, row_number, {id_column} AS transaction_id,
+       _reason AS reason, CASE _reason {col} END AS offending_column,
+       CASE _reason {val} END AS offending_value, ingested_at AS quarantined_at
+FROM judged WHERE _reason IS NOT NULL
+ORDER BY source_file, row_number
+"""
+
+
+CHARGEBACK_QUARANTINE_SQL = quarantine_sql(
+    "chargebacks", CHARGEBACK_JUDGED, CHARGEBACK_OFFENDING, "_transaction_id"
+)
+FX_QUARANTINE_SQL = quarantine_sql("fx_rates", FX_JUDGED, FX_OFFENDING, "CAST(NULL AS BIGINT)")
 
 
 def _cast_sql(columns: list[tuple[str, str]], view: str) -> str:
     return "SELECT " + ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns) + f" FROM {view}"
 
 
-def _reference_asset(name: str, sql: str, upstream: dg.AssetsDefinition, description: str):
+def write_reference_quarantine(conn, source: str, sql: str) -> pd.DataFrame:
+    """Replace `source`'s slice of cleaned.reference_quarantine (one transaction) with the rows of
+    `sql`, offending values masked; returns the rows written."""
+    q = conn.execute(sql).df()
+    q["offending_value"] = _masked(q["offending_value"]) if len(q) else q["offending_value"]
+    cur = conn.cursor()  # own cursor: see raw.assets.write_frame
+    try:
+        cur.register("_ref_quarantine_src", q)
+        replace_partition(
+            cur, REF_QUAR, _cast_sql(QUARANTINE_COLUMNS, "_ref_quarantine_src"), "source", [source]
+        )
+    finally:
+        cur.close()
+    return q
+
+
+def _reference_asset(
+    name: str,
+    sql: str,
+    upstream: dg.AssetsDefinition,
+    description: str,
+    quarantine: tuple[str, str] | None = None,
+):
+    """A reference table rebuilt from its raw table; with `quarantine` = (source, SQL), the rows it
+    rejects go to that source's slice of cleaned.reference_quarantine, written first so a crash
+    between the two writes leaves a visible (failing) reconciliation, never a silent drop."""
     table = f"cleaned.{name}"
 
     @dg.asset(
         key=["cleaned", name],
+        metadata=column_schema_metadata(REFERENCE_MODELS[name]),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
-        code_version="1",
+        code_version="2" if quarantine else "1",
         pool="duckdb",
         deps=[upstream],
         freshness_policy=REFERENCE_FRESHNESS,
@@ -110,8 +218,20 @@ def _reference_asset(name: str, sql: str, upstream: dg.AssetsDefinition, descrip
     def _asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as conn:
             source_rows = conn.execute(f"SELECT count(*) FROM raw.{upstream.key.path[-1]}").fetchall()[0][0]
+            extra: dict[str, object] = {"source_rows": int(source_rows)}
+            quarantined = 0
+            if quarantine is not None:
+                q = write_reference_quarantine(conn, *quarantine)
+                quarantined = len(q)
+                by_reason = {str(k): int(v) for k, v in q["reason"].value_counts().items()}
+                extra["quarantined_rows"] = quarantined
+                extra["quarantine_by_reason"] = dg.MetadataValue.json(by_reason)
+                extra.update({f"quarantined_{r}": n for r, n in sorted(by_reason.items())})
+                extra["quarantine_table"] = dg.MetadataValue.text(f"{REF_QUAR} (source = {quarantine[0]})")
             written = replace_table(conn, table, sql)
-            md = table_metadata(conn, table, extra={"source_rows": int(source_rows)})
+            if quarantine is not None:
+                extra["duplicates_removed"] = int(source_rows) - quarantined - written
+            md = table_metadata(conn, table, extra=extra)
         md["rows_written"] = written
         return dg.MaterializeResult(metadata=md)
 
@@ -140,7 +260,11 @@ fx_rates = _reference_asset(
     raw.fx_rates,
     "EUR reference FX rates, typed: one rate (quote currency units per EUR) per rate_date and "
     "quote_currency, a later-landed correction replacing the earlier value. Cleaning divides amounts "
-    "by the rate of the transaction's business date.",
+    "by the rate of the transaction's business date. Rows that cannot be used (malformed line, bad "
+    "date, base currency other than EUR, bad currency code, non-numeric or non-positive rate) are "
+    "written with their reason and masked value to cleaned.reference_quarantine (source = fx_rates); "
+    "source_rows = rows_written + quarantined_rows + duplicates_removed (replaced versions).",
+    quarantine=("fx_rates", FX_QUARANTINE_SQL),
 )
 labels = _reference_asset(
     "labels",
@@ -148,8 +272,11 @@ labels = _reference_asset(
     raw.chargebacks,
     "Fraud labels for model training and monitoring: one row per reported transaction_id with the "
     "EARLIEST chargeback `reported_at` (a transaction is fraud as known at time t iff reported_at <= t), "
-    "its card_token, tx_datetime, chargeback_id and reason_code. Unparseable chargeback rows are left out "
-    "(count = source_rows - rows_written in metadata).",
+    "its card_token, tx_datetime, chargeback_id and reason_code. Rows that cannot be used (malformed "
+    "line, bad transaction id, unparseable or future report time, report before the transaction) are "
+    "written with their reason and masked value to cleaned.reference_quarantine (source = "
+    "chargebacks); source_rows = rows_written + quarantined_rows + duplicates_removed (later reports).",
+    quarantine=("chargebacks", CHARGEBACK_QUARANTINE_SQL),
 )
 
 TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
@@ -204,6 +331,7 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
     specs=[
         dg.AssetSpec(
             key=["cleaned", "transactions"],
+            metadata=column_schema_metadata(TRANSACTION_COLUMNS),
             group_name=GROUP,
             owners=OWNERS,
             kinds={"python", "duckdb"},
@@ -222,6 +350,7 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
         ),
         dg.AssetSpec(
             key=["cleaned", "quarantine"],
+            metadata=column_schema_metadata(QUARANTINE_COLUMNS),
             group_name=GROUP,
             owners=OWNERS,
             kinds={"python", "duckdb"},
@@ -239,6 +368,7 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
         ),
         dg.AssetSpec(
             key=["cleaned", "reconciliation"],
+            metadata=column_schema_metadata(RECONCILIATION_COLUMNS),
             group_name=GROUP,
             owners=OWNERS,
             kinds={"python", "duckdb"},

@@ -25,6 +25,19 @@ UNPARTITIONED = {
     cl.fx_rates: (schemas.FxRatesModel, "cleaned.fx_rates"),
 }
 
+# cleaned.reference_quarantine is written by both cleaned/labels and cleaned/fx_rates (each its own
+# source slice): each writer carries a contract check and a PAN scan of the table.
+REFERENCE_QUARANTINE_CHECKS = [
+    check
+    for asset in (cl.labels, cl.fx_rates)
+    for check in (
+        contract_check(
+            asset, schemas.ReferenceQuarantineModel, cl.REF_QUAR, name="reference_quarantine_contract"
+        ),
+        pan_leak_check(asset, cl.REF_QUAR, name="reference_quarantine_no_clear_pan"),
+    )
+]
+
 contract_checks = [contract_check(k, m, t, partitions_def=P) for k, (m, t) in PARTITIONED.items()] + [
     contract_check(a, m, t) for a, (m, t) in UNPARTITIONED.items()
 ]
@@ -157,8 +170,105 @@ def raw_rows_reconcile(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRes
     return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": c["raw_rows"] - accounted})
 
 
+# Per reference source: how a raw row's key is read, and the kept table's key columns.
+REFERENCE_KEYS = {
+    "chargebacks": (
+        "raw.chargebacks",
+        "cleaned.labels",
+        {"transaction_id": "TRY_CAST(trim(r.transaction_id) AS BIGINT)"},
+        {"chargeback_id": "trim(r.chargeback_id)"},
+    ),
+    "fx_rates": (
+        "raw.fx_rates",
+        "cleaned.fx_rates",
+        {
+            "rate_date": "TRY_CAST(trim(r.rate_date) AS DATE)",
+            "quote_currency": "upper(trim(r.quote_currency))",
+        },
+        {},
+    ),
+}
+
+
+def reconcile_reference(conn, source: str) -> dict[str, int]:
+    """Where every raw row of a reference source went, from the tables themselves.
+
+    accepted = raw rows not in the quarantine; duplicates = accepted rows - distinct accepted keys.
+    Also: accepted rows whose key is missing from the kept table (silently dropped), kept rows with no
+    accepted raw row behind them (invented), and quarantine rows that match no raw row."""
+    raw_table, kept, keys, extra = REFERENCE_KEYS[source]
+    key_match = " AND ".join(f"k.{c} = {e}" for c, e in keys.items())
+    source_match = " AND ".join([key_match, *(f"k.{c} = {e}" for c, e in extra.items())])
+    key_tuple = ", ".join(keys.values())
+    sql = f"""
+    WITH q AS (SELECT source_file, row_number FROM {cl.REF_QUAR} WHERE source = ?),
+    r AS (SELECT * FROM {raw_table}),
+    accepted AS (SELECT r.* FROM r ANTI JOIN q USING (source_file, row_number))
+    SELECT
+        (SELECT count(*) FROM r),
+        (SELECT count(*) FROM q),
+        (SELECT count(*) FROM q SEMI JOIN r USING (source_file, row_number)),
+        (SELECT count(*) FROM {kept}),
+        (SELECT count(*) FROM accepted),
+        (SELECT count(*) FROM (SELECT DISTINCT {key_tuple} FROM accepted r)),
+        (SELECT count(*) FROM accepted r WHERE NOT EXISTS (SELECT 1 FROM {kept} k WHERE {key_match})),
+        (SELECT count(*) FROM {kept} k WHERE NOT EXISTS (SELECT 1 FROM accepted r WHERE {source_match}))
+    """
+    names = (
+        "raw_rows",
+        "quarantined_rows",
+        "quarantined_rows_in_raw",
+        "kept_rows",
+        "accepted_rows",
+        "accepted_keys",
+        "dropped_rows",
+        "kept_rows_without_source",
+    )
+    c = dict(zip(names, (int(v) for v in conn.execute(sql, [source]).fetchall()[0]), strict=True))
+    c["duplicates_removed"] = c["accepted_rows"] - c["accepted_keys"]
+    return c
+
+
+def _reference_reconcile(asset: dg.AssetsDefinition, source: str) -> dg.AssetChecksDefinition:
+    raw_table, kept, _, _ = REFERENCE_KEYS[source]
+
+    @dg.asset_check(
+        asset=asset,
+        name=f"{source}_rows_reconcile",
+        description=(
+            f"Reconciliation of {raw_table}: raw rows = rows in {kept} + rows quarantined in "
+            f"{cl.REF_QUAR} (source = {source}) + duplicates (accepted rows sharing a kept key); no "
+            f"accepted row's key is missing from {kept}, no kept row lacks an accepted raw row, every "
+            "quarantined row is a raw row. Every count in metadata. Blocking: no silent drop."
+        ),
+        blocking=True,
+        pool="duckdb",
+        additional_deps=[["raw", source]],
+    )
+    def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as conn:
+            c = reconcile_reference(conn, source)
+        unaccounted = c["raw_rows"] - (c["kept_rows"] + c["quarantined_rows"] + c["duplicates_removed"])
+        passed = (
+            unaccounted == 0
+            and c["kept_rows"] == c["accepted_keys"]
+            and c["dropped_rows"] == 0
+            and c["kept_rows_without_source"] == 0
+            and c["quarantined_rows_in_raw"] == c["quarantined_rows"]
+        )
+        return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": unaccounted})
+
+    return _check
+
+
+chargebacks_rows_reconcile = _reference_reconcile(cl.labels, "chargebacks")
+fx_rates_rows_reconcile = _reference_reconcile(cl.fx_rates, "fx_rates")
+
 CLEANED_CHECKS = [
     *contract_checks,
+    *REFERENCE_QUARANTINE_CHECKS,
+    chargebacks_rows_reconcile,
+    fx_rates_rows_reconcile,
     *leak_checks,
     transaction_id_unique,
     terminals_exist,

@@ -10,6 +10,22 @@ from pandera.typing import Series
 
 from fraud_assets.defs.cleaned.transform import REASONS
 
+# The reference rejection reasons live with their SQL (cleaned/assets.py); listed here so the schema
+# module does not import the assets module.
+REFERENCE_REASONS = (
+    "malformed_line",
+    "invalid_transaction_id",
+    "invalid_reported_at",
+    "invalid_tx_datetime",
+    "future_timestamp",
+    "reported_before_transaction",
+    "invalid_rate_date",
+    "unknown_base_currency",
+    "invalid_currency",
+    "invalid_rate",
+    "non_positive_rate",
+)
+
 HEX64 = r"^[0-9a-f]{64}$"
 
 
@@ -57,6 +73,26 @@ class QuarantineModel(pa.DataFrameModel):
     row_number: Series[int] = pa.Field(ge=1)
     transaction_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     reason: Series[str] = pa.Field(isin=list(REASONS))
+    offending_column: Series[str]
+    offending_value: Series[str] = pa.Field(nullable=True)
+    quarantined_at: Series[pd.Timestamp]
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["source_file", "row_number"]
+
+
+class ReferenceQuarantineModel(pa.DataFrameModel):
+    """Every rejected chargeback / FX row with where it came from, why, and the (masked) value."""
+
+    business_date: Series[pd.Timestamp]
+    source: Series[str] = pa.Field(isin=["chargebacks", "fx_rates"])
+    feed: Series[str] = pa.Field(isin=["chargebacks", "fx_rates"])
+    source_file: Series[str]
+    row_number: Series[int] = pa.Field(ge=1)
+    transaction_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    reason: Series[str] = pa.Field(isin=list(REFERENCE_REASONS))
     offending_column: Series[str]
     offending_value: Series[str] = pa.Field(nullable=True)
     quarantined_at: Series[pd.Timestamp]

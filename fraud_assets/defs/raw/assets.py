@@ -17,6 +17,8 @@ from dagster_duckdb import DuckDBResource
 from fraud_assets.defs.raw import landing as lz
 from fraud_assets.defs.raw import parsers
 from fraud_assets.defs.raw.schemas import COLUMNS, select_sql
+from fraud_assets.lib import landing as landing_names
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 from fraud_assets.resources import LandingZone, PanTokenizer
@@ -70,8 +72,8 @@ def build_register(root, previous: pd.DataFrame | None, now: dt.datetime | None 
                 "feed": lf.feed,
                 "source_file": lf.source_file,
                 "file_sha256": digest,
-                "landing_date": lf.landing_date,
-                "business_date": lf.business_date,
+                "landing_date": lf.landing_day,
+                "business_date": lf.business_day,
                 "status": "rejected" if reason else "ingested",
                 "reason": reason,
                 "rows_landed": n,
@@ -96,6 +98,7 @@ def build_register(root, previous: pd.DataFrame | None, now: dt.datetime | None 
 
 @dg.asset(
     key=["raw", "file_register"],
+    metadata=column_schema_metadata(COLUMNS["raw.file_register"]),
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "duckdb"},
@@ -200,8 +203,8 @@ def read_text_file(landing: LandingZone, reg_row, columns: tuple[str, ...], toke
 
 
 def _ext(reg_row) -> str:
-    name = reg_row.source_file.rsplit("/", 1)[-1]
-    return next(e for e in (".csv.gz", ".jsonl.gz", ".csv", ".jsonl", ".parquet") if name.endswith(e))
+    # An `ingested` file passed the naming contract, so its name parses.
+    return landing_names.parse_name(reg_row.source_file.rsplit("/", 1)[-1]).ext
 
 
 def ingest_authorizations(conn, landing: LandingZone, tokenizer, keys: Sequence[str]) -> dict[str, int]:
@@ -226,6 +229,7 @@ def ingest_authorizations(conn, landing: LandingZone, tokenizer, keys: Sequence[
 
 @dg.asset(
     key=["raw", "authorizations"],
+    metadata=column_schema_metadata(COLUMNS["raw.authorizations"]),
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "duckdb"},
@@ -301,6 +305,7 @@ def _reference_asset(source: str, what: str, for_whom: str):
 
     @dg.asset(
         key=["raw", source],
+        metadata=column_schema_metadata(COLUMNS[table]),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"python", "duckdb"},
