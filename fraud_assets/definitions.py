@@ -5,11 +5,17 @@ from __future__ import annotations
 import dagster as dg
 
 from fraud_assets.defs import automation, cleaned, features, models, monitoring, raw, scoring
+from fraud_assets.defs.automation import apply_policies
 from fraud_assets.resources import build_resources
 
 LAYERS = (raw, cleaned, features, models, scoring, monitoring, automation)
 
-defs = dg.Definitions.merge(
-    *(layer.defs for layer in LAYERS),
-    dg.Definitions(resources=build_resources()),
+# Automation conditions and freshness policies are set per layer in one place (defs/automation/policy.py).
+defs = apply_policies(
+    dg.Definitions.merge(
+        *(layer.defs for layer in LAYERS),
+        # In-process: one worker process per run instead of one per step. DuckDB admits one writer at a
+        # time anyway (the `duckdb` pool), so per-step processes only added start-up time to every run.
+        dg.Definitions(resources=build_resources(), executor=dg.in_process_executor),
+    )
 )

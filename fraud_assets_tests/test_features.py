@@ -166,6 +166,34 @@ def test_terminal_window_is_delayed_and_counts_a_fraud_only_once_reported():
     assert f.loc[4, "terminal_risk_30d"] == pytest.approx(1 / 3)  # transaction 5's report comes 1 s later
 
 
+def test_terminal_known_fraud_counts_frauds_in_the_last_n_days_reported_by_t_without_delay():
+    conn = duckdb.connect()
+    t = "2018-05-29 12:00:00"
+    rows = [
+        (1, "2018-05-01 12:00:00", "A", 9, 10.0),  # exactly t - 28d: outside (t - 28d, t)
+        (2, "2018-05-01 12:00:01", "B", 9, 10.0),  # one second inside, reported long ago
+        (3, "2018-05-19 12:00:00", "C", 9, 10.0),  # t - 10d: in 28d, not in 7d
+        (4, "2018-05-29 11:00:00", "D", 9, 10.0),  # t - 1h, reported at exactly t: known
+        (5, "2018-05-27 12:00:00", "E", 9, 10.0),  # reported 1 s after t: not yet known
+        (6, t, "F", 9, 10.0),  # t: the row itself, reported at t, is never counted
+        (7, "2018-05-29 11:30:00", "G", 8, 10.0),  # another terminal
+    ]
+    labels = [
+        (1, "2018-05-02 00:00:00"),
+        (2, "2018-05-02 00:00:00"),
+        (3, "2018-05-20 00:00:00"),
+        (4, t),
+        (5, "2018-05-29 12:00:01"),
+        (6, t),
+        (7, "2018-05-29 11:31:00"),
+    ]
+    _hand_built(conn, rows, labels)
+    f = compute_features(conn, ["2018-05-29"]).set_index("transaction_id")
+    assert f.loc[6, "terminal_known_fraud_28d"] == 3  # transactions 2, 3, 4
+    assert f.loc[6, "terminal_known_fraud_7d"] == 1  # transaction 4
+    assert f.loc[4, "terminal_known_fraud_28d"] == 3  # its window (05-01 11:00, 11:00) holds 1, 2 and 3
+
+
 # ----------------------------------------------------------------------------------------------
 # Point in time and incremental runs
 
@@ -226,6 +254,33 @@ def test_the_leakage_test_catches_a_feature_that_uses_labels_before_they_are_rep
     _mutate_after(warehouse, t)
     after = _features_before(warehouse, keys, t)
     assert "terminal_risk_30d" in _mismatches(before, after, FEATURE_COLUMNS)
+
+
+def test_the_leakage_test_catches_an_undelayed_count_that_uses_labels_before_they_are_reported(
+    warehouse, monkeypatch
+):
+    render = compute.render_sql
+
+    def leaky(keys):  # a recent fraud counts from its transaction on, whenever it was reported
+        return render(keys).replace("greatest(s + INTERVAL 1 MICROSECOND, r)", "s + INTERVAL 1 MICROSECOND")
+
+    monkeypatch.setattr(compute, "render_sql", leaky)
+    t = "2018-05-11 13:17:00"
+    keys = _keys(warehouse)
+    before = _features_before(warehouse, keys, t)
+    _mutate_after(warehouse, t)
+    after = _features_before(warehouse, keys, t)
+    assert "terminal_known_fraud_28d" in _mismatches(before, after, FEATURE_COLUMNS)
+
+
+def test_definition_time_column_schema_is_the_materialised_table_schema(warehouse):
+    write_features(warehouse, _keys(warehouse)[-3:])
+    described = [(r[0], r[1]) for r in warehouse.execute(f"DESCRIBE {TABLE}").fetchall()]
+    schema = transaction_features.specs_by_key[dg.AssetKey(["features", "transaction_features"])].metadata[
+        "dagster/column_schema"
+    ]
+    assert [(c.name, c.type) for c in schema.columns] == described
+    assert all(c.description for c in schema.columns)
 
 
 def test_one_day_computed_alone_equals_the_same_day_of_a_full_backfill(warehouse):

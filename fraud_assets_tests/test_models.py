@@ -196,6 +196,20 @@ def test_first_champion_needs_absolute_sanity():
     assert "sanity" in d.reason
 
 
+def test_first_champion_auc_floor_can_be_relaxed_for_tiny_worlds_but_not_the_ap_lift(monkeypatch):
+    small_world = {
+        "average_precision_mean": 0.29,
+        "card_precision_at_100_mean": 0.03,
+        "auc_mean": 0.68,
+        "fraud_rate_mean": 0.026,
+    }
+    assert not gate_decision("v1", small_world, None, None).promote
+    monkeypatch.setenv("FRAUD_BOOTSTRAP_MIN_AUC", "0.6")
+    assert gate_decision("v1", small_world, None, None).promote
+    no_lift = {**small_world, "average_precision_mean": 0.05}
+    assert not gate_decision("v1", no_lift, None, None).promote
+
+
 def test_rollback_job_restores_the_previous_champion(trained: Path, tmp_path: Path):
     data_dir = copy_world(trained, tmp_path / "data")
     with connect(data_dir) as conn:

@@ -113,3 +113,18 @@ def test_any_generated_rows_parse_and_clean_without_crash_and_balance(a_rows, b_
     assert set(out.quarantine["reason"]) <= set(REASONS)
     assert not out.quarantine["offending_value"].dropna().map(contains_pan).any()
     assert (out.transactions["tx_amount"] > 0).all()
+
+
+def test_scrub_leaves_file_hashes_intact_even_when_they_hold_a_luhn_valid_digit_run():
+    import pandas as pd
+
+    from fraud_assets.defs.raw import parsers
+    from fraud_assets.lib.pan import contains_pan
+
+    # sha256(b"338") happens to hold a Luhn-valid 13-digit run ("6234409593679").
+    digest = "5d8f6cce532a7aeb57196be62344095936793400b3aeb3580d248b17d5518a86"
+    assert contains_pan(digest)
+    df = pd.DataFrame({"file_sha256": [digest], "merchant_note": ["card 4539 1488 0343 6467"]})
+    out = parsers.scrub(df.copy())
+    assert out.loc[0, "file_sha256"] == digest
+    assert "4539 1488 0343 6467" not in out.loc[0, "merchant_note"]

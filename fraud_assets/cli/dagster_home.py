@@ -19,6 +19,9 @@ concurrency:
     # Every DuckDB-writing asset and check declares pool="duckdb": one writer at a time.
     default_limit: 1
     granularity: op
+    # Launch up to 2 runs beyond the free slots: their worker processes start while another run writes,
+    # instead of one after another (a landed day's run then starts as soon as the slot frees).
+    op_granularity_run_buffer: 2
   runs:
     max_concurrent_runs: 4
 run_monitoring:

@@ -8,6 +8,8 @@ DuckDB rolls back an uncommitted transaction when the file is next opened.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -68,6 +70,51 @@ def _export(
     os.replace(tmp, target)
 
 
+def _key_filter(conn: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence[str]) -> str:
+    """`column IN (<keys as literals of the column's type>)`: unlike a CAST of the column to text, a
+    typed constant list lets DuckDB skip row groups by their min/max (zone maps) and compares without
+    casting every row. Keys are quoted as SQL string literals, so they cannot inject SQL."""
+    col_type = next(r[1] for r in conn.execute(f"DESCRIBE {table}").fetchall() if r[0] == column)
+    literals = ", ".join("CAST('" + str(k).replace("'", "''") + f"' AS {col_type})" for k in keys)
+    return f"{column} IN ({literals})"
+
+
+def _export_partitions(
+    conn: duckdb.DuckDBPyConnection, table: str, partition_column: str, partition_keys: Sequence[str]
+) -> None:
+    """`<table>/<partition_column>=<key>/data.parquet` for every key, from ONE partitioned COPY (one scan
+    of the table, however many keys), each file moved into place atomically (rename): a reader sees a
+    partition's old or new file, never a half-written one. A key without rows gets an empty file with the
+    table's schema, as a per-key COPY would write."""
+    root = export_root(conn)
+    if root is None or not partition_keys:
+        return
+    schema, tbl = table.split(".")
+    table_dir = root / schema / tbl
+    table_dir.mkdir(parents=True, exist_ok=True)
+    # Hidden and not `*=*`, so readers globbing `<table>/*=*/data.parquet` never see the staging files.
+    staging = table_dir / f".staging-{uuid.uuid4().hex}"
+    keys = list(dict.fromkeys(str(k) for k in partition_keys))
+    try:
+        # Partitioned on a text copy of the key (dropped from the files), so directory names are the keys
+        # as given and the partition column keeps its type inside each file, as before.
+        conn.execute(
+            f"COPY (SELECT *, CAST({partition_column} AS VARCHAR) AS _fraud_assets_key FROM {table} "
+            f"WHERE {_key_filter(conn, table, partition_column, keys)}) TO '{staging}' "
+            "(FORMAT parquet, PARTITION_BY (_fraud_assets_key), FILENAME_PATTERN 'data')"
+        )
+        for key in keys:
+            produced = sorted((staging / f"_fraud_assets_key={key}").glob("*.parquet"))
+            target_dir = table_dir / f"{partition_column}={key}"
+            target_dir.mkdir(parents=True, exist_ok=True)
+            if produced:
+                os.replace(produced[0], target_dir / "data.parquet")
+            else:
+                _export(conn, table, "LIMIT 0", subdir=f"{partition_column}={key}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def replace_partition(
     conn: duckdb.DuckDBPyConnection,
     table: str,
@@ -84,28 +131,15 @@ def replace_partition(
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
-        conn.execute(
-            f"DELETE FROM {table} WHERE CAST({partition_column} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
-            [list(partition_keys)],
-        )
+        in_keys = _key_filter(conn, table, partition_column, partition_keys)
+        conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
         conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
-        written = conn.execute(
-            f"SELECT count(*) FROM {table} WHERE CAST({partition_column} AS VARCHAR) IN "
-            f"(SELECT unnest(?::VARCHAR[]))",
-            [list(partition_keys)],
-        ).fetchall()[0][0]
+        written = conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0]
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    for key in partition_keys:
-        _export(
-            conn,
-            table,
-            f"WHERE CAST({partition_column} AS VARCHAR) = ?",
-            [key],
-            subdir=f"{partition_column}={key}",
-        )
+    _export_partitions(conn, table, partition_column, partition_keys)
     return int(written)
 
 

@@ -8,17 +8,19 @@ from dagster_duckdb import DuckDBResource
 from fraud_assets.defs.features.compute import (
     BASELINE_COLUMNS,
     COLUMN_DESCRIPTIONS,
+    COLUMNS,
     LOOKBACK_DAYS,
     PRODUCTION_COLUMNS,
     TABLE,
     write_features,
 )
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import table_metadata
 
 OWNERS = ["team:fraud-data-science"]
 GROUP = "features"
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 PARTITION_FILTER = "CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
 PREVIEW_COLUMNS = ["transaction_id", "business_date", "tx_amount", "card_nb_tx_1d", "terminal_risk_7d"]
 CLEANED_DEPS = [
@@ -36,6 +38,7 @@ CLEANED_DEPS = [
     owners=OWNERS,
     kinds={"duckdb", "sql"},
     code_version=CODE_VERSION,
+    metadata=column_schema_metadata(COLUMNS, descriptions=COLUMN_DESCRIPTIONS),
     pool="duckdb",
     deps=CLEANED_DEPS,
     partitions_def=business_date_partitions,

@@ -69,7 +69,8 @@ def one_row_per_transaction(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     description=(
         f"Leakage and correctness guard: recomputes {SAMPLE_ROWS} random rows the naive way (plain joins on "
         "cleaned.transactions and cleaned.labels, straight from the definitions, no window functions) and "
-        f"compares the baseline card/terminal features and the card velocity features: counts exactly, "
+        f"compares the baseline card/terminal features, the card velocity features and the undelayed "
+        "terminal known-fraud counts: counts exactly, "
         f"averages and ratios to {REL_TOL:g} relative. A window off by one row, a frame that leaks the "
         "future or a label used before it was reported shows up as a mismatch."
     ),
@@ -149,6 +150,7 @@ RANGE_RULES: dict[str, str] = {
     "OR card_nb_tx_1d > card_nb_tx_7d OR card_nb_tx_7d > card_nb_tx_30d",
     "terminal_windows_nested": "terminal_nb_tx_1d > terminal_nb_tx_7d "
     "OR terminal_nb_tx_7d > terminal_nb_tx_30d",
+    "known_fraud_windows_nested": "terminal_known_fraud_7d > terminal_known_fraud_28d",
     "distinct_terminals_bounded": "card_nb_terminals_1d > card_nb_tx_1d "
     "OR card_nb_terminals_7d > card_nb_tx_7d OR card_nb_terminals_1d > card_nb_terminals_7d",
     "risks_are_shares": " OR ".join(
@@ -169,9 +171,9 @@ RANGE_RULES: dict[str, str] = {
     pool="duckdb",
     description=(
         "Validity: flags are 0/1, counts non-negative, the card windows include the current transaction "
-        "and nest (1h <= 6h <= 1d <= 7d <= 30d), terminal windows nest, distinct terminals <= transactions, "
-        "risks are shares in [0, 1], amounts and distances non-negative, z-score within its clip, gap "
-        "within 30 days."
+        "and nest (1h <= 6h <= 1d <= 7d <= 30d), terminal windows and known-fraud counts nest, distinct "
+        "terminals <= transactions, risks are shares in [0, 1], amounts and distances non-negative, "
+        "z-score within its clip, gap within 30 days."
     ),
 )
 def value_ranges(duckdb: DuckDBResource) -> dg.AssetCheckResult:

@@ -10,16 +10,13 @@ backfill run the same statement; the backfill is just one pass over a wider rang
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from fraud_assets.lib.warehouse import ensure_schema, export_root
+from fraud_assets.lib.warehouse import replace_partition
 
 TABLE = "features.transaction_features"
 LABEL_DELAY_DAYS = 7
@@ -46,6 +43,8 @@ BASELINE_COLUMNS = (
     "terminal_risk_30d",
 )
 PRODUCTION_COLUMNS = (
+    "terminal_known_fraud_7d",
+    "terminal_known_fraud_28d",
     "card_amount_ratio_30d",
     "card_amount_zscore_30d",
     "card_secs_since_prev_tx",
@@ -62,7 +61,14 @@ PRODUCTION_COLUMNS = (
     "ecommerce_without_3ds",
 )
 FEATURE_COLUMNS = BASELINE_COLUMNS + PRODUCTION_COLUMNS
-COUNT_COLUMNS = tuple(c for c in FEATURE_COLUMNS if "_nb_" in c)
+COUNT_COLUMNS = tuple(c for c in FEATURE_COLUMNS if "_nb_" in c or "_known_fraud_" in c)
+_KEY_TYPES = {
+    "transaction_id": "BIGINT",
+    "business_date": "DATE",
+    "tx_datetime": "TIMESTAMP",
+    "card_token": "VARCHAR",
+    "terminal_id": "BIGINT",
+}
 FLAG_COLUMNS = ("is_weekend", "is_night", "is_ecommerce", "three_ds_failed", "ecommerce_without_3ds")
 
 _W = "the card's transactions in (t - {w}, t], current one included"
@@ -83,6 +89,11 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
         f"terminal_risk_{w}": "share of " + _D.format(w=w) + " with a fraud label reported <= t (0 if none)"
         for w in ("1d", "7d", "30d")
     },
+    **{
+        f"terminal_known_fraud_{w}": f"count of the terminal's transactions in (t - {w}, t) with a fraud"
+        " label reported <= t (undelayed: every label known at t)"
+        for w in ("7d", "28d")
+    },
     "card_amount_ratio_30d": "amount / mean amount of the card's other transactions in (t-30d, t]; 1 if none",
     "card_amount_zscore_30d": "(amount - mean) / sample std of the card's other transactions in (t-30d, t]; "
     "0 if fewer than 2 or constant",
@@ -97,6 +108,23 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "three_ds_failed": "1 if the 3-D Secure outcome is N (failed)",
     "ecommerce_without_3ds": "1 if ecommerce and 3-D Secure is U or missing",
 }
+
+
+# The table's columns in table order, with their DuckDB types (definition-time column schema; the
+# asset test checks them against a materialised table).
+COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (
+        c,
+        _KEY_TYPES[c]
+        if c in _KEY_TYPES
+        else "INTEGER"
+        if c in FLAG_COLUMNS
+        else "BIGINT"
+        if c in COUNT_COLUMNS
+        else "DOUBLE",
+    )
+    for c in ID_COLUMNS + FEATURE_COLUMNS
+)
 
 
 def validate_keys(partition_keys: Sequence[str]) -> list[dt.date]:
@@ -130,57 +158,7 @@ def compute_features(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[s
 
 
 def write_features(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> int:
-    """Compute and atomically replace the partitions `partition_keys`. Returns rows written.
-
-    DELETE + INSERT in one transaction (a crash leaves the previous version), like
-    `warehouse.replace_partition`, but the Parquet exports for notebooks are written in ONE pass
-    partitioned by business date: the shared helper's per-key export scans the whole table once per
-    key, which costs three times the feature computation on a 183-day backfill.
-    """
-    dates = validate_keys(partition_keys)
-    keys = [d.isoformat() for d in dates]
-    in_keys = ", ".join(f"DATE '{k}'" for k in keys)
-    select_sql = render_sql(keys)
-    ensure_schema(conn, TABLE)
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} AS {select_sql} LIMIT 0")
-        conn.execute(f"DELETE FROM {TABLE} WHERE business_date IN ({in_keys})")
-        conn.execute(f"INSERT INTO {TABLE} BY NAME {select_sql}")
-        written = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE business_date IN ({in_keys})").fetchall()[
-            0
-        ][0]
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    _export_partitions(conn, keys, in_keys)
-    return int(written)
-
-
-def _export_partitions(conn: duckdb.DuckDBPyConnection, keys: list[str], in_keys: str) -> None:
-    """exports/features/transaction_features/business_date=<key>/data.parquet, the layout of
-    `warehouse.replace_partition`; each file replaced atomically (rename)."""
-    root = export_root(conn)
-    if root is None:
-        return
-    schema, table = TABLE.split(".")
-    target_root = root / schema / table
-    staging = target_root / f".staging-{uuid.uuid4().hex}"
-    target_root.mkdir(parents=True, exist_ok=True)
-    try:
-        conn.execute(
-            f"COPY (SELECT * FROM {TABLE} WHERE business_date IN ({in_keys})) TO '{staging}' "
-            "(FORMAT parquet, PARTITION_BY (business_date), FILENAME_PATTERN 'data', "
-            "WRITE_PARTITION_COLUMNS true)"
-        )
-        for key in keys:
-            produced = sorted((staging / f"business_date={key}").glob("*.parquet"))
-            target_dir = target_root / f"business_date={key}"
-            target_dir.mkdir(parents=True, exist_ok=True)
-            if produced:
-                os.replace(produced[0], target_dir / "data.parquet")
-            else:  # the day has no transactions any more
-                (target_dir / "data.parquet").unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """Compute and atomically replace the partitions `partition_keys` (and their Parquet exports) with
+    the shared `warehouse.replace_partition`. Returns rows written."""
+    keys = [d.isoformat() for d in validate_keys(partition_keys)]
+    return replace_partition(conn, TABLE, render_sql(keys), "business_date", keys)

@@ -2,7 +2,7 @@
 --
 -- For a random sample of feature rows, recompute features straight from their definitions, with
 -- plain joins and filters and no window functions: every card transaction in (t - 30d, t], every
--- terminal transaction in (t - 37d, t - 7d] with its label, then filtered aggregates. Slow per row,
+-- terminal transaction in (t - 37d, t - 7d] with its label, and in (t - 28d, t) for the undelayed counts, then filtered aggregates. Slow per row,
 -- independent of transaction_features.sql, so the two agree only if both follow the definitions.
 WITH s AS (
     SELECT transaction_id, tx_datetime AS t, card_token, terminal_id, tx_amount
@@ -51,6 +51,19 @@ terminal AS (
         AND x.tx_datetime > s.t - INTERVAL 37 DAY AND x.tx_datetime <= s.t - INTERVAL 7 DAY
     LEFT JOIN cleaned.labels AS l ON l.transaction_id = x.transaction_id
     GROUP BY s.transaction_id
+),
+
+terminal_recent AS (
+    -- Undelayed: the terminal's transactions in (t - n, t) whose label was reported by t.
+    SELECT
+        s.transaction_id,
+        count(x.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 7 DAY) AS terminal_known_fraud_7d,
+        count(x.transaction_id) AS terminal_known_fraud_28d
+    FROM s
+    LEFT JOIN (cleaned.transactions AS x JOIN cleaned.labels AS l ON l.transaction_id = x.transaction_id)
+        ON x.terminal_id = s.terminal_id AND x.tx_datetime > s.t - INTERVAL 28 DAY AND x.tx_datetime < s.t
+        AND l.reported_at <= s.t
+    GROUP BY s.transaction_id
 )
 
 SELECT
@@ -60,6 +73,8 @@ SELECT
     terminal.terminal_nb_tx_7d,
     CASE WHEN terminal_nb_tx_7d > 0 THEN fraud_7d / terminal_nb_tx_7d ELSE 0.0 END AS terminal_risk_7d,
     terminal.terminal_nb_tx_30d,
-    CASE WHEN terminal_nb_tx_30d > 0 THEN fraud_30d / terminal_nb_tx_30d ELSE 0.0 END AS terminal_risk_30d
-FROM card JOIN terminal USING (transaction_id)
+    CASE WHEN terminal_nb_tx_30d > 0 THEN fraud_30d / terminal_nb_tx_30d ELSE 0.0 END AS terminal_risk_30d,
+    terminal_recent.terminal_known_fraud_7d,
+    terminal_recent.terminal_known_fraud_28d
+FROM card JOIN terminal USING (transaction_id) JOIN terminal_recent USING (transaction_id)
 ORDER BY transaction_id

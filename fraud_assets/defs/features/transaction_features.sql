@@ -21,7 +21,8 @@
 --       every label of the read range is exact.
 --
 -- Incremental reads: output rows have t in [{out_from}, {out_to}); card windows need 30 days
--- ({card_from}), delayed windows 30 + 7 days ({read_from}); labels known by {out_to}.
+-- ({card_from}), delayed windows 30 + 7 days ({read_from}), the undelayed 28-day known-fraud count
+-- 28 days; labels known by {out_to}.
 -- Placeholders are ISO dates/timestamps produced by compute.py from validated partition keys.
 WITH card_ids AS (
     SELECT card_token, row_number() OVER () AS card_id
@@ -93,17 +94,27 @@ card AS (
 
 terminal_stream AS (
     -- Transactions and label events (+1 enter at e_j, +1 leave at f_j per window) per terminal.
+    -- recent_7d / recent_28d carry the +1 / -1 events of the undelayed known-fraud counts (below).
     SELECT terminal_id, tx_datetime AS ts, transaction_id, 0 AS enter, 0 AS leave_1d, 0 AS leave_7d,
-           0 AS leave_30d
+           0 AS leave_30d, 0 AS recent_7d, 0 AS recent_28d
     FROM tx
     UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 7 DAY, r), NULL, 1, 0, 0, 0 FROM labels
+    SELECT terminal_id, greatest(s + INTERVAL 7 DAY, r), NULL, 1, 0, 0, 0, 0, 0 FROM labels
     UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 8 DAY, r), NULL, 0, 1, 0, 0 FROM labels
+    SELECT terminal_id, greatest(s + INTERVAL 8 DAY, r), NULL, 0, 1, 0, 0, 0, 0 FROM labels
     UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 14 DAY, r), NULL, 0, 0, 1, 0 FROM labels
+    SELECT terminal_id, greatest(s + INTERVAL 14 DAY, r), NULL, 0, 0, 1, 0, 0, 0 FROM labels
     UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 37 DAY, r), NULL, 0, 0, 0, 1 FROM labels
+    SELECT terminal_id, greatest(s + INTERVAL 37 DAY, r), NULL, 0, 0, 0, 1, 0, 0 FROM labels
+    UNION ALL
+    -- Undelayed known frauds "n" = labels j with t - n < s_j < t and r_j <= t: the label enters at
+    -- max(s_j + 1 µs, r_j) (strictly after its own transaction, so a row never sees its own label)
+    -- and leaves at max(s_j + n, r_j).
+    SELECT terminal_id, greatest(s + INTERVAL 1 MICROSECOND, r), NULL, 0, 0, 0, 0, 1, 1 FROM labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + INTERVAL 7 DAY, r), NULL, 0, 0, 0, 0, -1, 0 FROM labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + INTERVAL 28 DAY, r), NULL, 0, 0, 0, 0, 0, -1 FROM labels
 ),
 
 terminal AS (
@@ -116,7 +127,9 @@ terminal AS (
             count(transaction_id) OVER d30 AS terminal_nb_tx_30d,
             sum(enter - leave_1d) OVER upto_t AS known_fraud_1d,
             sum(enter - leave_7d) OVER upto_t AS known_fraud_7d,
-            sum(enter - leave_30d) OVER upto_t AS known_fraud_30d
+            sum(enter - leave_30d) OVER upto_t AS known_fraud_30d,
+            sum(recent_7d) OVER upto_t AS terminal_known_fraud_7d,
+            sum(recent_28d) OVER upto_t AS terminal_known_fraud_28d
         FROM terminal_stream
         WINDOW
             w AS (PARTITION BY terminal_id ORDER BY ts),
@@ -194,6 +207,8 @@ SELECT
          THEN terminal.known_fraud_30d / terminal.terminal_nb_tx_30d ELSE 0.0 END
         AS terminal_risk_30d,
     -- production features (docs/features.md)
+    CAST(terminal.terminal_known_fraud_7d AS BIGINT) AS terminal_known_fraud_7d,
+    CAST(terminal.terminal_known_fraud_28d AS BIGINT) AS terminal_known_fraud_28d,
     CASE WHEN card.n_prev > 0 AND card.sum_prev > 0 THEN card.tx_amount / (card.sum_prev / card.n_prev)
          ELSE 1.0 END AS card_amount_ratio_30d,
     -- clipped: a card with near-constant amounts would otherwise give z-scores in the hundreds

@@ -1,5 +1,8 @@
-"""The `monitoring` layer. `defs` is merged into the code location by fraud_assets/definitions.py."""
+"""The `monitoring` layer: drift (PSI) and performance on matured labels (docs/monitoring.md).
+`defs` is merged into the code location by fraud_assets/definitions.py."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from fraud_assets.defs.monitoring.assets import feature_drift, model_performance
+
+defs = dg.Definitions(assets=[feature_drift, model_performance])

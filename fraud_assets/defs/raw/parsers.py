@@ -171,10 +171,16 @@ def _mask_invalid(value: object) -> str | None:
     return "*" * len(text)
 
 
+# Hex digests: about 1 in 200 SHA-256 hex strings holds a Luhn-valid 13-digit run by chance.
+HASH_COLUMNS = ("file_sha256",)
+
+
 def scrub(
-    df: pd.DataFrame, skip: tuple[str, ...] = ("pan", *TOKEN_COLUMNS, "raw_line_masked")
+    df: pd.DataFrame, skip: tuple[str, ...] = ("pan", *TOKEN_COLUMNS, *HASH_COLUMNS, "raw_line_masked")
 ) -> pd.DataFrame:
     """Mask any PAN-shaped value that arrived in a non-PAN field (a producer's column mix-up).
+
+    Token and hash columns are ours, not the producer's: masking them would corrupt lineage.
 
     A vectorised RE2 pre-filter (pyarrow) finds the few values with 13+ digits in a row; only those
     go through the Luhn-aware `mask_pans`."""

@@ -65,6 +65,53 @@ def drivers(model, rows: pd.DataFrame, day: pd.DataFrame, columns: list[str], n:
     return out
 
 
+def alerts_for_day(
+    conn, day: str, config: FraudAlertsConfig, model_store: ModelStore
+) -> tuple[pd.DataFrame, int]:
+    """The alert rows of one business day and the number of cards scored that day."""
+    scored = conn.execute(
+        f"SELECT transaction_id, card_token, score, model_version FROM {SCORES_TABLE} "
+        "WHERE business_date = CAST(? AS DATE)",
+        [day],
+    ).df()
+    feats = read_features_day(conn, day)
+    top = top_cards(scored, config.top_k).merge(
+        feats.drop(columns=["card_token"]), on="transaction_id", how="left"
+    )
+    versions = top["model_version"].unique().tolist()
+    reasons: list[list[tuple]] = [[] for _ in range(len(top))]
+    for version in versions:  # one per day unless the champion changed mid-day
+        model, mv = load_version(conn, model_store.path, version)
+        mask = (top["model_version"] == version).to_numpy()
+        for i, r in zip(
+            np.flatnonzero(mask),
+            drivers(model, top[mask], feats, mv.feature_columns, config.n_drivers),
+            strict=True,
+        ):
+            reasons[i] = r
+    alerts = pd.DataFrame(
+        {
+            "business_date": pd.to_datetime(day).date(),
+            "alert_rank": top["alert_rank"].astype(int),
+            "card_token": top["card_token"],
+            "score": top["score"].astype(float),
+            "transaction_id": top["transaction_id"],
+            "tx_datetime": top["tx_datetime"],
+            "terminal_id": top["terminal_id"],
+            "tx_amount": top["tx_amount"].astype(float),
+            "card_transactions_today": top["card_transactions_today"].astype(int),
+            "model_version": top["model_version"],
+            "drivers": ["; ".join(f"{c}={v:.4g} (+{d:.3f})" for c, v, d in r) for r in reasons],
+            **{
+                f"driver_{j + 1}": [r[j][0] if len(r) > j else None for r in reasons]
+                for j in range(config.n_drivers)
+            },
+            "created_at": datetime.now(UTC).replace(tzinfo=None),
+        }
+    )
+    return alerts, int(scored["card_token"].nunique())
+
+
 @dg.asset(
     key=["scoring", "fraud_alerts"],
     group_name="scoring",
@@ -73,6 +120,7 @@ def drivers(model, rows: pd.DataFrame, day: pd.DataFrame, columns: list[str], n:
     code_version=SCORING_CODE_VERSION,
     pool="duckdb",
     partitions_def=business_date_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[SCORES_KEY],
     metadata=column_schema_metadata(ALERTS_COLUMNS, descriptions=ALERTS_DESCRIPTIONS),
     automation_condition=dg.AutomationCondition.eager(),
@@ -90,55 +138,17 @@ def fraud_alerts(
     duckdb: DuckDBResource,
     model_store: ModelStore,
 ) -> dg.MaterializeResult:
-    day = context.partition_key
+    days = list(context.partition_keys)
     with duckdb.get_connection() as conn:
-        scored = conn.execute(
-            f"SELECT transaction_id, card_token, score, model_version FROM {SCORES_TABLE} "
-            "WHERE business_date = CAST(? AS DATE)",
-            [day],
-        ).df()
-        feats = read_features_day(conn, day)
-        top = top_cards(scored, config.top_k).merge(
-            feats.drop(columns=["card_token"]), on="transaction_id", how="left"
-        )
-        versions = top["model_version"].unique().tolist()
-        reasons: list[list[tuple]] = [[] for _ in range(len(top))]
-        for version in versions:  # one per day unless the champion changed mid-day
-            model, mv = load_version(conn, model_store.path, version)
-            mask = (top["model_version"] == version).to_numpy()
-            for i, r in zip(
-                np.flatnonzero(mask),
-                drivers(model, top[mask], feats, mv.feature_columns, config.n_drivers),
-                strict=True,
-            ):
-                reasons[i] = r
-        alerts = pd.DataFrame(
-            {
-                "business_date": pd.to_datetime(day).date(),
-                "alert_rank": top["alert_rank"].astype(int),
-                "card_token": top["card_token"],
-                "score": top["score"].astype(float),
-                "transaction_id": top["transaction_id"],
-                "tx_datetime": top["tx_datetime"],
-                "terminal_id": top["terminal_id"],
-                "tx_amount": top["tx_amount"].astype(float),
-                "card_transactions_today": top["card_transactions_today"].astype(int),
-                "model_version": top["model_version"],
-                "drivers": ["; ".join(f"{c}={v:.4g} (+{d:.3f})" for c, v, d in r) for r in reasons],
-                **{
-                    f"driver_{j + 1}": [r[j][0] if len(r) > j else None for r in reasons]
-                    for j in range(config.n_drivers)
-                },
-                "created_at": datetime.now(UTC).replace(tzinfo=None),
-            }
-        )
-        n = replace_partition(conn, ALERTS_TABLE, alerts, "business_date", [day])
-        n_cards = int(scored["card_token"].nunique())
+        per_day = [alerts_for_day(conn, day, config, model_store) for day in days]
+        alerts = pd.concat([a for a, _ in per_day], ignore_index=True)
+        n = replace_partition(conn, ALERTS_TABLE, alerts, "business_date", days)
+        n_cards = sum(c for _, c in per_day)
         md = table_metadata(
             conn,
             ALERTS_TABLE,
-            where="business_date = CAST(? AS DATE)",
-            params=[day],
+            where="CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
+            params=[days],
             descriptions=ALERTS_DESCRIPTIONS,
             preview_columns=["alert_rank", "score", "transaction_id", "tx_amount", "drivers"],
             extra={

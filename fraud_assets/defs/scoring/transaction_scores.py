@@ -4,6 +4,7 @@ import time
 from datetime import UTC, date, datetime
 
 import dagster as dg
+import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.scoring.common import (
@@ -31,6 +32,8 @@ CHAMPION_KEY = dg.AssetKey(["models", "champion"])
     code_version=SCORING_CODE_VERSION,
     pool="duckdb",
     partitions_def=business_date_partitions,
+    # A backfill (or `make pipeline`) scores every selected day in one run and one write.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[dg.AssetKey(["features", "transaction_features"]), CHAMPION_KEY],
     metadata=column_schema_metadata(SCORES_COLUMNS, descriptions=SCORES_DESCRIPTIONS),
     # Score new days as their features land; a new champion does not rescore history (each row keeps the
@@ -46,26 +49,31 @@ CHAMPION_KEY = dg.AssetKey(["models", "champion"])
 def transaction_scores(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, model_store: ModelStore
 ) -> dg.MaterializeResult:
-    day = context.partition_key
+    days = list(context.partition_keys)
     with duckdb.get_connection() as conn:
         model, mv = champion_model(conn, model_store.path)
-        feats = read_features_day(conn, day)
-        t0 = time.perf_counter()
-        scores = predict(model, feats, mv.feature_columns) if len(feats) else []
-        seconds = time.perf_counter() - t0
-        out = feats[["transaction_id", "card_token"]].assign(
-            # A date, not pandas' datetime64: the partition column must stay DATE in DuckDB.
-            business_date=date.fromisoformat(day),
-            score=scores,
-            model_version=mv.model_version,
-            scored_at=datetime.now(UTC).replace(tzinfo=None),
-        )
-        n = replace_partition(conn, SCORES_TABLE, out, "business_date", [day])
+        frames, seconds = [], 0.0
+        for day in days:
+            feats = read_features_day(conn, day)
+            t0 = time.perf_counter()
+            scores = predict(model, feats, mv.feature_columns) if len(feats) else []
+            seconds += time.perf_counter() - t0
+            frames.append(
+                feats[["transaction_id", "card_token"]].assign(
+                    # A date, not pandas' datetime64: the partition column must stay DATE in DuckDB.
+                    business_date=date.fromisoformat(day),
+                    score=scores,
+                    model_version=mv.model_version,
+                    scored_at=datetime.now(UTC).replace(tzinfo=None),
+                )
+            )
+        out = pd.concat(frames, ignore_index=True)
+        n = replace_partition(conn, SCORES_TABLE, out, "business_date", days)
         md = table_metadata(
             conn,
             SCORES_TABLE,
-            where="business_date = CAST(? AS DATE)",
-            params=[day],
+            where="CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
+            params=[days],
             descriptions=SCORES_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
             extra={

@@ -1,0 +1,109 @@
+"""Landing-to-scores latency with the daemon running, and DuckDB lock failures in a 30-day burst.
+
+A real platform (`fraud_assets_tests.platform.Platform`: `dagster dev` with temporary DAGSTER_HOME and
+FRAUD_DATA_DIR) is seeded with the simulator, bootstraps itself (champion trained, every seeded day scored),
+then:
+1. one more day lands (`--append-days 1`, ~10k transactions at 5,000 customers): the time from the file's
+   arrival to `scoring/transaction_scores` for that day being materialised (target < 60 s);
+2. 30 more days land at once: the time until all are scored, and the number of failed steps whose error
+   is a DuckDB lock conflict (target 0).
+`--quick` shrinks the world (200 customers, 5-day burst): a smoke test of the harness, not figures.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fraud_assets_tests.platform import Platform
+
+SCORES = "scoring/transaction_scores"
+LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+FULL = {"customers": 5000, "terminals": 10000, "seed_days": 21, "burst_days": 30, "min_days": 21}
+QUICK = {"customers": 200, "terminals": 400, "seed_days": 21, "burst_days": 5, "min_days": 21}
+
+
+def _simulate(data_dir: Path, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "fraud_assets.simulator", "--data-dir", str(data_dir), "--quiet", *args],
+        check=True,
+        env={**os.environ, "FRAUD_DATA_DIR": str(data_dir)},
+    )
+
+
+def _business_days(data_dir: Path) -> set[str]:
+    landing = data_dir / "landing" / "authorizations"
+    return {p.name.split("_")[2][:10] for p in landing.glob("*/acq_*")}
+
+
+def lock_failures(platform: Platform) -> int:
+    """Failed steps whose error names a DuckDB lock conflict, over every run of the platform."""
+    failures = 0
+    for run in platform.runs(statuses=["FAILURE"]):
+        data = platform.graphql(
+            """query($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection(afterCursor: null) {
+                 events { __typename ... on ExecutionStepFailureEvent { error { message
+                   cause { message } } } } } } } }""",
+            {"id": run["runId"]},
+        )
+        for ev in data["runOrError"]["eventConnection"]["events"]:
+            if ev["__typename"] == "ExecutionStepFailureEvent":
+                text = str(ev.get("error"))
+                failures += any(m in text for m in LOCK_MARKERS)
+    return failures
+
+
+def _wait_scored(platform: Platform, days: set[str], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    platform.wait_for(
+        lambda: days <= platform.materialized_partitions(SCORES, limit=5000), timeout, what, interval=1.0
+    )
+    return time.monotonic() - start
+
+
+def run(args) -> list[dict]:
+    size = QUICK if getattr(args, "quick", False) else FULL
+    rows: list[dict] = []
+    note = f"{size['customers']} customers, {size['seed_days']} seeded days"
+    with tempfile.TemporaryDirectory(prefix="fraud_latency_") as tmp:
+        root = Path(tmp)
+        data = root / "data"
+        _simulate(
+            data,
+            "--days",
+            str(size["seed_days"]),
+            "--customers",
+            str(size["customers"]),
+            "--terminals",
+            str(size["terminals"]),
+        )
+        seeded = _business_days(data)
+        env = {"FRAUD_BOOTSTRAP_MIN_DAYS": str(size["min_days"])}
+        t0 = time.monotonic()
+        with Platform(root, module="fraud_assets.definitions", env=env) as platform:
+            rows.append(_row("platform start (code location loaded)", time.monotonic() - t0, "s", note))
+            boot = _wait_scored(platform, seeded, 3600, "bootstrap: every seeded day scored")
+            rows.append(_row("bootstrap to every seeded day scored", boot, "s", note))
+
+            _simulate(data, "--append-days", "1")
+            new_day = _business_days(data) - seeded
+            latency = _wait_scored(platform, new_day, 900, "appended day scored")
+            rows.append(_row("landing-to-scores latency, one day", latency, "s", "target < 60 s"))
+
+            before = _business_days(data)
+            _simulate(data, "--append-days", str(size["burst_days"]))
+            burst = _business_days(data) - before
+            took = _wait_scored(platform, burst, 3600, f"{len(burst)}-day burst scored")
+            rows.append(_row(f"{len(burst)}-day burst, all scored", took, "s", ""))
+            rows.append(_row("DuckDB lock failures", lock_failures(platform), "steps", "target 0"))
+            failed = len(platform.runs(statuses=["FAILURE"]))
+            rows.append(_row("failed runs (any cause)", failed, "runs", ""))
+    return rows
+
+
+def _row(metric: str, value, unit: str, note: str) -> dict:
+    return {"bench": "latency", "metric": metric, "value": value, "unit": unit, "note": note}

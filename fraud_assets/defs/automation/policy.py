@@ -1,0 +1,133 @@
+"""The automation and freshness policy of the whole platform, in one place.
+
+`apply_policies(defs)` is called once on the merged code location (fraud_assets/definitions.py). It sets
+each asset's `AutomationCondition` and `FreshnessPolicy` by layer (the asset's group), overriding whatever a
+layer declared, so the reader finds every rule here and the graph snapshot test shows them all.
+
+Per layer (the asset's group):
+- raw: no condition; the landing/label sensors run raw when files land. Freshness 26 h.
+- cleaned, features: `fill_and_follow` - build missing partitions once their inputs exist, rebuild when an
+  input of the same day updates (not when labels or a reference snapshot do), only after upstream
+  blocking checks passed. Freshness 26 h.
+- models: no condition; training is requested by `training_trigger_sensor` (bootstrap, drift, decay) and
+  the weekly schedule, never by every new day. Freshness 8 days (warn 7).
+- scoring: `fill_and_follow` that ignores champion updates (a new champion scores new days; history keeps
+  the scores that were served) and waits until a champion exists. Freshness 26 h.
+- monitoring: `follow` - recompute after upstream updates, without waiting for every partition. 26 h.
+
+Why not plain `eager()`: its `newly_missing` is reset on the automation sensor's first evaluation, so days
+that were added before that first tick (a seeded landing zone at `make run`) would never be built.
+`fill_and_follow` builds any missing partition whose inputs exist, once (`~execution_failed` stops a
+failing partition from being retried every tick; a new upstream update retries it).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+from fraud_assets.defs.automation import graph as g
+
+AC = dg.AutomationCondition
+AUTOMATION_SENSOR_INTERVAL_SECONDS = 10
+
+DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=26), warn_window=timedelta(hours=24)
+)
+MODEL_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
+
+
+def _ready(ignore: dg.AssetSelection | None = None) -> AC:
+    """Inputs exist, nothing upstream or here is running, and upstream blocking checks passed."""
+    missing = AC.any_deps_missing()
+    in_progress = AC.any_deps_in_progress()
+    if ignore is not None:
+        missing, in_progress = missing.ignore(ignore), in_progress.ignore(ignore)
+    return ~missing & ~in_progress & ~AC.in_progress() & AC.all_deps_blocking_checks_passed()
+
+
+def fill_and_follow(ignore_updates_of: dg.AssetSelection | None = None) -> AC:
+    """Build a missing partition once its inputs exist; rebuild when an input updates."""
+    updated = AC.any_deps_updated()
+    if ignore_updates_of is not None:
+        updated = updated.ignore(ignore_updates_of)
+    fill = (AC.missing() & ~AC.execution_failed()).with_label("missing_not_failed")
+    follow = updated.since_last_handled().with_label("deps_updated_since_last_handled")
+    return ((fill | follow) & _ready()).with_label("fill_and_follow")
+
+
+def scoring_condition(ignore: dg.AssetSelection | None = None) -> AC:
+    champion = dg.AssetSelection.assets(g.CHAMPION)
+    has_champion = AC.asset_matches(g.CHAMPION, ~AC.missing()).with_label("champion_exists")
+    ignored = champion | ignore if ignore is not None else champion
+    return (fill_and_follow(ignore_updates_of=ignored) & has_champion).with_label("score_when_champion")
+
+
+def follow() -> AC:
+    """Monitoring: recompute after upstream updates, without waiting for every partition to exist."""
+    return (
+        AC.any_deps_updated().since_last_handled()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+        & AC.all_deps_blocking_checks_passed()
+    ).with_label("follow_upstream")
+
+
+def condition_for(
+    spec: dg.AssetSpec, has_champion: bool, unpartitioned: dg.AssetSelection | None = None
+) -> AC | None:
+    """A day's partition follows its own day's inputs only: new labels, a new merchants snapshot or new FX
+    rates (unpartitioned inputs) do not rebuild every past day (features are point-in-time; a past day's
+    cleaning stays as it was - re-run a day by hand to apply late reference data)."""
+    layer = spec.group_name or spec.key.path[0]
+    ignore = unpartitioned if spec.partitions_def is not None else None
+    if layer in ("cleaned", "features"):
+        return fill_and_follow(ignore_updates_of=ignore)
+    if layer == "scoring":
+        return scoring_condition(ignore) if has_champion else fill_and_follow(ignore_updates_of=ignore)
+    if layer == "monitoring":
+        return follow()
+    return None  # raw (sensors), models (training sensor + schedule), anything else
+
+
+def freshness_for(spec: dg.AssetSpec) -> dg.FreshnessPolicy | None:
+    layer = spec.group_name or spec.key.path[0]
+    if layer == "models":
+        return MODEL_FRESHNESS
+    if layer in ("raw", "cleaned", "features", "scoring", "monitoring"):
+        return DAILY_FRESHNESS
+    return None
+
+
+def apply_policies(defs: dg.Definitions) -> dg.Definitions:
+    """Set every asset's automation condition and freshness policy by layer (see module docstring)."""
+    specs = [
+        spec
+        for a in defs.assets or []
+        if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)
+        for spec in (a.specs if isinstance(a, dg.AssetsDefinition) else [a])
+    ]
+    has_champion = any(spec.key == g.CHAMPION for spec in specs)
+    unpartitioned = dg.AssetSelection.assets(*[s.key for s in specs if s.partitions_def is None])
+
+    def _apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        condition = condition_for(spec, has_champion, unpartitioned)
+        return spec.replace_attributes(automation_condition=condition, freshness_policy=freshness_for(spec))
+
+    return defs.map_asset_specs(func=_apply)
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    name="automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=AUTOMATION_SENSOR_INTERVAL_SECONDS,
+    # Many partitions requested at once (the seeded days at bootstrap) become one backfill, which runs
+    # assets with a single-run backfill policy (raw, cleaned, features) for all those days in one run.
+    emit_backfills=True,
+    description=(
+        "Evaluates the declarative automation policy (fraud_assets/defs/automation/policy.py): fills and "
+        "follows cleaned/features/scoring partitions, recomputes monitoring. Running by default."
+    ),
+)

@@ -1,0 +1,127 @@
+"""When to train: bootstrap (no champion yet), drift, decay, and a weekly schedule.
+
+`training_trigger_sensor` reads only the Dagster instance (materialisation metadata of the monitoring
+assets, partition counts, run records), never DuckDB. It requests the models chain up to the champion
+(training set -> candidates -> evaluation -> gate) with the reason in the run's tags; the new candidate then
+faces the champion/challenger gate like any other.
+
+- bootstrap: `models/champion` was never materialised, at least `FRAUD_BOOTSTRAP_MIN_DAYS` (default 21)
+  business days have features, labels exist, and no run at all is queued or running (so the first model
+  sees every seeded day). Scores wait for the champion (policy.py), so a fresh `make run` ends
+  with a champion and every day scored.
+- drift: the latest `monitoring/feature_drift` has `max_psi` >= `PSI_ACT` (0.25).
+- decay: the latest `monitoring/model_performance` has `latest_matured_ap` < `FRAUD_AP_FLOOR` (default 0.3).
+Each monitoring materialisation triggers at most once (run_key = its storage id), and never while a
+training run is in flight.
+"""
+
+import os
+
+import dagster as dg
+
+from fraud_assets.defs.automation import graph as g
+from fraud_assets.defs.automation.sensors import TAG_TRIGGER, in_process_config, runs_in_flight
+from fraud_assets.defs.monitoring.thresholds import PSI_ACT, ap_floor
+
+TAG_REASON = "fraud_assets/retrain_reason"
+TAG_DETAIL = "fraud_assets/retrain_detail"
+DEFAULT_BOOTSTRAP_MIN_DAYS = 21
+WEEKLY_RETRAIN_CRON = "0 3 * * 1"
+TRAINING_SENSOR_INTERVAL_SECONDS = 15
+
+
+def bootstrap_min_days() -> int:
+    return int(os.environ.get("FRAUD_BOOTSTRAP_MIN_DAYS", DEFAULT_BOOTSTRAP_MIN_DAYS))
+
+
+def _metadata_value(instance: dg.DagsterInstance, key: dg.AssetKey, name: str):
+    """A metadata value of the latest materialisation of `key`, and that event's storage id."""
+    records = instance.fetch_materializations(key, limit=1).records
+    if not records or records[0].asset_materialization is None:
+        return None, None
+    value = records[0].asset_materialization.metadata.get(name)
+    return (getattr(value, "value", value) if value is not None else None), records[0].storage_id
+
+
+def _training_request(keys, reason: str, detail: str, run_key: str, run_config=None) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key,
+        asset_selection=keys,
+        tags={TAG_TRIGGER: "training", TAG_REASON: reason, TAG_DETAIL: detail[:200]},
+        run_config=run_config or {},
+    )
+
+
+def training_reasons(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]:
+    """The training runs to request now (at most one)."""
+    instance, graph = context.instance, context.repository_def.asset_graph
+    keys = g.training_keys(graph)
+    if not keys:
+        return []
+    if runs_in_flight(instance, {TAG_TRIGGER: "training"}):
+        return []
+    if not g.ever_materialized(instance, graph, g.CHAMPION):
+        # Wait until the platform is quiet (landing runs, automation's backfills): the first model should
+        # see every seeded day, not the ones that happened to be ready first.
+        if runs_in_flight(instance, {}):
+            return []
+        days = len(instance.get_materialized_partitions(g.FEATURES)) if graph.has(g.FEATURES) else 0
+        labels_ok = not graph.has(g.LABELS) or g.ever_materialized(instance, graph, g.LABELS)
+        if days < bootstrap_min_days() or not labels_ok:
+            return []
+        detail = f"no champion yet; {days} business days with features"
+        return [_training_request(keys, "bootstrap", detail, f"bootstrap:{days}", in_process_config(context))]
+    psi, drift_id = _metadata_value(instance, g.FEATURE_DRIFT, "max_psi")
+    if psi is not None and float(psi) >= PSI_ACT:
+        feature, _ = _metadata_value(instance, g.FEATURE_DRIFT, "max_psi_feature")
+        day, _ = _metadata_value(instance, g.FEATURE_DRIFT, "current_business_date")
+        detail = f"PSI {float(psi):.3f} >= {PSI_ACT} on {feature} for {day}"
+        return [_training_request(keys, "drift", detail, f"drift:{drift_id}", in_process_config(context))]
+    ap, perf_id = _metadata_value(instance, g.MODEL_PERFORMANCE, "latest_matured_ap")
+    floor = ap_floor()
+    if ap is not None and float(ap) == float(ap) and float(ap) < floor:
+        day, _ = _metadata_value(instance, g.MODEL_PERFORMANCE, "latest_matured_business_date")
+        detail = f"matured-label AP {float(ap):.3f} < floor {floor} on {day}"
+        return [_training_request(keys, "decay", detail, f"decay:{perf_id}", in_process_config(context))]
+    return []
+
+
+@dg.sensor(
+    name="training_trigger_sensor",
+    description=(
+        "Requests the training chain (models/* up to models/champion) when there is no champion yet and "
+        "enough labelled days exist (bootstrap), when feature/score drift reaches PSI 0.25, or when AP on "
+        "matured labels falls below the floor. The reason is in the run tags "
+        "(fraud_assets/retrain_reason, fraud_assets/retrain_detail). Reads only the Dagster instance."
+    ),
+    target=dg.AssetSelection.groups(g.TRAINING_GROUP),
+    minimum_interval_seconds=TRAINING_SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def training_trigger_sensor(context: dg.SensorEvaluationContext):
+    requests = training_reasons(context)
+    if not requests:
+        return dg.SkipReason("no training needed")
+    context.log.info(f"requesting training: {requests[0].tags[TAG_DETAIL]}")
+    return requests
+
+
+@dg.schedule(
+    name="weekly_retrain",
+    cron_schedule=WEEKLY_RETRAIN_CRON,
+    execution_timezone="UTC",
+    target=dg.AssetSelection.groups(g.TRAINING_GROUP),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Retrains every Monday 03:00 UTC whatever the monitors say: fresh labels have matured over the "
+        "week, and the candidate still has to beat the champion at the gate."
+    ),
+)
+def weekly_retrain(context: dg.ScheduleEvaluationContext):
+    keys = g.training_keys(context.repository_def.asset_graph)
+    if not keys:
+        return dg.SkipReason("no models/champion asset in this code location")
+    stamp = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return _training_request(
+        keys, "weekly", f"weekly retrain {stamp}", f"weekly:{stamp}", in_process_config(context)
+    )

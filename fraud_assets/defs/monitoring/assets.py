@@ -1,0 +1,359 @@
+"""Monitoring assets: drift of features and scores, performance on matured labels.
+
+Both read the warehouse tables other layers publish (docs/architecture.md), tolerate their absence (a fresh
+platform has no scores yet) and write small tables whose numeric metadata the UI plots over time. Their
+checks raise WARN/ERROR; the retraining trigger (automation/training.py) reads the same metadata.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.defs.monitoring.metrics import average_precision, card_precision_at_k, psi, psi_status
+from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
+
+OWNERS = ["team:fraud-data-science"]
+FEATURES_TABLE = "features.transaction_features"
+SCORES_TABLE = "scoring.transaction_scores"
+TRAINING_TABLE = "models.training_set"
+TRANSACTIONS_TABLE = "cleaned.transactions"
+LABELS_TABLE = "cleaned.labels"
+DRIFT_TABLE = "monitoring.feature_drift"
+PERFORMANCE_TABLE = "monitoring.model_performance"
+BASELINE_FEATURES = (
+    "tx_amount",
+    "is_weekend",
+    "is_night",
+    *(f"card_nb_tx_{w}d" for w in (1, 7, 30)),
+    *(f"card_avg_amount_{w}d" for w in (1, 7, 30)),
+    *(f"terminal_nb_tx_{w}d" for w in (1, 7, 30)),
+    *(f"terminal_risk_{w}d" for w in (1, 7, 30)),
+)
+# `is_weekend` is fixed by the calendar: one day is all-0 or all-1, so its day-vs-window PSI measures the
+# weekday, not drift. It is left out; every other baseline feature is compared.
+CALENDAR_FEATURES = ("is_weekend",)
+DRIFT_FEATURES = tuple(f for f in BASELINE_FEATURES if f not in CALENDAR_FEATURES)
+SCORE = "score"
+MAX_REFERENCE_ROWS = 200_000  # PSI deciles are stable far below this; bounds memory on long windows
+
+DRIFT_COLUMNS = {
+    "business_date": "the day compared (latest day with features)",
+    "feature": "feature name, or `score` for the champion's score",
+    "psi": "population stability index vs the reference window (0.1 warn, 0.25 act)",
+    "status": "ok | warn | act | no_data",
+    "reference_start": "first business date of the reference (training) window",
+    "reference_end": "last business date of the reference window",
+    "reference_rows": "rows in the reference sample",
+    "current_rows": "rows on the compared day",
+    "computed_at": "UTC time of computation",
+}
+DRIFT_TYPES = {
+    "business_date": "DATE",
+    "feature": "VARCHAR",
+    "psi": "DOUBLE",
+    "status": "VARCHAR",
+    "reference_start": "DATE",
+    "reference_end": "DATE",
+    "reference_rows": "BIGINT",
+    "current_rows": "BIGINT",
+    "computed_at": "TIMESTAMP",
+}
+PERFORMANCE_COLUMNS = {
+    "business_date": "scored day",
+    "model_version": "model that produced the scores",
+    "n_transactions": "scored transactions",
+    "n_frauds": "transactions with a fraud report known at labels_as_of",
+    "average_precision": "AP of the scores against known labels (NaN without both classes)",
+    "card_precision_at_100": "share of frauded cards among the day's top-100 cards by score",
+    "matured": f"true once {MATURITY_DAYS} days of reports followed the day: the label is trusted",
+    "labels_as_of": "latest report time in cleaned.labels (the data's 'now')",
+    "computed_at": "UTC time of computation",
+}
+PERFORMANCE_TYPES = {
+    "business_date": "DATE",
+    "model_version": "VARCHAR",
+    "n_transactions": "BIGINT",
+    "n_frauds": "BIGINT",
+    "average_precision": "DOUBLE",
+    "card_precision_at_100": "DOUBLE",
+    "matured": "BOOLEAN",
+    "labels_as_of": "TIMESTAMP",
+    "computed_at": "TIMESTAMP",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def _reference_window(conn: duckdb.DuckDBPyConnection, latest: str) -> tuple[str | None, str | None]:
+    """The champion's training window when the training set records it; otherwise every earlier day."""
+    if table_exists(conn, TRAINING_TABLE) and "business_date" in _columns(conn, TRAINING_TABLE):
+        lo, hi = conn.execute(
+            f"SELECT CAST(min(business_date) AS VARCHAR), CAST(max(business_date) AS VARCHAR) "
+            f"FROM {TRAINING_TABLE} WHERE CAST(business_date AS VARCHAR) < ?",
+            [latest],
+        ).fetchone()
+        if lo is not None:
+            return lo, hi
+    return conn.execute(
+        f"SELECT CAST(min(business_date) AS VARCHAR), CAST(max(business_date) AS VARCHAR) "
+        f"FROM {FEATURES_TABLE} WHERE CAST(business_date AS VARCHAR) < ?",
+        [latest],
+    ).fetchone()
+
+
+def _sample(conn, table: str, cols: list[str], lo: str, hi: str) -> pd.DataFrame:
+    select = ", ".join(cols)
+    return conn.execute(
+        f"SELECT {select} FROM {table} WHERE CAST(business_date AS VARCHAR) BETWEEN ? AND ? "
+        f"USING SAMPLE reservoir({MAX_REFERENCE_ROWS} ROWS) REPEATABLE (7)",
+        [lo, hi],
+    ).df()
+
+
+def _day(conn, table: str, cols: list[str], day: str) -> pd.DataFrame:
+    return conn.execute(
+        f"SELECT {', '.join(cols)} FROM {table} WHERE CAST(business_date AS VARCHAR) = ?", [day]
+    ).df()
+
+
+def compute_drift(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per feature (and the score): PSI of the latest day against the reference window."""
+    if not table_exists(conn, FEATURES_TABLE):
+        return pd.DataFrame(columns=list(DRIFT_COLUMNS))
+    latest = conn.execute(f"SELECT CAST(max(business_date) AS VARCHAR) FROM {FEATURES_TABLE}").fetchone()[0]
+    lo, hi = _reference_window(conn, latest) if latest else (None, None)
+    if latest is None or lo is None:
+        return pd.DataFrame(columns=list(DRIFT_COLUMNS))
+    features = [c for c in DRIFT_FEATURES if c in _columns(conn, FEATURES_TABLE)]
+    ref, cur = _sample(conn, FEATURES_TABLE, features, lo, hi), _day(conn, FEATURES_TABLE, features, latest)
+    rows = [(f, psi(ref[f], cur[f]), len(ref), len(cur)) for f in features]
+    if table_exists(conn, SCORES_TABLE):
+        ref_s = _sample(conn, SCORES_TABLE, [SCORE], lo, hi)
+        if ref_s.empty:  # the training window was never scored: compare with every earlier scored day
+            ref_s = _sample(
+                conn,
+                SCORES_TABLE,
+                [SCORE],
+                "0000-00-00",
+                str(pd.Timestamp(latest).date() - pd.Timedelta(days=1)),
+            )
+        cur_s = _day(conn, SCORES_TABLE, [SCORE], latest)
+        rows.append((SCORE, psi(ref_s[SCORE], cur_s[SCORE]), len(ref_s), len(cur_s)))
+    df = pd.DataFrame(rows, columns=["feature", "psi", "reference_rows", "current_rows"])
+    df.insert(0, "business_date", pd.Timestamp(latest).date())
+    df["status"] = df["psi"].map(psi_status)
+    df["reference_start"] = pd.Timestamp(lo).date()
+    df["reference_end"] = pd.Timestamp(hi).date()
+    df["computed_at"] = _now()
+    return df[list(DRIFT_COLUMNS)]
+
+
+def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
+    measured = df.dropna(subset=["psi"])
+    if measured.empty:
+        return dg.AssetCheckResult(
+            check_name="psi_below_thresholds", passed=True, metadata={"note": "nothing to compare yet"}
+        )
+    worst = measured.loc[measured["psi"].idxmax()]
+    max_psi = float(worst["psi"])
+    passed = max_psi < PSI_WARN
+    return dg.AssetCheckResult(
+        check_name="psi_below_thresholds",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR if max_psi >= PSI_ACT else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "max_psi": max_psi,
+            "max_psi_feature": str(worst["feature"]),
+            "features_warn": int((measured["status"] == "warn").sum()),
+            "features_act": int((measured["status"] == "act").sum()),
+        },
+        description=None if passed else f"{worst['feature']} PSI {max_psi:.3f}",
+    )
+
+
+@dg.asset(
+    key=["monitoring", "feature_drift"],
+    group_name="monitoring",
+    metadata=column_schema_metadata(DRIFT_TYPES, descriptions=DRIFT_COLUMNS),
+    owners=OWNERS,
+    kinds={"duckdb", "python"},
+    code_version="1",
+    pool="duckdb",
+    deps=[
+        dg.AssetKey(["features", "transaction_features"]),
+        dg.AssetKey(["scoring", "transaction_scores"]),
+        dg.AssetKey(["models", "training_set"]),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "psi_below_thresholds",
+            asset=dg.AssetKey(["monitoring", "feature_drift"]),
+            description=(
+                "Every feature's and the score's PSI (latest day vs training window) is below 0.1. "
+                "WARN from 0.1, ERROR from 0.25 (the retraining trigger acts at 0.25)."
+            ),
+        )
+    ],
+    description=(
+        "Population stability index (PSI) of each handbook baseline feature (but the calendar's is_weekend) "
+        "and of the champion's score, "
+        "latest business day vs the training window (reference deciles). For data scientists and the "
+        "retraining trigger: 0.1 = warn, 0.25 = act. One row per (day, feature); history kept by day. "
+        "Metadata `max_psi`, `score_psi` and `psi_<feature>` plot over time."
+    ),
+)
+def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        df = compute_drift(conn)
+        extra: dict[str, object] = {}
+        if not df.empty:
+            day = str(df["business_date"].iloc[0])
+            replace_partition(conn, DRIFT_TABLE, df, "business_date", [day])
+            measured = df.dropna(subset=["psi"])
+            worst = measured.loc[measured["psi"].idxmax()] if not measured.empty else None
+            extra = {
+                "current_business_date": day,
+                "reference_window": f"{df['reference_start'].iloc[0]} .. {df['reference_end'].iloc[0]}",
+                "max_psi": float(worst["psi"]) if worst is not None else float("nan"),
+                "max_psi_feature": str(worst["feature"]) if worst is not None else "",
+                "features_warn": int((df["status"] == "warn").sum()),
+                "features_act": int((df["status"] == "act").sum()),
+                **{f"psi_{r.feature}": float(r.psi) for r in df.itertuples()},
+            }
+            if SCORE in set(df["feature"]):
+                extra["score_psi"] = float(df.loc[df["feature"] == SCORE, "psi"].iloc[0])
+            md = table_metadata(conn, DRIFT_TABLE, descriptions=DRIFT_COLUMNS, extra=extra)
+        else:
+            context.log.info("no features yet: nothing to compare")
+            md = {"note": "no features or no reference window yet"}
+    return dg.MaterializeResult(metadata=md, check_results=[drift_check(df)])
+
+
+def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Per scored day and model version: AP and card precision@100 against labels known now."""
+    needed = (SCORES_TABLE, LABELS_TABLE, TRANSACTIONS_TABLE)
+    if not all(table_exists(conn, t) for t in needed):
+        return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
+    as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchone()[0]
+    # A transaction is fraud as known at `as_of` iff it has a report (cleaned.labels keeps the earliest).
+    scored = conn.execute(
+        f"""
+        SELECT CAST(s.business_date AS DATE) AS business_date, s.model_version, s.score, t.card_token,
+               (l.transaction_id IS NOT NULL)::INTEGER AS is_fraud
+        FROM {SCORES_TABLE} s
+        JOIN {TRANSACTIONS_TABLE} t USING (transaction_id)
+        LEFT JOIN (SELECT DISTINCT transaction_id FROM {LABELS_TABLE}) l USING (transaction_id)
+        """
+    ).df()
+    if scored.empty:
+        return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
+    rows = []
+    for (day, version), part in scored.groupby(["business_date", "model_version"], sort=True):
+        rows.append(
+            {
+                "business_date": pd.Timestamp(day).date(),
+                "model_version": str(version),
+                "n_transactions": len(part),
+                "n_frauds": int(part["is_fraud"].sum()),
+                "average_precision": average_precision(part["is_fraud"], part["score"]),
+                "card_precision_at_100": card_precision_at_k(part, TOP_K_CARDS),
+                "matured": as_of is not None
+                and pd.Timestamp(day) + pd.Timedelta(days=MATURITY_DAYS + 1) <= pd.Timestamp(as_of),
+                "labels_as_of": as_of,
+                "computed_at": _now(),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(PERFORMANCE_COLUMNS))
+
+
+def performance_summary(df: pd.DataFrame) -> dict[str, object]:
+    matured = df[df["matured"].astype(bool)].dropna(subset=["average_precision"]) if len(df) else df
+    if matured.empty:
+        return {"n_matured_days": 0}
+    matured = matured.sort_values("business_date")
+    last = matured.iloc[-1]
+    recent = matured.tail(7)
+    return {
+        "n_matured_days": int(matured["business_date"].nunique()),
+        "latest_matured_business_date": str(last["business_date"]),
+        "latest_matured_ap": float(last["average_precision"]),
+        "latest_matured_cp_at_100": float(last["card_precision_at_100"]),
+        "mean_ap_last_7_matured_days": float(recent["average_precision"].mean()),
+        "mean_cp_at_100_last_7_matured_days": float(recent["card_precision_at_100"].mean()),
+    }
+
+
+def performance_check(summary: dict[str, object]) -> dg.AssetCheckResult:
+    if not summary.get("n_matured_days"):
+        return dg.AssetCheckResult(
+            check_name="matured_ap_above_floor", passed=True, metadata={"note": "no matured day yet"}
+        )
+    ap, floor = float(summary["latest_matured_ap"]), ap_floor()
+    mean7 = float(summary["mean_ap_last_7_matured_days"])
+    if ap < floor:
+        passed, severity = False, dg.AssetCheckSeverity.ERROR
+    elif mean7 < floor + 0.1:
+        passed, severity = False, dg.AssetCheckSeverity.WARN
+    else:
+        passed, severity = True, dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        check_name="matured_ap_above_floor",
+        passed=passed,
+        severity=severity,
+        metadata={"latest_matured_ap": ap, "mean_ap_last_7_matured_days": mean7, "ap_floor": floor},
+    )
+
+
+@dg.asset(
+    key=["monitoring", "model_performance"],
+    group_name="monitoring",
+    metadata=column_schema_metadata(PERFORMANCE_TYPES, descriptions=PERFORMANCE_COLUMNS),
+    owners=OWNERS,
+    kinds={"duckdb", "python", "scikit-learn"},
+    code_version="1",
+    pool="duckdb",
+    deps=[
+        dg.AssetKey(["scoring", "transaction_scores"]),
+        dg.AssetKey(["cleaned", "labels"]),
+        dg.AssetKey(["cleaned", "transactions"]),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "matured_ap_above_floor",
+            asset=dg.AssetKey(["monitoring", "model_performance"]),
+            description=(
+                "AP on the latest day with matured labels is at least the floor (FRAUD_AP_FLOOR, default "
+                "0.3): ERROR below it (the retraining trigger acts), WARN when the 7-day mean is within "
+                "0.1 of it."
+            ),
+        )
+    ],
+    description=(
+        "Model performance per scored day and model version on the labels known now: average precision "
+        f"and card precision@{TOP_K_CARDS} (top cards by score that had fraud). A day is `matured` once "
+        f"{MATURITY_DAYS} days of chargeback reports followed it; only matured days are trusted. For data "
+        "scientists and the retraining trigger. Recomputed whenever labels or scores change."
+    ),
+)
+def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        df = compute_performance(conn)
+        summary = performance_summary(df)
+        if df.empty:
+            context.log.info("no scores with labels yet")
+            md: dict[str, object] = {"note": "no scored days with labels yet", **summary}
+        else:
+            replace_table(conn, PERFORMANCE_TABLE, df)
+            md = table_metadata(conn, PERFORMANCE_TABLE, descriptions=PERFORMANCE_COLUMNS, extra=summary)
+    return dg.MaterializeResult(metadata=md, check_results=[performance_check(summary)])

@@ -1,0 +1,143 @@
+"""The declarative automation policy (fraud_assets/defs/automation/policy.py): what runs without a click."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from fraud_assets.defs.automation.policy import apply_policies
+from fraud_assets_tests.automation_stubs import (
+    FAILING_CONTRACT_DAYS,
+    materialize_stub,
+    run_stub,
+    stub_definitions,
+)
+
+DAYS = ["2018-04-01", "2018-04-02", "2018-04-03"]
+K = dg.AssetKey.from_user_string
+BAD_DAY = next(iter(FAILING_CONTRACT_DAYS))
+
+
+@pytest.fixture
+def defs(tmp_path: Path) -> dg.Definitions:
+    return stub_definitions(tmp_path / "landing")
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    inst = dg.DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions("business_date", DAYS)
+    return inst
+
+
+def requested(result, key: str) -> set[str | None]:
+    subset = result.get_requested_partitions(K(key))
+    return set(subset) if subset else set()
+
+
+def test_every_layer_gets_its_condition_and_freshness_from_the_policy(defs):
+    graph = defs.get_repository_def().asset_graph
+    labels = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        labels[key.to_user_string()] = node.automation_condition and node.automation_condition.get_label()
+        assert node.freshness_policy is not None, key
+    assert labels["raw/authorizations"] is None  # raw runs when files land (sensors)
+    assert labels["cleaned/transactions"] == "fill_and_follow"
+    assert labels["features/transaction_features"] == "fill_and_follow"
+    assert labels["models/champion"] is None  # training is requested, never automatic per day
+    assert labels["scoring/transaction_scores"] == "score_when_champion"
+    assert labels["monitoring/feature_drift"] == "follow_upstream"
+
+
+def test_policy_overrides_a_condition_declared_by_a_layer():
+    @dg.asset(
+        key=["models", "champion"], group_name="models", automation_condition=dg.AutomationCondition.eager()
+    )
+    def champion(): ...
+
+    mapped = apply_policies(dg.Definitions(assets=[champion]))
+    assert mapped.get_repository_def().asset_graph.get(champion.key).automation_condition is None
+
+
+def test_days_landed_before_automation_started_are_still_cleaned(defs, instance):
+    # Raw partitions exist before the automation sensor's first tick (a seeded landing zone at `make run`).
+    for day in DAYS:
+        assert run_stub(instance, "raw/authorizations", day)
+    materialize_stub(instance, "cleaned/terminals", "cleaned/fx_rates", "cleaned/labels")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert requested(result, "cleaned/transactions") == set(DAYS)
+
+
+def test_a_day_whose_raw_contract_check_failed_is_not_cleaned(defs, instance):
+    instance.add_dynamic_partitions("business_date", [BAD_DAY])
+    # Materialised, but its blocking contract check failed (the step fails; later steps of that run skip).
+    assert not run_stub(instance, "raw/authorizations", BAD_DAY)
+    assert run_stub(instance, "raw/authorizations", DAYS[1])
+    materialize_stub(instance, "cleaned/terminals", "cleaned/fx_rates", "cleaned/labels")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert requested(result, "cleaned/transactions") == {DAYS[1]}
+
+
+def test_scores_wait_for_a_champion_then_every_featured_day_is_scored(defs, instance):
+    materialize_stub(instance, "features/transaction_features", partitions=tuple(DAYS))
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert requested(first, "scoring/transaction_scores") == set()
+    materialize_stub(instance, "models/champion")
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "scoring/transaction_scores") == set(DAYS)
+
+
+def test_a_new_champion_does_not_rescore_history(defs, instance):
+    materialize_stub(
+        instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
+    )
+    materialize_stub(instance, "models/champion")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(instance, "models/champion")
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "scoring/transaction_scores") == set()
+
+
+def test_new_features_for_a_day_rescore_only_that_day(defs, instance):
+    materialize_stub(
+        instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
+    )
+    materialize_stub(instance, "models/champion")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(instance, "features/transaction_features", partitions=(DAYS[1],))
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "scoring/transaction_scores") == {DAYS[1]}
+
+
+def test_training_is_never_requested_by_automation(defs, instance):
+    materialize_stub(instance, "features/transaction_features", partitions=tuple(DAYS))
+    materialize_stub(instance, "cleaned/labels")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert not any(requested(result, k) for k in ("models/training_set", "models/champion"))
+
+
+def test_monitoring_follows_new_scores(defs, instance):
+    materialize_stub(
+        instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
+    )
+    materialize_stub(instance, "models/champion", "cleaned/labels", "monitoring/feature_drift")
+    materialize_stub(instance, "monitoring/model_performance")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(instance, "scoring/transaction_scores", partitions=(DAYS[2],))
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "monitoring/feature_drift") == {None}
+    assert requested(second, "monitoring/model_performance") == {None}
+
+
+def test_new_labels_do_not_rebuild_every_past_day(defs, instance):
+    materialize_stub(
+        instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
+    )
+    materialize_stub(instance, "cleaned/labels", "models/champion")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(instance, "cleaned/labels")  # a chargeback file arrived
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "features/transaction_features") == set()

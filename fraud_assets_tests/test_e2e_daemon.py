@@ -1,0 +1,151 @@
+"""End to end with a real daemon: a seeded platform bootstraps itself, a landed day flows to scores with its
+checks, a re-sent identical file launches nothing, a drifted day requests retraining.
+
+One platform (webserver + daemon, temporary DAGSTER_HOME and FRAUD_DATA_DIR) serves the module's tests in
+order; every wait is bounded and the platform is always shut down.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fraud_assets_tests.platform import Platform
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+
+SEED_DAYS = 21  # the models layer's default protocol needs 7 train + 7 delay + 7 test days
+WORLD = ["--customers", "200", "--terminals", "400", "--seed", "11"]
+BOOTSTRAP_TIMEOUT = 1500
+DAY_TIMEOUT = 400
+SCORES = "scoring/transaction_scores"
+DAILY_CHAIN = ("raw/authorizations", "cleaned/transactions", "features/transaction_features", SCORES)
+
+
+def simulate(data_dir: Path, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "fraud_assets.simulator", "--data-dir", str(data_dir), "--quiet", *args],
+        check=True,
+        env={**os.environ, "FRAUD_DATA_DIR": str(data_dir)},
+        timeout=300,
+    )
+
+
+def auth_days(data_dir: Path) -> set[str]:
+    return {p.name.split("_")[2][:10] for p in (data_dir / "landing" / "authorizations").glob("*/acq_*")}
+
+
+def landing_runs(platform: Platform) -> list[dict]:
+    return platform.runs(tags={"fraud_assets/trigger": "landing"})
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    root = tmp_path_factory.mktemp("platform")
+    simulate(root / "data", "--days", str(SEED_DAYS), *WORLD)
+    env = {
+        "FRAUD_BOOTSTRAP_MIN_DAYS": str(SEED_DAYS),
+        "FRAUD_PAN_KEY": "e2e-key-not-a-secret",
+        # 200 cards over 21 days: one small fold, so the first-champion AUC floor is relaxed (the AP
+        # lift and CP@100 sanity rules still hold).
+        "FRAUD_BOOTSTRAP_MIN_AUC": "0.55",
+    }
+    with Platform(root, module="fraud_assets.definitions", env=env) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(platform):
+    seeded = auth_days(platform.data_dir)
+    platform.wait_for(
+        lambda: seeded <= platform.materialized_partitions(SCORES, limit=5000),
+        timeout=BOOTSTRAP_TIMEOUT,
+        what="bootstrap: a champion trained and every seeded day scored",
+        interval=5,
+    )
+    return seeded
+
+
+def test_seeded_platform_trains_a_champion_and_scores_every_day_without_a_click(platform, bootstrapped):
+    assert platform.materialized_partitions("models/champion") == {None}
+    [training, *_] = platform.runs(tags={"fraud_assets/retrain_reason": "bootstrap"})
+    assert training["status"] == "SUCCESS"
+    assert len(bootstrapped) == SEED_DAYS
+
+
+def test_a_landed_day_flows_from_raw_to_scores_and_its_checks_run(platform, bootstrapped):
+    simulate(platform.data_dir, "--append-days", "1")
+    [day] = auth_days(platform.data_dir) - bootstrapped
+    for key in DAILY_CHAIN:
+        platform.wait_for(
+            lambda key=key: day in platform.materialized_partitions(key, limit=5000),
+            timeout=DAY_TIMEOUT,
+            what=f"{key} {day}",
+        )
+    checks = platform.check_names("raw/authorizations")
+    assert checks, "raw/authorizations declares its contract checks"
+    ran = [e for name in checks for e in platform.check_executions("raw/authorizations", name)]
+    assert any(e["partition"] == day for e in ran)
+
+
+def test_a_resent_identical_file_launches_no_run(platform, bootstrapped):
+    before = {r["runId"] for r in landing_runs(platform)}
+    original = sorted((platform.data_dir / "landing" / "authorizations").glob("*/acq_a_*"))[-1]
+    business_date = original.name.split("_")[2][:10]
+    target = platform.data_dir / "landing" / "authorizations" / "2099-01-01"
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / f".acq_a_{business_date}_resend.csv.gz"
+    shutil.copyfile(original, tmp)
+    tmp.rename(target / f"acq_a_{business_date}_resend.csv.gz")
+    time.sleep(30)  # six landing-sensor intervals
+    assert {r["runId"] for r in landing_runs(platform)} == before
+
+
+def _drift(path: Path, factor: float) -> bytes:
+    """The file's authorisations with every amount multiplied: same cards and terminals, new spending."""
+    raw = gzip.decompress(path.read_bytes())
+    if path.name.endswith(".csv.gz"):
+        df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+        amount = pd.to_numeric(df["amount"].str.replace(",", "."), errors="coerce")
+        df["amount"] = (amount * factor).round(2).map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        return gzip.compress(df.to_csv(index=False).encode())
+    df = pd.read_json(io.BytesIO(raw), lines=True, dtype=False)
+    df["amount_minor"] = (pd.to_numeric(df["amount_minor"], errors="coerce") * factor).round().astype("Int64")
+    return gzip.compress(df.to_json(orient="records", lines=True).encode())
+
+
+def test_a_drifted_day_requests_a_training_run_with_the_reason(platform, bootstrapped, tmp_path):
+    # Simulate the next day in a scratch copy, inflate its amounts, then land it atomically.
+    scratch = tmp_path / "scratch"
+    shutil.copytree(platform.data_dir / "landing", scratch / "landing")
+    for extra in ("simulator_state.json", "ground_truth"):
+        src = platform.data_dir / extra
+        if src.is_dir():
+            shutil.copytree(src, scratch / extra)
+        elif src.exists():
+            shutil.copy(src, scratch / extra)
+    before_days = auth_days(scratch)
+    simulate(scratch, "--append-days", "1")
+    [day] = auth_days(scratch) - before_days
+    for path in sorted((scratch / "landing" / "authorizations").glob(f"*/acq_*_{day}*")):
+        dest = platform.data_dir / "landing" / "authorizations" / path.parent.name / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}")
+        tmp.write_bytes(_drift(path, 6.0))
+        tmp.rename(dest)
+
+    def drift_training():
+        runs = platform.runs(tags={"fraud_assets/retrain_reason": "drift"})
+        return [r for r in runs if day in r["tags"].get("fraud_assets/retrain_detail", "")]
+
+    [run, *_] = platform.wait_for(drift_training, timeout=DAY_TIMEOUT, what=f"drift retraining for {day}")
+    assert "PSI" in run["tags"]["fraud_assets/retrain_detail"]

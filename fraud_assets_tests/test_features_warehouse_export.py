@@ -1,0 +1,64 @@
+"""lib/warehouse.replace_partition's Parquet exports: one file per partition, written in one pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from fraud_assets.lib.warehouse import replace_partition
+
+SOURCE = """SELECT range AS id, DATE '2018-04-01' + CAST(range % 3 AS INTEGER) AS business_date,
+                   range * 1.5 AS amount
+            FROM range(30)"""
+
+
+@pytest.fixture
+def conn(tmp_path: Path):
+    c = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    yield c
+    c.close()
+
+
+def _export_dir(tmp_path: Path) -> Path:
+    return tmp_path / "exports" / "demo" / "events"
+
+
+def test_each_partition_is_exported_to_its_own_file_with_the_table_types(conn, tmp_path):
+    keys = ["2018-04-01", "2018-04-02", "2018-04-03"]
+    assert replace_partition(conn, "demo.events", SOURCE, "business_date", keys) == 30
+    for key in keys:
+        f = _export_dir(tmp_path) / f"business_date={key}" / "data.parquet"
+        rows = conn.execute(
+            f"SELECT count(*), min(CAST(business_date AS VARCHAR)), max(CAST(business_date AS VARCHAR)), "
+            f"any_value(typeof(business_date)) FROM read_parquet('{f}', hive_partitioning = false)"
+        ).fetchone()
+        assert rows == (10, key, key, "DATE")
+    assert not [p for p in _export_dir(tmp_path).iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_partition_without_rows_is_exported_as_an_empty_file(conn, tmp_path):
+    replace_partition(conn, "demo.events", SOURCE, "business_date", ["2018-04-01", "2018-04-09"])
+    f = _export_dir(tmp_path) / "business_date=2018-04-09" / "data.parquet"
+    assert conn.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0] == 0
+
+
+def test_rewriting_one_partition_leaves_the_other_files_alone(conn, tmp_path):
+    replace_partition(conn, "demo.events", SOURCE, "business_date", ["2018-04-01", "2018-04-02"])
+    other = _export_dir(tmp_path) / "business_date=2018-04-02" / "data.parquet"
+    before = other.stat().st_mtime_ns
+    replace_partition(
+        conn, "demo.events", SOURCE.replace("range * 1.5", "range * 2.0"), "business_date", ["2018-04-01"]
+    )
+    assert other.stat().st_mtime_ns == before
+    f = _export_dir(tmp_path) / "business_date=2018-04-01" / "data.parquet"
+    assert conn.execute(f"SELECT max(amount) FROM read_parquet('{f}')").fetchone()[0] == 27 * 2.0
+
+
+def test_a_partition_key_cannot_inject_sql(conn):
+    replace_partition(conn, "demo.events", SOURCE, "business_date", ["2018-04-01"])
+    before = conn.execute("SELECT count(*) FROM demo.events").fetchone()[0]
+    with pytest.raises(duckdb.ConversionException):
+        replace_partition(conn, "demo.events", SOURCE, "business_date", ["2018-04-01') OR (1=1"])
+    assert conn.execute("SELECT count(*) FROM demo.events").fetchone()[0] == before  # nothing deleted

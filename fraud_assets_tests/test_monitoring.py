@@ -1,0 +1,154 @@
+"""Monitoring: PSI drift, performance on matured labels, their checks (docs/monitoring.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.defs.monitoring.assets import BASELINE_FEATURES, feature_drift, model_performance
+from fraud_assets.defs.monitoring.metrics import card_precision_at_k, psi, psi_status
+
+DAYS = pd.date_range("2018-04-01", periods=10, freq="D")
+
+
+def test_psi_of_a_sample_against_its_own_distribution_is_near_zero():
+    rng = np.random.default_rng(1)
+    assert psi(pd.Series(rng.normal(50, 10, 5000)), pd.Series(rng.normal(50, 10, 2000))) < 0.02
+
+
+def test_psi_of_a_shifted_distribution_reaches_the_act_threshold():
+    rng = np.random.default_rng(2)
+    value = psi(pd.Series(rng.normal(50, 10, 5000)), pd.Series(rng.normal(65, 10, 2000)))
+    assert psi_status(value) == "act"
+
+
+def test_psi_of_a_flag_compares_its_share_of_ones():
+    ref = pd.Series([0] * 700 + [1] * 300)
+    assert psi(ref, pd.Series([0] * 70 + [1] * 30)) == pytest.approx(0, abs=1e-9)
+    assert psi(ref, pd.Series([0] * 30 + [1] * 70)) > 0.25
+
+
+def test_card_precision_counts_frauded_cards_among_the_top_k():
+    day = pd.DataFrame(
+        {
+            "card_token": ["a", "a", "b", "c", "d"],
+            "score": [0.9, 0.1, 0.8, 0.7, 0.1],
+            "is_fraud": [0, 1, 0, 1, 1],
+        }
+    )
+    # Top 2 cards by max score: a (fraud on another transaction), b (none) -> 1 / 2.
+    assert card_precision_at_k(day, k=2) == 0.5
+
+
+def _world(db: Path, shift_last_day: float = 0.0) -> None:
+    """Ten days of features, scores, transactions and labels; fraud = the highest-amount transactions."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i, day in enumerate(DAYS):
+        n = 400
+        amount = rng.gamma(2.0, 30.0, n) * (1 + (shift_last_day if i == len(DAYS) - 1 else 0))
+        frame = pd.DataFrame({f: rng.normal(0, 1, n) for f in BASELINE_FEATURES})
+        frame["tx_amount"] = amount
+        frame["is_weekend"] = int(day.dayofweek >= 5)
+        frame["transaction_id"] = np.arange(n) + i * 10_000
+        frame["business_date"] = day.date()
+        frame["card_token"] = [f"card{j % 150}" for j in range(n)]
+        frame["score"] = 1 - np.exp(-amount / 100)  # monotone in amount, comparable across days
+        frame["model_version"] = "v1"
+        rows.append(frame)
+    df = pd.concat(rows, ignore_index=True)
+    labels = df.nlargest(200, "tx_amount")[["transaction_id", "card_token"]].assign(
+        reported_at=pd.Timestamp(DAYS[-1]) + pd.Timedelta(days=1)
+    )
+    with duckdb.connect(str(db)) as conn:
+        for schema in ("features", "scoring", "cleaned", "models"):
+            conn.execute(f"CREATE SCHEMA {schema}")
+        conn.register("df", df)
+        conn.register("labels", labels)
+        feats = ", ".join(BASELINE_FEATURES)
+        conn.execute(
+            f"CREATE TABLE features.transaction_features AS "
+            f"SELECT transaction_id, business_date, {feats} FROM df"
+        )
+        conn.execute(
+            "CREATE TABLE scoring.transaction_scores AS "
+            "SELECT transaction_id, business_date, score, model_version FROM df"
+        )
+        conn.execute(
+            "CREATE TABLE cleaned.transactions AS SELECT transaction_id, business_date, card_token FROM df"
+        )
+        conn.execute("CREATE TABLE cleaned.labels AS SELECT * FROM labels")
+        conn.execute(
+            "CREATE TABLE models.training_set AS SELECT * FROM df WHERE business_date <= DATE '2018-04-07'"
+        )
+
+
+def _materialize(asset, db: Path) -> dg.ExecuteInProcessResult:
+    return dg.materialize([asset], resources={"duckdb": DuckDBResource(database=str(db))})
+
+
+def test_drift_of_a_stable_day_passes_its_check(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    result = _materialize(feature_drift, db)
+    [check] = result.get_asset_check_evaluations()
+    md = result.asset_materializations_for_node("monitoring__feature_drift")[0].metadata
+    assert check.passed
+    assert md["current_business_date"].value == "2018-04-10"
+    assert md["reference_window"].value == "2018-04-01 .. 2018-04-07"
+    assert md["max_psi"].value < 0.1
+
+
+def test_drifted_day_fails_the_drift_check_with_error_severity(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db, shift_last_day=1.5)
+    result = _materialize(feature_drift, db)
+    [check] = result.get_asset_check_evaluations()
+    md = result.asset_materializations_for_node("monitoring__feature_drift")[0].metadata
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert md["max_psi"].value >= 0.25
+    assert md["max_psi_feature"].value in {"tx_amount", "score"}
+    with duckdb.connect(str(db)) as conn:
+        statuses = dict(conn.execute("SELECT feature, status FROM monitoring.feature_drift").fetchall())
+    assert statuses["tx_amount"] == "act"
+    assert statuses["score"] == "act"
+
+
+def test_drift_without_features_yet_materialises_and_passes(tmp_path):
+    result = _materialize(feature_drift, tmp_path / "warehouse.duckdb")
+    assert result.success
+    assert result.get_asset_check_evaluations()[0].passed
+
+
+def test_performance_is_computed_per_day_and_only_matured_days_count(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    result = _materialize(model_performance, db)
+    md = result.asset_materializations_for_node("monitoring__model_performance")[0].metadata
+    with duckdb.connect(str(db)) as conn:
+        perf = conn.execute("SELECT * FROM monitoring.model_performance ORDER BY business_date").df()
+    assert len(perf) == len(DAYS)
+    # Labels as of 2018-04-11: days up to 2018-04-03 have 7 full days of reports after them.
+    assert perf["matured"].tolist() == [True] * 3 + [False] * 7
+    assert md["latest_matured_business_date"].value == "2018-04-03"
+    # The score orders transactions exactly as the fraud rule does: perfect AP.
+    assert md["latest_matured_ap"].value == pytest.approx(1.0)
+    assert result.get_asset_check_evaluations()[0].passed
+
+
+def test_decayed_model_fails_the_performance_check_with_error_severity(tmp_path, monkeypatch):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("UPDATE scoring.transaction_scores SET score = hash(transaction_id) % 1000 / 1000.0")
+    result = _materialize(model_performance, db)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR

@@ -1,0 +1,77 @@
+"""Alerting: failed checks and runs reach the sink (log, outbox, monitoring.alerts), never a clear PAN."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+
+from fraud_assets.defs.automation.alerts import check_failure_alerts
+from fraud_assets.lib.alerting import Alert, AlertSink
+
+PAN = "4539148803436467"
+
+
+def test_an_alert_lands_in_the_outbox_and_the_alerts_table(tmp_path):
+    sink = AlertSink(data_dir=str(tmp_path))
+    sink.send([Alert(severity="ERROR", kind="run_failure", subject="job", message="boom", run_id="r1")])
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        rows = conn.execute("SELECT severity, kind, subject, run_id FROM monitoring.alerts").fetchall()
+    assert rows == [("ERROR", "run_failure", "job", "r1")]
+    assert len(sink.read_outbox()) == 1
+
+
+def test_the_same_alert_sent_twice_is_stored_once(tmp_path):
+    sink = AlertSink(data_dir=str(tmp_path))
+    alert = Alert(severity="WARN", kind="check_failure", subject="a:c", message="m", details={"event_id": 7})
+    sink.send([alert])
+    sink.send([alert])
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        assert conn.execute("SELECT count(*) FROM monitoring.alerts").fetchone()[0] == 1
+
+
+def test_alerts_wait_in_the_outbox_while_the_warehouse_is_locked(tmp_path):
+    sink = AlertSink(data_dir=str(tmp_path))
+    # Another process would hold the file; a read-only connection in this one takes a conflicting config.
+    duckdb.connect(str(tmp_path / "warehouse.duckdb")).close()
+    holder = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        sink.send([Alert(severity="WARN", kind="k", subject="s", message="m")])
+    finally:
+        holder.close()
+    assert len(sink.read_outbox()) == 1
+    assert sink.flush() == 1
+
+
+def test_a_card_number_in_an_alert_is_masked_everywhere(tmp_path):
+    sink = AlertSink(data_dir=str(tmp_path))
+    sink.send([Alert(severity="ERROR", kind="k", subject="s", message=f"bad row {PAN}", details={"v": PAN})])
+    assert PAN not in (tmp_path / "alerts" / "alerts.jsonl").read_text()
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        assert PAN not in str(conn.execute("SELECT * FROM monitoring.alerts").fetchall())
+
+
+def test_failed_checks_become_alerts_with_their_severity():
+    @dg.asset(
+        check_specs=[
+            dg.AssetCheckSpec("soft", asset="scored"),
+            dg.AssetCheckSpec("hard", asset="scored"),
+            dg.AssetCheckSpec("fine", asset="scored"),
+        ]
+    )
+    def scored():
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(check_name="soft", passed=False, severity=dg.AssetCheckSeverity.WARN),
+                dg.AssetCheckResult(check_name="hard", passed=False, severity=dg.AssetCheckSeverity.ERROR),
+                dg.AssetCheckResult(check_name="fine", passed=True),
+            ]
+        )
+
+    instance = dg.DagsterInstance.ephemeral()
+    dg.materialize([scored], instance=instance)
+    alerts, cursor = check_failure_alerts(instance, None)
+    assert sorted((a.subject, a.severity) for a in alerts) == [
+        ("scored:hard", "ERROR"),
+        ("scored:soft", "WARN"),
+    ]
+    assert check_failure_alerts(instance, cursor)[0] == []

@@ -1,0 +1,102 @@
+"""The retraining trigger: bootstrap, drift and decay each request training with the reason in its tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from fraud_assets.defs.automation.training import TAG_DETAIL, TAG_REASON, training_trigger_sensor
+from fraud_assets_tests.automation_stubs import materialize_stub, stub_definitions
+
+TRAINING_CHAIN = ["models/training_set", "models/candidates", "models/evaluation", "models/champion"]
+DAYS = tuple(f"2018-04-{d:02d}" for d in range(1, 23))
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    inst = dg.DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions("business_date", list(DAYS))
+    return inst
+
+
+def tick(instance, tmp_path: Path):
+    ctx = dg.build_sensor_context(instance=instance, definitions=stub_definitions(tmp_path / "landing"))
+    result = training_trigger_sensor(ctx)
+    return result if isinstance(result, list) else []
+
+
+def report(instance, key: str, **metadata) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key.split("/"), metadata=metadata))
+
+
+def test_without_a_champion_enough_labelled_days_bootstrap_training(instance, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRAUD_BOOTSTRAP_MIN_DAYS", "21")
+    materialize_stub(instance, "features/transaction_features", partitions=DAYS)
+    materialize_stub(instance, "cleaned/labels")
+    [req] = tick(instance, tmp_path)
+    assert [k.to_user_string() for k in req.asset_selection] == TRAINING_CHAIN
+    assert req.tags[TAG_REASON] == "bootstrap"
+
+
+def test_without_enough_days_there_is_no_bootstrap(instance, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRAUD_BOOTSTRAP_MIN_DAYS", "30")
+    materialize_stub(instance, "features/transaction_features", partitions=DAYS)
+    materialize_stub(instance, "cleaned/labels")
+    assert tick(instance, tmp_path) == []
+
+
+def test_drift_at_the_act_threshold_requests_training_with_the_reason(instance, tmp_path):
+    materialize_stub(instance, "models/champion")
+    report(
+        instance,
+        "monitoring/feature_drift",
+        max_psi=0.31,
+        max_psi_feature="tx_amount",
+        current_business_date="2018-04-22",
+    )
+    [req] = tick(instance, tmp_path)
+    assert req.tags[TAG_REASON] == "drift"
+    assert "tx_amount" in req.tags[TAG_DETAIL]
+    assert "0.310" in req.tags[TAG_DETAIL]
+
+
+def test_drift_below_the_act_threshold_requests_nothing(instance, tmp_path):
+    materialize_stub(instance, "models/champion")
+    report(instance, "monitoring/feature_drift", max_psi=0.2, max_psi_feature="tx_amount")
+    assert tick(instance, tmp_path) == []
+
+
+def test_one_drift_measurement_triggers_one_training_run(instance, tmp_path):
+    materialize_stub(instance, "models/champion")
+    report(instance, "monitoring/feature_drift", max_psi=0.4, max_psi_feature="score")
+    first, second = tick(instance, tmp_path), tick(instance, tmp_path)
+    assert first[0].run_key == second[0].run_key  # same key: Dagster launches it once
+
+
+def test_matured_ap_below_the_floor_requests_training(instance, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRAUD_AP_FLOOR", "0.3")
+    materialize_stub(instance, "models/champion")
+    report(
+        instance,
+        "monitoring/model_performance",
+        latest_matured_ap=0.12,
+        latest_matured_business_date="2018-04-10",
+    )
+    [req] = tick(instance, tmp_path)
+    assert req.tags[TAG_REASON] == "decay"
+
+
+def test_bootstrap_waits_until_no_run_is_in_flight(instance, tmp_path, monkeypatch):
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    monkeypatch.setenv("FRAUD_BOOTSTRAP_MIN_DAYS", "21")
+    materialize_stub(instance, "features/transaction_features", partitions=DAYS)
+    materialize_stub(instance, "cleaned/labels")
+    instance.add_run(
+        DagsterRun(job_name="__ASSET_JOB", run_id="still-running", status=DagsterRunStatus.STARTED)
+    )
+    assert tick(instance, tmp_path) == []
+    instance.delete_run("still-running")  # the run is gone: the platform is quiet
+    assert [r.tags[TAG_REASON] for r in tick(instance, tmp_path)] == ["bootstrap"]
