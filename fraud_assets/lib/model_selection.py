@@ -23,26 +23,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-# The 15 handbook baseline features (contract of features.transaction_features).
-BASELINE_FEATURES: tuple[str, ...] = (
-    "tx_amount",
-    "is_weekend",
-    "is_night",
-    "card_nb_tx_1d",
-    "card_avg_amount_1d",
-    "card_nb_tx_7d",
-    "card_avg_amount_7d",
-    "card_nb_tx_30d",
-    "card_avg_amount_30d",
-    "terminal_nb_tx_1d",
-    "terminal_risk_1d",
-    "terminal_nb_tx_7d",
-    "terminal_risk_7d",
-    "terminal_nb_tx_30d",
-    "terminal_risk_30d",
-)
-# Columns of features.transaction_features that identify a row rather than describe it.
-KEY_COLUMNS: tuple[str, ...] = ("transaction_id", "business_date", "tx_datetime", "card_token", "terminal_id")
+from fraud_assets.defs.features.compute import BASELINE_COLUMNS, ID_COLUMNS
+
+# The 15 handbook baseline features and the key columns: the feature layer owns that contract.
+BASELINE_FEATURES: tuple[str, ...] = BASELINE_COLUMNS
+KEY_COLUMNS: tuple[str, ...] = ID_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from fraud_assets.defs.features.compute import BASELINE_COLUMNS
 from fraud_assets.defs.monitoring.metrics import average_precision, card_precision_at_k, psi, psi_status
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
@@ -25,15 +26,7 @@ TRANSACTIONS_TABLE = "cleaned.transactions"
 LABELS_TABLE = "cleaned.labels"
 DRIFT_TABLE = "monitoring.feature_drift"
 PERFORMANCE_TABLE = "monitoring.model_performance"
-BASELINE_FEATURES = (
-    "tx_amount",
-    "is_weekend",
-    "is_night",
-    *(f"card_nb_tx_{w}d" for w in (1, 7, 30)),
-    *(f"card_avg_amount_{w}d" for w in (1, 7, 30)),
-    *(f"terminal_nb_tx_{w}d" for w in (1, 7, 30)),
-    *(f"terminal_risk_{w}d" for w in (1, 7, 30)),
-)
+BASELINE_FEATURES = BASELINE_COLUMNS  # the feature layer owns the baseline contract
 # `is_weekend` is fixed by the calendar: one day is all-0 or all-1, so its day-vs-window PSI measures the
 # weekday, not drift. It is left out; every other baseline feature is compared.
 CALENDAR_FEATURES = ("is_weekend",)
