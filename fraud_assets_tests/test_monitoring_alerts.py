@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
-from fraud_assets.defs.automation.alerts import check_failure_alerts
+from fraud_assets.defs.automation.alerts import CheckAlertCursor, check_failure_alerts
 from fraud_assets.lib.alerting import Alert, AlertSink
 
 PAN = "4539148803436467"
@@ -75,3 +75,44 @@ def test_failed_checks_become_alerts_with_their_severity():
         ("scored:soft", "WARN"),
     ]
     assert check_failure_alerts(instance, cursor)[0] == []
+
+
+def test_a_check_that_keeps_failing_for_the_same_cause_alerts_once_then_daily():
+    state = {"passed": False, "cause": "truncated.csv.gz"}
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec("no_rejected_files", asset="register")])
+    def register():
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="no_rejected_files",
+                    passed=state["passed"],
+                    metadata={"rejections": state["cause"]},
+                )
+            ]
+        )
+
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run_and_alert(cursor, now):
+        dg.materialize([register], instance=instance)
+        alerts, cursor = check_failure_alerts(instance, cursor, now=now)
+        return [a.message for a in alerts], cursor
+
+    sent, cursor = run_and_alert(None, now=1_000.0)
+    assert sent == ["check no_rejected_files failed"]
+    sent, cursor = run_and_alert(cursor, now=1_100.0)
+    assert sent == []  # same failure, same cause: no repeat
+    cursor = CheckAlertCursor.parse(cursor.serialize())  # survives the sensor cursor round trip
+    state["cause"] = "truncated.csv.gz, empty.json.gz"
+    sent, cursor = run_and_alert(cursor, now=1_200.0)
+    assert sent == ["check no_rejected_files failed"]  # a new cause
+    sent, cursor = run_and_alert(cursor, now=1_200.0 + 25 * 3600)
+    assert sent == ["still failing: check no_rejected_files failed"]  # daily reminder
+    state["passed"] = True
+    sent, cursor = run_and_alert(cursor, now=100_000.0)
+    assert sent == []
+    assert cursor.open == {}
+    state["passed"] = False
+    sent, cursor = run_and_alert(cursor, now=100_100.0)
+    assert sent == ["check no_rejected_files failed"]  # failing again after a pass

@@ -100,3 +100,58 @@ def test_bootstrap_waits_until_no_run_is_in_flight(instance, tmp_path, monkeypat
     assert tick(instance, tmp_path) == []
     instance.delete_run("still-running")  # the run is gone: the platform is quiet
     assert [r.tags[TAG_REASON] for r in tick(instance, tmp_path)] == ["bootstrap"]
+
+
+def test_drift_on_a_day_the_models_were_trained_with_does_not_retrain(instance, tmp_path):
+    # The feedback loop this guards against: training re-materialises monitoring/feature_drift, the same
+    # latest day still drifts against the (lagging) training window, and a new run would be requested.
+    materialize_stub(instance, "models/champion")
+    report(instance, "models/training_set", latest_business_date="2018-04-22")
+    report(
+        instance,
+        "monitoring/feature_drift",
+        max_psi=0.6,
+        max_psi_feature="card_nb_tx_30d",
+        current_business_date="2018-04-22",
+    )
+    assert tick(instance, tmp_path) == []
+    report(
+        instance,
+        "monitoring/feature_drift",
+        max_psi=0.6,
+        max_psi_feature="card_nb_tx_30d",
+        current_business_date="2018-04-23",
+    )
+    [req] = tick(instance, tmp_path)
+    assert req.tags[TAG_REASON] == "drift"
+    assert "2018-04-23" in req.tags[TAG_DETAIL]
+
+
+def test_a_re_measured_drifted_day_keeps_its_run_key(instance, tmp_path):
+    materialize_stub(instance, "models/champion")
+    keys = []
+    for _ in range(2):  # e.g. drift recomputed after scoring, then again after a training run
+        report(
+            instance,
+            "monitoring/feature_drift",
+            max_psi=0.4,
+            max_psi_feature="score",
+            current_business_date="2018-04-22",
+        )
+        keys.append(tick(instance, tmp_path)[0].run_key)
+    assert keys == ["drift:2018-04-22", "drift:2018-04-22"]
+
+
+def test_decay_is_keyed_on_the_matured_day(instance, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRAUD_AP_FLOOR", "0.3")
+    materialize_stub(instance, "models/champion")
+    keys = []
+    for _ in range(2):
+        report(
+            instance,
+            "monitoring/model_performance",
+            latest_matured_ap=0.12,
+            latest_matured_business_date="2018-04-10",
+        )
+        keys.append(tick(instance, tmp_path)[0].run_key)
+    assert keys == ["decay:2018-04-10", "decay:2018-04-10"]

@@ -3,6 +3,10 @@
 Both sensors read only the Dagster instance; the sink owns where alerts go (log + outbox file + the
 `monitoring.alerts` table, plus a webhook when configured)."""
 
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -42,21 +46,67 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: Al
 FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
-def _check_alerts_for_run(instance: dg.DagsterInstance, run_id: str) -> list[Alert]:
+REMIND_AFTER_SECONDS = 24 * 3600
+
+
+@dataclass
+class CheckAlertCursor:
+    """Where the check sensor is: the last finished run it read (`after`, a run update timestamp) and the
+    checks that are failing now (`open`: check subject + partition -> fingerprint of the cause, time it was
+    last alerted). An alert goes out when a check starts failing, when the cause of a failure changes
+    (severity, description, metadata), and once a day while it stays failing; a pass closes it."""
+
+    after: float | None = None
+    open: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "CheckAlertCursor":
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            return cls()
+        if isinstance(data, (int, float)):  # the cursor of earlier versions: just the timestamp
+            return cls(after=float(data))
+        return cls(after=data.get("after"), open={k: (v[0], float(v[1])) for k, v in data["open"].items()})
+
+    def serialize(self) -> str:
+        return json.dumps({"after": self.after, "open": self.open}, sort_keys=True)
+
+
+def _fingerprint(severity: str, description: str | None, metadata: dict) -> str:
+    cause = json.dumps([severity, description or "", metadata], sort_keys=True, default=str)
+    return hashlib.sha256(cause.encode()).hexdigest()[:16]
+
+
+def _check_alerts_for_run(
+    instance: dg.DagsterInstance, run_id: str, state: CheckAlertCursor, now: float
+) -> list[Alert]:
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
     alerts = []
     for rec in records:
         ev = rec.event_log_entry.dagster_event.event_specific_data
+        subject = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
+        key = f"{subject}|{ev.partition or ''}"
         if ev.passed:
+            state.open.pop(key, None)
             continue
         severity = "ERROR" if ev.severity == dg.AssetCheckSeverity.ERROR else "WARN"
         md = {k: getattr(v, "value", v) for k, v in (ev.metadata or {}).items()}
+        fingerprint = _fingerprint(severity, ev.description, md)
+        previous = state.open.get(key)
+        if previous and previous[0] == fingerprint and now - previous[1] < REMIND_AFTER_SECONDS:
+            continue  # the same failure, already alerted
+        state.open[key] = (fingerprint, now)
+        reminder = previous is not None and previous[0] == fingerprint
+        message = ev.description or f"check {ev.check_name} failed"
         alerts.append(
             Alert(
                 severity=severity,
                 kind="check_failure",
-                subject=f"{ev.asset_key.to_user_string()}:{ev.check_name}",
-                message=ev.description or f"check {ev.check_name} failed",
+                subject=subject,
+                message=f"still failing: {message}" if reminder else message,
                 run_id=run_id,
                 details={"metadata": md, "partition": ev.partition or "", "event_id": rec.storage_id},
             )
@@ -65,37 +115,42 @@ def _check_alerts_for_run(instance: dg.DagsterInstance, run_id: str) -> list[Ale
 
 
 def check_failure_alerts(
-    instance: dg.DagsterInstance, after: float | None
-) -> tuple[list[Alert], float | None]:
-    """Alerts for failed check evaluations in runs that finished after `after` (a run update timestamp),
-    and the new cursor. Read run by run: the default SQLite event log is sharded by run."""
-    since = datetime.fromtimestamp(after, tz=UTC) if after is not None else None
+    instance: dg.DagsterInstance, cursor: CheckAlertCursor | None, now: float | None = None
+) -> tuple[list[Alert], CheckAlertCursor]:
+    """Alerts for failed check evaluations in runs that finished after the cursor, de-duplicated per
+    (check, partition, cause), and the new cursor. Read run by run: the default SQLite event log is
+    sharded by run."""
+    state = cursor or CheckAlertCursor()
+    now = time.time() if now is None else now
+    since = datetime.fromtimestamp(state.after, tz=UTC) if state.after is not None else None
     runs = instance.get_run_records(
         RunsFilter(statuses=FINISHED, updated_after=since),
         limit=CHECK_SENSOR_BATCH,
         order_by="update_timestamp",
         ascending=True,
     )
-    alerts = [a for r in runs for a in _check_alerts_for_run(instance, r.dagster_run.run_id)]
-    return alerts, (runs[-1].update_timestamp.timestamp() if runs else after)
+    alerts = [a for r in runs for a in _check_alerts_for_run(instance, r.dagster_run.run_id, state, now)]
+    if runs:
+        state.after = runs[-1].update_timestamp.timestamp()
+    return alerts, state
 
 
 @dg.sensor(
     name="check_failure_alert_sensor",
     description=(
-        "Sends every failed asset check evaluation (WARN and ERROR) to the alert sink, and retries loading "
-        "the alert outbox into monitoring.alerts when the warehouse was busy."
+        "Sends failed asset check evaluations (WARN and ERROR) to the alert sink: once when a check starts "
+        "failing or its cause changes, again daily while it stays failing; a pass closes it. Retries "
+        "loading the alert outbox into monitoring.alerts when the warehouse was busy."
     ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=15,
 )
 def check_failure_alert_sensor(context: dg.SensorEvaluationContext, alert_sink: AlertSink):
-    after = float(context.cursor) if context.cursor else None
-    alerts, cursor = check_failure_alerts(context.instance, after)
+    alerts, cursor = check_failure_alerts(context.instance, CheckAlertCursor.parse(context.cursor))
     if alerts:
         alert_sink.send(alerts, log=context.log)
     else:
         alert_sink.flush(context.log)
-    if cursor is not None:
-        context.update_cursor(str(cursor))
-    return dg.SkipReason(f"{len(alerts)} check failure(s) alerted")
+    context.update_cursor(cursor.serialize())
+    failing = len(cursor.open)
+    return dg.SkipReason(f"{len(alerts)} check failure(s) alerted; {failing} check(s) failing now")

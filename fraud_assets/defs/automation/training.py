@@ -9,10 +9,14 @@ faces the champion/challenger gate like any other.
   business days have features, labels exist, and no run at all is queued or running (so the first model
   sees every seeded day). Scores wait for the champion (policy.py), so a fresh `make run` ends
   with a champion and every day scored.
-- drift: the latest `monitoring/feature_drift` has `max_psi` >= `PSI_ACT` (0.25).
+- drift: the latest `monitoring/feature_drift` has `max_psi` >= `PSI_ACT` (0.25) for a business day the
+  latest training run did not see (`latest_business_date` of `models/training_set`). Retraining on the
+  same data gives the same model, so drift on a day the models were already trained with is reported
+  (the check fails, an alert goes out) but triggers nothing.
 - decay: the latest `monitoring/model_performance` has `latest_matured_ap` < `FRAUD_AP_FLOOR` (default 0.3).
-Each monitoring materialisation triggers at most once (run_key = its storage id), and never while a
-training run is in flight.
+Each drifted or matured business day triggers at most once (run_key = `drift:<day>` / `decay:<day>`:
+monitoring is recomputed after every run, including the training run itself, so keying on the
+materialisation would retrain in a loop), and never while a training run is in flight.
 """
 
 import os
@@ -75,14 +79,18 @@ def training_reasons(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]
     if psi is not None and float(psi) >= PSI_ACT:
         feature, _ = _metadata_value(instance, g.FEATURE_DRIFT, "max_psi_feature")
         day, _ = _metadata_value(instance, g.FEATURE_DRIFT, "current_business_date")
-        detail = f"PSI {float(psi):.3f} >= {PSI_ACT} on {feature} for {day}"
-        return [_training_request(keys, "drift", detail, f"drift:{drift_id}", in_process_config(context))]
+        seen, _ = _metadata_value(instance, g.TRAINING_SET, "latest_business_date")
+        if not (day and seen and str(day) <= str(seen)):
+            detail = f"PSI {float(psi):.3f} >= {PSI_ACT} on {feature} for {day}"
+            run_key = f"drift:{day}" if day else f"drift:{drift_id}"
+            return [_training_request(keys, "drift", detail, run_key, in_process_config(context))]
     ap, perf_id = _metadata_value(instance, g.MODEL_PERFORMANCE, "latest_matured_ap")
     floor = ap_floor()
     if ap is not None and float(ap) == float(ap) and float(ap) < floor:
         day, _ = _metadata_value(instance, g.MODEL_PERFORMANCE, "latest_matured_business_date")
         detail = f"matured-label AP {float(ap):.3f} < floor {floor} on {day}"
-        return [_training_request(keys, "decay", detail, f"decay:{perf_id}", in_process_config(context))]
+        run_key = f"decay:{day}" if day else f"decay:{perf_id}"
+        return [_training_request(keys, "decay", detail, run_key, in_process_config(context))]
     return []
 
 

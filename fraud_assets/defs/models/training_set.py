@@ -142,6 +142,7 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, duckdb: DuckDBResource):
     with duckdb.get_connection() as conn:
         folds, cols, n = build_training_set(conn, config)
+        horizon = conn.execute(f"SELECT CAST(max(business_date) AS DATE) FROM {FEATURES_TABLE}").fetchone()[0]
         stats = conn.execute(
             f"SELECT fold, split, count(*) AS n, sum(label) AS fraud, count(DISTINCT card_token) AS cards "
             f"FROM {TRAINING_SET_TABLE} GROUP BY ALL ORDER BY fold, split"
@@ -154,6 +155,9 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, d
             descriptions=TRAINING_SET_DESCRIPTIONS,
             preview_columns=["fold", "split", "transaction_id", "business_date", "label"],
             extra={
+                # The newest business day this training run could see: the retraining trigger does not
+                # retrain for drift on a day the current models were already trained with.
+                "latest_business_date": str(horizon),
                 "n_features": len(cols),
                 "feature_columns": dg.MetadataValue.json(cols),
                 "fold0_train_rows": int(f0.loc["train", "n"]) if "train" in f0.index else 0,
