@@ -3,8 +3,9 @@
 A real platform (`fraud_assets_tests.platform.Platform`: `dagster dev` with temporary DAGSTER_HOME and
 FRAUD_DATA_DIR) is seeded with the simulator, bootstraps itself (champion trained, every seeded day scored),
 then:
-1. one more day lands (`--append-days 1`, ~10k transactions at 5,000 customers): the time from the file's
-   arrival to `scoring/transaction_scores` for that day being materialised (target < 60 s);
+1. once the platform is quiet (no run queued or running), one more day lands (`--append-days 1`, ~10k
+   transactions at 5,000 customers): the time from the files' arrival to `scoring/transaction_scores` for
+   that day being materialised (target < 60 s). Three days, one after the other; median and max reported;
 2. 30 more days land at once: the time until all are scored, and the number of failed steps whose error
    is a DuckDB lock conflict (target 0).
 `--quick` shrinks the world (200 customers, 5-day burst): a smoke test of the harness, not figures.
@@ -13,6 +14,7 @@ then:
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ from fraud_assets_tests.platform import Platform
 SCORES = "scoring/transaction_scores"
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 FULL = {"customers": 5000, "terminals": 10000, "seed_days": 21, "burst_days": 30, "min_days": 21}
+LATENCY_DAYS = 3
 QUICK = {"customers": 200, "terminals": 400, "seed_days": 21, "burst_days": 5, "min_days": 21}
 
 
@@ -55,6 +58,19 @@ def lock_failures(platform: Platform) -> int:
                 text = str(ev.get("error"))
                 failures += any(m in text for m in LOCK_MARKERS)
     return failures
+
+
+def _day_files(data_dir: Path, day: str) -> list[Path]:
+    return sorted((data_dir / "landing" / "authorizations").glob(f"*/acq_*_{day}*"))
+
+
+def _in_flight(platform: Platform) -> int:
+    return len(platform.runs(statuses=["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]))
+
+
+def _wait_quiet(platform: Platform, timeout: float) -> None:
+    """Steady state: the bootstrap's training, scoring backfill and monitoring have finished."""
+    platform.wait_for(lambda: _in_flight(platform) == 0, timeout, "platform quiet", interval=2.0)
 
 
 def _wait_scored(platform: Platform, days: set[str], timeout: float, what: str) -> float:
@@ -89,10 +105,31 @@ def run(args) -> list[dict]:
             boot = _wait_scored(platform, seeded, 3600, "bootstrap: every seeded day scored")
             rows.append(_row("bootstrap to every seeded day scored", boot, "s", note))
 
-            _simulate(data, "--append-days", "1")
-            new_day = _business_days(data) - seeded
-            latency = _wait_scored(platform, new_day, 900, "appended day scored")
-            rows.append(_row("landing-to-scores latency, one day", latency, "s", "target < 60 s"))
+            latencies = []
+            for _ in range(LATENCY_DAYS):
+                _wait_quiet(platform, 1800)
+                before = _business_days(data)
+                _simulate(data, "--append-days", "1")
+                new_day = _business_days(data) - before
+                _wait_scored(platform, new_day, 900, "appended day scored")
+                # From the first of the day's files appearing in the landing zone (the simulator may still
+                # have been writing when the sensor saw it) to the scores' materialisation.
+                landed = min(p.stat().st_mtime for d in new_day for p in _day_files(data, d))
+                scored = max(
+                    m["timestamp"] for m in platform.materializations(SCORES, 50) if m["partition"] in new_day
+                )
+                latencies.append(float(scored) / 1000.0 - landed)
+            shown = ", ".join(f"{v:.1f}" for v in latencies)
+            rows.append(
+                _row(
+                    "landing-to-scores latency, one day (median)",
+                    statistics.median(latencies),
+                    "s",
+                    f"target < 60 s; {len(latencies)} days: {shown} s",
+                )
+            )
+            rows.append(_row("landing-to-scores latency, one day (max)", max(latencies), "s", ""))
+            _wait_quiet(platform, 1800)
 
             before = _business_days(data)
             _simulate(data, "--append-days", str(size["burst_days"]))

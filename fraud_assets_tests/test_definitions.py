@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import dagster as dg
 
 from fraud_assets.definitions import defs
@@ -23,3 +26,16 @@ def test_dagster_yaml_limits_duckdb_writers_to_one(tmp_path):
     instance = dg.DagsterInstance.from_config(str(path.parent))
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
     assert "telemetry:\n  enabled: false" in path.read_text()
+
+
+def test_loading_the_code_location_does_not_import_the_model_libraries():
+    # Every run's worker process loads the definitions: scikit-learn, skops and matplotlib cost seconds
+    # of CPU there and only training, scoring and monitoring steps use them (imported on use).
+    code = (
+        "import sys, fraud_assets.definitions; "
+        "print(','.join(m for m in ('sklearn', 'skops', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.strip() == ""

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 METRIC_NAMES = ("auc", "average_precision", "card_precision_at_100")
 
@@ -49,6 +48,11 @@ def classification_metrics(
     df: pd.DataFrame, k: int = 100, *, score_col: str = "score", label_col: str = "label"
 ) -> dict[str, float]:
     """AUC, AP and CP@k for a scored test set (columns business_date, card_token, score, label)."""
+    from sklearn.metrics import (
+        average_precision_score,
+        roc_auc_score,
+    )  # imported on use: see 'Start-up cost' in docs/architecture.md
+
     y = df[label_col].to_numpy().astype(int)
     s = df[score_col].to_numpy().astype(float)
     both = 0 < y.sum() < len(y)
@@ -115,5 +119,9 @@ def expected_cost_curve(
 
 
 def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.metrics import (
+        precision_recall_curve,
+    )  # imported on use: see 'Start-up cost' in docs/architecture.md
+
     precision, recall, _ = precision_recall_curve(np.asarray(labels, int), np.asarray(scores, float))
     return precision, recall

@@ -19,8 +19,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 # Every type a model artifact may contain, pinned in code. Found by walking the schema of each family's
 # fitted pipeline (scikit-learn 1.9 / numpy 2); a library upgrade or a new family that needs another type
 # fails loudly in the tests and the type is added here, in review, never at load time. This is stricter
@@ -66,6 +64,14 @@ class UntrustedTypeError(ModelArtifactError):
     """The artifact contains types outside the pinned trust list."""
 
 
+def _skops():
+    """skops.io, imported on first use: it imports scikit-learn, seconds of start-up that runs which never
+    touch a model should not pay (see 'Start-up cost' in docs/architecture.md)."""
+    import skops.io
+
+    return skops.io
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -97,7 +103,7 @@ def artifact_types(data: bytes) -> set[str]:
 def untrusted_types(data: bytes) -> list[str]:
     """Types in the artifact that are not pinned in TRUSTED_TYPES (by our walk or by skops' audit)."""
     ours = artifact_types(data) - set(TRUSTED_TYPES)
-    theirs = set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
+    theirs = set(_skops().get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
     return sorted(ours | theirs)
 
 
@@ -111,7 +117,7 @@ def save_model(model: Any, store_root: Path, name: str) -> tuple[str, str]:
     rel = f"{name}.skops"
     target = store_root / rel
     tmp = store_root / f".{rel}.tmp"
-    sio.dump(model, tmp, compression=8)  # zipfile.ZIP_DEFLATED
+    _skops().dump(model, tmp, compression=8)  # zipfile.ZIP_DEFLATED
     untrusted = untrusted_types(tmp.read_bytes())
     if untrusted:
         tmp.unlink()
@@ -145,4 +151,4 @@ def load_model(store_root: Path, artifact_path: str, expected_sha256: str) -> An
             f"(fraud_assets/lib/model_io.py TRUSTED_TYPES): {untrusted}"
         )
     # Load from the bytes we hashed, not the path, so the file cannot change between check and load.
-    return sio.loads(data, trusted=list(TRUSTED_TYPES))
+    return _skops().loads(data, trusted=list(TRUSTED_TYPES))

@@ -13,14 +13,9 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from fraud_assets.defs.features.compute import BASELINE_COLUMNS, ID_COLUMNS
@@ -28,6 +23,9 @@ from fraud_assets.defs.features.compute import BASELINE_COLUMNS, ID_COLUMNS
 # The 15 handbook baseline features and the key columns: the feature layer owns that contract.
 BASELINE_FEATURES: tuple[str, ...] = BASELINE_COLUMNS
 KEY_COLUMNS: tuple[str, ...] = ID_COLUMNS
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -103,6 +101,15 @@ FAMILY_KINDS = {
 
 def build_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Pipeline:
     """A fresh, unfitted pipeline for a family. Imputation first: production features may be NULL."""
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )  # imported on use: see 'Start-up cost' in docs/architecture.md
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     p = {k: v for k, v in params.items() if k != "feature_set"}
     if family == "logistic_regression":
         model = LogisticRegression(C=p.get("C", 1.0), max_iter=p.get("max_iter", 1000), random_state=seed)

@@ -9,12 +9,12 @@ split) is persisted with skops under the model store and appended to the registr
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-import sklearn
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -35,6 +35,8 @@ from fraud_assets.lib.registry import ModelVersion, register_version
 from fraud_assets.lib.warehouse import table_metadata
 from fraud_assets.resources import ModelStore
 
+# The installed scikit-learn, without importing it at definition load (docs/architecture.md, start-up cost).
+SKLEARN_VERSION = package_version("scikit-learn")
 FAMILIES = ("logistic_regression", "hist_gradient_boosting", "random_forest")
 TRAINING_SET_KEY = dg.AssetKey(["models", "training_set"])
 
@@ -174,7 +176,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
             test_end=f0_rows.loc[f0_rows["split"] == "test", "business_date"].max().date(),
             n_folds=len(fold_metrics),
             data_hash=data_hash(ts),
-            code_version=f"{CODE_VERSION}+sklearn{sklearn.__version__}",
+            code_version=f"{CODE_VERSION}+sklearn{SKLEARN_VERSION}",
             metrics=metrics,
             artifact_path=rel_path,
             artifact_sha256=sha,

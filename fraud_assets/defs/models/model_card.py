@@ -12,15 +12,11 @@ import io
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: assets run in worker processes without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from fraud_assets.lib.metrics import pr_curve  # noqa: E402
-from fraud_assets.lib.registry import ModelVersion  # noqa: E402
+from fraud_assets.lib.metrics import pr_curve
+from fraud_assets.lib.registry import ModelVersion
 
 CARDS_DIR_ENV = "FRAUD_MODEL_CARDS_DIR"
 
@@ -30,16 +26,27 @@ def default_cards_dir() -> Path:
     return Path(os.environ.get(CARDS_DIR_ENV) or Path.cwd() / "docs" / "models")
 
 
+def _pyplot():
+    """matplotlib's pyplot on the headless Agg backend (assets run in worker processes without a display),
+    imported on first use: see 'Start-up cost' in docs/architecture.md."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return buf.getvalue()
 
 
 def pr_curve_png(labels: np.ndarray, scores: np.ndarray, title: str) -> bytes:
     precision, recall = pr_curve(labels, scores)
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig, ax = _pyplot().subplots(figsize=(4.5, 3.5))
     ax.plot(recall, precision, lw=1.5)
     ax.axhline(float(np.mean(labels)), color="grey", ls="--", lw=1, label="random")
     ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
@@ -48,7 +55,7 @@ def pr_curve_png(labels: np.ndarray, scores: np.ndarray, title: str) -> bytes:
 
 
 def score_distribution_png(labels: np.ndarray, scores: np.ndarray, title: str) -> bytes:
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig, ax = _pyplot().subplots(figsize=(4.5, 3.5))
     bins = np.linspace(0, 1, 41)
     ax.hist(scores[labels == 0], bins=bins, alpha=0.6, density=True, label="genuine")
     ax.hist(scores[labels == 1], bins=bins, alpha=0.6, density=True, label="fraud")
@@ -60,7 +67,7 @@ def score_distribution_png(labels: np.ndarray, scores: np.ndarray, title: str) -
 def expected_cost_png(cost: pd.DataFrame, title: str) -> bytes:
     """Total expected cost (missed fraud amount + reviews) against the number of alerts; the minimum
     is the operating point this cost model recommends."""
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    fig, ax = _pyplot().subplots(figsize=(4.5, 3.5))
     c = cost.sort_values("alerts")
     x = c["alerts"].clip(lower=1)  # log axis: 'alert on nothing' drawn at 1
     ax.plot(x, c["total_cost"], lw=1.5, label="total")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
 
 from fraud_assets.defs.monitoring.thresholds import PSI_ACT, PSI_BINS, PSI_WARN, TOP_K_CARDS
 
@@ -54,6 +53,10 @@ def average_precision(y_true: pd.Series, score: pd.Series) -> float:
     y = np.asarray(y_true, dtype=int)
     if len(y) == 0 or y.min() == y.max():
         return float("nan")
+    from sklearn.metrics import (
+        average_precision_score,
+    )  # imported on use: see 'Start-up cost' in docs/architecture.md
+
     return float(average_precision_score(y, np.asarray(score, dtype=float)))
 
 
