@@ -38,19 +38,26 @@ def _is_daily(node) -> bool:
 def downstream_chain(
     graph: BaseAssetGraph, roots: Iterable[dg.AssetKey], groups: Iterable[str], partitioned: bool
 ) -> list[dg.AssetKey]:
-    """Materialisable assets downstream of `roots` (inclusive) in `groups`, all business-date partitioned
-    (`partitioned=True`) or all unpartitioned, in topological order."""
+    """Materialisable assets reached from `roots` (inclusive) through a chain of assets in `groups`, all
+    business-date partitioned (`partitioned=True`) or all unpartitioned, in topological order."""
     roots = [k for k in roots if graph.has(k)]
     if not roots:
         return []
     groups = set(groups)
     selected = dg.AssetSelection.assets(*roots).downstream().resolve(graph)
-    keep = set()
-    for key in selected:
+    keep = set(roots)
+    # Walk in topological order and keep an asset only if a parent is already kept: the chain is what the
+    # new data flows through, not everything that happens to be downstream by another path (new labels
+    # do not make monitoring/feature_drift stale; that asset follows features and scores).
+    for key in graph.toposorted_asset_keys:
+        if key not in selected or key in keep:
+            continue
         node = graph.get(key)
         if not node.is_materializable or node.group_name not in groups:
             continue
-        if _is_daily(node) if partitioned else node.partitions_def is None:
+        if not (_is_daily(node) if partitioned else node.partitions_def is None):
+            continue
+        if node.parent_keys & keep:
             keep.add(key)
     # The raw layer's gate in front of the roots (raw/file_register: which files exist and which are
     # re-sends) must run first in the same run, or the roots would read a stale register.
