@@ -136,6 +136,14 @@ def test_a_drifted_day_requests_a_training_run_with_the_reason(platform, bootstr
     before_days = auth_days(scratch)
     simulate(scratch, "--append-days", "1")
     [day] = auth_days(scratch) - before_days
+    # Land it on a quiet platform: a retraining still running for the previous day would read this day's
+    # features too, and the trigger rightly does not retrain again for a day the models already saw.
+    platform.wait_for(
+        lambda: not platform.runs(statuses=["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]),
+        timeout=DAY_TIMEOUT,
+        what="no run in flight",
+        interval=5,
+    )
     for path in sorted((scratch / "landing" / "authorizations").glob(f"*/acq_*_{day}*")):
         dest = platform.data_dir / "landing" / "authorizations" / path.parent.name / path.name
         dest.parent.mkdir(parents=True, exist_ok=True)

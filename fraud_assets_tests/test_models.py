@@ -267,3 +267,12 @@ def test_saved_artifacts_reproduce_their_registered_fold0_metrics(trained: Path)
     assert len(pairs) == 6  # 3 families x 2 metrics
     for version, metric, reloaded, registered in pairs:
         assert reloaded == pytest.approx(registered, abs=1e-9), (version, metric)
+
+
+def test_model_cards_are_published_only_where_asked(monkeypatch, tmp_path):
+    from fraud_assets.defs.models.model_card import CARDS_DIR_ENV, publish_cards_dir
+
+    monkeypatch.delenv(CARDS_DIR_ENV, raising=False)
+    assert publish_cards_dir() is None  # a platform run from a checkout never writes into docs/
+    monkeypatch.setenv(CARDS_DIR_ENV, str(tmp_path / "published"))
+    assert publish_cards_dir() == tmp_path / "published"

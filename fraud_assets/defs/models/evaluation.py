@@ -23,7 +23,7 @@ from fraud_assets.defs.models.common import (
     OWNERS,
     TRAINING_SET_TABLE,
 )
-from fraud_assets.defs.models.model_card import default_cards_dir, write_card
+from fraud_assets.defs.models.model_card import publish_cards_dir, write_card
 from fraud_assets.defs.models.schemas import EVALUATION_COLUMNS, EVALUATION_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics, expected_cost_curve
@@ -47,8 +47,8 @@ class EvaluationConfig(dg.Config):
     review_cost: float = Field(default=5.0, description="Cost of one alert review (EUR) for the cost curve.")
     cards_dir: str = Field(
         default="",
-        description="Where model cards are written besides the model store; empty: $FRAUD_MODEL_CARDS_DIR "
-        "or docs/models of the working directory.",
+        description="Where model cards are published besides the model store (e.g. docs/models of the "
+        "repository); empty: $FRAUD_MODEL_CARDS_DIR, or nowhere else when that is unset.",
     )
 
 
@@ -103,10 +103,8 @@ def evaluation(
     model_store: ModelStore,
 ) -> dg.MaterializeResult:
     now = datetime.now(UTC).replace(tzinfo=None)
-    cards_dirs = [
-        model_store.path / "cards",
-        Path(config.cards_dir) if config.cards_dir else default_cards_dir(),
-    ]
+    publish = Path(config.cards_dir) if config.cards_dir else publish_cards_dir()
+    cards_dirs = [model_store.path / "cards", *([publish] if publish else [])]
     with duckdb.get_connection() as conn:
         candidates = latest_candidates(conn)
         if not candidates:

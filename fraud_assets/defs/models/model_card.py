@@ -2,7 +2,10 @@
 expected-cost curve as PNG.
 
 The card goes into asset metadata (PNG embedded as a data URI so the Dagster UI shows it without file
-access), into the model store beside the artifact, and into `docs/models/` (PNG files beside the page).
+access), into the model store beside the artifact (`$FRAUD_DATA_DIR/models/cards/`), and, when asked
+(`$FRAUD_MODEL_CARDS_DIR` or the evaluation's `cards_dir`), into a publishing directory such as the
+repository's `docs/models/` (the benchmark publishes its handbook cards there). A platform running from a
+checkout therefore never writes into the working tree by itself.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from fraud_assets.lib.registry import ModelVersion
 CARDS_DIR_ENV = "FRAUD_MODEL_CARDS_DIR"
 
 
-def default_cards_dir() -> Path:
-    """`$FRAUD_MODEL_CARDS_DIR`, else `docs/models` of the working directory (the repository)."""
-    return Path(os.environ.get(CARDS_DIR_ENV) or Path.cwd() / "docs" / "models")
+def publish_cards_dir() -> Path | None:
+    """`$FRAUD_MODEL_CARDS_DIR` when set: where cards are published besides the model store."""
+    value = os.environ.get(CARDS_DIR_ENV, "").strip()
+    return Path(value) if value else None
 
 
 def _pyplot():
