@@ -17,6 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from fraud_assets.defs import cleaned, raw
+from fraud_assets.defs.raw.parsers import AUTH_COLUMNS
 from fraud_assets.lib.pan import luhn_check_digit
 from fraud_assets.lib.partitions import BUSINESS_DATE
 from fraud_assets.resources import build_resources
@@ -45,18 +46,7 @@ TERMINALS = pd.DataFrame(
     }
 )
 FX = {"USD": "1.25", "JPY": "130.0", "GBP": "0.8"}
-A_HEADER = [
-    "transaction_id",
-    "tx_datetime",
-    "pan",
-    "terminal_id",
-    "amount",
-    "currency",
-    "channel",
-    "three_ds",
-    "message_type",
-    "original_transaction_id",
-]
+A_HEADER = AUTH_COLUMNS  # the acq_a header: the parser's canonical columns
 
 
 def a_row(tid: int, **kw) -> dict[str, str]:
@@ -95,7 +85,7 @@ def b_row(tid: int, **kw) -> dict[str, object]:
     return row
 
 
-def csv_text(rows: Sequence[dict[str, str] | str], header: Sequence[str] = tuple(A_HEADER)) -> str:
+def csv_text(rows: Sequence[dict[str, str] | str], header: Sequence[str] = A_HEADER) -> str:
     """CSV with a header; a `str` row is written as a raw (possibly broken) line."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(header), lineterminator="\n")

@@ -327,15 +327,24 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
     return {**totals, "by_reason": by_reason}
 
 
+def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.AssetSpec:
+    """A table written by the cleaning step (`cleaned_transactions`), with the layer's standard."""
+    return dg.AssetSpec(
+        key=["cleaned", name],
+        metadata=column_schema_metadata(columns),
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"python", "duckdb"},
+        code_version="1",
+        **kwargs,
+    )
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            key=["cleaned", "transactions"],
-            metadata=column_schema_metadata(TRANSACTION_COLUMNS),
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"python", "duckdb"},
-            code_version="1",
+        _cleaning_spec(
+            "transactions",
+            TRANSACTION_COLUMNS,
             deps=[raw.authorizations, ["cleaned", "terminals"], ["cleaned", "fx_rates"]],
             freshness_policy=DAILY_FRESHNESS,
             description=(
@@ -348,13 +357,9 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
                 "fraud_assets/defs/cleaned/transform.py."
             ),
         ),
-        dg.AssetSpec(
-            key=["cleaned", "quarantine"],
-            metadata=column_schema_metadata(QUARANTINE_COLUMNS),
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"python", "duckdb"},
-            code_version="1",
+        _cleaning_spec(
+            "quarantine",
+            QUARANTINE_COLUMNS,
             deps=[raw.authorizations],
             description=(
                 "Every authorisation row that did not make it into cleaned/transactions (other than exact "
@@ -366,13 +371,9 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
                 "ingested)."
             ),
         ),
-        dg.AssetSpec(
-            key=["cleaned", "reconciliation"],
-            metadata=column_schema_metadata(RECONCILIATION_COLUMNS),
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds={"python", "duckdb"},
-            code_version="1",
+        _cleaning_spec(
+            "reconciliation",
+            RECONCILIATION_COLUMNS,
             deps=[raw.authorizations],
             description=(
                 "Per business date, where every raw authorisation row went: raw_rows = cleaned_rows + "

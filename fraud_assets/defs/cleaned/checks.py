@@ -79,47 +79,52 @@ def _orphans(conn, column: str, ref_table: str, where: str, params: list) -> tup
     return int(row[0]), int(row[1])
 
 
-@dg.asset_check(
-    asset=TX_KEY,
-    name="terminals_exist",
-    description=(
-        "Referential integrity: every terminal_id of the partition exists in cleaned.terminals (rows with "
-        "an unknown terminal are quarantined, so any orphan is a bug). Blocking."
-    ),
-    blocking=True,
-    partitions_def=P,
-    pool="duckdb",
-    additional_deps=[cl.terminals],
-)
-def terminals_exist(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    where, params = partition_filter(context, "t.business_date")
-    with duckdb.get_connection() as conn:
-        rows, orphans = _orphans(conn, "terminal_id", "cleaned.terminals", where, params)
-    return dg.AssetCheckResult(passed=orphans == 0, metadata={"rows": rows, "orphan_rows": orphans})
+def _references_exist(
+    name: str, column: str, reference: dg.AssetsDefinition, description: str, blocking: bool
+) -> dg.AssetChecksDefinition:
+    """Referential integrity of the partition's `column` against the `reference` table; a blocking
+    check fails with ERROR, a non-blocking one warns. Metadata: rows and orphan rows."""
+    ref_table = ".".join(reference.key.path)
 
-
-@dg.asset_check(
-    asset=TX_KEY,
-    name="cards_exist",
-    description=(
-        "Referential integrity: every card_token of the partition exists in cleaned.cards. A card missing "
-        "from the cardholder snapshot is an upstream data gap, not a reason to drop the payment: WARN, "
-        "not blocking; metadata gives the orphan count."
-    ),
-    blocking=False,
-    partitions_def=P,
-    pool="duckdb",
-    additional_deps=[cl.cards],
-)
-def cards_exist(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    where, params = partition_filter(context, "t.business_date")
-    with duckdb.get_connection() as conn:
-        rows, orphans = _orphans(conn, "card_token", "cleaned.cards", where, params)
-    return dg.AssetCheckResult(
-        passed=orphans == 0,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rows": rows, "orphan_rows": orphans},
+    @dg.asset_check(
+        asset=TX_KEY,
+        additional_deps=[reference],
+        name=name,
+        description=description,
+        partitions_def=P,
+        pool="duckdb",
+        blocking=blocking,
     )
+    def _check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        where, params = partition_filter(context, "t.business_date")
+        with duckdb.get_connection() as conn:
+            rows, orphans = _orphans(conn, column, ref_table, where, params)
+        return dg.AssetCheckResult(
+            passed=orphans == 0,
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+            metadata={"rows": rows, "orphan_rows": orphans},
+        )
+
+    return _check
+
+
+terminals_exist = _references_exist(
+    "terminals_exist",
+    "terminal_id",
+    cl.terminals,
+    "Referential integrity: every terminal_id of the partition exists in cleaned.terminals (rows with "
+    "an unknown terminal are quarantined, so any orphan is a bug). Blocking.",
+    blocking=True,
+)
+cards_exist = _references_exist(
+    "cards_exist",
+    "card_token",
+    cl.cards,
+    "Referential integrity: every card_token of the partition exists in cleaned.cards. A card missing "
+    "from the cardholder snapshot is an upstream data gap, not a reason to drop the payment: WARN, "
+    "not blocking; metadata gives the orphan count.",
+    blocking=False,
+)
 
 
 def reconcile(conn, where: str, params: list) -> dict[str, int]:

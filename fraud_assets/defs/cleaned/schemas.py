@@ -63,44 +63,41 @@ class TransactionsModel(pa.DataFrameModel):
         coerce = True
 
 
-class QuarantineModel(pa.DataFrameModel):
+class _QuarantinedRow(pa.DataFrameModel):
+    """A rejected row: where it came from, why, and the (masked) value; `source`, `feed` and `reason`
+    are narrowed by each quarantine table."""
+
+    business_date: Series[pd.Timestamp]
+    source: Series[str]
+    feed: Series[str]
+    source_file: Series[str]
+    row_number: Series[int] = pa.Field(ge=1)
+    transaction_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    reason: Series[str]
+    offending_column: Series[str]
+    offending_value: Series[str] = pa.Field(nullable=True)
+    quarantined_at: Series[pd.Timestamp]
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["source_file", "row_number"]
+
+
+class QuarantineModel(_QuarantinedRow):
     """Every rejected authorisation row with where it came from, why, and the (masked) value."""
 
-    business_date: Series[pd.Timestamp]
     source: Series[str] = pa.Field(isin=["authorizations"])
     feed: Series[str] = pa.Field(isin=["acq_a", "acq_b"])
-    source_file: Series[str]
-    row_number: Series[int] = pa.Field(ge=1)
-    transaction_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     reason: Series[str] = pa.Field(isin=list(REASONS))
-    offending_column: Series[str]
-    offending_value: Series[str] = pa.Field(nullable=True)
-    quarantined_at: Series[pd.Timestamp]
-
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["source_file", "row_number"]
 
 
-class ReferenceQuarantineModel(pa.DataFrameModel):
+class ReferenceQuarantineModel(_QuarantinedRow):
     """Every rejected chargeback / FX row with where it came from, why, and the (masked) value."""
 
-    business_date: Series[pd.Timestamp]
     source: Series[str] = pa.Field(isin=["chargebacks", "fx_rates"])
     feed: Series[str] = pa.Field(isin=["chargebacks", "fx_rates"])
-    source_file: Series[str]
-    row_number: Series[int] = pa.Field(ge=1)
-    transaction_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     reason: Series[str] = pa.Field(isin=list(REFERENCE_REASONS))
-    offending_column: Series[str]
-    offending_value: Series[str] = pa.Field(nullable=True)
-    quarantined_at: Series[pd.Timestamp]
-
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["source_file", "row_number"]
 
 
 class ReconciliationModel(pa.DataFrameModel):

@@ -35,6 +35,21 @@ REFERENCE_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
+def _raw_asset(table: str, **kwargs):
+    """`@dg.asset` for raw table `table` (`raw.<name>`) with the layer's standard: key, column schema,
+    group, owners, kinds, code version and the DuckDB pool; `kwargs` add the rest."""
+    return dg.asset(
+        key=table.split("."),
+        metadata=column_schema_metadata(COLUMNS[table]),
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"python", "duckdb"},
+        code_version="1",
+        pool="duckdb",
+        **kwargs,
+    )
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
@@ -96,14 +111,8 @@ def build_register(root, previous: pd.DataFrame | None, now: dt.datetime | None 
     return reg
 
 
-@dg.asset(
-    key=["raw", "file_register"],
-    metadata=column_schema_metadata(COLUMNS["raw.file_register"]),
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"python", "duckdb"},
-    code_version="1",
-    pool="duckdb",
+@_raw_asset(
+    "raw.file_register",
     freshness_policy=DAILY_FRESHNESS,
     description=(
         "Register of every file in the landing zone, for the data engineers who answer 'did we get it?'. "
@@ -227,14 +236,8 @@ def ingest_authorizations(conn, landing: LandingZone, tokenizer, keys: Sequence[
     return counts
 
 
-@dg.asset(
-    key=["raw", "authorizations"],
-    metadata=column_schema_metadata(COLUMNS["raw.authorizations"]),
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"python", "duckdb"},
-    code_version="1",
-    pool="duckdb",
+@_raw_asset(
+    "raw.authorizations",
     deps=[file_register],
     partitions_def=business_date_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -303,14 +306,8 @@ def _reference_frame(conn, landing: LandingZone, source: str, tokenizer) -> pd.D
 def _reference_asset(source: str, what: str, for_whom: str):
     table = f"raw.{source}"
 
-    @dg.asset(
-        key=["raw", source],
-        metadata=column_schema_metadata(COLUMNS[table]),
-        group_name=GROUP,
-        owners=OWNERS,
-        kinds={"python", "duckdb"},
-        code_version="1",
-        pool="duckdb",
+    @_raw_asset(
+        table,
         deps=[file_register],
         freshness_policy=REFERENCE_FRESHNESS,
         description=(

@@ -15,6 +15,7 @@ import zlib
 import pandas as pd
 import pyarrow.parquet as pq
 
+from fraud_assets.defs.raw.parsers import AUTH_COLUMNS
 from fraud_assets.lib.landing import (  # noqa: F401 - the raw layer's view of the naming rules
     EXTENSIONS,
     FEEDS,
@@ -27,20 +28,10 @@ from fraud_assets.lib.landing import (  # noqa: F401 - the raw layer's view of t
 )
 from fraud_assets.lib.landing import sha256_bytes as sha256  # noqa: F401
 
-# Columns a CSV feed's header must carry (order free, names exact).
+# Columns a CSV feed's header must carry (order free, names exact); acq_a carries the whole canonical
+# schema the parser reads.
 REQUIRED_COLUMNS = {
-    "acq_a": (
-        "transaction_id",
-        "tx_datetime",
-        "pan",
-        "terminal_id",
-        "amount",
-        "currency",
-        "channel",
-        "three_ds",
-        "message_type",
-        "original_transaction_id",
-    ),
+    "acq_a": AUTH_COLUMNS,
     "chargebacks": ("chargeback_id", "transaction_id", "pan", "tx_datetime", "reported_at", "reason_code"),
     "fx_rates": ("rate_date", "quote_currency", "rate"),
     "cardholders": ("customer_id", "pan"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -85,37 +86,44 @@ def _frame(columns: tuple[str, ...], values: dict[str, list], malformed: list, m
     return df
 
 
-def split_csv(lines: list[str], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Rows of a CSV feed (first line = header, column order free). Row numbers count data rows from 1."""
-    header = [c.strip() for c in next(csv.reader([lines[0]]))]
-    pos = {c: header.index(c) for c in columns if c in header}
+def _split(lines: list[str], columns: tuple[str, ...], parse: Callable[[str], list | str]) -> pd.DataFrame:
+    """One row per line: `parse(line)` gives the line's values in `columns` order, or the reason it is
+    malformed; a malformed line keeps no values and a masked copy of its text."""
     values: dict[str, list] = {c: [] for c in columns}
+    by_position = list(values.values())
     malformed: list[str | None] = []
     masked: list[str | None] = []
-    width = len(header)
-    for line in lines[1:]:
-        reason = None
-        row: list[str] = []
-        if len(line) > MAX_LINE_CHARS:
-            reason = MALFORMED_TOO_LONG
-        else:
-            try:
-                row = next(csv.reader([line]))
-            except csv.Error:
-                reason = MALFORMED_CSV
-            if reason is None and len(row) != width:
-                reason = MALFORMED_FIELD_COUNT
-        if reason:
-            for c in columns:
-                values[c].append(None)
-            malformed.append(reason)
+    for line in lines:
+        row = MALFORMED_TOO_LONG if len(line) > MAX_LINE_CHARS else parse(line)
+        if isinstance(row, str):
+            for col in by_position:
+                col.append(None)
+            malformed.append(row)
             masked.append(mask_line(line))
             continue
-        for c in columns:
-            values[c].append(row[pos[c]] if c in pos else None)
+        for col, v in zip(by_position, row, strict=True):
+            col.append(v)
         malformed.append(None)
         masked.append(None)
     return _frame(columns, values, malformed, masked)
+
+
+def split_csv(lines: list[str], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Rows of a CSV feed (first line = header, column order free). Row numbers count data rows from 1."""
+    header = [c.strip() for c in next(csv.reader([lines[0]]))]
+    pos = [header.index(c) if c in header else None for c in columns]
+    width = len(header)
+
+    def parse(line: str) -> list | str:
+        try:
+            row = next(csv.reader([line]))
+        except csv.Error:
+            return MALFORMED_CSV
+        if len(row) != width:
+            return MALFORMED_FIELD_COUNT
+        return [row[i] if i is not None else None for i in pos]
+
+    return _split(lines[1:], columns, parse)
 
 
 def _as_text(v: object) -> str | None:
@@ -130,34 +138,17 @@ def _as_text(v: object) -> str | None:
 
 def split_jsonl(lines: list[str], mapping: dict[str, str]) -> pd.DataFrame:
     """Rows of a JSON Lines feed, keys renamed to canonical columns by `mapping`."""
-    columns = tuple(mapping.values())
-    values: dict[str, list] = {c: [] for c in columns}
-    malformed: list[str | None] = []
-    masked: list[str | None] = []
-    for line in lines:
-        reason = None
-        obj: object = None
-        if len(line) > MAX_LINE_CHARS:
-            reason = MALFORMED_TOO_LONG
-        else:
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):
-                reason = MALFORMED_JSON
-            if reason is None and not isinstance(obj, dict):
-                reason = MALFORMED_NOT_OBJECT
-        if reason:
-            for c in columns:
-                values[c].append(None)
-            malformed.append(reason)
-            masked.append(mask_line(line))
-            continue
-        assert isinstance(obj, dict)
-        for key, col in mapping.items():
-            values[col].append(_as_text(obj.get(key)))
-        malformed.append(None)
-        masked.append(None)
-    return _frame(columns, values, malformed, masked)
+
+    def parse(line: str) -> list | str:
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            return MALFORMED_JSON
+        if not isinstance(obj, dict):
+            return MALFORMED_NOT_OBJECT
+        return [_as_text(obj.get(key)) for key in mapping]
+
+    return _split(lines, tuple(mapping.values()), parse)
 
 
 def _mask_invalid(value: object) -> str | None:

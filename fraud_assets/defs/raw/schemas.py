@@ -116,6 +116,11 @@ class _Lineage(pa.DataFrameModel):
     ingested_at: Series[pd.Timestamp]
     business_date: Series[pd.Timestamp]
 
+    class Config:  # inherited by every raw source table: a landed line is its file and row number
+        strict = True
+        coerce = True
+        unique = ["source_file", "row_number"]
+
 
 class _Tokens(pa.DataFrameModel):
     card_token: Series[str] = pa.Field(nullable=True, str_matches=HEX64)
@@ -171,11 +176,6 @@ class RawAuthorizationsModel(_Tokens, _Lineage):
         bad = df["malformed_reason"].notna()
         return ~bad | (df["raw_line_masked"].notna() & df["transaction_id"].isna())
 
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["source_file", "row_number"]
-
 
 class RawChargebacksModel(_Tokens, _Lineage):
     """Chargeback reports as received, PAN tokenised."""
@@ -190,11 +190,6 @@ class RawChargebacksModel(_Tokens, _Lineage):
     malformed_reason: Series[str] = pa.Field(nullable=True)
     raw_line_masked: Series[str] = pa.Field(nullable=True)
 
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["source_file", "row_number"]
-
 
 class RawFxRatesModel(_Lineage):
     """Daily FX rates as received."""
@@ -206,11 +201,6 @@ class RawFxRatesModel(_Lineage):
     malformed_reason: Series[str] = pa.Field(nullable=True)
     raw_line_masked: Series[str] = pa.Field(nullable=True)
 
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["source_file", "row_number"]
-
 
 class RawCardholdersModel(_Tokens, _Lineage):
     """Cardholder snapshots (one card per customer per snapshot), PAN tokenised."""
@@ -220,11 +210,6 @@ class RawCardholdersModel(_Tokens, _Lineage):
     home_y: Series[float] = pa.Field(nullable=True)
     home_country: Series[str] = pa.Field(nullable=True)
     issued_at: Series[pd.Timestamp] = pa.Field(nullable=True)
-
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["source_file", "row_number"]
 
 
 class RawMerchantsModel(_Lineage):
@@ -238,8 +223,3 @@ class RawMerchantsModel(_Lineage):
     timezone: Series[str] = pa.Field(nullable=True)
     x: Series[float] = pa.Field(nullable=True)
     y: Series[float] = pa.Field(nullable=True)
-
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["source_file", "row_number"]
