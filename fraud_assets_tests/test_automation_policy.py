@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -141,3 +142,13 @@ def test_new_labels_do_not_rebuild_every_past_day(defs, instance):
     materialize_stub(instance, "cleaned/labels")  # a chargeback file arrived
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert requested(second, "features/transaction_features") == set()
+
+
+def test_snapshot_reference_data_is_not_expected_daily(defs):
+    graph = defs.get_repository_def().asset_graph
+    fail = {
+        k.to_user_string(): graph.get(k).freshness_policy.fail_window.to_timedelta()
+        for k in graph.get_all_asset_keys()
+    }
+    assert fail["raw/merchants"] == fail["cleaned/terminals"] == timedelta(days=8)
+    assert fail["raw/authorizations"] == fail["cleaned/fx_rates"] == timedelta(hours=26)

@@ -5,7 +5,9 @@ each asset's `AutomationCondition` and `FreshnessPolicy` by layer (the asset's g
 layer declared, so the reader finds every rule here and the graph snapshot test shows them all.
 
 Per layer (the asset's group):
-- raw: no condition; the landing/label sensors run raw when files land. Freshness 26 h.
+- raw: no condition; the landing/label sensors run raw when files land. Freshness 26 h, but 8 days (warn
+  2) for the cardholder and merchant snapshots and what is cleaned from them (they arrive as full
+  snapshots, not daily).
 - cleaned, features: `fill_and_follow` - build missing partitions once their inputs exist, rebuild when an
   input of the same day updates (not when labels or a reference snapshot do), only after upstream
   blocking checks passed. Freshness 26 h.
@@ -36,6 +38,13 @@ DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=timedelta(hours=26), warn_window=timedelta(hours=24)
 )
 MODEL_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
+SNAPSHOT_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=8), warn_window=timedelta(days=2)
+)
+SNAPSHOT_KEYS = frozenset(
+    dg.AssetKey(k)
+    for k in (["raw", "cardholders"], ["raw", "merchants"], ["cleaned", "cards"], ["cleaned", "terminals"])
+)
 
 
 def _ready(ignore: dg.AssetSelection | None = None) -> AC:
@@ -93,6 +102,8 @@ def condition_for(
 
 def freshness_for(spec: dg.AssetSpec) -> dg.FreshnessPolicy | None:
     layer = spec.group_name or spec.key.path[0]
+    if spec.key in SNAPSHOT_KEYS:
+        return SNAPSHOT_FRESHNESS
     if layer == "models":
         return MODEL_FRESHNESS
     if layer in ("raw", "cleaned", "features", "scoring", "monitoring"):

@@ -7,7 +7,6 @@ one transaction (`replace_partition`).
 """
 
 from collections.abc import Sequence
-from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
@@ -29,12 +28,6 @@ from fraud_assets.lib.warehouse import replace_partition, replace_table, table_e
 OWNERS = ["team:fraud-data-science"]
 GROUP = "cleaned"
 CHUNK_DAYS = 31
-DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=timedelta(hours=30), warn_window=timedelta(hours=26)
-)
-REFERENCE_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=timedelta(days=8), warn_window=timedelta(days=2)
-)
 PARTITION_FILTER = "CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
 
 # Latest snapshot wins: a terminal's attributes come from the newest merchants file that lists it.
@@ -212,7 +205,6 @@ def _reference_asset(
         code_version="2" if quarantine else "1",
         pool="duckdb",
         deps=[upstream],
-        freshness_policy=REFERENCE_FRESHNESS,
         description=description,
     )
     def _asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -346,7 +338,6 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
             "transactions",
             TRANSACTION_COLUMNS,
             deps=[raw.authorizations, ["cleaned", "terminals"], ["cleaned", "fx_rates"]],
-            freshness_policy=DAILY_FRESHNESS,
             description=(
                 "Clean card transactions for the feature layer and analysts: one row per transaction_id, "
                 "typed, exact retransmissions removed, reversed authorisations removed (with their "

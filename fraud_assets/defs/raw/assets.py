@@ -8,7 +8,6 @@ was first registered (kept across re-runs), which makes re-materialising a parti
 
 import datetime as dt
 from collections.abc import Sequence
-from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
@@ -27,12 +26,6 @@ OWNERS = ["team:fraud-data-science"]
 GROUP = "raw"
 # A backfill is one run; it writes this many business dates per transaction to bound memory.
 CHUNK_DAYS = 31
-DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=timedelta(hours=30), warn_window=timedelta(hours=26)
-)
-REFERENCE_FRESHNESS = dg.FreshnessPolicy.time_window(
-    fail_window=timedelta(days=8), warn_window=timedelta(days=2)
-)
 
 
 def _raw_asset(table: str, **kwargs):
@@ -113,7 +106,6 @@ def build_register(root, previous: pd.DataFrame | None, now: dt.datetime | None 
 
 @_raw_asset(
     "raw.file_register",
-    freshness_policy=DAILY_FRESHNESS,
     description=(
         "Register of every file in the landing zone, for the data engineers who answer 'did we get it?'. "
         "One row per file: source, feed, business and landing date, SHA-256, status (`ingested`, "
@@ -241,7 +233,6 @@ def ingest_authorizations(conn, landing: LandingZone, tokenizer, keys: Sequence[
     deps=[file_register],
     partitions_def=business_date_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    freshness_policy=DAILY_FRESHNESS,
     description=(
         "Card authorisations from both processors for one UTC business date, one row per landed line, "
         "for the cleaning layer and for audit. Columns carry canonical names (processor B's drifted keys "
@@ -309,7 +300,6 @@ def _reference_asset(source: str, what: str, for_whom: str):
     @_raw_asset(
         table,
         deps=[file_register],
-        freshness_policy=REFERENCE_FRESHNESS,
         description=(
             f"{what}, as received, rebuilt from every `ingested` {source} file in raw/file_register "
             f"(small), with lineage columns (feed, source_file, file_sha256, landing_date, row_number, "
