@@ -152,3 +152,14 @@ def test_snapshot_reference_data_is_not_expected_daily(defs):
     }
     assert fail["raw/merchants"] == fail["cleaned/terminals"] == timedelta(days=8)
     assert fail["raw/authorizations"] == fail["cleaned/fx_rates"] == timedelta(hours=26)
+
+
+def test_performance_on_matured_labels_follows_new_labels(defs, instance):
+    materialize_stub(
+        instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
+    )
+    materialize_stub(instance, "cleaned/labels", "models/champion", "monitoring/model_performance")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(instance, "cleaned/labels")  # the label sensor's run
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "monitoring/model_performance") == {None}

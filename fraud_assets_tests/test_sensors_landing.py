@@ -151,7 +151,7 @@ def test_scores_are_left_to_automation_until_a_champion_exists(landing, instance
     assert keys(req) == [k for k in DAILY_CHAIN if not k.startswith("scoring/")]
 
 
-def test_chargeback_files_update_labels_and_performance_in_one_run(landing, instance):
+def test_chargeback_files_update_labels_in_one_run(landing, instance):
     instance.add_dynamic_partitions("business_date", [DAY])
     materialize_stub(instance, "scoring/transaction_scores", partitions=(DAY,))
     land(landing, f"chargebacks/{DAY}/chargebacks_{DAY}.csv", b"cb1")
@@ -162,8 +162,7 @@ def test_chargeback_files_update_labels_and_performance_in_one_run(landing, inst
         "raw/file_register",
         "raw/chargebacks",
         "cleaned/labels",
-        "monitoring/model_performance",
-    ]
+    ]  # monitoring/model_performance follows by automation (test_automation_policy)
     land(landing, "chargebacks/2018-04-05/chargebacks_2018-04-02_resend.csv", b"cb2")
     assert tick(label_sensor, instance, landing, first.cursor).run_requests == []
 

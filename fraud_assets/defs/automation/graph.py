@@ -22,7 +22,7 @@ MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
 
 DAILY_GROUPS = ("raw", "cleaned", "features", "scoring")
 REFERENCE_GROUPS = ("raw", "cleaned")
-LABEL_GROUPS = ("raw", "cleaned", "monitoring")
+LABEL_GROUPS = ("raw", "cleaned")
 TRAINING_GROUP = "models"
 
 

@@ -5,8 +5,9 @@
   raw -> cleaned -> features -> scoring, so a landed day is scored in one run. Reference files and labels
   are handled first: authorisation files wait while a reference or chargebacks run is queued or running,
   because cleaning a day needs the merchants snapshot and FX rates, and its features need the labels.
-- `label_sensor` (chargebacks): one run per batch of new chargeback files: raw -> cleaned labels -> the
-  monitoring of performance on matured labels.
+- `label_sensor` (chargebacks): one run per batch of new chargeback files: raw -> cleaned labels. The
+  monitoring of performance on matured labels follows by declarative automation (policy.py), after the
+  day's authorisations that wait for these labels have run, so it is not on their critical path.
 
 Neither sensor opens DuckDB. An identical re-sent file launches nothing (cursor), and run keys are content
 hashes, so even a reset cursor cannot launch the same content twice.
@@ -199,7 +200,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) ->
     name="label_sensor",
     description=(
         "Watches landing/chargebacks. New chargeback files -> raw/chargebacks -> cleaned/labels -> "
-        "monitoring/model_performance (performance on matured labels) in one run. Never opens DuckDB."
+        "in one run; monitoring/model_performance (performance on matured labels) follows by automation. "
+        "Never opens DuckDB."
     ),
     target=dg.AssetSelection.groups(*g.LABEL_GROUPS),
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,

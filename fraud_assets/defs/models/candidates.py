@@ -122,7 +122,10 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         owners=OWNERS,
         kinds={"python", "scikit-learn"},
         code_version=CODE_VERSION,
-        pool="duckdb",
+        # Not in the `duckdb` pool, unlike every other DuckDB writer: a candidate holds the warehouse for
+        # seconds (read the training set, append one registry row) but fits for minutes, and a pool slot is
+        # held for the whole step, so a landed day would wait behind the fit. Its two short connections
+        # wait for the file lock instead (DuckDBResource retries for ~100 s).
         deps=[TRAINING_SET_KEY],
         # Its table is the registry row it appends to models.model_versions.
         metadata=column_schema_metadata(MODEL_VERSIONS_COLUMNS, descriptions=MODEL_VERSIONS_DESCRIPTIONS),
