@@ -46,8 +46,10 @@ def test_card_precision_counts_frauded_cards_among_the_top_k():
     assert card_precision_at_k(day, k=2) == 0.5
 
 
-def _world(db: Path, shift_last_day: float = 0.0) -> None:
-    """Ten days of features, scores, transactions and labels; fraud = the highest-amount transactions."""
+def _world(db: Path, shift_last_day: float = 0.0, history_from: str | None = "2018-01-01") -> None:
+    """Ten days of features, scores, transactions and labels; fraud = the highest-amount transactions.
+    `history_from`: the first day of cleaned transactions (long enough for every window to be full on the
+    ten days; None: the history starts with the ten days)."""
     rng = np.random.default_rng(3)
     rows = []
     for i, day in enumerate(DAYS):
@@ -83,6 +85,8 @@ def _world(db: Path, shift_last_day: float = 0.0) -> None:
         conn.execute(
             "CREATE TABLE cleaned.transactions AS SELECT transaction_id, business_date, card_token FROM df"
         )
+        if history_from:
+            conn.execute("INSERT INTO cleaned.transactions VALUES (-1, ?, 'card0')", [history_from])
         conn.execute("CREATE TABLE cleaned.labels AS SELECT * FROM labels")
         conn.execute(
             "CREATE TABLE models.training_set AS SELECT * FROM df WHERE business_date <= DATE '2018-04-07'"
@@ -152,3 +156,20 @@ def test_decayed_model_fails_the_performance_check_with_error_severity(tmp_path,
     [check] = result.get_asset_check_evaluations()
     assert not check.passed
     assert check.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_window_features_are_not_compared_while_their_windows_fill(tmp_path):
+    # Ten days of history: a 30-day window on the reference days measures how much history exists, not
+    # drift, so comparing it would request a retraining every new day until the windows fill.
+    db = tmp_path / "warehouse.duckdb"
+    _world(db, history_from=None)
+    result = _materialize(feature_drift, db)
+    md = result.asset_materializations_for_node("monitoring__feature_drift")[0].metadata
+    with duckdb.connect(str(db)) as conn:
+        rows = conn.execute("SELECT feature, status, reference_rows FROM monitoring.feature_drift").fetchall()
+    status = {f: s for f, s, _ in rows}
+    assert status["card_nb_tx_30d"] == status["terminal_risk_7d"] == status["score"] == "warmup"
+    assert status["tx_amount"] == "ok"  # no lookback: compared over the whole reference window
+    assert status["card_nb_tx_1d"] == "ok"  # complete from the second day of history on
+    assert {f: n for f, _, n in rows}["card_nb_tx_1d"] == 6 * 400  # reference days 2..7
+    assert md["max_psi_feature"].value not in {"card_nb_tx_30d", "terminal_risk_7d", "score"}

@@ -5,6 +5,7 @@ platform has no scores yet) and write small tables whose numeric metadata the UI
 checks raise WARN/ERROR; the retraining trigger (automation/training.py) reads the same metadata.
 """
 
+import re
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -12,7 +13,7 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.defs.features.compute import BASELINE_COLUMNS
+from fraud_assets.defs.features.compute import BASELINE_COLUMNS, LABEL_DELAY_DAYS, LOOKBACK_DAYS
 from fraud_assets.defs.monitoring.metrics import average_precision, card_precision_at_k, psi, psi_status
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
@@ -32,13 +33,16 @@ BASELINE_FEATURES = BASELINE_COLUMNS  # the feature layer owns the baseline cont
 CALENDAR_FEATURES = ("is_weekend",)
 DRIFT_FEATURES = tuple(f for f in BASELINE_FEATURES if f not in CALENDAR_FEATURES)
 SCORE = "score"
+WARMUP = "warmup"
 MAX_REFERENCE_ROWS = 200_000  # PSI deciles are stable far below this; bounds memory on long windows
 
 DRIFT_COLUMNS = {
     "business_date": "the day compared (latest day with features)",
     "feature": "feature name, or `score` for the champion's score",
     "psi": "population stability index vs the reference window (0.1 warn, 0.25 act)",
-    "status": "ok | warn | act | no_data",
+    "status": "ok | warn | act | no_data | warmup (every reference day still inside the feature's lookback "
+    "from the first day of history: its windows were not full yet, so a comparison would measure the "
+    "history's length, not drift)",
     "reference_start": "first business date of the reference (training) window",
     "reference_end": "last business date of the reference window",
     "reference_rows": "rows in the reference sample",
@@ -120,6 +124,31 @@ def _day(conn, table: str, cols: list[str], day: str) -> pd.DataFrame:
     ).df()
 
 
+def lookback_days(feature: str) -> int:
+    """Days of history a feature's value needs to be complete: n for a card window of n days, n + the label
+    delay for a terminal window, the whole feature lookback for the score, 0 for per-transaction values."""
+    if feature == SCORE:
+        return LOOKBACK_DAYS
+    window = re.fullmatch(r"(card|terminal)_\w+_(\d+)d", feature)
+    if window is None:
+        return 0
+    n = int(window.group(2))
+    return n + LABEL_DELAY_DAYS if window.group(1) == "terminal" else n
+
+
+def _history_start(conn: duckdb.DuckDBPyConnection) -> pd.Timestamp:
+    table = TRANSACTIONS_TABLE if table_exists(conn, TRANSACTIONS_TABLE) else FEATURES_TABLE
+    return pd.Timestamp(conn.execute(f"SELECT min(business_date) FROM {table}").fetchone()[0])
+
+
+def _compare(feature: str, ref: pd.DataFrame, cur: pd.DataFrame, start: pd.Timestamp) -> tuple:
+    """(feature, psi, reference rows, current rows) over the reference days whose windows were full."""
+    complete = ref[pd.to_datetime(ref["business_date"]) >= start + pd.Timedelta(days=lookback_days(feature))]
+    value = psi(complete[feature], cur[feature]) if len(complete) else float("nan")
+    status = psi_status(value) if len(complete) else WARMUP
+    return feature, value, status, len(complete), len(cur)
+
+
 def compute_drift(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """One row per feature (and the score): PSI of the latest day against the reference window."""
     if not table_exists(conn, FEATURES_TABLE):
@@ -129,23 +158,24 @@ def compute_drift(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     if latest is None or lo is None:
         return pd.DataFrame(columns=list(DRIFT_COLUMNS))
     features = [c for c in DRIFT_FEATURES if c in _columns(conn, FEATURES_TABLE)]
-    ref, cur = _sample(conn, FEATURES_TABLE, features, lo, hi), _day(conn, FEATURES_TABLE, features, latest)
-    rows = [(f, psi(ref[f], cur[f]), len(ref), len(cur)) for f in features]
+    start = _history_start(conn)
+    ref = _sample(conn, FEATURES_TABLE, ["business_date", *features], lo, hi)
+    cur = _day(conn, FEATURES_TABLE, features, latest)
+    rows = [_compare(f, ref, cur, start) for f in features]
     if table_exists(conn, SCORES_TABLE):
-        ref_s = _sample(conn, SCORES_TABLE, [SCORE], lo, hi)
+        ref_s = _sample(conn, SCORES_TABLE, ["business_date", SCORE], lo, hi)
         if ref_s.empty:  # the training window was never scored: compare with every earlier scored day
             ref_s = _sample(
                 conn,
                 SCORES_TABLE,
-                [SCORE],
+                ["business_date", SCORE],
                 "0000-00-00",
                 str(pd.Timestamp(latest).date() - pd.Timedelta(days=1)),
             )
         cur_s = _day(conn, SCORES_TABLE, [SCORE], latest)
-        rows.append((SCORE, psi(ref_s[SCORE], cur_s[SCORE]), len(ref_s), len(cur_s)))
-    df = pd.DataFrame(rows, columns=["feature", "psi", "reference_rows", "current_rows"])
+        rows.append(_compare(SCORE, ref_s, cur_s, start))
+    df = pd.DataFrame(rows, columns=["feature", "psi", "status", "reference_rows", "current_rows"])
     df.insert(0, "business_date", pd.Timestamp(latest).date())
-    df["status"] = df["psi"].map(psi_status)
     df["reference_start"] = pd.Timestamp(lo).date()
     df["reference_end"] = pd.Timestamp(hi).date()
     df["computed_at"] = _now()
