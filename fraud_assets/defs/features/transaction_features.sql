@@ -30,9 +30,9 @@
 --     card's previous/next transaction at the same terminal (pairs, one lag/lead pass),
 --       distinct_n(t) = sum over (t-n, t] of [next - s >= n or no next]
 --                     + sum over s <= t of ([next - s < n] - [s - prev < n])
---     The first term counts the terminals whose next visit falls outside n, the second the visit pairs
---     (less than n apart) that straddle t - n (opened, not yet closed at t - n). Every term only ever
---     needs transactions <= t in total (the future next-visits cancel), see docs/features.md.
+--     Each terminal of the window counts once, at its last visit up to t: its next visit is n or more
+--     later (first term), or within n but after t, a pair still open at t (second term: pairs opened
+--     minus pairs closed by t). The future next visits cancel: the total depends only on rows <= t.
 --
 -- Incremental reads: output rows have t in [{out_from}, {out_to}); card windows need 30 days
 -- ({card_from}), delayed windows 30 + 7 days ({read_from}), the undelayed 28-day known-fraud count
