@@ -23,8 +23,8 @@
 --   * terminal: the five known-fraud counters share one running HUGEINT sum, 24 bits each.
 --   * card 1d / 7d: amount (fixed point, 2^-50 EUR) in bits 0-86, count in 87-106, and the
 --     distinct-terminal term in 107-126; card 30d: amount in 0-99, count in 100-126. The 30d fields
---     bound the others: a card with >= 2^20 transactions or >= 2^37 EUR in 30 days, or a negative
---     amount, raises an error instead of overflowing silently. Fixed point makes the window sums exact
+--     bound the others: a card with >= 2^20 transactions or >= 2^37 EUR in 30 days, or an output row
+--     with a negative amount (cleaned requires > 0), raises an error instead of overflowing silently. Fixed point makes the window sums exact
 --     sums of the amounts rounded to 2^-50 (< 1e-15 EUR), never a difference of large floats.
 --   * distinct terminals of the card in (t - n, t] without a DISTINCT aggregate: with prev/next the
 --     card's previous/next transaction at the same terminal (pairs, one lag/lead pass),
