@@ -104,10 +104,19 @@ def build_world(path: Path, quick: bool) -> dict:
     return {"transactions": counts["transactions"], "days": cfg.days, "start": cfg.start_date}
 
 
+def _cap_memory(conn: duckdb.DuckDBPyConnection, db: Path, duckdb_memory: str | None) -> None:
+    """DuckDB's memory_limit (it spills to a temp directory beside the database beyond it)."""
+    if duckdb_memory:
+        conn.execute(f"SET memory_limit = '{duckdb_memory}'")
+        conn.execute(f"SET temp_directory = '{db.parent / 'duckdb_spill'}'")
+
+
 def replicate(base: Path, target: Path, k: int) -> int:
-    """A world made of k copies of `base` (distinct ids and tokens per copy)."""
+    """A world made of k copies of `base` (distinct ids and tokens per copy). Capped like the feature layer's
+    child: at 100M rows the sort would otherwise take DuckDB's default 80% of the machine's memory."""
     target.unlink(missing_ok=True)
     with duckdb.connect(str(target)) as conn:
+        _cap_memory(conn, target, os.environ.get("FRAUD_BENCH_DUCKDB_MEMORY", "16GB"))
         conn.execute(f"ATTACH '{base}' AS base (READ_ONLY)")
         conn.execute("CREATE SCHEMA cleaned")
         copies = f"range({k}) AS r(i)"
@@ -143,9 +152,7 @@ def replicate(base: Path, target: Path, k: int) -> int:
 def child_sql(db: str, duckdb_memory: str | None) -> dict:
     started, cpu0 = time.perf_counter(), _cpu_seconds()
     with duckdb.connect(db) as conn:
-        if duckdb_memory:
-            conn.execute(f"SET memory_limit = '{duckdb_memory}'")
-            conn.execute(f"SET temp_directory = '{Path(db).parent / 'duckdb_spill'}'")
+        _cap_memory(conn, Path(db), duckdb_memory)
         rows = write_features(conn, _keys(conn))
     return {
         "rows": rows,
@@ -188,7 +195,10 @@ def _run_child(side: str, db: Path, timeout: float = 4 * 3600) -> dict:
 
 
 def _row(metric: str, value, unit: str = "", note: str = "") -> dict:
-    return {"bench": BENCH, "metric": metric, "value": value, "unit": unit, "note": note}
+    row = {"bench": BENCH, "metric": metric, "value": value, "unit": unit, "note": note}
+    # Also as it happens: a long run stopped half-way still leaves its figures in the log.
+    print(f"[bench] {json.dumps(row)}", file=sys.stderr, flush=True)
+    return row
 
 
 def _incremental(db: Path, day: str, repeats: int = 3) -> float:

@@ -148,6 +148,86 @@ def test_card_window_is_open_at_t_minus_n_and_includes_every_transaction_at_t():
     assert f.loc[3, "card_secs_since_prev_tx"] == f.loc[4, "card_secs_since_prev_tx"] == 86399
 
 
+def _brute_force_card_windows(tx: pd.DataFrame) -> pd.DataFrame:
+    """Card counts, sums and distinct terminals over (t - n, t] by a self-join: no windows, no packing."""
+    pairs = tx.merge(tx, on="card_token", suffixes=("", "_x"))
+    pairs = pairs[pairs["tx_datetime_x"] <= pairs["tx_datetime"]]
+    age = pairs["tx_datetime"] - pairs["tx_datetime_x"]
+    out = {}
+    for n, name in (
+        (pd.Timedelta(hours=1), "1h"),
+        (pd.Timedelta(days=1), "1d"),
+        (pd.Timedelta(days=7), "7d"),
+    ):
+        inside = pairs[age < n].groupby("transaction_id")
+        out[f"card_nb_tx_{name}"] = inside.size()
+        out[f"card_nb_terminals_{name}"] = inside["terminal_id_x"].nunique()
+        out[f"sum_{name}"] = inside["tx_amount_x"].sum()
+    return pd.DataFrame(out)
+
+
+def test_distinct_terminals_equal_a_brute_force_count_with_repeats_ties_and_gaps_of_exactly_n():
+    conn = duckdb.connect()
+    rows = [
+        (1, "2018-05-01 00:00:00", "A", 1, 10.0),
+        (2, "2018-05-01 10:00:00", "A", 1, 11.0),  # repeat 10 h later
+        (3, "2018-05-02 05:00:00", "A", 2, 12.0),
+        (4, "2018-05-02 09:00:00", "A", 1, 13.0),  # repeat 23 h after 2: the pair straddles t - 1d
+        (5, "2018-05-02 09:00:00", "A", 3, 14.0),  # same instant as 4
+        (6, "2018-05-02 09:00:00", "A", 3, 15.0),  # same instant, same terminal
+        (7, "2018-05-03 09:00:00", "A", 1, 16.0),  # exactly 1 day after 4
+        (8, "2018-05-08 09:00:00", "A", 2, 17.0),  # 6 d 4 h after 3
+        (9, "2018-05-09 09:00:00", "A", 3, 18.0),  # exactly 7 days after 5 and 6
+        (10, "2018-05-09 09:00:01", "A", 1, 19.0),
+        (11, "2018-05-09 09:00:00", "B", 1, 20.0),  # another card at the same terminal
+    ]
+    _hand_built(conn, rows)
+    keys = [f"2018-05-{d:02d}" for d in range(1, 10)]
+    got = compute_features(conn, keys).set_index("transaction_id")
+    tx = conn.execute(
+        "SELECT transaction_id, tx_datetime, card_token, terminal_id, tx_amount FROM cleaned.transactions"
+    ).df()
+    want = _brute_force_card_windows(tx)
+    for col in (
+        "card_nb_tx_1h",
+        "card_nb_tx_1d",
+        "card_nb_tx_7d",
+        "card_nb_terminals_1d",
+        "card_nb_terminals_7d",
+    ):
+        assert got[col].to_dict() == want[col].to_dict(), col
+    assert got.loc[4, "card_nb_terminals_1d"] == 3  # terminals 1 (visits 2 and 4), 2 and 3
+    assert got.loc[7, "card_nb_terminals_1d"] == 1  # visit 4 is exactly 1 day back: outside
+
+
+def test_card_windows_equal_a_brute_force_self_join_on_a_simulated_world(warehouse):
+    got = compute_features(warehouse, _keys(warehouse)).set_index("transaction_id")
+    tx = warehouse.execute(
+        "SELECT transaction_id, tx_datetime, card_token, terminal_id, tx_amount FROM cleaned.transactions"
+    ).df()
+    want = _brute_force_card_windows(tx).loc[got.index]
+    assert got["card_nb_terminals_7d"].gt(got["card_nb_terminals_1d"]).any()
+    for col in (
+        "card_nb_tx_1h",
+        "card_nb_tx_1d",
+        "card_nb_tx_7d",
+        "card_nb_terminals_1d",
+        "card_nb_terminals_7d",
+    ):
+        assert (got[col] == want[col]).all(), col
+    for n in ("1d", "7d"):  # exact fixed-point sums: the mean matches to 1e-12 relative
+        assert np.allclose(
+            got[f"card_avg_amount_{n}"], want[f"sum_{n}"] / want[f"card_nb_tx_{n}"], rtol=1e-12, atol=0
+        )
+
+
+def test_a_negative_amount_stops_the_run_instead_of_corrupting_the_packed_sums():
+    conn = duckdb.connect()
+    _hand_built(conn, [(1, "2018-05-01 12:00:00", "A", 1, 10.0), (2, "2018-05-01 13:00:00", "A", 1, -5.0)])
+    with pytest.raises(duckdb.Error, match="packed sums"):
+        compute_features(conn, ["2018-05-01"])
+
+
 def test_terminal_window_is_delayed_and_counts_a_fraud_only_once_reported():
     conn = duckdb.connect()
     rows = [
@@ -245,7 +325,11 @@ def test_the_leakage_test_catches_a_feature_that_uses_labels_before_they_are_rep
     render = compute.render_sql
 
     def leaky(keys):  # a label counts from the end of the delay, whenever it was reported
-        return render(keys).replace("greatest(s + INTERVAL 7 DAY, r)", "s + INTERVAL 7 DAY")
+        leaky_sql = render(keys).replace(
+            "greatest(s + 7 * 86400000000, r) AS us", "s + 7 * 86400000000 AS us"
+        )
+        assert leaky_sql != render(keys)
+        return leaky_sql
 
     monkeypatch.setattr(compute, "render_sql", leaky)
     t = "2018-05-11 13:17:00"
@@ -262,7 +346,9 @@ def test_the_leakage_test_catches_an_undelayed_count_that_uses_labels_before_the
     render = compute.render_sql
 
     def leaky(keys):  # a recent fraud counts from its transaction on, whenever it was reported
-        return render(keys).replace("greatest(s + INTERVAL 1 MICROSECOND, r)", "s + INTERVAL 1 MICROSECOND")
+        leaky_sql = render(keys).replace("greatest(s + 1, r)", "s + 1")
+        assert leaky_sql != render(keys)
+        return leaky_sql
 
     monkeypatch.setattr(compute, "render_sql", leaky)
     t = "2018-05-11 13:17:00"

@@ -49,8 +49,9 @@ CLEANED_DEPS = [
         "scientists. Holds the 15 Fraud Detection Handbook baseline features (card windows (t-n, t], "
         "terminal windows (t-7d-n, t-7d] with risk from labels reported by t) and the production features "
         "of docs/features.md, all point-in-time correct. Computed by DuckDB window functions (RANGE frames "
-        f"over timestamps), one sort per card and per terminal; a run reads {LOOKBACK_DAYS} days of lookback "
-        "before its first day and writes its partitions atomically. A backfill is one set-based pass."
+        "over timestamps), three chained sorts (terminal, card-terminal pair, card); a run reads "
+        f"{LOOKBACK_DAYS} days of lookback before its first day and writes its partitions atomically. A "
+        "backfill is one set-based pass."
     ),
 )
 def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:

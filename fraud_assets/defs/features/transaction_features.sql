@@ -1,85 +1,191 @@
 -- features.transaction_features: one row per cleaned transaction of the output business dates.
 --
--- Window semantics, stated once (t = the transaction's tx_datetime, UTC, microsecond precision):
+-- Window semantics, stated once (t = the transaction's tx_datetime, UTC, as integer microseconds `us`):
 --   * card windows "n"          : the card's transactions with timestamp in (t - n, t].
---       RANGE BETWEEN (n - 1 µs) PRECEDING AND CURRENT ROW. Timestamps are whole microseconds, so
---       "> t - n" is ">= t - n + 1 µs". CURRENT ROW in RANGE mode includes every peer at exactly t.
+--       RANGE BETWEEN (n - 1) PRECEDING AND CURRENT ROW over `us`. Timestamps are whole microseconds,
+--       so "> t - n" is ">= t - n + 1". CURRENT ROW in RANGE mode includes every peer at exactly t.
+--       Ordering on a BIGINT instead of a TIMESTAMP makes every frame bound plain integer arithmetic.
 --   * delayed windows "n", d = 7: the transactions with timestamp in (t - d - n, t - d].
---       RANGE BETWEEN (d + n - 1 µs) PRECEDING AND d PRECEDING.
+--       RANGE BETWEEN (d + n - 1) PRECEDING AND d PRECEDING.
 --   * a fraud label counts at t iff reported_at <= t (cleaned.labels, earliest report).
 --       Known frauds in a delayed window = count of labels j with t-d-n < s_j <= t-d and r_j <= t
 --                                        = count(e_j <= t) - count(f_j <= t)
 --       with e_j = max(s_j + d, r_j) (the label enters) and f_j = max(s_j + d + n, r_j) (it leaves).
---       Both are running sums over a stream of label events merged into the transactions' sort,
---       so the whole terminal block is ONE sort and one streaming pass, not a join per row.
+--       Both are running sums over a stream of label events merged into the terminal sort. A label whose
+--       transaction lies outside (t-d-n, t-d] contributes +1 -1 or 0 + 0, so feeding every label of the
+--       read range is exact.
 --   * "previous transaction" of the card = the latest one strictly before t, within 30 days.
 --
--- Cost shape: one sort per entity (card, terminal), every card feature computed in the card sort,
--- every terminal feature in the terminal sort; cards are partitioned by a dense integer id, not by
--- their 64-character token (sorting on the token is several times slower).
---       A label whose transaction lies outside (t-d-n, t-d] contributes +1 -1 or 0 + 0, so feeding
---       every label of the read range is exact.
+-- Cost shape (see docs/features.md, "How it is computed"): three sorts of the narrow transaction rows,
+-- chained so that no wide join is needed: terminal (with the label events), (card, terminal) pairs, card.
+-- Every window aggregate is a segment tree, so aggregates over the SAME frame are packed into one
+-- integer sum and decoded afterwards (exact integer arithmetic, fields never negative):
+--   * terminal: the five known-fraud counters share one running HUGEINT sum, 24 bits each.
+--   * card 1d / 7d: amount (fixed point, 2^-50 EUR) in bits 0-86, count in 87-106, and the
+--     distinct-terminal term in 107-126; card 30d: amount in 0-99, count in 100-126. The 30d fields
+--     bound the others: a card with >= 2^20 transactions or >= 2^37 EUR in 30 days, or an output row
+--     with a negative amount (cleaned requires > 0), raises an error instead of overflowing silently. Fixed point makes the window sums exact
+--     sums of the amounts rounded to 2^-50 (< 1e-15 EUR), never a difference of large floats.
+--   * distinct terminals of the card in (t - n, t] without a DISTINCT aggregate: with prev/next the
+--     card's previous/next transaction at the same terminal (pairs, one lag/lead pass),
+--       distinct_n(t) = sum over (t-n, t] of [next - s >= n or no next]
+--                     + sum over s <= t of ([next - s < n] - [s - prev < n])
+--     Each terminal of the window counts once, at its last visit up to t: its next visit is n or more
+--     later (first term), or within n but after t, a pair still open at t (second term: pairs opened
+--     minus pairs closed by t). The future next visits cancel: the total depends only on rows <= t.
 --
 -- Incremental reads: output rows have t in [{out_from}, {out_to}); card windows need 30 days
 -- ({card_from}), delayed windows 30 + 7 days ({read_from}), the undelayed 28-day known-fraud count
 -- 28 days; labels known by {out_to}.
 -- Placeholders are ISO dates/timestamps produced by compute.py from validated partition keys.
 WITH card_ids AS (
+    -- a dense integer per card: sorting on the 64-character token is several times slower
     SELECT card_token, row_number() OVER () AS card_id
     FROM (SELECT DISTINCT card_token FROM cleaned.transactions
           WHERE business_date BETWEEN DATE '{read_from_date}' AND DATE '{out_last_date}')
 ),
 
 tx AS (
+    -- Narrow rows: everything the windows carry is a number (the per-row flags and the home distance are
+    -- computed here, the card token is joined back once at the end from card_ids).
     SELECT
-        t.transaction_id, t.business_date, t.tx_datetime, t.tx_datetime_local, t.card_token, k.card_id,
-        t.terminal_id, t.tx_amount, t.channel, t.three_ds,
-        coalesce(m.mcc, 'unknown') AS mcc, m.x AS terminal_x, m.y AS terminal_y, c.home_x, c.home_y
+        t.transaction_id, t.business_date, epoch_us(t.tx_datetime) AS us, k.card_id, t.terminal_id, t.tx_amount,
+        coalesce(m.mcc, 'unknown') AS mcc, m.x AS terminal_x, m.y AS terminal_y,
+        CAST(dayofweek(t.tx_datetime_local) IN (0, 6) AS INTEGER) AS is_weekend,
+        CAST(hour(t.tx_datetime_local) <= 6 AS INTEGER) AS is_night,
+        sqrt((h.home_x - m.x) ** 2 + (h.home_y - m.y) ** 2) AS dist_home_terminal,
+        CAST(coalesce(t.channel = 'ecommerce', false) AS INTEGER) AS is_ecommerce,
+        CAST(coalesce(t.three_ds = 'N', false) AS INTEGER) AS three_ds_failed,
+        CAST(coalesce(t.channel = 'ecommerce' AND coalesce(t.three_ds, '') NOT IN ('Y', 'A', 'N'), false)
+             AS INTEGER) AS ecommerce_without_3ds
     FROM cleaned.transactions AS t
     JOIN card_ids AS k ON k.card_token = t.card_token
     LEFT JOIN cleaned.terminals AS m ON m.terminal_id = t.terminal_id
-    LEFT JOIN cleaned.cards AS c ON c.card_token = t.card_token
+    LEFT JOIN cleaned.cards AS h ON h.card_token = t.card_token
     WHERE t.business_date BETWEEN DATE '{read_from_date}' AND DATE '{out_last_date}'
       AND t.tx_datetime >= TIMESTAMP '{read_from}' AND t.tx_datetime < TIMESTAMP '{out_to}'
 ),
 
 labels AS (
     -- Labels known by the end of the last output day, for transactions of the read range.
-    SELECT tx.terminal_id, tx.mcc, tx.tx_datetime AS s, l.reported_at AS r
+    SELECT tx.terminal_id, tx.mcc, tx.us AS s, epoch_us(l.reported_at) AS r,
+           tx.business_date AS day, CAST(l.reported_at AS DATE) AS reported_day
     FROM tx JOIN cleaned.labels AS l ON l.transaction_id = tx.transaction_id
     WHERE l.reported_at < TIMESTAMP '{out_to}'
 ),
 
-card_windows AS (
+terminal_events AS (
+    -- Label events packed for one running sum, 24 bits per counter: bits 0 / 24 / 48 = known frauds of
+    -- the delayed 1d / 7d / 30d windows (enter at e_j, leave at f_j); bits 72 / 96 = undelayed known
+    -- frauds "n" = labels j with t - n < s_j < t and r_j <= t: enter at max(s_j + 1 µs, r_j) (strictly
+    -- after its own transaction, so a row never sees its own label), leave at max(s_j + n, r_j).
+    SELECT terminal_id, greatest(s + 7 * 86400000000, r) AS us,
+           1 + (CAST(1 AS HUGEINT) << 24) + (CAST(1 AS HUGEINT) << 48) AS ev FROM labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + 8 * 86400000000, r), -1 FROM labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + 14 * 86400000000, r), -(CAST(1 AS HUGEINT) << 24) FROM labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + 37 * 86400000000, r), -(CAST(1 AS HUGEINT) << 48) FROM labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + 1, r), (CAST(1 AS HUGEINT) << 72) + (CAST(1 AS HUGEINT) << 96) FROM labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + 7 * 86400000000, r), -(CAST(1 AS HUGEINT) << 72) FROM labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + 28 * 86400000000, r), -(CAST(1 AS HUGEINT) << 96) FROM labels
+),
+
+terminal_stream AS (
+    -- transactions (ev = 0) and label events (transaction_id NULL) in one terminal sort
+    SELECT *, CAST(0 AS HUGEINT) AS ev FROM tx
+    UNION ALL BY NAME
+    SELECT terminal_id, us, ev FROM terminal_events
+),
+
+terminal AS (
     SELECT
-        * EXCLUDE (card_id),
+        * EXCLUDE (ev, known),
+        CAST(known & 16777215 AS BIGINT) AS known_fraud_1d,
+        CAST((known >> 24) & 16777215 AS BIGINT) AS known_fraud_7d,
+        CAST((known >> 48) & 16777215 AS BIGINT) AS known_fraud_30d,
+        CAST((known >> 72) & 16777215 AS BIGINT) AS terminal_known_fraud_7d,
+        CAST((known >> 96) & 16777215 AS BIGINT) AS terminal_known_fraud_28d
+    FROM (
+        SELECT
+            *,
+            -- count(transaction_id) skips the event rows
+            count(transaction_id) OVER d1 AS terminal_nb_tx_1d,
+            count(transaction_id) OVER d7 AS terminal_nb_tx_7d,
+            count(transaction_id) OVER d30 AS terminal_nb_tx_30d,
+            sum(ev) OVER (w RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS known
+        FROM terminal_stream
+        WINDOW
+            w AS (PARTITION BY terminal_id ORDER BY us),
+            d1 AS (w RANGE BETWEEN 8 * 86400000000 - 1 PRECEDING AND 7 * 86400000000 PRECEDING),
+            d7 AS (w RANGE BETWEEN 14 * 86400000000 - 1 PRECEDING AND 7 * 86400000000 PRECEDING),
+            d30 AS (w RANGE BETWEEN 37 * 86400000000 - 1 PRECEDING AND 7 * 86400000000 PRECEDING)
+    )
+    WHERE transaction_id IS NOT NULL AND us >= epoch_us(TIMESTAMP '{card_from}')
+),
+
+pairs AS (
+    -- Previous / next transaction of the same card at the same terminal (within the card rows read).
+    SELECT
+        *,
+        coalesce(us - lag(us) OVER p < 86400000000, false) AS pg1,
+        coalesce(us - lag(us) OVER p < 7 * 86400000000, false) AS pg7,
+        coalesce(lead(us) OVER p - us < 86400000000, false) AS ng1,
+        coalesce(lead(us) OVER p - us < 7 * 86400000000, false) AS ng7
+    FROM terminal
+    WINDOW p AS (PARTITION BY card_id, terminal_id ORDER BY us)
+),
+
+card_windows AS (
+    -- One sort per card; aggregates over the same frame packed into one sum (header).
+    SELECT
+        *,
         count(*) OVER c1h AS card_nb_tx_1h,
         count(*) OVER c6h AS card_nb_tx_6h,
-        count(*) OVER c1d AS card_nb_tx_1d,
-        count(*) OVER c7d AS card_nb_tx_7d,
-        count(*) OVER c30d AS card_nb_tx_30d,
-        sum(tx_amount) OVER c1d AS sum_1d,
-        sum(tx_amount) OVER c7d AS sum_7d,
-        sum(tx_amount) OVER c30d AS sum_30d,
+        sum(amount_fx + (CAST(1 AS HUGEINT) << 87) + (CAST(1 - ng1::INT AS HUGEINT) << 107)) OVER c1d AS p1d,
+        sum(amount_fx + (CAST(1 AS HUGEINT) << 87) + (CAST(1 - ng7::INT AS HUGEINT) << 107)) OVER c7d AS p7d,
+        sum(amount_fx + (CAST(1 AS HUGEINT) << 100)) OVER c30d AS p30d,
         sum(tx_amount * tx_amount) OVER c30d AS sumsq_30d,
-        count(DISTINCT terminal_id) OVER c1d AS card_nb_terminals_1d,
-        count(DISTINCT terminal_id) OVER c7d AS card_nb_terminals_7d,
-        -- one struct, one window expression (each window expression costs a pass)
-        last_value({{'t': tx_datetime, 'x': terminal_x, 'y': terminal_y}}) OVER before_t AS prev
-    FROM tx
-    WHERE tx_datetime >= TIMESTAMP '{card_from}'
+        sum((ng1::INT - pg1::INT) + (ng7::INT - pg7::INT) * 4294967296) OVER upto_t AS open_pairs,
+        -- one struct, one window expression
+        last_value({{'us': us, 'x': terminal_x, 'y': terminal_y}}) OVER before_t AS prev
+    FROM (SELECT *, CAST(tx_amount * 1125899906842624.0 AS HUGEINT) AS amount_fx FROM pairs)
     WINDOW
-        c AS (PARTITION BY card_id ORDER BY tx_datetime),
-        c1h AS (c RANGE BETWEEN INTERVAL (3600000000 - 1) MICROSECOND PRECEDING AND CURRENT ROW),
-        c6h AS (c RANGE BETWEEN INTERVAL (21600000000 - 1) MICROSECOND PRECEDING AND CURRENT ROW),
-        c1d AS (c RANGE BETWEEN INTERVAL (86400000000 - 1) MICROSECOND PRECEDING AND CURRENT ROW),
-        c7d AS (c RANGE BETWEEN INTERVAL (7 * 86400000000 - 1) MICROSECOND PRECEDING AND CURRENT ROW),
-        c30d AS (c RANGE BETWEEN INTERVAL (30 * 86400000000 - 1) MICROSECOND PRECEDING AND CURRENT ROW),
-        before_t AS (c RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MICROSECOND PRECEDING)
+        c AS (PARTITION BY card_id ORDER BY us),
+        c1h AS (c RANGE BETWEEN 3600000000 - 1 PRECEDING AND CURRENT ROW),
+        c6h AS (c RANGE BETWEEN 6 * 3600000000 - 1 PRECEDING AND CURRENT ROW),
+        c1d AS (c RANGE BETWEEN 86400000000 - 1 PRECEDING AND CURRENT ROW),
+        c7d AS (c RANGE BETWEEN 7 * 86400000000 - 1 PRECEDING AND CURRENT ROW),
+        c30d AS (c RANGE BETWEEN 30 * 86400000000 - 1 PRECEDING AND CURRENT ROW),
+        upto_t AS (c RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
+        before_t AS (c RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+
+card_decoded AS (
+    SELECT
+        * EXCLUDE (p1d, p7d, p30d, open_pairs),
+        CAST((p1d >> 87) & 1048575 AS BIGINT) AS card_nb_tx_1d,
+        CAST((p7d >> 87) & 1048575 AS BIGINT) AS card_nb_tx_7d,
+        -- the packed fields of the 1d / 7d sums hold at most 2^20 - 1 transactions and 2^37 EUR
+        CASE WHEN p30d >> 100 >= 1048576 OR p30d & ((CAST(1 AS HUGEINT) << 100) - 1) >= CAST(1 AS HUGEINT) << 87
+                  OR tx_amount < 0
+             THEN error('transaction_features: a card window exceeds the limits of the packed sums')
+             ELSE CAST(p30d >> 100 AS BIGINT) END AS card_nb_tx_30d,
+        CAST(p1d & ((CAST(1 AS HUGEINT) << 87) - 1) AS DOUBLE) / 1125899906842624.0 AS sum_1d,
+        CAST(p7d & ((CAST(1 AS HUGEINT) << 87) - 1) AS DOUBLE) / 1125899906842624.0 AS sum_7d,
+        CAST(p30d & ((CAST(1 AS HUGEINT) << 100) - 1) AS DOUBLE) / 1125899906842624.0 AS sum_30d,
+        CAST((p1d >> 107) + (open_pairs & 4294967295) AS BIGINT) AS card_nb_terminals_1d,
+        CAST((p7d >> 107) + (open_pairs >> 32) AS BIGINT) AS card_nb_terminals_7d
+    FROM card_windows
+    WHERE us >= epoch_us(TIMESTAMP '{out_from}') AND business_date IN ({output_dates})
 ),
 
 card AS (
-    -- Output rows with the card features; the previous-30-day statistics exclude the current row.
+    -- The previous-30-day statistics exclude the current row.
     SELECT
         *,
         card_nb_tx_30d - 1 AS n_prev,
@@ -87,61 +193,8 @@ card AS (
         (sumsq_30d - tx_amount * tx_amount
             - (sum_30d - tx_amount) * (sum_30d - tx_amount) / nullif(card_nb_tx_30d - 1, 0))
             / nullif(card_nb_tx_30d - 2, 0) AS var_prev,
-        CASE WHEN prev.t >= tx_datetime - INTERVAL 30 DAY THEN epoch(tx_datetime - prev.t) END AS gap_prev
-    FROM card_windows
-    WHERE tx_datetime >= TIMESTAMP '{out_from}' AND business_date IN ({output_dates})
-),
-
-terminal_stream AS (
-    -- Transactions and label events (+1 enter at e_j, +1 leave at f_j per window) per terminal.
-    -- recent_7d / recent_28d carry the +1 / -1 events of the undelayed known-fraud counts (below).
-    SELECT terminal_id, tx_datetime AS ts, transaction_id, 0 AS enter, 0 AS leave_1d, 0 AS leave_7d,
-           0 AS leave_30d, 0 AS recent_7d, 0 AS recent_28d
-    FROM tx
-    UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 7 DAY, r), NULL, 1, 0, 0, 0, 0, 0 FROM labels
-    UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 8 DAY, r), NULL, 0, 1, 0, 0, 0, 0 FROM labels
-    UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 14 DAY, r), NULL, 0, 0, 1, 0, 0, 0 FROM labels
-    UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 37 DAY, r), NULL, 0, 0, 0, 1, 0, 0 FROM labels
-    UNION ALL
-    -- Undelayed known frauds "n" = labels j with t - n < s_j < t and r_j <= t: the label enters at
-    -- max(s_j + 1 µs, r_j) (strictly after its own transaction, so a row never sees its own label)
-    -- and leaves at max(s_j + n, r_j).
-    SELECT terminal_id, greatest(s + INTERVAL 1 MICROSECOND, r), NULL, 0, 0, 0, 0, 1, 1 FROM labels
-    UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 7 DAY, r), NULL, 0, 0, 0, 0, -1, 0 FROM labels
-    UNION ALL
-    SELECT terminal_id, greatest(s + INTERVAL 28 DAY, r), NULL, 0, 0, 0, 0, 0, -1 FROM labels
-),
-
-terminal AS (
-    SELECT * FROM (
-        SELECT
-            transaction_id, ts,
-            -- count(transaction_id) skips the event rows (their transaction_id is NULL)
-            count(transaction_id) OVER d1 AS terminal_nb_tx_1d,
-            count(transaction_id) OVER d7 AS terminal_nb_tx_7d,
-            count(transaction_id) OVER d30 AS terminal_nb_tx_30d,
-            sum(enter - leave_1d) OVER upto_t AS known_fraud_1d,
-            sum(enter - leave_7d) OVER upto_t AS known_fraud_7d,
-            sum(enter - leave_30d) OVER upto_t AS known_fraud_30d,
-            sum(recent_7d) OVER upto_t AS terminal_known_fraud_7d,
-            sum(recent_28d) OVER upto_t AS terminal_known_fraud_28d
-        FROM terminal_stream
-        WINDOW
-            w AS (PARTITION BY terminal_id ORDER BY ts),
-            upto_t AS (w RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW),
-            d1 AS (w RANGE BETWEEN INTERVAL (8 * 86400000000 - 1) MICROSECOND PRECEDING
-                           AND INTERVAL 7 DAY PRECEDING),
-            d7 AS (w RANGE BETWEEN INTERVAL (14 * 86400000000 - 1) MICROSECOND PRECEDING
-                           AND INTERVAL 7 DAY PRECEDING),
-            d30 AS (w RANGE BETWEEN INTERVAL (37 * 86400000000 - 1) MICROSECOND PRECEDING
-                            AND INTERVAL 7 DAY PRECEDING)
-    )
-    WHERE transaction_id IS NOT NULL AND ts >= TIMESTAMP '{out_from}'
+        CASE WHEN prev.us >= us - 30 * 86400000000 THEN (us - prev.us) / 1e6 END AS gap_prev
+    FROM card_decoded
 ),
 
 out_days AS (
@@ -157,7 +210,7 @@ mcc_days AS (
 ),
 
 mcc_label_days AS (
-    SELECT mcc, CAST(s AS DATE) AS day, CAST(r AS DATE) AS reported_day, count(*) AS n FROM labels GROUP BY ALL
+    SELECT mcc, day, reported_day, count(*) AS n FROM labels GROUP BY ALL
 ),
 
 mcc_counts AS (
@@ -181,34 +234,34 @@ merchant_category AS (
 SELECT
     card.transaction_id,
     card.business_date,
-    card.tx_datetime,
-    card.card_token,
+    make_timestamp(card.us) AS tx_datetime,
+    k.card_token,
     card.terminal_id,
     -- handbook baseline
     card.tx_amount,
-    CAST(dayofweek(card.tx_datetime_local) IN (0, 6) AS INTEGER) AS is_weekend,
-    CAST(hour(card.tx_datetime_local) <= 6 AS INTEGER) AS is_night,
+    card.is_weekend,
+    card.is_night,
     card.card_nb_tx_1d,
     card.sum_1d / card.card_nb_tx_1d AS card_avg_amount_1d,
     card.card_nb_tx_7d,
     card.sum_7d / card.card_nb_tx_7d AS card_avg_amount_7d,
     card.card_nb_tx_30d,
     card.sum_30d / card.card_nb_tx_30d AS card_avg_amount_30d,
-    terminal.terminal_nb_tx_1d,
-    CASE WHEN terminal.terminal_nb_tx_1d > 0
-         THEN terminal.known_fraud_1d / terminal.terminal_nb_tx_1d ELSE 0.0 END
+    card.terminal_nb_tx_1d,
+    CASE WHEN card.terminal_nb_tx_1d > 0
+         THEN card.known_fraud_1d / card.terminal_nb_tx_1d ELSE 0.0 END
         AS terminal_risk_1d,
-    terminal.terminal_nb_tx_7d,
-    CASE WHEN terminal.terminal_nb_tx_7d > 0
-         THEN terminal.known_fraud_7d / terminal.terminal_nb_tx_7d ELSE 0.0 END
+    card.terminal_nb_tx_7d,
+    CASE WHEN card.terminal_nb_tx_7d > 0
+         THEN card.known_fraud_7d / card.terminal_nb_tx_7d ELSE 0.0 END
         AS terminal_risk_7d,
-    terminal.terminal_nb_tx_30d,
-    CASE WHEN terminal.terminal_nb_tx_30d > 0
-         THEN terminal.known_fraud_30d / terminal.terminal_nb_tx_30d ELSE 0.0 END
+    card.terminal_nb_tx_30d,
+    CASE WHEN card.terminal_nb_tx_30d > 0
+         THEN card.known_fraud_30d / card.terminal_nb_tx_30d ELSE 0.0 END
         AS terminal_risk_30d,
     -- production features (docs/features.md)
-    CAST(terminal.terminal_known_fraud_7d AS BIGINT) AS terminal_known_fraud_7d,
-    CAST(terminal.terminal_known_fraud_28d AS BIGINT) AS terminal_known_fraud_28d,
+    card.terminal_known_fraud_7d,
+    card.terminal_known_fraud_28d,
     CASE WHEN card.n_prev > 0 AND card.sum_prev > 0 THEN card.tx_amount / (card.sum_prev / card.n_prev)
          ELSE 1.0 END AS card_amount_ratio_30d,
     -- clipped: a card with near-constant amounts would otherwise give z-scores in the hundreds
@@ -220,7 +273,7 @@ SELECT
     card.card_nb_tx_6h,
     card.card_nb_terminals_1d,
     card.card_nb_terminals_7d,
-    sqrt((card.home_x - card.terminal_x) ** 2 + (card.home_y - card.terminal_y) ** 2) AS dist_home_terminal,
+    card.dist_home_terminal,
     CASE WHEN card.gap_prev IS NOT NULL
          THEN sqrt((card.terminal_x - card.prev.x) ** 2 + (card.terminal_y - card.prev.y) ** 2)
          ELSE 0.0 END AS dist_prev_terminal,
@@ -228,11 +281,10 @@ SELECT
     CASE WHEN merchant_category.mcc_nb_tx_30d > 0
          THEN merchant_category.mcc_known_fraud_30d / merchant_category.mcc_nb_tx_30d ELSE 0.0 END
         AS mcc_risk_30d,
-    CAST(coalesce(card.channel = 'ecommerce', false) AS INTEGER) AS is_ecommerce,
-    CAST(coalesce(card.three_ds = 'N', false) AS INTEGER) AS three_ds_failed,
-    CAST(coalesce(card.channel = 'ecommerce' AND coalesce(card.three_ds, '') NOT IN ('Y', 'A', 'N'), false)
-         AS INTEGER) AS ecommerce_without_3ds
+    card.is_ecommerce,
+    card.three_ds_failed,
+    card.ecommerce_without_3ds
 FROM card
-JOIN terminal ON terminal.transaction_id = card.transaction_id
+JOIN card_ids AS k ON k.card_id = card.card_id
 LEFT JOIN merchant_category
     ON merchant_category.business_date = card.business_date AND merchant_category.mcc = card.mcc
