@@ -148,6 +148,15 @@ def test_card_window_is_open_at_t_minus_n_and_includes_every_transaction_at_t():
     assert f.loc[3, "card_secs_since_prev_tx"] == f.loc[4, "card_secs_since_prev_tx"] == 86399
 
 
+BRUTE_FORCE_COLUMNS = (
+    "card_nb_tx_1h",
+    "card_nb_tx_1d",
+    "card_nb_tx_7d",
+    "card_nb_terminals_1d",
+    "card_nb_terminals_7d",
+)
+
+
 def _brute_force_card_windows(tx: pd.DataFrame) -> pd.DataFrame:
     """Card counts, sums and distinct terminals over (t - n, t] by a self-join: no windows, no packing."""
     pairs = tx.merge(tx, on="card_token", suffixes=("", "_x"))
@@ -188,13 +197,7 @@ def test_distinct_terminals_equal_a_brute_force_count_with_repeats_ties_and_gaps
         "SELECT transaction_id, tx_datetime, card_token, terminal_id, tx_amount FROM cleaned.transactions"
     ).df()
     want = _brute_force_card_windows(tx)
-    for col in (
-        "card_nb_tx_1h",
-        "card_nb_tx_1d",
-        "card_nb_tx_7d",
-        "card_nb_terminals_1d",
-        "card_nb_terminals_7d",
-    ):
+    for col in BRUTE_FORCE_COLUMNS:
         assert got[col].to_dict() == want[col].to_dict(), col
     assert got.loc[4, "card_nb_terminals_1d"] == 3  # terminals 1 (visits 2 and 4), 2 and 3
     assert got.loc[7, "card_nb_terminals_1d"] == 1  # visit 4 is exactly 1 day back: outside
@@ -207,13 +210,7 @@ def test_card_windows_equal_a_brute_force_self_join_on_a_simulated_world(warehou
     ).df()
     want = _brute_force_card_windows(tx).loc[got.index]
     assert got["card_nb_terminals_7d"].gt(got["card_nb_terminals_1d"]).any()
-    for col in (
-        "card_nb_tx_1h",
-        "card_nb_tx_1d",
-        "card_nb_tx_7d",
-        "card_nb_terminals_1d",
-        "card_nb_terminals_7d",
-    ):
+    for col in BRUTE_FORCE_COLUMNS:
         assert (got[col] == want[col]).all(), col
     for n in ("1d", "7d"):  # exact fixed-point sums: the mean matches to 1e-12 relative
         assert np.allclose(

@@ -31,6 +31,16 @@ def report(instance, key: str, **metadata) -> None:
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key.split("/"), metadata=metadata))
 
 
+def report_drift(instance, day: str, max_psi: float = 0.6, feature: str = "card_nb_tx_30d") -> None:
+    report(
+        instance,
+        "monitoring/feature_drift",
+        max_psi=max_psi,
+        max_psi_feature=feature,
+        current_business_date=day,
+    )
+
+
 def test_without_a_champion_enough_labelled_days_bootstrap_training(instance, tmp_path, monkeypatch):
     monkeypatch.setenv("FRAUD_BOOTSTRAP_MIN_DAYS", "21")
     materialize_stub(instance, "features/transaction_features", partitions=DAYS)
@@ -107,21 +117,9 @@ def test_drift_on_a_day_the_models_were_trained_with_does_not_retrain(instance, 
     # latest day still drifts against the (lagging) training window, and a new run would be requested.
     materialize_stub(instance, "models/champion")
     report(instance, "models/training_set", latest_business_date="2018-04-22")
-    report(
-        instance,
-        "monitoring/feature_drift",
-        max_psi=0.6,
-        max_psi_feature="card_nb_tx_30d",
-        current_business_date="2018-04-22",
-    )
+    report_drift(instance, "2018-04-22")
     assert tick(instance, tmp_path) == []
-    report(
-        instance,
-        "monitoring/feature_drift",
-        max_psi=0.6,
-        max_psi_feature="card_nb_tx_30d",
-        current_business_date="2018-04-23",
-    )
+    report_drift(instance, "2018-04-23")
     [req] = tick(instance, tmp_path)
     assert req.tags[TAG_REASON] == "drift"
     assert "2018-04-23" in req.tags[TAG_DETAIL]
@@ -131,13 +129,7 @@ def test_a_re_measured_drifted_day_keeps_its_run_key(instance, tmp_path):
     materialize_stub(instance, "models/champion")
     keys = []
     for _ in range(2):  # e.g. drift recomputed after scoring, then again after a training run
-        report(
-            instance,
-            "monitoring/feature_drift",
-            max_psi=0.4,
-            max_psi_feature="score",
-            current_business_date="2018-04-22",
-        )
+        report_drift(instance, "2018-04-22", max_psi=0.4, feature="score")
         keys.append(tick(instance, tmp_path)[0].run_key)
     assert keys == ["drift:2018-04-22", "drift:2018-04-22"]
 
