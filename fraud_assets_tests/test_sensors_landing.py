@@ -70,6 +70,7 @@ def test_new_authorization_file_adds_its_day_and_runs_its_chain_to_scores(landin
     [req] = result.run_requests
     assert req.partition_key == DAY
     assert sorted(keys(req)) == sorted(DAILY_CHAIN)
+    assert req.tags["dagster/priority"] == "10"  # ahead of automation's follow-ups and training
     assert req.run_key.endswith(sha)
     assert result.dynamic_partitions_requests[0].partition_keys == [DAY]
 

@@ -48,6 +48,7 @@ def test_without_a_champion_enough_labelled_days_bootstrap_training(instance, tm
     [req] = tick(instance, tmp_path)
     assert [k.to_user_string() for k in req.asset_selection] == TRAINING_CHAIN
     assert req.tags[TAG_REASON] == "bootstrap"
+    assert int(req.tags["dagster/priority"]) < 0  # behind landed days
 
 
 def test_without_enough_days_there_is_no_bootstrap(instance, tmp_path, monkeypatch):

@@ -42,6 +42,11 @@ IN_FLIGHT = [
     DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
 ]
+# Dagster's run priority (public tag): the queue dequeues, and the `duckdb` pool hands slots to, higher
+# values first. Files that landed are what people wait for: their runs go ahead of automation's
+# follow-ups (0) and of training (training.py, below 0).
+PRIORITY_TAG = "dagster/priority"
+LANDING_PRIORITY = "10"
 SENSOR_INTERVAL_SECONDS = 5
 MAX_FILES_TAG = 3
 
@@ -69,6 +74,7 @@ def _tags(kind: str, files: list[NewFile], business_date: str | None = None) -> 
         TAG_KIND: kind,
         TAG_FILES: shown,
         TAG_CONTENT: content_key(nf.sha256 for nf in files),
+        PRIORITY_TAG: LANDING_PRIORITY,
     }
     if business_date:
         tags[TAG_DATE] = business_date

@@ -24,7 +24,7 @@ import os
 import dagster as dg
 
 from fraud_assets.defs.automation import graph as g
-from fraud_assets.defs.automation.sensors import TAG_TRIGGER, in_process_config, runs_in_flight
+from fraud_assets.defs.automation.sensors import PRIORITY_TAG, TAG_TRIGGER, in_process_config, runs_in_flight
 from fraud_assets.defs.monitoring.thresholds import PSI_ACT, ap_floor
 
 TAG_REASON = "fraud_assets/retrain_reason"
@@ -32,6 +32,7 @@ TAG_DETAIL = "fraud_assets/retrain_detail"
 DEFAULT_BOOTSTRAP_MIN_DAYS = 21
 WEEKLY_RETRAIN_CRON = "0 3 * * 1"
 TRAINING_SENSOR_INTERVAL_SECONDS = 15
+TRAINING_PRIORITY = "-10"  # background work: never ahead of a landed day's runs (sensors.PRIORITY_TAG)
 
 
 def bootstrap_min_days() -> int:
@@ -51,7 +52,12 @@ def _training_request(keys, reason: str, detail: str, run_key: str, run_config=N
     return dg.RunRequest(
         run_key=run_key,
         asset_selection=keys,
-        tags={TAG_TRIGGER: "training", TAG_REASON: reason, TAG_DETAIL: detail[:200]},
+        tags={
+            TAG_TRIGGER: "training",
+            TAG_REASON: reason,
+            TAG_DETAIL: detail[:200],
+            PRIORITY_TAG: TRAINING_PRIORITY,
+        },
         run_config=run_config or {},
     )
 
