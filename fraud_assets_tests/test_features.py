@@ -318,13 +318,12 @@ def test_features_at_t_do_not_change_when_everything_after_t_changes(warehouse):
     assert _mismatches(before, after, FEATURE_COLUMNS) == {}
 
 
-def test_the_leakage_test_catches_a_feature_that_uses_labels_before_they_are_reported(warehouse, monkeypatch):
+def _mismatches_with_patched_sql(warehouse, monkeypatch, old: str, new: str) -> set[str]:
+    """The leakage test run against the feature SQL with `old` replaced by `new` (a deliberate leak)."""
     render = compute.render_sql
 
-    def leaky(keys):  # a label counts from the end of the delay, whenever it was reported
-        leaky_sql = render(keys).replace(
-            "greatest(s + 7 * 86400000000, r) AS us", "s + 7 * 86400000000 AS us"
-        )
+    def leaky(keys):
+        leaky_sql = render(keys).replace(old, new)
         assert leaky_sql != render(keys)
         return leaky_sql
 
@@ -334,26 +333,23 @@ def test_the_leakage_test_catches_a_feature_that_uses_labels_before_they_are_rep
     before = _features_before(warehouse, keys, t)
     _mutate_after(warehouse, t)
     after = _features_before(warehouse, keys, t)
-    assert "terminal_risk_30d" in _mismatches(before, after, FEATURE_COLUMNS)
+    return _mismatches(before, after, FEATURE_COLUMNS)
+
+
+def test_the_leakage_test_catches_a_feature_that_uses_labels_before_they_are_reported(warehouse, monkeypatch):
+    # a label counts from the end of the delay, whenever it was reported
+    leaked = _mismatches_with_patched_sql(
+        warehouse, monkeypatch, "greatest(s + 7 * 86400000000, r) AS us", "s + 7 * 86400000000 AS us"
+    )
+    assert "terminal_risk_30d" in leaked
 
 
 def test_the_leakage_test_catches_an_undelayed_count_that_uses_labels_before_they_are_reported(
     warehouse, monkeypatch
 ):
-    render = compute.render_sql
-
-    def leaky(keys):  # a recent fraud counts from its transaction on, whenever it was reported
-        leaky_sql = render(keys).replace("greatest(s + 1, r)", "s + 1")
-        assert leaky_sql != render(keys)
-        return leaky_sql
-
-    monkeypatch.setattr(compute, "render_sql", leaky)
-    t = "2018-05-11 13:17:00"
-    keys = _keys(warehouse)
-    before = _features_before(warehouse, keys, t)
-    _mutate_after(warehouse, t)
-    after = _features_before(warehouse, keys, t)
-    assert "terminal_known_fraud_28d" in _mismatches(before, after, FEATURE_COLUMNS)
+    # a recent fraud counts from its transaction on, whenever it was reported
+    leaked = _mismatches_with_patched_sql(warehouse, monkeypatch, "greatest(s + 1, r)", "s + 1")
+    assert "terminal_known_fraud_28d" in leaked
 
 
 def test_definition_time_column_schema_is_the_materialised_table_schema(warehouse):

@@ -69,7 +69,9 @@ class CheckAlertCursor:
             return cls()
         if isinstance(data, (int, float)):  # the cursor of earlier versions: just the timestamp
             return cls(after=float(data))
-        return cls(after=data.get("after"), open={k: (v[0], float(v[1])) for k, v in data["open"].items()})
+        return cls(
+            after=data.get("after"), open={k: (v[0], float(v[1])) for k, v in data.get("open", {}).items()}
+        )
 
     def serialize(self) -> str:
         return json.dumps({"after": self.after, "open": self.open}, sort_keys=True)

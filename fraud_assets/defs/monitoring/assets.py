@@ -142,7 +142,8 @@ def _history_start(conn: duckdb.DuckDBPyConnection) -> pd.Timestamp:
 
 
 def _compare(feature: str, ref: pd.DataFrame, cur: pd.DataFrame, start: pd.Timestamp) -> tuple:
-    """(feature, psi, reference rows, current rows) over the reference days whose windows were full."""
+    """(feature, psi, status, reference rows, current rows) over the reference days whose windows were
+    full."""
     complete = ref[pd.to_datetime(ref["business_date"]) >= start + pd.Timedelta(days=lookback_days(feature))]
     value = psi(complete[feature], cur[feature]) if len(complete) else float("nan")
     status = psi_status(value) if len(complete) else WARMUP
