@@ -1,4 +1,4 @@
-"""Landing and label sensors: which runs a landing zone produces (docs/landing-zone.md, monitoring.md)."""
+"""The landing sensor: which runs a landing zone produces (docs/landing-zone.md, monitoring.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
-from fraud_assets.defs.automation.sensors import TAG_KIND, label_sensor, landing_sensor
+from fraud_assets.defs.automation.sensors import TAG_INPUTS, TAG_KIND, landing_sensor
 from fraud_assets.resources import LandingZone
 from fraud_assets_tests.automation_stubs import materialize_stub, stub_definitions
 
@@ -22,6 +23,7 @@ DAILY_CHAIN = [
     "scoring/fraud_alerts",
 ]
 REFERENCE = ["raw/merchants", "raw/fx_rates", "cleaned/terminals", "cleaned/fx_rates"]
+LABEL_CHAIN = ["raw/file_register", "raw/chargebacks", "cleaned/labels"]
 
 
 @pytest.fixture
@@ -55,6 +57,16 @@ def tick(sensor, instance, landing: Path, cursor: str | None = None) -> dg.Senso
 
 def keys(request: dg.RunRequest) -> list[str]:
     return [k.to_user_string() for k in request.asset_selection]
+
+
+def run_with(instance, run_id: str, status, tags: dict[str, str]) -> None:
+    instance.add_run(DagsterRun(job_name="j", run_id=run_id, status=status, tags=tags))
+
+
+def set_status(instance, run_id: str, status) -> None:
+    run = instance.get_run_by_id(run_id)
+    instance.run_storage.delete_run(run_id)
+    instance.add_run(run.with_status(status))
 
 
 def ready_platform(instance) -> None:
@@ -129,20 +141,77 @@ def test_two_feeds_of_one_day_share_one_run(landing, instance):
     assert [r.partition_key for r in requests] == [DAY, "2018-04-02"]
 
 
-def test_authorizations_wait_for_reference_files_landing_in_the_same_tick(landing, instance):
+def test_a_day_and_the_inputs_that_landed_with_it_go_in_one_run(landing, instance):
+    """The daily case: FX rates, a merchants snapshot and chargebacks land with one day's authorisations.
+    One run loads the inputs, then takes the day to scores (one queue wait and one run start, not three)."""
     materialize_stub(instance, "models/champion")
     land(landing, f"merchants/{DAY}/merchants_{DAY}.parquet", b"m")
     land(landing, f"fx_rates/{DAY}/fx_rates_{DAY}.csv", b"fx")
+    land(landing, f"chargebacks/{DAY}/chargebacks_{DAY}.csv", b"cb")
     land(landing, f"authorizations/{DAY}/acq_a_{DAY}.csv.gz", b"a")
     first = tick(landing_sensor, instance, landing)
-    [ref] = first.run_requests
-    assert ref.tags[TAG_KIND] == "reference"
-    assert sorted(keys(ref)) == sorted(["raw/file_register", *REFERENCE])
-    assert first.dynamic_partitions_requests[0].partition_keys == [DAY]
-    # The reference run happened; the next tick sends the day.
-    materialize_stub(instance, *REFERENCE)
-    [auth] = tick(landing_sensor, instance, landing, first.cursor).run_requests
-    assert auth.partition_key == DAY
+    [run] = first.run_requests
+    assert run.partition_key == DAY
+    assert sorted(keys(run)) == sorted({*DAILY_CHAIN, *REFERENCE, *LABEL_CHAIN})
+    # Inputs before the day: cleaning needs the snapshot and rates, features the labels.
+    order = keys(run)
+    for needed, user in [
+        ("cleaned/terminals", "cleaned/transactions"),
+        ("cleaned/fx_rates", "cleaned/transactions"),
+        ("cleaned/labels", "features/transaction_features"),
+    ]:
+        assert order.index(needed) < order.index(user)
+    assert run.tags[TAG_KIND] == "authorizations+chargebacks+reference"
+    assert run.tags[TAG_INPUTS] == "true"
+    assert run.run_key.startswith(f"authorizations+chargebacks+reference:{DAY}:")
+    assert tick(landing_sensor, instance, landing, first.cursor).run_requests == []
+
+
+def test_inputs_with_several_days_load_first_and_the_days_wait(landing, instance):
+    materialize_stub(instance, "models/champion")
+    land(landing, f"fx_rates/{DAY}/fx_rates_{DAY}.csv", b"fx")
+    land(landing, f"authorizations/{DAY}/acq_a_{DAY}.csv.gz", b"a")
+    land(landing, "authorizations/2018-04-02/acq_a_2018-04-02.csv.gz", b"a2")
+    first = tick(landing_sensor, instance, landing)
+    [inputs] = first.run_requests
+    assert (inputs.partition_key, inputs.tags[TAG_KIND]) == (None, "reference")
+    assert keys(inputs) == ["raw/file_register", "raw/fx_rates", "cleaned/fx_rates"]
+    assert first.dynamic_partitions_requests[0].partition_keys == [DAY, "2018-04-02"]
+    # The inputs run has not started yet: the days keep waiting.
+    run_with(instance, "inputs", DagsterRunStatus.NOT_STARTED, inputs.tags)
+    held = tick(landing_sensor, instance, landing, first.cursor)
+    assert held.run_requests == []
+    # It finished (whatever its outcome: a failure is alerted, the days still run): one run per day.
+    set_status(instance, "inputs", DagsterRunStatus.FAILURE)
+    materialize_stub(instance, "raw/merchants", "cleaned/terminals", "cleaned/fx_rates", "cleaned/labels")
+    days = tick(landing_sensor, instance, landing, held.cursor).run_requests
+    assert [r.partition_key for r in days] == [DAY, "2018-04-02"]
+    assert all(keys(r) == DAILY_CHAIN and TAG_INPUTS not in r.tags for r in days)
+
+
+def test_authorizations_alone_wait_for_an_inputs_run_in_flight(landing, instance):
+    ready_platform(instance)
+    run_with(
+        instance, "labels", DagsterRunStatus.STARTED, {"fraud_assets/trigger": "landing", TAG_INPUTS: "true"}
+    )
+    land(landing, f"authorizations/{DAY}/acq_a_{DAY}.csv.gz", b"a")
+    held = tick(landing_sensor, instance, landing)
+    assert held.run_requests == []
+    set_status(instance, "labels", DagsterRunStatus.SUCCESS)
+    [req] = tick(landing_sensor, instance, landing, held.cursor).run_requests
+    assert req.partition_key == DAY
+
+
+def test_a_first_day_runs_with_reference_data_it_has_never_seen(landing, instance):
+    """A fresh platform: the snapshot the day's cleaning needs was never materialised, but it is loaded in
+    the same run, so the day is not left to automation; scores are (no champion yet)."""
+    land(landing, f"merchants/{DAY}/merchants_{DAY}.parquet", b"m")
+    land(landing, f"fx_rates/{DAY}/fx_rates_{DAY}.csv", b"fx")
+    land(landing, f"chargebacks/{DAY}/chargebacks_{DAY}.csv", b"cb")
+    land(landing, f"authorizations/{DAY}/acq_a_{DAY}.csv.gz", b"a")
+    [run] = tick(landing_sensor, instance, landing).run_requests
+    assert "features/transaction_features" in keys(run)
+    assert not [k for k in keys(run) if k.startswith("scoring/")]
 
 
 def test_scores_are_left_to_automation_until_a_champion_exists(landing, instance):
@@ -157,20 +226,13 @@ def test_chargeback_files_update_labels_in_one_run(landing, instance):
     materialize_stub(instance, "scoring/transaction_scores", partitions=(DAY,))
     land(landing, f"chargebacks/{DAY}/chargebacks_{DAY}.csv", b"cb1")
     land(landing, "chargebacks/2018-04-02/chargebacks_2018-04-02.csv", b"cb2")
-    first = tick(label_sensor, instance, landing)
+    first = tick(landing_sensor, instance, landing)
     [req] = first.run_requests
-    assert keys(req) == [
-        "raw/file_register",
-        "raw/chargebacks",
-        "cleaned/labels",
-    ]  # monitoring/model_performance follows by automation (test_automation_policy)
+    # monitoring/model_performance follows by automation (test_automation_policy)
+    assert keys(req) == LABEL_CHAIN
+    assert (req.partition_key, req.tags[TAG_KIND], req.tags[TAG_INPUTS]) == (None, "chargebacks", "true")
     land(landing, "chargebacks/2018-04-05/chargebacks_2018-04-02_resend.csv", b"cb2")
-    assert tick(label_sensor, instance, landing, first.cursor).run_requests == []
-
-
-def test_landing_sensor_leaves_chargebacks_to_the_label_sensor(landing, instance):
-    land(landing, f"chargebacks/{DAY}/chargebacks_{DAY}.csv", b"cb1")
-    assert tick(landing_sensor, instance, landing).run_requests == []
+    assert tick(landing_sensor, instance, landing, first.cursor).run_requests == []
 
 
 def test_a_multi_asset_that_cannot_run_yet_leaves_the_run_whole():
@@ -196,18 +258,3 @@ def test_a_multi_asset_that_cannot_run_yet_leaves_the_run_whole():
     keys = [dg.AssetKey(["cleaned", "quarantine"]), dg.AssetKey(["cleaned", "transactions"])]
     # cleaned/terminals was never materialised: transactions cannot run, and quarantine cannot run alone.
     assert runnable_now(dg.DagsterInstance.ephemeral(), graph, keys) == []
-
-
-def test_on_a_fresh_platform_days_wait_for_the_first_chargebacks_run(landing, instance):
-    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
-
-    materialize_stub(instance, "cleaned/terminals", "cleaned/fx_rates")
-    land(landing, f"chargebacks/{DAY}/chargebacks_{DAY}.csv", b"cb")
-    land(landing, f"authorizations/{DAY}/acq_a_{DAY}.csv.gz", b"a")
-    first = tick(landing_sensor, instance, landing)
-    assert first.run_requests == []  # features need labels: the label sensor goes first
-    tags = {"fraud_assets/trigger": "landing", TAG_KIND: "chargebacks"}
-    instance.add_run(DagsterRun(job_name="j", run_id="labels", status=DagsterRunStatus.SUCCESS, tags=tags))
-    materialize_stub(instance, "cleaned/labels")
-    [req] = tick(landing_sensor, instance, landing, first.cursor).run_requests
-    assert "features/transaction_features" in keys(req)

@@ -10,7 +10,7 @@ import dagster as dg
 
 from fraud_assets.defs.automation.alerts import check_failure_alert_sensor, run_failure_alert_sensor
 from fraud_assets.defs.automation.policy import apply_policies, automation_sensor
-from fraud_assets.defs.automation.sensors import label_sensor, landing_sensor
+from fraud_assets.defs.automation.sensors import landing_sensor
 from fraud_assets.defs.automation.training import training_trigger_sensor, weekly_retrain
 from fraud_assets.lib.alerting import AlertSink
 
@@ -26,7 +26,6 @@ def build_alert_sink() -> AlertSink:
 defs = dg.Definitions(
     sensors=[
         landing_sensor,
-        label_sensor,
         automation_sensor,
         training_trigger_sensor,
         run_failure_alert_sensor,

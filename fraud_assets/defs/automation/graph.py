@@ -21,8 +21,8 @@ FEATURE_DRIFT = dg.AssetKey(["monitoring", "feature_drift"])
 MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
 
 DAILY_GROUPS = ("raw", "cleaned", "features", "scoring")
-REFERENCE_GROUPS = ("raw", "cleaned")
-LABEL_GROUPS = ("raw", "cleaned")
+# Reference data, FX rates and labels: unpartitioned raw -> cleaned assets a day's chain reads.
+INPUT_GROUPS = ("raw", "cleaned")
 TRAINING_GROUP = "models"
 
 
@@ -66,6 +66,12 @@ def downstream_chain(
             node = graph.get(parent)
             if node.group_name == "raw" and node.partitions_def is None and node.is_materializable:
                 keep.add(parent)
+    return ordered(graph, keep)
+
+
+def ordered(graph: BaseAssetGraph, keys: Iterable[dg.AssetKey]) -> list[dg.AssetKey]:
+    """`keys` without repeats, in topological order."""
+    keep = set(keys)
     return [k for k in graph.toposorted_asset_keys if k in keep]
 
 
@@ -81,7 +87,7 @@ def training_keys(graph: BaseAssetGraph) -> list[dg.AssetKey]:
         and graph.get(k).is_materializable
         and graph.get(k).partitions_def is None
     }
-    return [k for k in graph.toposorted_asset_keys if k in keep]
+    return ordered(graph, keep)
 
 
 def ever_materialized(instance: dg.DagsterInstance, graph: BaseAssetGraph, key: dg.AssetKey) -> bool:

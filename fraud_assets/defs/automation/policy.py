@@ -5,7 +5,7 @@ each asset's `AutomationCondition` and `FreshnessPolicy` by layer (the asset's g
 layer declared, so the reader finds every rule here and the graph snapshot test shows them all.
 
 Per layer (the asset's group):
-- raw: no condition; the landing/label sensors run raw when files land. Freshness 26 h, but 8 days (warn
+- raw: no condition; the landing sensor runs raw when files land. Freshness 26 h, but 8 days (warn
   2) for the cardholder and merchant snapshots and what is cleaned from them (they arrive as full
   snapshots, not daily).
 - cleaned, features: `fill_and_follow` - build missing partitions once their inputs exist, rebuild when an

@@ -1,16 +1,20 @@
-"""Landing and label sensors: files in the landing zone -> runs for the partitions they belong to.
+"""The landing sensor: files in the landing zone -> runs for the partitions they belong to.
 
-- `landing_sensor` (authorisations and reference snapshots/FX): adds the business-date partitions it finds
-  and asks for one run per (business date, batch of new files) covering the partition's whole daily chain
-  raw -> cleaned -> features -> scoring, so a landed day is scored in one run. Reference files and labels
-  are handled first: authorisation files wait while a reference or chargebacks run is queued or running,
-  because cleaning a day needs the merchants snapshot and FX rates, and its features need the labels.
-- `label_sensor` (chargebacks): one run per batch of new chargeback files: raw -> cleaned labels. The
-  monitoring of performance on matured labels follows by declarative automation (policy.py), after the
-  day's authorisations that wait for these labels have run, so it is not on their critical path.
+`landing_sensor` watches every source of the landing zone (authorisations, chargebacks, reference snapshots
+and FX rates) with one cursor. It adds the business-date partitions it finds and asks for runs that take a
+landed day through its whole chain raw -> cleaned -> features -> scoring. The inputs a day needs (the
+merchants snapshot and FX rates to clean it, the labels known by then for its features) are loaded first:
+in the same run when they landed with one day's authorisations (the daily case: one run, one queue wait),
+else by a run of their own that the day's runs wait for (`evaluate_landing`).
 
-Neither sensor opens DuckDB. An identical re-sent file launches nothing (cursor), and run keys are content
-hashes, so even a reset cursor cannot launch the same content twice.
+This is also the platform's label sensor: new chargeback files -> raw/chargebacks -> cleaned/labels (with
+the day that landed with them, or alone); performance on matured labels (`monitoring/model_performance`)
+follows by declarative automation (policy.py) once the run has finished, off the day's critical path. One
+sensor rather than a second one for chargebacks: two cursors could not tell which sensor had taken a
+file, and the day would have to wait for a separate labels run.
+
+The sensor never opens DuckDB. An identical re-sent file launches nothing (cursor), and run keys are
+content hashes, so even a reset cursor cannot launch the same content twice.
 """
 
 from collections import defaultdict
@@ -23,6 +27,7 @@ from fraud_assets.defs.automation.landing import (
     AUTHORIZATIONS,
     CHARGEBACKS,
     REFERENCE_SOURCES,
+    SOURCES,
     LandingCursor,
     NewFile,
     content_key,
@@ -36,6 +41,9 @@ TAG_KIND = "fraud_assets/landing_kind"
 TAG_DATE = "fraud_assets/business_date"
 TAG_FILES = "fraud_assets/files"
 TAG_CONTENT = "fraud_assets/content_sha256"
+# "true" on runs that load reference data or labels: a day's chain waits while one is in flight.
+TAG_INPUTS = "fraud_assets/loads_inputs"
+INPUT_SOURCES = (CHARGEBACKS, *REFERENCE_SOURCES)
 IN_FLIGHT = [
     DagsterRunStatus.NOT_STARTED,
     DagsterRunStatus.QUEUED,
@@ -65,33 +73,36 @@ def runs_in_flight(instance: dg.DagsterInstance, tags: dict[str, str]) -> int:
     return len(instance.get_run_records(RunsFilter(tags=tags, statuses=IN_FLIGHT), limit=50))
 
 
-def _tags(kind: str, files: list[NewFile], business_date: str | None = None) -> dict[str, str]:
+def _tags(files: list[NewFile], business_date: str | None = None) -> dict[str, str]:
     names = [nf.file.rel_path.rsplit("/", 1)[-1] for nf in files]
     extra = len(names) - MAX_FILES_TAG
     shown = ",".join(names[:MAX_FILES_TAG]) + (f",+{extra}" if extra > 0 else "")
     tags = {
         TAG_TRIGGER: "landing",
-        TAG_KIND: kind,
+        TAG_KIND: _kind(files),
         TAG_FILES: shown,
         TAG_CONTENT: content_key(nf.sha256 for nf in files),
         PRIORITY_TAG: LANDING_PRIORITY,
     }
+    if any(nf.file.source in INPUT_SOURCES for nf in files):
+        tags[TAG_INPUTS] = "true"
     if business_date:
         tags[TAG_DATE] = business_date
     return tags
 
 
 def _request(
-    kind: str, keys: list[dg.AssetKey], files: list[NewFile], partition: str | None = None, run_config=None
+    keys: list[dg.AssetKey], files: list[NewFile], partition: str | None, run_config: dict
 ) -> dg.RunRequest:
     # run_key = content hash: Dagster refuses a second run with the same key from this sensor.
+    kind = _kind(files)
     prefix = f"{kind}:{partition}:" if partition else f"{kind}:"
     return dg.RunRequest(
         run_key=prefix + content_key(nf.sha256 for nf in files),
         asset_selection=keys,
         partition_key=partition,
-        tags=_tags(kind, files, partition),
-        run_config=run_config or {},
+        tags=_tags(files, partition),
+        run_config=run_config,
     )
 
 
@@ -106,59 +117,77 @@ def _skip_resends(context, cursor: LandingCursor, files: list[NewFile]) -> list[
     return fresh
 
 
-FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+def inputs_in_flight(instance: dg.DagsterInstance) -> bool:
+    """A run that loads reference data or labels is queued or running: a day's chain must not start before
+    it (cleaning needs the merchants snapshot and FX rates, features the labels known by then)."""
+    return bool(runs_in_flight(instance, {TAG_TRIGGER: "landing", TAG_INPUTS: "true"}))
 
 
-def _inputs_pending(instance: dg.DagsterInstance, graph, landing: LandingZone) -> bool:
-    """A day's chain needs reference data and labels (features use cleaned/labels): hold authorisation
-    files while a reference or chargebacks run is queued or running, and, on a fresh platform whose landing
-    zone has chargeback files, until the first chargebacks run has finished (whatever its outcome)."""
-    for kind in ("reference", CHARGEBACKS):
-        if runs_in_flight(instance, {TAG_TRIGGER: "landing", TAG_KIND: kind}):
-            return True
-    if graph.has(g.LABELS) and not g.ever_materialized(instance, graph, g.LABELS):
-        has_files = any((landing.path / CHARGEBACKS).glob("*/chargebacks_*"))
-        finished = instance.get_run_records(
-            RunsFilter(tags={TAG_TRIGGER: "landing", TAG_KIND: CHARGEBACKS}, statuses=FINISHED), limit=1
-        )
-        return has_files and not finished
-    return False
+def _kind(files: list[NewFile]) -> str:
+    """`authorizations`, `chargebacks`, `reference`, or several joined by `+` (a day with its inputs)."""
+    sources = {nf.file.source for nf in files}
+    kinds = [AUTHORIZATIONS] if AUTHORIZATIONS in sources else []
+    kinds += [CHARGEBACKS] if CHARGEBACKS in sources else []
+    kinds += ["reference"] if sources & set(REFERENCE_SOURCES) else []
+    return "+".join(kinds)
 
 
 def evaluate_landing(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
+    """One cursor for the whole landing zone, so a day's authorisations and the inputs that landed with
+    them (FX rates, snapshots, chargebacks) can go in one run:
+    - inputs without authorisations -> one run loading them (raw -> unpartitioned cleaned);
+    - inputs with the authorisations of one business date -> ONE run: the inputs' chain, then the day's
+      chain raw -> cleaned -> features -> scoring (partition = that date; unpartitioned assets in a
+      partitioned run materialise unpartitioned). The common case "today's files landed": one run start,
+      one queue wait;
+    - inputs with several dates' authorisations (a seeded zone, a burst, a late file) -> the inputs' run
+      first; the dates wait for it and then get one run each;
+    - authorisations alone -> one run per date, unless an inputs run is still in flight (they wait)."""
     graph = context.repository_def.asset_graph
     instance = context.instance
     cursor = LandingCursor.parse(context.cursor)
-    found = new_files(landing.path, cursor, (AUTHORIZATIONS, *REFERENCE_SOURCES))
+    found = new_files(landing.path, cursor, SOURCES)
     fresh = _skip_resends(context, cursor, found)
     requests: list[dg.RunRequest] = []
+    run_config = in_process_config(context)
 
-    reference = [nf for nf in fresh if nf.file.source in REFERENCE_SOURCES]
-    if reference:
-        roots = sorted({g.raw_key(nf.file.source) for nf in reference}, key=str)
-        keys = g.runnable_now(instance, graph, g.downstream_chain(graph, roots, g.REFERENCE_GROUPS, False))
-        if keys:
-            requests.append(_request("reference", keys, reference, run_config=in_process_config(context)))
-        for nf in reference:
-            cursor.record(nf.file, nf.sha256)
-
-    auth = [nf for nf in fresh if nf.file.source == AUTHORIZATIONS]
+    inputs = [nf for nf in fresh if nf.file.source in INPUT_SOURCES]
+    input_chain = g.downstream_chain(
+        graph, sorted({g.raw_key(nf.file.source) for nf in inputs}, key=str), g.INPUT_GROUPS, False
+    )
+    by_date: dict[str, list[NewFile]] = defaultdict(list)
+    for nf in fresh:
+        if nf.file.source == AUTHORIZATIONS:
+            by_date[nf.file.business_date].append(nf)
     dates = sorted({nf.file.business_date for nf in found if nf.file.source == AUTHORIZATIONS})
     existing = set(instance.get_dynamic_partitions(BUSINESS_DATE)) if dates else set()
     add = [d for d in dates if d not in existing]
-    if auth and (bool(reference) or _inputs_pending(instance, graph, landing)):
-        context.log.info(f"{len(auth)} authorisation file(s) wait for reference data and labels to load")
-    elif auth:
-        chain = g.downstream_chain(graph, [g.RAW_AUTHORIZATIONS], g.DAILY_GROUPS, True)
-        keys = g.runnable_now(instance, graph, chain)
-        by_date: dict[str, list[NewFile]] = defaultdict(list)
-        for nf in auth:
-            by_date[nf.file.business_date].append(nf)
-        for date, files in sorted(by_date.items()):
+    day_chain = g.downstream_chain(graph, [g.RAW_AUTHORIZATIONS], g.DAILY_GROUPS, True) if by_date else []
+    pending = bool(by_date) and inputs_in_flight(instance)
+
+    if inputs and len(by_date) == 1 and not pending:
+        [(date, files)] = by_date.items()
+        keys = g.runnable_now(instance, graph, g.ordered(graph, [*input_chain, *day_chain]))
+        if keys:
+            requests.append(_request(keys, [*inputs, *files], date, run_config))
+        handled = [*inputs, *files]
+    else:
+        handled = list(inputs)
+        if inputs:
+            keys = g.runnable_now(instance, graph, input_chain)
             if keys:
-                requests.append(_request("authorizations", keys, files, date, in_process_config(context)))
-            for nf in files:
-                cursor.record(nf.file, nf.sha256)
+                requests.append(_request(keys, inputs, None, run_config))
+        if by_date and (inputs or pending):
+            n = sum(len(f) for f in by_date.values())
+            context.log.info(f"{n} authorisation file(s) wait for the run loading reference data and labels")
+        elif by_date:
+            keys = g.runnable_now(instance, graph, day_chain)
+            for date, files in sorted(by_date.items()):
+                if keys:
+                    requests.append(_request(keys, files, date, run_config))
+                handled += files
+    for nf in handled:
+        cursor.record(nf.file, nf.sha256)
     return dg.SensorResult(
         run_requests=requests,
         cursor=cursor.serialize(),
@@ -167,32 +196,15 @@ def evaluate_landing(context: dg.SensorEvaluationContext, landing: LandingZone) 
     )
 
 
-def evaluate_labels(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
-    graph = context.repository_def.asset_graph
-    cursor = LandingCursor.parse(context.cursor)
-    fresh = _skip_resends(context, cursor, new_files(landing.path, cursor, (CHARGEBACKS,)))
-    requests = []
-    if fresh:
-        chain = g.downstream_chain(graph, [g.RAW_CHARGEBACKS], g.LABEL_GROUPS, False)
-        keys = g.runnable_now(context.instance, graph, chain)
-        if keys:
-            requests.append(_request("chargebacks", keys, fresh, run_config=in_process_config(context)))
-        for nf in fresh:
-            cursor.record(nf.file, nf.sha256)
-    return dg.SensorResult(
-        run_requests=requests,
-        cursor=cursor.serialize(),
-        skip_reason=None if requests else "no new chargeback files",
-    )
-
-
 @dg.sensor(
     name="landing_sensor",
     description=(
-        "Watches $FRAUD_DATA_DIR/landing for authorisation, reference and FX files (docs/landing-zone.md). "
-        "Adds business-date partitions and runs each landed day's chain raw -> cleaned -> features -> "
-        "scoring (scoring once a champion exists). run_key = file content hash: a re-sent identical file "
-        "launches nothing, a corrected file does. Never opens DuckDB."
+        "Watches $FRAUD_DATA_DIR/landing (authorisations, chargebacks, reference snapshots, FX rates; "
+        "docs/landing-zone.md). Adds business-date partitions and runs each landed day's chain raw -> "
+        "cleaned -> features -> scoring (scoring once a champion exists), after or together with the "
+        "inputs it needs: FX rates, snapshots and chargebacks (-> cleaned/labels; model performance "
+        "follows by automation). run_key = file content hash: a re-sent identical file launches nothing, "
+        "a corrected file does. Never opens DuckDB."
     ),
     target=dg.AssetSelection.groups(*g.DAILY_GROUPS),
     minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
@@ -200,18 +212,3 @@ def evaluate_labels(context: dg.SensorEvaluationContext, landing: LandingZone) -
 )
 def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
     return evaluate_landing(context, landing)
-
-
-@dg.sensor(
-    name="label_sensor",
-    description=(
-        "Watches landing/chargebacks. New chargeback files -> raw/chargebacks -> cleaned/labels -> "
-        "in one run; monitoring/model_performance (performance on matured labels) follows by automation. "
-        "Never opens DuckDB."
-    ),
-    target=dg.AssetSelection.groups(*g.LABEL_GROUPS),
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def label_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
-    return evaluate_labels(context, landing)
