@@ -16,6 +16,7 @@ from fraud_assets.resources import LandingZone
 
 K = dg.AssetKey
 FAILING_CONTRACT_DAYS = {"1999-12-31"}  # the stub raw/authorizations' blocking check fails for these days
+CRASHING_DAYS = {"1999-12-30"}  # the stub raw/authorizations raises for these days
 
 
 def _stub(key: str, deps=(), partitioned=False, blocking_check=False):
@@ -44,6 +45,8 @@ def _stub(key: str, deps=(), partitioned=False, blocking_check=False):
         if key == "monitoring/feature_drift":
             return dg.MaterializeResult(metadata=_stub_drift_metadata())
         if checks:
+            if context.has_partition_key and context.partition_key in CRASHING_DAYS:
+                raise RuntimeError(f"stub {key} crashed on {context.partition_key}")
             passed = not (context.has_partition_key and context.partition_key in FAILING_CONTRACT_DAYS)
             return dg.MaterializeResult(
                 check_results=[dg.AssetCheckResult(check_name="contract", passed=passed)]

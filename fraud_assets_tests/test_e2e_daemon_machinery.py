@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fraud_assets_tests.automation_stubs import FAILING_CONTRACT_DAYS
+from fraud_assets_tests.automation_stubs import CRASHING_DAYS, FAILING_CONTRACT_DAYS
 from fraud_assets_tests.platform import Platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -94,16 +94,25 @@ def test_drift_at_the_act_threshold_requests_training_with_the_reason(platform, 
     assert NEW_DAY in run["tags"]["fraud_assets/retrain_detail"]
 
 
-def test_a_failing_contract_check_raises_check_and_run_failure_alerts(platform, bootstrapped):
-    bad = next(iter(FAILING_CONTRACT_DAYS))
+def test_a_failing_contract_check_alerts_once_and_a_crashed_run_alerts_as_a_run_failure(
+    platform, bootstrapped
+):
+    bad, crash = next(iter(FAILING_CONTRACT_DAYS)), next(iter(CRASHING_DAYS))
     land(platform.data_dir, "authorizations", "2018-04-10", f"acq_a_{bad}.csv.gz", b"bad day")
+    land(platform.data_dir, "authorizations", "2018-04-10", f"acq_a_{crash}.csv.gz", b"crash day")
     outbox = platform.data_dir / "alerts" / "alerts.jsonl"
 
-    def kinds():
+    def alerts_by_day():
         if not outbox.exists():
             return None
         alerts = [json.loads(line) for line in outbox.read_text().splitlines() if line]
-        found = {(a["kind"], a["severity"]) for a in alerts}
-        return found if {("run_failure", "ERROR"), ("check_failure", "ERROR")} <= found else None
+        runs = {r["runId"]: r["tags"].get("fraud_assets/business_date") for r in platform.runs()}
+        found = {(a["kind"], a["severity"], runs.get(a["run_id"])) for a in alerts}
+        wanted = {("check_failure", "ERROR", bad), ("run_failure", "ERROR", crash)}
+        return found if wanted <= found else None
 
-    platform.wait_for(kinds, WAIT, "run and check failure alerts")
+    found = platform.wait_for(alerts_by_day, WAIT, "check failure and run failure alerts")
+    time.sleep(15)  # the run-failure sensor had time to (wrongly) report the contract-stopped run too
+    found = alerts_by_day()
+    # The run the contract stopped is reported once, by its check (with the check's reason).
+    assert ("run_failure", "ERROR", bad) not in found

@@ -5,7 +5,11 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
-from fraud_assets.defs.automation.alerts import CheckAlertCursor, check_failure_alerts
+from fraud_assets.defs.automation.alerts import (
+    CheckAlertCursor,
+    check_failure_alerts,
+    failed_only_on_blocking_checks,
+)
 from fraud_assets.lib.alerting import Alert, AlertSink
 
 PAN = "4539148803436467"
@@ -116,3 +120,32 @@ def test_a_check_that_keeps_failing_for_the_same_cause_alerts_once_then_daily():
     state["passed"] = False
     sent, cursor = run_and_alert(cursor, now=100_100.0)
     assert sent == ["check no_rejected_files failed"]  # failing again after a pass
+
+
+def test_a_run_stopped_only_by_a_blocking_check_is_left_to_the_check_alert():
+    @dg.asset
+    def evaluation():
+        return 1
+
+    @dg.asset_check(asset=evaluation, blocking=True)
+    def gate():
+        return dg.AssetCheckResult(passed=False, description="challenger AP below the champion's")
+
+    @dg.asset(deps=[evaluation])
+    def champion():
+        return 2
+
+    @dg.asset
+    def broken():
+        raise RuntimeError("boom")
+
+    instance = dg.DagsterInstance.ephemeral()
+    gated = dg.materialize([evaluation, gate, champion], instance=instance, raise_on_error=False)
+    crashed = dg.materialize([evaluation, gate, champion, broken], instance=instance, raise_on_error=False)
+    assert not gated.success
+    assert not crashed.success
+    assert failed_only_on_blocking_checks(instance, gated.run_id)
+    # A step that raised is a run failure to alert, even when a blocking check failed beside it.
+    assert not failed_only_on_blocking_checks(instance, crashed.run_id)
+    [alert] = check_failure_alerts(instance, None)[0][:1]
+    assert (alert.subject, alert.severity) == ("evaluation:gate", "ERROR")

@@ -18,14 +18,35 @@ from fraud_assets.lib.alerting import Alert, AlertSink
 CHECK_SENSOR_BATCH = 100
 
 
+BLOCKING_CHECK_ERROR = "DagsterAssetCheckFailedError"
+
+
+def failed_only_on_blocking_checks(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """The run failed because blocking checks failed (Dagster then fails their step so that what follows
+    does not run), and for no other reason: a contract that stopped bad data, or the champion gate keeping
+    a worse challenger out. `check_failure_alert_sensor` reports those checks, with their reason."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    errors = [r.event_log_entry.dagster_event.event_specific_data.error for r in records]
+    return bool(errors) and all(e is not None and e.cls_name == BLOCKING_CHECK_ERROR for e in errors)
+
+
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
-    description="Sends every failed run of this code location to the alert sink (ERROR) with its error.",
+    description=(
+        "Sends every failed run of this code location to the alert sink (ERROR) with its error, except "
+        "runs that failed only because blocking checks failed: check_failure_alert_sensor reports those "
+        "once, with the check's reason (one alert per cause, not two)."
+    ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: AlertSink) -> None:
     run = context.dagster_run
+    if failed_only_on_blocking_checks(context.instance, run.run_id):
+        context.log.info(
+            f"run {run.run_id} stopped by blocking checks: reported by check_failure_alert_sensor"
+        )
+        return
     error = context.failure_event.message or "run failed"
     tags = {k: v for k, v in run.tags.items() if k.startswith(("fraud_assets/", "dagster/partition"))}
     alert_sink.send(
