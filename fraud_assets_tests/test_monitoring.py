@@ -119,6 +119,8 @@ def test_drifted_day_fails_the_drift_check_with_error_severity(tmp_path):
     assert check.severity == dg.AssetCheckSeverity.ERROR
     assert md["max_psi"].value >= 0.25
     assert md["max_psi_feature"].value in {"tx_amount", "score"}
+    # An alert carries the check's description: it names the day and the worst feature on its own.
+    assert check.description.startswith(f"2018-04-10: {md['max_psi_feature'].value} PSI ")
     with duckdb.connect(str(db)) as conn:
         statuses = dict(conn.execute("SELECT feature, status FROM monitoring.feature_drift").fetchall())
     assert statuses["tx_amount"] == "act"

@@ -192,17 +192,25 @@ def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
     worst = measured.loc[measured["psi"].idxmax()]
     max_psi = float(worst["psi"])
     passed = max_psi < PSI_WARN
+    n_warn, n_act = int((measured["status"] == "warn").sum()), int((measured["status"] == "act").sum())
+    day = pd.Timestamp(worst["business_date"]).date().isoformat()
+    # The description is what an alert says: which day, the worst feature, how many features drifted.
+    description = (
+        f"{day}: {worst['feature']} PSI {max_psi:.3f} (warn >= {PSI_WARN}, act >= {PSI_ACT}); "
+        f"{n_act} feature(s) at act, {n_warn} at warn"
+    )
     return dg.AssetCheckResult(
         check_name="psi_below_thresholds",
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR if max_psi >= PSI_ACT else dg.AssetCheckSeverity.WARN,
         metadata={
+            "business_date": day,
             "max_psi": max_psi,
             "max_psi_feature": str(worst["feature"]),
-            "features_warn": int((measured["status"] == "warn").sum()),
-            "features_act": int((measured["status"] == "act").sum()),
+            "features_warn": n_warn,
+            "features_act": n_act,
         },
-        description=None if passed else f"{worst['feature']} PSI {max_psi:.3f}",
+        description=None if passed else description,
     )
 
 
