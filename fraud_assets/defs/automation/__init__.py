@@ -9,6 +9,7 @@ import os
 import dagster as dg
 
 from fraud_assets.defs.automation.alerts import check_failure_alert_sensor, run_failure_alert_sensor
+from fraud_assets.defs.automation.lookback import feature_lookback_sensor
 from fraud_assets.defs.automation.policy import apply_policies, automation_sensor
 from fraud_assets.defs.automation.sensors import landing_sensor
 from fraud_assets.defs.automation.training import training_trigger_sensor, weekly_retrain
@@ -28,6 +29,7 @@ defs = dg.Definitions(
         landing_sensor,
         automation_sensor,
         training_trigger_sensor,
+        feature_lookback_sensor,
         run_failure_alert_sensor,
         check_failure_alert_sensor,
     ],

@@ -12,6 +12,7 @@ from fraud_assets.lib.partitions import BUSINESS_DATE
 
 RAW_AUTHORIZATIONS = dg.AssetKey(["raw", "authorizations"])
 RAW_CHARGEBACKS = dg.AssetKey(["raw", "chargebacks"])
+CLEANED_TRANSACTIONS = dg.AssetKey(["cleaned", "transactions"])
 FEATURES = dg.AssetKey(["features", "transaction_features"])
 LABELS = dg.AssetKey(["cleaned", "labels"])
 TRAINING_SET = dg.AssetKey(["models", "training_set"])
