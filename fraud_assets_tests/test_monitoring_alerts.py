@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import duckdb
 
@@ -52,6 +54,18 @@ def test_a_card_number_in_an_alert_is_masked_everywhere(tmp_path):
     assert PAN not in (tmp_path / "alerts" / "alerts.jsonl").read_text()
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
         assert PAN not in str(conn.execute("SELECT * FROM monitoring.alerts").fetchall())
+
+
+def test_masking_keeps_measurements_that_look_like_card_numbers_and_masks_numeric_pans():
+    psi = float(f"0.{PAN}")  # a PSI whose digits read as a Luhn-valid 16-digit run
+    details = {"max_psi": psi, "nested": [{"pan": int(PAN)}, f"card {PAN}"], "n": 3, "ok": True}
+    alert = Alert(severity="ERROR", kind="check_failure", subject="s", message="m", details=details)
+    assert alert.details["max_psi"] == psi
+    assert alert.details["n"] == 3
+    assert alert.details["ok"] is True
+    masked = f"{PAN[:6]}******{PAN[-4:]}"
+    assert alert.details["nested"] == [{"pan": masked}, f"card {masked}"]
+    assert json.loads(alert.as_row()["details"]) == alert.details  # valid JSON, numbers intact
 
 
 def test_failed_checks_become_alerts_with_their_severity():

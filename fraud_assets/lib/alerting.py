@@ -44,6 +44,24 @@ CREATE TABLE IF NOT EXISTS {ALERTS_TABLE} (
 """
 
 
+def masked_details(value):
+    """`value` with every card number masked and its structure and numbers kept. Masking the JSON text
+    instead would turn a float's digits (a PSI of 0.4539148803436467 reads as a Luhn-valid 16-digit run)
+    into stars, and the text into invalid JSON."""
+    if isinstance(value, dict):
+        return {mask_pans(str(k)): masked_details(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked_details(v) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float) and not (value.is_integer() and abs(value) >= 1e12):
+        return value  # a measurement, not a card number (an integral float of 13+ digits is checked below)
+    if isinstance(value, int | float):
+        text = str(int(value))
+        return value if mask_pans(text) == text else mask_pans(text)
+    return mask_pans(value if isinstance(value, str) else str(value))
+
+
 @dataclass(frozen=True)
 class Alert:
     """One alert. `kind` says what raised it (run_failure, check_failure, retrain_requested, ...),
@@ -62,7 +80,7 @@ class Alert:
             raise ValueError(f"severity must be one of {SEVERITIES}")
         # A failure message can quote a data row; never let a card number through.
         object.__setattr__(self, "message", mask_pans(self.message))
-        object.__setattr__(self, "details", json.loads(mask_pans(json.dumps(self.details, default=str))))
+        object.__setattr__(self, "details", masked_details(self.details))
 
     @property
     def alert_id(self) -> str:
