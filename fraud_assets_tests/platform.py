@@ -245,5 +245,26 @@ class Platform:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"timed out after {timeout:.0f}s waiting for {what}\n"
+                    f"runs in flight: {self._runs_in_flight_summary()}\n{self.log_tail()}"
+                )
             time.sleep(interval)
+
+    def _runs_in_flight_summary(self) -> str:
+        """What was still queued or running when a wait timed out (id, status, job, trigger, partition)."""
+        try:
+            runs = self.runs(statuses=IN_FLIGHT)
+        except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the timeout
+            return f"(could not list: {exc!r})"
+        keep = (
+            "fraud_assets/trigger",
+            "dagster/partition",
+            "dagster/asset_partition_range_start",
+            "dagster/backfill",
+        )
+        lines = []
+        for r in runs:
+            tags = {k: v for k, v in r["tags"].items() if k in keep}
+            lines.append(f"{r['runId'][:8]} {r['status']} {r['jobName']} {tags}")
+        return "; ".join(lines) or "none"
