@@ -50,16 +50,18 @@ def stale_feature_days(
     latest_features = instance.event_log_storage.get_latest_storage_id_by_partition(
         g.FEATURES, DagsterEventType.ASSET_MATERIALIZATION
     )
+    featured = [(day, _day(day), storage_id) for day, storage_id in latest_features.items()]
     stale: set[str] = set()
     causes: set[str] = set()
     for rec in records:
         cleaned = rec.partition_key
         if not cleaned:
             continue
+        cleaned_day = _day(cleaned)
         later = {
             day
-            for day, storage_id in latest_features.items()
-            if 0 < (_day(day) - _day(cleaned)).days <= LOOKBACK_DAYS and storage_id < rec.storage_id
+            for day, date, storage_id in featured
+            if 0 < (date - cleaned_day).days <= LOOKBACK_DAYS and storage_id < rec.storage_id
         }
         if later:
             stale |= later

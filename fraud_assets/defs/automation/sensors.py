@@ -76,35 +76,29 @@ def runs_in_flight(instance: dg.DagsterInstance, tags: dict[str, str]) -> int:
     return len(instance.get_run_records(RunsFilter(tags=tags, statuses=IN_FLIGHT), limit=50))
 
 
-def _tags(files: list[NewFile], business_date: str | None = None) -> dict[str, str]:
+def _request(
+    keys: list[dg.AssetKey], files: list[NewFile], partition: str | None, run_config: dict
+) -> dg.RunRequest:
+    kind, content = _kind(files), content_key(nf.sha256 for nf in files)
     names = [nf.file.rel_path.rsplit("/", 1)[-1] for nf in files]
     extra = len(names) - MAX_FILES_TAG
-    shown = ",".join(names[:MAX_FILES_TAG]) + (f",+{extra}" if extra > 0 else "")
     tags = {
         TAG_TRIGGER: "landing",
-        TAG_KIND: _kind(files),
-        TAG_FILES: shown,
-        TAG_CONTENT: content_key(nf.sha256 for nf in files),
+        TAG_KIND: kind,
+        TAG_FILES: ",".join(names[:MAX_FILES_TAG]) + (f",+{extra}" if extra > 0 else ""),
+        TAG_CONTENT: content,
         PRIORITY_TAG: LANDING_PRIORITY,
     }
     if any(nf.file.source in INPUT_SOURCES for nf in files):
         tags[TAG_INPUTS] = "true"
-    if business_date:
-        tags[TAG_DATE] = business_date
-    return tags
-
-
-def _request(
-    keys: list[dg.AssetKey], files: list[NewFile], partition: str | None, run_config: dict
-) -> dg.RunRequest:
+    if partition:
+        tags[TAG_DATE] = partition
     # run_key = content hash: Dagster refuses a second run with the same key from this sensor.
-    kind = _kind(files)
-    prefix = f"{kind}:{partition}:" if partition else f"{kind}:"
     return dg.RunRequest(
-        run_key=prefix + content_key(nf.sha256 for nf in files),
+        run_key=f"{kind}:{partition}:{content}" if partition else f"{kind}:{content}",
         asset_selection=keys,
         partition_key=partition,
-        tags=_tags(files, partition),
+        tags=tags,
         run_config=run_config,
     )
 
