@@ -428,6 +428,9 @@ def test_a_backfill_is_one_run_and_every_check_passes(data_dir, world):
     }
     mat = result.asset_materializations_for_node("features__transaction_features")
     assert {m.partition for m in mat} == set(keys)
+    # The blocking completeness check is recorded for every day of the range (scores gate on it per day).
+    per_day = [e for e in result.get_asset_check_evaluations() if e.check_name == "one_row_per_transaction"]
+    assert {e.partition for e in per_day if e.passed} == {*keys, None}
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
         assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchall()[0][0] == len(world.transactions)
 
@@ -438,14 +441,59 @@ def test_the_sampled_recompute_fails_when_a_window_is_off_by_one(data_dir, world
         write_features(conn, _keys(conn))
         conn.execute(f"UPDATE {TABLE} SET card_nb_tx_7d = card_nb_tx_7d + 1")
         instance = _instance_with_partitions(conn)
+    checks = _run_checks(data_dir, instance, _keys_of(data_dir))
+    assert checks["sampled_naive_recompute"].passed is False
+    assert "card_nb_tx_7d" in checks["sampled_naive_recompute"].metadata["mismatched_columns"].value
+    assert checks["one_row_per_transaction"].passed is True
+
+
+def _keys_of(data_dir: Path) -> list[str]:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        return _keys(conn)
+
+
+def _run_checks(data_dir: Path, instance, keys: list[str]) -> dict[str, dg.AssetCheckEvaluation]:
+    """The feature checks alone (no materialisation) for the partition range keys[0]..keys[-1]."""
     result = dg.materialize(
         [transaction_features.to_source_asset(), *FEATURE_CHECKS],
         instance=instance,
         resources=build_resources(data_dir, TEST_PAN_KEY),
         selection=dg.AssetSelection.checks(*FEATURE_CHECKS),
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
         raise_on_error=False,
     )
-    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert checks["sampled_naive_recompute"].passed is False
-    assert "card_nb_tx_7d" in checks["sampled_naive_recompute"].metadata["mismatched_columns"].value
-    assert checks["one_row_per_transaction"].passed is True
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_the_completeness_check_judges_only_its_own_days(data_dir, world):
+    """Partitioned like the asset: a day missing a row fails that day's check, not another day's (so one
+    bad day does not hold back every day's scores), and a duplicate anywhere in the table fails the day
+    whose transaction it duplicates."""
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        load_world_into_cleaned(conn, world, Tokenizer(TEST_PAN_KEY))
+        keys = _keys(conn)
+        write_features(conn, keys)
+        lost = conn.execute(
+            f"SELECT transaction_id FROM {TABLE} WHERE CAST(business_date AS VARCHAR) = ? LIMIT 1", [keys[-1]]
+        ).fetchone()[0]
+        conn.execute(f"DELETE FROM {TABLE} WHERE transaction_id = ?", [lost])
+        doubled = conn.execute(
+            f"SELECT transaction_id FROM {TABLE} WHERE CAST(business_date AS VARCHAR) = ? LIMIT 1", [keys[-2]]
+        ).fetchone()[0]
+        conn.execute(f"INSERT INTO {TABLE} SELECT * FROM {TABLE} WHERE transaction_id = ?", [doubled])
+        instance = _instance_with_partitions(conn)
+
+    last = _run_checks(data_dir, instance, [keys[-1]])["one_row_per_transaction"]
+    assert last.passed is False
+    assert last.metadata["missing_transactions"].value == 1
+    assert last.metadata["duplicate_rows"].value == 0
+    assert last.metadata["business_dates"].value == keys[-1]
+
+    before = _run_checks(data_dir, instance, [keys[-2]])["one_row_per_transaction"]
+    assert before.passed is False
+    assert before.metadata["duplicate_rows"].value == 1
+    assert before.metadata["missing_transactions"].value == 0
+
+    first = _run_checks(data_dir, instance, keys[:-2])["one_row_per_transaction"]
+    assert first.passed is True
+    assert first.metadata["rows"].value > 0

@@ -7,7 +7,8 @@ the first) and summarises the failures in the check's metadata. Failure samples 
 so a contract failure can never print a card number.
 
 Also here: `pan_leak_check`, the scan every raw and cleaned table gets (no 13-19 digit Luhn-valid run
-in any text column).
+in any text column), and `per_partition`, which every partitioned check's result goes through so a
+single-run backfill records its verdict for each day it covered.
 """
 
 from collections.abc import Sequence
@@ -17,6 +18,9 @@ import duckdb
 import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,  # no public export; needed to pin the evaluated day
+)
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib.pan import contains_pan, mask_pans
@@ -53,6 +57,56 @@ def partition_filter(
         return "", []
     keys = list(context.partition_keys)
     return f"CAST({partition_column} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))", [keys]
+
+
+# Metadata key of the per-day copies `per_partition` records for a range run (the alert sensor alerts on
+# the range's own evaluation, not once per day).
+EVALUATED_OVER = "evaluated_over"
+
+
+def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckResult) -> dg.AssetCheckResult:
+    """`result`, after recording it for every partition of a partition-range run.
+
+    Dagster records a partitioned check's evaluation per partition only in a single-partition run; in a
+    range run (a single-run backfill, the lookback sensor's rebuild) it records one evaluation without a
+    partition, which the per-partition check status ignores: every day of the range would stay
+    "skipped", and a blocking check then holds that day's downstream assets back for good (automation
+    waits for `all_deps_blocking_checks_passed`). So each day of the range gets the range's verdict
+    (checked over the range, it passed or failed for all of it), pinned to that day's latest
+    materialisation, with the range in metadata (`evaluated_over`).
+    """
+    if context.has_partition_key or not context.has_partition_key_range:
+        return result
+    spec = context.check_specs[0]
+    keys = list(context.partition_keys)
+    metadata = {**result.metadata, EVALUATED_OVER: f"{keys[0]}..{keys[-1]} ({len(keys)} partitions)"}
+    for key in keys:
+        latest = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=[key]), limit=1
+        ).records
+        target = (
+            AssetCheckEvaluationTargetMaterializationData(
+                storage_id=latest[0].storage_id,
+                run_id=latest[0].event_log_entry.run_id,
+                timestamp=latest[0].timestamp,
+            )
+            if latest
+            else None
+        )
+        context.op_execution_context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=spec.asset_key,
+                check_name=spec.name,
+                passed=result.passed,
+                metadata=metadata,
+                severity=result.severity,
+                description=result.description,
+                blocking=spec.blocking,
+                partition=key,
+                target_materialization_data=target,
+            )
+        )
+    return result
 
 
 def read_table(
@@ -134,8 +188,11 @@ def contract_check(
         rows = 0
         with duckdb.get_connection() as conn:
             if not table_exists(conn, table):
-                return dg.AssetCheckResult(
-                    passed=False, severity=severity, metadata={"error": f"table {table} does not exist"}
+                return per_partition(
+                    context,
+                    dg.AssetCheckResult(
+                        passed=False, severity=severity, metadata={"error": f"table {table} does not exist"}
+                    ),
                 )
             # A single-run backfill validates its range a few dates at a time: bounded memory.
             for start in range(0, len(keys), VALIDATE_KEYS_PER_BATCH):
@@ -151,7 +208,9 @@ def contract_check(
                     failures.append(fc)
         md = summarise_failures(pd.concat(failures, ignore_index=True)) if failures else {}
         md["rows_validated"] = dg.MetadataValue.int(rows)
-        return dg.AssetCheckResult(passed=not failures, severity=severity, metadata=md)
+        return per_partition(
+            context, dg.AssetCheckResult(passed=not failures, severity=severity, metadata=md)
+        )
 
     return _contract
 
@@ -213,14 +272,20 @@ def pan_leak_check(
         where, params = partition_filter(context, partition_column) if pdef else ("", [])
         with duckdb.get_connection() as conn:
             if not table_exists(conn, table):
-                return dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
+                return per_partition(
+                    context,
+                    dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"}),
+                )
             leaks = find_pan_leaks(conn, table, where, params)
-        return dg.AssetCheckResult(
-            passed=not leaks,
-            metadata={
-                "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
-                "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
-            },
+        return per_partition(
+            context,
+            dg.AssetCheckResult(
+                passed=not leaks,
+                metadata={
+                    "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
+                    "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
+                },
+            ),
         )
 
     return _no_clear_pan

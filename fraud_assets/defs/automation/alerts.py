@@ -14,6 +14,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from fraud_assets.lib.alerting import Alert, AlertSink
+from fraud_assets.lib.contracts import EVALUATED_OVER
 
 CHECK_SENSOR_BATCH = 100
 
@@ -115,6 +116,8 @@ def _check_alerts_for_run(
         if ev.passed:
             state.open.pop(key, None)
             continue
+        if ev.partition and EVALUATED_OVER in (ev.metadata or {}):
+            continue  # a range run's per-day copy: its range evaluation alerts, once
         severity = "ERROR" if ev.severity == dg.AssetCheckSeverity.ERROR else "WARN"
         md = {k: getattr(v, "value", v) for k, v in (ev.metadata or {}).items()}
         fingerprint = _fingerprint(severity, ev.description, md)

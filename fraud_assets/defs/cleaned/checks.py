@@ -5,7 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.cleaned import assets as cl
 from fraud_assets.defs.cleaned import schemas
-from fraud_assets.lib.contracts import contract_check, pan_leak_check, partition_filter
+from fraud_assets.lib.contracts import contract_check, pan_leak_check, partition_filter, per_partition
 from fraud_assets.lib.partitions import business_date_partitions
 
 TX_KEY = dg.AssetKey(["cleaned", "transactions"])
@@ -67,7 +67,9 @@ def transaction_id_unique(
             f"(SELECT transaction_id FROM {cl.TX} WHERE {where}) GROUP BY 1 HAVING count(*) > 1)",
             params,
         ).fetchone()[0]
-    return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicated_ids": int(dupes)})
+    return per_partition(
+        context, dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicated_ids": int(dupes)})
+    )
 
 
 def _orphans(conn, column: str, ref_table: str, where: str, params: list) -> tuple[int, int]:
@@ -99,10 +101,13 @@ def _references_exist(
         where, params = partition_filter(context, "t.business_date")
         with duckdb.get_connection() as conn:
             rows, orphans = _orphans(conn, column, ref_table, where, params)
-        return dg.AssetCheckResult(
-            passed=orphans == 0,
-            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-            metadata={"rows": rows, "orphan_rows": orphans},
+        return per_partition(
+            context,
+            dg.AssetCheckResult(
+                passed=orphans == 0,
+                severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+                metadata={"rows": rows, "orphan_rows": orphans},
+            ),
         )
 
     return _check
@@ -172,7 +177,10 @@ def raw_rows_reconcile(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRes
         and c["recorded_cleaned_rows"] == c["cleaned_rows"]
         and c["recorded_quarantined_rows"] == c["quarantined_rows"]
     )
-    return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": c["raw_rows"] - accounted})
+    return per_partition(
+        context,
+        dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": c["raw_rows"] - accounted}),
+    )
 
 
 # Per reference source: how a raw row's key is read, and the kept table's key columns.

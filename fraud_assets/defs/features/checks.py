@@ -1,6 +1,9 @@
 """Checks on features.transaction_features: completeness, a sampled naive recomputation, nulls, ranges.
 
-Each reads the whole table (every materialised partition): the table is small enough, and a check that
+The blocking completeness check is partitioned like the asset: automation gates each day's scores on
+that day's result (an unpartitioned check on a partitioned asset only counts if its latest evaluation
+targets the latest materialisation of *any* partition, which two day runs interleaving break). The
+others read the whole table (every materialised partition): the table is small enough, and a check that
 only looked at the last partition would miss a backfill's damage. All open the warehouse, so all take
 the `duckdb` pool.
 """
@@ -13,6 +16,8 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.features.assets import transaction_features
 from fraud_assets.defs.features.compute import COUNT_COLUMNS, FEATURE_COLUMNS, FLAG_COLUMNS, TABLE
+from fraud_assets.lib.contracts import partition_filter, per_partition
+from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import table_exists
 
 NAIVE_SQL_PATH = Path(__file__).with_name("naive_recompute.sql")
@@ -30,35 +35,46 @@ def _no_table() -> dg.AssetCheckResult:
     asset=transaction_features,
     name="one_row_per_transaction",
     blocking=True,
+    partitions_def=business_date_partitions,
     pool="duckdb",
     description=(
-        "Completeness and uniqueness: for every business date present in the features table, exactly one "
-        "feature row per cleaned transaction (no duplicate transaction_id, none missing, none extra)."
+        "Completeness and uniqueness for the partition(s) just materialised: exactly one feature row per "
+        "cleaned transaction of the business date (no transaction_id duplicated anywhere in the table, "
+        "none missing, none extra). Blocking, and partitioned like the asset, so each day's scores wait "
+        "on that day's result only."
     ),
 )
-def one_row_per_transaction(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def one_row_per_transaction(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    where, params = partition_filter(context, "business_date")
     with duckdb.get_connection() as conn:
         if not table_exists(conn, TABLE):
-            return _no_table()
+            return per_partition(context, _no_table())
         duplicates, missing, extra, rows = conn.execute(
             f"""
-            WITH f AS (SELECT transaction_id, business_date FROM {TABLE}),
-                 c AS (SELECT transaction_id FROM cleaned.transactions
-                       WHERE business_date IN (SELECT DISTINCT business_date FROM f))
-            SELECT (SELECT count(*) - count(DISTINCT transaction_id) FROM f),
-                   (SELECT count(*) FROM c ANTI JOIN f USING (transaction_id)),
-                   (SELECT count(*) FROM f ANTI JOIN cleaned.transactions USING (transaction_id)),
+            WITH f AS (SELECT transaction_id, business_date FROM {TABLE} WHERE {where}),
+                 c AS (SELECT transaction_id, business_date FROM cleaned.transactions WHERE {where})
+            SELECT (SELECT count(*) FROM {TABLE} WHERE transaction_id IN (SELECT transaction_id FROM f))
+                       - (SELECT count(DISTINCT transaction_id) FROM f),
+                   (SELECT count(*) FROM c ANTI JOIN f USING (transaction_id, business_date)),
+                   (SELECT count(*) FROM f ANTI JOIN c USING (transaction_id, business_date)),
                    (SELECT count(*) FROM f)
-            """
+            """,
+            params + params,
         ).fetchall()[0]
-    return dg.AssetCheckResult(
-        passed=duplicates == 0 and missing == 0 and extra == 0,
-        metadata={
-            "duplicate_rows": int(duplicates),
-            "missing_transactions": int(missing),
-            "rows_without_cleaned_transaction": int(extra),
-            "rows": int(rows),
-        },
+    return per_partition(
+        context,
+        dg.AssetCheckResult(
+            passed=duplicates == 0 and missing == 0 and extra == 0,
+            metadata={
+                "business_dates": ", ".join(context.partition_keys),
+                "duplicate_rows": int(duplicates),
+                "missing_transactions": int(missing),
+                "rows_without_cleaned_transaction": int(extra),
+                "rows": int(rows),
+            },
+        ),
     )
 
 
