@@ -152,6 +152,28 @@ def test_labels_keep_the_earliest_report_and_count_later_ones_as_duplicates(land
     assert md["quarantined_invalid_transaction_id"].value == 2
 
 
+def test_labels_say_which_labels_each_rebuild_changed(landed, own_copy):
+    """The span the feature lookback sensor rebuilds from: first load, a late chargeback file, nothing new."""
+    _, result, _ = landed
+    md = result.asset_materializations_for_node("cleaned__labels")[0].metadata
+    # cb1 (transaction of 04-01) and cb9 (no transaction time: counts at its report date), reported 04-05.
+    assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (2, CB_DAY)
+    assert md[cl.CHANGED_LAST_TRANSACTION].value == CB_DAY
+
+    late = "2018-04-07"
+    s.write(
+        own_copy,
+        f"chargebacks/{late}/chargebacks_{late}.csv",
+        s.csv_text([cb("cb10", "10", reported=f"{late}T08:00:00Z", tx="2018-04-02T10:00:00Z")], s.CB_HEADER),
+    )
+    md = materialise(own_copy).asset_materializations_for_node("cleaned__labels")[0].metadata
+    assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (1, late)
+    assert md[cl.CHANGED_LAST_TRANSACTION].value == "2018-04-02"
+
+    md = materialise(own_copy).asset_materializations_for_node("cleaned__labels")[0].metadata
+    assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (0, "")
+
+
 def test_a_later_fx_file_corrects_a_rate_and_the_replaced_rate_counts_as_a_duplicate(landed):
     _, result, t = landed
     rates = t["cleaned.fx_rates"].set_index("quote_currency")["rate"]

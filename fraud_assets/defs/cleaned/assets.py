@@ -184,16 +184,44 @@ def write_reference_quarantine(conn, source: str, sql: str) -> pd.DataFrame:
     return q
 
 
+# Metadata of a cleaned/labels materialisation: which labels it added, removed or moved, as a span. The
+# feature lookback sensor reads it (from the instance) to rebuild the days whose features used fewer or
+# other labels than are now known.
+CHANGED_LABELS = "changed_labels"
+CHANGED_FIRST_REPORT = "changed_labels_first_report_date"
+CHANGED_LAST_TRANSACTION = "changed_labels_last_transaction_date"
+_LABEL_DIFF_COLUMNS = "transaction_id, reported_at, tx_datetime"
+
+
+def _label_changes(conn, table: str, had_table: bool) -> dict[str, object]:
+    """Labels that differ between `_labels_before` and `table` (either side): how many, the earliest report
+    date among them and the latest transaction date ("" when none; a label without its transaction time
+    counts at its report date, which follows the transaction)."""
+    new, old = f"SELECT {_LABEL_DIFF_COLUMNS} FROM {table}", "SELECT * FROM _labels_before"
+    diff = f"(({new}) EXCEPT ({old})) UNION ALL (({old}) EXCEPT ({new}))" if had_table else new
+    n, first_report, last_tx = conn.execute(
+        "SELECT count(*), min(CAST(reported_at AS DATE)), "
+        f"max(CAST(coalesce(tx_datetime, reported_at) AS DATE)) FROM ({diff})"
+    ).fetchone()
+    return {
+        CHANGED_LABELS: int(n),
+        CHANGED_FIRST_REPORT: str(first_report or ""),
+        CHANGED_LAST_TRANSACTION: str(last_tx or ""),
+    }
+
+
 def _reference_asset(
     name: str,
     sql: str,
     upstream: dg.AssetsDefinition,
     description: str,
     quarantine: tuple[str, str] | None = None,
+    track_label_changes: bool = False,
 ):
     """A reference table rebuilt from its raw table; with `quarantine` = (source, SQL), the rows it
     rejects go to that source's slice of cleaned.reference_quarantine, written first so a crash
-    between the two writes leaves a visible (failing) reconciliation, never a silent drop."""
+    between the two writes leaves a visible (failing) reconciliation, never a silent drop. With
+    `track_label_changes` (labels), the metadata says which labels the rebuild changed (`_label_changes`)."""
     table = f"cleaned.{name}"
 
     @dg.asset(
@@ -220,9 +248,15 @@ def _reference_asset(
                 extra["quarantine_by_reason"] = dg.MetadataValue.json(by_reason)
                 extra.update({f"quarantined_{r}": n for r, n in sorted(by_reason.items())})
                 extra["quarantine_table"] = dg.MetadataValue.text(f"{REF_QUAR} (source = {quarantine[0]})")
+            had_table = track_label_changes and table_exists(conn, table)
+            if had_table:
+                before = f"SELECT {_LABEL_DIFF_COLUMNS} FROM {table}"
+                conn.execute(f"CREATE OR REPLACE TEMP TABLE _labels_before AS {before}")
             written = replace_table(conn, table, sql)
             if quarantine is not None:
                 extra["duplicates_removed"] = int(source_rows) - quarantined - written
+            if track_label_changes:
+                extra.update(_label_changes(conn, table, had_table))
             md = table_metadata(conn, table, extra=extra)
         md["rows_written"] = written
         return dg.MaterializeResult(metadata=md)
@@ -267,8 +301,12 @@ labels = _reference_asset(
     "its card_token, tx_datetime, chargeback_id and reason_code. Rows that cannot be used (malformed "
     "line, bad transaction id, unparseable or future report time, report before the transaction) are "
     "written with their reason and masked value to cleaned.reference_quarantine (source = "
-    "chargebacks); source_rows = rows_written + quarantined_rows + duplicates_removed (later reports).",
+    "chargebacks); source_rows = rows_written + quarantined_rows + duplicates_removed (later reports). "
+    "Metadata changed_labels / changed_labels_first_report_date / changed_labels_last_transaction_date: "
+    "the labels this rebuild added, removed or moved (a late chargeback file), which the feature lookback "
+    "sensor uses to rebuild the days whose features were computed without them.",
     quarantine=("chargebacks", CHARGEBACK_QUARANTINE_SQL),
+    track_label_changes=True,
 )
 
 TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
