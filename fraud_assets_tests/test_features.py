@@ -497,3 +497,4 @@ def test_the_completeness_check_judges_only_its_own_days(data_dir, world):
     first = _run_checks(data_dir, instance, keys[:-2])["one_row_per_transaction"]
     assert first.passed is True
     assert first.metadata["rows"].value > 0
+    assert first.metadata["business_dates"].value == f"{keys[0]}..{keys[-3]} ({len(keys) - 2} days)"

@@ -27,6 +27,10 @@ REL_TOL = 1e-9
 NULLABLE_SHARE = {"dist_home_terminal": 0.01}
 
 
+def _span(keys: list[str]) -> str:
+    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]} ({len(keys)} days)"
+
+
 def _no_table() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False, metadata={"reason": f"{TABLE} does not exist yet"})
 
@@ -68,7 +72,7 @@ def one_row_per_transaction(
         dg.AssetCheckResult(
             passed=duplicates == 0 and missing == 0 and extra == 0,
             metadata={
-                "business_dates": ", ".join(context.partition_keys),
+                "business_dates": _span(context.partition_keys),
                 "duplicate_rows": int(duplicates),
                 "missing_transactions": int(missing),
                 "rows_without_cleaned_transaction": int(extra),
