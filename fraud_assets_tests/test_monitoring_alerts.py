@@ -136,6 +136,41 @@ def test_a_check_that_keeps_failing_for_the_same_cause_alerts_once_then_daily():
     assert sent == ["check no_rejected_files failed"]  # failing again after a pass
 
 
+def test_a_failure_that_describes_its_cause_alerts_again_only_when_the_description_changes():
+    # The drift check: its description names the day, the worst feature and the counts; its metadata also
+    # carries every PSI, and the score's PSI joins once a champion has scored the day.
+    state = {"description": "2018-05-15: card_nb_tx_1d PSI 0.293; 1 at act", "metadata": {"max_psi": 0.293}}
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec("psi_below_thresholds", asset="drift")])
+    def drift():
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="psi_below_thresholds",
+                    passed=False,
+                    description=state["description"],
+                    metadata=state["metadata"],
+                )
+            ]
+        )
+
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run_and_alert(cursor):
+        dg.materialize([drift], instance=instance)
+        alerts, cursor = check_failure_alerts(instance, cursor, now=1_000.0)
+        return [a.message for a in alerts], cursor
+
+    sent, cursor = run_and_alert(None)
+    assert sent == [state["description"]]
+    state["metadata"] = {"max_psi": 0.293, "score_psi": 0.02}
+    sent, cursor = run_and_alert(cursor)
+    assert sent == []  # same cause, one more measurement
+    state["description"] = "2018-05-16: card_nb_tx_1d PSI 0.31; 1 at act"
+    sent, _ = run_and_alert(cursor)
+    assert sent == [state["description"]]
+
+
 def test_a_run_stopped_only_by_a_blocking_check_is_left_to_the_check_alert():
     @dg.asset
     def evaluation():

@@ -76,7 +76,7 @@ class CheckAlertCursor:
     """Where the check sensor is: the last finished run it read (`after`, a run update timestamp) and the
     checks that are failing now (`open`: check subject + partition -> fingerprint of the cause, time it was
     last alerted). An alert goes out when a check starts failing, when the cause of a failure changes
-    (severity, description, metadata), and once a day while it stays failing; a pass closes it."""
+    (`_fingerprint`), and once a day while it stays failing; a pass closes it."""
 
     after: float | None = None
     open: dict[str, tuple[str, float]] = field(default_factory=dict)
@@ -100,7 +100,12 @@ class CheckAlertCursor:
 
 
 def _fingerprint(severity: str, description: str | None, metadata: dict) -> str:
-    cause = json.dumps([severity, description or "", metadata], sort_keys=True, default=str)
+    """The cause of a failure: a result that describes itself (the drift check: day, worst feature, counts
+    at act/warn) is that description, so a measurement joining later (the score's PSI once a champion
+    scored) is not a new cause; a result without one is its metadata (failure counts, rejected files)."""
+    cause = json.dumps(
+        [severity, description] if description else [severity, metadata], sort_keys=True, default=str
+    )
     return hashlib.sha256(cause.encode()).hexdigest()[:16]
 
 
