@@ -3,15 +3,15 @@
 Dagster records such a run's check evaluation once, without a partition, and the per-partition check
 status that automation reads (`all_deps_blocking_checks_passed`) ignores it: every day of the range
 would stay unchecked and its downstream assets would wait for good. `per_partition` records the range's
-verdict for each day. These tests run real materialisations in a real (ephemeral) instance and evaluate
-a real automation condition on top.
+verdict for each day; checks declared with `partitioned_asset_check` go through it. These tests run real
+materialisations in a real (ephemeral) instance and evaluate a real automation condition on top.
 """
 
 import dagster as dg
 import pytest
 
 from fraud_assets.defs.automation.alerts import check_failure_alerts
-from fraud_assets.lib.contracts import EVALUATED_OVER, per_partition
+from fraud_assets.lib.contracts import EVALUATED_OVER, partitioned_asset_check
 
 DAYS = ["2018-04-01", "2018-04-02", "2018-04-03"]
 P = dg.DynamicPartitionsDefinition(name="business_date")
@@ -23,10 +23,11 @@ def _graph(passes: bool, record_per_partition: bool) -> list:
     def upstream() -> None:
         return None
 
-    @dg.asset_check(asset=upstream, name="complete", blocking=True, partitions_def=P)
+    declare = partitioned_asset_check if record_per_partition else dg.asset_check
+
+    @declare(asset=upstream, name="complete", blocking=True, partitions_def=P)
     def complete(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        result = dg.AssetCheckResult(passed=passes, metadata={"days": len(context.partition_keys)})
-        return per_partition(context, result) if record_per_partition else result
+        return dg.AssetCheckResult(passed=passes, metadata={"days": len(context.partition_keys)})
 
     @dg.asset(
         deps=[upstream],
@@ -69,8 +70,8 @@ def test_a_passing_range_run_clears_every_day_of_the_range(instance):
 
 
 def test_without_the_per_day_record_dagster_leaves_the_range_unchecked(instance):
-    # Why per_partition exists; if a Dagster upgrade records range evaluations per partition itself, this
-    # test fails and the workaround can go.
+    # Why per_partition exists (a plain @dg.asset_check); if a Dagster upgrade records range evaluations
+    # per partition itself, this test fails and the workaround can go.
     graph = _graph(passes=True, record_per_partition=False)
     assert _range_run(instance, graph).success
     assert _cleared(instance, graph) == set()

@@ -11,6 +11,7 @@ in any text column), and `per_partition`, which every partitioned check's result
 single-run backfill records its verdict for each day it covered.
 """
 
+import functools
 from collections.abc import Sequence
 
 import dagster as dg
@@ -21,6 +22,7 @@ import pandera.pandas as pa
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,  # no public export; needed to pin the evaluated day
 )
+from dagster._core.events import DagsterEventType
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib.pan import contains_pan, mask_pans
@@ -64,6 +66,11 @@ def partition_filter(
 EVALUATED_OVER = "evaluated_over"
 
 
+def partition_span(keys: Sequence[str], unit: str = "partitions") -> str:
+    """The partitions of a run in a few characters: the key, or `first..last (n <unit>)`."""
+    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]} ({len(keys)} {unit})"
+
+
 def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckResult) -> dg.AssetCheckResult:
     """`result`, after recording it for every partition of a partition-range run.
 
@@ -73,24 +80,32 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
     "skipped", and a blocking check then holds that day's downstream assets back for good (automation
     waits for `all_deps_blocking_checks_passed`). So each day of the range gets the range's verdict
     (checked over the range, it passed or failed for all of it), pinned to that day's latest
-    materialisation, with the range in metadata (`evaluated_over`).
+    materialisation, with the range in metadata (`evaluated_over`). Checks declared with
+    `partitioned_asset_check` go through it.
     """
     if context.has_partition_key or not context.has_partition_key_range:
         return result
     spec = context.check_specs[0]
     keys = list(context.partition_keys)
-    metadata = {**result.metadata, EVALUATED_OVER: f"{keys[0]}..{keys[-1]} ({len(keys)} partitions)"}
-    for key in keys:
-        latest = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=spec.asset_key, asset_partitions=[key]), limit=1
+    metadata = {**result.metadata, EVALUATED_OVER: partition_span(keys)}
+    # The latest materialisation of every day of the range: two queries, not one per day.
+    latest_ids = context.instance.event_log_storage.get_latest_storage_id_by_partition(
+        spec.asset_key, DagsterEventType.ASSET_MATERIALIZATION, set(keys)
+    )
+    latest = {
+        rec.partition_key: rec
+        for rec in context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=spec.asset_key, storage_ids=list(latest_ids.values())),
+            limit=max(len(latest_ids), 1),
         ).records
+    }
+    for key in keys:
+        rec = latest.get(key)
         target = (
             AssetCheckEvaluationTargetMaterializationData(
-                storage_id=latest[0].storage_id,
-                run_id=latest[0].event_log_entry.run_id,
-                timestamp=latest[0].timestamp,
+                storage_id=rec.storage_id, run_id=rec.event_log_entry.run_id, timestamp=rec.timestamp
             )
-            if latest
+            if rec
             else None
         )
         context.op_execution_context.log_event(
@@ -107,6 +122,20 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
             )
         )
     return result
+
+
+def partitioned_asset_check(**kwargs):
+    """`@dg.asset_check(**kwargs)` for a check partitioned like its asset, whose result also goes through
+    `per_partition`: one place for that rule instead of a call at every return of every check."""
+
+    def decorate(fn):
+        @functools.wraps(fn)  # Dagster reads the wrapped signature: context and resources as declared
+        def _recorded(context: dg.AssetCheckExecutionContext, **resources):
+            return per_partition(context, fn(context, **resources))
+
+        return dg.asset_check(**kwargs)(_recorded)
+
+    return decorate
 
 
 def read_table(
@@ -174,7 +203,7 @@ def contract_check(
         "metadata. Blocking: downstream assets do not run on data that breaks its contract."
     )
 
-    @dg.asset_check(
+    @(partitioned_asset_check if pdef is not None else dg.asset_check)(
         asset=key,
         name=check_name,
         description=desc,
@@ -188,11 +217,8 @@ def contract_check(
         rows = 0
         with duckdb.get_connection() as conn:
             if not table_exists(conn, table):
-                return per_partition(
-                    context,
-                    dg.AssetCheckResult(
-                        passed=False, severity=severity, metadata={"error": f"table {table} does not exist"}
-                    ),
+                return dg.AssetCheckResult(
+                    passed=False, severity=severity, metadata={"error": f"table {table} does not exist"}
                 )
             # A single-run backfill validates its range a few dates at a time: bounded memory.
             for start in range(0, len(keys), VALIDATE_KEYS_PER_BATCH):
@@ -208,9 +234,7 @@ def contract_check(
                     failures.append(fc)
         md = summarise_failures(pd.concat(failures, ignore_index=True)) if failures else {}
         md["rows_validated"] = dg.MetadataValue.int(rows)
-        return per_partition(
-            context, dg.AssetCheckResult(passed=not failures, severity=severity, metadata=md)
-        )
+        return dg.AssetCheckResult(passed=not failures, severity=severity, metadata=md)
 
     return _contract
 
@@ -255,7 +279,7 @@ def pan_leak_check(
     key = _asset_key(asset)
     pdef = _partitions_def(asset, partitions_def)
 
-    @dg.asset_check(
+    @(partitioned_asset_check if pdef is not None else dg.asset_check)(
         asset=key,
         name=name,
         description=(
@@ -272,20 +296,14 @@ def pan_leak_check(
         where, params = partition_filter(context, partition_column) if pdef else ("", [])
         with duckdb.get_connection() as conn:
             if not table_exists(conn, table):
-                return per_partition(
-                    context,
-                    dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"}),
-                )
+                return dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
             leaks = find_pan_leaks(conn, table, where, params)
-        return per_partition(
-            context,
-            dg.AssetCheckResult(
-                passed=not leaks,
-                metadata={
-                    "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
-                    "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
-                },
-            ),
+        return dg.AssetCheckResult(
+            passed=not leaks,
+            metadata={
+                "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
+                "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
+            },
         )
 
     return _no_clear_pan

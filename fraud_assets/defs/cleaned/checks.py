@@ -5,7 +5,12 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.cleaned import assets as cl
 from fraud_assets.defs.cleaned import schemas
-from fraud_assets.lib.contracts import contract_check, pan_leak_check, partition_filter, per_partition
+from fraud_assets.lib.contracts import (
+    contract_check,
+    pan_leak_check,
+    partition_filter,
+    partitioned_asset_check,
+)
 from fraud_assets.lib.partitions import business_date_partitions
 
 TX_KEY = dg.AssetKey(["cleaned", "transactions"])
@@ -46,7 +51,7 @@ leak_checks = [pan_leak_check(k, t, partitions_def=P) for k, (_, t) in PARTITION
 ]
 
 
-@dg.asset_check(
+@partitioned_asset_check(
     asset=TX_KEY,
     name="transaction_id_unique",
     description=(
@@ -67,9 +72,7 @@ def transaction_id_unique(
             f"(SELECT transaction_id FROM {cl.TX} WHERE {where}) GROUP BY 1 HAVING count(*) > 1)",
             params,
         ).fetchone()[0]
-    return per_partition(
-        context, dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicated_ids": int(dupes)})
-    )
+    return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicated_ids": int(dupes)})
 
 
 def _orphans(conn, column: str, ref_table: str, where: str, params: list) -> tuple[int, int]:
@@ -88,7 +91,7 @@ def _references_exist(
     check fails with ERROR, a non-blocking one warns. Metadata: rows and orphan rows."""
     ref_table = ".".join(reference.key.path)
 
-    @dg.asset_check(
+    @partitioned_asset_check(
         asset=TX_KEY,
         additional_deps=[reference],
         name=name,
@@ -101,13 +104,10 @@ def _references_exist(
         where, params = partition_filter(context, "t.business_date")
         with duckdb.get_connection() as conn:
             rows, orphans = _orphans(conn, column, ref_table, where, params)
-        return per_partition(
-            context,
-            dg.AssetCheckResult(
-                passed=orphans == 0,
-                severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-                metadata={"rows": rows, "orphan_rows": orphans},
-            ),
+        return dg.AssetCheckResult(
+            passed=orphans == 0,
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+            metadata={"rows": rows, "orphan_rows": orphans},
         )
 
     return _check
@@ -154,7 +154,7 @@ def reconcile(conn, where: str, params: list) -> dict[str, int]:
     }
 
 
-@dg.asset_check(
+@partitioned_asset_check(
     asset=TX_KEY,
     name="raw_rows_reconcile",
     description=(
@@ -177,10 +177,7 @@ def raw_rows_reconcile(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRes
         and c["recorded_cleaned_rows"] == c["cleaned_rows"]
         and c["recorded_quarantined_rows"] == c["quarantined_rows"]
     )
-    return per_partition(
-        context,
-        dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": c["raw_rows"] - accounted}),
-    )
+    return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": c["raw_rows"] - accounted})
 
 
 # Per reference source: how a raw row's key is read, and the kept table's key columns.

@@ -16,7 +16,7 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.features.assets import transaction_features
 from fraud_assets.defs.features.compute import COUNT_COLUMNS, FEATURE_COLUMNS, FLAG_COLUMNS, TABLE
-from fraud_assets.lib.contracts import partition_filter, per_partition
+from fraud_assets.lib.contracts import partition_filter, partition_span, partitioned_asset_check
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import table_exists
 
@@ -27,15 +27,11 @@ REL_TOL = 1e-9
 NULLABLE_SHARE = {"dist_home_terminal": 0.01}
 
 
-def _span(keys: list[str]) -> str:
-    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]} ({len(keys)} days)"
-
-
 def _no_table() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False, metadata={"reason": f"{TABLE} does not exist yet"})
 
 
-@dg.asset_check(
+@partitioned_asset_check(
     asset=transaction_features,
     name="one_row_per_transaction",
     blocking=True,
@@ -54,7 +50,7 @@ def one_row_per_transaction(
     where, params = partition_filter(context, "business_date")
     with duckdb.get_connection() as conn:
         if not table_exists(conn, TABLE):
-            return per_partition(context, _no_table())
+            return _no_table()
         duplicates, missing, extra, rows = conn.execute(
             f"""
             WITH f AS (SELECT transaction_id, business_date FROM {TABLE} WHERE {where}),
@@ -67,18 +63,15 @@ def one_row_per_transaction(
             """,
             params + params,
         ).fetchall()[0]
-    return per_partition(
-        context,
-        dg.AssetCheckResult(
-            passed=duplicates == 0 and missing == 0 and extra == 0,
-            metadata={
-                "business_dates": _span(context.partition_keys),
-                "duplicate_rows": int(duplicates),
-                "missing_transactions": int(missing),
-                "rows_without_cleaned_transaction": int(extra),
-                "rows": int(rows),
-            },
-        ),
+    return dg.AssetCheckResult(
+        passed=duplicates == 0 and missing == 0 and extra == 0,
+        metadata={
+            "business_dates": partition_span(context.partition_keys, "days"),
+            "duplicate_rows": int(duplicates),
+            "missing_transactions": int(missing),
+            "rows_without_cleaned_transaction": int(extra),
+            "rows": int(rows),
+        },
     )
 
 

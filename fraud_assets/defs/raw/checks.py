@@ -5,7 +5,12 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.raw import assets as raw_assets
 from fraud_assets.defs.raw import schemas
-from fraud_assets.lib.contracts import contract_check, pan_leak_check, partition_filter, per_partition
+from fraud_assets.lib.contracts import (
+    contract_check,
+    pan_leak_check,
+    partition_filter,
+    partitioned_asset_check,
+)
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import table_exists
 
@@ -66,7 +71,7 @@ def landed_vs_raw(conn, source: str, where: str = "", params: list | None = None
     return int(landed), int(raw_rows)
 
 
-@dg.asset_check(
+@partitioned_asset_check(
     asset=raw_assets.authorizations,
     name="landed_rows_reconcile",
     description=(
@@ -84,12 +89,9 @@ def authorizations_landed_rows_reconcile(
     where, params = partition_filter(context, "business_date")
     with duckdb.get_connection() as conn:
         landed, raw_rows = landed_vs_raw(conn, "authorizations", where, params)
-    return per_partition(
-        context,
-        dg.AssetCheckResult(
-            passed=landed == raw_rows,
-            metadata={"rows_landed": landed, "rows_raw": raw_rows, "difference": raw_rows - landed},
-        ),
+    return dg.AssetCheckResult(
+        passed=landed == raw_rows,
+        metadata={"rows_landed": landed, "rows_raw": raw_rows, "difference": raw_rows - landed},
     )
 
 
