@@ -188,22 +188,22 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
     terminal_ids, terminal = np.unique(tx["terminal_id"].astype(np.int64), return_inverse=True)
     if not np.array_equal(terminal_ids, terminals["terminal_id"]):
         raise RuntimeError("transaction_features: staged terminals differ from the transactions' terminals")
-    windows = card_windows(card, us, tx["tx_amount"].astype(np.float64), terminal)
-    windows.update(
-        terminal_windows(
-            terminal,
-            us,
-            np.searchsorted(terminal_ids, events["terminal_id"].astype(np.int64)),
-            events["us"].astype(np.int64),
-            {c: events[c].astype(np.int64) for c in KNOWN_FRAUD_COUNTERS},
-        )
-    )
-
+    # Windows of the output rows only (the rest of the read range is their history), ordered by business
+    # date and transaction id.
     output = np.flatnonzero(tx["is_output"].astype(bool))
     day = tx["business_date"].astype("datetime64[D]").astype(np.int64)[output]
-    rows = output[np.lexsort((tx["transaction_id"][output], day))]
-    day = tx["business_date"].astype("datetime64[D]").astype(np.int64)[rows]
-    at = {name: values[rows] for name, values in windows.items()}
+    order = np.lexsort((tx["transaction_id"][output], day))
+    rows, day = output[order], day[order]
+    at = card_windows(card, us, tx["tx_amount"].astype(np.float64), terminal, output)
+    at = {name: values[order] for name, values in at.items()}
+    at |= terminal_windows(
+        terminal,
+        us,
+        np.searchsorted(terminal_ids, events["terminal_id"].astype(np.int64)),
+        events["us"].astype(np.int64),
+        {c: events[c].astype(np.int64) for c in KNOWN_FRAUD_COUNTERS},
+        rows,
+    )
     amount = tx["tx_amount"].astype(np.float64)[rows]
     term, card_of = terminal[rows], card[rows]
     x, y = terminals["x"].astype(np.float64), terminals["y"].astype(np.float64)

@@ -33,39 +33,42 @@ US_PER_DAY = 24 * US_PER_HOUR
 
 
 class Frames:
-    """Rows sorted by (group, time), groups dense integers: bounds of time frames by binary search.
+    """Rows sorted by (group, time), groups dense integers: bounds of time frames by binary search, for
+    the rows `at` (sorted positions; every row by default).
 
     `reach` is the farthest any frame looks back (microseconds): keys of two groups stay `span` apart
     so a search never crosses into the group before. When groups * span would not fit in 63 bits, the rows
     are searched in batches of consecutive groups."""
 
-    def __init__(self, group: np.ndarray, time: np.ndarray, reach: int):
-        self.group, self.time = group, time
-        self.n = len(time)
-        t0 = int(time.min()) if self.n else 0
-        self.t0 = t0
-        self.span = (int(time.max()) - t0 if self.n else 0) + reach + 1
+    def __init__(self, group: np.ndarray, time: np.ndarray, reach: int, at: np.ndarray | None = None):
+        self.time = time
+        n = len(time)
+        self.at = np.arange(n) if at is None else at
+        self.t0 = int(time.min()) if n else 0
+        self.span = (int(time.max()) - self.t0 if n else 0) + reach + 1
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if n else np.zeros(0, dtype=np.int64)
+        # the first row of each wanted row's group
+        self.group_start = starts[np.searchsorted(starts, self.at, side="right") - 1]
         per_batch = max(1, (1 << 62) // self.span)
-        first = int(group[0]) if self.n else 0
-        cuts = np.arange(first, (int(group[-1]) if self.n else 0) + 1, per_batch)
-        edges = np.searchsorted(group, cuts, side="left") if self.n else np.array([0])
-        self.batches = [(int(a), int(b)) for a, b in zip(edges, [*edges[1:], self.n], strict=True)]
-        self.starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if self.n else np.array([], int)
-        # the index of the first row of each row's group
-        self.group_start = np.repeat(self.starts, np.diff(np.r_[self.starts, self.n]))
-
-    def _batched(self) -> Iterator[tuple[int, np.ndarray]]:
-        for lo, hi in self.batches:
-            if hi > lo:
-                g = self.group[lo:hi].astype(np.int64)
-                yield lo, (g - g[0]) * self.span + (self.time[lo:hi] - self.t0)
+        cuts = np.arange(int(group[0]), int(group[-1]) + 1, per_batch) if n else np.zeros(1, dtype=np.int64)
+        edges = [*np.searchsorted(group, cuts, side="left")[1:], n]
+        self.batches = []  # (first row, keys of the batch's rows, wanted rows in the batch)
+        lo = 0
+        for hi in edges:
+            wanted = self.at[np.searchsorted(self.at, lo) : np.searchsorted(self.at, hi)]
+            if hi > lo and len(wanted):
+                g = group[lo:hi].astype(np.int64)
+                self.batches.append((lo, (g - g[0]) * self.span + (time[lo:hi] - self.t0), wanted - lo))
+            lo = hi
 
     def through(self, offset: int) -> np.ndarray:
-        """Per row: the index just past the last row of its group with time <= t - offset (so offset 0
-        counts every row at t, offset 1 stops before them)."""
-        out = np.empty(self.n, dtype=np.int64)
-        for lo, key in self._batched():
-            out[lo : lo + len(key)] = lo + np.searchsorted(key, key - offset, side="right")
+        """Per wanted row: the index just past the last row of its group with time <= t - offset (so offset
+        0 counts every row at t, offset 1 stops before them)."""
+        out = np.empty(len(self.at), dtype=np.int64)
+        done = 0
+        for lo, key, wanted in self.batches:
+            out[done : done + len(wanted)] = lo + np.searchsorted(key, key[wanted] - offset, side="right")
+            done += len(wanted)
         return out
 
     def window(self, prefix: np.ndarray, end: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -118,11 +121,11 @@ WINDOWS = {
 
 
 def card_windows(
-    card: np.ndarray, time: np.ndarray, amount: np.ndarray, terminal: np.ndarray
+    card: np.ndarray, time: np.ndarray, amount: np.ndarray, terminal: np.ndarray, at: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Card features per row. Rows sorted by (card, time, transaction_id); cards and terminals dense
-    integers."""
-    frames = Frames(card, time, reach=30 * US_PER_DAY)
+    """Card features of the rows `at` (sorted positions). Rows sorted by (card, time, transaction_id);
+    cards and terminals dense integers."""
+    frames = Frames(card, time, reach=30 * US_PER_DAY, at=at)
     end = frames.through(0)
     starts = {name: frames.through(width) for name, width in WINDOWS.items()}
     out: dict[str, np.ndarray] = {f"card_nb_tx_{name}": end - start for name, start in starts.items()}
@@ -135,7 +138,7 @@ def card_windows(
     # Previous transaction: the row before the first one at t, if it belongs to the same card.
     first_at_t = frames.through(1)
     prev = np.maximum(first_at_t - 1, 0)
-    gap = time - time[prev]
+    gap = time[at] - time[prev]
     recent = (first_at_t > frames.group_start) & (gap <= 30 * US_PER_DAY)
     out["prev_gap_us"] = np.where(recent, gap, -1)
     out["prev_terminal"] = np.where(recent, terminal[prev], -1)
@@ -160,9 +163,10 @@ def distinct_terminals(
     same = pair_sorted[1:] == pair_sorted[:-1]
     gap = np.diff(time_sorted)
     out = {}
+    n = len(pair)
     for name in ("1d", "7d"):
         close = (same & (gap < WINDOWS[name])).astype(np.int64)
-        near_prev, near_next = np.zeros(frames.n, dtype=np.int64), np.zeros(frames.n, dtype=np.int64)
+        near_prev, near_next = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
         near_prev[order[1:]] = close
         near_next[order[:-1]] = close
         last_visit = frames.window(prefix(1 - near_next), end, starts[name])
@@ -180,39 +184,38 @@ def terminal_windows(
     event_terminal: np.ndarray,
     event_time: np.ndarray,
     event_deltas: dict[str, np.ndarray],
+    at: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Terminal features per transaction row (rows in any order; terminals dense integers), from the
-    transactions and the label events (+1 when a label enters a counter, -1 when it leaves)."""
+    """Terminal features of the transaction rows `at`, in that order (rows in any order, terminals dense
+    integers), from the transactions and the label events (+1 when a label enters a counter, -1 when it
+    leaves)."""
     n = len(time)
     # One stream of transactions and events sorted by (terminal, time): an event at t counts at t.
-    rank = np.r_[terminal, event_terminal]
+    group = np.r_[terminal, event_terminal]
     stream_time = np.r_[time, event_time]
-    order = sort_by_group_and_time(rank, stream_time, reach=37 * US_PER_DAY)
-    frames = Frames(rank[order], stream_time[order], reach=37 * US_PER_DAY)
-    is_tx = order < n
-    tx_through = prefix(is_tx.astype(np.int64))
+    order = sort_by_group_and_time(group, stream_time, reach=37 * US_PER_DAY)
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    wanted = np.sort(position[at])  # the wanted transactions' stream positions, in stream order
+    frames = Frames(group[order], stream_time[order], reach=37 * US_PER_DAY, at=wanted)
+    tx_through = prefix((order < n).astype(np.int64))
     tx_base = tx_through[frames.group_start]
 
     def before(offset: int) -> np.ndarray:
-        """Per stream row: the terminal's transactions with time <= t - offset."""
+        """The terminal's transactions with time <= t - offset."""
         return tx_through[frames.through(offset)] - tx_base
 
-    sorted_out: dict[str, np.ndarray] = {}
+    in_stream_order: dict[str, np.ndarray] = {}
     recent = before(7 * US_PER_DAY)
     for name, days in (("1d", 1), ("7d", 7), ("30d", 30)):
-        sorted_out[f"terminal_nb_tx_{name}"] = recent - before((7 + days) * US_PER_DAY)
+        in_stream_order[f"terminal_nb_tx_{name}"] = recent - before((7 + days) * US_PER_DAY)
     end = frames.through(0)
     for counter in KNOWN_FRAUD_COUNTERS:
         delta = np.r_[np.zeros(n, dtype=np.int64), event_deltas[counter].astype(np.int64)][order]
-        sorted_out[f"known_{counter}"] = frames.window(prefix(delta), end, frames.group_start)
-    # back to the transactions' own order
-    rows = order[is_tx]
-    out = {}
-    for name, values in sorted_out.items():
-        back = np.empty(n, dtype=values.dtype)
-        back[rows] = values[is_tx]
-        out[name] = back
-    return out
+        in_stream_order[f"known_{counter}"] = frames.window(prefix(delta), end, frames.group_start)
+    # back to the order of `at`
+    back = np.searchsorted(wanted, position[at])
+    return {name: values[back] for name, values in in_stream_order.items()}
 
 
 def sort_by_group_and_time(group: np.ndarray, time: np.ndarray, reach: int) -> np.ndarray:
