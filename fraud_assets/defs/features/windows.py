@@ -24,8 +24,6 @@ backfill, bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
 US_PER_HOUR = 3_600_000_000
