@@ -253,7 +253,7 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
         ),
         "terminal_id": pa.array(terminal_ids[term]),
     }
-    # NaN stands for NULL (a card or terminal missing from the reference tables)
+    # typed as the table's columns; NaN stands for NULL (a card or terminal missing from the reference data)
     columns = [ids[c] if c in ids else pa.array(values[c], from_pandas=True) for c, _ in COLUMNS]
     return pa.Table.from_arrays(columns, names=[c for c, _ in COLUMNS])
 
@@ -288,9 +288,4 @@ def write_features(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str
         table = feature_table(conn, keys)
     finally:
         _drop_scratch(conn)
-    conn.register(ROWS_VIEW, table)
-    try:
-        rows = f"SELECT {_typed_columns()} FROM {ROWS_VIEW}"
-        return replace_partition(conn, TABLE, rows, "business_date", keys)
-    finally:
-        conn.unregister(ROWS_VIEW)
+    return replace_partition(conn, TABLE, table, "business_date", keys)
