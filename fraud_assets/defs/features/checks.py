@@ -27,6 +27,7 @@ from fraud_assets.defs.features.compute import (
     FLAG_COLUMNS,
     LOOKBACK_DAYS,
     TABLE,
+    dates_filter,
     validate_keys,
 )
 from fraud_assets.lib.contracts import partition_span, partitioned_asset_check
@@ -38,16 +39,6 @@ SAMPLE_ROWS = 200
 REL_TOL = 1e-9
 # A card missing from cleaned.cards has no home: dist_home_terminal may be null for a few rows.
 NULLABLE_SHARE = {"dist_home_terminal": 0.01}
-
-
-def dates_filter(partition_keys: Sequence[str] | None, column: str = "business_date") -> str:
-    """`column` within these business dates as typed literals (zone maps skip the other row groups);
-    TRUE for no keys. Keys are validated dates, so the text is safe to inline."""
-    if not partition_keys:
-        return "TRUE"
-    dates = validate_keys(partition_keys)
-    listed = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)
-    return f"{column} BETWEEN DATE '{dates[0]}' AND DATE '{dates[-1]}' AND {column} IN ({listed})"
 
 
 def _run_keys(context: dg.AssetCheckExecutionContext) -> list[str]:
