@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 # The standard `dagster/*` table metadata keys; 1.13 does not re-export the class at top level.
 from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
@@ -132,6 +131,8 @@ def _export_arrow_partitions(
     (typed as the table, grouped by the partition column): no second scan of the table, and a fraction of
     DuckDB's per-file cost (a partitioned COPY spends ~20 ms on each of a backfill's hundreds of files).
     Dictionary encoding only for text columns; no Arrow schema stored, so readers see the table's types."""
+    import pyarrow.parquet as pq  # imported on use: only Arrow sources export through it
+
     root = export_root(conn)
     if root is None or not partition_keys:
         return
