@@ -377,6 +377,16 @@ def test_one_day_computed_alone_equals_the_same_day_of_a_full_backfill(warehouse
     )
 
 
+def test_a_backfill_written_in_several_passes_equals_one_pass(warehouse):
+    keys = _keys(warehouse)
+    write_features(warehouse, keys)
+    one_pass = warehouse.execute(f"SELECT * FROM {TABLE} ORDER BY transaction_id").df()
+    assert write_features(warehouse, keys, max_output_rows=1500) == len(one_pass)
+    in_passes = warehouse.execute(f"SELECT * FROM {TABLE} ORDER BY transaction_id").df()
+    assert len(compute.passes(warehouse, keys, 1500)) > 5
+    pd.testing.assert_frame_equal(in_passes, one_pass)
+
+
 def test_writing_a_day_replaces_only_that_partition(warehouse):
     keys = _keys(warehouse)
     write_features(warehouse, keys)
