@@ -75,11 +75,12 @@ def _mismatches(left: pd.DataFrame, right: pd.DataFrame, columns) -> dict[str, i
 # Definitions
 
 
-def test_baseline_columns_equal_the_pandas_reference_on_the_handbook_profile(warehouse):
+@pytest.mark.parametrize("tuned", [False, True], ids=["plain", "tuned"])
+def test_baseline_columns_equal_the_pandas_reference_on_the_handbook_profile(warehouse, tuned):
     features = compute_features(warehouse, _keys(warehouse)).set_index("transaction_id")
     tx = warehouse.execute("SELECT * FROM cleaned.transactions").df()
     labels = warehouse.execute("SELECT * FROM cleaned.labels").df()
-    reference = baseline_features(tx, labels)
+    reference = baseline_features(tx, labels, tuned=tuned)
     assert len(features) == len(tx) > 5000
     assert features["terminal_risk_30d"].gt(0).any()  # the comparison covers known frauds
     assert _mismatches(features, reference, BASELINE_COLUMNS) == {}
