@@ -458,6 +458,27 @@ def test_the_sampled_recompute_fails_when_a_window_is_off_by_one(data_dir, world
     assert checks["one_row_per_transaction"].passed is True
 
 
+def test_null_and_range_checks_fail_on_the_days_that_break_them_only(data_dir, world):
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        load_world_into_cleaned(conn, world, Tokenizer(TEST_PAN_KEY))
+        keys = _keys(conn)
+        write_features(conn, keys)
+        conn.execute(
+            f"UPDATE {TABLE} SET card_avg_amount_7d = NULL, terminal_risk_7d = 1.5 WHERE transaction_id IN "
+            f"(SELECT transaction_id FROM {TABLE} WHERE business_date = DATE '{keys[-1]}' LIMIT 3)"
+        )
+        instance = _instance_with_partitions(conn)
+    broken = _run_checks(data_dir, instance, [keys[-1]])
+    assert broken["null_rates"].passed is False
+    assert broken["null_rates"].metadata["columns_over_threshold"].value == "card_avg_amount_7d"
+    assert broken["value_ranges"].passed is False
+    assert broken["value_ranges"].metadata["risks_are_shares"].value == 3
+    assert broken["value_ranges"].metadata["rows_breaking_rules"].value == 3
+    healthy = _run_checks(data_dir, instance, keys[:-1])
+    assert healthy["null_rates"].passed is True
+    assert healthy["value_ranges"].passed is True
+
+
 def _keys_of(data_dir: Path) -> list[str]:
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
         return _keys(conn)

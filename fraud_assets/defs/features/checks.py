@@ -51,7 +51,10 @@ def _run_keys(context: dg.AssetCheckExecutionContext) -> list[str]:
     try:
         return list(op.partition_keys)
     except dg.DagsterInvariantViolationError:
-        first, last = validate_keys([op.partition_key_range.start, op.partition_key_range.end])
+        (first,), (last,) = (
+            validate_keys([op.partition_key_range.start]),
+            validate_keys([op.partition_key_range.end]),
+        )
         return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
@@ -165,19 +168,24 @@ VALUE_RANGES = dg.AssetCheckSpec(
 
 
 def profile_rows(conn, partition_keys: Sequence[str] | None) -> pd.Series:
-    """One scan of the partitions: the row count, the nulls of every feature column (`null_<column>`) and
-    the rows breaking each range rule (`rule_<name>`)."""
+    """One scan of the partitions: the row count, the non-null count of every feature column
+    (`filled_<column>`) and the rows breaking each range rule (`rule_<name>`; a rule that is NULL for a row
+    counts as kept, like a WHERE). count(column) reads only the validity masks, and a sum of 0/1 is cheaper
+    than a filtered count."""
     exprs = ", ".join(
         ["count(*) AS rows"]
-        + [f"count(*) FILTER (WHERE {c} IS NULL) AS null_{c}" for c in FEATURE_COLUMNS]
-        + [f"count(*) FILTER (WHERE {rule}) AS rule_{name}" for name, rule in RANGE_RULES.items()]
+        + [f"count({c}) AS filled_{c}" for c in FEATURE_COLUMNS]
+        + [
+            f"coalesce(sum(CAST(({rule}) AS INTEGER)), 0) AS rule_{name}"
+            for name, rule in RANGE_RULES.items()
+        ]
     )
     return conn.execute(f"SELECT {exprs} FROM {TABLE} WHERE {dates_filter(partition_keys)}").df().iloc[0]
 
 
 def null_rates_result(profile: pd.Series) -> dict:
     rows = max(int(profile["rows"]), 1)
-    rates = {c: int(profile[f"null_{c}"]) / rows for c in FEATURE_COLUMNS}
+    rates = {c: (int(profile["rows"]) - int(profile[f"filled_{c}"])) / rows for c in FEATURE_COLUMNS}
     failing = [c for c, r in rates.items() if r > NULLABLE_SHARE.get(c, 0.0)]
     return {
         "passed": not failing,

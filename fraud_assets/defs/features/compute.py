@@ -271,7 +271,7 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
     return pa.Table.from_arrays(columns, names=[c for c, _ in COLUMNS])
 
 
-def _drop_scratch(conn: duckdb.DuckDBPyConnection) -> None:
+def drop_scratch(conn: duckdb.DuckDBPyConnection) -> None:
     for name in SCRATCH:
         conn.execute(f"DROP TABLE IF EXISTS {name}")
 
@@ -281,7 +281,7 @@ def compute_features(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[s
     try:
         table = feature_table(conn, partition_keys)
     finally:
-        _drop_scratch(conn)
+        drop_scratch(conn)
     conn.register(ROWS_VIEW, table)
     try:
         return conn.execute(f"SELECT {_typed_columns()} FROM {ROWS_VIEW} ORDER BY transaction_id").df()
@@ -330,7 +330,7 @@ def write_features(
         try:
             table = feature_table(conn, keys)
         finally:
-            _drop_scratch(conn)
+            drop_scratch(conn)
         written += replace_partition(conn, TABLE, table, "business_date", keys)
         del table
     return written
