@@ -6,12 +6,13 @@
   entry point, parked inside the transaction that writes cleaned transactions (the INSERT has run, the
   COMMIT has not): it touches `marker` and sleeps. Only this test launcher wraps `duckdb.connect`; the
   pipeline itself runs unchanged.
-- fixtures `instance` (the platform's dagster.yaml in $DAGSTER_HOME) and `slot_holder` (a live worker
-  holding the slot); `start(...)`, `wait_for_marker(...)`, `kill(...)` drive such a process from a test.
+- `slot_holder_process(tmp_path)`: such a worker, alive, for a fixture; `start(...)`,
+  `wait_for_marker(...)`, `kill(...)` drive any of these processes from a test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import runpy
@@ -19,12 +20,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pytest
 
 from fraud_assets.cli.dagster_home import write_dagster_yaml
 from fraud_assets.lib.run_worker import recorded_in_process_executor
@@ -110,26 +111,21 @@ class SlotHolder:
         kill(self.proc)
 
 
-@pytest.fixture
-def instance(tmp_path: Path):
-    """The instance in $DAGSTER_HOME (conftest: under tmp_path) with the platform's dagster.yaml."""
+@contextlib.contextmanager
+def slot_holder_process(tmp_path: Path) -> Iterator[SlotHolder]:
+    """A real run worker process, alive, parked in a step that holds the `duckdb` pool slot, on the instance
+    in $DAGSTER_HOME (conftest: under tmp_path) with the platform's dagster.yaml."""
     home = Path(os.environ["DAGSTER_HOME"])
     write_dagster_yaml(home)
-    with dg.DagsterInstance.from_config(str(home)) as inst:
-        yield inst
-
-
-@pytest.fixture
-def slot_holder(tmp_path: Path, instance: dg.DagsterInstance):
-    """A real run worker process, alive, parked in a step that holds the `duckdb` pool slot."""
     marker, log = tmp_path / "holding-slot", tmp_path / "worker.log"
-    proc = start(["-m", "fraud_assets_tests.dead_run_support", "hold-duckdb-slot", str(marker)], {}, log)
-    try:
-        wait_for_marker(proc, marker, WORKER_START_TIMEOUT, log)
-        yield SlotHolder(proc, instance)
-    finally:
-        if proc.poll() is None:
-            kill(proc)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        proc = start(["-m", "fraud_assets_tests.dead_run_support", "hold-duckdb-slot", str(marker)], {}, log)
+        try:
+            wait_for_marker(proc, marker, WORKER_START_TIMEOUT, log)
+            yield SlotHolder(proc, instance)
+        finally:
+            if proc.poll() is None:
+                kill(proc)
 
 
 # -- driving a worker from a test -------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def test_every_worker_of_a_host_that_restarted_is_gone():
 
 
 def test_a_worker_on_another_host_is_never_judged():
-    elsewhere = dataclasses.replace(RunWorker.current("run-1"), host="another-host", pid=_killed_process_pid())
+    here = RunWorker.current("run-1")
+    elsewhere = dataclasses.replace(here, host="another-host", pid=_killed_process_pid())
     assert why_gone(elsewhere) is None
 
 

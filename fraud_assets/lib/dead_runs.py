@@ -25,7 +25,7 @@ from fraud_assets.lib.dagster_compat import (
     fail_run_unexpectedly_terminated,
     free_pool_slots,
 )
-from fraud_assets.lib.run_worker import RunWorker, why_gone
+from fraud_assets.lib.run_worker import WORKER_TAG, RunWorker, why_gone
 
 # Set (value = the run's own id) on a run this module failed: run_failure_alert_sensor leaves it to the
 # `dead_run` alert sent here. A re-execution copies its parent's tags, hence the id.
@@ -85,8 +85,11 @@ def _fail_dead_run(
     add_run_tags(instance, run.run_id, {DEAD_RUN_TAG: run.run_id})
     fail_run_unexpectedly_terminated(instance, current, reason)
     free_pool_slots(instance, run.run_id)
-    tags = {k: v for k, v in run.tags.items() if k.startswith(("fraud_assets/", "dagster/partition"))}
-    tags.pop(DEAD_RUN_TAG, None)
+    tags = {
+        k: v
+        for k, v in run.tags.items()
+        if k.startswith(("fraud_assets/", "dagster/partition")) and k not in (DEAD_RUN_TAG, WORKER_TAG)
+    }
     alert = Alert(
         severity="ERROR",
         kind="dead_run",
