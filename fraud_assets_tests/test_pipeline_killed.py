@@ -26,6 +26,7 @@ from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dagster_compat import claimed_pool_slots
 from fraud_assets.simulator import SimConfig, simulate
 from fraud_assets_tests import dead_run_support as workers
+from fraud_assets_tests.conftest import TEST_PAN_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -52,7 +53,12 @@ class Platform:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"FRAUD_DATA_DIR": str(self.data_dir), "DAGSTER_HOME": str(self.home)}
+        # Set here: module-scoped, the fixture below runs before conftest's per-test environment.
+        return {
+            "FRAUD_DATA_DIR": str(self.data_dir),
+            "DAGSTER_HOME": str(self.home),
+            "FRAUD_PAN_KEY": TEST_PAN_KEY,
+        }
 
     def run(self, log: Path) -> subprocess.CompletedProcess:
         with log.open("ab") as out:
