@@ -4,6 +4,8 @@ processes, really killed (SIGKILL)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import dagster as dg
 import pytest
 from dagster._core.events import DagsterEventType
@@ -12,8 +14,9 @@ from fraud_assets.cli.dagster_home import write_dagster_yaml
 from fraud_assets.defs.automation.alerts import run_failure_alert_sensor
 from fraud_assets.defs.automation.dead_runs import dead_run_sensor
 from fraud_assets.lib.alerting import AlertSink
-from fraud_assets.lib.dagster_compat import claimed_pool_slots
+from fraud_assets.lib.dagster_compat import add_run_tags, claimed_pool_slots
 from fraud_assets.lib.dead_runs import reap_dead_runs
+from fraud_assets.lib.run_worker import RunWorker
 from fraud_assets_tests.dead_run_support import slot_holder_process
 
 
@@ -88,6 +91,23 @@ def test_a_finished_run_still_holding_a_slot_gives_it_back(slot_holder, data_dir
 
     assert reaped.released == {slot_holder.run.run_id: 1}
     assert claimed_pool_slots(slot_holder.instance) == {}
+
+
+def test_a_finished_run_whose_worker_cannot_be_checked_keeps_its_slot_until_the_grace_ends(
+    slot_holder, data_dir
+):
+    # Another host's worker may still be finishing a write after its run was marked failed.
+    slot_holder.kill()
+    instance, run = slot_holder.instance, slot_holder.run
+    elsewhere = dataclasses.replace(RunWorker.of_run(run), host="another-host")
+    add_run_tags(instance, run.run_id, elsewhere.tags())
+    instance.report_run_failed(run, "Exceeded maximum runtime")
+    sink = AlertSink(data_dir=str(data_dir))
+    ended = instance.get_run_record_by_id(run.run_id).end_time
+    grace = instance.run_monitoring_settings["free_slots_after_run_end_seconds"]
+
+    assert reap_dead_runs(instance, sink, now=ended + grace - 1).released == {}
+    assert reap_dead_runs(instance, sink, now=ended + grace + 1).released == {run.run_id: 1}
 
 
 def test_dagster_yaml_frees_slots_of_finished_runs_and_retries_a_run_whose_worker_died(tmp_path):

@@ -159,14 +159,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from fraud_assets.definitions import defs
 
-    dates = business_dates_in_landing(settings.landing_dir())
-    if not dates:
-        print(f"No authorisation files in {settings.landing_dir()}: nothing to do.", file=sys.stderr)
-        return 0
     instance = dg.DagsterInstance.get()
     reaped = reap_at_start_up(defs, instance)
     if reaped.dead or reaped.released:
         print(f"Start-up: {reaped.summary()}", file=sys.stderr)
+    dates = business_dates_in_landing(settings.landing_dir())
+    if not dates:
+        print(f"No authorisation files in {settings.landing_dir()}: nothing to do.", file=sys.stderr)
+        return 0
     new = register_business_dates(instance, dates)
     print(f"Landing zone: {len(dates)} business dates ({dates[0]} .. {dates[-1]}), {len(new)} new partitions")
 

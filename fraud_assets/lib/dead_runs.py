@@ -124,7 +124,10 @@ def _release_finished(
 
 
 def reap_dead_runs(
-    instance: dg.DagsterInstance, alert_sink: AlertSink, log: logging.Logger | None = None
+    instance: dg.DagsterInstance,
+    alert_sink: AlertSink,
+    log: logging.Logger | None = None,
+    now: float | None = None,
 ) -> Reaped:
     """Fail every in-progress run whose recorded worker is gone on this host, free its pool slots and send
     one `dead_run` alert each; then free the slots finished runs still hold. Runs whose worker is alive,
@@ -139,7 +142,7 @@ def reap_dead_runs(
             alerts.append(failed[1])
     settings = instance.run_monitoring_settings
     grace = settings.get("free_slots_after_run_end_seconds") or DEFAULT_SLOT_GRACE_SECONDS
-    released = _release_finished(instance, claimed, grace, time.time())
+    released = _release_finished(instance, claimed, grace, time.time() if now is None else now)
     for run_id, n in released.items():
         logger.info(f"run {run_id} had finished but still held {n} pool slot(s): released")
     if alerts:
