@@ -15,6 +15,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from fraud_assets.lib.alerting import Alert, AlertSink
 from fraud_assets.lib.contracts import EVALUATED_OVER
+from fraud_assets.lib.dead_runs import DEAD_RUN_TAG
 
 CHECK_SENSOR_BATCH = 100
 
@@ -36,13 +37,17 @@ def failed_only_on_blocking_checks(instance: dg.DagsterInstance, run_id: str) ->
     description=(
         "Sends every failed run of this code location to the alert sink (ERROR) with its error, except "
         "runs that failed only because blocking checks failed: check_failure_alert_sensor reports those "
-        "once, with the check's reason (one alert per cause, not two)."
+        "once, with the check's reason (one alert per cause, not two); and runs whose worker died, which "
+        "dead_run_sensor (or make pipeline) failed and reported as dead_run."
     ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: AlertSink) -> None:
     run = context.dagster_run
+    if run.tags.get(DEAD_RUN_TAG) == run.run_id:
+        context.log.info(f"run {run.run_id}: its worker died; alerted as dead_run")
+        return
     if failed_only_on_blocking_checks(context.instance, run.run_id):
         context.log.info(
             f"run {run.run_id} stopped by blocking checks: reported by check_failure_alert_sensor"
