@@ -196,7 +196,7 @@ def mask_value(value: object) -> object:
     """A cell of producer data made safe to show: numbers by their integral part, anything else as text."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return value
-    if isinstance(value, int | float | decimal.Decimal | np.number) and not isinstance(value, bool | np.bool_):
+    if isinstance(value, int | float | decimal.Decimal | np.number | np.bool_):
         masked = mask_number(value)
         return value if masked is None else masked
     return mask_pans(value if isinstance(value, str) else str(value))

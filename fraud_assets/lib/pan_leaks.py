@@ -156,10 +156,8 @@ def find_pan_leaks(
         return {}
     filt = f" WHERE {where}" if where else ""
     names = list(columns)
-    counts = conn.execute(
-        "SELECT " + ", ".join(f"count(*) FILTER (WHERE {columns[c][1]})" for c in names) + f" FROM {table}{filt}",
-        params or [],
-    ).fetchone()
+    candidate_counts = ", ".join(f"count(*) FILTER (WHERE {columns[c][1]})" for c in names)
+    counts = conn.execute(f"SELECT {candidate_counts} FROM {table}{filt}", params or []).fetchone()
     and_filt = f" AND ({where})" if where else ""
     leaks: dict[str, int] = {}
     for name, candidates in zip(names, counts, strict=True):
