@@ -26,7 +26,8 @@ def test_a_pan_followed_by_an_expiry_is_masked():
     masked = mask_pans(f"card {PAN} 12/26 ok")
     assert PAN not in masked.replace(" ", "")
     assert not contains_pan(masked)
-    assert masked.startswith("card ") and masked.endswith(" ok")
+    assert masked.startswith("card ")
+    assert masked.endswith(" ok")
 
 
 @pytest.mark.parametrize(
