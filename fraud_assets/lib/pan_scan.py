@@ -64,20 +64,22 @@ class Finding:
 Matcher = Callable[[str], bool]
 
 
+def holds_any(text: str, pans: set[str]) -> bool:
+    """True when one of `pans` appears among the digits of a digit group of `text` (separators dropped,
+    any script's digits): how a given card number is looked for."""
+    lengths = {len(p) for p in pans}
+    for group in digit_groups(text):
+        for n in lengths:
+            if any(group[i : i + n] in pans for i in range(len(group) - n + 1)):
+                return True
+    return False
+
+
 def _matcher(pans: Iterable[str] | None) -> Matcher:
     if pans is None:
         return lambda text: bool(pans_in(text))
     wanted = {p for p in pans if p}
-    lengths = sorted({len(p) for p in wanted})
-
-    def _has_wanted(text: str) -> bool:
-        for group in digit_groups(text):
-            for n in lengths:
-                if any(group[i : i + n] in wanted for i in range(len(group) - n + 1)):
-                    return True
-        return False
-
-    return _has_wanted
+    return lambda text: holds_any(text, wanted)
 
 
 def _sample(text: str) -> str:
