@@ -99,9 +99,10 @@ def _scan_values(values: Iterable[object], match: Matcher) -> tuple[int, str | N
         if value is None:
             continue
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-        if _TEXT_CANDIDATE.search(text) and match(text):
+        hit = next(_text_hits(text, match), None)
+        if hit is not None:
             count += 1
-            sample = sample or _sample(text)
+            sample = sample or _sample(hit)
     return count, sample
 
 
