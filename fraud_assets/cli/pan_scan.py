@@ -1,7 +1,7 @@
 """Search this deployment for card numbers (docs/runbooks.md, "Search the deployment for card numbers").
 
-    scripts/with-env python -m fraud_assets.cli.pan_scan                 # the landing zone's PANs, anywhere else
-    scripts/with-env python -m fraud_assets.cli.pan_scan --any           # any Luhn-valid number (noisy)
+    scripts/with-env python -m fraud_assets.cli.pan_scan        # the landing zone's PANs, anywhere else
+    scripts/with-env python -m fraud_assets.cli.pan_scan --any  # any Luhn-valid number (noisy)
 
 Reads $FRAUD_DATA_DIR (landing/ and ground_truth/ left out) and $DAGSTER_HOME, and the Dagster instance
 of $DAGSTER_HOME through its API. Prints where, how many and a masked sample; exit status 1 when
@@ -18,7 +18,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fraud_assets.cli.pan_scan", description=__doc__)
-    parser.add_argument("--any", action="store_true", help="look for any Luhn-valid number, not the landed PANs")
+    parser.add_argument("--any", action="store_true", help="any Luhn-valid number, not the landed PANs")
     args = parser.parse_args(argv)
 
     import dagster as dg
