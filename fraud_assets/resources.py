@@ -13,7 +13,9 @@ from fraud_assets.lib.pan import Tokenizer
 
 
 class PanTokenizer(dg.ConfigurableResource):
-    """Keyed HMAC tokenisation of card numbers. The key comes from `FRAUD_PAN_KEY`."""
+    """Keyed HMAC tokenisation of card numbers. The key comes from `FRAUD_PAN_KEY`: the secret store in
+    production, the local key `scripts/with-env` keeps outside the data directory otherwise. Assets that
+    write tokens call `fraud_assets.lib.token_keys.ensure_token_key` first: a second key is refused."""
 
     key: str
 

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from fraud_assets.lib.contracts import find_pan_leaks
+from fraud_assets.lib.pan_leaks import find_pan_leaks
 from fraud_assets.resources import build_resources
 from fraud_assets.simulator import SimConfig, simulate
 from fraud_assets_tests import raw_cleaned_support as s

@@ -6,9 +6,8 @@ materialised when the asset is partitioned - validates it lazily (every failure 
 the first) and summarises the failures in the check's metadata. Failure samples go through `mask_pans`
 so a contract failure can never print a card number.
 
-Also here: `pan_leak_check`, the scan every raw and cleaned table gets (no 13-19 digit Luhn-valid run
-in any text column), and `per_partition`, which every partitioned check's result goes through so a
-single-run backfill records its verdict for each day it covered.
+Also here: `per_partition`, which every partitioned check's result goes through so a single-run
+backfill records its verdict for each day it covered. The PAN-leak scan is `fraud_assets.lib.pan_leaks`.
 """
 
 import functools
@@ -25,16 +24,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster._core.events import DagsterEventType
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.lib.pan import contains_pan, mask_pans
+from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.warehouse import table_exists
 
 MAX_FAILURE_SAMPLES = 20
 VALIDATE_KEYS_PER_BATCH = 16
-# Text columns that hold hex digests, not free text: a 64-hex HMAC contains a Luhn-valid 13+ digit
-# run in roughly 1 token out of 200 by chance, which is not a card number.
-DIGEST_COLUMNS = frozenset({"card_token", "file_sha256"})
-# RE2 (DuckDB) pre-filter: at least 13 digits, optionally separated by single spaces/dashes.
-_PAN_PREFILTER = r"[0-9]([ -]?[0-9]){12}"
 
 
 def _asset_key(asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str]) -> dg.AssetKey:
@@ -237,73 +231,3 @@ def contract_check(
         return dg.AssetCheckResult(passed=not failures, severity=severity, metadata=md)
 
     return _contract
-
-
-def find_pan_leaks(
-    conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None
-) -> dict[str, int]:
-    """Rows per text column holding a Luhn-valid 13-19 digit run (the PAN shape). {} when clean.
-
-    DuckDB pre-filters candidate values with a regex; only those distinct values reach Python's Luhn
-    test, so the scan stays cheap on millions of rows.
-    """
-    cols = [
-        r[0]
-        for r in conn.execute(f"DESCRIBE {table}").fetchall()
-        if str(r[1]).upper().startswith("VARCHAR") and r[0] not in DIGEST_COLUMNS
-    ]
-    filt = f"({where}) AND " if where else ""
-    leaks: dict[str, int] = {}
-    for col in cols:
-        rows = conn.execute(
-            f'SELECT "{col}", count(*) FROM {table} WHERE {filt} regexp_matches("{col}", ?) GROUP BY 1',
-            [*(params or []), _PAN_PREFILTER],
-        ).fetchall()
-        n = sum(c for v, c in rows if v is not None and contains_pan(v))
-        if n:
-            leaks[col] = n
-    return leaks
-
-
-def pan_leak_check(
-    asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
-    table: str,
-    *,
-    partitions_def: dg.PartitionsDefinition | None = None,
-    partition_column: str = "business_date",
-    blocking: bool = True,
-    name: str = "no_clear_pan",
-) -> dg.AssetChecksDefinition:
-    """Blocking check: no text column of `table` holds a Luhn-valid 13-19 digit sequence. `name` lets
-    an asset that writes a second table carry one scan per table."""
-    key = _asset_key(asset)
-    pdef = _partitions_def(asset, partitions_def)
-
-    @(partitioned_asset_check if pdef is not None else dg.asset_check)(
-        asset=key,
-        name=name,
-        description=(
-            f"PAN-leak scan of `{table}`: no VARCHAR column (hex digests `card_token`/`file_sha256` "
-            "excepted) contains a 13-19 digit Luhn-valid sequence, with or without spaces/dashes. "
-            "Metadata gives the number of offending rows per column, never the values. Blocking: a "
-            "leaked card number must not flow downstream."
-        ),
-        blocking=blocking,
-        partitions_def=pdef,
-        pool="duckdb",
-    )
-    def _no_clear_pan(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        where, params = partition_filter(context, partition_column) if pdef else ("", [])
-        with duckdb.get_connection() as conn:
-            if not table_exists(conn, table):
-                return dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
-            leaks = find_pan_leaks(conn, table, where, params)
-        return dg.AssetCheckResult(
-            passed=not leaks,
-            metadata={
-                "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
-                "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
-            },
-        )
-
-    return _no_clear_pan

@@ -20,7 +20,8 @@ import pandas as pd
 # The standard `dagster/*` table metadata keys; 1.13 does not re-export the class at top level.
 from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
 
-from fraud_assets.lib.pan import mask_pans
+from fraud_assets.lib.pan import mask_value
+from fraud_assets.lib.provenance import is_producer_column
 
 PREVIEW_ROWS = 5
 
@@ -179,9 +180,15 @@ def column_schema(
     )
 
 
-def masked_preview(df: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
-    """A markdown preview with every PAN-like digit run masked, whatever column it hides in."""
-    head = df.head(rows).astype(str).map(mask_pans)
+def masked_preview(df: pd.DataFrame, rows: int = PREVIEW_ROWS, table: str | None = None) -> dg.MetadataValue:
+    """A markdown preview in which every producer value that holds a card number is masked (text by
+    `mask_pans`, numbers by their integral part). Columns the platform computes (`lib/provenance.py`;
+    for `table`, or none when it is not given) are shown as they are."""
+    head = df.head(rows).astype(object)
+    for col in head.columns:
+        if is_producer_column(table, str(col)):
+            head[col] = [mask_value(v) for v in head[col]]
+    head = head.astype(str)
     return dg.MetadataValue.md(head.to_markdown(index=False) if len(head) else "_no rows_")
 
 
@@ -214,6 +221,6 @@ def table_metadata(
             storage_kind="duckdb",
         )
     )
-    md["preview"] = masked_preview(preview)
+    md["preview"] = masked_preview(preview, table=table)
     md.update(extra or {})
     return md

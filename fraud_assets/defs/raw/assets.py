@@ -19,6 +19,7 @@ from fraud_assets.defs.raw.schemas import COLUMNS, select_sql
 from fraud_assets.lib import landing as landing_names
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.token_keys import TOKEN_COLUMN, ensure_token_key
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 from fraud_assets.resources import LandingZone, PanTokenizer
 
@@ -253,6 +254,7 @@ def authorizations(
     keys = list(context.partition_keys)
     tokenizer = pan_tokenizer.tokenizer()
     with duckdb.get_connection() as conn:
+        ensure_token_key(conn, tokenizer, "raw.authorizations")
         counts = ingest_authorizations(conn, landing, tokenizer, keys)
         md = table_metadata(
             conn,
@@ -310,7 +312,10 @@ def _reference_asset(source: str, what: str, for_whom: str):
         duckdb: DuckDBResource, landing: LandingZone, pan_tokenizer: PanTokenizer
     ) -> dg.MaterializeResult:
         with duckdb.get_connection() as conn:
-            df = _reference_frame(conn, landing, source, pan_tokenizer.tokenizer())
+            tokenizer = pan_tokenizer.tokenizer()
+            if any(c == TOKEN_COLUMN for c, _ in COLUMNS[table]):
+                ensure_token_key(conn, tokenizer, table)
+            df = _reference_frame(conn, landing, source, tokenizer)
             write_frame(conn, table, df)
             files = int(df["source_file"].nunique()) if len(df) else 0
             md = table_metadata(conn, table, extra={"files": files})

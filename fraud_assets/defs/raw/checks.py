@@ -7,10 +7,10 @@ from fraud_assets.defs.raw import assets as raw_assets
 from fraud_assets.defs.raw import schemas
 from fraud_assets.lib.contracts import (
     contract_check,
-    pan_leak_check,
     partition_filter,
     partitioned_asset_check,
 )
+from fraud_assets.lib.pan_leaks import pan_leak_check
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import table_exists
 

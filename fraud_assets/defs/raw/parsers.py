@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraud_assets.lib.pan import Tokenizer, mask_pans
+from fraud_assets.lib.pan import PAN_PREFILTER_RE2, Tokenizer, mask_pans
 
 # Canonical authorisation columns (acq_a names), in table order; `pan` never reaches a table.
 AUTH_COLUMNS = (
@@ -63,7 +63,7 @@ TOKEN_COLUMNS = ("card_token", "pan_bin", "pan_last4", "pan_valid", "pan_masked"
 MAX_LINE_CHARS = 4096
 RAW_LINE_KEEP = 256  # characters of a malformed line kept (after masking) for investigators
 
-_PAN_RUN = r"[0-9]([ -]?[0-9]){12}"  # RE2: 13+ digits, single spaces/dashes allowed
+_PAN_RUN = PAN_PREFILTER_RE2  # RE2: a digit group of 13+ digits (fraud_assets.lib.pan)
 
 MALFORMED_FIELD_COUNT = "wrong_field_count"
 MALFORMED_JSON = "invalid_json"
