@@ -11,7 +11,7 @@ cases (column, check), so check metadata reads the same as with pandas.
 A custom check declares its twin in its own decorator, a SQL boolean that is TRUE for a valid row
 (NULL counts as a failure, so write the null case out):
 
-    @pa.dataframe_check(error="...", statistics={SQL_TWIN: "tx_datetime IS NULL OR reported_at >= tx_datetime"})
+    @pa.dataframe_check(error="...", statistics={SQL_TWIN: "a IS NULL OR b >= a"})
 
 A model with a custom check and no twin, or a check this module cannot translate, does not compile:
 the factory raises at definition load.
@@ -41,9 +41,25 @@ MAX_FAILURE_SAMPLES = 20
 # pandas datetime64[ns] holds these instants only; a value outside fails pandas' coercion.
 _NS_MIN, _NS_MAX = "1677-09-21 00:12:43.145225", "2262-04-11 23:47:16.854775"
 
-_INT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+_INT_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+)
 _FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
-_TARGET_TYPE = {"int": "BIGINT", "float": "DOUBLE", "str": "VARCHAR", "datetime": "TIMESTAMP", "bool": "BOOLEAN"}
+_TARGET_TYPE = {
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "str": "VARCHAR",
+    "datetime": "TIMESTAMP",
+    "bool": "BOOLEAN",
+}
 
 
 class UntranslatableContract(ValueError):
@@ -99,11 +115,13 @@ _BUILTIN: dict[str, Callable[[str, dict], str]] = {
     "str_contains": lambda c, s: f"regexp_matches({c}, {_regex(s['pattern'])})",
     "str_startswith": lambda c, s: f"starts_with({c}, {literal(s['string'])})",
     "str_endswith": lambda c, s: f"ends_with({c}, {literal(s['string'])})",
-    "str_length": lambda c, s: " AND ".join(
-        [f"length({c}) >= {s['min_value']}"] * (s.get("min_value") is not None)
-        + [f"length({c}) <= {s['max_value']}"] * (s.get("max_value") is not None)
-    )
-    or "TRUE",
+    "str_length": lambda c, s: (
+        " AND ".join(
+            [f"length({c}) >= {s['min_value']}"] * (s.get("min_value") is not None)
+            + [f"length({c}) <= {s['max_value']}"] * (s.get("max_value") is not None)
+        )
+        or "TRUE"
+    ),
 }
 
 
@@ -202,7 +220,9 @@ def compile_contract(model: type[pa.DataFrameModel] | pa.DataFrameSchema) -> Con
             )
         frame_checks.append((check_name(ch), twin))
     unique = schema.unique or []
-    unique_sets = (tuple(unique),) if unique and all(isinstance(u, str) for u in unique) else tuple(map(tuple, unique))
+    unique_sets = (
+        (tuple(unique),) if unique and all(isinstance(u, str) for u in unique) else tuple(map(tuple, unique))
+    )
     return Contract(name, columns, tuple(frame_checks), unique_sets, schema.strict is True)
 
 
@@ -302,6 +322,13 @@ def _twin_binds(conn: duckdb.DuckDBPyConnection, relation: str, twin: str, param
     return True
 
 
+def _is_base_table(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Base tables have a rowid, which samples give as the failing row's index; views do not."""
+    schema, name = table.split(".", 1) if "." in table else ("main", table)
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?"
+    return bool(conn.execute(sql, [schema, name]).fetchone()[0])
+
+
 def evaluate(
     conn: duckdb.DuckDBPyConnection,
     contract: Contract,
@@ -313,49 +340,40 @@ def evaluate(
     """Validate the rows of `table` matching `where` against `contract`, in DuckDB."""
     params = list(params)
     types = {r[0]: str(r[1]) for r in conn.execute(f"DESCRIBE {table}").fetchall()}
-    schema, catalog = (table.split(".", 1) if "." in table else ("main", table))
-    with_rowid = bool(
-        conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, catalog]
-        ).fetchone()[0]
-    )
-    relation, rules, type_failures = _relation(contract, table, types, where, with_rowid)
-    schema_cols = [c.name for c in contract.columns]
-    present = list(types)
-    fixed: list[tuple[str, str, int, str]] = [  # (column, check, count, failure case) found without a scan
-        *((contract.name, "column_in_dataframe", 1, c) for c in schema_cols if c not in types),
-        *((contract.name, "column_in_schema", 1, c) for c in present if contract.strict and c not in schema_cols),
-        *type_failures,
-    ]
-    missing = any(c not in types for c in schema_cols)
+    relation, rules, type_failures = _relation(contract, table, types, where, _is_base_table(conn, table))
+    declared = [c.name for c in contract.columns]
+    missing = [c for c in declared if c not in types]
+    extra = [c for c in types if c not in declared] if contract.strict else []
+    # (column, check, failure cases, sample) found from the table's columns alone, without a scan
+    fixed = [(contract.name, "column_in_dataframe", 1, c) for c in missing]
+    fixed += [(contract.name, "column_in_schema", 1, c) for c in extra] + type_failures
     for name, twin in contract.frame_checks:
         if missing and not _twin_binds(conn, relation, twin, params):
             fixed.append((contract.name, name, 1, "not evaluated: a column it reads is missing"))
             continue
         # pandas reports a failing row once per non-null cell, under that cell's column.
         fails = f"NOT coalesce(({twin}), FALSE)"
-        rules += [_Rule(c, name, f"{fails} AND {q(c)} IS NOT NULL", q(c)) for c in present]
+        rules += [_Rule(c, name, f"{fails} AND {q(c)} IS NOT NULL", q(c)) for c in types]
     for subset in contract.unique_sets:
-        cols = [c for c in subset if c in types]
-        if cols:
-            rules += [_Rule(c, "multiple_fields_uniqueness", "", q(c), tuple(cols)) for c in cols]
+        cols = tuple(c for c in subset if c in types)
+        rules += [_Rule(c, "multiple_fields_uniqueness", "", q(c), cols) for c in cols]
 
     row_rules = [r for r in rules if not r.unique_over]
     aggregates = ["count(*)", *(f"count(*) FILTER (WHERE {r.failing})" for r in row_rules)]
     counts = conn.execute(f"SELECT {', '.join(aggregates)} FROM ({relation}) t", params).fetchone()
-    rows, found = int(counts[0]), dict(zip(row_rules, (int(n) for n in counts[1:]), strict=True))
+    found = dict(zip(row_rules, (int(n) for n in counts[1:]), strict=True))
     found.update(_uniqueness_counts(conn, relation, params, [r for r in rules if r.unique_over]))
 
-    failures = [(c, chk, n) for c, chk, n, _ in fixed] + [(r.column, r.check, n) for r, n in found.items() if n]
+    failures = [(c, chk, n) for c, chk, n, _ in fixed]
+    failures += [(r.column, r.check, n) for r, n in found.items() if n]
     samples = pd.DataFrame(
         [(c, chk, v, None) for c, chk, _, v in fixed], columns=["column", "check", "failure_case", "index"]
     )
     failing = [r for r in rules if found.get(r)]
     if failing and len(samples) < max_samples:
-        samples = pd.concat(
-            [samples, _samples(conn, relation, params, failing, max_samples - len(samples))], ignore_index=True
-        )
-    return ContractReport(rows, failures, samples.head(max_samples))
+        more = _samples(conn, relation, params, failing, max_samples - len(samples))
+        samples = pd.concat([samples, more], ignore_index=True)
+    return ContractReport(int(counts[0]), failures, samples.head(max_samples))
 
 
 def _duplicated(relation: str, cols: Sequence[str]) -> str:

@@ -176,7 +176,9 @@ class RawAuthorizationsModel(_Tokens, _Lineage):
 
     @pa.dataframe_check(
         error="a malformed line keeps its masked text and no parsed fields",
-        statistics={"sql": "malformed_reason IS NULL OR (raw_line_masked IS NOT NULL AND transaction_id IS NULL)"},
+        statistics={
+            "sql": "malformed_reason IS NULL OR (raw_line_masked IS NOT NULL AND transaction_id IS NULL)"
+        },
     )
     def malformed_rows_are_masked_lines(cls, df: pd.DataFrame) -> pd.Series:
         bad = df["malformed_reason"].notna()
