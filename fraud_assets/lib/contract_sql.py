@@ -274,16 +274,19 @@ class _Rule:
     check: str
     failing: str  # SQL over the typed relation: TRUE for a row that adds a failure case
     value: str  # SQL of the failure case shown in samples
-    # Uniqueness rules are counted by a GROUP BY over these columns instead of by `failing`.
+    # Uniqueness rules are counted by a GROUP BY over these columns instead of by `failing`, over the
+    # rows `failing` keeps (a value that failed its coercion is not compared: it is reported already).
     unique_over: tuple[str, ...] = ()
 
 
 def _relation(
     contract: Contract, table: str, types: dict[str, str], where: str, with_rowid: bool
-) -> tuple[str, list[_Rule], list[tuple[str, str, int, str]]]:
-    """The typed relation (SQL), the row rules over it, and the type failures of uncoerced columns."""
+) -> tuple[str, list[_Rule], list[tuple[str, str, int, str]], dict[str, str]]:
+    """The typed relation (SQL), the row rules over it, the type failures of uncoerced columns, and
+    per coerced column the flag of its failed coercions."""
     select = [f"{'rowid' if with_rowid else 'NULL'} AS __row"]
     rules: list[_Rule] = []
+    coerce_flags: dict[str, str] = {}
     type_failures = [
         (c.name, f"dtype('{c.dtype}')", 1, types[c.name])
         for c in contract.columns
@@ -298,6 +301,7 @@ def _relation(
         select.append(f"{typed} AS {c}")
         if failed is not None:
             select += [f"{q(col.name)} AS __raw_{i}", f"({q(col.name)} IS NOT NULL AND {failed}) AS __cf_{i}"]
+            coerce_flags[col.name] = f"__cf_{i}"
         if not col.nullable:
             is_null = f"{c} IS NULL" + (f" AND NOT __cf_{i}" if failed is not None else "")
             rules.append(_Rule(col.name, "not_nullable", is_null, "NULL"))
@@ -305,13 +309,14 @@ def _relation(
             for name in (f"coerce_dtype('{col.dtype}')", f"dtype('{col.dtype}')"):
                 rules.append(_Rule(col.name, name, f"__cf_{i}", f"__raw_{i}"))
         if col.unique:
-            rules.append(_Rule(col.name, "field_uniqueness", "", c, unique_over=(col.name,)))
+            keep = f"NOT __cf_{i}" if failed is not None else "TRUE"
+            rules.append(_Rule(col.name, "field_uniqueness", keep, c, unique_over=(col.name,)))
         for name, cond, ignore_na in col.checks:
             fails = f"NOT coalesce({cond(c)}, FALSE)"
             rules.append(_Rule(col.name, name, f"{c} IS NOT NULL AND {fails}" if ignore_na else fails, c))
     select += [q(name) for name in types if name not in schema_cols]
     relation = f"SELECT {', '.join(select)} FROM {table}" + (f" WHERE {where}" if where else "")
-    return relation, rules, type_failures
+    return relation, rules, type_failures, coerce_flags
 
 
 def _twin_binds(conn: duckdb.DuckDBPyConnection, relation: str, twin: str, params: list) -> bool:
@@ -340,7 +345,9 @@ def evaluate(
     """Validate the rows of `table` matching `where` against `contract`, in DuckDB."""
     params = list(params)
     types = {r[0]: str(r[1]) for r in conn.execute(f"DESCRIBE {table}").fetchall()}
-    relation, rules, type_failures = _relation(contract, table, types, where, _is_base_table(conn, table))
+    relation, rules, type_failures, coerce_flags = _relation(
+        contract, table, types, where, _is_base_table(conn, table)
+    )
     declared = [c.name for c in contract.columns]
     missing = [c for c in declared if c not in types]
     extra = [c for c in types if c not in declared] if contract.strict else []
@@ -356,7 +363,8 @@ def evaluate(
         rules += [_Rule(c, name, f"{fails} AND {q(c)} IS NOT NULL", q(c)) for c in types]
     for subset in contract.unique_sets:
         cols = tuple(c for c in subset if c in types)
-        rules += [_Rule(c, "multiple_fields_uniqueness", "", q(c), cols) for c in cols]
+        keep = " AND ".join(f"NOT {coerce_flags[c]}" for c in cols if c in coerce_flags) or "TRUE"
+        rules += [_Rule(c, "multiple_fields_uniqueness", keep, q(c), cols) for c in cols]
 
     row_rules = [r for r in rules if not r.unique_over]
     aggregates = ["count(*)", *(f"count(*) FILTER (WHERE {r.failing})" for r in row_rules)]
@@ -376,12 +384,13 @@ def evaluate(
     return ContractReport(int(counts[0]), failures, samples.head(max_samples))
 
 
-def _duplicated(relation: str, cols: Sequence[str]) -> str:
-    """Groups of rows sharing `cols`. One column: nulls are not values. Several: nulls compare equal,
-    as pandas' `duplicated` treats them."""
+def _duplicated(relation: str, rule: _Rule) -> str:
+    """Groups of the rule's rows sharing its columns. One column: nulls are not values. Several: nulls
+    compare equal, as pandas' `duplicated` treats them."""
+    cols = rule.unique_over
     keys = ", ".join(q(c) for c in cols)
-    filt = f" WHERE {q(cols[0])} IS NOT NULL" if len(cols) == 1 else ""
-    return f"SELECT {keys}, count(*) AS __n FROM ({relation}) t{filt} GROUP BY ALL HAVING count(*) > 1"
+    filt = f"({rule.failing})" + (f" AND {q(cols[0])} IS NOT NULL" if len(cols) == 1 else "")
+    return f"SELECT {keys}, count(*) AS __n FROM ({relation}) t WHERE {filt} GROUP BY ALL HAVING count(*) > 1"
 
 
 def _uniqueness_counts(
@@ -393,7 +402,7 @@ def _uniqueness_counts(
     for rule in rules:
         sql = (
             f"SELECT coalesce(sum(__n) FILTER (WHERE {q(rule.column)} IS NOT NULL), 0) "
-            f"FROM ({_duplicated(relation, rule.unique_over)})"
+            f"FROM ({_duplicated(relation, rule)})"
         )
         found[rule] = int(conn.execute(sql, params).fetchone()[0])
     return found
@@ -408,8 +417,8 @@ def _samples(
     for i, r in enumerate(rules[:budget]):
         if r.unique_over:
             on = " AND ".join(f"t.{q(c)} IS NOT DISTINCT FROM d.{q(c)}" for c in r.unique_over)
-            source = f"({relation}) t SEMI JOIN ({_duplicated(relation, r.unique_over)}) d ON {on}"
-            cond, args = f"t.{q(r.column)} IS NOT NULL", [*args, *params, *params]
+            source = f"({relation}) t SEMI JOIN ({_duplicated(relation, r)}) d ON {on}"
+            cond, args = f"t.{q(r.column)} IS NOT NULL AND {r.failing}", [*args, *params, *params]
         else:
             source, cond, args = f"({relation}) t", r.failing, [*args, *params]
         parts.append(

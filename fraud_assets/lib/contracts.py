@@ -78,7 +78,7 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
     """
     if context.has_partition_key or not context.has_partition_key_range:
         return result
-    spec = context.check_specs[0]
+    spec = _spec_of(context, result)
     keys = list(context.partition_keys)
     metadata = {**result.metadata, EVALUATED_OVER: partition_span(keys)}
     # The latest materialisation of every day of the range: two queries, not one per day.
@@ -115,6 +115,14 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
             )
         )
     return result
+
+
+def _spec_of(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckResult) -> dg.AssetCheckSpec:
+    """The spec a result is for: the check's own, or in a multi-check step the one it names."""
+    specs = list(context.check_specs)
+    if result.check_name is None:
+        return specs[0]
+    return next(s for s in specs if s.name == result.check_name and result.asset_key in (None, s.asset_key))
 
 
 def partitioned_asset_check(**kwargs):
@@ -172,13 +180,13 @@ def contract_result(
     return dg.AssetCheckResult(passed=report.passed, severity=severity, metadata=md)
 
 
-def contract_description(model: type[pa.DataFrameModel], table: str, partitioned: bool) -> str:
+def contract_description(model: type[pa.DataFrameModel], table: str) -> str:
     doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
     return (
         f"Data contract for `{table}` (pandera `{model.__name__}`: column names, types, nullability, "
-        f"uniqueness, allowed values). {doc} Evaluated in DuckDB on the materialised "
-        f"{'partition(s)' if partitioned else 'table'}; failures are counted by check and sampled (masked) "
-        "in metadata. Blocking: downstream assets do not run on data that breaks its contract."
+        f"uniqueness, allowed values). {doc} Evaluated in DuckDB on what was materialised (the run's "
+        "partitions of a partitioned table); failures are counted by check and sampled (masked) in "
+        "metadata. Blocking: downstream assets do not run on data that breaks its contract."
     )
 
 
@@ -212,7 +220,7 @@ def contract_check(
     @(partitioned_asset_check if pdef is not None else dg.asset_check)(
         asset=key,
         name=name or contract_name(model),
-        description=description or contract_description(model, table, pdef is not None),
+        description=description or contract_description(model, table),
         blocking=blocking,
         partitions_def=pdef,
         pool="duckdb",
