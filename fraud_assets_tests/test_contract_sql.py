@@ -195,3 +195,131 @@ def test_a_custom_column_check_does_not_compile():
 
     with pytest.raises(UntranslatableContract, match="even"):
         compile_contract(Custom)
+
+
+HEX = "ab" * 32
+TS = pd.Timestamp("2018-04-01 10:00:00")
+
+
+def _transactions(**changes) -> pd.DataFrame:
+    row = {
+        "transaction_id": 1,
+        "business_date": DAY,
+        "tx_datetime": TS,
+        "tx_datetime_local": TS,
+        "card_token": HEX,
+        "pan_bin": "453914",
+        "pan_last4": "6467",
+        "terminal_id": 3,
+        "tx_amount": 10.0,
+        "amount_original": 11.0,
+        "currency": "USD",
+        "fx_rate": 1.1,
+        "channel": "ecommerce",
+        "three_ds": "Y",
+        "feed": "acq_a",
+        "source_file": "authorizations/2018-04-01/acq_a.csv",
+        "row_number": 1,
+    }
+    return pd.DataFrame([row, {**row, "transaction_id": 2, "row_number": 2, **changes}])
+
+
+def _labels(**changes) -> pd.DataFrame:
+    row = {
+        "transaction_id": 1,
+        "card_token": HEX,
+        "tx_datetime": TS,
+        "reported_at": TS + pd.Timedelta(days=3),
+        "chargeback_id": "cb1",
+        "reason_code": "10.4",
+    }
+    return pd.DataFrame([row, {**row, "transaction_id": 2, "tx_datetime": None, **changes}])
+
+
+def _reconciliation(**changes) -> pd.DataFrame:
+    row = {
+        "business_date": DAY,
+        "raw_rows": 10,
+        "cleaned_rows": 6,
+        "quarantined_rows": 2,
+        "duplicates_removed": 1,
+        "reversal_rows": 1,
+    }
+    return pd.DataFrame([row, {**row, "business_date": DAY + pd.Timedelta(days=1), **changes}])
+
+
+def _file_register(**changes) -> pd.DataFrame:
+    row = {
+        "source": "authorizations",
+        "feed": "acq_a",
+        "source_file": "authorizations/2018-04-01/acq_a.csv",
+        "file_sha256": HEX,
+        "landing_date": DAY,
+        "business_date": DAY,
+        "status": "ingested",
+        "reason": None,
+        "rows_landed": 3,
+        "registered_at": TS,
+        "file_size": 100,
+        "file_mtime_ns": 1,
+    }
+    other = {**row, "source_file": "b.csv", "status": "rejected", "reason": "empty", **changes}
+    return pd.DataFrame([row, other])
+
+
+def _raw_authorizations(**changes) -> pd.DataFrame:
+    from fraud_assets.defs.raw.schemas import COLUMNS
+
+    row = {c: None for c, _ in COLUMNS["raw.authorizations"]}
+    row |= {
+        "transaction_id": "1",
+        "feed": "acq_a",
+        "source_file": "authorizations/2018-04-01/acq_a.csv",
+        "file_sha256": HEX,
+        "landing_date": DAY,
+        "row_number": 1,
+        "ingested_at": TS,
+        "business_date": DAY,
+    }
+    malformed = {"transaction_id": None, "malformed_reason": "too_few_fields", "raw_line_masked": "1;2"}
+    return pd.DataFrame([row, {**row, "row_number": 2, **malformed, **changes}])
+
+
+def _twin_cases():
+    from fraud_assets.defs.cleaned import schemas as cleaned
+    from fraud_assets.defs.raw import schemas as raw
+
+    return {
+        "transaction_on_another_day": (
+            cleaned.TransactionsModel,
+            _transactions(tx_datetime=TS + pd.Timedelta(days=1)),
+        ),
+        "amount_not_in_eur": (cleaned.TransactionsModel, _transactions(tx_amount=12.0)),
+        "label_reported_before_transaction": (
+            cleaned.LabelsModel,
+            _labels(tx_datetime=TS, reported_at=TS - pd.Timedelta(hours=1)),
+        ),
+        "reconciliation_off_by_one": (cleaned.ReconciliationModel, _reconciliation(raw_rows=11)),
+        "ingested_file_with_a_reason": (raw.FileRegisterModel, _file_register(status="ingested")),
+        "rejected_file_without_a_reason": (raw.FileRegisterModel, _file_register(reason=None)),
+        "malformed_line_with_parsed_fields": (
+            raw.RawAuthorizationsModel,
+            _raw_authorizations(transaction_id="9"),
+        ),
+        "malformed_line_without_its_text": (
+            raw.RawAuthorizationsModel,
+            _raw_authorizations(raw_line_masked=None),
+        ),
+    }
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("case", list(_twin_cases()))
+def test_each_sql_twin_fails_the_rows_its_pandas_check_fails(case):
+    model, broken_frame = _twin_cases()[case]
+    valid_frame = broken_frame.iloc[:1]
+    assert engine_failures(model, valid_frame) == pandas_failures(model, valid_frame) == {}
+    custom = {name for name, _ in compile_contract(model).frame_checks}
+    found = engine_failures(model, broken_frame)
+    assert found == pandas_failures(model, broken_frame)
+    assert {check for _, check in found} & custom

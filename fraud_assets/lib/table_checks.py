@@ -18,8 +18,6 @@ A `TableCheck` is a name, a description (`{table}` is filled in) and a function 
 the run looks at; `contract(model)` and `pan_scan()` build the common ones.
 """
 
-from __future__ import annotations
-
 import dataclasses
 from collections.abc import Callable, Sequence
 
