@@ -422,8 +422,8 @@ def _samples(
         else:
             source, cond, args = f"({relation}) t", r.failing, [*args, *params]
         parts.append(
-            f"(SELECT {i} AS k, {literal(r.column)} AS column, {literal(r.check)} AS check, "
-            f"CAST({r.value} AS VARCHAR) AS failure_case, CAST(__row AS VARCHAR) AS index "
+            f'(SELECT {i} AS k, {literal(r.column)} AS "column", {literal(r.check)} AS "check", '
+            f'CAST({r.value} AS VARCHAR) AS failure_case, CAST(__row AS VARCHAR) AS "index" '
             f"FROM {source} WHERE {cond} LIMIT {per_rule})"
         )
     df = conn.execute(" UNION ALL ".join(parts) + " ORDER BY k", args).df()
