@@ -15,7 +15,13 @@ import pytest
 from pandera.typing import Series
 
 import fraud_assets.defs
-from fraud_assets.lib.contract_sql import SQL_TWIN, UntranslatableContract, compile_contract, evaluate
+from fraud_assets.lib.contract_sql import (
+    SQL_TWIN,
+    UntranslatableContract,
+    compile_contract,
+    evaluate,
+    str_matches_sql,
+)
 from fraud_assets.lib.contracts import validate_frame
 
 DAY = pd.Timestamp("2018-04-01")
@@ -323,3 +329,31 @@ def test_each_sql_twin_fails_the_rows_its_pandas_check_fails(case):
     found = engine_failures(model, broken_frame)
     assert found == pandas_failures(model, broken_frame)
     assert {check for _, check in found} & custom
+
+
+@pytest.mark.parametrize("pattern", [r"^[0-9a-f]{64}$", r"^\d{6}$", r"^[A-Z]{3}$", r"^[a-c9]{1,3}$"])
+def test_a_character_class_pattern_checked_without_regex_agrees_with_the_regex(pattern):
+    values = [
+        "",
+        "abc",
+        "ABC",
+        "AB",
+        "ABCD",
+        "ÀBC",
+        "AB\n",
+        "ABC\n",
+        "123456",
+        "12٣456",
+        " 12345",
+        "c9",
+        "a" * 64,
+    ]
+    values += ["0123456789abcdef" * 4, "0123456789abcdeF" * 4, "9c"]
+    fast = str_matches_sql("v", pattern)
+    assert "regexp" not in fast
+    with duckdb.connect() as conn:
+        rows = conn.execute(
+            f"SELECT v, {fast}, regexp_matches(v, ?) FROM unnest(?::VARCHAR[]) AS u(v)",
+            [f"^(?:{pattern})", values],
+        ).fetchall()
+    assert [(v, a) for v, a, _ in rows] == [(v, b) for v, _, b in rows]
