@@ -16,6 +16,7 @@ from pandera.typing import Series
 
 import fraud_assets.defs
 from fraud_assets.lib.contract_sql import (
+    SAMPLE_CHARS,
     SQL_TWIN,
     UntranslatableContract,
     compile_contract,
@@ -357,3 +358,12 @@ def test_a_character_class_pattern_checked_without_regex_agrees_with_the_regex(p
             [f"^(?:{pattern})", values],
         ).fetchall()
     assert [(v, a) for v, a, _ in rows] == [(v, b) for v, _, b in rows]
+
+
+def test_a_long_value_is_sampled_short_and_a_card_number_at_the_cut_is_still_masked():
+    pan = "4539148803436467"
+    note = "x" * (SAMPLE_CHARS - 8) + pan + "y" * 5000
+    _, md = validate_frame(Payments, broken(note=[note, "ok!", "ok!"]))
+    samples = md["failure_samples"].value
+    assert pan[:8] not in samples
+    assert "y" * 100 not in samples

@@ -39,6 +39,11 @@ import pandera.pandas as pa
 # Key of a custom check's SQL twin in its `statistics` (pandera keeps them on the Check untouched).
 SQL_TWIN = "sql"
 MAX_FAILURE_SAMPLES = 20
+# A sample shows at most SAMPLE_CHARS characters of a value. It is read with a margin longer than any
+# card number with separators, so one cut at the read limit lies past what is shown: masking (done by
+# the caller) sees every number it shows whole.
+SAMPLE_CHARS = 200
+_SAMPLE_READ_CHARS = SAMPLE_CHARS + 64
 # pandas datetime64[ns] holds these instants only; a value outside fails pandas' coercion.
 _NS_MIN, _NS_MAX = "1677-09-21 00:12:43.145225", "2262-04-11 23:47:16.854775"
 
@@ -479,7 +484,8 @@ def _samples(
             source, cond, args = f"({relation}) t", r.failing, [*args, *params]
         parts.append(
             f'(SELECT {i} AS k, {literal(r.column)} AS "column", {literal(r.check)} AS "check", '
-            f'CAST({r.value} AS VARCHAR) AS failure_case, CAST(__row AS VARCHAR) AS "index" '
+            f"left(CAST({r.value} AS VARCHAR), {_SAMPLE_READ_CHARS}) AS failure_case, "
+            'CAST(__row AS VARCHAR) AS "index" '
             f"FROM {source} WHERE {cond} LIMIT {per_rule})"
         )
     df = conn.execute(" UNION ALL ".join(parts) + " ORDER BY k", args).df()

@@ -25,7 +25,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster._core.events import DagsterEventType
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.lib.contract_sql import Contract, ContractReport, compile_contract, evaluate
+from fraud_assets.lib.contract_sql import SAMPLE_CHARS, Contract, ContractReport, compile_contract, evaluate
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.warehouse import table_exists
 
@@ -142,7 +142,7 @@ def partitioned_asset_check(**kwargs):
 def summarise_failures(report: ContractReport) -> dict:
     """Check metadata for a failed contract: failure cases counted by (column, check), masked samples."""
     by_check = pd.DataFrame(sorted(report.failures), columns=["column", "check", "failures"])
-    samples = report.samples.astype(str).map(mask_pans)
+    samples = report.samples.astype(str).map(lambda v: mask_pans(v)[:SAMPLE_CHARS])
     return {
         "failure_count": dg.MetadataValue.int(int(by_check["failures"].sum())),
         "failed_checks": dg.MetadataValue.int(len(by_check)),
