@@ -135,3 +135,13 @@ def test_a_missing_table_fails_every_check_that_reads_it(tmp_path):
     assert not evs["things_contract"][0].passed
     assert not evs["no_clear_pan"][0].passed
     assert "does not exist" in evs["no_clear_pan"][0].metadata["error"].value
+
+
+def test_a_check_that_reads_another_table_declares_it_as_a_dependency():
+    reads_raw = TableCheck(
+        "reconciles", "{table} vs raw.things.", row_count, additional_deps=[["raw", "things"]]
+    )
+    checks = table_checks(things_asset({}), "test.things", [contract(ThingsModel), reads_raw])
+    spec = next(s for s in checks.check_specs if s.name == "reconciles")
+    assert [d.asset_key for d in spec.additional_deps] == [dg.AssetKey(["raw", "things"])]
+    assert checks.partitions_def == business_date_partitions
