@@ -78,7 +78,7 @@ def by_name(result) -> dict[str, list[dg.AssetCheckEvaluation]]:
 
 def test_a_tables_checks_are_one_step_with_each_check_declared_on_its_own(tmp_path):
     checks, _ = run(tmp_path, {DAYS[0]: [("ok", 1.0)]}, partition_key=DAYS[0])
-    assert checks.node_def.name == "test_things_checks"
+    assert checks.node_def.name == "test__things_checks"
     assert {spec.name for spec in checks.check_specs} == {"things_contract", "no_clear_pan", "has_rows"}
     assert all(spec.blocking for spec in checks.check_specs)
     assert "test.things" in next(s for s in checks.check_specs if s.name == "has_rows").description

@@ -121,6 +121,12 @@ def pan_scan(name: str = "no_clear_pan", blocking: bool = True) -> TableCheck:
     )
 
 
+def _step_name(key: dg.AssetKey, table: str) -> str:
+    """Unique per (asset, table): two assets writing one table get a step each."""
+    owner = key.to_python_identifier()
+    return f"{owner}_checks" if ".".join(key.path) == table else f"{owner}_{table.replace('.', '_')}_checks"
+
+
 def table_checks(
     asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
     table: str,
@@ -150,7 +156,7 @@ def table_checks(
 
     @dg.multi_asset_check(
         specs=specs,
-        name=name or f"{table.replace('.', '_')}_checks",
+        name=name or _step_name(key, table),
         description=f"Checks of `{table}`, one step: {', '.join(by_name)}.",
         can_subset=True,
         pool="duckdb",
