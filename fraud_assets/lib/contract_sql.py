@@ -457,15 +457,16 @@ def _duplicated(relation: str, rule: _Rule) -> str:
 def _uniqueness_counts(
     conn: duckdb.DuckDBPyConnection, relation: str, params: list, rules: list[_Rule]
 ) -> dict[_Rule, int]:
-    """Failure cases of every uniqueness rule, one GROUP BY each: pandas reports every non-null cell of
-    this column in a duplicated row."""
-    found: dict[_Rule, int] = {}
+    """Failure cases of the uniqueness rules, one GROUP BY per column set: pandas reports every non-null
+    cell of a duplicated row, under each column of the set."""
+    groups: dict[tuple[tuple[str, ...], str], list[_Rule]] = {}
     for rule in rules:
-        sql = (
-            f"SELECT coalesce(sum(__n) FILTER (WHERE {q(rule.column)} IS NOT NULL), 0) "
-            f"FROM ({_duplicated(relation, rule)})"
-        )
-        found[rule] = int(conn.execute(sql, params).fetchone()[0])
+        groups.setdefault((rule.unique_over, rule.failing), []).append(rule)
+    found: dict[_Rule, int] = {}
+    for same in groups.values():
+        counts = ", ".join(f"coalesce(sum(__n) FILTER (WHERE {q(r.column)} IS NOT NULL), 0)" for r in same)
+        row = conn.execute(f"SELECT {counts} FROM ({_duplicated(relation, same[0])})", params).fetchone()
+        found.update(zip(same, (int(n) for n in row), strict=True))
     return found
 
 
