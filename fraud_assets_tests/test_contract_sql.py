@@ -332,7 +332,7 @@ def test_each_sql_twin_fails_the_rows_its_pandas_check_fails(case):
     assert {check for _, check in found} & custom
 
 
-@pytest.mark.parametrize("pattern", [r"^[0-9a-f]{64}$", r"^\d{6}$", r"^[A-Z]{3}$", r"^[a-c9]{1,3}$"])
+@pytest.mark.parametrize("pattern", [r"^[0-9a-f]{16}$", r"^\d{6}$", r"^[A-Z]{3}$", r"^[a-c9]{1,3}$"])
 def test_a_character_class_pattern_checked_without_regex_agrees_with_the_regex(pattern):
     values = [
         "",
@@ -347,9 +347,9 @@ def test_a_character_class_pattern_checked_without_regex_agrees_with_the_regex(p
         "12٣456",
         " 12345",
         "c9",
-        "a" * 64,
+        "a" * 16,
     ]
-    values += ["0123456789abcdef" * 4, "0123456789abcdeF" * 4, "9c"]
+    values += ["0123456789abcdef", "0123456789abcdeF", "9c", "0123456789abcdef0"]
     fast = str_matches_sql("v", pattern)
     assert "regexp" not in fast
     with duckdb.connect() as conn:
