@@ -4,8 +4,8 @@ The pandera `DataFrameModel` stays the single source of a contract. `compile_con
 its schema once - columns and dtypes (coercibility), nullability, `unique`, the Field checks,
 `Config.unique` / `Config.strict`, and the SQL twin of every custom `dataframe_check` - and
 `evaluate(conn, contract, table, where, params)` runs it where the data is: one scan counts the rows
-breaking each rule, one GROUP BY per uniqueness rule, and only when something failed a bounded query
-for samples. Failures are named and counted as pandera's lazy validation names and counts its failure
+breaking each rule, one GROUP BY per uniqueness column set, and only when something failed a bounded
+query for samples. Failures are named and counted as pandera's lazy validation names and counts its failure
 cases (column, check), so check metadata reads the same as with pandas.
 
 A custom check declares its twin in its own decorator, a SQL boolean that is TRUE for a valid row
@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import functools
 import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 
@@ -83,10 +84,11 @@ def literal(value: object) -> str:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"'{value}'::DOUBLE"
-        return repr(value)
+    if isinstance(value, numbers.Integral):  # numpy scalars too: their repr is not SQL
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return repr(value) if math.isfinite(value) else f"'{value}'::DOUBLE"
     if isinstance(value, pd.Timestamp | dt.datetime):
         return f"TIMESTAMP '{pd.Timestamp(value).isoformat(sep=' ')}'"
     if isinstance(value, dt.date):
@@ -230,6 +232,8 @@ def check_name(check: pa.Check) -> str:
 
 def _column_check(model: str, column: str, check: pa.Check) -> tuple[str, Callable[[str], str], bool]:
     translate = _BUILTIN.get(check.name)
+    if check.raise_warning:  # a warning is not a failure; the blocking check has no such verdict
+        raise UntranslatableContract(f"{model}.{column}: check {check.name!r} only warns")
     if translate is None:
         raise UntranslatableContract(
             f"{model}.{column}: check {check.name!r} has no SQL translation; use a built-in check or a "
@@ -259,6 +263,8 @@ def compile_contract(model: type[pa.DataFrameModel] | pa.DataFrameSchema) -> Con
     frame_checks = []
     for ch in schema.checks:
         twin = (ch.statistics or {}).get(SQL_TWIN)
+        if ch.raise_warning:
+            raise UntranslatableContract(f"{name}: custom check {check_name(ch)!r} only warns")
         if not twin:
             raise UntranslatableContract(
                 f"{name}: custom check {check_name(ch)!r} has no SQL twin; declare it beside the check: "
