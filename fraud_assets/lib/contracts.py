@@ -231,4 +231,3 @@ def contract_check(
             return contract_result(conn, contract, table, where, params, severity)
 
     return _contract
-

@@ -33,9 +33,9 @@ from fraud_assets.lib.contracts import (
     contract_description,
     contract_name,
     contract_result,
-    find_pan_leaks,
     per_partition,
 )
+from fraud_assets.lib.pan_leaks import find_pan_leaks, leak_result, scan_description
 from fraud_assets.lib.warehouse import table_exists
 
 
@@ -96,29 +96,12 @@ def contract(
 
 
 def pan_scan(name: str = "no_clear_pan", blocking: bool = True) -> TableCheck:
-    """The PAN-leak scan of the step's table (`pan_leak_check`'s rule)."""
+    """The PAN-leak scan of the step's table (`pan_leak_check`'s rule, lib/pan_leaks.py)."""
 
     def run(scope: TableScope) -> dg.AssetCheckResult:
-        leaks = find_pan_leaks(scope.conn, scope.table, *scope.filter())
-        return dg.AssetCheckResult(
-            passed=not leaks,
-            metadata={
-                "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
-                "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
-            },
-        )
+        return leak_result(find_pan_leaks(scope.conn, scope.table, *scope.filter()))
 
-    return TableCheck(
-        name=name,
-        description=(
-            "PAN-leak scan of `{table}`: no VARCHAR column (hex digests `card_token`/`file_sha256` "
-            "excepted) contains a 13-19 digit Luhn-valid sequence, with or without spaces/dashes. "
-            "Metadata gives the number of offending rows per column, never the values. Blocking: a "
-            "leaked card number must not flow downstream."
-        ),
-        run=run,
-        blocking=blocking,
-    )
+    return TableCheck(name=name, description=scan_description("{table}"), run=run, blocking=blocking)
 
 
 def _step_name(key: dg.AssetKey, table: str) -> str:
