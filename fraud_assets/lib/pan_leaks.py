@@ -169,6 +169,27 @@ def _asset_key(asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str]) -
     return asset.key if isinstance(asset, dg.AssetsDefinition) else dg.AssetKey.from_coercible(asset)
 
 
+def scan_description(table: str) -> str:
+    return (
+        f"PAN-leak scan of `{table}`: no column of any type holds 13-19 consecutive Luhn-valid digits "
+        "(text with any light separators and digits of any script; numbers by their integral part; "
+        "the platform's own digests excepted). Metadata gives the number of offending rows per "
+        "column, never the values. Blocking: a leaked card number must not flow downstream."
+    )
+
+
+def leak_result(leaks: dict[str, int]) -> dg.AssetCheckResult:
+    """The scan's verdict from `find_pan_leaks`: counts per column, never the values."""
+    return dg.AssetCheckResult(
+        passed=not leaks,
+        metadata={
+            "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
+            "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
+            "leaking_rows_by_column": dg.MetadataValue.json(dict(sorted(leaks.items()))),
+        },
+    )
+
+
 def pan_leak_check(
     asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
     table: str,
@@ -186,12 +207,7 @@ def pan_leak_check(
     @(partitioned_asset_check if pdef is not None else dg.asset_check)(
         asset=key,
         name=name,
-        description=(
-            f"PAN-leak scan of `{table}`: no column of any type holds 13-19 consecutive Luhn-valid digits "
-            "(text with any light separators and digits of any script; numbers by their integral part; "
-            "the platform's own digests excepted). Metadata gives the number of offending rows per "
-            "column, never the values. Blocking: a leaked card number must not flow downstream."
-        ),
+        description=scan_description(table),
         blocking=blocking,
         partitions_def=pdef,
         pool="duckdb",
@@ -202,13 +218,6 @@ def pan_leak_check(
             if not table_exists(conn, table):
                 return dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
             leaks = find_pan_leaks(conn, table, where, params)
-        return dg.AssetCheckResult(
-            passed=not leaks,
-            metadata={
-                "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
-                "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
-                "leaking_rows_by_column": dg.MetadataValue.json(dict(sorted(leaks.items()))),
-            },
-        )
+        return leak_result(leaks)
 
     return _no_clear_pan

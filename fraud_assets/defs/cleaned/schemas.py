@@ -50,11 +50,17 @@ class TransactionsModel(pa.DataFrameModel):
     source_file: Series[str]
     row_number: Series[int] = pa.Field(ge=1)
 
-    @pa.dataframe_check(error="tx_datetime (UTC) falls on the business date")
+    @pa.dataframe_check(
+        error="tx_datetime (UTC) falls on the business date",
+        statistics={"sql": "date_trunc('day', tx_datetime) = business_date"},
+    )
     def on_business_date(cls, df: pd.DataFrame) -> pd.Series:
         return df["tx_datetime"].dt.normalize() == df["business_date"]
 
-    @pa.dataframe_check(error="tx_amount = amount_original / fx_rate")
+    @pa.dataframe_check(
+        error="tx_amount = amount_original / fx_rate",
+        statistics={"sql": "abs(tx_amount - amount_original / fx_rate) <= 1e-9 * abs(tx_amount)"},
+    )
     def amount_in_eur(cls, df: pd.DataFrame) -> pd.Series:
         return (df["tx_amount"] - df["amount_original"] / df["fx_rate"]).abs() <= 1e-9 * df["tx_amount"].abs()
 
@@ -110,7 +116,10 @@ class ReconciliationModel(pa.DataFrameModel):
     duplicates_removed: Series[int] = pa.Field(ge=0)
     reversal_rows: Series[int] = pa.Field(ge=0)
 
-    @pa.dataframe_check(error="raw = cleaned + quarantined + duplicates_removed + reversal_rows")
+    @pa.dataframe_check(
+        error="raw = cleaned + quarantined + duplicates_removed + reversal_rows",
+        statistics={"sql": "raw_rows = cleaned_rows + quarantined_rows + duplicates_removed + reversal_rows"},
+    )
     def balances(cls, df: pd.DataFrame) -> pd.Series:
         return df["raw_rows"] == (
             df["cleaned_rows"] + df["quarantined_rows"] + df["duplicates_removed"] + df["reversal_rows"]
@@ -131,7 +140,10 @@ class LabelsModel(pa.DataFrameModel):
     chargeback_id: Series[str] = pa.Field(nullable=True)
     reason_code: Series[str] = pa.Field(nullable=True)
 
-    @pa.dataframe_check(error="a fraud is reported after it happened")
+    @pa.dataframe_check(
+        error="a fraud is reported after it happened",
+        statistics={"sql": "tx_datetime IS NULL OR reported_at >= tx_datetime"},
+    )
     def reported_after_transaction(cls, df: pd.DataFrame) -> pd.Series:
         return df["tx_datetime"].isna() | (df["reported_at"] >= df["tx_datetime"])
 
