@@ -23,7 +23,13 @@ from fraud_assets.defs.cleaned.transform import (
 from fraud_assets.defs.raw import assets as raw
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
-from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
+from fraud_assets.lib.warehouse import (
+    replace_partition,
+    replace_partitions,
+    replace_table,
+    table_exists,
+    table_metadata,
+)
 
 OWNERS = ["team:fraud-data-science"]
 GROUP = "cleaned"
@@ -339,17 +345,23 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
         # A date with no rows still gets its (all-zero) reconciliation row: "checked, nothing landed".
         recon = out.reconciliation.set_index("business_date").reindex(pd.to_datetime(chunk), fill_value=0)
         out.reconciliation = recon.rename_axis("business_date").reset_index()
-        for table, frame, cols in (
-            (TX, out.transactions, TRANSACTION_COLUMNS),
-            (QUAR, out.quarantine, QUARANTINE_COLUMNS),
-            (RECON, out.reconciliation, RECONCILIATION_COLUMNS),
-        ):
-            cur = conn.cursor()  # own cursor: see raw.assets.write_frame
-            try:
-                cur.register("_cleaned_src", frame)
-                replace_partition(cur, table, _cast_sql(cols, "_cleaned_src"), "business_date", chunk)
-            finally:
-                cur.close()
+        # One transaction for the three tables: a crash never leaves them out of step.
+        cur = conn.cursor()  # own cursor: see raw.assets.write_frame
+        try:
+            for name, frame in (("tx", out.transactions), ("q", out.quarantine), ("r", out.reconciliation)):
+                cur.register(f"_cleaned_{name}", frame)
+            replace_partitions(
+                cur,
+                {
+                    TX: _cast_sql(TRANSACTION_COLUMNS, "_cleaned_tx"),
+                    QUAR: _cast_sql(QUARANTINE_COLUMNS, "_cleaned_q"),
+                    RECON: _cast_sql(RECONCILIATION_COLUMNS, "_cleaned_r"),
+                },
+                "business_date",
+                chunk,
+            )
+        finally:
+            cur.close()
         for k in totals:
             totals[k] += int(out.reconciliation[k].sum())
         for r, n in out.by_reason.items():
