@@ -23,7 +23,7 @@ RATES = {
     "pan_format": 0.05,
     "comma_decimal": 0.05,
     "duplicate": 0.02,
-    "non_positive_amount": 0.01,
+    "negative_amount": 0.01,
     "missing_terminal_id": 0.01,
     "unknown_terminal": 0.01,
     "invalid_pan": 0.01,
@@ -40,7 +40,7 @@ RATES = {
     "duplicate_chargeback": 0.1,
 }
 ROW_QUARANTINE = {
-    "non_positive_amount",
+    "negative_amount",
     "missing_terminal_id",
     "unknown_terminal",
     "invalid_pan",
