@@ -1,24 +1,62 @@
--- The verdict of every raw authorisation row of a chunk of business dates (temp view `_raw_chunk`):
--- its typed values, the FIRST quarantine reason that applies, and its outcome (`_outcome`):
+-- The verdict of every raw authorisation row of a chunk of business dates (temp view `_raw_chunk`,
+-- dates in temp table `_chunk_dates`): its typed values, the FIRST quarantine reason that applies,
+-- and its outcome (`_outcome`):
 --   cleaned      -> cleaned.transactions
---   quarantined  -> cleaned.quarantine, with `_reason`, `_offending_column`, `_offending_value`
+--   quarantined  -> cleaned.quarantine, with `_reason` and `_offending_value` (masked later)
 --   duplicate    -> an exact retransmission of the kept version (counted, not stored)
 --   reversal     -> a matched reversal or the authorisation it reverses (counted, not stored)
 -- so per business date: raw rows = cleaned + quarantined + duplicates + reversal rows.
 -- Reads cleaned.terminals, cleaned.fx_rates and the variable `reporting_currency`; leaves the temp
--- tables `_zone_days` and `_verdicts` in this connection.
+-- table `_verdicts` in this connection.
+--
+-- Cost: every row is parsed and judged once, in one pass. Only the rows whose transaction id needs
+-- another row to be judged (an id landed more than once, a reversal, the authorisation a reversal
+-- names: few) are judged a second time, apart, for the dedup and reversal rules.
 
--- Stripped text, blank -> NULL; ids are 1-18 ASCII digits (18 always fit a BIGINT).
-CREATE OR REPLACE TEMP MACRO _text(x) AS nullif(trim(x, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)), '');
+-- Text without surrounding spaces, blank -> NULL. Numbers are ASCII digits only: `[0-9]`, never a
+-- class that admits other scripts' digits. Ids are 1-18 digits (18 always fit a BIGINT).
+CREATE OR REPLACE TEMP MACRO _text(x) AS nullif(trim(x), '');
 CREATE OR REPLACE TEMP MACRO _id(x) AS
-    CASE WHEN regexp_full_match(_text(x), '[0-9]{1,18}') THEN CAST(_text(x) AS BIGINT) END;
+    CASE WHEN regexp_full_match(x, ' *[0-9]{1,18} *') THEN CAST(trim(x) AS BIGINT) END;
+CREATE OR REPLACE TEMP MACRO _message_type(x) AS
+    CASE _text(x) WHEN 'auth' THEN 'auth' WHEN '0100' THEN 'auth'
+                  WHEN 'reversal' THEN 'reversal' WHEN '0400' THEN 'reversal' END;
 -- A leap second (`:60`) is read as the last second of its minute, so it stays on its business date.
 CREATE OR REPLACE TEMP MACRO _leap(x) AS
-    CASE WHEN regexp_matches(x, ':60Z?$') THEN regexp_replace(x, ':60(Z?)$', ':59\1') ELSE x END;
+    CASE WHEN x LIKE '%:60' OR x LIKE '%:60Z' THEN regexp_replace(x, ':60(Z?)$', ':59\1') ELSE x END;
 
-CREATE OR REPLACE TEMP TABLE _typed AS
-WITH parsed AS (
-    SELECT r.*,
+-- The judged rows of the raw rows in the table or view named `source`: typed values and the first
+-- rule that fails (`_rule_reason`, NULL when none), with the value as received it failed on.
+CREATE OR REPLACE TEMP MACRO _judged_rows(source) AS TABLE
+WITH
+-- Time zones. A zone's UTC offset, sampled one day before and two days after a (local or UTC)
+-- calendar day, is the same at both ends on every day but those of a DST change: there, and only
+-- there, each row is resolved on its own. The offsets come from a small grid (every known zone of a
+-- terminal x the chunk's days and their neighbours), not from ICU conversions per row; a row outside
+-- the grid (a time far from its business date) gets its offsets computed on its own.
+zones AS (
+    SELECT DISTINCT t.timezone AS zone
+    FROM cleaned.terminals t JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
+),
+days AS (
+    SELECT CAST(unnest(generate_series(
+        CAST(min(business_date) - 1 AS TIMESTAMP), CAST(max(business_date) + 1 AS TIMESTAMP), INTERVAL 1 DAY
+    )) AS DATE) AS day
+    FROM _chunk_dates
+),
+zone_days AS (
+    SELECT zone, day,
+        timezone(zone, timezone('UTC', CAST(day - 1 AS TIMESTAMP))) - CAST(day - 1 AS TIMESTAMP) AS off_before,
+        timezone(zone, timezone('UTC', CAST(day + 2 AS TIMESTAMP))) - CAST(day + 2 AS TIMESTAMP) AS off_after
+    FROM zones, days
+),
+parsed AS (
+    SELECT
+        r.business_date, r.feed, r.source_file, r.row_number, r.landing_date, r.ingested_at,
+        r.card_token, r.pan_bin, r.pan_last4, r.pan_valid,
+        -- as received, for the quarantine's offending_value
+        r.transaction_id, r.terminal_id, r.amount, r.currency, r.tx_datetime, r.channel, r.three_ds,
+        r.message_type, r.original_transaction_id, r.malformed_reason, r.raw_line_masked, r.pan_masked,
         _id(r.transaction_id) AS _tx_id,
         _text(r.terminal_id) AS _terminal_text,
         _id(r.terminal_id) AS _terminal_id,
@@ -30,91 +68,81 @@ WITH parsed AS (
             WHEN 'ecommerce' THEN 'ecommerce' WHEN 'ECOM' THEN 'ecommerce'
         END AS _channel,
         upper(_text(r.three_ds)) AS _three_ds,
-        CASE _text(r.message_type)
-            WHEN 'auth' THEN 'auth' WHEN '0100' THEN 'auth'
-            WHEN 'reversal' THEN 'reversal' WHEN '0400' THEN 'reversal'
-        END AS _message_type,
+        _message_type(r.message_type) AS _message_type,
         _id(r.original_transaction_id) AS _original_id
-    FROM _raw_chunk r
-)
-SELECT p.*,
-    t.terminal_id IS NOT NULL AS _known_terminal,
-    z.name AS _zone,  -- NULL when ICU does not know the terminal's zone: its times cannot be read
-    CASE WHEN p.feed = 'acq_b' THEN
-        -- processor B: integer minor units; ISO 4217 exponent 2 unless listed
-        CASE WHEN regexp_full_match(p._amount_text, '-?[0-9]+') THEN
-            CAST(p._amount_text AS DOUBLE) / CASE
-                WHEN p._currency IN ('JPY', 'KRW', 'ISK', 'CLP', 'VND', 'XOF', 'XAF', 'PYG', 'UGX') THEN 1.0
-                WHEN p._currency IN ('BHD', 'KWD', 'JOD', 'OMR', 'TND', 'IQD', 'LYD') THEN 1000.0
-                ELSE 100.0 END
-        END
-    ELSE
-        -- processor A: major units, `.` decimal point; a lone `,` decimal is tolerated ("12,50")
-        CASE WHEN regexp_full_match(p._amount_text, '-?[0-9]+([.,][0-9]+)?') THEN
-            CAST(replace(p._amount_text, ',', '.') AS DOUBLE)
-        END
-    END AS _amount,
-    CASE WHEN p._currency = getvariable('reporting_currency') THEN 1.0 ELSE fx.rate END AS _rate,
-    CASE WHEN p.feed = 'acq_b'
-        THEN CAST(TRY_STRPTIME(p._time_text, '%d/%m/%Y %H:%M:%S') AS TIMESTAMP) END AS _local_b,
-    CASE WHEN p.feed <> 'acq_b'
-        THEN CAST(TRY_STRPTIME(p._time_text, '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) END AS _utc_a
-FROM parsed p
-LEFT JOIN cleaned.terminals t ON t.terminal_id = p._terminal_id
-LEFT JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
-LEFT JOIN cleaned.fx_rates fx ON fx.rate_date = p.business_date AND fx.quote_currency = p._currency;
-
--- Time zones. A zone's UTC offset, sampled one day before and two days after a (local or UTC)
--- calendar day, is the same at both ends on every day but those of a DST change: there, and only
--- there, each row is resolved on its own (one ICU conversion per zone and day, not per row).
-CREATE OR REPLACE TEMP TABLE _zone_days AS
-SELECT zone, day,
-    timezone(zone, timezone('UTC', CAST(day - 1 AS TIMESTAMP))) - CAST(day - 1 AS TIMESTAMP) AS off_before,
-    timezone(zone, timezone('UTC', CAST(day + 2 AS TIMESTAMP))) - CAST(day + 2 AS TIMESTAMP) AS off_after
-FROM (
-    SELECT DISTINCT _zone AS zone, CAST(coalesce(_local_b, _utc_a) AS DATE) AS day
-    FROM _typed WHERE _zone IS NOT NULL AND coalesce(_local_b, _utc_a) IS NOT NULL
-);
-
-CREATE OR REPLACE TEMP TABLE _judged AS
-WITH timed AS (
-    SELECT t.*,
-        t._local_b - d.off_before AS _b_early_offset,  -- read with the offset before the change
-        t._local_b - d.off_after AS _b_late_offset,    -- read with the offset after it
-        d.off_before = d.off_after AS _steady,
-        d.off_before AS _offset
-    FROM _typed t LEFT JOIN _zone_days d
-        ON d.zone = t._zone AND d.day = CAST(coalesce(t._local_b, t._utc_a) AS DATE)
+    FROM query_table(source) r
+),
+typed AS (
+    SELECT p.*,
+        t.terminal_id IS NOT NULL AS _known_terminal,
+        z.name AS _zone,  -- NULL when ICU does not know the terminal's zone: its times cannot be read
+        CASE WHEN p.feed = 'acq_b' THEN
+            -- processor B: integer minor units; ISO 4217 exponent 2 unless listed
+            CASE WHEN regexp_full_match(p._amount_text, '-?[0-9]+') THEN
+                CAST(p._amount_text AS DOUBLE) / CASE
+                    WHEN p._currency IN ('JPY', 'KRW', 'ISK', 'CLP', 'VND', 'XOF', 'XAF', 'PYG', 'UGX') THEN 1.0
+                    WHEN p._currency IN ('BHD', 'KWD', 'JOD', 'OMR', 'TND', 'IQD', 'LYD') THEN 1000.0
+                    ELSE 100.0 END
+            END
+        ELSE
+            -- processor A: major units, `.` decimal point; a lone `,` decimal is tolerated ("12,50")
+            CASE WHEN regexp_full_match(p._amount_text, '-?[0-9]+([.,][0-9]+)?') THEN
+                CAST(replace(p._amount_text, ',', '.') AS DOUBLE)
+            END
+        END AS _amount,
+        CASE WHEN p._currency = getvariable('reporting_currency') THEN 1.0 ELSE fx.rate END AS _rate,
+        CASE WHEN p.feed = 'acq_b'
+            THEN CAST(TRY_STRPTIME(p._time_text, '%d/%m/%Y %H:%M:%S') AS TIMESTAMP) END AS _local_b,
+        CASE WHEN p.feed <> 'acq_b'
+            THEN CAST(TRY_STRPTIME(p._time_text, '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) END AS _utc_a
+    FROM parsed p
+    LEFT JOIN cleaned.terminals t ON t.terminal_id = p._terminal_id
+    LEFT JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
+    LEFT JOIN cleaned.fx_rates fx ON fx.rate_date = p.business_date AND fx.quote_currency = p._currency
+),
+offsets AS (
+    SELECT t.*, coalesce(t._local_b, t._utc_a) AS _time,
+        coalesce(d.off_before, timezone(t._zone, timezone('UTC', _time - INTERVAL 1 DAY)) - (_time - INTERVAL 1 DAY))
+            AS _off_before,
+        coalesce(d.off_after, timezone(t._zone, timezone('UTC', _time + INTERVAL 2 DAY)) - (_time + INTERVAL 2 DAY))
+            AS _off_after
+    FROM typed t
+    LEFT JOIN zone_days d ON d.zone = t._zone AND d.day = CAST(coalesce(t._local_b, t._utc_a) AS DATE)
+),
+timed AS (
+    SELECT *,
+        _local_b - _off_before AS _b_early_offset,  -- read with the offset before the change
+        _local_b - _off_after AS _b_late_offset,    -- read with the offset after it
+        _off_before = _off_after AS _steady
+    FROM offsets
 ),
 localised AS (
-    SELECT * EXCLUDE (_b_early_offset, _b_late_offset, _steady, _offset),
+    SELECT *,
         -- Processor B's local times -> UTC. On a DST change a local time that exists once has one
         -- valid reading; one in the repeated autumn hour has two, and the first (summer-time) one is
         -- taken; one inside the spring gap has none, and is read with the offset before the change
         -- (shifted forward by the gap).
         CASE
             WHEN feed <> 'acq_b' THEN _utc_a
-            WHEN _steady THEN _local_b - _offset
+            WHEN _steady THEN _b_early_offset
             WHEN _steady IS NULL THEN NULL
-            ELSE CASE
-                WHEN timezone(_zone, timezone('UTC', _b_early_offset)) <> _local_b THEN
-                    CASE WHEN timezone(_zone, timezone('UTC', _b_late_offset)) = _local_b
-                        THEN _b_late_offset ELSE _b_early_offset END
-                WHEN timezone(_zone, timezone('UTC', _b_late_offset)) = _local_b
-                    THEN least(_b_early_offset, _b_late_offset)
-                ELSE _b_early_offset
-            END
+            WHEN timezone(_zone, timezone('UTC', _b_early_offset)) <> _local_b THEN
+                CASE WHEN timezone(_zone, timezone('UTC', _b_late_offset)) = _local_b
+                    THEN _b_late_offset ELSE _b_early_offset END
+            WHEN timezone(_zone, timezone('UTC', _b_late_offset)) = _local_b
+                THEN least(_b_early_offset, _b_late_offset)
+            ELSE _b_early_offset
         END AS _utc,
         CASE
             WHEN feed = 'acq_b' THEN _local_b
-            WHEN _steady THEN _utc_a + _offset
+            WHEN _steady THEN _utc_a + _off_before
             WHEN _steady IS NULL THEN NULL
             ELSE timezone(_zone, timezone('UTC', _utc_a))
         END AS _local
     FROM timed
 ),
 judged AS (
-    SELECT * EXCLUDE (_local_b, _utc_a),
+    SELECT *,
         -- The rule order: a row gets the FIRST reason that applies.
         CASE
             WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
@@ -135,93 +163,14 @@ judged AS (
         END AS _rule_reason
     FROM localised
 )
-SELECT * FROM judged;
-
--- Among the valid rows, per transaction_id the most recently landed version is kept (latest landing
--- date, then file name, then row): a copy equal to it in every parsed field is an exact
--- retransmission, a copy that differs is an older version a corrected file replaced.
-CREATE OR REPLACE TEMP TABLE _deduplicated AS
-WITH repeated AS (
-    SELECT _tx_id FROM _judged WHERE _rule_reason IS NULL GROUP BY _tx_id HAVING count(*) > 1
-),
-versions AS (
-    SELECT source_file, row_number,
-        row_number() OVER newest_first = 1 AS _newest,
-        struct_pack(_utc, card_token, _terminal_id, _amount, _currency, _channel, _three_ds,
-                    _message_type, _original_id)
-            = first_value(struct_pack(_utc, card_token, _terminal_id, _amount, _currency, _channel,
-                                      _three_ds, _message_type, _original_id)) OVER newest_first AS _same
-    FROM _judged SEMI JOIN repeated USING (_tx_id)
-    WHERE _rule_reason IS NULL
-    WINDOW newest_first AS (PARTITION BY _tx_id ORDER BY landing_date DESC, source_file DESC, row_number DESC)
-)
-SELECT j.*,
-    CASE
-        WHEN j._rule_reason IS NOT NULL OR v._newest IS NULL OR v._newest THEN NULL
-        WHEN v._same THEN 'duplicate'
-        ELSE 'superseded'
-    END AS _copy
-FROM _judged j LEFT JOIN versions v USING (source_file, row_number);
-
--- Reversal rule: a kept reversal whose original_transaction_id is a kept authorisation of the same
--- business date removes both; a reversal without one is an orphan.
-CREATE OR REPLACE TEMP TABLE _verdicts AS
-WITH kept AS (
-    SELECT business_date, _tx_id, _original_id, _message_type FROM _deduplicated
-    WHERE _rule_reason IS NULL AND _copy IS NULL
-),
-reversed AS (
-    SELECT DISTINCT r.business_date, r._original_id AS _tx_id
-    FROM kept r JOIN kept a ON a.business_date = r.business_date AND a._tx_id = r._original_id
-    WHERE r._message_type = 'reversal' AND a._message_type = 'auth'
-),
-outcomes AS MATERIALIZED (
-    SELECT d.*,
-        CASE
-            WHEN d._rule_reason IS NOT NULL OR d._copy = 'superseded' THEN 'quarantined'
-            WHEN d._copy = 'duplicate' THEN 'duplicate'
-            WHEN d._message_type = 'reversal' AND rr._tx_id IS NOT NULL THEN 'reversal'
-            WHEN d._message_type = 'reversal' THEN 'quarantined'
-            WHEN ra._tx_id IS NOT NULL THEN 'reversal'
-            ELSE 'cleaned'
-        END AS _outcome,
-        CASE
-            WHEN d._rule_reason IS NOT NULL THEN d._rule_reason
-            WHEN d._copy = 'superseded' THEN 'superseded_by_correction'
-            WHEN d._copy IS NULL AND d._message_type = 'reversal' AND rr._tx_id IS NULL THEN 'orphan_reversal'
-        END AS _reason
-    FROM _deduplicated d
-    LEFT JOIN reversed rr
-        ON d._message_type = 'reversal' AND rr.business_date = d.business_date AND rr._tx_id = d._original_id
-    LEFT JOIN reversed ra
-        ON d._message_type = 'auth' AND ra.business_date = d.business_date AND ra._tx_id = d._tx_id
-)
--- Where a quarantined row's problem is: the column, and its value as received (masked later).
-SELECT *,
-    CASE _reason
-        WHEN 'malformed_line' THEN 'raw_line'
-        WHEN 'invalid_pan' THEN 'pan'
-        WHEN 'invalid_transaction_id' THEN 'transaction_id'
-        WHEN 'superseded_by_correction' THEN 'transaction_id'
-        WHEN 'missing_terminal_id' THEN 'terminal_id'
-        WHEN 'unknown_terminal' THEN 'terminal_id'
-        WHEN 'invalid_amount' THEN 'amount'
-        WHEN 'negative_amount' THEN 'amount'
-        WHEN 'unknown_currency' THEN 'currency'
-        WHEN 'invalid_timestamp' THEN 'tx_datetime'
-        WHEN 'future_timestamp' THEN 'tx_datetime'
-        WHEN 'outside_business_date' THEN 'tx_datetime'
-        WHEN 'invalid_channel' THEN 'channel'
-        WHEN 'invalid_three_ds' THEN 'three_ds'
-        WHEN 'invalid_message_type' THEN 'message_type'
-        WHEN 'missing_original_transaction_id' THEN 'original_transaction_id'
-        WHEN 'orphan_reversal' THEN 'original_transaction_id'
-    END AS _offending_column,
-    CASE _reason
+SELECT
+    business_date, feed, source_file, row_number, landing_date, ingested_at, card_token, pan_bin,
+    pan_last4, transaction_id, original_transaction_id, _tx_id, _terminal_id, _currency, _amount, _rate,
+    _utc, _local, _channel, _three_ds, _message_type, _original_id, _rule_reason,
+    CASE _rule_reason
         WHEN 'malformed_line' THEN raw_line_masked
-        WHEN 'invalid_pan' THEN pan_masked
         WHEN 'invalid_transaction_id' THEN transaction_id
-        WHEN 'superseded_by_correction' THEN transaction_id
+        WHEN 'invalid_pan' THEN pan_masked
         WHEN 'missing_terminal_id' THEN terminal_id
         WHEN 'unknown_terminal' THEN terminal_id
         WHEN 'invalid_amount' THEN amount
@@ -234,10 +183,88 @@ SELECT *,
         WHEN 'invalid_three_ds' THEN three_ds
         WHEN 'invalid_message_type' THEN message_type
         WHEN 'missing_original_transaction_id' THEN original_transaction_id
-        WHEN 'orphan_reversal' THEN original_transaction_id
-    END AS _offending_value
-FROM outcomes;
+    END AS _rule_offending_value
+FROM judged;
 
-DROP TABLE _typed;
-DROP TABLE _judged;
-DROP TABLE _deduplicated;
+-- Ids whose rows need other rows to be judged: landed more than once, a reversal's own id, the id a
+-- reversal names. A superset (taken before any rule): every other row's verdict is its rule's.
+CREATE OR REPLACE TEMP TABLE _linked_ids AS
+WITH ids AS (
+    SELECT _id(transaction_id) AS id, _message_type(message_type) = 'reversal' AS is_reversal,
+           _id(original_transaction_id) AS original_id
+    FROM _raw_chunk
+)
+SELECT id FROM ids WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1 OR bool_or(is_reversal)
+UNION
+SELECT original_id FROM ids WHERE is_reversal AND original_id IS NOT NULL;
+
+CREATE OR REPLACE TEMP VIEW _raw_linked AS
+SELECT * FROM _raw_chunk WHERE _id(transaction_id) IN (SELECT id FROM _linked_ids);
+
+-- The dedup and reversal rules, on the rows of linked ids only. Among the valid rows, per
+-- transaction_id the most recently landed version is kept (latest landing date, then file name, then
+-- row): a copy equal to it in every parsed field is an exact retransmission, a copy that differs is
+-- an older version a corrected file replaced. Then a kept reversal whose original_transaction_id is a
+-- kept authorisation of the same business date removes both; a reversal without one is an orphan.
+CREATE OR REPLACE TEMP TABLE _linked_outcomes AS
+WITH linked AS MATERIALIZED (SELECT * FROM _judged_rows('_raw_linked')),
+versions AS MATERIALIZED (
+    SELECT *,
+        _rule_reason IS NULL AND row_number() OVER newest_first > 1 AS _older,
+        struct_pack(_utc, card_token, _terminal_id, _amount, _currency, _channel, _three_ds,
+                    _message_type, _original_id)
+            = first_value(struct_pack(_utc, card_token, _terminal_id, _amount, _currency, _channel,
+                                      _three_ds, _message_type, _original_id)) OVER newest_first AS _same
+    FROM linked
+    WINDOW newest_first AS (
+        PARTITION BY _tx_id, _rule_reason IS NULL
+        ORDER BY landing_date DESC, source_file DESC, row_number DESC
+    )
+),
+kept AS (SELECT * FROM versions WHERE _rule_reason IS NULL AND NOT _older),
+reversed AS (
+    SELECT DISTINCT r.business_date, r._original_id AS _tx_id
+    FROM kept r JOIN kept a ON a.business_date = r.business_date AND a._tx_id = r._original_id
+    WHERE r._message_type = 'reversal' AND a._message_type = 'auth'
+)
+SELECT v.source_file, v.row_number,
+    CASE
+        WHEN v._rule_reason IS NOT NULL THEN 'quarantined'
+        WHEN v._older AND v._same THEN 'duplicate'
+        WHEN v._older THEN 'quarantined'
+        WHEN v._message_type = 'reversal' AND rr._tx_id IS NULL THEN 'quarantined'
+        WHEN v._message_type = 'reversal' OR ra._tx_id IS NOT NULL THEN 'reversal'
+        ELSE 'cleaned'
+    END AS _outcome,
+    CASE
+        WHEN v._rule_reason IS NOT NULL THEN v._rule_reason
+        WHEN v._older AND v._same THEN NULL
+        WHEN v._older THEN 'superseded_by_correction'
+        WHEN v._message_type = 'reversal' AND rr._tx_id IS NULL THEN 'orphan_reversal'
+    END AS _reason,
+    CASE
+        WHEN v._rule_reason IS NOT NULL THEN v._rule_offending_value
+        WHEN v._older AND v._same THEN NULL
+        WHEN v._older THEN v.transaction_id
+        WHEN v._message_type = 'reversal' AND rr._tx_id IS NULL THEN v.original_transaction_id
+    END AS _offending_value
+FROM versions v
+LEFT JOIN reversed rr
+    ON v._message_type = 'reversal' AND rr.business_date = v.business_date AND rr._tx_id = v._original_id
+LEFT JOIN reversed ra
+    ON v._message_type = 'auth' AND ra.business_date = v.business_date AND ra._tx_id = v._tx_id;
+
+CREATE OR REPLACE TEMP TABLE _verdicts AS
+SELECT
+    j.business_date, j.feed, j.source_file, j.row_number, j.ingested_at, j.card_token, j.pan_bin,
+    j.pan_last4, j._tx_id, j._terminal_id, j._currency, j._amount, j._rate, j._utc, j._local, j._channel,
+    j._three_ds,
+    coalesce(l._outcome, CASE WHEN j._rule_reason IS NULL THEN 'cleaned' ELSE 'quarantined' END) AS _outcome,
+    CASE WHEN l._outcome IS NULL THEN j._rule_reason ELSE l._reason END AS _reason,
+    CASE WHEN l._outcome IS NULL THEN j._rule_offending_value ELSE l._offending_value END AS _offending_value
+FROM _judged_rows('_raw_chunk') j
+LEFT JOIN _linked_outcomes l USING (source_file, row_number);
+
+DROP TABLE _linked_outcomes;
+DROP VIEW _raw_linked;
+DROP TABLE _linked_ids;

@@ -39,25 +39,28 @@ from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.settings import REPORTING_CURRENCY
 from fraud_assets.lib.warehouse import sql_string
 
-REASONS = (
-    "malformed_line",
-    "invalid_transaction_id",
-    "invalid_pan",
-    "missing_terminal_id",
-    "unknown_terminal",
-    "invalid_amount",
-    "negative_amount",
-    "unknown_currency",
-    "invalid_timestamp",
-    "future_timestamp",
-    "outside_business_date",
-    "invalid_channel",
-    "invalid_three_ds",
-    "invalid_message_type",
-    "missing_original_transaction_id",
-    "superseded_by_correction",
-    "orphan_reversal",
-)
+# Every quarantine reason (rule order, then the dedup and reversal outcomes) and the column whose value
+# as received it shows in `offending_value`.
+OFFENDING_COLUMN = {
+    "malformed_line": "raw_line",
+    "invalid_transaction_id": "transaction_id",
+    "invalid_pan": "pan",
+    "missing_terminal_id": "terminal_id",
+    "unknown_terminal": "terminal_id",
+    "invalid_amount": "amount",
+    "negative_amount": "amount",
+    "unknown_currency": "currency",
+    "invalid_timestamp": "tx_datetime",
+    "future_timestamp": "tx_datetime",
+    "outside_business_date": "tx_datetime",
+    "invalid_channel": "channel",
+    "invalid_three_ds": "three_ds",
+    "invalid_message_type": "message_type",
+    "missing_original_transaction_id": "original_transaction_id",
+    "superseded_by_correction": "transaction_id",
+    "orphan_reversal": "original_transaction_id",
+}
+REASONS = tuple(OFFENDING_COLUMN)
 
 TRANSACTION_COLUMNS = [
     ("transaction_id", "BIGINT"),
@@ -114,12 +117,15 @@ TRANSACTIONS_SQL = typed_select(
        card_token, pan_bin, pan_last4, _terminal_id AS terminal_id, _amount / _rate AS tx_amount,
        _amount AS amount_original, _currency AS currency, _rate AS fx_rate, _channel AS channel,
        _three_ds AS three_ds, feed, source_file, row_number
-    FROM _verdicts WHERE _outcome = 'cleaned' ORDER BY transaction_id""",
+    FROM _verdicts WHERE _outcome = 'cleaned'""",
+)
+_OFFENDING_COLUMN_SQL = (
+    "CASE v._reason " + " ".join(f"WHEN '{r}' THEN '{c}'" for r, c in OFFENDING_COLUMN.items()) + " END"
 )
 QUARANTINE_SQL = typed_select(
     QUARANTINE_COLUMNS,
-    """SELECT v.business_date, 'authorizations' AS source, v.feed, v.source_file, v.row_number,
-       v._tx_id AS transaction_id, v._reason AS reason, v._offending_column AS offending_column,
+    f"""SELECT v.business_date, 'authorizations' AS source, v.feed, v.source_file, v.row_number,
+       v._tx_id AS transaction_id, v._reason AS reason, {_OFFENDING_COLUMN_SQL} AS offending_column,
        m.masked AS offending_value, v.ingested_at AS quarantined_at
     FROM _verdicts v LEFT JOIN _masked_values m ON m.value = v._offending_value
     WHERE v._outcome = 'quarantined' ORDER BY v.source_file, v.row_number""",
@@ -180,7 +186,7 @@ def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
 
 
 def drop_staging(conn: duckdb.DuckDBPyConnection) -> None:
-    for table in ("_verdicts", "_zone_days", "_masked_values", "_chunk_dates"):
+    for table in ("_verdicts", "_masked_values", "_chunk_dates"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.execute("DROP VIEW IF EXISTS _raw_chunk")
 
