@@ -123,7 +123,7 @@ def _reference_asset(
         group_name=GROUP,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
-        code_version="2" if quarantine else "1",
+        code_version="3" if quarantine else "2",
         pool="duckdb",
         deps=[upstream, *([dg.AssetKey(TX.split("."))] if judged_against_transactions else [])],
         description=description,
