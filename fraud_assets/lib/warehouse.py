@@ -115,8 +115,15 @@ def _export_partitions(
             target_dir.mkdir(parents=True, exist_ok=True)
             if produced:
                 os.replace(produced[0], target_dir / "data.parquet")
-            else:
-                _export(conn, table, "LIMIT 0", subdir=f"{partition_column}={key}")
+            else:  # one empty file with the schema, copied for every key without rows
+                empty = staging / "empty.parquet"
+                if not empty.exists():
+                    conn.execute(
+                        f"COPY (SELECT * FROM {table} LIMIT 0) TO {sql_string(empty)} (FORMAT parquet)"
+                    )
+                tmp = target_dir / ".data.parquet.tmp"
+                shutil.copyfile(empty, tmp)
+                os.replace(tmp, target_dir / "data.parquet")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -9,35 +9,34 @@
 -- Reads cleaned.terminals, cleaned.fx_rates and the variable `reporting_currency`; leaves the temp
 -- table `_verdicts` in this connection.
 --
--- Cost: every row is parsed and judged once, in one pass. Only the rows whose transaction id needs
--- another row to be judged (an id landed more than once, a reversal, the authorisation a reversal
--- names: few) are judged a second time, apart, for the dedup and reversal rules.
+-- Cost: every row is parsed and judged once, in one pass; only the few valid rows whose transaction
+-- id needs other rows (an id landed more than once, a reversal, the authorisation a reversal names)
+-- are looked at again, for the dedup and reversal rules.
 
 -- Text without surrounding spaces, blank -> NULL. Numbers are ASCII digits only: `[0-9]`, never a
 -- class that admits other scripts' digits. Ids are 1-18 digits (18 always fit a BIGINT).
 CREATE OR REPLACE TEMP MACRO _text(x) AS nullif(trim(x), '');
 CREATE OR REPLACE TEMP MACRO _id(x) AS
     CASE WHEN regexp_full_match(x, ' *[0-9]{1,18} *') THEN CAST(trim(x) AS BIGINT) END;
-CREATE OR REPLACE TEMP MACRO _message_type(x) AS
-    CASE _text(x) WHEN 'auth' THEN 'auth' WHEN '0100' THEN 'auth'
-                  WHEN 'reversal' THEN 'reversal' WHEN '0400' THEN 'reversal' END;
 -- A leap second (`:60`) is read as the last second of its minute, so it stays on its business date.
 CREATE OR REPLACE TEMP MACRO _leap(x) AS
     CASE WHEN x LIKE '%:60' OR x LIKE '%:60Z' THEN regexp_replace(x, ':60(Z?)$', ':59\1') ELSE x END;
 
--- The judged rows of the raw rows in the table or view named `source`: typed values and the first
--- rule that fails (`_rule_reason`, NULL when none), with the value as received it failed on.
-CREATE OR REPLACE TEMP MACRO _judged_rows(source) AS TABLE
+-- Every raw row of the chunk judged: typed values and the first rule that fails (`_rule_reason`,
+-- NULL when none) with the value as received it failed on; its outcome so far is its rule's.
+CREATE OR REPLACE TEMP TABLE _verdicts AS
 WITH
 -- Time zones. A zone's UTC offset, sampled one day before and two days after a (local or UTC)
 -- calendar day, is the same at both ends on every day but those of a DST change: there, and only
 -- there, each row is resolved on its own. The offsets come from a small grid (every known zone of a
 -- terminal x the chunk's days and their neighbours), not from ICU conversions per row; a row outside
 -- the grid (a time far from its business date) gets its offsets computed on its own.
-zones AS (
-    SELECT DISTINCT t.timezone AS zone
-    FROM cleaned.terminals t JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
+-- A terminal's zone is NULL when ICU does not know it: its times cannot be read.
+terminals AS (
+    SELECT t.terminal_id, z.name AS zone
+    FROM cleaned.terminals t LEFT JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
 ),
+zones AS (SELECT DISTINCT zone FROM terminals WHERE zone IS NOT NULL),
 days AS (
     SELECT CAST(unnest(generate_series(
         CAST(min(business_date) - 1 AS TIMESTAMP), CAST(max(business_date) + 1 AS TIMESTAMP), INTERVAL 1 DAY
@@ -68,14 +67,17 @@ parsed AS (
             WHEN 'ecommerce' THEN 'ecommerce' WHEN 'ECOM' THEN 'ecommerce'
         END AS _channel,
         upper(_text(r.three_ds)) AS _three_ds,
-        _message_type(r.message_type) AS _message_type,
+        CASE _text(r.message_type)
+            WHEN 'auth' THEN 'auth' WHEN '0100' THEN 'auth'
+            WHEN 'reversal' THEN 'reversal' WHEN '0400' THEN 'reversal'
+        END AS _message_type,
         _id(r.original_transaction_id) AS _original_id
-    FROM query_table(source) r
+    FROM _raw_chunk r
 ),
 typed AS (
     SELECT p.*,
         t.terminal_id IS NOT NULL AS _known_terminal,
-        z.name AS _zone,  -- NULL when ICU does not know the terminal's zone: its times cannot be read
+        t.zone AS _zone,
         CASE WHEN p.feed = 'acq_b' THEN
             -- processor B: integer minor units; ISO 4217 exponent 2 unless listed
             CASE WHEN regexp_full_match(p._amount_text, '-?[0-9]+') THEN
@@ -96,8 +98,7 @@ typed AS (
         CASE WHEN p.feed <> 'acq_b'
             THEN CAST(TRY_STRPTIME(p._time_text, '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) END AS _utc_a
     FROM parsed p
-    LEFT JOIN cleaned.terminals t ON t.terminal_id = p._terminal_id
-    LEFT JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
+    LEFT JOIN terminals t ON t.terminal_id = p._terminal_id
     LEFT JOIN cleaned.fx_rates fx ON fx.rate_date = p.business_date AND fx.quote_currency = p._currency
 ),
 offsets AS (
@@ -167,6 +168,8 @@ SELECT
     business_date, feed, source_file, row_number, landing_date, ingested_at, card_token, pan_bin,
     pan_last4, transaction_id, original_transaction_id, _tx_id, _terminal_id, _currency, _amount, _rate,
     _utc, _local, _channel, _three_ds, _message_type, _original_id, _rule_reason,
+    CASE WHEN _rule_reason IS NULL THEN 'cleaned' ELSE 'quarantined' END AS _outcome,
+    _rule_reason AS _reason,
     CASE _rule_reason
         WHEN 'malformed_line' THEN raw_line_masked
         WHEN 'invalid_transaction_id' THEN transaction_id
@@ -183,45 +186,33 @@ SELECT
         WHEN 'invalid_three_ds' THEN three_ds
         WHEN 'invalid_message_type' THEN message_type
         WHEN 'missing_original_transaction_id' THEN original_transaction_id
-    END AS _rule_offending_value
+    END AS _offending_value
 FROM judged;
 
--- Ids whose rows need other rows to be judged: landed more than once, a reversal's own id, the id a
--- reversal names. A superset (taken before any rule): every other row's verdict is its rule's.
-CREATE OR REPLACE TEMP TABLE _linked_ids AS
-WITH ids AS (
-    SELECT _id(transaction_id) AS id, _message_type(message_type) = 'reversal' AS is_reversal,
-           _id(original_transaction_id) AS original_id
-    FROM _raw_chunk
-)
-SELECT id FROM ids WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1 OR bool_or(is_reversal)
-UNION
-SELECT original_id FROM ids WHERE is_reversal AND original_id IS NOT NULL;
-
-CREATE OR REPLACE TEMP VIEW _raw_linked AS
-SELECT * FROM _raw_chunk WHERE _id(transaction_id) IN (SELECT id FROM _linked_ids);
-
--- The dedup and reversal rules, on the rows of linked ids only. Among the valid rows, per
+-- The dedup and reversal rules, on the valid rows whose id needs other rows to be judged (few): an id
+-- on more than one valid row, a reversal, the id a reversal names. Among the valid rows, per
 -- transaction_id the most recently landed version is kept (latest landing date, then file name, then
--- row): a copy equal to it in every parsed field is an exact retransmission, a copy that differs is
--- an older version a corrected file replaced. Then a kept reversal whose original_transaction_id is a
--- kept authorisation of the same business date removes both; a reversal without one is an orphan.
+-- row): a copy equal to it in every parsed field is an exact retransmission, a copy that differs is an
+-- older version a corrected file replaced. Then a kept reversal whose original_transaction_id is a kept
+-- authorisation of the same business date removes both; a reversal without one is an orphan.
 CREATE OR REPLACE TEMP TABLE _linked_outcomes AS
-WITH linked AS MATERIALIZED (SELECT * FROM _judged_rows('_raw_linked')),
+WITH valid AS (SELECT * FROM _verdicts WHERE _rule_reason IS NULL),
+linked_ids AS (
+    SELECT _tx_id FROM valid GROUP BY _tx_id HAVING count(*) > 1 OR bool_or(_message_type = 'reversal')
+    UNION
+    SELECT _original_id FROM valid WHERE _message_type = 'reversal'
+),
 versions AS MATERIALIZED (
     SELECT *,
-        _rule_reason IS NULL AND row_number() OVER newest_first > 1 AS _older,
+        row_number() OVER newest_first > 1 AS _older,
         struct_pack(_utc, card_token, _terminal_id, _amount, _currency, _channel, _three_ds,
                     _message_type, _original_id)
             = first_value(struct_pack(_utc, card_token, _terminal_id, _amount, _currency, _channel,
                                       _three_ds, _message_type, _original_id)) OVER newest_first AS _same
-    FROM linked
-    WINDOW newest_first AS (
-        PARTITION BY _tx_id, _rule_reason IS NULL
-        ORDER BY landing_date DESC, source_file DESC, row_number DESC
-    )
+    FROM valid SEMI JOIN linked_ids USING (_tx_id)
+    WINDOW newest_first AS (PARTITION BY _tx_id ORDER BY landing_date DESC, source_file DESC, row_number DESC)
 ),
-kept AS (SELECT * FROM versions WHERE _rule_reason IS NULL AND NOT _older),
+kept AS (SELECT * FROM versions WHERE NOT _older),
 reversed AS (
     SELECT DISTINCT r.business_date, r._original_id AS _tx_id
     FROM kept r JOIN kept a ON a.business_date = r.business_date AND a._tx_id = r._original_id
@@ -229,7 +220,6 @@ reversed AS (
 )
 SELECT v.source_file, v.row_number,
     CASE
-        WHEN v._rule_reason IS NOT NULL THEN 'quarantined'
         WHEN v._older AND v._same THEN 'duplicate'
         WHEN v._older THEN 'quarantined'
         WHEN v._message_type = 'reversal' AND rr._tx_id IS NULL THEN 'quarantined'
@@ -237,13 +227,11 @@ SELECT v.source_file, v.row_number,
         ELSE 'cleaned'
     END AS _outcome,
     CASE
-        WHEN v._rule_reason IS NOT NULL THEN v._rule_reason
         WHEN v._older AND v._same THEN NULL
         WHEN v._older THEN 'superseded_by_correction'
         WHEN v._message_type = 'reversal' AND rr._tx_id IS NULL THEN 'orphan_reversal'
     END AS _reason,
     CASE
-        WHEN v._rule_reason IS NOT NULL THEN v._rule_offending_value
         WHEN v._older AND v._same THEN NULL
         WHEN v._older THEN v.transaction_id
         WHEN v._message_type = 'reversal' AND rr._tx_id IS NULL THEN v.original_transaction_id
@@ -254,17 +242,9 @@ LEFT JOIN reversed rr
 LEFT JOIN reversed ra
     ON v._message_type = 'auth' AND ra.business_date = v.business_date AND ra._tx_id = v._tx_id;
 
-CREATE OR REPLACE TEMP TABLE _verdicts AS
-SELECT
-    j.business_date, j.feed, j.source_file, j.row_number, j.ingested_at, j.card_token, j.pan_bin,
-    j.pan_last4, j._tx_id, j._terminal_id, j._currency, j._amount, j._rate, j._utc, j._local, j._channel,
-    j._three_ds,
-    coalesce(l._outcome, CASE WHEN j._rule_reason IS NULL THEN 'cleaned' ELSE 'quarantined' END) AS _outcome,
-    CASE WHEN l._outcome IS NULL THEN j._rule_reason ELSE l._reason END AS _reason,
-    CASE WHEN l._outcome IS NULL THEN j._rule_offending_value ELSE l._offending_value END AS _offending_value
-FROM _judged_rows('_raw_chunk') j
-LEFT JOIN _linked_outcomes l USING (source_file, row_number);
+UPDATE _verdicts v
+SET _outcome = l._outcome, _reason = l._reason, _offending_value = l._offending_value
+FROM _linked_outcomes l
+WHERE v.source_file = l.source_file AND v.row_number = l.row_number;
 
 DROP TABLE _linked_outcomes;
-DROP VIEW _raw_linked;
-DROP TABLE _linked_ids;
