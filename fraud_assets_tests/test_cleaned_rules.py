@@ -111,17 +111,25 @@ def test_a_zero_amount_authorisation_is_a_genuine_transaction():
     assert (out.transactions["tx_amount"] == 0).all()
 
 
-@pytest.mark.parametrize("column", ["transaction_id", "terminal_id", "original_transaction_id", "amount"])
-def test_only_ascii_digits_make_a_number(column):
-    # Arabic-Indic "١٢٣" is 123 to Python's `\d` and int(): it must not become transaction 123.
-    row = {"transaction_id": "7", "terminal_id": "1", "amount": "10.00"}
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("transaction_id", "١٢٣", "invalid_transaction_id"),
+        ("terminal_id", "١", "unknown_terminal"),
+        ("original_transaction_id", "١٢٣", "missing_original_transaction_id"),
+        ("amount", "١٠.00", "invalid_amount"),
+    ],
+)
+def test_only_ascii_digits_make_a_number(column, value, reason):
+    # Arabic-Indic "١٢٣" is 123 to Python's `\d` and int(): it must not supersede or reverse transaction
+    # 123, nor "١" name terminal 1.
+    row = {"amount": "999.00", column: value}
     if column == "original_transaction_id":
         row["message_type"] = "reversal"
-    row[column] = "١٢٣"
     out = clean([s.a_row(123), s.a_row(7, **row)])
     assert out.transactions["transaction_id"].tolist() == [123]
     assert out.transactions["tx_amount"].tolist() == [10.0]
-    assert out.quarantine["offending_column"].tolist() == [column]
+    assert out.quarantine[["reason", "offending_column"]].values.tolist() == [[reason, column]]
 
 
 def test_a_leap_second_stays_on_its_business_date():
