@@ -26,16 +26,16 @@ CREATE OR REPLACE TEMP MACRO _leap(x) AS
 -- NULL when none) with the value as received it failed on; its outcome so far is its rule's.
 CREATE OR REPLACE TEMP TABLE _verdicts AS
 WITH
--- Time zones. A zone's UTC offset, sampled one day before and two days after a (local or UTC)
--- calendar day, is the same at both ends on every day but those of a DST change: there, and only
--- there, each row is resolved on its own. The offsets come from a small grid (every known zone of a
--- terminal x the chunk's days and their neighbours), not from ICU conversions per row; a row outside
--- the grid (a time far from its business date) gets its offsets computed on its own.
 -- A terminal's zone is NULL when ICU does not know it: its times cannot be read.
 terminals AS (
     SELECT t.terminal_id, z.name AS zone
     FROM cleaned.terminals t LEFT JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
 ),
+-- Time zones. A zone's UTC offset, sampled one day before and two days after a (local or UTC)
+-- calendar day, is the same at both ends on every day but those of a DST change: there, and only
+-- there, each row is resolved on its own. The offsets come from a small grid (every known zone of a
+-- terminal x the chunk's days and their neighbours), not from ICU conversions per row; a row outside
+-- the grid (a time far from its business date) gets its offsets computed on its own.
 zones AS (SELECT DISTINCT zone FROM terminals WHERE zone IS NOT NULL),
 days AS (
     SELECT CAST(unnest(generate_series(

@@ -35,6 +35,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.settings import REPORTING_CURRENCY
 from fraud_assets.lib.warehouse import sql_string
@@ -207,12 +208,10 @@ def clean_authorizations(raw: pd.DataFrame, terminals: pd.DataFrame, fx: pd.Data
     """The cleaning rules on frames, in a private in-memory DuckDB (the engine the asset uses): for
     rule tests and notebooks. `raw`: raw.authorizations rows; `terminals`: terminal_id, timezone;
     `fx`: rate_date, quote_currency, rate."""
-    from fraud_assets.defs.raw.schemas import COLUMNS
-
     with duckdb.connect() as conn:
         conn.execute("CREATE SCHEMA raw; CREATE SCHEMA cleaned")
         for table, frame, columns in (
-            ("raw.authorizations", raw, COLUMNS["raw.authorizations"]),
+            ("raw.authorizations", raw, RAW_COLUMNS["raw.authorizations"]),
             ("cleaned.terminals", terminals, [("terminal_id", "BIGINT"), ("timezone", "VARCHAR")]),
             (
                 "cleaned.fx_rates",
@@ -227,7 +226,7 @@ def clean_authorizations(raw: pd.DataFrame, terminals: pd.DataFrame, fx: pd.Data
         keys = [str(d) for (d,) in dates]
         judge(conn, keys)
         return Cleaned(
-            transactions=conn.execute(TRANSACTIONS_SQL).df(),
+            transactions=conn.execute(f"{TRANSACTIONS_SQL} ORDER BY transaction_id").df(),
             quarantine=conn.execute(QUARANTINE_SQL).df(),
             reconciliation=conn.execute(RECONCILIATION_SQL).df(),
             by_reason=reason_counts(conn),
