@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fraud_assets.defs.cleaned.assets import CARDS_SQL, FX_SQL, LABELS_SQL, TERMINALS_SQL, clean_partitions
+from fraud_assets.defs.cleaned.assets import CARDS_SQL, FX_SQL, TERMINALS_SQL, clean_partitions
 from fraud_assets.defs.raw.assets import (
     _reference_frame,
     build_register,
@@ -45,7 +45,6 @@ def _prepare(data_dir: Path, quick: bool) -> tuple[dict, list[str]]:
             ("terminals", TERMINALS_SQL),
             ("cards", CARDS_SQL),
             ("fx_rates", FX_SQL),
-            ("labels", LABELS_SQL),
         ):
             replace_table(conn, f"cleaned.{name}", sql)
     keys = [(cfg.start_date + dt.timedelta(days=i)).isoformat() for i in range(cfg.days)]

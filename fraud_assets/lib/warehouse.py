@@ -31,6 +31,11 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection, table: str) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
 
+def sql_string(value: object) -> str:
+    """`value` as an SQL string literal: a path or key holding a quote stays one literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def _as_relation_sql(conn: duckdb.DuckDBPyConnection, source: str | pd.DataFrame, name: str) -> str:
     if isinstance(source, pd.DataFrame):
         conn.register(name, source)
@@ -67,7 +72,7 @@ def _export(
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / name
     tmp = target_dir / f".{name}.tmp"
-    conn.execute(f"COPY (SELECT * FROM {table} {where}) TO '{tmp}' (FORMAT parquet)", params or [])
+    conn.execute(f"COPY (SELECT * FROM {table} {where}) TO {sql_string(tmp)} (FORMAT parquet)", params or [])
     os.replace(tmp, target)
 
 
@@ -76,7 +81,7 @@ def _key_filter(conn: duckdb.DuckDBPyConnection, table: str, column: str, keys: 
     typed constant list lets DuckDB skip row groups by their min/max (zone maps) and compares without
     casting every row. Keys are quoted as SQL string literals, so they cannot inject SQL."""
     col_type = next(r[1] for r in conn.execute(f"DESCRIBE {table}").fetchall() if r[0] == column)
-    literals = ", ".join("CAST('" + str(k).replace("'", "''") + f"' AS {col_type})" for k in keys)
+    literals = ", ".join(f"CAST({sql_string(k)} AS {col_type})" for k in keys)
     return f"{column} IN ({literals})"
 
 
@@ -101,7 +106,7 @@ def _export_partitions(
         # as given and the partition column keeps its type inside each file, as before.
         conn.execute(
             f"COPY (SELECT *, CAST({partition_column} AS VARCHAR) AS _fraud_assets_key FROM {table} "
-            f"WHERE {_key_filter(conn, table, partition_column, keys)}) TO '{staging}' "
+            f"WHERE {_key_filter(conn, table, partition_column, keys)}) TO {sql_string(staging)} "
             "(FORMAT parquet, PARTITION_BY (_fraud_assets_key), FILENAME_PATTERN 'data')"
         )
         for key in keys:
@@ -110,8 +115,15 @@ def _export_partitions(
             target_dir.mkdir(parents=True, exist_ok=True)
             if produced:
                 os.replace(produced[0], target_dir / "data.parquet")
-            else:
-                _export(conn, table, "LIMIT 0", subdir=f"{partition_column}={key}")
+            else:  # one empty file with the schema, copied for every key without rows
+                empty = staging / "empty.parquet"
+                if not empty.exists():
+                    conn.execute(
+                        f"COPY (SELECT * FROM {table} LIMIT 0) TO {sql_string(empty)} (FORMAT parquet)"
+                    )
+                tmp = target_dir / ".data.parquet.tmp"
+                shutil.copyfile(empty, tmp)
+                os.replace(tmp, target_dir / "data.parquet")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -127,21 +139,39 @@ def replace_partition(
 
     Creates the table from the source's shape on first write. Returns the number of rows written.
     """
-    ensure_schema(conn, table)
-    select_sql = _as_relation_sql(conn, source, "_fraud_assets_partition_source")
+    return replace_partitions(conn, {table: source}, partition_column, partition_keys)[table]
+
+
+def replace_partitions(
+    conn: duckdb.DuckDBPyConnection,
+    sources: Mapping[str, str | pd.DataFrame],
+    partition_column: str,
+    partition_keys: Sequence[str],
+) -> dict[str, int]:
+    """`replace_partition` for several tables in ONE transaction: tables that describe the same rows
+    (cleaned transactions, their quarantine and reconciliation) are never seen, or left by a crash,
+    out of step. Returns the rows written per table."""
+    selects = {}
+    for i, (table, source) in enumerate(sources.items()):
+        ensure_schema(conn, table)
+        selects[table] = _as_relation_sql(conn, source, f"_fraud_assets_partition_source_{i}")
+    written = {}
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
-        in_keys = _key_filter(conn, table, partition_column, partition_keys)
-        conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
-        conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
-        written = conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0]
+        for table, select_sql in selects.items():
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
+            in_keys = _key_filter(conn, table, partition_column, partition_keys)
+            conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
+            conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
+            count = conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0]
+            written[table] = int(count)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    _export_partitions(conn, table, partition_column, partition_keys)
-    return int(written)
+    for table in selects:
+        _export_partitions(conn, table, partition_column, partition_keys)
+    return written
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, source: str | pd.DataFrame) -> int:
