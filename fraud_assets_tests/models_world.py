@@ -19,7 +19,7 @@ import pandas as pd
 from fraud_assets.defs import models, scoring
 from fraud_assets.lib.model_selection import BASELINE_FEATURES
 from fraud_assets.resources import build_resources
-from fraud_assets_tests.conftest import TEST_PAN_KEY
+from fraud_assets_tests.conftest import TEST_PAN_KEY, TEST_REGISTRY_KEY
 
 START = date(2018, 7, 1)
 DAYS = 45
@@ -93,7 +93,9 @@ def write_world(db_path: Path, feats: pd.DataFrame, labels: pd.DataFrame) -> Non
 
 def layer_defs(data_dir: Path) -> dg.Definitions:
     return dg.Definitions.merge(
-        models.defs, scoring.defs, dg.Definitions(resources=build_resources(data_dir, TEST_PAN_KEY))
+        models.defs,
+        scoring.defs,
+        dg.Definitions(resources=build_resources(data_dir, TEST_PAN_KEY, TEST_REGISTRY_KEY)),
     )
 
 

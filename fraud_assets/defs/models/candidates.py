@@ -82,7 +82,7 @@ def read_training_set(conn) -> pd.DataFrame:
 
 
 def train_family(
-    family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str]
+    family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str], seed: int = 0
 ) -> tuple[Any, list[str], list[dict[str, float]], dict[str, float]]:
     """Train one model per fold. Returns the fold-0 model, its features, per-fold metrics and timings."""
     features = select_features(params["feature_set"], available)
@@ -93,7 +93,7 @@ def train_family(
         train, test = part[part["split"] == "train"], part[part["split"] == "test"]
         if train["label"].nunique() < 2 or test.empty:
             continue  # a fold without both classes cannot be trained or scored
-        model = build_estimator(family, params)
+        model = build_estimator(family, params, seed=seed)
         t0 = time.perf_counter()
         with compute_threads():
             model.fit(train[features], train["label"].to_numpy())
@@ -184,10 +184,11 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
             artifact_path=rel_path,
             artifact_sha256=sha,
             run_id=context.run.run_id,
+            seed=0,  # train_family's default: what make reproduce refits with
         )
         mv = _with_delay(mv)
         with duckdb.get_connection() as conn:
-            register_version(conn, mv)
+            register_version(conn, mv, model_store.signer())
             md = table_metadata(
                 conn,
                 "models.model_versions",
