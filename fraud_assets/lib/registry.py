@@ -197,6 +197,16 @@ class ModelVersion:
 
 
 def ensure_registry(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the registry tables if missing (and only then: a read-only auditor connection works)."""
+    present = {
+        r[0]
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'models' "
+            "AND table_catalog = current_database()"
+        ).fetchall()
+    }
+    if {"model_versions", "model_events"} <= present:
+        return
     conn.execute("CREATE SCHEMA IF NOT EXISTS models")
     conn.execute(_VERSIONS_DDL)
     conn.execute(_EVENTS_DDL)
