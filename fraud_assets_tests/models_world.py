@@ -154,7 +154,11 @@ def shared_pending_world(tmp_path_factory) -> Path:
 
 
 def run_job(
-    data_dir: Path, job: str, config: dict | None = None, user: str | None = None, partition: str | None = None
+    data_dir: Path,
+    job: str,
+    config: dict | None = None,
+    user: str | None = None,
+    partition: str | None = None,
 ):
     """Execute a job of the models/scoring layers in process, as `user` (the `dagster/user` tag) if given."""
     instance = dg.DagsterInstance.ephemeral()
@@ -173,7 +177,9 @@ def run_job(
     )
 
 
-def decide(data_dir: Path, decision: str, approver: str, version: str = "", reason: str = "tested", user=None):
+def decide(
+    data_dir: Path, decision: str, approver: str, version: str = "", reason: str = "tested", user=None
+):
     """A run of the model_approval job."""
     cfg = {"decision": decision, "model_version": version, "approver": approver, "reason": reason}
     return run_job(data_dir, "model_approval", {"ops": {"models__champion": {"config": cfg}}}, user=user)

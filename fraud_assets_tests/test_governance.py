@@ -53,12 +53,14 @@ def test_a_challenger_that_passes_the_gate_waits_for_approval_with_its_evidence(
         champion, pending = registry.current_alias(conn, registry.CHAMPION), registry.pending_version(conn)
         request = registry.pending_request(conn, pending)
         bootstrap_champion = registry.alias_history(conn, registry.CHAMPION)[-1]["to_version"]
-    assert pending is not None and pending != champion
+    assert pending is not None
+    assert pending != champion
     assert champion == bootstrap_champion  # the gate passed, yet nothing was promoted
     assert request["launched_by"] == TRAINER
     pack = json.loads((pending_world / "models" / request["evidence_path"]).read_text())
-    assert hashlib.sha256((pending_world / "models" / request["evidence_path"]).read_bytes()).hexdigest() == (
-        request["evidence_sha256"]
+    assert (
+        hashlib.sha256((pending_world / "models" / request["evidence_path"]).read_bytes()).hexdigest()
+        == (request["evidence_sha256"])
     )
     assert pack["training_run"]["launched_by"] == TRAINER
     assert set(pack["prequential"]) == {"challenger", "champion"}
@@ -95,7 +97,9 @@ def test_approval_moves_the_champion_and_the_audit_trail_names_approver_and_evid
 
 def test_rejection_moves_nothing_and_ends_the_wait(world: Path):
     champion, pending = _state(world)
-    assert decide(world, "reject", approver="erin", version=pending, reason="CP@100 lower on live days").success
+    assert decide(
+        world, "reject", approver="erin", version=pending, reason="CP@100 lower on live days"
+    ).success
     assert _state(world) == (champion, None)
     with connect(world) as conn:
         assert registry.version_status(conn, pending) == "rejected"
@@ -111,7 +115,9 @@ def test_approving_again_a_version_already_decided_is_refused(world: Path):
 
 def test_an_approver_other_than_the_authenticated_launcher_of_the_approval_run_is_refused(world: Path):
     champion, pending = _state(world)
-    result = decide(world, "approve", approver="erin", version=pending, reason="on erin's behalf", user="frank")
+    result = decide(
+        world, "approve", approver="erin", version=pending, reason="on erin's behalf", user="frank"
+    )
     assert not result.success
     assert "not the authenticated user" in failure_message(result)
     assert _state(world) == (champion, pending)
@@ -120,7 +126,9 @@ def test_an_approver_other_than_the_authenticated_launcher_of_the_approval_run_i
 def test_a_decision_without_approver_or_reason_is_refused(world: Path):
     _, pending = _state(world)
     assert "needs an `approver` and a `reason`" in failure_message(decide(world, "approve", "", pending))
-    assert "needs an `approver` and a `reason`" in failure_message(decide(world, "approve", "erin", pending, ""))
+    assert "needs an `approver` and a `reason`" in failure_message(
+        decide(world, "approve", "erin", pending, "")
+    )
 
 
 def test_emergency_disable_of_the_champion_falls_back_to_the_former_one(world: Path):

@@ -30,7 +30,9 @@ from fraud_assets.simulator.warehouse_loader import load_world_into_cleaned
 
 pytestmark = pytest.mark.model_validation
 
-WORLD = SimConfig(profile="handbook", days=63, customers=1000, terminals=2000, seed=3, clean=True, handbook_labels=True)
+WORLD = SimConfig(
+    profile="handbook", days=63, customers=1000, terminals=2000, seed=3, clean=True, handbook_labels=True
+)
 FAMILIES = tuple(FAMILY_DEFAULTS)
 # Floors on the most recent split (fold 0): AUC, AP, and CP@100 as a share of the best possible CP@100.
 FLOORS = {
@@ -38,7 +40,16 @@ FLOORS = {
     "hist_gradient_boosting": {"auc": 0.88, "average_precision": 0.22, "cp_share": 0.55},
     "random_forest": {"auc": 0.88, "average_precision": 0.22, "cp_share": 0.55},
 }
-META = {"fold", "split", "transaction_id", "business_date", "tx_datetime", "card_token", "terminal_id", "label"}
+META = {
+    "fold",
+    "split",
+    "transaction_id",
+    "business_date",
+    "tx_datetime",
+    "card_token",
+    "terminal_id",
+    "label",
+}
 EDGES = EDGE_FIRST_CARD, EDGE_UNKNOWN_TERMINAL, EDGE_TINY, EDGE_HUGE, EDGE_TYPICAL = range(1, 6)
 
 
@@ -79,7 +90,9 @@ def _scores(model, features: list[str], rows: pd.DataFrame) -> np.ndarray:
 
 
 def _best_possible_cp(test: pd.DataFrame) -> float:
-    frauded_cards = test.groupby(["business_date", "card_token"])["label"].max().groupby("business_date").sum()
+    frauded_cards = (
+        test.groupby(["business_date", "card_token"])["label"].max().groupby("business_date").sum()
+    )
     return float(frauded_cards.clip(upper=100).mean() / 100)
 
 
@@ -102,7 +115,8 @@ def test_scores_are_calibrated_on_the_population_production_scores(family, fitte
     test = _test_rows(training)
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         population = conn.execute(
-            "SELECT f.*, (l.transaction_id IS NOT NULL)::INTEGER AS label FROM features.transaction_features f "
+            "SELECT f.*, (l.transaction_id IS NOT NULL)::INTEGER AS label "
+            "FROM features.transaction_features f "
             "LEFT JOIN (SELECT DISTINCT transaction_id FROM cleaned.labels) l USING (transaction_id) "
             "WHERE business_date BETWEEN ? AND ?",
             [test["business_date"].min(), test["business_date"].max()],
@@ -110,7 +124,9 @@ def test_scores_are_calibrated_on_the_population_production_scores(family, fitte
     scores, labels = _scores(model, features, population), population["label"].to_numpy()
     deciles = pd.qcut(scores, 10, labels=False, duplicates="drop")
     by_decile = pd.DataFrame({"s": scores, "y": labels, "d": deciles}).groupby("d").mean()
-    ece = float((by_decile["s"] - by_decile["y"]).abs().mul(pd.Series(deciles).value_counts(normalize=True)).sum())
+    ece = float(
+        (by_decile["s"] - by_decile["y"]).abs().mul(pd.Series(deciles).value_counts(normalize=True)).sum()
+    )
     assert 1 / 3 <= scores.mean() / labels.mean() <= 3, (scores.mean(), labels.mean())
     assert ece <= 0.05, by_decile
     assert by_decile["y"].iloc[-1] >= 5 * labels.mean()  # the riskiest decile holds the fraud
@@ -146,7 +162,9 @@ def edge_day(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Da
     path = tmp_path_factory.mktemp("edge") / "warehouse.duckdb"
     path.write_bytes(warehouse.read_bytes())
     with duckdb.connect(str(path)) as conn:
-        last, top_id = conn.execute("SELECT max(business_date), max(transaction_id) FROM cleaned.transactions").fetchone()
+        last, top_id = conn.execute(
+            "SELECT max(business_date), max(transaction_id) FROM cleaned.transactions"
+        ).fetchone()
         day = last + dt.timedelta(days=1)
         conn.execute(
             "INSERT INTO cleaned.transactions SELECT * REPLACE (transaction_id + ? AS transaction_id, "
@@ -163,7 +181,9 @@ def edge_day(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Da
         ).df()
         edges = bases.copy()
         first_edge = 3 * top_id  # above the copied day's ids (original id + top_id)
-        edges["transaction_id"] = [first_edge + e for e in (EDGE_FIRST_CARD, EDGE_UNKNOWN_TERMINAL, EDGE_TINY, EDGE_HUGE)]
+        edges["transaction_id"] = [
+            first_edge + e for e in (EDGE_FIRST_CARD, EDGE_UNKNOWN_TERMINAL, EDGE_TINY, EDGE_HUGE)
+        ]
         for col in ("tx_datetime", "tx_datetime_local"):
             edges[col] = edges[col] + pd.Timedelta(seconds=1)
         edges.loc[0, "card_token"] = "f" * 64
@@ -176,7 +196,8 @@ def edge_day(warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.Da
         ids = {e: first_edge + e for e in EDGES}
         ids[EDGE_TYPICAL] = int(bases["transaction_id"].iloc[3])
         feats = conn.execute(
-            "SELECT * FROM features.transaction_features WHERE transaction_id IN (SELECT unnest(?::BIGINT[]))",
+            "SELECT * FROM features.transaction_features "
+            "WHERE transaction_id IN (SELECT unnest(?::BIGINT[]))",
             [list(ids.values())],
         ).df()
     edge_of = {v: k for k, v in ids.items()}

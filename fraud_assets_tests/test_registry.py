@@ -124,7 +124,9 @@ def test_alias_moves_are_appended_and_rollback_restores_the_previous_champion(tm
         registry.move_alias(conn, registry.CHAMPION, v2, "better", signer=SIGNER)
         assert registry.current_alias(conn, registry.CHAMPION) == v2
         rollback = registry.previous_champion(conn)
-        registry.move_alias(conn, registry.CHAMPION, rollback, "rollback", signer=SIGNER, event=registry.ROLLED_BACK)
+        registry.move_alias(
+            conn, registry.CHAMPION, rollback, "rollback", signer=SIGNER, event=registry.ROLLED_BACK
+        )
         assert registry.current_alias(conn, registry.CHAMPION) == v1
         history = registry.alias_history(conn, registry.CHAMPION)
         assert [(e["from_version"], e["to_version"]) for e in history] == [(None, v1), (v1, v2), (v2, v1)]
@@ -161,7 +163,8 @@ def test_every_registry_row_and_event_verifies_with_the_key(tmp_path: Path):
         summary = registry.verify_registry(conn, SIGNER)
         model, mv = registry.load_version(conn, tmp_path, "v2", SIGNER)
     assert (summary["versions"], summary["events"]) == (2, 2)
-    assert mv.signature and model.predict_proba(np.zeros((1, 3))).shape == (1, 2)
+    assert mv.signature
+    assert model.predict_proba(np.zeros((1, 3))).shape == (1, 2)
 
 
 def test_a_tampered_version_row_is_refused_at_load(tmp_path: Path):
@@ -193,7 +196,7 @@ def test_a_forged_version_and_champion_event_written_without_the_key_are_refused
         registry.register_version(
             conn,
             registry.ModelVersion(
-                model_version="evil", family="logistic_regression", params={}, feature_columns=["a", "b", "c"],
+                model_version="evil", family="logistic_regression", params={}, feature_columns=["a"],
                 train_start=None, train_end=None, delay_days=None, test_start=None, test_end=None, n_folds=1,
                 data_hash="x", code_version="x", metrics={}, artifact_path=rel, artifact_sha256=sha,
             ),
@@ -229,7 +232,9 @@ def test_a_replayed_approval_rechained_by_hand_does_not_verify(tmp_path: Path):
 
 def test_a_deleted_event_breaks_the_chain(tmp_path: Path):
     with _chain(tmp_path) as conn:
-        registry.move_alias(conn, registry.CHAMPION, "v1", "rollback", signer=SIGNER, event=registry.ROLLED_BACK)
+        registry.move_alias(
+            conn, registry.CHAMPION, "v1", "rollback", signer=SIGNER, event=registry.ROLLED_BACK
+        )
         conn.execute("DELETE FROM models.model_events WHERE event_id = 2")
         with pytest.raises(registry.RegistryIntegrityError, match="removed or inserted"):
             registry.verify_chain(conn, SIGNER)
@@ -258,7 +263,9 @@ def test_refits_with_the_same_seed_differ_as_files_but_share_the_canonical_model
     X = rng.random((400, 3))
     y = (X[:, 0] > 0.8).astype(int)
     params = {"n_estimators": 5, "max_depth": 4, "min_samples_leaf": 2, "max_features": 0.5}
-    first, second = (model_bytes(build_estimator("random_forest", params, seed=0).fit(X, y)) for _ in range(2))
+    first, second = (
+        model_bytes(build_estimator("random_forest", params, seed=0).fit(X, y)) for _ in range(2)
+    )
     other_seed = model_bytes(build_estimator("random_forest", params, seed=1).fit(X, y))
     assert hashlib.sha256(first).digest() != hashlib.sha256(second).digest()  # array names are memory ids
     assert canonical_model_hash(first) == canonical_model_hash(second)

@@ -93,9 +93,11 @@ def test_champion_and_challenger_are_compared_on_the_same_matured_days(shadowed:
         summary = shadow_summary(conn, pending)
     assert [str(r[0]) for r in rows] == DAYS
     for _, matured, n, psi, champ_ap, chall_ap, champ_cp, chall_precision in rows:
-        assert matured and n > 0
+        assert matured
+        assert n > 0
         assert psi >= 0
-        assert 0 <= champ_ap <= 1 and 0 <= chall_ap <= 1 and 0 <= champ_cp <= 1 and 0 <= chall_precision <= 1
+        for value in (champ_ap, chall_ap, champ_cp, chall_precision):
+            assert 0 <= value <= 1
     assert (summary["shadow_days"], summary["matured_days"]) == (2, 2)
     assert md["challenger"].value == pending
     assert "latest_matured_challenger_ap" in md  # plotted per day in the UI

@@ -56,7 +56,15 @@ from fraud_assets.lib.signing import Signer
 KEY_ENV = "FRAUD_REGISTRY_KEY"
 METRIC_TOLERANCE = 1e-12  # same code, data and seed give the same floats; anything above is a difference
 COMPARED_METRICS = ("auc", "average_precision", "card_precision_at_100", "n_transactions", "n_fraud")
-META_COLUMNS = ("fold", "split", "transaction_id", "business_date", "tx_datetime", "card_token", "terminal_id")
+META_COLUMNS = (
+    "fold",
+    "split",
+    "transaction_id",
+    "business_date",
+    "tx_datetime",
+    "card_token",
+    "terminal_id",
+)
 
 
 def open_scratch(warehouse: Path) -> duckdb.DuckDBPyConnection:
@@ -82,7 +90,8 @@ def labels_as_of(conn: duckdb.DuckDBPyConnection, as_of) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS cleaned")
     cutoff = f"TIMESTAMP '{as_of}'" if as_of is not None else "NULL"
     conn.execute(
-        f"CREATE OR REPLACE VIEW {LABELS_TABLE} AS SELECT * FROM wh.{LABELS_TABLE} WHERE reported_at <= {cutoff}"
+        f"CREATE OR REPLACE VIEW {LABELS_TABLE} AS "
+        f"SELECT * FROM wh.{LABELS_TABLE} WHERE reported_at <= {cutoff}"
     )
 
 
@@ -101,11 +110,10 @@ def diff_training_sets(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "columns_only_in_rebuild": sorted(rebuilt - archived),
     }
     common = sorted((rebuilt & archived) - set(META_COLUMNS))
-    differs = ", ".join(
-        f"count(*) FILTER (WHERE r.\"{c}\" IS DISTINCT FROM s.\"{c}\") AS \"{c}\"" for c in common
-    )
+    differs = ", ".join(f'count(*) FILTER (WHERE r."{c}" IS DISTINCT FROM s."{c}") AS "{c}"' for c in common)
     row = conn.execute(
-        f"SELECT {differs} FROM {TRAINING_SET_TABLE} r JOIN snap.training_set s USING (fold, split, transaction_id)"
+        f"SELECT {differs} FROM {TRAINING_SET_TABLE} r "
+        "JOIN snap.training_set s USING (fold, split, transaction_id)"
     ).df()
     changed = {c: int(row[c].iloc[0]) for c in common if int(row[c].iloc[0])}
     out["label_differences"] = changed.pop("label", 0)
@@ -123,7 +131,9 @@ def explain_data(diff: dict[str, Any], labels_now: tuple, labels_then: dict) -> 
         )
     if diff["feature_value_differences"]:
         cols = ", ".join(f"{c} ({n} rows)" for c, n in list(diff["feature_value_differences"].items())[:8])
-        why.append(f"feature values changed since training (features rebuilt, e.g. by the lookback sensor): {cols}")
+        why.append(
+            f"feature values changed since training (features rebuilt, e.g. by the lookback sensor): {cols}"
+        )
     if diff["columns_only_in_rebuild"] or diff["columns_only_in_snapshot"]:
         why.append(
             f"the feature table's columns changed: added {diff['columns_only_in_rebuild']}, "
@@ -131,7 +141,8 @@ def explain_data(diff: dict[str, Any], labels_now: tuple, labels_then: dict) -> 
         )
     if diff["rows_only_in_rebuild"] or diff["rows_only_in_snapshot"]:
         why.append(
-            f"{diff['rows_only_in_snapshot']} training rows are gone and {diff['rows_only_in_rebuild']} are new "
+            f"{diff['rows_only_in_snapshot']} training rows are gone and "
+            f"{diff['rows_only_in_rebuild']} are new "
             "(transactions re-cleaned or features deleted/added for those days)"
         )
     if diff["label_differences"]:
@@ -148,7 +159,11 @@ def compare_metrics(recorded: dict[str, float], refit: list[dict[str, float]]) -
                 a, b = float(recorded[key]), float(m[name])
                 diffs[key] = 0.0 if (np.isnan(a) and np.isnan(b)) else abs(a - b)
     worst = max(diffs.values(), default=float("nan"))
-    return {"max_abs_difference": worst, "compared": len(diffs), "match": bool(diffs) and worst <= METRIC_TOLERANCE}
+    return {
+        "max_abs_difference": worst,
+        "compared": len(diffs),
+        "match": bool(diffs) and worst <= METRIC_TOLERANCE,
+    }
 
 
 def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, Any]:
@@ -193,16 +208,16 @@ def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, A
         raise SnapshotError("the archived snapshot's content does not hash to the model's data hash")
     if not data["rebuilt_matches"]:
         data["differences"] = diff_training_sets(conn)
-        data["why"] = explain_data(
-            data["differences"], labels_fingerprint(conn, LABELS_TABLE), snapshot
-        )
+        data["why"] = explain_data(data["differences"], labels_fingerprint(conn, LABELS_TABLE), snapshot)
     report["data"] = data
     source = TRAINING_SET_TABLE if data["rebuilt_matches"] else "snap.training_set"
     ts = conn.execute(READ_SQL.replace(TRAINING_SET_TABLE, source)).df()
     report["refit_on"] = "rebuilt training set" if data["rebuilt_matches"] else "archived snapshot"
 
     # 3. Refit through the candidates' own training code.
-    model, features, fold_metrics, _ = train_family(mv.family, mv.params, ts, mv.feature_columns, seed=mv.seed)
+    model, features, fold_metrics, _ = train_family(
+        mv.family, mv.params, ts, mv.feature_columns, seed=mv.seed
+    )
     original_bytes = (store / mv.artifact_path).read_bytes()
     original = load_model(store, mv.artifact_path, mv.artifact_sha256)
     refit_bytes = model_bytes(model)
@@ -243,10 +258,15 @@ def render(report: dict[str, Any]) -> str:
         f"  registry: {report['registry']['versions']} versions and {report['registry']['events']} events "
         f"verify with key {report['registry']['key_id']}",
         f"  code: {'same as at training' if report['code']['same'] else 'DIFFERENT from training'}"
-        f" (recorded {report['code']['recorded']['code_version']} @ {report['code']['recorded']['revision']}, "
+        f" (recorded {report['code']['recorded']['code_version']} "
+        f"@ {report['code']['recorded']['revision']}, "
         f"running {report['code']['running']['code_version']} @ {report['code']['running']['revision']})",
         f"  data: rebuilt from the warehouse as of {d['labels_as_of']}: "
-        + ("matches the recorded data hash" if d["rebuilt_matches"] else "DIFFERS from the recorded data hash"),
+        + (
+            "matches the recorded data hash"
+            if d["rebuilt_matches"]
+            else "DIFFERS from the recorded data hash"
+        ),
     ]
     lines += [f"    why: {w}" for w in d.get("why", [])]
     lines += [
@@ -257,7 +277,8 @@ def render(report: dict[str, Any]) -> str:
         f"({m['canonical_hash_refit'][:16]}… vs {m['canonical_hash_recorded_artifact'][:16]}…)",
         f"  fold-0 predictions: max |difference| {m['fold0_max_abs_prediction_difference']:.3g} over "
         f"{m['fold0_test_rows']} rows",
-        f"  metrics: {'MATCH' if r['match'] else 'DIFFER'} ({r['compared']} per-fold values, max |difference| "
+        f"  metrics: {'MATCH' if r['match'] else 'DIFFER'} ({r['compared']} per-fold values, "
+        "max |difference| "
         f"{r['max_abs_difference']:.3g})",
         f"REPRODUCED: {'yes' if report['reproduced'] else 'no'}",
     ]

@@ -491,7 +491,8 @@ def version_status(conn: duckdb.DuckDBPyConnection, model_version: str) -> str:
     ensure_registry(conn)
     kinds = list(STATUS_OF_EVENT)
     row = conn.execute(
-        f"SELECT event FROM {EVENTS_TABLE} WHERE model_version = ? AND event IN (SELECT unnest(?::VARCHAR[])) "
+        f"SELECT event FROM {EVENTS_TABLE} WHERE model_version = ? "
+        "AND event IN (SELECT unnest(?::VARCHAR[])) "
         "ORDER BY event_id DESC LIMIT 1",
         [model_version, kinds],
     ).fetchall()

@@ -29,7 +29,7 @@ from fraud_assets.defs.models.common import CODE_VERSION, OWNERS
 from fraud_assets.defs.models.evidence import build_evidence, write_evidence
 from fraud_assets.defs.models.schemas import MODEL_EVENTS_COLUMNS, MODEL_EVENTS_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.identity import USER_TAG, run_launcher, same_identity
+from fraud_assets.lib.identity import USER_TAG, same_identity
 from fraud_assets.lib.model_selection import (
     GATE_AP_MARGIN,
     GATE_CP_TOLERANCE,
@@ -135,7 +135,9 @@ class ChampionConfig(dg.Config):
         description="The version decided on: the one pending approval (approve/reject), the version to "
         "disable, or the rollback target (empty: the latest former champion).",
     )
-    approver: str = Field(default="", description="Who decides (recorded; must not have launched the training).")
+    approver: str = Field(
+        default="", description="Who decides (recorded; must not have launched the training)."
+    )
     reason: str = Field(default="", description="Why (recorded in models.model_events).")
 
 
@@ -155,7 +157,9 @@ def _check_approver(context: dg.AssetExecutionContext, config: ChampionConfig) -
         raise _refuse("a decision needs an `approver` and a `reason`")
     authenticated = (context.run.tags.get(USER_TAG) or "").strip()
     if authenticated and not same_identity(authenticated, approver):
-        raise _refuse(f"approver {approver!r} is not the authenticated user who launched this run ({authenticated!r})")
+        raise _refuse(
+            f"approver {approver!r} is not the authenticated user who launched this run ({authenticated!r})"
+        )
     return approver
 
 
@@ -187,8 +191,10 @@ def apply_decision(context, config: ChampionConfig, conn, model_store: ModelStor
         pending = pending_version(conn)
         if not version or version != pending:
             status = version_status(conn, version) if version else "not given"
-            raise _refuse(f"{version or '(no model_version)'} is not pending approval (status: {status}); "
-                          f"pending now: {pending or 'nothing'}")
+            raise _refuse(
+                f"{version or '(no model_version)'} is not pending approval (status: {status}); "
+                f"pending now: {pending or 'nothing'}"
+            )
         request = pending_request(conn, version)
         if decision == "approve" and same_identity(approver, request["launched_by"]):
             raise _refuse(
@@ -245,7 +251,9 @@ def bootstrap(context, conn, model_store: ModelStore) -> tuple[dict, str] | None
     signer = model_store.signer()
     load_version(conn, model_store.path, version, signer)
     request = pending_request(conn, version)
-    path, digest, md = _evidence(conn, model_store, version, "bootstrap", _launcher_of(request), request["reason"])
+    path, digest, md = _evidence(
+        conn, model_store, version, "bootstrap", _launcher_of(request), request["reason"]
+    )
     event = append_event(
         conn, signer, BOOTSTRAP_APPROVED, model_version=version, alias=CHAMPION, to_version=version,
         actor=BOOTSTRAP_ACTOR, launched_by=request["launched_by"],

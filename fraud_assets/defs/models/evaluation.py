@@ -1,7 +1,8 @@
 """`models/evaluation`: the candidates side by side, re-scored from their saved artifacts.
 
 Each family's newest registered version is loaded through the signed registry and the checked loader
-(so a tampered row or artifact fails here, before the gate), scored on the fold-0 test window, and described by a model card
+(so a tampered row or artifact fails here, before the gate), scored on the fold-0 test window, and
+described by a model card
 and an expected-cost curve. The best candidate by prequential AP becomes the `challenger`.
 """
 
@@ -156,7 +157,12 @@ def evaluation(
         )
         if current_alias(conn, CHALLENGER) != best:
             move_alias(
-                conn, CHALLENGER, best, "best newest candidate by prequential AP", context.run.run_id, signer=signer
+                conn,
+                CHALLENGER,
+                best,
+                "best newest candidate by prequential AP",
+                context.run.run_id,
+                signer=signer,
             )
         md = table_metadata(
             conn,

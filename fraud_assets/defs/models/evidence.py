@@ -175,7 +175,7 @@ def render_markdown(pack: dict[str, Any]) -> str:
 
 
 def write_evidence(store_root: Path, pack: dict[str, Any]) -> tuple[str, str, str]:
-    """Write the pack (JSON named by its SHA-256, and markdown); returns (relative path, SHA-256, markdown)."""
+    """Write the pack (JSON named by its SHA-256, and markdown); returns (path, SHA-256, markdown)."""
     data = json.dumps(pack, sort_keys=True, indent=1, default=str).encode()
     digest = hashlib.sha256(data).hexdigest()
     folder = Path(store_root) / EVIDENCE_DIR / pack["model_version"]

@@ -116,7 +116,7 @@ MODEL_EVENTS_DESCRIPTIONS = {
     "alias": "champion | challenger when the event moves an alias, else empty.",
     "from_version": "Previous holder of the alias.",
     "to_version": "New holder of the alias (empty: nobody, after disabling the last champion).",
-    "actor": "Who decided: the approver, or platform:champion_gate / platform:bootstrap for automatic events.",
+    "actor": "Who decided: the approver, or platform:champion_gate / platform:bootstrap (automatic).",
     "launched_by": "Identity that launched the training run of model_version (the four-eyes reference).",
     "reason": "Why: the gate's decision, or the approver's reason.",
     "evidence_path": "Evidence pack (JSON) in the model store that the decision was taken on.",

@@ -54,11 +54,11 @@ SIGNED_COLUMNS = (
     "key_id",
 )
 # The label set a training run saw: which transactions were fraud, reported when.
-LABELS_FINGERPRINT_SQL = f"""
+LABELS_FINGERPRINT_SQL = """
 SELECT count(*), max(reported_at),
        coalesce(sha256(string_agg(transaction_id::VARCHAR || '@' || reported_at::VARCHAR, ','
                                   ORDER BY transaction_id, reported_at)), sha256(''))
-FROM {{labels}}
+FROM {labels}
 """
 # Read back exactly as the candidates read it, so the hash is the one they record.
 READ_SQL = f"SELECT * FROM {TRAINING_SET_TABLE} ORDER BY fold, split, transaction_id"

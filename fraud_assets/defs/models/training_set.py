@@ -143,7 +143,10 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
     ),
 )
 def training_set(
-    context: dg.AssetExecutionContext, config: TrainingSetConfig, duckdb: DuckDBResource, model_store: ModelStore
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    duckdb: DuckDBResource,
+    model_store: ModelStore,
 ):
     with duckdb.get_connection() as conn:
         folds, cols, n = build_training_set(conn, config)

@@ -177,7 +177,9 @@ def shadow_comparison(
         df = compute_shadow_comparison(conn, config.budget)
         if df.empty:
             context.log.info("no shadow-scored day yet")
-            return dg.MaterializeResult(metadata={"shadow_days": 0, "note": "no challenger shadow-scored yet"})
+            return dg.MaterializeResult(
+                metadata={"shadow_days": 0, "note": "no challenger shadow-scored yet"}
+            )
         replace_table(conn, COMPARISON_TABLE, df)
         latest = df.sort_values("business_date").iloc[-1]
         challenger = str(latest["challenger_version"])
@@ -194,7 +196,5 @@ def shadow_comparison(
             for m in MODELS:
                 for metric in METRICS:
                     extra[f"latest_matured_{m}_{metric}"] = float(last[f"{m}_{metric}"])
-        md = table_metadata(
-            conn, COMPARISON_TABLE, descriptions={c: d for c, _, d in COLUMNS}, extra=extra
-        )
+        md = table_metadata(conn, COMPARISON_TABLE, descriptions={c: d for c, _, d in COLUMNS}, extra=extra)
     return dg.MaterializeResult(metadata=md)

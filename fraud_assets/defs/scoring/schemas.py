@@ -70,7 +70,7 @@ SHADOW_COLUMNS: list[tuple[str, str]] = [
     ("scored_at", "TIMESTAMP"),
 ]
 SHADOW_DESCRIPTIONS = {
-    "transaction_id": "Transaction scored; one row per transaction of the business date while a challenger waits.",
+    "transaction_id": "Transaction scored; one row per transaction of the day while a challenger waits.",
     "card_token": "HMAC token of the card (never the PAN).",
     "business_date": "UTC business date (the partition).",
     "score": "Fraud probability from the challenger awaiting approval, 0..1. Never in the alert queue.",
