@@ -242,6 +242,11 @@ def land_next_day(platform: Platform) -> str:
     return day
 
 
+def pending(platform: Platform) -> str | None:
+    value = metadata(platform, APPROVAL_REQUEST).get("pending_version")
+    return None if value in (None, "none") else value
+
+
 @pytest.fixture(scope="module")
 def challenger(platform, bootstrapped):
     """The drift retraining's challenger, waiting for approval once the platform is quiet."""
@@ -256,9 +261,9 @@ def challenger(platform, bootstrapped):
         interval=5,
     )
     quiet(platform)
-    pending = metadata(platform, APPROVAL_REQUEST).get("pending_version")
-    assert pending not in (None, "none")
-    return pending
+    waiting = pending(platform)
+    assert waiting is not None
+    return waiting
 
 
 def test_the_retrained_challenger_waits_while_the_champion_keeps_scoring(platform, challenger):
@@ -278,19 +283,20 @@ def test_a_new_day_is_shadow_scored_by_the_challenger_beside_the_champion(platfo
             what=f"{key} {day}",
         )
     shadow = metadata(platform, "scoring/shadow_scores", day)
-    assert shadow["challenger"] == challenger
+    assert shadow["challenger"] == pending(platform)  # the one waiting (a drift retrain may replace it)
     assert shadow["rows_scored"] > 0
-    assert metadata(platform, SCORES, day)["model_version"] == shadow["champion"] != challenger
+    assert metadata(platform, SCORES, day)["model_version"] == shadow["champion"] != shadow["challenger"]
 
 
 def test_the_trainer_cannot_approve_and_a_second_person_makes_the_challenger_champion(platform, challenger):
     quiet(platform)
-    assert decide(platform, challenger, approver=getpass.getuser()) == "FAILURE"  # four eyes
-    assert metadata(platform, "models/champion")["champion"] != challenger
-    assert decide(platform, challenger, approver="mrm-approver") == "SUCCESS"
+    waiting = pending(platform)
+    assert decide(platform, waiting, approver=getpass.getuser()) == "FAILURE"  # four eyes
+    assert metadata(platform, "models/champion")["champion"] != waiting
+    assert decide(platform, waiting, approver="mrm-approver") == "SUCCESS"
     decided = metadata(platform, "models/champion")
     assert (decided["champion"], decided["approver"], decided["decision"]) == (
-        challenger,
+        waiting,
         "mrm-approver",
         "approved",
     )
@@ -299,11 +305,14 @@ def test_the_trainer_cannot_approve_and_a_second_person_makes_the_challenger_cha
 
 def test_the_next_day_is_scored_by_the_new_champion(platform, challenger):
     quiet(platform)
+    approved = metadata(platform, "models/champion")
+    assert approved["decision"] == "approved"
     day = land_next_day(platform)
-    platform.wait_for(
-        lambda: day in platform.materialized_partitions(SCORES, limit=5000),
-        timeout=DAY_TIMEOUT,
-        what=f"{day} scored",
-    )
-    assert metadata(platform, SCORES, day)["model_version"] == challenger
+    for key in (SCORES, "scoring/shadow_scores"):
+        platform.wait_for(
+            lambda key=key: day in platform.materialized_partitions(key, limit=5000),
+            timeout=DAY_TIMEOUT,
+            what=f"{key} {day}",
+        )
+    assert metadata(platform, SCORES, day)["model_version"] == approved["champion"]
     assert metadata(platform, "scoring/shadow_scores", day)["challenger"] == "none"  # nothing waits any more
