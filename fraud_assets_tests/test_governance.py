@@ -7,9 +7,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from fraud_assets.defs.automation.alerts import run_failure_alert_sensor
 from fraud_assets.lib import registry
+from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.signing import Signer
 from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
@@ -18,6 +21,7 @@ from fraud_assets_tests.models_world import (
     copy_world,
     decide,
     failure_message,
+    layer_defs,
     shared_pending_world,
     shared_trained_world,
 )
@@ -142,3 +146,28 @@ def test_emergency_disable_of_the_champion_falls_back_to_the_former_one(world: P
         assert registry.version_status(conn, pending) == "disabled"
         with pytest.raises(registry.DisabledModelError):
             registry.load_version(conn, world / "models", pending, SIGNER)
+
+
+def test_scoring_refuses_a_tampered_registry_and_the_failure_is_alerted(world: Path, tmp_path: Path):
+    with connect(world) as conn:
+        conn.execute("UPDATE models.model_versions SET metrics_json = '{}'")  # e.g. to sway the gate
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("business_date", ["2018-08-14"])
+    result = (
+        layer_defs(world)
+        .resolve_job_def("scoring_job")
+        .execute_in_process(partition_key="2018-08-14", instance=instance, raise_on_error=False)
+    )
+    assert not result.success
+    assert "registry integrity" in failure_message(result)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
+    sink = AlertSink(data_dir=str(tmp_path / "alerts"))
+    run_failure_alert_sensor(context, alert_sink=sink)
+    [alert] = sink.read_outbox()
+    assert alert["severity"] == "ERROR"
+    assert "registry integrity" in alert["message"]
