@@ -21,6 +21,7 @@ import pytest
 
 from fraud_assets.defs.features.compute import write_features
 from fraud_assets.defs.models.candidates import read_training_set, train_family
+from fraud_assets.defs.models.common import TRAINING_SET_META
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
 from fraud_assets.lib.metrics import classification_metrics
 from fraud_assets.lib.model_io import canonical_model_hash, model_bytes
@@ -39,16 +40,6 @@ FLOORS = {
     "logistic_regression": {"auc": 0.70, "average_precision": 0.10, "cp_share": 0.25},
     "hist_gradient_boosting": {"auc": 0.88, "average_precision": 0.22, "cp_share": 0.55},
     "random_forest": {"auc": 0.88, "average_precision": 0.22, "cp_share": 0.55},
-}
-META = {
-    "fold",
-    "split",
-    "transaction_id",
-    "business_date",
-    "tx_datetime",
-    "card_token",
-    "terminal_id",
-    "label",
 }
 EDGES = EDGE_FIRST_CARD, EDGE_UNKNOWN_TERMINAL, EDGE_TINY, EDGE_HUGE, EDGE_TYPICAL = range(1, 6)
 
@@ -73,7 +64,7 @@ def training(warehouse: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def fitted(training: pd.DataFrame) -> dict[str, tuple]:
     """Each family fitted with its production defaults: (model, features, fold metrics)."""
-    available = [c for c in training.columns if c not in META]
+    available = [c for c in training.columns if c not in TRAINING_SET_META]
     out = {}
     for family in FAMILIES:
         model, features, fold_metrics, _ = train_family(family, FAMILY_DEFAULTS[family], training, available)

@@ -31,7 +31,13 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from fraud_assets.defs.models.common import CODE_VERSION, FEATURES_TABLE, LABELS_TABLE, TRAINING_SET_TABLE
+from fraud_assets.defs.models.common import (
+    CODE_VERSION,
+    FEATURES_TABLE,
+    LABELS_TABLE,
+    TRAINING_SET_META,
+    TRAINING_SET_TABLE,
+)
 from fraud_assets.defs.models.snapshots import (
     READ_SQL,
     SNAPSHOTS_TABLE,
@@ -56,15 +62,6 @@ from fraud_assets.lib.signing import Signer
 KEY_ENV = "FRAUD_REGISTRY_KEY"
 METRIC_TOLERANCE = 1e-12  # same code, data and seed give the same floats; anything above is a difference
 COMPARED_METRICS = ("auc", "average_precision", "card_precision_at_100", "n_transactions", "n_fraud")
-META_COLUMNS = (
-    "fold",
-    "split",
-    "transaction_id",
-    "business_date",
-    "tx_datetime",
-    "card_token",
-    "terminal_id",
-)
 
 
 def open_scratch(warehouse: Path) -> duckdb.DuckDBPyConnection:
@@ -109,7 +106,8 @@ def diff_training_sets(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "columns_only_in_snapshot": sorted(archived - rebuilt),
         "columns_only_in_rebuild": sorted(rebuilt - archived),
     }
-    common = sorted((rebuilt & archived) - set(META_COLUMNS))
+    keys = set(TRAINING_SET_META) - {"label"}
+    common = sorted((rebuilt & archived) - keys)
     differs = ", ".join(f'count(*) FILTER (WHERE r."{c}" IS DISTINCT FROM s."{c}") AS "{c}"' for c in common)
     row = conn.execute(
         f"SELECT {differs} FROM {TRAINING_SET_TABLE} r "

@@ -18,7 +18,13 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_assets.defs.models.common import CODE_VERSION, OWNERS, TRAINING_SET_TABLE, data_hash
+from fraud_assets.defs.models.common import (
+    CODE_VERSION,
+    OWNERS,
+    TRAINING_SET_META,
+    TRAINING_SET_TABLE,
+    data_hash,
+)
 from fraud_assets.defs.models.schemas import MODEL_VERSIONS_COLUMNS, MODEL_VERSIONS_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics
@@ -144,17 +150,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         with duckdb.get_connection() as conn:
             ts = read_training_set(conn)
         # Train outside the connection: a long fit must not hold the warehouse.
-        meta_cols = {
-            "fold",
-            "split",
-            "transaction_id",
-            "business_date",
-            "tx_datetime",
-            "card_token",
-            "terminal_id",
-            "label",
-        }
-        available = [c for c in ts.columns if c not in meta_cols]
+        available = [c for c in ts.columns if c not in TRAINING_SET_META]
         model, features, fold_metrics, timing = train_family(family, params, ts, available)
         summary = summarise_folds(fold_metrics, (*METRIC_NAMES, "fraud_rate"))
         metrics = {
