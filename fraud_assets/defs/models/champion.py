@@ -181,63 +181,89 @@ def _launcher_of(request: dict | None) -> dict[str, str]:
     return {"launched_by": (request or {}).get("launched_by") or "unknown", "established_by": "registry"}
 
 
-def apply_decision(context, config: ChampionConfig, conn, model_store: ModelStore) -> tuple[dict, str]:
-    """Apply one decision; returns (the event appended, markdown of its evidence or '')."""
-    approver = _check_approver(context, config)
-    signer, run_id, reason = model_store.signer(), context.run.run_id, config.reason.strip()
-    version, decision = config.model_version.strip(), config.decision
-    current = current_alias(conn, CHAMPION)
-    if decision in ("approve", "reject"):
-        pending = pending_version(conn)
-        if not version or version != pending:
-            status = version_status(conn, version) if version else "not given"
-            raise _refuse(
-                f"{version or '(no model_version)'} is not pending approval (status: {status}); "
-                f"pending now: {pending or 'nothing'}"
-            )
-        request = pending_request(conn, version)
-        if decision == "approve" and same_identity(approver, request["launched_by"]):
-            raise _refuse(
-                f"four eyes: {approver!r} launched the training run of {version} "
-                f"(run {get_version(conn, version).run_id}); another person must approve it"
-            )
-        if decision == "approve":
-            load_version(conn, model_store.path, version, signer)  # never promote what cannot be loaded
-        path, digest, md = _evidence(conn, model_store, version, decision, _launcher_of(request), None)
-        event = append_event(
-            conn, signer, APPROVED if decision == "approve" else REJECTED,
-            model_version=version, alias=CHAMPION if decision == "approve" else None, to_version=version,
-            actor=approver, launched_by=request["launched_by"], reason=reason,
-            evidence_path=path, evidence_sha256=digest, run_id=run_id,
-        )  # fmt: skip
-        return event, md
-    if decision == "rollback":
-        former = former_champions(conn)
-        target = version or (former[0] if former else "")
-        if not target or target not in former:
-            raise _refuse(
-                f"rollback target {target or '(none)'} is not a former champion that may score again; "
-                f"former champions: {former or 'none'}"
-            )
-        load_version(conn, model_store.path, target, signer)  # refuse to roll back onto a broken artifact
-        path, digest, md = _evidence(conn, model_store, target, "rollback", _launcher_of(None), None)
-        event = append_event(
-            conn, signer, ROLLED_BACK, model_version=target, alias=CHAMPION, to_version=target,
-            actor=approver, reason=reason, evidence_path=path, evidence_sha256=digest, run_id=run_id,
-        )  # fmt: skip
-        return event, md
+def _decide_on_pending(ctx: dict, version: str, decision: str) -> tuple[dict, str]:
+    """approve / reject: only the version pending approval; approval needs a second person."""
+    conn, store, approver = ctx["conn"], ctx["store"], ctx["approver"]
+    pending = pending_version(conn)
+    if not version or version != pending:
+        status = version_status(conn, version) if version else "not given"
+        raise _refuse(
+            f"{version or '(no model_version)'} is not pending approval (status: {status}); "
+            f"pending now: {pending or 'nothing'}"
+        )
+    request = pending_request(conn, version)
+    approve = decision == "approve"
+    if approve and same_identity(approver, request["launched_by"]):
+        raise _refuse(
+            f"four eyes: {approver!r} launched the training run of {version} "
+            f"(run {get_version(conn, version).run_id}); another person must approve it"
+        )
+    if approve:
+        load_version(conn, store.path, version, ctx["signer"])  # never promote what cannot be loaded
+    path, digest, md = _evidence(conn, store, version, decision, _launcher_of(request), None)
+    event = append_event(
+        conn, ctx["signer"], APPROVED if approve else REJECTED, model_version=version,
+        alias=CHAMPION if approve else None, to_version=version, actor=approver,
+        launched_by=request["launched_by"], reason=ctx["reason"], evidence_path=path,
+        evidence_sha256=digest, run_id=ctx["run_id"],
+    )  # fmt: skip
+    return event, md
+
+
+def _rollback(ctx: dict, version: str) -> tuple[dict, str]:
+    """Back to a former champion (the latest by default): it was approved once; never a new version."""
+    conn, store = ctx["conn"], ctx["store"]
+    former = former_champions(conn)
+    target = version or (former[0] if former else "")
+    if not target or target not in former:
+        raise _refuse(
+            f"rollback target {target or '(none)'} is not a former champion that may score again; "
+            f"former champions: {former or 'none'}"
+        )
+    load_version(conn, store.path, target, ctx["signer"])  # refuse to roll back onto a broken artifact
+    path, digest, md = _evidence(conn, store, target, "rollback", _launcher_of(None), None)
+    event = append_event(
+        conn, ctx["signer"], ROLLED_BACK, model_version=target, alias=CHAMPION, to_version=target,
+        actor=ctx["approver"], reason=ctx["reason"], evidence_path=path, evidence_sha256=digest,
+        run_id=ctx["run_id"],
+    )  # fmt: skip
+    return event, md
+
+
+def _disable(ctx: dict, version: str) -> tuple[dict, str]:
+    """The emergency switch: never loaded again; a disabled champion hands over to the latest former one."""
+    conn = ctx["conn"]
     if not version:
         raise _refuse("disable needs the `model_version` to disable")
-    get_version(conn, version, signer)
+    get_version(conn, version, ctx["signer"])
     if version_status(conn, version) == "disabled":
         raise _refuse(f"{version} is already disabled")
+    moves = version == current_alias(conn, CHAMPION)
     fallback = next((v for v in former_champions(conn) if v != version), None)
-    moves = version == current
     event = append_event(
-        conn, signer, DISABLED, model_version=version, alias=CHAMPION if moves else None,
-        to_version=fallback if moves else None, actor=approver, reason=reason, run_id=run_id,
+        conn, ctx["signer"], DISABLED, model_version=version, alias=CHAMPION if moves else None,
+        to_version=fallback if moves else None, actor=ctx["approver"], reason=ctx["reason"],
+        run_id=ctx["run_id"],
     )  # fmt: skip
     return event, ""
+
+
+def apply_decision(context, config: ChampionConfig, conn, model_store: ModelStore) -> tuple[dict, str]:
+    """Apply one decision; returns (the event appended, markdown of its evidence or '')."""
+    ctx = {
+        "conn": conn,
+        "store": model_store,
+        "signer": model_store.signer(),
+        "approver": _check_approver(context, config),
+        "reason": config.reason.strip(),
+        "run_id": context.run.run_id,
+    }
+    version = config.model_version.strip()
+    if config.decision in ("approve", "reject"):
+        return _decide_on_pending(ctx, version, config.decision)
+    if config.decision == "rollback":
+        return _rollback(ctx, version)
+    return _disable(ctx, version)
 
 
 def bootstrap(context, conn, model_store: ModelStore) -> tuple[dict, str] | None:
