@@ -48,7 +48,6 @@ from fraud_assets.defs.models.snapshots import (
 )
 from fraud_assets.lib import settings
 from fraud_assets.lib.model_io import ModelArtifactError, canonical_model_hash, load_model, model_bytes
-from fraud_assets.lib.provenance import code_revision, training_environment
 from fraud_assets.lib.registry import (
     EVENTS_TABLE,
     VERSIONS_TABLE,
@@ -58,6 +57,7 @@ from fraud_assets.lib.registry import (
     verify_registry,
 )
 from fraud_assets.lib.signing import Signer
+from fraud_assets.lib.training_provenance import code_revision, training_environment
 
 KEY_ENV = "FRAUD_REGISTRY_KEY"
 METRIC_TOLERANCE = 1e-12  # same code, data and seed give the same floats; anything above is a difference

@@ -29,8 +29,8 @@ from typing import Any
 import duckdb
 
 from fraud_assets.lib.model_io import load_model
-from fraud_assets.lib.training_provenance import code_revision, training_environment
 from fraud_assets.lib.signing import Signer
+from fraud_assets.lib.training_provenance import code_revision, training_environment
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
