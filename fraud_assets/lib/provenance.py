@@ -87,6 +87,13 @@ LEAK_SCAN_EXEMPT_COLUMNS = frozenset(
         "data_hash",
         "alert_id",
         "key_fingerprint",
+        # the model registry's signatures and digests (lib/registry.py, defs/models/snapshots.py)
+        "signature",
+        "prev_signature",
+        "key_id",
+        "evidence_sha256",
+        "labels_sha256",
+        "parquet_sha256",
     }
 )
 

@@ -32,6 +32,19 @@ def failed_only_on_blocking_checks(instance: dg.DagsterInstance, run_id: str) ->
     return bool(errors) and all(e is not None and e.cls_name == BLOCKING_CHECK_ERROR for e in errors)
 
 
+def step_failure_causes(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The innermost error of each failed step (`Class: message`), e.g. a registry integrity refusal."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    causes = []
+    for r in records:
+        error = r.event_log_entry.dagster_event.event_specific_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            causes.append(f"{error.cls_name}: {error.message.strip()}")
+    return causes
+
+
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
     description=(
@@ -54,6 +67,9 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: Al
         )
         return
     error = context.failure_event.message or "run failed"
+    causes = step_failure_causes(context.instance, run.run_id)
+    if causes:  # the run's message only names the failed steps; the first cause says what went wrong
+        error = f"{error} Cause: {causes[0]}"
     tags = {k: v for k, v in run.tags.items() if k.startswith(("fraud_assets/", "dagster/partition"))}
     alert_sink.send(
         [

@@ -18,7 +18,13 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_assets.defs.models.common import CODE_VERSION, OWNERS, TRAINING_SET_TABLE, data_hash
+from fraud_assets.defs.models.common import (
+    CODE_VERSION,
+    OWNERS,
+    TRAINING_SET_META,
+    TRAINING_SET_TABLE,
+    data_hash,
+)
 from fraud_assets.defs.models.schemas import MODEL_VERSIONS_COLUMNS, MODEL_VERSIONS_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics
@@ -82,7 +88,7 @@ def read_training_set(conn) -> pd.DataFrame:
 
 
 def train_family(
-    family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str]
+    family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str], seed: int = 0
 ) -> tuple[Any, list[str], list[dict[str, float]], dict[str, float]]:
     """Train one model per fold. Returns the fold-0 model, its features, per-fold metrics and timings."""
     features = select_features(params["feature_set"], available)
@@ -93,7 +99,7 @@ def train_family(
         train, test = part[part["split"] == "train"], part[part["split"] == "test"]
         if train["label"].nunique() < 2 or test.empty:
             continue  # a fold without both classes cannot be trained or scored
-        model = build_estimator(family, params)
+        model = build_estimator(family, params, seed=seed)
         t0 = time.perf_counter()
         with compute_threads():
             model.fit(train[features], train["label"].to_numpy())
@@ -144,17 +150,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         with duckdb.get_connection() as conn:
             ts = read_training_set(conn)
         # Train outside the connection: a long fit must not hold the warehouse.
-        meta_cols = {
-            "fold",
-            "split",
-            "transaction_id",
-            "business_date",
-            "tx_datetime",
-            "card_token",
-            "terminal_id",
-            "label",
-        }
-        available = [c for c in ts.columns if c not in meta_cols]
+        available = [c for c in ts.columns if c not in TRAINING_SET_META]
         model, features, fold_metrics, timing = train_family(family, params, ts, available)
         summary = summarise_folds(fold_metrics, (*METRIC_NAMES, "fraud_rate"))
         metrics = {
@@ -184,10 +180,11 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
             artifact_path=rel_path,
             artifact_sha256=sha,
             run_id=context.run.run_id,
+            seed=0,  # train_family's default: what make reproduce refits with
         )
         mv = _with_delay(mv)
         with duckdb.get_connection() as conn:
-            register_version(conn, mv)
+            register_version(conn, mv, model_store.signer())
             md = table_metadata(
                 conn,
                 "models.model_versions",

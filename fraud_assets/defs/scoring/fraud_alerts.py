@@ -81,7 +81,7 @@ def alerts_for_day(
     versions = top["model_version"].unique().tolist()
     reasons: list[list[tuple]] = [[] for _ in range(len(top))]
     for version in versions:  # one per day unless the champion changed mid-day
-        model, mv = load_version(conn, model_store.path, version)
+        model, mv = load_version(conn, model_store.path, version, model_store.signer())
         mask = (top["model_version"] == version).to_numpy()
         for i, r in zip(
             np.flatnonzero(mask),
