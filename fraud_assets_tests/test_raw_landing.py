@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from fraud_assets.defs.raw.register import build_register
+from fraud_assets.defs.raw.assets import build_register
 from fraud_assets_tests import raw_cleaned_support as s
 
 GOOD_CSV = s.csv_text([s.a_row(1), s.a_row(2)])

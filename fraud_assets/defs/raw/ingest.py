@@ -18,13 +18,16 @@ import pandas as pd
 from fraud_assets.defs.raw import snapshots, text_reader
 from fraud_assets.defs.raw.files import pinned
 from fraud_assets.defs.raw.limits import ReaderLimits
+from fraud_assets.defs.raw.parsers import JSON_KEYS
 from fraud_assets.defs.raw.schemas import COLUMNS, LINEAGE, MALFORMED, TOKENS, select_sql
 from fraud_assets.defs.raw.text_reader import FILES_TABLE, ROWS_TABLE, LineSource
+from fraud_assets.defs.raw.text_scan import first_line
 from fraud_assets.defs.raw.tokens import door_select, ident, stage_masked_lines, stage_masked_values, stage_tokens
 from fraud_assets.lib.pan import Tokenizer
 
 # The longest line any register configuration accepts: the reader is never the stricter of the two.
 READER_MAX_LINE_BYTES = next(m.le for m in ReaderLimits.model_fields["max_line_bytes"].metadata if hasattr(m, "le"))
+READER_MAX_HEADER_BYTES = READER_MAX_LINE_BYTES
 _LINEAGE = [c for c, _ in LINEAGE]
 _OURS = {*_LINEAGE, *(c for c, _ in TOKENS), *(c for c, _ in MALFORMED)}
 
@@ -91,17 +94,25 @@ def stage_text_files(
     """Stage the registered CSV / JSON Lines `files` of `table`; the SELECT of its raw rows."""
     files = files.reset_index(drop=True)
     stage_lineage(cur, files)
+    columns = producer_columns(table) + (["pan"] if _has(table, "card_token") else [])
     gz = [i for i, name in enumerate(files["source_file"]) if name.endswith(".gz")]
     plain = sorted(set(range(len(files))) - set(gz))
     with pinned(root, list(files.itertuples(index=False))) as paths:
+        layouts = {i: _layout(paths[i], feed, i in gz, columns) for i, feed in enumerate(files["feed"])}
         sources = [
             LineSource([paths[i] for i in gz], gz, gzip=True),
             LineSource([paths[i] for i in plain], plain, gzip=False),
         ]
-        text_reader.stage_lines(cur, sources, READER_MAX_LINE_BYTES)
-    columns = producer_columns(table) + (["pan"] if _has(table, "card_token") else [])
-    text_reader.stage_rows(cur, dict(enumerate(files["feed"])), columns)
+        text_reader.stage_rows(cur, sources, layouts, columns, READER_MAX_LINE_BYTES)
     return _door(cur, table, tokenizer)
+
+
+def _layout(path: str, feed: str, gz: bool, columns: list[str]) -> text_reader.Layout:
+    if feed in JSON_KEYS:
+        return text_reader.Layout(json=True)
+    with open(path, "rb") as fh:
+        header = first_line(fh, gz=gz, max_bytes=READER_MAX_HEADER_BYTES)
+    return text_reader.layout_for(feed, header, columns)
 
 
 def stage_snapshot_files(

@@ -264,3 +264,25 @@ def scan_text(fh: BinaryIO, *, gz: bool, csv: bool, limits: ReaderLimits) -> Tex
         header = tuple(f.strip() for f in fields) if fields is not None else None
     lines = 0 if reason else counter.lines
     return TextScan(raw.hash.hexdigest(), reason, lines, header)
+
+
+def first_line(fh: BinaryIO, *, gz: bool, max_bytes: int) -> str | None:
+    """The first non-blank line of a text file (a CSV header), reading only as far as it; None when
+    the file has none within `max_bytes`."""
+    raw = _HashingReader(fh)
+    stream = _without_bom(_gunzip(raw, min(max_bytes, 64 * KIB)) if gz else _plain(raw, 64 * KIB))
+    buf = b""
+    try:
+        for block in stream:
+            buf += block
+            while (end := buf.find(b"\n")) >= 0:
+                line, buf = buf[:end], buf[end + 1 :]
+                if line.strip(WHITESPACE):
+                    return line.decode("utf-8").removesuffix("\r")
+            if not buf.strip(WHITESPACE):
+                buf = b""
+            elif len(buf) > max_bytes:
+                return None
+    except Rejected:
+        return None
+    return buf.decode("utf-8").removesuffix("\r") if buf.strip(WHITESPACE) else None
