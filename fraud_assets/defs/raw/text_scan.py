@@ -181,6 +181,13 @@ class _Counter:
     def _find_first_line(self, block: bytes) -> bytes:
         """Consume lines until the first non-blank one is complete; return the rest of the block."""
         pos = 0
+        if not self.head:
+            # Leading blank lines in one C-speed step: a file of newlines must not cost a loop per line.
+            rest = block.lstrip(WHITESPACE + b"\n")
+            skipped = block[: len(block) - len(rest)]
+            if b"\n" in skipped:
+                self.newlines += skipped.count(b"\n")
+                pos = skipped.rfind(b"\n") + 1
         while True:
             end = block.find(b"\n", pos)
             self.head += block[pos:] if end < 0 else block[pos:end]
