@@ -38,7 +38,7 @@ class ReaderLimits(dg.Config):
     max_line_bytes: int = Field(
         default=MIB,
         ge=64,
-        le=64 * MIB,
+        le=16 * MIB,
         description="bytes of one line (`line_too_long`); lines over 4096 characters below it are malformed rows",
     )
     max_header_bytes: int = Field(default=64 * KIB, ge=64, description="bytes of a CSV header (`header_too_long`)")

@@ -82,7 +82,7 @@ def _lines_sql(src: LineSource, max_line_bytes: int) -> str:
         f"FROM read_csv({paths}, columns={{'line': 'VARCHAR'}}, header=false, delim=chr(0), quote='', "
         "escape='', comment='', auto_detect=false, strict_mode=false, null_padding=false, "
         f"compression='{'gzip' if src.gzip else 'none'}', encoding='utf-8', "
-        f"max_line_size={max_line_bytes + 16}) WITH ORDINALITY"
+        f"max_line_size={max_line_bytes + 16}, buffer_size={2 * (max_line_bytes + 16)}) WITH ORDINALITY"
     )
 
 
