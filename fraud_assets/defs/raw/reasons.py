@@ -79,7 +79,6 @@ WRONG_FIELD_COUNT = "wrong_field_count"
 UNPARSEABLE_CSV = "unparseable_csv"
 INVALID_JSON = "invalid_json"
 NOT_A_JSON_OBJECT = "not_a_json_object"
-DUPLICATE_KEY = "duplicate_key"
 
 LINE_REASONS: dict[str, str] = {
     LINE_TOO_LONG: "a line over 4096 characters",
@@ -88,5 +87,4 @@ LINE_REASONS: dict[str, str] = {
     "unclosed quote)",
     INVALID_JSON: "a JSON Lines line that is not JSON",
     NOT_A_JSON_OBJECT: "a JSON Lines line that is JSON but not an object",
-    DUPLICATE_KEY: "a JSON object with the same key twice (which value counts would be a guess)",
 }
