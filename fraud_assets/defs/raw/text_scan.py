@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
+
 from fraud_assets.defs.raw import reasons as r
 from fraud_assets.defs.raw.limits import KIB, MIB, RATIO_SLACK_BYTES, ReaderLimits
 
@@ -30,8 +32,9 @@ DEFLATE = 8
 # Header flags DuckDB's gzip reader accepts (FTEXT, FHCRC and FCOMMENT it refuses).
 GZIP_FLAGS_READABLE = 0x04 | 0x08
 READ_BYTES = 256 * KIB
-# A line that starts right after a newline with one of these may be blank: only then are lines looked at.
-_MAYBE_BLANK = (b"\n\n", b"\n ", b"\n\t", b"\n\r", b"\n\x0b", b"\n\x0c")
+NEWLINE = 10
+_BLANK_OR_NEWLINE = np.zeros(256, dtype=bool)
+_BLANK_OR_NEWLINE[list(WHITESPACE + b"\n")] = True
 _BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*(?=\n)")
 # One CSV field per RFC 4180 (the engine reader splits data lines with the same grammar).
 CSV_FIELD = r'"(?:[^"]|"")*"|[^,"]*'
@@ -173,9 +176,8 @@ class _Counter:
     def _check_carriage_returns(self, block: bytes) -> None:
         if self.cr_pending and not block.startswith(b"\n"):
             raise Rejected(r.BARE_CARRIAGE_RETURN)
-        crs = block.count(b"\r")
         self.cr_pending = block.endswith(b"\r")
-        if crs and crs != block.count(b"\r\n") + self.cr_pending:
+        if b"\r" in block and block.count(b"\r") != block.count(b"\r\n") + self.cr_pending:
             raise Rejected(r.BARE_CARRIAGE_RETURN)
 
     def _find_first_line(self, block: bytes) -> bytes:
@@ -210,20 +212,22 @@ class _Counter:
             pos = end + 1
 
     def _count(self, block: bytes) -> None:
-        newlines = block.count(b"\n")
+        at = np.flatnonzero(np.frombuffer(block, np.uint8) == NEWLINE)
+        newlines = len(at)
         if not newlines:
             self.partial_len += len(block)
             if self.partial_len > self.limits.max_line_bytes:
                 raise Rejected(r.LINE_TOO_LONG_FILE)
             self.partial_content = self.partial_content or bool(block.strip(WHITESPACE))
             return
-        first, last = block.find(b"\n"), block.rfind(b"\n")
+        first, last = int(at[0]), int(at[-1])
         # Lines wholly inside the block are shorter than the block, which is at most the line cap.
         if self.partial_len + first > self.limits.max_line_bytes:
             raise Rejected(r.LINE_TOO_LONG_FILE)
         first_has_content = self.partial_content or bool(block[:first].strip(WHITESPACE))
-        inner = block[first : last + 1]
-        blank = len(_BLANK_LINE.findall(inner)) if any(p in inner for p in _MAYBE_BLANK) else 0
+        # A line inside the block can only be blank if the byte after a newline is blank or a newline.
+        maybe_blank = newlines > 1 and _BLANK_OR_NEWLINE[np.frombuffer(block, np.uint8)[at[:-1] + 1]].any()
+        blank = len(_BLANK_LINE.findall(block, first, last + 1)) if maybe_blank else 0
         self.lines += int(first_has_content) + newlines - 1 - blank
         self.newlines += newlines
         rest = block[last + 1 :]
