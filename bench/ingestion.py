@@ -39,8 +39,10 @@ def _landing(tmp: Path, quick: bool) -> tuple[Path, str]:
         return HANDBOOK / "landing", f"handbook world at {HANDBOOK}"
     from fraud_assets.simulator import SimConfig, simulate
 
-    cfg = SimConfig(profile="handbook", days=10, customers=500, terminals=1000) if quick else SimConfig(
-        profile="handbook"
+    cfg = (
+        SimConfig(profile="handbook", days=10, customers=500, terminals=1000)
+        if quick
+        else SimConfig(profile="handbook")
     )
     simulate(tmp / "world", cfg)
     return tmp / "world" / "landing", f"simulated handbook profile, {cfg.days} days"

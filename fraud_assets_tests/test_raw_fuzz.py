@@ -42,7 +42,9 @@ settings.register_profile("bench", max_examples=600, **_COMMON)
 PROFILE = settings.get_profile(os.environ.get("FRAUD_HYPOTHESIS_PROFILE", "ci"))
 TOK = Tokenizer(TEST_PAN_KEY)
 # Small caps so that hypothesis reaches them; memory must stay far below what a file could cost.
-LIMITS = ReaderLimits(max_rows=400, max_line_bytes=8 << 10, max_header_bytes=2 << 10, max_decompressed_bytes=1 << 20)
+LIMITS = ReaderLimits(
+    max_rows=400, max_line_bytes=8 << 10, max_header_bytes=2 << 10, max_decompressed_bytes=1 << 20
+)
 PEAK_BYTES = 48 << 20
 TABLE_OF_FEED = {
     "acq_a": "raw.authorizations",
@@ -69,7 +71,11 @@ NASTY = st.sampled_from(
 FIELD = st.one_of(
     st.sampled_from(["", "0", "-1", "12,50", "EUR", "null", "2018-04-01T12:00:00Z", *PANS]),
     st.text(max_size=12),
-    st.builds(lambda p, sep: sep.join([p[:4], p[4:8], p[8:12], p[12:]]), st.sampled_from(PANS), st.sampled_from([" ", "-", "."])),
+    st.builds(
+        lambda p, sep: sep.join([p[:4], p[4:8], p[8:12], p[12:]]),
+        st.sampled_from(PANS),
+        st.sampled_from([" ", "-", "."]),
+    ),
 )
 
 
@@ -140,30 +146,51 @@ def gzipped(draw, data: bytes) -> bytes:
     return out
 
 
+def snapshot_column(kind: str, n: int) -> st.SearchStrategy[pa.Array]:
+    """A column of `n` values of a random type family, card numbers and nulls included."""
+    if kind == "text":
+        return st.lists(FIELD, min_size=n, max_size=n).map(pa.array)
+    if kind == "int":
+        return st.lists(st.integers(-(2**63), 2**63 - 1), min_size=n, max_size=n).map(
+            lambda v: pa.array(v, pa.int64())
+        )
+    if kind == "uint":
+        return st.lists(st.integers(0, 2**64 - 1), min_size=n, max_size=n).map(
+            lambda v: pa.array(v, pa.uint64())
+        )
+    if kind == "float":
+        return st.lists(st.floats(), min_size=n, max_size=n).map(lambda v: pa.array(v, pa.float64()))
+    if kind == "pan":
+        return st.just(pa.array([int(p) for p in (PANS * n)[:n]], pa.int64()))
+    return st.just(pa.nulls(n))
+
+
 @st.composite
 def parquet_file(draw) -> tuple[str, str, bytes]:
     """(feed, 'parquet', bytes) of a snapshot with columns of random types, sometimes damaged."""
     feed = draw(st.sampled_from(["merchants", "cardholders"]))
-    base = s.TERMINALS if feed == "merchants" else pd.DataFrame(
-        {"customer_id": [1, 2, 3], "pan": PANS, "home_x": [1.0, 2.0, 3.0], "home_y": [1.0, 2.0, 3.0],
-         "home_country": ["FR", "JP", "US"], "issued_at": pd.to_datetime(["2017-01-01"] * 3).date}
+    base = (
+        s.TERMINALS
+        if feed == "merchants"
+        else pd.DataFrame(
+            {
+                "customer_id": [1, 2, 3],
+                "pan": PANS,
+                "home_x": [1.0, 2.0, 3.0],
+                "home_y": [1.0, 2.0, 3.0],
+                "home_country": ["FR", "JP", "US"],
+                "issued_at": pd.to_datetime(["2017-01-01"] * 3).date,
+            }
+        )
     )
     table = pa.Table.from_pandas(base, preserve_index=False)
     for name in draw(st.lists(st.sampled_from(table.column_names), max_size=3, unique=True)):
         i = table.schema.get_field_index(name)
-        n = table.num_rows
         choice = draw(st.sampled_from(["text", "int", "float", "pan", "null", "drop", "uint"]))
         if choice == "drop":
             table = table.remove_column(i)
             continue
-        column = {
-            "text": lambda: pa.array(draw(st.lists(FIELD, min_size=n, max_size=n))),
-            "int": lambda: pa.array(draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=n, max_size=n)), pa.int64()),
-            "uint": lambda: pa.array(draw(st.lists(st.integers(0, 2**64 - 1), min_size=n, max_size=n)), pa.uint64()),
-            "float": lambda: pa.array(draw(st.lists(st.floats(), min_size=n, max_size=n)), pa.float64()),
-            "pan": lambda: pa.array([int(p) for p in (PANS * n)[:n]], pa.int64()),
-            "null": lambda: pa.nulls(n),
-        }[choice]()
+        column = draw(snapshot_column(choice, table.num_rows))
         table = table.set_column(i, name, column)
     buf = io.BytesIO()
     pq.write_table(table, buf)
@@ -183,7 +210,11 @@ def _land(root: Path, feed: str, ext: str, data: bytes, suffix: str = "") -> Pat
 def _read_back(root: Path, reg_row: pd.Series) -> pd.DataFrame:
     """The raw rows of one ingested file, read exactly as its asset reads them."""
     table = TABLE_OF_FEED[reg_row["feed"]]
-    stage = ingest.stage_snapshot_files if table in ("raw.cardholders", "raw.merchants") else ingest.stage_text_files
+    stage = (
+        ingest.stage_snapshot_files
+        if table in ("raw.cardholders", "raw.merchants")
+        else ingest.stage_text_files
+    )
     with duckdb.connect() as conn:
         sql = stage(conn, root, pd.DataFrame([reg_row]), table, TOK)
         return conn.execute(f"SELECT * FROM ({sql}) ORDER BY row_number").df()
@@ -213,7 +244,8 @@ def check_one_file(tmp: Path, feed: str, ext: str, data: bytes) -> None:
         assert verdict.rows == 0
         return
     reg = build_register(root, None, limits=LIMITS).iloc[0]
-    assert reg["status"] == "ingested" and reg["rows_landed"] == verdict.rows
+    assert reg["status"] == "ingested"
+    assert reg["rows_landed"] == verdict.rows
     rows = _read_back(root, reg)
     assert len(rows) == verdict.rows
     assert rows["row_number"].tolist() == list(range(1, verdict.rows + 1))
@@ -251,7 +283,15 @@ def test_random_bytes_under_any_feed_name_are_rows_or_a_reason(tmp_path_factory,
 
 
 @settings(PROFILE)
-@given(names=st.lists(st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\x00" not in b and b not in (b".", b"..")), max_size=4, unique=True))
+@given(
+    names=st.lists(
+        st.binary(min_size=1, max_size=40).filter(
+            lambda b: b"/" not in b and b"\x00" not in b and b not in (b".", b"..")
+        ),
+        max_size=4,
+        unique=True,
+    )
+)
 def test_any_file_names_leave_the_register_standing_and_a_good_file_ingested(tmp_path_factory, names):
     root = tmp_path_factory.mktemp("fuzz") / "landing"
     good = s.write_acq_a(root.parent, [s.a_row(1)])
@@ -264,7 +304,9 @@ def test_any_file_names_leave_the_register_standing_and_a_good_file_ingested(tmp
     reg = build_register(root, None).set_index("source_file")
     assert reg.loc[good.relative_to(root).as_posix(), "status"] in ("ingested", "duplicate_file")
     assert reg.index.is_unique
-    assert set(reg["reason"].dropna()) <= set(reasons.FILE_REASONS) | {r for r in reg["reason"].dropna() if r.startswith("same content as")}
+    assert set(reg["reason"].dropna()) <= set(reasons.FILE_REASONS) | {
+        r for r in reg["reason"].dropna() if r.startswith("same content as")
+    }
     for name in reg.index:
         name.encode("utf-8")  # storable: no surrogates
 

@@ -73,7 +73,9 @@ def test_a_file_over_a_cap_is_rejected_with_the_caps_reason(data_dir, limit, con
 
 def test_bare_carriage_return_line_ends_are_a_rejection_not_a_crash(data_dir):
     """Finding 7: old Mac line ends made the csv module raise inside the register."""
-    s.write(data_dir, f"{FOLDER}/acq_a_2018-04-01.csv.gz", gzip.compress(GOOD_CSV.replace("\n", "\r").encode()))
+    s.write(
+        data_dir, f"{FOLDER}/acq_a_2018-04-01.csv.gz", gzip.compress(GOOD_CSV.replace("\n", "\r").encode())
+    )
     s.write_acq_a(data_dir, [s.a_row(3)], name="acq_a_2018-04-01_002.csv.gz")
     reg = register(data_dir)
     assert reg.loc[f"{FOLDER}/acq_a_2018-04-01.csv.gz", "reason"] == "bare_carriage_return"
@@ -192,7 +194,10 @@ def test_a_name_with_undecodable_bytes_is_unrecognised_and_stored_escaped(data_d
         (gzip.compress(GOOD_CSV.encode()) + b"\x00\x00\x00\x00", "corrupt_gzip"),
         (gzip.compress(GOOD_CSV.encode()) + b"garbage", "corrupt_gzip"),
         (gzip.compress(GOOD_CSV.encode())[:-8] + b"\x00" * 8, "corrupt_gzip"),
-        (gzip.compress(GOOD_CSV.encode())[:3] + b"\x10" + gzip.compress(GOOD_CSV.encode())[4:], "unsupported_gzip"),
+        (
+            gzip.compress(GOOD_CSV.encode())[:3] + b"\x10" + gzip.compress(GOOD_CSV.encode())[4:],
+            "unsupported_gzip",
+        ),
     ],
 )
 def test_gzip_the_engine_would_read_otherwise_is_refused(data_dir, content, reason):

@@ -26,9 +26,13 @@ def ingest(data_dir) -> pd.DataFrame:
     conn = duckdb.connect(str(data_dir / "w.duckdb"))
     try:
         write_frame(conn, "raw.file_register", build_register(data_dir / "landing", None))
-        ingest_authorizations(conn, LandingZone(root=str(data_dir / "landing")), Tokenizer(TEST_PAN_KEY), [s.DAY])
+        ingest_authorizations(
+            conn, LandingZone(root=str(data_dir / "landing")), Tokenizer(TEST_PAN_KEY), [s.DAY]
+        )
         raw = conn.execute("SELECT * FROM raw.authorizations ORDER BY source_file, row_number").df()
-        landed = conn.execute("SELECT sum(rows_landed) FROM raw.file_register WHERE status = 'ingested'").fetchone()[0]
+        landed = conn.execute(
+            "SELECT sum(rows_landed) FROM raw.file_register WHERE status = 'ingested'"
+        ).fetchone()[0]
     finally:
         conn.close()
     assert len(raw) == landed
@@ -62,7 +66,8 @@ def test_every_landed_line_is_one_row_and_a_broken_one_keeps_its_reason_and_a_ma
         ("acq_b", 4): "not_a_json_object",
     }
     broken = raw[raw["malformed_reason"].notna()]
-    assert broken["raw_line_masked"].notna().all() and broken["transaction_id"].isna().all()
+    assert broken["raw_line_masked"].notna().all()
+    assert broken["transaction_id"].isna().all()
     assert not broken["raw_line_masked"].map(contains_pan).any()
     assert broken.loc[("acq_a", 4), "raw_line_masked"].endswith("...[truncated]")
 
@@ -123,7 +128,9 @@ def test_a_file_changed_since_it_was_registered_fails_the_asset_without_writing(
         write_frame(conn, "raw.file_register", build_register(data_dir / "landing", None))
         path.write_bytes(gzip.compress(s.csv_text([s.a_row(1), s.a_row(2)]).encode()))
         with pytest.raises(dg.Failure, match="changed since it was registered"):
-            ingest_authorizations(conn, LandingZone(root=str(data_dir / "landing")), Tokenizer(TEST_PAN_KEY), [s.DAY])
+            ingest_authorizations(
+                conn, LandingZone(root=str(data_dir / "landing")), Tokenizer(TEST_PAN_KEY), [s.DAY]
+            )
     finally:
         conn.close()
 
@@ -138,6 +145,8 @@ def test_a_registered_file_replaced_by_a_symlink_is_not_followed(data_dir, tmp_p
         os.replace(path, tmp_path / "moved")
         path.symlink_to(outside)
         with pytest.raises(dg.Failure, match="can no longer be opened"):
-            ingest_authorizations(conn, LandingZone(root=str(data_dir / "landing")), Tokenizer(TEST_PAN_KEY), [s.DAY])
+            ingest_authorizations(
+                conn, LandingZone(root=str(data_dir / "landing")), Tokenizer(TEST_PAN_KEY), [s.DAY]
+            )
     finally:
         conn.close()

@@ -67,7 +67,9 @@ def test_a_cardholder_issue_date_that_is_not_a_date_is_rejected(data_dir):
 
 def test_an_integer_too_large_for_the_column_is_rejected(data_dir):
     ids = pa.array([2**64 - 1, 1, 2, 3, 4], pa.uint64())
-    rel = write_snapshot(data_dir, "merchants", pa.Table.from_pandas(s.TERMINALS).set_column(0, "terminal_id", ids))
+    rel = write_snapshot(
+        data_dir, "merchants", pa.Table.from_pandas(s.TERMINALS).set_column(0, "terminal_id", ids)
+    )
     assert reason_of(data_dir, rel) == ("rejected", "wrong_types")
 
 
@@ -123,7 +125,12 @@ def test_a_card_number_in_another_snapshot_column_rejects_the_snapshot(data_dir,
     n = good.num_rows
     pan = s.PANS[2]
     raw = [pan] + [str(i) for i in range(1, n)]
-    values = pa.array(raw if pa.types.is_string(as_type) else [float(v) if pa.types.is_floating(as_type) else int(v) for v in raw], as_type)
+    values = pa.array(
+        raw
+        if pa.types.is_string(as_type)
+        else [float(v) if pa.types.is_floating(as_type) else int(v) for v in raw],
+        as_type,
+    )
     snap = good.set_column(good.schema.get_field_index(column), column, values)
     rel = write_snapshot(data_dir, source, snap)
     assert reason_of(data_dir, rel) == ("rejected", "pan_outside_pan_column")
@@ -152,5 +159,6 @@ def test_optional_columns_absent_from_a_snapshot_arrive_as_null(data_dir):
     write_snapshot(data_dir, "merchants", s.TERMINALS.drop(columns=["mcc", "x"]), day=s.DAY)
     assert materialise_reference(data_dir).success
     merchants = table(data_dir, "raw.merchants")
-    assert merchants["mcc"].isna().all() and merchants["x"].isna().all()
+    assert merchants["mcc"].isna().all()
+    assert merchants["x"].isna().all()
     assert merchants["row_number"].tolist() == [1, 2, 3, 4, 5]

@@ -7,7 +7,6 @@ register's `ingested` files (ingest.py), so a file refused there never half-ente
 re-materialising a partition byte-identical.
 """
 
-
 from collections.abc import Sequence
 
 import dagster as dg
@@ -65,7 +64,9 @@ def file_register(config: ReaderLimits, duckdb: DuckDBResource, landing: Landing
         reg = build_register(landing.path, previous, limits=config)
         write_frame(conn, table, reg)
         by_status = reg["status"].value_counts().to_dict() if len(reg) else {}
-        by_reason = reg.loc[reg["status"] == "rejected", "reason"].value_counts().to_dict() if len(reg) else {}
+        by_reason = (
+            reg.loc[reg["status"] == "rejected", "reason"].value_counts().to_dict() if len(reg) else {}
+        )
         md = table_metadata(
             conn,
             table,
@@ -115,7 +116,9 @@ def _empty_select(table: str) -> str:
 def _stage(cur, landing: LandingZone, files: pd.DataFrame, table: str, tokenizer) -> str:
     if files.empty:
         return _empty_select(table)
-    stage = ingest.stage_snapshot_files if table.split(".")[1] in SNAPSHOT_SOURCES else ingest.stage_text_files
+    stage = (
+        ingest.stage_snapshot_files if table.split(".")[1] in SNAPSHOT_SOURCES else ingest.stage_text_files
+    )
     try:
         return stage(cur, landing.path, files, table, tokenizer)
     except LandingChanged as exc:
@@ -199,7 +202,9 @@ def _reference_asset(source: str, what: str, for_whom: str):
             f"ingested_at, business_date); {for_whom}"
         ),
     )
-    def _asset(duckdb: DuckDBResource, landing: LandingZone, pan_tokenizer: PanTokenizer) -> dg.MaterializeResult:
+    def _asset(
+        duckdb: DuckDBResource, landing: LandingZone, pan_tokenizer: PanTokenizer
+    ) -> dg.MaterializeResult:
         with duckdb.get_connection() as conn:
             cur = conn.cursor()
             try:

@@ -46,8 +46,14 @@ def pinned(root: Path, rows: Sequence) -> Iterator[list[str]]:
                 raise LandingChanged(f"{row.source_file} can no longer be opened ({exc.strerror})") from None
             stack.callback(os.close, fd)
             st = os.fstat(fd)
-            same = (st.st_size, st.st_mtime_ns, st.st_ino) == (row.file_size, row.file_mtime_ns, row.file_inode)
+            same = (st.st_size, st.st_mtime_ns, st.st_ino) == (
+                row.file_size,
+                row.file_mtime_ns,
+                row.file_inode,
+            )
             if not same or sha256_fd(fd) != row.file_sha256:
-                raise LandingChanged(f"{row.source_file} changed since it was registered: re-run raw/file_register")
+                raise LandingChanged(
+                    f"{row.source_file} changed since it was registered: re-run raw/file_register"
+                )
             paths.append(engine_path(fd))
         yield paths

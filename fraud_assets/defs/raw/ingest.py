@@ -22,11 +22,19 @@ from fraud_assets.defs.raw.parsers import JSON_KEYS
 from fraud_assets.defs.raw.schemas import COLUMNS, LINEAGE, MALFORMED, TOKENS, select_sql
 from fraud_assets.defs.raw.text_reader import FILES_TABLE, ROWS_TABLE, LineSource
 from fraud_assets.defs.raw.text_scan import first_line
-from fraud_assets.defs.raw.tokens import door_select, ident, stage_masked_lines, stage_masked_values, stage_tokens
+from fraud_assets.defs.raw.tokens import (
+    door_select,
+    ident,
+    stage_masked_lines,
+    stage_masked_values,
+    stage_tokens,
+)
 from fraud_assets.lib.pan import Tokenizer
 
 # The longest line any register configuration accepts: the reader is never the stricter of the two.
-READER_MAX_LINE_BYTES = next(m.le for m in ReaderLimits.model_fields["max_line_bytes"].metadata if hasattr(m, "le"))
+READER_MAX_LINE_BYTES = next(
+    m.le for m in ReaderLimits.model_fields["max_line_bytes"].metadata if hasattr(m, "le")
+)
 READER_MAX_HEADER_BYTES = READER_MAX_LINE_BYTES
 _LINEAGE = [c for c, _ in LINEAGE]
 _OURS = {*_LINEAGE, *(c for c, _ in TOKENS), *(c for c, _ in MALFORMED)}

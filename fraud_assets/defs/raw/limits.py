@@ -22,7 +22,9 @@ class ReaderLimits(dg.Config):
 
     max_file_bytes: int = Field(default=16 * GIB, ge=1, description="size on disk (`too_large`)")
     max_decompressed_bytes: int = Field(
-        default=64 * GIB, ge=1, description="text bytes after gzip, or Parquet uncompressed size (`too_large`)"
+        default=64 * GIB,
+        ge=1,
+        description="text bytes after gzip, or Parquet uncompressed size (`too_large`)",
     )
     max_compression_ratio: int = Field(
         default=100,
@@ -33,15 +35,19 @@ class ReaderLimits(dg.Config):
         ),
     )
     max_rows: int = Field(
-        default=200_000_000, ge=1, description="lines of a text file (blank and header included) or Parquet rows"
+        default=200_000_000,
+        ge=1,
+        description="lines of a text file (blank and header included) or Parquet rows",
     )
     max_line_bytes: int = Field(
         default=MIB,
         ge=64,
         le=16 * MIB,
-        description="bytes of one line (`line_too_long`); lines over 4096 characters below it are malformed rows",
+        description="bytes of a line (`line_too_long`); shorter ones over 4096 characters are malformed rows",
     )
-    max_header_bytes: int = Field(default=64 * KIB, ge=64, description="bytes of a CSV header (`header_too_long`)")
+    max_header_bytes: int = Field(
+        default=64 * KIB, ge=64, description="bytes of a CSV header (`header_too_long`)"
+    )
     max_row_group_bytes: int = Field(
         default=GIB, ge=1, description="uncompressed bytes of one Parquet row group (`too_large`)"
     )

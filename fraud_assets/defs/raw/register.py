@@ -189,7 +189,9 @@ def build_register(
     reg = pd.DataFrame(rows, columns=[c for c, _ in COLUMNS["raw.file_register"]])
     if reg.empty:
         return reg
-    order = reg.assign(_ld=reg["landing_date"].astype(str)).sort_values(["registered_at", "_ld", "source_file"])
+    order = reg.assign(_ld=reg["landing_date"].astype(str)).sort_values(
+        ["registered_at", "_ld", "source_file"]
+    )
     readable = order[order["status"] == "ingested"]
     first = readable.groupby("file_sha256")["source_file"].transform("first")
     dup = readable.index[first != readable["source_file"]]

@@ -130,9 +130,7 @@ class SnapshotScan:
 
 
 def _over_caps(conn: duckdb.DuckDBPyConnection, path: str, limits: ReaderLimits) -> str | None:
-    meta = conn.execute(
-        "SELECT sum(num_rows) FROM parquet_file_metadata($path)", {"path": path}
-    ).fetchone()
+    meta = conn.execute("SELECT sum(num_rows) FROM parquet_file_metadata($path)", {"path": path}).fetchone()
     if meta[0] is not None and meta[0] > limits.max_rows:
         return r.TOO_MANY_ROWS
     groups = conn.execute(
@@ -172,9 +170,7 @@ def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
             if over:
                 return SnapshotScan(over, 0)
             select = snapshot_select(conn, path, feed)
-            checks = ", ".join(
-                f"max(length(CAST({ident(c)} AS VARCHAR)))" for c in SNAPSHOT_COLUMNS[feed]
-            )
+            checks = ", ".join(f"max(length(CAST({ident(c)} AS VARCHAR)))" for c in SNAPSHOT_COLUMNS[feed])
             # Every value converted, as the asset will: a value that does not fit fails here.
             rows = conn.execute(f"SELECT count(*), {checks} FROM ({select.sql})", select.params).fetchone()[0]
             if _pan_outside_pan_column(conn, select, feed):

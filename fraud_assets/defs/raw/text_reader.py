@@ -27,6 +27,7 @@ ROWS_TABLE = "_raw_rows"
 FILES_TABLE = "_landed_files"
 LAYOUT_TABLE = "_file_layout"
 NOT_BLANK = r"regexp_matches(line, '[^ \t\r\v\f]')"
+NO_LINES = "SELECT NULL::INTEGER AS file_index, NULL::BIGINT AS ord, NULL::VARCHAR AS line LIMIT 0"
 
 
 def csv_split_sql(line: str) -> str:
@@ -144,7 +145,9 @@ def stage_layouts(cur: duckdb.DuckDBPyConnection, layouts: dict[int, Layout], co
             "json": [y.json for y in layouts.values()],
             "header_lines": [0 if y.json else 1 for y in layouts.values()],
             "width": [y.width for y in layouts.values()],
-            "positions": [list(y.positions) if not y.json else [None] * len(columns) for y in layouts.values()],
+            "positions": [
+                list(y.positions) if not y.json else [None] * len(columns) for y in layouts.values()
+            ],
         }
     )
     types = {"file_index": "INTEGER", "json": "BOOLEAN", "header_lines": "INTEGER", "width": "INTEGER"}
@@ -161,9 +164,8 @@ def stage_rows(
     """Temp table `_raw_rows` from the files of `sources`, in one statement (read, number, split)."""
     stage_layouts(cur, layouts, columns)
     reads = [_lines_sql(src, max_line_bytes) for src in sources if src.paths]
-    if not reads:
-        reads = ["SELECT CAST(NULL AS INTEGER) AS file_index, CAST(NULL AS BIGINT) AS ord, CAST(NULL AS VARCHAR) AS line LIMIT 0"]
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} AS {rows_sql(_numbered(' UNION ALL '.join(reads)), columns)}")
+    lines = " UNION ALL ".join(reads) if reads else NO_LINES
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} AS {rows_sql(_numbered(lines), columns)}")
 
 
 def split_in_memory(conn: duckdb.DuckDBPyConnection, lines: Sequence[str], feed: str) -> pd.DataFrame:
@@ -172,11 +174,14 @@ def split_in_memory(conn: duckdb.DuckDBPyConnection, lines: Sequence[str], feed:
     columns = TEXT_COLUMNS[feed]
     header = next((ln for ln in lines if ln is not None and ln.strip(" \t\r\v\f")), None)
     stage_layouts(conn, {0: layout_for(feed, header, columns)}, columns)
-    frame = pd.DataFrame({"file_index": 0, "ord": range(1, len(lines) + 1), "line": pd.Series(list(lines), dtype=object)})
+    frame = pd.DataFrame(
+        {"file_index": 0, "ord": range(1, len(lines) + 1), "line": pd.Series(list(lines), dtype=object)}
+    )
     conn.register("_lines_in", frame)
     try:
-        lines_sql = "SELECT CAST(file_index AS INTEGER) AS file_index, ord, CAST(line AS VARCHAR) AS line FROM _lines_in"
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} AS {rows_sql(_numbered(lines_sql), columns)}")
+        lines_sql = "SELECT CAST(file_index AS INTEGER) AS file_index, ord, CAST(line AS VARCHAR) AS line"
+        numbered = _numbered(lines_sql + " FROM _lines_in")
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} AS {rows_sql(numbered, columns)}")
     finally:
         conn.unregister("_lines_in")
     return conn.execute(

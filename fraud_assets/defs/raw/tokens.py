@@ -63,7 +63,9 @@ def token_frame(pans: Sequence[str], tokenizer: Tokenizer) -> pd.DataFrame:
             "pan_bin": tok["pan_bin"].astype(object),
             "pan_last4": tok["pan_last4"].astype(object),
             "pan_valid": valid,
-            "pan_masked": [None if ok else masked_invalid_pan(v) for v, ok in zip(values, valid, strict=True)],
+            "pan_masked": [
+                None if ok else masked_invalid_pan(v) for v, ok in zip(values, valid, strict=True)
+            ],
         }
     )
 
@@ -82,7 +84,10 @@ def frame_to_temp(cur: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame, t
 def stage_tokens(cur: duckdb.DuckDBPyConnection, rows: str, tokenizer: Tokenizer, pan: str = "pan") -> None:
     """Temp table `_pan_tokens`: every distinct non-null PAN value of `rows` with its token columns."""
     distinct = [
-        r[0] for r in cur.execute(f"SELECT DISTINCT {ident(pan)} FROM {rows} WHERE {ident(pan)} IS NOT NULL").fetchall()
+        r[0]
+        for r in cur.execute(
+            f"SELECT DISTINCT {ident(pan)} FROM {rows} WHERE {ident(pan)} IS NOT NULL"
+        ).fetchall()
     ]
     types = dict.fromkeys(("pan", "card_token", "pan_bin", "pan_last4", "pan_masked"), "VARCHAR")
     frame_to_temp(cur, TOKENS_TABLE, token_frame(distinct, tokenizer), {**types, "pan_valid": "BOOLEAN"})
@@ -187,7 +192,9 @@ def tokenise_frame(
     return out[order]
 
 
-def scrub_frame(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame, own: Sequence[str] = ("file_sha256",)) -> pd.DataFrame:
+def scrub_frame(
+    conn: duckdb.DuckDBPyConnection, df: pd.DataFrame, own: Sequence[str] = ("file_sha256",)
+) -> pd.DataFrame:
     """`df` with card numbers masked in its producer text columns (`own` columns left as they are)."""
     rows, text = _stage_frame(conn, df)
     producer = [c for c in text if c not in own]
