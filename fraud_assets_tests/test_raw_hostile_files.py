@@ -248,3 +248,79 @@ def test_unchanged_files_are_not_read_again(data_dir, monkeypatch):
     monkeypatch.setattr(reg_module, "inspect_file", fail)
     again = build_register(data_dir / "landing", first, now=dt.datetime(2021, 1, 1))
     assert again.drop(columns="registered_at").equals(first.drop(columns="registered_at"))
+
+
+def test_a_hostile_landing_zone_leaves_raw_standing_and_no_card_number_in_clear(data_dir, tmp_path):
+    """Every hostile file beside good ones: every raw run succeeds, the good rows are all there, and
+    no card number of the input is in any raw table (any column type), export or event."""
+    import dagster as dg
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fraud_assets.resources import build_resources
+    from fraud_assets_tests.conftest import TEST_PAN_KEY
+
+    pans = list(s.PANS.values())
+    s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(1), s.a_row(2, terminal_id=pans[2]), f"3,{pans[0]},broken"])
+    s.write_acq_b(data_dir, [s.b_row(10), '{"card_number": "' + pans[1] + '"'])
+    hostile = {
+        "acq_a_2018-04-01_bomb.csv.gz": gzip_bomb(64 << 20, b"\n"),
+        "acq_a_2018-04-01_cr.csv": GOOD_CSV.replace("\n", "\r"),
+        "acq_a_2018-04-01_header.csv": ",".join(s.A_HEADER) + ",x" + "y" * (130 << 10) + "\n1\n",
+        f"acq_a_2018-04-01_{pans[0]}.csv": GOOD_CSV,
+        "acq_a_2018-04-01.csv\n": GOOD_CSV,
+        "acq_a_2018-04-01_padded.csv.gz": gzip.compress(GOOD_CSV.encode()) + b"\x00" * 8,
+    }
+    for name, content in hostile.items():
+        s.write(data_dir, f"{FOLDER}/{name}", content)
+    s.write(data_dir, f"authorizations/9999-12-31/acq_a_2018-04-01.csv", GOOD_CSV)
+    outside = tmp_path / "outside.csv"
+    outside.write_text(s.csv_text([s.a_row(99, pan=pans[2])]))
+    (data_dir / "landing" / FOLDER / "acq_a_2018-04-01_link.csv").symlink_to(outside)
+    cards = pa.table({"customer_id": [int(p) for p in pans], "pan": pans})
+    pq.write_table(cards, data_dir / "landing" / f"cardholders/{s.DAY}/cardholders_{s.DAY}_pan_ids.parquet")
+    pq.write_table(
+        pa.Table.from_pandas(s.TERMINALS.assign(x="n/a")),
+        data_dir / "landing" / f"merchants/{s.DAY}/merchants_{s.DAY}_bad.parquet",
+    )
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("business_date", [s.DAY])
+    defs = s.defs_for(data_dir)
+    every = [*defs.assets, *defs.asset_checks]
+    resources = build_resources(data_dir, TEST_PAN_KEY)
+    results = [
+        dg.materialize(
+            every,
+            selection=dg.AssetSelection.groups("raw") - dg.AssetSelection.assets(["raw", "authorizations"]),
+            resources=resources,
+            instance=instance,
+        ),
+        dg.materialize(
+            every,
+            selection=dg.AssetSelection.assets(["raw", "authorizations"]),
+            partition_key=s.DAY,
+            resources=resources,
+            instance=instance,
+        ),
+    ]
+    assert all(r.success for r in results)
+    with resources["duckdb"].get_connection() as conn:
+        raw = conn.execute("SELECT * FROM raw.authorizations ORDER BY feed, row_number").df()
+        dumps = [
+            conn.execute(f"SELECT * FROM raw.{t}").df().astype(str).to_csv()
+            for (t,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'"
+            ).fetchall()
+        ]
+        rejected = conn.execute(
+            "SELECT count(*) FROM raw.file_register WHERE status = 'rejected'"
+        ).fetchone()[0]
+    assert raw["transaction_id"].tolist() == ["1", "2", None, "10", None]
+    assert rejected == len(hostile) + 4
+    dumps += [pd.read_parquet(p).astype(str).to_csv() for p in (data_dir / "exports").rglob("*.parquet")]
+    dumps += [repr(e) for r in results for e in r.all_events]
+    text = "\n".join(dumps)
+    assert not [p for p in pans if p in text]
