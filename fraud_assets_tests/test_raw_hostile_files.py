@@ -275,7 +275,7 @@ def test_a_hostile_landing_zone_leaves_raw_standing_and_no_card_number_in_clear(
     }
     for name, content in hostile.items():
         s.write(data_dir, f"{FOLDER}/{name}", content)
-    s.write(data_dir, f"authorizations/9999-12-31/acq_a_2018-04-01.csv", GOOD_CSV)
+    s.write(data_dir, "authorizations/9999-12-31/acq_a_2018-04-01.csv", GOOD_CSV)
     outside = tmp_path / "outside.csv"
     outside.write_text(s.csv_text([s.a_row(99, pan=pans[2])]))
     (data_dir / "landing" / FOLDER / "acq_a_2018-04-01_link.csv").symlink_to(outside)
