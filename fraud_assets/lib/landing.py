@@ -90,6 +90,7 @@ class LandingFile:
     ext: str | None  # without the dot: csv, csv.gz, jsonl, jsonl.gz, parquet
     suffix: str | None = None
     reason: str | None = None
+    pan_in_name: bool = False  # the path holds a card number: the register refuses the file
     size: int = 0
     mtime_ns: int = 0
     inode: int = 0
@@ -109,6 +110,8 @@ class LandingFile:
         """The register's rejection reason for the path, None when it follows the contract."""
         if self.reason is not None:
             return self.reason
+        if self.pan_in_name:
+            return REJECT_PAN_IN_NAME
         return None if self.recognised else REJECT_NAME
 
     @property
@@ -206,25 +209,34 @@ def parse(root: Path, path: Path, st: os.stat_result | None = None) -> LandingFi
     parts = rel.split("/")
     source = parts[0] if parts[0] in SOURCES else None
 
-    def refused(reason: str) -> LandingFile:
-        return LandingFile(path, rel, source, None, None, None, None, reason=reason, **stats)
-
     escaped = _escaped(rel)
-    if mask_pans(escaped) != escaped:
-        return refused(REJECT_PAN_IN_NAME)
+    pan = mask_pans(escaped) != escaped
+
+    def refused(reason: str) -> LandingFile:
+        return LandingFile(path, rel, source, None, None, None, None, reason=reason, pan_in_name=pan, **stats)
+
     if st is None:
         return refused(REJECT_UNREADABLE)
     if not stat.S_ISREG(st.st_mode):
         return refused(REJECT_NOT_REGULAR)
-    if escaped != rel or source is None or len(parts) != 3 or not _valid_date(parts[1]):
-        return refused(REJECT_NAME)
-    name = parse_name(parts[2], source)
-    if name is None:
-        return refused(REJECT_NAME)
+    name = parse_name(parts[2], source) if len(parts) == 3 else None
+    if escaped != rel or source is None or name is None or not _valid_date(parts[1]):
+        return refused(REJECT_PAN_IN_NAME if pan else REJECT_NAME)
     if not (in_date_window(parts[1]) and in_date_window(name.business_date)):
         return refused(REJECT_DATE)
+    # A well-formed name with a card number in it is still offered to the sensors (they store names
+    # masked), so that the register runs and records the refusal at once.
     return LandingFile(
-        path, rel, source, parts[1], name.feed, name.business_date, name.ext, name.suffix, **stats
+        path,
+        rel,
+        source,
+        parts[1],
+        name.feed,
+        name.business_date,
+        name.ext,
+        name.suffix,
+        pan_in_name=pan,
+        **stats,
     )
 
 

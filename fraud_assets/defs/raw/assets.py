@@ -20,6 +20,7 @@ from fraud_assets.defs.raw.schemas import COLUMNS, select_sql
 from fraud_assets.defs.raw.text_reader import LandingChanged
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.token_keys import TOKEN_COLUMN, ensure_token_key
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 from fraud_assets.resources import LandingZone, PanTokenizer
 
@@ -174,6 +175,7 @@ def authorizations(
     keys = list(context.partition_keys)
     tokenizer = pan_tokenizer.tokenizer()
     with duckdb.get_connection() as conn:
+        ensure_token_key(conn, tokenizer, "raw.authorizations")
         counts = ingest_authorizations(conn, landing, tokenizer, keys)
         md = table_metadata(
             conn,
@@ -206,10 +208,13 @@ def _reference_asset(source: str, what: str, for_whom: str):
         duckdb: DuckDBResource, landing: LandingZone, pan_tokenizer: PanTokenizer
     ) -> dg.MaterializeResult:
         with duckdb.get_connection() as conn:
+            tokenizer = pan_tokenizer.tokenizer()
+            if any(c == TOKEN_COLUMN for c, _ in COLUMNS[table]):
+                ensure_token_key(conn, tokenizer, table)
             cur = conn.cursor()
             try:
                 files = _ingested_files(cur, source)
-                replace_table(cur, table, _stage(cur, landing, files, table, pan_tokenizer.tokenizer()))
+                replace_table(cur, table, _stage(cur, landing, files, table, tokenizer))
             finally:
                 cur.close()
             md = table_metadata(conn, table, extra={"files": len(files)})
