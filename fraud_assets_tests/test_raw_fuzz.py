@@ -38,7 +38,7 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 }
 settings.register_profile("ci", max_examples=15, derandomize=True, **_COMMON)
-settings.register_profile("bench", max_examples=600, **_COMMON)
+settings.register_profile("bench", max_examples=300, **_COMMON)
 PROFILE = settings.get_profile(os.environ.get("FRAUD_HYPOTHESIS_PROFILE", "ci"))
 TOK = Tokenizer(TEST_PAN_KEY)
 # Small caps so that hypothesis reaches them; memory must stay far below what a file could cost.

@@ -144,6 +144,7 @@ def ingest_authorizations(conn, landing: LandingZone, tokenizer, keys: Sequence[
                 for feed, n, malformed in per_feed:
                     counts[feed] = counts.get(feed, 0) + int(n)
                     counts["malformed"] += int(malformed)
+            ingest.drop_staged(cur)
     finally:
         cur.close()
     return counts
@@ -215,6 +216,7 @@ def _reference_asset(source: str, what: str, for_whom: str):
             try:
                 files = _ingested_files(cur, source)
                 replace_table(cur, table, _stage(cur, landing, files, table, tokenizer))
+                ingest.drop_staged(cur)
             finally:
                 cur.close()
             md = table_metadata(conn, table, extra={"files": len(files)})

@@ -23,6 +23,9 @@ from fraud_assets.defs.raw.schemas import COLUMNS, LINEAGE, MALFORMED, TOKENS, s
 from fraud_assets.defs.raw.text_reader import FILES_TABLE, ROWS_TABLE, LineSource
 from fraud_assets.defs.raw.text_scan import first_line
 from fraud_assets.defs.raw.tokens import (
+    MASKED_LINES_TABLE,
+    MASKED_VALUES_TABLE,
+    TOKENS_TABLE,
     door_select,
     ident,
     stage_masked_lines,
@@ -94,6 +97,22 @@ def _door(cur: duckdb.DuckDBPyConnection, table: str, tokenizer: Tokenizer) -> s
         joins=[f"JOIN {FILES_TABLE} f ON f.file_index = r.file_index"],
     )
     return select_sql(table, f"({door})")
+
+
+STAGED_TABLES = (
+    ROWS_TABLE,
+    FILES_TABLE,
+    text_reader.LAYOUT_TABLE,
+    TOKENS_TABLE,
+    MASKED_VALUES_TABLE,
+    MASKED_LINES_TABLE,
+)
+
+
+def drop_staged(cur: duckdb.DuckDBPyConnection) -> None:
+    """Drop the temp tables of an ingestion (the clear PANs among them) once its rows are written."""
+    for table in STAGED_TABLES:
+        cur.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
 def stage_text_files(

@@ -164,7 +164,8 @@ def _pan_outside_pan_column(conn: duckdb.DuckDBPyConnection, select: SnapshotSel
 def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
     """The register's verdict on one snapshot: a reason, or the row count the raw table will hold.
     Runs the asset's own SELECT over every value in a private in-memory DuckDB."""
-    with duckdb.connect(config={"memory_limit": "1GB", "threads": 1}) as conn:
+    # No temp directory: the snapshot's PANs never spill to disk; over the memory limit it is unreadable.
+    with duckdb.connect(config={"memory_limit": "1GB", "threads": 1, "temp_directory": ""}) as conn:
         try:
             over = _over_caps(conn, path, limits)
             if over:
