@@ -53,8 +53,18 @@ def _selection(*keys: str) -> dg.AssetSelection:
     return assets | assets.checks()
 
 
+def _step_seconds(result: dg.ExecuteInJobResult) -> dict[str, float]:
+    """Seconds of each step of a run (asset or check), from its STEP_SUCCESS events."""
+    return {
+        e.step_key: e.event_specific_data.duration_ms / 1000
+        for e in result.all_events
+        if e.event_type_value == "STEP_SUCCESS"
+    }
+
+
 def _one_run(landing: Path, work: Path) -> dict[str, float]:
-    """Wall seconds of the register run and the authorisations range run, from an empty warehouse."""
+    """Wall seconds of the register run and the authorisations range run, from an empty warehouse,
+    and of each of their steps."""
     work.mkdir(parents=True)
     resources = {
         "duckdb": DuckDBResource(database=str(work / WAREHOUSE_FILE)),
@@ -66,7 +76,9 @@ def _one_run(landing: Path, work: Path) -> dict[str, float]:
     instance.add_dynamic_partitions(BUSINESS_DATE, days)
     every = [*raw.defs.assets, *raw.defs.asset_checks]
     t0 = time.perf_counter()
-    dg.materialize(every, selection=_selection("raw/file_register"), resources=resources, instance=instance)
+    register = dg.materialize(
+        every, selection=_selection("raw/file_register"), resources=resources, instance=instance
+    )
     t1 = time.perf_counter()
     result = dg.materialize(
         every,
@@ -78,7 +90,8 @@ def _one_run(landing: Path, work: Path) -> dict[str, float]:
     t2 = time.perf_counter()
     md = result.asset_materializations_for_node("raw__authorizations")[0].metadata
     rows = int(md["rows_acq_a"].value) + int(md["rows_acq_b"].value)
-    return {"register": t1 - t0, "authorizations": t2 - t1, "total": t2 - t0, "rows": rows}
+    steps = {**_step_seconds(register), **_step_seconds(result)}
+    return {"register": t1 - t0, "authorizations": t2 - t1, "total": t2 - t0, "rows": rows, **steps}
 
 
 def _fuzz(quick: bool) -> dict:
@@ -132,6 +145,11 @@ def run(args) -> list[dict]:
             "note": f"{rows / med['authorizations']:,.0f} rows/s",
         },
     ]
+    for step in sorted(k for k in runs[0] if k.startswith("raw__")):
+        seconds = statistics.median(r[step] for r in runs)
+        out.append(
+            {"bench": "ingestion", "metric": f"step {step}", "value": seconds, "unit": "s", "note": ""}
+        )
     out.append(_fuzz(quick))
     return out
 

@@ -9,6 +9,8 @@ tools that start from text rather than files.
 
 from __future__ import annotations
 
+import functools
+
 import duckdb
 import pandas as pd
 
@@ -78,6 +80,13 @@ PAN_SPAN_CHARS = 19 + 18 * 3
 TRUNCATED = "...[truncated]"
 
 
+@functools.cache
+def _memory_engine() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB for rows built in memory (no temp directory: nothing spills to disk); each
+    call works in a cursor of its own, whose temp tables no other call sees."""
+    return duckdb.connect(config={"temp_directory": ""})
+
+
 def mask_line(line: str) -> str:
     """A malformed line as kept for investigators: masked first, truncated second (truncating first
     could leave half a PAN unmasked); only the head that can reach the kept part is masked."""
@@ -93,7 +102,7 @@ def parse_authorizations(lines: list[str], feed: str) -> pd.DataFrame:
     call `tokenise` next. Same SQL as the file reader, over lines held in memory."""
     from fraud_assets.defs.raw import text_reader
 
-    with duckdb.connect() as conn:
+    with _memory_engine().cursor() as conn:
         df = text_reader.split_in_memory(conn, lines, feed)
     masked = [None if line is None else mask_line(line) for line in df.pop("raw_line")]
     return df.assign(raw_line_masked=pd.Series(masked, index=df.index, dtype=object))
@@ -104,7 +113,7 @@ def tokenise(df: pd.DataFrame, tokenizer: Tokenizer, pan_column: str = "pan") ->
     other text columns masked (the engine's rules, for frames built in memory)."""
     from fraud_assets.defs.raw import tokens
 
-    with duckdb.connect() as conn:
+    with _memory_engine().cursor() as conn:
         return tokens.tokenise_frame(conn, df, tokenizer, pan_column)
 
 
@@ -112,5 +121,5 @@ def scrub(df: pd.DataFrame) -> pd.DataFrame:
     """The frame with PAN-shaped values masked in its producer text columns (hash columns left)."""
     from fraud_assets.defs.raw import tokens
 
-    with duckdb.connect() as conn:
+    with _memory_engine().cursor() as conn:
         return tokens.scrub_frame(conn, df)
