@@ -324,3 +324,22 @@ def test_a_hostile_landing_zone_leaves_raw_standing_and_no_card_number_in_clear(
     dumps += [repr(e) for r in results for e in r.all_events]
     text = "\n".join(dumps)
     assert not [p for p in pans if p in text]
+
+
+def test_a_folder_that_cannot_be_listed_is_one_refused_entry(data_dir, monkeypatch):
+    from fraud_assets.lib import landing as landing_module
+
+    s.write_acq_a(data_dir, [s.a_row(1)])
+    locked = data_dir / "landing" / "authorizations" / "2018-04-03"
+    locked.mkdir()
+    real = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(landing_module.os, "scandir", scandir)
+    reg = register(data_dir)
+    assert reg.loc["authorizations/2018-04-03", "reason"] == "unreadable_file"
+    assert reg.loc[f"{FOLDER}/acq_a_2018-04-01.csv.gz", "status"] == "ingested"

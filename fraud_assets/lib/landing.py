@@ -13,6 +13,7 @@ not followed).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -254,7 +255,7 @@ def _walk(root: Path) -> Iterable[LandingFile]:
                 entries = list(it)
         except OSError:
             if folder != root:
-                yield parse(root, folder)
+                yield dataclasses.replace(parse(root, folder), reason=REJECT_UNREADABLE)
             continue
         for entry in entries:
             if is_in_flight(entry.name):
