@@ -232,16 +232,15 @@ chargebacks = _reference_asset(
 )
 cardholders = _reference_asset(
     "cardholders",
-    "Cardholder snapshots (one card per customer); the PAN is tokenised at ingestion whatever its type. "
-    "A snapshot with wrong column types or a card number outside `pan` is rejected at the register, so "
-    "the last good one stays",
-    "the source of cleaned/cards.",
+    "Cardholder snapshots (one card per customer); the PAN is tokenised at ingestion whatever its type",
+    "the source of cleaned/cards. A snapshot with wrongly typed columns or a card number outside `pan` "
+    "is rejected at the register, so the last good one stays.",
 )
 merchants = _reference_asset(
     "merchants",
-    "Merchant and terminal snapshots (MCC, country, currency, IANA time zone, grid position). A snapshot "
-    "with wrong column types is rejected at the register, so the last good one stays",
-    "the source of cleaned/terminals and of the time zones that convert processor B's local times.",
+    "Merchant and terminal snapshots (MCC, country, currency, IANA time zone, grid position)",
+    "the source of cleaned/terminals and of the time zones that convert processor B's local times. A "
+    "snapshot with wrongly typed columns is rejected at the register, so the last good one stays.",
 )
 fx_rates = _reference_asset(
     "fx_rates",
