@@ -1,4 +1,5 @@
-"""The models layer: point-in-time training set, prequential candidates, the champion gate, rollback."""
+"""The models layer: point-in-time training set, prequential candidates, the champion gate, rollback.
+(Approval, four eyes and the evidence pack: test_governance.py.)"""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from fraud_assets.defs.models.training_set import TrainingSetConfig, build_train
 from fraud_assets.defs.models.training_set import training_set as training_set_asset
 from fraud_assets.lib import registry
 from fraud_assets.lib.model_selection import FAMILY_DEFAULTS, gate_decision, prequential_folds
+from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
     connect,
     copy_world,
+    decide,
+    failure_message,
     layer_defs,
     make_world,
     run_config,
@@ -161,7 +165,7 @@ def test_declared_column_schemas_match_the_models_tables(trained: Path):
             *schema_mismatches(conn, training_set_asset, "models.training_set", exact=False),
             *[p for a in candidate_assets for p in schema_mismatches(conn, a, "models.model_versions")],
             *schema_mismatches(conn, evaluation_asset, "models.evaluation"),
-            *schema_mismatches(conn, champion_asset, "models.alias_events"),
+            *schema_mismatches(conn, champion_asset, "models.model_events"),
         ]
     assert not problems, problems
 
@@ -236,48 +240,51 @@ def test_first_champion_auc_floor_can_be_relaxed_for_tiny_worlds_but_not_the_ap_
     assert not gate_decision("v1", no_lift, None, None).promote
 
 
-def test_rollback_job_restores_the_previous_champion(trained: Path, tmp_path: Path):
-    data_dir = copy_world(trained, tmp_path / "data")
+def _promote_other(data_dir: Path) -> tuple[str, str]:
+    """Make another registered version champion (a signed approval event); returns (first, other)."""
+    from fraud_assets.lib.signing import Signer
+
     with connect(data_dir) as conn:
         first = registry.current_alias(conn, registry.CHAMPION)
         other = next(v.model_version for v in registry.latest_versions(conn) if v.model_version != first)
-        registry.move_alias(conn, registry.CHAMPION, other, "promoted for the test")
-    result = (
-        layer_defs(data_dir)
-        .resolve_job_def("rollback_champion")
-        .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            run_config={"ops": {"models__champion": {"config": {"rollback": True, "reason": "bad alerts"}}}},
+        registry.move_alias(
+            conn, registry.CHAMPION, other, "promoted for the test", signer=Signer(TEST_REGISTRY_KEY)
         )
-    )
-    assert result.success
+    return first, other
+
+
+def test_rollback_decision_restores_the_previous_champion(trained: Path, tmp_path: Path):
+    data_dir = copy_world(trained, tmp_path / "data")
+    first, other = _promote_other(data_dir)
+    assert decide(data_dir, "rollback", approver="oncall", reason="bad alerts").success
     with connect(data_dir) as conn:
         assert registry.current_alias(conn, registry.CHAMPION) == first
         last = registry.alias_history(conn, registry.CHAMPION)[-1]
-    assert (last["from_version"], last["to_version"]) == (other, first)
-    assert "rollback: bad alerts" in last["reason"]
+    assert (last["event"], last["from_version"], last["to_version"]) == ("rolled_back", other, first)
+    assert (last["actor"], last["reason"]) == ("oncall", "bad alerts")
 
 
 def test_champion_with_a_tampered_artifact_cannot_be_rolled_back_onto(trained: Path, tmp_path: Path):
     data_dir = copy_world(trained, tmp_path / "data")
+    first, other = _promote_other(data_dir)
+    with connect(data_dir) as conn:
+        artifact = registry.get_version(conn, first).artifact_path
+    (data_dir / "models" / artifact).write_bytes(b"not the model")
+    result = decide(data_dir, "rollback", approver="oncall", version=first, reason="back")
+    assert not result.success
+    assert "does not match the registry" in failure_message(result)
+    with connect(data_dir) as conn:
+        assert registry.current_alias(conn, registry.CHAMPION) == other
+
+
+def test_rollback_to_a_version_that_was_never_champion_is_refused(trained: Path, tmp_path: Path):
+    data_dir = copy_world(trained, tmp_path / "data")
     with connect(data_dir) as conn:
         first = registry.current_alias(conn, registry.CHAMPION)
-        other = next(v for v in registry.latest_versions(conn) if v.model_version != first)
-    (data_dir / "models" / other.artifact_path).write_bytes(b"not the model")
-    result = (
-        layer_defs(data_dir)
-        .resolve_job_def("rollback_champion")
-        .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            run_config={
-                "ops": {"models__champion": {"config": {"rollback": True, "to_version": other.model_version}}}
-            },
-            raise_on_error=False,
-        )
-    )
+        never = next(v.model_version for v in registry.latest_versions(conn) if v.model_version != first)
+    result = decide(data_dir, "rollback", approver="oncall", version=never, reason="sneak it in")
     assert not result.success
-    with connect(data_dir) as conn:
-        assert registry.current_alias(conn, registry.CHAMPION) == first
+    assert "not a former champion" in failure_message(result)
 
 
 def test_saved_artifacts_reproduce_their_registered_fold0_metrics(trained: Path):

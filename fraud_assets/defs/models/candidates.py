@@ -19,7 +19,13 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_assets.defs.models.common import CODE_VERSION, OWNERS, TRAINING_SET_TABLE, data_hash
+from fraud_assets.defs.models.common import (
+    CODE_VERSION,
+    OWNERS,
+    TRAINING_SET_META,
+    TRAINING_SET_TABLE,
+    data_hash,
+)
 from fraud_assets.defs.models.schemas import MODEL_VERSIONS_COLUMNS, MODEL_VERSIONS_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics
@@ -92,10 +98,15 @@ def fold_workers(n_folds: int) -> int:
 
 
 def _fit_fold(
-    family: str, params: dict[str, Any], train: pd.DataFrame, test: pd.DataFrame, features: list[str]
+    family: str,
+    params: dict[str, Any],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    features: list[str],
+    seed: int = 0,
 ) -> tuple[Any, float, np.ndarray]:
     """Fit one fold's model and score its test rows: the model, the fit seconds, the scores."""
-    model = build_estimator(family, params)
+    model = build_estimator(family, params, seed=seed)
     with compute_threads():  # per thread: OpenMP's thread count is a per-thread setting
         started = time.perf_counter()
         model.fit(train[features], train["label"].to_numpy())
@@ -105,7 +116,7 @@ def _fit_fold(
 
 
 def train_family(
-    family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str]
+    family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str], seed: int = 0
 ) -> tuple[Any, list[str], list[dict[str, float]], dict[str, float]]:
     """Train one model per fold, folds in parallel threads (the fits run outside the GIL: tree building,
     OpenMP histograms; threads share the training set and return the forests without copying them).
@@ -124,7 +135,7 @@ def train_family(
         raise dg.Failure(f"{family}: fold 0 has no trainable data (needs both fraud and genuine rows)")
     with compute_threads():
         fitted = Parallel(n_jobs=fold_workers(len(folds)), prefer="threads")(
-            delayed(_fit_fold)(family, params, train, test, features) for _, train, test in folds
+            delayed(_fit_fold)(family, params, train, test, features, seed) for _, train, test in folds
         )
     fold_metrics = []
     for (fold, train, test), (_, _, scores) in zip(folds, fitted, strict=True):
@@ -169,17 +180,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         with duckdb.get_connection() as conn:
             ts = read_training_set(conn)
         # Train outside the connection: a long fit must not hold the warehouse.
-        meta_cols = {
-            "fold",
-            "split",
-            "transaction_id",
-            "business_date",
-            "tx_datetime",
-            "card_token",
-            "terminal_id",
-            "label",
-        }
-        available = [c for c in ts.columns if c not in meta_cols]
+        available = [c for c in ts.columns if c not in TRAINING_SET_META]
         model, features, fold_metrics, timing = train_family(family, params, ts, available)
         summary = summarise_folds(fold_metrics, (*METRIC_NAMES, "fraud_rate"))
         metrics = {
@@ -209,10 +210,11 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
             artifact_path=rel_path,
             artifact_sha256=sha,
             run_id=context.run.run_id,
+            seed=0,  # train_family's default: what make reproduce refits with
         )
         mv = _with_delay(mv)
         with duckdb.get_connection() as conn:
-            register_version(conn, mv)
+            register_version(conn, mv, model_store.signer())
             md = table_metadata(
                 conn,
                 "models.model_versions",

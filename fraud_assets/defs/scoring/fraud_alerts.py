@@ -93,7 +93,7 @@ def alerts_for_days(
     top = top.merge(feats, on="transaction_id", how="left")
     reasons: list[list[tuple]] = [[] for _ in range(len(top))]
     for version in top["model_version"].unique().tolist():
-        model, mv = load_version(conn, model_store.path, version)
+        model, mv = load_version(conn, model_store.path, version, model_store.signer())
         columns = mv.feature_columns
         medians = conn.execute(
             "SELECT business_date, "
