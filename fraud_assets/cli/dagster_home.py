@@ -1,15 +1,24 @@
 """Writes `$DAGSTER_HOME/dagster.yaml` (idempotent): telemetry and first-run pop-up off, and the
-`duckdb` pool limited to one step at a time, because DuckDB allows one writer process per file."""
+`duckdb` pool limited to one step at a time, because DuckDB allows one writer process per file.
+
+Instance storage is SQLite under DAGSTER_HOME unless `DAGSTER_PG_HOST` is set: then runs, event log and
+schedules live in Postgres (`postgres_storage_yaml`), written when the process starts from its environment.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+import yaml
+
+from fraud_assets.lib import settings
+
 DAGSTER_YAML = """\
-# Written by fraud_assets (python -m fraud_assets.cli.dagster_home); local and CI instance.
-# Production replaces storage with Postgres and the run launcher with Kubernetes/Celery
-# (docs/environments.md); the pool settings stay as they are.
+# Written by fraud_assets (python -m fraud_assets.cli.dagster_home) from the environment when a process
+# starts. Storage: SQLite under DAGSTER_HOME, or Postgres when DAGSTER_PG_HOST is set (appended at the end;
+# docs/environments.md). The pool settings are the same everywhere.
 telemetry:
   enabled: false
 nux:
@@ -38,13 +47,61 @@ run_monitoring:
 """
 
 
+class InstanceConfigError(ValueError):
+    """The environment asks for an instance that cannot be written (e.g. Postgres without a password)."""
+
+
+PG_HOST = "DAGSTER_PG_HOST"
+PG_PASSWORD = "DAGSTER_PG_PASSWORD"  # noqa: S105 - the variable's name, not a password
+PG_DEFAULTS = {"DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster", "DAGSTER_PG_DB": "dagster"}
+
+
+def postgres_storage_yaml() -> str:
+    """Storage in Postgres when `DAGSTER_PG_HOST` is set, else "" (SQLite under DAGSTER_HOME).
+
+    Host, port, user and database are written as values (`DAGSTER_PG_PORT`, `DAGSTER_PG_USER`,
+    `DAGSTER_PG_DB`, defaults 5432 / dagster / dagster; `DAGSTER_PG_SSLMODE` optional); the password only
+    as a reference to `DAGSTER_PG_PASSWORD`, which Dagster reads from each process's environment.
+    Processes apart share no DAGSTER_HOME, so step logs go to the data volume, where run workers write
+    them and the webserver reads them.
+    """
+    host = os.environ.get(PG_HOST, "").strip()
+    if not host:
+        return ""
+    if not os.environ.get(PG_PASSWORD):
+        raise InstanceConfigError(f"{PG_HOST} is set but {PG_PASSWORD} is not: set it from the secret store")
+    pg = {name: os.environ.get(name) or default for name, default in PG_DEFAULTS.items()}
+    if not pg["DAGSTER_PG_PORT"].isdigit():
+        raise InstanceConfigError(f"DAGSTER_PG_PORT must be a port number, got {pg['DAGSTER_PG_PORT']!r}")
+    db = {
+        "hostname": host,
+        "port": int(pg["DAGSTER_PG_PORT"]),
+        "username": pg["DAGSTER_PG_USER"],
+        "password": {"env": PG_PASSWORD},
+        "db_name": pg["DAGSTER_PG_DB"],
+    }
+    if sslmode := os.environ.get("DAGSTER_PG_SSLMODE", "").strip():
+        db["params"] = {"sslmode": sslmode}
+    compute_logs = {
+        "module": "dagster.core.storage.local_compute_log_manager",
+        "class": "LocalComputeLogManager",
+        "config": {"base_dir": str(settings.data_dir() / "compute_logs")},
+    }
+    instance = {"storage": {"postgres": {"postgres_db": db}}, "compute_logs": compute_logs}
+    return yaml.safe_dump(instance, sort_keys=False)
+
+
 def write_dagster_yaml(home: Path) -> Path:
+    text = DAGSTER_YAML + postgres_storage_yaml()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
-    if not target.exists() or target.read_text() != DAGSTER_YAML:
-        target.write_text(DAGSTER_YAML)
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
     return target
 
 
 if __name__ == "__main__":
-    write_dagster_yaml(Path(sys.argv[1]))
+    try:
+        write_dagster_yaml(Path(sys.argv[1]))
+    except InstanceConfigError as exc:
+        sys.exit(f"dagster.yaml not written: {exc}")
