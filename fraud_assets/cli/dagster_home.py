@@ -79,6 +79,8 @@ def postgres_storage_yaml() -> str:
         "username": pg["DAGSTER_PG_USER"],
         "password": {"env": PG_PASSWORD},
         "db_name": pg["DAGSTER_PG_DB"],
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; dagster-postgres ships psycopg2.
+        "scheme": "postgresql+psycopg2",
     }
     if sslmode := os.environ.get("DAGSTER_PG_SSLMODE", "").strip():
         db["params"] = {"sslmode": sslmode}
