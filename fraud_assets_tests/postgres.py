@@ -37,10 +37,8 @@ def postgres_bin_dir() -> Path:
     candidates = []
     if os.environ.get("PG_BIN"):
         candidates.append(Path(os.environ["PG_BIN"]))
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True
-    )
-    candidates += versions
+    versions = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
+    candidates += sorted(versions, key=lambda p: int(p.parent.name), reverse=True)
     if shutil.which("initdb"):
         candidates.append(Path(shutil.which("initdb")).parent)
     for bin_dir in candidates:
