@@ -1,8 +1,9 @@
 """A compose file's services as local processes: the commands, environment and mounts the file declares,
 run without a Docker engine, so a test keeps deploy/compose.yaml and deploy/Dockerfile honest.
 
-    services = local_services(COMPOSE, root, variables={"DAGSTER_PG_PASSWORD": ...}, stand_ins={"postgres": port})
-    # -> {"code-server": Process(argv, env, cwd, ready), "webserver": ..., "daemon": ...} in start order
+    deployment = local_services(COMPOSE, root, variables={...}, stand_ins={"postgres": pg.port})
+    deployment.processes  # {"code-server": Process(argv, env, cwd, ready), "webserver": ..., "daemon": ...}
+    deployment.port("webserver")  # the free loopback port its container port became
 
 What a container sees is mapped onto this machine:
 - `${VAR}`, `${VAR:-default}`, `${VAR:?message}` are filled from `variables`, as `docker compose` fills them
