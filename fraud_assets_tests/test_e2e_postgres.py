@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fraud_assets_tests.compose import local_services, read_dockerfile
+from fraud_assets_tests.compose import local_services
 from fraud_assets_tests.platform import REPO_ROOT, Platform
 from fraud_assets_tests.postgres import PostgresServer
 from fraud_assets_tests.test_e2e_daemon import SEED_DAYS, WORLD, auth_days, simulate
@@ -22,7 +22,6 @@ from fraud_assets_tests.test_e2e_daemon import SEED_DAYS, WORLD, auth_days, simu
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
 COMPOSE = REPO_ROOT / "deploy" / "compose.yaml"
-DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 SECRETS = {"DAGSTER_PG_PASSWORD": "e2e-pg-password-not-a-secret", "FRAUD_PAN_KEY": "e2e-key-not-a-secret"}
 DATA_VOLUME = "fraud-data"
 SCORES = "scoring/transaction_scores"
@@ -31,14 +30,10 @@ DAY_TIMEOUT = 400
 DAILY_CHAIN = ("raw/authorizations", "cleaned/transactions", "features/transaction_features", SCORES)
 
 
-def compose_services() -> dict[str, dict]:
-    return yaml.safe_load(COMPOSE.read_text())["services"]
-
-
 @pytest.fixture(scope="module")
 def postgres():
     """The machine's PostgreSQL, set up as the compose file's postgres service sets up its own."""
-    service_env = compose_services()["postgres"]["environment"]
+    service_env = yaml.safe_load(COMPOSE.read_text())["services"]["postgres"]["environment"]
     with PostgresServer(
         user=service_env["POSTGRES_USER"],
         database=service_env["POSTGRES_DB"],
@@ -92,28 +87,6 @@ def captured_step_logs(platform: Platform, run_id: str) -> list[str]:
         for key in keys
     ]
     return [(log["stdout"] or "") + (log["stderr"] or "") for log in logs]
-
-
-def test_every_process_that_touches_files_mounts_the_one_data_volume():
-    services = compose_services()
-    data_dir = read_dockerfile(DOCKERFILE).env["FRAUD_DATA_DIR"]
-    mounts = {
-        name: {tuple(v.split(":")[:2]) for v in service.get("volumes", [])}
-        for name, service in services.items()
-        if "build" in service
-    }
-    # The code server runs the landing sensor, the alert sink and the run workers; the webserver reads
-    # the step logs they write.
-    assert mounts["code-server"] == {(DATA_VOLUME, data_dir)}
-    assert mounts["webserver"] == {(DATA_VOLUME, data_dir)}
-    assert mounts["daemon"] == set()
-
-
-def test_secrets_come_from_the_operators_environment_and_are_required():
-    with pytest.raises(ValueError, match="FRAUD_PAN_KEY"):
-        local_services(COMPOSE, Path("/nonexistent"), {"DAGSTER_PG_PASSWORD": "x"})
-    with pytest.raises(ValueError, match="DAGSTER_PG_PASSWORD"):
-        local_services(COMPOSE, Path("/nonexistent"), {"FRAUD_PAN_KEY": "x"})
 
 
 def test_a_seeded_deployment_trains_a_champion_and_scores_every_day_without_a_click(deployment, bootstrapped):
