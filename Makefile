@@ -47,7 +47,8 @@ test: lint check-defs
 
 # Starts its own PostgreSQL server from the machine's binaries (fraud_assets_tests/postgres.py).
 test-deploy: setup
-	@$(RUN) pytest fraud_assets_tests/test_instance_storage.py fraud_assets_tests/test_e2e_postgres.py $(PYTEST_ARGS)
+	@$(RUN) pytest fraud_assets_tests/test_instance_storage.py fraud_assets_tests/test_deployment_files.py \
+		fraud_assets_tests/test_e2e_daemon.py $(PYTEST_ARGS)
 
 pipeline: setup
 	@$(RUN) python -m fraud_assets.cli.pipeline

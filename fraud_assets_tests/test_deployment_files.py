@@ -1,5 +1,5 @@
 """The deployment as deploy/ describes it: which process mounts what, where secrets come from, and that
-every instance setting names only packages this repository declares. (test_e2e_postgres.py runs it.)"""
+every instance setting names only packages this repository declares (test_e2e_daemon.py runs it)."""
 
 from __future__ import annotations
 
