@@ -112,5 +112,6 @@ def test_the_instance_names_only_packages_this_repository_declares(tmp_path, mon
     owners = packages_distributions()
     declared = declared_distributions()
     for module in modules:
-        dists = {d.lower().replace("_", "-") for d in owners.get(module.split(".")[0], [])}
-        assert dists & declared, f"{module} is not provided by a dependency declared in pyproject.toml"
+        package = module.split(".")[0]
+        dists = {d.lower().replace("_", "-") for d in owners.get(package, [])}
+        assert package == "fraud_assets" or dists & declared, f"{module}: not declared in pyproject.toml"

@@ -64,10 +64,20 @@ def test_the_password_is_a_reference_never_written_into_the_yaml(tmp_path, pg_en
     assert (db["hostname"], db["port"]) == (pg_env["DAGSTER_PG_HOST"], int(pg_env["DAGSTER_PG_PORT"]))
 
 
-def test_step_logs_go_to_the_data_volume_when_processes_are_apart(tmp_path, pg_env, monkeypatch):
+def test_a_run_worker_writes_step_logs_on_its_own_data_volume_not_the_launchers(
+    tmp_path, pg_env, monkeypatch
+):
+    # The daemon launches; the run worker (in the code server) rebuilds the instance from the daemon's ref.
+    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "daemon_filesystem"))
+    with dg.DagsterInstance.from_config(str(write_dagster_yaml(tmp_path / "daemon_home").parent)) as daemon:
+        ref = daemon.get_ref()
     monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "volume"))
-    config = yaml.safe_load(write_dagster_yaml(tmp_path / "home").read_text())
-    assert config["compute_logs"]["config"]["base_dir"] == str(tmp_path / "volume" / "compute_logs")
+    with dg.DagsterInstance.from_ref(ref) as worker:
+        with worker.compute_log_manager.capture_logs(["run", "compute_logs", "step"]):
+            print("step output")  # noqa: T201 - the captured output under test
+    [log] = (tmp_path / "volume" / "compute_logs").rglob("step.out")
+    assert "step output" in log.read_text()
+    assert not (tmp_path / "daemon_filesystem").exists()
 
 
 def test_postgres_without_a_password_is_refused_and_nothing_is_written(tmp_path, monkeypatch):

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import yaml
 
-from fraud_assets.lib import settings
-
 DAGSTER_YAML = """\
 # Written by fraud_assets (python -m fraud_assets.cli.dagster_home) from the environment when a process
 # starts. Storage: SQLite under DAGSTER_HOME, or Postgres when DAGSTER_PG_HOST is set (appended at the end;
@@ -62,8 +60,8 @@ def postgres_storage_yaml() -> str:
     Host, port, user and database are written as values (`DAGSTER_PG_PORT`, `DAGSTER_PG_USER`,
     `DAGSTER_PG_DB`, defaults 5432 / dagster / dagster; `DAGSTER_PG_SSLMODE` optional); the password only
     as a reference to `DAGSTER_PG_PASSWORD`, which Dagster reads from each process's environment.
-    Processes apart share no DAGSTER_HOME, so step logs go to the data volume, where run workers write
-    them and the webserver reads them.
+    Step logs go to the data volume (fraud_assets/lib/step_logs.py), where the code server's run workers
+    write them and the webserver reads them.
     """
     host = os.environ.get(PG_HOST, "").strip()
     if not host:
@@ -84,12 +82,19 @@ def postgres_storage_yaml() -> str:
     }
     if sslmode := os.environ.get("DAGSTER_PG_SSLMODE", "").strip():
         db["params"] = {"sslmode": sslmode}
-    compute_logs = {
-        "module": "dagster.core.storage.local_compute_log_manager",
-        "class": "LocalComputeLogManager",
-        "config": {"base_dir": str(settings.data_dir() / "compute_logs")},
+    # Processes apart share no DAGSTER_HOME, and a run worker takes its instance from the launching
+    # process's configuration: both directories are resolved by each process from its own environment.
+    compute_logs = {"module": "fraud_assets.lib.step_logs", "class": "DataVolumeComputeLogManager"}
+    artifacts = {
+        "module": "dagster.core.storage.root",
+        "class": "LocalArtifactStorage",
+        "config": {"base_dir": {"env": "DAGSTER_HOME"}},
     }
-    instance = {"storage": {"postgres": {"postgres_db": db}}, "compute_logs": compute_logs}
+    instance = {
+        "storage": {"postgres": {"postgres_db": db}},
+        "compute_logs": compute_logs,
+        "local_artifact_storage": artifacts,
+    }
     return yaml.safe_dump(instance, sort_keys=False)
 
 
