@@ -18,6 +18,8 @@ What a container sees is mapped onto this machine:
 - A service's healthcheck (`CMD` form) is its readiness command: the next service starts once it passes.
 - The environment is the image's and the service's only (plus HOME and what the caller adds), not the
   test's: a variable the compose file forgets is missing here too.
+Not reproduced: the image's USER (processes run as the test's user), read-only (`:ro`) mounts, restart
+policies and resource limits.
 """
 
 from __future__ import annotations
