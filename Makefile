@@ -12,13 +12,14 @@ PORT ?= 3000
 DEMO_ARGS ?= --profile realistic --days 45 --customers 1000 --terminals 2000
 RUN := $(UV) run --frozen scripts/with-env
 
-.PHONY: help setup run test test-deploy lint check-defs pipeline score bench docs seed clean
+.PHONY: help setup run test test-deploy lint check-defs pipeline score bench docs seed clean reproduce model-validation
 
 help:
 	@echo "make run    - set up, seed demo data, start Dagster (webserver + daemon) on $(HOST):$(PORT)"
 	@echo "make test   - set up, lint, validate definitions, run the whole test suite"
 	@echo "make test-deploy - only the deployment tests: Postgres instance, deploy/compose.yaml's services apart"
 	@echo "make pipeline / score / bench / docs / seed / clean - see README.md"
+	@echo "make reproduce MODEL=<version> - rebuild a registered model, report whether it matches"
 
 setup:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -55,6 +56,15 @@ pipeline: setup
 
 score: setup
 	@$(RUN) python -m fraud_assets.cli.pipeline --scoring-only
+
+# Rebuild a registered model from its data snapshot, code version, parameters and seed (docs/governance.md).
+reproduce: setup
+	@if [ -z "$(MODEL)" ]; then echo "usage: make reproduce MODEL=<model_version>"; exit 2; fi
+	@$(RUN) python -m fraud_assets.cli.reproduce "$(MODEL)"
+
+# The model validation suite alone (make test runs it too).
+model-validation: setup
+	@$(RUN) pytest -m model_validation $(PYTEST_ARGS)
 
 bench: setup
 	@$(RUN) python -m bench $(BENCH_ARGS)

@@ -10,10 +10,13 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib import settings
 from fraud_assets.lib.pan import Tokenizer
+from fraud_assets.lib.signing import Signer
 
 
 class PanTokenizer(dg.ConfigurableResource):
-    """Keyed HMAC tokenisation of card numbers. The key comes from `FRAUD_PAN_KEY`."""
+    """Keyed HMAC tokenisation of card numbers. The key comes from `FRAUD_PAN_KEY`: the secret store in
+    production, the local key `scripts/with-env` keeps outside the data directory otherwise. Assets that
+    write tokens call `fraud_assets.lib.token_keys.ensure_token_key` first: a second key is refused."""
 
     key: str
 
@@ -32,9 +35,11 @@ class LandingZone(dg.ConfigurableResource):
 
 
 class ModelStore(dg.ConfigurableResource):
-    """Directory of skops model artifacts; the registry tables record their SHA-256."""
+    """Directory of skops model artifacts, and the key that signs their registry records
+    (`FRAUD_REGISTRY_KEY`; never stored in the warehouse or the data directory)."""
 
     root: str
+    signing_key: str
 
     @property
     def path(self) -> Path:
@@ -42,13 +47,21 @@ class ModelStore(dg.ConfigurableResource):
         p.mkdir(parents=True, exist_ok=True)
         return p
 
+    def signer(self) -> Signer:
+        return Signer(self.signing_key)
 
-def build_resources(data_dir: Path | None = None, pan_key: str | None = None) -> dict[str, object]:
+
+def build_resources(
+    data_dir: Path | None = None, pan_key: str | None = None, registry_key: str | None = None
+) -> dict[str, object]:
     """Resources for a data directory. Definitions use the environment; tests pass a tmp_path."""
     root = Path(data_dir) if data_dir else settings.data_dir()
     return {
         "duckdb": DuckDBResource(database=str(root / settings.WAREHOUSE_FILE)),
         "pan_tokenizer": PanTokenizer(key=pan_key if pan_key else dg.EnvVar("FRAUD_PAN_KEY")),
         "landing": LandingZone(root=str(root / "landing")),
-        "model_store": ModelStore(root=str(root / "models")),
+        "model_store": ModelStore(
+            root=str(root / "models"),
+            signing_key=registry_key if registry_key else dg.EnvVar("FRAUD_REGISTRY_KEY"),
+        ),
     }

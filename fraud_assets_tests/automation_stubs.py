@@ -76,7 +76,7 @@ STUB_ASSETS = [
     _stub("cleaned/terminals", ["raw/merchants"]),
     _stub("cleaned/fx_rates", ["raw/fx_rates"]),
     _stub("cleaned/cards", ["raw/cardholders"]),
-    _stub("cleaned/labels", ["raw/chargebacks"]),
+    _stub("cleaned/labels", ["raw/chargebacks", "cleaned/transactions"]),
     _stub("cleaned/transactions", ["raw/authorizations", "cleaned/terminals", "cleaned/fx_rates"], True),
     _stub("features/transaction_features", ["cleaned/transactions", "cleaned/labels"], partitioned=True),
     _stub("models/training_set", ["features/transaction_features", "cleaned/labels"]),

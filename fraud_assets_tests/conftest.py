@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 
 TEST_PAN_KEY = "test-key-0123456789abcdef-not-a-secret"
+TEST_REGISTRY_KEY = "test-registry-key-0123456789abcdef-not-a-secret"
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("FRAUD_PAN_KEY", TEST_PAN_KEY)
+    monkeypatch.setenv("FRAUD_REGISTRY_KEY", TEST_REGISTRY_KEY)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     os.makedirs(tmp_path / "dagster_home", exist_ok=True)
 

@@ -27,6 +27,7 @@ DATA_VOLUME = "fraud-data"
 TEST_SECRETS = {
     "DAGSTER_PG_PASSWORD": "e2e-pg-password-not-a-secret",
     "FRAUD_PAN_KEY": "e2e-key-not-a-secret",
+    "FRAUD_REGISTRY_KEY": "e2e-registry-key-not-a-secret-0123456789",
 }
 
 

@@ -15,11 +15,12 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 
 from fraud_assets.defs import models, scoring
 from fraud_assets.lib.model_selection import BASELINE_FEATURES
 from fraud_assets.resources import build_resources
-from fraud_assets_tests.conftest import TEST_PAN_KEY
+from fraud_assets_tests.conftest import TEST_PAN_KEY, TEST_REGISTRY_KEY
 
 START = date(2018, 7, 1)
 DAYS = 45
@@ -93,7 +94,9 @@ def write_world(db_path: Path, feats: pd.DataFrame, labels: pd.DataFrame) -> Non
 
 def layer_defs(data_dir: Path) -> dg.Definitions:
     return dg.Definitions.merge(
-        models.defs, scoring.defs, dg.Definitions(resources=build_resources(data_dir, TEST_PAN_KEY))
+        models.defs,
+        scoring.defs,
+        dg.Definitions(resources=build_resources(data_dir, TEST_PAN_KEY, TEST_REGISTRY_KEY)),
     )
 
 
@@ -106,6 +109,9 @@ def run_config(cards_dir: Path, **extra_ops) -> dict:
 
 
 _TRAINED: dict[str, Path] = {}
+# A gate that any retrained challenger passes: these tests are about what happens after the gate.
+PERMISSIVE_GATE = {"FRAUD_GATE_AP_MARGIN": "-1", "FRAUD_GATE_CP_TOLERANCE": "1"}
+TRAINER = "dana"  # who launches the retraining in the governance tests (`dagster/user` tag)
 
 
 def shared_trained_world(tmp_path_factory) -> Path:
@@ -131,6 +137,58 @@ def trained_world(root: Path) -> Path:
     return data_dir
 
 
+def shared_pending_world(tmp_path_factory) -> Path:
+    """The trained world retrained by TRAINER through a permissive gate: the new challenger awaits
+    approval. Shared per session; tests that decide on it work on a `copy_world`."""
+    if "pending" not in _TRAINED:
+        src = shared_trained_world(tmp_path_factory)
+        root = tmp_path_factory.mktemp("pending")
+        data_dir = copy_world(src, root / "data")
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in PERMISSIVE_GATE.items():
+                mp.setenv(k, v)
+            result = run_job(data_dir, "training_job", run_config(root / "cards"), user=TRAINER)
+        assert result.success
+        _TRAINED["pending"] = data_dir
+    return _TRAINED["pending"]
+
+
+def run_job(
+    data_dir: Path,
+    job: str,
+    config: dict | None = None,
+    user: str | None = None,
+    partition: str | None = None,
+):
+    """Execute a job of the models/scoring layers in process, as `user` (the `dagster/user` tag) if given."""
+    instance = dg.DagsterInstance.ephemeral()
+    if partition:
+        instance.add_dynamic_partitions("business_date", [partition])
+    return (
+        layer_defs(data_dir)
+        .resolve_job_def(job)
+        .execute_in_process(
+            run_config=config or {},
+            instance=instance,
+            tags={"dagster/user": user} if user else None,
+            partition_key=partition,
+            raise_on_error=False,
+        )
+    )
+
+
+def decide(
+    data_dir: Path, decision: str, approver: str, version: str = "", reason: str = "tested", user=None
+):
+    """A run of the model_approval job."""
+    cfg = {"decision": decision, "model_version": version, "approver": approver, "reason": reason}
+    return run_job(data_dir, "model_approval", {"ops": {"models__champion": {"config": cfg}}}, user=user)
+
+
+def failure_message(result) -> str:
+    return " ".join(str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure)
+
+
 def copy_world(src: Path, dst: Path) -> Path:
     """A private copy of a trained data dir, for tests that change it."""
     shutil.copytree(src, dst)
@@ -140,7 +198,7 @@ def copy_world(src: Path, dst: Path) -> Path:
 def connect(data_dir: Path):
     """A connection configured like the platform's (a run that failed may still hold one open in-process,
     and DuckDB refuses a second connection to the same file with a different configuration)."""
-    return build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection()
+    return build_resources(data_dir, TEST_PAN_KEY, TEST_REGISTRY_KEY)["duckdb"].get_connection()
 
 
 def _norm_type(t: str) -> str:

@@ -169,7 +169,8 @@ def defs_for(data_dir: Path) -> dg.Definitions:
 
 
 RAW_REFS = ["raw/file_register", "raw/chargebacks", "raw/cardholders", "raw/merchants", "raw/fx_rates"]
-CLEANED_REFS = ["cleaned/terminals", "cleaned/cards", "cleaned/fx_rates", "cleaned/labels"]
+LABELS = "cleaned/labels"
+CLEANED_REFS = ["cleaned/terminals", "cleaned/cards", "cleaned/fx_rates", LABELS]
 TX_STEP = ["cleaned/transactions", "cleaned/quarantine", "cleaned/reconciliation"]
 
 
@@ -180,7 +181,8 @@ def run_pipeline(
     raise_on_error: bool = True,
 ) -> list[dg.ExecuteInJobResult]:
     """Materialise raw + cleaned (with their checks) for `keys`, the way a run would: unpartitioned
-    assets first, then the partitioned ones as one range run."""
+    assets first, then the partitioned ones as one range run, then the labels (judged against the
+    cleaned transactions)."""
     instance = instance or dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(
         BUSINESS_DATE, [k for k in keys if not instance.has_dynamic_partition(BUSINESS_DATE, k)]
@@ -197,7 +199,7 @@ def run_pipeline(
     results.append(
         dg.materialize(
             every,
-            selection=sel(RAW_REFS) | sel(CLEANED_REFS),
+            selection=sel(RAW_REFS) | sel([k for k in CLEANED_REFS if k != LABELS]),
             resources=build_resources(data_dir, TEST_PAN_KEY),
             instance=instance,
             raise_on_error=raise_on_error,
@@ -216,6 +218,15 @@ def run_pipeline(
             instance=instance,
             partition_key=keys[0] if len(keys) == 1 else None,
             tags=tags,
+            raise_on_error=raise_on_error,
+        )
+    )
+    results.append(
+        dg.materialize(
+            every,
+            selection=sel([LABELS]),
+            resources=build_resources(data_dir, TEST_PAN_KEY),
+            instance=instance,
             raise_on_error=raise_on_error,
         )
     )

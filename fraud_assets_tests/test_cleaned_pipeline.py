@@ -33,7 +33,7 @@ TABLES = (
 
 def land_small_world(data_dir, n: int = 40) -> None:
     s.write_reference(data_dir)
-    s.write_acq_a(data_dir, [s.a_row(i) for i in range(1, n)] + [s.a_row(1), s.a_row(900, amount="0")])
+    s.write_acq_a(data_dir, [s.a_row(i) for i in range(1, n)] + [s.a_row(1), s.a_row(900, amount="-1")])
     s.write_acq_b(data_dir, [s.b_row(1000 + i) for i in range(n)] + ["{broken"])
     s.write_chargebacks(
         data_dir,
@@ -93,7 +93,7 @@ def test_materialisation_metadata_reports_counts_schema_and_quarantine_reasons(d
         for m in [m.event_specific_data.materialization]
     }
     q = mats["cleaned/quarantine"]
-    assert q["quarantine_by_reason"].value == {"non_positive_amount": 1, "malformed_line": 1}
+    assert q["quarantine_by_reason"].value == {"negative_amount": 1, "malformed_line": 1}
     assert mats["cleaned/transactions"]["dagster/partition_row_count"].value == 79
     assert {c.name for c in mats["cleaned/transactions"]["dagster/column_schema"].schema.columns} >= {
         "transaction_id",

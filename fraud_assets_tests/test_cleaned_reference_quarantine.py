@@ -1,9 +1,11 @@
 """Chargeback and FX rows are never dropped silently: each is kept, quarantined in
 cleaned.reference_quarantine with a reason and a masked value, or counted as a duplicate, and a
-blocking check reconciles the three against the raw table."""
+blocking check reconciles the three against the raw table. A label names a cleaned transaction of the
+same card; an FX rate is a sane number, given once per day and currency by a delivery."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import dagster as dg
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 
 from fraud_assets.defs.cleaned import assets as cl
-from fraud_assets.defs.cleaned import schemas
+from fraud_assets.defs.cleaned import reference, schemas
 from fraud_assets.defs.cleaned.checks import reconcile_reference
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.resources import build_resources
@@ -49,7 +51,14 @@ CHARGEBACK_ROWS = [
     (cb("cb7", "7", reported="2018-03-01T00:00:00Z"), "reported_before_transaction"),
     (f"cb8,8,{PAN},only-four-fields", "malformed_line"),
     (cb("cb9", "9", tx=""), "kept"),  # the transaction time is optional in labels
+    (cb("cb11", "77"), "unknown_transaction"),  # no such transaction was cleaned (yet)
+    ({**cb("cb12", "3"), "pan": s.PANS[2]}, "card_mismatch"),  # transaction 3 is another card's
+    ({**cb("cb13", "9"), "amount": "NaN"}, "invalid_amount"),
+    ({**cb("cb14", "9"), "amount": "-10.00"}, "negative_amount"),
+    (cb("cb15", "10", reported=f"{CB_DAY}T23:59:60Z"), "kept"),  # a leap second: read as 23:59:59
 ]
+# The authorisations the chargebacks name (all on card PANS[1]); 11 is reported late in one test.
+LABELLED_TRANSACTIONS = [3, 9, 10, 11]
 FX_HEADER = ["rate_date", "base_currency", "quote_currency", "rate"]
 
 
@@ -67,11 +76,23 @@ FX_ROWS = [
     (fx(s.DAY, "E1", "1.0"), "invalid_currency"),
     (fx(s.DAY, "PLN", "inf"), "invalid_rate"),  # DuckDB would cast 'inf' to a double: refused first
     ("2018-04-01,EUR", "malformed_line"),
+    (fx(s.DAY, "NOK", "0"), "non_positive_rate"),
+    (fx(s.DAY, "HUF", "9" * 400), "rate_out_of_range"),  # overflows to infinity
+    (fx(s.DAY, "CZK", "0." + "0" * 300 + "1"), "rate_out_of_range"),  # 1e-301
+    (fx(s.DAY, "RON", "0.0005"), "rate_out_of_range"),  # a unit worth 2,000 EUR: a unit mix-up
+    (fx(s.DAY, "ISK", "NaN"), "invalid_rate"),
+    (fx(s.DAY, "CAD", "1.50"), "conflicting_rate"),  # one file, one day, two rates: neither is trusted
+    (fx(s.DAY, "CAD", "1.55"), "conflicting_rate"),
+    (fx(s.DAY, "GBP", "0.81"), "conflicting_rate"),  # ... and the first file's GBP rate still applies
+    (fx(s.DAY, "GBP", "0.82"), "conflicting_rate"),
+    (fx(s.DAY, "AUD", "1.60"), "kept"),
+    (fx(s.DAY, "AUD", "1.60"), "duplicate"),  # the same rate twice is a repeat, not a conflict
 ]
 
 
 def land(data_dir) -> None:
     s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(i) for i in LABELLED_TRANSACTIONS])
     s.write(
         data_dir,
         f"chargebacks/{CB_DAY}/chargebacks_{CB_DAY}.csv",
@@ -103,13 +124,28 @@ def tables(data_dir) -> dict[str, pd.DataFrame]:
         }
 
 
+class Results:
+    """The runs of a pipeline, read as one."""
+
+    def __init__(self, results: list[dg.ExecuteInJobResult]):
+        self.results = results
+
+    def metadata(self, node: str) -> dict:
+        return next(m for r in self.results for m in r.asset_materializations_for_node(node)).metadata
+
+    def evaluations(self) -> list:
+        return [ev for r in self.results for ev in r.get_asset_check_evaluations()]
+
+
 @pytest.fixture(scope="module")
 def landed(tmp_path_factory):
-    """One materialisation shared by the read-only tests (each run costs seconds)."""
+    """One pipeline run shared by the read-only tests (each run costs seconds)."""
     data_dir = tmp_path_factory.mktemp("reference") / "data"
     land(data_dir)
-    result = materialise(data_dir)
-    return data_dir, result, tables(data_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRAUD_PAN_KEY", TEST_PAN_KEY)
+        results = Results(s.run_pipeline(data_dir, raise_on_error=False))
+    return data_dir, results, tables(data_dir)
 
 
 @pytest.fixture
@@ -122,6 +158,9 @@ def own_copy(landed, tmp_path):
 
 def _expected_quarantine(rows) -> dict[int, str]:
     return {i: o for i, (_, o) in enumerate(rows, start=1) if o not in ("kept", "duplicate")}
+
+
+FX_QUARANTINED = len(_expected_quarantine(FX_ROWS))
 
 
 def _quarantined(quarantine: pd.DataFrame, source: str) -> dict[int, str]:
@@ -142,29 +181,45 @@ def test_every_bad_fx_row_is_quarantined_by_position_with_its_reason(landed):
 def test_labels_keep_the_earliest_report_and_count_later_ones_as_duplicates(landed):
     _, result, t = landed
     labels = t["cleaned.labels"].set_index("transaction_id")
-    assert sorted(labels.index) == [3, 9]
+    assert sorted(labels.index) == [3, 9, 10]
     assert labels.loc[3, "chargeback_id"] == "cb1"
     assert labels.loc[3, "reported_at"] == pd.Timestamp("2018-04-05 09:00:00")
-    md = result.asset_materializations_for_node("cleaned__labels")[0].metadata
+    md = result.metadata("cleaned__labels")
     assert md["source_rows"].value == len(CHARGEBACK_ROWS)
     assert md["duplicates_removed"].value == 2
-    assert md["quarantined_rows"].value == 7
+    assert md["quarantined_rows"].value == 11
     assert md["quarantined_invalid_transaction_id"].value == 2
+
+
+def test_a_leap_second_report_stays_on_its_day(landed):
+    _, _, t = landed
+    labels = t["cleaned.labels"].set_index("transaction_id")
+    assert labels.loc[10, "reported_at"] == pd.Timestamp(f"{CB_DAY} 23:59:59")
+
+
+def test_a_chargeback_for_a_transaction_cleaned_later_becomes_a_label_at_the_next_rebuild(own_copy):
+    # Transaction 77 arrives in a late authorisation file: its waiting chargeback is judged again.
+    s.write_acq_a(own_copy, [s.a_row(77)], name=f"acq_a_{s.DAY}_late.csv.gz", landed="2018-04-06")
+    s.run_pipeline(own_copy)
+    t = tables(own_copy)
+    assert 77 in set(t["cleaned.labels"]["transaction_id"])
+    assert "unknown_transaction" not in set(t[cl.REF_QUAR]["reason"])
 
 
 def test_labels_say_which_labels_each_rebuild_changed(landed, own_copy):
     """The span the feature lookback sensor rebuilds from: first load, a late chargeback file, nothing new."""
     _, result, _ = landed
-    md = result.asset_materializations_for_node("cleaned__labels")[0].metadata
-    # cb1 (transaction of 04-01) and cb9 (no transaction time: counts at its report date), reported 04-05.
-    assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (2, CB_DAY)
+    md = result.metadata("cleaned__labels")
+    # cb1, cb15 (transactions of 04-01) and cb9 (no transaction time: counts at its report date),
+    # reported 04-05.
+    assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (3, CB_DAY)
     assert md[cl.CHANGED_LAST_TRANSACTION].value == CB_DAY
 
     late = "2018-04-07"
     s.write(
         own_copy,
         f"chargebacks/{late}/chargebacks_{late}.csv",
-        s.csv_text([cb("cb10", "10", reported=f"{late}T08:00:00Z", tx="2018-04-02T10:00:00Z")], s.CB_HEADER),
+        s.csv_text([cb("cb10", "11", reported=f"{late}T08:00:00Z", tx="2018-04-02T10:00:00Z")], s.CB_HEADER),
     )
     md = materialise(own_copy).asset_materializations_for_node("cleaned__labels")[0].metadata
     assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (1, late)
@@ -177,18 +232,18 @@ def test_labels_say_which_labels_each_rebuild_changed(landed, own_copy):
 def test_a_later_fx_file_corrects_a_rate_and_the_replaced_rate_counts_as_a_duplicate(landed):
     _, result, t = landed
     rates = t["cleaned.fx_rates"].set_index("quote_currency")["rate"]
-    assert rates.to_dict() == {"GBP": 0.8, "JPY": 130.0, "USD": 1.30}
-    md = result.asset_materializations_for_node("cleaned__fx_rates")[0].metadata
-    assert (md["source_rows"].value, md["rows_written"].value) == (3 + len(FX_ROWS), 3)
-    assert (md["quarantined_rows"].value, md["duplicates_removed"].value) == (7, 1)
+    assert rates.to_dict() == {"AUD": 1.6, "GBP": 0.8, "JPY": 130.0, "USD": 1.30}
+    md = result.metadata("cleaned__fx_rates")
+    assert (md["source_rows"].value, md["rows_written"].value) == (3 + len(FX_ROWS), 4)
+    assert (md["quarantined_rows"].value, md["duplicates_removed"].value) == (FX_QUARANTINED, 2)
 
 
 def test_the_reconciliation_checks_pass_with_every_count_in_metadata(landed):
     _, result, _ = landed
-    evs = {ev.check_name: ev for ev in result.get_asset_check_evaluations()}
+    evs = {ev.check_name: ev for ev in result.evaluations()}
     for name, (raw_rows, kept, quarantined, dups) in {
-        "chargebacks_rows_reconcile": (len(CHARGEBACK_ROWS), 2, 7, 2),
-        "fx_rates_rows_reconcile": (3 + len(FX_ROWS), 3, 7, 1),
+        "chargebacks_rows_reconcile": (len(CHARGEBACK_ROWS), 3, 11, 2),
+        "fx_rates_rows_reconcile": (3 + len(FX_ROWS), 4, FX_QUARANTINED, 2),
     }.items():
         ev = evs[name]
         md = {k: v.value for k, v in ev.metadata.items()}
@@ -199,7 +254,7 @@ def test_the_reconciliation_checks_pass_with_every_count_in_metadata(landed):
             quarantined,
             dups,
         )
-    failed = [ev.check_name for ev in result.get_asset_check_evaluations() if not ev.passed]
+    failed = [ev.check_name for ev in result.evaluations() if not ev.passed]
     assert failed == []
 
 
@@ -246,3 +301,5 @@ def test_rematerialising_replaces_each_source_slice_without_touching_the_other(l
 
 def test_the_schema_lists_exactly_the_reasons_the_sql_can_give():
     assert set(schemas.REFERENCE_REASONS) == set(cl.REFERENCE_REASONS)
+    sql = reference.FX_JUDGED + reference.CHARGEBACK_JUDGED
+    assert set(re.findall(r"THEN '([a-z_]+)'", sql)) == set(cl.REFERENCE_REASONS)

@@ -79,8 +79,9 @@ def test_pan_with_spaces_or_dashes_gets_the_same_token_as_the_plain_pan():
     [
         ({"terminal_id": ""}, "missing_terminal_id"),
         ({"terminal_id": "999"}, "unknown_terminal"),
-        ({"amount": "0.00"}, "non_positive_amount"),
-        ({"amount": "-12.00"}, "non_positive_amount"),
+        ({"amount": "-12.00"}, "negative_amount"),
+        ({"amount": "-0.01"}, "negative_amount"),
+        ({"amount": "9" * 400}, "invalid_amount"),  # overflows a double: not a number we can use
         ({"amount": "twelve"}, "invalid_amount"),
         ({"pan": "4539148803436468"}, "invalid_pan"),
         ({"pan": "1234"}, "invalid_pan"),
@@ -100,6 +101,51 @@ def test_bad_row_is_quarantined_with_its_reason(override, reason):
     out = clean([s.a_row(1, **override), s.a_row(2)])
     assert only_reason(out) == reason
     assert out.transactions["transaction_id"].tolist() == [2]
+
+
+def test_a_zero_amount_authorisation_is_a_genuine_transaction():
+    # Account verification and the first probe of card testing are authorised for 0.00.
+    out = clean([s.a_row(1, amount="0.00"), s.a_row(2, amount="0")], [s.b_row(3, amount_minor=0)])
+    assert out.quarantine.empty
+    assert sorted(out.transactions["transaction_id"]) == [1, 2, 3]
+    assert (out.transactions["tx_amount"] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("transaction_id", "١٢٣", "invalid_transaction_id"),
+        ("terminal_id", "١", "unknown_terminal"),
+        ("original_transaction_id", "١٢٣", "missing_original_transaction_id"),
+        ("amount", "١٠.00", "invalid_amount"),
+    ],
+)
+def test_only_ascii_digits_make_a_number(column, value, reason):
+    # Arabic-Indic "١٢٣" is 123 to Python's `\d` and int(): it must not supersede or reverse transaction
+    # 123, nor "١" name terminal 1.
+    row = {"amount": "999.00", column: value}
+    if column == "original_transaction_id":
+        row["message_type"] = "reversal"
+    out = clean([s.a_row(123), s.a_row(7, **row)])
+    assert out.transactions["transaction_id"].tolist() == [123]
+    assert out.transactions["tx_amount"].tolist() == [10.0]
+    assert out.quarantine[["reason", "offending_column"]].values.tolist() == [[reason, column]]
+
+
+def test_a_leap_second_stays_on_its_business_date():
+    # 23:59:60 UTC is 08:59:60 the next morning in Tokyo (processor B's local time).
+    out = clean(
+        [s.a_row(1, tx_datetime=f"{s.DAY}T23:59:60Z")], [s.b_row(2, local_time="02/04/2018 08:59:60")]
+    )
+    assert out.quarantine.empty
+    assert out.transactions["tx_datetime"].tolist() == [pd.Timestamp(f"{s.DAY} 23:59:59")] * 2
+
+
+def test_a_timestamp_in_year_9999_is_in_the_future():
+    out = clean(
+        [s.a_row(1, tx_datetime="9999-12-31T23:59:59Z")], [s.b_row(2, local_time="31/12/9999 23:59:59")]
+    )
+    assert out.quarantine["reason"].tolist() == ["future_timestamp"] * 2
 
 
 def test_unknown_currency_in_acq_b_is_quarantined():

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from fraud_assets.lib.contracts import find_pan_leaks
+from fraud_assets.lib.pan_leaks import find_pan_leaks
 from fraud_assets.resources import build_resources
 from fraud_assets.simulator import SimConfig, simulate
 from fraud_assets_tests import raw_cleaned_support as s
@@ -23,7 +23,7 @@ RATES = {
     "pan_format": 0.05,
     "comma_decimal": 0.05,
     "duplicate": 0.02,
-    "non_positive_amount": 0.01,
+    "negative_amount": 0.01,
     "missing_terminal_id": 0.01,
     "unknown_terminal": 0.01,
     "invalid_pan": 0.01,
@@ -40,7 +40,7 @@ RATES = {
     "duplicate_chargeback": 0.1,
 }
 ROW_QUARANTINE = {
-    "non_positive_amount",
+    "negative_amount",
     "missing_terminal_id",
     "unknown_terminal",
     "invalid_pan",
@@ -146,15 +146,28 @@ def test_card_tokens_are_the_keyed_hmac_of_the_ground_truth_pan(world):
 
 def test_labels_are_the_reported_frauds_with_their_earliest_report(world):
     labels = world["tables"]["cleaned.labels"].set_index("transaction_id")
-    truth = world["truth"]  # a fraud in a file not landed yet can already be reported
+    truth = world["truth"]
     reported = truth[
         truth["reported_at"].notna() & (truth["reported_at"] < world["last_day"] + pd.Timedelta(days=1))
     ]
-    assert len(reported) > 0
-    assert set(labels.index) == set(reported["transaction_id"])
+    cleaned = set(world["tables"]["cleaned.transactions"]["transaction_id"])
+    known = reported[reported["transaction_id"].isin(cleaned)]
+    assert len(known) > 0
+    assert set(labels.index) == set(known["transaction_id"])
     assert (
-        labels.loc[reported["transaction_id"], "reported_at"].to_numpy() == reported["reported_at"].to_numpy()
+        labels.loc[known["transaction_id"], "reported_at"].to_numpy() == known["reported_at"].to_numpy()
     ).all()
+
+
+def test_a_fraud_reported_before_its_file_landed_waits_as_unknown_transaction(world):
+    truth, q = world["truth"], world["tables"]["cleaned.reference_quarantine"]
+    reported = truth[
+        truth["reported_at"].notna() & (truth["reported_at"] < world["last_day"] + pd.Timedelta(days=1))
+    ]
+    waiting = set(reported["transaction_id"]) - set(world["tables"]["cleaned.transactions"]["transaction_id"])
+    assert waiting, "the world has late files whose frauds are already reported"
+    unknown = q[(q["source"] == "chargebacks") & (q["reason"] == "unknown_transaction")]
+    assert set(unknown["transaction_id"]) == waiting
 
 
 def test_row_defects_are_quarantined_with_the_expected_reason(world):

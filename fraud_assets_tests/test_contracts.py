@@ -3,10 +3,13 @@
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
+import pytest
 from dagster_duckdb import DuckDBResource
 from pandera.typing import Series
 
-from fraud_assets.lib.contracts import contract_check, find_pan_leaks, pan_leak_check, validate_frame
+from fraud_assets.lib.contract_sql import UntranslatableContract
+from fraud_assets.lib.contracts import contract_check, validate_frame
+from fraud_assets.lib.pan_leaks import find_pan_leaks, pan_leak_check
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import replace_partition
 from fraud_assets_tests import raw_cleaned_support as s
@@ -125,5 +128,44 @@ def test_hex_digests_and_non_luhn_digit_runs_are_not_leaks(tmp_path):
 
     conn = duckdb.connect(str(tmp_path / "x.duckdb"))
     token = "4539148803436467" + "0" * 48  # a digest that happens to start with a PAN shape
-    conn.execute("CREATE TABLE t AS SELECT ? AS card_token, ? AS note", [token, "4539148803436468"])
+    no_window_passes_luhn = "4539148803436520"
+    conn.execute("CREATE TABLE t AS SELECT ? AS card_token, ? AS note", [token, no_window_passes_luhn])
     assert find_pan_leaks(conn, "t") == {}
+
+
+def test_a_contract_the_engine_cannot_run_fails_when_the_check_is_declared():
+    class Untwinned(ThingsModel):
+        @pa.dataframe_check
+        def amount_is_round(cls, df: pd.DataFrame) -> pd.Series:
+            return df["amount"] % 1 == 0
+
+    with pytest.raises(UntranslatableContract, match="amount_is_round"):
+        contract_check(things_asset({}), Untwinned, "test.things")
+
+
+def test_a_backfill_range_is_validated_in_one_pass_with_uniqueness_across_its_days(tmp_path):
+    class UniqueNotes(ThingsModel):
+        note: Series[str] = pa.Field(unique=True)
+
+    rows = {"2018-04-01": [("same", 1.0)], "2018-04-02": [("same", 2.0)]}
+    asset = things_asset(rows)
+    check = contract_check(asset, UniqueNotes, "test.things")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("business_date", list(rows))
+    resources = {"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))}
+    for day in rows:
+        dg.materialize([asset], resources=resources, instance=instance, partition_key=day)
+    result = dg.materialize(
+        [asset, check],
+        resources=resources,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": "2018-04-01",
+            "dagster/asset_partition_range_end": "2018-04-02",
+        },
+        selection=dg.AssetSelection.checks(check),
+        raise_on_error=False,
+    )
+    ev = next(e for e in result.get_asset_check_evaluations() if not e.partition)
+    assert ev.metadata["rows_validated"].value == 2
+    assert "field_uniqueness" in ev.metadata["failures_by_check"].value

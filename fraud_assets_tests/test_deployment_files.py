@@ -18,7 +18,11 @@ from fraud_assets_tests.platform import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
-SECRETS = {"DAGSTER_PG_PASSWORD": "pg-password-not-a-secret", "FRAUD_PAN_KEY": "key-not-a-secret"}
+SECRETS = {
+    "DAGSTER_PG_PASSWORD": "pg-password-not-a-secret",
+    "FRAUD_PAN_KEY": "key-not-a-secret",
+    "FRAUD_REGISTRY_KEY": "registry-key-not-a-secret",
+}
 
 
 def services() -> dict[str, dict]:
@@ -80,12 +84,13 @@ def test_the_webserver_is_published_on_the_hosts_loopback_only():
 
 
 def test_secrets_are_required_from_the_operators_environment():
-    with pytest.raises(ValueError, match="FRAUD_PAN_KEY"):
-        local_services(COMPOSE, Path("/nonexistent"), {"DAGSTER_PG_PASSWORD": "x"})
-    with pytest.raises(ValueError, match="DAGSTER_PG_PASSWORD"):
-        local_services(COMPOSE, Path("/nonexistent"), {"FRAUD_PAN_KEY": "x"})
-    assert "FRAUD_PAN_KEY" not in services()["webserver"]["environment"]
-    assert "FRAUD_PAN_KEY" not in services()["daemon"]["environment"]
+    for missing in SECRETS:
+        given = {name: "x" for name in SECRETS if name != missing}
+        with pytest.raises(ValueError, match=missing):
+            local_services(COMPOSE, Path("/nonexistent"), given)
+    for service in ("webserver", "daemon"):
+        assert "FRAUD_PAN_KEY" not in services()[service]["environment"]
+        assert "FRAUD_REGISTRY_KEY" not in services()[service]["environment"]
 
 
 def test_the_entrypoint_writes_the_containers_postgres_instance_without_its_password(tmp_path):

@@ -2,7 +2,9 @@
 the code server, webserver and daemon as separate processes (fraud_assets_tests/deployment.py). A seeded
 platform bootstraps itself, the webserver restarts mid-way without losing run history, a landed day flows
 to scores with its checks, a re-sent identical file launches nothing, a drifted day requests retraining;
-the webserver serves the step logs the code server's runs wrote, and the daemon touches no file.
+the webserver serves the step logs the code server's runs wrote, and the daemon touches no file. Then the
+model governance cycle runs: the retrained challenger waits for approval, shadow-scores new days, is
+refused to its own trainer, approved by a second person, and scores the next day as champion.
 
 One deployment (temporary data volume, a private PostgreSQL server from the machine's binaries) serves the
 module's tests in order; every wait is bounded and everything is always shut down. Without PostgreSQL
@@ -12,6 +14,7 @@ test_e2e_daemon_machinery.py and test_browser.py.
 
 from __future__ import annotations
 
+import getpass
 import gzip
 import io
 import os
@@ -65,6 +68,12 @@ def platform(tmp_path_factory):
         # 200 cards over 21 days: one small fold, so the first-champion AUC floor is relaxed (the AP
         # lift and CP@100 sanity rules still hold).
         "FRAUD_BOOTSTRAP_MIN_AUC": "0.55",
+        "FRAUD_REGISTRY_KEY": "e2e-registry-key-not-a-secret-0123456789",
+        # The governance tests need the drift retraining's challenger to pass the gate (on 200 cards its
+        # prequential AP is noise) and no decay retraining to replace it while it waits.
+        "FRAUD_GATE_AP_MARGIN": "-1",
+        "FRAUD_GATE_CP_TOLERANCE": "1",
+        "FRAUD_AP_FLOOR": "0",
     }
     with deployed_platform(root, env=env) as p:
         yield p
@@ -206,3 +215,151 @@ def test_the_daemon_touches_no_file_and_no_secret_is_written_to_disk(platform, b
     for name, process in platform.processes.items():
         text = (Path(process.env["DAGSTER_HOME"]) / "dagster.yaml").read_text()
         assert TEST_SECRETS["DAGSTER_PG_PASSWORD"] not in text, name
+
+
+# ---- model governance: approval request, shadow days, four eyes, approval, the new champion scores ----
+
+APPROVAL_REQUEST = "models/approval_request"
+IN_FLIGHT = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
+
+
+def metadata(platform: Platform, key: str, partition: str | None = None) -> dict:
+    """The latest materialisation's metadata of `key` (of one partition), as {label: value}."""
+    data = platform.graphql(
+        """query($k: AssetKeyInput!, $p: [String!]) { assetOrError(assetKey: $k) { __typename
+             ... on Asset { assetMaterializations(limit: 1, partitions: $p) { metadataEntries { label
+               ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue }
+               ... on FloatMetadataEntry { floatValue } } } } } }""",
+        {"k": {"path": key.split("/")}, "p": [partition] if partition else None},
+    )
+    mats = data["assetOrError"].get("assetMaterializations") or []
+    entries = mats[0]["metadataEntries"] if mats else []
+    return {e["label"]: e.get("text", e.get("intValue", e.get("floatValue"))) for e in entries}
+
+
+def launch(platform: Platform, job: str, run_config: dict) -> str:
+    data = platform.graphql(
+        """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
+             ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+             ... on RunConfigValidationInvalid { errors { message } } } }""",
+        {
+            "p": {
+                "selector": {
+                    "repositoryLocationName": "fraud_assets",
+                    "repositoryName": "__repository__",
+                    "jobName": job,
+                },
+                "runConfigData": run_config,
+            }
+        },
+    )
+    result = data["launchRun"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return result["run"]["runId"]
+
+
+def finished(platform: Platform, run_id: str) -> str:
+    def status():
+        [run] = [r for r in platform.runs() if r["runId"] == run_id]
+        return run["status"] if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    return platform.wait_for(status, timeout=DAY_TIMEOUT, what=f"run {run_id} finished")
+
+
+def decide(platform: Platform, version: str, approver: str, decision: str = "approve") -> str:
+    config = {"decision": decision, "model_version": version, "approver": approver, "reason": "e2e review"}
+    return finished(
+        platform, launch(platform, "model_approval", {"ops": {"models__champion": {"config": config}}})
+    )
+
+
+def quiet(platform: Platform) -> None:
+    platform.wait_for(
+        lambda: not platform.runs(statuses=IN_FLIGHT),
+        timeout=QUIET_TIMEOUT,
+        what="no run in flight",
+        interval=5,
+    )
+
+
+def land_next_day(platform: Platform) -> str:
+    known = auth_days(platform.data_dir)
+    simulate(platform.data_dir, "--append-days", "1")
+    [day] = auth_days(platform.data_dir) - known
+    return day
+
+
+def pending(platform: Platform) -> str | None:
+    value = metadata(platform, APPROVAL_REQUEST).get("pending_version")
+    return None if value in (None, "none") else value
+
+
+@pytest.fixture(scope="module")
+def challenger(platform, bootstrapped):
+    """The drift retraining's challenger, waiting for approval once the platform is quiet."""
+    platform.wait_for(
+        lambda: [
+            r
+            for r in platform.runs(tags={"fraud_assets/retrain_reason": "drift"})
+            if r["status"] == "SUCCESS"
+        ],
+        timeout=QUIET_TIMEOUT,
+        what="the drift retraining finished",
+        interval=5,
+    )
+    quiet(platform)
+    waiting = pending(platform)
+    assert waiting is not None
+    return waiting
+
+
+def test_the_retrained_challenger_waits_while_the_champion_keeps_scoring(platform, challenger):
+    champion = metadata(platform, "models/champion")
+    assert champion["decision"] == "bootstrap_approved"  # the only champion move so far: the bootstrap
+    assert champion["champion"] != challenger
+    request = metadata(platform, APPROVAL_REQUEST)
+    assert request["training_launched_by"] == getpass.getuser()  # a sensor's run: the daemon's OS user
+
+
+def test_a_new_day_is_shadow_scored_by_the_challenger_beside_the_champion(platform, challenger):
+    day = land_next_day(platform)
+    for key in (SCORES, "scoring/shadow_scores", "scoring/fraud_alerts"):
+        platform.wait_for(
+            lambda key=key: day in platform.materialized_partitions(key, limit=5000),
+            timeout=DAY_TIMEOUT,
+            what=f"{key} {day}",
+        )
+    shadow = metadata(platform, "scoring/shadow_scores", day)
+    assert shadow["challenger"] == pending(platform)  # the one waiting (a drift retrain may replace it)
+    assert shadow["rows_scored"] > 0
+    assert metadata(platform, SCORES, day)["model_version"] == shadow["champion"] != shadow["challenger"]
+
+
+def test_the_trainer_cannot_approve_and_a_second_person_makes_the_challenger_champion(platform, challenger):
+    quiet(platform)
+    waiting = pending(platform)
+    assert decide(platform, waiting, approver=getpass.getuser()) == "FAILURE"  # four eyes
+    assert metadata(platform, "models/champion")["champion"] != waiting
+    assert decide(platform, waiting, approver="mrm-approver") == "SUCCESS"
+    decided = metadata(platform, "models/champion")
+    assert (decided["champion"], decided["approver"], decided["decision"]) == (
+        waiting,
+        "mrm-approver",
+        "approved",
+    )
+    assert decided["evidence_sha256"]
+
+
+def test_the_next_day_is_scored_by_the_new_champion(platform, challenger):
+    quiet(platform)
+    approved = metadata(platform, "models/champion")
+    assert approved["decision"] == "approved"
+    day = land_next_day(platform)
+    for key in (SCORES, "scoring/shadow_scores"):
+        platform.wait_for(
+            lambda key=key: day in platform.materialized_partitions(key, limit=5000),
+            timeout=DAY_TIMEOUT,
+            what=f"{key} {day}",
+        )
+    assert metadata(platform, SCORES, day)["model_version"] == approved["champion"]
+    assert metadata(platform, "scoring/shadow_scores", day)["challenger"] == "none"  # nothing waits any more

@@ -1,4 +1,5 @@
-"""The models layer: point-in-time training set, prequential candidates, the champion gate, rollback."""
+"""The models layer: point-in-time training set, prequential candidates, the champion gate, rollback.
+(Approval, four eyes and the evidence pack: test_governance.py.)"""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ import dagster as dg
 import duckdb
 import pytest
 
-from fraud_assets.defs.models.candidates import candidate_assets
+from fraud_assets.defs.models.candidates import CORES_ENV, candidate_assets, read_training_set, train_family
 from fraud_assets.defs.models.champion import champion as champion_asset
 from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
 from fraud_assets.defs.models.training_set import training_set as training_set_asset
 from fraud_assets.lib import registry
-from fraud_assets.lib.model_selection import gate_decision, prequential_folds
+from fraud_assets.lib.model_selection import FAMILY_DEFAULTS, gate_decision, prequential_folds
+from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
     connect,
     copy_world,
+    decide,
+    failure_message,
     layer_defs,
     make_world,
     run_config,
@@ -33,11 +37,37 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_trained_world(tmp_path_factory)
 
 
+# training_set columns that are not features (the candidates' own list)
+TRAINING_SET_KEYS = {
+    "fold",
+    "split",
+    "transaction_id",
+    "business_date",
+    "tx_datetime",
+    "card_token",
+    "terminal_id",
+    "label",
+}
+
+
 @pytest.fixture
 def world_db(tmp_path: Path) -> Path:
     db = tmp_path / "w.duckdb"
     write_world(db, *make_world())
     return db
+
+
+def test_fold_metrics_do_not_depend_on_how_many_folds_are_fitted_at_once(trained: Path, monkeypatch):
+    with connect(trained) as conn:
+        ts = read_training_set(conn)
+    available = [c for c in ts.columns if c not in TRAINING_SET_KEYS]
+    params = {**FAMILY_DEFAULTS["hist_gradient_boosting"], "max_iter": 20}
+    runs = {}
+    for cores in ("1", "4"):
+        monkeypatch.setenv(CORES_ENV, cores)
+        runs[cores] = train_family("hist_gradient_boosting", params, ts, available)[2]
+    assert len(runs["1"]) > 1
+    assert runs["1"] == runs["4"]
 
 
 def test_prequential_folds_shift_back_by_step_with_a_delay_gap():
@@ -135,7 +165,7 @@ def test_declared_column_schemas_match_the_models_tables(trained: Path):
             *schema_mismatches(conn, training_set_asset, "models.training_set", exact=False),
             *[p for a in candidate_assets for p in schema_mismatches(conn, a, "models.model_versions")],
             *schema_mismatches(conn, evaluation_asset, "models.evaluation"),
-            *schema_mismatches(conn, champion_asset, "models.alias_events"),
+            *schema_mismatches(conn, champion_asset, "models.model_events"),
         ]
     assert not problems, problems
 
@@ -210,48 +240,51 @@ def test_first_champion_auc_floor_can_be_relaxed_for_tiny_worlds_but_not_the_ap_
     assert not gate_decision("v1", no_lift, None, None).promote
 
 
-def test_rollback_job_restores_the_previous_champion(trained: Path, tmp_path: Path):
-    data_dir = copy_world(trained, tmp_path / "data")
+def _promote_other(data_dir: Path) -> tuple[str, str]:
+    """Make another registered version champion (a signed approval event); returns (first, other)."""
+    from fraud_assets.lib.signing import Signer
+
     with connect(data_dir) as conn:
         first = registry.current_alias(conn, registry.CHAMPION)
         other = next(v.model_version for v in registry.latest_versions(conn) if v.model_version != first)
-        registry.move_alias(conn, registry.CHAMPION, other, "promoted for the test")
-    result = (
-        layer_defs(data_dir)
-        .resolve_job_def("rollback_champion")
-        .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            run_config={"ops": {"models__champion": {"config": {"rollback": True, "reason": "bad alerts"}}}},
+        registry.move_alias(
+            conn, registry.CHAMPION, other, "promoted for the test", signer=Signer(TEST_REGISTRY_KEY)
         )
-    )
-    assert result.success
+    return first, other
+
+
+def test_rollback_decision_restores_the_previous_champion(trained: Path, tmp_path: Path):
+    data_dir = copy_world(trained, tmp_path / "data")
+    first, other = _promote_other(data_dir)
+    assert decide(data_dir, "rollback", approver="oncall", reason="bad alerts").success
     with connect(data_dir) as conn:
         assert registry.current_alias(conn, registry.CHAMPION) == first
         last = registry.alias_history(conn, registry.CHAMPION)[-1]
-    assert (last["from_version"], last["to_version"]) == (other, first)
-    assert "rollback: bad alerts" in last["reason"]
+    assert (last["event"], last["from_version"], last["to_version"]) == ("rolled_back", other, first)
+    assert (last["actor"], last["reason"]) == ("oncall", "bad alerts")
 
 
 def test_champion_with_a_tampered_artifact_cannot_be_rolled_back_onto(trained: Path, tmp_path: Path):
     data_dir = copy_world(trained, tmp_path / "data")
+    first, other = _promote_other(data_dir)
+    with connect(data_dir) as conn:
+        artifact = registry.get_version(conn, first).artifact_path
+    (data_dir / "models" / artifact).write_bytes(b"not the model")
+    result = decide(data_dir, "rollback", approver="oncall", version=first, reason="back")
+    assert not result.success
+    assert "does not match the registry" in failure_message(result)
+    with connect(data_dir) as conn:
+        assert registry.current_alias(conn, registry.CHAMPION) == other
+
+
+def test_rollback_to_a_version_that_was_never_champion_is_refused(trained: Path, tmp_path: Path):
+    data_dir = copy_world(trained, tmp_path / "data")
     with connect(data_dir) as conn:
         first = registry.current_alias(conn, registry.CHAMPION)
-        other = next(v for v in registry.latest_versions(conn) if v.model_version != first)
-    (data_dir / "models" / other.artifact_path).write_bytes(b"not the model")
-    result = (
-        layer_defs(data_dir)
-        .resolve_job_def("rollback_champion")
-        .execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            run_config={
-                "ops": {"models__champion": {"config": {"rollback": True, "to_version": other.model_version}}}
-            },
-            raise_on_error=False,
-        )
-    )
+        never = next(v.model_version for v in registry.latest_versions(conn) if v.model_version != first)
+    result = decide(data_dir, "rollback", approver="oncall", version=never, reason="sneak it in")
     assert not result.success
-    with connect(data_dir) as conn:
-        assert registry.current_alias(conn, registry.CHAMPION) == first
+    assert "not a former champion" in failure_message(result)
 
 
 def test_saved_artifacts_reproduce_their_registered_fold0_metrics(trained: Path):

@@ -148,3 +148,27 @@ def test_decay_is_keyed_on_the_matured_day(instance, tmp_path, monkeypatch):
         )
         keys.append(tick(instance, tmp_path)[0].run_key)
     assert keys == ["decay:2018-04-10", "decay:2018-04-10"]
+
+
+def _weekly(instance, tmp_path):
+    from datetime import UTC, datetime
+
+    from fraud_assets.defs.automation.training import weekly_retrain
+
+    ctx = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2018, 4, 23, 3, tzinfo=UTC),
+        repository_def=stub_definitions(tmp_path / "landing").get_repository_def(),
+    )
+    return weekly_retrain(ctx)
+
+
+def test_no_weekly_retrain_while_a_challenger_awaits_approval(tmp_path):
+    # A schedule context needs an instance it can reference (not an ephemeral one).
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
+    materialize_stub(instance, "models/champion")
+    report(instance, "models/approval_request", pending_version="hgb-1")
+    assert isinstance(_weekly(instance, tmp_path), dg.SkipReason)
+    report(instance, "models/champion", decided_version="hgb-1")  # someone decided
+    assert isinstance(_weekly(instance, tmp_path), dg.RunRequest)

@@ -287,7 +287,7 @@ def test_each_recorded_defect_is_where_the_ground_truth_says(messy, kind):
             '"' in messy.line(r.source_file, r.row_number)
             and "," in next(csv.reader([messy.line(r.source_file, r.row_number)]))[4]
         ),
-        "non_positive_amount": lambda r, p: p["amount"] <= 0,
+        "negative_amount": lambda r, p: p["amount"] < 0,
         "missing_terminal_id": lambda r, p: p["terminal_id"] is None,
         "unknown_terminal": lambda r, p: p["terminal_id"] not in set(messy.merchants["terminal_id"]),
         "invalid_pan": lambda r, p: not luhn_valid(p["pan"]),

@@ -1,5 +1,6 @@
-"""Writes `$DAGSTER_HOME/dagster.yaml` (idempotent): telemetry and first-run pop-up off, and the
-`duckdb` pool limited to one step at a time, because DuckDB allows one writer process per file.
+"""Writes `$DAGSTER_HOME/dagster.yaml` (idempotent): telemetry and first-run pop-up off, the `duckdb` pool
+limited to one step at a time, because DuckDB allows one writer process per file, and what happens to a
+run whose worker died: its slots are freed and it is re-executed once (docs/runbooks.md).
 
 Instance storage is SQLite under DAGSTER_HOME unless `DAGSTER_PG_HOST` is set: then runs, event log and
 schedules live in Postgres (`postgres_storage_yaml`), written when the process starts from its environment.
@@ -42,6 +43,16 @@ run_monitoring:
   enabled: true
   max_resume_run_attempts: 0
   poll_interval_seconds: 30
+  # A run whose worker died still holds the pool slots of the steps it was in (a `duckdb` slot blocks every
+  # later writer). The daemon frees the slots of a finished run this long after it ended; the code server
+  # fails a run whose worker process died, dead_run_sensor one whose code server died with it.
+  free_slots_after_run_end_seconds: 10
+run_retries:
+  # Re-execute a run from failure once when its worker died (killed, out of memory, host restart), never
+  # for a failed step or check: those are the data or the code, and a retry would only fail again.
+  enabled: true
+  max_retries: 1
+  retry_on_asset_or_op_failure: false
 """
 
 

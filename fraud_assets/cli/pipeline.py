@@ -6,6 +6,11 @@ layers of the topological order that share a partitioning. Unpartitioned stages 
 stages run as one run over every business date in the landing zone (the assets' single-run backfill
 policy turns that into one set-based pass).
 
+At start-up it fails the runs of its instance whose worker process died (a `make pipeline` or a run
+worker killed by the system: SIGKILL, out of memory), frees the pool slots they still held, and alerts
+(lib/dead_runs.py); without that, the next run would wait for the dead run's `duckdb` slot for ever. Its own
+runs carry their worker (this process) from creation, so the next start-up can tell.
+
 Exit status: 0 when every stage succeeded and no blocking check failed, 1 otherwise.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,12 +27,16 @@ import dagster as dg
 import duckdb
 
 from fraud_assets.lib import settings
+from fraud_assets.lib.alerting import AlertSink
+from fraud_assets.lib.dead_runs import Reaped, reap_dead_runs
 from fraud_assets.lib.landing import business_dates_in_landing
 from fraud_assets.lib.partitions import BUSINESS_DATE
+from fraud_assets.lib.run_worker import RunWorker
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 TRAINING_GROUPS = frozenset({"models"})
+PIPELINE_JOB = "make_pipeline"
 
 
 @dataclass
@@ -87,18 +97,19 @@ def run_stage(
     defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage, partitions: Sequence[str]
 ) -> StageOutcome:
     graph = defs.resolve_asset_graph()
-    tags = {"fraud_assets/launched_by": "make-pipeline"}
+    # This process is the run's worker (in-process execution): recorded at creation, so a next start-up
+    # finds the run if this process is killed.
+    run_id = str(uuid.uuid4())
+    tags = {"fraud_assets/launched_by": "make-pipeline", **RunWorker.current(run_id).tags()}
     if stage.partitioned:
         tags |= {RANGE_START: partitions[0], RANGE_END: partitions[-1]}
-    started = time.monotonic()
-    result = dg.materialize(
+    job = dg.Definitions(
+        jobs=[dg.define_asset_job(PIPELINE_JOB, selection=stage.keys)],
         assets=list(defs.assets or []) + list(defs.asset_checks or []),
-        selection=stage.keys,
-        instance=instance,
         resources=defs.resources,
-        tags=tags,
-        raise_on_error=False,
-    )
+    ).resolve_job_def(PIPELINE_JOB)
+    started = time.monotonic()
+    result = job.execute_in_process(instance=instance, tags=tags, run_id=run_id, raise_on_error=False)
     outcome = StageOutcome(stage=stage, success=result.success, seconds=time.monotonic() - started)
     for ev in result.get_asset_check_evaluations():
         name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
@@ -112,11 +123,23 @@ def run_stage(
     return outcome
 
 
+def reap_at_start_up(defs: dg.Definitions, instance: dg.DagsterInstance) -> Reaped:
+    """Fail the dead runs of this instance, free their slots and alert, before asking for any slot."""
+    with dg.build_resources({"alert_sink": defs.resources["alert_sink"]}) as resources:
+        sink: AlertSink = resources.alert_sink
+        return reap_dead_runs(instance, sink)
+
+
 def layer_row_counts() -> dict[str, int]:
     path = settings.warehouse_path()
     if not path.exists():
         return {}
-    with duckdb.connect(str(path), read_only=True) as conn:
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:  # a failed step may still hold its connection in this process
+        print(f"  (row counts unavailable: {type(exc).__name__})", file=sys.stderr)
+        return {}
+    with conn:
         tables = conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_type = 'BASE TABLE' ORDER BY 1, 2"
@@ -136,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from fraud_assets.definitions import defs
 
+    instance = dg.DagsterInstance.get()
+    reaped = reap_at_start_up(defs, instance)
+    if reaped.dead or reaped.released:
+        print(f"Start-up: {reaped.summary()}", file=sys.stderr)
     dates = business_dates_in_landing(settings.landing_dir())
     if not dates:
         print(f"No authorisation files in {settings.landing_dir()}: nothing to do.", file=sys.stderr)
         return 0
-    instance = dg.DagsterInstance.get()
     new = register_business_dates(instance, dates)
     print(f"Landing zone: {len(dates)} business dates ({dates[0]} .. {dates[-1]}), {len(new)} new partitions")
 

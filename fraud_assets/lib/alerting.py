@@ -22,7 +22,7 @@ import dagster as dg
 import duckdb
 
 from fraud_assets.lib import settings
-from fraud_assets.lib.pan import mask_pans
+from fraud_assets.lib.pan import mask_number, mask_pans
 
 ALERTS_TABLE = "monitoring.alerts"
 OUTBOX = "alerts/alerts.jsonl"
@@ -47,18 +47,17 @@ CREATE TABLE IF NOT EXISTS {ALERTS_TABLE} (
 def masked_details(value):
     """`value` with every card number masked and its structure and numbers kept. Masking the JSON text
     instead would turn a float's digits (a PSI of 0.4539148803436467 reads as a Luhn-valid 16-digit run)
-    into stars, and the text into invalid JSON."""
+    into stars, and the text into invalid JSON: a number is masked only when its integral part holds a
+    card number."""
     if isinstance(value, dict):
         return {mask_pans(str(k)): masked_details(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [masked_details(v) for v in value]
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, float) and not (value.is_integer() and abs(value) >= 1e12):
-        return value  # a measurement, not a card number (an integral float of 13+ digits is checked below)
     if isinstance(value, int | float):
-        text = str(int(value))
-        return value if mask_pans(text) == text else mask_pans(text)
+        masked = mask_number(value)
+        return value if masked is None else masked
     return mask_pans(value if isinstance(value, str) else str(value))
 
 
@@ -78,7 +77,8 @@ class Alert:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}")
-        # A failure message can quote a data row; never let a card number through.
+        # A failure message can quote a data row, a subject name a file; never let a card number through.
+        object.__setattr__(self, "subject", mask_pans(self.subject))
         object.__setattr__(self, "message", mask_pans(self.message))
         object.__setattr__(self, "details", masked_details(self.details))
 

@@ -1,14 +1,15 @@
 """Data contracts: one factory turns a pandera `DataFrameModel` into a blocking asset check.
 
 The contract for a table is written once (a `DataFrameModel` beside the asset) and enforced in one
-place: `contract_check(asset, model, table)` reads the table from DuckDB - only the partition(s) being
-materialised when the asset is partitioned - validates it lazily (every failure collected, not just
-the first) and summarises the failures in the check's metadata. Failure samples go through `mask_pans`
-so a contract failure can never print a card number.
+place: `contract_check(asset, model, table)` evaluates it where the data is, in DuckDB
+(lib/contract_sql.py compiles the model to SQL) - only the partition(s) being materialised when the
+asset is partitioned - collecting every failure, not just the first, and summarises the failures in
+the check's metadata. Failure samples go through `mask_pans` so a contract failure can never print a
+card number. `contract_result` is the same verdict for a step that checks several things of a table at
+once (lib/table_checks.py).
 
-Also here: `pan_leak_check`, the scan every raw and cleaned table gets (no 13-19 digit Luhn-valid run
-in any text column), and `per_partition`, which every partitioned check's result goes through so a
-single-run backfill records its verdict for each day it covered.
+Also here: `per_partition`, which every partitioned check's result goes through so a single-run
+backfill records its verdict for each day it covered. The PAN-leak scan is `fraud_assets.lib.pan_leaks`.
 """
 
 import functools
@@ -17,7 +18,6 @@ from collections.abc import Sequence
 import dagster as dg
 import duckdb
 import pandas as pd
-import pandera.errors
 import pandera.pandas as pa
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,  # no public export; needed to pin the evaluated day
@@ -25,16 +25,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster._core.events import DagsterEventType
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.lib.pan import contains_pan, mask_pans
+from fraud_assets.lib.contract_sql import SAMPLE_CHARS, Contract, ContractReport, compile_contract, evaluate
+from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.warehouse import table_exists
-
-MAX_FAILURE_SAMPLES = 20
-VALIDATE_KEYS_PER_BATCH = 16
-# Text columns that hold hex digests, not free text: a 64-hex HMAC contains a Luhn-valid 13+ digit
-# run in roughly 1 token out of 200 by chance, which is not a card number.
-DIGEST_COLUMNS = frozenset({"card_token", "file_sha256"})
-# RE2 (DuckDB) pre-filter: at least 13 digits, optionally separated by single spaces/dashes.
-_PAN_PREFILTER = r"[0-9]([ -]?[0-9]){12}"
 
 
 def _asset_key(asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str]) -> dg.AssetKey:
@@ -85,7 +78,7 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
     """
     if context.has_partition_key or not context.has_partition_key_range:
         return result
-    spec = context.check_specs[0]
+    spec = _spec_of(context, result)
     keys = list(context.partition_keys)
     metadata = {**result.metadata, EVALUATED_OVER: partition_span(keys)}
     # The latest materialisation of every day of the range: two queries, not one per day.
@@ -124,6 +117,14 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
     return result
 
 
+def _spec_of(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckResult) -> dg.AssetCheckSpec:
+    """The spec a result is for: the check's own, or in a multi-check step the one it names."""
+    specs = list(context.check_specs)
+    if result.check_name is None:
+        return specs[0]
+    return next(s for s in specs if s.name == result.check_name and result.asset_key in (None, s.asset_key))
+
+
 def partitioned_asset_check(**kwargs):
     """`@dg.asset_check(**kwargs)` for a check partitioned like its asset, whose result also goes through
     `per_partition`: one place for that rule instead of a call at every return of every check."""
@@ -138,22 +139,12 @@ def partitioned_asset_check(**kwargs):
     return decorate
 
 
-def read_table(
-    conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None
-) -> pd.DataFrame:
-    filt = f" WHERE {where}" if where else ""
-    return conn.execute(f"SELECT * FROM {table}{filt}", params or []).df()
-
-
-def summarise_failures(failure_cases: pd.DataFrame, max_samples: int = MAX_FAILURE_SAMPLES) -> dict:
-    """Check metadata for a lazy validation failure: counts by (column, check) and masked samples."""
-    fc = failure_cases.copy()
-    fc["column"] = fc["column"].astype(str)
-    fc["check"] = fc["check"].astype(str)
-    by_check = fc.groupby(["column", "check"], dropna=False).size().rename("failures").reset_index()
-    samples = fc.head(max_samples)[["column", "check", "failure_case", "index"]].astype(str).map(mask_pans)
+def summarise_failures(report: ContractReport) -> dict:
+    """Check metadata for a failed contract: failure cases counted by (column, check), masked samples."""
+    by_check = pd.DataFrame(sorted(report.failures), columns=["column", "check", "failures"])
+    samples = report.samples.astype(str).map(lambda v: mask_pans(v)[:SAMPLE_CHARS])
     return {
-        "failure_count": dg.MetadataValue.int(len(fc)),
+        "failure_count": dg.MetadataValue.int(int(by_check["failures"].sum())),
         "failed_checks": dg.MetadataValue.int(len(by_check)),
         "failures_by_check": dg.MetadataValue.md(by_check.to_markdown(index=False)),
         "failure_samples": dg.MetadataValue.md(samples.to_markdown(index=False)),
@@ -161,17 +152,46 @@ def summarise_failures(failure_cases: pd.DataFrame, max_samples: int = MAX_FAILU
 
 
 def validate_frame(model: type[pa.DataFrameModel], df: pd.DataFrame) -> tuple[bool, dict]:
-    """Lazily validate `df`; (passed, metadata). Pure: usable from tests and notebooks."""
-    errors = _failure_cases(model, df)
-    return (True, {}) if errors is None else (False, summarise_failures(errors))
+    """Validate `df` with the engine's contract (an in-memory DuckDB); (passed, metadata). For tests and
+    notebooks: the same rules, names and counts as the blocking check."""
+    with duckdb.connect() as conn:
+        conn.register("frame", df)
+        conn.execute("CREATE TABLE validated AS SELECT * FROM frame")
+        report = evaluate(conn, compile_contract(model), "validated")
+    return (True, {}) if report.passed else (False, summarise_failures(report))
 
 
-def _failure_cases(model: type[pa.DataFrameModel], df: pd.DataFrame) -> pd.DataFrame | None:
-    try:
-        model.validate(df, lazy=True)
-    except pandera.errors.SchemaErrors as exc:
-        return exc.failure_cases
-    return None
+def contract_result(
+    conn: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    table: str,
+    where: str = "",
+    params: list[object] | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
+    """The contract's verdict on the rows of `table` matching `where`, with its metadata."""
+    if not table_exists(conn, table):
+        return dg.AssetCheckResult(
+            passed=False, severity=severity, metadata={"error": f"table {table} does not exist"}
+        )
+    report = evaluate(conn, contract, table, where, params or [])
+    md = {} if report.passed else summarise_failures(report)
+    md["rows_validated"] = dg.MetadataValue.int(report.rows)
+    return dg.AssetCheckResult(passed=report.passed, severity=severity, metadata=md)
+
+
+def contract_description(model: type[pa.DataFrameModel], table: str) -> str:
+    doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+    return (
+        f"Data contract for `{table}` (pandera `{model.__name__}`: column names, types, nullability, "
+        f"uniqueness, allowed values). {doc} Evaluated in DuckDB on what was materialised (the run's "
+        "partitions of a partitioned table); failures are counted by check and sampled (masked) in "
+        "metadata. Blocking: downstream assets do not run on data that breaks its contract."
+    )
+
+
+def contract_name(model: type[pa.DataFrameModel]) -> str:
+    return f"{model.__name__.removesuffix('Model').lower()}_contract"
 
 
 def contract_check(
@@ -186,124 +206,28 @@ def contract_check(
     blocking: bool = True,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> dg.AssetChecksDefinition:
-    """A blocking asset check that validates `table` (DuckDB) against the pandera `model`.
+    """A blocking asset check that validates `table` (DuckDB) against the pandera `model`, in DuckDB.
 
     For a partitioned asset the check shares its partitions definition and validates exactly the
-    partition(s) of the run (a single-run backfill validates its whole range). The table missing is a
-    failure, not an error: the contract says the table exists.
+    partition(s) of the run (a single-run backfill validates its whole range in one pass). The table
+    missing is a failure, not an error: the contract says the table exists. The model is compiled when
+    the check is declared: a rule without SQL translation fails the definitions, not a run.
     """
     key = _asset_key(asset)
     pdef = _partitions_def(asset, partitions_def)
-    check_name = name or f"{model.__name__.removesuffix('Model').lower()}_contract"
-    doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-    desc = description or (
-        f"Data contract for `{table}` (pandera `{model.__name__}`: column names, types, nullability, "
-        f"allowed values). {doc} Validated lazily on the materialised "
-        f"{'partition' if pdef else 'table'}; failures are counted by check and sampled (masked) in "
-        "metadata. Blocking: downstream assets do not run on data that breaks its contract."
-    )
+    contract = compile_contract(model)
 
     @(partitioned_asset_check if pdef is not None else dg.asset_check)(
         asset=key,
-        name=check_name,
-        description=desc,
+        name=name or contract_name(model),
+        description=description or contract_description(model, table),
         blocking=blocking,
         partitions_def=pdef,
         pool="duckdb",
     )
     def _contract(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        keys = list(context.partition_keys) if pdef is not None else [None]
-        failures: list[pd.DataFrame] = []
-        rows = 0
+        where, params = partition_filter(context, partition_column) if pdef is not None else ("", [])
         with duckdb.get_connection() as conn:
-            if not table_exists(conn, table):
-                return dg.AssetCheckResult(
-                    passed=False, severity=severity, metadata={"error": f"table {table} does not exist"}
-                )
-            # A single-run backfill validates its range a few dates at a time: bounded memory.
-            for start in range(0, len(keys), VALIDATE_KEYS_PER_BATCH):
-                batch = keys[start : start + VALIDATE_KEYS_PER_BATCH]
-                if batch == [None]:
-                    df = read_table(conn, table)
-                else:
-                    where = f"CAST({partition_column} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
-                    df = read_table(conn, table, where, [batch])
-                rows += len(df)
-                fc = _failure_cases(model, df)
-                if fc is not None:
-                    failures.append(fc)
-        md = summarise_failures(pd.concat(failures, ignore_index=True)) if failures else {}
-        md["rows_validated"] = dg.MetadataValue.int(rows)
-        return dg.AssetCheckResult(passed=not failures, severity=severity, metadata=md)
+            return contract_result(conn, contract, table, where, params, severity)
 
     return _contract
-
-
-def find_pan_leaks(
-    conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None
-) -> dict[str, int]:
-    """Rows per text column holding a Luhn-valid 13-19 digit run (the PAN shape). {} when clean.
-
-    DuckDB pre-filters candidate values with a regex; only those distinct values reach Python's Luhn
-    test, so the scan stays cheap on millions of rows.
-    """
-    cols = [
-        r[0]
-        for r in conn.execute(f"DESCRIBE {table}").fetchall()
-        if str(r[1]).upper().startswith("VARCHAR") and r[0] not in DIGEST_COLUMNS
-    ]
-    filt = f"({where}) AND " if where else ""
-    leaks: dict[str, int] = {}
-    for col in cols:
-        rows = conn.execute(
-            f'SELECT "{col}", count(*) FROM {table} WHERE {filt} regexp_matches("{col}", ?) GROUP BY 1',
-            [*(params or []), _PAN_PREFILTER],
-        ).fetchall()
-        n = sum(c for v, c in rows if v is not None and contains_pan(v))
-        if n:
-            leaks[col] = n
-    return leaks
-
-
-def pan_leak_check(
-    asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
-    table: str,
-    *,
-    partitions_def: dg.PartitionsDefinition | None = None,
-    partition_column: str = "business_date",
-    blocking: bool = True,
-    name: str = "no_clear_pan",
-) -> dg.AssetChecksDefinition:
-    """Blocking check: no text column of `table` holds a Luhn-valid 13-19 digit sequence. `name` lets
-    an asset that writes a second table carry one scan per table."""
-    key = _asset_key(asset)
-    pdef = _partitions_def(asset, partitions_def)
-
-    @(partitioned_asset_check if pdef is not None else dg.asset_check)(
-        asset=key,
-        name=name,
-        description=(
-            f"PAN-leak scan of `{table}`: no VARCHAR column (hex digests `card_token`/`file_sha256` "
-            "excepted) contains a 13-19 digit Luhn-valid sequence, with or without spaces/dashes. "
-            "Metadata gives the number of offending rows per column, never the values. Blocking: a "
-            "leaked card number must not flow downstream."
-        ),
-        blocking=blocking,
-        partitions_def=pdef,
-        pool="duckdb",
-    )
-    def _no_clear_pan(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        where, params = partition_filter(context, partition_column) if pdef else ("", [])
-        with duckdb.get_connection() as conn:
-            if not table_exists(conn, table):
-                return dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
-            leaks = find_pan_leaks(conn, table, where, params)
-        return dg.AssetCheckResult(
-            passed=not leaks,
-            metadata={
-                "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
-                "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
-            },
-        )
-
-    return _no_clear_pan

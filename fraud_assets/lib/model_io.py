@@ -7,6 +7,10 @@ deserialised:
 - an artifact outside the model store (path traversal through a registry row);
 - an artifact that contains a type not in `TRUSTED_TYPES`, the list pinned here in code (a new model
   family adds its types here, in review, never at load time).
+The registry (lib/registry.py) signs the recorded SHA-256, so the recorded hash itself can be trusted.
+
+`canonical_model_hash` identifies a fitted model by content: two fits that learned the same parameters
+get the same canonical hash even though their skops files differ byte for byte (see its docstring).
 """
 
 from __future__ import annotations
@@ -105,6 +109,41 @@ def untrusted_types(data: bytes) -> list[str]:
     ours = artifact_types(data) - set(TRUSTED_TYPES)
     theirs = set(_skops().get_untrusted_types(data=data)) - set(TRUSTED_TYPES)
     return sorted(ours | theirs)
+
+
+def canonical_model_hash(data: bytes) -> str:
+    """SHA-256 of what a skops artifact says about the model, not of how the file was written.
+
+    Two dumps of identically fitted models differ byte for byte: skops names each array file after the
+    Python `id()` of the array (a memory address), records those ids as `__id__` in schema.json, and the
+    zip stores write times. Here every array file name is replaced by the SHA-256 of its content and
+    every `__id__` by its order of first appearance (a walk in sorted-key order), so only the fitted
+    parameters and the structure remain."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            schema = json.loads(z.read("schema.json"))
+            contents = {n: hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist() if n != "schema.json"}
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ArtifactIntegrityError(f"not a skops artifact: {exc}") from exc
+    ids: dict[Any, int] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: ids.setdefault(node[k], len(ids)) if k == "__id__" else walk(node[k]) for k in sorted(node)
+            }
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str) and node in contents:
+            return f"sha256:{contents[node]}"
+        return node
+
+    return hashlib.sha256(json.dumps(walk(schema), sort_keys=True).encode()).hexdigest()
+
+
+def model_bytes(model: Any) -> bytes:
+    """The skops artifact of `model`, in memory (as save_model writes it)."""
+    return _skops().dumps(model, compression=8)
 
 
 def save_model(model: Any, store_root: Path, name: str) -> tuple[str, str]:

@@ -1,26 +1,66 @@
 """Card-number (PAN) handling. The clear PAN exists only inside ingestion, in memory.
 
 A PAN becomes `card_token` (keyed HMAC-SHA256 of the normalised PAN), `pan_bin` (first 6 digits)
-and `pan_last4`. `mask_pans` blanks any 13-19 digit Luhn-valid run in free text, so a malformed
-line or an offending value can be kept for investigators without keeping a card number.
+and `pan_last4`. `mask_pans` blanks every card number in free text, so a malformed line or an
+offending value can be kept for investigators without keeping a card number.
+
+What counts as a card number (the one definition; `fraud_assets.lib.pan_leaks` detects the same shape
+by another code path): a *digit group* is a run of decimal digits of any script (Unicode Nd) in which
+consecutive digits are at most 3 *light separators* apart - spaces of any width (Unicode Zs), tab,
+dashes (Pd) and the minus sign, `.`, `/`, and invisible format characters (Cf: soft hyphen, zero-width
+space...). Any 13-19 consecutive digits of a group (separators skipped) that start with 1-9 and pass
+Luhn are a PAN: a PAN followed by an expiry, or inside a longer digit run, is found. Line breaks, commas,
+colons and letters end a group. (No card number starts with 0, ISO/IEC 7812's industry digit; a run of
+zeros passes Luhn.)
 """
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import hmac
+import math
 import re
+import unicodedata
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-# 13-19 digits, optionally separated by single spaces or dashes (how PANs are keyed in by hand).
-PAN_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-_NON_DIGIT = re.compile(r"[ -]")
+PAN_MIN_DIGITS, PAN_MAX_DIGITS = 13, 19
+MAX_SEPARATORS = 3  # between two digits of one group ("4539  1488", "4539 - 1488")
+
+# Light separators, listed (a test pins them to this Python's Unicode categories Zs, Pd and Cf).
+_SPACES = "\u0020\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t"
+_DASHES = (
+    "\\-\u058a\u05be\u1400\u1806\u2010-\u2015\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u2e5d\u301c\u3030\u30a0"
+    "\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead\u2212"
+)
+_FORMAT = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+SEPARATOR_CLASS = f"[{_SPACES}{_DASHES}{_FORMAT}./]"
+# Python's `\d` on str is Unicode Nd.
+_GROUP = re.compile(rf"\d(?:{SEPARATOR_CLASS}{{0,{MAX_SEPARATORS}}}\d)*")
+_CANDIDATE = re.compile(rf"\d(?:{SEPARATOR_CLASS}{{0,{MAX_SEPARATORS}}}\d){{{PAN_MIN_DIGITS - 1}}}")
+# The same candidate test for RE2 engines (pyarrow, DuckDB): a group with at least 13 digits.
+PAN_PREFILTER_RE2 = (
+    r"\p{Nd}(?:[\p{Zs}\p{Pd}\p{Cf}\t./\x{2212}]{0,"
+    + str(MAX_SEPARATORS)
+    + r"}\p{Nd}){"
+    + str(PAN_MIN_DIGITS - 1)
+    + "}"
+)
+# Below this an integer cannot hold 13 digits.
+_MIN_PAN_NUMBER = 10 ** (PAN_MIN_DIGITS - 1)
 
 
 def luhn_valid(digits: str) -> bool:
-    if not digits.isdigit() or not 13 <= len(digits) <= 19:
+    if not digits.isdigit() or not PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS:
         return False
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -46,28 +86,160 @@ def luhn_check_digit(partial: str) -> str:
     return str((10 - total % 10) % 10)
 
 
-def normalise_pan(value: object) -> str | None:
-    """Digits only, or None when the value cannot be a PAN (wrong length, letters, bad Luhn)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    digits = _NON_DIGIT.sub("", str(value).strip())
-    return digits if luhn_valid(digits) else None
+def _ascii_digits(group: str) -> tuple[list[int], list[int]]:
+    """Digit values (any script) of a group and the position of each in the group."""
+    values, positions = [], []
+    for i, ch in enumerate(group):
+        d = unicodedata.decimal(ch, None)
+        if d is not None:
+            values.append(d)
+            positions.append(i)
+    return values, positions
+
+
+def _luhn_windows(values: list[int]) -> list[tuple[int, int]]:
+    """(start, end) of every 13-19 digit window of `values` that starts with 1-9 and passes Luhn."""
+    found = []
+    for end in range(PAN_MIN_DIGITS, len(values) + 1):
+        total = 0
+        for length, k in enumerate(range(end - 1, max(end - PAN_MAX_DIGITS, 0) - 1, -1), start=1):
+            d = values[k]
+            if length % 2 == 0:
+                d = d * 2 - 9 if d > 4 else d * 2
+            total += d
+            if length >= PAN_MIN_DIGITS and total % 10 == 0 and values[k]:
+                found.append((k, end))
+    return found
+
+
+def _clusters(windows: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
+    """Windows merged where they share a digit: (start, end, nested). `nested` when one window of the
+    cluster contains all the others: a card with shorter Luhn-valid runs inside it (a 16-digit PAN holds
+    one in about 60 %), which its own mask covers. Otherwise the windows chain and which digits are the
+    card is ambiguous."""
+    merged: list[list] = []
+    for start, end in sorted(windows, key=lambda w: (w[0], -w[1])):
+        if merged and start < merged[-1][1]:
+            last = merged[-1]
+            last[2] = last[2] and end <= last[1]
+            last[1] = max(last[1], end)
+        else:
+            merged.append([start, end, True])
+    return [(s, e, nested) for s, e, nested in merged]
+
+
+def _mask_group(group: str) -> str:
+    values, positions = _ascii_digits(group)
+    windows = _luhn_windows(values)
+    if not windows:
+        return group
+    chars = list(group)
+    for start, end, nested in _clusters(windows):
+        span = range(positions[start], positions[end - 1] + 1)
+        if nested:  # BIN + stars + last 4 of the outer window shows no more of any window inside it
+            digits = "".join(map(str, values[start:end]))
+            chars[span.start] = f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
+            for i in span[1:]:
+                chars[i] = ""
+        else:  # overlapping windows: which digits are the card is ambiguous, so none stays readable
+            for i in span:
+                if unicodedata.decimal(chars[i], None) is not None:
+                    chars[i] = "*"
+    return "".join(chars)
+
+
+def _mask_once(text: str) -> str:
+    return _GROUP.sub(lambda m: _mask_group(m.group(0)), text)
 
 
 def mask_pans(text: str) -> str:
-    """Replace every Luhn-valid 13-19 digit run (spaces/dashes allowed) by BIN + stars + last 4."""
-
-    def _mask(m: re.Match[str]) -> str:
-        digits = _NON_DIGIT.sub("", m.group(0))
-        if not luhn_valid(digits):
-            return m.group(0)
-        return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
-
-    return PAN_CANDIDATE.sub(_mask, text)
+    """`text` with every PAN (module docstring) masked: BIN + stars + last 4 for a card on its own, every
+    digit starred where Luhn-valid windows overlap. Masking repeats until nothing PAN-shaped is left, so
+    the digits a mask keeps can never form a card number with their neighbours."""
+    if _CANDIDATE.search(text) is None:
+        return text
+    while True:
+        masked = _mask_once(text)
+        if masked == text:
+            return text
+        text = masked
 
 
 def contains_pan(text: str) -> bool:
-    return any(luhn_valid(_NON_DIGIT.sub("", m.group(0))) for m in PAN_CANDIDATE.finditer(text))
+    """True when `mask_pans` would change `text`."""
+    if _CANDIDATE.search(text) is None:
+        return False
+    return any(_luhn_windows(_ascii_digits(m.group(0))[0]) for m in _GROUP.finditer(text))
+
+
+def integral_digits(value: object) -> str | None:
+    """The integral part of a number as digits, None when it is not a number or too small to hold a
+    PAN. A number's fraction is a measurement (a PSI of 0.4539148803436467 is not a card), its integral
+    part can be one (a card number in an int64 or float64 column)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | decimal.Decimal | np.number):
+        return None
+    if isinstance(value, float | np.floating | decimal.Decimal) and not math.isfinite(value):
+        return None
+    whole = abs(int(value))
+    return str(whole) if whole >= _MIN_PAN_NUMBER else None
+
+
+def mask_number(value: object) -> str | None:
+    """The masked integral part of a number holding a PAN; None when the number is not one (keep it)."""
+    digits = integral_digits(value)
+    if digits is None or not contains_pan(digits):
+        return None
+    return mask_pans(digits)
+
+
+def mask_value(value: object) -> object:
+    """A cell of producer data made safe to show: numbers by their integral part, anything else as text."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return value
+    if isinstance(value, int | float | decimal.Decimal | np.number | np.bool_):
+        masked = mask_number(value)
+        return value if masked is None else masked
+    return mask_pans(value if isinstance(value, str) else str(value))
+
+
+def mask_texts(values: Iterable[object]) -> list[object]:
+    """`mask_pans` over many values: a vectorised RE2 pre-filter finds the few candidates, only those go
+    through Python. None stays None; non-text values are masked as text."""
+    items = list(values)
+    texts = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in items]
+    if not texts:
+        return []
+    hits = pc.fill_null(pc.match_substring_regex(pa.array(texts, type=pa.string()), PAN_PREFILTER_RE2), False)
+    out: list[object] = list(items)
+    for i in np.flatnonzero(hits.to_numpy(zero_copy_only=False)):
+        out[i] = mask_pans(texts[i])
+    return out
+
+
+def normalise_pan(value: object) -> str | None:
+    """ASCII digits, or None when the value cannot be a PAN (wrong length, letters, leading 0, bad Luhn).
+
+    Light separators are dropped and digits of any script read as their value; an integral number (a
+    PAN column typed int64 or float64 by a producer) is read as its digits."""
+    if value is None or value is pd.NA or isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | float | decimal.Decimal | np.number):
+        if isinstance(value, float | np.floating | decimal.Decimal) and (
+            not math.isfinite(value) or value != int(value)
+        ):
+            return None
+        digits = str(abs(int(value)))
+    else:
+        values, _ = _ascii_digits(str(value).strip())
+        digits = "".join(map(str, values))
+        rest = re.sub(SEPARATOR_CLASS, "", re.sub(r"\d", "", str(value).strip()))
+        if rest:
+            return None
+    return digits if luhn_valid(digits) and digits[0] != "0" else None
+
+
+# What the key fingerprint is a keyed hash of: a constant, so it identifies a key without revealing it.
+_FINGERPRINT_MESSAGE = b"fraud_assets/pan-key-fingerprint/v1"
 
 
 class Tokenizer:
@@ -78,15 +250,20 @@ class Tokenizer:
         if not key or len(key) < 16:
             raise ValueError(
                 "FRAUD_PAN_KEY must be set to a secret of at least 16 characters "
-                "(make run generates a local demo key into $FRAUD_DATA_DIR/.pan_key)."
+                "(scripts/with-env generates a local demo key outside $FRAUD_DATA_DIR: docs/runbooks.md)."
             )
         self._key = key.encode()
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the key (HMAC of a constant), never reveals it: recorded beside the tokens it made."""
+        return hmac.new(self._key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:32]
 
     def token(self, normalised_pan: str) -> str:
         return hmac.new(self._key, normalised_pan.encode(), hashlib.sha256).hexdigest()
 
     def tokenise_series(self, pans: pd.Series) -> pd.DataFrame:
-        """card_token, pan_bin, pan_last4, pan_valid for a column of raw PAN strings.
+        """card_token, pan_bin, pan_last4, pan_valid for a column of raw PAN values (text or numbers).
 
         Tokenises each distinct value once: a day has millions of rows but few distinct cards.
         Invalid PANs get no token (None) and pan_valid False; their digits are never returned.

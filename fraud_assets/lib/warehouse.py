@@ -15,12 +15,16 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # The standard `dagster/*` table metadata keys; 1.13 does not re-export the class at top level.
 from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
 
-from fraud_assets.lib.pan import mask_pans
+from fraud_assets.lib.pan import mask_value
+from fraud_assets.lib.provenance import is_producer_column
 
 PREVIEW_ROWS = 5
 
@@ -30,8 +34,15 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection, table: str) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
 
-def _as_relation_sql(conn: duckdb.DuckDBPyConnection, source: str | pd.DataFrame, name: str) -> str:
-    if isinstance(source, pd.DataFrame):
+def sql_string(value: object) -> str:
+    """`value` as an SQL string literal: a path or key holding a quote stays one literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _as_relation_sql(
+    conn: duckdb.DuckDBPyConnection, source: str | pd.DataFrame | pa.Table, name: str
+) -> str:
+    if isinstance(source, pd.DataFrame | pa.Table):
         conn.register(name, source)
         return f"SELECT * FROM {name}"
     return source
@@ -66,7 +77,7 @@ def _export(
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / name
     tmp = target_dir / f".{name}.tmp"
-    conn.execute(f"COPY (SELECT * FROM {table} {where}) TO '{tmp}' (FORMAT parquet)", params or [])
+    conn.execute(f"COPY (SELECT * FROM {table} {where}) TO {sql_string(tmp)} (FORMAT parquet)", params or [])
     os.replace(tmp, target)
 
 
@@ -75,7 +86,7 @@ def _key_filter(conn: duckdb.DuckDBPyConnection, table: str, column: str, keys: 
     typed constant list lets DuckDB skip row groups by their min/max (zone maps) and compares without
     casting every row. Keys are quoted as SQL string literals, so they cannot inject SQL."""
     col_type = next(r[1] for r in conn.execute(f"DESCRIBE {table}").fetchall() if r[0] == column)
-    literals = ", ".join("CAST('" + str(k).replace("'", "''") + f"' AS {col_type})" for k in keys)
+    literals = ", ".join(f"CAST({sql_string(k)} AS {col_type})" for k in keys)
     return f"{column} IN ({literals})"
 
 
@@ -100,7 +111,7 @@ def _export_partitions(
         # as given and the partition column keeps its type inside each file, as before.
         conn.execute(
             f"COPY (SELECT *, CAST({partition_column} AS VARCHAR) AS _fraud_assets_key FROM {table} "
-            f"WHERE {_key_filter(conn, table, partition_column, keys)}) TO '{staging}' "
+            f"WHERE {_key_filter(conn, table, partition_column, keys)}) TO {sql_string(staging)} "
             "(FORMAT parquet, PARTITION_BY (_fraud_assets_key), FILENAME_PATTERN 'data')"
         )
         for key in keys:
@@ -109,8 +120,61 @@ def _export_partitions(
             target_dir.mkdir(parents=True, exist_ok=True)
             if produced:
                 os.replace(produced[0], target_dir / "data.parquet")
-            else:
+            else:  # one empty file with the schema, copied for every key without rows
+                empty = staging / "empty.parquet"
+                if not empty.exists():
+                    conn.execute(
+                        f"COPY (SELECT * FROM {table} LIMIT 0) TO {sql_string(empty)} (FORMAT parquet)"
+                    )
+                tmp = target_dir / ".data.parquet.tmp"
+                shutil.copyfile(empty, tmp)
+                os.replace(tmp, target_dir / "data.parquet")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_arrow_partitions(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: pa.Table,
+    partition_column: str,
+    partition_keys: Sequence[str],
+) -> None:
+    """The same files as `_export_partitions`, written with pyarrow from rows the caller already holds
+    (typed as the table, grouped by the partition column): no second scan of the table, and a fraction of
+    DuckDB's per-file cost (a partitioned COPY spends ~20 ms on each of a backfill's hundreds of files).
+    Dictionary encoding only for text columns; no Arrow schema stored, so readers see the table's types."""
+    import pyarrow.parquet as pq  # imported on use: only Arrow sources export through it
+
+    root = export_root(conn)
+    if root is None or not partition_keys:
+        return
+    n = len(rows)
+    column = rows.column(partition_column)
+    if n > 1 and not pc.all(pc.less_equal(column.slice(0, n - 1), column.slice(1))).as_py():
+        rows = rows.take(pc.sort_indices(column))
+        column = rows.column(partition_column)
+    changes = pc.not_equal(column.slice(1), column.slice(0, n - 1)).to_numpy() if n > 1 else []
+    starts = [0, *(np.flatnonzero(changes) + 1)] if n else []
+    runs = {
+        str(column[int(a)].as_py()): (int(a), int(b)) for a, b in zip(starts, [*starts[1:], n], strict=True)
+    }
+    text = [f.name for f in rows.schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
+    schema, tbl = table.split(".")
+    table_dir = root / schema / tbl
+    staging = table_dir / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        for key in dict.fromkeys(str(k) for k in partition_keys):
+            target_dir = table_dir / f"{partition_column}={key}"
+            target_dir.mkdir(parents=True, exist_ok=True)
+            if key not in runs:
                 _export(conn, table, "LIMIT 0", subdir=f"{partition_column}={key}")
+                continue
+            first, end = runs[key]
+            produced = staging / f"{key}.parquet"
+            pq.write_table(rows.slice(first, end - first), produced, use_dictionary=text, store_schema=False)
+            os.replace(produced, target_dir / "data.parquet")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -118,29 +182,51 @@ def _export_partitions(
 def replace_partition(
     conn: duckdb.DuckDBPyConnection,
     table: str,
-    source: str | pd.DataFrame,
+    source: str | pd.DataFrame | pa.Table,
     partition_column: str,
     partition_keys: Sequence[str],
 ) -> int:
-    """Atomically replace the rows of `partition_keys` in `table` with `source` (SQL or DataFrame).
+    """Atomically replace the rows of `partition_keys` in `table` with `source` (SQL, DataFrame or Arrow
+    table; an Arrow table typed as the table is also the source of the Parquet exports).
 
     Creates the table from the source's shape on first write. Returns the number of rows written.
     """
-    ensure_schema(conn, table)
-    select_sql = _as_relation_sql(conn, source, "_fraud_assets_partition_source")
+    return replace_partitions(conn, {table: source}, partition_column, partition_keys)[table]
+
+
+def replace_partitions(
+    conn: duckdb.DuckDBPyConnection,
+    sources: Mapping[str, str | pd.DataFrame | pa.Table],
+    partition_column: str,
+    partition_keys: Sequence[str],
+) -> dict[str, int]:
+    """`replace_partition` for several tables in ONE transaction: tables that describe the same rows
+    (cleaned transactions, their quarantine and reconciliation) are never seen, or left by a crash,
+    out of step. Returns the rows written per table."""
+    selects = {}
+    for i, (table, source) in enumerate(sources.items()):
+        ensure_schema(conn, table)
+        selects[table] = _as_relation_sql(conn, source, f"_fraud_assets_partition_source_{i}")
+    written = {}
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
-        in_keys = _key_filter(conn, table, partition_column, partition_keys)
-        conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
-        conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
-        written = conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0]
+        for table, select_sql in selects.items():
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
+            in_keys = _key_filter(conn, table, partition_column, partition_keys)
+            conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
+            conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
+            count = conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0]
+            written[table] = int(count)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    _export_partitions(conn, table, partition_column, partition_keys)
-    return int(written)
+    for table, source in sources.items():
+        if isinstance(source, pa.Table):
+            _export_arrow_partitions(conn, table, source, partition_column, partition_keys)
+        else:
+            _export_partitions(conn, table, partition_column, partition_keys)
+    return written
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, source: str | pd.DataFrame) -> int:
@@ -179,9 +265,15 @@ def column_schema(
     )
 
 
-def masked_preview(df: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
-    """A markdown preview with every PAN-like digit run masked, whatever column it hides in."""
-    head = df.head(rows).astype(str).map(mask_pans)
+def masked_preview(df: pd.DataFrame, rows: int = PREVIEW_ROWS, table: str | None = None) -> dg.MetadataValue:
+    """A markdown preview in which every producer value that holds a card number is masked (text by
+    `mask_pans`, numbers by their integral part). Columns the platform computes (`lib/provenance.py`;
+    for `table`, or none when it is not given) are shown as they are."""
+    head = df.head(rows).astype(object)
+    for col in head.columns:
+        if is_producer_column(table, str(col)):
+            head[col] = [mask_value(v) for v in head[col]]
+    head = head.astype(str)
     return dg.MetadataValue.md(head.to_markdown(index=False) if len(head) else "_no rows_")
 
 
@@ -214,6 +306,6 @@ def table_metadata(
             storage_kind="duckdb",
         )
     )
-    md["preview"] = masked_preview(preview)
+    md["preview"] = masked_preview(preview, table=table)
     md.update(extra or {})
     return md

@@ -40,7 +40,7 @@ ORDER_STREAM = len(DEFECT_UNITS)  # positions of extra rows
 
 # Extra-row kinds, in the order their fresh ids are handed out.
 EXTRA_KINDS = (
-    "non_positive_amount",
+    "negative_amount",
     "missing_terminal_id",
     "unknown_terminal",
     "invalid_pan",
@@ -129,10 +129,9 @@ def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows, n_terminals:
         x["transaction_id"] = np.arange(next_id, next_id + k, dtype=np.int64)
         next_id += k
         details = [""] * k
-        if kind == "non_positive_amount":
-            zero = r.random(k) < 0.3
-            x["amount_minor"] = np.where(zero, 0, -np.maximum(x["amount_minor"], 1))
-            details = ["zero" if z else "negative" for z in zero]
+        if kind == "negative_amount":  # a zero amount is genuine (account verification), not a defect
+            x["amount_minor"] = -np.maximum(x["amount_minor"], 1)
+            details = ["negative"] * k
         elif kind == "missing_terminal_id":
             x["terminal_id"] = np.full(k, -1, dtype=np.int64)
         elif kind == "unknown_terminal":

@@ -9,6 +9,7 @@ import os
 import dagster as dg
 
 from fraud_assets.defs.automation.alerts import check_failure_alert_sensor, run_failure_alert_sensor
+from fraud_assets.defs.automation.dead_runs import dead_run_sensor
 from fraud_assets.defs.automation.lookback import feature_lookback_sensor
 from fraud_assets.defs.automation.policy import apply_policies, automation_sensor
 from fraud_assets.defs.automation.sensors import landing_sensor
@@ -32,6 +33,7 @@ defs = dg.Definitions(
         feature_lookback_sensor,
         run_failure_alert_sensor,
         check_failure_alert_sensor,
+        dead_run_sensor,
     ],
     schedules=[weekly_retrain],
     resources={"alert_sink": build_alert_sink()},

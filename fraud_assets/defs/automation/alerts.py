@@ -15,6 +15,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from fraud_assets.lib.alerting import Alert, AlertSink
 from fraud_assets.lib.contracts import EVALUATED_OVER
+from fraud_assets.lib.dead_runs import DEAD_RUN_TAG
 
 CHECK_SENSOR_BATCH = 100
 
@@ -31,24 +32,44 @@ def failed_only_on_blocking_checks(instance: dg.DagsterInstance, run_id: str) ->
     return bool(errors) and all(e is not None and e.cls_name == BLOCKING_CHECK_ERROR for e in errors)
 
 
+def step_failure_causes(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The innermost error of each failed step (`Class: message`), e.g. a registry integrity refusal."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    causes = []
+    for r in records:
+        error = r.event_log_entry.dagster_event.event_specific_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            causes.append(f"{error.cls_name}: {error.message.strip()}")
+    return causes
+
+
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
     description=(
         "Sends every failed run of this code location to the alert sink (ERROR) with its error, except "
         "runs that failed only because blocking checks failed: check_failure_alert_sensor reports those "
-        "once, with the check's reason (one alert per cause, not two)."
+        "once, with the check's reason (one alert per cause, not two); and runs whose worker died, which "
+        "dead_run_sensor (or make pipeline) failed and reported as dead_run."
     ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: AlertSink) -> None:
     run = context.dagster_run
+    if run.tags.get(DEAD_RUN_TAG) == run.run_id:
+        context.log.info(f"run {run.run_id}: its worker died; alerted as dead_run")
+        return
     if failed_only_on_blocking_checks(context.instance, run.run_id):
         context.log.info(
             f"run {run.run_id} stopped by blocking checks: reported by check_failure_alert_sensor"
         )
         return
     error = context.failure_event.message or "run failed"
+    causes = step_failure_causes(context.instance, run.run_id)
+    if causes:  # the run's message only names the failed steps; the first cause says what went wrong
+        error = f"{error} Cause: {causes[0]}"
     tags = {k: v for k, v in run.tags.items() if k.startswith(("fraud_assets/", "dagster/partition"))}
     alert_sink.send(
         [

@@ -5,6 +5,10 @@ A file is *new* when its path is unknown or its size/mtime changed; it then gets
 SHA-256 was already handled for the same source is a re-send: it is recorded and launches nothing (the raw
 layer registers it as `duplicate_file` on its next run). Run keys are built from content hashes, so even a
 lost cursor cannot launch the same content twice.
+
+File names are producer input and may carry a card number: the cursor, run tags and log lines hold a name
+only as `LandingFile.shown_path` (PANs masked). Two names that mask alike share a cursor entry; at worst
+they are hashed again on a later tick and recognised by content.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from fraud_assets.lib.landing import (  # re-exported: the sensors import them f
     SOURCES,
     is_ignored,
 )
+from fraud_assets.lib.pan import mask_pans
 
 __all__ = ["AUTHORIZATIONS", "CHARGEBACKS", "FEEDS", "REFERENCE_SOURCES", "SOURCES", "is_ignored"]
 
@@ -45,6 +50,15 @@ class LandingFile:
 
     def sha256(self, root: Path) -> str:
         return contract.sha256_file(root / self.rel_path)
+
+    @property
+    def shown_path(self) -> str:
+        """`rel_path` as the sensor may store or print it: card numbers masked."""
+        return mask_pans(self.rel_path)
+
+    @property
+    def shown_name(self) -> str:
+        return self.shown_path.rsplit("/", 1)[-1]
 
 
 def parse(root: Path, path: Path) -> LandingFile | None:
@@ -75,7 +89,7 @@ def scan(root: Path, sources: Iterable[str] = SOURCES) -> list[LandingFile]:
 
 @dataclass
 class LandingCursor:
-    """What a sensor has handled: path -> (size, mtime_ns, sha256)."""
+    """What a sensor has handled: shown path (PANs masked) -> (size, mtime_ns, sha256)."""
 
     files: dict[str, list]
 
@@ -86,13 +100,14 @@ class LandingCursor:
         data = json.loads(raw)
         if data.get("v") != CURSOR_VERSION:
             return cls(files={})
-        return cls(files=data["files"])
+        # Re-keyed through the mask: a cursor written before names were masked must not keep them.
+        return cls(files={mask_pans(k): v for k, v in data["files"].items()})
 
     def serialize(self) -> str:
         return json.dumps({"v": CURSOR_VERSION, "files": self.files}, sort_keys=True, separators=(",", ":"))
 
     def is_known(self, f: LandingFile) -> bool:
-        seen = self.files.get(f.rel_path)
+        seen = self.files.get(f.shown_path)
         return seen is not None and seen[0] == f.size and seen[1] == f.mtime_ns
 
     def seen_hashes(self, source: str) -> set[str]:
@@ -100,7 +115,7 @@ class LandingCursor:
         return {v[2] for k, v in self.files.items() if k.startswith(prefix)}
 
     def record(self, f: LandingFile, sha: str) -> None:
-        self.files[f.rel_path] = [f.size, f.mtime_ns, sha]
+        self.files[f.shown_path] = [f.size, f.mtime_ns, sha]
 
 
 @dataclass(frozen=True)

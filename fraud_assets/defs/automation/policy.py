@@ -48,22 +48,30 @@ SNAPSHOT_KEYS = frozenset(
 
 
 def _ready(ignore: dg.AssetSelection | None = None) -> AC:
-    """Inputs exist, nothing upstream or here is running, and upstream blocking checks passed."""
+    """Inputs exist, nothing upstream or here is running, and upstream blocking checks passed (`ignore`:
+    inputs not waited for)."""
     missing = AC.any_deps_missing()
     in_progress = AC.any_deps_in_progress()
+    checks = AC.all_deps_blocking_checks_passed()
     if ignore is not None:
-        missing, in_progress = missing.ignore(ignore), in_progress.ignore(ignore)
-    return ~missing & ~in_progress & ~AC.in_progress() & AC.all_deps_blocking_checks_passed()
+        missing, in_progress, checks = (
+            missing.ignore(ignore),
+            in_progress.ignore(ignore),
+            checks.ignore(ignore),
+        )
+    return ~missing & ~in_progress & ~AC.in_progress() & checks
 
 
-def fill_and_follow(ignore_updates_of: dg.AssetSelection | None = None) -> AC:
+def fill_and_follow(
+    ignore_updates_of: dg.AssetSelection | None = None, not_waiting_for: dg.AssetSelection | None = None
+) -> AC:
     """Build a missing partition once its inputs exist; rebuild when an input updates."""
     updated = AC.any_deps_updated()
     if ignore_updates_of is not None:
         updated = updated.ignore(ignore_updates_of)
     fill = (AC.missing() & ~AC.execution_failed()).with_label("missing_not_failed")
     follow = updated.since_last_handled().with_label("deps_updated_since_last_handled")
-    return ((fill | follow) & _ready()).with_label("fill_and_follow")
+    return ((fill | follow) & _ready(not_waiting_for)).with_label("fill_and_follow")
 
 
 def scoring_condition(ignore: dg.AssetSelection | None = None) -> AC:
@@ -84,15 +92,23 @@ def follow() -> AC:
 
 
 def condition_for(
-    spec: dg.AssetSpec, has_champion: bool, unpartitioned: dg.AssetSelection | None = None
+    spec: dg.AssetSpec,
+    has_champion: bool,
+    unpartitioned: dg.AssetSelection | None = None,
+    partitioned: dg.AssetSelection | None = None,
 ) -> AC | None:
     """A day's partition follows its own day's inputs only: new labels, a new merchants snapshot or new FX
     rates (unpartitioned inputs) do not rebuild every past day (features are point-in-time; a past day's
-    cleaning stays as it was - re-run a day by hand to apply late reference data)."""
+    cleaning stays as it was - re-run a day by hand to apply late reference data). A whole table built
+    from daily partitions (labels judged against the cleaned transactions) follows every day's update but
+    waits for none: one day missing, running or failing its checks must not hold it back for good."""
     layer = spec.group_name or spec.key.path[0]
     ignore = unpartitioned if spec.partitions_def is not None else None
     if layer in ("cleaned", "features"):
-        return fill_and_follow(ignore_updates_of=ignore)
+        waits_for_days = spec.partitions_def is not None
+        return fill_and_follow(
+            ignore_updates_of=ignore, not_waiting_for=None if waits_for_days else partitioned
+        )
     if layer == "scoring":
         return scoring_condition(ignore) if has_champion else fill_and_follow(ignore_updates_of=ignore)
     if layer == "monitoring":
@@ -121,9 +137,10 @@ def apply_policies(defs: dg.Definitions) -> dg.Definitions:
     ]
     has_champion = any(spec.key == g.CHAMPION for spec in specs)
     unpartitioned = dg.AssetSelection.assets(*[s.key for s in specs if s.partitions_def is None])
+    partitioned = dg.AssetSelection.assets(*[s.key for s in specs if s.partitions_def is not None])
 
     def _apply(spec: dg.AssetSpec) -> dg.AssetSpec:
-        condition = condition_for(spec, has_champion, unpartitioned)
+        condition = condition_for(spec, has_champion, unpartitioned, partitioned)
         return spec.replace_attributes(automation_condition=condition, freshness_policy=freshness_for(spec))
 
     return defs.map_asset_specs(func=_apply)

@@ -80,7 +80,7 @@ def _request(
     keys: list[dg.AssetKey], files: list[NewFile], partition: str | None, run_config: dict
 ) -> dg.RunRequest:
     kind, content = _kind(files), content_key(nf.sha256 for nf in files)
-    names = [nf.file.rel_path.rsplit("/", 1)[-1] for nf in files]
+    names = [nf.file.shown_name for nf in files]
     extra = len(names) - MAX_FILES_TAG
     tags = {
         TAG_TRIGGER: "landing",
@@ -107,7 +107,7 @@ def _skip_resends(context, cursor: LandingCursor, files: list[NewFile]) -> list[
     fresh = []
     for nf in files:
         if nf.resent:
-            context.log.info(f"{nf.file.rel_path}: identical content already handled; no run")
+            context.log.info(f"{nf.file.shown_path}: identical content already handled; no run")
             cursor.record(nf.file, nf.sha256)
         else:
             fresh.append(nf)

@@ -2,8 +2,10 @@
 
 `training_trigger_sensor` reads only the Dagster instance (materialisation metadata of the monitoring
 assets, partition counts, run records), never DuckDB. It requests the models chain up to the champion
-(training set -> candidates -> evaluation -> gate) with the reason in the run's tags; the new candidate then
-faces the champion/challenger gate like any other.
+(training set -> candidates -> evaluation -> gate -> approval request) with the reason in the run's tags; the
+new candidate faces the champion/challenger gate, and one that passes waits for a person's approval
+(model_approval job, docs/governance.md): retraining never changes the champion by itself, except the
+bootstrap, which auto-approves the first model when no champion was ever appointed.
 
 - bootstrap: `models/champion` was never materialised, at least `FRAUD_BOOTSTRAP_MIN_DAYS` (default 21)
   business days have features, labels exist, and no run at all is queued or running (so the first model
@@ -46,6 +48,18 @@ def _metadata_value(instance: dg.DagsterInstance, key: dg.AssetKey, name: str):
         return None, None
     value = records[0].asset_materialization.metadata.get(name)
     return (getattr(value, "value", value) if value is not None else None), records[0].storage_id
+
+
+def awaiting_approval(instance: dg.DagsterInstance) -> str | None:
+    """The version models/approval_request last put up for approval, unless a later models/champion
+    decision was about it (read from materialisation metadata, like everything this trigger reads)."""
+    pending, request_id = _metadata_value(instance, g.APPROVAL_REQUEST, "pending_version")
+    if not pending or pending == "none":
+        return None
+    decided, decision_id = _metadata_value(instance, g.CHAMPION, "decided_version")
+    if decision_id is not None and decision_id > request_id and decided == pending:
+        return None
+    return str(pending)
 
 
 def _training_request(keys, reason: str, detail: str, run_key: str, run_config=None) -> dg.RunRequest:
@@ -103,7 +117,8 @@ def training_reasons(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]
 @dg.sensor(
     name="training_trigger_sensor",
     description=(
-        "Requests the training chain (models/* up to models/champion) when there is no champion yet and "
+        "Requests the training chain (models/* up to models/champion; a passing challenger then waits for "
+        "approval) when there is no champion yet and "
         "enough labelled days exist (bootstrap), when feature/score drift reaches PSI 0.25, or when AP on "
         "matured labels falls below the floor. The reason is in the run tags "
         "(fraud_assets/retrain_reason, fraud_assets/retrain_detail). Reads only the Dagster instance."
@@ -127,14 +142,21 @@ def training_trigger_sensor(context: dg.SensorEvaluationContext):
     target=dg.AssetSelection.groups(g.TRAINING_GROUP),
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=(
-        "Retrains every Monday 03:00 UTC whatever the monitors say: fresh labels have matured over the "
-        "week, and the candidate still has to beat the champion at the gate."
+        "Retrains every Monday 03:00 UTC whatever the monitors say (fresh labels have matured over the "
+        "week), except while a challenger awaits approval; the candidate still has to beat the champion "
+        "at the gate, then wait for approval."
     ),
 )
 def weekly_retrain(context: dg.ScheduleEvaluationContext):
     keys = g.training_keys(context.repository_def.asset_graph)
     if not keys:
         return dg.SkipReason("no models/champion asset in this code location")
+    # A weekly retrain would supersede the challenger awaiting approval every week, before any of its
+    # shadow days has matured labels (7 days): the approver would never see live evidence. Drift and
+    # decay still retrain: the data changed, the evidence with it.
+    waiting = awaiting_approval(context.instance)
+    if waiting:
+        return dg.SkipReason(f"{waiting} awaits approval (model_approval job): no weekly retrain meanwhile")
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return _training_request(
         keys, "weekly", f"weekly retrain {stamp}", f"weekly:{stamp}", in_process_config(context)

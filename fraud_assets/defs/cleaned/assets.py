@@ -1,9 +1,9 @@
 """Cleaned assets: typed, deduplicated, reversals applied, UTC, EUR; reference tables; labels.
 
-Reference tables keep the latest snapshot / latest landed version per key (SQL constants below).
-Transactions, quarantine and the per-date reconciliation are produced by one step per set of
-business dates (a backfill is one run, written in chunks of dates); each table's partition write is
-one transaction (`replace_partition`).
+Reference tables keep the latest snapshot / latest landed version per key (SQL in reference.py).
+Transactions, quarantine and the per-date reconciliation are produced by one step per set of business
+dates (a backfill is one run, cleaned in chunks of dates by the SQL of clean_transactions.sql); each
+chunk's three partition writes are one transaction (`replace_partitions`).
 """
 
 from collections.abc import Sequence
@@ -12,127 +12,43 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.defs.cleaned import schemas
+from fraud_assets.defs.cleaned import schemas, transform
+from fraud_assets.defs.cleaned.reference import (
+    CARDS_SQL,
+    CHARGEBACK_QUARANTINE_SQL,
+    FX_QUARANTINE_SQL,
+    FX_SQL,
+    LABELS_SQL,
+    REFERENCE_REASONS,
+    TERMINALS_SQL,
+)
 from fraud_assets.defs.cleaned.transform import (
     QUARANTINE_COLUMNS,
     RECONCILIATION_COLUMNS,
     TRANSACTION_COLUMNS,
-    _masked,
-    clean_authorizations,
+    typed_select,
 )
 from fraud_assets.defs.raw import assets as raw
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.partitions import business_date_partitions
-from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
+from fraud_assets.lib.warehouse import (
+    ensure_schema,
+    replace_partition,
+    replace_partitions,
+    replace_table,
+    table_exists,
+    table_metadata,
+)
+
+__all__ = ["CARDS_SQL", "FX_SQL", "LABELS_SQL", "REFERENCE_REASONS", "TERMINALS_SQL"]  # read by bench/
 
 OWNERS = ["team:fraud-data-science"]
 GROUP = "cleaned"
 CHUNK_DAYS = 31
 PARTITION_FILTER = "CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
 
-# Latest snapshot wins: a terminal's attributes come from the newest merchants file that lists it.
-TERMINALS_SQL = """
-SELECT terminal_id, merchant_id, CAST(mcc AS VARCHAR) AS mcc, country, upper(currency) AS currency,
-       timezone, x, y
-FROM raw.merchants
-WHERE terminal_id IS NOT NULL AND timezone IS NOT NULL
-QUALIFY row_number() OVER (
-    PARTITION BY terminal_id ORDER BY business_date DESC, landing_date DESC, source_file DESC, row_number
-) = 1
-ORDER BY terminal_id
-"""
-# One card per customer (contract); a card token appears once, from its newest snapshot.
-CARDS_SQL = """
-SELECT card_token, pan_bin, pan_last4, customer_id, home_x, home_y, home_country
-FROM raw.cardholders
-WHERE card_token IS NOT NULL AND customer_id IS NOT NULL
-QUALIFY row_number() OVER (
-    PARTITION BY card_token ORDER BY business_date DESC, landing_date DESC, source_file DESC, row_number
-) = 1
-ORDER BY customer_id
-"""
-# Reference rows (chargebacks, FX) are never dropped silently: each raw row is kept, quarantined in
-# cleaned.reference_quarantine with the FIRST reason that applies, or counted as a duplicate (another
-# row of the same key was kept). The `*_JUDGED` views give every raw row its verdict; the table SQL
-# below selects from them, so kept and quarantined rows cannot disagree.
-FX_JUDGED = """
-WITH typed AS (
-    SELECT *, TRY_CAST(trim(rate_date) AS DATE) AS _rate_date, upper(trim(quote_currency)) AS _ccy,
-           TRY_CAST(CASE WHEN regexp_full_match(trim(rate), '-?[0-9]+([.,][0-9]+)?')
-                         THEN replace(trim(rate), ',', '.') END AS DOUBLE) AS _rate
-    FROM raw.fx_rates
-)
-SELECT *, CASE
-        WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
-        WHEN _rate_date IS NULL THEN 'invalid_rate_date'
-        WHEN coalesce(nullif(upper(trim(base_currency)), ''), 'EUR') <> 'EUR' THEN 'unknown_base_currency'
-        WHEN NOT coalesce(regexp_full_match(_ccy, '[A-Z]{3}'), false) THEN 'invalid_currency'
-        WHEN _rate IS NULL THEN 'invalid_rate'
-        WHEN _rate <= 0 THEN 'non_positive_rate'
-    END AS _reason
-FROM typed
-"""
-FX_OFFENDING = {
-    "malformed_line": ("raw_line", "raw_line_masked"),
-    "invalid_rate_date": ("rate_date", "rate_date"),
-    "unknown_base_currency": ("base_currency", "base_currency"),
-    "invalid_currency": ("quote_currency", "quote_currency"),
-    "invalid_rate": ("rate", "rate"),
-    "non_positive_rate": ("rate", "rate"),
-}
-CHARGEBACK_JUDGED = """
-WITH typed AS (
-    SELECT *,
-           TRY_CAST(CASE WHEN regexp_full_match(trim(transaction_id), '[0-9]{1,18}')
-                         THEN trim(transaction_id) END AS BIGINT) AS _transaction_id,
-           CAST(TRY_STRPTIME(trim(tx_datetime), '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) AS _tx_datetime,
-           CAST(TRY_STRPTIME(trim(reported_at), '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) AS _reported_at
-    FROM raw.chargebacks
-)
-SELECT *, CASE
-        WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
-        WHEN _transaction_id IS NULL THEN 'invalid_transaction_id'
-        WHEN _reported_at IS NULL THEN 'invalid_reported_at'
-        WHEN nullif(trim(tx_datetime), '') IS NOT NULL AND _tx_datetime IS NULL THEN 'invalid_tx_datetime'
-        -- reported after the file reached us: the clock or the row is wrong
-        WHEN _reported_at > ingested_at OR _reported_at >= landing_date + INTERVAL 1 DAY
-            THEN 'future_timestamp'
-        WHEN _reported_at < _tx_datetime THEN 'reported_before_transaction'
-    END AS _reason
-FROM typed
-"""
-CHARGEBACK_OFFENDING = {
-    "malformed_line": ("raw_line", "raw_line_masked"),
-    "invalid_transaction_id": ("transaction_id", "transaction_id"),
-    "invalid_reported_at": ("reported_at", "reported_at"),
-    "invalid_tx_datetime": ("tx_datetime", "tx_datetime"),
-    "future_timestamp": ("reported_at", "reported_at"),
-    "reported_before_transaction": ("reported_at", "reported_at"),
-}
-REFERENCE_REASONS = tuple(dict.fromkeys([*CHARGEBACK_OFFENDING, *FX_OFFENDING]))
-
-# A corrected rate (later landed file) replaces an earlier one for the same day and currency; the
-# replaced rows count as duplicates.
-FX_SQL = f"""
-WITH judged AS ({FX_JUDGED})
-SELECT _rate_date AS rate_date, _ccy AS quote_currency, _rate AS rate FROM judged
-WHERE _reason IS NULL
-QUALIFY row_number() OVER (
-    PARTITION BY _rate_date, _ccy ORDER BY landing_date DESC, source_file DESC, row_number DESC
-) = 1
-ORDER BY rate_date, quote_currency
-"""
-# Earliest report per transaction: a fraud is known from the first chargeback that names it; later
-# reports of the same transaction count as duplicates.
-LABELS_SQL = f"""
-WITH judged AS ({CHARGEBACK_JUDGED})
-SELECT _transaction_id AS transaction_id, card_token, _tx_datetime AS tx_datetime,
-       _reported_at AS reported_at, trim(chargeback_id) AS chargeback_id, trim(reason_code) AS reason_code
-FROM judged
-WHERE _reason IS NULL
-QUALIFY row_number() OVER (PARTITION BY _transaction_id ORDER BY _reported_at, chargeback_id) = 1
-ORDER BY transaction_id
-"""
+TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
 REF_QUAR = "cleaned.reference_quarantine"
 # Definition-time column schemas of the reference tables (their pandera contracts).
 REFERENCE_MODELS = {
@@ -143,42 +59,16 @@ REFERENCE_MODELS = {
 }
 
 
-def quarantine_sql(source: str, judged: str, offending: dict[str, tuple[str, str]], id_column: str) -> str:
-    """The rejected rows of `judged` in cleaned.quarantine's columns; offending_value still clear
-    (masked in Python before it is written)."""
-    col = " ".join(f"WHEN '{r}' THEN '{c}'" for r, (c, _) in offending.items())
-    val = " ".join(f"WHEN '{r}' THEN CAST({v} AS VARCHAR)" for r, (_, v) in offending.items())
-    return f"""
-WITH judged AS ({judged})
-SELECT business_date, '{source}' AS source, feed, source_file, row_number, {id_column} AS transaction_id,
-       _reason AS reason, CASE _reason {col} END AS offending_column,
-       CASE _reason {val} END AS offending_value, ingested_at AS quarantined_at
-FROM judged WHERE _reason IS NOT NULL
-ORDER BY source_file, row_number
-"""
-
-
-CHARGEBACK_QUARANTINE_SQL = quarantine_sql(
-    "chargebacks", CHARGEBACK_JUDGED, CHARGEBACK_OFFENDING, "_transaction_id"
-)
-FX_QUARANTINE_SQL = quarantine_sql("fx_rates", FX_JUDGED, FX_OFFENDING, "CAST(NULL AS BIGINT)")
-
-
-def _cast_sql(columns: list[tuple[str, str]], view: str) -> str:
-    return "SELECT " + ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns) + f" FROM {view}"
-
-
 def write_reference_quarantine(conn, source: str, sql: str) -> pd.DataFrame:
     """Replace `source`'s slice of cleaned.reference_quarantine (one transaction) with the rows of
     `sql`, offending values masked; returns the rows written."""
     q = conn.execute(sql).df()
-    q["offending_value"] = _masked(q["offending_value"]) if len(q) else q["offending_value"]
+    q["offending_value"] = q["offending_value"].map(lambda v: None if pd.isna(v) else mask_pans(str(v)))
     cur = conn.cursor()  # own cursor: see raw.assets.write_frame
     try:
         cur.register("_ref_quarantine_src", q)
-        replace_partition(
-            cur, REF_QUAR, _cast_sql(QUARANTINE_COLUMNS, "_ref_quarantine_src"), "source", [source]
-        )
+        rows = typed_select(QUARANTINE_COLUMNS, "SELECT * FROM _ref_quarantine_src")
+        replace_partition(cur, REF_QUAR, rows, "source", [source])
     finally:
         cur.close()
     return q
@@ -217,11 +107,14 @@ def _reference_asset(
     description: str,
     quarantine: tuple[str, str] | None = None,
     track_label_changes: bool = False,
+    judged_against_transactions: bool = False,
 ):
     """A reference table rebuilt from its raw table; with `quarantine` = (source, SQL), the rows it
     rejects go to that source's slice of cleaned.reference_quarantine, written first so a crash
     between the two writes leaves a visible (failing) reconciliation, never a silent drop. With
-    `track_label_changes` (labels), the metadata says which labels the rebuild changed (`_label_changes`)."""
+    `track_label_changes` (labels), the metadata says which labels the rebuild changed (`_label_changes`).
+    With `judged_against_transactions` (labels), rows are judged against cleaned.transactions (empty
+    until its first materialisation), which is then an upstream asset too."""
     table = f"cleaned.{name}"
 
     @dg.asset(
@@ -230,13 +123,17 @@ def _reference_asset(
         group_name=GROUP,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
-        code_version="2" if quarantine else "1",
+        code_version="3" if quarantine else "2",
         pool="duckdb",
-        deps=[upstream],
+        deps=[upstream, *([dg.AssetKey(TX.split("."))] if judged_against_transactions else [])],
         description=description,
     )
     def _asset(duckdb: DuckDBResource) -> dg.MaterializeResult:
         with duckdb.get_connection() as conn:
+            if judged_against_transactions:
+                ensure_schema(conn, TX)
+                columns = ", ".join(f'"{c}" {t}' for c, t in TRANSACTION_COLUMNS)
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {TX} ({columns})")
             source_rows = conn.execute(f"SELECT count(*) FROM raw.{upstream.key.path[-1]}").fetchall()[0][0]
             extra: dict[str, object] = {"source_rows": int(source_rows)}
             quarantined = 0
@@ -269,8 +166,9 @@ terminals = _reference_asset(
     TERMINALS_SQL,
     raw.merchants,
     "Terminal reference table for feature engineers and for cleaning (IANA time zone of each terminal "
-    "converts processor B's local times): one row per terminal_id from the newest merchants snapshot "
-    "that lists it: merchant_id, mcc, country, currency, timezone, x, y.",
+    "converts processor B's local times): one row per terminal_id of the latest full merchants "
+    "snapshot (a terminal it no longer lists is gone): merchant_id, mcc, country, currency, timezone, "
+    "x, y.",
 )
 cards = _reference_asset(
     "cards",
@@ -287,7 +185,8 @@ fx_rates = _reference_asset(
     "EUR reference FX rates, typed: one rate (quote currency units per EUR) per rate_date and "
     "quote_currency, a later-landed correction replacing the earlier value. Cleaning divides amounts "
     "by the rate of the transaction's business date. Rows that cannot be used (malformed line, bad "
-    "date, base currency other than EUR, bad currency code, non-numeric or non-positive rate) are "
+    "date, base currency other than EUR, bad currency code, non-numeric or non-positive rate, a rate "
+    "outside the sane band 0.001-10,000,000, two different rates for one day and currency in one file) are "
     "written with their reason and masked value to cleaned.reference_quarantine (source = fx_rates); "
     "source_rows = rows_written + quarantined_rows + duplicates_removed (replaced versions).",
     quarantine=("fx_rates", FX_QUARANTINE_SQL),
@@ -299,7 +198,8 @@ labels = _reference_asset(
     "Fraud labels for model training and monitoring: one row per reported transaction_id with the "
     "EARLIEST chargeback `reported_at` (a transaction is fraud as known at time t iff reported_at <= t), "
     "its card_token, tx_datetime, chargeback_id and reason_code. Rows that cannot be used (malformed "
-    "line, bad transaction id, unparseable or future report time, report before the transaction) are "
+    "line, bad transaction id, unparseable or future report time, report before the transaction, "
+    "unparseable or negative amount, a transaction not in cleaned.transactions or of another card) are "
     "written with their reason and masked value to cleaned.reference_quarantine (source = "
     "chargebacks); source_rows = rows_written + quarantined_rows + duplicates_removed (later reports). "
     "Metadata changed_labels / changed_labels_first_report_date / changed_labels_last_transaction_date: "
@@ -307,53 +207,47 @@ labels = _reference_asset(
     "sensor uses to rebuild the days whose features were computed without them.",
     quarantine=("chargebacks", CHARGEBACK_QUARANTINE_SQL),
     track_label_changes=True,
+    judged_against_transactions=True,
 )
-
-TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
 
 
 def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
-    """Clean raw.authorizations for `keys`, chunk by chunk; totals for metadata."""
-    terms = conn.execute("SELECT terminal_id, timezone FROM cleaned.terminals").df()
-    fx = conn.execute("SELECT rate_date, quote_currency, rate FROM cleaned.fx_rates").df()
-    totals = {
-        "raw_rows": 0,
-        "cleaned_rows": 0,
-        "quarantined_rows": 0,
-        "duplicates_removed": 0,
-        "reversal_rows": 0,
-    }
-    by_reason: dict[str, int] = {}
-    for start in range(0, len(keys), CHUNK_DAYS):
-        chunk = list(keys[start : start + CHUNK_DAYS])
-        raw_rows = (
-            conn.execute(f"SELECT * FROM raw.authorizations WHERE {PARTITION_FILTER}", [chunk]).df()
-            if table_exists(conn, "raw.authorizations")
-            else None
+    """Clean raw.authorizations for `keys`, chunk by chunk (bounded memory); totals for metadata.
+
+    Each chunk's transactions, quarantine and reconciliation are written in one transaction."""
+    if not table_exists(conn, "raw.authorizations"):
+        raise dg.Failure(
+            description="raw.authorizations does not exist: materialise raw/authorizations first"
         )
-        if raw_rows is None:
-            raise dg.Failure(
-                description="raw.authorizations does not exist: materialise raw/authorizations first"
+    totals = dict.fromkeys(
+        ("raw_rows", "cleaned_rows", "quarantined_rows", "duplicates_removed", "reversal_rows"), 0
+    )
+    by_reason: dict[str, int] = {}
+    cur = conn.cursor()  # own cursor: the staging temp tables stay private to this step
+    try:
+        for start in range(0, len(keys), CHUNK_DAYS):
+            chunk = list(keys[start : start + CHUNK_DAYS])
+            transform.judge(cur, chunk)
+            replace_partitions(
+                cur,
+                {
+                    TX: transform.TRANSACTIONS_SQL,
+                    QUAR: transform.QUARANTINE_SQL,
+                    RECON: transform.RECONCILIATION_SQL,
+                },
+                "business_date",
+                chunk,
             )
-        out = clean_authorizations(raw_rows, terms, fx)
-        # A date with no rows still gets its (all-zero) reconciliation row: "checked, nothing landed".
-        recon = out.reconciliation.set_index("business_date").reindex(pd.to_datetime(chunk), fill_value=0)
-        out.reconciliation = recon.rename_axis("business_date").reset_index()
-        for table, frame, cols in (
-            (TX, out.transactions, TRANSACTION_COLUMNS),
-            (QUAR, out.quarantine, QUARANTINE_COLUMNS),
-            (RECON, out.reconciliation, RECONCILIATION_COLUMNS),
-        ):
-            cur = conn.cursor()  # own cursor: see raw.assets.write_frame
-            try:
-                cur.register("_cleaned_src", frame)
-                replace_partition(cur, table, _cast_sql(cols, "_cleaned_src"), "business_date", chunk)
-            finally:
-                cur.close()
-        for k in totals:
-            totals[k] += int(out.reconciliation[k].sum())
-        for r, n in out.by_reason.items():
-            by_reason[r] = by_reason.get(r, 0) + n
+            sums = cur.execute(
+                f"SELECT {', '.join(f'sum({k})' for k in totals)} FROM ({transform.RECONCILIATION_SQL})"
+            ).fetchone()
+            for k, v in zip(totals, sums, strict=True):
+                totals[k] += int(v or 0)
+            for r, n in transform.reason_counts(cur).items():
+                by_reason[r] = by_reason.get(r, 0) + n
+        transform.drop_staging(cur)
+    finally:
+        cur.close()
     return {**totals, "by_reason": by_reason}
 
 
@@ -364,8 +258,8 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
         metadata=column_schema_metadata(columns),
         group_name=GROUP,
         owners=OWNERS,
-        kinds={"python", "duckdb"},
-        code_version="1",
+        kinds={"sql", "duckdb"},
+        code_version="2",
         **kwargs,
     )
 
@@ -383,7 +277,7 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
                 "tx_datetime in UTC (processor B's local times converted via the terminal's time zone), "
                 "tx_datetime_local, tx_amount in EUR (amount_original / fx_rate of the business date), "
                 "card_token/pan_bin/pan_last4, terminal_id, channel, three_ds, lineage. Rules in "
-                "fraud_assets/defs/cleaned/transform.py."
+                "fraud_assets/defs/cleaned/clean_transactions.sql (SQL in DuckDB)."
             ),
         ),
         _cleaning_spec(
@@ -395,7 +289,7 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
                 "retransmissions and applied reversals), for data engineers and the producers: "
                 "business_date, "
                 "source, feed, source_file, row_number, transaction_id (if parseable), reason (e.g. "
-                "invalid_pan, unknown_terminal, non_positive_amount, malformed_line, future_timestamp), "
+                "invalid_pan, unknown_terminal, negative_amount, malformed_line, future_timestamp), "
                 "offending_column and offending_value (PANs masked), quarantined_at (= when the row was "
                 "ingested)."
             ),

@@ -7,10 +7,10 @@ from fraud_assets.defs.cleaned import assets as cl
 from fraud_assets.defs.cleaned import schemas
 from fraud_assets.lib.contracts import (
     contract_check,
-    pan_leak_check,
     partition_filter,
     partitioned_asset_check,
 )
+from fraud_assets.lib.pan_leaks import pan_leak_check
 from fraud_assets.lib.partitions import business_date_partitions
 
 TX_KEY = dg.AssetKey(["cleaned", "transactions"])

@@ -8,23 +8,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from fraud_assets.defs.cleaned.reference import FX_RATE_BAND, REFERENCE_REASONS
 from fraud_assets.defs.cleaned.transform import REASONS
-
-# The reference rejection reasons live with their SQL (cleaned/assets.py); listed here so the schema
-# module does not import the assets module.
-REFERENCE_REASONS = (
-    "malformed_line",
-    "invalid_transaction_id",
-    "invalid_reported_at",
-    "invalid_tx_datetime",
-    "future_timestamp",
-    "reported_before_transaction",
-    "invalid_rate_date",
-    "unknown_base_currency",
-    "invalid_currency",
-    "invalid_rate",
-    "non_positive_rate",
-)
 
 HEX64 = r"^[0-9a-f]{64}$"
 
@@ -37,11 +22,11 @@ class TransactionsModel(pa.DataFrameModel):
     tx_datetime: Series[pd.Timestamp]
     tx_datetime_local: Series[pd.Timestamp]
     card_token: Series[str] = pa.Field(str_matches=HEX64)
-    pan_bin: Series[str] = pa.Field(str_matches=r"^\d{6}$")
-    pan_last4: Series[str] = pa.Field(str_matches=r"^\d{4}$")
+    pan_bin: Series[str] = pa.Field(str_matches=r"^[0-9]{6}$")
+    pan_last4: Series[str] = pa.Field(str_matches=r"^[0-9]{4}$")
     terminal_id: Series[int] = pa.Field(ge=0)
-    tx_amount: Series[float] = pa.Field(gt=0)
-    amount_original: Series[float] = pa.Field(gt=0)
+    tx_amount: Series[float] = pa.Field(ge=0)  # a zero amount is genuine (account verification)
+    amount_original: Series[float] = pa.Field(ge=0)
     currency: Series[str] = pa.Field(str_matches=r"^[A-Z]{3}$")
     fx_rate: Series[float] = pa.Field(gt=0)
     channel: Series[str] = pa.Field(isin=["card_present", "ecommerce"])
@@ -50,11 +35,17 @@ class TransactionsModel(pa.DataFrameModel):
     source_file: Series[str]
     row_number: Series[int] = pa.Field(ge=1)
 
-    @pa.dataframe_check(error="tx_datetime (UTC) falls on the business date")
+    @pa.dataframe_check(
+        error="tx_datetime (UTC) falls on the business date",
+        statistics={"sql": "date_trunc('day', tx_datetime) = business_date"},
+    )
     def on_business_date(cls, df: pd.DataFrame) -> pd.Series:
         return df["tx_datetime"].dt.normalize() == df["business_date"]
 
-    @pa.dataframe_check(error="tx_amount = amount_original / fx_rate")
+    @pa.dataframe_check(
+        error="tx_amount = amount_original / fx_rate",
+        statistics={"sql": "abs(tx_amount - amount_original / fx_rate) <= 1e-9 * abs(tx_amount)"},
+    )
     def amount_in_eur(cls, df: pd.DataFrame) -> pd.Series:
         return (df["tx_amount"] - df["amount_original"] / df["fx_rate"]).abs() <= 1e-9 * df["tx_amount"].abs()
 
@@ -110,7 +101,10 @@ class ReconciliationModel(pa.DataFrameModel):
     duplicates_removed: Series[int] = pa.Field(ge=0)
     reversal_rows: Series[int] = pa.Field(ge=0)
 
-    @pa.dataframe_check(error="raw = cleaned + quarantined + duplicates_removed + reversal_rows")
+    @pa.dataframe_check(
+        error="raw = cleaned + quarantined + duplicates_removed + reversal_rows",
+        statistics={"sql": "raw_rows = cleaned_rows + quarantined_rows + duplicates_removed + reversal_rows"},
+    )
     def balances(cls, df: pd.DataFrame) -> pd.Series:
         return df["raw_rows"] == (
             df["cleaned_rows"] + df["quarantined_rows"] + df["duplicates_removed"] + df["reversal_rows"]
@@ -131,7 +125,10 @@ class LabelsModel(pa.DataFrameModel):
     chargeback_id: Series[str] = pa.Field(nullable=True)
     reason_code: Series[str] = pa.Field(nullable=True)
 
-    @pa.dataframe_check(error="a fraud is reported after it happened")
+    @pa.dataframe_check(
+        error="a fraud is reported after it happened",
+        statistics={"sql": "tx_datetime IS NULL OR reported_at >= tx_datetime"},
+    )
     def reported_after_transaction(cls, df: pd.DataFrame) -> pd.Series:
         return df["tx_datetime"].isna() | (df["reported_at"] >= df["tx_datetime"])
 
@@ -144,8 +141,8 @@ class CardsModel(pa.DataFrameModel):
     """Card reference: one row per card token (latest cardholder snapshot)."""
 
     card_token: Series[str] = pa.Field(unique=True, str_matches=HEX64)
-    pan_bin: Series[str] = pa.Field(str_matches=r"^\d{6}$")
-    pan_last4: Series[str] = pa.Field(str_matches=r"^\d{4}$")
+    pan_bin: Series[str] = pa.Field(str_matches=r"^[0-9]{6}$")
+    pan_last4: Series[str] = pa.Field(str_matches=r"^[0-9]{4}$")
     customer_id: Series[int]
     home_x: Series[float] = pa.Field(nullable=True)
     home_y: Series[float] = pa.Field(nullable=True)
@@ -161,7 +158,7 @@ class TerminalsModel(pa.DataFrameModel):
 
     terminal_id: Series[int] = pa.Field(unique=True)
     merchant_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
-    mcc: Series[str] = pa.Field(nullable=True, str_matches=r"^\d{4}$")
+    mcc: Series[str] = pa.Field(nullable=True, str_matches=r"^[0-9]{4}$")
     country: Series[str] = pa.Field(nullable=True)
     currency: Series[str] = pa.Field(nullable=True, str_matches=r"^[A-Z]{3}$")
     timezone: Series[str] = pa.Field(isin=sorted(zoneinfo.available_timezones()))
@@ -178,7 +175,7 @@ class FxRatesModel(pa.DataFrameModel):
 
     rate_date: Series[pd.Timestamp]
     quote_currency: Series[str] = pa.Field(str_matches=r"^[A-Z]{3}$")
-    rate: Series[float] = pa.Field(gt=0)
+    rate: Series[float] = pa.Field(in_range={"min_value": FX_RATE_BAND[0], "max_value": FX_RATE_BAND[1]})
 
     class Config:
         strict = True

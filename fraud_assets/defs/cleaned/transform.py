@@ -1,10 +1,10 @@
-"""Cleaning authorisations: raw rows as received -> typed EUR/UTC transactions + quarantine.
+"""Cleaning authorisations in DuckDB: raw rows as received -> typed EUR/UTC transactions + quarantine.
 
-Pure pandas, vectorised per column (no per-row Python): the asset feeds it a chunk of business dates.
-
-Rules, in the order they are applied (a row gets the FIRST reason that applies):
+The rules are SQL over the staged raw rows (clean_transactions.sql, read top to bottom); Python only
+masks the few distinct offending values of quarantined rows. Rules, in the order they are applied (a
+row gets the FIRST reason that applies):
   malformed_line, invalid_transaction_id, invalid_pan, missing_terminal_id, unknown_terminal,
-  invalid_amount, non_positive_amount, unknown_currency, invalid_timestamp, future_timestamp,
+  invalid_amount, negative_amount, unknown_currency, invalid_timestamp, future_timestamp,
   outside_business_date, invalid_channel, invalid_three_ds, invalid_message_type,
   missing_original_transaction_id.
 Then among the valid rows, per `transaction_id` the most recently landed version is kept (latest
@@ -16,58 +16,52 @@ business date removes both rows (`reversal_rows` counts the two); a reversal wit
 in the partition is quarantined `orphan_reversal`.
 Hence per partition: raw rows = cleaned + quarantined + duplicates_removed + reversal_rows.
 
-Timestamps: acq_a is ISO UTC; acq_b is `DD/MM/YYYY HH:MM:SS` in the terminal's local time, localised
-through its IANA zone (an ambiguous autumn hour is read as the first, summer-time, occurrence;
-a non-existent spring hour is shifted forward). Amounts: acq_b is in minor units (ISO 4217 exponent);
-acq_a tolerates a comma decimal. EUR amount = amount / rate of the business date (EUR: rate 1).
+Ids and amounts are ASCII digits only. Amounts: a zero amount is genuine (account verification);
+acq_b is in minor units (ISO 4217 exponent); acq_a tolerates a comma decimal. Timestamps: acq_a is ISO
+UTC; acq_b is `DD/MM/YYYY HH:MM:SS` in the terminal's local time, read through its IANA zone (an
+ambiguous autumn hour is its first, summer-time, occurrence; a time in the spring gap is shifted
+forward by the gap); a leap second `:60` is read as `:59`. EUR amount = amount / rate of the business
+date (EUR: rate 1).
 """
 
 from __future__ import annotations
 
-import zoneinfo
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
+import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.settings import REPORTING_CURRENCY
+from fraud_assets.lib.warehouse import sql_string
 
-REASONS = (
-    "malformed_line",
-    "invalid_transaction_id",
-    "invalid_pan",
-    "missing_terminal_id",
-    "unknown_terminal",
-    "invalid_amount",
-    "non_positive_amount",
-    "unknown_currency",
-    "invalid_timestamp",
-    "future_timestamp",
-    "outside_business_date",
-    "invalid_channel",
-    "invalid_three_ds",
-    "invalid_message_type",
-    "missing_original_transaction_id",
-    "superseded_by_correction",
-    "orphan_reversal",
-)
-# ISO 4217 minor-unit exponents that are not 2 (contract: "exponent 2; JPY 0").
-EXPONENTS = {
-    **dict.fromkeys(["JPY", "KRW", "ISK", "CLP", "VND", "XOF", "XAF", "PYG", "UGX"], 0),
-    **dict.fromkeys(["BHD", "KWD", "JOD", "OMR", "TND", "IQD", "LYD"], 3),
+# Every quarantine reason (rule order, then the dedup and reversal outcomes) and the column whose value
+# as received it shows in `offending_value`.
+OFFENDING_COLUMN = {
+    "malformed_line": "raw_line",
+    "invalid_transaction_id": "transaction_id",
+    "invalid_pan": "pan",
+    "missing_terminal_id": "terminal_id",
+    "unknown_terminal": "terminal_id",
+    "invalid_amount": "amount",
+    "negative_amount": "amount",
+    "unknown_currency": "currency",
+    "invalid_timestamp": "tx_datetime",
+    "future_timestamp": "tx_datetime",
+    "outside_business_date": "tx_datetime",
+    "invalid_channel": "channel",
+    "invalid_three_ds": "three_ds",
+    "invalid_message_type": "message_type",
+    "missing_original_transaction_id": "original_transaction_id",
+    "superseded_by_correction": "transaction_id",
+    "orphan_reversal": "original_transaction_id",
 }
-CHANNELS = {
-    "card_present": "card_present",
-    "ecommerce": "ecommerce",
-    "CP": "card_present",
-    "ECOM": "ecommerce",
-}
-MESSAGE_TYPES = {"auth": "auth", "reversal": "reversal", "0100": "auth", "0400": "reversal"}
-THREE_DS = {"Y", "N", "A", "U"}
-ZONES = frozenset(zoneinfo.available_timezones())
+REASONS = tuple(OFFENDING_COLUMN)
 
 TRANSACTION_COLUMNS = [
     ("transaction_id", "BIGINT"),
@@ -109,6 +103,98 @@ RECONCILIATION_COLUMNS = [
     ("reversal_rows", "BIGINT"),
 ]
 
+JUDGE_SQL = Path(__file__).with_name("clean_transactions.sql").read_text()
+
+
+def typed_select(columns: list[tuple[str, str]], source: str) -> str:
+    """SELECT of `columns` from `source`, each cast to its documented type (also when no row comes)."""
+    return "SELECT " + ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns) + f" FROM ({source})"
+
+
+# The three tables' rows of the staged chunk (`judge` must have run on the same connection).
+TRANSACTIONS_SQL = typed_select(
+    TRANSACTION_COLUMNS,
+    """SELECT _tx_id AS transaction_id, business_date, _utc AS tx_datetime, _local AS tx_datetime_local,
+       card_token, pan_bin, pan_last4, _terminal_id AS terminal_id, _amount / _rate AS tx_amount,
+       _amount AS amount_original, _currency AS currency, _rate AS fx_rate, _channel AS channel,
+       _three_ds AS three_ds, feed, source_file, row_number
+    FROM _verdicts WHERE _outcome = 'cleaned'""",
+)
+_OFFENDING_COLUMN_SQL = (
+    "CASE v._reason " + " ".join(f"WHEN '{r}' THEN '{c}'" for r, c in OFFENDING_COLUMN.items()) + " END"
+)
+QUARANTINE_SQL = typed_select(
+    QUARANTINE_COLUMNS,
+    f"""SELECT v.business_date, 'authorizations' AS source, v.feed, v.source_file, v.row_number,
+       v._tx_id AS transaction_id, v._reason AS reason, {_OFFENDING_COLUMN_SQL} AS offending_column,
+       m.masked AS offending_value, v.ingested_at AS quarantined_at
+    FROM _verdicts v LEFT JOIN _masked_values m ON m.value = v._offending_value
+    WHERE v._outcome = 'quarantined' ORDER BY v.source_file, v.row_number""",
+)
+# A date of the chunk without rows still gets its all-zero row: "checked, nothing landed".
+RECONCILIATION_SQL = typed_select(
+    RECONCILIATION_COLUMNS,
+    """SELECT d.business_date, count(v._outcome) AS raw_rows,
+       count(*) FILTER (WHERE v._outcome = 'cleaned') AS cleaned_rows,
+       count(*) FILTER (WHERE v._outcome = 'quarantined') AS quarantined_rows,
+       count(*) FILTER (WHERE v._outcome = 'duplicate') AS duplicates_removed,
+       count(*) FILTER (WHERE v._outcome = 'reversal') AS reversal_rows
+    FROM _chunk_dates d LEFT JOIN _verdicts v USING (business_date)
+    GROUP BY d.business_date ORDER BY d.business_date""",
+)
+REASON_COUNTS_SQL = (
+    "SELECT _reason, count(*) FROM _verdicts WHERE _outcome = 'quarantined' GROUP BY 1 ORDER BY 1"
+)
+
+
+def _date_literals(keys: Sequence[str]) -> str:
+    """Partition keys as DATE literals (validated as dates: they become SQL text)."""
+    return ", ".join(f"DATE {sql_string(dt.date.fromisoformat(str(k)).isoformat())}" for k in keys)
+
+
+def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
+    """Stage the verdict of every raw.authorizations row of the business dates `keys` in this
+    connection's temp table `_verdicts`, with `_masked_values` (offending value -> masked) beside it.
+
+    Reads raw.authorizations, cleaned.terminals and cleaned.fx_rates, which must exist."""
+    dates = _date_literals(keys)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _chunk_dates AS SELECT unnest([{dates}]) AS business_date")
+    conn.execute(
+        "CREATE OR REPLACE TEMP VIEW _raw_chunk AS "
+        f"SELECT * FROM raw.authorizations WHERE business_date IN ({dates})"
+    )
+    conn.execute("SET VARIABLE reporting_currency = ?", [REPORTING_CURRENCY])
+    conn.execute(JUDGE_SQL)
+    # The few distinct offending values: any of them may be a card number typed in the wrong field.
+    values = [
+        v
+        for (v,) in conn.execute(
+            "SELECT DISTINCT _offending_value FROM _verdicts "
+            "WHERE _outcome = 'quarantined' AND _offending_value IS NOT NULL"
+        ).fetchall()
+    ]
+    masked = pa.table(
+        {
+            "value": pa.array(values, pa.string()),
+            "masked": pa.array([mask_pans(v) for v in values], pa.string()),
+        }
+    )
+    conn.register("_masked_values_arrow", masked)
+    try:
+        conn.execute("CREATE OR REPLACE TEMP TABLE _masked_values AS SELECT * FROM _masked_values_arrow")
+    finally:
+        conn.unregister("_masked_values_arrow")
+
+
+def drop_staging(conn: duckdb.DuckDBPyConnection) -> None:
+    for table in ("_verdicts", "_masked_values", "_chunk_dates"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute("DROP VIEW IF EXISTS _raw_chunk")
+
+
+def reason_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {str(r): int(n) for r, n in conn.execute(REASON_COUNTS_SQL).fetchall()}
+
 
 @dataclass
 class Cleaned:
@@ -118,266 +204,30 @@ class Cleaned:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def _text(s: pd.Series) -> pd.Series:
-    """Stripped strings; blank -> NA."""
-    values = s.to_numpy(dtype=object)
-    try:
-        arr = pa.array(values, type=pa.string(), from_pandas=True)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # non-text values (tests, odd parquet): as text
-        arr = pa.array([None if v is None or v is pd.NA else str(v) for v in values], type=pa.string())
-    out = pd.Series(pc.utf8_trim_whitespace(arr), index=s.index, dtype="string[pyarrow]").astype("string")
-    return out.mask(out == "")
-
-
-def parse_ids(s: pd.Series) -> pd.Series:
-    """Digit strings -> Int64; anything else (signs, decimals, letters, > int64) -> NA."""
-    t = _text(s)
-    ok = t.str.fullmatch(r"\d{1,18}").fillna(False)  # 18 digits always fit in a BIGINT
-    return t.where(ok).astype("Int64")
-
-
-def parse_amount_major(s: pd.Series) -> pd.Series:
-    """Major units; `.` decimal point, a lone `,` decimal tolerated ("12,50")."""
-    t = _text(s)
-    t = t.where(~t.str.fullmatch(r"-?\d+,\d+").fillna(False), t.str.replace(",", ".", regex=False))
-    ok = t.str.fullmatch(r"-?\d+(\.\d+)?").fillna(False)
-    return pd.to_numeric(t.where(ok), errors="coerce").astype("float64")
-
-
-def parse_amount_minor(s: pd.Series, currency: pd.Series) -> pd.Series:
-    t = _text(s)
-    ok = t.str.fullmatch(r"-?\d+").fillna(False)
-    minor = pd.to_numeric(t.where(ok), errors="coerce").astype("float64")
-    exp = currency.map(EXPONENTS).fillna(2).astype("float64")
-    return minor / np.power(10.0, exp)
-
-
-def parse_utc(s: pd.Series) -> pd.Series:
-    return pd.to_datetime(_text(s), format="%Y-%m-%dT%H:%M:%SZ", errors="coerce")
-
-
-def parse_local_ddmm(s: pd.Series) -> pd.Series:
-    return pd.to_datetime(_text(s), format="%d/%m/%Y %H:%M:%S", errors="coerce")
-
-
-def local_to_utc(local: pd.Series, tz: pd.Series) -> pd.Series:
-    """Naive local times -> naive UTC, per IANA zone (vectorised per zone)."""
-    out = pd.Series(pd.NaT, index=local.index, dtype="datetime64[ns]")
-    ok = local.notna() & tz.notna()
-    for zone, idx in local[ok].groupby(tz[ok]).groups.items():
-        if zone not in ZONES:  # an unknown zone leaves its rows unconverted (invalid_timestamp)
-            continue
-        part = local.loc[idx]
-        conv = part.dt.tz_localize(
-            zone, ambiguous=np.ones(len(part), dtype=bool), nonexistent="shift_forward"
-        )
-        out.loc[idx] = conv.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-    return out
-
-
-def utc_to_local(utc: pd.Series, tz: pd.Series) -> pd.Series:
-    out = pd.Series(pd.NaT, index=utc.index, dtype="datetime64[ns]")
-    ok = utc.notna() & tz.notna()
-    for zone, idx in utc[ok].groupby(tz[ok]).groups.items():
-        if zone not in ZONES:
-            continue
-        conv = utc.loc[idx].dt.tz_localize("UTC").dt.tz_convert(zone)
-        out.loc[idx] = conv.dt.tz_localize(None).astype("datetime64[ns]")
-    return out
-
-
-def _masked(values: pd.Series) -> pd.Series:
-    return values.astype(object).map(lambda v: None if v is None or pd.isna(v) else mask_pans(str(v)))
-
-
 def clean_authorizations(raw: pd.DataFrame, terminals: pd.DataFrame, fx: pd.DataFrame) -> Cleaned:
-    """Clean the raw rows of one or more business dates. See the module docstring for the rules.
-
-    `terminals`: terminal_id, timezone (cleaned.terminals). `fx`: rate_date, quote_currency, rate.
-    """
-    df = raw.reset_index(drop=True)
-    n = len(df)
-    bdate = pd.to_datetime(df["business_date"]).dt.normalize()
-    feed = df["feed"].astype("string")
-    is_b = (feed == "acq_b").to_numpy()
-
-    tx_id = parse_ids(df["transaction_id"])
-    term_text = _text(df["terminal_id"])
-    term_id = parse_ids(df["terminal_id"])
-    tz_map = terminals.set_index("terminal_id")["timezone"] if len(terminals) else pd.Series(dtype=object)
-    tz = term_id.map(tz_map).astype(object)
-    known_terminal = term_id.isin(tz_map.index) if len(tz_map) else pd.Series(False, index=df.index)
-
-    currency = _text(df["currency"]).str.upper()
-    amount = pd.Series(np.nan, index=df.index, dtype="float64")
-    amount[~is_b] = parse_amount_major(df.loc[~is_b, "amount"])
-    amount[is_b] = parse_amount_minor(df.loc[is_b, "amount"], currency[is_b])
-    fx_key = (
-        pd.MultiIndex.from_arrays([pd.to_datetime(fx["rate_date"]), fx["quote_currency"]])
-        if len(fx)
-        else None
-    )
-    rate = pd.Series(np.nan, index=df.index, dtype="float64")
-    if fx_key is not None:
-        lookup = pd.Series(fx["rate"].to_numpy(dtype="float64"), index=fx_key)
-        rate = pd.Series(
-            lookup.reindex(pd.MultiIndex.from_arrays([bdate, currency.astype(object)])).to_numpy(),
-            index=df.index,
+    """The cleaning rules on frames, in a private in-memory DuckDB (the engine the asset uses): for
+    rule tests and notebooks. `raw`: raw.authorizations rows; `terminals`: terminal_id, timezone;
+    `fx`: rate_date, quote_currency, rate."""
+    with duckdb.connect() as conn:
+        conn.execute("CREATE SCHEMA raw; CREATE SCHEMA cleaned")
+        for table, frame, columns in (
+            ("raw.authorizations", raw, RAW_COLUMNS["raw.authorizations"]),
+            ("cleaned.terminals", terminals, [("terminal_id", "BIGINT"), ("timezone", "VARCHAR")]),
+            (
+                "cleaned.fx_rates",
+                fx,
+                [("rate_date", "DATE"), ("quote_currency", "VARCHAR"), ("rate", "DOUBLE")],
+            ),
+        ):
+            conn.register("_frame", frame)
+            conn.execute(f"CREATE TABLE {table} AS {typed_select(columns, 'SELECT * FROM _frame')}")
+            conn.unregister("_frame")
+        dates = conn.execute("SELECT DISTINCT business_date FROM raw.authorizations").fetchall()
+        keys = [str(d) for (d,) in dates]
+        judge(conn, keys)
+        return Cleaned(
+            transactions=conn.execute(f"{TRANSACTIONS_SQL} ORDER BY transaction_id").df(),
+            quarantine=conn.execute(QUARANTINE_SQL).df(),
+            reconciliation=conn.execute(RECONCILIATION_SQL).df(),
+            by_reason=reason_counts(conn),
         )
-    rate = rate.mask(currency == REPORTING_CURRENCY, 1.0)
-
-    tx_utc = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
-    tx_utc[~is_b] = parse_utc(df.loc[~is_b, "tx_datetime"]).astype("datetime64[ns]")
-    local_b = parse_local_ddmm(df.loc[is_b, "tx_datetime"]).astype("datetime64[ns]")
-    tx_utc[is_b] = local_to_utc(local_b, tz[is_b])
-    tx_local = utc_to_local(tx_utc, tz)
-    tx_local[is_b] = local_b
-    ingested = pd.to_datetime(df["ingested_at"])
-    landed_end = pd.to_datetime(df["landing_date"]) + pd.Timedelta(days=1)
-
-    channel = _text(df["channel"]).map(CHANNELS)
-    three_ds = _text(df["three_ds"]).str.upper()
-    msg = _text(df["message_type"]).map(MESSAGE_TYPES)
-    orig_id = parse_ids(df["original_transaction_id"])
-
-    malformed = df["malformed_reason"].notna()
-    rules: list[tuple[str, pd.Series, str, pd.Series]] = [
-        ("malformed_line", malformed, "raw_line", df["raw_line_masked"]),
-        ("invalid_transaction_id", tx_id.isna(), "transaction_id", df["transaction_id"]),
-        ("invalid_pan", ~df["pan_valid"].fillna(False).astype(bool), "pan", df["pan_masked"]),
-        ("missing_terminal_id", term_text.isna(), "terminal_id", df["terminal_id"]),
-        ("unknown_terminal", ~known_terminal, "terminal_id", df["terminal_id"]),
-        ("invalid_amount", amount.isna(), "amount", df["amount"]),
-        ("non_positive_amount", amount <= 0, "amount", df["amount"]),
-        ("unknown_currency", rate.isna() | ~(rate > 0), "currency", df["currency"]),
-        ("invalid_timestamp", tx_utc.isna(), "tx_datetime", df["tx_datetime"]),
-        ("future_timestamp", (tx_utc > ingested) | (tx_utc >= landed_end), "tx_datetime", df["tx_datetime"]),
-        ("outside_business_date", tx_utc.dt.normalize() != bdate, "tx_datetime", df["tx_datetime"]),
-        ("invalid_channel", channel.isna(), "channel", df["channel"]),
-        (
-            "invalid_three_ds",
-            three_ds.notna() & ~three_ds.isin(THREE_DS).fillna(False),
-            "three_ds",
-            df["three_ds"],
-        ),
-        ("invalid_message_type", msg.isna(), "message_type", df["message_type"]),
-        (
-            "missing_original_transaction_id",
-            (msg == "reversal").fillna(False) & orig_id.isna(),
-            "original_transaction_id",
-            df["original_transaction_id"],
-        ),
-    ]
-    reason = pd.Series(None, index=df.index, dtype=object)
-    col = pd.Series(None, index=df.index, dtype=object)
-    val = pd.Series(None, index=df.index, dtype=object)
-    for name, mask, column, value in rules:
-        hit = mask.fillna(False).astype(bool) & reason.isna()
-        if hit.any():
-            reason[hit] = name
-            col[hit] = column
-            val[hit] = value[hit].astype(object)
-
-    parsed = pd.DataFrame(
-        {
-            "transaction_id": tx_id,
-            "business_date": bdate,
-            "tx_datetime": tx_utc,
-            "tx_datetime_local": tx_local,
-            "card_token": df["card_token"],
-            "pan_bin": df["pan_bin"],
-            "pan_last4": df["pan_last4"],
-            "terminal_id": term_id,
-            "tx_amount": amount / rate,
-            "amount_original": amount,
-            "currency": currency,
-            "fx_rate": rate,
-            "channel": channel,
-            "three_ds": three_ds,
-            "message_type": msg,
-            "original_transaction_id": orig_id,
-            "feed": df["feed"],
-            "source_file": df["source_file"],
-            "row_number": df["row_number"].astype("int64"),
-            "_landing": pd.to_datetime(df["landing_date"]),
-        }
-    )
-
-    # Per transaction_id keep the most recently landed valid version.
-    valid = parsed[reason.isna()].sort_values(
-        ["_landing", "source_file", "row_number"], ascending=False, kind="stable"
-    )
-    content = [
-        "transaction_id",
-        "tx_datetime",
-        "card_token",
-        "terminal_id",
-        "amount_original",
-        "currency",
-        "channel",
-        "three_ds",
-        "message_type",
-        "original_transaction_id",
-    ]
-    sig = pd.util.hash_pandas_object(valid[content].astype(str), index=False)
-    first_sig = sig.groupby(valid["transaction_id"].to_numpy()).transform("first")
-    is_first = ~valid["transaction_id"].duplicated(keep="first")
-    dup_idx = valid.index[~is_first & (sig == first_sig)]
-    superseded_idx = valid.index[~is_first & (sig != first_sig)]
-    reason[superseded_idx] = "superseded_by_correction"
-    col[superseded_idx] = "transaction_id"
-    val[superseded_idx] = df.loc[superseded_idx, "transaction_id"].astype(object)
-    kept = valid[is_first]
-
-    # Reversal rule (same business date).
-    rev = kept[kept["message_type"] == "reversal"]
-    auth = kept[kept["message_type"] == "auth"]
-    orig_key = pd.MultiIndex.from_arrays(
-        [rev["business_date"], rev["original_transaction_id"].astype("int64")]
-    )
-    auth_key = pd.MultiIndex.from_arrays([auth["business_date"], auth["transaction_id"].astype("int64")])
-    matched_rev = rev.index[orig_key.isin(auth_key)]
-    orphan_rev = rev.index[~orig_key.isin(auth_key)]
-    reversed_auth = auth.index[auth_key.isin(orig_key[orig_key.isin(auth_key)])]
-    reason[orphan_rev] = "orphan_reversal"
-    col[orphan_rev] = "original_transaction_id"
-    val[orphan_rev] = df.loc[orphan_rev, "original_transaction_id"].astype(object)
-    removed = matched_rev.union(reversed_auth)
-    tx = kept.drop(index=removed)
-    tx = tx[tx["message_type"] == "auth"]
-
-    q = reason.notna()
-    quarantine = pd.DataFrame(
-        {
-            "business_date": bdate[q],
-            "source": "authorizations",
-            "feed": df.loc[q, "feed"],
-            "source_file": df.loc[q, "source_file"],
-            "row_number": df.loc[q, "row_number"].astype("int64"),
-            "transaction_id": tx_id[q],
-            "reason": reason[q],
-            "offending_column": col[q],
-            "offending_value": _masked(val[q]),
-            "quarantined_at": pd.to_datetime(df.loc[q, "ingested_at"]),
-        }
-    )
-    transactions = (
-        tx[[c for c, _ in TRANSACTION_COLUMNS]].sort_values(["transaction_id"]).reset_index(drop=True)
-    )
-
-    dates = pd.Series(bdate.unique())
-    per = lambda idx: pd.Series(bdate[idx]).value_counts()  # noqa: E731
-    recon = pd.DataFrame({"business_date": dates})
-    recon["raw_rows"] = recon["business_date"].map(per(df.index)).fillna(0).astype("int64")
-    recon["cleaned_rows"] = recon["business_date"].map(transactions["business_date"].value_counts())
-    recon["quarantined_rows"] = recon["business_date"].map(per(df.index[q]))
-    recon["duplicates_removed"] = recon["business_date"].map(per(dup_idx))
-    recon["reversal_rows"] = recon["business_date"].map(per(removed))
-    recon = recon.fillna(0).astype({c: "int64" for c, _ in RECONCILIATION_COLUMNS[1:]})
-    assert n == int(recon["raw_rows"].sum())
-    return Cleaned(
-        transactions=transactions,
-        quarantine=quarantine.reset_index(drop=True),
-        reconciliation=recon,
-        by_reason={str(k): int(v) for k, v in reason[q].value_counts().items()},
-    )

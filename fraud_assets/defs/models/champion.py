@@ -1,20 +1,22 @@
-"""`models/champion` and its gate.
+"""`models/champion`, the gate in front of it, and the `model_approval` job that moves it.
 
 The gate is a blocking asset check on models/evaluation: when the challenger does not beat the champion
-(prequential AP by GATE_AP_MARGIN, CP@100 no worse), the check fails with ERROR severity, so
-models/champion does not run and the champion stays; the check's description and metadata say why.
-With no champion yet, the first challenger that passes absolute sanity becomes champion.
-
-Rollback: the `rollback_champion` job materialises models/champion with `rollback: true`, moving the
-alias back to the previous champion (or to `to_version`). Every move is an append to models.alias_events.
+(prequential AP by GATE_AP_MARGIN, CP@100 no worse), the check fails with ERROR severity, the training
+run stops there and the check's description and metadata say why. A challenger that passes the gate is
+NOT promoted: models/approval_request puts it up for approval with an evidence pack, it shadow-scores
+live days, and a person decides in a run of `model_approval` (decisions.py: approve, reject, rollback,
+disable, each a signed event in models.model_events). In a training run (no decision) the champion
+moves only at bootstrap, when no champion was ever appointed.
 """
+
+import os
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
 
 from fraud_assets.defs.models.common import CODE_VERSION, OWNERS
-from fraud_assets.defs.models.schemas import ALIAS_EVENTS_COLUMNS, ALIAS_EVENTS_DESCRIPTIONS
+from fraud_assets.defs.models.decisions import ChampionConfig, apply_decision, bootstrap
+from fraud_assets.defs.models.schemas import MODEL_EVENTS_COLUMNS, MODEL_EVENTS_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.model_selection import (
     GATE_AP_MARGIN,
@@ -27,17 +29,21 @@ from fraud_assets.lib.model_selection import (
 from fraud_assets.lib.registry import (
     CHALLENGER,
     CHAMPION,
+    EVENTS_TABLE,
     current_alias,
     ensure_registry,
     get_version,
-    load_version,
-    move_alias,
-    previous_champion,
+    pending_version,
+    verify_registry,
 )
 from fraud_assets.lib.warehouse import table_metadata
 from fraud_assets.resources import ModelStore
 
 EVALUATION_KEY = dg.AssetKey(["models", "evaluation"])
+APPROVAL_REQUEST_KEY = dg.AssetKey(["models", "approval_request"])
+# Gate margins for tiny worlds (the end-to-end test): the gate only pre-selects now, a person approves.
+GATE_AP_MARGIN_ENV = "FRAUD_GATE_AP_MARGIN"
+GATE_CP_TOLERANCE_ENV = "FRAUD_GATE_CP_TOLERANCE"
 
 
 def decide(conn) -> GateDecision:
@@ -48,6 +54,8 @@ def decide(conn) -> GateDecision:
         get_version(conn, challenger).metrics if challenger else None,
         champion,
         get_version(conn, champion).metrics if champion else None,
+        ap_margin=float(os.environ.get(GATE_AP_MARGIN_ENV, GATE_AP_MARGIN)),
+        cp_tolerance=float(os.environ.get(GATE_CP_TOLERANCE_ENV, GATE_CP_TOLERANCE)),
     )
 
 
@@ -57,16 +65,16 @@ def decide(conn) -> GateDecision:
     blocking=True,
     pool="duckdb",
     description=(
-        "Champion gate: should the new model (the `challenger`, the best candidate of this training run) "
-        "replace the model that scores production traffic (the `champion`)? Passes only if the "
-        "challenger's prequential average precision (mean over the validation folds) beats the champion's "
-        f"by at least {GATE_AP_MARGIN} AND its Card Precision@100 (share of truly compromised cards among "
-        "the 100 cards investigators would review per day) is no worse"
+        "Champion gate: may the new model (the `challenger`, the best candidate of this training run) be "
+        "put up for approval to replace the model that scores production traffic (the `champion`)? Passes "
+        "only if the challenger's prequential average precision (mean over the validation folds) beats "
+        f"the champion's by at least {GATE_AP_MARGIN} AND its Card Precision@100 (share of truly "
+        "compromised cards among the 100 cards investigators would review per day) is no worse"
         f"{f' (tolerance {GATE_CP_TOLERANCE})' if GATE_CP_TOLERANCE else ''}. With no champion yet, the "
         f"challenger must be clearly better than chance: AUC >= {SANITY_MIN_AUC}, AP >= "
-        f"{SANITY_MIN_AP_LIFT} x the fraud rate, CP@100 > 0. Blocking: when it fails, models/champion "
-        "does not run and the current champion keeps scoring; the check's description and metadata "
-        "(`reason`, both models' AP, CP@100 and AUC) say why. Rollback: the rollback_champion job."
+        f"{SANITY_MIN_AP_LIFT} x the fraud rate, CP@100 > 0. Blocking: when it fails, nothing is put up "
+        "for approval and the current champion keeps scoring; the check's description and metadata "
+        "(`reason`, both models' AP, CP@100 and AUC) say why. Passing never promotes: a person approves."
     ),
 )
 def champion_gate(duckdb: DuckDBResource) -> dg.AssetCheckResult:
@@ -91,16 +99,6 @@ def champion_gate(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     )
 
 
-class ChampionConfig(dg.Config):
-    rollback: bool = Field(
-        default=False, description="Move the champion alias back instead of applying the gate."
-    )
-    to_version: str = Field(
-        default="", description="Rollback target; empty: the champion the current one replaced."
-    )
-    reason: str = Field(default="", description="Why (recorded in models.alias_events).")
-
-
 @dg.asset(
     key=["models", "champion"],
     group_name="models",
@@ -108,69 +106,91 @@ class ChampionConfig(dg.Config):
     kinds={"python", "duckdb"},
     code_version=CODE_VERSION,
     pool="duckdb",
-    deps=[EVALUATION_KEY],
-    # Its table is the alias history it appends to.
-    metadata=column_schema_metadata(ALIAS_EVENTS_COLUMNS, descriptions=ALIAS_EVENTS_DESCRIPTIONS),
+    deps=[APPROVAL_REQUEST_KEY],
+    output_required=False,  # a training run with a champion in place leaves it alone: no materialisation
+    # Its table is the governance ledger it appends to.
+    metadata=column_schema_metadata(MODEL_EVENTS_COLUMNS, descriptions=MODEL_EVENTS_DESCRIPTIONS),
     description=(
         "The model version that scores production traffic, for the scoring layer and the people accountable "
-        "for it. Promotes the challenger when the blocking champion_gate check passed (or rolls back with "
-        "config `rollback: true`), by appending to models.alias_events; verifies the champion's artifact "
-        "loads through the checked loader; shows its model card and metrics."
+        "for it. Moves only by a decision: a run of the model_approval job (approve, reject, rollback, "
+        "disable; four eyes: the approver may not be who launched the training), or, once, the bootstrap "
+        "auto-approval when no champion was ever appointed. Every decision is a signed, chained event in "
+        "models.model_events with who, when, why and the evidence pack's SHA-256; the champion's artifact "
+        "is verified through the signed registry before it moves."
     ),
 )
 def champion(
     context: dg.AssetExecutionContext, config: ChampionConfig, duckdb: DuckDBResource, model_store: ModelStore
-) -> dg.MaterializeResult:
-    run_id = context.run.run_id
+):
     with duckdb.get_connection() as conn:
         ensure_registry(conn)
-        if config.rollback:
-            target = config.to_version or previous_champion(conn)
-            if not target:
-                raise dg.Failure("rollback: there is no previous champion to restore")
-            get_version(conn, target)
-            load_version(conn, model_store.path, target)  # refuse to roll back onto a broken artifact
-            move_alias(conn, CHAMPION, target, f"rollback: {config.reason or 'manual rollback'}", run_id)
-            action = f"rolled back to {target}"
+        if config.decision:
+            event, evidence_md = apply_decision(context, config, conn, model_store)
         else:
-            d = decide(conn)
-            if d.promote:
-                load_version(conn, model_store.path, d.challenger)  # never promote an artifact we cannot load
-                move_alias(conn, CHAMPION, d.challenger, d.reason, run_id)
-            action = d.reason
+            done = bootstrap(context, conn, model_store)
+            if done is None:
+                pending = pending_version(conn)
+                context.log.info(
+                    f"champion {current_alias(conn, CHAMPION)} stays: "
+                    f"{pending + ' awaits approval (model_approval job)' if pending else 'nothing to decide'}"
+                )
+                return
+            event, evidence_md = done
+        head = verify_registry(conn, model_store.signer())
         current = current_alias(conn, CHAMPION)
-        if current is None:
-            raise dg.Failure(f"no champion: {action}")
-        mv = get_version(conn, current)
         md = table_metadata(
             conn,
-            "models.alias_events",
-            where="alias = 'champion'",
-            descriptions=ALIAS_EVENTS_DESCRIPTIONS,
-            preview_columns=["event_id", "from_version", "to_version", "event_at", "reason"],
+            EVENTS_TABLE,
+            descriptions=MODEL_EVENTS_DESCRIPTIONS,
+            preview_columns=["event_id", "event", "model_version", "actor", "reason"],
         )
+        mv = get_version(conn, current) if current else None
+    action = f"{event['event']} {event['model_version']} by {event['actor']}: {event['reason']}"
     context.log.info(f"champion {current}: {action}")
-    card = model_store.path / "cards" / f"{current}.embedded.md"
     md.update(
         {
-            "champion": current,
-            "family": mv.family,
+            "champion": current or "none",
             "action": action,
-            "artifact_sha256": mv.artifact_sha256,
-            **{k: float(v) for k, v in mv.metrics.items() if k.endswith(("_mean", "_std"))},
+            "decision": event["event"],
+            "decided_version": event["model_version"],
+            "approver": event["actor"],
+            "training_launched_by": event["launched_by"] or "",
+            "evidence_path": event["evidence_path"] or "",
+            "evidence_sha256": event["evidence_sha256"] or "",
+            "event_id": int(event["event_id"]),
+            "event_signature": event["signature"],
+            "registry_head_event_id": int(head["head_event_id"]),
+            "registry_key_id": head["key_id"],
         }
     )
-    if card.is_file():
-        md["model_card"] = dg.MetadataValue.md(card.read_text())
-    return dg.MaterializeResult(metadata=md, data_version=dg.DataVersion(current))
+    if mv is not None:
+        md["family"] = mv.family
+        md["artifact_sha256"] = mv.artifact_sha256
+        md.update({k: float(v) for k, v in mv.metrics.items() if k.endswith(("_mean", "_std"))})
+        card = model_store.path / "cards" / f"{current}.embedded.md"
+        if card.is_file():
+            md["model_card"] = dg.MetadataValue.md(card.read_text())
+    if evidence_md:
+        md["evidence"] = dg.MetadataValue.md(evidence_md)
+    yield dg.MaterializeResult(metadata=md, data_version=dg.DataVersion(current or "none"))
 
 
-rollback_champion_job = dg.define_asset_job(
-    "rollback_champion",
+model_approval_job = dg.define_asset_job(
+    "model_approval",
     selection=dg.AssetSelection.assets(["models", "champion"]),
     description=(
-        "Move the champion alias back. Config: ops.models__champion.config = {rollback: true, to_version: "
-        "'<version or empty for the previous champion>', reason: '<why>'} (docs/models.md)."
+        "A decision on the champion, by a named person: approve or reject the challenger pending approval, "
+        "roll back to a former champion, or disable a model (emergency switch). Config: "
+        "ops.models__champion.config = {decision, model_version, approver, reason} (docs/governance.md). "
+        "Refused when the approver launched the training run of the version to approve."
     ),
-    config={"ops": {"models__champion": {"config": {"rollback": True, "to_version": "", "reason": ""}}}},
+    config={
+        "ops": {
+            "models__champion": {
+                "config": {"decision": "approve", "model_version": "", "approver": "", "reason": ""}
+            }
+        }
+    },
+    # Ahead of queued daily work: an emergency disable should not wait behind a backfill.
+    tags={"dagster/priority": "10"},
 )

@@ -16,6 +16,17 @@ CODE_VERSION = "models-v1"
 FEATURES_TABLE = "features.transaction_features"
 LABELS_TABLE = "cleaned.labels"
 TRAINING_SET_TABLE = "models.training_set"
+# Columns of models.training_set that are not model inputs: keys, the split, the label.
+TRAINING_SET_META = (
+    "fold",
+    "split",
+    "transaction_id",
+    "business_date",
+    "tx_datetime",
+    "card_token",
+    "terminal_id",
+    "label",
+)
 EVALUATION_TABLE = "models.evaluation"
 EXPECTED_COST_TABLE = "models.expected_cost"
 

@@ -1,7 +1,8 @@
 """`models/evaluation`: the candidates side by side, re-scored from their saved artifacts.
 
-Each family's newest registered version is loaded through the checked loader (so a broken or tampered
-artifact fails here, before the gate), scored on the fold-0 test window, and described by a model card
+Each family's newest registered version is loaded through the signed registry and the checked loader
+(so a tampered row or artifact fails here, before the gate), scored on the fold-0 test window, and
+described by a model card
 and an expected-cost curve. The best candidate by prequential AP becomes the `challenger`.
 """
 
@@ -90,7 +91,8 @@ def evaluation_rows(mv: ModelVersion, reloaded: dict[str, float], at: datetime) 
     metadata=column_schema_metadata(EVALUATION_COLUMNS, descriptions=EVALUATION_DESCRIPTIONS),
     description=(
         "Side-by-side evaluation of the newest candidate of each model family, for the champion gate and "
-        "for model reviewers. Loads each artifact through the checked loader (SHA-256 + pinned trust list), "
+        "for model reviewers. Loads each artifact through the signed registry and the checked loader "
+        "(signature chain, SHA-256, pinned trust list), "
         "re-scores the fold-0 test window, writes per-fold and prequential metrics to models.evaluation "
         "(long format) and the expected-cost curve to models.expected_cost, renders a model card per "
         "version, and points the `challenger` alias at the best candidate by prequential AP."
@@ -110,8 +112,10 @@ def evaluation(
         if not candidates:
             raise dg.Failure("no candidate in models.model_versions: materialise the candidates first")
         test = conn.execute(f"SELECT * FROM {TRAINING_SET_TABLE} WHERE fold = 0 AND split = 'test'").df()
+        signer = model_store.signer()
         loaded = {
-            mv.model_version: load_version(conn, model_store.path, mv.model_version)[0] for mv in candidates
+            mv.model_version: load_version(conn, model_store.path, mv.model_version, signer)[0]
+            for mv in candidates
         }
 
     evals, costs, cards, summary = [], [], {}, []
@@ -152,7 +156,14 @@ def evaluation(
             conn, EXPECTED_COST_TABLE, pd.concat(costs, ignore_index=True), "model_version", versions
         )
         if current_alias(conn, CHALLENGER) != best:
-            move_alias(conn, CHALLENGER, best, "best newest candidate by prequential AP", context.run.run_id)
+            move_alias(
+                conn,
+                CHALLENGER,
+                best,
+                "best newest candidate by prequential AP",
+                context.run.run_id,
+                signer=signer,
+            )
         md = table_metadata(
             conn,
             EVALUATION_TABLE,

@@ -37,7 +37,7 @@ TRAINING_SET_DESCRIPTIONS = {
     "test rows: any label known now.",
 }
 
-# models.model_versions (fraud_assets/lib/registry.py); a candidate appends one row per run.
+# models.model_versions (fraud_assets/lib/registry.py); a candidate appends one signed row per run.
 MODEL_VERSIONS_COLUMNS: list[tuple[str, str]] = [
     ("model_version", "VARCHAR"),
     ("family", "VARCHAR"),
@@ -52,17 +52,22 @@ MODEL_VERSIONS_COLUMNS: list[tuple[str, str]] = [
     ("n_folds", "INTEGER"),
     ("data_hash", "VARCHAR"),
     ("code_version", "VARCHAR"),
+    ("code_revision", "VARCHAR"),
+    ("environment_json", "VARCHAR"),
+    ("seed", "INTEGER"),
     ("metrics_json", "VARCHAR"),
     ("artifact_path", "VARCHAR"),
     ("artifact_sha256", "VARCHAR"),
     ("created_at", "TIMESTAMP"),
     ("run_id", "VARCHAR"),
+    ("key_id", "VARCHAR"),
+    ("signature", "VARCHAR"),
 ]
 MODEL_VERSIONS_DESCRIPTIONS = {
     "model_version": "Registry id, `<lr|hgb|rf>-<UTC stamp>-<run>`; primary key, never reused.",
     "family": "logistic_regression | hist_gradient_boosting | random_forest.",
     "params_json": "Hyper-parameters (run config of the candidate asset), JSON.",
-    "params_hash": "SHA-256 of params_json (sorted keys).",
+    "params_hash": "SHA-256 of family, params and feature columns.",
     "feature_columns_json": "Feature columns the model was trained on, in order (JSON list).",
     "train_start": "First training day of fold 0.",
     "train_end": "Last training day of fold 0.",
@@ -70,33 +75,57 @@ MODEL_VERSIONS_DESCRIPTIONS = {
     "test_start": "First test day of fold 0.",
     "test_end": "Last test day of fold 0.",
     "n_folds": "Prequential folds actually used (a fold without both classes is skipped).",
-    "data_hash": "SHA-256 of the training set content (order independent).",
+    "data_hash": "SHA-256 of the training set content (order independent); names its data snapshot.",
     "code_version": "models code version + scikit-learn version.",
+    "code_revision": "Git commit of the code that trained it (`+dirty` if the checkout had changes).",
+    "environment_json": "Python and library versions at training (JSON).",
+    "seed": "Random seed of the estimators (make reproduce refits with it).",
     "metrics_json": "Per-fold, mean and std metrics (AUC, AP, CP@100, ...) and fit times, JSON.",
     "artifact_path": "skops file, relative to the model store.",
     "artifact_sha256": "SHA-256 of the artifact; the loader refuses a file that does not match.",
     "created_at": "When the version was registered, UTC.",
     "run_id": "Dagster run that trained it.",
+    "key_id": "Which FRAUD_REGISTRY_KEY signed the row (a fingerprint, never the key).",
+    "signature": "HMAC-SHA256 of every other column with FRAUD_REGISTRY_KEY; verified before any load.",
 }
 
-# models.alias_events (fraud_assets/lib/registry.py); models/champion appends champion moves.
-ALIAS_EVENTS_COLUMNS: list[tuple[str, str]] = [
+# models.model_events (fraud_assets/lib/registry.py): the signed, chained governance ledger.
+MODEL_EVENTS_COLUMNS: list[tuple[str, str]] = [
     ("event_id", "BIGINT"),
+    ("event", "VARCHAR"),
+    ("model_version", "VARCHAR"),
     ("alias", "VARCHAR"),
     ("from_version", "VARCHAR"),
     ("to_version", "VARCHAR"),
-    ("event_at", "TIMESTAMP"),
+    ("actor", "VARCHAR"),
+    ("launched_by", "VARCHAR"),
     ("reason", "VARCHAR"),
+    ("evidence_path", "VARCHAR"),
+    ("evidence_sha256", "VARCHAR"),
+    ("event_at", "TIMESTAMP"),
     ("run_id", "VARCHAR"),
+    ("key_id", "VARCHAR"),
+    ("prev_signature", "VARCHAR"),
+    ("signature", "VARCHAR"),
 ]
-ALIAS_EVENTS_DESCRIPTIONS = {
-    "event_id": "Increasing event number; the latest event of an alias names its holder.",
-    "alias": "champion | challenger.",
-    "from_version": "Previous holder (empty for the first move).",
-    "to_version": "New holder (a models.model_versions.model_version).",
-    "event_at": "When the alias moved, UTC.",
-    "reason": "Why: the gate's decision, or `rollback: <reason>`.",
-    "run_id": "Dagster run that moved it.",
+MODEL_EVENTS_DESCRIPTIONS = {
+    "event_id": "Position in the chain, 1..n without gaps.",
+    "event": "challenger_chosen | pending_approval | approved | bootstrap_approved | rejected | superseded "
+    "| rolled_back | disabled.",
+    "model_version": "The version the event is about.",
+    "alias": "champion | challenger when the event moves an alias, else empty.",
+    "from_version": "Previous holder of the alias.",
+    "to_version": "New holder of the alias (empty: nobody, after disabling the last champion).",
+    "actor": "Who decided: the approver, or platform:champion_gate / platform:bootstrap (automatic).",
+    "launched_by": "Identity that launched the training run of model_version (the four-eyes reference).",
+    "reason": "Why: the gate's decision, or the approver's reason.",
+    "evidence_path": "Evidence pack (JSON) in the model store that the decision was taken on.",
+    "evidence_sha256": "SHA-256 of that evidence pack.",
+    "event_at": "When, UTC.",
+    "run_id": "Dagster run that appended the event (its config and launcher are in the run history).",
+    "key_id": "Which FRAUD_REGISTRY_KEY signed the event.",
+    "prev_signature": "Signature of the previous event (`genesis` for the first): the chain.",
+    "signature": "HMAC-SHA256 of every other column, prev_signature included.",
 }
 
 # models.evaluation, long format. (models.expected_cost, also written by models/evaluation, is described

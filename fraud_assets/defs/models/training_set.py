@@ -16,9 +16,11 @@ from fraud_assets.defs.models.common import (
     feature_columns,
 )
 from fraud_assets.defs.models.schemas import TRAINING_SET_COLUMNS, TRAINING_SET_DESCRIPTIONS
+from fraud_assets.defs.models.snapshots import archive_training_set
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.model_selection import Fold, prequential_folds
 from fraud_assets.lib.warehouse import replace_table, table_metadata
+from fraud_assets.resources import ModelStore
 
 # One row per (fold, split, transaction).
 # - train rows: the fold's training days; label = a fraud label REPORTED by the training cut-off (the first
@@ -136,12 +138,23 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
         "Per prequential fold: training days joined with the fraud labels known at the training cut-off "
         "(point in time), a delay window equal to the label delay, then test days labelled with every "
         "label known now, minus the cards already known to be compromised on each test day. All numeric "
-        "columns of features.transaction_features are carried (cast to DOUBLE)."
+        "columns of features.transaction_features are carried (cast to DOUBLE). Archived as a signed data "
+        "snapshot (models.data_snapshots + Parquet in the model store) for `make reproduce`."
     ),
 )
-def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, duckdb: DuckDBResource):
+def training_set(
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    duckdb: DuckDBResource,
+    model_store: ModelStore,
+):
     with duckdb.get_connection() as conn:
         folds, cols, n = build_training_set(conn, config)
+        # The windows as resolved today: an empty train_start means "the latest split", which moves.
+        resolved = {**config.model_dump(), "train_start": folds[0].train_start.isoformat()}
+        snapshot = archive_training_set(
+            conn, model_store.path, model_store.signer(), resolved, context.run.run_id
+        )
         horizon = conn.execute(f"SELECT CAST(max(business_date) AS DATE) FROM {FEATURES_TABLE}").fetchone()[0]
         stats = conn.execute(
             f"SELECT fold, split, count(*) AS n, sum(label) AS fraud, count(DISTINCT card_token) AS cards "
@@ -158,6 +171,8 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig, d
                 # The newest business day this training run could see: the retraining trigger does not
                 # retrain for drift on a day the current models were already trained with.
                 "latest_business_date": str(horizon),
+                "data_hash": snapshot["data_hash"],
+                "snapshot_path": snapshot["parquet_path"],
                 "n_features": len(cols),
                 "feature_columns": dg.MetadataValue.json(cols),
                 "fold0_train_rows": int(f0.loc["train", "n"]) if "train" in f0.index else 0,

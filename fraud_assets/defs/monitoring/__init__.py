@@ -4,5 +4,6 @@
 import dagster as dg
 
 from fraud_assets.defs.monitoring.assets import feature_drift, model_performance
+from fraud_assets.defs.monitoring.shadow_comparison import shadow_comparison
 
-defs = dg.Definitions(assets=[feature_drift, model_performance])
+defs = dg.Definitions(assets=[feature_drift, model_performance, shadow_comparison])

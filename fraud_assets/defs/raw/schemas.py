@@ -43,6 +43,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("registered_at", "TIMESTAMP"),
         ("file_size", "BIGINT"),
         ("file_mtime_ns", "BIGINT"),
+        ("file_inode", "BIGINT"),
     ],
     "raw.authorizations": [
         ("transaction_id", "VARCHAR"),
@@ -145,8 +146,12 @@ class FileRegisterModel(pa.DataFrameModel):
     registered_at: Series[pd.Timestamp]
     file_size: Series[int] = pa.Field(ge=0)
     file_mtime_ns: Series[int]
+    file_inode: Series[int] = pa.Field(ge=0)
 
-    @pa.dataframe_check(error="rejected and duplicate files carry a reason, ingested ones do not")
+    @pa.dataframe_check(
+        error="rejected and duplicate files carry a reason, ingested ones do not",
+        statistics={"sql": "coalesce(status = 'ingested', FALSE) = (reason IS NULL)"},
+    )
     def reason_iff_not_ingested(cls, df: pd.DataFrame) -> pd.Series:
         return (df["status"] == "ingested") == df["reason"].isna()
 
@@ -171,7 +176,12 @@ class RawAuthorizationsModel(_Tokens, _Lineage):
     malformed_reason: Series[str] = pa.Field(nullable=True)
     raw_line_masked: Series[str] = pa.Field(nullable=True)
 
-    @pa.dataframe_check(error="a malformed line keeps its masked text and no parsed fields")
+    @pa.dataframe_check(
+        error="a malformed line keeps its masked text and no parsed fields",
+        statistics={
+            "sql": "malformed_reason IS NULL OR (raw_line_masked IS NOT NULL AND transaction_id IS NULL)"
+        },
+    )
     def malformed_rows_are_masked_lines(cls, df: pd.DataFrame) -> pd.Series:
         bad = df["malformed_reason"].notna()
         return ~bad | (df["raw_line_masked"].notna() & df["transaction_id"].isna())

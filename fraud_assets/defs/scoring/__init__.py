@@ -3,6 +3,7 @@
 import dagster as dg
 
 from fraud_assets.defs.scoring.fraud_alerts import fraud_alerts
+from fraud_assets.defs.scoring.shadow_scores import shadow_scores
 from fraud_assets.defs.scoring.transaction_scores import transaction_scores
 
 # Everything the scores need except training: raw -> cleaned -> features -> scoring, for the business
@@ -17,8 +18,9 @@ scoring_job = dg.define_asset_job(
     selection=scoring_selection,
     description=(
         "Daily scoring without training: landing data -> raw -> cleaned -> features -> "
-        "scoring/transaction_scores -> scoring/fraud_alerts with the current champion, per business date."
+        "scoring/transaction_scores -> scoring/fraud_alerts with the current champion (and "
+        "scoring/shadow_scores by the challenger awaiting approval), per business date."
     ),
 )
 
-defs = dg.Definitions(assets=[transaction_scores, fraud_alerts], jobs=[scoring_job])
+defs = dg.Definitions(assets=[transaction_scores, fraud_alerts, shadow_scores], jobs=[scoring_job])

@@ -8,18 +8,25 @@ import pandas as pd
 
 from fraud_assets.defs.models.common import FEATURES_TABLE, OWNERS  # noqa: F401 (re-exported)
 from fraud_assets.lib.model_selection import compute_threads
-from fraud_assets.lib.registry import CHAMPION, ModelVersion, current_alias, load_version
+from fraud_assets.lib.registry import CHAMPION, ModelVersion, alias_history, current_alias, load_version
 
 SCORES_TABLE = "scoring.transaction_scores"
 ALERTS_TABLE = "scoring.fraud_alerts"
 SCORING_CODE_VERSION = "scoring-v1"
 
 
-def champion_model(conn, store_root) -> tuple[object, ModelVersion]:
+def champion_model(conn, model_store) -> tuple[object, ModelVersion]:
+    """The champion, loaded through the signed registry (a row or event that does not verify fails the
+    run, and the run-failure alert names it)."""
     version = current_alias(conn, CHAMPION)
+    if version is None and alias_history(conn, CHAMPION):
+        raise dg.Failure(
+            "no champion: the last one was disabled with no former champion to fall back to; approve a "
+            "challenger (model_approval job, docs/governance.md)"
+        )
     if version is None:
         raise dg.Failure("no champion model yet: run training_job (models/champion) before scoring")
-    return load_version(conn, store_root, version)
+    return load_version(conn, model_store.path, version, model_store.signer())
 
 
 def read_features_day(conn, business_date: str) -> pd.DataFrame:

@@ -58,3 +58,23 @@ ALERTS_DESCRIPTIONS = {
     },
     "created_at": "When the queue was built, UTC.",
 }
+
+# scoring.shadow_scores: the challenger awaiting approval, beside the champion (never read by the alerts).
+SHADOW_COLUMNS: list[tuple[str, str]] = [
+    ("transaction_id", "BIGINT"),
+    ("card_token", "VARCHAR"),
+    ("business_date", "DATE"),
+    ("score", "DOUBLE"),
+    ("model_version", "VARCHAR"),
+    ("champion_version", "VARCHAR"),
+    ("scored_at", "TIMESTAMP"),
+]
+SHADOW_DESCRIPTIONS = {
+    "transaction_id": "Transaction scored; one row per transaction of the day while a challenger waits.",
+    "card_token": "HMAC token of the card (never the PAN).",
+    "business_date": "UTC business date (the partition).",
+    "score": "Fraud probability from the challenger awaiting approval, 0..1. Never in the alert queue.",
+    "model_version": "The challenger (models.model_events `pending_approval`) that produced the score.",
+    "champion_version": "The champion that scored the same day in scoring.transaction_scores.",
+    "scored_at": "When the partition was shadow-scored, UTC.",
+}

@@ -51,7 +51,7 @@ def transaction_scores(
 ) -> dg.MaterializeResult:
     days = list(context.partition_keys)
     with duckdb.get_connection() as conn:
-        model, mv = champion_model(conn, model_store.path)
+        model, mv = champion_model(conn, model_store)
         frames, seconds = [], 0.0
         for day in days:
             feats = read_features_day(conn, day)

@@ -1,0 +1,178 @@
+"""SQL of the cleaned reference tables: terminals, cards, FX rates, labels, and the reference quarantine.
+
+Reference rows (chargebacks, FX) are never dropped silently: each raw row is kept, quarantined in
+cleaned.reference_quarantine with the FIRST reason that applies, or counted as a duplicate (another row
+of the same key was kept). The `*_JUDGED` queries give every raw row its verdict; the table SQL selects
+from them, so kept and quarantined rows cannot disagree.
+"""
+
+from __future__ import annotations
+
+# The latest full merchants snapshot is the truth: its file (newest business date, then landing date,
+# then name) lists every terminal; a terminal it no longer lists is gone from cleaned.terminals, and
+# later days' authorisations on it are quarantined `unknown_terminal`.
+TERMINALS_SQL = """
+WITH latest AS (
+    SELECT source_file FROM raw.merchants
+    ORDER BY business_date DESC, landing_date DESC, source_file DESC LIMIT 1
+)
+SELECT terminal_id, merchant_id, CAST(mcc AS VARCHAR) AS mcc, country, upper(currency) AS currency,
+       timezone, x, y
+FROM raw.merchants SEMI JOIN latest USING (source_file)
+WHERE terminal_id IS NOT NULL AND timezone IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY terminal_id ORDER BY row_number) = 1
+ORDER BY terminal_id
+"""
+# One card per customer (contract); a card token appears once, from its newest snapshot.
+CARDS_SQL = """
+SELECT card_token, pan_bin, pan_last4, customer_id, home_x, home_y, home_country
+FROM raw.cardholders
+WHERE card_token IS NOT NULL AND customer_id IS NOT NULL
+QUALIFY row_number() OVER (
+    PARTITION BY card_token ORDER BY business_date DESC, landing_date DESC, source_file DESC, row_number
+) = 1
+ORDER BY customer_id
+"""
+
+
+def utc_timestamp_sql(column: str) -> str:
+    """An ISO UTC text column (`YYYY-MM-DDTHH:MM:SSZ`) as TIMESTAMP, NULL when it is not one; a leap
+    second (`:60`) is read as `:59`, so it stays on its day."""
+    text = f"trim({column})"
+    text = f"CASE WHEN ends_with({text}, ':60Z') THEN regexp_replace({text}, ':60Z$', ':59Z') ELSE {text} END"
+    return f"CAST(TRY_STRPTIME({text}, '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP)"
+
+
+# A sane EUR rate: no currency is worth more than 1,000 EUR a unit or less than 1e-7 EUR (the weakest
+# in circulation trade around 1e6 per EUR). A rate outside is a typo, an overflow or a unit mix-up.
+FX_RATE_BAND = (1e-3, 1e7)
+FX_JUDGED = f"""
+WITH typed AS (
+    SELECT *, TRY_CAST(trim(rate_date) AS DATE) AS _rate_date, upper(trim(quote_currency)) AS _ccy,
+           TRY_CAST(CASE WHEN regexp_full_match(trim(rate), '-?[0-9]+([.,][0-9]+)?')
+                         THEN replace(trim(rate), ',', '.') END AS DOUBLE) AS _rate
+    FROM raw.fx_rates
+),
+row_judged AS (
+    SELECT *, CASE
+            WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
+            WHEN _rate_date IS NULL THEN 'invalid_rate_date'
+            WHEN coalesce(nullif(upper(trim(base_currency)), ''), 'EUR') <> 'EUR' THEN 'unknown_base_currency'
+            WHEN NOT coalesce(regexp_full_match(_ccy, '[A-Z]{{3}}'), false) THEN 'invalid_currency'
+            WHEN _rate IS NULL THEN 'invalid_rate'
+            WHEN _rate <= 0 THEN 'non_positive_rate'
+            WHEN NOT _rate BETWEEN {FX_RATE_BAND[0]} AND {FX_RATE_BAND[1]} THEN 'rate_out_of_range'
+        END AS _row_reason
+    FROM typed
+)
+-- One delivery (file) giving two different rates for one day and currency contradicts itself: all its
+-- rows for that key are quarantined; another file's rate for the key still applies.
+SELECT *, coalesce(
+        _row_reason,
+        CASE WHEN min(_rate) OVER delivery_key <> max(_rate) OVER delivery_key THEN 'conflicting_rate' END
+    ) AS _reason
+FROM row_judged
+WINDOW delivery_key AS (PARTITION BY source_file, _rate_date, _ccy, _row_reason IS NULL)
+"""
+FX_OFFENDING = {
+    "malformed_line": ("raw_line", "raw_line_masked"),
+    "invalid_rate_date": ("rate_date", "rate_date"),
+    "unknown_base_currency": ("base_currency", "base_currency"),
+    "invalid_currency": ("quote_currency", "quote_currency"),
+    "invalid_rate": ("rate", "rate"),
+    "non_positive_rate": ("rate", "rate"),
+    "rate_out_of_range": ("rate", "rate"),
+    "conflicting_rate": ("rate", "rate"),
+}
+# A label must name a transaction of cleaned.transactions, on the same card: a chargeback for an id we
+# never cleaned (or not yet: a late authorisation file) or for another card's transaction waits in the
+# quarantine, and is judged again at every rebuild of the labels.
+CHARGEBACK_JUDGED = f"""
+WITH typed AS (
+    SELECT *,
+           TRY_CAST(CASE WHEN regexp_full_match(trim(transaction_id), '[0-9]{{1,18}}')
+                         THEN trim(transaction_id) END AS BIGINT) AS _transaction_id,
+           {utc_timestamp_sql("tx_datetime")} AS _tx_datetime,
+           {utc_timestamp_sql("reported_at")} AS _reported_at,
+           nullif(trim(amount), '') AS _amount_text
+    FROM raw.chargebacks
+)
+SELECT *, CASE
+        WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
+        WHEN _transaction_id IS NULL THEN 'invalid_transaction_id'
+        WHEN _reported_at IS NULL THEN 'invalid_reported_at'
+        WHEN nullif(trim(tx_datetime), '') IS NOT NULL AND _tx_datetime IS NULL THEN 'invalid_tx_datetime'
+        -- reported after the file reached us: the clock or the row is wrong
+        WHEN _reported_at > ingested_at OR _reported_at >= landing_date + INTERVAL 1 DAY
+            THEN 'future_timestamp'
+        WHEN _reported_at < _tx_datetime THEN 'reported_before_transaction'
+        -- the amount is optional; one that is there is a number of major units, not below zero
+        WHEN _amount_text IS NOT NULL AND NOT regexp_full_match(_amount_text, '-?[0-9]+(\\.[0-9]+)?')
+            THEN 'invalid_amount'
+        WHEN _amount_text IS NOT NULL AND CAST(_amount_text AS DOUBLE) < 0 THEN 'negative_amount'
+        WHEN NOT EXISTS (SELECT 1 FROM cleaned.transactions t WHERE t.transaction_id = _transaction_id)
+            THEN 'unknown_transaction'
+        WHEN card_token IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM cleaned.transactions t
+            WHERE t.transaction_id = _transaction_id AND t.card_token = typed.card_token
+        ) THEN 'card_mismatch'
+    END AS _reason
+FROM typed
+"""
+CHARGEBACK_OFFENDING = {
+    "malformed_line": ("raw_line", "raw_line_masked"),
+    "invalid_transaction_id": ("transaction_id", "transaction_id"),
+    "invalid_reported_at": ("reported_at", "reported_at"),
+    "invalid_tx_datetime": ("tx_datetime", "tx_datetime"),
+    "future_timestamp": ("reported_at", "reported_at"),
+    "reported_before_transaction": ("reported_at", "reported_at"),
+    "invalid_amount": ("amount", "amount"),
+    "negative_amount": ("amount", "amount"),
+    "unknown_transaction": ("transaction_id", "transaction_id"),
+    "card_mismatch": ("pan", "concat(pan_bin, '******', pan_last4)"),
+}
+REFERENCE_REASONS = tuple(dict.fromkeys([*CHARGEBACK_OFFENDING, *FX_OFFENDING]))
+
+# A corrected rate (later landed file) replaces an earlier one for the same day and currency; the
+# replaced rows count as duplicates.
+FX_SQL = f"""
+WITH judged AS ({FX_JUDGED})
+SELECT _rate_date AS rate_date, _ccy AS quote_currency, _rate AS rate FROM judged
+WHERE _reason IS NULL
+QUALIFY row_number() OVER (
+    PARTITION BY _rate_date, _ccy ORDER BY landing_date DESC, source_file DESC, row_number DESC
+) = 1
+ORDER BY rate_date, quote_currency
+"""
+# Earliest report per transaction: a fraud is known from the first chargeback that names it; later
+# reports of the same transaction count as duplicates.
+LABELS_SQL = f"""
+WITH judged AS ({CHARGEBACK_JUDGED})
+SELECT _transaction_id AS transaction_id, card_token, _tx_datetime AS tx_datetime,
+       _reported_at AS reported_at, trim(chargeback_id) AS chargeback_id, trim(reason_code) AS reason_code
+FROM judged
+WHERE _reason IS NULL
+QUALIFY row_number() OVER (PARTITION BY _transaction_id ORDER BY _reported_at, chargeback_id) = 1
+ORDER BY transaction_id
+"""
+
+
+def quarantine_sql(source: str, judged: str, offending: dict[str, tuple[str, str]], id_column: str) -> str:
+    """The rejected rows of `judged` in cleaned.quarantine's columns; offending_value still clear
+    (masked in Python before it is written)."""
+    col = " ".join(f"WHEN '{r}' THEN '{c}'" for r, (c, _) in offending.items())
+    val = " ".join(f"WHEN '{r}' THEN CAST({v} AS VARCHAR)" for r, (_, v) in offending.items())
+    return f"""
+WITH judged AS ({judged})
+SELECT business_date, '{source}' AS source, feed, source_file, row_number, {id_column} AS transaction_id,
+       _reason AS reason, CASE _reason {col} END AS offending_column,
+       CASE _reason {val} END AS offending_value, ingested_at AS quarantined_at
+FROM judged WHERE _reason IS NOT NULL
+ORDER BY source_file, row_number
+"""
+
+
+CHARGEBACK_QUARANTINE_SQL = quarantine_sql(
+    "chargebacks", CHARGEBACK_JUDGED, CHARGEBACK_OFFENDING, "_transaction_id"
+)
+FX_QUARANTINE_SQL = quarantine_sql("fx_rates", FX_JUDGED, FX_OFFENDING, "CAST(NULL AS BIGINT)")

@@ -1,0 +1,116 @@
+"""`models/approval_request`: a challenger that passed the gate waits for a person, with its evidence.
+
+Runs in the training run after the blocking champion_gate passed. It records who launched the training
+run (the identity the four-eyes rule compares the approver with), writes the evidence pack, and appends
+a signed `pending_approval` event; a version still waiting from an earlier run is `superseded`. From then
+on the challenger shadow-scores every new day (scoring/shadow_scores) until someone decides.
+"""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.defs.models.champion import EVALUATION_KEY, decide
+from fraud_assets.defs.models.common import CODE_VERSION, OWNERS
+from fraud_assets.defs.models.evidence import build_evidence, write_evidence
+from fraud_assets.defs.models.schemas import MODEL_EVENTS_COLUMNS, MODEL_EVENTS_DESCRIPTIONS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.identity import run_launcher
+from fraud_assets.lib.registry import (
+    CHAMPION,
+    EVENTS_TABLE,
+    PENDING_APPROVAL,
+    SUPERSEDED,
+    append_event,
+    current_alias,
+    pending_version,
+    verify_chain,
+    version_status,
+)
+from fraud_assets.lib.warehouse import table_metadata
+from fraud_assets.resources import ModelStore
+
+GATE_ACTOR = "platform:champion_gate"
+# A version in one of these states was decided on; a new training run does not ask again.
+DECIDED = ("approved", "rejected", "disabled")
+
+
+@dg.asset(
+    key=["models", "approval_request"],
+    group_name="models",
+    owners=OWNERS,
+    kinds={"python", "duckdb"},
+    code_version=CODE_VERSION,
+    pool="duckdb",
+    deps=[EVALUATION_KEY],
+    metadata=column_schema_metadata(MODEL_EVENTS_COLUMNS, descriptions=MODEL_EVENTS_DESCRIPTIONS),
+    description=(
+        "The challenger awaiting approval, for the approver and the auditor: runs after the blocking "
+        "champion_gate passed, records the identity that launched the training run, writes the evidence "
+        "pack (model card, prequential comparison, data/code/parameter hashes, feature drift at training; "
+        "the shadow comparison is added at decision time) and appends a signed `pending_approval` event "
+        "to models.model_events. Nothing is promoted here: a person decides (model_approval job)."
+    ),
+)
+def approval_request(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, model_store: ModelStore
+) -> dg.MaterializeResult:
+    launched_by, established_by = run_launcher(context.run.tags)
+    signer = model_store.signer()
+    with duckdb.get_connection() as conn:
+        verify_chain(conn, signer)
+        gate = decide(conn)
+        if not gate.promote:
+            raise dg.Failure(description=f"the champion gate does not pass: {gate.reason}")
+        version, status = gate.challenger, version_status(conn, gate.challenger)
+        markdown = ""
+        if status == "pending_approval":
+            action = f"{version} already awaits approval"
+        elif status in DECIDED:
+            action = f"{version} was already {status}: not asked again"
+        else:
+            waiting = pending_version(conn)
+            if waiting is not None:
+                append_event(
+                    conn, signer, SUPERSEDED, model_version=waiting, actor=GATE_ACTOR,
+                    reason=f"superseded by {version} (training run {context.run.run_id})",
+                    run_id=context.run.run_id,
+                )  # fmt: skip
+            pack = build_evidence(
+                conn,
+                model_store.path,
+                signer,
+                version,
+                purpose="request",
+                champion=current_alias(conn, CHAMPION),
+                training_launcher={"launched_by": launched_by, "established_by": established_by},
+                gate_reason=gate.reason,
+            )
+            path, digest, markdown = write_evidence(model_store.path, pack)
+            append_event(
+                conn, signer, PENDING_APPROVAL, model_version=version, actor=GATE_ACTOR,
+                launched_by=launched_by, reason=gate.reason, evidence_path=path, evidence_sha256=digest,
+                run_id=context.run.run_id,
+            )  # fmt: skip
+            action = f"{version} awaits approval (training launched by {launched_by}, {established_by})"
+        md = table_metadata(
+            conn,
+            EVENTS_TABLE,
+            where="event = ?",
+            params=[PENDING_APPROVAL],
+            descriptions=MODEL_EVENTS_DESCRIPTIONS,
+            preview_columns=["event_id", "event", "model_version", "launched_by", "reason"],
+        )
+        pending = pending_version(conn)
+    context.log.info(action)
+    md.update(
+        {
+            "pending_version": pending or "none",
+            "action": action,
+            "training_launched_by": launched_by,
+            "identity_established_by": established_by,
+            "gate_reason": gate.reason,
+        }
+    )
+    if markdown:
+        md["evidence"] = dg.MetadataValue.md(markdown)
+    return dg.MaterializeResult(metadata=md)

@@ -1,0 +1,148 @@
+"""The data snapshot behind every model: the training set as trained on, archived and signed.
+
+Features are rebuilt when late chargebacks arrive (the lookback sensor) and labels keep arriving, so the
+warehouse of next month cannot always give back the training set of today. Each training run therefore
+archives `models.training_set` as Parquet in the model store (content-addressed by its data hash, so the
+candidates of one run share one file) and records, in a signed row of `models.data_snapshots`, what is
+needed to rebuild it and to check the rebuild: the resolved fold windows, the labels known at training
+time (count, latest report, hash of the set) and the file's SHA-256. `make reproduce` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from fraud_assets.defs.models.common import LABELS_TABLE, TRAINING_SET_TABLE, data_hash
+from fraud_assets.lib.model_io import sha256_file
+from fraud_assets.lib.signing import Signer
+
+SNAPSHOTS_TABLE = "models.data_snapshots"
+SNAPSHOT_DIR = "snapshots"
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS {SNAPSHOTS_TABLE} (
+    data_hash VARCHAR PRIMARY KEY,
+    created_at TIMESTAMP NOT NULL,
+    run_id VARCHAR,
+    training_config_json VARCHAR NOT NULL,
+    labels_as_of TIMESTAMP,
+    labels_count BIGINT NOT NULL,
+    labels_sha256 VARCHAR NOT NULL,
+    n_rows BIGINT NOT NULL,
+    parquet_path VARCHAR NOT NULL,
+    parquet_sha256 VARCHAR NOT NULL,
+    key_id VARCHAR NOT NULL,
+    signature VARCHAR NOT NULL
+)
+"""
+SIGNED_COLUMNS = (
+    "data_hash",
+    "created_at",
+    "run_id",
+    "training_config_json",
+    "labels_as_of",
+    "labels_count",
+    "labels_sha256",
+    "n_rows",
+    "parquet_path",
+    "parquet_sha256",
+    "key_id",
+)
+# The label set a training run saw: which transactions were fraud, reported when.
+LABELS_FINGERPRINT_SQL = """
+SELECT count(*), max(reported_at),
+       coalesce(sha256(string_agg(transaction_id::VARCHAR || '@' || reported_at::VARCHAR, ','
+                                  ORDER BY transaction_id, reported_at)), sha256(''))
+FROM {labels}
+"""
+# Read back exactly as the candidates read it, so the hash is the one they record.
+READ_SQL = f"SELECT * FROM {TRAINING_SET_TABLE} ORDER BY fold, split, transaction_id"
+
+
+class SnapshotError(RuntimeError):
+    """A data snapshot is missing, altered, or does not verify."""
+
+
+def labels_fingerprint(conn: duckdb.DuckDBPyConnection, labels: str = LABELS_TABLE) -> tuple[int, Any, str]:
+    """(count, latest reported_at, SHA-256 of the (transaction_id, reported_at) set) of a labels table."""
+    n, as_of, digest = conn.execute(LABELS_FINGERPRINT_SQL.format(labels=labels)).fetchall()[0]
+    return int(n), as_of, digest
+
+
+def training_set_hash(conn: duckdb.DuckDBPyConnection) -> str:
+    return data_hash(conn.execute(READ_SQL).df())
+
+
+def archive_training_set(
+    conn: duckdb.DuckDBPyConnection,
+    store_root: Path,
+    signer: Signer,
+    training_config: dict[str, Any],
+    run_id: str | None,
+) -> dict[str, Any]:
+    """Archive models.training_set (once per content) and record its signed snapshot row; returns it."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS models")
+    conn.execute(_DDL)
+    digest = training_set_hash(conn)
+    existing = snapshot_row(conn, digest)
+    if existing is not None:
+        return existing
+    rel = f"{SNAPSHOT_DIR}/training_set-{digest}.parquet"
+    target = Path(store_root) / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    conn.execute(f"COPY ({READ_SQL}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+    os.replace(tmp, target)
+    n_labels, as_of, labels_sha = labels_fingerprint(conn)
+    record = {
+        "data_hash": digest,
+        "created_at": datetime.now(UTC).replace(tzinfo=None),
+        "run_id": run_id,
+        "training_config_json": json.dumps(training_config, sort_keys=True, default=str),
+        "labels_as_of": as_of,
+        "labels_count": n_labels,
+        "labels_sha256": labels_sha,
+        "n_rows": int(conn.execute(f"SELECT count(*) FROM {TRAINING_SET_TABLE}").fetchall()[0][0]),
+        "parquet_path": rel,
+        "parquet_sha256": sha256_file(target),
+        "key_id": signer.key_id,
+    }
+    row = {**record, "signature": signer.sign("data_snapshot", record)}
+    conn.execute(
+        f"INSERT INTO {SNAPSHOTS_TABLE} ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+        list(row.values()),
+    )
+    return row
+
+
+def snapshot_row(conn: duckdb.DuckDBPyConnection, digest: str) -> dict[str, Any] | None:
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'models' "
+        "AND table_name = 'data_snapshots'"
+    ).fetchall()[0][0]
+    if not exists:
+        return None
+    cur = conn.execute(f"SELECT * FROM {SNAPSHOTS_TABLE} WHERE data_hash = ?", [digest])
+    cols = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    return dict(zip(cols, rows[0], strict=True)) if rows else None
+
+
+def verified_snapshot(conn: duckdb.DuckDBPyConnection, store_root: Path, signer: Signer, digest: str) -> dict:
+    """The snapshot row of a data hash, its signature and its Parquet file's SHA-256 checked."""
+    row = snapshot_row(conn, digest)
+    if row is None:
+        raise SnapshotError(f"no data snapshot recorded for data hash {digest[:16]}… ({SNAPSHOTS_TABLE})")
+    if not signer.verify("data_snapshot", {c: row[c] for c in SIGNED_COLUMNS}, row["signature"]):
+        raise SnapshotError(f"{SNAPSHOTS_TABLE} row {digest[:16]}… does not verify: refusing to use it")
+    path = (Path(store_root) / row["parquet_path"]).resolve()
+    if not path.is_relative_to(Path(store_root).resolve()) or not path.is_file():
+        raise SnapshotError(f"snapshot file {row['parquet_path']} is missing from the model store")
+    if sha256_file(path) != row["parquet_sha256"]:
+        raise SnapshotError(f"snapshot file {row['parquet_path']} was modified after training")
+    return {**row, "file": path}

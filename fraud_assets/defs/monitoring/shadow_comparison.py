@@ -1,0 +1,200 @@
+"""`monitoring/shadow_comparison`: champion vs challenger on the same live days.
+
+Per shadow-scored day: the PSI between the two models' scores (how differently they see the day; needs
+no labels), and once the day's labels have matured, for each model the average precision, Card
+Precision@100 (lib/metrics.py, the handbook's definition) and alert precision at the investigators'
+budget (the share of the top-`budget` cards of the day that had a fraud). Approvers read it through the
+evidence pack; the UI plots the latest figures over materialisations.
+"""
+
+# No `from __future__ import annotations`: Dagster resolves the config type from the annotation.
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from fraud_assets.defs.monitoring.metrics import average_precision, psi
+from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, TOP_K_CARDS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.metrics import card_precision_at_k
+from fraud_assets.lib.warehouse import replace_table, table_exists, table_metadata
+
+OWNERS = ["team:fraud-data-science"]
+SHADOW_TABLE = "scoring.shadow_scores"
+SCORES_TABLE = "scoring.transaction_scores"
+LABELS_TABLE = "cleaned.labels"
+COMPARISON_TABLE = "monitoring.shadow_comparison"
+MODELS = ("champion", "challenger")
+METRICS = ("ap", "cp_at_100", "alert_precision")
+
+COLUMNS: list[tuple[str, str, str]] = [
+    ("business_date", "DATE", "shadow-scored day"),
+    ("challenger_version", "VARCHAR", "model awaiting approval that shadow-scored the day"),
+    ("champion_version", "VARCHAR", "model whose scores served the day (scoring.transaction_scores)"),
+    ("n_transactions", "BIGINT", "transactions scored by both"),
+    ("n_frauds", "BIGINT", "of them with a fraud report known at labels_as_of"),
+    ("matured", "BOOLEAN", f"true once {MATURITY_DAYS} days of reports followed the day"),
+    ("score_psi", "DOUBLE", "PSI of the challenger's scores against the champion's (no labels needed)"),
+    *[
+        (f"{m}_{metric}", "DOUBLE", f"{m}'s {label} on the day (matured days only, else empty)")
+        for m in MODELS
+        for metric, label in (
+            ("ap", "average precision"),
+            ("cp_at_100", "Card Precision@100"),
+            ("alert_precision", "alert precision at the investigators' budget"),
+        )
+    ],
+    ("budget", "BIGINT", "investigators' budget: cards reviewed per day"),
+    ("labels_as_of", "TIMESTAMP", "latest report time in cleaned.labels"),
+    ("computed_at", "TIMESTAMP", "UTC time of computation"),
+]
+
+# The two models' scores of every shadow-scored transaction, with the label known now.
+PAIRED_SQL = f"""
+SELECT s.business_date, s.model_version AS challenger_version, c.model_version AS champion_version,
+       s.card_token, c.score AS champion_score, s.score AS challenger_score,
+       (l.transaction_id IS NOT NULL)::INTEGER AS label
+FROM {SHADOW_TABLE} s
+JOIN {SCORES_TABLE} c USING (transaction_id)
+LEFT JOIN (SELECT DISTINCT transaction_id FROM {LABELS_TABLE}) l USING (transaction_id)
+"""
+
+
+class ShadowComparisonConfig(dg.Config):
+    budget: int = Field(default=TOP_K_CARDS, description="Cards investigators review per day (alert queue).")
+
+
+def alert_precision(day: pd.DataFrame, score_col: str, budget: int) -> float:
+    """Share of the day's top-`budget` cards (by each card's highest score) that had a fraud."""
+    cards = day.groupby("card_token").agg(score=(score_col, "max"), label=("label", "max"))
+    top = cards.sort_values("score", ascending=False, kind="mergesort").head(budget)
+    return float(top["label"].mean()) if len(top) else float("nan")
+
+
+def _day_row(day: pd.DataFrame, matured: bool, budget: int) -> dict[str, object]:
+    row: dict[str, object] = {
+        "n_transactions": len(day),
+        "n_frauds": int(day["label"].sum()),
+        "matured": matured,
+        "score_psi": psi(day["champion_score"], day["challenger_score"]),
+    }
+    for m in MODELS:
+        col = f"{m}_score"
+        if matured:
+            cp, _ = card_precision_at_k(day, TOP_K_CARDS, score_col=col, label_col="label")
+            values = (average_precision(day["label"], day[col]), cp, alert_precision(day, col, budget))
+        else:
+            values = (float("nan"),) * 3
+        row.update({f"{m}_{metric}": v for metric, v in zip(METRICS, values, strict=True)})
+    return row
+
+
+def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
+    columns = [c for c, _, _ in COLUMNS]
+    if not all(table_exists(conn, t) for t in (SHADOW_TABLE, SCORES_TABLE, LABELS_TABLE)):
+        return pd.DataFrame(columns=columns)
+    as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchall()[0][0]
+    paired = conn.execute(PAIRED_SQL).df()
+    rows = []
+    keys = ["business_date", "challenger_version", "champion_version"]
+    for (day, challenger, champion), part in paired.groupby(keys, sort=True, dropna=False):
+        matured = as_of is not None and pd.Timestamp(day) + pd.Timedelta(
+            days=MATURITY_DAYS + 1
+        ) <= pd.Timestamp(as_of)
+        rows.append(
+            {
+                "business_date": pd.Timestamp(day).date(),
+                "challenger_version": challenger,
+                "champion_version": champion,
+                **_day_row(part, bool(matured), budget),
+                "budget": budget,
+                "labels_as_of": as_of,
+                "computed_at": datetime.now(UTC).replace(tzinfo=None),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _mean(values: pd.Series) -> float:
+    finite = pd.to_numeric(values, errors="coerce").dropna()
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+def summarise(df: pd.DataFrame) -> dict[str, float | int | str]:
+    """Days, matured days, mean of each metric per model and the challenger's mean lead, mean PSI."""
+    if df.empty:
+        return {"shadow_days": 0, "matured_days": 0}
+    matured = df[df["matured"].astype(bool)]
+    out: dict[str, float | int | str] = {
+        "shadow_days": int(df["business_date"].nunique()),
+        "matured_days": int(matured["business_date"].nunique()),
+        "first_day": str(df["business_date"].min()),
+        "last_day": str(df["business_date"].max()),
+        "mean_score_psi": _mean(df["score_psi"]),
+    }
+    for metric in METRICS:
+        for m in MODELS:
+            out[f"{m}_{metric}_mean"] = _mean(matured[f"{m}_{metric}"])
+        out[f"challenger_lead_{metric}"] = out[f"challenger_{metric}_mean"] - out[f"champion_{metric}_mean"]
+    return out
+
+
+def shadow_summary(conn, model_version: str) -> dict[str, float | int | str]:
+    """The comparison so far for one challenger (read from monitoring.shadow_comparison)."""
+    if not table_exists(conn, COMPARISON_TABLE):
+        return {"shadow_days": 0, "matured_days": 0}
+    df = conn.execute(f"SELECT * FROM {COMPARISON_TABLE} WHERE challenger_version = ?", [model_version]).df()
+    return summarise(df)
+
+
+@dg.asset(
+    key=["monitoring", "shadow_comparison"],
+    group_name="monitoring",
+    owners=OWNERS,
+    kinds={"duckdb", "python", "scikit-learn"},
+    code_version="1",
+    pool="duckdb",
+    deps=[
+        dg.AssetKey(["scoring", "shadow_scores"]),
+        dg.AssetKey(["scoring", "transaction_scores"]),
+        dg.AssetKey(["cleaned", "labels"]),
+    ],
+    metadata=column_schema_metadata(COLUMNS),
+    description=(
+        "Champion vs challenger on the same live days, for the people who approve a model: per shadow-"
+        "scored day the PSI between the two models' scores and, once labels matured, each model's "
+        "average precision, Card Precision@100 and alert precision at the investigators' budget. Read by "
+        "the evidence pack of an approval (models/champion). Metadata: the latest challenger's means "
+        "and lead, and the latest day's figures, plotted over time."
+    ),
+)
+def shadow_comparison(
+    context: dg.AssetExecutionContext, config: ShadowComparisonConfig, duckdb: DuckDBResource
+) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        df = compute_shadow_comparison(conn, config.budget)
+        if df.empty:
+            context.log.info("no shadow-scored day yet")
+            return dg.MaterializeResult(
+                metadata={"shadow_days": 0, "note": "no challenger shadow-scored yet"}
+            )
+        replace_table(conn, COMPARISON_TABLE, df)
+        latest = df.sort_values("business_date").iloc[-1]
+        challenger = str(latest["challenger_version"])
+        extra: dict[str, object] = {
+            "challenger": challenger,
+            **{k: v for k, v in summarise(df[df["challenger_version"] == challenger]).items()},
+            "latest_business_date": str(latest["business_date"]),
+            "latest_score_psi": float(latest["score_psi"]),
+        }
+        matured = df[df["matured"].astype(bool) & (df["challenger_version"] == challenger)]
+        if len(matured):
+            last = matured.sort_values("business_date").iloc[-1]
+            extra["latest_matured_business_date"] = str(last["business_date"])
+            for m in MODELS:
+                for metric in METRICS:
+                    extra[f"latest_matured_{m}_{metric}"] = float(last[f"{m}_{metric}"])
+        md = table_metadata(conn, COMPARISON_TABLE, descriptions={c: d for c, _, d in COLUMNS}, extra=extra)
+    return dg.MaterializeResult(metadata=md)

@@ -1,0 +1,108 @@
+"""`scoring/shadow_scores`: the challenger awaiting approval scores every new day beside the champion.
+
+Its scores go to their own table, which nothing in the alert path reads: a challenger is judged on live
+traffic before it may decide alerts (monitoring/shadow_comparison compares the two once labels mature).
+A day scored while no challenger waits gets an empty partition, so a challenger shadows the days that
+arrive after it appeared, not the whole history at once.
+"""
+
+from datetime import UTC, date, datetime
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.defs.monitoring.metrics import psi
+from fraud_assets.defs.scoring.common import (
+    OWNERS,
+    SCORES_TABLE,
+    SCORING_CODE_VERSION,
+    predict,
+    read_features_day,
+)
+from fraud_assets.defs.scoring.schemas import SHADOW_COLUMNS, SHADOW_DESCRIPTIONS
+from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.registry import CHAMPION, current_alias, load_version, pending_version
+from fraud_assets.lib.warehouse import replace_partition, table_metadata
+from fraud_assets.resources import ModelStore
+
+SHADOW_TABLE = "scoring.shadow_scores"
+SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
+_DDL = f"CREATE TABLE IF NOT EXISTS {SHADOW_TABLE} ({', '.join(f'{c} {t}' for c, t in SHADOW_COLUMNS)})"
+
+
+def champion_scores(conn, day: str) -> pd.Series:
+    return conn.execute(
+        f"SELECT score FROM {SCORES_TABLE} WHERE business_date = CAST(? AS DATE)", [day]
+    ).df()["score"]
+
+
+@dg.asset(
+    key=["scoring", "shadow_scores"],
+    group_name="scoring",
+    owners=OWNERS,
+    kinds={"python", "scikit-learn", "duckdb"},
+    code_version=SCORING_CODE_VERSION,
+    pool="duckdb",
+    partitions_def=business_date_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    # After the champion scored the day (same run), so both score the same transactions.
+    deps=[dg.AssetKey(["features", "transaction_features"]), SCORES_KEY],
+    metadata=column_schema_metadata(SHADOW_COLUMNS, descriptions=SHADOW_DESCRIPTIONS),
+    description=(
+        "Shadow scores for model risk management: every transaction of a business day scored by the "
+        "challenger that awaits approval (models.model_events `pending_approval`), beside the champion's "
+        "scoring/transaction_scores. Stored in scoring.shadow_scores, which the alert queue never reads; "
+        "monitoring/shadow_comparison compares champion and challenger on the same days. Empty partition "
+        "when no challenger waits. Loaded through the signed registry like every model."
+    ),
+)
+def shadow_scores(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, model_store: ModelStore
+) -> dg.MaterializeResult:
+    days = list(context.partition_keys)
+    with duckdb.get_connection() as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS scoring")
+        conn.execute(_DDL)
+        version = pending_version(conn)
+        champion = current_alias(conn, CHAMPION)
+        frames, psis = [], {}
+        if version is not None:
+            model, mv = load_version(conn, model_store.path, version, model_store.signer())
+            for day in days:
+                feats = read_features_day(conn, day)
+                scores = predict(model, feats, mv.feature_columns) if len(feats) else []
+                frames.append(
+                    feats[["transaction_id", "card_token"]].assign(
+                        business_date=date.fromisoformat(day),
+                        score=scores,
+                        model_version=version,
+                        champion_version=champion,
+                        scored_at=datetime.now(UTC).replace(tzinfo=None),
+                    )
+                )
+                psis[day] = psi(champion_scores(conn, day), pd.Series(scores, dtype=float))
+        columns = [c for c, _ in SHADOW_COLUMNS]
+        out = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+        n = replace_partition(conn, SHADOW_TABLE, out, "business_date", days)
+        md = table_metadata(
+            conn,
+            SHADOW_TABLE,
+            where="CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
+            params=[days],
+            descriptions=SHADOW_DESCRIPTIONS,
+            preview_columns=["transaction_id", "business_date", "score", "model_version"],
+            extra={
+                "challenger": version or "none",
+                "champion": champion or "none",
+                "rows_scored": n,
+                "mean_score": float(out["score"].mean()) if n else 0.0,
+            },
+        )
+    finite = [v for v in psis.values() if v == v]
+    if finite:
+        # PSI of the challenger's scores against the champion's on the same day(s): how differently they rank.
+        md["score_psi_vs_champion"] = float(max(finite))
+    context.log.info(f"shadow scores: {n} rows by {version or 'no challenger'} for {len(days)} day(s)")
+    return dg.MaterializeResult(metadata=md)

@@ -1,0 +1,90 @@
+"""The few Dagster internals fraud_assets relies on, in one place.
+
+Dagster 1.13 has no public API to tag a run after it was created, to fail a run whose worker is gone, or
+to hand back the pool slots such a run still holds (its own run monitoring does all three, but only for
+run launchers that can check a worker's health, which the default launcher cannot). Each function here
+wraps one internal call; fraud_assets_tests/test_dagster_compat.py pins the behaviour we rely on, so a
+Dagster upgrade that changes it fails there first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+import dagster as dg
+from dagster._core.events import JobFailureData, RunFailureReason
+
+
+def add_run_tags(instance: dg.DagsterInstance, run_id: str, tags: Mapping[str, str]) -> None:
+    """Add or overwrite tags of an existing run (seen in the UI and by run filters)."""
+    instance.add_run_tags(run_id, dict(tags))
+
+
+def fail_run_unexpectedly_terminated(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
+    """Mark `run` FAILURE with `message`, as a worker that died, not a step that failed: the run failure
+    sensors see it, and Dagster's run retries (`run_retries` in dagster.yaml) re-execute it from failure,
+    which they never do for step failures when `retry_on_asset_or_op_failure` is false."""
+    instance.report_run_failed(
+        run,
+        message,
+        JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION),
+    )
+
+
+def claimed_pool_slots(instance: dg.DagsterInstance) -> Counter[str]:
+    """Pool slots claimed right now, counted per run id (every pool)."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return Counter()
+    claimed: Counter[str] = Counter()
+    for pool in storage.get_concurrency_keys():
+        for slot in storage.get_concurrency_info(pool).claimed_slots:
+            claimed[slot.run_id] += 1
+    return claimed
+
+
+def free_pool_slots(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Release every pool slot `run_id` holds and drop its steps still waiting for one; waiting steps of
+    other runs are then assigned the freed slots."""
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        storage.free_concurrency_slots_for_run(run_id)
+
+
+class _StartHookExecutor(dg.Executor):
+    """Dagster's executor `inner`, calling `on_start(instance, run_id)` in the run worker first."""
+
+    def __init__(self, inner: dg.Executor, on_start: Callable[[dg.DagsterInstance, str], None]) -> None:
+        self._inner = inner
+        self._on_start = on_start
+
+    @property
+    def retries(self):
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self._inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan):
+        self._on_start(plan_context.instance, plan_context.run_id)
+        yield from self._inner.execute(plan_context, execution_plan)
+
+
+def in_process_executor_with_start_hook(
+    on_start: Callable[[dg.DagsterInstance, str], None], description: str
+) -> dg.ExecutorDefinition:
+    """`dg.in_process_executor` (same name and config) that calls `on_start(instance, run_id)` in the run
+    worker process before any step runs, i.e. before the run can claim a pool slot. Dagster has no run-start
+    hook; the executor is the first code of ours every run worker executes, however it was launched (daemon,
+    UI, `dagster asset materialize`). `execute_in_process` (`dg.materialize`) replaces the executor and
+    never calls it."""
+    base = dg.in_process_executor
+    return dg.ExecutorDefinition(
+        name=base.name,
+        config_schema=base.config_schema,
+        requirements=base.get_requirements,
+        executor_creation_fn=lambda init: _StartHookExecutor(base.executor_creation_fn(init), on_start),
+        description=description,
+    )

@@ -1,0 +1,223 @@
+"""Finding card numbers that escaped: the leak detector and the blocking `no_clear_pan` checks.
+
+The detector looks for the PAN shape `fraud_assets.lib.pan` defines (13-19 Luhn-valid consecutive
+digits of a digit group) by its own code path, so a blind spot of the masker is not also one of the
+check that vouches for it: characters are classified with `str.isdecimal` / `unicodedata.category`
+(the masker uses a regex and `unicodedata.decimal`), and every window is tested at once from prefix
+sums (the masker walks each window).
+
+`find_pan_leaks` scans every column of a DuckDB table whatever its type: text and nested values as
+text, numbers by their integral part (a card number in an int64 or float64 column; a fraction is a
+measurement). Types whose text can never hold 13 digits in a group are skipped (dates, timestamps,
+intervals, booleans and integers up to 32 bits: `SHORT_TYPES`; a test proves it on their extremes), and
+so are the platform's own digests (`LEAK_SCAN_EXEMPT_COLUMNS`).
+"""
+
+import unicodedata
+from collections.abc import Iterator, Sequence
+
+import dagster as dg
+import duckdb
+import numpy as np
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.lib.contracts import partition_filter, partitioned_asset_check
+from fraud_assets.lib.provenance import LEAK_SCAN_EXEMPT_COLUMNS
+from fraud_assets.lib.warehouse import table_exists
+
+_SEPARATOR_CATEGORIES = frozenset({"Zs", "Pd", "Cf"})
+_SEPARATOR_CHARS = frozenset("\t./\u2212")
+_MAX_GAP = 3
+_LENGTHS = range(13, 20)
+# Doubled digit in Luhn: 2d, minus 9 when that has two digits.
+_DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9])
+
+# Column types whose text form never holds 13 digits in one group (their widest values: a 7-digit year,
+# `294247-01-10 04` in a timestamp, 10-digit integers).
+SHORT_TYPES = frozenset(
+    {
+        "BOOLEAN",
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "DATE",
+        "TIME",
+        "TIME WITH TIME ZONE",
+        "TIMESTAMP",
+        "TIMESTAMP_S",
+        "TIMESTAMP_MS",
+        "TIMESTAMP_NS",
+        "TIMESTAMP WITH TIME ZONE",
+        "INTERVAL",
+    }
+)
+_NUMBER_TYPES = ("BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+# DuckDB pre-filter: 13 digits, each at most 3 characters from the next, every character between them a
+# separator, control character or math symbol (Unicode Z, Pd, Cf, Cc, Sm) or `.` `/`: wider than the PAN
+# shape on purpose; the exact test runs in Python on the few values it lets through. (A negated class,
+# "anything but letters and digits", is as wide but makes RE2 about 50 times slower.)
+_TEXT_PREFILTER = r"\p{Nd}(?:[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{Sm}./]{0,3}\p{Nd}){12}"
+
+
+def _is_separator(ch: str) -> bool:
+    return ch in _SEPARATOR_CHARS or unicodedata.category(ch) in _SEPARATOR_CATEGORIES
+
+
+def digit_groups(text: str) -> Iterator[str]:
+    """Each digit group of `text` as ASCII digits (separators dropped, any script's digits read)."""
+    digits: list[str] = []
+    gap = 0
+    for ch in text:
+        if ch.isdecimal():
+            if gap > _MAX_GAP:
+                if digits:
+                    yield "".join(digits)
+                digits = []
+            digits.append(str(int(ch)))
+            gap = 0
+        elif digits and _is_separator(ch):
+            gap += 1
+        else:
+            if digits:
+                yield "".join(digits)
+            digits, gap = [], 0
+    if digits:
+        yield "".join(digits)
+
+
+def luhn_windows(digits: str) -> set[str]:
+    """Every 13-19 digit window of `digits` that starts with 1-9 and passes Luhn.
+
+    A window's Luhn sum is its digits counted from its right end, every second one doubled: with prefix
+    sums of the digits doubled at even and at odd positions, each window's sum is one subtraction."""
+    n = len(digits)
+    if n < _LENGTHS.start:
+        return set()
+    d = np.frombuffer(digits.encode(), dtype=np.uint8).astype(np.int64) - 48
+    even = np.arange(n) % 2 == 0
+    # plain[p][k]: digit k as counted in a window whose last digit has parity p.
+    plain = {p: np.where(even == (p == 0), d, _DOUBLED[d]) for p in (0, 1)}
+    prefix = {p: np.concatenate(([0], np.cumsum(v))) for p, v in plain.items()}
+    found = set()
+    for length in _LENGTHS:
+        if length > n:
+            break
+        starts = np.arange(0, n - length + 1)
+        ends = starts + length
+        last_parity = (ends - 1) % 2
+        sums = np.where(
+            last_parity == 0, prefix[0][ends] - prefix[0][starts], prefix[1][ends] - prefix[1][starts]
+        )
+        found.update(digits[s : s + length] for s in starts[(sums % 10 == 0) & (d[starts] != 0)])
+    return found
+
+
+def pans_in(text: str) -> set[str]:
+    """The card numbers `text` holds (as ASCII digits)."""
+    return {w for group in digit_groups(text) for w in luhn_windows(group)}
+
+
+def has_pan(text: str) -> bool:
+    return any(luhn_windows(group) for group in digit_groups(text))
+
+
+def _base_type(column_type: str) -> str:
+    return column_type.split("(")[0].strip().upper()
+
+
+def scan_expression(column: str, column_type: str) -> tuple[str, str] | None:
+    """(text the detector reads, DuckDB pre-filter) for a column; None when its type cannot hold a PAN."""
+    base = _base_type(column_type)
+    if base in SHORT_TYPES:
+        return None
+    col = f'"{column}"'
+    if base in _NUMBER_TYPES:
+        whole = f"coalesce(CAST(TRY_CAST(trunc({col}) AS HUGEINT) AS VARCHAR), CAST({col} AS VARCHAR))"
+        return whole, f"({col} >= 1e12 OR {col} <= -1e12)"
+    text = f"CAST({col} AS VARCHAR)"
+    return text, f"(length({text}) >= 13 AND regexp_matches({text}, '{_TEXT_PREFILTER}'))"
+
+
+def find_pan_leaks(
+    conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None
+) -> dict[str, int]:
+    """Rows per column of `table` holding a card number. {} when clean.
+
+    Per column, a cheap DuckDB pre-filter keeps the candidate values (one query per column reads that
+    column only; one query for all columns evaluates every filter on every row and is slower); only the
+    distinct candidates reach the Python detector."""
+    filt = f" AND ({where})" if where else ""
+    leaks: dict[str, int] = {}
+    for name, column_type, *_ in conn.execute(f"DESCRIBE {table}").fetchall():
+        expr = None if name in LEAK_SCAN_EXEMPT_COLUMNS else scan_expression(name, column_type)
+        if expr is None:
+            continue
+        text, prefilter = expr
+        rows = conn.execute(
+            f"SELECT {text}, count(*) FROM {table} WHERE {prefilter}{filt} GROUP BY 1", params or []
+        ).fetchall()
+        n = sum(count for value, count in rows if value is not None and has_pan(value))
+        if n:
+            leaks[name] = n
+    return leaks
+
+
+def _asset_key(asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str]) -> dg.AssetKey:
+    return asset.key if isinstance(asset, dg.AssetsDefinition) else dg.AssetKey.from_coercible(asset)
+
+
+def scan_description(table: str) -> str:
+    return (
+        f"PAN-leak scan of `{table}`: no column of any type holds 13-19 consecutive Luhn-valid digits "
+        "(text with any light separators and digits of any script; numbers by their integral part; "
+        "the platform's own digests excepted). Metadata gives the number of offending rows per "
+        "column, never the values. Blocking: a leaked card number must not flow downstream."
+    )
+
+
+def leak_result(leaks: dict[str, int]) -> dg.AssetCheckResult:
+    """The scan's verdict from `find_pan_leaks`: counts per column, never the values."""
+    return dg.AssetCheckResult(
+        passed=not leaks,
+        metadata={
+            "leaking_rows": dg.MetadataValue.int(sum(leaks.values())),
+            "leaking_columns": dg.MetadataValue.text(", ".join(sorted(leaks)) or "none"),
+            "leaking_rows_by_column": dg.MetadataValue.json(dict(sorted(leaks.items()))),
+        },
+    )
+
+
+def pan_leak_check(
+    asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
+    table: str,
+    *,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    partition_column: str = "business_date",
+    blocking: bool = True,
+    name: str = "no_clear_pan",
+) -> dg.AssetChecksDefinition:
+    """Blocking check: no column of `table`, of any type, holds a card number. `name` lets an asset that
+    writes a second table carry one scan per table."""
+    key = _asset_key(asset)
+    pdef = partitions_def or (asset.partitions_def if isinstance(asset, dg.AssetsDefinition) else None)
+
+    @(partitioned_asset_check if pdef is not None else dg.asset_check)(
+        asset=key,
+        name=name,
+        description=scan_description(table),
+        blocking=blocking,
+        partitions_def=pdef,
+        pool="duckdb",
+    )
+    def _no_clear_pan(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        where, params = partition_filter(context, partition_column) if pdef else ("", [])
+        with duckdb.get_connection() as conn:
+            if not table_exists(conn, table):
+                return dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
+            leaks = find_pan_leaks(conn, table, where, params)
+        return leak_result(leaks)
+
+    return _no_clear_pan

@@ -1,0 +1,164 @@
+"""One step per table: the checks that read the same table run together (`dg.multi_asset_check`).
+
+A table usually carries a contract, a PAN-leak scan and a reconciliation. Declared one by one, each is
+a step of its own (a process start, a DuckDB connection, events). `table_checks` declares them as one
+multi-asset check: one step, one connection, every selected check still recorded under its own name
+(the check keys, and so alerts and automation, do not change). Blocking stays per check: Dagster fails
+the step after every result is recorded, so one failure never hides another. A partitioned step
+validates the run's partition(s), and each result goes through `per_partition` like any partitioned
+check.
+
+    table_checks(raw_assets.authorizations, "raw.authorizations", [
+        contract(schemas.RawAuthorizationsModel),
+        pan_scan(),
+        TableCheck("landed_rows_reconcile", "Rows landed = rows in {table}. Blocking.", landed_reconcile),
+    ])
+
+A `TableCheck` is a name, a description (`{table}` is filled in) and a function of the `TableScope`
+the run looks at; `contract(model)` and `pan_scan()` build the common ones.
+"""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import dagster as dg
+import duckdb
+import pandera.pandas as pa
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.lib.contract_sql import compile_contract
+from fraud_assets.lib.contracts import (
+    _asset_key,
+    _partitions_def,
+    contract_description,
+    contract_name,
+    contract_result,
+    per_partition,
+)
+from fraud_assets.lib.pan_leaks import find_pan_leaks, leak_result, scan_description
+from fraud_assets.lib.warehouse import table_exists
+
+
+@dataclasses.dataclass(frozen=True)
+class TableScope:
+    """What the checks of one step look at: the table, and the run's partitions (None: all of it)."""
+
+    conn: duckdb.DuckDBPyConnection
+    table: str
+    partition_keys: list[str] | None
+    partition_column: str
+
+    def filter(self, column: str | None = None) -> tuple[str, list[object]]:
+        """SQL filter + params selecting the run's partitions on `column` (default: the partition
+        column); ("", []) when the step is not partitioned."""
+        if self.partition_keys is None:
+            return "", []
+        col = column or self.partition_column
+        return f"CAST({col} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))", [self.partition_keys]
+
+
+@dataclasses.dataclass(frozen=True)
+class TableCheck:
+    """One check of a table step. `run` returns the check's result (asset key and name are set by the
+    step); when the table does not exist it is not called and the check fails with that reason, unless
+    `requires_table` is False."""
+
+    name: str
+    description: str
+    run: Callable[[TableScope], dg.AssetCheckResult]
+    blocking: bool = True
+    additional_deps: Sequence[dg.AssetKey | dg.AssetsDefinition | str | Sequence[str]] = ()
+    requires_table: bool = True
+
+
+def contract(
+    model: type[pa.DataFrameModel],
+    *,
+    name: str | None = None,
+    blocking: bool = True,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> TableCheck:
+    """The pandera `model` as a check of the step's table, evaluated in DuckDB (`contract_check`'s rule).
+    Compiled here: a rule without SQL translation fails the definitions, not a run."""
+    compiled = compile_contract(model)
+
+    def run(scope: TableScope) -> dg.AssetCheckResult:
+        where, params = scope.filter()
+        return contract_result(scope.conn, compiled, scope.table, where, params, severity)
+
+    return TableCheck(
+        name=name or contract_name(model),
+        description=contract_description(model, "{table}"),
+        run=run,
+        blocking=blocking,
+        requires_table=False,  # contract_result reports a missing table with the contract's severity
+    )
+
+
+def pan_scan(name: str = "no_clear_pan", blocking: bool = True) -> TableCheck:
+    """The PAN-leak scan of the step's table (`pan_leak_check`'s rule, lib/pan_leaks.py)."""
+
+    def run(scope: TableScope) -> dg.AssetCheckResult:
+        return leak_result(find_pan_leaks(scope.conn, scope.table, *scope.filter()))
+
+    return TableCheck(name=name, description=scan_description("{table}"), run=run, blocking=blocking)
+
+
+def _step_name(key: dg.AssetKey, table: str) -> str:
+    """Unique per (asset, table): two assets writing one table get a step each."""
+    owner = key.to_python_identifier()
+    return f"{owner}_checks" if ".".join(key.path) == table else f"{owner}_{table.replace('.', '_')}_checks"
+
+
+def table_checks(
+    asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
+    table: str,
+    checks: Sequence[TableCheck],
+    *,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    partition_column: str = "business_date",
+    name: str | None = None,
+) -> dg.AssetChecksDefinition:
+    """Every check of `checks` on `asset`'s `table`, as one step (see module docstring)."""
+    key = _asset_key(asset)
+    pdef = _partitions_def(asset, partitions_def)
+    by_name = {c.name: c for c in checks}
+    if len(by_name) != len(checks):
+        raise ValueError(f"duplicate check names on {table}: {[c.name for c in checks]}")
+    specs = [
+        dg.AssetCheckSpec(
+            c.name,
+            asset=key,
+            description=c.description.replace("{table}", table),
+            blocking=c.blocking,
+            additional_deps=list(c.additional_deps),
+            partitions_def=pdef,
+        )
+        for c in checks
+    ]
+
+    @dg.multi_asset_check(
+        specs=specs,
+        name=name or _step_name(key, table),
+        description=f"Checks of `{table}`, one step: {', '.join(by_name)}.",
+        can_subset=True,
+        pool="duckdb",
+    )
+    def _table_checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
+        partitioned = pdef is not None and (context.has_partition_key or context.has_partition_key_range)
+        keys = list(context.partition_keys) if partitioned else None
+        selected = [c for c in checks if dg.AssetCheckKey(key, c.name) in context.selected_asset_check_keys]
+        with duckdb.get_connection() as conn:
+            scope = TableScope(conn, table, keys, partition_column)
+            exists = table_exists(conn, table)
+            for check in selected:
+                if exists or not check.requires_table:
+                    result = check.run(scope)
+                else:
+                    result = dg.AssetCheckResult(
+                        passed=False, metadata={"error": f"table {table} does not exist"}
+                    )
+                result = result._replace(asset_key=key, check_name=check.name)
+                yield per_partition(context, result) if pdef is not None else result
+
+    return _table_checks

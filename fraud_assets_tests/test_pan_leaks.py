@@ -1,0 +1,140 @@
+"""The leak detector behind the blocking `no_clear_pan` checks (issue 13, findings 1 and 2): every column
+of any type, card numbers in any shape `mask_pans` masks, counts per column and never a value."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.lib.pan import mask_pans
+from fraud_assets.lib.pan_leaks import (
+    SHORT_TYPES,
+    digit_groups,
+    find_pan_leaks,
+    has_pan,
+    pan_leak_check,
+    pans_in,
+)
+
+PAN = "4539148803436467"
+
+
+@pytest.fixture
+def conn(tmp_path):
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as c:
+        yield c
+
+
+def test_a_pan_in_an_int64_column_is_a_leak(conn):
+    conn.execute(f"CREATE TABLE t AS SELECT * FROM (VALUES (1::BIGINT), ({PAN}::BIGINT)) v(customer_id)")
+    assert find_pan_leaks(conn, "t") == {"customer_id": 1}
+
+
+def test_a_pan_in_a_float64_column_is_a_leak(conn):
+    conn.execute(f"CREATE TABLE t AS SELECT * FROM (VALUES (1.5::DOUBLE), ({PAN}::DOUBLE)) v(pan)")
+    assert find_pan_leaks(conn, "t") == {"pan": 1}
+
+
+def test_a_pan_in_a_decimal_or_a_struct_or_a_list_is_a_leak(conn):
+    conn.execute(
+        f"CREATE TABLE t AS SELECT {PAN}::DECIMAL(19, 0) AS d, {{'a': '{PAN}'}} AS s, ['x', '{PAN}'] AS l"
+    )
+    assert find_pan_leaks(conn, "t") == {"d": 1, "s": 1, "l": 1}
+
+
+def test_fractions_clocks_and_hashes_of_ours_are_not_leaks(conn):
+    conn.execute(
+        "CREATE TABLE t AS SELECT 45.39148803436467::DOUBLE AS x, 0.4539148803436467::DOUBLE AS psi, "
+        f"1764694441123456789::BIGINT AS file_mtime_ns, '{PAN}' || repeat('0', 48) AS card_token, "
+        f"repeat('0', 48) || '{PAN}' AS file_sha256"
+    )
+    assert find_pan_leaks(conn, "t") == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [f"{PAN} 12/26", "4539.1488.0343.6467", "4539/1488/0343/6467", "4539\t1488\t0343\t6467", f"99{PAN}77"]
+    + [
+        "4539\u00a01488\u00a00343\u00a06467",
+        "4539  1488  0343  6467",
+        "".join(chr(0x0660 + int(c)) for c in PAN),
+    ],
+    ids=["expiry", "dots", "slashes", "tabs", "in-a-run", "nbsp", "double-spaces", "arabic-indic"],
+)
+def test_pans_the_old_pattern_missed_are_leaks(conn, text):
+    conn.execute("CREATE TABLE t AS SELECT ? AS note", [text])
+    assert find_pan_leaks(conn, "t") == {"note": 1}
+
+
+def test_masked_text_is_not_a_leak(conn):
+    conn.execute("CREATE TABLE t AS SELECT ? AS note", [mask_pans(f"{PAN} 12/26 and {PAN}")])
+    assert find_pan_leaks(conn, "t") == {}
+
+
+def test_only_rows_matching_the_filter_are_scanned(conn):
+    conn.execute(f"CREATE TABLE t AS SELECT * FROM (VALUES (1, '{PAN}'), (2, 'fine')) v(day, note)")
+    assert find_pan_leaks(conn, "t", "day = ?", [2]) == {}
+    assert find_pan_leaks(conn, "t", "day = ?", [1]) == {"note": 1}
+
+
+EXTREMES = {
+    "BOOLEAN": "true",
+    "TINYINT": "-128",
+    "SMALLINT": "-32768",
+    "INTEGER": "-2147483648",
+    "UTINYINT": "255",
+    "USMALLINT": "65535",
+    "UINTEGER": "4294967295",
+    "DATE": "'5881580-07-10'",
+    "TIME": "'23:59:59.999999'",
+    "TIME WITH TIME ZONE": "'23:59:59.999999-15:59'",
+    "TIMESTAMP": "'294247-01-10 04:00:54.775806'",
+    "TIMESTAMP_S": "'294247-01-10 04:00:54'",
+    "TIMESTAMP_MS": "'294247-01-10 04:00:54.775'",
+    "TIMESTAMP_NS": "'2262-04-11 23:47:16.854775'",
+    "TIMESTAMP WITH TIME ZONE": "'294247-01-09 04:00:54.775806+00'",
+    "INTERVAL": "to_months(-2147483647) + to_days(-2147483647) + to_microseconds(-9223372036854775807)",
+}
+
+
+def test_the_types_the_scan_skips_cannot_hold_13_digits_in_a_group(conn):
+    assert set(EXTREMES) == SHORT_TYPES
+    for column_type, extreme in EXTREMES.items():
+        text = conn.execute(f"SELECT CAST(CAST({extreme} AS {column_type}) AS VARCHAR)").fetchone()[0]
+        assert max((len(g) for g in digit_groups(text)), default=0) < 13, text
+
+
+def test_the_detector_reads_groups_of_any_script_and_separator():
+    assert PAN in pans_in(f"x {PAN} 12/26")
+    assert has_pan("4539\u200b1488\u200b0343\u200b6467")
+    assert not has_pan("4539,1488,0343,6467")
+
+
+def _table_asset(values_sql: str):
+    @dg.asset(key=["test", "snapshot"])
+    def snapshot(duckdb: DuckDBResource) -> None:
+        with duckdb.get_connection() as c:
+            c.execute("CREATE SCHEMA IF NOT EXISTS test")
+            c.execute(f"CREATE OR REPLACE TABLE test.snapshot AS {values_sql}")
+
+    return snapshot
+
+
+def test_the_blocking_check_fails_on_a_pan_in_a_numeric_column_and_names_only_the_column(tmp_path):
+    asset = _table_asset(
+        f"SELECT * FROM (VALUES (1::BIGINT, 1.0::DOUBLE), ({PAN}::BIGINT, 2.0)) v(customer_id, x)"
+    )
+    check = pan_leak_check(asset, "test.snapshot")
+    result = dg.materialize(
+        [asset, check],
+        resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))},
+        raise_on_error=False,
+    )
+    [ev] = result.get_asset_check_evaluations()
+    assert next(iter(check.check_specs)).blocking
+    assert not ev.passed
+    assert ev.metadata["leaking_columns"].value == "customer_id"
+    assert ev.metadata["leaking_rows"].value == 1
+    assert PAN not in repr(ev.metadata)

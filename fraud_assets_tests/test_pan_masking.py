@@ -1,0 +1,140 @@
+"""`mask_pans` finds every card number in producer text (issue 13, finding 2): any Luhn-valid 13-19 digit
+window of a digit group, whatever light separators or script the digits come in."""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fraud_assets.lib import pan
+from fraud_assets.lib.pan import contains_pan, mask_pans, normalise_pan
+from fraud_assets.lib.pan_leaks import pans_in
+
+PAN = "4539148803436467"
+MASKED = "453914******6467"
+
+
+def spaced(sep: str) -> str:
+    return sep.join(PAN[i : i + 4] for i in range(0, 16, 4))
+
+
+def test_a_pan_followed_by_an_expiry_is_masked():
+    masked = mask_pans(f"card {PAN} 12/26 ok")
+    assert PAN not in masked.replace(" ", "")
+    assert not contains_pan(masked)
+    assert masked.startswith("card ")
+    assert masked.endswith(" ok")
+
+
+@pytest.mark.parametrize(
+    "separator",
+    [" ", "-", ".", "/", "\t", "\u00a0", "\u202f", "  ", " - ", "\u2013", "\u200b"],
+    ids=[
+        "space",
+        "dash",
+        "dot",
+        "slash",
+        "tab",
+        "nbsp",
+        "narrow-nbsp",
+        "double-space",
+        "spaced-dash",
+        "en-dash",
+        "zwsp",
+    ],
+)
+def test_a_pan_keyed_in_groups_with_any_light_separator_is_masked_to_bin_and_last4(separator):
+    assert mask_pans(f"pan={spaced(separator)};") == f"pan={MASKED};"
+
+
+def test_a_pan_inside_a_longer_digit_run_is_masked_and_its_neighbours_kept():
+    assert mask_pans(f"ref99{PAN}77") == f"ref99{MASKED}77"
+
+
+def test_a_pan_in_arabic_indic_or_fullwidth_digits_is_masked():
+    arabic = "".join(chr(0x0660 + int(c)) for c in PAN)
+    fullwidth = "".join(chr(0xFF10 + int(c)) for c in PAN)
+    assert mask_pans(arabic) == MASKED
+    assert mask_pans(fullwidth) == MASKED
+
+
+def test_overlapping_luhn_windows_are_masked_entirely():
+    assert mask_pans(PAN + PAN) == "*" * 32
+
+
+def test_digits_a_mask_keeps_never_form_a_card_with_their_neighbours():
+    text = f"1234567 {PAN}"  # "1234567" + the BIN "453914" is a 13-digit group
+    assert not contains_pan(mask_pans(text))
+    assert not pans_in(mask_pans(text))
+
+
+def test_our_kind_of_values_are_not_card_numbers():
+    for text in [
+        "rf-20261202T135241551134-a1b2c3",
+        "2018-04-01T12:00:01Z",
+        "81.12",
+        "0" * 20,
+        "1,2,3,4,5,6,7,8,9,1,2,3,4",
+    ]:
+        assert mask_pans(text) == text
+
+
+def test_a_number_is_masked_by_its_integral_part_only():
+    assert pan.mask_number(int(PAN)) == MASKED
+    assert pan.mask_number(float(PAN)) == MASKED
+    assert pan.mask_number(float("0." + PAN)) is None  # a fraction is a measurement
+    assert pan.mask_number(True) is None
+
+
+def test_mask_texts_masks_the_same_values_as_mask_pans():
+    values = ["plain", None, spaced("\u00a0"), f"{PAN} 12/26", 42, "x" * 30]
+    assert pan.mask_texts(values) == [
+        None if v is None else (mask_pans(str(v)) if contains_pan(str(v)) else v) for v in values
+    ]
+
+
+def test_normalise_pan_reads_separators_other_scripts_and_integral_numbers():
+    assert normalise_pan(spaced("\u00a0")) == PAN
+    assert normalise_pan("".join(chr(0xFF10 + int(c)) for c in PAN)) == PAN
+    assert normalise_pan(int(PAN)) == PAN
+    assert normalise_pan(float(PAN)) == PAN
+    assert normalise_pan(PAN + "x") is None
+    assert normalise_pan("0" * 16) is None
+
+
+def _chars(categories: set[str]) -> set[str]:
+    return {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in categories}
+
+
+def test_the_listed_separators_are_exactly_unicode_spaces_dashes_and_format_characters():
+    import re
+
+    listed = {chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(pan.SEPARATOR_CLASS, chr(c))}
+    assert listed == _chars({"Zs", "Pd", "Cf"}) | set("\t./\u2212")
+
+
+_DIGITS = st.sampled_from("0123456789") | st.sampled_from("٠١٢٣٤٥٦٧٨٩０１２３４５６７８９")
+_SEPARATORS = st.sampled_from([" ", "-", ".", "/", "\t", "\u00a0", "\u2013", "\u200b", "  ", "   "])
+_OTHER = st.sampled_from(["a", "T", ",", ":", "\n", "*", "_", "|", "    "])
+_TEXT = st.lists(
+    st.one_of(_DIGITS, _DIGITS, _DIGITS, _SEPARATORS, _OTHER, st.just(PAN), st.just(spaced(" "))), max_size=80
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT)
+def test_nothing_pan_shaped_survives_mask_pans(text):
+    masked = mask_pans(text)
+    assert not contains_pan(masked)
+    assert not pans_in(masked)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT)
+def test_contains_pan_and_the_independent_detector_agree(text):
+    assert contains_pan(text) == bool(pans_in(text))
+    assert (mask_pans(text) != text) == contains_pan(text)

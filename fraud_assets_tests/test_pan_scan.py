@@ -1,0 +1,105 @@
+"""`scan_deployment` finds a card number wherever a deployment could have stored it, and names the place
+without printing the number."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zipfile
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+from dagster._core.storage.dagster_run import DagsterRun
+
+from fraud_assets.lib.pan_scan import collect_pans, scan_deployment
+
+PAN = "4539148803436467"
+OTHER = "5200000000000007"
+
+
+@pytest.fixture
+def deployment(tmp_path) -> tuple[Path, Path]:
+    data, home = tmp_path / "data", tmp_path / "home"
+    (data / "exports" / "raw" / "t").mkdir(parents=True)
+    home.mkdir()
+    return data, home
+
+
+def found(findings, fragment: str) -> list[str]:
+    return [str(f) for f in findings if fragment in f.location]
+
+
+def test_a_pan_in_a_numeric_warehouse_column_is_found(deployment):
+    data, home = deployment
+    with duckdb.connect(str(data / "warehouse.duckdb")) as conn:
+        conn.execute(f"CREATE TABLE t AS SELECT {PAN}::BIGINT AS customer_id, 'ok' AS note")
+    findings = scan_deployment(data, home, pans={PAN})
+    assert found(findings, "main.t.customer_id")
+    assert not found(findings, "note")
+
+
+def test_a_pan_in_a_parquet_export_is_found(deployment):
+    data, home = deployment
+    pd.DataFrame({"pan": [float(PAN)]}).to_parquet(data / "exports" / "raw" / "t" / "data.parquet")
+    assert found(scan_deployment(data, home, pans={PAN}), "data.parquet.pan")
+
+
+def test_pans_in_the_alerts_outbox_compute_logs_and_archives_are_found(deployment):
+    data, home = deployment
+    (data / "alerts").mkdir()
+    (data / "alerts" / "alerts.jsonl").write_text(json.dumps({"message": f"{PAN[:8]} {PAN[8:]}"}) + "\n")
+    (home / "logs").mkdir()
+    (home / "logs" / "step.err").write_text("x" * 10_000 + f"\n...{PAN} 12/26...\n")
+    with zipfile.ZipFile(data / "model.skops", "w") as zf:
+        zf.writestr("schema.json", json.dumps({"feature": PAN}))
+    (home / "old.log.gz").write_bytes(gzip.compress(PAN.encode()))
+    findings = scan_deployment(data, home, pans={PAN})
+    for place in ("alerts.jsonl", "step.err", "model.skops!schema.json", "old.log.gz"):
+        assert found(findings, place), place
+
+
+def test_run_tags_cursors_and_event_logs_of_the_instance_are_found_on_disk_and_through_its_api(deployment):
+    data, home = deployment
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        instance.add_run(
+            DagsterRun(job_name="j", run_id="r1", tags={"fraud_assets/files": f"acq_a_{PAN}.csv"})
+        )
+        by_api = scan_deployment(data, None, instance=instance, pans={PAN})
+    finally:
+        instance.dispose()
+    assert found(by_api, "run r1 tags")
+    assert [f for f in scan_deployment(data, home, pans={PAN}) if f.source == "sqlite"]
+
+
+def test_the_landing_zone_is_left_out_unless_asked_for(deployment):
+    data, home = deployment
+    (data / "landing").mkdir()
+    (data / "landing" / "f.csv").write_text(f"1,{PAN}\n")
+    assert not scan_deployment(data, home, pans={PAN})
+    assert scan_deployment(data, home, pans={PAN}, include=("landing",))
+
+
+def test_findings_never_print_the_card_number(deployment):
+    data, home = deployment
+    (data / "notes.txt").write_text(f"card {PAN}\n")
+    [finding] = scan_deployment(data, home, pans={PAN})
+    assert PAN not in str(finding)
+
+
+def test_without_given_pans_any_luhn_valid_number_is_found_but_our_digests_are_not(deployment):
+    data, home = deployment
+    with duckdb.connect(str(data / "warehouse.duckdb")) as conn:
+        conn.execute(f"CREATE TABLE t AS SELECT '{OTHER}' AS note, '{PAN}' || repeat('0', 48) AS card_token")
+    findings = scan_deployment(data, home)
+    assert found(findings, "t.note")
+    assert not found(findings, "card_token")
+
+
+def test_collect_pans_reads_the_card_numbers_a_landing_zone_delivered(tmp_path):
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(f"1,{PAN},x\n".encode()))
+    pd.DataFrame({"customer_id": [int(OTHER)]}).to_parquet(tmp_path / "c.parquet")
+    assert {PAN, OTHER} <= collect_pans(tmp_path.iterdir())

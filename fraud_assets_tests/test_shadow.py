@@ -1,0 +1,115 @@
+"""Shadow challenger: the model awaiting approval scores every new day beside the champion, never reaches
+the alert queue, and the two are compared on the same matured days."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from fraud_assets.defs.monitoring.shadow_comparison import shadow_comparison, shadow_summary
+from fraud_assets.lib import registry
+from fraud_assets.resources import build_resources
+from fraud_assets_tests.conftest import TEST_PAN_KEY, TEST_REGISTRY_KEY
+from fraud_assets_tests.models_world import (
+    connect,
+    copy_world,
+    decide,
+    run_job,
+    shared_pending_world,
+    shared_trained_world,
+)
+
+DAYS = ["2018-08-12", "2018-08-13"]
+
+
+@pytest.fixture(scope="module")
+def shadowed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the pending world whose DAYS were scored while the challenger waited."""
+    data_dir = copy_world(shared_pending_world(tmp_path_factory), tmp_path_factory.mktemp("shadow") / "data")
+    for day in DAYS:
+        assert run_job(data_dir, "scoring_job", partition=day).success
+    return data_dir
+
+
+def _compare(data_dir: Path) -> dg.MaterializeResult:
+    result = dg.materialize(
+        [shadow_comparison], resources=build_resources(data_dir, TEST_PAN_KEY, TEST_REGISTRY_KEY)
+    )
+    assert result.success
+    return result
+
+
+def test_the_waiting_challenger_scores_every_transaction_of_each_new_day(shadowed: Path):
+    with connect(shadowed) as conn:
+        pending = registry.pending_version(conn)
+        champion = registry.current_alias(conn, registry.CHAMPION)
+        for day in DAYS:
+            n_tx, n_shadow, versions, champions = conn.execute(
+                "SELECT (SELECT count(*) FROM features.transaction_features WHERE business_date = ?::DATE), "
+                "count(*), list(DISTINCT model_version), list(DISTINCT champion_version) "
+                "FROM scoring.shadow_scores WHERE business_date = ?::DATE",
+                [day, day],
+            ).fetchone()
+            assert n_shadow == n_tx > 0
+            assert (versions, champions) == ([pending], [champion])
+
+
+def test_shadow_scores_never_reach_the_alert_queue(shadowed: Path):
+    with connect(shadowed) as conn:
+        champion = registry.current_alias(conn, registry.CHAMPION)
+        versions, not_champion_scores = conn.execute(
+            "SELECT list(DISTINCT a.model_version), count(*) FILTER (WHERE a.score <> s.score) "
+            "FROM scoring.fraud_alerts a JOIN scoring.transaction_scores s USING (transaction_id)"
+        ).fetchone()
+    assert versions == [champion]
+    assert not_champion_scores == 0
+
+
+def test_a_day_scored_while_no_challenger_waits_has_an_empty_shadow_partition(tmp_path_factory, tmp_path):
+    data_dir = copy_world(shared_trained_world(tmp_path_factory), tmp_path / "data")
+    result = run_job(data_dir, "scoring_job", partition=DAYS[0])
+    assert result.success
+    shadow = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey(["scoring", "shadow_scores"])
+    )
+    assert shadow["challenger"].value == "none"
+    with connect(data_dir) as conn:
+        assert conn.execute("SELECT count(*) FROM scoring.shadow_scores").fetchone()[0] == 0
+
+
+def test_champion_and_challenger_are_compared_on_the_same_matured_days(shadowed: Path):
+    md = _compare(shadowed).get_asset_materialization_events()[0].materialization.metadata
+    with connect(shadowed) as conn:
+        rows = conn.execute(
+            "SELECT business_date, matured, n_transactions, score_psi, champion_ap, challenger_ap, "
+            "champion_cp_at_100, challenger_alert_precision FROM monitoring.shadow_comparison "
+            "ORDER BY business_date"
+        ).fetchall()
+        pending = registry.pending_version(conn)
+        summary = shadow_summary(conn, pending)
+    assert [str(r[0]) for r in rows] == DAYS
+    for _, matured, n, psi, champ_ap, chall_ap, champ_cp, chall_precision in rows:
+        assert matured
+        assert n > 0
+        assert psi >= 0
+        for value in (champ_ap, chall_ap, champ_cp, chall_precision):
+            assert 0 <= value <= 1
+    assert (summary["shadow_days"], summary["matured_days"]) == (2, 2)
+    assert md["challenger"].value == pending
+    assert "latest_matured_challenger_ap" in md  # plotted per day in the UI
+
+
+def test_the_approval_evidence_carries_the_shadow_comparison(shadowed: Path, tmp_path: Path):
+    data_dir = copy_world(shadowed, tmp_path / "data")
+    _compare(data_dir)
+    with connect(data_dir) as conn:
+        pending = registry.pending_version(conn)
+    result = decide(data_dir, "approve", approver="erin", version=pending, reason="two shadow days")
+    assert result.success
+    evidence = result.get_asset_materialization_events()[0].materialization.metadata["evidence"].value
+    assert "Shadow comparison on live days" in evidence
+    assert "matured_days" in evidence

@@ -1,0 +1,147 @@
+"""`table_checks`: the checks that read one table run as one step, each still recorded on its own."""
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+from dagster_duckdb import DuckDBResource
+from pandera.typing import Series
+
+from fraud_assets.lib.contracts import EVALUATED_OVER
+from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan, table_checks
+from fraud_assets.lib.warehouse import replace_partition
+from fraud_assets_tests import raw_cleaned_support as s
+
+DAYS = ["2018-04-01", "2018-04-02", "2018-04-03"]
+RANGE = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]}
+
+
+class ThingsModel(pa.DataFrameModel):
+    """Things with a positive amount."""
+
+    business_date: Series[pd.Timestamp]
+    note: Series[str] = pa.Field(nullable=True)
+    amount: Series[float] = pa.Field(gt=0)
+
+
+def things_asset(rows_by_day: dict[str, list[tuple[str | None, float]]]) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["test", "things"],
+        partitions_def=business_date_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def things(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> None:
+        days = list(context.partition_keys)
+        rows = [(note, amount, pd.Timestamp(d)) for d in days for note, amount in rows_by_day[d]]
+        df = pd.DataFrame(rows, columns=["note", "amount", "business_date"])
+        with duckdb.get_connection() as conn:
+            cur = conn.cursor()
+            cur.register("src", df)
+            sql = "SELECT CAST(business_date AS DATE) AS business_date, note, amount FROM src"
+            replace_partition(cur, "test.things", sql, "business_date", days)
+            cur.close()
+
+    return things
+
+
+def row_count(scope: TableScope) -> dg.AssetCheckResult:
+    where, params = scope.filter()
+    n = scope.conn.execute(f"SELECT count(*) FROM {scope.table} WHERE {where}", params).fetchone()[0]
+    return dg.AssetCheckResult(passed=n > 0, metadata={"rows": n})
+
+
+def run(tmp_path, rows_by_day, **materialize_kwargs):
+    asset = things_asset(rows_by_day)
+    checks = table_checks(
+        asset,
+        "test.things",
+        [contract(ThingsModel), pan_scan(), TableCheck("has_rows", "{table} is not empty.", row_count)],
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("business_date", DAYS)
+    result = dg.materialize(
+        [asset, checks],
+        resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))},
+        instance=instance,
+        raise_on_error=False,
+        **materialize_kwargs,
+    )
+    return checks, result
+
+
+def by_name(result) -> dict[str, list[dg.AssetCheckEvaluation]]:
+    found: dict[str, list] = {}
+    for ev in result.get_asset_check_evaluations():
+        found.setdefault(ev.check_name, []).append(ev)
+    return found
+
+
+def test_a_tables_checks_are_one_step_with_each_check_declared_on_its_own(tmp_path):
+    checks, _ = run(tmp_path, {DAYS[0]: [("ok", 1.0)]}, partition_key=DAYS[0])
+    assert checks.node_def.name == "test__things_checks"
+    assert {spec.name for spec in checks.check_specs} == {"things_contract", "no_clear_pan", "has_rows"}
+    assert all(spec.blocking for spec in checks.check_specs)
+    assert "test.things" in next(s for s in checks.check_specs if s.name == "has_rows").description
+
+
+def test_every_check_of_the_step_is_recorded_under_its_own_name(tmp_path):
+    _, result = run(tmp_path, {DAYS[0]: [("ok", 1.0), (None, 2.0)]}, partition_key=DAYS[0])
+    evs = by_name(result)
+    assert result.success
+    assert set(evs) == {"things_contract", "no_clear_pan", "has_rows"}
+    assert evs["things_contract"][0].metadata["rows_validated"].value == 2
+    assert evs["has_rows"][0].metadata["rows"].value == 2
+    assert all(e[0].passed and e[0].partition == DAYS[0] for e in evs.values())
+
+
+def test_one_failing_check_does_not_hide_the_others(tmp_path):
+    rows = {DAYS[0]: [(f"card {s.PANS[1]}", -1.0), ("fine", 3.0)]}
+    _, result = run(tmp_path, rows, partition_key=DAYS[0])
+    evs = by_name(result)
+    assert not result.success  # blocking checks failed: the step fails after recording them all
+    assert not evs["things_contract"][0].passed
+    assert evs["things_contract"][0].metadata["failure_count"].value == 1
+    assert not evs["no_clear_pan"][0].passed
+    assert evs["has_rows"][0].passed
+    assert s.PANS[1] not in repr(evs["things_contract"][0].metadata)
+
+
+def test_a_range_run_checks_the_whole_range_once_and_records_each_day(tmp_path):
+    rows = {d: [("ok", 1.0), ("ok", 2.0)] for d in DAYS}
+    _, result = run(tmp_path, rows, tags=RANGE)
+    evs = by_name(result)
+    assert result.success
+    for name in ("things_contract", "no_clear_pan", "has_rows"):
+        per_day = sorted(e.partition for e in evs[name] if e.partition)
+        assert per_day == DAYS
+        assert all(e.metadata[EVALUATED_OVER].value.startswith(DAYS[0]) for e in evs[name] if e.partition)
+    contract_evs = [e for e in evs["things_contract"] if e.partition]
+    assert {e.metadata["rows_validated"].value for e in contract_evs} == {6}
+
+
+def test_a_missing_table_fails_every_check_that_reads_it(tmp_path):
+    asset = things_asset({DAYS[0]: [("ok", 1.0)]})
+    checks = table_checks(asset, "test.absent", [contract(ThingsModel), pan_scan()])
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("business_date", DAYS)
+    result = dg.materialize(
+        [asset, checks],
+        resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))},
+        instance=instance,
+        partition_key=DAYS[0],
+        raise_on_error=False,
+    )
+    evs = by_name(result)
+    assert not evs["things_contract"][0].passed
+    assert not evs["no_clear_pan"][0].passed
+    assert "does not exist" in evs["no_clear_pan"][0].metadata["error"].value
+
+
+def test_a_check_that_reads_another_table_declares_it_as_a_dependency():
+    reads_raw = TableCheck(
+        "reconciles", "{table} vs raw.things.", row_count, additional_deps=[["raw", "things"]]
+    )
+    checks = table_checks(things_asset({}), "test.things", [contract(ThingsModel), reads_raw])
+    spec = next(s for s in checks.check_specs if s.name == "reconciles")
+    assert [d.asset_key for d in spec.additional_deps] == [dg.AssetKey(["raw", "things"])]
+    assert checks.partitions_def == business_date_partitions
