@@ -12,11 +12,12 @@ PORT ?= 3000
 DEMO_ARGS ?= --profile realistic --days 45 --customers 1000 --terminals 2000
 RUN := $(UV) run --frozen scripts/with-env
 
-.PHONY: help setup run test lint check-defs pipeline score bench docs seed clean reproduce model-validation
+.PHONY: help setup run test test-deploy lint check-defs pipeline score bench docs seed clean reproduce model-validation
 
 help:
 	@echo "make run    - set up, seed demo data, start Dagster (webserver + daemon) on $(HOST):$(PORT)"
 	@echo "make test   - set up, lint, validate definitions, run the whole test suite"
+	@echo "make test-deploy - only the deployment tests: Postgres instance, deploy/compose.yaml's services apart"
 	@echo "make pipeline / score / bench / docs / seed / clean - see README.md"
 	@echo "make reproduce MODEL=<version> - rebuild a registered model, report whether it matches"
 
@@ -44,6 +45,11 @@ check-defs: setup
 
 test: lint check-defs
 	@$(RUN) pytest $(PYTEST_ARGS)
+
+# Starts its own PostgreSQL server from the machine's binaries (fraud_assets_tests/postgres.py).
+test-deploy: setup
+	@$(RUN) pytest fraud_assets_tests/test_instance_storage.py fraud_assets_tests/test_deployment_files.py \
+		fraud_assets_tests/test_e2e_daemon.py $(PYTEST_ARGS)
 
 pipeline: setup
 	@$(RUN) python -m fraud_assets.cli.pipeline

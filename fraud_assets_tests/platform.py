@@ -1,5 +1,7 @@
 """A real fraud_assets platform for tests and benchmarks: `dagster dev` (webserver + daemon + code server)
-on a free loopback port, with its own DAGSTER_HOME and FRAUD_DATA_DIR, driven and observed over GraphQL.
+on a free loopback port, with its own DAGSTER_HOME and FRAUD_DATA_DIR, driven and observed over GraphQL;
+or the separate processes of a deployment (`processes=`, e.g. deploy/compose.yaml's services through
+fraud_assets_tests/compose.py), each restartable on its own.
 
     from fraud_assets_tests.platform import Platform
 
@@ -12,7 +14,11 @@ on a free loopback port, with its own DAGSTER_HOME and FRAUD_DATA_DIR, driven an
 API (kept small on purpose; the browser tests reuse it):
 - `Platform(root, module=..., env=..., port=None)`: `root/data` is FRAUD_DATA_DIR, `root/dagster_home`
   DAGSTER_HOME (its dagster.yaml written by `fraud_assets.cli.dagster_home.write_dagster_yaml`).
-- `start(timeout)`, `stop()`, context manager; `url` (for a browser), `data_dir`, `log_path`.
+- `Platform(root, processes={name: Process(argv, env, cwd, ready)}, port=<webserver port>, env=...)`:
+  those processes instead, started in order (each after the previous one's `ready` command passes), `env`
+  added to each; they bring their own DAGSTER_HOME and FRAUD_DATA_DIR (`root/data` by convention).
+- `start(timeout)`, `stop()`, context manager; `restart(name, timeout)` stops and starts one process;
+  `url` (for a browser), `data_dir`, `log_path` (every process's output).
 - `graphql(query, variables)` -> the `data` dict (raises on GraphQL errors).
 - `runs(tags=None, statuses=None)` -> [{runId, status, jobName, tags: {k: v}}].
 - `materializations(key)` -> [{partition, runId, timestamp}], newest first.
@@ -35,6 +41,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,6 +72,16 @@ def _key_input(key: str) -> dict:
     return {"path": key.split("/")}
 
 
+@dataclass(frozen=True)
+class Process:
+    """One long-running process of the platform. `ready`: a command that exits 0 once it serves."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    ready: list[str] | None = None
+
+
 class Platform:
     def __init__(
         self,
@@ -72,21 +89,44 @@ class Platform:
         module: str = "fraud_assets.definitions",
         env: Mapping[str, str] | None = None,
         port: int | None = None,
+        processes: Mapping[str, Process] | None = None,
     ) -> None:
         self.root = Path(root)
         self.data_dir = self.root / "data"
         self.dagster_home = self.root / "dagster_home"
         self.module = module
         self.extra_env = dict(env or {})
+        if processes and port is None:
+            raise ValueError("processes= needs port= (where their webserver listens)")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.root / "platform.log"
-        self._proc: subprocess.Popen | None = None
+        self.processes = dict(processes or {})
+        self._procs: dict[str, subprocess.Popen] = {}
         self._log = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self, timeout: float = 180) -> Platform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        try:
+            if not self.processes:
+                self.processes = {"dagster-dev": self._dagster_dev()}
+            for name in self.processes:
+                self._launch(name, timeout)
+            self.wait_for(self._loaded, timeout=timeout, what="code location loaded", interval=1.0)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def restart(self, name: str, timeout: float = 180) -> None:
+        """Stops one process (its whole group) and starts it again, as an operator restarts a service."""
+        self._stop_process(name)
+        self._launch(name, timeout)
+        self.wait_for(self._loaded, timeout=timeout, what=f"{name} back, code location loaded", interval=1.0)
+
+    def _dagster_dev(self) -> Process:
         write_dagster_yaml(self.dagster_home)
         workspace = self.root / "workspace.yaml"
         workspace.write_text(
@@ -105,27 +145,43 @@ class Platform:
             **self.extra_env,
         }
         dagster = Path(sys.executable).with_name("dagster")
-        self._log = self.log_path.open("ab")
-        # Own session: stop() signals exactly this process group (dagster dev and the children it spawned).
-        self._proc = subprocess.Popen(
-            [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(self.port), "-w", str(workspace)],
-            cwd=REPO_ROOT,
+        argv = [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(self.port), "-w", str(workspace)]
+        return Process(argv=argv, env=env, cwd=REPO_ROOT)
+
+    def _launch(self, name: str, timeout: float) -> None:
+        spec = self.processes[name]
+        env = {**spec.env, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        # Own session: stopping signals exactly this process group (the process and the children it spawned).
+        self._procs[name] = subprocess.Popen(
+            spec.argv,
+            cwd=spec.cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl; no threads in use yet
         )
-        try:
-            self.wait_for(self._loaded, timeout=timeout, what="code location loaded", interval=1.0)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        if spec.ready:
+            self.wait_for(lambda: self._ready(name, env), timeout=timeout, what=f"{name} ready", interval=1.0)
 
-    def stop(self, grace: float = 30) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
+    def _ready(self, name: str, env: Mapping[str, str]) -> bool:
+        self._check_alive()
+        spec = self.processes[name]
+        check = subprocess.run(
+            spec.ready, cwd=spec.cwd, env=env, capture_output=True, timeout=60, check=False
+        )
+        return check.returncode == 0
+
+    def _check_alive(self) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail()}")
+
+    def _stop_process(self, name: str, grace: float = 30) -> None:
+        proc = self._procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -134,10 +190,13 @@ class Platform:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-        # Children that outlived dagster dev (a run worker) are still in the group.
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        # Children that outlived their parent (a run worker) are still in the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def stop(self, grace: float = 30) -> None:
+        for name in reversed(list(self._procs)):
+            self._stop_process(name, grace)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -164,8 +223,7 @@ class Platform:
         return payload["data"]
 
     def _loaded(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"dagster dev exited with {self._proc.returncode}:\n{self.log_tail()}")
+        self._check_alive()
         try:
             data = self.graphql(
                 """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus

@@ -1,10 +1,15 @@
-"""End to end with a real daemon: a seeded platform bootstraps itself, a landed day flows to scores with its
-checks, a re-sent identical file launches nothing, a drifted day requests retraining, and the model
-governance cycle runs: the retrained challenger waits for approval, shadow-scores new days, is refused
-to its own trainer, approved by a second person, and scores the next day as champion.
+"""End to end with a real daemon, deployed as deploy/compose.yaml deploys it: the instance on PostgreSQL and
+the code server, webserver and daemon as separate processes (fraud_assets_tests/deployment.py). A seeded
+platform bootstraps itself, the webserver restarts mid-way without losing run history, a landed day flows
+to scores with its checks, a re-sent identical file launches nothing, a drifted day requests retraining;
+the webserver serves the step logs the code server's runs wrote, and the daemon touches no file. Then the
+model governance cycle runs: the retrained challenger waits for approval, shadow-scores new days, is
+refused to its own trainer, approved by a second person, and scores the next day as champion.
 
-One platform (webserver + daemon, temporary DAGSTER_HOME and FRAUD_DATA_DIR) serves the module's tests in
-order; every wait is bounded and the platform is always shut down.
+One deployment (temporary data volume, a private PostgreSQL server from the machine's binaries) serves the
+module's tests in order; every wait is bounded and everything is always shut down. Without PostgreSQL
+server binaries the tests fail, they never skip. `dagster dev` on SQLite (`make run`) is exercised by
+test_e2e_daemon_machinery.py and test_browser.py.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fraud_assets_tests.deployment import TEST_SECRETS, deployed_platform
 from fraud_assets_tests.platform import Platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
@@ -59,7 +65,6 @@ def platform(tmp_path_factory):
     simulate(root / "data", "--days", str(SEED_DAYS), *WORLD)
     env = {
         "FRAUD_BOOTSTRAP_MIN_DAYS": str(SEED_DAYS),
-        "FRAUD_PAN_KEY": "e2e-key-not-a-secret",
         # 200 cards over 21 days: one small fold, so the first-champion AUC floor is relaxed (the AP
         # lift and CP@100 sanity rules still hold).
         "FRAUD_BOOTSTRAP_MIN_AUC": "0.55",
@@ -70,7 +75,7 @@ def platform(tmp_path_factory):
         "FRAUD_GATE_CP_TOLERANCE": "1",
         "FRAUD_AP_FLOOR": "0",
     }
-    with Platform(root, module="fraud_assets.definitions", env=env) as p:
+    with deployed_platform(root, env=env) as p:
         yield p
 
 
@@ -91,6 +96,19 @@ def test_seeded_platform_trains_a_champion_and_scores_every_day_without_a_click(
     [training, *_] = platform.runs(tags={"fraud_assets/retrain_reason": "bootstrap"})
     assert training["status"] == "SUCCESS"
     assert len(bootstrapped) == SEED_DAYS
+
+
+def finished_runs(platform: Platform) -> dict[str, str]:
+    return {r["runId"]: r["status"] for r in platform.runs(statuses=["SUCCESS", "FAILURE"])}
+
+
+def test_a_webserver_restart_mid_way_loses_no_run_history(platform, bootstrapped):
+    before = finished_runs(platform)
+    scored = platform.materialized_partitions(SCORES, limit=5000)
+    platform.restart("webserver")
+    assert before
+    assert before.items() <= finished_runs(platform).items()
+    assert scored <= platform.materialized_partitions(SCORES, limit=5000)
 
 
 def test_a_landed_day_flows_from_raw_to_scores_and_its_checks_run(platform, bootstrapped):
@@ -179,6 +197,35 @@ def test_a_drifted_day_requests_a_training_run_with_the_reason(platform, bootstr
 
     [run, *_] = platform.wait_for(drift_training, timeout=DAY_TIMEOUT, what=f"drift retraining for {day}")
     assert "PSI" in run["tags"]["fraud_assets/retrain_detail"]
+
+
+def step_logs(platform: Platform, run_id: str) -> list[str]:
+    """The captured step output the webserver serves for a run (the code server's run workers wrote it)."""
+    events = platform.graphql(
+        """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { __typename
+             ... on LogsCapturedEvent { fileKey } } } } }""",
+        {"id": run_id},
+    )["logsForRun"]["events"]
+    keys = {e["fileKey"] for e in events if e["__typename"] == "LogsCapturedEvent"}
+    query = "query($k: [String!]!) { capturedLogs(logKey: $k) { stdout stderr } }"
+    logs = [platform.graphql(query, {"k": [run_id, "compute_logs", key]})["capturedLogs"] for key in keys]
+    return [(log["stdout"] or "") + (log["stderr"] or "") for log in logs]
+
+
+def test_the_webserver_serves_the_step_logs_of_runs_in_the_code_server(platform, bootstrapped):
+    [training, *_] = platform.runs(tags={"fraud_assets/retrain_reason": "bootstrap"})
+    logs = step_logs(platform, training["runId"])
+    assert logs
+    assert any(training["runId"] in text for text in logs)
+
+
+def test_the_daemon_touches_no_file_and_no_secret_is_written_to_disk(platform, bootstrapped):
+    daemon_data = Path(platform.processes["daemon"].env["FRAUD_DATA_DIR"])
+    assert not daemon_data.exists() or not any(daemon_data.iterdir())
+    assert not (platform.data_dir / ".pan_key").exists()
+    for name, process in platform.processes.items():
+        text = (Path(process.env["DAGSTER_HOME"]) / "dagster.yaml").read_text()
+        assert TEST_SECRETS["DAGSTER_PG_PASSWORD"] not in text, name
 
 
 # ---- model governance: approval request, shadow days, four eyes, approval, the new champion scores ----
