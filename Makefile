@@ -8,8 +8,11 @@ export FRAUD_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 HOST ?= 127.0.0.1
 PORT ?= 3000
-# Demo world seeded by `make run` when the landing zone is empty (realistic profile, with mess).
-DEMO_ARGS ?= --profile realistic --days 45 --customers 1000 --terminals 2000
+# Demo world seeded by `make run` when the landing zone is empty (realistic profile, with mess): 45 days
+# ending yesterday (UTC), so the platform is live: the next day is due tomorrow and freshness means something.
+DEMO_DAYS ?= 45
+DEMO_START ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() - d.timedelta(days=$(DEMO_DAYS)))')
+DEMO_ARGS ?= --profile realistic --start $(DEMO_START) --days $(DEMO_DAYS) --customers 1000 --terminals 2000
 RUN := $(UV) run --frozen scripts/with-env
 
 .PHONY: help setup run test lint check-defs pipeline score bench docs seed clean reproduce model-validation

@@ -15,8 +15,8 @@ from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.resources import LandingZone
 
 K = dg.AssetKey
-FAILING_CONTRACT_DAYS = {"1999-12-31"}  # the stub raw/authorizations' blocking check fails for these days
-CRASHING_DAYS = {"1999-12-30"}  # the stub raw/authorizations raises for these days
+FAILING_CONTRACT_DAYS = {"2018-12-31"}  # the stub raw/authorizations' blocking check fails for these days
+CRASHING_DAYS = {"2018-12-30"}  # the stub raw/authorizations raises for these days
 
 
 def _stub(key: str, deps=(), partitioned=False, blocking_check=False):

@@ -29,7 +29,6 @@ def defs(tmp_path: Path) -> dg.Definitions:
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("business_date", DAYS)
     return inst
 
 
@@ -73,7 +72,6 @@ def test_days_landed_before_automation_started_are_still_cleaned(defs, instance)
 
 
 def test_a_day_whose_raw_contract_check_failed_is_not_cleaned(defs, instance):
-    instance.add_dynamic_partitions("business_date", [BAD_DAY])
     # Materialised, but its blocking contract check failed (the step fails; later steps of that run skip).
     assert not run_stub(instance, "raw/authorizations", BAD_DAY)
     assert run_stub(instance, "raw/authorizations", DAYS[1])

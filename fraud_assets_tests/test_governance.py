@@ -152,7 +152,6 @@ def test_scoring_refuses_a_tampered_registry_and_the_failure_is_alerted(world: P
     with connect(world) as conn:
         conn.execute("UPDATE models.model_versions SET metrics_json = '{}'")  # e.g. to sway the gate
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", ["2018-08-14"])
     result = (
         layer_defs(world)
         .resolve_job_def("scoring_job")

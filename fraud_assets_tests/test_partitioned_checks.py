@@ -12,9 +12,9 @@ import pytest
 
 from fraud_assets.defs.automation.alerts import check_failure_alerts
 from fraud_assets.lib.contracts import EVALUATED_OVER, partitioned_asset_check
+from fraud_assets.lib.partitions import business_date_partitions as P
 
 DAYS = ["2018-04-01", "2018-04-02", "2018-04-03"]
-P = dg.DynamicPartitionsDefinition(name="business_date")
 RANGE = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]}
 
 
@@ -43,7 +43,6 @@ def _graph(passes: bool, record_per_partition: bool) -> list:
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("business_date", DAYS)
     return inst
 
 

@@ -10,7 +10,6 @@ import pytest
 from fraud_assets.defs.scoring.fraud_alerts import fraud_alerts
 from fraud_assets.defs.scoring.transaction_scores import transaction_scores
 from fraud_assets.lib import registry
-from fraud_assets.lib.partitions import BUSINESS_DATE
 from fraud_assets_tests.models_world import (
     connect,
     layer_defs,
@@ -30,7 +29,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _score(data_dir: Path, day: str, top_k: int = 100, raise_on_error: bool = True):
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(BUSINESS_DATE, [day])
     return (
         layer_defs(data_dir)
         .resolve_job_def("scoring_job")

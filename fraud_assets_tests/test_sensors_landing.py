@@ -84,7 +84,6 @@ def test_new_authorization_file_adds_its_day_and_runs_its_chain_to_scores(landin
     assert sorted(keys(req)) == sorted(DAILY_CHAIN)
     assert req.tags["dagster/priority"] == "10"  # ahead of automation's follow-ups and training
     assert req.run_key.endswith(sha)
-    assert result.dynamic_partitions_requests[0].partition_keys == [DAY]
 
 
 def test_identical_resent_file_launches_no_run(landing, instance):
@@ -129,7 +128,6 @@ def test_files_still_being_written_and_unrecognised_names_launch_nothing(landing
     land(landing, f"authorizations/{DAY}/acq_z_{DAY}.csv", b"unknown feed")
     result = tick(landing_sensor, instance, landing)
     assert result.run_requests == []
-    assert result.dynamic_partitions_requests == []
 
 
 def test_two_feeds_of_one_day_share_one_run(landing, instance):
@@ -176,7 +174,6 @@ def test_inputs_with_several_days_load_first_and_the_days_wait(landing, instance
     [inputs] = first.run_requests
     assert (inputs.partition_key, inputs.tags[TAG_KIND]) == (None, "reference")
     assert keys(inputs) == ["raw/file_register", "raw/fx_rates", "cleaned/fx_rates"]
-    assert first.dynamic_partitions_requests[0].partition_keys == [DAY, "2018-04-02"]
     # The inputs run has not started yet: the days keep waiting.
     run_with(instance, "inputs", DagsterRunStatus.NOT_STARTED, inputs.tags)
     held = tick(landing_sensor, instance, landing, first.cursor)
@@ -222,7 +219,6 @@ def test_scores_are_left_to_automation_until_a_champion_exists(landing, instance
 
 
 def test_chargeback_files_update_labels_in_one_run(landing, instance):
-    instance.add_dynamic_partitions("business_date", [DAY])
     materialize_stub(instance, "scoring/transaction_scores", partitions=(DAY,))
     land(landing, f"chargebacks/{DAY}/chargebacks_{DAY}.csv", b"cb1")
     land(landing, "chargebacks/2018-04-02/chargebacks_2018-04-02.csv", b"cb2")

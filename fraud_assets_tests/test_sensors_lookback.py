@@ -25,7 +25,6 @@ DAYS = [(START + dt.timedelta(days=i)).isoformat() for i in range(LOOKBACK_DAYS 
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("business_date", DAYS)
     return inst
 
 

@@ -17,7 +17,6 @@ DAYS = tuple(f"2018-04-{d:02d}" for d in range(1, 23))
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("business_date", list(DAYS))
     return inst
 
 

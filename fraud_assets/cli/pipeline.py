@@ -17,6 +17,7 @@ Exit status: 0 when every stage succeeded and no blocking check failed, 1 otherw
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -30,7 +31,6 @@ from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dead_runs import Reaped, reap_dead_runs
 from fraud_assets.lib.landing import business_dates_in_landing
-from fraud_assets.lib.partitions import BUSINESS_DATE
 from fraud_assets.lib.run_worker import RunWorker
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -85,14 +85,6 @@ def plan_stages(defs: dg.Definitions, exclude_groups: Iterable[str] = ()) -> lis
     return [stages[i] for i in sorted(stages)]
 
 
-def register_business_dates(instance: dg.DagsterInstance, dates: Sequence[str]) -> list[str]:
-    existing = set(instance.get_dynamic_partitions(BUSINESS_DATE))
-    new = [d for d in dates if d not in existing]
-    if new:
-        instance.add_dynamic_partitions(BUSINESS_DATE, new)
-    return new
-
-
 def run_stage(
     defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage, partitions: Sequence[str]
 ) -> StageOutcome:
@@ -121,6 +113,13 @@ def run_stage(
         if spec is not None and spec.blocking and ev.severity == dg.AssetCheckSeverity.ERROR:
             outcome.blocking_failed.append(name)
     return outcome
+
+
+def cover_landed_days(dates: Sequence[str]) -> None:
+    """Business days from the landing zone's first to its last unless set: any world, past or live,
+    runs with no flag. Before the definitions load, which read them once."""
+    os.environ.setdefault(settings.FIRST_BUSINESS_DATE_ENV, dates[0])
+    os.environ.setdefault(settings.LAST_BUSINESS_DATE_ENV, dates[-1])
 
 
 def reap_at_start_up(defs: dg.Definitions, instance: dg.DagsterInstance) -> Reaped:
@@ -157,18 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    dates = business_dates_in_landing(settings.landing_dir())
+    if dates:
+        cover_landed_days(dates)
     from fraud_assets.definitions import defs
 
     instance = dg.DagsterInstance.get()
     reaped = reap_at_start_up(defs, instance)
     if reaped.dead or reaped.released:
         print(f"Start-up: {reaped.summary()}", file=sys.stderr)
-    dates = business_dates_in_landing(settings.landing_dir())
     if not dates:
         print(f"No authorisation files in {settings.landing_dir()}: nothing to do.", file=sys.stderr)
         return 0
-    new = register_business_dates(instance, dates)
-    print(f"Landing zone: {len(dates)} business dates ({dates[0]} .. {dates[-1]}), {len(new)} new partitions")
+    print(f"Landing zone: {len(dates)} business dates ({dates[0]} .. {dates[-1]})")
 
     exclude = TRAINING_GROUPS if args.scoring_only else ()
     outcomes: list[StageOutcome] = []

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import dagster as dg
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
-from fraud_assets.lib.partitions import BUSINESS_DATE
+from fraud_assets.lib.partitions import business_date_partitions
 
 RAW_AUTHORIZATIONS = dg.AssetKey(["raw", "authorizations"])
 RAW_CHARGEBACKS = dg.AssetKey(["raw", "chargebacks"])
@@ -33,8 +33,7 @@ def raw_key(source: str) -> dg.AssetKey:
 
 
 def _is_daily(node) -> bool:
-    pd = node.partitions_def
-    return isinstance(pd, dg.DynamicPartitionsDefinition) and pd.name == BUSINESS_DATE
+    return node.partitions_def == business_date_partitions
 
 
 def downstream_chain(

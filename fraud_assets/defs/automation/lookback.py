@@ -34,7 +34,7 @@ from fraud_assets.defs.automation import graph as g
 from fraud_assets.defs.automation.sensors import PRIORITY_TAG, TAG_TRIGGER, in_process_config
 from fraud_assets.defs.cleaned.assets import CHANGED_FIRST_REPORT, CHANGED_LABELS, CHANGED_LAST_TRANSACTION
 from fraud_assets.defs.features.compute import LOOKBACK_DAYS
-from fraud_assets.lib.partitions import BUSINESS_DATE
+from fraud_assets.lib.partitions import consecutive_blocks
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -127,14 +127,7 @@ def stale_feature_days(
             causes.add(f"labels reported from {first_report.isoformat()}")
     # Consecutive stale partitions form one range; a partition in between that is not stale (never
     # featured: its day was blocked, or is still running) splits it.
-    blocks: list[list[str]] = []
-    previous_stale = False
-    for key in instance.get_dynamic_partitions(BUSINESS_DATE):
-        if key in stale:
-            if not previous_stale:
-                blocks.append([])
-            blocks[-1].append(key)
-        previous_stale = key in stale
+    blocks = consecutive_blocks(sorted(stale))
     shown = sorted(causes)
     cause = "; ".join(shown[:3]) + (f"; +{len(shown) - 3}" if len(shown) > 3 else "")
     return blocks, cause, after

@@ -33,7 +33,6 @@ from fraud_assets.defs.automation.landing import (
     content_key,
     new_files,
 )
-from fraud_assets.lib.partitions import BUSINESS_DATE, business_date_partitions
 from fraud_assets.resources import LandingZone
 
 TAG_TRIGGER = "fraud_assets/trigger"
@@ -156,9 +155,6 @@ def evaluate_landing(context: dg.SensorEvaluationContext, landing: LandingZone) 
     for nf in fresh:
         if nf.file.source == AUTHORIZATIONS:
             by_date[nf.file.business_date].append(nf)
-    dates = sorted({nf.file.business_date for nf in found if nf.file.source == AUTHORIZATIONS})
-    existing = set(instance.get_dynamic_partitions(BUSINESS_DATE)) if dates else set()
-    add = [d for d in dates if d not in existing]
     day_chain = g.downstream_chain(graph, [g.RAW_AUTHORIZATIONS], g.DAILY_GROUPS, True) if by_date else []
     pending = bool(by_date) and inputs_in_flight(instance)
 
@@ -188,8 +184,7 @@ def evaluate_landing(context: dg.SensorEvaluationContext, landing: LandingZone) 
     return dg.SensorResult(
         run_requests=requests,
         cursor=cursor.serialize(),
-        dynamic_partitions_requests=[business_date_partitions.build_add_request(add)] if add else [],
-        skip_reason=None if requests or add else "no new landing files",
+        skip_reason=None if requests else "no new landing files",
     )
 
 
