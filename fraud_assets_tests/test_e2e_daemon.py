@@ -155,12 +155,23 @@ def test_a_drifted_day_requests_a_training_run_with_the_reason(platform, bootstr
         what="no run in flight",
         interval=5,
     )
-    for path in sorted((scratch / "landing" / "authorizations").glob(f"*/acq_*_{day}*")):
-        dest = platform.data_dir / "landing" / "authorizations" / path.parent.name / path.name
+    # Every file the appended day brought lands (its authorisations inflated), and the simulator's state
+    # follows, so later tests append the day after this one.
+    for path in sorted((scratch / "landing").glob("*/*/*")):
+        dest = platform.data_dir / path.relative_to(scratch)
+        if dest.exists():
+            continue
+        drifted = path.parent.parent.name == "authorizations" and f"_{day}" in path.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}")
-        tmp.write_bytes(_drift(path, 6.0))
+        tmp.write_bytes(_drift(path, 6.0) if drifted else path.read_bytes())
         tmp.rename(dest)
+    for extra in ("simulator_state.json", "ground_truth"):
+        src = scratch / extra
+        if src.is_dir():
+            shutil.copytree(src, platform.data_dir / extra, dirs_exist_ok=True)
+        elif src.exists():
+            shutil.copy(src, platform.data_dir / extra)
 
     def drift_training():
         runs = platform.runs(tags={"fraud_assets/retrain_reason": "drift"})

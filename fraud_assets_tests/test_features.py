@@ -75,11 +75,12 @@ def _mismatches(left: pd.DataFrame, right: pd.DataFrame, columns) -> dict[str, i
 # Definitions
 
 
-def test_baseline_columns_equal_the_pandas_reference_on_the_handbook_profile(warehouse):
+@pytest.mark.parametrize("tuned", [False, True], ids=["plain", "tuned"])
+def test_baseline_columns_equal_the_pandas_reference_on_the_handbook_profile(warehouse, tuned):
     features = compute_features(warehouse, _keys(warehouse)).set_index("transaction_id")
     tx = warehouse.execute("SELECT * FROM cleaned.transactions").df()
     labels = warehouse.execute("SELECT * FROM cleaned.labels").df()
-    reference = baseline_features(tx, labels)
+    reference = baseline_features(tx, labels, tuned=tuned)
     assert len(features) == len(tx) > 5000
     assert features["terminal_risk_30d"].gt(0).any()  # the comparison covers known frauds
     assert _mismatches(features, reference, BASELINE_COLUMNS) == {}
@@ -218,10 +219,10 @@ def test_card_windows_equal_a_brute_force_self_join_on_a_simulated_world(warehou
         )
 
 
-def test_a_negative_amount_stops_the_run_instead_of_corrupting_the_packed_sums():
+def test_a_negative_amount_stops_the_run_instead_of_corrupting_the_exact_sums():
     conn = duckdb.connect()
     _hand_built(conn, [(1, "2018-05-01 12:00:00", "A", 1, 10.0), (2, "2018-05-01 13:00:00", "A", 1, -5.0)])
-    with pytest.raises(duckdb.Error, match="packed sums"):
+    with pytest.raises(ValueError, match="amounts must be finite, >= 0"):
         compute_features(conn, ["2018-05-01"])
 
 
@@ -377,6 +378,16 @@ def test_one_day_computed_alone_equals_the_same_day_of_a_full_backfill(warehouse
     )
 
 
+def test_a_backfill_written_in_several_passes_equals_one_pass(warehouse):
+    keys = _keys(warehouse)
+    write_features(warehouse, keys)
+    one_pass = warehouse.execute(f"SELECT * FROM {TABLE} ORDER BY transaction_id").df()
+    assert write_features(warehouse, keys, max_output_rows=1500) == len(one_pass)
+    in_passes = warehouse.execute(f"SELECT * FROM {TABLE} ORDER BY transaction_id").df()
+    assert len(compute.passes(warehouse, keys, 1500)) > 5
+    pd.testing.assert_frame_equal(in_passes, one_pass)
+
+
 def test_writing_a_day_replaces_only_that_partition(warehouse):
     keys = _keys(warehouse)
     write_features(warehouse, keys)
@@ -444,6 +455,27 @@ def test_the_sampled_recompute_fails_when_a_window_is_off_by_one(data_dir, world
     assert checks["sampled_naive_recompute"].passed is False
     assert "card_nb_tx_7d" in checks["sampled_naive_recompute"].metadata["mismatched_columns"].value
     assert checks["one_row_per_transaction"].passed is True
+
+
+def test_null_and_range_checks_fail_on_the_days_that_break_them_only(data_dir, world):
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        load_world_into_cleaned(conn, world, Tokenizer(TEST_PAN_KEY))
+        keys = _keys(conn)
+        write_features(conn, keys)
+        conn.execute(
+            f"UPDATE {TABLE} SET card_avg_amount_7d = NULL, terminal_risk_7d = 1.5 WHERE transaction_id IN "
+            f"(SELECT transaction_id FROM {TABLE} WHERE business_date = DATE '{keys[-1]}' LIMIT 3)"
+        )
+        instance = _instance_with_partitions(conn)
+    broken = _run_checks(data_dir, instance, [keys[-1]])
+    assert broken["null_rates"].passed is False
+    assert broken["null_rates"].metadata["columns_over_threshold"].value == "card_avg_amount_7d"
+    assert broken["value_ranges"].passed is False
+    assert broken["value_ranges"].metadata["risks_are_shares"].value == 3
+    assert broken["value_ranges"].metadata["rows_breaking_rules"].value == 3
+    healthy = _run_checks(data_dir, instance, keys[:-1])
+    assert healthy["null_rates"].passed is True
+    assert healthy["value_ranges"].passed is True
 
 
 def _keys_of(data_dir: Path) -> list[str]:

@@ -10,13 +10,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from fraud_assets.defs.models.candidates import candidate_assets
+from fraud_assets.defs.models.candidates import CORES_ENV, candidate_assets, read_training_set, train_family
 from fraud_assets.defs.models.champion import champion as champion_asset
 from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
 from fraud_assets.defs.models.training_set import training_set as training_set_asset
 from fraud_assets.lib import registry
-from fraud_assets.lib.model_selection import gate_decision, prequential_folds
+from fraud_assets.lib.model_selection import FAMILY_DEFAULTS, gate_decision, prequential_folds
 from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
     connect,
@@ -37,11 +37,37 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_trained_world(tmp_path_factory)
 
 
+# training_set columns that are not features (the candidates' own list)
+TRAINING_SET_KEYS = {
+    "fold",
+    "split",
+    "transaction_id",
+    "business_date",
+    "tx_datetime",
+    "card_token",
+    "terminal_id",
+    "label",
+}
+
+
 @pytest.fixture
 def world_db(tmp_path: Path) -> Path:
     db = tmp_path / "w.duckdb"
     write_world(db, *make_world())
     return db
+
+
+def test_fold_metrics_do_not_depend_on_how_many_folds_are_fitted_at_once(trained: Path, monkeypatch):
+    with connect(trained) as conn:
+        ts = read_training_set(conn)
+    available = [c for c in ts.columns if c not in TRAINING_SET_KEYS]
+    params = {**FAMILY_DEFAULTS["hist_gradient_boosting"], "max_iter": 20}
+    runs = {}
+    for cores in ("1", "4"):
+        monkeypatch.setenv(CORES_ENV, cores)
+        runs[cores] = train_family("hist_gradient_boosting", params, ts, available)[2]
+    assert len(runs["1"]) > 1
+    assert runs["1"] == runs["4"]
 
 
 def test_prequential_folds_shift_back_by_step_with_a_delay_gap():

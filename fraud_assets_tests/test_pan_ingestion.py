@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fraud_assets.defs.raw import parsers
 from fraud_assets.lib.pan import Tokenizer, contains_pan
@@ -79,3 +82,41 @@ def test_no_pan_in_tables_event_log_or_compute_logs_of_an_on_disk_instance(tmp_p
     text = "\n".join(blobs)
     assert len(text) > 10_000
     assert not [p for p in s.PANS.values() if p in text]
+
+
+# Separators and digits of other scripts a producer's card number may come with (fraud_assets.lib.pan).
+SEPARATORS = [" ", "\u00a0", "\u2007", "\t", "-", "\u2212", ".", "/", "\u00ad", "\u200b", "  "]
+SCRIPTS = [0x30, 0x660, 0x6F0, 0x966, 0xFF10]
+
+
+@st.composite
+def text_with_a_card_number(draw) -> str:
+    pan = draw(st.sampled_from(list(s.PANS.values())))
+    zero = draw(st.sampled_from(SCRIPTS))
+    digits = [chr(zero + int(d)) for d in pan]
+    body = digits[0] + "".join(draw(st.sampled_from(["", *SEPARATORS])) + d for d in digits[1:])
+    return draw(st.text(max_size=8)) + body + draw(st.sampled_from(["", " 12/26", "99", "x"]))
+
+
+@functools.cache
+def _engine():
+    import duckdb
+
+    return duckdb.connect()
+
+
+@settings(max_examples=80, deadline=None, database=None, derandomize=True)
+@given(st.lists(st.one_of(text_with_a_card_number(), st.text(max_size=40)), min_size=1, max_size=20))
+def test_the_engine_prefilter_passes_every_value_mask_pans_would_change(values):
+    """The SQL pre-filter decides which values go through `mask_pans`: it must never drop one."""
+    import duckdb
+
+    from fraud_assets.defs.raw.tokens import may_hold_pan
+    from fraud_assets.lib.pan import mask_pans
+
+    with duckdb.connect() as conn:
+        passed = conn.execute(
+            f"SELECT {may_hold_pan('v')} FROM unnest(?::VARCHAR[]) t(v)", [values]
+        ).fetchall()
+    missed = [v for v, (ok,) in zip(values, passed, strict=True) if mask_pans(v) != v and not ok]
+    assert missed == []

@@ -86,3 +86,14 @@ def test_unchanged_files_keep_their_registration_time(data_dir):
     first = build_register(data_dir / "landing", None, now=dt.datetime(2020, 1, 1))
     again = build_register(data_dir / "landing", first, now=dt.datetime(2021, 1, 1))
     assert again["registered_at"].tolist() == first["registered_at"].tolist()
+
+
+def test_the_landing_contract_lists_every_reason_and_cap():
+    from pathlib import Path
+
+    from fraud_assets.defs.raw.limits import ReaderLimits
+    from fraud_assets.defs.raw.reasons import FILE_REASONS, LINE_REASONS
+
+    text = (Path(__file__).parents[1] / "docs" / "landing-zone.md").read_text()
+    named = [*FILE_REASONS, *LINE_REASONS, *ReaderLimits.model_fields]
+    assert [n for n in named if f"`{n}`" not in text] == []

@@ -112,3 +112,24 @@ def test_a_file_hash_is_the_sha256_of_its_bytes(root):
         == hashlib.sha256(p.read_bytes()).hexdigest()
         == ln.sha256_bytes(p.read_bytes())
     )
+
+
+def test_sensors_are_offered_only_well_named_regular_files(tmp_path: Path):
+    """What scan() returns is what sensors launch runs for: never a link or a date outside the window.
+    A well-formed name holding a card number is offered (the sensors keep names masked) so that the
+    register records its refusal at once."""
+    from fraud_assets_tests.raw_cleaned_support import PANS
+
+    good = "authorizations/2018-04-02/acq_a_2018-04-01.csv"
+    for rel in (
+        good,
+        f"authorizations/2018-04-02/acq_a_2018-04-01_{PANS[1]}.csv",
+        "authorizations/9999-04-02/acq_a_2018-04-01.csv",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    (tmp_path / "authorizations/2018-04-02/acq_b_2018-04-01.jsonl").symlink_to(tmp_path / good)
+    pan_named = f"authorizations/2018-04-02/acq_a_2018-04-01_{PANS[1]}.csv"
+    assert [f.relative for f in ln.scan(tmp_path)] == [good, pan_named]
+    assert [f.rel_path for f in automation_landing.scan(tmp_path)] == [good, pan_named]
+    assert ln.parse(tmp_path, tmp_path / pan_named).name_error == "pan_in_file_name"

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from fraud_assets.defs.scoring.fraud_alerts import fraud_alerts
 from fraud_assets.defs.scoring.transaction_scores import transaction_scores
 from fraud_assets.lib import registry
+from fraud_assets.resources import build_resources
+from fraud_assets_tests.conftest import TEST_PAN_KEY
 from fraud_assets_tests.models_world import (
     connect,
     layer_defs,
@@ -107,6 +110,42 @@ def test_alerts_name_the_features_that_drove_the_score(scored: Path):
     # The synthetic world's fraud signal lives in these columns: they should lead the explanations.
     signal = {"tx_amount", "terminal_risk_7d", "prod_amount_ratio"}
     assert drivers["driver_1"].isin(signal).mean() > 0.5
+
+
+def _alerts(data_dir: Path, days: list[str], top_k: int = 50):
+    """Materialise scoring/fraud_alerts alone for `days` (one run: a single day or a range); its rows."""
+    instance = dg.DagsterInstance.ephemeral()
+    partition = (
+        {"partition_key": days[0]}
+        if len(days) == 1
+        else {
+            "tags": {
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+            }
+        }
+    )
+    result = dg.materialize(
+        [fraud_alerts],
+        instance=instance,
+        resources=build_resources(data_dir, TEST_PAN_KEY),
+        run_config={"ops": {"scoring__fraud_alerts": {"config": {"top_k": top_k}}}},
+        **partition,
+    )
+    assert result.success
+    with connect(data_dir) as conn:
+        return conn.execute(
+            "SELECT * EXCLUDE (created_at) FROM scoring.fraud_alerts "
+            "WHERE CAST(business_date AS VARCHAR) IN (SELECT unnest(?)) ORDER BY business_date, alert_rank",
+            [days],
+        ).df()
+
+
+def test_a_range_run_builds_the_same_alerts_and_drivers_as_one_run_per_day(scored: Path):
+    together = _alerts(scored, DAYS)
+    one_by_one = pd.concat([_alerts(scored, [day]) for day in DAYS], ignore_index=True)
+    assert len(together) == 100
+    pd.testing.assert_frame_equal(together, one_by_one)
 
 
 def test_a_day_with_fewer_cards_than_k_alerts_on_every_card(scored: Path):

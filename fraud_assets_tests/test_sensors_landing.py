@@ -219,7 +219,8 @@ def test_scores_are_left_to_automation_until_a_champion_exists(landing, instance
 
 
 def test_chargeback_files_update_labels_in_one_run(landing, instance):
-    materialize_stub(instance, "scoring/transaction_scores", partitions=(DAY,))
+    # Labels are judged against cleaned transactions (unknown_transaction), so a day is cleaned already.
+    materialize_stub(instance, "cleaned/transactions", "scoring/transaction_scores", partitions=(DAY,))
     land(landing, f"chargebacks/{DAY}/chargebacks_{DAY}.csv", b"cb1")
     land(landing, "chargebacks/2018-04-02/chargebacks_2018-04-02.csv", b"cb2")
     first = tick(landing_sensor, instance, landing)

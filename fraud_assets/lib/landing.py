@@ -4,16 +4,26 @@ CLIs and the simulator.
 `landing/<source>/<landing-date>/<feed>_<business-date>[_<suffix>].<ext>`; files being written (names
 starting with `.` or ending in `.tmp`/`.part`) are invisible until renamed. Only names and paths live
 here (plus a file's SHA-256); reading a file's content is the raw layer's job.
+
+Names are producer input: a name is matched in full (no trailing newline slips through), dates are
+ASCII and inside a fixed window, a name that carries a card number is refused and only ever shown
+masked, and nothing but a regular file is ever opened (a symlink, even to a directory, is refused and
+not followed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from fraud_assets.lib.pan import mask_pans
 
 AUTHORIZATIONS = "authorizations"
 CHARGEBACKS = "chargebacks"
@@ -37,40 +47,78 @@ EXTENSIONS = {
     "merchants": ("parquet",),
     "fx_rates": ("csv",),
 }
-# Lazy feed and suffix so the date and the extension anchor the split; the suffix is free text.
+# Lazy feed and suffix so the date and the extension anchor the split; the suffix is free text
+# without control characters. Matched with fullmatch: `$` would accept a trailing newline.
 FILE_NAME = re.compile(
-    r"^(?P<feed>[a-z][a-z0-9_]*?)_(?P<business_date>\d{4}-\d{2}-\d{2})(?:_(?P<suffix>[^/]+?))?"
-    r"\.(?P<ext>csv\.gz|jsonl\.gz|csv|jsonl|parquet)$"
+    r"(?P<feed>[a-z][a-z0-9_]*?)_(?P<business_date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:_(?P<suffix>[^/\x00-\x1f\x7f]+?))?\.(?P<ext>csv\.gz|jsonl\.gz|csv|jsonl|parquet)"
 )
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Landing and business dates must fall in this window: a year 0001 or 9999 folder is a producer error
+# (and out of range for pandas timestamps downstream), not a day to create a partition for.
+EARLIEST_DATE = dt.date(2000, 1, 1)
+LATEST_DATE = dt.date(2099, 12, 31)
+
 REJECT_NAME = "unrecognised_name"
+REJECT_PAN_IN_NAME = "pan_in_file_name"
+REJECT_DATE = "date_out_of_range"
+REJECT_NOT_REGULAR = "not_a_regular_file"
+REJECT_UNREADABLE = "unreadable_file"
+
+
+def _escaped(relative: str) -> str:
+    # os.scandir hands undecodable name bytes over as surrogates, which no table or log can hold.
+    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def display_path(relative: str) -> str:
+    """A producer-supplied path as it may be stored or shown: undecodable bytes escaped (`\\xff`),
+    card numbers masked. The clear path stays in memory only, to open the file."""
+    return mask_pans(_escaped(relative))
 
 
 @dataclass(frozen=True)
 class LandingFile:
-    """One file under the landing root. Fields are None where the path breaks the contract."""
+    """One entry under the landing root. Name fields are None where the path breaks the contract;
+    `reason` says why the entry is refused before its content is read (None: a well-named file)."""
 
     path: Path
-    relative: str  # relative to the landing root, forward slashes (= raw.file_register.source_file)
+    relative: str  # relative to the landing root, forward slashes; clear: never store or log it
     source: str | None  # None outside the five source folders
     landing_date: str | None  # YYYY-MM-DD
     feed: str | None
     business_date: str | None  # YYYY-MM-DD
     ext: str | None  # without the dot: csv, csv.gz, jsonl, jsonl.gz, parquet
     suffix: str | None = None
+    reason: str | None = None
+    pan_in_name: bool = False  # the path holds a card number: the register refuses the file
+    size: int = 0
+    mtime_ns: int = 0
+    inode: int = 0
 
     @property
     def recognised(self) -> bool:
-        return None not in (self.source, self.landing_date, self.feed, self.business_date, self.ext)
+        return self.reason is None and None not in (
+            self.source,
+            self.landing_date,
+            self.feed,
+            self.business_date,
+            self.ext,
+        )
 
     @property
     def name_error(self) -> str | None:
-        """The register's rejection reason for the name, None when it follows the contract."""
+        """The register's rejection reason for the path, None when it follows the contract."""
+        if self.reason is not None:
+            return self.reason
+        if self.pan_in_name:
+            return REJECT_PAN_IN_NAME
         return None if self.recognised else REJECT_NAME
 
     @property
     def source_file(self) -> str:
-        return self.relative
+        """The path as raw.file_register stores it (= `display_path(relative)`)."""
+        return display_path(self.relative)
 
     @property
     def landing_day(self) -> dt.date | None:
@@ -97,20 +145,28 @@ def is_in_flight(name: str) -> bool:
 is_ignored = is_in_flight
 
 
-def _valid_date(text: str) -> bool:
-    if not DATE.match(text):
-        return False
+def _date(text: str) -> dt.date | None:
+    if not DATE.fullmatch(text):
+        return None
     try:
-        dt.date.fromisoformat(text)
+        return dt.date.fromisoformat(text)
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _valid_date(text: str) -> bool:
+    return _date(text) is not None
+
+
+def in_date_window(text: str) -> bool:
+    day = _date(text)
+    return day is not None and EARLIEST_DATE <= day <= LATEST_DATE
 
 
 def parse_name(name: str, source: str | None = None) -> FileName | None:
     """The parts of a file name, or None when it breaks the contract (for `source` when given: the
     feed must be one of the source's and the extension one of the feed's)."""
-    m = FILE_NAME.match(name)
+    m = FILE_NAME.fullmatch(name)
     if m is None or not _valid_date(m["business_date"]):
         return None
     feed, ext = m["feed"], m["ext"]
@@ -141,55 +197,136 @@ def relative_path(source: str, landing_date: dt.date | str, name: str) -> str:
     return f"{source}/{date}/{name}"
 
 
-def parse(root: Path, path: Path) -> LandingFile:
-    """Classify `path` (under `root`) against the naming contract; never raises on a bad name."""
-    rel = path.relative_to(root)
-    parts = rel.parts
-    source = parts[0] if parts and parts[0] in SOURCES else None
-    bad = LandingFile(path, rel.as_posix(), source, None, None, None, None)
-    if source is None or len(parts) != 3 or not _valid_date(parts[1]):
-        return bad
-    name = parse_name(parts[2], source)
-    if name is None:
-        return bad
+def parse(root: Path, path: Path, st: os.stat_result | None = None) -> LandingFile:
+    """Classify `path` (under `root`) against the naming contract; never raises on a bad name or a
+    vanished file. `st` is the entry's lstat when the caller already has it."""
+    rel = path.relative_to(root).as_posix()
+    if st is None:
+        try:
+            st = path.lstat()
+        except OSError:
+            st = None
+    stats = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino} if st else {}
+    parts = rel.split("/")
+    source = parts[0] if parts[0] in SOURCES else None
+
+    escaped = _escaped(rel)
+    pan = mask_pans(escaped) != escaped
+
+    def refused(reason: str) -> LandingFile:
+        return LandingFile(path, rel, source, None, None, None, None, reason=reason, pan_in_name=pan, **stats)
+
+    if st is None:
+        return refused(REJECT_UNREADABLE)
+    if not stat.S_ISREG(st.st_mode):
+        return refused(REJECT_NOT_REGULAR)
+    name = parse_name(parts[2], source) if len(parts) == 3 else None
+    if escaped != rel or source is None or name is None or not _valid_date(parts[1]):
+        return refused(REJECT_PAN_IN_NAME if pan else REJECT_NAME)
+    if not (in_date_window(parts[1]) and in_date_window(name.business_date)):
+        return refused(REJECT_DATE)
+    # A well-formed name with a card number in it is still offered to the sensors (they store names
+    # masked), so that the register runs and records the refusal at once.
     return LandingFile(
-        path, rel.as_posix(), source, parts[1], name.feed, name.business_date, name.ext, name.suffix
+        path,
+        rel,
+        source,
+        parts[1],
+        name.feed,
+        name.business_date,
+        name.ext,
+        name.suffix,
+        pan_in_name=pan,
+        **stats,
     )
 
 
 classify = parse
 
 
+def _walk(root: Path) -> Iterable[LandingFile]:
+    """Every entry under `root` that is not a directory, without following symlinks: a symlinked
+    directory is one refused entry, never descended into. An unlistable directory is one entry."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            if folder != root:
+                yield dataclasses.replace(parse(root, folder), reason=REJECT_UNREADABLE)
+            continue
+        for entry in entries:
+            if is_in_flight(entry.name):
+                continue
+            path = Path(entry.path)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                yield parse(root, path)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(path)
+            else:
+                yield parse(root, path, st)
+
+
 def discover(root: Path) -> list[LandingFile]:
-    """Every visible file under the landing root, recognised or not, sorted by path (the register's
-    view: a stray file is recorded as `unrecognised_name`, not ignored)."""
-    if not root.exists():
+    """Every visible entry under the landing root, recognised or not, sorted by path (the register's
+    view: a stray file is recorded with its reason, not ignored). The root itself may be a symlink (a
+    deployment may mount the landing zone elsewhere); nothing under it is followed."""
+    if not root.is_dir():
         return []
-    return [parse(root, p) for p in sorted(root.rglob("*")) if p.is_file() and not is_in_flight(p.name)]
+    return sorted(_walk(root), key=lambda f: f.relative)
 
 
 def list_files(root: Path, source: str | None = None) -> list[LandingFile]:
-    """Every visible file of the five sources (or of one), recognised or not, sorted by path."""
-    base = root / source if source else root
-    if not base.exists():
-        return []
-    return [
-        parse(root, p)
-        for p in sorted(base.rglob("*"))
-        if p.is_file() and not is_in_flight(p.name) and p.relative_to(root).parts[0] in SOURCES
-    ]
+    """Every visible entry of the five sources (or of one), recognised or not, sorted by path."""
+    wanted = (source,) if source else SOURCES
+    return [f for f in discover(root) if f.relative.split("/", 1)[0] in wanted]
 
 
 def scan(root: Path, sources: Iterable[str] = SOURCES) -> list[LandingFile]:
     """Recognised files of `sources` only, in arrival order (landing date, then path): what a sensor
     may launch runs for."""
-    found = [f for s in sources for f in list_files(root, s) if f.recognised]
+    wanted = set(sources)
+    found = [f for f in discover(root) if f.recognised and f.source in wanted]
     return sorted(found, key=lambda f: (f.landing_date, f.relative))
 
 
 def business_dates_in_landing(root: Path) -> list[str]:
     """Sorted business dates that have at least one authorisation file."""
     return sorted({f.business_date for f in list_files(root, AUTHORIZATIONS) if f.recognised})
+
+
+# O_NONBLOCK: opening a FIFO swapped in after the listing must not hang the register.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_regular(root: Path, relative: str) -> int:
+    """A read-only descriptor of the regular file `relative` under `root`, reached without following
+    any symlink on the way (each folder opened from the previous one with O_NOFOLLOW), so a path
+    swapped for a link after it was listed is refused, not followed. OSError when it is not there,
+    not reachable that way, or not a regular file (`NotRegularFile`)."""
+    parts = relative.split("/")
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in parts[:-1]:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+            os.close(folder)
+            folder = child
+        fd = os.open(parts[-1], _OPEN_FLAGS, dir_fd=folder)
+    finally:
+        os.close(folder)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(relative)
+    return fd
+
+
+class NotRegularFile(OSError):
+    """The path names something other than a regular file."""
 
 
 def sha256_bytes(data: bytes) -> str:

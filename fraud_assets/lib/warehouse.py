@@ -15,7 +15,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # The standard `dagster/*` table metadata keys; 1.13 does not re-export the class at top level.
 from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
@@ -36,8 +39,10 @@ def sql_string(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _as_relation_sql(conn: duckdb.DuckDBPyConnection, source: str | pd.DataFrame, name: str) -> str:
-    if isinstance(source, pd.DataFrame):
+def _as_relation_sql(
+    conn: duckdb.DuckDBPyConnection, source: str | pd.DataFrame | pa.Table, name: str
+) -> str:
+    if isinstance(source, pd.DataFrame | pa.Table):
         conn.register(name, source)
         return f"SELECT * FROM {name}"
     return source
@@ -128,14 +133,61 @@ def _export_partitions(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _export_arrow_partitions(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: pa.Table,
+    partition_column: str,
+    partition_keys: Sequence[str],
+) -> None:
+    """The same files as `_export_partitions`, written with pyarrow from rows the caller already holds
+    (typed as the table, grouped by the partition column): no second scan of the table, and a fraction of
+    DuckDB's per-file cost (a partitioned COPY spends ~20 ms on each of a backfill's hundreds of files).
+    Dictionary encoding only for text columns; no Arrow schema stored, so readers see the table's types."""
+    import pyarrow.parquet as pq  # imported on use: only Arrow sources export through it
+
+    root = export_root(conn)
+    if root is None or not partition_keys:
+        return
+    n = len(rows)
+    column = rows.column(partition_column)
+    if n > 1 and not pc.all(pc.less_equal(column.slice(0, n - 1), column.slice(1))).as_py():
+        rows = rows.take(pc.sort_indices(column))
+        column = rows.column(partition_column)
+    changes = pc.not_equal(column.slice(1), column.slice(0, n - 1)).to_numpy() if n > 1 else []
+    starts = [0, *(np.flatnonzero(changes) + 1)] if n else []
+    runs = {
+        str(column[int(a)].as_py()): (int(a), int(b)) for a, b in zip(starts, [*starts[1:], n], strict=True)
+    }
+    text = [f.name for f in rows.schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
+    schema, tbl = table.split(".")
+    table_dir = root / schema / tbl
+    staging = table_dir / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        for key in dict.fromkeys(str(k) for k in partition_keys):
+            target_dir = table_dir / f"{partition_column}={key}"
+            target_dir.mkdir(parents=True, exist_ok=True)
+            if key not in runs:
+                _export(conn, table, "LIMIT 0", subdir=f"{partition_column}={key}")
+                continue
+            first, end = runs[key]
+            produced = staging / f"{key}.parquet"
+            pq.write_table(rows.slice(first, end - first), produced, use_dictionary=text, store_schema=False)
+            os.replace(produced, target_dir / "data.parquet")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def replace_partition(
     conn: duckdb.DuckDBPyConnection,
     table: str,
-    source: str | pd.DataFrame,
+    source: str | pd.DataFrame | pa.Table,
     partition_column: str,
     partition_keys: Sequence[str],
 ) -> int:
-    """Atomically replace the rows of `partition_keys` in `table` with `source` (SQL or DataFrame).
+    """Atomically replace the rows of `partition_keys` in `table` with `source` (SQL, DataFrame or Arrow
+    table; an Arrow table typed as the table is also the source of the Parquet exports).
 
     Creates the table from the source's shape on first write. Returns the number of rows written.
     """
@@ -144,7 +196,7 @@ def replace_partition(
 
 def replace_partitions(
     conn: duckdb.DuckDBPyConnection,
-    sources: Mapping[str, str | pd.DataFrame],
+    sources: Mapping[str, str | pd.DataFrame | pa.Table],
     partition_column: str,
     partition_keys: Sequence[str],
 ) -> dict[str, int]:
@@ -169,8 +221,11 @@ def replace_partitions(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    for table in selects:
-        _export_partitions(conn, table, partition_column, partition_keys)
+    for table, source in sources.items():
+        if isinstance(source, pa.Table):
+            _export_arrow_partitions(conn, table, source, partition_column, partition_keys)
+        else:
+            _export_partitions(conn, table, partition_column, partition_keys)
     return written
 
 

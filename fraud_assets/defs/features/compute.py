@@ -1,10 +1,12 @@
 """Computing and writing features.transaction_features for a set of business dates.
 
-The heavy lifting is one SQL statement (transaction_features.sql, window semantics documented there).
-For output dates K it reads cleaned transactions from min(K) - 37 days to max(K) (30-day card windows,
-30-day windows delayed by 7 days for terminals and merchant categories) and the labels reported before
-the end of max(K), and writes exactly the partitions K in one transaction. A single day and a full
-backfill run the same statement; the backfill is just one pass over a wider range.
+For output dates K: feature_inputs.sql stages the cleaned transactions from min(K) - 37 days to max(K)
+(30-day card windows, 30-day windows delayed by 7 days for terminals and merchant categories), the labels
+reported before the end of max(K) and the reference data as narrow temp tables; windows.py computes every
+window over them (one sort per entity, binary-searched frame bounds, prefix sums; the window semantics are
+stated there); rows.py derives the ratios and defaults. The rows of K, ordered by business date and
+transaction id, are written in one transaction. A single day and a full backfill run the same code; the
+backfill is just one pass over a wider range.
 """
 
 from __future__ import annotations
@@ -14,15 +16,32 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from fraud_assets.defs.features import rows as derive
+from fraud_assets.defs.features.windows import KNOWN_FRAUD_COUNTERS, card_windows, terminal_windows
 from fraud_assets.lib.warehouse import replace_partition
 
 TABLE = "features.transaction_features"
 LABEL_DELAY_DAYS = 7
 CARD_LOOKBACK_DAYS = 30
 LOOKBACK_DAYS = 30 + LABEL_DELAY_DAYS
-SQL_PATH = Path(__file__).with_name("transaction_features.sql")
+SQL_PATH = Path(__file__).with_name("feature_inputs.sql")
+# The temp tables a computation stages in its connection (dropped once the rows are written).
+SCRATCH = (
+    "feature_merchant_categories",
+    "feature_label_events",
+    "feature_labels",
+    "feature_terminals",
+    "feature_inputs",
+    "feature_cards",
+)
+ROWS_VIEW = "feature_rows"
+# Output rows computed in one pass: each pass also holds its 37-day lookback, so this bounds memory on
+# large worlds (about 1 KB per row at peak); the handbook world (1.8M rows) is one pass.
+OUTPUT_ROWS_PER_PASS = 5_000_000
 
 ID_COLUMNS = ("transaction_id", "business_date", "tx_datetime", "card_token", "terminal_id")
 BASELINE_COLUMNS = (
@@ -134,8 +153,18 @@ def validate_keys(partition_keys: Sequence[str]) -> list[dt.date]:
     return sorted({dt.date.fromisoformat(k) for k in partition_keys})
 
 
+def dates_filter(partition_keys: Sequence[str] | None, column: str = "business_date") -> str:
+    """`column` within these business dates as typed literals (zone maps skip the other row groups);
+    TRUE for no keys. Keys are validated dates, so the text is safe to inline."""
+    if not partition_keys:
+        return "TRUE"
+    dates = validate_keys(partition_keys)
+    listed = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)
+    return f"{column} BETWEEN DATE '{dates[0]}' AND DATE '{dates[-1]}' AND {column} IN ({listed})"
+
+
 def render_sql(partition_keys: Sequence[str]) -> str:
-    """The feature SELECT for these output business dates, with its read range filled in."""
+    """The statements that stage the windows' inputs for these output business dates (temp tables)."""
     dates = validate_keys(partition_keys)
     first, last = dates[0], dates[-1]
     read_from = first - dt.timedelta(days=LOOKBACK_DAYS)
@@ -152,13 +181,156 @@ def render_sql(partition_keys: Sequence[str]) -> str:
     )
 
 
+def _arrays(conn: duckdb.DuckDBPyConnection, sql: str) -> dict[str, np.ndarray]:
+    table = conn.sql(sql).to_arrow_table()
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> pa.Table:
+    """The feature rows of these business dates in table column order, ordered by business date and
+    transaction id (so the table is stored day by day and a day's reads skip the other days)."""
+    dates = validate_keys(partition_keys)
+    conn.execute(render_sql(partition_keys))
+    tx = _arrays(conn, "SELECT * FROM feature_inputs")
+    events = _arrays(conn, "SELECT * FROM feature_label_events")
+    cards = _arrays(conn, "SELECT * FROM feature_cards ORDER BY card_id")
+    terminals = _arrays(conn, "SELECT * FROM feature_terminals")
+    categories = _arrays(conn, "SELECT * FROM feature_merchant_categories")
+
+    us, card = tx["us"].astype(np.int64), tx["card_id"].astype(np.int64)
+    terminal_ids, terminal = np.unique(tx["terminal_id"].astype(np.int64), return_inverse=True)
+    if not np.array_equal(terminal_ids, terminals["terminal_id"]):
+        raise RuntimeError("transaction_features: staged terminals differ from the transactions' terminals")
+    # Windows of the output rows only (the rest of the read range is their history), ordered by business
+    # date and transaction id.
+    output = np.flatnonzero(tx["is_output"].astype(bool))
+    day = tx["business_date"].astype("datetime64[D]").astype(np.int64)[output]
+    order = np.lexsort((tx["transaction_id"][output], day))
+    rows, day = output[order], day[order]
+    at = card_windows(card, us, tx["tx_amount"].astype(np.float64), terminal, output)
+    at = {name: values[order] for name, values in at.items()}
+    at |= terminal_windows(
+        terminal,
+        us,
+        np.searchsorted(terminal_ids, events["terminal_id"].astype(np.int64)),
+        events["us"].astype(np.int64),
+        {c: events[c].astype(np.int64) for c in KNOWN_FRAUD_COUNTERS},
+        rows,
+    )
+    amount = tx["tx_amount"].astype(np.float64)[rows]
+    term, card_of = terminal[rows], card[rows]
+    x, y = terminals["x"].astype(np.float64), terminals["y"].astype(np.float64)
+    prev = np.maximum(at["prev_terminal"], 0)
+
+    # Merchant-category snapshot of each row's day and category.
+    mcc_names, mcc_of_terminal = np.unique(terminals["mcc"].astype(str), return_inverse=True)
+    first_day = np.datetime64(dates[0], "D").astype(np.int64)
+    n_days = (dates[-1] - dates[0]).days + 1
+    snapshot = np.zeros((2, n_days, len(mcc_names)), dtype=np.int64)
+    if len(categories["mcc"]):
+        cat_day = categories["business_date"].astype("datetime64[D]").astype(np.int64) - first_day
+        cat_mcc = np.searchsorted(mcc_names, categories["mcc"].astype(str))
+        snapshot[0, cat_day, cat_mcc] = categories["mcc_nb_tx_30d"]
+        snapshot[1, cat_day, cat_mcc] = categories["mcc_known_fraud_30d"]
+    mcc_nb, mcc_known = snapshot[:, day - first_day, mcc_of_terminal[term]]
+
+    values: dict[str, np.ndarray] = {
+        "tx_amount": amount,
+        **derive.flags(tx["flags"].astype(np.int64)[rows]),
+        **{f"card_nb_tx_{w}": at[f"card_nb_tx_{w}"] for w in ("1h", "6h", "1d", "7d", "30d")},
+        **{f"card_avg_amount_{w}": at[f"card_sum_{w}"] / at[f"card_nb_tx_{w}"] for w in ("1d", "7d", "30d")},
+        **{f"terminal_nb_tx_{w}": at[f"terminal_nb_tx_{w}"] for w in ("1d", "7d", "30d")},
+        **{
+            f"terminal_risk_{w}": derive.share(at[f"known_delayed_{w}"], at[f"terminal_nb_tx_{w}"])
+            for w in ("1d", "7d", "30d")
+        },
+        "terminal_known_fraud_7d": at["known_recent_7d"],
+        "terminal_known_fraud_28d": at["known_recent_28d"],
+        **derive.card_amount_stats(amount, at["card_nb_tx_30d"], at["card_sum_30d"], at["card_sumsq_30d"]),
+        **derive.previous_transaction(at["prev_gap_us"], x[term], y[term], x[prev], y[prev]),
+        "card_nb_terminals_1d": at["card_nb_terminals_1d"],
+        "card_nb_terminals_7d": at["card_nb_terminals_7d"],
+        "dist_home_terminal": np.hypot(
+            cards["home_x"].astype(np.float64)[card_of] - x[term],
+            cards["home_y"].astype(np.float64)[card_of] - y[term],
+        ),
+        "mcc_nb_tx_30d": mcc_nb,
+        "mcc_risk_30d": derive.share(mcc_known, mcc_nb),
+    }
+    ids = {
+        "transaction_id": pa.array(tx["transaction_id"][rows]),
+        "business_date": pa.array(tx["business_date"].astype("datetime64[D]")[rows]),
+        "tx_datetime": pa.array(us[rows], type=pa.timestamp("us")),
+        "card_token": pa.DictionaryArray.from_arrays(
+            pa.array(card_of.astype(np.int32)), pa.array(cards["card_token"].astype(str))
+        ),
+        "terminal_id": pa.array(terminal_ids[term]),
+    }
+    # typed as the table's columns; NaN stands for NULL (a card or terminal missing from the reference data)
+    columns = [ids[c] if c in ids else pa.array(values[c], from_pandas=True) for c, _ in COLUMNS]
+    return pa.Table.from_arrays(columns, names=[c for c, _ in COLUMNS])
+
+
+def drop_scratch(conn: duckdb.DuckDBPyConnection) -> None:
+    for name in SCRATCH:
+        conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def compute_features(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> pd.DataFrame:
     """The features of these business dates as a DataFrame, nothing written (tests, notebooks)."""
-    return conn.execute(render_sql(partition_keys) + " ORDER BY transaction_id").df()
+    try:
+        table = feature_table(conn, partition_keys)
+    finally:
+        drop_scratch(conn)
+    conn.register(ROWS_VIEW, table)
+    try:
+        return conn.execute(f"SELECT {_typed_columns()} FROM {ROWS_VIEW} ORDER BY transaction_id").df()
+    finally:
+        conn.unregister(ROWS_VIEW)
 
 
-def write_features(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> int:
+def _typed_columns() -> str:
+    return ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in COLUMNS)
+
+
+def passes(
+    conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str], max_output_rows: int
+) -> list[list[str]]:
+    """The business dates split into runs of consecutive dates with at most `max_output_rows` output rows
+    each (a single day may exceed it): memory stays bounded by one pass's lookback plus its output."""
+    dates = validate_keys(partition_keys)
+    counts = dict(
+        conn.execute(
+            "SELECT business_date, count(*) FROM cleaned.transactions "
+            f"WHERE business_date BETWEEN DATE '{dates[0]}' AND DATE '{dates[-1]}' GROUP BY ALL"
+        ).fetchall()
+    )
+    chunks: list[list[str]] = [[]]
+    rows = 0
+    for d in dates:
+        n = counts.get(d, 0)
+        if chunks[-1] and rows + n > max_output_rows:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(d.isoformat())
+        rows += n
+    return chunks
+
+
+def write_features(
+    conn: duckdb.DuckDBPyConnection,
+    partition_keys: Sequence[str],
+    max_output_rows: int = OUTPUT_ROWS_PER_PASS,
+) -> int:
     """Compute and atomically replace the partitions `partition_keys` (and their Parquet exports) with
-    the shared `warehouse.replace_partition`. Returns rows written."""
-    keys = [d.isoformat() for d in validate_keys(partition_keys)]
-    return replace_partition(conn, TABLE, render_sql(keys), "business_date", keys)
+    the shared `warehouse.replace_partition`, in passes of at most `max_output_rows` output rows (one pass
+    at the handbook's size; each pass is one transaction). Returns rows written."""
+    written = 0
+    for keys in passes(conn, partition_keys, max_output_rows):
+        try:
+            table = feature_table(conn, keys)
+        finally:
+            drop_scratch(conn)
+        written += replace_partition(conn, TABLE, table, "business_date", keys)
+        del table
+    return written

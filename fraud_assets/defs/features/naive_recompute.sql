@@ -4,10 +4,17 @@
 -- plain joins and filters and no window functions: every card transaction in (t - 30d, t], every
 -- terminal transaction in (t - 37d, t - 7d] with its label, and in (t - 28d, t) for the undelayed counts, then filtered aggregates. Slow per row,
 -- independent of transaction_features.sql, so the two agree only if both follow the definitions.
+-- The sample comes from the business dates the run wrote ({{written}}); x is cleaned.transactions from the
+-- earliest window start of those dates ({{read_from}}) to their last day ({{read_to}}).
 WITH s AS (
     SELECT transaction_id, tx_datetime AS t, card_token, terminal_id, tx_amount
-    FROM features.transaction_features
+    FROM (SELECT * FROM features.transaction_features WHERE {written})
     USING SAMPLE reservoir({sample_rows} ROWS) REPEATABLE ({seed})
+),
+
+x AS (
+    SELECT * FROM cleaned.transactions
+    WHERE business_date BETWEEN DATE '{read_from}' AND DATE '{read_to}'
 ),
 
 card AS (
@@ -29,7 +36,7 @@ card AS (
              THEN any_value(s.tx_amount) / ((sum(x.tx_amount) - any_value(s.tx_amount)) / (count(*) - 1))
              ELSE 1.0 END AS card_amount_ratio_30d
     FROM s
-    JOIN cleaned.transactions AS x
+    JOIN x
         ON x.card_token = s.card_token AND x.tx_datetime > s.t - INTERVAL 30 DAY AND x.tx_datetime <= s.t
     GROUP BY s.transaction_id, s.t
 ),
@@ -46,7 +53,7 @@ terminal AS (
         count(x.transaction_id) AS terminal_nb_tx_30d,
         count(l.transaction_id) FILTER (WHERE l.reported_at <= s.t) AS fraud_30d
     FROM s
-    LEFT JOIN cleaned.transactions AS x
+    LEFT JOIN x
         ON x.terminal_id = s.terminal_id
         AND x.tx_datetime > s.t - INTERVAL 37 DAY AND x.tx_datetime <= s.t - INTERVAL 7 DAY
     LEFT JOIN cleaned.labels AS l ON l.transaction_id = x.transaction_id
@@ -60,7 +67,7 @@ terminal_recent AS (
         count(x.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 7 DAY) AS terminal_known_fraud_7d,
         count(x.transaction_id) AS terminal_known_fraud_28d
     FROM s
-    LEFT JOIN (cleaned.transactions AS x JOIN cleaned.labels AS l ON l.transaction_id = x.transaction_id)
+    LEFT JOIN (x JOIN cleaned.labels AS l ON l.transaction_id = x.transaction_id)
         ON x.terminal_id = s.terminal_id AND x.tx_datetime > s.t - INTERVAL 28 DAY AND x.tx_datetime < s.t
         AND l.reported_at <= s.t
     GROUP BY s.transaction_id

@@ -6,6 +6,7 @@ split) is persisted with skops under the model store and appended to the registr
 """
 
 # No `from __future__ import annotations`: the factory's `config: config_cls` must be a real type.
+import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ from fraud_assets.resources import ModelStore
 # The installed scikit-learn, without importing it at definition load (docs/architecture.md, start-up cost).
 SKLEARN_VERSION = package_version("scikit-learn")
 FAMILIES = ("logistic_regression", "hist_gradient_boosting", "random_forest")
+CORES_ENV = "FRAUD_MODEL_CORES"
 TRAINING_SET_KEY = dg.AssetKey(["models", "training_set"])
 
 
@@ -87,36 +89,64 @@ def read_training_set(conn) -> pd.DataFrame:
     return conn.execute(f"SELECT * FROM {TRAINING_SET_TABLE} ORDER BY fold, split, transaction_id").df()
 
 
+def fold_workers(n_folds: int) -> int:
+    """Folds fitted at once: `FRAUD_MODEL_CORES` (default every core this process may use), at most one
+    per fold. Each fit keeps OpenMP/BLAS at `FRAUD_MODEL_THREADS` (`compute_threads`), so a candidate uses
+    at most cores x threads."""
+    cores = int(os.environ.get(CORES_ENV) or 0) or len(os.sched_getaffinity(0))
+    return max(1, min(cores, n_folds))
+
+
+def _fit_fold(
+    family: str,
+    params: dict[str, Any],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    features: list[str],
+    seed: int = 0,
+) -> tuple[Any, float, np.ndarray]:
+    """Fit one fold's model and score its test rows: the model, the fit seconds, the scores."""
+    model = build_estimator(family, params, seed=seed)
+    with compute_threads():  # per thread: OpenMP's thread count is a per-thread setting
+        started = time.perf_counter()
+        model.fit(train[features], train["label"].to_numpy())
+        seconds = time.perf_counter() - started
+        scores = model.predict_proba(test[features])[:, 1]
+    return model, seconds, scores
+
+
 def train_family(
     family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str], seed: int = 0
 ) -> tuple[Any, list[str], list[dict[str, float]], dict[str, float]]:
-    """Train one model per fold. Returns the fold-0 model, its features, per-fold metrics and timings."""
+    """Train one model per fold, folds in parallel threads (the fits run outside the GIL: tree building,
+    OpenMP histograms; threads share the training set and return the forests without copying them).
+    Returns the fold-0 model, its features, per-fold metrics and timings."""
+    from joblib import Parallel, delayed  # scikit-learn's own dependency; imported on use like sklearn
+
     features = select_features(params["feature_set"], available)
-    fold_metrics, model0 = [], None
-    fit_seconds = []
+    folds = []
     for fold in sorted(ts["fold"].unique()):
         part = ts[ts["fold"] == fold]
         train, test = part[part["split"] == "train"], part[part["split"] == "test"]
         if train["label"].nunique() < 2 or test.empty:
             continue  # a fold without both classes cannot be trained or scored
-        model = build_estimator(family, params, seed=seed)
-        t0 = time.perf_counter()
-        with compute_threads():
-            model.fit(train[features], train["label"].to_numpy())
-            fit_seconds.append(time.perf_counter() - t0)
-            scores = model.predict_proba(test[features])[:, 1]
-        scored = test[["business_date", "card_token", "label"]].assign(score=scores)
-        m = classification_metrics(scored)
+        folds.append((int(fold), train, test))
+    if not folds or folds[0][0] != 0:
+        raise dg.Failure(f"{family}: fold 0 has no trainable data (needs both fraud and genuine rows)")
+    with compute_threads():
+        fitted = Parallel(n_jobs=fold_workers(len(folds)), prefer="threads")(
+            delayed(_fit_fold)(family, params, train, test, features, seed) for _, train, test in folds
+        )
+    fold_metrics = []
+    for (fold, train, test), (_, _, scores) in zip(folds, fitted, strict=True):
+        m = classification_metrics(test[["business_date", "card_token", "label"]].assign(score=scores))
         m["fold"] = float(fold)
         m["train_rows"] = float(len(train))
         m["train_fraud"] = float(train["label"].sum())
         fold_metrics.append(m)
-        if fold == 0:
-            model0 = model
-    if model0 is None:
-        raise dg.Failure(f"{family}: fold 0 has no trainable data (needs both fraud and genuine rows)")
+    fit_seconds = [seconds for _, seconds, _ in fitted]
     timing = {"fit_seconds_mean": float(np.mean(fit_seconds)), "fit_seconds_fold0": fit_seconds[0]}
-    return model0, features, fold_metrics, timing
+    return fitted[0][0], features, fold_metrics, timing
 
 
 def make_candidate_asset(family: str) -> dg.AssetsDefinition:
@@ -201,6 +231,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
                 "params_hash": mv.params_hash,
                 "data_hash": mv.data_hash,
                 "n_features": len(features),
+                "fold_workers": fold_workers(len(fold_metrics)),
                 "fold_metrics": dg.MetadataValue.md(folds_df.to_markdown(index=False, floatfmt=".4f")),
                 **{k: float(v) for k, v in metrics.items()},
             }

@@ -1,17 +1,11 @@
-"""Raw checks: contracts, PAN-leak scans, landed = raw reconciliation, and the rejected-files alarm."""
+"""Raw checks: per table one step (lib/table_checks.py) with its contract, its PAN-leak scan and its
+landed = raw reconciliation; the register's step adds the rejected-files alarm."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.raw import assets as raw_assets
 from fraud_assets.defs.raw import schemas
-from fraud_assets.lib.contracts import (
-    contract_check,
-    partition_filter,
-    partitioned_asset_check,
-)
-from fraud_assets.lib.pan_leaks import pan_leak_check
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan, table_checks
 from fraud_assets.lib.warehouse import table_exists
 
 MODELS = {
@@ -23,26 +17,11 @@ MODELS = {
     raw_assets.fx_rates: (schemas.RawFxRatesModel, "raw.fx_rates"),
 }
 
-contract_checks = [contract_check(a, model, table) for a, (model, table) in MODELS.items()]
-leak_checks = [pan_leak_check(a, table) for a, (_, table) in MODELS.items()]
 
-
-@dg.asset_check(
-    asset=raw_assets.file_register,
-    name="no_rejected_files",
-    description=(
-        "Fails (ERROR, not blocking) while any landing file is rejected (unreadable, empty, header only, "
-        "wrong encoding, unrecognised name...): the other files flow on, and the failure stays visible "
-        "until the producer re-sends a good file. Metadata lists each rejected file with its reason."
-    ),
-    blocking=False,
-    pool="duckdb",
-)
-def no_rejected_files(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    with duckdb.get_connection() as conn:
-        rejected = conn.execute(
-            "SELECT source_file, reason FROM raw.file_register WHERE status = 'rejected' ORDER BY 1"
-        ).df()
+def _rejected_files(scope: TableScope) -> dg.AssetCheckResult:
+    rejected = scope.conn.execute(
+        "SELECT source_file, reason FROM raw.file_register WHERE status = 'rejected' ORDER BY 1"
+    ).df()
     return dg.AssetCheckResult(
         passed=rejected.empty,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -53,6 +32,17 @@ def no_rejected_files(duckdb: DuckDBResource) -> dg.AssetCheckResult:
             ),
         },
     )
+
+
+no_rejected_files = TableCheck(
+    "no_rejected_files",
+    "Fails (ERROR, not blocking) while any landing file is rejected (unreadable, empty, over a cap, a "
+    "symlink, wrongly typed, unrecognised name...: docs/landing-zone.md lists the reasons): the other files "
+    "flow on, and the failure stays visible until the producer re-sends a good file. Metadata lists each "
+    "rejected file with its reason.",
+    _rejected_files,
+    blocking=False,
+)
 
 
 def landed_vs_raw(conn, source: str, where: str = "", params: list | None = None) -> tuple[int, int]:
@@ -71,61 +61,43 @@ def landed_vs_raw(conn, source: str, where: str = "", params: list | None = None
     return int(landed), int(raw_rows)
 
 
-@partitioned_asset_check(
-    asset=raw_assets.authorizations,
-    name="landed_rows_reconcile",
-    description=(
-        "Reconciliation for the partition: rows landed in the ingested authorisation files of this "
-        "business date (raw.file_register.rows_landed) = rows in raw.authorizations. Blocking: a lost "
-        "or doubled line must not reach cleaning. Both counts in metadata."
-    ),
-    blocking=True,
-    partitions_def=business_date_partitions,
-    pool="duckdb",
-)
-def authorizations_landed_rows_reconcile(
-    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
-) -> dg.AssetCheckResult:
-    where, params = partition_filter(context, "business_date")
-    with duckdb.get_connection() as conn:
-        landed, raw_rows = landed_vs_raw(conn, "authorizations", where, params)
-    return dg.AssetCheckResult(
-        passed=landed == raw_rows,
-        metadata={"rows_landed": landed, "rows_raw": raw_rows, "difference": raw_rows - landed},
-    )
+def landed_rows_reconcile(source: str, description: str) -> TableCheck:
+    """Rows landed in the ingested `source` files (of the run's business dates) = rows in raw.<source>."""
 
-
-def _reference_reconcile(asset: dg.AssetsDefinition, source: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=asset,
-        name="landed_rows_reconcile",
-        description=(
-            f"Reconciliation: rows landed in every ingested {source} file = rows in raw.{source}. "
-            "Blocking. Both counts in metadata."
-        ),
-        blocking=True,
-        pool="duckdb",
-    )
-    def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        with duckdb.get_connection() as conn:
-            landed, raw_rows = landed_vs_raw(conn, source)
+    def run(scope: TableScope) -> dg.AssetCheckResult:
+        landed, raw_rows = landed_vs_raw(scope.conn, source, *scope.filter())
         return dg.AssetCheckResult(
             passed=landed == raw_rows,
             metadata={"rows_landed": landed, "rows_raw": raw_rows, "difference": raw_rows - landed},
         )
 
-    return _check
+    return TableCheck("landed_rows_reconcile", description, run, requires_table=False)
 
 
-reference_reconcile_checks = [
-    _reference_reconcile(a, a.key.path[-1])
-    for a in (raw_assets.chargebacks, raw_assets.cardholders, raw_assets.merchants, raw_assets.fx_rates)
-]
+def _reconcile(source: str) -> TableCheck:
+    if source == "authorizations":
+        return landed_rows_reconcile(
+            source,
+            "Reconciliation for the partition: rows landed in the ingested authorisation files of this "
+            "business date (raw.file_register.rows_landed) = rows in raw.authorizations. Blocking: a lost "
+            "or doubled line must not reach cleaning. Both counts in metadata.",
+        )
+    return landed_rows_reconcile(
+        source,
+        f"Reconciliation: rows landed in every ingested {source} file = rows in raw.{source}. "
+        "Blocking. Both counts in metadata.",
+    )
+
 
 RAW_CHECKS = [
-    *contract_checks,
-    *leak_checks,
-    no_rejected_files,
-    authorizations_landed_rows_reconcile,
-    *reference_reconcile_checks,
+    table_checks(
+        asset,
+        table,
+        [
+            contract(model),
+            pan_scan(),
+            no_rejected_files if asset is raw_assets.file_register else _reconcile(asset.key.path[-1]),
+        ],
+    )
+    for asset, (model, table) in MODELS.items()
 ]

@@ -43,6 +43,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("registered_at", "TIMESTAMP"),
         ("file_size", "BIGINT"),
         ("file_mtime_ns", "BIGINT"),
+        ("file_inode", "BIGINT"),
     ],
     "raw.authorizations": [
         ("transaction_id", "VARCHAR"),
@@ -145,6 +146,7 @@ class FileRegisterModel(pa.DataFrameModel):
     registered_at: Series[pd.Timestamp]
     file_size: Series[int] = pa.Field(ge=0)
     file_mtime_ns: Series[int]
+    file_inode: Series[int] = pa.Field(ge=0)
 
     @pa.dataframe_check(
         error="rejected and duplicate files carry a reason, ingested ones do not",

@@ -1,0 +1,55 @@
+"""From window results to feature values: the ratios, defaults and reference data of docs/features.md.
+
+Every function takes per-row arrays (one row per output transaction) and returns per-row arrays; NaN
+stands for SQL NULL (a card or terminal missing from the reference tables).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SECONDS_30_DAYS = 30 * 86400.0
+ZSCORE_CLIP = 20.0
+
+
+def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """part / whole, 0 when whole is 0 (a risk with no transaction in its window)."""
+    return np.where(whole > 0, part / np.maximum(whole, 1), 0.0)
+
+
+def card_amount_stats(
+    amount: np.ndarray, count_30d: np.ndarray, sum_30d: np.ndarray, sumsq_30d: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The amount against the card's *other* transactions of (t - 30d, t]: ratio to their mean (1 if none)
+    and z-score with their sample std (0 if fewer than 2 or constant), clipped: a card with near-constant
+    amounts would otherwise give z-scores in the hundreds."""
+    n_prev = count_30d - 1
+    sum_prev = sum_30d - amount
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_prev = sum_prev / n_prev
+        var_prev = (sumsq_30d - amount * amount - sum_prev * sum_prev / n_prev) / (n_prev - 1)
+        ratio = np.where((n_prev > 0) & (sum_prev > 0), amount / mean_prev, 1.0)
+        usable = (n_prev >= 2) & (var_prev > 1e-6)
+        z = np.where(usable, (amount - mean_prev) / np.sqrt(np.where(usable, var_prev, 1.0)), 0.0)
+    return {
+        "card_amount_ratio_30d": ratio,
+        "card_amount_zscore_30d": np.clip(z, -ZSCORE_CLIP, ZSCORE_CLIP),
+    }
+
+
+def previous_transaction(
+    gap_us: np.ndarray, x: np.ndarray, y: np.ndarray, prev_x: np.ndarray, prev_y: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Seconds since the card's previous transaction (30 days when none within 30 days) and the distance
+    from its terminal (0 when none)."""
+    has_prev = gap_us >= 0
+    return {
+        "card_secs_since_prev_tx": np.where(has_prev, gap_us / 1e6, SECONDS_30_DAYS),
+        "dist_prev_terminal": np.where(has_prev, np.hypot(x - prev_x, y - prev_y), 0.0),
+    }
+
+
+def flags(packed: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-row flags feature_inputs.sql packs into one small integer, one bit each."""
+    names = ("is_weekend", "is_night", "is_ecommerce", "three_ds_failed", "ecommerce_without_3ds")
+    return {name: ((packed >> bit) & 1).astype(np.int32) for bit, name in enumerate(names)}

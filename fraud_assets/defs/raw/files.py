@@ -1,0 +1,59 @@
+"""Opening registered landing files for the engine: the bytes read are the bytes the register vouched
+for.
+
+Each file is opened without following symlinks (`open_regular`), checked against its register row
+(size, mtime, inode, SHA-256) and handed to DuckDB as `/dev/fd/N`, which reopens that very inode:
+a file renamed or replaced after the check is not what gets read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from fraud_assets.defs.raw.text_reader import LandingChanged
+from fraud_assets.lib.landing import open_regular
+
+HASH_BLOCK = 4 << 20
+
+
+def sha256_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    offset = 0
+    while block := os.pread(fd, HASH_BLOCK, offset):
+        h.update(block)
+        offset += len(block)
+    return h.hexdigest()
+
+
+def engine_path(fd: int) -> str:
+    return f"/dev/fd/{fd}"
+
+
+@contextmanager
+def pinned(root: Path, rows: Sequence) -> Iterator[list[str]]:
+    """Engine paths of the register `rows` (`source_file`, `file_size`, `file_mtime_ns`, `file_inode`,
+    `file_sha256`), open for the duration; LandingChanged when a file is not as registered."""
+    with ExitStack() as stack:
+        paths = []
+        for row in rows:
+            try:
+                fd = open_regular(root, row.source_file)
+            except OSError as exc:
+                raise LandingChanged(f"{row.source_file} can no longer be opened ({exc.strerror})") from None
+            stack.callback(os.close, fd)
+            st = os.fstat(fd)
+            same = (st.st_size, st.st_mtime_ns, st.st_ino) == (
+                row.file_size,
+                row.file_mtime_ns,
+                row.file_inode,
+            )
+            if not same or sha256_fd(fd) != row.file_sha256:
+                raise LandingChanged(
+                    f"{row.source_file} changed since it was registered: re-run raw/file_register"
+                )
+            paths.append(engine_path(fd))
+        yield paths

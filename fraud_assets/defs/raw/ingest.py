@@ -1,0 +1,162 @@
+"""Registered files into raw rows: staged in DuckDB temp tables, handed back as the SELECT the asset
+writes.
+
+A source asset reads exactly the register's `ingested` files. Their lines (or snapshot rows) are
+staged in temp tables of the writing connection, PANs tokenised and masked there (tokens.py), and the
+returned SELECT (lineage joined, documented column types) is what `replace_partition` /
+`replace_table` inserts inside one transaction. Temp tables are private to the connection and never
+committed, so the clear PAN never reaches the warehouse file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from fraud_assets.defs.raw import snapshots, text_reader
+from fraud_assets.defs.raw.files import pinned
+from fraud_assets.defs.raw.limits import ReaderLimits
+from fraud_assets.defs.raw.parsers import JSON_KEYS
+from fraud_assets.defs.raw.schemas import COLUMNS, LINEAGE, MALFORMED, TOKENS, select_sql
+from fraud_assets.defs.raw.text_reader import FILES_TABLE, ROWS_TABLE, LineSource
+from fraud_assets.defs.raw.text_scan import first_line
+from fraud_assets.defs.raw.tokens import (
+    MASKED_LINES_TABLE,
+    MASKED_VALUES_TABLE,
+    TOKENS_TABLE,
+    door_select,
+    ident,
+    stage_masked_lines,
+    stage_masked_values,
+    stage_tokens,
+)
+from fraud_assets.lib.pan import Tokenizer
+
+# The longest line any register configuration accepts: the reader is never the stricter of the two.
+READER_MAX_LINE_BYTES = next(
+    m.le for m in ReaderLimits.model_fields["max_line_bytes"].metadata if hasattr(m, "le")
+)
+READER_MAX_HEADER_BYTES = READER_MAX_LINE_BYTES
+_LINEAGE = [c for c, _ in LINEAGE]
+_OURS = {*_LINEAGE, *(c for c, _ in TOKENS), *(c for c, _ in MALFORMED)}
+
+
+def producer_columns(table: str) -> list[str]:
+    """The table's columns that carry producer values (not lineage, tokens or malformed-line text)."""
+    return [c for c, _ in COLUMNS[table] if c not in _OURS]
+
+
+def _has(table: str, column: str) -> bool:
+    return any(c == column for c, _ in COLUMNS[table])
+
+
+def stage_lineage(cur: duckdb.DuckDBPyConnection, files: pd.DataFrame) -> None:
+    """Temp table `_landed_files`: the lineage of each staged file, by file index (= row position)."""
+    frame = pd.DataFrame(
+        {
+            "file_index": range(len(files)),
+            "feed": files["feed"].to_numpy(),
+            "source_file": files["source_file"].to_numpy(),
+            "file_sha256": files["file_sha256"].to_numpy(),
+            "landing_date": files["landing_date"].to_numpy(),
+            "ingested_at": files["registered_at"].to_numpy(),
+            "business_date": files["business_date"].to_numpy(),
+        }
+    )
+    types = {"file_index": "INTEGER", "feed": "VARCHAR", "source_file": "VARCHAR", "file_sha256": "VARCHAR"}
+    types |= {"landing_date": "DATE", "ingested_at": "TIMESTAMP", "business_date": "DATE"}
+    cur.register("_lineage_in", frame)
+    try:
+        cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in types.items())
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE {FILES_TABLE} AS SELECT {cols} FROM _lineage_in")
+    finally:
+        cur.unregister("_lineage_in")
+
+
+def _door(cur: duckdb.DuckDBPyConnection, table: str, tokenizer: Tokenizer) -> str:
+    """Tokens and masks for the staged rows of `table`; the SELECT of its raw rows (documented types)."""
+    columns = producer_columns(table)
+    text = [c for c in columns if dict(COLUMNS[table])[c] == "VARCHAR"]
+    tokens, lines = _has(table, "card_token"), _has(table, "raw_line_masked")
+    if tokens:
+        stage_tokens(cur, ROWS_TABLE, tokenizer)
+    masked = stage_masked_values(cur, ROWS_TABLE, text)
+    if lines:
+        stage_masked_lines(cur, ROWS_TABLE)
+    extra = [f"f.{ident(c)}" for c in _LINEAGE if c != "row_number"] + ["r.row_number"]
+    if _has(table, "malformed_reason"):
+        extra.append("r.malformed_reason")
+    door = door_select(
+        ROWS_TABLE,
+        [*columns, *(["pan"] if tokens else []), *(["raw_line"] if lines else [])],
+        pan="pan" if tokens else None,
+        masked=masked,
+        extra=extra,
+        joins=[f"JOIN {FILES_TABLE} f ON f.file_index = r.file_index"],
+    )
+    return select_sql(table, f"({door})")
+
+
+STAGED_TABLES = (
+    ROWS_TABLE,
+    FILES_TABLE,
+    text_reader.LAYOUT_TABLE,
+    TOKENS_TABLE,
+    MASKED_VALUES_TABLE,
+    MASKED_LINES_TABLE,
+)
+
+
+def drop_staged(cur: duckdb.DuckDBPyConnection) -> None:
+    """Drop the temp tables of an ingestion (the clear PANs among them) once its rows are written."""
+    for table in STAGED_TABLES:
+        cur.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
+def stage_text_files(
+    cur: duckdb.DuckDBPyConnection, root: Path, files: pd.DataFrame, table: str, tokenizer: Tokenizer
+) -> str:
+    """Stage the registered CSV / JSON Lines `files` of `table`; the SELECT of its raw rows."""
+    files = files.reset_index(drop=True)
+    stage_lineage(cur, files)
+    columns = producer_columns(table) + (["pan"] if _has(table, "card_token") else [])
+    gz = [i for i, name in enumerate(files["source_file"]) if name.endswith(".gz")]
+    plain = sorted(set(range(len(files))) - set(gz))
+    with pinned(root, list(files.itertuples(index=False))) as paths:
+        layouts = {i: _layout(paths[i], feed, i in gz, columns) for i, feed in enumerate(files["feed"])}
+        sources = [
+            LineSource([paths[i] for i in gz], gz, gzip=True),
+            LineSource([paths[i] for i in plain], plain, gzip=False),
+        ]
+        text_reader.stage_rows(cur, sources, layouts, columns, READER_MAX_LINE_BYTES)
+    return _door(cur, table, tokenizer)
+
+
+def _layout(path: str, feed: str, gz: bool, columns: list[str]) -> text_reader.Layout:
+    if feed in JSON_KEYS:
+        return text_reader.Layout(json=True)
+    with open(path, "rb") as fh:
+        header = first_line(fh, gz=gz, max_bytes=READER_MAX_HEADER_BYTES)
+    return text_reader.layout_for(feed, header, columns)
+
+
+def stage_snapshot_files(
+    cur: duckdb.DuckDBPyConnection, root: Path, files: pd.DataFrame, table: str, tokenizer: Tokenizer
+) -> str:
+    """Stage the registered Parquet `files` of `table`; the SELECT of its raw rows."""
+    files = files.reset_index(drop=True)
+    feed = table.split(".")[1]
+    stage_lineage(cur, files)
+    kinds = snapshots.SNAPSHOT_COLUMNS[feed]
+    cols = ", ".join(f"{ident(c)} {snapshots.TARGET[k]}" for c, k in kinds.items())
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} (file_index INTEGER, row_number BIGINT, {cols})")
+    for i, row in enumerate(files.itertuples(index=False)):
+        with pinned(root, [row]) as (path,):
+            try:
+                select = snapshots.snapshot_select(cur, path, feed)
+            except (snapshots.WrongTypes, snapshots.MissingColumns) as exc:
+                raise text_reader.LandingChanged(f"{row.source_file} no longer reads as registered") from exc
+            cur.execute(f"INSERT INTO {ROWS_TABLE} SELECT {i}, * FROM ({select.sql})", select.params)
+    return _door(cur, table, tokenizer)

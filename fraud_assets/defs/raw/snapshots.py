@@ -1,0 +1,185 @@
+"""Parquet snapshots (cardholders, merchants): the one SELECT that reads them, and the register's
+check that it will succeed.
+
+DuckDB streams a snapshot row group by row group. Each kept column must arrive in a type family that
+converts without guessing (an id as an integer, a position as a number, a date as a date or
+timestamp, text as text; the PAN in any of these); the register runs the very SELECT the asset will
+run, over every value, so a value that does not convert (`T0` as terminal_id) or a card number in a
+column other than `pan` refuses the file there, and raw/merchants and raw/cardholders keep the last
+good snapshot instead of failing. Unknown columns are never read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from fraud_assets.defs.raw import reasons as r
+from fraud_assets.defs.raw.limits import ReaderLimits
+from fraud_assets.defs.raw.parsers import REQUIRED_COLUMNS
+from fraud_assets.defs.raw.tokens import ident, may_hold_pan
+from fraud_assets.lib.pan import mask_pans
+
+INTEGER, NUMBER, TEXT, DATE, PAN = "integer", "number", "text", "date", "pan"
+SNAPSHOT_COLUMNS: dict[str, dict[str, str]] = {
+    "cardholders": {
+        "customer_id": INTEGER,
+        "pan": PAN,
+        "home_x": NUMBER,
+        "home_y": NUMBER,
+        "home_country": TEXT,
+        "issued_at": DATE,
+    },
+    "merchants": {
+        "terminal_id": INTEGER,
+        "merchant_id": INTEGER,
+        "mcc": TEXT,
+        "country": TEXT,
+        "currency": TEXT,
+        "timezone": TEXT,
+        "x": NUMBER,
+        "y": NUMBER,
+    },
+}
+TARGET = {INTEGER: "BIGINT", NUMBER: "DOUBLE", TEXT: "VARCHAR", DATE: "DATE", PAN: "VARCHAR"}
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER"}
+_INTEGERS |= {"UBIGINT", "UHUGEINT"}
+_FLOATS = {"FLOAT", "DOUBLE"}
+_TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE"}
+NULL_TYPE = '"NULL"'
+# A number can only be a card number with 13 to 19 digits.
+PAN_MAGNITUDE = 10**12
+
+
+class WrongTypes(Exception):
+    pass
+
+
+class MissingColumns(Exception):
+    pass
+
+
+def _family(duck_type: str) -> str:
+    if duck_type in _INTEGERS:
+        return INTEGER
+    if duck_type in _FLOATS or duck_type.startswith("DECIMAL"):
+        return NUMBER
+    if duck_type == "VARCHAR":
+        return TEXT
+    if duck_type == "DATE" or duck_type in _TIMESTAMPS:
+        return DATE
+    return duck_type
+
+
+def column_sql(name: str, kind: str, duck_type: str | None) -> str:
+    """SQL converting snapshot column `name` (DuckDB type `duck_type`, None when absent) to its raw
+    type, or raising WrongTypes when its type family does not convert without guessing."""
+    col, target = ident(name), TARGET[kind]
+    if duck_type is None or duck_type == NULL_TYPE:
+        return f"CAST(NULL AS {target})"
+    family = _family(duck_type)
+    if kind == PAN:
+        if family in (TEXT, INTEGER):
+            return f"CAST({col} AS VARCHAR)"
+        if family == NUMBER:
+            # 4539148803436467.0 arrives as a double; its digits are the card number.
+            return (
+                f"CASE WHEN isfinite(CAST({col} AS DOUBLE)) AND {col} = trunc({col}) AND abs({col}) < 1e19 "
+                f"THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END"
+            )
+        raise WrongTypes(name)
+    accepted = {INTEGER: {INTEGER}, NUMBER: {INTEGER, NUMBER}, TEXT: {TEXT}, DATE: {DATE}}[kind]
+    if family not in accepted:
+        raise WrongTypes(name)
+    if duck_type == "TIMESTAMP WITH TIME ZONE":
+        return f"CAST(timezone('UTC', {col}) AS DATE)"
+    return f"CAST({col} AS {target})"
+
+
+@dataclass(frozen=True)
+class SnapshotSelect:
+    sql: str  # SELECT row_number, <every column of the feed> FROM read_parquet($path)
+    path: str
+    types: dict[str, str]  # DuckDB type of each kept column present in the file
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"path": self.path}
+
+
+def snapshot_select(conn: duckdb.DuckDBPyConnection, path: str, feed: str) -> SnapshotSelect:
+    """The SELECT that reads snapshot `path` as raw rows (row_number from 1, the feed's columns in raw
+    types, the PAN as text), or WrongTypes / MissingColumns."""
+    described = conn.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": path}).fetchall()
+    types = {row[0]: row[1] for row in described if row[0] in SNAPSHOT_COLUMNS[feed]}
+    if set(REQUIRED_COLUMNS[feed]) - set(types):
+        raise MissingColumns(feed)
+    cols = [f"{column_sql(c, k, types.get(c))} AS {ident(c)}" for c, k in SNAPSHOT_COLUMNS[feed].items()]
+    sql = (
+        f"SELECT file_row_number + 1 AS row_number, {', '.join(cols)} "
+        "FROM read_parquet($path, file_row_number=true)"
+    )
+    return SnapshotSelect(sql, path, types)
+
+
+@dataclass(frozen=True)
+class SnapshotScan:
+    reason: str | None
+    rows: int
+
+
+def _over_caps(conn: duckdb.DuckDBPyConnection, path: str, limits: ReaderLimits) -> str | None:
+    meta = conn.execute("SELECT sum(num_rows) FROM parquet_file_metadata($path)", {"path": path}).fetchone()
+    if meta[0] is not None and meta[0] > limits.max_rows:
+        return r.TOO_MANY_ROWS
+    groups = conn.execute(
+        "SELECT row_group_id, sum(total_uncompressed_size) FROM parquet_metadata($path) GROUP BY ALL",
+        {"path": path},
+    ).fetchall()
+    sizes = [int(size or 0) for _, size in groups]
+    if sum(sizes) > limits.max_decompressed_bytes or any(s > limits.max_row_group_bytes for s in sizes):
+        return r.TOO_LARGE
+    return None
+
+
+def _pan_outside_pan_column(conn: duckdb.DuckDBPyConnection, select: SnapshotSelect, feed: str) -> bool:
+    """Any Luhn-valid card number (as `mask_pans` finds it) in a kept column other than `pan`."""
+    candidates: set[str] = set()
+    for name, kind in SNAPSHOT_COLUMNS[feed].items():
+        if kind in (PAN, DATE) or name not in select.types:
+            continue
+        col = ident(name)
+        if kind == TEXT:
+            where = may_hold_pan(col)
+            value = col
+        else:
+            where = f"abs({col}) >= {PAN_MAGNITUDE} AND {col} = trunc({col}) AND isfinite({col})"
+            value = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
+        sql = f"SELECT DISTINCT {value} FROM ({select.sql}) WHERE {where}"
+        candidates.update(row[0] for row in conn.execute(sql, select.params).fetchall())
+    return any(mask_pans(v) != v for v in candidates)
+
+
+def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
+    """The register's verdict on one snapshot: a reason, or the row count the raw table will hold.
+    Runs the asset's own SELECT over every value in a private in-memory DuckDB."""
+    # No temp directory: the snapshot's PANs never spill to disk; over the memory limit it is unreadable.
+    with duckdb.connect(config={"memory_limit": "1GB", "threads": 1, "temp_directory": ""}) as conn:
+        try:
+            over = _over_caps(conn, path, limits)
+            if over:
+                return SnapshotScan(over, 0)
+            select = snapshot_select(conn, path, feed)
+            checks = ", ".join(f"max(length(CAST({ident(c)} AS VARCHAR)))" for c in SNAPSHOT_COLUMNS[feed])
+            # Every value converted, as the asset will: a value that does not fit fails here.
+            rows = conn.execute(f"SELECT count(*), {checks} FROM ({select.sql})", select.params).fetchone()[0]
+            if _pan_outside_pan_column(conn, select, feed):
+                return SnapshotScan(r.PAN_OUTSIDE_PAN_COLUMN, 0)
+        except MissingColumns:
+            return SnapshotScan(r.MISSING_COLUMNS, 0)
+        except (WrongTypes, duckdb.ConversionException, duckdb.OutOfRangeException):
+            return SnapshotScan(r.WRONG_TYPES, 0)
+        except duckdb.Error:
+            return SnapshotScan(r.UNREADABLE_PARQUET, 0)
+    return SnapshotScan(None, int(rows))

@@ -1,0 +1,210 @@
+"""Card numbers at the door, in the engine: the PAN column tokenised, stray PANs masked.
+
+The clear PAN exists only in the staged rows of one ingestion (a DuckDB temp table of the writing
+connection, never committed) and in memory. Each distinct PAN value is tokenised once in Python
+(`Tokenizer`: a few thousand cards a day, whatever the row count) and joined back in SQL. A PAN typed
+into another producer column, or inside a malformed line, is found by an RE2 pre-filter in SQL; only
+the few distinct candidate values go through `mask_pans` in Python.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+
+import duckdb
+import pandas as pd
+
+from fraud_assets.lib.pan import Tokenizer, mask_pans
+
+TOKEN_COLUMNS = ("card_token", "pan_bin", "pan_last4", "pan_valid", "pan_masked")
+# Necessary condition for `mask_pans` to change a value: 13 ASCII digits, each within 3 characters of
+# the next that are neither letters, digits nor `:` (so timestamps are not candidates), or any
+# non-ASCII character (digits of other scripts, unusual spaces), in a value of 13 characters or more.
+PAN_PREFILTER = r"[0-9](?:[^0-9A-Za-z:]{0,3}[0-9]){12}"
+TOKENS_TABLE = "_pan_tokens"
+MASKED_VALUES_TABLE = "_masked_values"
+MASKED_LINES_TABLE = "_masked_lines"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def may_hold_pan(expr: str) -> str:
+    """SQL predicate: text `expr` could hold a card number that `mask_pans` would mask."""
+    return (
+        f"(length({expr}) >= 13 AND (strlen({expr}) <> length({expr}) "
+        f"OR regexp_matches({expr}, '{PAN_PREFILTER}')))"
+    )
+
+
+def masked_invalid_pan(value: str) -> str | None:
+    """An invalid PAN as investigators see it: BIN and last 4 at most, never the middle digits, digits
+    of any script shown as ASCII. None when nothing was sent."""
+    text = value.strip()
+    if not text:
+        return None
+    digits = "".join(str(d) for ch in text if (d := unicodedata.decimal(ch, None)) is not None)
+    if len(digits) >= 13:
+        return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
+    return "*" * min(len(text), 32)
+
+
+def token_frame(pans: Sequence[str], tokenizer: Tokenizer) -> pd.DataFrame:
+    """One row per distinct clear PAN value: `pan` and the token columns that replace it."""
+    values = pd.Series(list(pans), dtype=object)
+    tok = tokenizer.tokenise_series(values)
+    valid = tok["pan_valid"].astype(bool).tolist()
+    return pd.DataFrame(
+        {
+            "pan": values,
+            "card_token": tok["card_token"].astype(object),
+            "pan_bin": tok["pan_bin"].astype(object),
+            "pan_last4": tok["pan_last4"].astype(object),
+            "pan_valid": valid,
+            "pan_masked": [
+                None if ok else masked_invalid_pan(v) for v, ok in zip(values, valid, strict=True)
+            ],
+        }
+    )
+
+
+def frame_to_temp(cur: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame, types: dict[str, str]) -> None:
+    """`df` as temp table `name` with the given column types (an empty frame gives an empty table)."""
+    view = f"{name}_frame"
+    cur.register(view, df)
+    try:
+        cols = ", ".join(f"CAST({ident(c)} AS {t}) AS {ident(c)}" for c, t in types.items())
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {cols} FROM {view}")
+    finally:
+        cur.unregister(view)
+
+
+def stage_tokens(cur: duckdb.DuckDBPyConnection, rows: str, tokenizer: Tokenizer, pan: str = "pan") -> None:
+    """Temp table `_pan_tokens`: every distinct non-null PAN value of `rows` with its token columns."""
+    distinct = [
+        r[0]
+        for r in cur.execute(
+            f"SELECT DISTINCT {ident(pan)} FROM {rows} WHERE {ident(pan)} IS NOT NULL"
+        ).fetchall()
+    ]
+    types = dict.fromkeys(("pan", "card_token", "pan_bin", "pan_last4", "pan_masked"), "VARCHAR")
+    frame_to_temp(cur, TOKENS_TABLE, token_frame(distinct, tokenizer), {**types, "pan_valid": "BOOLEAN"})
+
+
+def stage_masked_values(cur: duckdb.DuckDBPyConnection, rows: str, columns: Sequence[str]) -> bool:
+    """Temp table `_masked_values` (original -> masked) for the distinct values of text `columns` in
+    which `mask_pans` finds a card number. False when there is none (nothing to join)."""
+    candidates: set[str] = set()
+    for c in columns:
+        sql = f"SELECT DISTINCT {ident(c)} FROM {rows} WHERE {may_hold_pan(ident(c))}"
+        candidates.update(r[0] for r in cur.execute(sql).fetchall())
+    changed = {v: m for v in sorted(candidates) if (m := mask_pans(v)) != v}
+    frame = pd.DataFrame({"original": list(changed), "masked": list(changed.values())}, dtype=object)
+    frame_to_temp(cur, MASKED_VALUES_TABLE, frame, {"original": "VARCHAR", "masked": "VARCHAR"})
+    return bool(changed)
+
+
+def stage_masked_lines(cur: duckdb.DuckDBPyConnection, rows: str) -> None:
+    """Temp table `_masked_lines` (raw_line -> raw_line_masked) for the malformed lines of `rows` that
+    may hold a card number; the others are truncated in SQL (`kept_line_sql`)."""
+    from fraud_assets.defs.raw.parsers import mask_line
+
+    sql = f"SELECT DISTINCT raw_line FROM {rows} WHERE raw_line IS NOT NULL AND {may_hold_pan('raw_line')}"
+    lines = [r[0] for r in cur.execute(sql).fetchall()]
+    frame = pd.DataFrame({"raw_line": lines, "raw_line_masked": [mask_line(v) for v in lines]}, dtype=object)
+    frame_to_temp(cur, MASKED_LINES_TABLE, frame, {"raw_line": "VARCHAR", "raw_line_masked": "VARCHAR"})
+
+
+def kept_line_sql(line: str, masked: str) -> str:
+    """SQL for the kept copy of a malformed line: its masked copy when it was a candidate, else the
+    line truncated as `parsers.mask_line` truncates."""
+    from fraud_assets.defs.raw.parsers import RAW_LINE_KEEP, TRUNCATED
+
+    return (
+        f"CASE WHEN {line} IS NULL THEN NULL WHEN {masked} IS NOT NULL THEN {masked} "
+        f"WHEN length({line}) <= {RAW_LINE_KEEP} THEN {line} "
+        f"ELSE left({line}, {RAW_LINE_KEEP}) || '{TRUNCATED}' END"
+    )
+
+
+def door_select(
+    rows: str,
+    columns: Sequence[str],
+    *,
+    pan: str | None,
+    masked: bool,
+    extra: Sequence[str] = (),
+    joins: Sequence[str] = (),
+) -> str:
+    """SELECT over staged `rows` (alias r) that lets nothing clear through: each producer text column
+    in `columns` with stray PANs masked (when `masked`), the `pan` column replaced by the token
+    columns, a malformed `raw_line` by its kept copy. `extra` select items and `joins` are appended
+    (lineage)."""
+    items, tables = [], []
+    for i, c in enumerate(columns):
+        if c == pan:
+            items += [f"t.{t}" for t in TOKEN_COLUMNS if t != "pan_valid"]
+            items.append("coalesce(t.pan_valid, false) AS pan_valid")
+            tables.append(f"LEFT JOIN {TOKENS_TABLE} t ON t.pan = r.{ident(pan)}")
+        elif c == "raw_line":
+            items.append(f"{kept_line_sql('r.raw_line', 'ml.raw_line_masked')} AS raw_line_masked")
+            tables.append(f"LEFT JOIN {MASKED_LINES_TABLE} ml ON ml.raw_line = r.raw_line")
+        elif masked:
+            items.append(f"coalesce(m{i}.masked, r.{ident(c)}) AS {ident(c)}")
+            tables.append(f"LEFT JOIN {MASKED_VALUES_TABLE} m{i} ON m{i}.original = r.{ident(c)}")
+        else:
+            items.append(f"r.{ident(c)}")
+    return f"SELECT {', '.join([*items, *extra])} FROM {rows} r {' '.join([*tables, *joins])}"
+
+
+def _stage_frame(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> tuple[str, list[str]]:
+    """`df` as temp table `_frame_rows` with a `_pos` column keeping its row order; its text columns."""
+    conn.register("_frame_in", df.reset_index(drop=True))
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _frame_rows AS SELECT *, row_number() OVER () AS _pos FROM _frame_in"
+    )
+    conn.unregister("_frame_in")
+    text = [r[0] for r in conn.execute("DESCRIBE _frame_rows").fetchall() if r[1] == "VARCHAR"]
+    return "_frame_rows", text
+
+
+def tokenise_frame(
+    conn: duckdb.DuckDBPyConnection, df: pd.DataFrame, tokenizer: Tokenizer, pan_column: str = "pan"
+) -> pd.DataFrame:
+    """`df` with `pan_column` replaced by the token columns (in its place) and stray PANs masked in
+    its other text columns (a `raw_line` column becomes `raw_line_masked`)."""
+    frame = df.astype({pan_column: object}).assign(**{pan_column: df[pan_column].map(_as_text)})
+    rows, text = _stage_frame(conn, frame)
+    stage_tokens(conn, rows, tokenizer, pan_column)
+    producer = [c for c in text if c not in (pan_column, "raw_line", "raw_line_masked")]
+    masked = stage_masked_values(conn, rows, producer)
+    if "raw_line" in df.columns:
+        stage_masked_lines(conn, rows)
+    cols = [c for c in df.columns if c in text or c == pan_column]
+    others = [f"r.{ident(c)}" for c in df.columns if c not in cols]
+    sql = door_select(rows, cols, pan=pan_column, masked=masked, extra=others) + " ORDER BY r._pos"
+    out = conn.execute(sql).df()
+    order = []
+    for c in df.columns:
+        order += list(TOKEN_COLUMNS) if c == pan_column else ["raw_line_masked" if c == "raw_line" else c]
+    return out[order]
+
+
+def scrub_frame(
+    conn: duckdb.DuckDBPyConnection, df: pd.DataFrame, own: Sequence[str] = ("file_sha256",)
+) -> pd.DataFrame:
+    """`df` with card numbers masked in its producer text columns (`own` columns left as they are)."""
+    rows, text = _stage_frame(conn, df)
+    producer = [c for c in text if c not in own]
+    masked = stage_masked_values(conn, rows, producer)
+    others = [f"r.{ident(c)}" for c in df.columns if c not in producer]
+    sql = door_select(rows, producer, pan=None, masked=masked, extra=others) + " ORDER BY r._pos"
+    return conn.execute(sql).df()[list(df.columns)]
+
+
+def _as_text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value if isinstance(value, str) else str(value)

@@ -1,0 +1,164 @@
+"""Parquet snapshots (cardholders, merchants): wrong types are refused at the register and the last
+good snapshot stays; a card number is never stored in clear, whatever the column's type (issue 13,
+findings 1 and 8)."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fraud_assets.defs.raw.assets import build_register
+from fraud_assets.resources import build_resources
+from fraud_assets_tests import raw_cleaned_support as s
+from fraud_assets_tests.conftest import TEST_PAN_KEY
+
+LATER = "2018-04-05"
+
+
+def write_snapshot(data_dir, source: str, table: pa.Table | pd.DataFrame, day: str = LATER) -> str:
+    rel = f"{source}/{day}/{source}_{day}.parquet"
+    path = data_dir / "landing" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    pq.write_table(table, path)
+    return rel
+
+
+def reason_of(data_dir, rel: str):
+    reg = build_register(data_dir / "landing", None).set_index("source_file")
+    return reg.loc[rel, "status"], reg.loc[rel, "reason"]
+
+
+def materialise_reference(data_dir) -> dg.ExecuteInJobResult:
+    defs = s.defs_for(data_dir)
+    keys = ["raw/file_register", "raw/cardholders", "raw/merchants"]
+    return dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys]),
+        resources=build_resources(data_dir, TEST_PAN_KEY),
+    )
+
+
+def table(data_dir, name: str) -> pd.DataFrame:
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        return conn.execute(f"SELECT * FROM {name}").df()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("terminal_id", "T0"), ("x", "n/a"), ("merchant_id", 1.5), ("timezone", 3)],
+)
+def test_a_merchants_snapshot_with_a_wrong_column_type_is_rejected(data_dir, column, value):
+    """Finding 8: a value that does not fit its column's type refuses the file at the register."""
+    rel = write_snapshot(data_dir, "merchants", s.TERMINALS.assign(**{column: value}))
+    assert reason_of(data_dir, rel) == ("rejected", "wrong_types")
+
+
+def test_a_cardholder_issue_date_that_is_not_a_date_is_rejected(data_dir):
+    s.write_reference(data_dir)
+    good = table_from_reference(data_dir, "cardholders")
+    rel = write_snapshot(data_dir, "cardholders", good.assign(issued_at="yesterday"))
+    assert reason_of(data_dir, rel) == ("rejected", "wrong_types")
+
+
+def test_an_integer_too_large_for_the_column_is_rejected(data_dir):
+    ids = pa.array([2**64 - 1, 1, 2, 3, 4], pa.uint64())
+    rel = write_snapshot(
+        data_dir, "merchants", pa.Table.from_pandas(s.TERMINALS).set_column(0, "terminal_id", ids)
+    )
+    assert reason_of(data_dir, rel) == ("rejected", "wrong_types")
+
+
+def table_from_reference(data_dir, source: str) -> pd.DataFrame:
+    return pd.read_parquet(next((data_dir / "landing" / source).rglob("*.parquet")))
+
+
+def test_after_a_wrongly_typed_snapshot_raw_merchants_keeps_the_last_good_one_and_succeeds(data_dir):
+    """Finding 8: the asset rebuilds from every ingested file, so a bad one used to break it for good."""
+    s.write_reference(data_dir)
+    write_snapshot(data_dir, "merchants", s.TERMINALS.assign(terminal_id="T0", x="n/a"))
+    result = materialise_reference(data_dir)
+    assert result.success
+    merchants = table(data_dir, "raw.merchants")
+    assert sorted(merchants["terminal_id"]) == [1, 2, 3, 4, 5]
+    assert set(merchants["source_file"]) == {f"merchants/{s.DAY}/merchants_{s.DAY}.parquet"}
+
+
+@pytest.mark.parametrize("pan_type", [pa.int64(), pa.float64(), pa.decimal128(19, 0)])
+def test_a_pan_column_of_a_numeric_type_is_tokenised(data_dir, pan_type):
+    """Finding 1: a PAN typed int64/float64 used to be stored in clear."""
+    s.write_reference(data_dir)
+    pans = [int(p) for p in s.PANS.values()]
+    values = [float(p) for p in pans] if pa.types.is_floating(pan_type) else pans
+    good = table_from_reference(data_dir, "cardholders")
+    snap = pa.Table.from_pandas(good, preserve_index=False)
+    snap = snap.set_column(snap.schema.get_field_index("pan"), "pan", pa.array(values, pan_type))
+    rel = write_snapshot(data_dir, "cardholders", snap)
+    assert reason_of(data_dir, rel) == ("ingested", None)
+    assert materialise_reference(data_dir).success
+    cards = table(data_dir, "raw.cardholders")
+    later = cards[cards["source_file"] == rel]
+    assert later["pan_valid"].all()
+    assert sorted(later["pan_last4"]) == sorted(p[-4:] for p in s.PANS.values())
+    assert not any(p in cards.astype(str).to_csv() for p in s.PANS.values())
+
+
+@pytest.mark.parametrize(
+    ("source", "column", "as_type"),
+    [
+        ("cardholders", "customer_id", pa.int64()),
+        ("cardholders", "home_x", pa.float64()),
+        ("cardholders", "home_country", pa.string()),
+        ("merchants", "merchant_id", pa.int64()),
+        ("merchants", "mcc", pa.string()),
+    ],
+)
+def test_a_card_number_in_another_snapshot_column_rejects_the_snapshot(data_dir, source, column, as_type):
+    """Finding 1: a bank rejects a cardholder snapshot whose customer_id is a card number rather than
+    guess which column holds what."""
+    s.write_reference(data_dir)
+    good = pa.Table.from_pandas(table_from_reference(data_dir, source), preserve_index=False)
+    n = good.num_rows
+    pan = s.PANS[2]
+    raw = [pan] + [str(i) for i in range(1, n)]
+    values = pa.array(
+        raw
+        if pa.types.is_string(as_type)
+        else [float(v) if pa.types.is_floating(as_type) else int(v) for v in raw],
+        as_type,
+    )
+    snap = good.set_column(good.schema.get_field_index(column), column, values)
+    rel = write_snapshot(data_dir, source, snap)
+    assert reason_of(data_dir, rel) == ("rejected", "pan_outside_pan_column")
+
+
+def test_a_snapshot_without_a_required_column_is_rejected(data_dir):
+    rel = write_snapshot(data_dir, "merchants", s.TERMINALS.drop(columns=["timezone"]))
+    assert reason_of(data_dir, rel) == ("rejected", "missing_columns")
+
+
+def test_a_file_that_is_not_parquet_is_unreadable(data_dir):
+    rel = f"merchants/{LATER}/merchants_{LATER}.parquet"
+    s.write(data_dir, rel, b"PAR1 not really")
+    assert reason_of(data_dir, rel) == ("rejected", "unreadable_parquet")
+
+
+def test_a_snapshot_over_the_row_cap_is_rejected(data_dir):
+    from fraud_assets.defs.raw.limits import ReaderLimits
+
+    rel = write_snapshot(data_dir, "merchants", s.TERMINALS)
+    reg = build_register(data_dir / "landing", None, limits=ReaderLimits(max_rows=3)).set_index("source_file")
+    assert reg.loc[rel, "reason"] == "too_many_rows"
+
+
+def test_optional_columns_absent_from_a_snapshot_arrive_as_null(data_dir):
+    write_snapshot(data_dir, "merchants", s.TERMINALS.drop(columns=["mcc", "x"]), day=s.DAY)
+    assert materialise_reference(data_dir).success
+    merchants = table(data_dir, "raw.merchants")
+    assert merchants["mcc"].isna().all()
+    assert merchants["x"].isna().all()
+    assert merchants["row_number"].tolist() == [1, 2, 3, 4, 5]
