@@ -8,19 +8,26 @@ from pathlib import Path
 
 import dagster as dg
 
-from fraud_assets.defs.automation import defs as automation_defs
-from fraud_assets.defs.automation.policy import apply_policies
+from fraud_assets.definitions import control_path
+from fraud_assets.defs.features.assets import TRANSACTIONS_LOOKBACK
+from fraud_assets.defs.policy import apply_policies
 from fraud_assets.lib import settings
 from fraud_assets.lib.partitions import business_date_partitions
-from fraud_assets.resources import LandingZone
+from fraud_assets.resources import LandingZone, build_alert_sink
 
 K = dg.AssetKey
 FAILING_CONTRACT_DAYS = {"2018-12-31"}  # the stub raw/authorizations' blocking check fails for these days
-CRASHING_DAYS = {"2018-12-30"}  # the stub raw/authorizations raises for these days
+CRASHING_DAYS = {"2018-12-29"}  # raises for these days (not next to a failing day: one run each)
+
+
+def _dep(key: str, lookback: bool) -> dg.AssetDep:
+    return dg.AssetDep(K(key.split("/")), partition_mapping=TRANSACTIONS_LOOKBACK if lookback else None)
 
 
 def _stub(key: str, deps=(), partitioned=False, blocking_check=False):
     path = key.split("/")
+    # The features' lookback over cleaned transactions, as the real asset declares it.
+    lookback = key == "features/transaction_features"
     checks = (
         [
             dg.AssetCheckSpec(
@@ -37,7 +44,7 @@ def _stub(key: str, deps=(), partitioned=False, blocking_check=False):
     @dg.asset(
         key=path,
         group_name=path[0],
-        deps=[K(d.split("/")) for d in deps],
+        deps=[_dep(d, lookback and d == "cleaned/transactions") for d in deps],
         partitions_def=business_date_partitions if partitioned else None,
         check_specs=checks,
     )
@@ -94,8 +101,14 @@ STUB_ASSETS = [
 def stub_definitions(landing_root: Path) -> dg.Definitions:
     return apply_policies(
         dg.Definitions.merge(
-            dg.Definitions(assets=STUB_ASSETS, resources={"landing": LandingZone(root=str(landing_root))}),
-            automation_defs,
+            dg.Definitions(
+                assets=STUB_ASSETS,
+                resources={
+                    "landing": LandingZone(root=str(landing_root)),
+                    "alert_sink": build_alert_sink(landing_root.parent),
+                },
+            ),
+            control_path(),
         )
     )
 

@@ -11,8 +11,7 @@ import pytest
 from dagster._core.events import DagsterEventType
 
 from fraud_assets.cli.dagster_home import write_dagster_yaml
-from fraud_assets.defs.automation.alerts import run_failure_alert_sensor
-from fraud_assets.defs.automation.dead_runs import dead_run_sensor
+from fraud_assets.defs.monitoring.sensors import dead_run_sensor, run_failure_alert_sensor
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dagster_compat import add_run_tags, claimed_pool_slots
 from fraud_assets.lib.dead_runs import reap_dead_runs

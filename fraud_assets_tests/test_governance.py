@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.automation.alerts import run_failure_alert_sensor
+from fraud_assets.defs.monitoring.sensors import run_failure_alert_sensor
 from fraud_assets.lib import registry
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.signing import Signer

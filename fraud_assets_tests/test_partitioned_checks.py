@@ -10,7 +10,7 @@ materialisations in a real (ephemeral) instance and evaluate a real automation c
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.automation.alerts import check_failure_alerts
+from fraud_assets.defs.monitoring.alerts import check_failure_alerts
 from fraud_assets.lib.contracts import EVALUATED_OVER, partitioned_asset_check
 from fraud_assets.lib.partitions import business_date_partitions as P
 
