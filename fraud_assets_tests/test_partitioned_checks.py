@@ -91,3 +91,15 @@ def test_a_single_day_run_is_recorded_by_dagster_alone(instance):
     result = dg.materialize([upstream, complete], instance=instance, partition_key=DAYS[1])
     assert [e.partition for e in result.get_asset_check_evaluations()] == [DAYS[1]]
     assert _cleared(instance, graph) == {DAYS[1]}
+
+
+def test_each_days_record_names_that_days_latest_materialisation(instance):
+    # What lib/dagster_compat.check_target relies on: the target given is the one Dagster stores.
+    graph = _graph(passes=True, record_per_partition=True)
+    result = _range_run(instance, graph)
+    latest = {
+        r.partition_key: r.storage_id
+        for r in instance.fetch_materializations(dg.AssetKey("upstream"), limit=10).records
+    }
+    copies = [e for e in result.get_asset_check_evaluations() if e.partition]
+    assert {e.partition: e.target_materialization_data.storage_id for e in copies} == latest

@@ -101,13 +101,11 @@ def test_matured_ap_below_the_floor_requests_training(instance, tmp_path, monkey
 
 
 def test_bootstrap_waits_until_no_run_is_in_flight(instance, tmp_path, monkeypatch):
-    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
-
     monkeypatch.setenv("FRAUD_BOOTSTRAP_MIN_DAYS", "21")
     materialize_stub(instance, "features/transaction_features", partitions=DAYS)
     materialize_stub(instance, "cleaned/labels")
     instance.add_run(
-        DagsterRun(job_name="__ASSET_JOB", run_id="still-running", status=DagsterRunStatus.STARTED)
+        dg.DagsterRun(job_name="__ASSET_JOB", run_id="still-running", status=dg.DagsterRunStatus.STARTED)
     )
     assert tick(instance, tmp_path) == []
     instance.delete_run("still-running")  # the run is gone: the platform is quiet

@@ -2,9 +2,10 @@
 
 Dagster 1.13 has no public API to tag a run after it was created, to fail a run whose worker is gone, or
 to hand back the pool slots such a run still holds (its own run monitoring does all three, but only for
-run launchers that can check a worker's health, which the default launcher cannot). Each function here
+run launchers that can check a worker's health, which the default launcher cannot), nor to name the
+materialisation a check evaluation logged by hand is about. Each function here
 wraps one internal call; fraud_assets_tests/test_dagster_compat.py pins the behaviour we rely on, so a
-Dagster upgrade that changes it fails there first.
+Dagster upgrade that changes it fails there first (check_target: test_partitioned_checks.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster._core.events import JobFailureData, RunFailureReason
 
 
@@ -87,4 +91,15 @@ def in_process_executor_with_start_hook(
         requirements=base.get_requirements,
         executor_creation_fn=lambda init: _StartHookExecutor(base.executor_creation_fn(init), on_start),
         description=description,
+    )
+
+
+def check_target(
+    storage_id: int, run_id: str, timestamp: float
+) -> AssetCheckEvaluationTargetMaterializationData:
+    """What an `AssetCheckEvaluation` logged by hand names as the materialisation it evaluated: without it
+    Dagster pins the evaluation to no materialisation, and a day checked inside a range run would show
+    no result for its latest materialisation."""
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=storage_id, run_id=run_id, timestamp=timestamp
     )
