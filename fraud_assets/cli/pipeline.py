@@ -1,17 +1,17 @@
-"""`make pipeline` / `make score`: headless materialisation of everything for what is in the landing zone.
+"""`make pipeline` / `make score`: headless runs of the platform's named jobs for what is in the landing zone.
 
-Runs go through the Dagster instance in `$DAGSTER_HOME`, so they appear in the UI like any other run.
-A run holds assets of one partitioning only, so the asset graph is cut into *stages*: consecutive
-layers of the topological order that share a partitioning. Unpartitioned stages run once; partitioned
-stages run as one run over every business date in the landing zone (the assets' single-run backfill
-policy turns that into one set-based pass).
+The same jobs the sensors launch, in their order: `landed_day` over each block of consecutive landed days
+(one range run each: inputs, raw -> cleaned -> features, and scores once a champion exists), then
+`training_job` (not with `--scoring-only`), `scoring_job` over the same days when the landed runs could
+not score yet, and `monitoring_job`. Runs go through the Dagster instance in `$DAGSTER_HOME`, so they
+appear in the UI like any other run.
 
 At start-up it fails the runs of its instance whose worker process died (a `make pipeline` or a run
 worker killed by the system: SIGKILL, out of memory), frees the pool slots they still held, and alerts
 (lib/dead_runs.py); without that, the next run would wait for the dead run's `duckdb` slot for ever. Its own
 runs carry their worker (this process) from creation, so the next start-up can tell.
 
-Exit status: 0 when every stage succeeded and no blocking check failed, 1 otherwise.
+Exit status: 0 when every run succeeded and no blocking check failed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -31,23 +31,31 @@ from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dead_runs import Reaped, reap_dead_runs
 from fraud_assets.lib.landing import business_dates_in_landing
+from fraud_assets.lib.partitions import consecutive_blocks
 from fraud_assets.lib.run_worker import RunWorker
+from fraud_assets.lib.runs import RANGE_END, RANGE_START
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-TRAINING_GROUPS = frozenset({"models"})
-PIPELINE_JOB = "make_pipeline"
+LAUNCHED_BY = {"fraud_assets/launched_by": "make-pipeline"}
 
 
 @dataclass
-class Stage:
-    partitioned: bool
-    keys: list[dg.AssetKey] = field(default_factory=list)
+class JobRun:
+    """One run of a named job: over consecutive business days, or unpartitioned (`days` empty)."""
+
+    job: str
+    days: list[str] = field(default_factory=list)
+    assets: list[dg.AssetKey] | None = None  # a subset of the job; None: all of it
+
+    @property
+    def label(self) -> str:
+        if not self.days:
+            return self.job
+        return f"{self.job} {self.days[0]}" + (f"..{self.days[-1]}" if len(self.days) > 1 else "")
 
 
 @dataclass
-class StageOutcome:
-    stage: Stage
+class RunOutcome:
+    run: JobRun
     success: bool
     seconds: float
     checks_passed: int = 0
@@ -55,54 +63,28 @@ class StageOutcome:
     blocking_failed: list[str] = field(default_factory=list)
 
 
-def plan_stages(defs: dg.Definitions, exclude_groups: Iterable[str] = ()) -> list[Stage]:
-    """Cut the materialisable asset graph into runs that each hold one partitioning."""
-    graph = defs.resolve_asset_graph()
-    excluded = set(exclude_groups)
-    keys = [
-        k
-        for k in graph.toposorted_asset_keys
-        if graph.get(k).is_materializable and graph.get(k).group_name not in excluded
-    ]
-    wanted = set(keys)
-    level: dict[dg.AssetKey, int] = {}
-    for key in keys:
-        node = graph.get(key)
-        partitioned = node.partitions_def is not None
-        lvl = 0 if not partitioned else 1  # unpartitioned reference data first
-        for parent in node.parent_keys:
-            if parent not in wanted:
-                continue
-            same = (graph.get(parent).partitions_def is not None) == partitioned
-            lvl = max(lvl, level[parent] if same else level[parent] + 1)
-        # keep levels alternating by kind: even = unpartitioned, odd = partitioned
-        if (lvl % 2 == 1) != partitioned:
-            lvl += 1
-        level[key] = lvl
-    stages: dict[int, Stage] = {}
-    for key in keys:
-        stages.setdefault(level[key], Stage(partitioned=level[key] % 2 == 1)).keys.append(key)
-    return [stages[i] for i in sorted(stages)]
-
-
-def run_stage(
-    defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage, partitions: Sequence[str]
-) -> StageOutcome:
-    graph = defs.resolve_asset_graph()
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, run: JobRun) -> RunOutcome:
+    job = defs.resolve_job_def(run.job)
     # This process is the run's worker (in-process execution): recorded at creation, so a next start-up
     # finds the run if this process is killed.
     run_id = str(uuid.uuid4())
-    tags = {"fraud_assets/launched_by": "make-pipeline", **RunWorker.current(run_id).tags()}
-    if stage.partitioned:
-        tags |= {RANGE_START: partitions[0], RANGE_END: partitions[-1]}
-    job = dg.Definitions(
-        jobs=[dg.define_asset_job(PIPELINE_JOB, selection=stage.keys)],
-        assets=list(defs.assets or []) + list(defs.asset_checks or []),
-        resources=defs.resources,
-    ).resolve_job_def(PIPELINE_JOB)
+    tags = {**LAUNCHED_BY, **RunWorker.current(run_id).tags()}
+    partition_key = None
+    if len(run.days) == 1:
+        partition_key = run.days[0]
+    elif run.days:
+        tags |= {RANGE_START: run.days[0], RANGE_END: run.days[-1]}
     started = time.monotonic()
-    result = job.execute_in_process(instance=instance, tags=tags, run_id=run_id, raise_on_error=False)
-    outcome = StageOutcome(stage=stage, success=result.success, seconds=time.monotonic() - started)
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=partition_key,
+        asset_selection=run.assets,
+        tags=tags,
+        run_id=run_id,
+        raise_on_error=False,
+    )
+    outcome = RunOutcome(run=run, success=result.success, seconds=time.monotonic() - started)
+    graph = defs.resolve_asset_graph()
     for ev in result.get_asset_check_evaluations():
         name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
         if ev.passed:
@@ -113,6 +95,20 @@ def run_stage(
         if spec is not None and spec.blocking and ev.severity == dg.AssetCheckSeverity.ERROR:
             outcome.blocking_failed.append(name)
     return outcome
+
+
+def planned_runs(
+    defs: dg.Definitions, instance: dg.DagsterInstance, dates: Sequence[str], scoring_only: bool
+) -> list[JobRun]:
+    """The landed days (one run per block of consecutive days: a range over a gap would hide the missing
+    day), training, the scores the landed runs could not write without a champion, monitoring."""
+    from fraud_assets.defs.raw.jobs import landed_day_selection  # after cover_landed_days
+
+    assets = landed_day_selection(instance, defs.resolve_asset_graph())
+    landed = [JobRun("landed_day", days, assets) for days in consecutive_blocks(list(dates))]
+    training = [] if scoring_only else [JobRun("training_job")]
+    scoring = [JobRun("scoring_job", run.days) for run in landed] if assets is not None else []
+    return [*landed, *training, *scoring, JobRun("monitoring_job")]
 
 
 def cover_landed_days(dates: Sequence[str]) -> None:
@@ -170,16 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"Landing zone: {len(dates)} business dates ({dates[0]} .. {dates[-1]})")
 
-    exclude = TRAINING_GROUPS if args.scoring_only else ()
-    outcomes: list[StageOutcome] = []
-    for stage in plan_stages(defs, exclude_groups=exclude):
-        names = ", ".join(k.to_user_string() for k in stage.keys)
-        scope = f"{len(dates)} partitions" if stage.partitioned else "unpartitioned"
-        print(f"-> {scope}: {names}", flush=True)
-        outcome = run_stage(defs, instance, stage, dates)
+    outcomes: list[RunOutcome] = []
+    for run in planned_runs(defs, instance, dates, args.scoring_only):
+        print(f"-> {run.label}", flush=True)
+        outcome = execute(defs, instance, run)
         outcomes.append(outcome)
         if not outcome.success:
-            print(f"   stage failed after {outcome.seconds:.1f}s; later stages not run", file=sys.stderr)
+            print(f"   run failed after {outcome.seconds:.1f}s; later runs not started", file=sys.stderr)
             break
         print(f"   ok in {outcome.seconds:.1f}s, checks passed {outcome.checks_passed}")
 
