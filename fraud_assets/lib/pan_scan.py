@@ -3,7 +3,7 @@ prove none escaped (issue 13's acceptance).
 
 `scan_deployment` reads, with the independent detector of `fraud_assets.lib.pan_leaks`:
 - every DuckDB database and Parquet file under the data directory: every table, every column, any type
-  (numbers by their integral part and, when looking for given PANs, also as written);
+  (numbers by their integral part);
 - every other file there and under DAGSTER_HOME: SQLite databases (Dagster's runs, event log, sensor
   cursors and ticks when the instance uses SQLite) table by table, zip archives (model artifacts) member
   by member, anything else as text (compute logs, the alerts outbox, dagster.yaml);
@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 
 from fraud_assets.lib.pan import mask_pans
-from fraud_assets.lib.pan_leaks import SHORT_TYPES, digit_groups, pans_in, scan_expression
+from fraud_assets.lib.pan_leaks import digit_groups, pans_in, scan_expression
 from fraud_assets.lib.provenance import LEAK_SCAN_EXEMPT_COLUMNS
 
 EXCLUDED_BY_DEFAULT = ("landing", "ground_truth")
@@ -113,19 +113,16 @@ def _scan_relation(
     for name, column_type, *_ in conn.execute(f"DESCRIBE {relation}").fetchall():
         if any_pan and name in LEAK_SCAN_EXEMPT_COLUMNS:
             continue
-        if column_type.split("(")[0].upper() in SHORT_TYPES:
+        # scan_expression reads a number by its integral part only: the fraction digits of a coordinate
+        # or a rate pass Luhn as often as any digits do, and no card number hides behind a decimal point.
+        expression = scan_expression(name, column_type)
+        if expression is None:
             continue
-        exprs = {f'CAST("{name}" AS VARCHAR)'}
-        number = scan_expression(name, column_type)
-        if number is not None:
-            exprs.add(number[0])
-        for expr in sorted(exprs):
-            sql = f"SELECT DISTINCT {expr} FROM {relation} WHERE length({expr}) >= 13"
-            rows = conn.execute(sql).fetchall()
-            count, sample = _scan_values((r[0] for r in rows), match)
-            if count:
-                findings.append(Finding(source, f"{label}.{name}", count, sample or ""))
-                break
+        expr = expression[0]
+        rows = conn.execute(f"SELECT DISTINCT {expr} FROM {relation} WHERE length({expr}) >= 13").fetchall()
+        count, sample = _scan_values((r[0] for r in rows), match)
+        if count:
+            findings.append(Finding(source, f"{label}.{name}", count, sample or ""))
     return findings
 
 
