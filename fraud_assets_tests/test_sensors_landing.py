@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from fraud_assets.defs.raw.sensors import TAG_KIND, evaluate_landing, landing_sensor
+from fraud_assets.lib.pan_leaks import pans_in
 from fraud_assets.lib.runs import RANGE_END, RANGE_START
 from fraud_assets.resources import LandingZone
 from fraud_assets_tests.automation_stubs import materialize_stub, stub_definitions
@@ -137,6 +138,9 @@ def test_consecutive_days_are_one_range_run_and_a_gap_splits_it(landing, instanc
         None,
     )
     assert second.partition_key == "2018-04-05"
+    # Two dates joined by punctuation would read as a 16-digit card number to the deployment's PAN scan.
+    assert first.tags["fraud_assets/business_date"] == "2018-04-01 to 2018-04-03"
+    assert not pans_in(first.run_key)
 
 
 def test_a_day_and_the_inputs_that_landed_with_it_go_in_one_run(landing, instance):

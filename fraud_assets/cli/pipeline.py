@@ -31,7 +31,7 @@ from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dead_runs import Reaped, reap_dead_runs
 from fraud_assets.lib.landing import business_dates_in_landing
-from fraud_assets.lib.partitions import consecutive_blocks
+from fraud_assets.lib.partitions import consecutive_blocks, day_span
 from fraud_assets.lib.run_worker import RunWorker
 from fraud_assets.lib.runs import RANGE_END, RANGE_START
 
@@ -50,7 +50,7 @@ class JobRun:
     def label(self) -> str:
         if not self.days:
             return self.job
-        return f"{self.job} {self.days[0]}" + (f"..{self.days[-1]}" if len(self.days) > 1 else "")
+        return f"{self.job} {day_span(self.days)}"
 
 
 @dataclass

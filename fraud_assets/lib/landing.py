@@ -143,9 +143,6 @@ def is_in_flight(name: str) -> bool:
     return name.startswith(".") or name.endswith((".tmp", ".part"))
 
 
-is_ignored = is_in_flight
-
-
 def _date(text: str) -> dt.date | None:
     if not DATE.fullmatch(text):
         return None
@@ -240,9 +237,6 @@ def parse(root: Path, path: Path, st: os.stat_result | None = None) -> LandingFi
         pan_in_name=pan,
         **stats,
     )
-
-
-classify = parse
 
 
 def _walk(root: Path) -> Iterable[LandingFile]:

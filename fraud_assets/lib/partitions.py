@@ -38,3 +38,10 @@ def consecutive_blocks(days: list[str]) -> list[list[str]]:
         blocks[-1].append(key)
         previous = day
     return blocks
+
+
+def day_span(days: list[str]) -> str:
+    """Consecutive business dates as a run key, tag or message shows them: `2018-04-01 to 2018-04-05`.
+    A word between the dates: two dates joined by punctuation read as one 16-digit number, which the
+    card-number scan (and the alert sink's mask) would take for a PAN."""
+    return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"

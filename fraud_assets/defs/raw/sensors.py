@@ -35,7 +35,7 @@ from fraud_assets.lib.landing import (
     content_key,
     new_files,
 )
-from fraud_assets.lib.partitions import business_date_partitions, consecutive_blocks
+from fraud_assets.lib.partitions import business_date_partitions, consecutive_blocks, day_span
 from fraud_assets.lib.runs import TAG_TRIGGER, days_request
 from fraud_assets.resources import LandingZone
 
@@ -72,7 +72,7 @@ def _tags(files: list[NewFile], content: str) -> dict[str, str]:
 
 def _days_run(days: list[str], files: list[NewFile], selection) -> dg.RunRequest:
     content = content_key(nf.sha256 for nf in files)
-    span = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}"
+    span = day_span(days)
     tags = {**_tags(files, content), TAG_DATE: span}
     return days_request(landed_day_job.name, days, f"{_kind(files)}:{span}:{content}", tags, selection)
 
@@ -164,7 +164,7 @@ def overdue_days(days: list[str], now: dt.datetime, deadline: dt.timedelta) -> l
 
 def _spans(days: list[str]) -> str:
     blocks = consecutive_blocks(days)
-    shown = [b[0] if len(b) == 1 else f"{b[0]}..{b[-1]}" for b in blocks[:5]]
+    shown = [day_span(b) for b in blocks[:5]]
     return ", ".join(shown) + (f", +{len(blocks) - 5} more" if len(blocks) > 5 else "")
 
 
