@@ -46,6 +46,8 @@ def _stub(key: str, deps=(), partitioned=False, blocking_check=False):
         group_name=path[0],
         deps=[_dep(d, lookback and d == "cleaned/transactions") for d in deps],
         partitions_def=business_date_partitions if partitioned else None,
+        # The drift monitor measures a burst of days in one run, as the real one does.
+        backfill_policy=dg.BackfillPolicy.single_run() if key == "monitoring/feature_drift" else None,
         check_specs=checks,
     )
     def _a(context):
@@ -93,7 +95,11 @@ STUB_ASSETS = [
     _stub("scoring/transaction_scores", ["features/transaction_features", "models/champion"], True),
     _stub("scoring/fraud_alerts", ["scoring/transaction_scores"], partitioned=True),
     _stub("monitoring/model_performance", ["scoring/transaction_scores", "cleaned/labels"]),
-    _stub("monitoring/feature_drift", ["features/transaction_features", "scoring/transaction_scores"]),
+    _stub(
+        "monitoring/feature_drift",
+        ["features/transaction_features", "scoring/transaction_scores", "models/training_set"],
+        partitioned=True,
+    ),
 ]
 
 

@@ -122,12 +122,12 @@ def test_monitoring_follows_new_scores(defs, instance):
     materialize_stub(
         instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
     )
-    materialize_stub(instance, "models/champion", "cleaned/labels", "monitoring/feature_drift")
-    materialize_stub(instance, "monitoring/model_performance")
+    materialize_stub(instance, "models/champion", "cleaned/labels", "monitoring/model_performance")
+    materialize_stub(instance, "monitoring/feature_drift", partitions=tuple(DAYS))
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     materialize_stub(instance, "scoring/transaction_scores", partitions=(DAYS[2],))
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-    assert requested(second, "monitoring/feature_drift") == {None}
+    assert requested(second, "monitoring/feature_drift") == {DAYS[2]}  # that day's drift
     assert requested(second, "monitoring/model_performance") == {None}
 
 
@@ -183,3 +183,18 @@ def test_a_day_with_no_authorisations_does_not_hold_back_the_features_after_it(d
     materialize_stub(instance, "cleaned/terminals", "cleaned/fx_rates", "cleaned/labels", "cleaned/cards")
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert requested(result, "features/transaction_features") == set(days)
+
+
+def test_every_day_of_a_burst_gets_its_drift_and_a_new_training_window_recomputes_none(defs, instance):
+    materialize_stub(instance, "models/champion", "models/training_set")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(
+        instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
+    )
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "monitoring/feature_drift") == set(DAYS)
+    materialize_stub(instance, "monitoring/feature_drift", partitions=tuple(DAYS))
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    materialize_stub(instance, "models/training_set")  # a retraining
+    fourth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=third.cursor)
+    assert requested(fourth, "monitoring/feature_drift") == set()

@@ -18,7 +18,8 @@ def test_a_fresh_platform_lands_each_block_of_days_trains_then_scores_and_monito
         "training_job",
         "scoring_job 2018-04-01 to 2018-04-02",
         "scoring_job 2018-04-04",
-        "monitoring_job",
+        "monitoring_job 2018-04-01 to 2018-04-02",
+        "monitoring_job 2018-04-04",
     ]
     assert not [k for k in runs[0].assets if k.path[0] == "scoring"]  # no champion yet
 
@@ -30,6 +31,7 @@ def test_with_a_champion_the_landed_days_are_scored_in_their_own_runs(tmp_path):
     assert [r.label for r in runs] == [
         "landed_day 2018-04-01 to 2018-04-02",
         "landed_day 2018-04-04",
-        "monitoring_job",
+        "monitoring_job 2018-04-01 to 2018-04-02",
+        "monitoring_job 2018-04-04",
     ]
     assert runs[0].assets is None  # the whole job, scores included

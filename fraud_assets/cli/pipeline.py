@@ -3,8 +3,8 @@
 The same jobs the sensors launch, in their order: `landed_day` over each block of consecutive landed days
 (one range run each: inputs, raw -> cleaned -> features, and scores once a champion exists), then
 `training_job` (not with `--scoring-only`), `scoring_job` over the same days when the landed runs could
-not score yet, and `monitoring_job`. Runs go through the Dagster instance in `$DAGSTER_HOME`, so they
-appear in the UI like any other run.
+not score yet, and `monitoring_job` over them (drift per day, performance, the shadow comparison). Runs
+go through the Dagster instance in `$DAGSTER_HOME`, so they appear in the UI like any other run.
 
 At start-up it fails the runs of its instance whose worker process died (a `make pipeline` or a run
 worker killed by the system: SIGKILL, out of memory), frees the pool slots they still held, and alerts
@@ -108,7 +108,8 @@ def planned_runs(
     landed = [JobRun("landed_day", days, assets) for days in consecutive_blocks(list(dates))]
     training = [] if scoring_only else [JobRun("training_job")]
     scoring = [JobRun("scoring_job", run.days) for run in landed] if assets is not None else []
-    return [*landed, *training, *scoring, JobRun("monitoring_job")]
+    monitoring = [JobRun("monitoring_job", run.days) for run in landed]
+    return [*landed, *training, *scoring, *monitoring]
 
 
 def cover_landed_days(dates: Sequence[str]) -> None:

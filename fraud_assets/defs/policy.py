@@ -15,7 +15,8 @@ every rule here and the graph snapshot shows them all. `automation_sensor` evalu
   Freshness 8 days (warn 7).
 - scoring: `fill_and_follow` that ignores champion updates (a new champion scores new days; history keeps
   the scores that were served) and waits until a champion exists. Freshness 26 h.
-- monitoring: `follow` - recompute after upstream updates, without waiting for every partition. 26 h.
+- monitoring: `follow` - recompute after upstream updates, without waiting for every partition; a day's
+  drift follows its own day's features and scores (a new training window does not recompute history). 26 h.
 
 Not plain `eager()`: its `newly_missing` is reset on the automation sensor's first evaluation, so days
 that landed before that first tick (a seeded landing zone at `make run`) would never be built.
@@ -104,10 +105,13 @@ def scoring_condition(ignore: dg.AssetSelection | None = None) -> AC:
     return (fill_and_follow(ignore_updates_of=ignored) & has_champion).with_label("score_when_champion")
 
 
-def follow() -> AC:
+def follow(ignore_updates_of: dg.AssetSelection | None = None) -> AC:
     """Monitoring: recompute after upstream updates, without waiting for every partition to exist."""
+    updated = AC.any_deps_updated()
+    if ignore_updates_of is not None:
+        updated = updated.ignore(ignore_updates_of)
     return (
-        AC.any_deps_updated().since_last_handled()
+        updated.since_last_handled()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
         & AC.all_deps_blocking_checks_passed()
@@ -137,7 +141,7 @@ def condition_for(
     if layer == "scoring":
         return scoring_condition(ignore) if has_champion else fill_and_follow(ignore_updates_of=ignore)
     if layer == "monitoring":
-        return follow()
+        return follow(ignore_updates_of=ignore)
     return None  # raw (sensors), models (training sensor + schedule), anything else
 
 
