@@ -94,7 +94,8 @@ def test_a_single_day_run_is_recorded_by_dagster_alone(instance):
 
 
 def test_each_days_record_names_that_days_latest_materialisation(instance):
-    # What lib/dagster_compat.check_target relies on: the target given is the one Dagster stores.
+    # What lib/dagster_compat relies on: latest_materialization_ids finds each day's latest materialisation,
+    # and the target check_target names is the one Dagster stores.
     graph = _graph(passes=True, record_per_partition=True)
     result = _range_run(instance, graph)
     latest = {

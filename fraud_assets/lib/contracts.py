@@ -22,7 +22,7 @@ import pandera.pandas as pa
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib.contract_sql import SAMPLE_CHARS, Contract, ContractReport, compile_contract, evaluate
-from fraud_assets.lib.dagster_compat import check_target
+from fraud_assets.lib.dagster_compat import check_target, latest_materialization_ids
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.warehouse import table_exists
 
@@ -79,9 +79,7 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
     keys = list(context.partition_keys)
     metadata = {**result.metadata, EVALUATED_OVER: partition_span(keys)}
     # The latest materialisation of every day of the range: two queries, not one per day.
-    latest_ids = context.instance.event_log_storage.get_latest_storage_id_by_partition(
-        spec.asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(keys)
-    )
+    latest_ids = latest_materialization_ids(context.instance, spec.asset_key, keys)
     latest = {
         rec.partition_key: rec
         for rec in context.instance.fetch_materializations(

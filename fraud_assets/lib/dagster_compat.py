@@ -3,9 +3,10 @@
 Dagster 1.13 has no public API to tag a run after it was created, to fail a run whose worker is gone, or
 to hand back the pool slots such a run still holds (its own run monitoring does all three, but only for
 run launchers that can check a worker's health, which the default launcher cannot), nor to name the
-materialisation a check evaluation logged by hand is about. Each function here
-wraps one internal call; fraud_assets_tests/test_dagster_compat.py pins the behaviour we rely on, so a
-Dagster upgrade that changes it fails there first (check_target: test_partitioned_checks.py).
+materialisation a check evaluation logged by hand is about, or to find the latest materialisation of many
+partitions in one query. Each function here wraps one internal call; fraud_assets_tests/test_dagster_compat.py
+and test_partitioned_checks.py pin the behaviour we rely on, so a Dagster upgrade that changes it fails
+there first.
 """
 
 from __future__ import annotations
@@ -102,4 +103,14 @@ def check_target(
     no result for its latest materialisation."""
     return AssetCheckEvaluationTargetMaterializationData(
         storage_id=storage_id, run_id=run_id, timestamp=timestamp
+    )
+
+
+def latest_materialization_ids(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]
+) -> dict[str, int]:
+    """partition -> storage id of its latest materialisation (partitions never materialised are absent),
+    in one query: a range run's check records one evaluation per day."""
+    return instance.event_log_storage.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
     )
