@@ -37,7 +37,6 @@ FEEDS = {
     "merchants": ("merchants",),
     "fx_rates": ("fx_rates",),
 }
-SOURCE_OF_FEED = {feed: source for source, feeds in FEEDS.items() for feed in feeds}
 # Allowed extensions per feed (no leading dot), the delivered one first; authorisation feeds may
 # arrive uncompressed too.
 EXTENSIONS = {

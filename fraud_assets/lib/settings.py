@@ -35,10 +35,6 @@ def warehouse_path() -> Path:
     return data_dir() / WAREHOUSE_FILE
 
 
-def models_dir() -> Path:
-    return data_dir() / "models"
-
-
 def exports_dir() -> Path:
     """Parquet snapshots for notebooks: reading them never takes the warehouse lock."""
     return data_dir() / "exports"
