@@ -8,8 +8,11 @@ export FRAUD_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 HOST ?= 127.0.0.1
 PORT ?= 3000
-# Demo world seeded by `make run` when the landing zone is empty (realistic profile, with mess).
-DEMO_ARGS ?= --profile realistic --days 45 --customers 1000 --terminals 2000
+# Demo world seeded by `make run` when the landing zone is empty (realistic profile, with mess): 45 days
+# ending yesterday (UTC), so the platform is live: the next day is due tomorrow and freshness means something.
+DEMO_DAYS ?= 45
+DEMO_START ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() - d.timedelta(days=$(DEMO_DAYS)))')
+DEMO_ARGS ?= --profile realistic --start $(DEMO_START) --days $(DEMO_DAYS) --customers 1000 --terminals 2000
 RUN := $(UV) run --frozen scripts/with-env
 
 .PHONY: help setup run test test-deploy lint check-defs pipeline score bench docs seed clean reproduce model-validation
@@ -66,8 +69,9 @@ reproduce: setup
 model-validation: setup
 	@$(RUN) pytest -m model_validation $(PYTEST_ARGS)
 
+# The bench simulates its own worlds from the simulator's default first day, whatever ./data holds.
 bench: setup
-	@$(RUN) python -m bench $(BENCH_ARGS)
+	@FRAUD_FIRST_BUSINESS_DATE=2018-04-01 $(RUN) python -m bench $(BENCH_ARGS)
 
 docs: setup
 	@$(RUN) python -m fraud_assets.cli.catalog --write

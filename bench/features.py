@@ -54,7 +54,6 @@ from fraud_assets.defs.features.compute import (
     write_features,
 )
 from fraud_assets.defs.features.reference import baseline_features
-from fraud_assets.lib.partitions import BUSINESS_DATE
 from fraud_assets.resources import build_resources
 from fraud_assets.simulator import SimConfig, generate_world
 from fraud_assets.simulator.warehouse_loader import load_world_into_cleaned
@@ -294,7 +293,6 @@ def run(args) -> list[dict]:
         for _ in range(repeats):
             _fresh_copy(base, data_dir)
             instance = dg.DagsterInstance.ephemeral()
-            instance.add_dynamic_partitions(BUSINESS_DATE, keys)
             wall, cpu, step = _timed(lambda: _materialize(data_dir, instance, keys))  # noqa: B023
             samples.setdefault("asset", []).append((wall, cpu))
             steps.append(step)
@@ -352,7 +350,6 @@ def run(args) -> list[dict]:
         day31 = (info["start"] + dt.timedelta(days=30)).isoformat()
         last = (info["start"] + dt.timedelta(days=info["days"] - 1)).isoformat()
         instance = dg.DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(BUSINESS_DATE, keys)
         per_day = {
             day: _median([_timed(lambda: _materialize(data_dir, instance, [day]))[:2] for _ in range(3)])  # noqa: B023
             for day in (day31, last)

@@ -25,7 +25,6 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs import raw
 from fraud_assets.lib.landing import business_dates_in_landing
-from fraud_assets.lib.partitions import BUSINESS_DATE
 from fraud_assets.lib.settings import WAREHOUSE_FILE
 from fraud_assets.resources import LandingZone, PanTokenizer
 
@@ -73,7 +72,6 @@ def _one_run(landing: Path, work: Path) -> dict[str, float]:
     }
     instance = dg.DagsterInstance.ephemeral()
     days = business_dates_in_landing(landing)
-    instance.add_dynamic_partitions(BUSINESS_DATE, days)
     every = [*raw.defs.assets, *raw.defs.asset_checks]
     c0, t0 = _cpu(), time.perf_counter()
     register = dg.materialize(

@@ -1,22 +1,37 @@
-"""The fraud_assets code location: every layer's definitions merged with the shared resources."""
+"""The fraud_assets code location: every layer's assets, jobs and sensors, the automation policy applied
+once, and the shared resources."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from fraud_assets.defs import automation, cleaned, features, models, monitoring, raw, scoring
-from fraud_assets.defs.automation import apply_policies
+from fraud_assets.defs import cleaned, features, models, monitoring, raw, scoring
+from fraud_assets.defs.policy import apply_policies, automation_sensor
 from fraud_assets.lib.run_worker import recorded_in_process_executor
 from fraud_assets.resources import build_resources
 
-LAYERS = (raw, cleaned, features, models, scoring, monitoring, automation)
+LAYERS = (raw, cleaned, features, models, scoring, monitoring)
 
-# Automation conditions and freshness policies are set per layer in one place (defs/automation/policy.py).
+
+def control_path() -> dg.Definitions:
+    """Every layer's jobs, sensors and schedules and the automation sensor, without assets: what decides
+    when things run (the tests run it on a stand-in asset graph)."""
+    return dg.Definitions.merge(
+        raw.control,
+        features.control,
+        models.control,
+        scoring.control,
+        monitoring.control,
+        dg.Definitions(sensors=[automation_sensor]),
+    )
+
+
 defs = apply_policies(
     dg.Definitions.merge(
         *(layer.defs for layer in LAYERS),
+        dg.Definitions(sensors=[automation_sensor]),
         # In-process: one worker process per run instead of one per step. DuckDB admits one writer at a
-        # time anyway (the `duckdb` pool), so per-step processes only added start-up time to every run.
+        # time anyway (the `duckdb` pool), so per-step processes only add start-up time to every run.
         # The worker records itself on the run, so a run whose worker died is found (lib/dead_runs.py).
         dg.Definitions(resources=build_resources(), executor=recorded_in_process_executor),
     )

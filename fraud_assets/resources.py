@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib import settings
+from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.pan import Tokenizer
 from fraud_assets.lib.signing import Signer
 
@@ -51,6 +53,15 @@ class ModelStore(dg.ConfigurableResource):
         return Signer(self.signing_key)
 
 
+WEBHOOK_ENV = "FRAUD_ALERT_WEBHOOK_URL"
+
+
+def build_alert_sink(data_dir: Path | None = None) -> AlertSink:
+    # The webhook is optional: referenced only when set, so an unset one is not a missing secret.
+    webhook = dg.EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV) else None
+    return AlertSink(data_dir=str(data_dir) if data_dir else None, webhook_url=webhook)
+
+
 def build_resources(
     data_dir: Path | None = None, pan_key: str | None = None, registry_key: str | None = None
 ) -> dict[str, object]:
@@ -64,4 +75,5 @@ def build_resources(
             root=str(root / "models"),
             signing_key=registry_key if registry_key else dg.EnvVar("FRAUD_REGISTRY_KEY"),
         ),
+        "alert_sink": build_alert_sink(Path(data_dir) if data_dir else None),
     }

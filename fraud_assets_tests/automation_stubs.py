@@ -8,19 +8,26 @@ from pathlib import Path
 
 import dagster as dg
 
-from fraud_assets.defs.automation import defs as automation_defs
-from fraud_assets.defs.automation.policy import apply_policies
+from fraud_assets.definitions import control_path
+from fraud_assets.defs.features.assets import TRANSACTIONS_LOOKBACK
+from fraud_assets.defs.policy import apply_policies
 from fraud_assets.lib import settings
 from fraud_assets.lib.partitions import business_date_partitions
-from fraud_assets.resources import LandingZone
+from fraud_assets.resources import LandingZone, build_alert_sink
 
 K = dg.AssetKey
-FAILING_CONTRACT_DAYS = {"2000-12-31"}  # the stub raw/authorizations' blocking check fails for these days
-CRASHING_DAYS = {"2000-12-30"}  # the stub raw/authorizations raises for these days
+FAILING_CONTRACT_DAYS = {"2018-12-31"}  # the stub raw/authorizations' blocking check fails for these days
+CRASHING_DAYS = {"2018-12-29"}  # raises for these days (not next to a failing day: one run each)
+
+
+def _dep(key: str, lookback: bool) -> dg.AssetDep:
+    return dg.AssetDep(K(key.split("/")), partition_mapping=TRANSACTIONS_LOOKBACK if lookback else None)
 
 
 def _stub(key: str, deps=(), partitioned=False, blocking_check=False):
     path = key.split("/")
+    # The features' lookback over cleaned transactions, as the real asset declares it.
+    lookback = key == "features/transaction_features"
     checks = (
         [
             dg.AssetCheckSpec(
@@ -37,8 +44,10 @@ def _stub(key: str, deps=(), partitioned=False, blocking_check=False):
     @dg.asset(
         key=path,
         group_name=path[0],
-        deps=[K(d.split("/")) for d in deps],
+        deps=[_dep(d, lookback and d == "cleaned/transactions") for d in deps],
         partitions_def=business_date_partitions if partitioned else None,
+        # The drift monitor measures a burst of days in one run, as the real one does.
+        backfill_policy=dg.BackfillPolicy.single_run() if key == "monitoring/feature_drift" else None,
         check_specs=checks,
     )
     def _a(context):
@@ -86,7 +95,11 @@ STUB_ASSETS = [
     _stub("scoring/transaction_scores", ["features/transaction_features", "models/champion"], True),
     _stub("scoring/fraud_alerts", ["scoring/transaction_scores"], partitioned=True),
     _stub("monitoring/model_performance", ["scoring/transaction_scores", "cleaned/labels"]),
-    _stub("monitoring/feature_drift", ["features/transaction_features", "scoring/transaction_scores"]),
+    _stub(
+        "monitoring/feature_drift",
+        ["features/transaction_features", "scoring/transaction_scores", "models/training_set"],
+        partitioned=True,
+    ),
 ]
 
 
@@ -94,8 +107,14 @@ STUB_ASSETS = [
 def stub_definitions(landing_root: Path) -> dg.Definitions:
     return apply_policies(
         dg.Definitions.merge(
-            dg.Definitions(assets=STUB_ASSETS, resources={"landing": LandingZone(root=str(landing_root))}),
-            automation_defs,
+            dg.Definitions(
+                assets=STUB_ASSETS,
+                resources={
+                    "landing": LandingZone(root=str(landing_root)),
+                    "alert_sink": build_alert_sink(landing_root.parent),
+                },
+            ),
+            control_path(),
         )
     )
 

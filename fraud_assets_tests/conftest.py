@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+# The test world's business days, fixed before any module builds the partitions (lib/partitions.py reads
+# them once, at import) and whatever `scripts/with-env` derived from ./data: the simulator's default
+# world (183 days from 2018-04-01) fits in it.
+os.environ["FRAUD_FIRST_BUSINESS_DATE"] = "2018-04-01"
+os.environ["FRAUD_LAST_BUSINESS_DATE"] = "2018-12-31"
+
 TEST_PAN_KEY = "test-key-0123456789abcdef-not-a-secret"
 TEST_REGISTRY_KEY = "test-registry-key-0123456789abcdef-not-a-secret"
 

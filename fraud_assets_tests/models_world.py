@@ -162,8 +162,6 @@ def run_job(
 ):
     """Execute a job of the models/scoring layers in process, as `user` (the `dagster/user` tag) if given."""
     instance = dg.DagsterInstance.ephemeral()
-    if partition:
-        instance.add_dynamic_partitions("business_date", [partition])
     return (
         layer_defs(data_dir)
         .resolve_job_def(job)

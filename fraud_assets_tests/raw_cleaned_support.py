@@ -19,7 +19,6 @@ import pandas as pd
 from fraud_assets.defs import cleaned, raw
 from fraud_assets.defs.raw.parsers import AUTH_COLUMNS
 from fraud_assets.lib.pan import luhn_check_digit
-from fraud_assets.lib.partitions import BUSINESS_DATE
 from fraud_assets.resources import build_resources
 from fraud_assets_tests.conftest import TEST_PAN_KEY
 
@@ -184,9 +183,6 @@ def run_pipeline(
     assets first, then the partitioned ones as one range run, then the labels (judged against the
     cleaned transactions)."""
     instance = instance or dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(
-        BUSINESS_DATE, [k for k in keys if not instance.has_dynamic_partition(BUSINESS_DATE, k)]
-    )
     defs = defs_for(data_dir)
     graph = defs.get_repository_def().asset_graph
     every = [*defs.assets, *defs.asset_checks]

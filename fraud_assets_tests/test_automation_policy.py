@@ -1,4 +1,4 @@
-"""The declarative automation policy (fraud_assets/defs/automation/policy.py): what runs without a click."""
+"""The declarative automation policy (fraud_assets/defs/policy.py): what runs without a click."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.automation.policy import apply_policies
+from fraud_assets.defs.policy import apply_policies
 from fraud_assets_tests.automation_stubs import (
     FAILING_CONTRACT_DAYS,
     materialize_stub,
@@ -29,7 +29,6 @@ def defs(tmp_path: Path) -> dg.Definitions:
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("business_date", DAYS)
     return inst
 
 
@@ -47,7 +46,7 @@ def test_every_layer_gets_its_condition_and_freshness_from_the_policy(defs):
         assert node.freshness_policy is not None, key
     assert labels["raw/authorizations"] is None  # raw runs when files land (sensors)
     assert labels["cleaned/transactions"] == "fill_and_follow"
-    assert labels["features/transaction_features"] == "fill_and_follow"
+    assert labels["features/transaction_features"] == "fill_and_follow_lookback"
     assert labels["models/champion"] is None  # training is requested, never automatic per day
     assert labels["scoring/transaction_scores"] == "score_when_champion"
     assert labels["monitoring/feature_drift"] == "follow_upstream"
@@ -73,7 +72,6 @@ def test_days_landed_before_automation_started_are_still_cleaned(defs, instance)
 
 
 def test_a_day_whose_raw_contract_check_failed_is_not_cleaned(defs, instance):
-    instance.add_dynamic_partitions("business_date", [BAD_DAY])
     # Materialised, but its blocking contract check failed (the step fails; later steps of that run skip).
     assert not run_stub(instance, "raw/authorizations", BAD_DAY)
     assert run_stub(instance, "raw/authorizations", DAYS[1])
@@ -124,12 +122,12 @@ def test_monitoring_follows_new_scores(defs, instance):
     materialize_stub(
         instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
     )
-    materialize_stub(instance, "models/champion", "cleaned/labels", "monitoring/feature_drift")
-    materialize_stub(instance, "monitoring/model_performance")
+    materialize_stub(instance, "models/champion", "cleaned/labels", "monitoring/model_performance")
+    materialize_stub(instance, "monitoring/feature_drift", partitions=tuple(DAYS))
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     materialize_stub(instance, "scoring/transaction_scores", partitions=(DAYS[2],))
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-    assert requested(second, "monitoring/feature_drift") == {None}
+    assert requested(second, "monitoring/feature_drift") == {DAYS[2]}  # that day's drift
     assert requested(second, "monitoring/model_performance") == {None}
 
 
@@ -163,3 +161,40 @@ def test_performance_on_matured_labels_follows_new_labels(defs, instance):
     materialize_stub(instance, "cleaned/labels")  # the label sensor's run
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert requested(second, "monitoring/model_performance") == {None}
+
+
+def test_a_day_cleaned_again_rebuilds_the_features_whose_lookback_holds_it(defs, instance):
+    """The lookback is declared (TimeWindowPartitionMapping): no sensor, automation follows it."""
+    days = [f"2018-05-{d:02d}" for d in range(1, 11)]
+    every = tuple(days)
+    materialize_stub(instance, "raw/authorizations", "cleaned/transactions", partitions=every)
+    materialize_stub(instance, "cleaned/terminals", "cleaned/fx_rates", "cleaned/labels", "cleaned/cards")
+    materialize_stub(instance, "features/transaction_features", partitions=every)
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert requested(first, "features/transaction_features") == set()
+    materialize_stub(instance, "cleaned/transactions", partitions=(days[4],))  # a corrected file for day 5
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "features/transaction_features") == set(days[4:])
+
+
+def test_a_day_with_no_authorisations_does_not_hold_back_the_features_after_it(defs, instance):
+    days = ["2018-05-01", "2018-05-03"]  # 2018-05-02 never came
+    materialize_stub(instance, "raw/authorizations", "cleaned/transactions", partitions=tuple(days))
+    materialize_stub(instance, "cleaned/terminals", "cleaned/fx_rates", "cleaned/labels", "cleaned/cards")
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert requested(result, "features/transaction_features") == set(days)
+
+
+def test_every_day_of_a_burst_gets_its_drift_and_a_new_training_window_recomputes_none(defs, instance):
+    materialize_stub(instance, "models/champion", "models/training_set")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(
+        instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
+    )
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "monitoring/feature_drift") == set(DAYS)
+    materialize_stub(instance, "monitoring/feature_drift", partitions=tuple(DAYS))
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    materialize_stub(instance, "models/training_set")  # a retraining
+    fourth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=third.cursor)
+    assert requested(fourth, "monitoring/feature_drift") == set()

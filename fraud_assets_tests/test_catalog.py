@@ -69,7 +69,7 @@ def test_catalog_documents_each_assets_description_group_owners_kinds_partitioni
     assert "| Owners | `team:fraud-data-science` |" in section
     assert "| Kinds | `duckdb`, `sql` |" in section
     assert "| Code version | `3` |" in section
-    assert "| Partitioning | dynamic business_date |" in section
+    assert "| Partitioning | daily business_date (UTC) |" in section
     assert "| Automation | `eager` |" in section
     assert "| Depends on | [`raw/authorizations`](#rawauthorizations) |" in text
     assert "| Used by | [`cleaned/transactions`](#cleanedtransactions) |" in section

@@ -21,7 +21,6 @@ def defs(tmp_path: Path) -> dg.Definitions:
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("business_date", DAYS)
     return inst
 
 

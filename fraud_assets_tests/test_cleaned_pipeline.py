@@ -130,7 +130,6 @@ def test_a_blocking_contract_failure_stops_downstream_assets(data_dir):
     path = data_dir / "landing" / "merchants" / s.DAY / f"merchants_{s.DAY}.parquet"
     s.TERMINALS.assign(timezone="Mars/Olympus_Mons").to_parquet(path, index=False)
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", [s.DAY])
     defs = s.defs_for(data_dir)
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],

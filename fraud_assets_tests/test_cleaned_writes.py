@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from fraud_assets.defs.cleaned.assets import clean_partitions
-from fraud_assets.lib.partitions import BUSINESS_DATE
 from fraud_assets.resources import build_resources
 from fraud_assets_tests import raw_cleaned_support as s
 from fraud_assets_tests.conftest import TEST_PAN_KEY
@@ -39,7 +38,6 @@ def ingest(data_dir) -> None:
     """raw/file_register and raw/authorizations only: the raw rows change, the cleaned tables not yet."""
     defs = s.defs_for(data_dir)
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(BUSINESS_DATE, [s.DAY])
     for key, partition in (("raw/file_register", None), ("raw/authorizations", s.DAY)):
         dg.materialize(
             defs.assets,

@@ -49,7 +49,6 @@ def run(tmp_path, rows_by_day, day, extra_checks=()):
     asset = things_asset(rows_by_day)
     check = contract_check(asset, ThingsModel, "test.things")
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", list(rows_by_day))
     results = {}
     for d in rows_by_day if day is None else [day]:
         results[d] = dg.materialize(
@@ -151,7 +150,6 @@ def test_a_backfill_range_is_validated_in_one_pass_with_uniqueness_across_its_da
     asset = things_asset(rows)
     check = contract_check(asset, UniqueNotes, "test.things")
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", list(rows))
     resources = {"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))}
     for day in rows:
         dg.materialize([asset], resources=resources, instance=instance, partition_key=day)

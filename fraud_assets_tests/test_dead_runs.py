@@ -8,11 +8,9 @@ import dataclasses
 
 import dagster as dg
 import pytest
-from dagster._core.events import DagsterEventType
 
 from fraud_assets.cli.dagster_home import write_dagster_yaml
-from fraud_assets.defs.automation.alerts import run_failure_alert_sensor
-from fraud_assets.defs.automation.dead_runs import dead_run_sensor
+from fraud_assets.defs.monitoring.sensors import dead_run_sensor, run_failure_alert_sensor
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dagster_compat import add_run_tags, claimed_pool_slots
 from fraud_assets.lib.dead_runs import reap_dead_runs
@@ -43,7 +41,7 @@ def test_dead_run_sensor_fails_a_run_whose_worker_was_killed_frees_its_slot_and_
     run = slot_holder.run
     assert run.status == dg.DagsterRunStatus.FAILURE
     [failure] = slot_holder.instance.get_records_for_run(
-        run.run_id, of_type=DagsterEventType.RUN_FAILURE
+        run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
     ).records
     assert f"pid {slot_holder.proc.pid}" in failure.event_log_entry.dagster_event.message
     assert "the process no longer exists" in failure.event_log_entry.dagster_event.message
@@ -66,7 +64,7 @@ def test_a_dead_run_is_alerted_once_not_again_as_a_run_failure(slot_holder, data
     evaluate_dead_run_sensor(slot_holder.instance, sink)
     run = slot_holder.run
     [failure] = slot_holder.instance.get_records_for_run(
-        run.run_id, of_type=DagsterEventType.RUN_FAILURE
+        run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
     ).records
     context = dg.build_run_status_sensor_context(
         sensor_name="run_failure_alert_sensor",

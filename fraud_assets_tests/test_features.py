@@ -409,7 +409,6 @@ def test_partition_keys_that_are_not_dates_are_refused(warehouse):
 
 def _instance_with_partitions(conn) -> dg.DagsterInstance:
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", _keys(conn))
     return instance
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.automation.alerts import run_failure_alert_sensor
+from fraud_assets.defs.monitoring.sensors import run_failure_alert_sensor
 from fraud_assets.lib import registry
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.signing import Signer
@@ -152,7 +152,6 @@ def test_scoring_refuses_a_tampered_registry_and_the_failure_is_alerted(world: P
     with connect(world) as conn:
         conn.execute("UPDATE models.model_versions SET metrics_json = '{}'")  # e.g. to sway the gate
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", ["2018-08-14"])
     result = (
         layer_defs(world)
         .resolve_job_def("scoring_job")

@@ -94,7 +94,9 @@ def _world(db: Path, shift_last_day: float = 0.0, history_from: str | None = "20
 
 
 def _materialize(asset, db: Path) -> dg.ExecuteInProcessResult:
-    return dg.materialize([asset], resources={"duckdb": DuckDBResource(database=str(db))})
+    """Performance (unpartitioned), or the drift of the world's last day."""
+    day = {"partition_key": "2018-04-10"} if asset.partitions_def else {}
+    return dg.materialize([asset], resources={"duckdb": DuckDBResource(database=str(db))}, **day)
 
 
 def test_drift_of_a_stable_day_passes_its_check(tmp_path):
@@ -175,3 +177,27 @@ def test_window_features_are_not_compared_while_their_windows_fill(tmp_path):
     assert status["card_nb_tx_1d"] == "ok"  # complete from the second day of history on
     assert {f: n for f, _, n in rows}["card_nb_tx_1d"] == 6 * 400  # reference days 2..7
     assert md["max_psi_feature"].value not in {"card_nb_tx_30d", "terminal_risk_7d", "score"}
+
+
+def test_a_burst_of_days_gets_one_drift_row_set_per_day_in_one_run(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db, shift_last_day=1.5)
+    days = [d.date().isoformat() for d in DAYS]
+    result = dg.materialize(
+        [feature_drift],
+        resources={"duckdb": DuckDBResource(database=str(db))},
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    )
+    with duckdb.connect(str(db)) as conn:
+        measured = [
+            str(d)
+            for (d,) in conn.execute(
+                "SELECT DISTINCT business_date FROM monitoring.feature_drift ORDER BY 1"
+            ).fetchall()
+        ]
+    # Every day that has an earlier day to compare with; the check reports the worst day.
+    assert measured == days[1:]
+    [check] = result.get_asset_check_evaluations()
+    assert check.description.startswith(f"{days[-1]}: ")
+    md = result.asset_materializations_for_node("monitoring__feature_drift")[-1].metadata
+    assert md["current_business_date"].value == days[-1]

@@ -7,7 +7,7 @@ import json
 import dagster as dg
 import duckdb
 
-from fraud_assets.defs.automation.alerts import (
+from fraud_assets.defs.monitoring.alerts import (
     CheckAlertCursor,
     check_failure_alerts,
     failed_only_on_blocking_checks,

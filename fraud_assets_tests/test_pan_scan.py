@@ -12,7 +12,6 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dagster._core.storage.dagster_run import DagsterRun
 
 from fraud_assets.lib.pan_scan import collect_pans, scan_deployment
 
@@ -66,7 +65,7 @@ def test_run_tags_cursors_and_event_logs_of_the_instance_are_found_on_disk_and_t
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         instance.add_run(
-            DagsterRun(job_name="j", run_id="r1", tags={"fraud_assets/files": f"acq_a_{PAN}.csv"})
+            dg.DagsterRun(job_name="j", run_id="r1", tags={"fraud_assets/files": f"acq_a_{PAN}.csv"})
         )
         by_api = scan_deployment(data, None, instance=instance, pans={PAN})
     finally:

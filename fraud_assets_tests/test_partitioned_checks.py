@@ -10,11 +10,11 @@ materialisations in a real (ephemeral) instance and evaluate a real automation c
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.automation.alerts import check_failure_alerts
+from fraud_assets.defs.monitoring.alerts import check_failure_alerts
 from fraud_assets.lib.contracts import EVALUATED_OVER, partitioned_asset_check
+from fraud_assets.lib.partitions import business_date_partitions as P
 
 DAYS = ["2018-04-01", "2018-04-02", "2018-04-03"]
-P = dg.DynamicPartitionsDefinition(name="business_date")
 RANGE = {"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]}
 
 
@@ -43,7 +43,6 @@ def _graph(passes: bool, record_per_partition: bool) -> list:
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("business_date", DAYS)
     return inst
 
 
@@ -92,3 +91,16 @@ def test_a_single_day_run_is_recorded_by_dagster_alone(instance):
     result = dg.materialize([upstream, complete], instance=instance, partition_key=DAYS[1])
     assert [e.partition for e in result.get_asset_check_evaluations()] == [DAYS[1]]
     assert _cleared(instance, graph) == {DAYS[1]}
+
+
+def test_each_days_record_names_that_days_latest_materialisation(instance):
+    # What lib/dagster_compat relies on: latest_materialization_ids finds each day's latest materialisation,
+    # and the target check_target names is the one Dagster stores.
+    graph = _graph(passes=True, record_per_partition=True)
+    result = _range_run(instance, graph)
+    latest = {
+        r.partition_key: r.storage_id
+        for r in instance.fetch_materializations(dg.AssetKey("upstream"), limit=10).records
+    }
+    copies = [e for e in result.get_asset_check_evaluations() if e.partition]
+    assert {e.partition: e.target_materialization_data.storage_id for e in copies} == latest

@@ -287,7 +287,6 @@ def test_a_hostile_landing_zone_leaves_raw_standing_and_no_card_number_in_clear(
     )
 
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", [s.DAY])
     defs = s.defs_for(data_dir)
     every = [*defs.assets, *defs.asset_checks]
     resources = build_resources(data_dir, TEST_PAN_KEY)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from fraud_assets.defs.automation import landing as automation_landing
 from fraud_assets.lib import landing as ln
 
 TREE = [
@@ -91,20 +90,6 @@ def test_scan_lists_recognised_files_in_arrival_order(root):
     ]
 
 
-def test_the_sensors_copy_agrees_with_the_shared_rules_on_every_well_named_file(root):
-    """automation/landing.py still has its own copy (to be switched to lib.landing): where both
-    accept a file they must agree on it."""
-    theirs = {f.rel_path: f for f in automation_landing.scan(root)}
-    ours = {f.relative: f for f in ln.scan(root)}
-    for rel in theirs.keys() & ours.keys():
-        assert (theirs[rel].feed, theirs[rel].business_date, theirs[rel].landing_date) == (
-            ours[rel].feed,
-            ours[rel].business_date,
-            ours[rel].landing_date,
-        )
-    assert set(ours) <= set(theirs)
-
-
 def test_a_file_hash_is_the_sha256_of_its_bytes(root):
     p = root / TREE[0]
     assert (
@@ -131,5 +116,4 @@ def test_sensors_are_offered_only_well_named_regular_files(tmp_path: Path):
     (tmp_path / "authorizations/2018-04-02/acq_b_2018-04-01.jsonl").symlink_to(tmp_path / good)
     pan_named = f"authorizations/2018-04-02/acq_a_2018-04-01_{PANS[1]}.csv"
     assert [f.relative for f in ln.scan(tmp_path)] == [good, pan_named]
-    assert [f.rel_path for f in automation_landing.scan(tmp_path)] == [good, pan_named]
     assert ln.parse(tmp_path, tmp_path / pan_named).name_error == "pan_in_file_name"

@@ -11,7 +11,6 @@ import pytest
 from fraud_assets.defs.scoring.fraud_alerts import fraud_alerts
 from fraud_assets.defs.scoring.transaction_scores import transaction_scores
 from fraud_assets.lib import registry
-from fraud_assets.lib.partitions import BUSINESS_DATE
 from fraud_assets.resources import build_resources
 from fraud_assets_tests.conftest import TEST_PAN_KEY
 from fraud_assets_tests.models_world import (
@@ -33,7 +32,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _score(data_dir: Path, day: str, top_k: int = 100, raise_on_error: bool = True):
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(BUSINESS_DATE, [day])
     return (
         layer_defs(data_dir)
         .resolve_job_def("scoring_job")
@@ -117,7 +115,6 @@ def test_alerts_name_the_features_that_drove_the_score(scored: Path):
 def _alerts(data_dir: Path, days: list[str], top_k: int = 50):
     """Materialise scoring/fraud_alerts alone for `days` (one run: a single day or a range); its rows."""
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(BUSINESS_DATE, DAYS)
     partition = (
         {"partition_key": days[0]}
         if len(days) == 1

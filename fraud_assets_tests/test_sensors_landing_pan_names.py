@@ -8,8 +8,8 @@ import json
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.automation.landing import LandingCursor
-from fraud_assets.defs.automation.sensors import TAG_FILES, landing_sensor
+from fraud_assets.defs.raw.sensors import TAG_FILES, landing_sensor
+from fraud_assets.lib.landing import LandingCursor
 from fraud_assets.lib.pan_scan import holds_any
 from fraud_assets.resources import LandingZone
 from fraud_assets_tests.automation_stubs import stub_definitions

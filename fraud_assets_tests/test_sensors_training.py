@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.automation.training import TAG_DETAIL, TAG_REASON, training_trigger_sensor
+from fraud_assets.defs.models.sensors import TAG_DETAIL, TAG_REASON, training_trigger_sensor
 from fraud_assets_tests.automation_stubs import materialize_stub, stub_definitions
 
 TRAINING_CHAIN = ["models/training_set", "models/candidates", "models/evaluation", "models/champion"]
@@ -17,7 +17,6 @@ DAYS = tuple(f"2018-04-{d:02d}" for d in range(1, 23))
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("business_date", list(DAYS))
     return inst
 
 
@@ -46,9 +45,11 @@ def test_without_a_champion_enough_labelled_days_bootstrap_training(instance, tm
     materialize_stub(instance, "features/transaction_features", partitions=DAYS)
     materialize_stub(instance, "cleaned/labels")
     [req] = tick(instance, tmp_path)
-    assert [k.to_user_string() for k in req.asset_selection] == TRAINING_CHAIN
+    job = stub_definitions(tmp_path / "landing").resolve_job_def(req.job_name)
+    assert req.job_name == "training_job"
+    assert sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys) == sorted(TRAINING_CHAIN)
     assert req.tags[TAG_REASON] == "bootstrap"
-    assert int(req.tags["dagster/priority"]) < 0  # behind landed days
+    assert int(job.run_tags["dagster/priority"]) < 0  # behind landed days
 
 
 def test_without_enough_days_there_is_no_bootstrap(instance, tmp_path, monkeypatch):
@@ -100,13 +101,11 @@ def test_matured_ap_below_the_floor_requests_training(instance, tmp_path, monkey
 
 
 def test_bootstrap_waits_until_no_run_is_in_flight(instance, tmp_path, monkeypatch):
-    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
-
     monkeypatch.setenv("FRAUD_BOOTSTRAP_MIN_DAYS", "21")
     materialize_stub(instance, "features/transaction_features", partitions=DAYS)
     materialize_stub(instance, "cleaned/labels")
     instance.add_run(
-        DagsterRun(job_name="__ASSET_JOB", run_id="still-running", status=DagsterRunStatus.STARTED)
+        dg.DagsterRun(job_name="__ASSET_JOB", run_id="still-running", status=dg.DagsterRunStatus.STARTED)
     )
     assert tick(instance, tmp_path) == []
     instance.delete_run("still-running")  # the run is gone: the platform is quiet
@@ -153,7 +152,7 @@ def test_decay_is_keyed_on_the_matured_day(instance, tmp_path, monkeypatch):
 def _weekly(instance, tmp_path):
     from datetime import UTC, datetime
 
-    from fraud_assets.defs.automation.training import weekly_retrain
+    from fraud_assets.defs.models.sensors import weekly_retrain
 
     ctx = dg.build_schedule_context(
         instance=instance,

@@ -58,7 +58,6 @@ def run(tmp_path, rows_by_day, **materialize_kwargs):
         [contract(ThingsModel), pan_scan(), TableCheck("has_rows", "{table} is not empty.", row_count)],
     )
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", DAYS)
     result = dg.materialize(
         [asset, checks],
         resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))},
@@ -123,7 +122,6 @@ def test_a_missing_table_fails_every_check_that_reads_it(tmp_path):
     asset = things_asset({DAYS[0]: [("ok", 1.0)]})
     checks = table_checks(asset, "test.absent", [contract(ThingsModel), pan_scan()])
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("business_date", DAYS)
     result = dg.materialize(
         [asset, checks],
         resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))},

@@ -65,6 +65,11 @@ def describe_partitioning(partitions_def: dg.PartitionsDefinition | None) -> str
         return "unpartitioned"
     if isinstance(partitions_def, dg.DynamicPartitionsDefinition):
         return f"dynamic {partitions_def.name}"
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        # Without its dates: they are settings (FRAUD_FIRST_BUSINESS_DATE), and the catalog renders code only.
+        daily = partitions_def.cron_schedule == "0 0 * * *"
+        period = "daily" if daily else f"cron `{partitions_def.cron_schedule}`"
+        return f"{period} business_date ({partitions_def.timezone})"
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         dims = ", ".join(
             f"{d.name}: {describe_partitioning(d.partitions_def)}" for d in partitions_def.partitions_defs

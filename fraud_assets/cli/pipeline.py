@@ -1,26 +1,27 @@
-"""`make pipeline` / `make score`: headless materialisation of everything for what is in the landing zone.
+"""`make pipeline` / `make score`: headless runs of the platform's named jobs for what is in the landing zone.
 
-Runs go through the Dagster instance in `$DAGSTER_HOME`, so they appear in the UI like any other run.
-A run holds assets of one partitioning only, so the asset graph is cut into *stages*: consecutive
-layers of the topological order that share a partitioning. Unpartitioned stages run once; partitioned
-stages run as one run over every business date in the landing zone (the assets' single-run backfill
-policy turns that into one set-based pass).
+The same jobs the sensors launch, in their order: `landed_day` over each block of consecutive landed days
+(one range run each: inputs, raw -> cleaned -> features, and scores once a champion exists), then
+`training_job` (not with `--scoring-only`), `scoring_job` over the same days when the landed runs could
+not score yet, and `monitoring_job` over them (drift per day, performance, the shadow comparison). Runs
+go through the Dagster instance in `$DAGSTER_HOME`, so they appear in the UI like any other run.
 
 At start-up it fails the runs of its instance whose worker process died (a `make pipeline` or a run
 worker killed by the system: SIGKILL, out of memory), frees the pool slots they still held, and alerts
 (lib/dead_runs.py); without that, the next run would wait for the dead run's `duckdb` slot for ever. Its own
 runs carry their worker (this process) from creation, so the next start-up can tell.
 
-Exit status: 0 when every stage succeeded and no blocking check failed, 1 otherwise.
+Exit status: 0 when every run succeeded and no blocking check failed, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -30,24 +31,31 @@ from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dead_runs import Reaped, reap_dead_runs
 from fraud_assets.lib.landing import business_dates_in_landing
-from fraud_assets.lib.partitions import BUSINESS_DATE
+from fraud_assets.lib.partitions import consecutive_blocks, day_span
 from fraud_assets.lib.run_worker import RunWorker
+from fraud_assets.lib.runs import RANGE_END, RANGE_START
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-TRAINING_GROUPS = frozenset({"models"})
-PIPELINE_JOB = "make_pipeline"
+LAUNCHED_BY = {"fraud_assets/launched_by": "make-pipeline"}
 
 
 @dataclass
-class Stage:
-    partitioned: bool
-    keys: list[dg.AssetKey] = field(default_factory=list)
+class JobRun:
+    """One run of a named job: over consecutive business days, or unpartitioned (`days` empty)."""
+
+    job: str
+    days: list[str] = field(default_factory=list)
+    assets: list[dg.AssetKey] | None = None  # a subset of the job; None: all of it
+
+    @property
+    def label(self) -> str:
+        if not self.days:
+            return self.job
+        return f"{self.job} {day_span(self.days)}"
 
 
 @dataclass
-class StageOutcome:
-    stage: Stage
+class RunOutcome:
+    run: JobRun
     success: bool
     seconds: float
     checks_passed: int = 0
@@ -55,62 +63,28 @@ class StageOutcome:
     blocking_failed: list[str] = field(default_factory=list)
 
 
-def plan_stages(defs: dg.Definitions, exclude_groups: Iterable[str] = ()) -> list[Stage]:
-    """Cut the materialisable asset graph into runs that each hold one partitioning."""
-    graph = defs.resolve_asset_graph()
-    excluded = set(exclude_groups)
-    keys = [
-        k
-        for k in graph.toposorted_asset_keys
-        if graph.get(k).is_materializable and graph.get(k).group_name not in excluded
-    ]
-    wanted = set(keys)
-    level: dict[dg.AssetKey, int] = {}
-    for key in keys:
-        node = graph.get(key)
-        partitioned = node.partitions_def is not None
-        lvl = 0 if not partitioned else 1  # unpartitioned reference data first
-        for parent in node.parent_keys:
-            if parent not in wanted:
-                continue
-            same = (graph.get(parent).partitions_def is not None) == partitioned
-            lvl = max(lvl, level[parent] if same else level[parent] + 1)
-        # keep levels alternating by kind: even = unpartitioned, odd = partitioned
-        if (lvl % 2 == 1) != partitioned:
-            lvl += 1
-        level[key] = lvl
-    stages: dict[int, Stage] = {}
-    for key in keys:
-        stages.setdefault(level[key], Stage(partitioned=level[key] % 2 == 1)).keys.append(key)
-    return [stages[i] for i in sorted(stages)]
-
-
-def register_business_dates(instance: dg.DagsterInstance, dates: Sequence[str]) -> list[str]:
-    existing = set(instance.get_dynamic_partitions(BUSINESS_DATE))
-    new = [d for d in dates if d not in existing]
-    if new:
-        instance.add_dynamic_partitions(BUSINESS_DATE, new)
-    return new
-
-
-def run_stage(
-    defs: dg.Definitions, instance: dg.DagsterInstance, stage: Stage, partitions: Sequence[str]
-) -> StageOutcome:
-    graph = defs.resolve_asset_graph()
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, run: JobRun) -> RunOutcome:
+    job = defs.resolve_job_def(run.job)
     # This process is the run's worker (in-process execution): recorded at creation, so a next start-up
     # finds the run if this process is killed.
     run_id = str(uuid.uuid4())
-    tags = {"fraud_assets/launched_by": "make-pipeline", **RunWorker.current(run_id).tags()}
-    if stage.partitioned:
-        tags |= {RANGE_START: partitions[0], RANGE_END: partitions[-1]}
-    job = dg.Definitions(
-        jobs=[dg.define_asset_job(PIPELINE_JOB, selection=stage.keys)],
-        assets=list(defs.assets or []) + list(defs.asset_checks or []),
-        resources=defs.resources,
-    ).resolve_job_def(PIPELINE_JOB)
+    tags = {**LAUNCHED_BY, **RunWorker.current(run_id).tags()}
+    partition_key = None
+    if len(run.days) == 1:
+        partition_key = run.days[0]
+    elif run.days:
+        tags |= {RANGE_START: run.days[0], RANGE_END: run.days[-1]}
     started = time.monotonic()
-    result = job.execute_in_process(instance=instance, tags=tags, run_id=run_id, raise_on_error=False)
-    outcome = StageOutcome(stage=stage, success=result.success, seconds=time.monotonic() - started)
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=partition_key,
+        asset_selection=run.assets,
+        tags=tags,
+        run_id=run_id,
+        raise_on_error=False,
+    )
+    outcome = RunOutcome(run=run, success=result.success, seconds=time.monotonic() - started)
+    graph = defs.resolve_asset_graph()
     for ev in result.get_asset_check_evaluations():
         name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
         if ev.passed:
@@ -121,6 +95,28 @@ def run_stage(
         if spec is not None and spec.blocking and ev.severity == dg.AssetCheckSeverity.ERROR:
             outcome.blocking_failed.append(name)
     return outcome
+
+
+def planned_runs(
+    defs: dg.Definitions, instance: dg.DagsterInstance, dates: Sequence[str], scoring_only: bool
+) -> list[JobRun]:
+    """The landed days (one run per block of consecutive days: a range over a gap would hide the missing
+    day), training, the scores the landed runs could not write without a champion, monitoring."""
+    from fraud_assets.defs.raw.jobs import landed_day_selection  # after cover_landed_days
+
+    assets = landed_day_selection(instance, defs.resolve_asset_graph())
+    landed = [JobRun("landed_day", days, assets) for days in consecutive_blocks(list(dates))]
+    training = [] if scoring_only else [JobRun("training_job")]
+    scoring = [JobRun("scoring_job", run.days) for run in landed] if assets is not None else []
+    monitoring = [JobRun("monitoring_job", run.days) for run in landed]
+    return [*landed, *training, *scoring, *monitoring]
+
+
+def cover_landed_days(dates: Sequence[str]) -> None:
+    """Business days from the landing zone's first to its last unless set: any world, past or live,
+    runs with no flag. Before the definitions load, which read them once."""
+    os.environ.setdefault(settings.FIRST_BUSINESS_DATE_ENV, dates[0])
+    os.environ.setdefault(settings.LAST_BUSINESS_DATE_ENV, dates[-1])
 
 
 def reap_at_start_up(defs: dg.Definitions, instance: dg.DagsterInstance) -> Reaped:
@@ -157,29 +153,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    dates = business_dates_in_landing(settings.landing_dir())
+    if dates:
+        cover_landed_days(dates)
     from fraud_assets.definitions import defs
 
     instance = dg.DagsterInstance.get()
     reaped = reap_at_start_up(defs, instance)
     if reaped.dead or reaped.released:
         print(f"Start-up: {reaped.summary()}", file=sys.stderr)
-    dates = business_dates_in_landing(settings.landing_dir())
     if not dates:
         print(f"No authorisation files in {settings.landing_dir()}: nothing to do.", file=sys.stderr)
         return 0
-    new = register_business_dates(instance, dates)
-    print(f"Landing zone: {len(dates)} business dates ({dates[0]} .. {dates[-1]}), {len(new)} new partitions")
+    print(f"Landing zone: {len(dates)} business dates ({dates[0]} .. {dates[-1]})")
 
-    exclude = TRAINING_GROUPS if args.scoring_only else ()
-    outcomes: list[StageOutcome] = []
-    for stage in plan_stages(defs, exclude_groups=exclude):
-        names = ", ".join(k.to_user_string() for k in stage.keys)
-        scope = f"{len(dates)} partitions" if stage.partitioned else "unpartitioned"
-        print(f"-> {scope}: {names}", flush=True)
-        outcome = run_stage(defs, instance, stage, dates)
+    outcomes: list[RunOutcome] = []
+    for run in planned_runs(defs, instance, dates, args.scoring_only):
+        print(f"-> {run.label}", flush=True)
+        outcome = execute(defs, instance, run)
         outcomes.append(outcome)
         if not outcome.success:
-            print(f"   stage failed after {outcome.seconds:.1f}s; later stages not run", file=sys.stderr)
+            print(f"   run failed after {outcome.seconds:.1f}s; later runs not started", file=sys.stderr)
             break
         print(f"   ok in {outcome.seconds:.1f}s, checks passed {outcome.checks_passed}")
 

@@ -19,13 +19,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pandera.pandas as pa
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,  # no public export; needed to pin the evaluated day
-)
-from dagster._core.events import DagsterEventType
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib.contract_sql import SAMPLE_CHARS, Contract, ContractReport, compile_contract, evaluate
+from fraud_assets.lib.dagster_compat import check_target, latest_materialization_ids
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.warehouse import table_exists
 
@@ -82,9 +79,7 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
     keys = list(context.partition_keys)
     metadata = {**result.metadata, EVALUATED_OVER: partition_span(keys)}
     # The latest materialisation of every day of the range: two queries, not one per day.
-    latest_ids = context.instance.event_log_storage.get_latest_storage_id_by_partition(
-        spec.asset_key, DagsterEventType.ASSET_MATERIALIZATION, set(keys)
-    )
+    latest_ids = latest_materialization_ids(context.instance, spec.asset_key, keys)
     latest = {
         rec.partition_key: rec
         for rec in context.instance.fetch_materializations(
@@ -95,7 +90,7 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
     for key in keys:
         rec = latest.get(key)
         target = (
-            AssetCheckEvaluationTargetMaterializationData(
+            check_target(
                 storage_id=rec.storage_id, run_id=rec.event_log_entry.run_id, timestamp=rec.timestamp
             )
             if rec

@@ -2,9 +2,11 @@
 
 Dagster 1.13 has no public API to tag a run after it was created, to fail a run whose worker is gone, or
 to hand back the pool slots such a run still holds (its own run monitoring does all three, but only for
-run launchers that can check a worker's health, which the default launcher cannot). Each function here
-wraps one internal call; fraud_assets_tests/test_dagster_compat.py pins the behaviour we rely on, so a
-Dagster upgrade that changes it fails there first.
+run launchers that can check a worker's health, which the default launcher cannot), nor to name the
+materialisation a check evaluation logged by hand is about, or to find the latest materialisation of many
+partitions in one query. Each function here wraps one internal call; fraud_assets_tests/test_dagster_compat.py
+and test_partitioned_checks.py pin the behaviour we rely on, so a Dagster upgrade that changes it fails
+there first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster._core.events import JobFailureData, RunFailureReason
 
 
@@ -87,4 +92,25 @@ def in_process_executor_with_start_hook(
         requirements=base.get_requirements,
         executor_creation_fn=lambda init: _StartHookExecutor(base.executor_creation_fn(init), on_start),
         description=description,
+    )
+
+
+def check_target(
+    storage_id: int, run_id: str, timestamp: float
+) -> AssetCheckEvaluationTargetMaterializationData:
+    """What an `AssetCheckEvaluation` logged by hand names as the materialisation it evaluated: without it
+    Dagster pins the evaluation to no materialisation, and a day checked inside a range run would show
+    no result for its latest materialisation."""
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=storage_id, run_id=run_id, timestamp=timestamp
+    )
+
+
+def latest_materialization_ids(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]
+) -> dict[str, int]:
+    """partition -> storage id of its latest materialisation (partitions never materialised are absent),
+    in one query: a range run's check records one evaluation per day."""
+    return instance.event_log_storage.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
     )

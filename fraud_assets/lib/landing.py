@@ -1,9 +1,9 @@
-"""The landing zone's naming rules (docs/landing-zone.md), the one implementation for ingestion, sensors,
-CLIs and the simulator.
+"""The landing zone as ingestion, sensors, CLIs and the simulator see it (docs/landing-zone.md): the
+naming rules, one `LandingFile`, and the landing sensor's cursor.
 
 `landing/<source>/<landing-date>/<feed>_<business-date>[_<suffix>].<ext>`; files being written (names
-starting with `.` or ending in `.tmp`/`.part`) are invisible until renamed. Only names and paths live
-here (plus a file's SHA-256); reading a file's content is the raw layer's job.
+starting with `.` or ending in `.tmp`/`.part`) are invisible until renamed. Only names, paths, sizes and
+a file's SHA-256 live here; reading a file's content is the raw layer's job.
 
 Names are producer input: a name is matched in full (no trailing newline slips through), dates are
 ASCII and inside a fixed window, a name that carries a card number is refused and only ever shown
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import stat
@@ -36,7 +37,6 @@ FEEDS = {
     "merchants": ("merchants",),
     "fx_rates": ("fx_rates",),
 }
-SOURCE_OF_FEED = {feed: source for source, feeds in FEEDS.items() for feed in feeds}
 # Allowed extensions per feed (no leading dot), the delivered one first; authorisation feeds may
 # arrive uncompressed too.
 EXTENSIONS = {
@@ -142,9 +142,6 @@ def is_in_flight(name: str) -> bool:
     return name.startswith(".") or name.endswith((".tmp", ".part"))
 
 
-is_ignored = is_in_flight
-
-
 def _date(text: str) -> dt.date | None:
     if not DATE.fullmatch(text):
         return None
@@ -239,9 +236,6 @@ def parse(root: Path, path: Path, st: os.stat_result | None = None) -> LandingFi
         pan_in_name=pan,
         **stats,
     )
-
-
-classify = parse
 
 
 def _walk(root: Path) -> Iterable[LandingFile]:
@@ -340,3 +334,72 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# ---- The landing sensor's cursor -------------------------------------------------------------------------
+
+CURSOR_VERSION = 1
+
+
+@dataclass
+class LandingCursor:
+    """What the landing sensor has handled: path as stored (`LandingFile.source_file`, card numbers
+    masked) -> [size, mtime_ns, sha256]. A file is new when its path is unknown or its size or mtime
+    changed; only new files are hashed. Two names that mask alike share an entry: at worst a file is
+    hashed again and recognised by its content."""
+
+    files: dict[str, list]
+
+    @classmethod
+    def parse(cls, raw: str | None) -> LandingCursor:
+        if not raw:
+            return cls(files={})
+        data = json.loads(raw)
+        if data.get("v") != CURSOR_VERSION:
+            return cls(files={})  # run keys are content hashes: starting over launches nothing twice
+        # Keys pass the mask whatever wrote them: the cursor never holds a card number.
+        return cls(files={display_path(k): v for k, v in data["files"].items()})
+
+    def serialize(self) -> str:
+        return json.dumps({"v": CURSOR_VERSION, "files": self.files}, sort_keys=True, separators=(",", ":"))
+
+    def is_known(self, f: LandingFile) -> bool:
+        seen = self.files.get(f.source_file)
+        return seen is not None and seen[0] == f.size and seen[1] == f.mtime_ns
+
+    def seen_hashes(self, source: str) -> set[str]:
+        prefix = f"{source}/"
+        return {v[2] for k, v in self.files.items() if k.startswith(prefix)}
+
+    def record(self, f: LandingFile, sha: str) -> None:
+        self.files[f.source_file] = [f.size, f.mtime_ns, sha]
+
+
+@dataclass(frozen=True)
+class NewFile:
+    file: LandingFile
+    sha256: str
+    resent: bool  # identical content already handled under another name
+
+
+def new_files(root: Path, cursor: LandingCursor, sources: Iterable[str] = SOURCES) -> list[NewFile]:
+    """Well-named files not in the cursor, each hashed once; a hash already handled for the source (or
+    twice in this batch) marks a re-send."""
+    out: list[NewFile] = []
+    seen: dict[str, set[str]] = {}
+    for f in scan(root, sources):
+        if cursor.is_known(f):
+            continue
+        sha = sha256_file(f.path)
+        known = seen.setdefault(f.source, cursor.seen_hashes(f.source))
+        out.append(NewFile(f, sha, resent=sha in known))
+        known.add(sha)
+    return out
+
+
+def content_key(shas: Iterable[str]) -> str:
+    """One file: its SHA-256. Several files handled together: the SHA-256 of their sorted hashes."""
+    ordered = sorted(set(shas))
+    if len(ordered) == 1:
+        return ordered[0]
+    return hashlib.sha256("\n".join(ordered).encode()).hexdigest()

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fraud_assets.defs.features.compute import BASELINE_COLUMNS, ID_COLUMNS
+from fraud_assets.lib.feature_columns import BASELINE_COLUMNS, ID_COLUMNS
 
-# The 15 handbook baseline features and the key columns: the feature layer owns that contract.
+# The 15 handbook baseline features and the key columns, as the feature layer writes them.
 BASELINE_FEATURES: tuple[str, ...] = BASELINE_COLUMNS
 KEY_COLUMNS: tuple[str, ...] = ID_COLUMNS
 

@@ -244,7 +244,7 @@ def _files(root: Path, excluded: tuple[str, ...]) -> Iterator[Path]:
 
 def scan_instance(instance, match: Matcher) -> list[Finding]:
     """Run tags and config, event logs, sensor/schedule cursors and ticks, through Dagster's API."""
-    from dagster._serdes import serialize_value
+    import dagster as dg  # on use: scanning files and warehouses does not need it
 
     findings: list[Finding] = []
 
@@ -257,12 +257,12 @@ def scan_instance(instance, match: Matcher) -> list[Finding]:
         run = record.dagster_run
         check(f"run {run.run_id} tags", [f"{k}={v}" for k, v in run.tags.items()])
         check(f"run {run.run_id} config", [json.dumps(run.run_config, default=str)])
-        check(f"run {run.run_id} event log", (serialize_value(e) for e in instance.all_logs(run.run_id)))
+        check(f"run {run.run_id} event log", (dg.serialize_value(e) for e in instance.all_logs(run.run_id)))
     for state in instance.all_instigator_state():
         data = state.instigator_data
         check(f"{state.instigator_name} cursor", [getattr(data, "cursor", None)])
         ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=10_000)
-        check(f"{state.instigator_name} ticks", (serialize_value(t.tick_data) for t in ticks))
+        check(f"{state.instigator_name} ticks", (dg.serialize_value(t.tick_data) for t in ticks))
     return findings
 
 

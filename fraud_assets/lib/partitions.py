@@ -1,15 +1,47 @@
-"""Partitioning shared by every daily layer.
+"""Business dates: one daily partition per UTC day from the first business date (lib/settings.py).
 
-Business dates are *dynamic* partitions named `YYYY-MM-DD`: the landing sensor (and `make pipeline`)
-adds a partition when a file for a new business date lands. Simulated and replayed data lives in the
-past (the handbook world starts 2018-04-01), so a calendar partitioning ending "today" would show
-thousands of empty days and confine eager automation to the latest calendar day; dynamic partitions
-hold exactly the days that exist, and automation treats every one of them alike.
+Calendar days, not a list of the days that happened to arrive: a day whose files never came is a
+visible missing partition, backfills are date ranges, and lookbacks are partition mappings Dagster's
+automation can follow.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 
-BUSINESS_DATE = "business_date"
-business_date_partitions = dg.DynamicPartitionsDefinition(name=BUSINESS_DATE)
+from fraud_assets.lib import settings
+
+
+def _business_date_partitions() -> dg.DailyPartitionsDefinition:
+    last = settings.last_business_date()
+    return dg.DailyPartitionsDefinition(
+        start_date=settings.first_business_date().isoformat(),
+        end_date=(last + dt.timedelta(days=1)).isoformat() if last else None,  # end is exclusive
+        timezone="UTC",
+    )
+
+
+business_date_partitions = _business_date_partitions()
+
+
+def consecutive_blocks(days: list[str]) -> list[list[str]]:
+    """Sorted business dates cut into runs of consecutive days: a range run over a gap would write an
+    empty partition for the missing day and hide it."""
+    blocks: list[list[str]] = []
+    previous: dt.date | None = None
+    for key in sorted(set(days)):
+        day = dt.date.fromisoformat(key)
+        if previous is None or day - previous != dt.timedelta(days=1):
+            blocks.append([])
+        blocks[-1].append(key)
+        previous = day
+    return blocks
+
+
+def day_span(days: list[str]) -> str:
+    """Consecutive business dates as a run key, tag or message shows them: `2018-04-01 to 2018-04-05`.
+    A word between the dates: two dates joined by punctuation read as one 16-digit number, which the
+    card-number scan (and the alert sink's mask) would take for a PAN."""
+    return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"

@@ -21,8 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # The standard `dagster/*` table metadata keys; 1.13 does not re-export the class at top level.
-from dagster._core.definitions.metadata.metadata_set import TableMetadataSet
-
 from fraud_assets.lib.pan import mask_value
 from fraud_assets.lib.provenance import is_producer_column
 
@@ -297,15 +295,15 @@ def table_metadata(
     part = conn.execute(f"SELECT count(*) FROM {table}{filt}", args).fetchall()[0][0] if where else None
     cols = ", ".join(preview_columns) if preview_columns else "*"
     preview = conn.execute(f"SELECT {cols} FROM {table}{filt} LIMIT {PREVIEW_ROWS}", args).df()
-    md = dict(
-        TableMetadataSet(
-            column_schema=column_schema(conn, table, descriptions),
-            row_count=int(total),
-            partition_row_count=int(part) if part is not None else None,
-            table_name=table,
-            storage_kind="duckdb",
-        )
-    )
+    # Dagster's standard table metadata keys (its TableMetadataSet, which 1.13 does not export).
+    md = {
+        "dagster/column_schema": column_schema(conn, table, descriptions),
+        "dagster/row_count": int(total),
+        "dagster/table_name": table,
+        "dagster/storage_kind": "duckdb",
+    }
+    if part is not None:
+        md["dagster/partition_row_count"] = int(part)
     md["preview"] = masked_preview(preview, table=table)
     md.update(extra or {})
     return md

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from fraud_assets.lib import settings
 from fraud_assets.lib.settings import data_dir as default_data_dir
 from fraud_assets.simulator.config import (
     DEFAULT_ACQ_B_SHARE,
@@ -85,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     world = p.add_argument_group("world (a new run; --append-days reuses the stored ones)")
     world.add_argument("--profile", choices=PROFILES, help="generative profile (default: realistic)")
-    world.add_argument("--start", help="first simulated day, YYYY-MM-DD (default: 2018-04-01)")
+    world.add_argument(
+        "--start",
+        help="first simulated day, YYYY-MM-DD (default: $FRAUD_FIRST_BUSINESS_DATE, else 2018-04-01)",
+    )
     world.add_argument("--days", type=_positive, help="number of simulated days (default: 183)")
     world.add_argument("--customers", type=_positive, help="number of customers/cards (default: 5000)")
     world.add_argument("--terminals", type=_positive, help="number of terminals (default: 10000)")
@@ -174,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cfg = SimConfig(
                 profile=args.profile or defaults.profile,
-                start=args.start or defaults.start_date,
+                # The platform's first business day, so a new world and the partitions agree.
+                start=args.start or settings.first_business_date(),
                 days=args.days or defaults.days,
                 customers=args.customers or defaults.customers,
                 terminals=args.terminals or defaults.terminals,

@@ -23,8 +23,11 @@ OWNERS = ["team:fraud-data-science"]
 GROUP = "features"
 CODE_VERSION = "3"
 PREVIEW_COLUMNS = ["transaction_id", "business_date", "tx_amount", "card_nb_tx_1d", "terminal_risk_7d"]
+# A day's windows read the cleaned transactions of the LOOKBACK_DAYS days before it: declared, so the
+# UI shows it and automation rebuilds the later days when an earlier day is cleaned again.
+TRANSACTIONS_LOOKBACK = dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_DAYS)
 CLEANED_DEPS = [
-    dg.AssetKey(["cleaned", "transactions"]),
+    dg.AssetDep(dg.AssetKey(["cleaned", "transactions"]), partition_mapping=TRANSACTIONS_LOOKBACK),
     dg.AssetKey(["cleaned", "labels"]),
     dg.AssetKey(["cleaned", "cards"]),
     dg.AssetKey(["cleaned", "terminals"]),

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from fraud_assets.defs.features import rows as derive
 from fraud_assets.defs.features.windows import KNOWN_FRAUD_COUNTERS, card_windows, terminal_windows
+from fraud_assets.lib.feature_columns import BASELINE_COLUMNS, ID_COLUMNS
 from fraud_assets.lib.warehouse import replace_partition
 
 TABLE = "features.transaction_features"
@@ -43,24 +44,6 @@ ROWS_VIEW = "feature_rows"
 # large worlds (about 1 KB per row at peak); the handbook world (1.8M rows) is one pass.
 OUTPUT_ROWS_PER_PASS = 5_000_000
 
-ID_COLUMNS = ("transaction_id", "business_date", "tx_datetime", "card_token", "terminal_id")
-BASELINE_COLUMNS = (
-    "tx_amount",
-    "is_weekend",
-    "is_night",
-    "card_nb_tx_1d",
-    "card_avg_amount_1d",
-    "card_nb_tx_7d",
-    "card_avg_amount_7d",
-    "card_nb_tx_30d",
-    "card_avg_amount_30d",
-    "terminal_nb_tx_1d",
-    "terminal_risk_1d",
-    "terminal_nb_tx_7d",
-    "terminal_risk_7d",
-    "terminal_nb_tx_30d",
-    "terminal_risk_30d",
-)
 PRODUCTION_COLUMNS = (
     "terminal_known_fraud_7d",
     "terminal_known_fraud_28d",

@@ -1,5 +1,9 @@
 """The `models` layer: training set -> candidates -> evaluation -> champion gate -> approval request ->
-champion (docs/models.md, docs/governance.md)."""
+champion (docs/models.md, docs/governance.md), and when to train (sensors.py).
+
+`defs` is merged into the code location by fraud_assets/definitions.py; `control` is the training job, its
+trigger and schedule (model_approval is a person's decision, launched from the UI).
+"""
 
 import dagster as dg
 
@@ -7,20 +11,16 @@ from fraud_assets.defs.models.approval import approval_request
 from fraud_assets.defs.models.candidates import candidate_assets
 from fraud_assets.defs.models.champion import champion, champion_gate, model_approval_job
 from fraud_assets.defs.models.evaluation import evaluation
+from fraud_assets.defs.models.jobs import MODELS_JOBS
+from fraud_assets.defs.models.sensors import MODELS_SCHEDULES, MODELS_SENSORS
 from fraud_assets.defs.models.training_set import training_set
 
-training_job = dg.define_asset_job(
-    "training_job",
-    selection=dg.AssetSelection.groups("models"),
-    description=(
-        "Retrain: models/training_set -> one candidate per family -> models/evaluation -> champion_gate "
-        "(blocking) -> models/approval_request (the challenger waits for a person) -> models/champion "
-        "(moves only at bootstrap). Reads features and labels already in the warehouse."
+control = dg.Definitions(jobs=MODELS_JOBS, sensors=MODELS_SENSORS, schedules=MODELS_SCHEDULES)
+defs = dg.Definitions.merge(
+    dg.Definitions(
+        assets=[training_set, *candidate_assets, evaluation, approval_request, champion],
+        asset_checks=[champion_gate],
+        jobs=[model_approval_job],
     ),
-)
-
-defs = dg.Definitions(
-    assets=[training_set, *candidate_assets, evaluation, approval_request, champion],
-    asset_checks=[champion_gate],
-    jobs=[training_job, model_approval_job],
+    control,
 )

@@ -1,8 +1,8 @@
-"""Monitoring assets: drift of features and scores, performance on matured labels.
+"""Monitoring assets: drift of features and scores per business day, performance on matured labels.
 
 Both read the warehouse tables other layers publish (docs/architecture.md), tolerate their absence (a fresh
 platform has no scores yet) and write small tables whose numeric metadata the UI plots over time. Their
-checks raise WARN/ERROR; the retraining trigger (automation/training.py) reads the same metadata.
+checks raise WARN/ERROR; the retraining trigger (defs/models/sensors.py) reads the same metadata.
 """
 
 import re
@@ -17,6 +17,7 @@ from fraud_assets.defs.features.compute import BASELINE_COLUMNS, LABEL_DELAY_DAY
 from fraud_assets.defs.monitoring.metrics import average_precision, card_precision_at_k, psi, psi_status
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 
 OWNERS = ["team:fraud-data-science"]
@@ -150,33 +151,36 @@ def _compare(feature: str, ref: pd.DataFrame, cur: pd.DataFrame, start: pd.Times
     return feature, value, status, len(complete), len(cur)
 
 
-def compute_drift(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """One row per feature (and the score): PSI of the latest day against the reference window."""
+def compute_drift(conn: duckdb.DuckDBPyConnection, day: str, samples: dict | None = None) -> pd.DataFrame:
+    """One row per feature (and the score): PSI of `day` against the reference window; no rows when the
+    day has no features or nothing came before it. `samples` keeps reference samples across the days of
+    one run (they share the training window)."""
+    samples = {} if samples is None else samples
+    empty = pd.DataFrame(columns=list(DRIFT_COLUMNS))
     if not table_exists(conn, FEATURES_TABLE):
-        return pd.DataFrame(columns=list(DRIFT_COLUMNS))
-    latest = conn.execute(f"SELECT CAST(max(business_date) AS VARCHAR) FROM {FEATURES_TABLE}").fetchone()[0]
-    lo, hi = _reference_window(conn, latest) if latest else (None, None)
-    if latest is None or lo is None:
-        return pd.DataFrame(columns=list(DRIFT_COLUMNS))
+        return empty
     features = [c for c in DRIFT_FEATURES if c in _columns(conn, FEATURES_TABLE)]
+    cur = _day(conn, FEATURES_TABLE, features, day)
+    lo, hi = _reference_window(conn, day)
+    if cur.empty or lo is None:
+        return empty
     start = _history_start(conn)
-    ref = _sample(conn, FEATURES_TABLE, ["business_date", *features], lo, hi)
-    cur = _day(conn, FEATURES_TABLE, features, latest)
-    rows = [_compare(f, ref, cur, start) for f in features]
+    if (FEATURES_TABLE, lo, hi) not in samples:
+        samples[(FEATURES_TABLE, lo, hi)] = _sample(
+            conn, FEATURES_TABLE, ["business_date", *features], lo, hi
+        )
+    rows = [_compare(f, samples[(FEATURES_TABLE, lo, hi)], cur, start) for f in features]
     if table_exists(conn, SCORES_TABLE):
-        ref_s = _sample(conn, SCORES_TABLE, ["business_date", SCORE], lo, hi)
+        if (SCORES_TABLE, lo, hi) not in samples:
+            samples[(SCORES_TABLE, lo, hi)] = _sample(conn, SCORES_TABLE, ["business_date", SCORE], lo, hi)
+        ref_s = samples[(SCORES_TABLE, lo, hi)]
         if ref_s.empty:  # the training window was never scored: compare with every earlier scored day
-            ref_s = _sample(
-                conn,
-                SCORES_TABLE,
-                ["business_date", SCORE],
-                "0000-00-00",
-                str(pd.Timestamp(latest).date() - pd.Timedelta(days=1)),
-            )
-        cur_s = _day(conn, SCORES_TABLE, [SCORE], latest)
+            before = str(pd.Timestamp(day).date() - pd.Timedelta(days=1))
+            ref_s = _sample(conn, SCORES_TABLE, ["business_date", SCORE], "0000-00-00", before)
+        cur_s = _day(conn, SCORES_TABLE, [SCORE], day)
         rows.append(_compare(SCORE, ref_s, cur_s, start))
     df = pd.DataFrame(rows, columns=["feature", "psi", "status", "reference_rows", "current_rows"])
-    df.insert(0, "business_date", pd.Timestamp(latest).date())
+    df.insert(0, "business_date", pd.Timestamp(day).date())
     df["reference_start"] = pd.Timestamp(lo).date()
     df["reference_end"] = pd.Timestamp(hi).date()
     df["computed_at"] = _now()
@@ -220,8 +224,11 @@ def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
     metadata=column_schema_metadata(DRIFT_TYPES, descriptions=DRIFT_COLUMNS),
     owners=OWNERS,
     kinds={"duckdb", "python"},
-    code_version="1",
+    code_version="2",
     pool="duckdb",
+    partitions_def=business_date_partitions,
+    # A burst of days is one run: the days share the training window's reference sample.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[
         dg.AssetKey(["features", "transaction_features"]),
         dg.AssetKey(["scoring", "transaction_scores"]),
@@ -232,7 +239,7 @@ def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
             "psi_below_thresholds",
             asset=dg.AssetKey(["monitoring", "feature_drift"]),
             description=(
-                "Every feature's and the score's PSI (latest day vs training window) is below 0.1. "
+                "Every feature's and the score's PSI (each day of the run vs training window) is below 0.1. "
                 "WARN from 0.1, ERROR from 0.25 (the retraining trigger acts at 0.25)."
             ),
         )
@@ -240,36 +247,60 @@ def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
     description=(
         "Population stability index (PSI) of each handbook baseline feature (but the calendar's is_weekend) "
         "and of the champion's score, "
-        "latest business day vs the training window (reference deciles). For data scientists and the "
-        "retraining trigger: 0.1 = warn, 0.25 = act. One row per (day, feature); history kept by day. "
-        "Metadata `max_psi`, `score_psi` and `psi_<feature>` plot over time."
+        "one business day (partition) vs the training window (reference deciles). For data scientists and "
+        "the retraining trigger: 0.1 = warn, 0.25 = act. One row per (day, feature). Metadata `max_psi`, "
+        "`score_psi` and `psi_<feature>` (of the run's latest day) plot over time."
     ),
 )
 def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    days = sorted(context.partition_keys)
     with duckdb.get_connection() as conn:
-        df = compute_drift(conn)
+        samples: dict = {}
+        measured = [compute_drift(conn, day, samples) for day in days]
+        measured = [df for df in measured if not df.empty]
+        df = pd.concat(measured, ignore_index=True) if measured else pd.DataFrame(columns=list(DRIFT_COLUMNS))
         extra: dict[str, object] = {}
-        if not df.empty:
-            day = str(df["business_date"].iloc[0])
-            replace_partition(conn, DRIFT_TABLE, df, "business_date", [day])
-            measured = df.dropna(subset=["psi"])
-            worst = measured.loc[measured["psi"].idxmax()] if not measured.empty else None
+        if measured:
+            replace_partition(conn, DRIFT_TABLE, df, "business_date", days)
+            latest = measured[-1]
+            day = str(latest["business_date"].iloc[0])
+            scored = latest.dropna(subset=["psi"])
+            worst = scored.loc[scored["psi"].idxmax()] if not scored.empty else None
+            window = f"{latest['reference_start'].iloc[0]} .. {latest['reference_end'].iloc[0]}"
             extra = {
                 "current_business_date": day,
-                "reference_window": f"{df['reference_start'].iloc[0]} .. {df['reference_end'].iloc[0]}",
+                "drift_days": len(measured),
+                "reference_window": window,
                 "max_psi": float(worst["psi"]) if worst is not None else float("nan"),
                 "max_psi_feature": str(worst["feature"]) if worst is not None else "",
-                "features_warn": int((df["status"] == "warn").sum()),
-                "features_act": int((df["status"] == "act").sum()),
-                **{f"psi_{r.feature}": float(r.psi) for r in df.itertuples()},
+                "features_warn": int((latest["status"] == "warn").sum()),
+                "features_act": int((latest["status"] == "act").sum()),
+                **{f"psi_{r.feature}": float(r.psi) for r in latest.itertuples()},
             }
-            if SCORE in set(df["feature"]):
-                extra["score_psi"] = float(df.loc[df["feature"] == SCORE, "psi"].iloc[0])
+            if SCORE in set(latest["feature"]):
+                extra["score_psi"] = float(latest.loc[latest["feature"] == SCORE, "psi"].iloc[0])
             md = table_metadata(conn, DRIFT_TABLE, descriptions=DRIFT_COLUMNS, extra=extra)
         else:
             context.log.info("no features yet: nothing to compare")
             md = {"note": "no features or no reference window yet"}
-    return dg.MaterializeResult(metadata=md, check_results=[drift_check(df)])
+        unseen = _after_training(conn, df)
+    return dg.MaterializeResult(metadata=md, check_results=[drift_check(unseen)])
+
+
+def _after_training(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of days the champion's training set did not hold: drift is a warning about data the
+    models have not seen (a burst re-measured at bootstrap would otherwise alert on the training days,
+    each compared with the few days before it)."""
+    if (
+        df.empty
+        or not table_exists(conn, TRAINING_TABLE)
+        or "business_date" not in _columns(conn, TRAINING_TABLE)
+    ):
+        return df
+    last = conn.execute(f"SELECT max(business_date) FROM {TRAINING_TABLE}").fetchone()[0]
+    if last is None:
+        return df
+    return df[pd.to_datetime(df["business_date"]) > pd.Timestamp(last)]
 
 
 def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:

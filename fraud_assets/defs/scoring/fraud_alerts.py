@@ -143,7 +143,6 @@ def alerts_for_days(
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[SCORES_KEY],
     metadata=column_schema_metadata(ALERTS_COLUMNS, descriptions=ALERTS_DESCRIPTIONS),
-    automation_condition=dg.AutomationCondition.eager(),
     description=(
         "Daily alert queue for fraud investigators: the top-k cards of the business day (k configurable, "
         "default 100) ranked by each card's highest transaction score, with that transaction, its score, "

@@ -36,9 +36,6 @@ CHAMPION_KEY = dg.AssetKey(["models", "champion"])
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[dg.AssetKey(["features", "transaction_features"]), CHAMPION_KEY],
     metadata=column_schema_metadata(SCORES_COLUMNS, descriptions=SCORES_DESCRIPTIONS),
-    # Score new days as their features land; a new champion does not rescore history (each row keeps the
-    # model_version that scored it; rescore a day explicitly if needed).
-    automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(CHAMPION_KEY)),
     description=(
         "Fraud score (probability) of every transaction of a business day, for the alert queue and "
         "monitoring. Computed by the current champion model (loaded through the checked loader) from "

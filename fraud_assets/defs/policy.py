@@ -1,24 +1,25 @@
 """The automation and freshness policy of the whole platform, in one place.
 
-`apply_policies(defs)` is called once on the merged code location (fraud_assets/definitions.py). It sets
-each asset's `AutomationCondition` and `FreshnessPolicy` by layer (the asset's group), overriding whatever a
-layer declared, so the reader finds every rule here and the graph snapshot test shows them all.
+`apply_policies(defs)` is called once on the merged code location (fraud_assets/definitions.py): it sets
+each asset's `AutomationCondition` and `FreshnessPolicy` by layer (the asset's group), so a reader finds
+every rule here and the graph snapshot shows them all. `automation_sensor` evaluates them.
 
-Per layer (the asset's group):
-- raw: no condition; the landing sensor runs raw when files land. Freshness 26 h, but 8 days (warn
-  2) for the cardholder and merchant snapshots and what is cleaned from them (they arrive as full
-  snapshots, not daily).
-- cleaned, features: `fill_and_follow` - build missing partitions once their inputs exist, rebuild when an
-  input of the same day updates (not when labels or a reference snapshot do), only after upstream
-  blocking checks passed. Freshness 26 h.
-- models: no condition; training is requested by `training_trigger_sensor` (bootstrap, drift, decay) and
-  the weekly schedule, never by every new day. Freshness 8 days (warn 7).
+- raw: no condition; the landing sensor runs a landed day's job. Freshness 26 h, but 8 days (warn 2) for
+  the cardholder and merchant snapshots and what is cleaned from them (full snapshots, not daily).
+- cleaned: `fill_and_follow` - build a missing partition once its inputs exist, rebuild when an input of
+  the same day updates (not when labels or a reference snapshot do), only after upstream blocking checks
+  passed. Freshness 26 h.
+- features: the same over the 37-day lookback the asset graph declares (features depend on the cleaned
+  transactions of the days before them): a day re-cleaned after later days' features rebuilds them.
+- models: no condition; training is requested by `training_trigger_sensor` and the weekly schedule.
+  Freshness 8 days (warn 7).
 - scoring: `fill_and_follow` that ignores champion updates (a new champion scores new days; history keeps
   the scores that were served) and waits until a champion exists. Freshness 26 h.
-- monitoring: `follow` - recompute after upstream updates, without waiting for every partition. 26 h.
+- monitoring: `follow` - recompute after upstream updates, without waiting for every partition; a day's
+  drift follows its own day's features and scores (a new training window does not recompute history). 26 h.
 
-Why not plain `eager()`: its `newly_missing` is reset on the automation sensor's first evaluation, so days
-that were added before that first tick (a seeded landing zone at `make run`) would never be built.
+Not plain `eager()`: its `newly_missing` is reset on the automation sensor's first evaluation, so days
+that landed before that first tick (a seeded landing zone at `make run`) would never be built.
 `fill_and_follow` builds any missing partition whose inputs exist, once (`~execution_failed` stops a
 failing partition from being retried every tick; a new upstream update retries it).
 """
@@ -29,9 +30,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-from fraud_assets.defs.automation import graph as g
-
 AC = dg.AutomationCondition
+RAW_AUTHORIZATIONS = dg.AssetKey(["raw", "authorizations"])
+CHAMPION = dg.AssetKey(["models", "champion"])
 AUTOMATION_SENSOR_INTERVAL_SECONDS = 10
 
 DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
@@ -62,8 +63,30 @@ def _ready(ignore: dg.AssetSelection | None = None) -> AC:
     return ~missing & ~in_progress & ~AC.in_progress() & checks
 
 
+def _lookback_ready() -> AC:
+    """Ready over a lookback window of daily inputs. Dagster maps a day to every day of its window, so
+    "any input missing" would hold a day back for good behind a day that never had data, and "all blocking
+    checks passed" would hold when any one day passed. Instead: the day itself has authorisations (not a
+    dependency, so mapped day to day), no day of the window that is on its way (its own inputs exist) is
+    missing, running or failed a blocking check."""
+    day_exists = AC.asset_matches(RAW_AUTHORIZATIONS, ~AC.missing()).with_label("day_has_authorizations")
+    on_its_way = (AC.missing() & ~AC.will_be_requested() & ~AC.any_deps_missing()).with_label(
+        "missing_with_inputs"
+    )
+    failed = AC.any_checks_match(AC.check_failed(), blocking_only=True).with_label("blocking_check_failed")
+    return (
+        day_exists
+        & ~AC.any_deps_match(on_its_way)
+        & ~AC.any_deps_match(failed)
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    )
+
+
 def fill_and_follow(
-    ignore_updates_of: dg.AssetSelection | None = None, not_waiting_for: dg.AssetSelection | None = None
+    ignore_updates_of: dg.AssetSelection | None = None,
+    not_waiting_for: dg.AssetSelection | None = None,
+    lookback: bool = False,
 ) -> AC:
     """Build a missing partition once its inputs exist; rebuild when an input updates."""
     updated = AC.any_deps_updated()
@@ -71,20 +94,24 @@ def fill_and_follow(
         updated = updated.ignore(ignore_updates_of)
     fill = (AC.missing() & ~AC.execution_failed()).with_label("missing_not_failed")
     follow = updated.since_last_handled().with_label("deps_updated_since_last_handled")
-    return ((fill | follow) & _ready(not_waiting_for)).with_label("fill_and_follow")
+    ready = _lookback_ready() if lookback else _ready(not_waiting_for)
+    return ((fill | follow) & ready).with_label("fill_and_follow_lookback" if lookback else "fill_and_follow")
 
 
 def scoring_condition(ignore: dg.AssetSelection | None = None) -> AC:
-    champion = dg.AssetSelection.assets(g.CHAMPION)
-    has_champion = AC.asset_matches(g.CHAMPION, ~AC.missing()).with_label("champion_exists")
+    champion = dg.AssetSelection.assets(CHAMPION)
+    has_champion = AC.asset_matches(CHAMPION, ~AC.missing()).with_label("champion_exists")
     ignored = champion | ignore if ignore is not None else champion
     return (fill_and_follow(ignore_updates_of=ignored) & has_champion).with_label("score_when_champion")
 
 
-def follow() -> AC:
+def follow(ignore_updates_of: dg.AssetSelection | None = None) -> AC:
     """Monitoring: recompute after upstream updates, without waiting for every partition to exist."""
+    updated = AC.any_deps_updated()
+    if ignore_updates_of is not None:
+        updated = updated.ignore(ignore_updates_of)
     return (
-        AC.any_deps_updated().since_last_handled()
+        updated.since_last_handled()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
         & AC.all_deps_blocking_checks_passed()
@@ -104,7 +131,9 @@ def condition_for(
     waits for none: one day missing, running or failing its checks must not hold it back for good."""
     layer = spec.group_name or spec.key.path[0]
     ignore = unpartitioned if spec.partitions_def is not None else None
-    if layer in ("cleaned", "features"):
+    if layer == "features":
+        return fill_and_follow(ignore_updates_of=ignore, lookback=spec.partitions_def is not None)
+    if layer == "cleaned":
         waits_for_days = spec.partitions_def is not None
         return fill_and_follow(
             ignore_updates_of=ignore, not_waiting_for=None if waits_for_days else partitioned
@@ -112,7 +141,7 @@ def condition_for(
     if layer == "scoring":
         return scoring_condition(ignore) if has_champion else fill_and_follow(ignore_updates_of=ignore)
     if layer == "monitoring":
-        return follow()
+        return follow(ignore_updates_of=ignore)
     return None  # raw (sensors), models (training sensor + schedule), anything else
 
 
@@ -135,7 +164,7 @@ def apply_policies(defs: dg.Definitions) -> dg.Definitions:
         if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)
         for spec in (a.specs if isinstance(a, dg.AssetsDefinition) else [a])
     ]
-    has_champion = any(spec.key == g.CHAMPION for spec in specs)
+    has_champion = any(spec.key == CHAMPION for spec in specs)
     unpartitioned = dg.AssetSelection.assets(*[s.key for s in specs if s.partitions_def is None])
     partitioned = dg.AssetSelection.assets(*[s.key for s in specs if s.partitions_def is not None])
 
@@ -155,7 +184,8 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     # assets with a single-run backfill policy (raw, cleaned, features) for all those days in one run.
     emit_backfills=True,
     description=(
-        "Evaluates the declarative automation policy (fraud_assets/defs/automation/policy.py): fills and "
-        "follows cleaned/features/scoring partitions, recomputes monitoring. Running by default."
+        "Evaluates the declarative automation policy (fraud_assets/defs/policy.py): fills and follows "
+        "cleaned/features/scoring partitions, rebuilds features over their lookback, recomputes "
+        "monitoring. Running by default."
     ),
 )

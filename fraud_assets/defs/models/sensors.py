@@ -1,40 +1,43 @@
 """When to train: bootstrap (no champion yet), drift, decay, and a weekly schedule.
 
 `training_trigger_sensor` reads only the Dagster instance (materialisation metadata of the monitoring
-assets, partition counts, run records), never DuckDB. It requests the models chain up to the champion
-(training set -> candidates -> evaluation -> gate -> approval request) with the reason in the run's tags; the
-new candidate faces the champion/challenger gate, and one that passes waits for a person's approval
-(model_approval job, docs/governance.md): retraining never changes the champion by itself, except the
-bootstrap, which auto-approves the first model when no champion was ever appointed.
+assets, partition counts, run records), never DuckDB, and requests `training_job` with the reason in the
+run's tags. The new candidate faces the champion/challenger gate, and one that passes waits for a
+person's approval (model_approval job, docs/governance.md): retraining never changes the champion by
+itself, except the bootstrap, which auto-approves the first model when no champion was ever appointed.
 
 - bootstrap: `models/champion` was never materialised, at least `FRAUD_BOOTSTRAP_MIN_DAYS` (default 21)
   business days have features, labels exist, and no run at all is queued or running (so the first model
-  sees every seeded day). Scores wait for the champion (policy.py), so a fresh `make run` ends
-  with a champion and every day scored.
+  sees every seeded day).
 - drift: the latest `monitoring/feature_drift` has `max_psi` >= `PSI_ACT` (0.25) for a business day the
-  latest training run did not see (`latest_business_date` of `models/training_set`). Retraining on the
-  same data gives the same model, so drift on a day the models were already trained with is reported
-  (the check fails, an alert goes out) but triggers nothing.
+  latest training run did not see (`latest_business_date` of `models/training_set`): retraining on the
+  same data gives the same model, so drift on a day the models were trained with only alerts.
 - decay: the latest `monitoring/model_performance` has `latest_matured_ap` < `FRAUD_AP_FLOOR` (default 0.3).
-Each drifted or matured business day triggers at most once (run_key = `drift:<day>` / `decay:<day>`:
-monitoring is recomputed after every run, including the training run itself, so keying on the
-materialisation would retrain in a loop), and never while a training run is in flight.
+Each drifted or matured business day triggers at most once (run_key `drift:<day>` / `decay:<day>`:
+monitoring is recomputed after every run, the training run included, so a key per measurement would
+retrain in a loop), and never while a training run is in flight.
 """
 
 import os
 
 import dagster as dg
 
-from fraud_assets.defs.automation import graph as g
-from fraud_assets.defs.automation.sensors import PRIORITY_TAG, TAG_TRIGGER, in_process_config, runs_in_flight
+from fraud_assets.defs.models.jobs import training_job
 from fraud_assets.defs.monitoring.thresholds import PSI_ACT, ap_floor
+from fraud_assets.lib.runs import TAG_TRIGGER, runs_in_flight
 
 TAG_REASON = "fraud_assets/retrain_reason"
 TAG_DETAIL = "fraud_assets/retrain_detail"
 DEFAULT_BOOTSTRAP_MIN_DAYS = 21
 WEEKLY_RETRAIN_CRON = "0 3 * * 1"
 TRAINING_SENSOR_INTERVAL_SECONDS = 15
-TRAINING_PRIORITY = "-10"  # background work: never ahead of a landed day's runs (sensors.PRIORITY_TAG)
+FEATURES = dg.AssetKey(["features", "transaction_features"])
+LABELS = dg.AssetKey(["cleaned", "labels"])
+TRAINING_SET = dg.AssetKey(["models", "training_set"])
+CHAMPION = dg.AssetKey(["models", "champion"])
+APPROVAL_REQUEST = dg.AssetKey(["models", "approval_request"])
+FEATURE_DRIFT = dg.AssetKey(["monitoring", "feature_drift"])
+MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
 
 
 def bootstrap_min_days() -> int:
@@ -53,64 +56,56 @@ def _metadata_value(instance: dg.DagsterInstance, key: dg.AssetKey, name: str):
 def awaiting_approval(instance: dg.DagsterInstance) -> str | None:
     """The version models/approval_request last put up for approval, unless a later models/champion
     decision was about it (read from materialisation metadata, like everything this trigger reads)."""
-    pending, request_id = _metadata_value(instance, g.APPROVAL_REQUEST, "pending_version")
+    pending, request_id = _metadata_value(instance, APPROVAL_REQUEST, "pending_version")
     if not pending or pending == "none":
         return None
-    decided, decision_id = _metadata_value(instance, g.CHAMPION, "decided_version")
+    decided, decision_id = _metadata_value(instance, CHAMPION, "decided_version")
     if decision_id is not None and decision_id > request_id and decided == pending:
         return None
     return str(pending)
 
 
-def _training_request(keys, reason: str, detail: str, run_key: str, run_config=None) -> dg.RunRequest:
+def _training_request(reason: str, detail: str, run_key: str) -> dg.RunRequest:
     return dg.RunRequest(
+        job_name=training_job.name,
         run_key=run_key,
-        asset_selection=keys,
-        tags={
-            TAG_TRIGGER: "training",
-            TAG_REASON: reason,
-            TAG_DETAIL: detail[:200],
-            PRIORITY_TAG: TRAINING_PRIORITY,
-        },
-        run_config=run_config or {},
+        tags={TAG_TRIGGER: "training", TAG_REASON: reason, TAG_DETAIL: detail[:200]},
     )
+
+
+def ever_materialized(instance: dg.DagsterInstance, key: dg.AssetKey) -> bool:
+    return instance.get_latest_materialization_event(key) is not None
 
 
 def training_reasons(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]:
     """The training runs to request now (at most one)."""
-    instance, graph = context.instance, context.repository_def.asset_graph
-    keys = g.training_keys(graph)
-    if not keys:
-        return []
+    instance = context.instance
     if runs_in_flight(instance, {TAG_TRIGGER: "training"}):
         return []
-    if not g.ever_materialized(instance, graph, g.CHAMPION):
+    if not ever_materialized(instance, CHAMPION):
         # Wait until the platform is quiet (landing runs, automation's backfills): the first model should
         # see every seeded day, not the ones that happened to be ready first.
         if runs_in_flight(instance, {}):
             return []
-        days = len(instance.get_materialized_partitions(g.FEATURES)) if graph.has(g.FEATURES) else 0
-        labels_ok = not graph.has(g.LABELS) or g.ever_materialized(instance, graph, g.LABELS)
-        if days < bootstrap_min_days() or not labels_ok:
+        days = len(instance.get_materialized_partitions(FEATURES))
+        if days < bootstrap_min_days() or not ever_materialized(instance, LABELS):
             return []
         detail = f"no champion yet; {days} business days with features"
-        return [_training_request(keys, "bootstrap", detail, f"bootstrap:{days}", in_process_config(context))]
-    psi, drift_id = _metadata_value(instance, g.FEATURE_DRIFT, "max_psi")
+        return [_training_request("bootstrap", detail, f"bootstrap:{days}")]
+    psi, drift_id = _metadata_value(instance, FEATURE_DRIFT, "max_psi")
     if psi is not None and float(psi) >= PSI_ACT:
-        feature, _ = _metadata_value(instance, g.FEATURE_DRIFT, "max_psi_feature")
-        day, _ = _metadata_value(instance, g.FEATURE_DRIFT, "current_business_date")
-        seen, _ = _metadata_value(instance, g.TRAINING_SET, "latest_business_date")
+        feature, _ = _metadata_value(instance, FEATURE_DRIFT, "max_psi_feature")
+        day, _ = _metadata_value(instance, FEATURE_DRIFT, "current_business_date")
+        seen, _ = _metadata_value(instance, TRAINING_SET, "latest_business_date")
         if not (day and seen and str(day) <= str(seen)):
             detail = f"PSI {float(psi):.3f} >= {PSI_ACT} on {feature} for {day}"
-            run_key = f"drift:{day}" if day else f"drift:{drift_id}"
-            return [_training_request(keys, "drift", detail, run_key, in_process_config(context))]
-    ap, perf_id = _metadata_value(instance, g.MODEL_PERFORMANCE, "latest_matured_ap")
+            return [_training_request("drift", detail, f"drift:{day}" if day else f"drift:{drift_id}")]
+    ap, perf_id = _metadata_value(instance, MODEL_PERFORMANCE, "latest_matured_ap")
     floor = ap_floor()
     if ap is not None and float(ap) == float(ap) and float(ap) < floor:
-        day, _ = _metadata_value(instance, g.MODEL_PERFORMANCE, "latest_matured_business_date")
+        day, _ = _metadata_value(instance, MODEL_PERFORMANCE, "latest_matured_business_date")
         detail = f"matured-label AP {float(ap):.3f} < floor {floor} on {day}"
-        run_key = f"decay:{day}" if day else f"decay:{perf_id}"
-        return [_training_request(keys, "decay", detail, run_key, in_process_config(context))]
+        return [_training_request("decay", detail, f"decay:{day}" if day else f"decay:{perf_id}")]
     return []
 
 
@@ -123,7 +118,7 @@ def training_reasons(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]
         "matured labels falls below the floor. The reason is in the run tags "
         "(fraud_assets/retrain_reason, fraud_assets/retrain_detail). Reads only the Dagster instance."
     ),
-    target=dg.AssetSelection.groups(g.TRAINING_GROUP),
+    job=training_job,
     minimum_interval_seconds=TRAINING_SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
@@ -139,7 +134,7 @@ def training_trigger_sensor(context: dg.SensorEvaluationContext):
     name="weekly_retrain",
     cron_schedule=WEEKLY_RETRAIN_CRON,
     execution_timezone="UTC",
-    target=dg.AssetSelection.groups(g.TRAINING_GROUP),
+    job=training_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=(
         "Retrains every Monday 03:00 UTC whatever the monitors say (fresh labels have matured over the "
@@ -148,9 +143,6 @@ def training_trigger_sensor(context: dg.SensorEvaluationContext):
     ),
 )
 def weekly_retrain(context: dg.ScheduleEvaluationContext):
-    keys = g.training_keys(context.repository_def.asset_graph)
-    if not keys:
-        return dg.SkipReason("no models/champion asset in this code location")
     # A weekly retrain would supersede the challenger awaiting approval every week, before any of its
     # shadow days has matured labels (7 days): the approver would never see live evidence. Drift and
     # decay still retrain: the data changed, the evidence with it.
@@ -158,6 +150,8 @@ def weekly_retrain(context: dg.ScheduleEvaluationContext):
     if waiting:
         return dg.SkipReason(f"{waiting} awaits approval (model_approval job): no weekly retrain meanwhile")
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return _training_request(
-        keys, "weekly", f"weekly retrain {stamp}", f"weekly:{stamp}", in_process_config(context)
-    )
+    return _training_request("weekly", f"weekly retrain {stamp}", f"weekly:{stamp}")
+
+
+MODELS_SENSORS = [training_trigger_sensor]
+MODELS_SCHEDULES = [weekly_retrain]

@@ -1,7 +1,5 @@
-"""Alerting: failed runs and failed asset checks go to the pluggable `alert_sink` (lib/alerting.py).
-
-Both sensors read only the Dagster instance; the sink owns where alerts go (log + outbox file + the
-`monitoring.alerts` table, plus a webhook when configured)."""
+"""What the alert sensors (sensors.py) read from the Dagster instance: why a run failed, and which check
+failures are new, changed or still open. The sink (lib/alerting.py) owns where alerts go."""
 
 import hashlib
 import json
@@ -10,12 +8,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
-from fraud_assets.lib.alerting import Alert, AlertSink
+from fraud_assets.lib.alerting import Alert
 from fraud_assets.lib.contracts import EVALUATED_OVER
-from fraud_assets.lib.dead_runs import DEAD_RUN_TAG
 
 CHECK_SENSOR_BATCH = 100
 
@@ -27,14 +22,14 @@ def failed_only_on_blocking_checks(instance: dg.DagsterInstance, run_id: str) ->
     """The run failed because blocking checks failed (Dagster then fails their step so that what follows
     does not run), and for no other reason: a contract that stopped bad data, or the champion gate keeping
     a worse challenger out. `check_failure_alert_sensor` reports those checks, with their reason."""
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     errors = [r.event_log_entry.dagster_event.event_specific_data.error for r in records]
     return bool(errors) and all(e is not None and e.cls_name == BLOCKING_CHECK_ERROR for e in errors)
 
 
 def step_failure_causes(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """The innermost error of each failed step (`Class: message`), e.g. a registry integrity refusal."""
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     causes = []
     for r in records:
         error = r.event_log_entry.dagster_event.event_specific_data.error
@@ -45,48 +40,7 @@ def step_failure_causes(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return causes
 
 
-@dg.run_failure_sensor(
-    name="run_failure_alert_sensor",
-    description=(
-        "Sends every failed run of this code location to the alert sink (ERROR) with its error, except "
-        "runs that failed only because blocking checks failed: check_failure_alert_sensor reports those "
-        "once, with the check's reason (one alert per cause, not two); and runs whose worker died, which "
-        "dead_run_sensor (or make pipeline) failed and reported as dead_run."
-    ),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=10,
-)
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: AlertSink) -> None:
-    run = context.dagster_run
-    if run.tags.get(DEAD_RUN_TAG) == run.run_id:
-        context.log.info(f"run {run.run_id}: its worker died; alerted as dead_run")
-        return
-    if failed_only_on_blocking_checks(context.instance, run.run_id):
-        context.log.info(
-            f"run {run.run_id} stopped by blocking checks: reported by check_failure_alert_sensor"
-        )
-        return
-    error = context.failure_event.message or "run failed"
-    causes = step_failure_causes(context.instance, run.run_id)
-    if causes:  # the run's message only names the failed steps; the first cause says what went wrong
-        error = f"{error} Cause: {causes[0]}"
-    tags = {k: v for k, v in run.tags.items() if k.startswith(("fraud_assets/", "dagster/partition"))}
-    alert_sink.send(
-        [
-            Alert(
-                severity="ERROR",
-                kind="run_failure",
-                subject=run.job_name,
-                message=error[:2000],
-                run_id=run.run_id,
-                details={"tags": tags, "event_id": run.run_id},
-            )
-        ],
-        log=context.log,
-    )
-
-
-FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 REMIND_AFTER_SECONDS = 24 * 3600
@@ -110,8 +64,6 @@ class CheckAlertCursor:
             data = json.loads(raw)
         except json.JSONDecodeError:
             return cls()
-        if isinstance(data, (int, float)):  # the cursor of earlier versions: just the timestamp
-            return cls(after=float(data))
         return cls(
             after=data.get("after"), open={k: (v[0], float(v[1])) for k, v in data.get("open", {}).items()}
         )
@@ -133,7 +85,7 @@ def _fingerprint(severity: str, description: str | None, metadata: dict) -> str:
 def _check_alerts_for_run(
     instance: dg.DagsterInstance, run_id: str, state: CheckAlertCursor, now: float
 ) -> list[Alert]:
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     alerts = []
     for rec in records:
         ev = rec.event_log_entry.dagster_event.event_specific_data
@@ -176,7 +128,7 @@ def check_failure_alerts(
     now = time.time() if now is None else now
     since = datetime.fromtimestamp(state.after, tz=UTC) if state.after is not None else None
     runs = instance.get_run_records(
-        RunsFilter(statuses=FINISHED, updated_after=since),
+        dg.RunsFilter(statuses=FINISHED, updated_after=since),
         limit=CHECK_SENSOR_BATCH,
         order_by="update_timestamp",
         ascending=True,
@@ -185,24 +137,3 @@ def check_failure_alerts(
     if runs:
         state.after = runs[-1].update_timestamp.timestamp()
     return alerts, state
-
-
-@dg.sensor(
-    name="check_failure_alert_sensor",
-    description=(
-        "Sends failed asset check evaluations (WARN and ERROR) to the alert sink: once when a check starts "
-        "failing or its cause changes, again daily while it stays failing; a pass closes it. Retries "
-        "loading the alert outbox into monitoring.alerts when the warehouse was busy."
-    ),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=15,
-)
-def check_failure_alert_sensor(context: dg.SensorEvaluationContext, alert_sink: AlertSink):
-    alerts, cursor = check_failure_alerts(context.instance, CheckAlertCursor.parse(context.cursor))
-    if alerts:
-        alert_sink.send(alerts, log=context.log)
-    else:
-        alert_sink.flush(context.log)
-    context.update_cursor(cursor.serialize())
-    failing = len(cursor.open)
-    return dg.SkipReason(f"{len(alerts)} check failure(s) alerted; {failing} check(s) failing now")

@@ -1,0 +1,59 @@
+"""What the control path writes on runs and reads back: who asked for a run, its priority, its days.
+
+Sensors of several layers tag their runs the same way, so a run's cause can be filtered in the UI
+(`fraud_assets/trigger=landing`) and a sensor can see what is in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+TAG_TRIGGER = "fraud_assets/trigger"
+# Dagster's run priority: the run queue dequeues, and the `duckdb` pool hands slots to, higher values
+# first. Files that landed are what people wait for: their runs go ahead of automation's follow-ups (0)
+# and of training, which is background work.
+PRIORITY_TAG = "dagster/priority"
+LANDING_PRIORITY = "10"
+TRAINING_PRIORITY = "-10"
+# Dagster's tags for a run over a partition range (one run; assets with a single-run backfill policy
+# process the whole range in one pass).
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def runs_in_flight(instance: dg.DagsterInstance, tags: dict[str, str]) -> int:
+    """Runs with these tags that are queued or running (at most 50 counted)."""
+    return len(instance.get_run_records(dg.RunsFilter(tags=tags, statuses=IN_FLIGHT), limit=50))
+
+
+def days_request(
+    job_name: str,
+    days: Sequence[str],
+    run_key: str,
+    tags: dict[str, str],
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+) -> dg.RunRequest:
+    """A run of `job_name` (or of the `asset_selection` subset of it) over consecutive business days: one
+    partition, or one range run."""
+    if len(days) == 1:
+        return dg.RunRequest(
+            job_name=job_name,
+            run_key=run_key,
+            partition_key=days[0],
+            tags=tags,
+            asset_selection=asset_selection,
+        )
+    return dg.RunRequest(
+        job_name=job_name,
+        run_key=run_key,
+        tags={**tags, RANGE_START: days[0], RANGE_END: days[-1]},
+        asset_selection=asset_selection,
+    )
