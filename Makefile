@@ -14,6 +14,8 @@ DEMO_DAYS ?= 45
 DEMO_START ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() - d.timedelta(days=$(DEMO_DAYS)))')
 DEMO_ARGS ?= --profile realistic --start $(DEMO_START) --days $(DEMO_DAYS) --customers 1000 --terminals 2000
 RUN := $(UV) run --frozen scripts/with-env
+# Test modules run on this many workers (pytest-xdist): the end-to-end modules mostly wait on processes.
+TEST_WORKERS ?= 2
 
 .PHONY: help setup run test test-deploy lint check-defs pipeline score bench docs seed clean reproduce model-validation
 
@@ -47,7 +49,7 @@ check-defs: setup
 	@$(RUN) dg check defs
 
 test: lint check-defs
-	@$(RUN) pytest $(PYTEST_ARGS)
+	@$(RUN) pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Starts its own PostgreSQL server from the machine's binaries (fraud_assets_tests/postgres.py).
 test-deploy: setup
