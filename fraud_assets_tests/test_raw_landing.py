@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import os
 
 import pytest
 
@@ -30,20 +29,24 @@ def test_a_good_file_is_ingested_with_its_row_count_and_dates(data_dir):
     ("name", "content", "reason"),
     [
         ("acq_a_2018-04-01.csv.gz", b"", "empty_file"),
-        ("acq_a_2018-04-01.csv.gz", gzip.compress(GOOD_CSV.encode())[:-30], "truncated_gzip"),
-        ("acq_a_2018-04-01.csv.gz", b"\x89PNG\r\n\x1a\n" + os.urandom(64), "not_gzip"),
+        ("acq_a_2018-04-01.csv.gz", gzip.compress(GOOD_CSV.encode(), mtime=0)[:-30], "truncated_gzip"),
+        ("acq_a_2018-04-01.csv.gz", b"\x89PNG\r\n\x1a\n" + bytes(range(64)), "not_gzip"),
         ("acq_a_2018-04-01.csv", b"\x00\x01\x02junk\x00" * 20, "binary_content"),
         (
             "acq_a_2018-04-01.csv",
             GOOD_CSV.replace("auth", "autorisation \xe9").encode("latin-1"),
             "wrong_encoding",
         ),
-        ("acq_a_2018-04-01.csv.gz", gzip.compress(GOOD_CSV.splitlines()[0].encode() + b"\n"), "header_only"),
-        ("acq_a_2018-04-01.csv.gz", gzip.compress(b"foo,bar\n1,2\n"), "missing_columns"),
-        ("acq_a_2018-04-01.jsonl.gz", gzip.compress(b"\n\n"), "unrecognised_name"),
-        ("acq_c_2018-04-01.csv.gz", gzip.compress(GOOD_CSV.encode()), "unrecognised_name"),
-        ("acq_a_2018-13-01.csv.gz", gzip.compress(GOOD_CSV.encode()), "unrecognised_name"),
-        ("acq_b_2018-04-01.jsonl.gz", gzip.compress(b"  \n"), "empty_file"),
+        (
+            "acq_a_2018-04-01.csv.gz",
+            gzip.compress(GOOD_CSV.splitlines()[0].encode() + b"\n", mtime=0),
+            "header_only",
+        ),
+        ("acq_a_2018-04-01.csv.gz", gzip.compress(b"foo,bar\n1,2\n", mtime=0), "missing_columns"),
+        ("acq_a_2018-04-01.jsonl.gz", gzip.compress(b"\n\n", mtime=0), "unrecognised_name"),
+        ("acq_c_2018-04-01.csv.gz", gzip.compress(GOOD_CSV.encode(), mtime=0), "unrecognised_name"),
+        ("acq_a_2018-13-01.csv.gz", gzip.compress(GOOD_CSV.encode(), mtime=0), "unrecognised_name"),
+        ("acq_b_2018-04-01.jsonl.gz", gzip.compress(b"  \n", mtime=0), "empty_file"),
     ],
 )
 def test_an_unreadable_file_is_rejected_with_a_reason(data_dir, name, content, reason):
