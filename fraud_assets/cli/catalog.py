@@ -24,6 +24,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from fraud_assets.lib import settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_PATH = REPO_ROOT / "docs" / "catalog.md"
 SNAPSHOT_PATH = REPO_ROOT / "fraud_assets_tests" / "snapshots" / "asset_graph.json"
@@ -113,19 +115,20 @@ def _duration(td) -> str:
 
 
 def code_reference_paths(node) -> list[str]:
-    """Source files relative to the repository (absolute paths would differ between checkouts)."""
+    """Source files relative to the repository, from local references or git links alike, without line
+    numbers: the catalog changes when an asset moves to another file, not when code above it grows."""
     refs = (node.metadata or {}).get(CODE_REFERENCES_KEY)
-    paths = []
+    paths = set()
     for ref in getattr(refs, "code_references", None) or []:
-        file_path = getattr(ref, "file_path", None)
-        if file_path:
-            try:
-                rel = Path(file_path).resolve().relative_to(REPO_ROOT)
-            except ValueError:
-                rel = Path(file_path).name
-            line = getattr(ref, "line_number", None)
-            paths.append(f"{rel.as_posix() if isinstance(rel, Path) else rel}" + (f":{line}" if line else ""))
-    return sorted(set(paths))
+        if isinstance(ref, dg.UrlCodeReference):
+            # <git url>/tree/<branch>/<path>#L<line> (GitHub) or <git url>/-/tree/<branch>/<path> (GitLab)
+            marker = f"/tree/{settings.git_branch()}/"
+            if marker in ref.url:
+                paths.add(ref.url.split(marker, 1)[1].split("#", 1)[0])
+        elif isinstance(ref, dg.LocalFileCodeReference):
+            path = Path(ref.file_path).resolve()
+            paths.add(path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name)
+    return sorted(paths)
 
 
 @dataclass(frozen=True)
@@ -162,8 +165,8 @@ def asset_problems(node) -> list[str]:
     """What a data scientist would miss about one asset, one line per gap; empty means compliant.
 
     Materialisable assets need a description, owners (including the team), a group other than
-    `default`, kinds, a code_version and a column schema in their definition metadata. External
-    (observed or source) assets need the same minus code_version and column schema.
+    `default`, kinds, code references, a code_version and a column schema in their definition metadata.
+    External (observed or source) assets need the same minus code_version and column schema.
     """
     name = key_str(node.key)
     if not node.is_materializable and not node.description and not node.owners and not node.tags:
@@ -178,6 +181,11 @@ def asset_problems(node) -> list[str]:
     if not kinds_of(node):
         problems.append(f"{name}: no kinds")
     if node.is_materializable:
+        if not code_reference_paths(node):
+            problems.append(
+                f"{name}: no code references (fraud_assets/definitions.py applies with_code_references to "
+                "every asset of the code location)"
+            )
         if not node.code_version:
             problems.append(f"{name}: no code_version")
         schema = column_schema_of(node)
