@@ -22,7 +22,11 @@ GRAPH = catalog.asset_graph(defs)
 ASSET_KEYS = sorted(catalog.key_str(k) for k in GRAPH.get_all_asset_keys())
 CHECK_KEYS = sorted(GRAPH.asset_check_keys, key=lambda k: (catalog.key_str(k.asset_key), k.name))
 TEAM = ["team:fraud-data-science"]
-SCHEMA = {"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn("transaction_id", "BIGINT")])}
+SCHEMA = {
+    "dagster/column_schema": dg.TableSchema(
+        columns=[dg.TableColumn("transaction_id", "BIGINT", description="The transaction.")]
+    )
+}
 
 
 def _node(asset_def: dg.AssetsDefinition | dg.AssetSpec, code_references: bool = True):
@@ -123,6 +127,25 @@ def test_standard_flags_an_asset_without_code_references():
     problems = catalog.asset_problems(_node(things, code_references=False))
     assert len(problems) == 1
     assert "no code references" in problems[0]
+
+
+def test_standard_flags_each_column_without_a_description():
+    @dg.asset(
+        key_prefix="cleaned",
+        group_name="cleaned",
+        description="d",
+        owners=TEAM,
+        kinds={"duckdb"},
+        code_version="1",
+        metadata=column_schema_metadata(
+            [("transaction_id", "BIGINT", "The transaction."), ("tx_amount", "DOUBLE"), ("fx_rate", "DOUBLE")]
+        ),
+    )
+    def things(): ...
+
+    problems = catalog.asset_problems(_node(things))
+    assert len(problems) == 1
+    assert "columns without a description: tx_amount, fx_rate" in problems[0]
 
 
 def test_code_references_point_at_the_file_that_defines_the_asset_relative_to_the_repository():

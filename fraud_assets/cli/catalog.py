@@ -165,7 +165,8 @@ def asset_problems(node) -> list[str]:
     """What a data scientist would miss about one asset, one line per gap; empty means compliant.
 
     Materialisable assets need a description, owners (including the team), a group other than
-    `default`, kinds, code references, a code_version and a column schema in their definition metadata.
+    `default`, kinds, code references, a code_version and a column schema in their definition metadata
+    with a description for every column.
     External (observed or source) assets need the same minus code_version and column schema.
     """
     name = key_str(node.key)
@@ -194,6 +195,14 @@ def asset_problems(node) -> list[str]:
                 f"{name}: no column schema in the asset's definition metadata (a MaterializeResult only "
                 "describes one materialisation): metadata=column_schema_metadata(COLUMNS) from "
                 "fraud_assets.lib.catalog_metadata"
+            )
+        undescribed = [
+            c.name for c in (schema.columns if schema else []) if not (c.description or "").strip()
+        ]
+        if undescribed:
+            problems.append(
+                f"{name}: columns without a description: {', '.join(undescribed)} (describe them where the "
+                "layer declares its columns, passed as column_schema_metadata(..., descriptions=...))"
             )
     return problems
 
