@@ -34,6 +34,7 @@ OWNER = "team:fraud-data-science"
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
 KIND_TAG_PREFIX = "dagster/kind/"
 CODE_REFERENCES_KEY = "dagster/code_references"
+COLUMN_LINEAGE_KEY = "dagster/column_lineage"
 
 
 def load_defs() -> dg.Definitions:
@@ -60,6 +61,26 @@ def column_schema_of(node) -> dg.TableSchema | None:
     if isinstance(value, dg.TableSchemaMetadataValue):
         return value.schema
     return value if isinstance(value, dg.TableSchema) else None
+
+
+def column_lineage_of(node) -> dict[str, list[tuple[str, str]]]:
+    """`{column: [(upstream asset, upstream column), ...]}` from the definition's column lineage."""
+    value = (node.metadata or {}).get(COLUMN_LINEAGE_KEY)
+    lineage = value.value if isinstance(value, dg.TableColumnLineageMetadataValue) else value
+    if not isinstance(lineage, dg.TableColumnLineage):
+        return {}
+    return {
+        column: [(key_str(d.asset_key), d.column_name) for d in deps]
+        for column, deps in lineage.deps_by_column.items()
+    }
+
+
+def _from_cell(sources: list[tuple[str, str]]) -> str:
+    """`asset`: columns, per upstream asset."""
+    by_asset: dict[str, list[str]] = {}
+    for asset, column in sources:
+        by_asset.setdefault(asset, []).append(column)
+    return "; ".join(f"`{a}`: {', '.join(cols)}" for a, cols in by_asset.items())
 
 
 def describe_partitioning(partitions_def: dg.PartitionsDefinition | None) -> str:
@@ -288,8 +309,22 @@ def _render_asset(node, checks: list[CheckInfo]) -> list[str]:
     lines.append("")
     schema = column_schema_of(node)
     if schema is not None and schema.columns:
-        lines += ["**Columns**", "", "| column | type | description |", "|---|---|---|"]
-        lines += [f"| `{c.name}` | {_cell(c.type)} | {_cell(c.description)} |" for c in schema.columns]
+        lineage = column_lineage_of(node)
+        if lineage:
+            lines += [
+                "**Columns**",
+                "",
+                "| column | type | description | computed from |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| `{c.name}` | {_cell(c.type)} | {_cell(c.description)} "
+                f"| {_cell(_from_cell(lineage.get(c.name, [])))} |"
+                for c in schema.columns
+            ]
+        else:
+            lines += ["**Columns**", "", "| column | type | description |", "|---|---|---|"]
+            lines += [f"| `{c.name}` | {_cell(c.type)} | {_cell(c.description)} |" for c in schema.columns]
         lines.append("")
     if checks:
         lines += ["**Checks**", "", "| check | blocking | description |", "|---|---|---|"]
