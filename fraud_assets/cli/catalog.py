@@ -35,6 +35,7 @@ COLUMN_SCHEMA_KEY = "dagster/column_schema"
 KIND_TAG_PREFIX = "dagster/kind/"
 CODE_REFERENCES_KEY = "dagster/code_references"
 COLUMN_LINEAGE_KEY = "dagster/column_lineage"
+CLASSIFICATION_TAGS = ("pci", "pii")  # fraud_assets/lib/classification.py
 
 
 def load_defs() -> dg.Definitions:
@@ -291,6 +292,10 @@ def _render_asset(node, checks: list[CheckInfo]) -> list[str]:
         ("Group", f"`{node.group_name}`"),
         ("Owners", ", ".join(f"`{o}`" for o in sorted(node.owners or [])) or "—"),
         ("Kinds", ", ".join(f"`{k}`" for k in kinds_of(node)) or "—"),
+        (
+            "Classification",
+            ", ".join(f"`{t}={(node.tags or {})[t]}`" for t in CLASSIFICATION_TAGS if t in (node.tags or {})),
+        ),
         ("Code version", f"`{node.code_version}`" if node.code_version else "—"),
         ("Partitioning", describe_partitioning(node.partitions_def)),
         (
