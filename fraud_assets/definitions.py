@@ -28,12 +28,16 @@ def control_path() -> dg.Definitions:
     )
 
 
-_merged = dg.Definitions.merge(
-    *(layer.defs for layer in LAYERS),
-    dg.Definitions(sensors=[automation_sensor]),
-    # In-process: one worker process per run instead of one per step. DuckDB admits one writer at a
-    # time anyway (the `duckdb` pool), so per-step processes only add start-up time to every run.
-    # The worker records itself on the run, so a run whose worker died is found (lib/dead_runs.py).
-    dg.Definitions(resources=build_resources(), executor=recorded_in_process_executor),
-)
-defs = apply_classification(apply_policies(with_code_references(_merged)))
+def _layers() -> dg.Definitions:
+    return dg.Definitions.merge(
+        *(layer.defs for layer in LAYERS),
+        dg.Definitions(sensors=[automation_sensor]),
+        # In-process: one worker process per run instead of one per step. DuckDB admits one writer at a
+        # time anyway (the `duckdb` pool), so per-step processes only add start-up time to every run.
+        # The worker records itself on the run, so a run whose worker died is found (lib/dead_runs.py).
+        dg.Definitions(resources=build_resources(), executor=recorded_in_process_executor),
+    )
+
+
+# One Definitions at module scope: Dagster refuses a module that holds two.
+defs = apply_classification(apply_policies(with_code_references(_layers())))
