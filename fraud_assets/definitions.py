@@ -1,5 +1,5 @@
-"""The fraud_assets code location: every layer's assets, jobs and sensors, the automation policy applied
-once, and the shared resources."""
+"""The fraud_assets code location: every layer's assets, jobs and sensors, the automation policy, code
+references and classification tags applied once, and the shared resources."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import dagster as dg
 
 from fraud_assets.defs import cleaned, features, models, monitoring, raw, scoring
 from fraud_assets.defs.policy import apply_policies, automation_sensor
+from fraud_assets.lib.classification import apply_classification
+from fraud_assets.lib.code_references import with_code_references
 from fraud_assets.lib.run_worker import recorded_in_process_executor
 from fraud_assets.resources import build_resources
 
@@ -26,8 +28,8 @@ def control_path() -> dg.Definitions:
     )
 
 
-defs = apply_policies(
-    dg.Definitions.merge(
+def _layers() -> dg.Definitions:
+    return dg.Definitions.merge(
         *(layer.defs for layer in LAYERS),
         dg.Definitions(sensors=[automation_sensor]),
         # In-process: one worker process per run instead of one per step. DuckDB admits one writer at a
@@ -35,4 +37,7 @@ defs = apply_policies(
         # The worker records itself on the run, so a run whose worker died is found (lib/dead_runs.py).
         dg.Definitions(resources=build_resources(), executor=recorded_in_process_executor),
     )
-)
+
+
+# One Definitions at module scope: Dagster refuses a module that holds two.
+defs = apply_classification(apply_policies(with_code_references(_layers())))

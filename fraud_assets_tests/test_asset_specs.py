@@ -16,16 +16,23 @@ import pytest
 from fraud_assets.cli import catalog
 from fraud_assets.definitions import defs
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.code_references import with_code_references
 
 GRAPH = catalog.asset_graph(defs)
 ASSET_KEYS = sorted(catalog.key_str(k) for k in GRAPH.get_all_asset_keys())
 CHECK_KEYS = sorted(GRAPH.asset_check_keys, key=lambda k: (catalog.key_str(k.asset_key), k.name))
 TEAM = ["team:fraud-data-science"]
-SCHEMA = {"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn("transaction_id", "BIGINT")])}
+SCHEMA = {
+    "dagster/column_schema": dg.TableSchema(
+        columns=[dg.TableColumn("transaction_id", "BIGINT", description="The transaction.")]
+    )
+}
 
 
-def _node(asset_def: dg.AssetsDefinition | dg.AssetSpec):
+def _node(asset_def: dg.AssetsDefinition | dg.AssetSpec, code_references: bool = True):
     d = dg.Definitions(assets=[asset_def])
+    if code_references:
+        d = with_code_references(d)
     return catalog.asset_graph(d).get(next(iter(catalog.asset_graph(d).get_all_asset_keys())))
 
 
@@ -103,6 +110,70 @@ def test_standard_flags_an_asset_missing_an_attribute(missing, message):
     problems = catalog.asset_problems(_node(things))
     assert len(problems) == 1
     assert message in problems[0]
+
+
+def test_standard_flags_an_asset_without_code_references():
+    @dg.asset(
+        key_prefix="cleaned",
+        group_name="cleaned",
+        description="d",
+        owners=TEAM,
+        kinds={"duckdb"},
+        code_version="1",
+        metadata=SCHEMA,
+    )
+    def things(): ...
+
+    problems = catalog.asset_problems(_node(things, code_references=False))
+    assert len(problems) == 1
+    assert "no code references" in problems[0]
+
+
+def test_standard_flags_each_column_without_a_description():
+    @dg.asset(
+        key_prefix="cleaned",
+        group_name="cleaned",
+        description="d",
+        owners=TEAM,
+        kinds={"duckdb"},
+        code_version="1",
+        metadata=column_schema_metadata(
+            [("transaction_id", "BIGINT", "The transaction."), ("tx_amount", "DOUBLE"), ("fx_rate", "DOUBLE")]
+        ),
+    )
+    def things(): ...
+
+    problems = catalog.asset_problems(_node(things))
+    assert len(problems) == 1
+    assert "columns without a description: tx_amount, fx_rate" in problems[0]
+
+
+def test_code_references_point_at_the_file_that_defines_the_asset_relative_to_the_repository():
+    node = GRAPH.get(dg.AssetKey(["cleaned", "transactions"]))
+    assert catalog.code_reference_paths(node) == ["fraud_assets/defs/cleaned/assets.py"]
+
+
+def test_code_references_link_to_the_configured_git_repository_and_branch():
+    from fraud_assets.definitions import LAYERS
+    from fraud_assets.resources import build_resources
+
+    linked = with_code_references(
+        dg.Definitions.merge(*(layer.defs for layer in LAYERS), dg.Definitions(resources=build_resources())),
+        git_url="https://github.com/example/fraud_assets",
+        git_branch="release",
+    )
+    graph = catalog.asset_graph(linked)
+    urls = {
+        catalog.key_str(key): [
+            r.url for r in graph.get(key).metadata[catalog.CODE_REFERENCES_KEY].code_references
+        ]
+        for key in graph.get_all_asset_keys()
+    }
+    assert set(urls) == set(ASSET_KEYS)
+    [url] = urls["features/transaction_features"]
+    assert url.startswith(
+        "https://github.com/example/fraud_assets/tree/release/fraud_assets/defs/features/assets.py#L"
+    )
 
 
 def test_standard_flags_a_dep_that_no_layer_defines():

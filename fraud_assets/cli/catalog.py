@@ -24,6 +24,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from fraud_assets.lib import settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_PATH = REPO_ROOT / "docs" / "catalog.md"
 SNAPSHOT_PATH = REPO_ROOT / "fraud_assets_tests" / "snapshots" / "asset_graph.json"
@@ -32,6 +34,8 @@ OWNER = "team:fraud-data-science"
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
 KIND_TAG_PREFIX = "dagster/kind/"
 CODE_REFERENCES_KEY = "dagster/code_references"
+COLUMN_LINEAGE_KEY = "dagster/column_lineage"
+CLASSIFICATION_TAGS = ("pci", "pii")  # fraud_assets/lib/classification.py
 
 
 def load_defs() -> dg.Definitions:
@@ -58,6 +62,26 @@ def column_schema_of(node) -> dg.TableSchema | None:
     if isinstance(value, dg.TableSchemaMetadataValue):
         return value.schema
     return value if isinstance(value, dg.TableSchema) else None
+
+
+def column_lineage_of(node) -> dict[str, list[tuple[str, str]]]:
+    """`{column: [(upstream asset, upstream column), ...]}` from the definition's column lineage."""
+    value = (node.metadata or {}).get(COLUMN_LINEAGE_KEY)
+    lineage = value.value if isinstance(value, dg.TableColumnLineageMetadataValue) else value
+    if not isinstance(lineage, dg.TableColumnLineage):
+        return {}
+    return {
+        column: [(key_str(d.asset_key), d.column_name) for d in deps]
+        for column, deps in lineage.deps_by_column.items()
+    }
+
+
+def _from_cell(sources: list[tuple[str, str]]) -> str:
+    """`asset`: columns, per upstream asset."""
+    by_asset: dict[str, list[str]] = {}
+    for asset, column in sources:
+        by_asset.setdefault(asset, []).append(column)
+    return "; ".join(f"`{a}`: {', '.join(cols)}" for a, cols in by_asset.items())
 
 
 def describe_partitioning(partitions_def: dg.PartitionsDefinition | None) -> str:
@@ -113,19 +137,20 @@ def _duration(td) -> str:
 
 
 def code_reference_paths(node) -> list[str]:
-    """Source files relative to the repository (absolute paths would differ between checkouts)."""
+    """Source files relative to the repository, from local references or git links alike, without line
+    numbers: the catalog changes when an asset moves to another file, not when code above it grows."""
     refs = (node.metadata or {}).get(CODE_REFERENCES_KEY)
-    paths = []
+    paths = set()
     for ref in getattr(refs, "code_references", None) or []:
-        file_path = getattr(ref, "file_path", None)
-        if file_path:
-            try:
-                rel = Path(file_path).resolve().relative_to(REPO_ROOT)
-            except ValueError:
-                rel = Path(file_path).name
-            line = getattr(ref, "line_number", None)
-            paths.append(f"{rel.as_posix() if isinstance(rel, Path) else rel}" + (f":{line}" if line else ""))
-    return sorted(set(paths))
+        if isinstance(ref, dg.UrlCodeReference):
+            # <git url>/tree/<branch>/<path>#L<line> (GitHub) or <git url>/-/tree/<branch>/<path> (GitLab)
+            marker = f"/tree/{settings.git_branch()}/"
+            if marker in ref.url:
+                paths.add(ref.url.split(marker, 1)[1].split("#", 1)[0])
+        elif isinstance(ref, dg.LocalFileCodeReference):
+            path = Path(ref.file_path).resolve()
+            paths.add(path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name)
+    return sorted(paths)
 
 
 @dataclass(frozen=True)
@@ -162,8 +187,9 @@ def asset_problems(node) -> list[str]:
     """What a data scientist would miss about one asset, one line per gap; empty means compliant.
 
     Materialisable assets need a description, owners (including the team), a group other than
-    `default`, kinds, a code_version and a column schema in their definition metadata. External
-    (observed or source) assets need the same minus code_version and column schema.
+    `default`, kinds, code references, a code_version and a column schema in their definition metadata
+    with a description for every column.
+    External (observed or source) assets need the same minus code_version and column schema.
     """
     name = key_str(node.key)
     if not node.is_materializable and not node.description and not node.owners and not node.tags:
@@ -178,6 +204,11 @@ def asset_problems(node) -> list[str]:
     if not kinds_of(node):
         problems.append(f"{name}: no kinds")
     if node.is_materializable:
+        if not code_reference_paths(node):
+            problems.append(
+                f"{name}: no code references (fraud_assets/definitions.py applies with_code_references to "
+                "every asset of the code location)"
+            )
         if not node.code_version:
             problems.append(f"{name}: no code_version")
         schema = column_schema_of(node)
@@ -186,6 +217,14 @@ def asset_problems(node) -> list[str]:
                 f"{name}: no column schema in the asset's definition metadata (a MaterializeResult only "
                 "describes one materialisation): metadata=column_schema_metadata(COLUMNS) from "
                 "fraud_assets.lib.catalog_metadata"
+            )
+        undescribed = [
+            c.name for c in (schema.columns if schema else []) if not (c.description or "").strip()
+        ]
+        if undescribed:
+            problems.append(
+                f"{name}: columns without a description: {', '.join(undescribed)} (describe them where the "
+                "layer declares its columns, passed as column_schema_metadata(..., descriptions=...))"
             )
     return problems
 
@@ -253,6 +292,10 @@ def _render_asset(node, checks: list[CheckInfo]) -> list[str]:
         ("Group", f"`{node.group_name}`"),
         ("Owners", ", ".join(f"`{o}`" for o in sorted(node.owners or [])) or "—"),
         ("Kinds", ", ".join(f"`{k}`" for k in kinds_of(node)) or "—"),
+        (
+            "Classification",
+            ", ".join(f"`{t}={(node.tags or {})[t]}`" for t in CLASSIFICATION_TAGS if t in (node.tags or {})),
+        ),
         ("Code version", f"`{node.code_version}`" if node.code_version else "—"),
         ("Partitioning", describe_partitioning(node.partitions_def)),
         (
@@ -271,8 +314,22 @@ def _render_asset(node, checks: list[CheckInfo]) -> list[str]:
     lines.append("")
     schema = column_schema_of(node)
     if schema is not None and schema.columns:
-        lines += ["**Columns**", "", "| column | type | description |", "|---|---|---|"]
-        lines += [f"| `{c.name}` | {_cell(c.type)} | {_cell(c.description)} |" for c in schema.columns]
+        lineage = column_lineage_of(node)
+        if lineage:
+            lines += [
+                "**Columns**",
+                "",
+                "| column | type | description | computed from |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| `{c.name}` | {_cell(c.type)} | {_cell(c.description)} "
+                f"| {_cell(_from_cell(lineage.get(c.name, [])))} |"
+                for c in schema.columns
+            ]
+        else:
+            lines += ["**Columns**", "", "| column | type | description |", "|---|---|---|"]
+            lines += [f"| `{c.name}` | {_cell(c.type)} | {_cell(c.description)} |" for c in schema.columns]
         lines.append("")
     if checks:
         lines += ["**Checks**", "", "| check | blocking | description |", "|---|---|---|"]

@@ -8,6 +8,10 @@ describes a materialisation. One line per asset:
 
 `columns` is what a layer already has: `(name, type)` or `(name, type, description)` tuples, a
 `{name: type}` mapping, or a pandera DataFrameModel / DataFrameSchema (types as pandera reports them).
+
+Column lineage (`dagster/column_lineage`) is declared once per derived table with `column_lineage`, given
+to `column_schema_metadata(..., lineage=...)` for the definition and to the materialisation's metadata
+(`{COLUMN_LINEAGE_KEY: lineage}`), which is where Dagster's UI reads it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Iterable, Mapping
 import dagster as dg
 
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
+COLUMN_LINEAGE_KEY = "dagster/column_lineage"
 
 
 def _from_pandera(schema: object) -> list[tuple[str, str, str | None]]:
@@ -47,10 +52,25 @@ def table_schema(
     )
 
 
+def column_lineage(sources_by_column: Mapping[str, Iterable[tuple[str, str]]]) -> dg.TableColumnLineage:
+    """Dagster's column lineage from `{column: [("<layer>/<name>", upstream column), ...]}`."""
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [dg.TableColumnDep(dg.AssetKey.from_user_string(a), c) for a, c in sources]
+            for column, sources in sources_by_column.items()
+        }
+    )
+
+
 def column_schema_metadata(
     columns: Iterable[tuple[str, ...]] | Mapping[str, str] | object,
     descriptions: Mapping[str, str] | None = None,
+    lineage: dg.TableColumnLineage | None = None,
     **extra: object,
 ) -> dict[str, object]:
-    """`metadata=` for an asset definition: its column schema (plus any `extra` entries)."""
-    return {COLUMN_SCHEMA_KEY: table_schema(columns, descriptions), **extra}
+    """`metadata=` for an asset definition: its column schema, its column lineage when derived (plus any
+    `extra` entries)."""
+    md: dict[str, object] = {COLUMN_SCHEMA_KEY: table_schema(columns, descriptions)}
+    if lineage is not None:
+        md[COLUMN_LINEAGE_KEY] = lineage
+    return {**md, **extra}

@@ -68,3 +68,19 @@ def authorizations_deadline() -> dt.timedelta:
     """How long after the end of a business day its authorisation files may still arrive on time."""
     hours = os.environ.get(DEADLINE_ENV, "").strip()
     return dt.timedelta(hours=float(hours) if hours else DEFAULT_DEADLINE_HOURS)
+
+
+GIT_URL_ENV = "FRAUD_GIT_URL"
+GIT_BRANCH_ENV = "FRAUD_GIT_BRANCH"
+DEFAULT_GIT_BRANCH = "main"
+
+
+def git_url() -> str | None:
+    """The repository's web address (`FRAUD_GIT_URL`, e.g. https://github.com/<org>/fraud_assets): asset
+    code references link there. Unset: they stay local file paths, which `dagster dev` opens in an editor."""
+    return os.environ.get(GIT_URL_ENV, "").strip().rstrip("/") or None
+
+
+def git_branch() -> str:
+    """The branch code references link to (`FRAUD_GIT_BRANCH`, default `main`)."""
+    return os.environ.get(GIT_BRANCH_ENV, "").strip() or DEFAULT_GIT_BRANCH

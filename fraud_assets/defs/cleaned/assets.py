@@ -119,7 +119,7 @@ def _reference_asset(
 
     @dg.asset(
         key=["cleaned", name],
-        metadata=column_schema_metadata(REFERENCE_MODELS[name]),
+        metadata=column_schema_metadata(REFERENCE_MODELS[name], descriptions=schemas.COLUMN_DESCRIPTIONS),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
@@ -154,7 +154,7 @@ def _reference_asset(
                 extra["duplicates_removed"] = int(source_rows) - quarantined - written
             if track_label_changes:
                 extra.update(_label_changes(conn, table, had_table))
-            md = table_metadata(conn, table, extra=extra)
+            md = table_metadata(conn, table, descriptions=schemas.COLUMN_DESCRIPTIONS, extra=extra)
         md["rows_written"] = written
         return dg.MaterializeResult(metadata=md)
 
@@ -255,7 +255,7 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
     """A table written by the cleaning step (`cleaned_transactions`), with the layer's standard."""
     return dg.AssetSpec(
         key=["cleaned", name],
-        metadata=column_schema_metadata(columns),
+        metadata=column_schema_metadata(columns, descriptions=schemas.COLUMN_DESCRIPTIONS),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"sql", "duckdb"},
@@ -321,6 +321,7 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
             metadata=table_metadata(
                 conn,
                 TX,
+                descriptions=schemas.COLUMN_DESCRIPTIONS,
                 where=where,
                 params=[keys],
                 extra={**{k: int(v) for k, v in totals.items()}, "partitions_written": len(keys)},
@@ -331,6 +332,7 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
             metadata=table_metadata(
                 conn,
                 QUAR,
+                descriptions=schemas.COLUMN_DESCRIPTIONS,
                 where=where,
                 params=[keys],
                 extra={
@@ -342,7 +344,9 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
         )
         yield dg.MaterializeResult(
             asset_key=["cleaned", "reconciliation"],
-            metadata=table_metadata(conn, RECON, where=where, params=[keys]),
+            metadata=table_metadata(
+                conn, RECON, descriptions=schemas.COLUMN_DESCRIPTIONS, where=where, params=[keys]
+            ),
         )
 
 

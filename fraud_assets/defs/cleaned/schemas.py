@@ -10,8 +10,65 @@ from pandera.typing import Series
 
 from fraud_assets.defs.cleaned.reference import FX_RATE_BAND, REFERENCE_REASONS
 from fraud_assets.defs.cleaned.transform import REASONS
+from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS as RAW_DESCRIPTIONS
 
 HEX64 = r"^[0-9a-f]{64}$"
+
+# What each cleaned column holds, by name (a name means the same in every cleaned table); columns that
+# mean what they meant in raw keep raw's description. Every cleaned asset's column schema reads them.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    **{
+        name: RAW_DESCRIPTIONS[name]
+        for name in (
+            "pan_bin",
+            "pan_last4",
+            "feed",
+            "source_file",
+            "row_number",
+            "customer_id",
+            "home_x",
+            "home_y",
+            "home_country",
+            "merchant_id",
+            "mcc",
+            "country",
+            "timezone",
+            "x",
+            "y",
+        )
+    },
+    "transaction_id": "Transaction id (unique in cleaned.transactions); joins labels, features and scores.",
+    "business_date": "UTC business date the row belongs to (the partition).",
+    "tx_datetime": "Transaction time in UTC (processor B's local times converted by the terminal's zone).",
+    "tx_datetime_local": "Transaction time in the terminal's local time zone.",
+    "card_token": "HMAC-SHA256 (keyed by FRAUD_PAN_KEY) of the card number: the card's identity, never "
+    "the PAN.",
+    "terminal_id": "Terminal the transaction was made at (cleaned.terminals).",
+    "tx_amount": "Amount in EUR (amount_original / fx_rate); 0 is genuine (account verification).",
+    "amount_original": "Amount as charged, in `currency`.",
+    "currency": "ISO 4217 code: of amount_original (transactions), the terminal's local currency "
+    "(terminals).",
+    "fx_rate": "Units of `currency` per EUR on the business date (1 for EUR), from cleaned.fx_rates.",
+    "channel": "`card_present` or `ecommerce`.",
+    "three_ds": "3-D Secure result (Y, N, A, U); null when not sent.",
+    "source": "Raw table the rejected row came from (authorizations).",
+    "reason": "Why the row was quarantined (docs/landing-zone.md, 'Row quarantine reasons').",
+    "offending_column": "The column whose value broke the rule.",
+    "offending_value": "The offending value as received, card numbers masked; null when missing.",
+    "quarantined_at": "When the row was ingested (UTC).",
+    "raw_rows": "Raw authorisation rows of the business date.",
+    "cleaned_rows": "Rows written to cleaned.transactions.",
+    "quarantined_rows": "Rows written to cleaned.quarantine.",
+    "duplicates_removed": "Exact retransmissions of a kept row, dropped.",
+    "reversal_rows": "Matched reversals and the authorisations they reverse, both dropped.",
+    "reported_at": "Earliest chargeback report time (UTC): a transaction is fraud as known at t iff "
+    "reported_at <= t.",
+    "chargeback_id": "Id of the earliest chargeback reporting the transaction.",
+    "reason_code": "Card scheme reason code of that chargeback.",
+    "rate_date": "Date the rate applies to; cleaning uses the rate of the business date.",
+    "quote_currency": "Currency quoted against EUR (ISO 4217).",
+    "rate": "Units of quote_currency per EUR (within 0.001-10,000,000).",
+}
 
 
 class TransactionsModel(pa.DataFrameModel):

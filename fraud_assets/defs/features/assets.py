@@ -15,7 +15,8 @@ from fraud_assets.defs.features.compute import (
     dates_filter,
     write_features,
 )
-from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.defs.features.lineage import COLUMN_LINEAGE
+from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import table_metadata
 
@@ -41,7 +42,7 @@ CLEANED_DEPS = [
     owners=OWNERS,
     kinds={"duckdb", "sql"},
     code_version=CODE_VERSION,
-    metadata=column_schema_metadata(COLUMNS, descriptions=COLUMN_DESCRIPTIONS),
+    metadata=column_schema_metadata(COLUMNS, descriptions=COLUMN_DESCRIPTIONS, lineage=COLUMN_LINEAGE),
     pool="duckdb",
     deps=CLEANED_DEPS,
     partitions_def=business_date_partitions,
@@ -82,6 +83,7 @@ def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 "mean_card_nb_tx_30d": float(stats[1] or 0.0),
                 "baseline_features": len(BASELINE_COLUMNS),
                 "production_features": len(PRODUCTION_COLUMNS),
+                COLUMN_LINEAGE_KEY: COLUMN_LINEAGE,
             },
         )
     if len(keys) > 1:

@@ -9,6 +9,7 @@ TIMESTAMP in models.training_set).
 
 from __future__ import annotations
 
+from fraud_assets.lib.catalog_metadata import column_lineage
 from fraud_assets.lib.model_selection import BASELINE_FEATURES
 
 # models.training_set: keys, the 15 baseline features (always present), label. Every other numeric
@@ -36,6 +37,22 @@ TRAINING_SET_DESCRIPTIONS = {
     "label": "1 = fraud. Train rows: a label reported by the fold's training cut-off (point in time); "
     "test rows: any label known now.",
 }
+
+# Where each training-set column comes from: feature columns as they are, the fold and split from the
+# business date, the label from the first report of the transaction (training_set.py states the cut-offs).
+_FEATURES = "features/transaction_features"
+TRAINING_SET_LINEAGE = column_lineage(
+    {
+        "fold": [(_FEATURES, "business_date")],
+        "split": [(_FEATURES, "business_date")],
+        **{
+            c: [(_FEATURES, c)]
+            for c in ("transaction_id", "business_date", "tx_datetime", "card_token", "terminal_id")
+        },
+        **{c: [(_FEATURES, c)] for c in BASELINE_FEATURES},
+        "label": [("cleaned/labels", "transaction_id"), ("cleaned/labels", "reported_at")],
+    }
+)
 
 # models.model_versions (fraud_assets/lib/registry.py); a candidate appends one signed row per run.
 MODEL_VERSIONS_COLUMNS: list[tuple[str, str]] = [

@@ -15,9 +15,13 @@ from fraud_assets.defs.models.common import (
     TRAINING_SET_TABLE,
     feature_columns,
 )
-from fraud_assets.defs.models.schemas import TRAINING_SET_COLUMNS, TRAINING_SET_DESCRIPTIONS
+from fraud_assets.defs.models.schemas import (
+    TRAINING_SET_COLUMNS,
+    TRAINING_SET_DESCRIPTIONS,
+    TRAINING_SET_LINEAGE,
+)
 from fraud_assets.defs.models.snapshots import archive_training_set
-from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
 from fraud_assets.lib.model_selection import Fold, prequential_folds
 from fraud_assets.lib.warehouse import replace_table, table_metadata
 from fraud_assets.resources import ModelStore
@@ -132,7 +136,9 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
     code_version=CODE_VERSION,
     pool="duckdb",
     deps=[dg.AssetKey(["features", "transaction_features"]), dg.AssetKey(["cleaned", "labels"])],
-    metadata=column_schema_metadata(TRAINING_SET_COLUMNS, descriptions=TRAINING_SET_DESCRIPTIONS),
+    metadata=column_schema_metadata(
+        TRAINING_SET_COLUMNS, descriptions=TRAINING_SET_DESCRIPTIONS, lineage=TRAINING_SET_LINEAGE
+    ),
     description=(
         "Training and test sets for fraud models, for the data scientists who train and compare them. "
         "Per prequential fold: training days joined with the fraud labels known at the training cut-off "
@@ -181,6 +187,7 @@ def training_set(
                 "fold0_test_fraud": int(f0.loc["test", "fraud"]) if "test" in f0.index else 0,
                 "folds": dg.MetadataValue.md(windows.to_markdown(index=False)),
                 "rows_per_fold_split": dg.MetadataValue.md(stats.to_markdown(index=False)),
+                COLUMN_LINEAGE_KEY: TRAINING_SET_LINEAGE,
             },
         )
     context.log.info(f"training set: {n} rows, {len(folds)} folds, {len(cols)} features")

@@ -16,7 +16,7 @@ from dagster_duckdb import DuckDBResource
 from fraud_assets.defs.raw import ingest
 from fraud_assets.defs.raw.limits import ReaderLimits
 from fraud_assets.defs.raw.register import build_register
-from fraud_assets.defs.raw.schemas import COLUMNS, select_sql
+from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS, COLUMNS, select_sql
 from fraud_assets.defs.raw.text_reader import LandingChanged
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
@@ -36,7 +36,7 @@ def _raw_asset(table: str, **kwargs):
     group, owners, kinds, code version and the DuckDB pool; `kwargs` add the rest."""
     return dg.asset(
         key=table.split("."),
-        metadata=column_schema_metadata(COLUMNS[table]),
+        metadata=column_schema_metadata(COLUMNS[table], descriptions=COLUMN_DESCRIPTIONS),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"python", "duckdb"},
@@ -71,6 +71,7 @@ def file_register(config: ReaderLimits, duckdb: DuckDBResource, landing: Landing
         md = table_metadata(
             conn,
             table,
+            descriptions=COLUMN_DESCRIPTIONS,
             extra={
                 "files_ingested": int(by_status.get("ingested", 0)),
                 "files_rejected": int(by_status.get("rejected", 0)),
@@ -181,6 +182,7 @@ def authorizations(
         md = table_metadata(
             conn,
             "raw.authorizations",
+            descriptions=COLUMN_DESCRIPTIONS,
             where="CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
             params=[keys],
             extra={
@@ -219,7 +221,7 @@ def _reference_asset(source: str, what: str, for_whom: str):
                 ingest.drop_staged(cur)
             finally:
                 cur.close()
-            md = table_metadata(conn, table, extra={"files": len(files)})
+            md = table_metadata(conn, table, descriptions=COLUMN_DESCRIPTIONS, extra={"files": len(files)})
         return dg.MaterializeResult(metadata=md)
 
     return _asset

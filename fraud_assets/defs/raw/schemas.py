@@ -102,6 +102,74 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+# What each raw column holds, by name: a name means the same in every raw table. The column schema of
+# each raw asset (definition and materialisation) reads its descriptions here.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    # file_register
+    "source": "Landing folder the file arrived in (authorizations, chargebacks, cardholders, merchants, "
+    "fx_rates); null when the path is outside them.",
+    "status": "`ingested` (its rows are in the raw table), `rejected` (see `reason`) or `duplicate_file` "
+    "(identical content already landed).",
+    "reason": "Why the file was rejected or set aside (docs/landing-zone.md lists the reasons); null when "
+    "ingested.",
+    "rows_landed": "Rows the file contributed to its raw table; raw and cleaned row counts reconcile to it.",
+    "registered_at": "When the register first saw the file (UTC).",
+    "file_size": "File size in bytes when registered; an unchanged size, mtime and inode means not re-read.",
+    "file_mtime_ns": "File modification time (ns since the epoch) when registered.",
+    "file_inode": "File inode when registered.",
+    # lineage, every source table
+    "feed": "Producer feed the file belongs to (acq_a, acq_b, chargebacks, cardholders, merchants, "
+    "fx_rates), from the file name.",
+    "source_file": "Path of the landing file relative to the landing root (card numbers masked).",
+    "file_sha256": "SHA-256 of the landing file's bytes (hex).",
+    "landing_date": "Landing-zone folder date the file was delivered under.",
+    "row_number": "1-based row (line or Parquet row) within the landing file; with source_file, the "
+    "row's identity.",
+    "ingested_at": "When the file was first registered (UTC); stable across re-runs.",
+    "business_date": "UTC business date the file's rows belong to, from its file name.",
+    "malformed_reason": "Why the line could not be split into fields; null for a parsed line.",
+    "raw_line_masked": "The malformed line as received, card numbers masked; null for a parsed line.",
+    # PAN, tokenised at ingestion
+    "card_token": "HMAC-SHA256 (keyed by FRAUD_PAN_KEY) of the card number: joins a card across tables "
+    "without the PAN; null when the received number is not a valid card number.",
+    "pan_bin": "First 6 digits of the card number (issuer BIN).",
+    "pan_last4": "Last 4 digits of the card number.",
+    "pan_valid": "Whether the received card number was 13-19 digits with a valid Luhn checksum.",
+    "pan_masked": "An invalid card number as received, masked (BIN, stars, last 4); null when valid.",
+    # authorizations and chargebacks, values as received (text)
+    "transaction_id": "Producer's transaction id, as received.",
+    "tx_datetime": "Transaction time as received (processor A: UTC; processor B: terminal local time).",
+    "terminal_id": "Terminal id, as received (typed in the merchants snapshot).",
+    "amount": "Amount in `currency`, as received.",
+    "currency": "ISO 4217 currency code: of `amount` (authorizations, chargebacks), the terminal's local "
+    "currency (merchants).",
+    "channel": "Card present or e-commerce, as received (CP/card_present, ECOM/ecommerce).",
+    "three_ds": "3-D Secure result, as received (Y, N, A, U or empty).",
+    "message_type": "Authorisation or reversal, as received (auth/0100, reversal/0400).",
+    "original_transaction_id": "For a reversal, the transaction it reverses, as received.",
+    "chargeback_id": "Producer's chargeback (fraud report) id.",
+    "reported_at": "When the fraud was reported, as received.",
+    "reason_code": "Card scheme chargeback reason code, as received.",
+    # fx_rates
+    "rate_date": "Date the rate applies to, as received.",
+    "base_currency": "Currency the rate is quoted against, as received (EUR expected).",
+    "quote_currency": "Currency quoted, as received (ISO 4217).",
+    "rate": "Units of quote_currency per base_currency, as received.",
+    # cardholders
+    "customer_id": "Cardholder (customer) id.",
+    "home_x": "Cardholder's home location, x coordinate (simulator grid 0-100).",
+    "home_y": "Cardholder's home location, y coordinate (simulator grid 0-100).",
+    "home_country": "Cardholder's home country (ISO 3166 alpha-2).",
+    "issued_at": "Date the card was issued.",
+    # merchants
+    "merchant_id": "Merchant operating the terminal.",
+    "mcc": "Merchant category code (4 digits).",
+    "country": "Country of the terminal (ISO 3166 alpha-2).",
+    "timezone": "IANA time zone of the terminal: converts processor B's local times to UTC.",
+    "x": "Terminal location, x coordinate (simulator grid 0-100).",
+    "y": "Terminal location, y coordinate (simulator grid 0-100).",
+}
+
 
 def select_sql(table: str, view: str) -> str:
     """SELECT with explicit casts so every write (even of zero rows) has the documented types."""

@@ -6,6 +6,9 @@ business_date.
 
 from __future__ import annotations
 
+from fraud_assets.defs.features.compute import FEATURE_COLUMNS
+from fraud_assets.lib.catalog_metadata import column_lineage
+
 SCORES_COLUMNS: list[tuple[str, str]] = [
     ("transaction_id", "BIGINT"),
     ("card_token", "VARCHAR"),
@@ -22,6 +25,17 @@ SCORES_DESCRIPTIONS = {
     "model_version": "Registry version that produced the score (models.model_versions).",
     "scored_at": "When the partition was scored, UTC.",
 }
+
+# The score is the champion's function of the transaction's features (which ones is the model's
+# `feature_columns`, so every feature column is a possible input); the version is the champion's.
+_FEATURES = "features/transaction_features"
+SCORES_LINEAGE = column_lineage(
+    {
+        **{c: [(_FEATURES, c)] for c in ("transaction_id", "card_token", "business_date")},
+        "score": [(_FEATURES, c) for c in FEATURE_COLUMNS],
+        "model_version": [("models/champion", "model_version")],
+    }
+)
 
 # driver_1..driver_<n_drivers>: n_drivers is run config (default 3).
 DEFAULT_N_DRIVERS = 3

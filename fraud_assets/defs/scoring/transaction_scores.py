@@ -15,8 +15,8 @@ from fraud_assets.defs.scoring.common import (
     predict,
     read_features_day,
 )
-from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS
-from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS, SCORES_LINEAGE
+from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import replace_partition, table_metadata
 from fraud_assets.resources import ModelStore
@@ -35,7 +35,7 @@ CHAMPION_KEY = dg.AssetKey(["models", "champion"])
     # A backfill (or `make pipeline`) scores every selected day in one run and one write.
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[dg.AssetKey(["features", "transaction_features"]), CHAMPION_KEY],
-    metadata=column_schema_metadata(SCORES_COLUMNS, descriptions=SCORES_DESCRIPTIONS),
+    metadata=column_schema_metadata(SCORES_COLUMNS, descriptions=SCORES_DESCRIPTIONS, lineage=SCORES_LINEAGE),
     description=(
         "Fraud score (probability) of every transaction of a business day, for the alert queue and "
         "monitoring. Computed by the current champion model (loaded through the checked loader) from "
@@ -79,6 +79,7 @@ def transaction_scores(
                 "rows_per_second": float(n / seconds) if seconds > 0 and n else 0.0,
                 "mean_score": float(out["score"].mean()) if n else 0.0,
                 "p99_score": float(out["score"].quantile(0.99)) if n else 0.0,
+                COLUMN_LINEAGE_KEY: SCORES_LINEAGE,
             },
         )
     return dg.MaterializeResult(metadata=md)
