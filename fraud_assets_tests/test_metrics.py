@@ -32,8 +32,21 @@ def test_cards_detected_on_an_earlier_day_are_removed_from_later_days():
     d2 = _day("2018-08-09", [("a", 0.95, 1), ("b", 0.2, 0)])
     _, per_day = card_precision_at_k(pd.concat([d1, d2]), k=1)
     assert per_day == [1.0, 0.0]  # day 2: a was already detected, so b is the top card
-    _, kept = card_precision_at_k(pd.concat([d1, d2]), k=1, remove_detected=False)
-    assert kept == [1.0, 1.0]
+
+
+def test_a_card_with_a_fraud_reported_before_the_day_is_removed_from_it():
+    day = _day("2018-08-09", [("a", 0.9, 1), ("b", 0.5, 0)])
+    reported_the_day_before = pd.Series({"a": pd.Timestamp("2018-08-08 15:00")})
+    reported_that_day = pd.Series({"a": pd.Timestamp("2018-08-09 15:00")})
+    # Known before the day: a is blocked, b is the top card. Reported during the day: a is still ranked.
+    assert card_precision_at_k(day, k=1, known_since=reported_the_day_before)[1] == [0.0]
+    assert card_precision_at_k(day, k=1, known_since=reported_that_day)[1] == [1.0]
+
+
+def test_tied_cards_rank_by_card_token_whatever_the_row_order():
+    day = _day("2018-08-08", [("b", 0.7, 0), ("a", 0.7, 1), ("c", 0.7, 0)])
+    assert card_precision_at_k(day, k=1)[1] == [1.0]  # a, first by token, takes the one place
+    assert card_precision_at_k(day.iloc[::-1], k=1)[1] == [1.0]
 
 
 def test_auc_and_ap_are_transaction_level_sklearn_figures():

@@ -12,7 +12,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.monitoring.assets import BASELINE_FEATURES, feature_drift, model_performance
-from fraud_assets.defs.monitoring.metrics import card_precision_at_k, psi, psi_status
+from fraud_assets.defs.monitoring.metrics import psi, psi_status
 
 DAYS = pd.date_range("2018-04-01", periods=10, freq="D")
 
@@ -32,18 +32,6 @@ def test_psi_of_a_flag_compares_its_share_of_ones():
     ref = pd.Series([0] * 700 + [1] * 300)
     assert psi(ref, pd.Series([0] * 70 + [1] * 30)) == pytest.approx(0, abs=1e-9)
     assert psi(ref, pd.Series([0] * 30 + [1] * 70)) > 0.25
-
-
-def test_card_precision_counts_frauded_cards_among_the_top_k():
-    day = pd.DataFrame(
-        {
-            "card_token": ["a", "a", "b", "c", "d"],
-            "score": [0.9, 0.1, 0.8, 0.7, 0.1],
-            "is_fraud": [0, 1, 0, 1, 1],
-        }
-    )
-    # Top 2 cards by max score: a (fraud on another transaction), b (none) -> 1 / 2.
-    assert card_precision_at_k(day, k=2) == 0.5
 
 
 def _world(db: Path, shift_last_day: float = 0.0, history_from: str | None = "2018-01-01") -> None:

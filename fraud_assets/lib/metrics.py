@@ -1,10 +1,12 @@
 """Fraud-detection metrics, computed the way the Fraud Detection Handbook (Le Borgne et al.) defines them.
 
 - AUC ROC and average precision over all test transactions (sklearn).
-- Card Precision@k: per test day, each card's maximum score and maximum label; the k highest-scoring
-  cards are what investigators can review; precision = compromised cards among them / k. Cards detected
-  on an earlier day are removed from later days (an investigator does not re-review a blocked card).
-  The figure is the mean over days.
+- Card Precision@k (`card_precision_at_k`, the one definition the gate, evaluation, model card and
+  monitoring use): per day, cards already known compromised are removed (a blocked card is not
+  reviewed again): those with a fraud reported by the day's start (`known_since`, when the caller's rows
+  still hold them) and those detected in the top k of an earlier evaluated day. The rest are ranked by
+  their maximum score, ties broken by card token; precision = cards with a fraud (maximum label) among
+  the top k / k, even when fewer than k cards remain. The figure is the mean over days.
 - Expected cost: a missed fraud costs its amount, an alert costs one review.
 """
 
@@ -16,9 +18,15 @@ import numpy as np
 import pandas as pd
 
 METRIC_NAMES = ("auc", "average_precision", "card_precision_at_100")
+CARD_PRECISION_DEFINITION = (
+    "Card Precision@100 is the Fraud Detection Handbook's: per day, cards already known compromised are "
+    "removed (a fraud reported by the day's start, or detected in the top 100 of an earlier day), the "
+    "rest ranked by their highest score (ties by card token); the share of the top 100 with a fraud, "
+    "averaged over days. Monitoring reports the same figure for the scored days."
+)
 
 
-def card_precision_at_k(
+def card_precision_by_day(
     df: pd.DataFrame,
     k: int = 100,
     *,
@@ -26,22 +34,47 @@ def card_precision_at_k(
     card_col: str = "card_token",
     score_col: str = "score",
     label_col: str = "label",
-    remove_detected: bool = True,
-) -> tuple[float, list[float]]:
-    """Mean Card Precision@k over days and the per-day values (days in increasing order)."""
+    known_since: pd.Series | None = None,
+) -> pd.Series:
+    """Card Precision@k of each day of `df` (index: the days in increasing order).
+
+    `known_since` maps a card token to the time its first fraud was reported; such a card is removed from
+    every day starting at or after that time. The days are evaluated in order, so a card detected on one
+    day is removed from the later ones: pass every day of one evaluation together."""
     detected: set = set()
-    per_day: list[float] = []
-    for _, day in sorted(df.groupby(day_col), key=lambda kv: kv[0]):
-        if remove_detected and detected:
-            day = day[~day[card_col].isin(detected)]
-        cards = day.groupby(card_col, sort=False).agg(score=(score_col, "max"), label=(label_col, "max"))
-        # Stable sort so ties keep a deterministic order (card order of first appearance).
-        top = cards.sort_values("score", ascending=False, kind="mergesort").head(k)
-        hits = top.index[top["label"] == 1]
-        per_day.append(len(hits) / k)
-        if remove_detected:
-            detected.update(hits)
-    return (float(np.mean(per_day)) if per_day else float("nan")), per_day
+    per_day: dict = {}
+    for day_key, day in sorted(df.groupby(day_col), key=lambda kv: kv[0]):
+        removed = set(detected)
+        if known_since is not None and len(known_since):
+            removed.update(known_since.index[known_since <= pd.Timestamp(day_key)])
+        if removed:
+            day = day[~day[card_col].isin(removed)]
+        cards = (
+            day.groupby(card_col, sort=False)
+            .agg(score=(score_col, "max"), label=(label_col, "max"))
+            .rename_axis("card")
+            .reset_index()
+        )
+        # Ties by card token: the same figure whatever order the rows arrive in.
+        top = cards.sort_values(["score", "card"], ascending=[False, True], kind="mergesort").head(k)
+        hits = top.loc[top["label"] == 1, "card"]
+        per_day[day_key] = len(hits) / k
+        detected.update(hits)
+    return pd.Series(per_day, dtype=float)
+
+
+def card_precision_at_k(
+    df: pd.DataFrame,
+    k: int = 100,
+    *,
+    score_col: str = "score",
+    label_col: str = "label",
+    known_since: pd.Series | None = None,
+) -> tuple[float, list[float]]:
+    """Mean Card Precision@k over the days of `df` and the per-day values (days in increasing order);
+    columns business_date and card_token, arguments as `card_precision_by_day`."""
+    per_day = card_precision_by_day(df, k, score_col=score_col, label_col=label_col, known_since=known_since)
+    return (float(per_day.mean()) if len(per_day) else float("nan")), per_day.tolist()
 
 
 def classification_metrics(

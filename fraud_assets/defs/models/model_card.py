@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraud_assets.lib.metrics import pr_curve
+from fraud_assets.lib.metrics import CARD_PRECISION_DEFINITION, pr_curve
 from fraud_assets.lib.registry import ModelVersion
 
 CARDS_DIR_ENV = "FRAUD_MODEL_CARDS_DIR"
@@ -137,6 +137,8 @@ trained on labelled history; they are a prioritisation aid, not an automatic dec
 
 ## Metrics
 {_metrics_table(mv)}
+
+{CARD_PRECISION_DEFINITION}
 
 {cost_line}
 

@@ -14,9 +14,10 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.features.compute import BASELINE_COLUMNS, LABEL_DELAY_DAYS, LOOKBACK_DAYS
-from fraud_assets.defs.monitoring.metrics import average_precision, card_precision_at_k, psi, psi_status
+from fraud_assets.defs.monitoring.metrics import average_precision, psi, psi_status
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.metrics import card_precision_by_day
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 
@@ -67,7 +68,8 @@ PERFORMANCE_COLUMNS = {
     "n_transactions": "scored transactions",
     "n_frauds": "transactions with a fraud report known at labels_as_of",
     "average_precision": "AP of the scores against known labels (NaN without both classes)",
-    "card_precision_at_100": "share of frauded cards among the day's top-100 cards by score",
+    "card_precision_at_100": "Card Precision@100 (lib/metrics.py, the handbook's): frauded cards among the "
+    "day's top-100 cards by score, cards already known compromised removed; per model version over its days",
     "matured": f"true once {MATURITY_DAYS} days of reports followed the day: the label is trusted",
     "labels_as_of": "latest report time in cleaned.labels (the data's 'now')",
     "computed_at": "UTC time of computation",
@@ -303,8 +305,20 @@ def _after_training(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> pd.Dat
     return df[pd.to_datetime(df["business_date"]) > pd.Timestamp(last)]
 
 
+def known_compromised_since(conn: duckdb.DuckDBPyConnection) -> pd.Series:
+    """Card token -> time of its first fraud report: from then on the card is known compromised (the
+    point-in-time rule of the training set's test days), so gate and monitoring remove the same cards."""
+    return (
+        conn.execute(f"SELECT card_token, min(reported_at) AS t FROM {LABELS_TABLE} GROUP BY card_token")
+        .df()
+        .set_index("card_token")["t"]
+    )
+
+
 def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Per scored day and model version: AP and card precision@100 against labels known now."""
+    """Per scored day and model version: AP and Card Precision@100 against labels known now. Card
+    Precision follows each version over its scored days in order (a card it detected on one day is
+    removed from its later days), as the gate follows a candidate over its test days."""
     needed = (SCORES_TABLE, LABELS_TABLE, TRANSACTIONS_TABLE)
     if not all(table_exists(conn, t) for t in needed):
         return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
@@ -321,6 +335,11 @@ def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
     if scored.empty:
         return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
+    known_since = known_compromised_since(conn)
+    card_precision = {
+        version: card_precision_by_day(part, TOP_K_CARDS, label_col="is_fraud", known_since=known_since)
+        for version, part in scored.groupby("model_version", sort=True)
+    }
     rows = []
     for (day, version), part in scored.groupby(["business_date", "model_version"], sort=True):
         rows.append(
@@ -330,7 +349,7 @@ def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                 "n_transactions": len(part),
                 "n_frauds": int(part["is_fraud"].sum()),
                 "average_precision": average_precision(part["is_fraud"], part["score"]),
-                "card_precision_at_100": card_precision_at_k(part, TOP_K_CARDS),
+                "card_precision_at_100": float(card_precision[version][day]),
                 "matured": as_of is not None
                 and pd.Timestamp(day) + pd.Timedelta(days=MATURITY_DAYS + 1) <= pd.Timestamp(as_of),
                 "labels_as_of": as_of,

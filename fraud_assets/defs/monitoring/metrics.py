@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraud_assets.defs.monitoring.thresholds import PSI_ACT, PSI_BINS, PSI_WARN, TOP_K_CARDS
+from fraud_assets.defs.monitoring.thresholds import PSI_ACT, PSI_BINS, PSI_WARN
 
 EPS = 1e-4  # floor for empty bins so ln(c/r) stays finite
 
@@ -58,13 +58,3 @@ def average_precision(y_true: pd.Series, score: pd.Series) -> float:
     )  # imported on use: see 'Start-up cost' in docs/architecture.md
 
     return float(average_precision_score(y, np.asarray(score, dtype=float)))
-
-
-def card_precision_at_k(day: pd.DataFrame, k: int = TOP_K_CARDS) -> float:
-    """Handbook card precision@k for one day: rank cards by their highest score that day, take the top k,
-    return the share that had a fraudulent transaction that day (investigators check k cards a day)."""
-    if day.empty:
-        return float("nan")
-    cards = day.groupby("card_token").agg(score=("score", "max"), fraud=("is_fraud", "max"))
-    top = cards.sort_values("score", ascending=False, kind="mergesort").head(k)
-    return float(top["fraud"].sum() / k)

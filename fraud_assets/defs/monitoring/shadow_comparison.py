@@ -15,10 +15,11 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from fraud_assets.defs.monitoring.assets import known_compromised_since
 from fraud_assets.defs.monitoring.metrics import average_precision, psi
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, TOP_K_CARDS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.metrics import card_precision_at_k
+from fraud_assets.lib.metrics import card_precision_by_day
 from fraud_assets.lib.warehouse import replace_table, table_exists, table_metadata
 
 OWNERS = ["team:fraud-data-science"]
@@ -73,7 +74,9 @@ def alert_precision(day: pd.DataFrame, score_col: str, budget: int) -> float:
     return float(top["label"].mean()) if len(top) else float("nan")
 
 
-def _day_row(day: pd.DataFrame, matured: bool, budget: int) -> dict[str, object]:
+def _day_row(
+    day: pd.DataFrame, matured: bool, budget: int, card_precision: dict[str, float]
+) -> dict[str, object]:
     row: dict[str, object] = {
         "n_transactions": len(day),
         "n_frauds": int(day["label"].sum()),
@@ -83,8 +86,11 @@ def _day_row(day: pd.DataFrame, matured: bool, budget: int) -> dict[str, object]
     for m in MODELS:
         col = f"{m}_score"
         if matured:
-            cp, _ = card_precision_at_k(day, TOP_K_CARDS, score_col=col, label_col="label")
-            values = (average_precision(day["label"], day[col]), cp, alert_precision(day, col, budget))
+            values = (
+                average_precision(day["label"], day[col]),
+                card_precision[m],
+                alert_precision(day, col, budget),
+            )
         else:
             values = (float("nan"),) * 3
         row.update({f"{m}_{metric}": v for metric, v in zip(METRICS, values, strict=True)})
@@ -97,9 +103,19 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchall()[0][0]
     paired = conn.execute(PAIRED_SQL).df()
+    known_since = known_compromised_since(conn)
+    # Card Precision follows each model over the pair's shadow days in order (lib/metrics.py).
+    card_precision = {
+        (pair, m): card_precision_by_day(
+            part, TOP_K_CARDS, score_col=f"{m}_score", label_col="label", known_since=known_since
+        )
+        for pair, part in paired.groupby(["challenger_version", "champion_version"], dropna=False)
+        for m in MODELS
+    }
     rows = []
     keys = ["business_date", "challenger_version", "champion_version"]
     for (day, challenger, champion), part in paired.groupby(keys, sort=True, dropna=False):
+        cp = {m: float(card_precision[((challenger, champion), m)][day]) for m in MODELS}
         matured = as_of is not None and pd.Timestamp(day) + pd.Timedelta(
             days=MATURITY_DAYS + 1
         ) <= pd.Timestamp(as_of)
@@ -108,7 +124,7 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
                 "business_date": pd.Timestamp(day).date(),
                 "challenger_version": challenger,
                 "champion_version": champion,
-                **_day_row(part, bool(matured), budget),
+                **_day_row(part, bool(matured), budget, cp),
                 "budget": budget,
                 "labels_as_of": as_of,
                 "computed_at": datetime.now(UTC).replace(tzinfo=None),
