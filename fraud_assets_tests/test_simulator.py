@@ -226,6 +226,10 @@ def test_config_rejects_nonsense():
     with pytest.raises(ValueError, match="within"):
         SimConfig(rates={"duplicate": 1.5})
     assert SimConfig(clean=True, rates={"duplicate": 0.5}).rate("duplicate") == 0.0
+    with pytest.raises(ValueError, match="label modes"):
+        SimConfig(handbook_labels=True, label_delay_days=7)
+    with pytest.raises(ValueError, match="at least 1"):
+        SimConfig(label_delay_days=0)
 
 
 @pytest.mark.parametrize("start", ["2018-03-20", "2018-10-22"])

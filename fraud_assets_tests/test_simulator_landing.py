@@ -414,11 +414,39 @@ def test_cli_help_lists_every_option_and_defect(capsys):
         "--data-dir",
         "--clean",
         "--handbook-labels",
+        "--label-delay-days",
         "--append-days",
         "--rate",
     ):
         assert option in out
     assert all(kind in out for kind in DEFAULT_RATES)
+
+
+def test_exact_delay_mode_reports_every_fraud_exactly_that_many_days_later(tmp_path):
+    small = [
+        "--start",
+        "2018-04-01",
+        "--days",
+        "20",
+        "--customers",
+        "150",
+        "--terminals",
+        "300",
+        "--clean",
+        "--quiet",
+    ]
+    assert cli_main(["--label-delay-days", "7", "--data-dir", str(tmp_path), *small]) == 0
+    files = sorted((tmp_path / "landing" / "chargebacks").rglob("*.csv"))
+    reports = pd.concat(pd.read_csv(f).assign(folder=f.parent.name) for f in files)
+    tx_at = pd.to_datetime(reports["tx_datetime"].str.rstrip("Z"))
+    reported = pd.to_datetime(reports["reported_at"].str.rstrip("Z"))
+    assert len(reports) > 0
+    assert ((reported - tx_at) == pd.Timedelta(days=7)).all()
+    assert ((reported.dt.normalize() - tx_at.dt.normalize()) == pd.Timedelta(days=7)).all()
+    assert (reported.dt.date.astype(str) == reports["folder"]).all()  # each lands on its report day
+    truth = pd.read_parquet(tmp_path / "ground_truth" / "transactions.parquet")
+    due = truth[(truth["tx_fraud"] == 1) & (truth["tx_datetime"] < pd.Timestamp("2018-04-14"))]
+    assert sorted(reports["transaction_id"]) == sorted(due["transaction_id"])
 
 
 def test_cli_writes_then_refuses_to_mix_worlds_then_appends(tmp_path, monkeypatch, capsys):

@@ -35,7 +35,8 @@ Profiles:
 
 Labels: each fraud's chargeback arrives after a delay (log-normal, median 3 days, ~76 %% within a
 week, tail to 120 days) in the chargeback file of its arrival day; --handbook-labels makes every
-delay fall within 7 days, the handbook's assumption.
+delay fall within 7 days, the handbook's assumption; --label-delay-days N reports every fraud exactly
+N days after it (the handbook's evaluation protocol: nothing known before N days).
 
 The same seed gives the same world and the same bytes. The world depends only on (seed, profile,
 start, day index), so --append-days N continues an existing landing zone exactly as a longer run
@@ -102,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="every fraud reported within 7 days (the handbook's assumption)",
     )
     world.add_argument(
+        "--label-delay-days",
+        type=_positive,
+        metavar="N",
+        help="every fraud reported exactly N days after it (the handbook's protocol, e.g. 7)",
+    )
+    world.add_argument(
         "--rate",
         type=_rate,
         action="append",
@@ -144,6 +151,7 @@ WORLD_OPTIONS = (
     "seed",
     "clean",
     "handbook_labels",
+    "label_delay_days",
     "rate",
     "acq_b_share",
 )
@@ -186,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=defaults.seed if args.seed is None else args.seed,
                 clean=bool(args.clean),
                 handbook_labels=bool(args.handbook_labels),
+                label_delay_days=args.label_delay_days,
                 rates=dict(args.rate or []),
                 acq_b_share=defaults.acq_b_share if args.acq_b_share is None else args.acq_b_share,
             )

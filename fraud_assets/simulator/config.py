@@ -110,6 +110,9 @@ class SimConfig:
     seed: int = 0
     clean: bool = False
     handbook_labels: bool = False
+    # Every fraud reported exactly this many days after it (the handbook's evaluation protocol); None:
+    # the delays of `handbook_labels` or the realistic long tail.
+    label_delay_days: int | None = None
     rates: dict[str, float] = field(default_factory=dict)
     acq_b_share: float = DEFAULT_ACQ_B_SHARE
 
@@ -126,6 +129,11 @@ class SimConfig:
             raise ValueError("the fraud scenarios need at least 3 customers and 2 terminals")
         if self.seed < 0:
             raise ValueError("seed must be non-negative")
+        if self.label_delay_days is not None:
+            if self.label_delay_days < 1:
+                raise ValueError("label_delay_days must be at least 1")
+            if self.handbook_labels:
+                raise ValueError("label_delay_days and handbook_labels are two label modes: choose one")
         unknown = set(self.rates) - set(DEFECT_UNITS)
         if unknown:
             raise ValueError(f"unknown defect kind(s) {sorted(unknown)}; known: {sorted(DEFECT_UNITS)}")
@@ -150,6 +158,8 @@ class SimConfig:
     def to_state(self) -> dict:
         state = dataclasses.asdict(self)
         state["start"] = self.start_date.isoformat()
+        if self.label_delay_days is None:
+            del state["label_delay_days"]  # worlds of the other label modes keep their stored bytes
         return state
 
     @classmethod

@@ -358,6 +358,8 @@ def _to_utc(local: np.ndarray, tz_codes: np.ndarray, tz_names: np.ndarray) -> tu
 
 
 def _label_delays(cfg: SimConfig, z: np.ndarray, u: np.ndarray) -> np.ndarray:
+    if cfg.label_delay_days is not None:
+        return np.full(len(z), cfg.label_delay_days * DAY_SECONDS, dtype=np.int64)
     if cfg.handbook_labels:
         return np.maximum(1, np.ceil(u * HANDBOOK_DELAY_MAX_S)).astype(np.int64)
     delay = np.exp(np.log(DELAY_MEDIAN_S) + DELAY_SIGMA * z)
