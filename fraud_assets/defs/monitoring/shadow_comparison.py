@@ -104,33 +104,35 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchall()[0][0]
     paired = conn.execute(PAIRED_SQL).df()
     known_since = known_compromised_since(conn)
-    # Card Precision follows each model over the pair's shadow days in order (lib/metrics.py).
-    card_precision = {
-        (pair, m): card_precision_by_day(
-            part, TOP_K_CARDS, score_col=f"{m}_score", label_col="label", known_since=known_since
-        )
-        for pair, part in paired.groupby(["challenger_version", "champion_version"], dropna=False)
-        for m in MODELS
-    }
     rows = []
+    pairs = paired.groupby(["challenger_version", "champion_version"], sort=True, dropna=False)
+    for (challenger, champion), pair in pairs:
+        # Card Precision follows each model over the pair's shadow days in order (lib/metrics.py).
+        card_precision = {
+            m: card_precision_by_day(
+                pair, TOP_K_CARDS, score_col=f"{m}_score", label_col="label", known_since=known_since
+            )
+            for m in MODELS
+        }
+        for day, part in pair.groupby("business_date", sort=True):
+            matured = as_of is not None and pd.Timestamp(day) + pd.Timedelta(
+                days=MATURITY_DAYS + 1
+            ) <= pd.Timestamp(as_of)
+            rows.append(
+                {
+                    "business_date": pd.Timestamp(day).date(),
+                    "challenger_version": challenger,
+                    "champion_version": champion,
+                    **_day_row(
+                        part, bool(matured), budget, {m: float(card_precision[m][day]) for m in MODELS}
+                    ),
+                    "budget": budget,
+                    "labels_as_of": as_of,
+                    "computed_at": datetime.now(UTC).replace(tzinfo=None),
+                }
+            )
     keys = ["business_date", "challenger_version", "champion_version"]
-    for (day, challenger, champion), part in paired.groupby(keys, sort=True, dropna=False):
-        cp = {m: float(card_precision[((challenger, champion), m)][day]) for m in MODELS}
-        matured = as_of is not None and pd.Timestamp(day) + pd.Timedelta(
-            days=MATURITY_DAYS + 1
-        ) <= pd.Timestamp(as_of)
-        rows.append(
-            {
-                "business_date": pd.Timestamp(day).date(),
-                "challenger_version": challenger,
-                "champion_version": champion,
-                **_day_row(part, bool(matured), budget, cp),
-                "budget": budget,
-                "labels_as_of": as_of,
-                "computed_at": datetime.now(UTC).replace(tzinfo=None),
-            }
-        )
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns).sort_values(keys, kind="stable", ignore_index=True)
 
 
 def _mean(values: pd.Series) -> float:
