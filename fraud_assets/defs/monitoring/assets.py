@@ -403,7 +403,7 @@ def performance_check(summary: dict[str, object]) -> dg.AssetCheckResult:
     metadata=column_schema_metadata(PERFORMANCE_TYPES, descriptions=PERFORMANCE_COLUMNS),
     owners=OWNERS,
     kinds={"duckdb", "python", "scikit-learn"},
-    code_version="1",
+    code_version="2",
     pool="duckdb",
     deps=[
         dg.AssetKey(["scoring", "transaction_scores"]),
@@ -423,7 +423,8 @@ def performance_check(summary: dict[str, object]) -> dg.AssetCheckResult:
     ],
     description=(
         "Model performance per scored day and model version on the labels known now: average precision "
-        f"and card precision@{TOP_K_CARDS} (top cards by score that had fraud). A day is `matured` once "
+        f"and Card Precision@{TOP_K_CARDS} as the gate computes it (lib/metrics.py: known-compromised "
+        "cards removed, top cards by score that had fraud). A day is `matured` once "
         f"{MATURITY_DAYS} days of chargeback reports followed it; only matured days are trusted. For data "
         "scientists and the retraining trigger. Recomputed whenever labels or scores change."
     ),

@@ -172,7 +172,7 @@ def shadow_summary(conn, model_version: str) -> dict[str, float | int | str]:
     group_name="monitoring",
     owners=OWNERS,
     kinds={"duckdb", "python", "scikit-learn"},
-    code_version="1",
+    code_version="2",
     pool="duckdb",
     deps=[
         dg.AssetKey(["scoring", "shadow_scores"]),
