@@ -100,30 +100,36 @@ def _reference_window(conn: duckdb.DuckDBPyConnection, latest: str) -> tuple[str
     if table_exists(conn, TRAINING_TABLE) and "business_date" in _columns(conn, TRAINING_TABLE):
         lo, hi = conn.execute(
             f"SELECT CAST(min(business_date) AS VARCHAR), CAST(max(business_date) AS VARCHAR) "
-            f"FROM {TRAINING_TABLE} WHERE CAST(business_date AS VARCHAR) < ?",
+            f"FROM {TRAINING_TABLE} WHERE business_date < CAST(? AS DATE)",
             [latest],
         ).fetchone()
         if lo is not None:
             return lo, hi
     return conn.execute(
         f"SELECT CAST(min(business_date) AS VARCHAR), CAST(max(business_date) AS VARCHAR) "
-        f"FROM {FEATURES_TABLE} WHERE CAST(business_date AS VARCHAR) < ?",
+        f"FROM {FEATURES_TABLE} WHERE business_date < CAST(? AS DATE)",
         [latest],
     ).fetchone()
 
 
-def _sample(conn, table: str, cols: list[str], lo: str, hi: str) -> pd.DataFrame:
+# Dates are compared as DATE, never as text: the column's zone maps then skip every other day's row
+# groups, which is what keeps a 183-day burst from scanning the whole table once per day.
+def _sample(conn, table: str, cols: list[str], lo: str | None, hi: str) -> pd.DataFrame:
     select = ", ".join(cols)
-    return conn.execute(
-        f"SELECT {select} FROM {table} WHERE CAST(business_date AS VARCHAR) BETWEEN ? AND ? "
+    since = "business_date >= CAST(? AS DATE) AND " if lo is not None else ""
+    sample = conn.execute(
+        f"SELECT {select} FROM {table} WHERE {since}business_date <= CAST(? AS DATE) "
         f"USING SAMPLE reservoir({MAX_REFERENCE_ROWS} ROWS) REPEATABLE (7)",
-        [lo, hi],
+        [lo, hi] if lo is not None else [hi],
     ).df()
+    # Typed once here, not once per feature compared against it.
+    sample["business_date"] = pd.to_datetime(sample["business_date"])
+    return sample
 
 
 def _day(conn, table: str, cols: list[str], day: str) -> pd.DataFrame:
     return conn.execute(
-        f"SELECT {', '.join(cols)} FROM {table} WHERE CAST(business_date AS VARCHAR) = ?", [day]
+        f"SELECT {', '.join(cols)} FROM {table} WHERE business_date = CAST(? AS DATE)", [day]
     ).df()
 
 
@@ -147,7 +153,7 @@ def _history_start(conn: duckdb.DuckDBPyConnection) -> pd.Timestamp:
 def _compare(feature: str, ref: pd.DataFrame, cur: pd.DataFrame, start: pd.Timestamp) -> tuple:
     """(feature, psi, status, reference rows, current rows) over the reference days whose windows were
     full."""
-    complete = ref[pd.to_datetime(ref["business_date"]) >= start + pd.Timedelta(days=lookback_days(feature))]
+    complete = ref[ref["business_date"] >= start + pd.Timedelta(days=lookback_days(feature))]
     value = psi(complete[feature], cur[feature]) if len(complete) else float("nan")
     status = psi_status(value) if len(complete) else WARMUP
     return feature, value, status, len(complete), len(cur)
@@ -178,7 +184,7 @@ def compute_drift(conn: duckdb.DuckDBPyConnection, day: str, samples: dict | Non
         ref_s = samples[(SCORES_TABLE, lo, hi)]
         if ref_s.empty:  # the training window was never scored: compare with every earlier scored day
             before = str(pd.Timestamp(day).date() - pd.Timedelta(days=1))
-            ref_s = _sample(conn, SCORES_TABLE, ["business_date", SCORE], "0000-00-00", before)
+            ref_s = _sample(conn, SCORES_TABLE, ["business_date", SCORE], None, before)
         cur_s = _day(conn, SCORES_TABLE, [SCORE], day)
         rows.append(_compare(SCORE, ref_s, cur_s, start))
     df = pd.DataFrame(rows, columns=["feature", "psi", "status", "reference_rows", "current_rows"])
