@@ -4,9 +4,10 @@ Dagster 1.13 has no public API to tag a run after it was created, to fail a run 
 to hand back the pool slots such a run still holds (its own run monitoring does all three, but only for
 run launchers that can check a worker's health, which the default launcher cannot), nor to name the
 materialisation a check evaluation logged by hand is about, or to find the latest materialisation of many
-partitions in one query. Each function here wraps one internal call; fraud_assets_tests/test_dagster_compat.py
-and test_partitioned_checks.py pin the behaviour we rely on, so a Dagster upgrade that changes it fails
-there first.
+partitions in one query; nor does it export a compute log manager class to derive step-log storage from
+(lib/step_logs.py). Each function here wraps one internal call; fraud_assets_tests/test_dagster_compat.py,
+test_partitioned_checks.py and test_instance_storage.py pin the behaviour we rely on, so a Dagster upgrade
+that changes it fails there first.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.events import JobFailureData, RunFailureReason
+from dagster._core.storage.local_compute_log_manager import (  # re-exported for lib/step_logs.py
+    LocalComputeLogManager as LocalComputeLogManager,
+)
 
 
 def add_run_tags(instance: dg.DagsterInstance, run_id: str, tags: Mapping[str, str]) -> None:

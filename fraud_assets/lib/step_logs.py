@@ -10,9 +10,9 @@ server's run workers and the webserver meet on the volume wherever each mounts i
 from __future__ import annotations
 
 from dagster import Field
-from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 
 from fraud_assets.lib import settings
+from fraud_assets.lib.dagster_compat import LocalComputeLogManager
 
 STEP_LOGS_DIR = "compute_logs"
 
