@@ -125,6 +125,17 @@ def test_drift_on_a_day_the_models_were_trained_with_does_not_retrain(instance, 
     assert "2018-04-23" in req.tags[TAG_DETAIL]
 
 
+def test_a_newer_day_drift_is_not_hidden_by_an_older_day_measured_after_it(instance, tmp_path):
+    # Drift is partitioned by day: a lookback rebuild may re-measure 04-22 after 04-23 drifted.
+    materialize_stub(instance, "models/champion")
+    report(instance, "models/training_set", latest_business_date="2018-04-21")
+    report_drift(instance, "2018-04-23", max_psi=2.4)
+    report_drift(instance, "2018-04-22", max_psi=0.1)
+    [req] = tick(instance, tmp_path)
+    assert req.tags[TAG_REASON] == "drift"
+    assert req.run_key == "drift:2018-04-23"
+
+
 def test_a_re_measured_drifted_day_keeps_its_run_key(instance, tmp_path):
     materialize_stub(instance, "models/champion")
     keys = []

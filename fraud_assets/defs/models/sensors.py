@@ -38,6 +38,8 @@ CHAMPION = dg.AssetKey(["models", "champion"])
 APPROVAL_REQUEST = dg.AssetKey(["models", "approval_request"])
 FEATURE_DRIFT = dg.AssetKey(["monitoring", "feature_drift"])
 MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
+# Drift materialisations read per tick: every day of a burst measured since the last training.
+DRIFT_EVENTS_READ = 400
 
 
 def bootstrap_min_days() -> int:
@@ -73,6 +75,30 @@ def _training_request(reason: str, detail: str, run_key: str) -> dg.RunRequest:
     )
 
 
+def unseen_drift(instance: dg.DagsterInstance, seen: str | None) -> tuple[float, str, str] | None:
+    """(max PSI, feature, business day): the worst of each business day's latest drift measurement, among
+    the days after `seen`. Per day rather than the latest event: drift is partitioned by day, and a later
+    re-measurement of an older day (a lookback rebuild) must not hide the drift of a newer one."""
+    latest: dict[str, tuple[float, str]] = {}
+    records = instance.fetch_materializations(FEATURE_DRIFT, limit=DRIFT_EVENTS_READ).records
+    for i, record in enumerate(records):
+        if record.asset_materialization is None:
+            continue
+        md = {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
+        day, psi = md.get("current_business_date"), md.get("max_psi")
+        if psi is None or (day is None and i > 0):  # an undated measurement counts only as the latest
+            continue
+        key = str(day) if day is not None else f"measurement {record.storage_id}"
+        latest.setdefault(key, (float(psi), str(md.get("max_psi_feature", ""))))
+    unseen = [
+        (psi, feature, day)
+        for day, (psi, feature) in latest.items()
+        # psi == psi: NaN (nothing to compare yet) is no drift; an undated measurement is never seen.
+        if psi == psi and (seen is None or day.startswith("measurement") or day > seen)
+    ]
+    return max(unseen) if unseen else None
+
+
 def ever_materialized(instance: dg.DagsterInstance, key: dg.AssetKey) -> bool:
     return instance.get_latest_materialization_event(key) is not None
 
@@ -92,14 +118,12 @@ def training_reasons(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]
             return []
         detail = f"no champion yet; {days} business days with features"
         return [_training_request("bootstrap", detail, f"bootstrap:{days}")]
-    psi, drift_id = _metadata_value(instance, FEATURE_DRIFT, "max_psi")
-    if psi is not None and float(psi) >= PSI_ACT:
-        feature, _ = _metadata_value(instance, FEATURE_DRIFT, "max_psi_feature")
-        day, _ = _metadata_value(instance, FEATURE_DRIFT, "current_business_date")
-        seen, _ = _metadata_value(instance, TRAINING_SET, "latest_business_date")
-        if not (day and seen and str(day) <= str(seen)):
-            detail = f"PSI {float(psi):.3f} >= {PSI_ACT} on {feature} for {day}"
-            return [_training_request("drift", detail, f"drift:{day}" if day else f"drift:{drift_id}")]
+    seen, _ = _metadata_value(instance, TRAINING_SET, "latest_business_date")
+    worst = unseen_drift(instance, None if seen is None else str(seen))
+    if worst is not None and worst[0] >= PSI_ACT:
+        psi, feature, day = worst
+        detail = f"PSI {psi:.3f} >= {PSI_ACT} on {feature} for {day}"
+        return [_training_request("drift", detail, f"drift:{day}")]
     ap, perf_id = _metadata_value(instance, MODEL_PERFORMANCE, "latest_matured_ap")
     floor = ap_floor()
     if ap is not None and float(ap) == float(ap) and float(ap) < floor:
