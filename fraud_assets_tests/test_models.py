@@ -12,6 +12,7 @@ import pytest
 
 from fraud_assets.defs.models.candidates import CORES_ENV, candidate_assets, read_training_set, train_family
 from fraud_assets.defs.models.champion import champion as champion_asset
+from fraud_assets.defs.models.common import TRAINING_SET_META
 from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
 from fraud_assets.defs.models.training_set import training_set as training_set_asset
@@ -38,16 +39,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # training_set columns that are not features (the candidates' own list)
-TRAINING_SET_KEYS = {
-    "fold",
-    "split",
-    "transaction_id",
-    "business_date",
-    "tx_datetime",
-    "card_token",
-    "terminal_id",
-    "label",
-}
+TRAINING_SET_KEYS = set(TRAINING_SET_META)
 
 
 @pytest.fixture
