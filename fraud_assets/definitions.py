@@ -10,9 +10,14 @@ from fraud_assets.defs.policy import apply_policies, automation_sensor
 from fraud_assets.lib.classification import apply_classification
 from fraud_assets.lib.code_references import with_code_references
 from fraud_assets.lib.run_worker import recorded_in_process_executor
+from fraud_assets.lib.sqlite_instance import install as install_sqlite_synchronous
 from fraud_assets.resources import build_resources
 
 LAYERS = (raw, cleaned, features, models, scoring, monitoring)
+
+# Every process that loads this code location (run workers, code server, `make pipeline`) writes the local
+# SQLite instance's events with the durability FRAUD_SQLITE_SYNCHRONOUS asks for (lib/sqlite_instance.py).
+install_sqlite_synchronous()
 
 
 def control_path() -> dg.Definitions:
