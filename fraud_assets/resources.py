@@ -53,6 +53,37 @@ class ModelStore(dg.ConfigurableResource):
         return Signer(self.signing_key)
 
 
+FEATURE_ENGINES = ("duckdb", "spark")
+
+
+class FeatureEngine(dg.ConfigurableResource):
+    """Which engine computes features.transaction_features: `duckdb` (in the run worker, the default and
+    the fast one on one machine) or `spark` (a Spark application launched through Dagster Pipes, reading
+    the cleaned layer's Parquet exports; docs/environments.md). From `FRAUD_FEATURE_ENGINE`,
+    `FRAUD_SPARK_MASTER` (`local[2]`, or a cluster URL such as spark://host:7077), and any Spark setting
+    in `spark_conf` (executor memory and cores on a cluster)."""
+
+    engine: str = "duckdb"
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 16
+    spark_conf: dict[str, str] = {}
+
+    @property
+    def uses_spark(self) -> bool:
+        if self.engine not in FEATURE_ENGINES:
+            raise ValueError(f"feature engine must be one of {FEATURE_ENGINES}, not {self.engine!r}")
+        return self.engine == "spark"
+
+
+def feature_engine_from_env() -> FeatureEngine:
+    return FeatureEngine(
+        engine=os.environ.get("FRAUD_FEATURE_ENGINE", "duckdb"),
+        spark_master=os.environ.get("FRAUD_SPARK_MASTER", "local[2]"),
+        spark_driver_memory=os.environ.get("FRAUD_SPARK_DRIVER_MEMORY", "2g"),
+    )
+
+
 WEBHOOK_ENV = "FRAUD_ALERT_WEBHOOK_URL"
 
 
@@ -76,4 +107,5 @@ def build_resources(
             signing_key=registry_key if registry_key else dg.EnvVar("FRAUD_REGISTRY_KEY"),
         ),
         "alert_sink": build_alert_sink(Path(data_dir) if data_dir else None),
+        "feature_engine": feature_engine_from_env(),
     }

@@ -63,9 +63,9 @@ def run(pipes: PipesContext) -> None:
             f"{session_seconds:.1f}s; features of {len(dates)} business date(s) {dates[0]} .. {dates[-1]}"
         )
         features = compute(spark, Path(extras["exports_dir"]), dates, [tuple(c) for c in extras["columns"]])
-        features.repartition("business_date").sortWithinPartitions("business_date", "transaction_id").write.mode(
-            "overwrite"
-        ).partitionBy("business_date").parquet(str(output))
+        features.repartition("business_date").sortWithinPartitions(
+            "business_date", "transaction_id"
+        ).write.mode("overwrite").partitionBy("business_date").parquet(str(output))
         compute_seconds = time.perf_counter() - started - session_seconds
         rows = spark.read.parquet(str(output)).count()
         cores = spark.sparkContext.defaultParallelism

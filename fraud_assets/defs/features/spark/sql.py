@@ -69,7 +69,9 @@ def _flag(condition: str) -> str:
 _N_PREV = "(card_nb_tx_30d - 1)"
 _SUM_PREV = "(card_sum_30d - tx_amount)"
 _MEAN_PREV = f"({_SUM_PREV} / {_N_PREV})"
-_VAR_PREV = f"((card_sumsq_30d - tx_amount * tx_amount - {_SUM_PREV} * {_SUM_PREV} / {_N_PREV}) / ({_N_PREV} - 1))"
+_VAR_PREV = (
+    f"((card_sumsq_30d - tx_amount * tx_amount - {_SUM_PREV} * {_SUM_PREV} / {_N_PREV}) / ({_N_PREV} - 1))"
+)
 _HAS_PREV = "prev_us IS NOT NULL"
 
 COLUMN_SQL: dict[str, str] = {
