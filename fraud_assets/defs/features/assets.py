@@ -102,7 +102,8 @@ def transaction_features(
         # A range run records one materialisation per day, each with this metadata: the column schema is
         # on the definition, so the copies leave it out.
         md.pop("dagster/column_schema", None)
+    engine = feature_engine.engine
     context.log.info(
-        f"features ({feature_engine.engine}): {written} rows for {len(keys)} business date(s) in {seconds:.2f}s"
+        f"features ({engine}): {written} rows for {len(keys)} business date(s) in {seconds:.2f}s"
     )
     return dg.MaterializeResult(metadata=md)

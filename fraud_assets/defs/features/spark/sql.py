@@ -151,11 +151,14 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
     )
     card_results = ", ".join(f"cw.{c}" for c in CARD_RESULTS)
     terminal_results = ", ".join(f"tw.terminal_nb_tx_{w}" for w in TERMINAL_WINDOWS)
+    known = [f"known_delayed_{w}" for w in TERMINAL_WINDOWS] + [f"known_recent_{w}" for w in RECENT_WINDOWS]
+    # a row whose terminal has no known fraud in reach has no row in feature_known_frauds
+    known_results = ", ".join(f"coalesce(kf.{k}, 0) AS {k}" for k in known)
     return {
         # The read range: output rows have t in [first, out_to); windows reach 37 days back.
         "feature_inputs": f"""
-            SELECT transaction_id, business_date, tx_datetime, unix_micros(CAST(tx_datetime AS TIMESTAMP)) AS us,
-                   card_token, terminal_id, tx_amount, tx_datetime_local, channel, three_ds,
+            SELECT transaction_id, business_date, tx_datetime,
+                   unix_micros(CAST(tx_datetime AS TIMESTAMP)) AS us, card_token, terminal_id, tx_amount, tx_datetime_local, channel, three_ds,
                    business_date IN ({output_dates}) AND tx_datetime >= {_ts(first)} AS is_output
             FROM transactions
             WHERE business_date BETWEEN DATE '{read_from}' AND DATE '{last}'
@@ -209,13 +212,10 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
                      AND l.reported_day < o.business_date
                 GROUP BY o.business_date, l.mcc)
             SELECT c.business_date, c.mcc, c.mcc_nb_tx_30d, coalesce(k.known, 0) AS mcc_known_fraud_30d
-            FROM mcc_counts AS c LEFT JOIN mcc_known AS k ON k.business_date = c.business_date AND k.mcc = c.mcc""",
+            FROM mcc_counts AS c
+            LEFT JOIN mcc_known AS k ON k.business_date = c.business_date AND k.mcc = c.mcc""",
         "feature_rows": f"""
-            SELECT o.*, {card_results}, {terminal_results}, coalesce(kf.known_delayed_1d, 0) AS known_delayed_1d,
-                   coalesce(kf.known_delayed_7d, 0) AS known_delayed_7d,
-                   coalesce(kf.known_delayed_30d, 0) AS known_delayed_30d,
-                   coalesce(kf.known_recent_7d, 0) AS known_recent_7d,
-                   coalesce(kf.known_recent_28d, 0) AS known_recent_28d,
+            SELECT o.*, {card_results}, {terminal_results}, {known_results},
                    cw.prev.us AS prev_us, m.x, m.y, pm.x AS prev_x, pm.y AS prev_y, h.home_x, h.home_y,
                    mc.mcc_nb_tx_30d, mc.mcc_known_fraud_30d
             FROM (SELECT * FROM feature_inputs WHERE is_output) AS o
@@ -225,7 +225,8 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
             JOIN feature_terminals AS m ON m.terminal_id = o.terminal_id
             LEFT JOIN feature_terminals AS pm ON pm.terminal_id = cw.prev.terminal_id
             LEFT JOIN cards AS h ON h.card_token = o.card_token
-            LEFT JOIN feature_merchant_categories AS mc ON mc.business_date = o.business_date AND mc.mcc = m.mcc""",
+            LEFT JOIN feature_merchant_categories AS mc
+              ON mc.business_date = o.business_date AND mc.mcc = m.mcc""",
     }
 
 
