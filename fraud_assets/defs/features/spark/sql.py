@@ -158,7 +158,8 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
         # The read range: output rows have t in [first, out_to); windows reach 37 days back.
         "feature_inputs": f"""
             SELECT transaction_id, business_date, tx_datetime,
-                   unix_micros(CAST(tx_datetime AS TIMESTAMP)) AS us, card_token, terminal_id, tx_amount, tx_datetime_local, channel, three_ds,
+                   unix_micros(CAST(tx_datetime AS TIMESTAMP)) AS us, card_token, terminal_id, tx_amount,
+                   tx_datetime_local, channel, three_ds,
                    business_date IN ({output_dates}) AND tx_datetime >= {_ts(first)} AS is_output
             FROM transactions
             WHERE business_date BETWEEN DATE '{read_from}' AND DATE '{last}'
