@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ("simulator", "ingestion", "contracts", "features", "models", "latency")
+BENCHES = ("simulator", "ingestion", "contracts", "features", "spark", "models", "latency")
 
 
 def main(argv: list[str] | None = None) -> int:
