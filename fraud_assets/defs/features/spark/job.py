@@ -28,21 +28,24 @@ def open_session(master: str, conf: dict[str, str]) -> SparkSession:
     return builder.getOrCreate()
 
 
-def register_inputs(spark: SparkSession, exports: Path) -> None:
-    """One view per cleaned table. Transactions are read by partition directory: the date filter of
-    sql.views prunes to the read range's days."""
+def register_inputs(spark: SparkSession, exports: Path, dates: list[dt.date]) -> None:
+    """One view per cleaned table. Transactions: only the day files of the read range (the files hold
+    business_date themselves, so no partition discovery is needed)."""
+    first = min(dates) - dt.timedelta(days=sql.LOOKBACK_DAYS)
+    days = [first + dt.timedelta(days=i) for i in range((max(dates) - first).days + 1)]
+    root = exports / "cleaned" / "transactions"
+    day_files = [root / f"business_date={d.isoformat()}" / "data.parquet" for d in days]
+    spark.read.parquet(*[str(f) for f in day_files if f.exists()]).createOrReplaceTempView("transactions")
     for table in INPUT_TABLES:
-        root = exports / "cleaned" / table
-        if table == "transactions":
-            frame = spark.read.option("basePath", str(root)).parquet(str(root / "business_date=*"))
-        else:
-            frame = spark.read.parquet(str(root / "data.parquet"))
-        frame.createOrReplaceTempView(table)
+        if table != "transactions":
+            spark.read.parquet(str(exports / "cleaned" / table / "data.parquet")).createOrReplaceTempView(
+                table
+            )
 
 
 def compute(spark: SparkSession, exports: Path, dates: list[dt.date], columns: list[tuple[str, str]]):
     """The feature rows of these output dates as a DataFrame with the table's columns."""
-    register_inputs(spark, exports)
+    register_inputs(spark, exports, dates)
     for name, query in sql.views(dates).items():
         spark.sql(query).createOrReplaceTempView(name)
     return spark.sql(sql.select_features(columns))
