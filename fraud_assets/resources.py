@@ -60,8 +60,9 @@ class FeatureEngine(dg.ConfigurableResource):
     """Which engine computes features.transaction_features: `duckdb` (in the run worker, the default and
     the fast one on one machine) or `spark` (a Spark application launched through Dagster Pipes, reading
     the cleaned layer's Parquet exports; docs/environments.md). From `FRAUD_FEATURE_ENGINE`,
-    `FRAUD_SPARK_MASTER` (`local[2]`, or a cluster URL such as spark://host:7077), and any Spark setting
-    in `spark_conf` (executor memory and cores on a cluster)."""
+    `FRAUD_SPARK_MASTER` (`local[2]`, or a cluster URL such as spark://host:7077), `FRAUD_SPARK_DRIVER_MEMORY`
+    and `FRAUD_SPARK_CONF` (any other Spark settings, `key=value` separated by spaces: executor memory and
+    cores on a cluster, the driver's address the executors connect back to)."""
 
     engine: str = "duckdb"
     spark_master: str = "local[2]"
@@ -81,7 +82,16 @@ def feature_engine_from_env() -> FeatureEngine:
         engine=os.environ.get("FRAUD_FEATURE_ENGINE", "duckdb"),
         spark_master=os.environ.get("FRAUD_SPARK_MASTER", "local[2]"),
         spark_driver_memory=os.environ.get("FRAUD_SPARK_DRIVER_MEMORY", "2g"),
+        spark_conf=_key_values("FRAUD_SPARK_CONF"),
     )
+
+
+def _key_values(env: str) -> dict[str, str]:
+    items = os.environ.get(env, "").split()
+    malformed = [item for item in items if "=" not in item]
+    if malformed:
+        raise ValueError(f"{env}: expected key=value items separated by spaces, got {malformed}")
+    return dict(item.split("=", 1) for item in items)
 
 
 WEBHOOK_ENV = "FRAUD_ALERT_WEBHOOK_URL"
