@@ -22,6 +22,8 @@ import pytest
 from fraud_assets.defs.features.assets import transaction_features
 from fraud_assets.defs.features.checks import FEATURE_CHECKS
 from fraud_assets.defs.features.compute import COLUMNS, COUNT_COLUMNS, TABLE
+from fraud_assets.defs.features.spark import sql as spark_sql
+from fraud_assets.defs.features.spark.launcher import missing_exports
 from fraud_assets.lib.pan import Tokenizer
 from fraud_assets.lib.warehouse import replace_partition, replace_table
 from fraud_assets.resources import FeatureEngine, build_resources
@@ -159,5 +161,23 @@ def test_spark_reports_master_rows_and_seconds_through_pipes(runs):
     assert any(m.startswith(f"Spark wrote {len(runs['spark'])} feature rows") for m in messages)
 
 
-def test_spark_scratch_space_is_removed_after_the_load(runs):
-    assert not any((runs["root"] / "spark" / "spark_work").glob("*/features"))
+def test_the_runs_spark_work_directory_is_removed_after_the_load(runs):
+    work = runs["root"] / "spark" / "spark_work"
+    assert work.is_dir()  # the job ran there
+    assert list(work.iterdir()) == []
+
+
+def test_a_feature_column_without_a_spark_definition_stops_the_spark_engine():
+    with pytest.raises(ValueError, match="no Spark SQL definition for feature column"):
+        spark_sql.select_features([*COLUMNS, ("card_nb_tx_90d", "BIGINT")])
+
+
+def test_the_spark_engine_names_the_cleaned_exports_it_is_missing(tmp_path: Path):
+    missing = missing_exports(tmp_path, ["2018-05-02", "2018-05-01"])
+    assert missing == [
+        "cleaned/labels/data.parquet",
+        "cleaned/cards/data.parquet",
+        "cleaned/terminals/data.parquet",
+        "cleaned/transactions/business_date=2018-05-01/data.parquet",
+        "cleaned/transactions/business_date=2018-05-02/data.parquet",
+    ]

@@ -43,11 +43,9 @@ def java_home() -> str:
     raise RuntimeError("the spark feature engine needs Java 17 or 21: set JAVA_HOME or put java on PATH")
 
 
-def spark_conf(engine: FeatureEngine, work: Path) -> dict[str, str]:
+def spark_conf(engine: FeatureEngine, work: Path, scratch: Path) -> dict[str, str]:
     """Session settings: no UI, UTC (timestamps are UTC wall-clock), scratch space under the run's work
     directory; the resource's own `spark_conf` last, so a deployment can override any of them."""
-    scratch = work / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
     return {
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
@@ -61,11 +59,12 @@ def spark_conf(engine: FeatureEngine, work: Path) -> dict[str, str]:
     }
 
 
-def spark_env(engine: FeatureEngine) -> dict[str, str]:
+def spark_env(engine: FeatureEngine, scratch: Path) -> dict[str, str]:
     env = {
         "JAVA_HOME": java_home(),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "TMPDIR": str(scratch),  # pyspark's own temporary files (the gateway's connection file)
     }
     if engine.spark_master.startswith("local"):
         # A local session binds to loopback: no network interface lookup, nothing reachable from outside.
@@ -85,6 +84,11 @@ def missing_exports(exports: Path, partition_keys: list[str]) -> list[str]:
     return [str(p) for p in needed if not (exports / p).exists()]
 
 
+def work_dir(warehouse: Path, context: dg.AssetExecutionContext) -> Path:
+    """The run's Spark scratch and output directory, beside the warehouse (on the data volume)."""
+    return warehouse.resolve().parent / SPARK_WORK_DIR / context.run.run_id
+
+
 def run_spark_job(
     context: dg.AssetExecutionContext, engine: FeatureEngine, warehouse: Path, partition_keys: list[str]
 ) -> tuple[Path, dict]:
@@ -94,9 +98,10 @@ def run_spark_job(
     missing = missing_exports(exports, partition_keys)
     if missing:
         raise RuntimeError(f"the spark feature engine reads the cleaned layer's exports; missing: {missing}")
-    work = warehouse.resolve().parent / SPARK_WORK_DIR / context.run.run_id
-    output = work / "features"
-    invocation = dg.PipesSubprocessClient(env=spark_env(engine), cwd=str(work.parent)).run(
+    work = work_dir(warehouse, context)
+    output, scratch = work / "features", work / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    invocation = dg.PipesSubprocessClient(env=spark_env(engine, scratch), cwd=str(work.parent)).run(
         context=context,
         command=[sys.executable, "-m", JOB_MODULE],
         extras={
@@ -105,7 +110,7 @@ def run_spark_job(
             "exports_dir": str(exports),
             "output_dir": str(output),
             "columns": [list(c) for c in COLUMNS],
-            "spark_conf": spark_conf(engine, work),
+            "spark_conf": spark_conf(engine, work, scratch),
         },
     )
     reported = invocation.get_materialize_result()
@@ -113,19 +118,22 @@ def run_spark_job(
     return output, metadata
 
 
-def load_features(conn: duckdb.DuckDBPyConnection, output: Path, partition_keys: list[str]) -> int:
+def load_features(
+    conn: duckdb.DuckDBPyConnection, output: Path, partition_keys: list[str], expected_rows: int
+) -> int:
     """Replace the partitions `partition_keys` of the feature table with the rows Spark wrote (a day
-    without rows has no directory: its partition is emptied), typed as the table; rows written."""
+    without rows has no directory: its partition is emptied), typed as the table; rows written. Files
+    that do not hold the rows Spark reported are refused before anything is replaced."""
     typed = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in COLUMNS)
-    files = sorted(output.glob("business_date=*/*.parquet"))
-    if files:
+    if sorted(output.glob("business_date=*/*.parquet")):
         pattern = sql_string(str(output / "business_date=*" / "*.parquet"))
-        source = (
-            f"SELECT {typed} FROM read_parquet({pattern}, hive_partitioning = true, "
-            "hive_types = {'business_date': DATE}) ORDER BY business_date, transaction_id"
-        )
+        rows = f"read_parquet({pattern}, hive_partitioning = true, hive_types = {{'business_date': DATE}})"
     else:
-        source = f"SELECT {typed} FROM (SELECT {', '.join(f'NULL AS {c}' for c, _ in COLUMNS)}) WHERE false"
+        rows = f"(SELECT {', '.join(f'NULL AS {c}' for c, _ in COLUMNS)} WHERE false)"
+    found = conn.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0]
+    if found != expected_rows:
+        raise RuntimeError(f"Spark reported {expected_rows} feature rows, its files hold {found}")
+    source = f"SELECT {typed} FROM {rows} ORDER BY business_date, transaction_id"
     return replace_partition(conn, TABLE, source, "business_date", partition_keys)
 
 
@@ -137,12 +145,11 @@ def write_features_on_spark(
 ) -> tuple[int, dict]:
     """Compute on Spark, then load into the warehouse; rows written and Spark's metadata. The warehouse
     connection is opened only to load (Spark never holds the DuckDB writer lock)."""
-    output, metadata = run_spark_job(context, engine, Path(duckdb_resource.database), partition_keys)
+    warehouse = Path(duckdb_resource.database)
     try:
+        output, metadata = run_spark_job(context, engine, warehouse, partition_keys)
         with duckdb_resource.get_connection() as conn:
-            written = load_features(conn, output, partition_keys)
+            written = load_features(conn, output, partition_keys, metadata["spark_rows"])
     finally:
-        shutil.rmtree(output.parent, ignore_errors=True)
-    if written != metadata.get("spark_rows"):
-        raise RuntimeError(f"loaded {written} feature rows, Spark reported {metadata.get('spark_rows')}")
+        shutil.rmtree(work_dir(warehouse, context), ignore_errors=True)
     return written, metadata
