@@ -36,8 +36,12 @@ CARD_RESULTS = (
     "card_sumsq_30d",
     "card_nb_terminals_1d",
     "card_nb_terminals_7d",
+    "card_max_amount_before_30d",
+    "card_terminal_nb_tx_30d",
+    "card_hour_band_nb_tx_30d",
 )
-TERMINAL_WINDOWS = {"1d": 1, "7d": 7, "30d": 30}
+TERMINAL_WINDOWS = {"1d": 1, "7d": 7, "14d": 14, "30d": 30}
+HOUR_BAND_HOURS = 4  # the card's hour-of-day profile: local hours in bands 0-3, 4-7, ..., 20-23
 RECENT_WINDOWS = {"7d": 7, "28d": 28}
 SECONDS_30_DAYS = 30 * 86400.0
 ZSCORE_CLIP = 20.0
@@ -53,8 +57,10 @@ SPARK_TYPES = {
 }
 
 
-def _card_frame(width_us: int) -> str:
-    return f"(PARTITION BY card_token ORDER BY us RANGE BETWEEN {width_us - 1} PRECEDING AND CURRENT ROW)"
+def _card_frame(width_us: int, key: str = "") -> str:
+    """(t - width, t] of the card (and of the same `key` value, if given), every row at t included."""
+    partition = f"card_token, {key}" if key else "card_token"
+    return f"(PARTITION BY {partition} ORDER BY us RANGE BETWEEN {width_us - 1} PRECEDING AND CURRENT ROW)"
 
 
 def _share(part: str, whole: str) -> str:
@@ -98,6 +104,11 @@ COLUMN_SQL: dict[str, str] = {
     ),
     "card_secs_since_prev_tx": f"CASE WHEN {_HAS_PREV} THEN (us - prev_us) / 1e6 ELSE {SECONDS_30_DAYS} END",
     **{f"card_nb_terminals_{w}": f"card_nb_terminals_{w}" for w in ("1d", "7d")},
+    "card_amount_ratio_max_30d": (
+        "CASE WHEN card_max_amount_before_30d > 0 THEN tx_amount / card_max_amount_before_30d ELSE 1.0 END"
+    ),
+    "card_terminal_nb_tx_30d": "card_terminal_nb_tx_30d",
+    "card_hour_band_share_30d": "card_hour_band_nb_tx_30d / card_nb_tx_30d",
     "dist_home_terminal": "hypot(home_x - x, home_y - y)",
     "dist_prev_terminal": f"CASE WHEN {_HAS_PREV} THEN hypot(x - prev_x, y - prev_y) ELSE 0.0 END",
     "mcc_nb_tx_30d": "coalesce(mcc_nb_tx_30d, 0)",
@@ -129,6 +140,14 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
             f"size(collect_set(terminal_id) OVER {_card_frame(CARD_WINDOWS[w])}) AS card_nb_terminals_{w}"
             for w in ("1d", "7d")
         ]
+        + [
+            f"count(*) OVER {_card_frame(CARD_WINDOWS['30d'], 'terminal_id')} AS card_terminal_nb_tx_30d",
+            f"count(*) OVER {_card_frame(CARD_WINDOWS['30d'], f'local_hour DIV {HOUR_BAND_HOURS}')}"
+            " AS card_hour_band_nb_tx_30d",
+            # the largest amount in (t - 30d, t), strictly before t
+            "max(tx_amount) OVER (PARTITION BY card_token ORDER BY us RANGE BETWEEN "
+            f"{CARD_WINDOWS['30d'] - 1} PRECEDING AND 1 PRECEDING) AS card_max_amount_before_30d",
+        ]
         # the latest transaction strictly before t within 30 days; of tied ones the largest id
         + [
             "max(named_struct('us', us, 'transaction_id', transaction_id, 'terminal_id', terminal_id)) OVER "
@@ -159,7 +178,8 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
         "feature_inputs": f"""
             SELECT transaction_id, business_date, tx_datetime,
                    unix_micros(CAST(tx_datetime AS TIMESTAMP)) AS us, card_token, terminal_id, tx_amount,
-                   tx_datetime_local, channel, three_ds,
+                   tx_datetime_local, hour(coalesce(tx_datetime_local, tx_datetime)) AS local_hour,
+                   channel, three_ds,
                    business_date IN ({output_dates}) AND tx_datetime >= {_ts(first)} AS is_output
             FROM transactions
             WHERE business_date BETWEEN DATE '{read_from}' AND DATE '{last}'
