@@ -70,7 +70,9 @@ def run(pipes: PipesContext) -> None:
             "business_date", "transaction_id"
         ).write.mode("overwrite").partitionBy("business_date").parquet(str(output))
         compute_seconds = time.perf_counter() - started - session_seconds
-        rows = spark.read.parquet(str(output)).count()
+        # days without transactions get no directory; none at all leaves nothing to read back
+        written = any(output.glob("business_date=*"))
+        rows = spark.read.parquet(str(output)).count() if written else 0
         cores = spark.sparkContext.defaultParallelism
     finally:
         spark.stop()

@@ -53,7 +53,9 @@ def spark_conf(engine: FeatureEngine, work: Path, scratch: Path) -> dict[str, st
         "spark.sql.shuffle.partitions": str(engine.spark_shuffle_partitions),
         "spark.driver.memory": engine.spark_driver_memory,
         "spark.local.dir": str(scratch),
-        "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={scratch}",
+        # UTC in the JVMs too, whatever the machine's zone: no timestamp is ever read as local time
+        "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={scratch} -Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.warehouse.dir": str(work / "spark-warehouse"),
         **engine.spark_conf,
     }
