@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ("simulator", "ingestion", "contracts", "features", "models", "pipeline", "latency")
+BENCHES = ("simulator", "ingestion", "contracts", "features", "spark", "models", "pipeline", "latency")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,47 @@ class ModelStore(dg.ConfigurableResource):
         return Signer(self.signing_key)
 
 
+FEATURE_ENGINES = ("duckdb", "spark")
+
+
+class FeatureEngine(dg.ConfigurableResource):
+    """Which engine computes features.transaction_features: `duckdb` (in the run worker, the default and
+    the fast one on one machine) or `spark` (a Spark application launched through Dagster Pipes, reading
+    the cleaned layer's Parquet exports; docs/environments.md). From `FRAUD_FEATURE_ENGINE`,
+    `FRAUD_SPARK_MASTER` (`local[2]`, or a cluster URL such as spark://host:7077), `FRAUD_SPARK_DRIVER_MEMORY`
+    and `FRAUD_SPARK_CONF` (any other Spark settings, `key=value` separated by spaces: executor memory and
+    cores on a cluster, the driver's address the executors connect back to)."""
+
+    engine: str = "duckdb"
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 16
+    spark_conf: dict[str, str] = {}
+
+    @property
+    def uses_spark(self) -> bool:
+        if self.engine not in FEATURE_ENGINES:
+            raise ValueError(f"feature engine must be one of {FEATURE_ENGINES}, not {self.engine!r}")
+        return self.engine == "spark"
+
+
+def feature_engine_from_env() -> FeatureEngine:
+    return FeatureEngine(
+        engine=os.environ.get("FRAUD_FEATURE_ENGINE", "duckdb"),
+        spark_master=os.environ.get("FRAUD_SPARK_MASTER", "local[2]"),
+        spark_driver_memory=os.environ.get("FRAUD_SPARK_DRIVER_MEMORY", "2g"),
+        spark_conf=_key_values("FRAUD_SPARK_CONF"),
+    )
+
+
+def _key_values(env: str) -> dict[str, str]:
+    items = os.environ.get(env, "").split()
+    malformed = [item for item in items if "=" not in item]
+    if malformed:
+        raise ValueError(f"{env}: expected key=value items separated by spaces, got {malformed}")
+    return dict(item.split("=", 1) for item in items)
+
+
 WEBHOOK_ENV = "FRAUD_ALERT_WEBHOOK_URL"
 
 
@@ -76,4 +117,5 @@ def build_resources(
             signing_key=registry_key if registry_key else dg.EnvVar("FRAUD_REGISTRY_KEY"),
         ),
         "alert_sink": build_alert_sink(Path(data_dir) if data_dir else None),
+        "feature_engine": feature_engine_from_env(),
     }

@@ -16,9 +16,11 @@ from fraud_assets.defs.features.compute import (
     write_features,
 )
 from fraud_assets.defs.features.lineage import COLUMN_LINEAGE
+from fraud_assets.defs.features.spark.launcher import write_features_on_spark
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import table_metadata
+from fraud_assets.resources import FeatureEngine
 
 OWNERS = ["team:fraud-data-science"]
 GROUP = "features"
@@ -55,14 +57,22 @@ CLEANED_DEPS = [
         "of docs/features.md, all point-in-time correct. DuckDB stages the read range, the windows are one "
         "sort per entity with binary-searched frame bounds and exact prefix sums; a run reads "
         f"{LOOKBACK_DAYS} days of lookback before its first day and writes its partitions atomically, day by "
-        "day in transaction order. A backfill is one pass."
+        "day in transaction order. A backfill is one pass. With the `spark` feature engine (resource "
+        "feature_engine) the same definitions run as a Spark application launched through Dagster Pipes, "
+        "reading the cleaned layer's Parquet exports; the rows land in the same table."
     ),
 )
-def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def transaction_features(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, feature_engine: FeatureEngine
+) -> dg.MaterializeResult:
     keys = sorted(context.partition_keys)
     started = time.perf_counter()
+    engine_md: dict = {}
+    if feature_engine.uses_spark:
+        written, engine_md = write_features_on_spark(context, feature_engine, duckdb, keys)
     with duckdb.get_connection() as conn:
-        written = write_features(conn, keys)
+        if not feature_engine.uses_spark:
+            written = write_features(conn, keys)
         seconds = time.perf_counter() - started
         written_days = dates_filter(keys)
         stats = conn.execute(
@@ -83,6 +93,8 @@ def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 "mean_card_nb_tx_30d": float(stats[1] or 0.0),
                 "baseline_features": len(BASELINE_COLUMNS),
                 "production_features": len(PRODUCTION_COLUMNS),
+                "feature_engine": feature_engine.engine,
+                **engine_md,
                 COLUMN_LINEAGE_KEY: COLUMN_LINEAGE,
             },
         )
@@ -90,5 +102,8 @@ def transaction_features(context: dg.AssetExecutionContext, duckdb: DuckDBResour
         # A range run records one materialisation per day, each with this metadata: the column schema is
         # on the definition, so the copies leave it out.
         md.pop("dagster/column_schema", None)
-    context.log.info(f"features: {written} rows for {len(keys)} business date(s) in {seconds:.2f}s")
+    engine = feature_engine.engine
+    context.log.info(
+        f"features ({engine}): {written} rows for {len(keys)} business date(s) in {seconds:.2f}s"
+    )
     return dg.MaterializeResult(metadata=md)
