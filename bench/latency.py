@@ -73,6 +73,17 @@ def _wait_quiet(platform: Platform, timeout: float) -> None:
     platform.wait_for(lambda: _in_flight(platform) == 0, timeout, "platform quiet", interval=2.0)
 
 
+def _wait_first_scored(platform: Platform, timeout: float) -> float:
+    start = time.monotonic()
+    platform.wait_for(
+        lambda: bool(platform.materialized_partitions(SCORES, limit=5000)),
+        timeout,
+        "a day scored",
+        interval=1.0,
+    )
+    return time.monotonic() - start
+
+
 def _wait_scored(platform: Platform, days: set[str], timeout: float, what: str) -> float:
     start = time.monotonic()
     platform.wait_for(
@@ -102,8 +113,12 @@ def run(args) -> list[dict]:
         t0 = time.monotonic()
         with Platform(root, module="fraud_assets.definitions", env=env) as platform:
             rows.append(_row("platform start (code location loaded)", time.monotonic() - t0, "s", note))
+            first = _wait_first_scored(platform, 3600)
+            rows.append(_row("start to the first seeded day scored", first, "s", f"target <= 180 s; {note}"))
             boot = _wait_scored(platform, seeded, 3600, "bootstrap: every seeded day scored")
-            rows.append(_row("bootstrap to every seeded day scored", boot, "s", note))
+            rows.append(
+                _row("start to every seeded day scored", first + boot, "s", f"target <= 300 s; {note}")
+            )
 
             latencies = []
             for _ in range(LATENCY_DAYS):
@@ -125,7 +140,7 @@ def run(args) -> list[dict]:
                     "landing-to-scores latency, one day (median)",
                     statistics.median(latencies),
                     "s",
-                    f"target < 60 s; {len(latencies)} days: {shown} s",
+                    f"target <= 15 s; {len(latencies)} days: {shown} s",
                 )
             )
             rows.append(_row("landing-to-scores latency, one day (max)", max(latencies), "s", ""))
