@@ -37,6 +37,12 @@ def card_amount_stats(
     }
 
 
+def ratio_to(amount: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """amount / reference, 1 where there is no reference (NaN) or it is not positive."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(reference > 0, amount / reference, 1.0)
+
+
 def previous_transaction(
     gap_us: np.ndarray, x: np.ndarray, y: np.ndarray, prev_x: np.ndarray, prev_y: np.ndarray
 ) -> dict[str, np.ndarray]:
