@@ -122,7 +122,6 @@ SEARCH_SPACE: dict[str, tuple[dict[str, Any], ...]] = {
         {"train_days": 14},
         {"train_days": 56},
         {"train_days": 56, "class_weight": "balanced"},
-        {"train_days": 56, "max_leaf_nodes": 63, "min_samples_leaf": 50},
     ),
     "random_forest": (
         {"train_days": 7},
