@@ -148,7 +148,8 @@ def card_windows(
     out.update(distinct_terminals(frames, card, terminal, end, starts, by_terminal))
     out["card_terminal_nb_tx_30d"] = same_key_counts(card, terminal, time, at, 30 * US_PER_DAY, by_terminal)
     band = local_hour.astype(np.int64) // HOUR_BAND_HOURS
-    out["card_hour_band_nb_tx_30d"] = same_key_counts(card, band, time, at, 30 * US_PER_DAY)
+    bands = 24 // HOUR_BAND_HOURS
+    out["card_hour_band_nb_tx_30d"] = same_band_counts(frames, band, bands, end, starts["30d"])
     # Previous transaction: the row before the first one at t, if it belongs to the same card.
     first_at_t = frames.through(1)
     out["card_max_amount_before_30d"] = range_max(amount, starts["30d"], first_at_t)
@@ -165,29 +166,28 @@ def _pair(card: np.ndarray, key: np.ndarray) -> np.ndarray:
 
 
 def same_key_counts(
-    card: np.ndarray,
-    key: np.ndarray,
-    time: np.ndarray,
-    at: np.ndarray,
-    width: int,
-    order: np.ndarray | None = None,
+    card: np.ndarray, key: np.ndarray, time: np.ndarray, at: np.ndarray, width: int, order: np.ndarray
 ) -> np.ndarray:
-    """Per row of `at`: the card's transactions in (t - width, t] with the row's key (non-negative
-    integers). `order` is the stable sort of the rows by (card, key), if already known: a stable sort keeps
-    each (card, key) group in time order, so the group's frames are binary searches like the card's."""
-    pair = _pair(card, key)
-    if order is None:
-        order = np.argsort(pair, kind="stable")
-    pair_sorted = pair[order]
-    group = np.cumsum(np.r_[0, pair_sorted[1:] != pair_sorted[:-1]]) if len(pair) else pair_sorted
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
-    wanted = position[at]
-    by_position = np.argsort(wanted)
-    frames = Frames(group, time[order], reach=width, at=wanted[by_position])
-    counts = np.empty(len(at), dtype=np.int64)
-    counts[by_position] = frames.through(0) - frames.through(width)
-    return counts
+    """Per row of `at`: the card's transactions in (t - width, t] with the row's key. `order` is the stable
+    sort of the rows by (card, key): it keeps each (card, key) group in time order, so the group's frames
+    are binary searches like the card's."""
+    pair_sorted = _pair(card, key)[order]
+    group = np.cumsum(np.r_[0, pair_sorted[1:] != pair_sorted[:-1]]) if len(order) else pair_sorted
+    frames = Frames(group, time[order], reach=width)
+    counts = np.empty(len(order), dtype=np.int64)
+    counts[order] = frames.through(0) - frames.through(width)
+    return counts[at]
+
+
+def same_band_counts(
+    card_frames: Frames, band: np.ndarray, n_bands: int, end: np.ndarray, start: np.ndarray
+) -> np.ndarray:
+    """Per row of the card frames: the card's rows in [start, end) whose band equals the row's, from one
+    prefix count per band (rows sorted by card and time; a few bands, so no sort)."""
+    counts = np.zeros((n_bands, len(band) + 1), dtype=np.int32)
+    np.cumsum(band[None, :] == np.arange(n_bands)[:, None], axis=1, out=counts[:, 1:])
+    own = band[card_frames.at]
+    return counts[own, end] - counts[own, start]
 
 
 def range_max(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
