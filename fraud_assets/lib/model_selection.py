@@ -121,11 +121,10 @@ SEARCH_SPACE: dict[str, tuple[dict[str, Any], ...]] = {
     "hist_gradient_boosting": (
         {"train_days": 14},
         {"train_days": 56},
-        {"train_days": 56, "class_weight": "balanced"},
     ),
     "random_forest": (
         {"train_days": 7},
-        {"train_days": 56, "max_samples": 0.25},
+        {"train_days": 56, "max_samples": 0.2, "n_estimators": 50},
     ),
 }
 SELECTION_TIE = 0.001

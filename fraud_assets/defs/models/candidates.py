@@ -130,7 +130,8 @@ def _fit_fold(
     model = build_estimator(family, params, seed=seed)
     with compute_threads():  # per thread: OpenMP's thread count is a per-thread setting
         started = time.perf_counter()
-        model.fit(train[features], train["label"].to_numpy())
+        weight = train["weight"].to_numpy() if "weight" in train else None  # older snapshots have none
+        model.fit(train[features], train["label"].to_numpy(), model__sample_weight=weight)
         seconds = time.perf_counter() - started
         scores = model.predict_proba(test[features])[:, 1]
     return model, seconds, scores

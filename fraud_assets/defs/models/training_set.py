@@ -34,8 +34,10 @@ from fraud_assets.resources import ModelStore
 # - test rows: the fold's test days; label = every label known now (evaluation is retrospective). A card
 #   already known to be compromised on a test day is removed from that day: it would be blocked, not
 #   scored. Known = a label reported by the start of that day; with known_compromised='handbook' also
-#   only frauds that happened in [train_start, day - delay) count, exactly the handbook's
-#   get_train_test_set (it assumes every fraud is known `delay` days after it happens).
+#   only frauds that happened in [start, day - delay) count, start = the first day of the handbook's 7-day
+#   training window (test_start - delay - 7 days, whatever train_days is): exactly the handbook's
+#   get_train_test_set (it assumes every fraud is known `delay` days after it happens), so the test rows
+#   of a split do not depend on the training window length.
 TRAINING_SET_SQL = """
 WITH first_report AS (
     SELECT transaction_id, min(reported_at) AS reported_at FROM {labels} GROUP BY transaction_id
@@ -45,7 +47,7 @@ feats AS (
     FROM {features}
 ),
 train AS (
-    SELECT * FROM (
+    SELECT *, CASE WHEN label = 1 THEN 1.0 ELSE 1000000.0 / {genuine_per_million} END AS weight FROM (
         SELECT f.fold, 'train' AS split, t.*,
                coalesce(r.reported_at <= CAST(f.test_start AS TIMESTAMP), false)::INTEGER AS label
         FROM _folds f
@@ -55,7 +57,7 @@ train AS (
     WHERE label = 1 OR hash(transaction_id) % 1000000 < {genuine_per_million}
 ),
 test AS (
-    SELECT f.fold, 'test' AS split, t.*, (r.reported_at IS NOT NULL)::INTEGER AS label
+    SELECT f.fold, 'test' AS split, t.*, (r.reported_at IS NOT NULL)::INTEGER AS label, 1.0 AS weight
     FROM _folds f
     JOIN feats t ON t.business_date BETWEEN f.test_start AND f.test_end
     LEFT JOIN first_report r USING (transaction_id)
@@ -63,7 +65,7 @@ test AS (
         SELECT 1 FROM {labels} l
         WHERE l.card_token = t.card_token
           AND l.reported_at <= CAST(t.business_date AS TIMESTAMP)
-          AND (NOT ? OR (l.tx_datetime >= CAST(f.train_start AS TIMESTAMP)
+          AND (NOT ? OR (l.tx_datetime >= CAST(f.test_start - to_days(f.delay_days + 7) AS TIMESTAMP)
                          AND l.tx_datetime < CAST(t.business_date AS TIMESTAMP) - to_days(f.delay_days)))
     )
 )
