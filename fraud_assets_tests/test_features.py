@@ -149,7 +149,7 @@ def test_card_window_is_open_at_t_minus_n_and_includes_every_transaction_at_t():
     assert f.loc[3, "card_secs_since_prev_tx"] == f.loc[4, "card_secs_since_prev_tx"] == 86399
 
 
-def test_amount_to_earlier_max_terminal_novelty_and_hour_band_follow_their_windows():
+def test_amount_to_earlier_max_and_older_mean_terminal_novelty_and_hour_band_follow_their_windows():
     conn = duckdb.connect()
     _hand_built(
         conn,
@@ -165,6 +165,9 @@ def test_amount_to_earlier_max_terminal_novelty_and_hour_band_follow_their_windo
     assert f.loc[1, "card_amount_ratio_max_30d"] == 1.0  # no earlier transaction
     assert f.loc[4, "card_amount_ratio_max_30d"] == pytest.approx(200 / 80)
     assert f.loc[5, "card_amount_ratio_max_30d"] == pytest.approx(500 / 80)
+    # older history (t - 30d, t - 7d]: only transaction 2; transaction 3 is within the last 7 days
+    assert f.loc[4, "card_amount_ratio_older_30d"] == pytest.approx(200 / 40)
+    assert f.loc[1, "card_amount_ratio_older_30d"] == 1.0
     assert f.loc[3, "card_terminal_nb_tx_30d"] == 1  # first visit to terminal 2
     assert f.loc[4, "card_terminal_nb_tx_30d"] == f.loc[5, "card_terminal_nb_tx_30d"] == 3  # 2, 4, 5
     # local hours 1, 2, 2 share the band 0-3; transaction 2 (12 h) does not

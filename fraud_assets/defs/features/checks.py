@@ -130,7 +130,8 @@ RANGE_RULES: dict[str, str] = {
         for c in (*(f"terminal_risk_{w}" for w in ("1d", "7d", "14d", "30d")), "mcc_risk_30d")
     ),
     "amounts_non_negative": "tx_amount < 0 OR card_avg_amount_1d < 0 OR card_avg_amount_7d < 0 "
-    "OR card_avg_amount_30d < 0 OR card_amount_ratio_30d < 0 OR card_amount_ratio_max_30d < 0",
+    "OR card_avg_amount_30d < 0 OR card_amount_ratio_30d < 0 OR card_amount_ratio_max_30d < 0 "
+    "OR card_amount_ratio_older_30d < 0",
     "zscore_clipped": "abs(card_amount_zscore_30d) > 20",
     "gap_within_30_days": "card_secs_since_prev_tx < 0 OR card_secs_since_prev_tx > 30 * 86400",
     "distances_non_negative": "dist_home_terminal < 0 OR dist_prev_terminal < 0",

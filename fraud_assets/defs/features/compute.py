@@ -55,6 +55,7 @@ PRODUCTION_COLUMNS = (
     "card_nb_terminals_1d",
     "card_nb_terminals_7d",
     "card_amount_ratio_max_30d",
+    "card_amount_ratio_older_30d",
     "card_terminal_nb_tx_30d",
     "card_hour_band_share_30d",
     "terminal_nb_tx_14d",
@@ -109,6 +110,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "card_nb_terminals_7d": "distinct terminals among " + _W.format(w="7d"),
     "card_amount_ratio_max_30d": "amount / largest amount of the card's transactions in (t-30d, t) (strictly "
     "before t); 1 if none",
+    "card_amount_ratio_older_30d": "amount / mean amount of the card's transactions in (t-30d, t-7d]; "
+    "1 if none",
     "card_terminal_nb_tx_30d": "count of " + _W.format(w="30d") + " at this terminal (1: first visit in 30d)",
     "card_hour_band_share_30d": "share of "
     + _W.format(w="30d")
@@ -247,6 +250,9 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
         "card_nb_terminals_1d": at["card_nb_terminals_1d"],
         "card_nb_terminals_7d": at["card_nb_terminals_7d"],
         "card_amount_ratio_max_30d": derive.ratio_to(amount, at["card_max_amount_before_30d"]),
+        "card_amount_ratio_older_30d": derive.ratio_to(
+            amount, derive.mean_or_nan(at["card_sum_older"], at["card_nb_tx_older"])
+        ),
         "card_terminal_nb_tx_30d": at["card_terminal_nb_tx_30d"],
         "card_hour_band_share_30d": at["card_hour_band_nb_tx_30d"] / at["card_nb_tx_30d"],
         "terminal_nb_tx_14d": at["terminal_nb_tx_14d"],

@@ -34,6 +34,7 @@ COLUMN_LINEAGE = column_lineage(
         "card_secs_since_prev_tx": _CARD_WINDOW,
         **{f"card_nb_terminals_{w}": [*_CARD_WINDOW, (TX, "terminal_id")] for w in ("1d", "7d")},
         "card_amount_ratio_max_30d": [*_CARD_WINDOW, (TX, "tx_amount")],
+        "card_amount_ratio_older_30d": [*_CARD_WINDOW, (TX, "tx_amount")],
         "card_terminal_nb_tx_30d": [*_CARD_WINDOW, (TX, "terminal_id")],
         "card_hour_band_share_30d": [*_CARD_WINDOW, (TX, "tx_datetime_local")],
         "dist_home_terminal": [(CARDS, "home_x"), (CARDS, "home_y"), (TERMINALS, "x"), (TERMINALS, "y")],

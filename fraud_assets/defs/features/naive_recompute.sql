@@ -41,6 +41,8 @@ card AS (
              ELSE 1.0 END AS card_amount_ratio_30d,
         coalesce(any_value(s.tx_amount) / max(x.tx_amount) FILTER (WHERE x.tx_datetime < s.t), 1.0)
             AS card_amount_ratio_max_30d,
+        coalesce(any_value(s.tx_amount) / avg(x.tx_amount) FILTER (WHERE x.tx_datetime <= s.t - INTERVAL 7 DAY), 1.0)
+            AS card_amount_ratio_older_30d,
         count(*) FILTER (WHERE x.terminal_id = s.terminal_id) AS card_terminal_nb_tx_30d,
         count(*) FILTER (WHERE hour(coalesce(x.tx_datetime_local, x.tx_datetime)) // 4 = s.hour_band) / count(*)
             AS card_hour_band_share_30d

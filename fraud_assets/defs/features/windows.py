@@ -15,6 +15,7 @@ Semantics (t = the transaction's tx_datetime, UTC, as integer microseconds):
     largest transaction_id).
   * the card's earlier maximum amount: the largest amount of its transactions in (t - 30d, t), strictly
     before t (a sparse table of running maxima: exact, no rounding).
+  * the card's older window: its transactions in (t - 30d, t - 7d].
   * same-key windows of a card (terminal, local hour band): the card's transactions in (t - n, t] whose key
     equals the current row's, the current one and every other at exactly t included.
 
@@ -144,6 +145,10 @@ def card_windows(
         out[f"card_sum_{name}"] = amounts.over(end, starts[name])
     squares = ExactSums(amount * amount, coarse_bits=10, limit=2.0**53)
     out["card_sumsq_30d"] = squares.over(end, starts["30d"])
+    # The card's older history, (t - 30d, t - 7d]: a compromise of the last 7 days (its frauds not reported
+    # yet under a 7-day delay) has not inflated it.
+    out["card_nb_tx_older"] = starts["7d"] - starts["30d"]
+    out["card_sum_older"] = amounts.over(starts["7d"], starts["30d"])
     by_terminal = np.argsort(_pair(card, terminal), kind="stable")
     out.update(distinct_terminals(frames, card, terminal, end, starts, by_terminal))
     out["card_terminal_nb_tx_30d"] = same_key_counts(card, terminal, time, at, 30 * US_PER_DAY, by_terminal)
