@@ -19,7 +19,7 @@ def test_gate_and_monitoring_report_the_same_card_precision_on_the_same_days(tmp
     feats, labels = make_world()
     write_world(db, feats, labels)
     with duckdb.connect(str(db)) as conn:
-        build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1))
+        build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", train_days=7, n_folds=1))
         # Every transaction of the test days scored by one model, as the daily scoring would.
         conn.execute("CREATE SCHEMA scoring")
         conn.execute(

@@ -149,6 +149,32 @@ def test_card_window_is_open_at_t_minus_n_and_includes_every_transaction_at_t():
     assert f.loc[3, "card_secs_since_prev_tx"] == f.loc[4, "card_secs_since_prev_tx"] == 86399
 
 
+def test_amount_to_earlier_max_and_older_mean_terminal_novelty_and_hour_band_follow_their_windows():
+    conn = duckdb.connect()
+    _hand_built(
+        conn,
+        [
+            (1, "2018-05-01 02:00:00", "A", 1, 100.0),  # 30 days before 4 exactly: outside its windows
+            (2, "2018-05-10 12:00:00", "A", 1, 40.0),
+            (3, "2018-05-31 01:00:00", "A", 2, 80.0),
+            (4, "2018-05-31 02:00:00", "A", 1, 200.0),
+            (5, "2018-05-31 02:00:00", "A", 1, 500.0),  # same instant as 4: not earlier, but in its counts
+        ],
+    )
+    f = compute_features(conn, [f"2018-05-{d:02d}" for d in (1, 10, 31)]).set_index("transaction_id")
+    assert f.loc[1, "card_amount_ratio_max_30d"] == 1.0  # no earlier transaction
+    assert f.loc[4, "card_amount_ratio_max_30d"] == pytest.approx(200 / 80)
+    assert f.loc[5, "card_amount_ratio_max_30d"] == pytest.approx(500 / 80)
+    # older history (t - 30d, t - 7d]: only transaction 2; transaction 3 is within the last 7 days
+    assert f.loc[4, "card_amount_ratio_older_30d"] == pytest.approx(200 / 40)
+    assert f.loc[1, "card_amount_ratio_older_30d"] == 1.0
+    assert f.loc[3, "card_terminal_nb_tx_30d"] == 1  # first visit to terminal 2
+    assert f.loc[4, "card_terminal_nb_tx_30d"] == f.loc[5, "card_terminal_nb_tx_30d"] == 3  # 2, 4, 5
+    # local hours 1, 2, 2 share the band 0-3; transaction 2 (12 h) does not
+    assert f.loc[4, "card_hour_band_share_30d"] == pytest.approx(3 / 4)
+    assert f.loc[2, "card_hour_band_share_30d"] == pytest.approx(1 / 2)
+
+
 BRUTE_FORCE_COLUMNS = (
     "card_nb_tx_1h",
     "card_nb_tx_1d",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 
 from fraud_assets.defs.models.candidates import CORES_ENV, candidate_assets, read_training_set, train_family
@@ -76,7 +77,9 @@ def test_prequential_folds_shift_back_by_step_with_a_delay_gap():
 
 def test_training_labels_are_only_those_reported_by_the_cutoff(world_db: Path):
     with duckdb.connect(str(world_db)) as conn:
-        folds, _, _ = build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1))
+        folds, _, _ = build_training_set(
+            conn, TrainingSetConfig(train_start="2018-07-25", train_days=7, n_folds=1, genuine_share=1.0)
+        )
         wrong = conn.execute(
             """
             SELECT count(*) FROM models.training_set t
@@ -95,9 +98,27 @@ def test_training_labels_are_only_those_reported_by_the_cutoff(world_db: Path):
     assert late > 0, "the world should have frauds reported after the cut-off (labelled 0 in training)"
 
 
+def test_training_rows_keep_every_fraud_and_the_same_share_of_genuine_rows_in_every_run(world_db: Path):
+    def rows(share: float, split: str) -> pd.DataFrame:
+        config = TrainingSetConfig(train_start="2018-07-25", train_days=7, n_folds=2, genuine_share=share)
+        build_training_set(conn, config)
+        return conn.execute(
+            "SELECT fold, transaction_id, label FROM models.training_set WHERE split = ? ORDER BY ALL",
+            [split],
+        ).df()
+
+    with duckdb.connect(str(world_db)) as conn:
+        every, sampled, again = rows(1.0, "train"), rows(0.2, "train"), rows(0.2, "train")
+        pd.testing.assert_frame_equal(rows(0.2, "test"), rows(1.0, "test"))  # test rows are never sampled
+    assert sampled["label"].sum() == every["label"].sum() > 0
+    genuine = (sampled["label"] == 0).sum() / (every["label"] == 0).sum()
+    assert 0.17 < genuine < 0.23
+    pd.testing.assert_frame_equal(sampled, again)
+
+
 def test_test_days_exclude_cards_already_known_to_be_compromised(world_db: Path):
     with duckdb.connect(str(world_db)) as conn:
-        build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1))
+        build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", train_days=7, n_folds=1))
         known = conn.execute(
             "SELECT count(*) FROM models.training_set t WHERE split = 'test' AND EXISTS (SELECT 1 FROM "
             "cleaned.labels l WHERE l.card_token = t.card_token "
@@ -114,10 +135,13 @@ def test_test_days_exclude_cards_already_known_to_be_compromised(world_db: Path)
 
 def test_handbook_rule_keeps_cards_whose_fraud_is_inside_the_delay_window(world_db: Path):
     with duckdb.connect(str(world_db)) as conn:
-        build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1))
+        build_training_set(conn, TrainingSetConfig(train_start="2018-07-25", train_days=7, n_folds=1))
         reported = conn.execute("SELECT count(*) FROM models.training_set WHERE split = 'test'").fetchone()[0]
         build_training_set(
-            conn, TrainingSetConfig(train_start="2018-07-25", n_folds=1, known_compromised="handbook")
+            conn,
+            TrainingSetConfig(
+                train_start="2018-07-25", train_days=7, n_folds=1, known_compromised="handbook"
+            ),
         )
         handbook = conn.execute("SELECT count(*) FROM models.training_set WHERE split = 'test'").fetchone()[0]
     assert handbook > reported

@@ -70,9 +70,13 @@ def compute_threads():
 
 # ---- model families ---------------------------------------------------------------------------------
 
+# Every family also takes `train_days` (train on the last n days of each fold's training window; 0 = all of
+# it) and `class_weight` ("" or "balanced"): the two choices the selection searches besides the family's own
+# hyperparameters.
+SELECTION_DEFAULTS: dict[str, Any] = {"train_days": 0, "class_weight": ""}
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # The handbook's reference model: scaled baseline features, default logistic regression.
-    "logistic_regression": {"C": 1.0, "max_iter": 1000, "feature_set": "baseline"},
+    "logistic_regression": {"C": 1.0, "max_iter": 1000, "feature_set": "baseline", **SELECTION_DEFAULTS},
     # The production model: gradient-boosted trees on every feature.
     "hist_gradient_boosting": {
         "learning_rate": 0.05,
@@ -81,6 +85,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "min_samples_leaf": 100,
         "l2_regularization": 1.0,
         "feature_set": "all",
+        **SELECTION_DEFAULTS,
     },
     # Deeper trees over 30 % of the features per split: AP 0.700 vs 0.685 (max_depth 12, sqrt) on the
     # handbook split, at about twice the fit time.
@@ -89,7 +94,9 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_depth": 16,
         "min_samples_leaf": 3,
         "max_features": 0.3,
+        "max_samples": 0.0,
         "feature_set": "all",
+        **SELECTION_DEFAULTS,
     },
 }
 FAMILY_KINDS = {
@@ -97,6 +104,51 @@ FAMILY_KINDS = {
     "hist_gradient_boosting": "hgb",
     "random_forest": "rf",
 }
+
+
+# The model selection (docs/models.md, "Model selection"): per family, a few configurations validated
+# prequentially on the same folds; the best prequential AP wins (CP@100 breaks ties within 0.001). Small on
+# purpose: every point is one 4-fold fit, and the whole search must fit the backfill's time budget. The
+# training set holds the longest window (56 days) with genuine rows subsampled (models/training_set), so a
+# shorter window is a filter on its rows, not another training set.
+SEARCH_SPACE: dict[str, tuple[dict[str, Any], ...]] = {
+    "logistic_regression": (
+        {"train_days": 7},
+        {"train_days": 28},
+        {"train_days": 56},
+        {"train_days": 56, "class_weight": "balanced"},
+    ),
+    "hist_gradient_boosting": (
+        {"train_days": 14},
+        {"train_days": 56},
+    ),
+    "random_forest": (
+        {"train_days": 7},
+        {"train_days": 56, "max_samples": 0.2, "n_estimators": 50},
+    ),
+}
+SELECTION_TIE = 0.001
+
+
+def search_points(family: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configurations searched for a family: each point of SEARCH_SPACE over the given parameters."""
+    return [{**params, **point} for point in SEARCH_SPACE[family]]
+
+
+def best_point(summaries: list[dict[str, float]]) -> int:
+    """Index of the configuration with the best prequential AP; within SELECTION_TIE, the best CP@100,
+    then the earliest (cheapest) point."""
+    top = max(s["average_precision_mean"] for s in summaries)
+    near = [i for i, s in enumerate(summaries) if s["average_precision_mean"] >= top - SELECTION_TIE]
+    return max(near, key=lambda i: (summaries[i]["card_precision_at_100_mean"], -i))
+
+
+def recent_days(dates: np.ndarray, days: int) -> np.ndarray:
+    """Mask of the rows among the last `days` business days up to the latest (every row when days <= 0)."""
+    if days <= 0 or not len(dates):
+        return np.ones(len(dates), dtype=bool)
+    d = dates.astype("datetime64[D]")
+    return d > d.max() - np.timedelta64(days, "D")
 
 
 def build_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Pipeline:
@@ -111,8 +163,11 @@ def build_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Pipel
     from sklearn.preprocessing import StandardScaler
 
     p = {k: v for k, v in params.items() if k != "feature_set"}
+    class_weight = p.get("class_weight") or None
     if family == "logistic_regression":
-        model = LogisticRegression(C=p.get("C", 1.0), max_iter=p.get("max_iter", 1000), random_state=seed)
+        model = LogisticRegression(
+            C=p.get("C", 1.0), max_iter=p.get("max_iter", 1000), class_weight=class_weight, random_state=seed
+        )
         steps = [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler()), ("model", model)]
     elif family == "hist_gradient_boosting":
         model = HistGradientBoostingClassifier(
@@ -121,6 +176,7 @@ def build_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Pipel
             max_leaf_nodes=p["max_leaf_nodes"],
             min_samples_leaf=p["min_samples_leaf"],
             l2_regularization=p["l2_regularization"],
+            class_weight=class_weight,
             early_stopping=False,
             random_state=seed,
         )
@@ -131,6 +187,8 @@ def build_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Pipel
             max_depth=p["max_depth"],
             min_samples_leaf=p["min_samples_leaf"],
             max_features=p.get("max_features", "sqrt"),
+            max_samples=p.get("max_samples") or None,
+            class_weight=class_weight,
             n_jobs=1,
             random_state=seed,
         )

@@ -119,16 +119,19 @@ RANGE_RULES: dict[str, str] = {
     "card_windows_nested": "card_nb_tx_1h > card_nb_tx_6h OR card_nb_tx_6h > card_nb_tx_1d "
     "OR card_nb_tx_1d > card_nb_tx_7d OR card_nb_tx_7d > card_nb_tx_30d",
     "terminal_windows_nested": "terminal_nb_tx_1d > terminal_nb_tx_7d "
-    "OR terminal_nb_tx_7d > terminal_nb_tx_30d",
+    "OR terminal_nb_tx_7d > terminal_nb_tx_14d OR terminal_nb_tx_14d > terminal_nb_tx_30d",
+    "card_key_windows_bounded": "card_terminal_nb_tx_30d < 1 OR card_terminal_nb_tx_30d > card_nb_tx_30d "
+    "OR NOT (card_hour_band_share_30d > 0 AND card_hour_band_share_30d <= 1)",
     "known_fraud_windows_nested": "terminal_known_fraud_7d > terminal_known_fraud_28d",
     "distinct_terminals_bounded": "card_nb_terminals_1d > card_nb_tx_1d "
     "OR card_nb_terminals_7d > card_nb_tx_7d OR card_nb_terminals_1d > card_nb_terminals_7d",
     "risks_are_shares": " OR ".join(
         f"NOT ({c} BETWEEN 0 AND 1)"
-        for c in ("terminal_risk_1d", "terminal_risk_7d", "terminal_risk_30d", "mcc_risk_30d")
+        for c in (*(f"terminal_risk_{w}" for w in ("1d", "7d", "14d", "30d")), "mcc_risk_30d")
     ),
     "amounts_non_negative": "tx_amount < 0 OR card_avg_amount_1d < 0 OR card_avg_amount_7d < 0 "
-    "OR card_avg_amount_30d < 0 OR card_amount_ratio_30d < 0",
+    "OR card_avg_amount_30d < 0 OR card_amount_ratio_30d < 0 OR card_amount_ratio_max_30d < 0 "
+    "OR card_amount_ratio_older_30d < 0",
     "zscore_clipped": "abs(card_amount_zscore_30d) > 20",
     "gap_within_30_days": "card_secs_since_prev_tx < 0 OR card_secs_since_prev_tx > 30 * 86400",
     "distances_non_negative": "dist_home_terminal < 0 OR dist_prev_terminal < 0",

@@ -54,6 +54,12 @@ PRODUCTION_COLUMNS = (
     "card_nb_tx_6h",
     "card_nb_terminals_1d",
     "card_nb_terminals_7d",
+    "card_amount_ratio_max_30d",
+    "card_amount_ratio_older_30d",
+    "card_terminal_nb_tx_30d",
+    "card_hour_band_share_30d",
+    "terminal_nb_tx_14d",
+    "terminal_risk_14d",
     "dist_home_terminal",
     "dist_prev_terminal",
     "mcc_nb_tx_30d",
@@ -102,6 +108,16 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "card_secs_since_prev_tx": "seconds since the card's previous transaction, capped at 30 days",
     "card_nb_terminals_1d": "distinct terminals among " + _W.format(w="1d"),
     "card_nb_terminals_7d": "distinct terminals among " + _W.format(w="7d"),
+    "card_amount_ratio_max_30d": "amount / largest amount of the card's transactions in (t-30d, t) (strictly "
+    "before t); 1 if none",
+    "card_amount_ratio_older_30d": "amount / mean amount of the card's transactions in (t-30d, t-7d]; "
+    "1 if none",
+    "card_terminal_nb_tx_30d": "count of " + _W.format(w="30d") + " at this terminal (1: first visit in 30d)",
+    "card_hour_band_share_30d": "share of "
+    + _W.format(w="30d")
+    + " whose local hour is in the current one's 4-hour band (0-3, 4-7, ..., 20-23)",
+    "terminal_nb_tx_14d": "count of " + _D.format(w="14d"),
+    "terminal_risk_14d": "share of " + _D.format(w="14d") + " with a fraud label reported <= t (0 if none)",
     "dist_home_terminal": "euclidean distance cardholder home - terminal (grid units)",
     "dist_prev_terminal": "distance from the terminal of the card's previous transaction (0 if none in 30d)",
     "mcc_nb_tx_30d": "count of the merchant category's transactions in (t - 37d, t - 7d]",
@@ -190,7 +206,7 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
     day = tx["business_date"].astype("datetime64[D]").astype(np.int64)[output]
     order = np.lexsort((tx["transaction_id"][output], day))
     rows, day = output[order], day[order]
-    at = card_windows(card, us, tx["tx_amount"].astype(np.float64), terminal, output)
+    at = card_windows(card, us, tx["tx_amount"].astype(np.float64), terminal, tx["local_hour"], output)
     at = {name: values[order] for name, values in at.items()}
     at |= terminal_windows(
         terminal,
@@ -233,6 +249,14 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
         **derive.previous_transaction(at["prev_gap_us"], x[term], y[term], x[prev], y[prev]),
         "card_nb_terminals_1d": at["card_nb_terminals_1d"],
         "card_nb_terminals_7d": at["card_nb_terminals_7d"],
+        "card_amount_ratio_max_30d": derive.ratio_to(amount, at["card_max_amount_before_30d"]),
+        "card_amount_ratio_older_30d": derive.ratio_to(
+            amount, derive.mean_or_nan(at["card_sum_older"], at["card_nb_tx_older"])
+        ),
+        "card_terminal_nb_tx_30d": at["card_terminal_nb_tx_30d"],
+        "card_hour_band_share_30d": at["card_hour_band_nb_tx_30d"] / at["card_nb_tx_30d"],
+        "terminal_nb_tx_14d": at["terminal_nb_tx_14d"],
+        "terminal_risk_14d": derive.share(at["known_delayed_14d"], at["terminal_nb_tx_14d"]),
         "dist_home_terminal": np.hypot(
             cards["home_x"].astype(np.float64)[card_of] - x[term],
             cards["home_y"].astype(np.float64)[card_of] - y[term],

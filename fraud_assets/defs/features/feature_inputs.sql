@@ -23,6 +23,7 @@ SELECT
      + 8 * CAST(coalesce(t.three_ds = 'N', false) AS INTEGER)
      + 16 * CAST(coalesce(t.channel = 'ecommerce' AND coalesce(t.three_ds, '') NOT IN ('Y', 'A', 'N'), false)
                  AS INTEGER))::UTINYINT AS flags,
+    hour(coalesce(t.tx_datetime_local, t.tx_datetime))::UTINYINT AS local_hour,
     t.tx_datetime >= TIMESTAMP '{out_from}' AND t.business_date IN ({output_dates}) AS is_output
 FROM cleaned.transactions AS t
 JOIN feature_cards AS k ON k.card_token = t.card_token
@@ -51,22 +52,25 @@ WHERE l.reported_at < TIMESTAMP '{out_to}';
 -- their own transaction, so a row never sees its own label.
 CREATE OR REPLACE TEMP TABLE feature_label_events AS
 SELECT terminal_id, us, delayed_1d::TINYINT AS delayed_1d, delayed_7d::TINYINT AS delayed_7d,
-       delayed_30d::TINYINT AS delayed_30d, recent_7d::TINYINT AS recent_7d, recent_28d::TINYINT AS recent_28d
+       delayed_14d::TINYINT AS delayed_14d, delayed_30d::TINYINT AS delayed_30d,
+       recent_7d::TINYINT AS recent_7d, recent_28d::TINYINT AS recent_28d
 FROM (
-    SELECT terminal_id, greatest(s + 7 * 86400000000, r) AS us,
-           1 AS delayed_1d, 1 AS delayed_7d, 1 AS delayed_30d, 0 AS recent_7d, 0 AS recent_28d FROM feature_labels
+    SELECT terminal_id, greatest(s + 7 * 86400000000, r) AS us, 1 AS delayed_1d, 1 AS delayed_7d,
+           1 AS delayed_14d, 1 AS delayed_30d, 0 AS recent_7d, 0 AS recent_28d FROM feature_labels
     UNION ALL
-    SELECT terminal_id, greatest(s + 8 * 86400000000, r), -1, 0, 0, 0, 0 FROM feature_labels
+    SELECT terminal_id, greatest(s + 8 * 86400000000, r), -1, 0, 0, 0, 0, 0 FROM feature_labels
     UNION ALL
-    SELECT terminal_id, greatest(s + 14 * 86400000000, r), 0, -1, 0, 0, 0 FROM feature_labels
+    SELECT terminal_id, greatest(s + 14 * 86400000000, r), 0, -1, 0, 0, 0, 0 FROM feature_labels
     UNION ALL
-    SELECT terminal_id, greatest(s + 37 * 86400000000, r), 0, 0, -1, 0, 0 FROM feature_labels
+    SELECT terminal_id, greatest(s + 21 * 86400000000, r), 0, 0, -1, 0, 0, 0 FROM feature_labels
     UNION ALL
-    SELECT terminal_id, greatest(s + 1, r), 0, 0, 0, 1, 1 FROM feature_labels
+    SELECT terminal_id, greatest(s + 37 * 86400000000, r), 0, 0, 0, -1, 0, 0 FROM feature_labels
     UNION ALL
-    SELECT terminal_id, greatest(s + 7 * 86400000000, r), 0, 0, 0, -1, 0 FROM feature_labels
+    SELECT terminal_id, greatest(s + 1, r), 0, 0, 0, 0, 1, 1 FROM feature_labels
     UNION ALL
-    SELECT terminal_id, greatest(s + 28 * 86400000000, r), 0, 0, 0, 0, -1 FROM feature_labels
+    SELECT terminal_id, greatest(s + 7 * 86400000000, r), 0, 0, 0, 0, -1, 0 FROM feature_labels
+    UNION ALL
+    SELECT terminal_id, greatest(s + 28 * 86400000000, r), 0, 0, 0, 0, 0, -1 FROM feature_labels
 );
 
 -- Merchant-category risk is a daily snapshot: for output day D, the category's transactions of the 30

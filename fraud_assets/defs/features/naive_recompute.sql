@@ -7,9 +7,13 @@
 -- The sample comes from the business dates the run wrote ({{written}}); x is cleaned.transactions from the
 -- earliest window start of those dates ({{read_from}}) to their last day ({{read_to}}).
 WITH s AS (
-    SELECT transaction_id, tx_datetime AS t, card_token, terminal_id, tx_amount
-    FROM (SELECT * FROM features.transaction_features WHERE {written})
-    USING SAMPLE reservoir({sample_rows} ROWS) REPEATABLE ({seed})
+    SELECT s.*, hour(coalesce(c.tx_datetime_local, c.tx_datetime)) // 4 AS hour_band
+    FROM (
+        SELECT transaction_id, tx_datetime AS t, card_token, terminal_id, tx_amount
+        FROM (SELECT * FROM features.transaction_features WHERE {written})
+        USING SAMPLE reservoir({sample_rows} ROWS) REPEATABLE ({seed})
+    ) AS s
+    JOIN cleaned.transactions AS c USING (transaction_id)
 ),
 
 x AS (
@@ -34,7 +38,14 @@ card AS (
             AS card_secs_since_prev_tx,
         CASE WHEN count(*) > 1 AND sum(x.tx_amount) - any_value(s.tx_amount) > 0
              THEN any_value(s.tx_amount) / ((sum(x.tx_amount) - any_value(s.tx_amount)) / (count(*) - 1))
-             ELSE 1.0 END AS card_amount_ratio_30d
+             ELSE 1.0 END AS card_amount_ratio_30d,
+        coalesce(any_value(s.tx_amount) / max(x.tx_amount) FILTER (WHERE x.tx_datetime < s.t), 1.0)
+            AS card_amount_ratio_max_30d,
+        coalesce(any_value(s.tx_amount) / avg(x.tx_amount) FILTER (WHERE x.tx_datetime <= s.t - INTERVAL 7 DAY), 1.0)
+            AS card_amount_ratio_older_30d,
+        count(*) FILTER (WHERE x.terminal_id = s.terminal_id) AS card_terminal_nb_tx_30d,
+        count(*) FILTER (WHERE hour(coalesce(x.tx_datetime_local, x.tx_datetime)) // 4 = s.hour_band) / count(*)
+            AS card_hour_band_share_30d
     FROM s
     JOIN x
         ON x.card_token = s.card_token AND x.tx_datetime > s.t - INTERVAL 30 DAY AND x.tx_datetime <= s.t
@@ -50,6 +61,9 @@ terminal AS (
         count(x.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 14 DAY) AS terminal_nb_tx_7d,
         count(l.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 14 DAY AND l.reported_at <= s.t)
             AS fraud_7d,
+        count(x.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 21 DAY) AS terminal_nb_tx_14d,
+        count(l.transaction_id) FILTER (WHERE x.tx_datetime > s.t - INTERVAL 21 DAY AND l.reported_at <= s.t)
+            AS fraud_14d,
         count(x.transaction_id) AS terminal_nb_tx_30d,
         count(l.transaction_id) FILTER (WHERE l.reported_at <= s.t) AS fraud_30d
     FROM s
@@ -79,6 +93,8 @@ SELECT
     CASE WHEN terminal_nb_tx_1d > 0 THEN fraud_1d / terminal_nb_tx_1d ELSE 0.0 END AS terminal_risk_1d,
     terminal.terminal_nb_tx_7d,
     CASE WHEN terminal_nb_tx_7d > 0 THEN fraud_7d / terminal_nb_tx_7d ELSE 0.0 END AS terminal_risk_7d,
+    terminal.terminal_nb_tx_14d,
+    CASE WHEN terminal_nb_tx_14d > 0 THEN fraud_14d / terminal_nb_tx_14d ELSE 0.0 END AS terminal_risk_14d,
     terminal.terminal_nb_tx_30d,
     CASE WHEN terminal_nb_tx_30d > 0 THEN fraud_30d / terminal_nb_tx_30d ELSE 0.0 END AS terminal_risk_30d,
     terminal_recent.terminal_known_fraud_7d,

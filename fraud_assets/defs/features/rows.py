@@ -37,6 +37,17 @@ def card_amount_stats(
     }
 
 
+def mean_or_nan(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count, NaN where count is 0."""
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def ratio_to(amount: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """amount / reference, 1 where there is no reference (NaN) or it is not positive."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(reference > 0, amount / reference, 1.0)
+
+
 def previous_transaction(
     gap_us: np.ndarray, x: np.ndarray, y: np.ndarray, prev_x: np.ndarray, prev_y: np.ndarray
 ) -> dict[str, np.ndarray]:

@@ -13,6 +13,11 @@ Semantics (t = the transaction's tx_datetime, UTC, as integer microseconds):
     read range is exact.
   * the card's previous transaction: the latest strictly before t (of the tied ones, the one with the
     largest transaction_id).
+  * the card's earlier maximum amount: the largest amount of its transactions in (t - 30d, t), strictly
+    before t (a sparse table of running maxima: exact, no rounding).
+  * the card's older window: its transactions in (t - 30d, t - 7d].
+  * same-key windows of a card (terminal, local hour band): the card's transactions in (t - n, t] whose key
+    equals the current row's, the current one and every other at exactly t included.
 
 How: the physical floor. One sort per entity (rows ordered by entity, then time); every frame bound is a
 binary search (`np.searchsorted`) over one monotone integer key (entity rank * span + time), a count is a
@@ -118,8 +123,16 @@ WINDOWS = {
 }
 
 
+HOUR_BAND_HOURS = 4  # the card's hour-of-day profile counts local hours in bands of 4: 0-3, 4-7, ..., 20-23
+
+
 def card_windows(
-    card: np.ndarray, time: np.ndarray, amount: np.ndarray, terminal: np.ndarray, at: np.ndarray
+    card: np.ndarray,
+    time: np.ndarray,
+    amount: np.ndarray,
+    terminal: np.ndarray,
+    local_hour: np.ndarray,
+    at: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Card features of the rows `at` (sorted positions). Rows sorted by (card, time, transaction_id);
     cards and terminals dense integers."""
@@ -132,9 +145,19 @@ def card_windows(
         out[f"card_sum_{name}"] = amounts.over(end, starts[name])
     squares = ExactSums(amount * amount, coarse_bits=10, limit=2.0**53)
     out["card_sumsq_30d"] = squares.over(end, starts["30d"])
-    out.update(distinct_terminals(frames, card, terminal, end, starts))
+    # The card's older history, (t - 30d, t - 7d]: a compromise of the last 7 days (its frauds not reported
+    # yet under a 7-day delay) has not inflated it.
+    out["card_nb_tx_older"] = starts["7d"] - starts["30d"]
+    out["card_sum_older"] = amounts.over(starts["7d"], starts["30d"])
+    by_terminal = np.argsort(_pair(card, terminal), kind="stable")
+    out.update(distinct_terminals(frames, card, terminal, end, starts, by_terminal))
+    out["card_terminal_nb_tx_30d"] = same_key_counts(card, terminal, time, at, 30 * US_PER_DAY, by_terminal)
+    band = local_hour.astype(np.int64) // HOUR_BAND_HOURS
+    bands = 24 // HOUR_BAND_HOURS
+    out["card_hour_band_nb_tx_30d"] = same_band_counts(frames, band, bands, end, starts["30d"])
     # Previous transaction: the row before the first one at t, if it belongs to the same card.
     first_at_t = frames.through(1)
+    out["card_max_amount_before_30d"] = range_max(amount, starts["30d"], first_at_t)
     prev = np.maximum(first_at_t - 1, 0)
     gap = time[at] - time[prev]
     recent = (first_at_t > frames.group_start) & (gap <= 30 * US_PER_DAY)
@@ -143,8 +166,59 @@ def card_windows(
     return out
 
 
+def _pair(card: np.ndarray, key: np.ndarray) -> np.ndarray:
+    return (card.astype(np.int64) << 32) | key.astype(np.int64)
+
+
+def same_key_counts(
+    card: np.ndarray, key: np.ndarray, time: np.ndarray, at: np.ndarray, width: int, order: np.ndarray
+) -> np.ndarray:
+    """Per row of `at`: the card's transactions in (t - width, t] with the row's key. `order` is the stable
+    sort of the rows by (card, key): it keeps each (card, key) group in time order, so the group's frames
+    are binary searches like the card's."""
+    pair_sorted = _pair(card, key)[order]
+    group = np.cumsum(np.r_[0, pair_sorted[1:] != pair_sorted[:-1]]) if len(order) else pair_sorted
+    frames = Frames(group, time[order], reach=width)
+    counts = np.empty(len(order), dtype=np.int64)
+    counts[order] = frames.through(0) - frames.through(width)
+    return counts[at]
+
+
+def same_band_counts(
+    card_frames: Frames, band: np.ndarray, n_bands: int, end: np.ndarray, start: np.ndarray
+) -> np.ndarray:
+    """Per row of the card frames: the card's rows in [start, end) whose band equals the row's, from one
+    prefix count per band (rows sorted by card and time; a few bands, so no sort)."""
+    counts = np.zeros((n_bands, len(band) + 1), dtype=np.int32)
+    np.cumsum(band[None, :] == np.arange(n_bands)[:, None], axis=1, out=counts[:, 1:])
+    own = band[card_frames.at]
+    return counts[own, end] - counts[own, start]
+
+
+def range_max(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """max(values[start:end]) per row (NaN where the range is empty), from a sparse table: level k holds
+    the maxima of the 2^k values from each position, and a range is covered by two overlapping blocks."""
+    length = end - start
+    out = np.full(len(start), np.nan)
+    longest = int(length.max()) if len(length) else 0
+    level = values.astype(np.float64)
+    k = 0
+    while longest >= 1 << k:
+        rows = np.flatnonzero((length >= 1 << k) & (length < 1 << (k + 1)))
+        out[rows] = np.maximum(level[start[rows]], level[end[rows] - (1 << k)])
+        if longest >= 1 << (k + 1):
+            level = np.maximum(level[: len(level) - (1 << k)], level[1 << k :])
+        k += 1
+    return out
+
+
 def distinct_terminals(
-    frames: Frames, card: np.ndarray, terminal: np.ndarray, end: np.ndarray, starts: dict[str, np.ndarray]
+    frames: Frames,
+    card: np.ndarray,
+    terminal: np.ndarray,
+    end: np.ndarray,
+    starts: dict[str, np.ndarray],
+    order: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Distinct terminals of the card in (t - n, t], n = 1d and 7d, without a distinct count.
 
@@ -154,9 +228,9 @@ def distinct_terminals(
                       + sum over s <= t of ([next - s < n] - [s - prev < n])
     Each terminal of the window counts once, at its last visit up to t: its next visit is n or more later
     (first term), or within n but after t, a pair still open at t (second term: pairs opened minus pairs
-    closed by t). The future next visits cancel, so the total depends only on rows <= t."""
-    pair = (card.astype(np.int64) << 32) | terminal.astype(np.int64)
-    order = np.argsort(pair, kind="stable")
+    closed by t). The future next visits cancel, so the total depends only on rows <= t. `order` is the
+    stable sort of the rows by (card, terminal)."""
+    pair = _pair(card, terminal)
     pair_sorted, time_sorted = pair[order], frames.time[order]
     same = pair_sorted[1:] == pair_sorted[:-1]
     gap = np.diff(time_sorted)
@@ -173,7 +247,8 @@ def distinct_terminals(
     return out
 
 
-KNOWN_FRAUD_COUNTERS = ("delayed_1d", "delayed_7d", "delayed_30d", "recent_7d", "recent_28d")
+DELAYED_WINDOWS = {"1d": 1, "7d": 7, "14d": 14, "30d": 30}  # terminal windows (t - 7d - n, t - 7d], n days
+KNOWN_FRAUD_COUNTERS = (*(f"delayed_{w}" for w in DELAYED_WINDOWS), "recent_7d", "recent_28d")
 
 
 def terminal_windows(
@@ -205,7 +280,7 @@ def terminal_windows(
 
     in_stream_order: dict[str, np.ndarray] = {}
     recent = before(7 * US_PER_DAY)
-    for name, days in (("1d", 1), ("7d", 7), ("30d", 30)):
+    for name, days in DELAYED_WINDOWS.items():
         in_stream_order[f"terminal_nb_tx_{name}"] = recent - before((7 + days) * US_PER_DAY)
     end = frames.through(0)
     for counter in KNOWN_FRAUD_COUNTERS:

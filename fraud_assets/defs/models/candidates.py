@@ -33,8 +33,11 @@ from fraud_assets.lib.model_io import save_model
 from fraud_assets.lib.model_selection import (
     FAMILY_DEFAULTS,
     FAMILY_KINDS,
+    best_point,
     build_estimator,
     compute_threads,
+    recent_days,
+    search_points,
     select_features,
     summarise_folds,
 )
@@ -49,10 +52,21 @@ CORES_ENV = "FRAUD_MODEL_CORES"
 TRAINING_SET_KEY = dg.AssetKey(["models", "training_set"])
 
 
+TRAIN_DAYS_HELP = "Train on the last n days of each fold's training window (0: all of it)."
+CLASS_WEIGHT_HELP = "'' (none) or 'balanced' (frauds weighted up to the genuine rows' total)."
+SEARCH_HELP = (
+    "Select prequentially among lib/model_selection.SEARCH_SPACE over these parameters (false: train these "
+    "parameters only)."
+)
+
+
 class LogisticRegressionConfig(dg.Config):
     C: float = Field(default=1.0, description="Inverse L2 regularisation strength.")
     max_iter: int = Field(default=1000, description="Solver iterations.")
     feature_set: str = Field(default="baseline", description="'baseline' (15 handbook features) or 'all'.")
+    train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
+    class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
+    search: bool = Field(default=True, description=SEARCH_HELP)
 
 
 class HistGradientBoostingConfig(dg.Config):
@@ -62,6 +76,9 @@ class HistGradientBoostingConfig(dg.Config):
     min_samples_leaf: int = 100
     l2_regularization: float = 1.0
     feature_set: str = Field(default="all", description="'baseline' or 'all' numeric features.")
+    train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
+    class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
+    search: bool = Field(default=True, description=SEARCH_HELP)
 
 
 class RandomForestConfig(dg.Config):
@@ -69,7 +86,11 @@ class RandomForestConfig(dg.Config):
     max_depth: int = 16
     min_samples_leaf: int = 3
     max_features: float = Field(default=0.3, description="Fraction of features tried at each split.")
+    max_samples: float = Field(default=0.0, description="Bootstrap sample per tree, share of rows (0: all).")
     feature_set: str = Field(default="all", description="'baseline' or 'all' numeric features.")
+    train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
+    class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
+    search: bool = Field(default=True, description=SEARCH_HELP)
 
 
 CONFIGS: dict[str, type[dg.Config]] = {
@@ -78,7 +99,7 @@ CONFIGS: dict[str, type[dg.Config]] = {
     "random_forest": RandomForestConfig,
 }
 for _family, _cls in CONFIGS.items():  # one source of truth for defaults
-    assert set(_cls.model_fields) == set(FAMILY_DEFAULTS[_family]), _family
+    assert set(_cls.model_fields) - {"search"} == set(FAMILY_DEFAULTS[_family]), _family
 
 
 def candidate_key(family: str) -> dg.AssetKey:
@@ -109,7 +130,8 @@ def _fit_fold(
     model = build_estimator(family, params, seed=seed)
     with compute_threads():  # per thread: OpenMP's thread count is a per-thread setting
         started = time.perf_counter()
-        model.fit(train[features], train["label"].to_numpy())
+        weight = train["weight"].to_numpy() if "weight" in train else None  # older snapshots have none
+        model.fit(train[features], train["label"].to_numpy(), model__sample_weight=weight)
         seconds = time.perf_counter() - started
         scores = model.predict_proba(test[features])[:, 1]
     return model, seconds, scores
@@ -128,6 +150,7 @@ def train_family(
     for fold in sorted(ts["fold"].unique()):
         part = ts[ts["fold"] == fold]
         train, test = part[part["split"] == "train"], part[part["split"] == "test"]
+        train = train[recent_days(train["business_date"].to_numpy(), int(params.get("train_days") or 0))]
         if train["label"].nunique() < 2 or test.empty:
             continue  # a fold without both classes cannot be trained or scored
         folds.append((int(fold), train, test))
@@ -147,6 +170,46 @@ def train_family(
     fit_seconds = [seconds for _, seconds, _ in fitted]
     timing = {"fit_seconds_mean": float(np.mean(fit_seconds)), "fit_seconds_fold0": fit_seconds[0]}
     return fitted[0][0], features, fold_metrics, timing
+
+
+def select_family(
+    family: str, points: list[dict[str, Any]], ts: pd.DataFrame, available: list[str], seed: int = 0
+) -> tuple[dict[str, Any], Any, list[str], list[dict[str, float]], dict[str, float], list[dict[str, Any]]]:
+    """Train every configuration prequentially and keep the best on folds 1.. (`best_point`): its
+    parameters, fold-0 model, features, fold metrics and timings, and one row per configuration tried (what
+    it changed, its selection means, its fit seconds) for the registry and the model card."""
+    started = time.perf_counter()
+    trained, rows, summaries = [], [], []
+    for i, point in enumerate(points):
+        model, features, fold_metrics, timing = train_family(family, point, ts, available, seed)
+        # Chosen on the older folds: fold 0 stays a held-out estimate of the chosen configuration (its test
+        # window is also the one whose labels are least complete when the platform trains).
+        older = [m for m in fold_metrics if m["fold"] >= 1] or fold_metrics
+        summary = summarise_folds(older, METRIC_NAMES)
+        summaries.append(summary)
+        rows.append(
+            {
+                "config": i,
+                "train_days": float(point.get("train_days") or 0),
+                "balanced": float(point.get("class_weight") == "balanced"),
+                **{k: float(v) for k, v in point.items() if isinstance(v, int | float) and k != "train_days"},
+                "selection_average_precision": summary["average_precision_mean"],
+                "selection_card_precision_at_100": summary["card_precision_at_100_mean"],
+                "fit_seconds_mean": timing["fit_seconds_mean"],
+            }
+        )
+        trained.append((point, model, features, fold_metrics, timing))
+    chosen = best_point(summaries)
+    point, model, features, fold_metrics, timing = trained[chosen]
+    for row in rows:
+        row["chosen"] = float(row["config"] == chosen)
+    timing = {**timing, "search_seconds": time.perf_counter() - started}
+    return point, model, features, fold_metrics, timing, rows
+
+
+def search_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The search table flattened into registry metrics: `search<i>_<column>`."""
+    return {f"search{int(r['config'])}_{k}": float(v) for r in rows for k, v in r.items() if k != "config"}
 
 
 def make_candidate_asset(family: str) -> dg.AssetsDefinition:
@@ -177,17 +240,21 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: config_cls, duckdb: DuckDBResource, model_store: ModelStore
     ) -> dg.MaterializeResult:
         params = config.model_dump()
+        search = params.pop("search")
         with duckdb.get_connection() as conn:
             ts = read_training_set(conn)
         # Train outside the connection: a long fit must not hold the warehouse.
         available = [c for c in ts.columns if c not in TRAINING_SET_META]
-        model, features, fold_metrics, timing = train_family(family, params, ts, available)
+        params, model, features, fold_metrics, timing, searched = select_family(
+            family, search_points(family, params) if search else [params], ts, available
+        )
         summary = summarise_folds(fold_metrics, (*METRIC_NAMES, "fraud_rate"))
         metrics = {
             **summary,
             **{f"fold{int(m['fold'])}_{k}": v for m in fold_metrics for k, v in m.items() if k != "fold"},
             **timing,
             "n_folds_used": float(len(fold_metrics)),
+            **search_metrics(searched),
         }
         f0_rows = ts[ts["fold"] == 0]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -233,6 +300,9 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
                 "n_features": len(features),
                 "fold_workers": fold_workers(len(fold_metrics)),
                 "fold_metrics": dg.MetadataValue.md(folds_df.to_markdown(index=False, floatfmt=".4f")),
+                "model_selection": dg.MetadataValue.md(
+                    pd.DataFrame(searched).to_markdown(index=False, floatfmt=".4f")
+                ),
                 **{k: float(v) for k, v in metrics.items()},
             }
         )

@@ -26,6 +26,7 @@ TRAINING_SET_META = (
     "card_token",
     "terminal_id",
     "label",
+    "weight",
 )
 EVALUATION_TABLE = "models.evaluation"
 EXPECTED_COST_TABLE = "models.expected_cost"

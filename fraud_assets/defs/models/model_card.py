@@ -104,6 +104,28 @@ def _metrics_table(mv: ModelVersion) -> str:
     return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f")
 
 
+def _selection_section(mv: ModelVersion) -> str:
+    """The configurations the prequential selection tried (registry metrics `search<i>_<column>`) and why
+    the chosen one won."""
+    rows: dict[int, dict[str, float]] = {}
+    for key, value in mv.metrics.items():
+        head, _, column = key.partition("_")
+        if head.startswith("search") and head[6:].isdigit():
+            rows.setdefault(int(head[6:]), {"config": int(head[6:])})[column] = value
+    if not rows:
+        return "Trained with the parameters given (no selection)."
+    table = pd.DataFrame([rows[i] for i in sorted(rows)])
+    chosen = table[table["chosen"] == 1].iloc[0]
+    return (
+        f"{len(table)} configurations validated prequentially on the same folds; the chosen one (config "
+        f"{int(chosen['config'])}: {int(chosen['train_days'])}-day training window"
+        f"{', balanced class weights' if chosen['balanced'] else ''}) has the best mean AP on folds 1.. "
+        f"({chosen['selection_average_precision']:.4f}; within 0.001, the best CP@100, then the cheapest). "
+        "Fold 0 is held out of the choice: its figures above estimate the chosen configuration.\n\n"
+        + table.to_markdown(index=False, floatfmt=".4f")
+    )
+
+
 def render_card(
     mv: ModelVersion, labels: np.ndarray, scores: np.ndarray, cost: pd.DataFrame, image_ref: dict[str, str]
 ) -> str:
@@ -134,6 +156,9 @@ trained on labelled history; they are a prioritisation aid, not an automatic dec
 - Parameters: {params}
 - Data hash `{mv.data_hash[:16]}…`, params hash `{mv.params_hash[:16]}…`,
   artifact SHA-256 `{mv.artifact_sha256}`.
+
+## Model selection
+{_selection_section(mv)}
 
 ## Metrics
 {_metrics_table(mv)}

@@ -24,6 +24,7 @@ TRAINING_SET_COLUMNS: list[tuple[str, str]] = [
     ("terminal_id", "BIGINT"),
     *[(c, "DOUBLE") for c in BASELINE_FEATURES],
     ("label", "INTEGER"),
+    ("weight", "DOUBLE"),
 ]
 TRAINING_SET_DESCRIPTIONS = {
     "fold": "Prequential fold; 0 = the most recent split (its model is the one registered).",
@@ -36,6 +37,8 @@ TRAINING_SET_DESCRIPTIONS = {
     **{c: "Handbook baseline feature, cast to DOUBLE (docs/features.md)." for c in BASELINE_FEATURES},
     "label": "1 = fraud. Train rows: a label reported by the fold's training cut-off (point in time); "
     "test rows: any label known now.",
+    "weight": "Fit weight: 1 / genuine_share for a sampled genuine train row (so the fit sees the "
+    "population's class balance and scores stay calibrated), else 1.",
 }
 
 # Where each training-set column comes from: feature columns as they are, the fold and split from the
@@ -51,6 +54,7 @@ TRAINING_SET_LINEAGE = column_lineage(
         },
         **{c: [(_FEATURES, c)] for c in BASELINE_FEATURES},
         "label": [("cleaned/labels", "transaction_id"), ("cleaned/labels", "reported_at")],
+        "weight": [("cleaned/labels", "transaction_id"), ("cleaned/labels", "reported_at")],
     }
 )
 

@@ -28,12 +28,16 @@ from fraud_assets.resources import ModelStore
 
 # One row per (fold, split, transaction).
 # - train rows: the fold's training days; label = a fraud label REPORTED by the training cut-off (the first
-#   test day, 00:00 UTC): frauds reported later were unknown when the model was trained.
+#   test day, 00:00 UTC): frauds reported later were unknown when the model was trained. Every fraud row is
+#   kept, and a fixed share of the genuine ones chosen by a hash of the transaction id (the same rows in
+#   every fold and run): a long window costs what a short one did, and a model's ranking barely moves.
 # - test rows: the fold's test days; label = every label known now (evaluation is retrospective). A card
 #   already known to be compromised on a test day is removed from that day: it would be blocked, not
 #   scored. Known = a label reported by the start of that day; with known_compromised='handbook' also
-#   only frauds that happened in [train_start, day - delay) count, exactly the handbook's
-#   get_train_test_set (it assumes every fraud is known `delay` days after it happens).
+#   only frauds that happened in [start, day - delay) count, start = the first day of the handbook's 7-day
+#   training window (test_start - delay - 7 days, whatever train_days is): exactly the handbook's
+#   get_train_test_set (it assumes every fraud is known `delay` days after it happens), so the test rows
+#   of a split do not depend on the training window length.
 TRAINING_SET_SQL = """
 WITH first_report AS (
     SELECT transaction_id, min(reported_at) AS reported_at FROM {labels} GROUP BY transaction_id
@@ -43,14 +47,17 @@ feats AS (
     FROM {features}
 ),
 train AS (
-    SELECT f.fold, 'train' AS split, t.*,
-           coalesce(r.reported_at <= CAST(f.test_start AS TIMESTAMP), false)::INTEGER AS label
-    FROM _folds f
-    JOIN feats t ON t.business_date BETWEEN f.train_start AND f.train_end
-    LEFT JOIN first_report r USING (transaction_id)
+    SELECT *, CASE WHEN label = 1 THEN 1.0 ELSE 1000000.0 / {genuine_per_million} END AS weight FROM (
+        SELECT f.fold, 'train' AS split, t.*,
+               coalesce(r.reported_at <= CAST(f.test_start AS TIMESTAMP), false)::INTEGER AS label
+        FROM _folds f
+        JOIN feats t ON t.business_date BETWEEN f.train_start AND f.train_end
+        LEFT JOIN first_report r USING (transaction_id)
+    )
+    WHERE label = 1 OR hash(transaction_id) % 1000000 < {genuine_per_million}
 ),
 test AS (
-    SELECT f.fold, 'test' AS split, t.*, (r.reported_at IS NOT NULL)::INTEGER AS label
+    SELECT f.fold, 'test' AS split, t.*, (r.reported_at IS NOT NULL)::INTEGER AS label, 1.0 AS weight
     FROM _folds f
     JOIN feats t ON t.business_date BETWEEN f.test_start AND f.test_end
     LEFT JOIN first_report r USING (transaction_id)
@@ -58,7 +65,7 @@ test AS (
         SELECT 1 FROM {labels} l
         WHERE l.card_token = t.card_token
           AND l.reported_at <= CAST(t.business_date AS TIMESTAMP)
-          AND (NOT ? OR (l.tx_datetime >= CAST(f.train_start AS TIMESTAMP)
+          AND (NOT ? OR (l.tx_datetime >= CAST(f.test_start - to_days(f.delay_days + 7) AS TIMESTAMP)
                          AND l.tx_datetime < CAST(t.business_date AS TIMESTAMP) - to_days(f.delay_days)))
     )
 )
@@ -74,7 +81,15 @@ class TrainingSetConfig(dg.Config):
         description="First training day of fold 0 (YYYY-MM-DD). Empty: the latest split whose test window "
         "ends on the last business date in the feature table.",
     )
-    train_days: int = Field(default=7, description="Days in each training window.")
+    train_days: int = Field(
+        default=56,
+        description="Days in each training window: the longest the model selection tries (a candidate "
+        "trains on the last `train_days` of its own config).",
+    )
+    genuine_share: float = Field(
+        default=0.2,
+        description="Share of the genuine training rows kept (every fraud row is kept); 1 keeps all.",
+    )
     delay_days: int = Field(default=7, description="Label delay: days between training and test windows.")
     test_days: int = Field(default=7, description="Days in each test window.")
     n_folds: int = Field(default=4, description="Prequential folds (fold i is shifted i*step_days back).")
@@ -101,6 +116,8 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
     """Write models.training_set; return the folds, the feature columns and the row count."""
     if config.known_compromised not in ("reported", "handbook"):
         raise ValueError("known_compromised must be 'reported' or 'handbook'")
+    if not 0.0 < config.genuine_share <= 1.0:
+        raise ValueError("genuine_share must be within (0, 1]")
     last = conn.execute(f"SELECT max(business_date) FROM {FEATURES_TABLE}").fetchone()[0]
     if last is None:
         raise dg.Failure(f"{FEATURES_TABLE} is empty: materialise features/transaction_features first")
@@ -121,7 +138,12 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
     )
     conn.register("_folds", folds_df)
     feature_select = ", ".join(f'CAST("{c}" AS DOUBLE) AS "{c}"' for c in cols)
-    sql = TRAINING_SET_SQL.format(labels=LABELS_TABLE, features=FEATURES_TABLE, feature_select=feature_select)
+    sql = TRAINING_SET_SQL.format(
+        labels=LABELS_TABLE,
+        features=FEATURES_TABLE,
+        feature_select=feature_select,
+        genuine_per_million=round(config.genuine_share * 1_000_000),
+    )
     df = conn.execute(sql, [config.known_compromised == "handbook"]).df()
     conn.unregister("_folds")
     n = replace_table(conn, TRAINING_SET_TABLE, df.sort_values(["fold", "split", "transaction_id"]))

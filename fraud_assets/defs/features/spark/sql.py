@@ -37,6 +37,8 @@ CARD_RESULTS = (
     "card_nb_terminals_1d",
     "card_nb_terminals_7d",
     "card_max_amount_before_30d",
+    "card_nb_tx_older",
+    "card_sum_older",
     "card_terminal_nb_tx_30d",
     "card_hour_band_nb_tx_30d",
 )
@@ -107,6 +109,10 @@ COLUMN_SQL: dict[str, str] = {
     "card_amount_ratio_max_30d": (
         "CASE WHEN card_max_amount_before_30d > 0 THEN tx_amount / card_max_amount_before_30d ELSE 1.0 END"
     ),
+    "card_amount_ratio_older_30d": (
+        "CASE WHEN card_nb_tx_older > 0 AND card_sum_older > 0 "
+        "THEN tx_amount / (card_sum_older / card_nb_tx_older) ELSE 1.0 END"
+    ),
     "card_terminal_nb_tx_30d": "card_terminal_nb_tx_30d",
     "card_hour_band_share_30d": "card_hour_band_nb_tx_30d / card_nb_tx_30d",
     "dist_home_terminal": "hypot(home_x - x, home_y - y)",
@@ -147,6 +153,12 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
             # the largest amount in (t - 30d, t), strictly before t
             "max(tx_amount) OVER (PARTITION BY card_token ORDER BY us RANGE BETWEEN "
             f"{CARD_WINDOWS['30d'] - 1} PRECEDING AND 1 PRECEDING) AS card_max_amount_before_30d",
+            # the older history (t - 30d, t - 7d]
+            *(
+                f"{agg} OVER (PARTITION BY card_token ORDER BY us RANGE BETWEEN {CARD_WINDOWS['30d'] - 1} "
+                f"PRECEDING AND {CARD_WINDOWS['7d']} PRECEDING) AS {name}"
+                for agg, name in (("count(*)", "card_nb_tx_older"), ("sum(tx_amount)", "card_sum_older"))
+            ),
         ]
         # the latest transaction strictly before t within 30 days; of tied ones the largest id
         + [
