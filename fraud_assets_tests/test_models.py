@@ -11,14 +11,14 @@ import duckdb
 import pandas as pd
 import pytest
 
-from fraud_assets.defs.models.candidates import CORES_ENV, candidate_assets, read_training_set, train_family
+from fraud_assets.defs.models.candidates import candidate_assets, read_training_set, train_family
 from fraud_assets.defs.models.champion import champion as champion_asset
 from fraud_assets.defs.models.common import TRAINING_SET_META
 from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
 from fraud_assets.defs.models.training_set import training_set as training_set_asset
 from fraud_assets.lib import registry
-from fraud_assets.lib.model_selection import FAMILY_DEFAULTS, gate_decision, prequential_folds
+from fraud_assets.lib.model_selection import CORES_ENV, FAMILY_DEFAULTS, gate_decision, prequential_folds
 from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
     connect,

@@ -58,6 +58,15 @@ def prequential_folds(
     return folds
 
 
+CORES_ENV = "FRAUD_MODEL_CORES"
+
+
+def model_cores() -> int:
+    """Cores the model steps may use at once (`FRAUD_MODEL_CORES`, default every core this process may
+    use): folds fitted in parallel, row chunks scored in parallel."""
+    return int(os.environ.get(CORES_ENV) or 0) or len(os.sched_getaffinity(0))
+
+
 @contextmanager
 def compute_threads():
     """Cap OpenMP/BLAS threads while fitting and predicting (`FRAUD_MODEL_THREADS`, default 1).
@@ -151,8 +160,22 @@ def recent_days(dates: np.ndarray, days: int) -> np.ndarray:
     return d > d.max() - np.timedelta64(days, "D")
 
 
-def build_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Pipeline:
-    """A fresh, unfitted pipeline for a family. Imputation first: production features may be NULL."""
+def bootstrap_draws(share: float, n_rows: int | None) -> int | float | None:
+    """A random forest's `max_samples` for a bootstrap of `share` of the training rows (0: all of them).
+
+    A count, not scikit-learn's float: with sample weights (the genuine rows' 1 / genuine_share) a float
+    is a share of the weights' total, so 0.2 of a 20 % genuine sample would draw as many rows as the
+    sample holds, at five times the intended fit time."""
+    if not share:
+        return None
+    return max(1, round(share * n_rows)) if n_rows else share
+
+
+def build_estimator(
+    family: str, params: dict[str, Any], seed: int = 0, n_rows: int | None = None
+) -> Pipeline:
+    """A fresh, unfitted pipeline for a family. Imputation first: production features may be NULL.
+    `n_rows`: the training rows it will be fitted on (a forest's bootstrap size is a share of them)."""
     from sklearn.ensemble import (
         HistGradientBoostingClassifier,
         RandomForestClassifier,
@@ -187,7 +210,7 @@ def build_estimator(family: str, params: dict[str, Any], seed: int = 0) -> Pipel
             max_depth=p["max_depth"],
             min_samples_leaf=p["min_samples_leaf"],
             max_features=p.get("max_features", "sqrt"),
-            max_samples=p.get("max_samples") or None,
+            max_samples=bootstrap_draws(p.get("max_samples") or 0.0, n_rows),
             class_weight=class_weight,
             n_jobs=1,
             random_state=seed,

@@ -6,7 +6,6 @@ split) is persisted with skops under the model store and appended to the registr
 """
 
 # No `from __future__ import annotations`: the factory's `config: config_cls` must be a real type.
-import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from fraud_assets.lib.model_selection import (
     best_point,
     build_estimator,
     compute_threads,
+    model_cores,
     recent_days,
     search_points,
     select_features,
@@ -48,7 +48,6 @@ from fraud_assets.resources import ModelStore
 # The installed scikit-learn, without importing it at definition load (docs/architecture.md, start-up cost).
 SKLEARN_VERSION = package_version("scikit-learn")
 FAMILIES = ("logistic_regression", "hist_gradient_boosting", "random_forest")
-CORES_ENV = "FRAUD_MODEL_CORES"
 TRAINING_SET_KEY = dg.AssetKey(["models", "training_set"])
 
 
@@ -114,8 +113,7 @@ def fold_workers(n_folds: int) -> int:
     """Folds fitted at once: `FRAUD_MODEL_CORES` (default every core this process may use), at most one
     per fold. Each fit keeps OpenMP/BLAS at `FRAUD_MODEL_THREADS` (`compute_threads`), so a candidate uses
     at most cores x threads."""
-    cores = int(os.environ.get(CORES_ENV) or 0) or len(os.sched_getaffinity(0))
-    return max(1, min(cores, n_folds))
+    return max(1, min(model_cores(), n_folds))
 
 
 def _fit_fold(
@@ -127,8 +125,8 @@ def _fit_fold(
     seed: int = 0,
 ) -> tuple[Any, float, np.ndarray]:
     """Fit one fold's model and score its test rows: the model, the fit seconds, the scores."""
-    model = build_estimator(family, params, seed=seed)
-    with compute_threads():  # per thread: OpenMP's thread count is a per-thread setting
+    model = build_estimator(family, params, seed=seed, n_rows=len(train))
+    with compute_threads():  # in the worker: the limit is per process (and per thread)
         started = time.perf_counter()
         weight = train["weight"].to_numpy() if "weight" in train else None  # older snapshots have none
         model.fit(train[features], train["label"].to_numpy(), model__sample_weight=weight)
@@ -140,9 +138,10 @@ def _fit_fold(
 def train_family(
     family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str], seed: int = 0
 ) -> tuple[Any, list[str], list[dict[str, float]], dict[str, float]]:
-    """Train one model per fold, folds in parallel threads (the fits run outside the GIL: tree building,
-    OpenMP histograms; threads share the training set and return the forests without copying them).
-    Returns the fold-0 model, its features, per-fold metrics and timings."""
+    """Train one model per fold, folds in parallel worker processes (joblib's loky: a gradient-boosting fit
+    holds the GIL between its histogram passes, so two fits in threads took 14 s each against 9 s in
+    processes; the workers stay up for the next configuration). Returns the fold-0 model, its features,
+    per-fold metrics and timings."""
     from joblib import Parallel, delayed  # scikit-learn's own dependency; imported on use like sklearn
 
     features = select_features(params["feature_set"], available)
@@ -156,9 +155,12 @@ def train_family(
         folds.append((int(fold), train, test))
     if not folds or folds[0][0] != 0:
         raise dg.Failure(f"{family}: fold 0 has no trainable data (needs both fraud and genuine rows)")
+    fit_columns = [*features, "label", *(["weight"] if "weight" in ts else [])]
     with compute_threads():
-        fitted = Parallel(n_jobs=fold_workers(len(folds)), prefer="threads")(
-            delayed(_fit_fold)(family, params, train, test, features, seed) for _, train, test in folds
+        fitted = Parallel(n_jobs=fold_workers(len(folds)), backend="loky")(
+            # Only what a fit reads crosses to the worker (not the keys and dates of the training set).
+            delayed(_fit_fold)(family, params, train[[*fit_columns]], test[features], features, seed)
+            for _, train, test in folds
         )
     fold_metrics = []
     for (fold, train, test), (_, _, scores) in zip(folds, fitted, strict=True):

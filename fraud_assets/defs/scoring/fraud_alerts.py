@@ -35,17 +35,25 @@ class FraudAlertsConfig(dg.Config):
     )
 
 
-def top_cards(scored: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per business date, each card's highest-scoring transaction; the k cards with the highest such score."""
-    ranked = scored.sort_values(
-        ["business_date", "score", "transaction_id"], ascending=[True, False, True], kind="mergesort"
+# Per business date, each card's highest-scoring transaction (ties: the smaller transaction_id), and the k
+# cards whose such score is highest (same tie rule), with the card's transactions of the day.
+TOP_CARDS_SQL = """
+SELECT business_date, transaction_id, card_token, score, model_version, card_transactions_today,
+       alert_rank
+FROM (
+    SELECT *, row_number() OVER (PARTITION BY business_date ORDER BY score DESC, transaction_id)
+              AS alert_rank
+    FROM (
+        SELECT *, row_number() OVER (PARTITION BY business_date, card_token
+                                     ORDER BY score DESC, transaction_id) AS card_rank,
+               count(*) OVER (PARTITION BY business_date, card_token) AS card_transactions_today
+        FROM {scores} WHERE {where}
     )
-    per_card = ranked.groupby(["business_date", "card_token"], sort=False).head(1)
-    counts = scored.groupby(["business_date", "card_token"]).size().rename("card_transactions_today")
-    top = (
-        per_card.groupby("business_date", sort=False).head(k).join(counts, on=["business_date", "card_token"])
-    )
-    return top.assign(alert_rank=top.groupby("business_date", sort=False).cumcount() + 1)
+    WHERE card_rank = 1
+)
+WHERE alert_rank <= ?
+ORDER BY business_date, alert_rank
+"""
 
 
 def drivers(model, rows: pd.DataFrame, medians: np.ndarray, columns: list[str], n: int) -> list[list[tuple]]:
@@ -76,15 +84,14 @@ def _days_filter(days: list[str]) -> str:
 def alerts_for_days(
     conn, days: list[str], config: FraudAlertsConfig, model_store: ModelStore
 ) -> tuple[pd.DataFrame, int]:
-    """The alert rows of these business days and the number of cards scored on them. One read of the
-    scores, one of the alerts' features and the days' medians, one model load and one batched predict
-    per model version (one unless the champion changed within the range)."""
+    """The alert rows of these business days and the number of cards scored on them: the queue ranked
+    in SQL (TOP_CARDS_SQL), one read of the alerts' features and the days' medians, one model load and
+    one batched predict per model version (one unless the champion changed within the range)."""
     where = _days_filter(days)
-    scored = conn.execute(
-        f"SELECT business_date, transaction_id, card_token, score, model_version FROM {SCORES_TABLE} "
-        f"WHERE {where}"
-    ).df()
-    top = top_cards(scored, config.top_k)
+    top = conn.execute(TOP_CARDS_SQL.format(scores=SCORES_TABLE, where=where), [config.top_k]).df()
+    n_cards = conn.execute(
+        f"SELECT count(*) FROM (SELECT DISTINCT business_date, card_token FROM {SCORES_TABLE} WHERE {where})"
+    ).fetchone()[0]
     feats = conn.execute(
         f"SELECT * EXCLUDE (card_token, business_date) FROM {FEATURES_TABLE} "
         f"WHERE {where} AND transaction_id IN (SELECT unnest(?))",
@@ -129,7 +136,7 @@ def alerts_for_days(
             "created_at": datetime.now(UTC).replace(tzinfo=None),
         }
     )
-    return alerts, int(scored.groupby("business_date")["card_token"].nunique().sum())
+    return alerts, int(n_cards)
 
 
 @dg.asset(

@@ -71,7 +71,7 @@ def shadow_scores(
         if version is not None:
             model, mv = load_version(conn, model_store.path, version, model_store.signer())
             for day in days:
-                feats = read_features_day(conn, day)
+                feats = read_features_day(conn, day, mv.feature_columns)
                 scores = predict(model, feats, mv.feature_columns) if len(feats) else []
                 frames.append(
                     feats[["transaction_id", "card_token"]].assign(

@@ -51,7 +51,7 @@ def transaction_scores(
         model, mv = champion_model(conn, model_store)
         frames, seconds = [], 0.0
         for day in days:
-            feats = read_features_day(conn, day)
+            feats = read_features_day(conn, day, mv.feature_columns)
             t0 = time.perf_counter()
             scores = predict(model, feats, mv.feature_columns) if len(feats) else []
             seconds += time.perf_counter() - t0
