@@ -11,14 +11,28 @@ import duckdb
 import pandas as pd
 import pytest
 
-from fraud_assets.defs.models.candidates import candidate_assets, read_training_set, train_family
+from fraud_assets.defs.models.candidates import (
+    candidate_assets,
+    read_training_set,
+    select_family,
+    train_family,
+)
 from fraud_assets.defs.models.champion import champion as champion_asset
 from fraud_assets.defs.models.common import TRAINING_SET_META
 from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
 from fraud_assets.defs.models.training_set import training_set as training_set_asset
 from fraud_assets.lib import registry
-from fraud_assets.lib.model_selection import CORES_ENV, FAMILY_DEFAULTS, gate_decision, prequential_folds
+from fraud_assets.lib.model_selection import (
+    CORES_ENV,
+    FAMILY_DEFAULTS,
+    SEARCH_SPACE,
+    best_point,
+    build_estimator,
+    gate_decision,
+    prequential_folds,
+    search_points,
+)
 from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
     connect,
@@ -61,6 +75,40 @@ def test_fold_metrics_do_not_depend_on_how_many_folds_are_fitted_at_once(trained
         runs[cores] = train_family("hist_gradient_boosting", params, ts, available)[2]
     assert len(runs["1"]) > 1
     assert runs["1"] == runs["4"]
+
+
+def test_a_forest_bootstrap_share_counts_rows_not_weights():
+    # scikit-learn reads a float max_samples as a share of the sample weights' total: with genuine rows
+    # weighted 1 / genuine_share it drew as many rows as the sample holds, at 5x the fit time.
+    model = build_estimator(
+        "random_forest", {**FAMILY_DEFAULTS["random_forest"], "max_samples": 0.2}, n_rows=1000
+    )
+    assert model.named_steps["model"].max_samples == 200
+    full = build_estimator("random_forest", FAMILY_DEFAULTS["random_forest"], n_rows=1000)
+    assert full.named_steps["model"].max_samples is None
+
+
+def test_selection_keeps_the_best_point_on_the_older_folds_and_records_every_point(trained: Path):
+    with connect(trained) as conn:
+        ts = read_training_set(conn)
+    available = [c for c in ts.columns if c not in TRAINING_SET_KEYS]
+    points = search_points("logistic_regression", FAMILY_DEFAULTS["logistic_regression"])
+    assert len(points) == len(SEARCH_SPACE["logistic_regression"]) > 1
+    chosen, _, _, fold_metrics, _, rows = select_family("logistic_regression", points, ts, available)
+    assert [r["config"] for r in rows] == list(range(len(points)))
+    best = best_point(
+        [
+            {
+                "average_precision_mean": r["selection_average_precision"],
+                "card_precision_at_100_mean": r["selection_card_precision_at_100"],
+            }
+            for r in rows
+        ]
+    )
+    assert [r["chosen"] for r in rows] == [float(i == best) for i in range(len(rows))]
+    assert chosen == points[best]
+    assert fold_metrics[0]["fold"] == 0.0  # fold 0: the held-out estimate of the chosen point
+    assert len(search_points("random_forest", {}, wide=True)) > len(search_points("random_forest", {}))
 
 
 def test_prequential_folds_shift_back_by_step_with_a_delay_gap():

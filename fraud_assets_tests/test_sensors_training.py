@@ -182,3 +182,22 @@ def test_no_weekly_retrain_while_a_challenger_awaits_approval(tmp_path):
     assert isinstance(_weekly(instance, tmp_path), dg.SkipReason)
     report(instance, "models/champion", decided_version="hgb-1")  # someone decided
     assert isinstance(_weekly(instance, tmp_path), dg.RunRequest)
+
+
+def test_weekly_retrain_widens_the_search(tmp_path):
+    # The backfill's search keeps to its time budget; the weekly retrain (nobody waits on it) also tries
+    # WIDE_SEARCH_SPACE, through run config the training job accepts.
+    from fraud_assets.defs import models
+    from fraud_assets.defs.models.candidates import FAMILIES
+    from fraud_assets.resources import build_resources
+
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "home"))
+    request = _weekly(instance, tmp_path)
+    assert isinstance(request, dg.RunRequest)
+    ops = request.run_config["ops"]
+    assert {op: c["config"]["wide_search"] for op, c in ops.items()} == {
+        f"models__candidate_{f}": True for f in FAMILIES
+    }
+    defs = dg.Definitions.merge(models.defs, dg.Definitions(resources=build_resources(tmp_path, "k", "k")))
+    dg.validate_run_config(defs.resolve_job_def("training_job"), request.run_config)

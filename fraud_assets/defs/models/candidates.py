@@ -57,6 +57,7 @@ SEARCH_HELP = (
     "Select prequentially among lib/model_selection.SEARCH_SPACE over these parameters (false: train these "
     "parameters only)."
 )
+WIDE_HELP = "Also try WIDE_SEARCH_SPACE (the weekly retrain sets it; a backfill keeps to its time budget)."
 
 
 class LogisticRegressionConfig(dg.Config):
@@ -66,6 +67,7 @@ class LogisticRegressionConfig(dg.Config):
     train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
     class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
     search: bool = Field(default=True, description=SEARCH_HELP)
+    wide_search: bool = Field(default=False, description=WIDE_HELP)
 
 
 class HistGradientBoostingConfig(dg.Config):
@@ -78,6 +80,7 @@ class HistGradientBoostingConfig(dg.Config):
     train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
     class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
     search: bool = Field(default=True, description=SEARCH_HELP)
+    wide_search: bool = Field(default=False, description=WIDE_HELP)
 
 
 class RandomForestConfig(dg.Config):
@@ -90,15 +93,17 @@ class RandomForestConfig(dg.Config):
     train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
     class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
     search: bool = Field(default=True, description=SEARCH_HELP)
+    wide_search: bool = Field(default=False, description=WIDE_HELP)
 
 
+SEARCH_FIELDS = ("search", "wide_search")  # how to select, not parameters of the model
 CONFIGS: dict[str, type[dg.Config]] = {
     "logistic_regression": LogisticRegressionConfig,
     "hist_gradient_boosting": HistGradientBoostingConfig,
     "random_forest": RandomForestConfig,
 }
 for _family, _cls in CONFIGS.items():  # one source of truth for defaults
-    assert set(_cls.model_fields) - {"search"} == set(FAMILY_DEFAULTS[_family]), _family
+    assert set(_cls.model_fields) - set(SEARCH_FIELDS) == set(FAMILY_DEFAULTS[_family]), _family
 
 
 def candidate_key(family: str) -> dg.AssetKey:
@@ -242,13 +247,13 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: config_cls, duckdb: DuckDBResource, model_store: ModelStore
     ) -> dg.MaterializeResult:
         params = config.model_dump()
-        search = params.pop("search")
+        search, wide = params.pop("search"), params.pop("wide_search")
         with duckdb.get_connection() as conn:
             ts = read_training_set(conn)
         # Train outside the connection: a long fit must not hold the warehouse.
         available = [c for c in ts.columns if c not in TRAINING_SET_META]
         params, model, features, fold_metrics, timing, searched = select_family(
-            family, search_points(family, params) if search else [params], ts, available
+            family, search_points(family, params, wide) if search else [params], ts, available
         )
         summary = summarise_folds(fold_metrics, (*METRIC_NAMES, "fraud_rate"))
         metrics = {

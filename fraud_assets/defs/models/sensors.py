@@ -22,6 +22,7 @@ import os
 
 import dagster as dg
 
+from fraud_assets.defs.models.candidates import FAMILIES
 from fraud_assets.defs.models.jobs import training_job
 from fraud_assets.defs.monitoring.thresholds import PSI_ACT, ap_floor
 from fraud_assets.lib.runs import TAG_TRIGGER, runs_in_flight
@@ -67,10 +68,12 @@ def awaiting_approval(instance: dg.DagsterInstance) -> str | None:
     return str(pending)
 
 
-def _training_request(reason: str, detail: str, run_key: str) -> dg.RunRequest:
+def _training_request(reason: str, detail: str, run_key: str, wide_search: bool = False) -> dg.RunRequest:
+    config = {f"models__candidate_{f}": {"config": {"wide_search": True}} for f in FAMILIES}
     return dg.RunRequest(
         job_name=training_job.name,
         run_key=run_key,
+        run_config={"ops": config} if wide_search else {},
         tags={TAG_TRIGGER: "training", TAG_REASON: reason, TAG_DETAIL: detail[:200]},
     )
 
@@ -174,7 +177,8 @@ def weekly_retrain(context: dg.ScheduleEvaluationContext):
     if waiting:
         return dg.SkipReason(f"{waiting} awaits approval (model_approval job): no weekly retrain meanwhile")
     stamp = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return _training_request("weekly", f"weekly retrain {stamp}", f"weekly:{stamp}")
+    # Nobody waits on a weekly retrain: it also tries the configurations a backfill's budget leaves out.
+    return _training_request("weekly", f"weekly retrain {stamp}", f"weekly:{stamp}", wide_search=True)
 
 
 MODELS_SENSORS = [training_trigger_sensor]
