@@ -6,7 +6,7 @@ A day scored while no challenger waits gets an empty partition, so a challenger 
 arrive after it appeared, not the whole history at once.
 """
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
@@ -17,8 +17,7 @@ from fraud_assets.defs.scoring.common import (
     OWNERS,
     SCORES_TABLE,
     SCORING_CODE_VERSION,
-    predict,
-    read_features_day,
+    scored_days,
 )
 from fraud_assets.defs.scoring.schemas import SHADOW_COLUMNS, SHADOW_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
@@ -70,19 +69,13 @@ def shadow_scores(
         frames, psis = [], {}
         if version is not None:
             model, mv = load_version(conn, model_store.path, version, model_store.signer())
-            for day in days:
-                feats = read_features_day(conn, day, mv.feature_columns)
-                scores = predict(model, feats, mv.feature_columns) if len(feats) else []
+            scored_at = datetime.now(UTC).replace(tzinfo=None)
+            for batch in scored_days(conn, model, mv.feature_columns, days):
                 frames.append(
-                    feats[["transaction_id", "card_token"]].assign(
-                        business_date=date.fromisoformat(day),
-                        score=scores,
-                        model_version=version,
-                        champion_version=champion,
-                        scored_at=datetime.now(UTC).replace(tzinfo=None),
-                    )
+                    batch.assign(model_version=version, champion_version=champion, scored_at=scored_at)
                 )
-                psis[day] = psi(champion_scores(conn, day), pd.Series(scores, dtype=float))
+                for day, scores in batch.groupby("business_date")["score"]:
+                    psis[day.isoformat()] = psi(champion_scores(conn, day.isoformat()), scores)
         columns = [c for c, _ in SHADOW_COLUMNS]
         out = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
         n = replace_partition(conn, SHADOW_TABLE, out, "business_date", days)

@@ -1,7 +1,7 @@
 """`scoring/transaction_scores`: every transaction of a business day scored by the champion."""
 
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
@@ -12,8 +12,7 @@ from fraud_assets.defs.scoring.common import (
     SCORES_TABLE,
     SCORING_CODE_VERSION,
     champion_model,
-    predict,
-    read_features_day,
+    scored_days,
 )
 from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS, SCORES_LINEAGE
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
@@ -49,22 +48,13 @@ def transaction_scores(
     days = list(context.partition_keys)
     with duckdb.get_connection() as conn:
         model, mv = champion_model(conn, model_store)
-        frames, seconds = [], 0.0
-        for day in days:
-            feats = read_features_day(conn, day, mv.feature_columns)
-            t0 = time.perf_counter()
-            scores = predict(model, feats, mv.feature_columns) if len(feats) else []
-            seconds += time.perf_counter() - t0
-            frames.append(
-                feats[["transaction_id", "card_token"]].assign(
-                    # A date, not pandas' datetime64: the partition column must stay DATE in DuckDB.
-                    business_date=date.fromisoformat(day),
-                    score=scores,
-                    model_version=mv.model_version,
-                    scored_at=datetime.now(UTC).replace(tzinfo=None),
-                )
-            )
-        out = pd.concat(frames, ignore_index=True)
+        t0 = time.perf_counter()
+        frames = list(scored_days(conn, model, mv.feature_columns, days))
+        seconds = time.perf_counter() - t0
+        scored_at = datetime.now(UTC).replace(tzinfo=None)
+        columns = [c for c, _ in SCORES_COLUMNS]
+        frames = [f.assign(model_version=mv.model_version, scored_at=scored_at)[columns] for f in frames]
+        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
         n = replace_partition(conn, SCORES_TABLE, out, "business_date", days)
         md = table_metadata(
             conn,
