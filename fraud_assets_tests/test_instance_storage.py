@@ -3,6 +3,9 @@ private server from the machine's binaries) when DAGSTER_PG_HOST is set, the pas
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import dagster as dg
 import pytest
 import yaml
@@ -64,17 +67,27 @@ def test_the_password_is_a_reference_never_written_into_the_yaml(tmp_path, pg_en
     assert (db["hostname"], db["port"]) == (pg_env["DAGSTER_PG_HOST"], int(pg_env["DAGSTER_PG_PORT"]))
 
 
-def test_a_run_worker_writes_step_logs_on_its_own_data_volume_not_the_launchers(
-    tmp_path, pg_env, monkeypatch
-):
-    # The daemon launches; the run worker (in the code server) rebuilds the instance from the daemon's ref.
-    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "daemon_filesystem"))
-    with dg.DagsterInstance.from_config(str(write_dagster_yaml(tmp_path / "daemon_home").parent)) as daemon:
-        ref = daemon.get_ref()
-    monkeypatch.setenv("FRAUD_DATA_DIR", str(tmp_path / "volume"))
-    with dg.DagsterInstance.from_ref(ref) as worker:
-        with worker.compute_log_manager.capture_logs(["run", "compute_logs", "step"]):
-            print("step output")  # noqa: T201 - the captured output under test
+# Run as a process of its own, as a run worker is: Dagster mirrors captured output through `tail -F`
+# subprocesses, and in a long-lived pytest worker their clean-up twice outlived Dagster's 30 s wait.
+RUN_WORKER = """
+import os, sys
+from pathlib import Path
+import dagster as dg
+from fraud_assets.cli.dagster_home import write_dagster_yaml
+tmp = Path(sys.argv[1])
+# The daemon launches; the run worker (in the code server) rebuilds the instance from the daemon's ref.
+os.environ["FRAUD_DATA_DIR"] = str(tmp / "daemon_filesystem")
+with dg.DagsterInstance.from_config(str(write_dagster_yaml(tmp / "daemon_home").parent)) as daemon:
+    ref = daemon.get_ref()
+os.environ["FRAUD_DATA_DIR"] = str(tmp / "volume")
+with dg.DagsterInstance.from_ref(ref) as worker:
+    with worker.compute_log_manager.capture_logs(["run", "compute_logs", "step"]):
+        print("step output")
+"""
+
+
+def test_a_run_worker_writes_step_logs_on_its_own_data_volume_not_the_launchers(tmp_path, pg_env):
+    subprocess.run([sys.executable, "-c", RUN_WORKER, str(tmp_path)], check=True, timeout=120)
     [log] = (tmp_path / "volume" / "compute_logs").rglob("step.out")
     assert "step output" in log.read_text()
     assert not (tmp_path / "daemon_filesystem").exists()
