@@ -20,6 +20,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.events import JobFailureData, RunFailureReason
+from dagster._core.storage.compute_log_manager import (  # re-exported for the step-log test
+    ComputeIOType as ComputeIOType,
+)
 from dagster._core.storage.local_compute_log_manager import (  # re-exported for lib/step_logs.py
     LocalComputeLogManager as LocalComputeLogManager,
 )
