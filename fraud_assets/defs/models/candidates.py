@@ -159,11 +159,9 @@ def train_family(
         folds.append((int(fold), train, test))
     if not folds or folds[0][0] != 0:
         raise dg.Failure(f"{family}: fold 0 has no trainable data (needs both fraud and genuine rows)")
-    fit_columns = [*features, "label", *(["weight"] if "weight" in ts else [])]
     with compute_threads():
         fitted = Parallel(n_jobs=fold_workers(len(folds)), prefer="threads")(
-            delayed(_fit_fold)(family, params, train[[*fit_columns]], test[features], features, seed)
-            for _, train, test in folds
+            delayed(_fit_fold)(family, params, train, test, features, seed) for _, train, test in folds
         )
     fold_metrics = []
     for (fold, train, test), (_, _, scores) in zip(folds, fitted, strict=True):

@@ -55,16 +55,18 @@ def scored_days(conn, model, columns: list[str], days: list[str]) -> Iterator[pd
         + [c for c in dict.fromkeys(["transaction_id", "card_token", *columns]) if c != "business_date"]
     )
     batch: list[str] = []
+    rows = 0
     for i, day in enumerate(days):
         batch.append(day)
-        if i + 1 < len(days) and sum(counts.get(d, 0) for d in batch) < SCORE_BATCH_ROWS:
+        rows += counts.get(day, 0)
+        if i + 1 < len(days) and rows < SCORE_BATCH_ROWS:
             continue
         feats = conn.execute(
             f"SELECT {select} FROM {FEATURES_TABLE} WHERE CAST(business_date AS VARCHAR) IN "
             "(SELECT unnest(?::VARCHAR[])) ORDER BY business_date",
             [batch],
         ).df()
-        batch = []
+        batch, rows = [], 0
         if feats.empty:
             continue
         yield pd.DataFrame(
