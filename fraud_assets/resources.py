@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
+from fraud_assets.lib.model_io import warm_up_model_libraries
 from fraud_assets.lib.pan import Tokenizer
 from fraud_assets.lib.signing import Signer
 
@@ -51,6 +52,11 @@ class ModelStore(dg.ConfigurableResource):
 
     def signer(self) -> Signer:
         return Signer(self.signing_key)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every step that uses the store loads or fits a model: the run imports the model libraries from
+        # its start, beside the steps before (lib/model_io.warm_up_model_libraries).
+        warm_up_model_libraries()
 
 
 FEATURE_ENGINES = ("duckdb", "spark")

@@ -39,3 +39,25 @@ def test_loading_the_code_location_does_not_import_the_model_libraries():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.strip() == ""
+
+
+def test_a_run_that_uses_the_model_store_imports_the_model_libraries_from_its_start(tmp_path):
+    # A landed day's run scores after its raw, cleaned and feature steps: its worker imports skops and
+    # scikit-learn (~3 s) beside them, started when the model store resource is set up for the run.
+    code = (
+        "import sys, dagster as dg\n"
+        "from fraud_assets.lib import model_io\n"
+        "from fraud_assets.resources import ModelStore\n"
+        "assert 'sklearn' not in sys.modules\n"
+        f"store = ModelStore(root={str(tmp_path)!r}, signing_key='k' * 32)\n"
+        "@dg.asset\n"
+        "def first_step(model_store: ModelStore) -> None:\n"
+        "    assert model_io._warm_up is not None and model_io._warm_up.name == 'model-libraries'\n"
+        "dg.materialize([first_step], resources={'model_store': store})\n"
+        "model_io.model_libraries_ready()\n"
+        "print('sklearn.ensemble' in sys.modules and 'skops.io' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.strip().splitlines()[-1] == "True"

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fraud_assets.lib.model_io import model_libraries_ready
+
 METRIC_NAMES = ("auc", "average_precision", "card_precision_at_100")
 CARD_PRECISION_DEFINITION = (
     "Card Precision@100 is the Fraud Detection Handbook's: per day, cards already known compromised are "
@@ -81,6 +83,7 @@ def classification_metrics(
     df: pd.DataFrame, k: int = 100, *, score_col: str = "score", label_col: str = "label"
 ) -> dict[str, float]:
     """AUC, AP and CP@k for a scored test set (columns business_date, card_token, score, label)."""
+    model_libraries_ready()
     from sklearn.metrics import (
         average_precision_score,
         roc_auc_score,
@@ -152,6 +155,7 @@ def expected_cost_curve(
 
 
 def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    model_libraries_ready()
     from sklearn.metrics import (
         precision_recall_curve,
     )  # imported on use: see 'Start-up cost' in docs/architecture.md

@@ -19,6 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fraud_assets.lib.feature_columns import BASELINE_COLUMNS, ID_COLUMNS
+from fraud_assets.lib.model_io import model_libraries_ready
 
 # The 15 handbook baseline features and the key columns, as the feature layer writes them.
 BASELINE_FEATURES: tuple[str, ...] = BASELINE_COLUMNS
@@ -181,6 +182,7 @@ def build_estimator(
 ) -> Pipeline:
     """A fresh, unfitted pipeline for a family. Imputation first: production features may be NULL.
     `n_rows`: the training rows it will be fitted on (a forest's bootstrap size is a share of them)."""
+    model_libraries_ready()
     from sklearn.ensemble import (
         HistGradientBoostingClassifier,
         RandomForestClassifier,

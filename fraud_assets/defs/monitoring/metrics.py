@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_assets.defs.monitoring.thresholds import PSI_ACT, PSI_BINS, PSI_WARN
+from fraud_assets.lib.model_io import model_libraries_ready
 
 EPS = 1e-4  # floor for empty bins so ln(c/r) stays finite
 
@@ -53,6 +54,7 @@ def average_precision(y_true: pd.Series, score: pd.Series) -> float:
     y = np.asarray(y_true, dtype=int)
     if len(y) == 0 or y.min() == y.max():
         return float("nan")
+    model_libraries_ready()
     from sklearn.metrics import (
         average_precision_score,
     )  # imported on use: see 'Start-up cost' in docs/architecture.md
