@@ -6,6 +6,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.runs import SqliteRunStorage
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from fraud_assets.cli.dagster_home import InstanceConfigError, write_dagster_yaml
@@ -34,9 +36,10 @@ def probe() -> None:
 def test_without_dagster_pg_host_the_instance_stays_on_sqlite(tmp_path, monkeypatch):
     monkeypatch.delenv("DAGSTER_PG_HOST", raising=False)
     path = write_dagster_yaml(tmp_path / "home")
-    assert "storage" not in yaml.safe_load(path.read_text())
+    assert "postgres" not in yaml.safe_load(path.read_text())["storage"]
     with dg.DagsterInstance.from_config(str(path.parent)) as instance:
-        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert isinstance(instance.run_storage, SqliteRunStorage)
+        assert isinstance(instance.event_log_storage, SqliteEventLogStorage)
 
 
 def test_dagster_pg_host_puts_runs_event_log_and_schedules_in_postgres(tmp_path, pg_env):

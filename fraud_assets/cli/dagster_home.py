@@ -2,8 +2,9 @@
 limited to one step at a time, because DuckDB allows one writer process per file, and what happens to a
 run whose worker died: its slots are freed and it is re-executed once (docs/runbooks.md).
 
-Instance storage is SQLite under DAGSTER_HOME unless `DAGSTER_PG_HOST` is set: then runs, event log and
-schedules live in Postgres (`postgres_storage_yaml`), written when the process starts from its environment.
+Instance storage is SQLite under DAGSTER_HOME (Dagster's files, through lib/sqlite_instance.SqliteStorage)
+unless `DAGSTER_PG_HOST` is set: then runs, event log and schedules live in Postgres
+(`postgres_storage_yaml`), written when the process starts from its environment.
 """
 
 from __future__ import annotations
@@ -109,8 +110,20 @@ def postgres_storage_yaml() -> str:
     return yaml.safe_dump(instance, sort_keys=False)
 
 
+def sqlite_storage_yaml(home: Path) -> str:
+    """Dagster's SQLite files under `home` (where Dagster puts them by default), read and written through
+    lib/sqlite_instance.SqliteStorage: one SQLAlchemy engine per database kept (a third of each event's
+    cost)."""
+    storage = {
+        "module": "fraud_assets.lib.sqlite_instance",
+        "class": "SqliteStorage",
+        "config": {"base_dir": str(home.resolve())},
+    }
+    return yaml.safe_dump({"storage": {"custom": storage}}, sort_keys=False)
+
+
 def write_dagster_yaml(home: Path) -> Path:
-    text = DAGSTER_YAML + postgres_storage_yaml()
+    text = DAGSTER_YAML + (postgres_storage_yaml() or sqlite_storage_yaml(home))
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists() or target.read_text() != text:

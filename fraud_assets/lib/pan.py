@@ -229,10 +229,12 @@ def normalise_pan(value: object) -> str | None:
         ):
             return None
         digits = str(abs(int(value)))
+    elif (text := str(value).strip()).isascii() and text.isdigit():
+        digits = text  # the usual PAN; the general path below costs ~0.1 ms a value
     else:
-        values, _ = _ascii_digits(str(value).strip())
+        values, _ = _ascii_digits(text)
         digits = "".join(map(str, values))
-        rest = re.sub(SEPARATOR_CLASS, "", re.sub(r"\d", "", str(value).strip()))
+        rest = re.sub(SEPARATOR_CLASS, "", re.sub(r"\d", "", text))
         if rest:
             return None
     return digits if luhn_valid(digits) and digits[0] != "0" else None
