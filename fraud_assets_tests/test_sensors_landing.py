@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -210,3 +211,70 @@ def test_a_day_outside_the_platforms_days_launches_nothing(landing, instance):
     ready_platform(instance)
     land(landing, "authorizations/2017-04-02/acq_a_2017-04-02.csv.gz", b"before the first business date")
     assert tick(landing_sensor, instance, landing).run_requests == []
+
+
+INPUT_FILES = {
+    "cardholders": f"cardholders/{DAY}/cardholders_{DAY}.parquet",
+    "merchants": f"merchants/{DAY}/merchants_{DAY}.parquet",
+    "fx_rates": f"fx_rates/{DAY}/fx_rates_{DAY}.csv",
+    "chargebacks": f"chargebacks/{DAY}/chargebacks_{DAY}.csv",
+}
+INPUT_ASSETS = {
+    "cardholders": {"raw/cardholders", "cleaned/cards"},
+    "merchants": {"raw/merchants", "cleaned/terminals"},
+    "fx_rates": {"raw/fx_rates", "cleaned/fx_rates"},
+    "chargebacks": {"raw/chargebacks"},
+}
+
+
+def _first_day_with_every_input(landing, instance, status: dg.DagsterRunStatus) -> dg.SensorResult:
+    """Day 1 lands with a file of every input source; its run ends with `status` (run record with the
+    sensor's run key), having built the inputs when it succeeded."""
+    ready_platform(instance)
+    for source, rel in INPUT_FILES.items():
+        land(landing, rel, source.encode())
+    land(landing, f"authorizations/{DAY}/acq_a_{DAY}.csv.gz", b"day 1")
+    first = tick(landing_sensor, instance, landing)
+    [run] = first.run_requests
+    assert set().union(*INPUT_ASSETS.values()) <= set(selected(instance, landing, run))
+    tags = {"dagster/run_key": run.run_key}
+    instance.add_run(dg.DagsterRun(job_name="landed_day", run_id=str(uuid.uuid4()), status=status, tags=tags))
+    if status == dg.DagsterRunStatus.SUCCESS:
+        materialize_stub(instance, *set().union(*INPUT_ASSETS.values()))
+    return first
+
+
+def test_a_day_leaves_out_the_inputs_of_sources_that_sent_nothing_since_their_last_build(landing, instance):
+    first = _first_day_with_every_input(landing, instance, dg.DagsterRunStatus.SUCCESS)
+    land(landing, "fx_rates/2018-04-02/fx_rates_2018-04-02.csv", b"fx 2")
+    land(landing, "authorizations/2018-04-02/acq_a_2018-04-02.csv.gz", b"day 2")
+    [run] = tick(landing_sensor, instance, landing, first.cursor).run_requests
+    keys = set(selected(instance, landing, run))
+    assert {"raw/file_register", "raw/authorizations", "scoring/fraud_alerts"} <= keys
+    assert INPUT_ASSETS["fx_rates"] | {"cleaned/labels"} <= keys  # new FX file; labels judge the new day
+    assert not (INPUT_ASSETS["cardholders"] | INPUT_ASSETS["merchants"] | INPUT_ASSETS["chargebacks"]) & keys
+
+
+@pytest.mark.parametrize("status", [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.STARTED])
+def test_inputs_handed_to_a_run_that_failed_or_has_not_ended_are_built_by_the_next_day(
+    landing, instance, status
+):
+    first = _first_day_with_every_input(landing, instance, status)
+    materialize_stub(instance, *set().union(*INPUT_ASSETS.values()))  # built before, by earlier files
+    land(landing, "authorizations/2018-04-02/acq_a_2018-04-02.csv.gz", b"day 2")
+    second = tick(landing_sensor, instance, landing, first.cursor)
+    [run] = second.run_requests
+    assert set().union(*INPUT_ASSETS.values()) <= set(selected(instance, landing, run))
+    # Still owed, now to the second run: the third day leaves them out only once that one succeeded.
+    tags = {"dagster/run_key": run.run_key}
+    instance.add_run(dg.DagsterRun(job_name="landed_day", run_id=str(uuid.uuid4()), status=status, tags=tags))
+    land(landing, "authorizations/2018-04-03/acq_a_2018-04-03.csv.gz", b"day 3")
+    [third] = tick(landing_sensor, instance, landing, second.cursor).run_requests
+    assert set().union(*INPUT_ASSETS.values()) <= set(selected(instance, landing, third))
+
+
+def test_inputs_never_built_are_built_by_a_day_whatever_the_cursor_says(landing, instance):
+    ready_platform(instance)
+    land(landing, f"authorizations/{DAY}/acq_a_{DAY}.csv.gz", b"day 1")
+    [run] = tick(landing_sensor, instance, landing).run_requests
+    assert run.asset_selection is None  # the whole job

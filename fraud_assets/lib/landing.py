@@ -21,7 +21,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraud_assets.lib.pan import mask_pans
@@ -346,9 +346,13 @@ class LandingCursor:
     """What the landing sensor has handled: path as stored (`LandingFile.source_file`, card numbers
     masked) -> [size, mtime_ns, sha256]. A file is new when its path is unknown or its size or mtime
     changed; only new files are hashed. Two names that mask alike share an entry: at worst a file is
-    hashed again and recognised by its content."""
+    hashed again and recognised by its content.
+
+    `owed`: input source -> run key of the last run handed its files, until that run has succeeded (the
+    sensor then knows the source's assets hold every file it was sent)."""
 
     files: dict[str, list]
+    owed: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> LandingCursor:
@@ -358,10 +362,12 @@ class LandingCursor:
         if data.get("v") != CURSOR_VERSION:
             return cls(files={})  # run keys are content hashes: starting over launches nothing twice
         # Keys pass the mask whatever wrote them: the cursor never holds a card number.
-        return cls(files={display_path(k): v for k, v in data["files"].items()})
+        files = {display_path(k): v for k, v in data["files"].items()}
+        return cls(files=files, owed=dict(data.get("owed", {})))
 
     def serialize(self) -> str:
-        return json.dumps({"v": CURSOR_VERSION, "files": self.files}, sort_keys=True, separators=(",", ":"))
+        data = {"v": CURSOR_VERSION, "files": self.files} | ({"owed": self.owed} if self.owed else {})
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def is_known(self, f: LandingFile) -> bool:
         seen = self.files.get(f.source_file)

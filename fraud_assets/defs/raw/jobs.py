@@ -1,5 +1,7 @@
 """What a landed file runs, named once: the landing sensor and `make pipeline` launch these jobs."""
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from fraud_assets.lib.runs import LANDING_PRIORITY, PRIORITY_TAG
@@ -45,9 +47,29 @@ landed_inputs_job = dg.define_asset_job(
 RAW_JOBS = [landed_day_job, landed_inputs_job]
 
 
-def landed_day_selection(instance: dg.DagsterInstance, graph) -> list[dg.AssetKey] | None:
+def _keys(*names: str) -> tuple[dg.AssetKey, ...]:
+    return tuple(dg.AssetKey.from_user_string(n) for n in names)
+
+
+# What each input source's files feed, up to the cleaned layer. A landed day's run leaves out the assets of
+# a source that sent nothing since they were last built (raw/sensors.py); cleaned/labels always runs (it
+# judges the day's transactions), and so does the file register.
+SOURCE_INPUTS: dict[str, tuple[dg.AssetKey, ...]] = {
+    "cardholders": _keys("raw/cardholders", "cleaned/cards"),
+    "merchants": _keys("raw/merchants", "cleaned/terminals"),
+    "fx_rates": _keys("raw/fx_rates", "cleaned/fx_rates"),
+    "chargebacks": _keys("raw/chargebacks"),
+}
+
+
+def landed_day_selection(
+    instance: dg.DagsterInstance, graph, unchanged: Sequence[str] = ()
+) -> list[dg.AssetKey] | None:
     """The assets of a landed day's run: the whole job once a champion exists (None), else the job
-    without scoring."""
-    if instance.get_latest_materialization_event(CHAMPION) is not None:
+    without scoring; without the inputs of the `unchanged` sources either way."""
+    scored = instance.get_latest_materialization_event(CHAMPION) is not None
+    if scored and not unchanged:
         return None
-    return sorted(UNSCORED_DAY.resolve(graph), key=lambda k: k.to_user_string())
+    left_out = {k for source in unchanged for k in SOURCE_INPUTS[source]}
+    keys = (LANDED_DAY if scored else UNSCORED_DAY).resolve(graph) - left_out
+    return sorted(keys, key=lambda k: k.to_user_string())

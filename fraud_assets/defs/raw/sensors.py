@@ -2,8 +2,9 @@
 
 `landing_sensor` watches every source with one cursor (lib/landing.py) and never opens DuckDB. New
 authorisation files become one `landed_day` run per block of consecutive business days (the job loads the
-inputs the days read, so a day never waits for another run); inputs that landed alone become one
-`landed_inputs` run. Run keys are content hashes, so even a lost cursor cannot launch the same content twice.
+inputs the days read, so a day never waits for another run; the inputs of a source that sent nothing
+since its last successful build are left out); inputs that landed alone become one `landed_inputs` run.
+Run keys are content hashes, so even a lost cursor cannot launch the same content twice.
 
 `missing_day_sensor` alerts once for the business days past their deadline that have no authorisation
 file: in the UI they are the missing partitions of raw/authorizations.
@@ -19,6 +20,7 @@ import dagster as dg
 
 from fraud_assets.defs.raw.jobs import (
     RAW_AUTHORIZATIONS,
+    SOURCE_INPUTS,
     landed_day_job,
     landed_day_selection,
     landed_inputs_job,
@@ -44,6 +46,7 @@ TAG_DATE = "fraud_assets/business_date"
 TAG_FILES = "fraud_assets/files"
 TAG_CONTENT = "fraud_assets/content_sha256"
 MAX_FILES_TAG = 3
+RUN_KEY_TAG = "dagster/run_key"  # the tag Dagster gives a sensor's run: its run key
 # The sensor daemon starts a loop every 5 s and evaluates due sensors in a shuffled order: an interval of
 # exactly 5 s would skip a loop whenever this sensor came earlier in it than in the last; 3 s never does.
 LANDING_INTERVAL_SECONDS = 3
@@ -96,6 +99,29 @@ def _day_status(day: str, covered: tuple[str, str] | None) -> str:
     return "pending"
 
 
+def _succeeded(instance: dg.DagsterInstance, run_key: str) -> bool:
+    """The latest run launched with `run_key` ended in success."""
+    records = instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+    return bool(records) and records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
+
+
+def _unchanged_inputs(instance: dg.DagsterInstance, cursor: LandingCursor, sent: set[str]) -> list[str]:
+    """The input sources a landed day's run can leave out: none of their files in this tick, their assets
+    built, and the last run handed their files succeeded. A source whose run failed, or is still queued
+    or running, stays owed: the next day's run builds its assets again."""
+    unchanged = []
+    for source, keys in SOURCE_INPUTS.items():
+        if source in sent:
+            continue
+        owed = cursor.owed.get(source)
+        if owed is not None and not _succeeded(instance, owed):
+            continue
+        cursor.owed.pop(source, None)
+        if all(instance.get_latest_materialization_event(k) is not None for k in keys):
+            unchanged.append(source)
+    return unchanged
+
+
 def evaluate_landing(
     context: dg.SensorEvaluationContext, landing: LandingZone, now: dt.datetime | None = None
 ) -> dg.SensorResult:
@@ -123,13 +149,21 @@ def evaluate_landing(
                 continue
             by_day[nf.file.business_date].append(nf)
     requests = []
-    selection = landed_day_selection(context.instance, context.repository_def.asset_graph) if by_day else None
-    for i, days in enumerate(consecutive_blocks(list(by_day))):
-        # The inputs go with the first block's run (every block's run loads them anyway).
-        files = [nf for day in days for nf in by_day[day]] + (inputs if i == 0 else [])
-        requests.append(_days_run(days, files, selection))
-    if inputs and not by_day:
+    sent = {nf.file.source for nf in inputs}
+    owing: set[str] = set()
+    if by_day:
+        unchanged = _unchanged_inputs(context.instance, cursor, sent)
+        selection = landed_day_selection(context.instance, context.repository_def.asset_graph, unchanged)
+        for i, days in enumerate(consecutive_blocks(list(by_day))):
+            # The inputs go with the first block's run (every block's run loads the changed ones anyway).
+            files = [nf for day in days for nf in by_day[day]] + (inputs if i == 0 else [])
+            requests.append(_days_run(days, files, selection))
+        owing = set(SOURCE_INPUTS) - set(unchanged)
+    elif inputs:
         requests.append(_inputs_run(inputs))
+        owing = sent
+    for source in owing:
+        cursor.owed[source] = requests[0].run_key
     for nf in inputs + [nf for files in by_day.values() for nf in files]:
         cursor.record(nf.file, nf.sha256)
     return dg.SensorResult(
@@ -144,7 +178,7 @@ def evaluate_landing(
     description=(
         "Watches $FRAUD_DATA_DIR/landing (authorisations, chargebacks, reference snapshots, FX rates; "
         "docs/landing-zone.md). New authorisation files -> one `landed_day` run per block of consecutive "
-        "business days (inputs, raw -> cleaned -> features -> scores); inputs alone -> one "
+        "business days (changed inputs, raw -> cleaned -> features -> scores); inputs alone -> one "
         "`landed_inputs` run. run_key = content hash: a re-sent identical file launches nothing, a "
         "corrected file does. Never opens DuckDB."
     ),
