@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import uuid
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fraud_assets.defs.raw.sensors import TAG_KIND, evaluate_landing, landing_se
 from fraud_assets.lib.pan_leaks import pans_in
 from fraud_assets.lib.runs import RANGE_END, RANGE_START
 from fraud_assets.resources import LandingZone
-from fraud_assets_tests.automation_stubs import materialize_stub, stub_definitions
+from fraud_assets_tests.automation_stubs import STUB_ASSETS, materialize_stub, stub_definitions
 
 DAY = "2018-04-01"
 
@@ -237,11 +238,21 @@ def _first_day_with_every_input(landing, instance, status: dg.DagsterRunStatus) 
     first = tick(landing_sensor, instance, landing)
     [run] = first.run_requests
     assert set().union(*INPUT_ASSETS.values()) <= set(selected(instance, landing, run))
-    tags = {"dagster/run_key": run.run_key}
-    instance.add_run(dg.DagsterRun(job_name="landed_day", run_id=str(uuid.uuid4()), status=status, tags=tags))
-    if status == dg.DagsterRunStatus.SUCCESS:
-        materialize_stub(instance, *set().union(*INPUT_ASSETS.values()))
+    _run_with_key(instance, run.run_key, status)
     return first
+
+
+def _run_with_key(instance, run_key: str, status: dg.DagsterRunStatus) -> None:
+    """The run the daemon launches for `run_key`: a success materialises every input (really executed
+    stub assets), any other status materialises nothing."""
+    tags = {"dagster/run_key": run_key}
+    if status == dg.DagsterRunStatus.SUCCESS:
+        keys = {dg.AssetKey.from_user_string(k) for k in set().union(*INPUT_ASSETS.values())}
+        assets = [a for a in STUB_ASSETS if a.key in keys]
+        assert dg.materialize(assets, instance=instance, tags=tags).success
+    else:
+        run = dg.DagsterRun(job_name="landed_day", run_id=str(uuid.uuid4()), status=status, tags=tags)
+        instance.add_run(run)
 
 
 def test_a_day_leaves_out_the_inputs_of_sources_that_sent_nothing_since_their_last_build(landing, instance):
@@ -265,12 +276,38 @@ def test_inputs_handed_to_a_run_that_failed_or_has_not_ended_are_built_by_the_ne
     second = tick(landing_sensor, instance, landing, first.cursor)
     [run] = second.run_requests
     assert set().union(*INPUT_ASSETS.values()) <= set(selected(instance, landing, run))
-    # Still owed, now to the second run: the third day leaves them out only once that one succeeded.
-    tags = {"dagster/run_key": run.run_key}
-    instance.add_run(dg.DagsterRun(job_name="landed_day", run_id=str(uuid.uuid4()), status=status, tags=tags))
+    # Still owed, now to the second run: the third day leaves them out only once that one built them.
+    _run_with_key(instance, run.run_key, status)
+    land(landing, "authorizations/2018-04-03/acq_a_2018-04-03.csv.gz", b"day 3")
+    third = tick(landing_sensor, instance, landing, second.cursor)
+    [run] = third.run_requests
+    assert set().union(*INPUT_ASSETS.values()) <= set(selected(instance, landing, run))
+    _run_with_key(instance, run.run_key, dg.DagsterRunStatus.SUCCESS)
+    land(landing, "authorizations/2018-04-04/acq_a_2018-04-04.csv.gz", b"day 4")
+    [fourth] = tick(landing_sensor, instance, landing, third.cursor).run_requests
+    assert not set().union(*INPUT_ASSETS.values()) & set(selected(instance, landing, fourth))
+
+
+def test_inputs_owed_to_a_run_key_dagster_had_already_used_are_built_by_the_next_day(landing, instance):
+    """A day re-sent as content an earlier run already handled gets that run's key: Dagster launches
+    nothing, and that old run (which succeeded) never saw the input files owed since."""
+    first = _first_day_with_every_input(landing, instance, dg.DagsterRunStatus.FAILURE)
+    land(landing, "authorizations/2018-04-02/acq_a_2018-04-02.csv.gz", b"day 2")
+    [old] = tick(landing_sensor, instance, landing, first.cursor).run_requests
+    _run_with_key(instance, old.run_key, dg.DagsterRunStatus.SUCCESS)  # before the owed key is recorded
+    second = tick(landing_sensor, instance, landing, first.cursor)  # the same request again
+    assert second.run_requests[0].run_key == old.run_key
     land(landing, "authorizations/2018-04-03/acq_a_2018-04-03.csv.gz", b"day 3")
     [third] = tick(landing_sensor, instance, landing, second.cursor).run_requests
     assert set().union(*INPUT_ASSETS.values()) <= set(selected(instance, landing, third))
+
+
+def test_a_cursor_from_before_owed_inputs_builds_every_input_once(landing, instance):
+    first = _first_day_with_every_input(landing, instance, dg.DagsterRunStatus.SUCCESS)
+    old_cursor = json.dumps({k: v for k, v in json.loads(first.cursor).items() if k != "owed"})
+    land(landing, "authorizations/2018-04-02/acq_a_2018-04-02.csv.gz", b"day 2")
+    [run] = tick(landing_sensor, instance, landing, old_cursor).run_requests
+    assert set().union(*INPUT_ASSETS.values()) <= set(selected(instance, landing, run))
 
 
 def test_inputs_never_built_are_built_by_a_day_whatever_the_cursor_says(landing, instance):

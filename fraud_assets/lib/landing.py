@@ -30,6 +30,7 @@ AUTHORIZATIONS = "authorizations"
 CHARGEBACKS = "chargebacks"
 REFERENCE_SOURCES = ("cardholders", "merchants", "fx_rates")
 SOURCES = (AUTHORIZATIONS, CHARGEBACKS, *REFERENCE_SOURCES)
+INPUT_SOURCES = (CHARGEBACKS, *REFERENCE_SOURCES)  # what a day reads besides its authorisations
 FEEDS = {
     AUTHORIZATIONS: ("acq_a", "acq_b"),
     CHARGEBACKS: ("chargebacks",),
@@ -348,11 +349,13 @@ class LandingCursor:
     changed; only new files are hashed. Two names that mask alike share an entry: at worst a file is
     hashed again and recognised by its content.
 
-    `owed`: input source -> run key of the last run handed its files, until that run has succeeded (the
-    sensor then knows the source's assets hold every file it was sent)."""
+    `owed`: input source -> [run key, time recorded] of the last run handed its files (or asked to build
+    its assets again), until a run with that key created after that time has materialised them: the
+    sensor then knows they hold every file it was sent. A cursor from before `owed` existed owes every
+    input source to no run, so the next landed day builds them all once."""
 
     files: dict[str, list]
-    owed: dict[str, str] = field(default_factory=dict)
+    owed: dict[str, list] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> LandingCursor:
@@ -363,10 +366,11 @@ class LandingCursor:
             return cls(files={})  # run keys are content hashes: starting over launches nothing twice
         # Keys pass the mask whatever wrote them: the cursor never holds a card number.
         files = {display_path(k): v for k, v in data["files"].items()}
-        return cls(files=files, owed=dict(data.get("owed", {})))
+        owed = data["owed"] if "owed" in data else {s: ["", 0.0] for s in INPUT_SOURCES}
+        return cls(files=files, owed=dict(owed))
 
     def serialize(self) -> str:
-        data = {"v": CURSOR_VERSION, "files": self.files} | ({"owed": self.owed} if self.owed else {})
+        data = {"v": CURSOR_VERSION, "files": self.files, "owed": self.owed}
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def is_known(self, f: LandingFile) -> bool:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -99,22 +101,30 @@ def _day_status(day: str, covered: tuple[str, str] | None) -> str:
     return "pending"
 
 
-def _succeeded(instance: dg.DagsterInstance, run_key: str) -> bool:
-    """The latest run launched with `run_key` ended in success."""
-    records = instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
-    return bool(records) and records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
+def _built_by(instance: dg.DagsterInstance, owed: list, keys: Sequence[dg.AssetKey]) -> bool:
+    """Every asset of `keys` was last materialised by a run launched with the owed run key after it was
+    recorded (its retries included). A run key Dagster had already used launches nothing new, and a run
+    that failed before these steps built nothing: either way the source stays owed."""
+    run_key, recorded_at = owed
+    if not run_key:
+        return False
+    since = dt.datetime.fromtimestamp(recorded_at, dt.UTC)
+    records = instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: run_key}, created_after=since))
+    runs = {r.dagster_run.run_id for r in records}
+    latest = [instance.get_latest_materialization_event(k) for k in keys]
+    return all(event is not None and event.run_id in runs for event in latest)
 
 
 def _unchanged_inputs(instance: dg.DagsterInstance, cursor: LandingCursor, sent: set[str]) -> list[str]:
     """The input sources a landed day's run can leave out: none of their files in this tick, their assets
-    built, and the last run handed their files succeeded. A source whose run failed, or is still queued
-    or running, stays owed: the next day's run builds its assets again."""
+    built, and built by the last run handed their files if one is owed. A source whose run failed, has
+    not ended or was never launched stays owed: the next day's run builds its assets again."""
     unchanged = []
     for source, keys in SOURCE_INPUTS.items():
         if source in sent:
             continue
         owed = cursor.owed.get(source)
-        if owed is not None and not _succeeded(instance, owed):
+        if owed is not None and not _built_by(instance, owed, keys):
             continue
         cursor.owed.pop(source, None)
         if all(instance.get_latest_materialization_event(k) is not None for k in keys):
@@ -163,7 +173,8 @@ def evaluate_landing(
         requests.append(_inputs_run(inputs))
         owing = sent
     for source in owing:
-        cursor.owed[source] = requests[0].run_key
+        # Wall-clock time, not the evaluation's `now`: compared with the run's creation time.
+        cursor.owed[source] = [requests[0].run_key, time.time()]
     for nf in inputs + [nf for files in by_day.values() for nf in files]:
         cursor.record(nf.file, nf.sha256)
     return dg.SensorResult(
