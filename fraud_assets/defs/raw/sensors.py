@@ -101,18 +101,17 @@ def _day_status(day: str, covered: tuple[str, str] | None) -> str:
     return "pending"
 
 
-def _built_by(instance: dg.DagsterInstance, owed: list, keys: Sequence[dg.AssetKey]) -> bool:
-    """Every asset of `keys` was last materialised by a run launched with the owed run key after it was
-    recorded (its retries included). A run key Dagster had already used launches nothing new, and a run
-    that failed before these steps built nothing: either way the source stays owed."""
+def _built_by_owed_run(instance: dg.DagsterInstance, owed: list, latest: Sequence[dg.EventLogEntry]) -> bool:
+    """The `latest` materialisations of a source's assets all come from a run launched with the owed run
+    key after it was recorded (its retries included). A run key Dagster had already used launches nothing
+    new, and a run that failed before these steps built nothing: either way the source stays owed."""
     run_key, recorded_at = owed
     if not run_key:
         return False
     since = dt.datetime.fromtimestamp(recorded_at, dt.UTC)
     records = instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: run_key}, created_after=since))
     runs = {r.dagster_run.run_id for r in records}
-    latest = [instance.get_latest_materialization_event(k) for k in keys]
-    return all(event is not None and event.run_id in runs for event in latest)
+    return all(event.run_id in runs for event in latest)
 
 
 def _unchanged_inputs(instance: dg.DagsterInstance, cursor: LandingCursor, sent: set[str]) -> list[str]:
@@ -123,12 +122,15 @@ def _unchanged_inputs(instance: dg.DagsterInstance, cursor: LandingCursor, sent:
     for source, keys in SOURCE_INPUTS.items():
         if source in sent:
             continue
-        owed = cursor.owed.get(source)
-        if owed is not None and not _built_by(instance, owed, keys):
+        latest = [instance.get_latest_materialization_event(k) for k in keys]
+        if any(event is None for event in latest):
             continue
-        cursor.owed.pop(source, None)
-        if all(instance.get_latest_materialization_event(k) is not None for k in keys):
-            unchanged.append(source)
+        owed = cursor.owed.get(source)
+        if owed is not None:
+            if not _built_by_owed_run(instance, owed, latest):
+                continue
+            del cursor.owed[source]
+        unchanged.append(source)
     return unchanged
 
 
