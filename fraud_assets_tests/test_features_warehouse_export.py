@@ -62,3 +62,37 @@ def test_a_partition_key_cannot_inject_sql(conn):
     with pytest.raises(duckdb.ConversionException):
         replace_partition(conn, "demo.events", SOURCE, "business_date", ["2018-04-01') OR (1=1"])
     assert conn.execute("SELECT count(*) FROM demo.events").fetchone()[0] == before  # nothing deleted
+
+
+def _arrow(amount_scale: float):
+    return duckdb.sql(SOURCE.replace("range * 1.5", f"range * {amount_scale}")).to_arrow_table()
+
+
+def test_an_arrow_source_is_exported_per_partition_as_the_sql_one_is(conn, tmp_path):
+    keys = ["2018-04-01", "2018-04-02", "2018-04-03", "2018-04-09"]
+    assert replace_partition(conn, "demo.events", _arrow(1.5), "business_date", keys) == 30
+    for key, rows in zip(keys, (10, 10, 10, 0), strict=True):
+        f = _export_dir(tmp_path) / f"business_date={key}" / "data.parquet"
+        read = f"read_parquet('{f}', hive_partitioning = false)"
+        assert conn.execute(f"SELECT count(*) FROM {read}").fetchone() == (rows,)
+    every = f"read_parquet('{_export_dir(tmp_path)}/*/data.parquet', hive_partitioning = false)"
+    types = conn.execute(f"DESCRIBE SELECT * FROM {every}").fetchall()
+    assert {r[0]: r[1] for r in types}["business_date"] == "DATE"
+    assert not [p for p in _export_dir(tmp_path).iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_an_arrow_write_that_rolls_back_publishes_no_file(conn, tmp_path):
+    """The Parquet files of an Arrow source are written beside the transaction; they replace the exports
+    only once it committed."""
+    conn.execute("CREATE SCHEMA demo")
+    conn.execute(
+        "CREATE TABLE demo.events (id BIGINT, business_date DATE, amount DOUBLE CHECK (amount < 50))"
+    )
+    replace_partition(conn, "demo.events", _arrow(1.5), "business_date", ["2018-04-01"])
+    f = _export_dir(tmp_path) / "business_date=2018-04-01" / "data.parquet"
+    before, table = f.read_bytes(), conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall()
+    with pytest.raises(duckdb.ConstraintException):
+        replace_partition(conn, "demo.events", _arrow(2.0), "business_date", ["2018-04-01"])
+    assert f.read_bytes() == before
+    assert conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall() == table
+    assert not [p for p in _export_dir(tmp_path).iterdir() if p.name.startswith(".")]  # no staging left

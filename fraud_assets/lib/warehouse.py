@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -20,7 +21,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# The standard `dagster/*` table metadata keys; 1.13 does not re-export the class at top level.
 from fraud_assets.lib.pan import mask_value
 from fraud_assets.lib.provenance import is_producer_column
 
@@ -131,22 +131,14 @@ def _export_partitions(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _export_arrow_partitions(
-    conn: duckdb.DuckDBPyConnection,
-    table: str,
-    rows: pa.Table,
-    partition_column: str,
-    partition_keys: Sequence[str],
-) -> None:
-    """The same files as `_export_partitions`, written with pyarrow from rows the caller already holds
-    (typed as the table, grouped by the partition column): no second scan of the table, and a fraction of
-    DuckDB's per-file cost (a partitioned COPY spends ~20 ms on each of a backfill's hundreds of files).
-    Dictionary encoding only for text columns; no Arrow schema stored, so readers see the table's types."""
+def _write_arrow_partitions(rows: pa.Table, partition_column: str, staging: Path) -> dict[str, Path]:
+    """One Parquet file per partition of `rows` (typed as the table) in `staging`, by key: the same files
+    as `_export_partitions`, from rows the caller already holds, so no second scan of the table and a
+    fraction of DuckDB's per-file cost (a partitioned COPY spends ~20 ms on each of a backfill's hundreds
+    of files). Dictionary encoding only for text columns; no Arrow schema stored, so readers see the
+    table's types. Touches no connection: it runs beside the transaction that writes the same rows."""
     import pyarrow.parquet as pq  # imported on use: only Arrow sources export through it
 
-    root = export_root(conn)
-    if root is None or not partition_keys:
-        return
     n = len(rows)
     column = rows.column(partition_column)
     if n > 1 and not pc.all(pc.less_equal(column.slice(0, n - 1), column.slice(1))).as_py():
@@ -154,27 +146,44 @@ def _export_arrow_partitions(
         column = rows.column(partition_column)
     changes = pc.not_equal(column.slice(1), column.slice(0, n - 1)).to_numpy() if n > 1 else []
     starts = [0, *(np.flatnonzero(changes) + 1)] if n else []
-    runs = {
-        str(column[int(a)].as_py()): (int(a), int(b)) for a, b in zip(starts, [*starts[1:], n], strict=True)
-    }
     text = [f.name for f in rows.schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
-    schema, tbl = table.split(".")
-    table_dir = root / schema / tbl
-    staging = table_dir / f".staging-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True, exist_ok=True)
-    try:
+    written = {}
+    for first, end in zip(starts, [*starts[1:], n], strict=True):
+        key = str(column[int(first)].as_py())
+        written[key] = staging / f"{key}.parquet"
+        pq.write_table(rows.slice(first, end - first), written[key], use_dictionary=text, store_schema=False)
+    return written
+
+
+class _ArrowExport:
+    """The Parquet exports of an Arrow source, written on a thread while the transaction inserts the same
+    rows (both release the GIL), and moved into place only once it committed: a reader never sees files
+    of a write that rolled back."""
+
+    def __init__(self, root: Path, table: str, rows: pa.Table, partition_column: str):
+        schema, tbl = table.split(".")
+        self.table, self.partition_column = table, partition_column
+        self.table_dir = root / schema / tbl
+        self.staging = self.table_dir / f".staging-{uuid.uuid4().hex}"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-export")
+        self._files = self._pool.submit(_write_arrow_partitions, rows, partition_column, self.staging)
+
+    def publish(self, conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> None:
+        """Move each key's file into place (a key without rows gets an empty file with the schema)."""
+        files = self._files.result()
         for key in dict.fromkeys(str(k) for k in partition_keys):
-            target_dir = table_dir / f"{partition_column}={key}"
+            target_dir = self.table_dir / f"{self.partition_column}={key}"
             target_dir.mkdir(parents=True, exist_ok=True)
-            if key not in runs:
-                _export(conn, table, "LIMIT 0", subdir=f"{partition_column}={key}")
-                continue
-            first, end = runs[key]
-            produced = staging / f"{key}.parquet"
-            pq.write_table(rows.slice(first, end - first), produced, use_dictionary=text, store_schema=False)
-            os.replace(produced, target_dir / "data.parquet")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            if key in files:
+                os.replace(files[key], target_dir / "data.parquet")
+            else:
+                _export(conn, self.table, "LIMIT 0", subdir=f"{self.partition_column}={key}")
+
+    def close(self) -> None:
+        """Wait for the writer (also after a failed transaction) and remove what was not published."""
+        self._pool.shutdown(wait=True)
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def replace_partition(
@@ -205,25 +214,34 @@ def replace_partitions(
     for i, (table, source) in enumerate(sources.items()):
         ensure_schema(conn, table)
         selects[table] = _as_relation_sql(conn, source, f"_fraud_assets_partition_source_{i}")
+    root = export_root(conn)
+    arrow: dict[str, _ArrowExport] = {}
     written = {}
-    conn.execute("BEGIN TRANSACTION")
     try:
-        for table, select_sql in selects.items():
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
-            in_keys = _key_filter(conn, table, partition_column, partition_keys)
-            conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
-            conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
-            count = conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0]
-            written[table] = int(count)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    for table, source in sources.items():
-        if isinstance(source, pa.Table):
-            _export_arrow_partitions(conn, table, source, partition_column, partition_keys)
-        else:
-            _export_partitions(conn, table, partition_column, partition_keys)
+        for table, source in sources.items():
+            if isinstance(source, pa.Table) and root is not None and partition_keys:
+                arrow[table] = _ArrowExport(root, table, source, partition_column)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            for table, select_sql in selects.items():
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
+                in_keys = _key_filter(conn, table, partition_column, partition_keys)
+                conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
+                conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
+                count = conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0]
+                written[table] = int(count)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        for table in sources:
+            if table in arrow:
+                arrow[table].publish(conn, partition_keys)
+            else:
+                _export_partitions(conn, table, partition_column, partition_keys)
+    finally:
+        for export in arrow.values():
+            export.close()
     return written
 
 
