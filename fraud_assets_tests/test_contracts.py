@@ -1,4 +1,5 @@
-"""`contract_check`: a pandera model becomes a blocking check that validates what was materialised."""
+"""`table_checks` with `contract(model)`: a pandera model becomes a blocking check that validates what was
+materialised."""
 
 import dagster as dg
 import pandas as pd
@@ -8,9 +9,10 @@ from dagster_duckdb import DuckDBResource
 from pandera.typing import Series
 
 from fraud_assets.lib.contract_sql import UntranslatableContract
-from fraud_assets.lib.contracts import contract_check, validate_frame
-from fraud_assets.lib.pan_leaks import find_pan_leaks, pan_leak_check
+from fraud_assets.lib.contracts import validate_frame
+from fraud_assets.lib.pan_leaks import find_pan_leaks
 from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.table_checks import contract, pan_scan, table_checks
 from fraud_assets.lib.warehouse import replace_partition
 from fraud_assets_tests import raw_cleaned_support as s
 
@@ -47,7 +49,7 @@ def things_asset(rows_by_day: dict[str, list[tuple[str | None, float]]]):
 
 def run(tmp_path, rows_by_day, day, extra_checks=()):
     asset = things_asset(rows_by_day)
-    check = contract_check(asset, ThingsModel, "test.things")
+    check = table_checks(asset, "test.things", [contract(ThingsModel)])
     instance = dg.DagsterInstance.ephemeral()
     results = {}
     for d in rows_by_day if day is None else [day]:
@@ -68,7 +70,7 @@ def evaluation(result, name=None):
 
 
 def test_the_factory_makes_a_blocking_partitioned_check_with_a_description(tmp_path):
-    check = contract_check(things_asset({}), ThingsModel, "test.things")
+    check = table_checks(things_asset({}), "test.things", [contract(ThingsModel)])
     spec = next(iter(check.check_specs))
     assert spec.blocking
     assert "test.things" in spec.description
@@ -115,7 +117,12 @@ def test_validate_frame_reports_every_failure_lazily():
 def test_pan_leak_check_finds_a_pan_hidden_in_any_text_column(tmp_path):
     spaced = " ".join(s.PANS[2][i : i + 4] for i in range(0, 16, 4))
     rows = {"2018-04-01": [("clean note, id 123456", 1.0), (f"call {spaced}", 2.0)]}
-    _, results = run(tmp_path, rows, "2018-04-01", extra_checks=[lambda a: pan_leak_check(a, "test.things")])
+    _, results = run(
+        tmp_path,
+        rows,
+        "2018-04-01",
+        extra_checks=[lambda a: table_checks(a, "test.things", [pan_scan()], name="things_pan_scan")],
+    )
     ev = evaluation(results["2018-04-01"], "no_clear_pan")
     assert not ev.passed
     assert ev.metadata["leaking_rows"].value == 1
@@ -139,7 +146,7 @@ def test_a_contract_the_engine_cannot_run_fails_when_the_check_is_declared():
             return df["amount"] % 1 == 0
 
     with pytest.raises(UntranslatableContract, match="amount_is_round"):
-        contract_check(things_asset({}), Untwinned, "test.things")
+        table_checks(things_asset({}), "test.things", [contract(Untwinned)])
 
 
 def test_a_backfill_range_is_validated_in_one_pass_with_uniqueness_across_its_days(tmp_path):
@@ -148,7 +155,7 @@ def test_a_backfill_range_is_validated_in_one_pass_with_uniqueness_across_its_da
 
     rows = {"2018-04-01": [("same", 1.0)], "2018-04-02": [("same", 2.0)]}
     asset = things_asset(rows)
-    check = contract_check(asset, UniqueNotes, "test.things")
+    check = table_checks(asset, "test.things", [contract(UniqueNotes)])
     instance = dg.DagsterInstance.ephemeral()
     resources = {"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))}
     for day in rows:

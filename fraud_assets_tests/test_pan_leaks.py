@@ -14,9 +14,9 @@ from fraud_assets.lib.pan_leaks import (
     digit_groups,
     find_pan_leaks,
     has_pan,
-    pan_leak_check,
     pans_in,
 )
+from fraud_assets.lib.table_checks import pan_scan, table_checks
 
 PAN = "4539148803436467"
 
@@ -126,7 +126,7 @@ def test_the_blocking_check_fails_on_a_pan_in_a_numeric_column_and_names_only_th
     asset = _table_asset(
         f"SELECT * FROM (VALUES (1::BIGINT, 1.0::DOUBLE), ({PAN}::BIGINT, 2.0)) v(customer_id, x)"
     )
-    check = pan_leak_check(asset, "test.snapshot")
+    check = table_checks(asset, "test.snapshot", [pan_scan()])
     result = dg.materialize(
         [asset, check],
         resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))},

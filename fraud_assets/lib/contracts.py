@@ -1,12 +1,11 @@
-"""Data contracts: one factory turns a pandera `DataFrameModel` into a blocking asset check.
+"""Data contracts: a pandera `DataFrameModel`'s verdict on a DuckDB table.
 
 The contract for a table is written once (a `DataFrameModel` beside the asset) and enforced in one
-place: `contract_check(asset, model, table)` evaluates it where the data is, in DuckDB
-(lib/contract_sql.py compiles the model to SQL) - only the partition(s) being materialised when the
-asset is partitioned - collecting every failure, not just the first, and summarises the failures in
-the check's metadata. Failure samples go through `mask_pans` so a contract failure can never print a
-card number. `contract_result` is the same verdict for a step that checks several things of a table at
-once (lib/table_checks.py).
+place: `contract_result` evaluates it where the data is, in DuckDB (lib/contract_sql.py compiles the
+model to SQL) - only the partition(s) being materialised when the asset is partitioned - collecting
+every failure, not just the first, and summarises the failures in the check's metadata. Failure
+samples go through `mask_pans` so a contract failure can never print a card number. Checks declare it
+with `table_checks(asset, table, [contract(model), ...])` (lib/table_checks.py).
 
 Also here: `per_partition`, which every partitioned check's result goes through so a single-run
 backfill records its verdict for each day it covered. The PAN-leak scan is `fraud_assets.lib.pan_leaks`.
@@ -19,7 +18,6 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pandera.pandas as pa
-from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib.contract_sql import SAMPLE_CHARS, Contract, ContractReport, compile_contract, evaluate
 from fraud_assets.lib.dagster_compat import check_target, latest_materialization_ids
@@ -39,16 +37,6 @@ def _partitions_def(asset: object, partitions_def: dg.PartitionsDefinition | Non
     if isinstance(asset, dg.AssetsDefinition):
         return asset.partitions_def
     return None
-
-
-def partition_filter(
-    context: dg.AssetCheckExecutionContext | dg.AssetExecutionContext, partition_column: str
-) -> tuple[str, list[object]]:
-    """SQL filter + params for the partition(s) this run touches; ("", []) when unpartitioned."""
-    if not context.has_partition_key and not context.has_partition_key_range:
-        return "", []
-    keys = list(context.partition_keys)
-    return f"CAST({partition_column} AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))", [keys]
 
 
 # Metadata key of the per-day copies `per_partition` records for a range run (the alert sensor alerts on
@@ -187,42 +175,3 @@ def contract_description(model: type[pa.DataFrameModel], table: str) -> str:
 
 def contract_name(model: type[pa.DataFrameModel]) -> str:
     return f"{model.__name__.removesuffix('Model').lower()}_contract"
-
-
-def contract_check(
-    asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
-    model: type[pa.DataFrameModel],
-    table: str,
-    *,
-    partitions_def: dg.PartitionsDefinition | None = None,
-    partition_column: str = "business_date",
-    name: str | None = None,
-    description: str | None = None,
-    blocking: bool = True,
-    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-) -> dg.AssetChecksDefinition:
-    """A blocking asset check that validates `table` (DuckDB) against the pandera `model`, in DuckDB.
-
-    For a partitioned asset the check shares its partitions definition and validates exactly the
-    partition(s) of the run (a single-run backfill validates its whole range in one pass). The table
-    missing is a failure, not an error: the contract says the table exists. The model is compiled when
-    the check is declared: a rule without SQL translation fails the definitions, not a run.
-    """
-    key = _asset_key(asset)
-    pdef = _partitions_def(asset, partitions_def)
-    contract = compile_contract(model)
-
-    @(partitioned_asset_check if pdef is not None else dg.asset_check)(
-        asset=key,
-        name=name or contract_name(model),
-        description=description or contract_description(model, table),
-        blocking=blocking,
-        partitions_def=pdef,
-        pool="duckdb",
-    )
-    def _contract(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        where, params = partition_filter(context, partition_column) if pdef is not None else ("", [])
-        with duckdb.get_connection() as conn:
-            return contract_result(conn, contract, table, where, params, severity)
-
-    return _contract

@@ -1,4 +1,5 @@
-"""Finding card numbers that escaped: the leak detector and the blocking `no_clear_pan` checks.
+"""Finding card numbers that escaped: the leak detector behind the blocking `no_clear_pan` checks
+(`table_checks.pan_scan`).
 
 The detector looks for the PAN shape `fraud_assets.lib.pan` defines (13-19 Luhn-valid consecutive
 digits of a digit group) by its own code path, so a blind spot of the masker is not also one of the
@@ -19,11 +20,8 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 import duckdb
 import numpy as np
-from dagster_duckdb import DuckDBResource
 
-from fraud_assets.lib.contracts import partition_filter, partitioned_asset_check
 from fraud_assets.lib.provenance import LEAK_SCAN_EXEMPT_COLUMNS
-from fraud_assets.lib.warehouse import table_exists
 
 _SEPARATOR_CATEGORIES = frozenset({"Zs", "Pd", "Cf"})
 _SEPARATOR_CHARS = frozenset("\t./\u2212")
@@ -188,36 +186,3 @@ def leak_result(leaks: dict[str, int]) -> dg.AssetCheckResult:
             "leaking_rows_by_column": dg.MetadataValue.json(dict(sorted(leaks.items()))),
         },
     )
-
-
-def pan_leak_check(
-    asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
-    table: str,
-    *,
-    partitions_def: dg.PartitionsDefinition | None = None,
-    partition_column: str = "business_date",
-    blocking: bool = True,
-    name: str = "no_clear_pan",
-) -> dg.AssetChecksDefinition:
-    """Blocking check: no column of `table`, of any type, holds a card number. `name` lets an asset that
-    writes a second table carry one scan per table."""
-    key = _asset_key(asset)
-    pdef = partitions_def or (asset.partitions_def if isinstance(asset, dg.AssetsDefinition) else None)
-
-    @(partitioned_asset_check if pdef is not None else dg.asset_check)(
-        asset=key,
-        name=name,
-        description=scan_description(table),
-        blocking=blocking,
-        partitions_def=pdef,
-        pool="duckdb",
-    )
-    def _no_clear_pan(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        where, params = partition_filter(context, partition_column) if pdef else ("", [])
-        with duckdb.get_connection() as conn:
-            if not table_exists(conn, table):
-                return dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
-            leaks = find_pan_leaks(conn, table, where, params)
-        return leak_result(leaks)
-
-    return _no_clear_pan

@@ -78,7 +78,7 @@ def contract(
     blocking: bool = True,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> TableCheck:
-    """The pandera `model` as a check of the step's table, evaluated in DuckDB (`contract_check`'s rule).
+    """The pandera `model` as a check of the step's table, evaluated in DuckDB (`contract_result`).
     Compiled here: a rule without SQL translation fails the definitions, not a run."""
     compiled = compile_contract(model)
 
@@ -96,7 +96,7 @@ def contract(
 
 
 def pan_scan(name: str = "no_clear_pan", blocking: bool = True) -> TableCheck:
-    """The PAN-leak scan of the step's table (`pan_leak_check`'s rule, lib/pan_leaks.py)."""
+    """The PAN-leak scan of the step's table (`find_pan_leaks`, lib/pan_leaks.py)."""
 
     def run(scope: TableScope) -> dg.AssetCheckResult:
         return leak_result(find_pan_leaks(scope.conn, scope.table, *scope.filter()))

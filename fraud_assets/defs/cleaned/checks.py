@@ -1,116 +1,60 @@
-"""Cleaned checks: contracts, uniqueness, referential integrity, reconciliation, PAN-leak scans."""
+"""Cleaned checks: contracts, uniqueness, referential integrity, reconciliation, PAN-leak scans.
+
+One step per table (lib/table_checks.py): the checks of cleaned.transactions run together, and so do
+those of each other table; every check keeps its own name, blocking flag and severity."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.cleaned import assets as cl
 from fraud_assets.defs.cleaned import schemas
-from fraud_assets.lib.contracts import (
-    contract_check,
-    partition_filter,
-    partitioned_asset_check,
-)
-from fraud_assets.lib.pan_leaks import pan_leak_check
 from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan, table_checks
 
 TX_KEY = dg.AssetKey(["cleaned", "transactions"])
 QUAR_KEY = dg.AssetKey(["cleaned", "quarantine"])
 RECON_KEY = dg.AssetKey(["cleaned", "reconciliation"])
-P = business_date_partitions
-
-PARTITIONED = {
-    TX_KEY: (schemas.TransactionsModel, cl.TX),
-    QUAR_KEY: (schemas.QuarantineModel, cl.QUAR),
-    RECON_KEY: (schemas.ReconciliationModel, cl.RECON),
-}
-UNPARTITIONED = {
-    cl.labels: (schemas.LabelsModel, "cleaned.labels"),
-    cl.cards: (schemas.CardsModel, "cleaned.cards"),
-    cl.terminals: (schemas.TerminalsModel, "cleaned.terminals"),
-    cl.fx_rates: (schemas.FxRatesModel, "cleaned.fx_rates"),
-}
-
-# cleaned.reference_quarantine is written by both cleaned/labels and cleaned/fx_rates (each its own
-# source slice): each writer carries a contract check and a PAN scan of the table.
-REFERENCE_QUARANTINE_CHECKS = [
-    check
-    for asset in (cl.labels, cl.fx_rates)
-    for check in (
-        contract_check(
-            asset, schemas.ReferenceQuarantineModel, cl.REF_QUAR, name="reference_quarantine_contract"
-        ),
-        pan_leak_check(asset, cl.REF_QUAR, name="reference_quarantine_no_clear_pan"),
-    )
-]
-
-contract_checks = [contract_check(k, m, t, partitions_def=P) for k, (m, t) in PARTITIONED.items()] + [
-    contract_check(a, m, t) for a, (m, t) in UNPARTITIONED.items()
-]
-leak_checks = [pan_leak_check(k, t, partitions_def=P) for k, (_, t) in PARTITIONED.items()] + [
-    pan_leak_check(a, t) for a, (_, t) in UNPARTITIONED.items()
-]
 
 
-@partitioned_asset_check(
-    asset=TX_KEY,
-    name="transaction_id_unique",
-    description=(
-        "Uniqueness (contract): every transaction_id of the partition appears exactly once in the whole "
-        "cleaned.transactions table, across all business dates. Blocking."
-    ),
-    blocking=True,
-    partitions_def=P,
-    pool="duckdb",
-)
-def transaction_id_unique(
-    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
-) -> dg.AssetCheckResult:
-    where, params = partition_filter(context, "business_date")
-    with duckdb.get_connection() as conn:
-        dupes = conn.execute(
-            f"SELECT count(*) FROM (SELECT transaction_id FROM {cl.TX} WHERE transaction_id IN "
-            f"(SELECT transaction_id FROM {cl.TX} WHERE {where}) GROUP BY 1 HAVING count(*) > 1)",
-            params,
-        ).fetchone()[0]
+def _transaction_id_unique(scope: TableScope) -> dg.AssetCheckResult:
+    where, params = scope.filter()
+    dupes = scope.conn.execute(
+        f"SELECT count(*) FROM (SELECT transaction_id FROM {cl.TX} WHERE transaction_id IN "
+        f"(SELECT transaction_id FROM {cl.TX} WHERE {where or 'TRUE'}) GROUP BY 1 HAVING count(*) > 1)",
+        params,
+    ).fetchone()[0]
     return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicated_ids": int(dupes)})
 
 
-def _orphans(conn, column: str, ref_table: str, where: str, params: list) -> tuple[int, int]:
-    row = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE r.{column} IS NULL) FROM {cl.TX} t "
-        f"LEFT JOIN (SELECT DISTINCT {column} FROM {ref_table}) r USING ({column}) WHERE {where}",
-        params,
-    ).fetchone()
-    return int(row[0]), int(row[1])
+transaction_id_unique = TableCheck(
+    "transaction_id_unique",
+    "Uniqueness (contract): every transaction_id of the partition appears exactly once in the whole "
+    "cleaned.transactions table, across all business dates. Blocking.",
+    _transaction_id_unique,
+)
 
 
 def _references_exist(
     name: str, column: str, reference: dg.AssetsDefinition, description: str, blocking: bool
-) -> dg.AssetChecksDefinition:
+) -> TableCheck:
     """Referential integrity of the partition's `column` against the `reference` table; a blocking
     check fails with ERROR, a non-blocking one warns. Metadata: rows and orphan rows."""
     ref_table = ".".join(reference.key.path)
 
-    @partitioned_asset_check(
-        asset=TX_KEY,
-        additional_deps=[reference],
-        name=name,
-        description=description,
-        partitions_def=P,
-        pool="duckdb",
-        blocking=blocking,
-    )
-    def _check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        where, params = partition_filter(context, "t.business_date")
-        with duckdb.get_connection() as conn:
-            rows, orphans = _orphans(conn, column, ref_table, where, params)
+    def run(scope: TableScope) -> dg.AssetCheckResult:
+        where, params = scope.filter("t.business_date")
+        rows, orphans = scope.conn.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE r.{column} IS NULL) FROM {cl.TX} t "
+            f"LEFT JOIN (SELECT DISTINCT {column} FROM {ref_table}) r USING ({column}) "
+            f"WHERE {where or 'TRUE'}",
+            params,
+        ).fetchone()
         return dg.AssetCheckResult(
             passed=orphans == 0,
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-            metadata={"rows": rows, "orphan_rows": orphans},
+            metadata={"rows": int(rows), "orphan_rows": int(orphans)},
         )
 
-    return _check
+    return TableCheck(name, description, run, blocking=blocking, additional_deps=[reference])
 
 
 terminals_exist = _references_exist(
@@ -154,23 +98,9 @@ def reconcile(conn, where: str, params: list) -> dict[str, int]:
     }
 
 
-@partitioned_asset_check(
-    asset=TX_KEY,
-    name="raw_rows_reconcile",
-    description=(
-        "Reconciliation for the partition: rows in raw.authorizations = rows in cleaned.transactions + "
-        "rows in cleaned.quarantine + duplicates_removed + reversal_rows (the last two from "
-        "cleaned.reconciliation). Every count in metadata. Blocking: an unaccounted row stops the flow."
-    ),
-    blocking=True,
-    partitions_def=P,
-    pool="duckdb",
-    additional_deps=[["raw", "authorizations"]],
-)
-def raw_rows_reconcile(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    where, params = partition_filter(context, "business_date")
-    with duckdb.get_connection() as conn:
-        c = reconcile(conn, where, params)
+def _raw_rows_reconcile(scope: TableScope) -> dg.AssetCheckResult:
+    where, params = scope.filter()
+    c = reconcile(scope.conn, where or "TRUE", params)
     accounted = c["cleaned_rows"] + c["quarantined_rows"] + c["duplicates_removed"] + c["reversal_rows"]
     passed = (
         c["raw_rows"] == accounted
@@ -178,6 +108,16 @@ def raw_rows_reconcile(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRes
         and c["recorded_quarantined_rows"] == c["quarantined_rows"]
     )
     return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": c["raw_rows"] - accounted})
+
+
+raw_rows_reconcile = TableCheck(
+    "raw_rows_reconcile",
+    "Reconciliation for the partition: rows in raw.authorizations = rows in cleaned.transactions + "
+    "rows in cleaned.quarantine + duplicates_removed + reversal_rows (the last two from "
+    "cleaned.reconciliation). Every count in metadata. Blocking: an unaccounted row stops the flow.",
+    _raw_rows_reconcile,
+    additional_deps=[["raw", "authorizations"]],
+)
 
 
 # Per reference source: how a raw row's key is read, and the kept table's key columns.
@@ -239,25 +179,11 @@ def reconcile_reference(conn, source: str) -> dict[str, int]:
     return c
 
 
-def _reference_reconcile(asset: dg.AssetsDefinition, source: str) -> dg.AssetChecksDefinition:
+def _reference_reconcile(source: str) -> TableCheck:
     raw_table, kept, _, _ = REFERENCE_KEYS[source]
 
-    @dg.asset_check(
-        asset=asset,
-        name=f"{source}_rows_reconcile",
-        description=(
-            f"Reconciliation of {raw_table}: raw rows = rows in {kept} + rows quarantined in "
-            f"{cl.REF_QUAR} (source = {source}) + duplicates (accepted rows sharing a kept key); no "
-            f"accepted row's key is missing from {kept}, no kept row lacks an accepted raw row, every "
-            "quarantined row is a raw row. Every count in metadata. Blocking: no silent drop."
-        ),
-        blocking=True,
-        pool="duckdb",
-        additional_deps=[["raw", source]],
-    )
-    def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        with duckdb.get_connection() as conn:
-            c = reconcile_reference(conn, source)
+    def run(scope: TableScope) -> dg.AssetCheckResult:
+        c = reconcile_reference(scope.conn, source)
         unaccounted = c["raw_rows"] - (c["kept_rows"] + c["quarantined_rows"] + c["duplicates_removed"])
         passed = (
             unaccounted == 0
@@ -268,20 +194,60 @@ def _reference_reconcile(asset: dg.AssetsDefinition, source: str) -> dg.AssetChe
         )
         return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": unaccounted})
 
-    return _check
+    return TableCheck(
+        f"{source}_rows_reconcile",
+        f"Reconciliation of {raw_table}: raw rows = rows in {kept} + rows quarantined in "
+        f"{cl.REF_QUAR} (source = {source}) + duplicates (accepted rows sharing a kept key); no "
+        f"accepted row's key is missing from {kept}, no kept row lacks an accepted raw row, every "
+        "quarantined row is a raw row. Every count in metadata. Blocking: no silent drop.",
+        run,
+        additional_deps=[["raw", source]],
+    )
 
 
-chargebacks_rows_reconcile = _reference_reconcile(cl.labels, "chargebacks")
-fx_rates_rows_reconcile = _reference_reconcile(cl.fx_rates, "fx_rates")
+def _reference_quarantine_checks(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
+    """cleaned.reference_quarantine is written by both cleaned/labels and cleaned/fx_rates (each its own
+    source slice): each writer carries a contract check and a PAN scan of the table, as a step of its own
+    (the checks of a table other than the asset's)."""
+    return table_checks(
+        asset,
+        cl.REF_QUAR,
+        [
+            contract(schemas.ReferenceQuarantineModel, name="reference_quarantine_contract"),
+            pan_scan("reference_quarantine_no_clear_pan"),
+        ],
+    )
 
+
+P = business_date_partitions
 CLEANED_CHECKS = [
-    *contract_checks,
-    *REFERENCE_QUARANTINE_CHECKS,
-    chargebacks_rows_reconcile,
-    fx_rates_rows_reconcile,
-    *leak_checks,
-    transaction_id_unique,
-    terminals_exist,
-    cards_exist,
-    raw_rows_reconcile,
+    table_checks(
+        TX_KEY,
+        cl.TX,
+        [
+            contract(schemas.TransactionsModel),
+            pan_scan(),
+            transaction_id_unique,
+            terminals_exist,
+            cards_exist,
+            raw_rows_reconcile,
+        ],
+        partitions_def=P,
+    ),
+    table_checks(QUAR_KEY, cl.QUAR, [contract(schemas.QuarantineModel), pan_scan()], partitions_def=P),
+    table_checks(RECON_KEY, cl.RECON, [contract(schemas.ReconciliationModel), pan_scan()], partitions_def=P),
+    table_checks(
+        cl.labels,
+        "cleaned.labels",
+        [contract(schemas.LabelsModel), pan_scan(), _reference_reconcile("chargebacks")],
+    ),
+    table_checks(
+        cl.fx_rates,
+        "cleaned.fx_rates",
+        [contract(schemas.FxRatesModel), pan_scan(), _reference_reconcile("fx_rates")],
+    ),
+    table_checks(cl.cards, "cleaned.cards", [contract(schemas.CardsModel), pan_scan()]),
+    table_checks(cl.terminals, "cleaned.terminals", [contract(schemas.TerminalsModel), pan_scan()]),
+    _reference_quarantine_checks(cl.labels),
+    _reference_quarantine_checks(cl.fx_rates),
 ]
