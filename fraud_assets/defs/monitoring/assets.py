@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
@@ -37,6 +38,7 @@ DRIFT_FEATURES = tuple(f for f in BASELINE_FEATURES if f not in CALENDAR_FEATURE
 SCORE = "score"
 WARMUP = "warmup"
 MAX_REFERENCE_ROWS = 200_000  # PSI deciles are stable far below this; bounds memory on long windows
+PER_DAY_REFERENCE_ROWS = 20_000  # a day's share of a window's reference (a handbook day has ~10,000 rows)
 
 DRIFT_COLUMNS = {
     "business_date": "the day compared (latest day with features)",
@@ -112,19 +114,57 @@ def _reference_window(conn: duckdb.DuckDBPyConnection, latest: str) -> tuple[str
     ).fetchone()
 
 
-# Dates are compared as DATE, never as text: the column's zone maps then skip every other day's row
-# groups, which is what keeps a 183-day burst from scanning the whole table once per day.
-def _sample(conn, table: str, cols: list[str], lo: str | None, hi: str) -> pd.DataFrame:
-    select = ", ".join(cols)
-    since = "business_date >= CAST(? AS DATE) AND " if lo is not None else ""
-    sample = conn.execute(
-        f"SELECT {select} FROM {table} WHERE {since}business_date <= CAST(? AS DATE) "
-        f"USING SAMPLE reservoir({MAX_REFERENCE_ROWS} ROWS) REPEATABLE (7)",
-        [lo, hi] if lo is not None else [hi],
-    ).df()
-    # Typed once here, not once per feature compared against it.
-    sample["business_date"] = pd.to_datetime(sample["business_date"])
-    return sample
+class ReferenceRows:
+    """The reference rows of drift windows, each day read once per run.
+
+    A window's reference is the rows of its days with the MAX_REFERENCE_ROWS smallest hash(transaction_id):
+    a deterministic sample that does not depend on which other days the run covers. Each day's rows (at
+    most PER_DAY_REFERENCE_ROWS, again the smallest hashes) are read once and kept for the run, so a burst
+    of days whose windows differ by a day (every earlier day; a training window ending before the day)
+    reads each day once instead of scanning the whole window for every day. Days before the latest
+    window's start are let go (windows only move forward over a run's sorted days; one asked for again is
+    read again)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection):
+        self.conn = conn
+        self.days: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def window(self, table: str, cols: list[str], lo: str | None, hi: str) -> pd.DataFrame:
+        if lo is None:
+            lo = self.conn.execute(f"SELECT CAST(min(business_date) AS VARCHAR) FROM {table}").fetchone()[0]
+            if lo is None:
+                return pd.DataFrame(columns=cols)
+        lo, hi = str(pd.Timestamp(lo).date()), str(pd.Timestamp(hi).date())  # a DATE or a TIMESTAMP's text
+        days = [str(d.date()) for d in pd.date_range(lo, hi)]
+        self._read(table, cols, [d for d in days if (table, d) not in self.days])
+        for key in [k for k in self.days if k[0] == table and k[1] < lo]:
+            del self.days[key]
+        parts = [self.days[(table, d)] for d in days]
+        if not parts:
+            return pd.DataFrame(columns=cols)
+        hashes = np.concatenate([p["_hash"].to_numpy() for p in parts])
+        if len(hashes) > MAX_REFERENCE_ROWS:  # the cut on the hashes alone, then only the kept rows copied
+            cut = np.partition(hashes, MAX_REFERENCE_ROWS - 1)[MAX_REFERENCE_ROWS - 1]
+            parts = [p[p["_hash"].to_numpy() <= cut] for p in parts]
+        rows = pd.concat(parts, ignore_index=True).head(MAX_REFERENCE_ROWS)
+        return rows.drop(columns="_hash")
+
+    def _read(self, table: str, cols: list[str], days: list[str]) -> None:
+        if not days:
+            return
+        # Dates as DATE literals (validated by pandas above), never text: zone maps skip other days.
+        listed = ", ".join(f"DATE '{d}'" for d in days)
+        frame = self.conn.execute(
+            f"SELECT {', '.join(cols)}, hash(transaction_id) AS _hash, "
+            f"CAST(business_date AS VARCHAR) AS _day FROM {table} "
+            f"WHERE business_date IN ({listed}) "
+            "QUALIFY row_number() OVER (PARTITION BY business_date ORDER BY _hash) "
+            f"<= {PER_DAY_REFERENCE_ROWS}"
+        ).df()
+        frame["business_date"] = pd.to_datetime(frame["business_date"])
+        by_day = {day: part.drop(columns="_day") for day, part in frame.groupby("_day", sort=False)}
+        for day in days:
+            self.days[(table, day)] = by_day.get(day, frame.iloc[0:0].drop(columns="_day"))
 
 
 def _day(conn, table: str, cols: list[str], day: str) -> pd.DataFrame:
@@ -153,17 +193,20 @@ def _history_start(conn: duckdb.DuckDBPyConnection) -> pd.Timestamp:
 def _compare(feature: str, ref: pd.DataFrame, cur: pd.DataFrame, start: pd.Timestamp) -> tuple:
     """(feature, psi, status, reference rows, current rows) over the reference days whose windows were
     full."""
-    complete = ref[ref["business_date"] >= start + pd.Timedelta(days=lookback_days(feature))]
-    value = psi(complete[feature], cur[feature]) if len(complete) else float("nan")
+    full = ref["business_date"].to_numpy() >= np.datetime64(start + pd.Timedelta(days=lookback_days(feature)))
+    complete = ref[feature].to_numpy()[full]  # the one column: a frame filter would copy every column
+    value = psi(pd.Series(complete), cur[feature]) if len(complete) else float("nan")
     status = psi_status(value) if len(complete) else WARMUP
     return feature, value, status, len(complete), len(cur)
 
 
-def compute_drift(conn: duckdb.DuckDBPyConnection, day: str, samples: dict | None = None) -> pd.DataFrame:
+def compute_drift(
+    conn: duckdb.DuckDBPyConnection, day: str, reference: ReferenceRows | None = None
+) -> pd.DataFrame:
     """One row per feature (and the score): PSI of `day` against the reference window; no rows when the
-    day has no features or nothing came before it. `samples` keeps reference samples across the days of
-    one run (they share the training window)."""
-    samples = {} if samples is None else samples
+    day has no features or nothing came before it. `reference` keeps the days' reference rows across the
+    days of one run."""
+    reference = ReferenceRows(conn) if reference is None else reference
     empty = pd.DataFrame(columns=list(DRIFT_COLUMNS))
     if not table_exists(conn, FEATURES_TABLE):
         return empty
@@ -173,18 +216,13 @@ def compute_drift(conn: duckdb.DuckDBPyConnection, day: str, samples: dict | Non
     if cur.empty or lo is None:
         return empty
     start = _history_start(conn)
-    if (FEATURES_TABLE, lo, hi) not in samples:
-        samples[(FEATURES_TABLE, lo, hi)] = _sample(
-            conn, FEATURES_TABLE, ["business_date", *features], lo, hi
-        )
-    rows = [_compare(f, samples[(FEATURES_TABLE, lo, hi)], cur, start) for f in features]
+    ref = reference.window(FEATURES_TABLE, ["business_date", *features], lo, hi)
+    rows = [_compare(f, ref, cur, start) for f in features]
     if table_exists(conn, SCORES_TABLE):
-        if (SCORES_TABLE, lo, hi) not in samples:
-            samples[(SCORES_TABLE, lo, hi)] = _sample(conn, SCORES_TABLE, ["business_date", SCORE], lo, hi)
-        ref_s = samples[(SCORES_TABLE, lo, hi)]
+        ref_s = reference.window(SCORES_TABLE, ["business_date", SCORE], lo, hi)
         if ref_s.empty:  # the training window was never scored: compare with every earlier scored day
             before = str(pd.Timestamp(day).date() - pd.Timedelta(days=1))
-            ref_s = _sample(conn, SCORES_TABLE, ["business_date", SCORE], None, before)
+            ref_s = reference.window(SCORES_TABLE, ["business_date", SCORE], None, before)
         cur_s = _day(conn, SCORES_TABLE, [SCORE], day)
         rows.append(_compare(SCORE, ref_s, cur_s, start))
     df = pd.DataFrame(rows, columns=["feature", "psi", "status", "reference_rows", "current_rows"])
@@ -235,7 +273,7 @@ def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
     code_version="2",
     pool="duckdb",
     partitions_def=business_date_partitions,
-    # A burst of days is one run: the days share the training window's reference sample.
+    # A burst of days is one run: each day's reference rows are read once for every window that holds it.
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[
         dg.AssetKey(["features", "transaction_features"]),
@@ -263,8 +301,8 @@ def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
 def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     days = sorted(context.partition_keys)
     with duckdb.get_connection() as conn:
-        samples: dict = {}
-        measured = [compute_drift(conn, day, samples) for day in days]
+        reference = ReferenceRows(conn)
+        measured = [compute_drift(conn, day, reference) for day in days]
         measured = [df for df in measured if not df.empty]
         df = pd.concat(measured, ignore_index=True) if measured else pd.DataFrame(columns=list(DRIFT_COLUMNS))
         extra: dict[str, object] = {}
