@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from fraud_assets.cli.dagster_home import write_dagster_yaml
-from fraud_assets_tests.compose import local_services, read_dockerfile
+from fraud_assets_tests.compose import interpolate, local_services, read_dockerfile
 from fraud_assets_tests.platform import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -120,3 +120,20 @@ def test_the_instance_names_only_packages_this_repository_declares(tmp_path, mon
         package = module.split(".")[0]
         dists = {d.lower().replace("_", "-") for d in owners.get(package, [])}
         assert package == "fraud_assets" or dists & declared, f"{module}: not declared in pyproject.toml"
+
+
+def test_one_setting_picks_the_feature_engine_for_the_image_and_the_code_server(tmp_path):
+    # The image gets Java and pyspark only when built for spark, and the run workers (the code server's
+    # subprocesses) run the engine the image was built for: one operator variable drives both.
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "ARG FEATURE_ENGINE=duckdb" in dockerfile
+    assert "openjdk-17-jre-headless" in dockerfile
+    assert "--extra spark" in dockerfile
+    for engine, given in (("duckdb", {}), ("spark", {"FRAUD_FEATURE_ENGINE": "spark"})):
+        compose = interpolate(yaml.safe_load(COMPOSE.read_text()), SECRETS | given)
+        for name, service in compose["services"].items():
+            if "build" in service:
+                assert service["build"]["args"] == {"FEATURE_ENGINE": engine}, name
+        deployment = local_services(COMPOSE, tmp_path, SECRETS | given, stand_ins={"postgres": 5999})
+        code_server = deployment.processes["code-server"]
+        assert code_server.env["FRAUD_FEATURE_ENGINE"] == engine
