@@ -3,6 +3,7 @@ a real run worker: a Dagster upgrade that changes any of it fails here first."""
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 from dagster._core.events import DagsterEventType, RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
@@ -11,6 +12,7 @@ from fraud_assets.lib.dagster_compat import (
     claimed_pool_slots,
     fail_run_unexpectedly_terminated,
     free_pool_slots,
+    will_be_retried,
 )
 from fraud_assets.lib.run_worker import RunWorker
 from fraud_assets_tests.dead_run_support import slot_holder_process
@@ -48,3 +50,18 @@ def test_a_run_failed_as_unexpectedly_terminated_is_one_run_retries_reexecute(sl
     reason = RunFailureReason(run.tags["dagster/failure_reason"])
     assert reason == RunFailureReason.UNEXPECTED_TERMINATION
     assert auto_reexecution_should_retry_run(instance, run, reason)
+    # The instance records that decision on the run as it stores the failure (the alert sensor reads it).
+    assert will_be_retried(run)
+
+
+def test_a_step_failure_is_not_one_run_retries_reexecute(tmp_path):
+    @dg.asset
+    def broken() -> None:
+        raise RuntimeError("the data or the code")
+
+    with dg.instance_for_test(
+        overrides={"run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}}
+    ) as instance:
+        result = dg.materialize([broken], instance=instance, raise_on_error=False)
+        assert not result.success
+        assert not will_be_retried(instance.get_run_by_id(result.run_id))

@@ -12,7 +12,11 @@ import pytest
 from fraud_assets.cli.dagster_home import write_dagster_yaml
 from fraud_assets.defs.monitoring.sensors import dead_run_sensor, run_failure_alert_sensor
 from fraud_assets.lib.alerting import AlertSink
-from fraud_assets.lib.dagster_compat import add_run_tags, claimed_pool_slots
+from fraud_assets.lib.dagster_compat import (
+    add_run_tags,
+    claimed_pool_slots,
+    fail_run_unexpectedly_terminated,
+)
 from fraud_assets.lib.dead_runs import reap_dead_runs
 from fraud_assets.lib.run_worker import RunWorker
 from fraud_assets_tests.dead_run_support import slot_holder_process
@@ -77,6 +81,31 @@ def test_a_dead_run_is_alerted_once_not_again_as_a_run_failure(slot_holder, data
     run_failure_alert_sensor(context)
 
     assert [a["kind"] for a in sink.read_outbox()] == ["dead_run"]
+
+
+def test_a_failed_run_that_run_retries_reexecute_is_a_warning_not_a_page(slot_holder, data_dir):
+    # Its worker died under the code server (not dead_run_sensor's case): Dagster retries it, and a retry
+    # that succeeds should not have paged anyone.
+    sink = AlertSink(data_dir=str(data_dir))
+    slot_holder.kill()
+    fail_run_unexpectedly_terminated(slot_holder.instance, slot_holder.run, "worker gone")
+    run = slot_holder.run
+    [failure] = slot_holder.instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+    ).records
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_event=failure.event_log_entry.dagster_event,
+        dagster_instance=slot_holder.instance,
+        dagster_run=run,
+        resources={"alert_sink": sink},
+    ).for_run_failure()
+
+    run_failure_alert_sensor(context)
+
+    [alert] = sink.read_outbox()
+    assert (alert["kind"], alert["severity"]) == ("run_failure", "WARN")
+    assert "retries the run automatically" in alert["message"]
 
 
 def test_a_finished_run_still_holding_a_slot_gives_it_back(slot_holder, data_dir):

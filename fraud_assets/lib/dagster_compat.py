@@ -3,11 +3,12 @@
 Dagster 1.13 has no public API to tag a run after it was created, to fail a run whose worker is gone, or
 to hand back the pool slots such a run still holds (its own run monitoring does all three, but only for
 run launchers that can check a worker's health, which the default launcher cannot), nor to name the
-materialisation a check evaluation logged by hand is about, or to find the latest materialisation of many
-partitions in one query; nor does it export a compute log manager class to derive step-log storage from
-(lib/step_logs.py). Each function here wraps one internal call; fraud_assets_tests/test_dagster_compat.py,
-test_partitioned_checks.py and test_instance_storage.py pin the behaviour we rely on, so a Dagster upgrade
-that changes it fails there first.
+materialisation a check evaluation logged by hand is about, to find the latest materialisation of many
+partitions in one query, or to tell whether run retries will re-execute a failed run; nor does it
+export a compute log manager class to derive step-log storage from (lib/step_logs.py). Each function
+here wraps one internal call; fraud_assets_tests/test_dagster_compat.py, test_partitioned_checks.py and
+test_instance_storage.py pin the behaviour we rely on, so a Dagster upgrade that changes it fails there
+first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dagster._core.storage.compute_log_manager import (  # re-exported for the s
 from dagster._core.storage.local_compute_log_manager import (  # re-exported for lib/step_logs.py
     LocalComputeLogManager as LocalComputeLogManager,
 )
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
 
 def add_run_tags(instance: dg.DagsterInstance, run_id: str, tags: Mapping[str, str]) -> None:
@@ -42,6 +44,12 @@ def fail_run_unexpectedly_terminated(instance: dg.DagsterInstance, run: dg.Dagst
         message,
         JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION),
     )
+
+
+def will_be_retried(run: dg.DagsterRun) -> bool:
+    """Whether Dagster's run retries (`run_retries` in dagster.yaml) will re-execute this failed run: the
+    instance tags a run with its decision when it stores the run's failure, before any sensor sees it."""
+    return run.tags.get(WILL_RETRY_TAG) == "true"
 
 
 def claimed_pool_slots(instance: dg.DagsterInstance) -> Counter[str]:

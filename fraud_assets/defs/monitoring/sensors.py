@@ -14,6 +14,7 @@ from fraud_assets.defs.monitoring.alerts import (
     step_failure_causes,
 )
 from fraud_assets.lib.alerting import Alert, AlertSink
+from fraud_assets.lib.dagster_compat import will_be_retried
 from fraud_assets.lib.dead_runs import DEAD_RUN_TAG, reap_dead_runs
 
 
@@ -23,7 +24,8 @@ from fraud_assets.lib.dead_runs import DEAD_RUN_TAG, reap_dead_runs
         "Sends every failed run of this code location to the alert sink (ERROR) with its error, except "
         "runs that failed only because blocking checks failed: check_failure_alert_sensor reports those "
         "once, with the check's reason (one alert per cause, not two); and runs whose worker died, which "
-        "dead_run_sensor (or make pipeline) failed and reported as dead_run."
+        "dead_run_sensor (or make pipeline) failed and reported as dead_run. A failed run that Dagster's run "
+        "retries will re-execute is a WARN: the ERROR comes only if its last retry fails too."
     ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
@@ -42,12 +44,16 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: Al
     causes = step_failure_causes(context.instance, run.run_id)
     if causes:  # the run's message only names the failed steps; the first cause says what went wrong
         error = f"{error} Cause: {causes[0]}"
+    # A retried run (its worker died, or it never started) often succeeds: warn now, page on the last try.
+    retried = will_be_retried(run)
+    if retried:
+        error = f"{error} Dagster retries the run automatically (run_retries); ERROR if the retry fails too."
     days = ("dagster/partition", "dagster/asset_partition")  # a run's day, or its range of days
     tags = {k: v for k, v in run.tags.items() if k.startswith(("fraud_assets/", *days))}
     alert_sink.send(
         [
             Alert(
-                severity="ERROR",
+                severity="WARN" if retried else "ERROR",
                 kind="run_failure",
                 subject=run.job_name,
                 message=error[:2000],
