@@ -16,7 +16,9 @@ Acceptance (`acceptance_rows`): per seed and label mode (every fraud reported ex
 the realistic long-tail delays), a handbook-profile world; the platform's training_job with fold 0 trained
 through TRAIN_END (labels known at the first test day) and tested on 2018-08-08..14; against it a plain
 random forest on the 15 baseline features trained on 2018-07-25..31 (every row, labels known at the same
-cut-off), scored on the same test rows (cards already known compromised removed, the handbook's rule).
+cut-off), scored on the same test rows (cards already known compromised removed, the handbook's rule);
+and the Card Precision@100 ceiling over that baseline (`card_precision_ceiling`: its ranking with every
+fraud that carries point-in-time signal put first, from the simulator's ground truth).
 `--quick` uses a small world (same dates) to check the harness. The full run publishes its model cards to
 the repository's `docs/models/` (or `$FRAUD_MODEL_CARDS_DIR`).
 """
@@ -30,6 +32,10 @@ import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HANDBOOK = {"auc": 0.871, "average_precision": 0.606, "card_precision_at_100": 0.291}
 TRAIN_END = date(2018, 7, 31)  # the handbook split's last training day; 7-day delay; test 2018-08-08..14
@@ -40,6 +46,7 @@ MARGINS = {"average_precision": 0.02, "card_precision_at_100": 0.005}
 MEAN_TARGETS = {"average_precision": 0.70, "card_precision_at_100": 0.31}
 TEST_DAYS = [(date(2018, 8, 8) + timedelta(days=i)).isoformat() for i in range(7)]
 PAN_KEY = "bench-key-0123456789abcdef-not-a-secret"
+FRAUD_TRUTH = ("transaction_id", "terminal_id", "tx_datetime", "reported_at", "tx_fraud_scenario")
 
 
 STEPS: dict[str, float] = {}  # step seconds of the last training_job run
@@ -90,9 +97,12 @@ def _fallback_load(conn, world) -> None:
         conn.unregister(name)
 
 
-def build_warehouse(data_dir: Path, quick: bool, **world) -> dict[str, float]:
+def build_warehouse(
+    data_dir: Path, quick: bool, frauds_path: Path | None = None, **world
+) -> dict[str, float]:
     """Simulate, load into cleaned.*, compute features for every day. Returns timings and sizes. `world`
-    overrides the handbook world's SimConfig (seed, label mode)."""
+    overrides the handbook world's SimConfig (seed, label mode); `frauds_path` receives the simulator's
+    ground truth of the frauds (scenario, terminal, times) as Parquet, outside the warehouse."""
     import duckdb
 
     from fraud_assets.defs.features.compute import write_features
@@ -110,6 +120,9 @@ def build_warehouse(data_dir: Path, quick: bool, **world) -> dict[str, float]:
     world = generate_world(cfg)
     t_sim = time.perf_counter() - t0
     _log(f"world: {len(world.transactions):,} transactions in {t_sim:.1f}s")
+    if frauds_path is not None:
+        tx = world.transactions
+        tx.loc[tx["tx_fraud"] == 1, list(FRAUD_TRUTH)].to_parquet(frauds_path)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
         t0 = time.perf_counter()
         load_world_into_cleaned(conn, world)
@@ -171,14 +184,13 @@ def run_training(
     return defs, seconds
 
 
-def baseline_forest_metrics(data_dir: Path) -> dict[str, float]:
+def baseline_forest_scores(data_dir: Path) -> pd.DataFrame:
     """The plain random forest (handbook chapter 5's best: 100 trees, depth 20) on the 15 baseline features,
-    trained on BASELINE_TRAIN_START..TRAIN_END, scored on the training set's fold-0 test rows."""
+    trained on BASELINE_TRAIN_START..TRAIN_END: the training set's fold-0 test rows with its `score`."""
     import duckdb
     from sklearn.ensemble import RandomForestClassifier
 
     from fraud_assets.lib.feature_columns import BASELINE_COLUMNS
-    from fraud_assets.lib.metrics import classification_metrics
 
     features = ", ".join(BASELINE_COLUMNS)
     cutoff = (TRAIN_END + timedelta(days=8)).isoformat()
@@ -191,19 +203,48 @@ def baseline_forest_metrics(data_dir: Path) -> dict[str, float]:
             "ORDER BY transaction_id"
         ).df()
         test = conn.execute(
-            f"SELECT business_date, card_token, label, {features} FROM models.training_set "
+            f"SELECT transaction_id, business_date, card_token, label, {features} FROM models.training_set "
             "WHERE fold = 0 AND split = 'test' ORDER BY transaction_id"
         ).df()
     model = RandomForestClassifier(n_estimators=100, max_depth=20, n_jobs=1, random_state=0)
     model.fit(train[list(BASELINE_COLUMNS)], train["label"])
     scores = model.predict_proba(test[list(BASELINE_COLUMNS)])[:, 1]
-    return classification_metrics(test[["business_date", "card_token", "label"]].assign(score=scores))
+    return test[["transaction_id", "business_date", "card_token", "label"]].assign(score=scores)
+
+
+def card_precision_ceiling(data_dir: Path, scored: pd.DataFrame, frauds_path: Path) -> float:
+    """The Card Precision@100 the baseline's ranking would reach if every test fraud that carries
+    point-in-time signal came first: what any model can add over the baseline except by chance.
+
+    With signal (the simulator's ground truth): scenario 1 (amount > 220) and 3 (a compromised card's
+    amounts x5), and scenario 2 (a compromised terminal) once a fraud of that terminal from the last 28
+    days (a compromise's length) is reported by t. A scenario-2 fraud before any report looks like any
+    other transaction of the terminal. The other rows keep the baseline's order, so its chance hits stay."""
+    import duckdb
+
+    from fraud_assets.lib.metrics import card_precision_at_k
+
+    with duckdb.connect() as conn:
+        conn.execute(f"ATTACH '{data_dir / 'warehouse.duckdb'}' AS w (READ_ONLY)")
+        conn.register("scored", scored[["transaction_id"]])
+        signal = conn.execute(
+            "SELECT s.transaction_id, (g.tx_fraud_scenario <> 2 OR count(k.transaction_id) > 0) AS signal "
+            f"FROM scored s JOIN read_parquet('{frauds_path}') g USING (transaction_id) "
+            "JOIN w.features.transaction_features t USING (transaction_id) "
+            f"LEFT JOIN read_parquet('{frauds_path}') k ON k.terminal_id = t.terminal_id "
+            "AND k.tx_datetime > t.tx_datetime - INTERVAL 28 DAY AND k.tx_datetime < t.tx_datetime "
+            "AND k.reported_at <= t.tx_datetime GROUP BY s.transaction_id, g.tx_fraud_scenario"
+        ).df()
+    lift = scored["transaction_id"].isin(signal.loc[signal["signal"], "transaction_id"]).astype(float)
+    cp, _ = card_precision_at_k(scored.assign(score=scored["score"] + lift))
+    return cp
 
 
 def acceptance_world(seed: int, labels: str, quick: bool) -> dict[str, float]:
     """One world of the acceptance: the champion's and the baseline's test-week figures."""
     import duckdb
 
+    from fraud_assets.lib.metrics import classification_metrics
     from fraud_assets.lib.registry import CHAMPION, current_alias, get_version
 
     tmp = Path(tempfile.mkdtemp(prefix=f"bench_accept_{seed}_{labels}_"))
@@ -211,7 +252,8 @@ def acceptance_world(seed: int, labels: str, quick: bool) -> dict[str, float]:
         data_dir = tmp / "data"
         data_dir.mkdir()
         mode = {"label_delay_days": 7} if labels == "exact" else {}
-        build_warehouse(data_dir, quick, seed=seed, handbook_labels=False, **mode)
+        frauds = tmp / "frauds.parquet"
+        build_warehouse(data_dir, quick, frauds, seed=seed, handbook_labels=False, **mode)
         _, seconds = run_training(data_dir, tmp / "cards")
         with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
             champion = current_alias(conn, CHAMPION)
@@ -221,7 +263,10 @@ def acceptance_world(seed: int, labels: str, quick: bool) -> dict[str, float]:
             out |= {f"champion_{k}": champ.metrics[f"fold0_{k}"] for k in MARGINS}
             out["champion_family"] = champ.family
             out["champion_params"] = champ.params
-        out |= {f"baseline_{k}": v for k, v in baseline_forest_metrics(data_dir).items() if k in MARGINS}
+        scored = baseline_forest_scores(data_dir)
+        metrics = classification_metrics(scored.drop(columns="transaction_id"))
+        out |= {f"baseline_{k}": v for k, v in metrics.items() if k in MARGINS}
+        out["ceiling_card_precision_at_100"] = card_precision_ceiling(data_dir, scored, frauds)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -247,6 +292,17 @@ def acceptance_rows(quick: bool, seeds: tuple[int, ...] = ACCEPTANCE_SEEDS) -> l
                         + (f"; target >= +{margin}" if labels == "exact" else ""),
                     }
                 )
+            ceiling, base = f["ceiling_card_precision_at_100"], f["baseline_card_precision_at_100"]
+            rows.append(
+                {
+                    "bench": "models",
+                    "metric": f"acceptance {labels} delays, seed {seed}: CP@100 ceiling - baseline",
+                    "value": ceiling - base,
+                    "unit": "",
+                    "note": f"the most a model adds over the baseline but by chance: ceiling {ceiling:.4f} "
+                    f"({(ceiling - base) * 100 * len(TEST_DAYS):.1f} card-days of the test week)",
+                }
+            )
         for k, target in MEAN_TARGETS.items():
             mean = sum(f.get(f"champion_{k}", float("nan")) for f in figures) / len(figures)
             rows.append(
