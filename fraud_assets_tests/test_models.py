@@ -20,7 +20,12 @@ from fraud_assets.defs.models.candidates import (
 from fraud_assets.defs.models.champion import champion as champion_asset
 from fraud_assets.defs.models.common import TRAINING_SET_META
 from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
-from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
+from fraud_assets.defs.models.training_set import (
+    TrainingSetConfig,
+    build_training_set,
+    genuine_share_used,
+    resolve_folds,
+)
 from fraud_assets.defs.models.training_set import training_set as training_set_asset
 from fraud_assets.lib import registry
 from fraud_assets.lib.model_selection import (
@@ -162,6 +167,28 @@ def test_training_rows_keep_every_fraud_and_the_same_share_of_genuine_rows_in_ev
     genuine = (sampled["label"] == 0).sum() / (every["label"] == 0).sum()
     assert 0.17 < genuine < 0.23
     pd.testing.assert_frame_equal(sampled, again)
+
+
+def test_a_training_window_keeps_at_most_max_genuine_rows_with_weights_that_follow(world_db: Path):
+    # A network's daily volume must not make training cost grow with it: the genuine share drops to fit.
+    with duckdb.connect(str(world_db)) as conn:
+        config = TrainingSetConfig(train_start="2018-07-25", train_days=7, n_folds=2, max_genuine_rows=200)
+        build_training_set(conn, config)
+        train = conn.execute("SELECT fold, label, weight FROM models.training_set WHERE split = 'train'").df()
+        window = conn.execute(
+            "SELECT count(*) FROM features.transaction_features "
+            "WHERE business_date BETWEEN '2018-07-25' AND '2018-07-31'"
+        ).fetchone()[0]
+        share = genuine_share_used(conn, config, resolve_folds(config, date(2018, 8, 14))[0])
+        uncapped = TrainingSetConfig(train_start="2018-07-25", train_days=7, n_folds=1, max_genuine_rows=0)
+        assert genuine_share_used(conn, uncapped, resolve_folds(uncapped, date(2018, 8, 14))[0]) == 0.2
+    assert window * 0.2 > 200, "the test world's window should exceed the cap"
+    assert share == pytest.approx(200 / window)
+    for _, fold in train.groupby("fold"):
+        genuine = fold[fold["label"] == 0]
+        assert 150 < len(genuine) < 250
+        assert genuine["weight"].to_numpy() == pytest.approx(1_000_000 / round(share * 1_000_000))
+        assert (fold.loc[fold["label"] == 1, "weight"] == 1.0).all()
 
 
 def test_test_days_exclude_cards_already_known_to_be_compromised(world_db: Path):

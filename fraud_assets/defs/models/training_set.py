@@ -90,6 +90,12 @@ class TrainingSetConfig(dg.Config):
         default=0.2,
         description="Share of the genuine training rows kept (every fraud row is kept); 1 keeps all.",
     )
+    max_genuine_rows: int = Field(
+        default=250_000,
+        description="Most genuine rows kept in a fold's training window: where genuine_share would keep "
+        "more (a network's daily volume), the share drops to fit, so training costs the same whatever the "
+        "volume; the weights follow the share used. 0: no cap.",
+    )
     delay_days: int = Field(default=7, description="Label delay: days between training and test windows.")
     test_days: int = Field(default=7, description="Days in each test window.")
     n_folds: int = Field(default=4, description="Prequential folds (fold i is shifted i*step_days back).")
@@ -110,6 +116,20 @@ def resolve_folds(config: TrainingSetConfig, last_business_date: date) -> list[F
     return prequential_folds(
         start, config.train_days, config.delay_days, config.test_days, config.n_folds, config.step_days
     )
+
+
+def genuine_share_used(conn, config: TrainingSetConfig, fold: Fold) -> float:
+    """`genuine_share`, lowered so that a training window keeps at most `max_genuine_rows` genuine rows
+    (counted on `fold`'s window: every fold's is as long)."""
+    if config.max_genuine_rows <= 0:
+        return config.genuine_share
+    rows = conn.execute(
+        f"SELECT count(*) FROM {FEATURES_TABLE} WHERE business_date BETWEEN ? AND ?",
+        [fold.train_start, fold.train_end],
+    ).fetchone()[0]
+    if rows * config.genuine_share <= config.max_genuine_rows:
+        return config.genuine_share
+    return max(config.max_genuine_rows / rows, 1e-6)
 
 
 def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], list[str], int]:
@@ -142,7 +162,7 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
         labels=LABELS_TABLE,
         features=FEATURES_TABLE,
         feature_select=feature_select,
-        genuine_per_million=round(config.genuine_share * 1_000_000),
+        genuine_per_million=max(round(genuine_share_used(conn, config, folds[0]) * 1_000_000), 1),
     )
     df = conn.execute(sql, [config.known_compromised == "handbook"]).df()
     conn.unregister("_folds")
@@ -203,6 +223,8 @@ def training_set(
                 "snapshot_path": snapshot["parquet_path"],
                 "n_features": len(cols),
                 "feature_columns": dg.MetadataValue.json(cols),
+                # Below the configured genuine_share when the window holds more than max_genuine_rows.
+                "genuine_share_used": genuine_share_used(conn, config, folds[0]),
                 "fold0_train_rows": int(f0.loc["train", "n"]) if "train" in f0.index else 0,
                 "fold0_train_fraud": int(f0.loc["train", "fraud"]) if "train" in f0.index else 0,
                 "fold0_test_rows": int(f0.loc["test", "n"]) if "test" in f0.index else 0,
