@@ -32,6 +32,18 @@ def evaluate_dead_run_sensor(instance: dg.DagsterInstance, sink: AlertSink) -> N
     dead_run_sensor(dg.build_sensor_context(instance=instance, resources={"alert_sink": sink}))
 
 
+def evaluate_run_failure_sensor(instance: dg.DagsterInstance, run: dg.DagsterRun, sink: AlertSink) -> None:
+    [failure] = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_event=failure.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"alert_sink": sink},
+    ).for_run_failure()
+    run_failure_alert_sensor(context)
+
+
 def test_dead_run_sensor_fails_a_run_whose_worker_was_killed_frees_its_slot_and_alerts(
     slot_holder,
     data_dir,
@@ -66,19 +78,7 @@ def test_a_dead_run_is_alerted_once_not_again_as_a_run_failure(slot_holder, data
     sink = AlertSink(data_dir=str(data_dir))
     slot_holder.kill()
     evaluate_dead_run_sensor(slot_holder.instance, sink)
-    run = slot_holder.run
-    [failure] = slot_holder.instance.get_records_for_run(
-        run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
-    ).records
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor",
-        dagster_event=failure.event_log_entry.dagster_event,
-        dagster_instance=slot_holder.instance,
-        dagster_run=run,
-        resources={"alert_sink": sink},
-    ).for_run_failure()
-
-    run_failure_alert_sensor(context)
+    evaluate_run_failure_sensor(slot_holder.instance, slot_holder.run, sink)
 
     assert [a["kind"] for a in sink.read_outbox()] == ["dead_run"]
 
@@ -89,19 +89,7 @@ def test_a_failed_run_that_run_retries_reexecute_is_a_warning_not_a_page(slot_ho
     sink = AlertSink(data_dir=str(data_dir))
     slot_holder.kill()
     fail_run_unexpectedly_terminated(slot_holder.instance, slot_holder.run, "worker gone")
-    run = slot_holder.run
-    [failure] = slot_holder.instance.get_records_for_run(
-        run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
-    ).records
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor",
-        dagster_event=failure.event_log_entry.dagster_event,
-        dagster_instance=slot_holder.instance,
-        dagster_run=run,
-        resources={"alert_sink": sink},
-    ).for_run_failure()
-
-    run_failure_alert_sensor(context)
+    evaluate_run_failure_sensor(slot_holder.instance, slot_holder.run, sink)
 
     [alert] = sink.read_outbox()
     assert (alert["kind"], alert["severity"]) == ("run_failure", "WARN")
