@@ -37,8 +37,8 @@ TRAINING_SET_DESCRIPTIONS = {
     **{c: "Handbook baseline feature, cast to DOUBLE (docs/features.md)." for c in BASELINE_FEATURES},
     "label": "1 = fraud. Train rows: a label reported by the fold's training cut-off (point in time); "
     "test rows: any label known now.",
-    "weight": "Fit weight: 1 / genuine_share for a sampled genuine train row (so the fit sees the "
-    "population's class balance and scores stay calibrated), else 1.",
+    "weight": "Fit weight: 1 / the genuine share used (metadata genuine_share_used) for a sampled genuine "
+    "train row (the fit sees the population's class balance and scores stay calibrated), else 1.",
 }
 
 # Where each training-set column comes from: feature columns as they are, the fold and split from the
