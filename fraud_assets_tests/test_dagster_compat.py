@@ -54,7 +54,7 @@ def test_a_run_failed_as_unexpectedly_terminated_is_one_run_retries_reexecute(sl
     assert will_be_retried(run)
 
 
-def test_a_step_failure_is_not_one_run_retries_reexecute(tmp_path):
+def test_a_step_failure_is_not_one_run_retries_reexecute():
     @dg.asset
     def broken() -> None:
         raise RuntimeError("the data or the code")

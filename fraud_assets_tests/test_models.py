@@ -130,7 +130,7 @@ def test_prequential_folds_shift_back_by_step_with_a_delay_gap():
 
 def test_training_labels_are_only_those_reported_by_the_cutoff(world_db: Path):
     with duckdb.connect(str(world_db)) as conn:
-        folds, _, _ = build_training_set(
+        folds, _, _, _ = build_training_set(
             conn, TrainingSetConfig(train_start="2018-07-25", train_days=7, n_folds=1, genuine_share=1.0)
         )
         wrong = conn.execute(

@@ -123,17 +123,18 @@ def genuine_share_used(conn, config: TrainingSetConfig, fold: Fold) -> float:
     (counted on `fold`'s window: every fold's is as long)."""
     if config.max_genuine_rows <= 0:
         return config.genuine_share
-    rows = conn.execute(
+    [(rows,)] = conn.execute(  # fetched to the end: the caller registers a frame on this connection next
         f"SELECT count(*) FROM {FEATURES_TABLE} WHERE business_date BETWEEN ? AND ?",
         [fold.train_start, fold.train_end],
-    ).fetchone()[0]
+    ).fetchall()
     if rows * config.genuine_share <= config.max_genuine_rows:
         return config.genuine_share
     return max(config.max_genuine_rows / rows, 1e-6)
 
 
-def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], list[str], int]:
-    """Write models.training_set; return the folds, the feature columns and the row count."""
+def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], list[str], int, float]:
+    """Write models.training_set; return the folds, the feature columns, the row count and the genuine
+    share used."""
     if config.known_compromised not in ("reported", "handbook"):
         raise ValueError("known_compromised must be 'reported' or 'handbook'")
     if not 0.0 < config.genuine_share <= 1.0:
@@ -143,6 +144,7 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
         raise dg.Failure(f"{FEATURES_TABLE} is empty: materialise features/transaction_features first")
     folds = resolve_folds(config, last)
     cols = feature_columns(conn)
+    share = genuine_share_used(conn, config, folds[0])
     folds_df = pd.DataFrame(
         [
             {
@@ -162,12 +164,12 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
         labels=LABELS_TABLE,
         features=FEATURES_TABLE,
         feature_select=feature_select,
-        genuine_per_million=max(round(genuine_share_used(conn, config, folds[0]) * 1_000_000), 1),
+        genuine_per_million=round(share * 1_000_000),
     )
     df = conn.execute(sql, [config.known_compromised == "handbook"]).df()
     conn.unregister("_folds")
     n = replace_table(conn, TRAINING_SET_TABLE, df.sort_values(["fold", "split", "transaction_id"]))
-    return folds, cols, n
+    return folds, cols, n, share
 
 
 @dg.asset(
@@ -197,7 +199,7 @@ def training_set(
     model_store: ModelStore,
 ):
     with duckdb.get_connection() as conn:
-        folds, cols, n = build_training_set(conn, config)
+        folds, cols, n, share = build_training_set(conn, config)
         # The windows as resolved today: an empty train_start means "the latest split", which moves.
         resolved = {**config.model_dump(), "train_start": folds[0].train_start.isoformat()}
         snapshot = archive_training_set(
@@ -224,7 +226,7 @@ def training_set(
                 "n_features": len(cols),
                 "feature_columns": dg.MetadataValue.json(cols),
                 # Below the configured genuine_share when the window holds more than max_genuine_rows.
-                "genuine_share_used": genuine_share_used(conn, config, folds[0]),
+                "genuine_share_used": share,
                 "fold0_train_rows": int(f0.loc["train", "n"]) if "train" in f0.index else 0,
                 "fold0_train_fraud": int(f0.loc["train", "fraud"]) if "train" in f0.index else 0,
                 "fold0_test_rows": int(f0.loc["test", "n"]) if "test" in f0.index else 0,
