@@ -115,7 +115,9 @@ def build_resources(
     """Resources for a data directory. Definitions use the environment; tests pass a tmp_path."""
     root = Path(data_dir) if data_dir else settings.data_dir()
     return {
-        "duckdb": DuckDBResource(database=str(root / settings.WAREHOUSE_FILE)),
+        "duckdb": DuckDBResource(
+            database=str(root / settings.WAREHOUSE_FILE), connection_config=settings.warehouse_config()
+        ),
         "pan_tokenizer": PanTokenizer(key=pan_key if pan_key else dg.EnvVar("FRAUD_PAN_KEY")),
         "landing": LandingZone(root=str(root / "landing")),
         "model_store": ModelStore(

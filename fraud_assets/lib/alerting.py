@@ -158,7 +158,7 @@ class AlertSink(dg.ConfigurableResource):
         if not rows:
             return 0
         try:
-            conn = duckdb.connect(str(self.warehouse))
+            conn = duckdb.connect(str(self.warehouse), config=settings.warehouse_config())
         except (duckdb.IOException, duckdb.ConnectionException):
             (log or _log).info("warehouse busy; alerts stay in the outbox until the next flush")
             return 0

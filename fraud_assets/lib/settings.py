@@ -31,6 +31,21 @@ def landing_dir() -> Path:
     return data_dir() / "landing"
 
 
+DUCKDB_MEMORY_ENV = "FRAUD_DUCKDB_MEMORY_LIMIT"
+
+
+def warehouse_config() -> dict[str, str]:
+    """DuckDB settings of every read-write connection to the warehouse, the Dagster resource's and the
+    alert sink's alike: DuckDB refuses a second, different configuration of a file open in the same
+    process (the user agent included, which dagster-duckdb sets to its own unless given one), and an
+    alert raised inside a run would wait in the outbox as if the warehouse were busy.
+    `FRAUD_DUCKDB_MEMORY_LIMIT` (e.g. `12GB`) caps what DuckDB holds in memory, beyond which it spills to
+    disk beside the database; unset, DuckDB takes up to 80 % of the machine's RAM, which a box shared
+    with model fits does not have."""
+    limit = os.environ.get(DUCKDB_MEMORY_ENV, "").strip()
+    return {"custom_user_agent": "fraud_assets", **({"memory_limit": limit} if limit else {})}
+
+
 def warehouse_path() -> Path:
     return data_dir() / WAREHOUSE_FILE
 
