@@ -15,6 +15,8 @@ DEMO_START ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.datetime.now(d
 DEMO_ARGS ?= --profile realistic --start $(DEMO_START) --days $(DEMO_DAYS) --customers 1000 --terminals 2000
 RUN := $(UV) run --frozen scripts/with-env
 # Test modules run on this many workers (pytest-xdist): the end-to-end modules mostly wait on processes.
+# --no-loadscope-reorder keeps conftest's order (longest modules first); xdist's default reorders modules
+# by their number of tests, which started the end-to-end module, few tests but minutes long, last.
 TEST_WORKERS ?= 2
 
 .PHONY: help setup run test test-deploy lint check-defs pipeline score bench docs seed clean reproduce model-validation
@@ -52,7 +54,7 @@ check-defs: setup
 	@$(RUN) dg check defs
 
 test: lint check-defs
-	@$(RUN) pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@$(RUN) pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Starts its own PostgreSQL server from the machine's binaries (fraud_assets_tests/postgres.py).
 test-deploy: setup

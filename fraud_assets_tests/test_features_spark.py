@@ -32,6 +32,8 @@ from fraud_assets.simulator import SimConfig, generate_world
 from fraud_assets.simulator.warehouse_loader import load_world_into_cleaned
 from fraud_assets_tests.conftest import TEST_PAN_KEY, TEST_REGISTRY_KEY
 
+pytestmark = pytest.mark.slow  # a Spark session and two engines' runs: minutes, not seconds
+
 TIES = 25
 ASSET = "features__transaction_features"
 EXACT_COLUMNS = ("business_date", "tx_datetime", "card_token", "terminal_id")
