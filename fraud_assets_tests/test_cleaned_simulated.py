@@ -50,12 +50,23 @@ ROW_QUARANTINE = {
 }
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+# The same volume as one population and as two shards (files, ids and card numbers per shard, one
+# merchants snapshot): the platform must not care how the world was cut.
+@pytest.fixture(scope="module", params=[1, 2], ids=["one_shard", "two_shards"])
+def world(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("sim")
     data_dir, home = root / "data", root / "dagster_home"
     home.mkdir()
-    cfg = SimConfig(profile="realistic", days=DAYS, customers=300, terminals=600, seed=7, rates=RATES)
+    shards = request.param
+    cfg = SimConfig(
+        profile="realistic",
+        days=DAYS,
+        customers=300 // shards,
+        terminals=600 // shards,
+        seed=7,
+        rates=RATES,
+        shards=shards,
+    )
     summary = simulate(data_dir, cfg)
     keys = [(cfg.start_date + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
     instance = dg.DagsterInstance.from_config(str(home))

@@ -230,6 +230,10 @@ def test_config_rejects_nonsense():
         SimConfig(handbook_labels=True, label_delay_days=7)
     with pytest.raises(ValueError, match="at least 1"):
         SimConfig(label_delay_days=0)
+    with pytest.raises(ValueError, match="shards"):
+        SimConfig(shards=0)
+    with pytest.raises(ValueError, match="days x shards"):
+        SimConfig(days=1000, shards=100)
 
 
 @pytest.mark.parametrize("start", ["2018-03-20", "2018-10-22"])

@@ -21,7 +21,14 @@ import pytest
 
 from fraud_assets.lib import landing as landing_names
 from fraud_assets.lib.pan import luhn_valid
-from fraud_assets.simulator import DEFAULT_RATES, DEFECT_OUTCOMES, DEFECT_UNITS, SimConfig, simulate
+from fraud_assets.simulator import (
+    DEFAULT_RATES,
+    DEFECT_OUTCOMES,
+    DEFECT_UNITS,
+    SimConfig,
+    generate_world,
+    simulate,
+)
 from fraud_assets.simulator.__main__ import main as cli_main
 from fraud_assets.simulator.landing import append_days
 from fraud_assets.simulator.world import EXTRA_ID_BASE
@@ -386,8 +393,9 @@ def test_same_seed_same_bytes(tmp_path):
     assert any(k.endswith(".jsonl.gz") for k in a)
 
 
-def test_append_days_writes_what_one_longer_run_would_have(tmp_path):
-    kw = {"profile": "realistic", "rates": MESSY_RATES, "customers": 150, "terminals": 300}
+@pytest.mark.parametrize("shards", [1, 2])
+def test_append_days_writes_what_one_longer_run_would_have(tmp_path, shards):
+    kw = {"profile": "realistic", "rates": MESSY_RATES, "customers": 150, "terminals": 300, "shards": shards}
     simulate(tmp_path / "long", SimConfig(days=24, **kw))
     simulate(tmp_path / "short", SimConfig(days=10, **kw))
     before = _tree(tmp_path / "short")
@@ -397,6 +405,52 @@ def test_append_days_writes_what_one_longer_run_would_have(tmp_path):
     assert after == _tree(tmp_path / "long")
     landing_before = {k: v for k, v in before.items() if k.startswith("landing/")}
     assert all(after[k] == v for k, v in landing_before.items()), "appending never rewrites a landed file"
+
+
+def test_shards_are_worlds_of_their_own_with_disjoint_ids_cards_and_files(tmp_path):
+    cfg = SimConfig(profile="realistic", rates=MESSY_RATES, days=12, customers=150, terminals=300, shards=3)
+    summary = simulate(tmp_path, cfg)
+    truth = pd.read_parquet(tmp_path / "ground_truth" / "transactions.parquet")
+    assert summary["transactions"] == len(truth)
+    assert summary["shards"] == 3
+    assert truth["transaction_id"].is_unique
+    assert truth["transaction_id"].max() < EXTRA_ID_BASE
+    shard = truth["transaction_id"] // 10**9
+    assert sorted(shard.unique()) == [0, 1, 2]
+    # one card number per customer, never shared across shards; each shard's ids in its own range
+    assert (truth.groupby("pan")["customer_id"].nunique() == 1).all()
+    assert (truth.groupby("customer_id")["pan"].nunique() == 1).all()
+    assert (truth["customer_id"] // cfg.customers == shard).all()
+    assert (truth["terminal_id"] // cfg.terminals == shard).all()
+    # shard 0 is the world of the seed itself (its card numbers aside: each shard has its account slice)
+    alone = generate_world(SimConfig(profile="realistic", days=12, customers=150, terminals=300))
+    first = truth[shard == 0].sort_values("transaction_id").reset_index(drop=True)
+    alone_tx = alone.transactions.sort_values("transaction_id").reset_index(drop=True)
+    for column in ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"):
+        assert first[column].tolist() == alone_tx[column].tolist(), column
+    files = [p.relative_to(tmp_path / "landing").as_posix() for p in (tmp_path / "landing").rglob("*.*")]
+    by_source: dict[str, list[landing_names.FileName]] = {}
+    for rel in files:
+        name = landing_names.parse_name(rel.rsplit("/", 1)[1])
+        assert name is not None, rel
+        by_source.setdefault(rel.split("/", 1)[0], []).append(name)
+    for source in ("authorizations", "chargebacks", "cardholders"):
+        assert {n.suffix.split("_")[0] for n in by_source[source]} == {"s000", "s001", "s002"}, source
+    # the latest merchants snapshot is the whole truth about terminals: one file lists every shard's
+    [merchants] = (tmp_path / "landing").rglob("merchants_*.parquet")
+    terminals = pd.read_parquet(merchants)
+    assert len(terminals) == 3 * cfg.terminals
+    assert terminals["terminal_id"].is_unique
+    assert (
+        terminals.groupby("merchant_id")["terminal_id"].min().floordiv(cfg.terminals).is_monotonic_increasing
+    )
+    assert len(by_source["fx_rates"]) == cfg.days  # the world's rates, once
+    # rows the platform must quarantine carry fresh ids, unique across shards and below 13 digits
+    defects = pd.read_parquet(tmp_path / "ground_truth" / "defects.parquet")
+    extra = defects.loc[defects["transaction_id"] >= EXTRA_ID_BASE, ["transaction_id", "source_file"]]
+    assert len(extra) > 0
+    assert extra["transaction_id"].max() < 10**12
+    assert extra.drop_duplicates()["transaction_id"].is_unique
 
 
 def test_cli_help_lists_every_option_and_defect(capsys):
@@ -417,6 +471,7 @@ def test_cli_help_lists_every_option_and_defect(capsys):
         "--label-delay-days",
         "--append-days",
         "--rate",
+        "--shards",
     ):
         assert option in out
     assert all(kind in out for kind in DEFAULT_RATES)

@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"share of merchants on processor B, feed acq_b (default: {DEFAULT_ACQ_B_SHARE}; 0 = one feed)",
     )
+    world.add_argument(
+        "--shards",
+        type=_positive,
+        metavar="N",
+        help="N independent populations of --customers x --terminals, one after another in memory, with "
+        "their own ids, card numbers and files (suffix _sNNN): volume at the handbook's density (default: 1)",
+    )
     out = p.add_argument_group("output")
     out.add_argument(
         "--data-dir",
@@ -154,6 +161,7 @@ WORLD_OPTIONS = (
     "label_delay_days",
     "rate",
     "acq_b_share",
+    "shards",
 )
 
 
@@ -197,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 label_delay_days=args.label_delay_days,
                 rates=dict(args.rate or []),
                 acq_b_share=defaults.acq_b_share if args.acq_b_share is None else args.acq_b_share,
+                shards=args.shards or defaults.shards,
             )
         except ValueError as exc:
             parser.error(str(exc))
@@ -208,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_summary(s: dict) -> None:
     scen = ", ".join(f"{k}: {v:,}" for k, v in s["scenario_counts"].items())
+    shards = f", {s['shards']} shards" if s["shards"] > 1 else ""
     files = ", ".join(f"{k} {v}" for k, v in s["files_written"].items()) or "none"
     defects = ", ".join(f"{k} {v}" for k, v in s["defects"].items()) or "none"
     print(
-        f"Simulated {s['profile']} world {s['first_day']} .. {s['last_day']} ({s['days']} days)"
+        f"Simulated {s['profile']} world {s['first_day']} .. {s['last_day']} ({s['days']} days{shards})"
         f" in {s['data_dir']}\n"
         f"  transactions {s['transactions']:,}, frauds {s['frauds']:,} ({s['fraud_rate']:.3%});"
         f" by scenario {scen}\n"

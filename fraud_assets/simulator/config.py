@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PROFILES = ("handbook", "realistic")
+# Shard s's transaction ids start after `s * SHARD_ID_STRIDE`: below world.EXTRA_ID_BASE (9e11) for
+# every shard up to MAX_SHARDS.
+SHARD_ID_STRIDE = 10**9
+MAX_SHARDS = 899
 
 # Defect kinds, their unit and realistic default rates. Rates are probabilities per unit:
 # - row:   per real authorisation row of a file (repairs change that row; extras add rows with
@@ -115,6 +119,12 @@ class SimConfig:
     label_delay_days: int | None = None
     rates: dict[str, float] = field(default_factory=dict)
     acq_b_share: float = DEFAULT_ACQ_B_SHARE
+    # A world of `shards` independent populations, each `customers` x `terminals` on its own 100x100
+    # grid with its own random streams, ids and files: the handbook's density and fraud rate at any
+    # volume, and memory bounded by one shard (they are generated and written one after another).
+    shards: int = 1
+    # The shard this configuration generates (shard_config); 0 for a one-shard world.
+    shard: int = 0
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -123,8 +133,10 @@ class SimConfig:
         object.__setattr__(self, "start", start)
         if self.days < 1:
             raise ValueError("days must be at least 1")
-        if self.days >= 100_000:
-            raise ValueError("days must be below 100000 (transaction id ranges are per day)")
+        if self.days * self.shards >= 100_000:
+            raise ValueError(
+                "days x shards must be below 100000 (transaction id ranges are per day and shard)"
+            )
         if self.customers < 3 or self.terminals < 2:
             raise ValueError("the fraud scenarios need at least 3 customers and 2 terminals")
         if self.seed < 0:
@@ -142,6 +154,10 @@ class SimConfig:
                 raise ValueError(f"rate for {kind} must be within [0, 1], not {rate}")
         if not 0.0 <= self.acq_b_share <= 1.0:
             raise ValueError("acq_b_share must be within [0, 1]")
+        if not 1 <= self.shards <= MAX_SHARDS:
+            raise ValueError(f"shards must be within [1, {MAX_SHARDS}] (each has its own id range)")
+        if not 0 <= self.shard < self.shards:
+            raise ValueError("shard must be within [0, shards)")
 
     @property
     def start_date(self) -> dt.date:
@@ -155,11 +171,28 @@ class SimConfig:
     def with_days(self, days: int) -> SimConfig:
         return dataclasses.replace(self, days=days)
 
+    def shard_config(self, shard: int) -> SimConfig:
+        return dataclasses.replace(self, shard=shard)
+
+    def rng(self, *keys: int) -> np.random.Generator:
+        """This shard's stream `keys`: the world's own for shard 0 (a one-shard world is the world of
+        its seed), prefixed by TAG_SHARD and the shard beyond, so no two shards share a stream."""
+        return rng(self.seed, *keys) if self.shard == 0 else rng(self.seed, TAG_SHARD, self.shard, *keys)
+
+    @property
+    def id_offset(self) -> int:
+        """This shard's transaction ids are `id_offset + 1, 2, ...` (disjoint ranges per shard)."""
+        return self.shard * SHARD_ID_STRIDE
+
     def to_state(self) -> dict:
         state = dataclasses.asdict(self)
         state["start"] = self.start_date.isoformat()
+        del state["shard"]  # a stored world is all its shards
+        # Worlds of the other label modes and one-shard worlds keep their stored bytes.
         if self.label_delay_days is None:
-            del state["label_delay_days"]  # worlds of the other label modes keep their stored bytes
+            del state["label_delay_days"]
+        if self.shards == 1:
+            del state["shards"]
         return state
 
     @classmethod
@@ -181,6 +214,7 @@ TAG_SCENARIO_3_PICK = 31
 TAG_FX = 40
 TAG_MESS = 50
 TAG_CHARGEBACK_MESS = 51
+TAG_SHARD = 60
 
 
 def rng(seed: int, *keys: int) -> np.random.Generator:

@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 
 from fraud_assets.lib.landing import file_name
 from fraud_assets.simulator import reference as ref
-from fraud_assets.simulator.config import DEFECT_OUTCOMES, TAG_CHARGEBACK_MESS, SimConfig, rng
+from fraud_assets.simulator.config import DEFECT_OUTCOMES, TAG_CHARGEBACK_MESS, SimConfig
 from fraud_assets.simulator.feeds import Rows, parquet_bytes, render_chargebacks, render_fx, take
-from fraud_assets.simulator.mess import FEEDS, FeedDay, LandedFile, build_feed_day
+from fraud_assets.simulator.mess import FEEDS, FeedDay, LandedFile, build_feed_day, shard_suffix
 from fraud_assets.simulator.world import DAY_SECONDS, World, generate_world
 
 GROUND_TRUTH_DIR = "ground_truth"
@@ -103,7 +103,7 @@ def _authorization_days(world: World, progress: bool) -> list[dict[str, FeedDay]
         for feed in FEEDS:
             idx = span[is_b[span] == (feed == "acq_b")]
             if len(idx):
-                out[feed] = build_feed_day(world.config, d, feed, take(rows, idx), world.config.terminals)
+                out[feed] = build_feed_day(world.config, d, feed, take(rows, idx))
         return out
 
     days = range(world.config.days)
@@ -156,7 +156,7 @@ def _chargebacks(world: World) -> tuple[list[LandedFile], list[tuple]]:
     bounds = np.searchsorted(report_day, np.arange(cfg.days + 1))
     for d in range(cfg.days):
         lo, hi = bounds[d], bounds[d + 1]
-        r = rng(cfg.seed, TAG_CHARGEBACK_MESS, d)
+        r = cfg.rng(TAG_CHARGEBACK_MESS, d)
         hit = r.random(hi - lo) < cfg.rate("duplicate_chargeback")
         delay = r.integers(*DUPLICATE_REPORT_DELAY_S, hi - lo)
         dup_idx.append(np.arange(lo, hi)[hit])
@@ -197,7 +197,7 @@ def _chargebacks(world: World) -> tuple[list[LandedFile], list[tuple]]:
             reports["exponent"][s],
             reports["currency"][s],
         )
-        f = LandedFile("chargebacks", d, file_name("chargebacks", world.day(d)), data)
+        f = LandedFile("chargebacks", d, file_name("chargebacks", world.day(d), shard_suffix(cfg)), data)
         files.append(f)
         for j in np.flatnonzero(reports["copy"][s] == 2):
             defects.append(
@@ -221,7 +221,7 @@ def _fx_files(world: World) -> list[LandedFile]:
 
 
 def _reference_files(world: World) -> list[LandedFile]:
-    c, t = world.customers, world.terminals
+    c = world.customers
     cardholders = pa.table(
         {
             "customer_id": pa.array(c["customer_id"], pa.int64()),
@@ -232,6 +232,14 @@ def _reference_files(world: World) -> list[LandedFile]:
             "issued_at": pa.array(c["issued_at"].dt.date, pa.date32()),
         }
     )
+    name = file_name("cardholders", world.start, shard_suffix(world.config))
+    cards = LandedFile("cardholders", 0, name, parquet_bytes(cardholders))
+    return [cards, _merchants_file(world.terminals, world.start)]
+
+
+def _merchants_file(t: pd.DataFrame, start: dt.date) -> LandedFile:
+    """The merchants snapshot of the first day. The latest snapshot is the whole truth about terminals
+    (cleaned/terminals), so a world of several shards delivers one file listing all of theirs."""
     merchants = pa.table(
         {
             "terminal_id": pa.array(t["terminal_id"], pa.int64()),
@@ -244,25 +252,18 @@ def _reference_files(world: World) -> list[LandedFile]:
             "y": pa.array(t["y"], pa.float64()),
         }
     )
-    day0 = world.start.isoformat()
-    return [
-        LandedFile("cardholders", 0, file_name("cardholders", day0), parquet_bytes(cardholders)),
-        LandedFile("merchants", 0, file_name("merchants", day0), parquet_bytes(merchants)),
-    ]
+    return LandedFile("merchants", 0, file_name("merchants", start), parquet_bytes(merchants))
 
 
-def simulate(data_dir: str | Path, cfg: SimConfig, progress: bool = False, first_new_day: int = 0) -> dict:
-    """Generate the world of `cfg`, write every landing file whose landing day is within
-    [first_new_day, cfg.days), rewrite the ground truth; returns counts and timings."""
-    data_dir = Path(data_dir)
-    landing_root = data_dir / "landing"
-    t0 = time.perf_counter()
-    world = generate_world(cfg, progress=progress)
-    t_generated = time.perf_counter()
-
+def _shard_files(world: World, progress: bool) -> tuple[list[LandedFile], np.ndarray, np.ndarray, list]:
+    """Every file of one shard's world (whatever its landing day), the file and landing date each of its
+    transactions is ingested from, and its defect rows."""
+    cfg = world.config
     auth_days = _authorization_days(world, progress)
     cb_files, cb_defects = _chargebacks(world)
-    files: list[LandedFile] = [*_reference_files(world), *_fx_files(world), *cb_files]
+    files: list[LandedFile] = [*_reference_files(world), *cb_files]
+    if cfg.shard == 0:
+        files += _fx_files(world)  # the world's rates, one set for every shard
     defect_rows: list[tuple] = []
     source_file = np.empty(len(world.transactions), dtype=object)
     landing_date = np.empty(len(world.transactions), dtype="datetime64[D]")
@@ -279,36 +280,71 @@ def simulate(data_dir: str | Path, cfg: SimConfig, progress: bool = False, first
             source_file[idx] = fd.canonical.relative(world.start)
             landing_date[idx] = start + np.timedelta64(fd.canonical.landing_day, "D")
             defect_rows += [(*defect, d) for defect in fd.defects]
-    defect_rows += cb_defects
+    return files, source_file, landing_date, defect_rows + cb_defects
 
+
+def simulate(data_dir: str | Path, cfg: SimConfig, progress: bool = False, first_new_day: int = 0) -> dict:
+    """Generate the world of `cfg` shard by shard, write every landing file whose landing day is within
+    [first_new_day, cfg.days), rewrite the ground truth; returns counts and timings. Memory holds one
+    shard at a time (and every shard's terminals, for the one merchants snapshot)."""
+    data_dir = Path(data_dir)
+    landing_root = data_dir / "landing"
     last = cfg.days - 1
-    written = Counter()
-    for f in files:
-        if first_new_day <= f.landing_day <= last:
-            _atomic_write(landing_root / f.relative(world.start), f.data)
-            written[f.source] += 1
-    landed_defects = [row for row in defect_rows if row[2].landing_day <= last]
-    defects = _defects_frame(world, landed_defects)
-    _write_ground_truth(data_dir, world, source_file, landing_date, defects)
-    t_written = time.perf_counter()
+    seconds = Counter()
+    written, scenarios = Counter(), Counter()
+    transactions = frauds = 0
+    defects, terminals = [], []
 
-    tx = world.transactions
+    def write(files: list[LandedFile], start: dt.date) -> None:
+        for f in files:
+            if first_new_day <= f.landing_day <= last:
+                _atomic_write(landing_root / f.relative(start), f.data)
+                written[f.source] += 1
+
+    with _GroundTruth(data_dir, cfg) as truth:
+        shards = tqdm(range(cfg.shards), desc="shards", unit="shard", disable=cfg.shards == 1 or not progress)
+        for shard in shards:
+            t0 = time.perf_counter()
+            world = generate_world(cfg.shard_config(shard), progress=progress)
+            t1 = time.perf_counter()
+            files, source_file, landing_date, defect_rows = _shard_files(world, progress)
+            if cfg.shards > 1:  # the merchants snapshot lists every terminal: written once, below
+                terminals.append(world.terminals)
+                files = [f for f in files if f.source != "merchants"]
+            write(files, world.start)
+            defects.append(_defects_frame(world, [row for row in defect_rows if row[2].landing_day <= last]))
+            truth.add(world.transactions, source_file, landing_date)
+            tx = world.transactions
+            transactions += len(tx)
+            frauds += int(tx["tx_fraud"].sum())
+            scenarios.update(tx["tx_fraud_scenario"].value_counts().to_dict())
+            seconds["generation"] += t1 - t0
+            seconds["writing"] += time.perf_counter() - t1
+            del world, tx, files
+        t1 = time.perf_counter()
+        if terminals:
+            write([_merchants_file(pd.concat(terminals, ignore_index=True), cfg.start_date)], cfg.start_date)
+        all_defects = pd.concat(defects, ignore_index=True)
+        if cfg.shards > 1:
+            all_defects = _sorted_defects(all_defects)
+        truth.close(all_defects)
+        seconds["writing"] += time.perf_counter() - t1
+
     return {
         "data_dir": str(data_dir),
         "profile": cfg.profile,
-        "first_day": world.start.isoformat(),
-        "last_day": world.last_day.isoformat(),
+        "first_day": cfg.start_date.isoformat(),
+        "last_day": (cfg.start_date + dt.timedelta(days=last)).isoformat(),
         "days": cfg.days,
-        "transactions": len(tx),
-        "frauds": int(tx["tx_fraud"].sum()),
-        "fraud_rate": float(tx["tx_fraud"].mean()) if len(tx) else 0.0,
-        "scenario_counts": {
-            int(k): int(v) for k, v in tx["tx_fraud_scenario"].value_counts().sort_index().items()
-        },
+        "shards": cfg.shards,
+        "transactions": transactions,
+        "frauds": frauds,
+        "fraud_rate": frauds / transactions if transactions else 0.0,
+        "scenario_counts": {int(k): int(v) for k, v in sorted(scenarios.items())},
         "files_written": dict(sorted(written.items())),
-        "defects": dict(sorted(Counter(defects["defect"]).items())),
-        "generation_seconds": round(t_generated - t0, 3),
-        "writing_seconds": round(t_written - t_generated, 3),
+        "defects": dict(sorted(Counter(all_defects["defect"]).items())),
+        "generation_seconds": round(seconds["generation"], 3),
+        "writing_seconds": round(seconds["writing"], 3),
     }
 
 
@@ -332,28 +368,53 @@ def _defects_frame(world: World, rows: list[tuple]) -> pd.DataFrame:
     df["row_number"] = df["row_number"].astype("Int64")
     df["business_date"] = pd.to_datetime(df["business_date"]).dt.date
     df["landing_date"] = pd.to_datetime(df["landing_date"]).dt.date
+    return _sorted_defects(df)
+
+
+def _sorted_defects(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(
         ["source_file", "row_number", "defect"], na_position="first", kind="stable"
     ).reset_index(drop=True)
 
 
-def _write_ground_truth(
-    data_dir: Path, world: World, source_file: np.ndarray, landing_date: np.ndarray, defects: pd.DataFrame
-) -> None:
-    gt = data_dir / GROUND_TRUTH_DIR
-    gt.mkdir(parents=True, exist_ok=True)
-    tx = world.transactions
-    columns = {c: pa.array(tx[c].to_numpy(), from_pandas=True) for c in tx.columns}  # no pandas copy
-    columns["source_file"] = pa.array(source_file, pa.string())
-    columns["landing_date"] = pa.array(landing_date)  # datetime64[D] -> date32
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.table(columns), sink, compression="zstd", coerce_timestamps="us")
-    _atomic_write(gt / "transactions.parquet", sink.getvalue().to_pybytes())
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(defects, preserve_index=False), sink, compression="zstd")
-    _atomic_write(gt / "defects.parquet", sink.getvalue().to_pybytes())
-    state = {"config": world.config.to_state(), "last_day": world.last_day.isoformat()}
-    _atomic_write(gt / STATE_FILE, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())
+class _GroundTruth:
+    """`ground_truth/`: the transactions of every shard streamed into one Parquet file, then the
+    defects and the simulator state; each file replaces the old one only when complete."""
+
+    def __init__(self, data_dir: Path, cfg: SimConfig):
+        self.dir = data_dir / GROUND_TRUTH_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.tmp = self.dir / ".transactions.parquet.tmp"
+        self.writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> _GroundTruth:
+        return self
+
+    def add(self, tx: pd.DataFrame, source_file: np.ndarray, landing_date: np.ndarray) -> None:
+        columns = {c: pa.array(tx[c].to_numpy(), from_pandas=True) for c in tx.columns}  # no pandas copy
+        columns["source_file"] = pa.array(source_file, pa.string())
+        columns["landing_date"] = pa.array(landing_date)  # datetime64[D] -> date32
+        table = pa.table(columns)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd", coerce_timestamps="us")
+        self.writer.write_table(table.cast(self.writer.schema))
+
+    def close(self, defects: pd.DataFrame) -> None:
+        self.writer.close()
+        self.writer = None
+        os.replace(self.tmp, self.dir / "transactions.parquet")
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(defects, preserve_index=False), sink, compression="zstd")
+        _atomic_write(self.dir / "defects.parquet", sink.getvalue().to_pybytes())
+        last_day = self.cfg.start_date + dt.timedelta(days=self.cfg.days - 1)
+        state = {"config": self.cfg.to_state(), "last_day": last_day.isoformat()}
+        _atomic_write(self.dir / STATE_FILE, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:  # an error before close(): keep the previous ground truth
+            self.writer.close()
+            self.tmp.unlink(missing_ok=True)
 
 
 def load_state(data_dir: str | Path) -> SimConfig:

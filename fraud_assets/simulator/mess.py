@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fraud_assets.simulator import reference as ref
-from fraud_assets.simulator.config import DEFECT_UNITS, TAG_MESS, SimConfig, rng
+from fraud_assets.simulator.config import DEFECT_UNITS, TAG_MESS, SimConfig
 from fraud_assets.simulator.feeds import (
     ACQ_A_HEADER,
     Rows,
@@ -80,20 +80,26 @@ class FeedDay:
     defects: list[tuple[str, int, LandedFile, int, str]] = field(default_factory=list)
 
 
+def shard_suffix(cfg: SimConfig) -> str | None:
+    """The file-name suffix of the shard's files (`s007`); none in a one-shard world."""
+    return f"s{cfg.shard:03d}" if cfg.shards > 1 else None
+
+
 def _format_pan(pan: str, sep: str) -> str:
     return sep.join(pan[i : i + 4] for i in range(0, len(pan), 4))
 
 
 def _stream(cfg: SimConfig, day: int, feed: str, kind: str | int) -> np.random.Generator:
     index = kind if isinstance(kind, int) else KIND_INDEX[kind]
-    return rng(cfg.seed, TAG_MESS, day, FEED_CODE[feed], index)
+    return cfg.rng(TAG_MESS, day, FEED_CODE[feed], index)
 
 
-def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows, n_terminals: int) -> FeedDay:
+def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows) -> FeedDay:
     """The files of processor `feed` for business day `day` from its clean rows (time-ordered)."""
     n = len(real["transaction_id"])
     date = (cfg.start_date + dt.timedelta(days=day)).isoformat()
-    base_name = f"{feed}_{date}"
+    suffix = shard_suffix(cfg)
+    base_name = f"{feed}_{date}_{suffix}" if suffix else f"{feed}_{date}"
     pending: list[tuple[str, int, int, str]] = []  # (kind, transaction_id, line index, detail)
 
     # Repairs applied to real rows.
@@ -111,7 +117,9 @@ def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows, n_terminals:
         pending += [("comma_decimal", int(rows["transaction_id"][i]), i, "") for i in np.flatnonzero(comma)]
 
     # Extra rows with fresh ids.
-    next_id = EXTRA_ID_BASE + day * 1_000_000 + FEED_CODE[feed] * IDS_PER_FEED_DAY
+    # 1e6 ids per (day, shard), below 1e12 for every day x shard the config allows: a 13-digit id could
+    # pass Luhn and be masked as a card number at the door, as any producer value would be.
+    next_id = EXTRA_ID_BASE + (day * cfg.shards + cfg.shard) * 1_000_000 + FEED_CODE[feed] * IDS_PER_FEED_DAY
     extras: list[Rows] = []
     extra_kind: list[str] = []
     extra_detail: list[str] = []
@@ -135,7 +143,8 @@ def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows, n_terminals:
         elif kind == "missing_terminal_id":
             x["terminal_id"] = np.full(k, -1, dtype=np.int64)
         elif kind == "unknown_terminal":
-            x["terminal_id"] = n_terminals + r.integers(1_000, 1_000_000, k)
+            # beyond every shard's terminal ids
+            x["terminal_id"] = cfg.shards * cfg.terminals + r.integers(1_000, 1_000_000, k)
         elif kind == "invalid_pan":
             short = r.random(k) < 0.3
             bump = r.integers(1, 10, k)

@@ -8,10 +8,12 @@ uniform among the customer's. Fraud scenarios in the handbook's order: (1) amoun
 2 terminals compromised for 28 days; (3) each day 3 customers compromised for 14 days, a third of
 their transactions (floor, drawn without replacement) become fraud with amount x5.
 
-Streams: the draws of generation day g come from rng(seed, TAG_DAY, g), the scenario events of day d
-from their own per-day streams. To keep the world a function of the day index, a run of N days
-generates 14 days beyond N (scenario 3 picks a third of a 14-day window; the realistic profile's
-local day N can still be UTC day N-1) and keeps only what belongs to days 0..N-1.
+Streams: the draws of generation day g come from the stream (TAG_DAY, g) of the shard (cfg.rng), the
+scenario events of day d from their own per-day streams; FX rates are the world's, one for all shards.
+To keep the world a function of the day index, a run of N days generates 14 days beyond N (scenario 3
+picks a third of a 14-day window; the realistic profile's local day N can still be UTC day N-1) and
+keeps only what belongs to days 0..N-1. A world of several shards is that of one shard, `shards` times
+over (config.SimConfig.shards), with disjoint ids and card numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm.auto import tqdm
 from fraud_assets.lib.settings import REPORTING_CURRENCY
 from fraud_assets.simulator import reference as ref
 from fraud_assets.simulator.config import (
+    SHARD_ID_STRIDE,
     TAG_CARDS,
     TAG_CUSTOMERS,
     TAG_DAY,
@@ -103,14 +106,17 @@ class World:
 
 def make_customers(cfg: SimConfig) -> pd.DataFrame:
     n = cfg.customers
-    r = rng(cfg.seed, TAG_CUSTOMERS)
+    r = cfg.rng(TAG_CUSTOMERS)
     x = r.uniform(0, 100, n)
     y = r.uniform(0, 100, n)
     mean_amount = r.uniform(5, 100, n)
     mean_nb = r.uniform(0, 4, n)
-    cards = rng(cfg.seed, TAG_CARDS)
+    cards = cfg.rng(TAG_CARDS)
     u_bin = cards.random(n)
-    account = cards.choice(10**9, size=n, replace=False)
+    # Each shard draws its account numbers from its own slice of the range: card numbers are unique
+    # across shards by construction (one shard: the whole range).
+    span = 10**9 // cfg.shards
+    account = cfg.shard * span + cards.choice(span, size=n, replace=False)
     issued_days_before = cards.integers(30, 1500, n)
     if cfg.profile == "realistic":
         region = ref.region_index(x, y)
@@ -127,7 +133,7 @@ def make_customers(cfg: SimConfig) -> pd.DataFrame:
     start = np.datetime64(cfg.start_date, "D")
     return pd.DataFrame(
         {
-            "customer_id": np.arange(n, dtype=np.int64),
+            "customer_id": cfg.shard * n + np.arange(n, dtype=np.int64),
             "pan": luhn_pans(bins, account),
             "home_x": x,
             "home_y": y,
@@ -153,10 +159,10 @@ def luhn_pans(bins: np.ndarray, account: np.ndarray) -> np.ndarray:
 
 def make_terminals(cfg: SimConfig) -> pd.DataFrame:
     n = cfg.terminals
-    r = rng(cfg.seed, TAG_TERMINALS)
+    r = cfg.rng(TAG_TERMINALS)
     x = r.uniform(0, 100, n)
     y = r.uniform(0, 100, n)
-    m = rng(cfg.seed, TAG_MERCHANTS)
+    m = cfg.rng(TAG_MERCHANTS)
     u_channel = m.random(n)
     u_order = m.random(n)
     u_size = m.geometric(0.5, size=n)
@@ -189,8 +195,8 @@ def make_terminals(cfg: SimConfig) -> pd.DataFrame:
         timezone = np.full(n, ref.HANDBOOK_TIMEZONE, dtype=object)
     return pd.DataFrame(
         {
-            "terminal_id": np.arange(n, dtype=np.int64),
-            "merchant_id": 100_001 + merchant_idx,
+            "terminal_id": cfg.shard * n + np.arange(n, dtype=np.int64),
+            "merchant_id": 100_001 + cfg.shard * n + merchant_idx,  # a shard has at most n merchants
             "mcc": m_mcc[merchant_idx],
             "country": country,
             "currency": currency,
@@ -270,8 +276,8 @@ def terminals_within_radius(customers: pd.DataFrame, terminals: pd.DataFrame, ra
 # Transactions
 
 
-def _generate_day(seed: int, g: int, mean_amount, std_amount, mean_nb, offsets, counts, flat) -> dict:
-    r = rng(seed, TAG_DAY, g)
+def _generate_day(cfg: SimConfig, g: int, mean_amount, std_amount, mean_nb, offsets, counts, flat) -> dict:
+    r = cfg.rng(TAG_DAY, g)
     n_tx = r.poisson(mean_nb)
     cust = np.repeat(np.arange(len(mean_nb), dtype=np.int64), n_tx)
     m = len(cust)
@@ -310,7 +316,7 @@ def _apply_scenarios(cfg: SimConfig, tx: dict, n_days: int) -> None:
     # Scenario 2: all transactions of 2 random terminals for 28 days from the draw day.
     compromised = np.zeros((cfg.terminals, n_days + 1), dtype=np.int16)  # +1/-1 at window edges
     for d in range(n_days):
-        terms = rng(cfg.seed, TAG_SCENARIO_2, d).choice(cfg.terminals, SCENARIO_2_TERMINALS, replace=False)
+        terms = cfg.rng(TAG_SCENARIO_2, d).choice(cfg.terminals, SCENARIO_2_TERMINALS, replace=False)
         compromised[terms, d] += 1
         compromised[terms, min(d + SCENARIO_2_DAYS, n_days)] -= 1
     hit = np.cumsum(compromised, axis=1)[tx["terminal"], day] > 0
@@ -320,7 +326,7 @@ def _apply_scenarios(cfg: SimConfig, tx: dict, n_days: int) -> None:
     # Scenario 3: a third of the transactions of 3 random customers over 14 days, amount x5. The
     # draws come first (they do not depend on the transactions); only the few customers ever drawn
     # need their transactions indexed.
-    streams = [rng(cfg.seed, TAG_SCENARIO_3, d) for d in range(n_days)]
+    streams = [cfg.rng(TAG_SCENARIO_3, d) for d in range(n_days)]
     drawn = [r.choice(cfg.customers, SCENARIO_3_CUSTOMERS, replace=False) for r in streams]
     candidates = np.flatnonzero(np.isin(tx["customer"], np.unique(np.concatenate(drawn))))
     keys = tx["customer"][candidates] * n_days + day[candidates]
@@ -399,13 +405,15 @@ def generate_world(cfg: SimConfig, progress: bool = False) -> World:
     std_amount = customers["std_amount"].to_numpy()
     mean_nb = customers["mean_nb_tx_per_day"].to_numpy()
     parts = [
-        _generate_day(cfg.seed, g, mean_amount, std_amount, mean_nb, offsets, counts, flat)
+        _generate_day(cfg, g, mean_amount, std_amount, mean_nb, offsets, counts, flat)
         for g in tqdm(
             range(n_gen), desc="simulating days", unit="day", disable=None if progress else True, leave=False
         )
     ]
     tx = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    tx["transaction_id"] = np.arange(1, len(tx["day"]) + 1, dtype=np.int64)
+    if len(tx["day"]) >= SHARD_ID_STRIDE:
+        raise ValueError(f"a shard generates at most {SHARD_ID_STRIDE - 1:,} transactions: use more shards")
+    tx["transaction_id"] = cfg.id_offset + np.arange(1, len(tx["day"]) + 1, dtype=np.int64)
     _apply_scenarios(cfg, tx, n_gen)
 
     term = tx["terminal"]
@@ -447,9 +455,9 @@ def generate_world(cfg: SimConfig, progress: bool = False) -> World:
         {
             "transaction_id": tx["transaction_id"][sel],
             "tx_datetime": utc_sel.astype("datetime64[ns]"),
-            "customer_id": tx["customer"][sel],
+            "customer_id": customers["customer_id"].to_numpy()[tx["customer"][sel]],
             "pan": customers["pan"].to_numpy()[tx["customer"][sel]],
-            "terminal_id": t,
+            "terminal_id": terminals["terminal_id"].to_numpy()[t],
             "tx_amount": amount,
             "tx_fraud": fraud.astype(np.int64),
             "tx_fraud_scenario": tx["scenario"][sel].astype(np.int64),
