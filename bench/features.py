@@ -32,7 +32,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from bench.child import cap_memory, peak_rss_mb, run_child
 from fraud_assets.defs.features.assets import transaction_features
 from fraud_assets.defs.features.checks import FEATURE_CHECKS
 from fraud_assets.defs.features.compute import (
@@ -62,14 +62,6 @@ BENCH = "features"
 FULL_SCALE = 57  # 57 x 1.75M ~ 100M transactions
 ID_STRIDE = 10**9  # transaction ids of copy i start at i * ID_STRIDE (a world has < 10^9)
 TERMINAL_STRIDE = 10**7
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over exec from the parent."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _cpu_seconds() -> float:
@@ -171,38 +163,26 @@ def child_sql(db: str, duckdb_memory: str | None) -> dict:
         "rows": rows,
         "seconds": time.perf_counter() - started,
         "cpu_seconds": _cpu_seconds() - cpu0,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
 def child_reference(db: str, memory_gb: float) -> dict:
     """The plain pandas peer in this process, its address space capped at `memory_gb`."""
-    limit = int(memory_gb * 1024**3)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    cap_memory(memory_gb)
     started, cpu0 = time.perf_counter(), _cpu_seconds()
     try:
         with duckdb.connect(db, read_only=True) as conn:
             tx, labels = _read_cleaned(conn)
         out = baseline_features(tx, labels)
     except MemoryError:
-        return {"oom": True, "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+        return {"oom": True, "seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
     return {
         "rows": len(out),
         "seconds": time.perf_counter() - started,
         "cpu_seconds": _cpu_seconds() - cpu0,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def _run_child(side: str, db: Path, timeout: float = 4 * 3600) -> dict:
-    env = dict(os.environ)
-    cmd = [sys.executable, "-m", "bench.features", side, str(db)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        # Killed (OOM killer) or crashed: report it rather than failing the whole benchmark.
-        return {"failed": True, "returncode": proc.returncode, "stderr": proc.stderr[-500:]}
-    return json.loads(lines[-1])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,7 +355,7 @@ def run(args) -> list[dict]:
             db = tmpdir / f"scale_{k}.duckdb"
             total = replicate(base, db, k)
             for side, label in (("--child-sql", "feature layer"), ("--child-reference", "pandas peer")):
-                res = _run_child(side, db)
+                res = run_child("bench.features", [side, str(db)])
                 name = f"scale {k}x ({total / 1e6:.1f}M tx) {label}"
                 if res.get("oom") or res.get("failed"):
                     note_k = "out of memory" if res.get("oom") else f"failed rc={res.get('returncode')}"
@@ -389,7 +369,7 @@ def run(args) -> list[dict]:
         if full:
             db = tmpdir / "scale_100m.duckdb"
             total = replicate(base, db, FULL_SCALE)
-            res = _run_child("--child-sql", db)
+            res = run_child("bench.features", ["--child-sql", str(db)])
             name = f"100M run ({total / 1e6:.1f}M tx) feature layer"
             if res.get("failed"):
                 rows.append(_row(f"{name} time", "n/a", "", f"failed rc={res.get('returncode')}"))

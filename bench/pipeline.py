@@ -10,7 +10,9 @@ By hand (the fair peer): what a capable data scientist writes for the same resul
 quarantine, tokenisation, lineage or run history: pandas reads every landing file of the world (both
 processors' formats), the 15 handbook baseline features in vectorised pandas (the feature layer's
 reference, defs/features/reference.py) on the same rows, a random forest (the handbook's: 100 trees,
-depth 20) fitted on 2018-07-25..31 with a 7-day label delay, and every transaction scored. Its cleaning is
+depth 20) fitted on 2018-07-25..31 with a 7-day label delay, and every transaction scored; in its own
+process, its address space capped at $FRAUD_BENCH_PEER_MEMORY_GB (default 20) GiB, so a world too large
+for it reads "out of memory". Its cleaning is
 not written: it takes the rows the platform cleaned, so its figure is a lower bound of the by-hand path.
 
 Data: the handbook world in /work/bench-data/handbook (or $FRAUD_BENCH_HANDBOOK) when present, else
@@ -19,6 +21,7 @@ simulated (`--quick`: 60 days, 300 customers). One run each: a backfill takes mi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +35,7 @@ import duckdb
 import pandas as pd
 import psutil
 
+from bench.child import cap_memory, peak_rss_mb, run_child
 from fraud_assets.lib.settings import WAREHOUSE_FILE
 
 BENCH = "pipeline"
@@ -92,6 +96,8 @@ def platform_run(landing: Path, work: Path) -> dict:
     data = work / "data"
     shutil.copytree(landing, data / "landing")
     env = {**os.environ, **KEYS, "FRAUD_DATA_DIR": str(data), "DAGSTER_HOME": str(work / "dagster_home")}
+    # scripts/with-env calls `python`: this interpreter's, also when the bench runs outside `make`.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("FRAUD_FIRST_BUSINESS_DATE", None)  # the landing zone's first day, as `make pipeline` on it
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -183,16 +189,42 @@ def peer_run(landing: Path, db: Path) -> dict:
         "score": t5 - t4,
         "total": t5 - t0 - (t2 - t1),
         "read_rows": read_rows,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def child_peer(landing: str, db: str, memory_gb: float) -> dict:
+    """`peer_run` in this process, its address space capped at `memory_gb` GiB."""
+    cap_memory(memory_gb)
+    try:
+        return peer_run(Path(landing), Path(db))
+    except MemoryError:
+        return {"oom": True, "peak_rss_mb": peak_rss_mb()}
+
+
+def _peer_row(peer: dict, memory_gb: float) -> dict:
+    metric = "by hand (pandas + scikit-learn): files to scores"
+    if "total" not in peer:
+        what = "out of memory" if peer.get("oom") else f"failed (rc {peer.get('returncode')})"
+        return _row(metric, what, "", f"address space capped at {memory_gb:g} GiB")
+    return _row(
+        metric,
+        peer["total"],
+        "s",
+        f"lower bound, no cleaning written: read {peer['read']:.1f}, features {peer['features']:.1f}, "
+        f"fit {peer['fit']:.1f}, score {peer['score']:.1f}; peak {peer['peak_rss_mb'] / 1024:.1f} GiB",
+    )
 
 
 def run(args) -> list[dict]:
     quick = bool(getattr(args, "quick", False))
+    memory_gb = float(os.environ.get("FRAUD_BENCH_PEER_MEMORY_GB", "20"))
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp_dir:
         tmp = Path(tmp_dir)
         landing, what = _landing(tmp, quick)
         platform = platform_run(landing, tmp / "platform")
-        peer = peer_run(landing, tmp / "platform" / "data" / WAREHOUSE_FILE)
+        db = tmp / "platform" / "data" / WAREHOUSE_FILE
+        peer = run_child("bench.pipeline", ["--child-peer", str(landing), str(db), str(memory_gb)])
     n = platform["transactions"]
     jobs = platform["jobs"]
     out = [
@@ -209,27 +241,27 @@ def run(args) -> list[dict]:
     out += [
         _row("make pipeline: with monitoring", platform["total"], "s", "drift, performance, shadow"),
         _row("make pipeline: peak RSS", platform["peak_gib"], "GiB", "the process and its children"),
-        _row(
-            "by hand (pandas + scikit-learn): files to scores",
-            peer["total"],
-            "s",
-            f"lower bound, no cleaning written: read {peer['read']:.1f}, features {peer['features']:.1f}, "
-            f"fit {peer['fit']:.1f}, score {peer['score']:.1f}",
-        ),
-        _row(
-            "platform / by hand",
-            platform["to_scores"] / peer["total"],
-            "x",
-            "the platform adds contracts, quarantine, tokenisation, lineage, 3 model families, governance",
-        ),
+        _peer_row(peer, memory_gb),
     ]
+    if "total" in peer:
+        out.append(
+            _row(
+                "platform / by hand",
+                platform["to_scores"] / peer["total"],
+                "x",
+                "the platform adds contracts, quarantine, tokenisation, lineage, 3 model families, approval",
+            )
+        )
     return out
 
 
 if __name__ == "__main__":
-    import argparse
+    if sys.argv[1:2] == ["--child-peer"]:
+        print(json.dumps(child_peer(sys.argv[2], sys.argv[3], float(sys.argv[4]))), flush=True)
+    else:
+        import argparse
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    for r in run(p.parse_args()):
-        print(r)
+        p = argparse.ArgumentParser()
+        p.add_argument("--quick", action="store_true")
+        for r in run(p.parse_args()):
+            print(r)
