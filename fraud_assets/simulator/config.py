@@ -134,9 +134,7 @@ class SimConfig:
         if self.days < 1:
             raise ValueError("days must be at least 1")
         if self.days * self.shards >= 100_000:
-            raise ValueError(
-                "days x shards must be below 100000 (transaction id ranges are per day and shard)"
-            )
+            raise ValueError("days x shards must be below 100000 (extra ids are allotted per day and shard)")
         if self.customers < 3 or self.terminals < 2:
             raise ValueError("the fraud scenarios need at least 3 customers and 2 terminals")
         if self.seed < 0:

@@ -324,9 +324,7 @@ def simulate(data_dir: str | Path, cfg: SimConfig, progress: bool = False, first
         t1 = time.perf_counter()
         if terminals:
             write([_merchants_file(pd.concat(terminals, ignore_index=True), cfg.start_date)], cfg.start_date)
-        all_defects = pd.concat(defects, ignore_index=True)
-        if cfg.shards > 1:
-            all_defects = _sorted_defects(all_defects)
+        all_defects = _sorted_defects(pd.concat(defects, ignore_index=True))
         truth.close(all_defects)
         seconds["writing"] += time.perf_counter() - t1
 
