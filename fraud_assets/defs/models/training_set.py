@@ -50,18 +50,19 @@ train AS (
     SELECT *, CASE WHEN label = 1 THEN 1.0 ELSE 1000000.0 / {genuine_per_million} END AS weight FROM (
         SELECT f.fold, 'train' AS split, t.*,
                coalesce(r.reported_at <= CAST(f.test_start AS TIMESTAMP), false)::INTEGER AS label
-        FROM _folds f
-        JOIN feats t ON t.business_date BETWEEN f.train_start AND f.train_end
+        FROM _fold_days f
+        JOIN feats t ON t.business_date = f.business_date
         LEFT JOIN first_report r USING (transaction_id)
+        WHERE f.split = 'train'
     )
     WHERE label = 1 OR hash(transaction_id) % 1000000 < {genuine_per_million}
 ),
 test AS (
     SELECT f.fold, 'test' AS split, t.*, (r.reported_at IS NOT NULL)::INTEGER AS label, 1.0 AS weight
-    FROM _folds f
-    JOIN feats t ON t.business_date BETWEEN f.test_start AND f.test_end
+    FROM _fold_days f
+    JOIN feats t ON t.business_date = f.business_date
     LEFT JOIN first_report r USING (transaction_id)
-    WHERE NOT EXISTS (
+    WHERE f.split = 'test' AND NOT EXISTS (
         SELECT 1 FROM {labels} l
         WHERE l.card_token = t.card_token
           AND l.reported_at <= CAST(t.business_date AS TIMESTAMP)
@@ -145,20 +146,26 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
     folds = resolve_folds(config, last)
     cols = feature_columns(conn)
     share = genuine_share_used(conn, config, folds[0])
-    folds_df = pd.DataFrame(
+    # One row per (fold, day): the feature table joins it on equality (a hash join streaming the table),
+    # where a range join on the fold windows would sort the whole table first (tens of GB at 100M rows).
+    fold_days = pd.DataFrame(
         [
             {
                 "fold": f.fold,
-                "train_start": f.train_start,
-                "train_end": f.train_end,
+                "split": split,
+                "business_date": first + timedelta(days=i),
                 "test_start": f.test_start,
-                "test_end": f.test_end,
                 "delay_days": config.delay_days,
             }
             for f in folds
+            for split, first, last in (
+                ("train", f.train_start, f.train_end),
+                ("test", f.test_start, f.test_end),
+            )
+            for i in range((last - first).days + 1)
         ]
     )
-    conn.register("_folds", folds_df)
+    conn.register("_fold_days", fold_days)
     feature_select = ", ".join(f'CAST("{c}" AS DOUBLE) AS "{c}"' for c in cols)
     sql = TRAINING_SET_SQL.format(
         labels=LABELS_TABLE,
@@ -167,7 +174,7 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
         genuine_per_million=round(share * 1_000_000),
     )
     df = conn.execute(sql, [config.known_compromised == "handbook"]).df()
-    conn.unregister("_folds")
+    conn.unregister("_fold_days")
     n = replace_table(conn, TRAINING_SET_TABLE, df.sort_values(["fold", "split", "transaction_id"]))
     return folds, cols, n, share
 
