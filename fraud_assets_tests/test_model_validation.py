@@ -22,6 +22,7 @@ import pytest
 from fraud_assets.defs.features.compute import write_features
 from fraud_assets.defs.models.candidates import read_training_set, train_family
 from fraud_assets.defs.models.common import TRAINING_SET_META
+from fraud_assets.defs.models.snapshots import TrainingSet
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
 from fraud_assets.lib.metrics import classification_metrics
 from fraud_assets.lib.model_io import canonical_model_hash, model_bytes
@@ -56,13 +57,13 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def training(warehouse: Path) -> pd.DataFrame:
+def training(warehouse: Path) -> TrainingSet:
     with duckdb.connect(str(warehouse)) as conn:
-        return read_training_set(conn)
+        return read_training_set(conn, warehouse.with_name("training_set.parquet"))
 
 
 @pytest.fixture(scope="module")
-def fitted(training: pd.DataFrame) -> dict[str, tuple]:
+def fitted(training: TrainingSet) -> dict[str, tuple]:
     """Each family fitted with its production defaults: (model, features, fold metrics)."""
     available = [c for c in training.columns if c not in TRAINING_SET_META]
     out = {}
@@ -72,8 +73,8 @@ def fitted(training: pd.DataFrame) -> dict[str, tuple]:
     return out
 
 
-def _test_rows(training: pd.DataFrame) -> pd.DataFrame:
-    return training[(training["fold"] == 0) & (training["split"] == "test")]
+def _test_rows(training: TrainingSet) -> pd.DataFrame:
+    return training.part(0, "test")
 
 
 def _scores(model, features: list[str], rows: pd.DataFrame) -> np.ndarray:

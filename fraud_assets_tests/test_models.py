@@ -69,9 +69,11 @@ def world_db(tmp_path: Path) -> Path:
     return db
 
 
-def test_fold_metrics_do_not_depend_on_how_many_folds_are_fitted_at_once(trained: Path, monkeypatch):
+def test_fold_metrics_do_not_depend_on_how_many_folds_are_fitted_at_once(
+    trained: Path, tmp_path: Path, monkeypatch
+):
     with connect(trained) as conn:
-        ts = read_training_set(conn)
+        ts = read_training_set(conn, tmp_path / "training_set.parquet")
     available = [c for c in ts.columns if c not in TRAINING_SET_KEYS]
     params = {**FAMILY_DEFAULTS["hist_gradient_boosting"], "max_iter": 20}
     runs = {}
@@ -93,9 +95,11 @@ def test_a_forest_bootstrap_share_counts_rows_not_weights():
     assert full.named_steps["model"].max_samples is None
 
 
-def test_selection_keeps_the_best_point_on_the_older_folds_and_records_every_point(trained: Path):
+def test_selection_keeps_the_best_point_on_the_older_folds_and_records_every_point(
+    trained: Path, tmp_path: Path
+):
     with connect(trained) as conn:
-        ts = read_training_set(conn)
+        ts = read_training_set(conn, tmp_path / "training_set.parquet")
     available = [c for c in ts.columns if c not in TRAINING_SET_KEYS]
     points = search_points("logistic_regression", FAMILY_DEFAULTS["logistic_regression"])
     assert len(points) == len(SEARCH_SPACE["logistic_regression"]) > 1

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,9 @@ from fraud_assets.defs.models.common import (
     TRAINING_SET_TABLE,
 )
 from fraud_assets.defs.models.snapshots import (
-    READ_SQL,
     SNAPSHOTS_TABLE,
     SnapshotError,
+    TrainingSet,
     labels_fingerprint,
     training_set_hash,
     verified_snapshot,
@@ -193,7 +194,7 @@ def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, A
     rebuilt_hash = training_set_hash(conn)
     conn.execute("CREATE SCHEMA snap")
     conn.execute(f"CREATE TABLE snap.training_set AS SELECT * FROM read_parquet('{snapshot['file']}')")
-    snapshot_hash = training_set_hash_of(conn, "snap.training_set")
+    snapshot_hash = training_set_hash(conn, "snap.training_set")
     data: dict[str, Any] = {
         "recorded_data_hash": mv.data_hash,
         "snapshot_data_hash": snapshot_hash,
@@ -208,18 +209,21 @@ def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, A
         data["differences"] = diff_training_sets(conn)
         data["why"] = explain_data(data["differences"], labels_fingerprint(conn, LABELS_TABLE), snapshot)
     report["data"] = data
-    source = TRAINING_SET_TABLE if data["rebuilt_matches"] else "snap.training_set"
-    ts = conn.execute(READ_SQL.replace(TRAINING_SET_TABLE, source)).df()
     report["refit_on"] = "rebuilt training set" if data["rebuilt_matches"] else "archived snapshot"
 
-    # 3. Refit through the candidates' own training code.
-    model, features, fold_metrics, _ = train_family(
-        mv.family, mv.params, ts, mv.feature_columns, seed=mv.seed
-    )
+    # 3. Refit through the candidates' own training code, on the Parquet they read.
+    with tempfile.TemporaryDirectory(prefix="fraud-reproduce-") as tmp:
+        if data["rebuilt_matches"]:
+            ts = TrainingSet.of_table(conn, Path(tmp) / "training_set.parquet")
+        else:
+            ts = TrainingSet(snapshot["file"])
+        model, features, fold_metrics, _ = train_family(
+            mv.family, mv.params, ts, mv.feature_columns, seed=mv.seed
+        )
+        test = ts.part(0, "test", features)
     original_bytes = (store / mv.artifact_path).read_bytes()
     original = load_model(store, mv.artifact_path, mv.artifact_sha256)
     refit_bytes = model_bytes(model)
-    test = ts[(ts["fold"] == 0) & (ts["split"] == "test")]
     with compute_threads():
         diff = np.abs(
             original.predict_proba(test[features])[:, 1] - model.predict_proba(test[features])[:, 1]
@@ -241,12 +245,6 @@ def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, A
     report["reproduced"] = report["model"]["canonical_hash_match"] and report["metrics"]["match"]
     conn.close()
     return report
-
-
-def training_set_hash_of(conn: duckdb.DuckDBPyConnection, table: str) -> str:
-    from fraud_assets.defs.models.common import data_hash
-
-    return data_hash(conn.execute(READ_SQL.replace(TRAINING_SET_TABLE, table)).df())
 
 
 def render(report: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -22,10 +23,9 @@ from fraud_assets.defs.models.common import (
     CODE_VERSION,
     OWNERS,
     TRAINING_SET_META,
-    TRAINING_SET_TABLE,
-    data_hash,
 )
 from fraud_assets.defs.models.schemas import MODEL_VERSIONS_COLUMNS, MODEL_VERSIONS_DESCRIPTIONS
+from fraud_assets.defs.models.snapshots import TrainingSet, training_set_hash, verified_snapshot
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics
 from fraud_assets.lib.model_io import save_model
@@ -110,8 +110,9 @@ def candidate_key(family: str) -> dg.AssetKey:
     return dg.AssetKey(["models", f"candidate_{family}"])
 
 
-def read_training_set(conn) -> pd.DataFrame:
-    return conn.execute(f"SELECT * FROM {TRAINING_SET_TABLE} ORDER BY fold, split, transaction_id").df()
+def read_training_set(conn, path: Path) -> TrainingSet:
+    """models.training_set written to `path` and opened as the candidates read it (tests, notebooks)."""
+    return TrainingSet.of_table(conn, path)
 
 
 def fold_workers(n_folds: int) -> int:
@@ -125,58 +126,55 @@ def _fit_fold(
     family: str,
     params: dict[str, Any],
     train: pd.DataFrame,
-    test: pd.DataFrame,
+    ts: TrainingSet,
+    fold: int,
     features: list[str],
-    seed: int = 0,
-) -> tuple[Any, float, np.ndarray]:
-    """Fit one fold's model and score its test rows: the model, the fit seconds, the scores."""
+    seed: int,
+) -> tuple[Any, float, dict[str, float]]:
+    """Fit one fold's model and score its test rows, read here: the model, the fit seconds, the metrics."""
     model = build_estimator(family, params, seed=seed, n_rows=len(train))
+    test = ts.part(fold, "test", [*features, "business_date", "card_token", "label"])
     with compute_threads():  # per thread: OpenMP's thread count is a per-thread setting
         started = time.perf_counter()
         weight = train["weight"].to_numpy() if "weight" in train else None  # older snapshots have none
         model.fit(train[features], train["label"].to_numpy(), model__sample_weight=weight)
         seconds = time.perf_counter() - started
         scores = model.predict_proba(test[features])[:, 1]
-    return model, seconds, scores
+    metrics = classification_metrics(test[["business_date", "card_token", "label"]].assign(score=scores))
+    metrics.update(fold=float(fold), train_rows=float(len(train)), train_fraud=float(train["label"].sum()))
+    return model, seconds, metrics
 
 
 def train_family(
-    family: str, params: dict[str, Any], ts: pd.DataFrame, available: list[str], seed: int = 0
+    family: str, params: dict[str, Any], ts: TrainingSet, available: list[str], seed: int = 0
 ) -> tuple[Any, list[str], list[dict[str, float]], dict[str, float]]:
     """Train one model per fold, folds in parallel threads (tree building and OpenMP histograms run outside
-    the GIL; threads share the training set and return the forests without copying them). Returns the
-    fold-0 model, its features, per-fold metrics and timings."""
+    the GIL; threads share the training rows and return the forests without copying them). Every fold's
+    training rows are read first; a fold's test rows only while it is scored. Returns the fold-0 model,
+    its features, per-fold metrics and timings."""
     from joblib import Parallel, delayed  # scikit-learn's own dependency; imported on use like sklearn
 
     features = select_features(params["feature_set"], available)
     folds = []
-    for fold in sorted(ts["fold"].unique()):
-        part = ts[ts["fold"] == fold]
-        train, test = part[part["split"] == "train"], part[part["split"] == "test"]
+    for fold in ts.folds:
+        train = ts.part(fold, "train")
         train = train[recent_days(train["business_date"].to_numpy(), int(params.get("train_days") or 0))]
-        if train["label"].nunique() < 2 or test.empty:
+        if train["label"].nunique() < 2 or not ts.rows.get((fold, "test")):
             continue  # a fold without both classes cannot be trained or scored
-        folds.append((int(fold), train, test))
+        folds.append((fold, train))
     if not folds or folds[0][0] != 0:
         raise dg.Failure(f"{family}: fold 0 has no trainable data (needs both fraud and genuine rows)")
     with compute_threads():
         fitted = Parallel(n_jobs=fold_workers(len(folds)), prefer="threads")(
-            delayed(_fit_fold)(family, params, train, test, features, seed) for _, train, test in folds
+            delayed(_fit_fold)(family, params, train, ts, fold, features, seed) for fold, train in folds
         )
-    fold_metrics = []
-    for (fold, train, test), (_, _, scores) in zip(folds, fitted, strict=True):
-        m = classification_metrics(test[["business_date", "card_token", "label"]].assign(score=scores))
-        m["fold"] = float(fold)
-        m["train_rows"] = float(len(train))
-        m["train_fraud"] = float(train["label"].sum())
-        fold_metrics.append(m)
     fit_seconds = [seconds for _, seconds, _ in fitted]
     timing = {"fit_seconds_mean": float(np.mean(fit_seconds)), "fit_seconds_fold0": fit_seconds[0]}
-    return fitted[0][0], features, fold_metrics, timing
+    return fitted[0][0], features, [metrics for _, _, metrics in fitted], timing
 
 
 def select_family(
-    family: str, points: list[dict[str, Any]], ts: pd.DataFrame, available: list[str], seed: int = 0
+    family: str, points: list[dict[str, Any]], ts: TrainingSet, available: list[str], seed: int = 0
 ) -> tuple[dict[str, Any], Any, list[str], list[dict[str, float]], dict[str, float], list[dict[str, Any]]]:
     """Train every configuration prequentially and keep the best on folds 1.. (`best_point`): its
     parameters, fold-0 model, features, fold metrics and timings, and one row per configuration tried (what
@@ -244,9 +242,12 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         params = config.model_dump()
         search, wide = params.pop("search"), params.pop("wide_search")
+        # Trained on the signed snapshot of the training set it finds: exactly the data its registry row
+        # names, read outside the warehouse (a long fit must not hold its lock).
         with duckdb.get_connection() as conn:
-            ts = read_training_set(conn)
-        # Train outside the connection: a long fit must not hold the warehouse.
+            digest = training_set_hash(conn)
+            snapshot = verified_snapshot(conn, model_store.path, model_store.signer(), digest)
+        ts = TrainingSet(snapshot["file"])
         available = [c for c in ts.columns if c not in TRAINING_SET_META]
         params, model, features, fold_metrics, timing, searched = select_family(
             family, search_points(family, params, wide) if search else [params], ts, available
@@ -259,7 +260,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
             "n_folds_used": float(len(fold_metrics)),
             **search_metrics(searched),
         }
-        f0_rows = ts[ts["fold"] == 0]
+        (train_start, train_end), (test_start, test_end) = ts.dates(0, "train"), ts.dates(0, "test")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         version = f"{FAMILY_KINDS[family]}-{stamp}-{context.run.run_id[:8]}"
         rel_path, sha = save_model(model, model_store.path, version)
@@ -268,13 +269,13 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
             family=family,
             params=params,
             feature_columns=features,
-            train_start=f0_rows.loc[f0_rows["split"] == "train", "business_date"].min().date(),
-            train_end=f0_rows.loc[f0_rows["split"] == "train", "business_date"].max().date(),
+            train_start=train_start,
+            train_end=train_end,
             delay_days=None,
-            test_start=f0_rows.loc[f0_rows["split"] == "test", "business_date"].min().date(),
-            test_end=f0_rows.loc[f0_rows["split"] == "test", "business_date"].max().date(),
+            test_start=test_start,
+            test_end=test_end,
             n_folds=len(fold_metrics),
-            data_hash=data_hash(ts),
+            data_hash=digest,
             code_version=f"{CODE_VERSION}+sklearn{SKLEARN_VERSION}",
             metrics=metrics,
             artifact_path=rel_path,

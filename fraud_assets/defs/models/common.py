@@ -64,7 +64,15 @@ def feature_columns(
     return cols
 
 
-def data_hash(df: pd.DataFrame) -> str:
-    """SHA-256 of a frame's content, independent of row order."""
-    ordered = df.sort_values(list(df.columns[:3])).reset_index(drop=True)
-    return hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes()).hexdigest()
+HASH_CHUNK_VECTORS = 512  # x 2048 rows: about a million rows per chunk
+
+
+def data_hash(conn: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """SHA-256 of a query's rows in the query's order (pandas row hashes, as read by DuckDB's pandas
+    conversion): read a million rows at a time, so a training set of any size hashes in bounded memory, to
+    the value it would have read whole."""
+    digest = hashlib.sha256()
+    conn.execute(sql)
+    while not (chunk := conn.fetch_df_chunk(HASH_CHUNK_VECTORS)).empty:
+        digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

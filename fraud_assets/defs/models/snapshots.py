@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from fraud_assets.defs.models.common import LABELS_TABLE, TRAINING_SET_TABLE, data_hash
 from fraud_assets.lib.model_io import sha256_file
 from fraud_assets.lib.signing import Signer
+from fraud_assets.lib.warehouse import sql_string
 
 SNAPSHOTS_TABLE = "models.data_snapshots"
 SNAPSHOT_DIR = "snapshots"
@@ -74,8 +76,67 @@ def labels_fingerprint(conn: duckdb.DuckDBPyConnection, labels: str = LABELS_TAB
     return int(n), as_of, digest
 
 
-def training_set_hash(conn: duckdb.DuckDBPyConnection) -> str:
-    return data_hash(conn.execute(READ_SQL).df())
+def training_set_hash(conn: duckdb.DuckDBPyConnection, table: str = TRAINING_SET_TABLE) -> str:
+    return data_hash(conn, READ_SQL.replace(TRAINING_SET_TABLE, table))
+
+
+class TrainingSet:
+    """A training set as archived in Parquet, read one (fold, split) at a time through a private in-memory
+    DuckDB, in READ_SQL's order: a candidate holds every fold's training rows but only the test windows it
+    is scoring (at a network's volume each is millions of rows), and never the warehouse's lock. Thread
+    safe: each read uses its own cursor."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._db = duckdb.connect()
+        self._scan = f"read_parquet({sql_string(self.path)})"
+        self.columns: list[str] = [
+            d[0] for d in self._db.execute(f"DESCRIBE SELECT * FROM {self._scan}").fetchall()
+        ]
+        self.rows: dict[tuple[int, str], int] = {
+            (int(fold), split): int(n)
+            for fold, split, n in self._db.execute(
+                f"SELECT fold, split, count(*) FROM {self._scan} GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        }
+        self.folds: list[int] = sorted({fold for fold, _ in self.rows})
+
+    def part(self, fold: int, split: str, columns: list[str] | None = None) -> pd.DataFrame:
+        select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        return (
+            self._db.cursor()
+            .execute(
+                f"SELECT {select} FROM {self._scan} WHERE fold = ? AND split = ? ORDER BY transaction_id",
+                [fold, split],
+            )
+            .df()
+        )
+
+    def dates(self, fold: int, split: str) -> tuple[Any, Any]:
+        """First and last business date of a fold's split."""
+        return (
+            self._db.cursor()
+            .execute(
+                "SELECT CAST(min(business_date) AS DATE), CAST(max(business_date) AS DATE) "
+                f"FROM {self._scan} WHERE fold = ? AND split = ?",
+                [fold, split],
+            )
+            .fetchall()[0]
+        )
+
+    @classmethod
+    def of_table(
+        cls, conn: duckdb.DuckDBPyConnection, path: Path, table: str = TRAINING_SET_TABLE
+    ) -> TrainingSet:
+        """`table` written to `path` as a training run archives it, and read back."""
+        export_training_set(conn, path, table)
+        return cls(path)
+
+
+def export_training_set(conn: duckdb.DuckDBPyConnection, path: Path, table: str = TRAINING_SET_TABLE) -> None:
+    conn.execute(
+        f"COPY ({READ_SQL.replace(TRAINING_SET_TABLE, table)}) TO '{path}' (FORMAT parquet, COMPRESSION zstd)"
+    )
 
 
 def archive_training_set(
@@ -96,7 +157,7 @@ def archive_training_set(
     target = Path(store_root) / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    conn.execute(f"COPY ({READ_SQL}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+    export_training_set(conn, tmp)
     os.replace(tmp, target)
     n_labels, as_of, labels_sha = labels_fingerprint(conn)
     record = {

@@ -66,11 +66,13 @@ test AS (
         SELECT 1 FROM {labels} l
         WHERE l.card_token = t.card_token
           AND l.reported_at <= CAST(t.business_date AS TIMESTAMP)
-          AND (NOT ? OR (l.tx_datetime >= CAST(f.test_start - to_days(f.delay_days + 7) AS TIMESTAMP)
+          AND (NOT {handbook} OR (l.tx_datetime >= CAST(f.test_start - to_days(f.delay_days + 7) AS TIMESTAMP)
                          AND l.tx_datetime < CAST(t.business_date AS TIMESTAMP) - to_days(f.delay_days)))
     )
 )
-SELECT * FROM train UNION ALL BY NAME SELECT * FROM test
+-- business_date as TIMESTAMP: the declared schema (schemas.py) and the data hashes recorded so far
+SELECT * REPLACE (CAST(business_date AS TIMESTAMP) AS business_date)
+FROM (SELECT * FROM train UNION ALL BY NAME SELECT * FROM test)
 """
 
 
@@ -172,10 +174,12 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
         features=FEATURES_TABLE,
         feature_select=feature_select,
         genuine_per_million=round(share * 1_000_000),
+        handbook=str(config.known_compromised == "handbook").upper(),
     )
-    df = conn.execute(sql, [config.known_compromised == "handbook"]).df()
+    # Written by the engine, never through pandas: at a network's volume the test windows alone are tens
+    # of millions of rows. Readers order it (snapshots.READ_SQL).
+    n = replace_table(conn, TRAINING_SET_TABLE, sql)
     conn.unregister("_fold_days")
-    n = replace_table(conn, TRAINING_SET_TABLE, df.sort_values(["fold", "split", "transaction_id"]))
     return folds, cols, n, share
 
 
