@@ -28,6 +28,43 @@ CARD_PRECISION_DEFINITION = (
 )
 
 
+class CardPrecision:
+    """Card Precision@k of one evaluation, fed its days in increasing order (`day`): it remembers the cards
+    detected so far, so a caller can stream days it cannot hold at once (a network's scores)."""
+
+    def __init__(
+        self,
+        k: int = 100,
+        *,
+        card_col: str = "card_token",
+        score_col: str = "score",
+        label_col: str = "label",
+        known_since: pd.Series | None = None,
+    ):
+        self.k, self.card_col, self.score_col, self.label_col = k, card_col, score_col, label_col
+        self.known_since = known_since
+        self.detected: set = set()
+
+    def day(self, day_key, day: pd.DataFrame) -> float:
+        """CP@k of `day`'s rows (transactions of the day `day_key`)."""
+        removed = set(self.detected)
+        if self.known_since is not None and len(self.known_since):
+            removed.update(self.known_since.index[self.known_since <= pd.Timestamp(day_key)])
+        if removed:
+            day = day[~day[self.card_col].isin(removed)]
+        cards = (
+            day.groupby(self.card_col, sort=False)
+            .agg(score=(self.score_col, "max"), label=(self.label_col, "max"))
+            .rename_axis("card")
+            .reset_index()
+        )
+        # Ties by card token: the same figure whatever order the rows arrive in.
+        top = cards.sort_values(["score", "card"], ascending=[False, True], kind="mergesort").head(self.k)
+        hits = top.loc[top["label"] == 1, "card"]
+        self.detected.update(hits)
+        return len(hits) / self.k
+
+
 def card_precision_by_day(
     df: pd.DataFrame,
     k: int = 100,
@@ -43,25 +80,10 @@ def card_precision_by_day(
     `known_since` maps a card token to the time its first fraud was reported; such a card is removed from
     every day starting at or after that time. The days are evaluated in order, so a card detected on one
     day is removed from the later ones: pass every day of one evaluation together."""
-    detected: set = set()
-    per_day: dict = {}
-    for day_key, day in sorted(df.groupby(day_col), key=lambda kv: kv[0]):
-        removed = set(detected)
-        if known_since is not None and len(known_since):
-            removed.update(known_since.index[known_since <= pd.Timestamp(day_key)])
-        if removed:
-            day = day[~day[card_col].isin(removed)]
-        cards = (
-            day.groupby(card_col, sort=False)
-            .agg(score=(score_col, "max"), label=(label_col, "max"))
-            .rename_axis("card")
-            .reset_index()
-        )
-        # Ties by card token: the same figure whatever order the rows arrive in.
-        top = cards.sort_values(["score", "card"], ascending=[False, True], kind="mergesort").head(k)
-        hits = top.loc[top["label"] == 1, "card"]
-        per_day[day_key] = len(hits) / k
-        detected.update(hits)
+    cp = CardPrecision(
+        k, card_col=card_col, score_col=score_col, label_col=label_col, known_since=known_since
+    )
+    per_day = {key: cp.day(key, day) for key, day in sorted(df.groupby(day_col), key=lambda kv: kv[0])}
     return pd.Series(per_day, dtype=float)
 
 

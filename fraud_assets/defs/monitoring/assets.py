@@ -18,7 +18,7 @@ from fraud_assets.defs.features.compute import BASELINE_COLUMNS, LABEL_DELAY_DAY
 from fraud_assets.defs.monitoring.metrics import average_precision, psi, psi_status
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.metrics import card_precision_by_day
+from fraud_assets.lib.metrics import CardPrecision
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 
@@ -359,6 +359,16 @@ def known_compromised_since(conn: duckdb.DuckDBPyConnection) -> pd.Series:
     )
 
 
+# One scored day: a transaction is fraud as known now iff it has a report (cleaned.labels keeps the earliest).
+DAY_PERFORMANCE_SQL = f"""
+SELECT s.model_version, s.score, t.card_token, (l.transaction_id IS NOT NULL)::INTEGER AS is_fraud
+FROM {SCORES_TABLE} s
+JOIN {TRANSACTIONS_TABLE} t USING (transaction_id)
+LEFT JOIN (SELECT DISTINCT transaction_id FROM {LABELS_TABLE}) l USING (transaction_id)
+WHERE s.business_date = ? AND t.business_date = ?
+"""
+
+
 def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Per scored day and model version: AP and Card Precision@100 against labels known now. Card
     Precision follows each version over its scored days in order (a card it detected on one day is
@@ -367,39 +377,30 @@ def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     if not all(table_exists(conn, t) for t in needed):
         return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchone()[0]
-    # A transaction is fraud as known at `as_of` iff it has a report (cleaned.labels keeps the earliest).
-    scored = conn.execute(
-        f"""
-        SELECT CAST(s.business_date AS DATE) AS business_date, s.model_version, s.score, t.card_token,
-               (l.transaction_id IS NOT NULL)::INTEGER AS is_fraud
-        FROM {SCORES_TABLE} s
-        JOIN {TRANSACTIONS_TABLE} t USING (transaction_id)
-        LEFT JOIN (SELECT DISTINCT transaction_id FROM {LABELS_TABLE}) l USING (transaction_id)
-        """
-    ).df()
-    if scored.empty:
-        return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
-    known_since = known_compromised_since(conn)
-    card_precision = {
-        version: card_precision_by_day(part, TOP_K_CARDS, label_col="is_fraud", known_since=known_since)
-        for version, part in scored.groupby("model_version", sort=True)
-    }
+    days = conn.execute(f"SELECT DISTINCT business_date FROM {SCORES_TABLE} ORDER BY 1").fetchall()
+    known_since = known_compromised_since(conn) if days else None
+    trackers: dict[str, CardPrecision] = {}
     rows = []
-    for (day, version), part in scored.groupby(["business_date", "model_version"], sort=True):
-        rows.append(
-            {
-                "business_date": pd.Timestamp(day).date(),
-                "model_version": str(version),
-                "n_transactions": len(part),
-                "n_frauds": int(part["is_fraud"].sum()),
-                "average_precision": average_precision(part["is_fraud"], part["score"]),
-                "card_precision_at_100": float(card_precision[version][day]),
-                "matured": as_of is not None
-                and pd.Timestamp(day) + pd.Timedelta(days=MATURITY_DAYS + 1) <= pd.Timestamp(as_of),
-                "labels_as_of": as_of,
-                "computed_at": _now(),
-            }
-        )
+    for (day,) in days:  # one day in memory at a time: a network's scores are billions of rows
+        scored = conn.execute(DAY_PERFORMANCE_SQL, [day, day]).df()
+        for version, part in scored.groupby("model_version", sort=True):
+            cp = trackers.setdefault(
+                version, CardPrecision(TOP_K_CARDS, label_col="is_fraud", known_since=known_since)
+            )
+            rows.append(
+                {
+                    "business_date": day,
+                    "model_version": str(version),
+                    "n_transactions": len(part),
+                    "n_frauds": int(part["is_fraud"].sum()),
+                    "average_precision": average_precision(part["is_fraud"], part["score"]),
+                    "card_precision_at_100": cp.day(day, part),
+                    "matured": as_of is not None
+                    and pd.Timestamp(day) + pd.Timedelta(days=MATURITY_DAYS + 1) <= pd.Timestamp(as_of),
+                    "labels_as_of": as_of,
+                    "computed_at": _now(),
+                }
+            )
     return pd.DataFrame(rows, columns=list(PERFORMANCE_COLUMNS))
 
 
