@@ -8,10 +8,14 @@ automation can follow.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TypeVar
 
 import dagster as dg
 
 from fraud_assets.lib import settings
+
+T = TypeVar("T")
 
 
 def _business_date_partitions() -> dg.DailyPartitionsDefinition:
@@ -38,6 +42,21 @@ def consecutive_blocks(days: list[str]) -> list[list[str]]:
         blocks[-1].append(key)
         previous = day
     return blocks
+
+
+def day_batches(days: Sequence[T], rows: Mapping[T, int], max_rows: int) -> Iterator[list[T]]:
+    """`days`, in their order, cut into batches of whole days that close once they hold `max_rows` rows:
+    a reader of a range holds about `max_rows` rows whatever the range's length."""
+    batch: list[T] = []
+    held = 0
+    for day in days:
+        batch.append(day)
+        held += rows.get(day, 0)
+        if held >= max_rows:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
 
 
 def day_span(days: list[str]) -> str:

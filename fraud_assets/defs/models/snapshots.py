@@ -80,6 +80,11 @@ def training_set_hash(conn: duckdb.DuckDBPyConnection, table: str = TRAINING_SET
     return data_hash(conn, READ_SQL.replace(TRAINING_SET_TABLE, table))
 
 
+# A training set up to this many rows keeps the parts it has read (a search reads each part once per
+# configuration); a larger one reads them again on each use, so memory stays bounded.
+CACHED_ROWS = 3_000_000
+
+
 class TrainingSet:
     """A training set as archived in Parquet, read one (fold, split) at a time through a private in-memory
     DuckDB, in READ_SQL's order: a candidate holds every fold's training rows but only the test windows it
@@ -100,8 +105,20 @@ class TrainingSet:
             ).fetchall()
         }
         self.folds: list[int] = sorted({fold for fold, _ in self.rows})
+        self._cache: dict[tuple[int, str], pd.DataFrame] | None = (
+            {} if sum(self.rows.values()) <= CACHED_ROWS else None
+        )
 
     def part(self, fold: int, split: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The rows of one fold's split (all columns, or `columns`); not to be modified in place."""
+        if self._cache is None:
+            return self._read(fold, split, columns)
+        if (fold, split) not in self._cache:
+            self._cache[(fold, split)] = self._read(fold, split, None)
+        whole = self._cache[(fold, split)]
+        return whole[columns] if columns else whole
+
+    def _read(self, fold: int, split: str, columns: list[str] | None) -> pd.DataFrame:
         select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
         return (
             self._db.cursor()

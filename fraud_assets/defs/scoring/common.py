@@ -11,6 +11,7 @@ import pandas as pd
 
 from fraud_assets.defs.models.common import FEATURES_TABLE, OWNERS  # noqa: F401 (re-exported)
 from fraud_assets.lib.model_selection import compute_threads, model_cores
+from fraud_assets.lib.partitions import day_batches
 from fraud_assets.lib.registry import CHAMPION, ModelVersion, alias_history, current_alias, load_version
 
 SCORES_TABLE = "scoring.transaction_scores"
@@ -54,19 +55,12 @@ def scored_days(conn, model, columns: list[str], days: list[str]) -> Iterator[pd
         ["datediff('day', DATE '1970-01-01', business_date) AS _day"]
         + [c for c in dict.fromkeys(["transaction_id", "card_token", *columns]) if c != "business_date"]
     )
-    batch: list[str] = []
-    rows = 0
-    for i, day in enumerate(days):
-        batch.append(day)
-        rows += counts.get(day, 0)
-        if i + 1 < len(days) and rows < SCORE_BATCH_ROWS:
-            continue
+    for batch in day_batches(days, counts, SCORE_BATCH_ROWS):
         feats = conn.execute(
             f"SELECT {select} FROM {FEATURES_TABLE} WHERE CAST(business_date AS VARCHAR) IN "
             "(SELECT unnest(?::VARCHAR[])) ORDER BY business_date",
             [batch],
         ).df()
-        batch, rows = [], 0
         if feats.empty:
             continue
         yield pd.DataFrame(
