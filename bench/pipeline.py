@@ -130,12 +130,17 @@ def platform_run(landing: Path, work: Path) -> dict:
             ended[current] = time.monotonic() - started
     code = proc.wait()
     peak = rss.stop()
+    total = time.monotonic() - started
     if code != 0:
         tail = (work / "pipeline.stderr").read_text().splitlines()[-30:]
-        raise RuntimeError(f"make pipeline failed (exit {code}); jobs done: {jobs}\n" + "\n".join(tail))
+        if "scoring_job" not in jobs:
+            raise RuntimeError(f"make pipeline failed (exit {code}); jobs done: {jobs}\n" + "\n".join(tail))
+        # Every day was scored: the figure the bench is for stands; the monitoring failure is reported.
+        print(f"[bench] monitoring failed (exit {code}):\n" + "\n".join(tail), file=sys.stderr)
+        total = None
     scored = max(t for job, t in ended.items() if job != "monitoring_job")
     rows = _count(data / WAREHOUSE_FILE)
-    return {"jobs": jobs, "to_scores": scored, "total": time.monotonic() - started, "peak_gib": peak, **rows}
+    return {"jobs": jobs, "to_scores": scored, "total": total, "peak_gib": peak, "exit": code, **rows}
 
 
 def _count(db: Path) -> dict:
@@ -248,7 +253,11 @@ def run(args) -> list[dict]:
     ]
     out += [_row(f"  {job}", seconds, "s", "one run") for job, seconds in jobs.items()]
     out += [
-        _row("make pipeline: with monitoring", platform["total"], "s", "drift, performance, shadow"),
+        _row("make pipeline: with monitoring", platform["total"], "s", "drift, performance, shadow")
+        if platform["total"] is not None
+        else _row(
+            "make pipeline: with monitoring", "failed", "", f"exit {platform['exit']}, after every day scored"
+        ),
         _row("make pipeline: peak RSS", platform["peak_gib"], "GiB", "the process and its children"),
         _peer_row(peer, memory_gb),
     ]

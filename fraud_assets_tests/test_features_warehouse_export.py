@@ -1,13 +1,16 @@
-"""lib/warehouse.replace_partition's Parquet exports: one file per partition, written in one pass."""
+"""lib/warehouse.replace_partition's Parquet exports: one file per partition, written in one pass; its
+batched form (replace_partition_batches) writes the same way."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
-from fraud_assets.lib.warehouse import replace_partition
+from fraud_assets.lib.warehouse import replace_partition, replace_partition_batches
 
 SOURCE = """SELECT range AS id, DATE '2018-04-01' + CAST(range % 3 AS INTEGER) AS business_date,
                    range * 1.5 AS amount
@@ -96,3 +99,57 @@ def test_an_arrow_write_that_rolls_back_publishes_no_file(conn, tmp_path):
     assert f.read_bytes() == before
     assert conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall() == table
     assert not [p for p in _export_dir(tmp_path).iterdir() if p.name.startswith(".")]  # no staging left
+
+
+EVENTS_COLUMNS = [("id", "BIGINT"), ("business_date", "DATE"), ("amount", "DOUBLE")]
+
+
+def _day_batches(conn, days: list[str]):
+    """Batches built from the connection being written, one day each (as scoring reads its features)."""
+    for day in days:
+        yield conn.execute(f"SELECT * FROM ({SOURCE}) WHERE business_date = DATE '{day}'").df()
+
+
+def test_batches_replace_the_partitions_and_export_them_as_one_source_would(conn, tmp_path):
+    keys = ["2018-04-01", "2018-04-02", "2018-04-03"]
+    replace_partition(conn, "demo.events", SOURCE, "business_date", keys)
+    whole = conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall()
+    files = {k: (_export_dir(tmp_path) / f"business_date={k}" / "data.parquet").read_bytes() for k in keys}
+    conn.execute("DELETE FROM demo.events WHERE id < 10")  # stale rows the replacement must remove
+    n = replace_partition_batches(
+        conn, "demo.events", EVENTS_COLUMNS, _day_batches(conn, keys), "business_date", keys
+    )
+    assert n == 30
+    assert conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall() == whole
+    for k in keys:
+        exported = pd.read_parquet(_export_dir(tmp_path) / f"business_date={k}" / "data.parquet")
+        assert sorted(exported["id"]) == sorted(pd.read_parquet(io.BytesIO(files[k]))["id"])
+
+
+def test_no_batch_creates_the_declared_table_and_empty_partition_files(conn, tmp_path):
+    assert (
+        replace_partition_batches(conn, "demo.events", EVENTS_COLUMNS, [], "business_date", ["2018-04-01"])
+        == 0
+    )
+    assert conn.execute("DESCRIBE demo.events").fetchall()[1][:2] == ("business_date", "DATE")
+    empty = pd.read_parquet(_export_dir(tmp_path) / "business_date=2018-04-01" / "data.parquet")
+    assert empty.empty
+    assert list(empty.columns) == ["id", "business_date", "amount"]
+
+
+def test_a_batch_that_fails_part_way_leaves_the_previous_rows_and_files(conn, tmp_path):
+    """The batches are one transaction: rows already inserted by earlier batches roll back with it."""
+    keys = ["2018-04-01", "2018-04-02", "2018-04-03"]
+    replace_partition(conn, "demo.events", SOURCE, "business_date", keys)
+    before = conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall()
+    f = _export_dir(tmp_path) / "business_date=2018-04-01" / "data.parquet"
+    exported = f.read_bytes()
+
+    def failing():
+        yield from _day_batches(conn, keys[:2])
+        raise RuntimeError("model failed on the third day")
+
+    with pytest.raises(RuntimeError, match="third day"):
+        replace_partition_batches(conn, "demo.events", EVENTS_COLUMNS, failing(), "business_date", keys)
+    assert conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall() == before
+    assert f.read_bytes() == exported

@@ -250,6 +250,41 @@ def replace_partitions(
     return written
 
 
+def replace_partition_batches(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    batches: Iterable[pd.DataFrame | pa.Table],
+    partition_column: str,
+    partition_keys: Sequence[str],
+) -> int:
+    """`replace_partition` for rows produced in batches (a backfill's scores): the rows of
+    `partition_keys` are deleted and each batch inserted as it arrives, all in ONE transaction, so memory
+    holds one batch however long the range and a failure part-way leaves the previous rows. `columns`
+    (name, SQL type) create the table on first write, also when no batch comes. The batches may read
+    from `conn`: they run inside the transaction. Returns the number of rows written."""
+    ensure_schema(conn, table)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns)})")
+    in_keys = _key_filter(conn, table, partition_column, partition_keys)
+    name = "_fraud_assets_partition_batch"
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
+        for batch in batches:
+            conn.register(name, batch)
+            try:
+                conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
+            finally:
+                conn.unregister(name)
+        written = int(conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    _export_partitions(conn, table, partition_column, partition_keys)
+    return written
+
+
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, source: str | pd.DataFrame) -> int:
     """Atomically replace a whole table with `source` (SQL or DataFrame)."""
     ensure_schema(conn, table)

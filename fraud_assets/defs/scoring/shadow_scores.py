@@ -23,12 +23,11 @@ from fraud_assets.defs.scoring.schemas import SHADOW_COLUMNS, SHADOW_DESCRIPTION
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.registry import CHAMPION, current_alias, load_version, pending_version
-from fraud_assets.lib.warehouse import replace_partition, table_metadata
+from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
 
 SHADOW_TABLE = "scoring.shadow_scores"
 SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
-_DDL = f"CREATE TABLE IF NOT EXISTS {SHADOW_TABLE} ({', '.join(f'{c} {t}' for c, t in SHADOW_COLUMNS)})"
 
 
 def champion_scores(conn, day: str) -> pd.Series:
@@ -61,28 +60,31 @@ def shadow_scores(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, model_store: ModelStore
 ) -> dg.MaterializeResult:
     days = list(context.partition_keys)
+    columns = [c for c, _ in SHADOW_COLUMNS]
     with duckdb.get_connection() as conn:
-        conn.execute("CREATE SCHEMA IF NOT EXISTS scoring")
-        conn.execute(_DDL)
         version = pending_version(conn)
         champion = current_alias(conn, CHAMPION)
-        frames, psis = [], {}
-        if version is not None:
+        psis: dict[str, float] = {}
+
+        def batches():
+            # Written batch by batch as scored (memory holds one batch of days, however long the range).
+            if version is None:
+                return
             model, mv = load_version(conn, model_store.path, version, model_store.signer())
             scored_at = datetime.now(UTC).replace(tzinfo=None)
             for batch in scored_days(conn, model, mv.feature_columns, days):
-                frames.append(
-                    batch.assign(model_version=version, champion_version=champion, scored_at=scored_at)
-                )
                 for day, scores in batch.groupby("business_date")["score"]:
                     psis[day.isoformat()] = psi(champion_scores(conn, day.isoformat()), scores)
-        columns = [c for c, _ in SHADOW_COLUMNS]
-        out = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-        n = replace_partition(conn, SHADOW_TABLE, out, "business_date", days)
+                rows = batch.assign(model_version=version, champion_version=champion, scored_at=scored_at)
+                yield rows[columns]
+
+        n = replace_partition_batches(conn, SHADOW_TABLE, SHADOW_COLUMNS, batches(), "business_date", days)
+        where = "CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
+        mean = conn.execute(f"SELECT avg(score) FROM {SHADOW_TABLE} WHERE {where}", [days]).fetchone()[0]
         md = table_metadata(
             conn,
             SHADOW_TABLE,
-            where="CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
+            where=where,
             params=[days],
             descriptions=SHADOW_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
@@ -90,7 +92,7 @@ def shadow_scores(
                 "challenger": version or "none",
                 "champion": champion or "none",
                 "rows_scored": n,
-                "mean_score": float(out["score"].mean()) if n else 0.0,
+                "mean_score": float(mean) if n else 0.0,
             },
         )
     finite = [v for v in psis.values() if v == v]

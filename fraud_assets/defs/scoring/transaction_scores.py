@@ -4,7 +4,6 @@ import time
 from datetime import UTC, datetime
 
 import dagster as dg
-import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.scoring.common import (
@@ -17,7 +16,7 @@ from fraud_assets.defs.scoring.common import (
 from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS, SCORES_LINEAGE
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions
-from fraud_assets.lib.warehouse import replace_partition, table_metadata
+from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
 
 CHAMPION_KEY = dg.AssetKey(["models", "champion"])
@@ -46,20 +45,26 @@ def transaction_scores(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, model_store: ModelStore
 ) -> dg.MaterializeResult:
     days = list(context.partition_keys)
+    columns = [c for c, _ in SCORES_COLUMNS]
     with duckdb.get_connection() as conn:
         model, mv = champion_model(conn, model_store)
-        t0 = time.perf_counter()
-        frames = list(scored_days(conn, model, mv.feature_columns, days))
-        seconds = time.perf_counter() - t0
         scored_at = datetime.now(UTC).replace(tzinfo=None)
-        columns = [c for c, _ in SCORES_COLUMNS]
-        frames = [f.assign(model_version=mv.model_version, scored_at=scored_at)[columns] for f in frames]
-        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-        n = replace_partition(conn, SCORES_TABLE, out, "business_date", days)
+        t0 = time.perf_counter()
+        # Each batch of days is written as it is scored: a backfill of 100M transactions never sits in memory.
+        batches = (
+            batch.assign(model_version=mv.model_version, scored_at=scored_at)[columns]
+            for batch in scored_days(conn, model, mv.feature_columns, days)
+        )
+        n = replace_partition_batches(conn, SCORES_TABLE, SCORES_COLUMNS, batches, "business_date", days)
+        seconds = time.perf_counter() - t0
+        where = "CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
+        mean, p99 = conn.execute(
+            f"SELECT avg(score), quantile_cont(score, 0.99) FROM {SCORES_TABLE} WHERE {where}", [days]
+        ).fetchone()
         md = table_metadata(
             conn,
             SCORES_TABLE,
-            where="CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
+            where=where,
             params=[days],
             descriptions=SCORES_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
@@ -67,8 +72,8 @@ def transaction_scores(
                 "model_version": mv.model_version,
                 "rows_scored": n,
                 "rows_per_second": float(n / seconds) if seconds > 0 and n else 0.0,
-                "mean_score": float(out["score"].mean()) if n else 0.0,
-                "p99_score": float(out["score"].quantile(0.99)) if n else 0.0,
+                "mean_score": float(mean) if n else 0.0,
+                "p99_score": float(p99) if n else 0.0,
                 COLUMN_LINEAGE_KEY: SCORES_LINEAGE,
             },
         )
