@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import dagster as dg
@@ -146,6 +147,14 @@ def test_a_range_run_builds_the_same_alerts_and_drivers_as_one_run_per_day(score
     one_by_one = pd.concat([_alerts(scored, [day]) for day in DAYS], ignore_index=True)
     assert len(together) == 100
     pd.testing.assert_frame_equal(together, one_by_one)
+
+
+def test_a_range_ranked_in_batches_of_days_builds_the_same_alerts(scored: Path, monkeypatch):
+    """A backfill ranks its days in batches (memory bounded by a batch, not the range): same queue."""
+    whole = _alerts(scored, DAYS)
+    module = importlib.import_module("fraud_assets.defs.scoring.fraud_alerts")  # the package names the asset
+    monkeypatch.setattr(module, "ALERT_BATCH_ROWS", 1)  # one day per batch
+    pd.testing.assert_frame_equal(_alerts(scored, DAYS), whole)
 
 
 def test_a_day_with_fewer_cards_than_k_alerts_on_every_card(scored: Path):

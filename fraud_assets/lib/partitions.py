@@ -59,6 +59,23 @@ def day_batches(days: Sequence[T], rows: Mapping[T, int], max_rows: int) -> Iter
         yield batch
 
 
+def validate_keys(partition_keys: Sequence[str]) -> list[dt.date]:
+    """Partition keys as dates; raises on anything that is not YYYY-MM-DD (keys reach SQL text)."""
+    if not partition_keys:
+        raise ValueError("no partition keys to compute")
+    return sorted({dt.date.fromisoformat(k) for k in partition_keys})
+
+
+def dates_filter(partition_keys: Sequence[str] | None, column: str = "business_date") -> str:
+    """`column` within these business dates as typed literals (zone maps skip the other row groups);
+    TRUE for no keys. Keys are validated dates, so the text is safe to inline."""
+    if not partition_keys:
+        return "TRUE"
+    dates = validate_keys(partition_keys)
+    listed = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)
+    return f"{column} BETWEEN DATE '{dates[0]}' AND DATE '{dates[-1]}' AND {column} IN ({listed})"
+
+
 def day_span(days: list[str]) -> str:
     """Consecutive business dates as a run key, tag or message shows them: `2018-04-01 to 2018-04-05`.
     A word between the dates: two dates joined by punctuation read as one 16-digit number, which the

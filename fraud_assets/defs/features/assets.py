@@ -12,13 +12,12 @@ from fraud_assets.defs.features.compute import (
     LOOKBACK_DAYS,
     PRODUCTION_COLUMNS,
     TABLE,
-    dates_filter,
     write_features,
 )
 from fraud_assets.defs.features.lineage import COLUMN_LINEAGE
 from fraud_assets.defs.features.spark.launcher import write_features_on_spark
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.warehouse import table_metadata
 from fraud_assets.resources import FeatureEngine
 

@@ -27,11 +27,9 @@ from fraud_assets.defs.features.compute import (
     FLAG_COLUMNS,
     LOOKBACK_DAYS,
     TABLE,
-    dates_filter,
-    validate_keys,
 )
 from fraud_assets.lib.contracts import partition_span, partitioned_asset_check
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter, validate_keys
 from fraud_assets.lib.warehouse import table_exists
 
 NAIVE_SQL_PATH = Path(__file__).with_name("naive_recompute.sql")

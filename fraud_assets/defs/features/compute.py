@@ -24,6 +24,7 @@ import pyarrow as pa
 from fraud_assets.defs.features import rows as derive
 from fraud_assets.defs.features.windows import KNOWN_FRAUD_COUNTERS, card_windows, terminal_windows
 from fraud_assets.lib.feature_columns import BASELINE_COLUMNS, ID_COLUMNS
+from fraud_assets.lib.partitions import validate_keys
 from fraud_assets.lib.warehouse import replace_partition
 
 TABLE = "features.transaction_features"
@@ -144,23 +145,6 @@ COLUMNS: tuple[tuple[str, str], ...] = tuple(
     )
     for c in ID_COLUMNS + FEATURE_COLUMNS
 )
-
-
-def validate_keys(partition_keys: Sequence[str]) -> list[dt.date]:
-    """Partition keys as dates; raises on anything that is not YYYY-MM-DD (keys reach SQL text)."""
-    if not partition_keys:
-        raise ValueError("no partition keys to compute")
-    return sorted({dt.date.fromisoformat(k) for k in partition_keys})
-
-
-def dates_filter(partition_keys: Sequence[str] | None, column: str = "business_date") -> str:
-    """`column` within these business dates as typed literals (zone maps skip the other row groups);
-    TRUE for no keys. Keys are validated dates, so the text is safe to inline."""
-    if not partition_keys:
-        return "TRUE"
-    dates = validate_keys(partition_keys)
-    listed = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)
-    return f"{column} BETWEEN DATE '{dates[0]}' AND DATE '{dates[-1]}' AND {column} IN ({listed})"
 
 
 def render_sql(partition_keys: Sequence[str]) -> str:

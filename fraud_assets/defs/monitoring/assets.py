@@ -128,6 +128,13 @@ class ReferenceRows:
     def __init__(self, conn: duckdb.DuckDBPyConnection):
         self.conn = conn
         self.days: dict[tuple[str, str], pd.DataFrame] = {}
+        self._history_start: pd.Timestamp | None = None
+
+    def history_start(self) -> pd.Timestamp:
+        """The first business day of the history, read once per run (a scan of a 100M-row column)."""
+        if self._history_start is None:
+            self._history_start = _history_start(self.conn)
+        return self._history_start
 
     def window(self, table: str, cols: list[str], lo: str | None, hi: str) -> pd.DataFrame:
         if lo is None:
@@ -215,7 +222,7 @@ def compute_drift(
     lo, hi = _reference_window(conn, day)
     if cur.empty or lo is None:
         return empty
-    start = _history_start(conn)
+    start = reference.history_start()
     ref = reference.window(FEATURES_TABLE, ["business_date", *features], lo, hi)
     rows = [_compare(f, ref, cur, start) for f in features]
     if table_exists(conn, SCORES_TABLE):

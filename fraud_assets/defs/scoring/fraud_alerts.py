@@ -1,6 +1,5 @@
 """`scoring/fraud_alerts`: the investigators' queue, the top-k cards of each business day."""
 
-import datetime as dt
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -19,7 +18,7 @@ from fraud_assets.defs.scoring.common import (
 )
 from fraud_assets.defs.scoring.schemas import ALERTS_COLUMNS, ALERTS_DESCRIPTIONS, DEFAULT_N_DRIVERS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter, day_batches
 from fraud_assets.lib.registry import load_version
 from fraud_assets.lib.warehouse import replace_partition, table_metadata
 from fraud_assets.resources import ModelStore
@@ -75,19 +74,20 @@ def drivers(model, rows: pd.DataFrame, medians: np.ndarray, columns: list[str], 
     ]
 
 
-def _days_filter(days: list[str]) -> str:
-    """The business dates as typed literals (validated dates: safe to inline; zone maps skip other days)."""
-    listed = ", ".join(f"DATE '{dt.date.fromisoformat(d).isoformat()}'" for d in days)
-    return f"business_date IN ({listed})"
+# Days ranked per batch of about this many scores: the ranking's window functions and the features'
+# medians (a median holds its values and cannot spill) then hold a batch, not a backfill's 100M scores.
+ALERT_BATCH_ROWS = 2_000_000
 
 
 def alerts_for_days(
-    conn, days: list[str], config: FraudAlertsConfig, model_store: ModelStore
+    conn, days: list[str], config: FraudAlertsConfig, model_store: ModelStore, models: dict | None = None
 ) -> tuple[pd.DataFrame, int]:
     """The alert rows of these business days and the number of cards scored on them: the queue ranked
-    in SQL (TOP_CARDS_SQL), one read of the alerts' features and the days' medians, one model load and
-    one batched predict per model version (one unless the champion changed within the range)."""
-    where = _days_filter(days)
+    in SQL (TOP_CARDS_SQL), one read of the alerts' features and the days' medians, one batched predict
+    per model version (one unless the champion changed within the range), each model loaded once per
+    `models` cache."""
+    models = {} if models is None else models
+    where = dates_filter(days)
     top = conn.execute(TOP_CARDS_SQL.format(scores=SCORES_TABLE, where=where), [config.top_k]).df()
     n_cards = conn.execute(
         f"SELECT count(*) FROM (SELECT DISTINCT business_date, card_token FROM {SCORES_TABLE} WHERE {where})"
@@ -100,7 +100,9 @@ def alerts_for_days(
     top = top.merge(feats, on="transaction_id", how="left")
     reasons: list[list[tuple]] = [[] for _ in range(len(top))]
     for version in top["model_version"].unique().tolist():
-        model, mv = load_version(conn, model_store.path, version, model_store.signer())
+        if version not in models:
+            models[version] = load_version(conn, model_store.path, version, model_store.signer())
+        model, mv = models[version]
         columns = mv.feature_columns
         medians = conn.execute(
             "SELECT business_date, "
@@ -166,7 +168,20 @@ def fraud_alerts(
 ) -> dg.MaterializeResult:
     days = list(context.partition_keys)
     with duckdb.get_connection() as conn:
-        alerts, n_cards = alerts_for_days(conn, days, config, model_store)
+        counts = dict(
+            conn.execute(
+                f"SELECT CAST(business_date AS VARCHAR), count(*) FROM {SCORES_TABLE} "
+                f"WHERE {dates_filter(days)} GROUP BY 1"
+            ).fetchall()
+        )
+        models: dict = {}
+        parts = [
+            alerts_for_days(conn, batch, config, model_store, models)
+            for batch in day_batches(days, counts, ALERT_BATCH_ROWS)
+        ]
+        frames = [a for a, _ in parts if not a.empty] or [parts[0][0]]
+        alerts = pd.concat(frames, ignore_index=True)
+        n_cards = sum(c for _, c in parts)
         n = replace_partition(conn, ALERTS_TABLE, alerts, "business_date", days)
         md = table_metadata(
             conn,

@@ -19,7 +19,8 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.defs.features.compute import COLUMNS, TABLE, validate_keys
+from fraud_assets.defs.features.compute import COLUMNS, TABLE
+from fraud_assets.lib.partitions import validate_keys
 from fraud_assets.lib.warehouse import replace_partition, sql_string
 from fraud_assets.resources import FeatureEngine
 
