@@ -3,13 +3,17 @@ the alert queue, and the two are compared on the same matured days."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
+from fraud_assets.defs.monitoring.assets import known_compromised_since
 from fraud_assets.defs.monitoring.shadow_comparison import shadow_comparison, shadow_summary
 from fraud_assets.lib import registry
+from fraud_assets.lib.metrics import card_precision_by_day
 from fraud_assets.resources import build_resources
 from fraud_assets_tests.conftest import TEST_PAN_KEY, TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
@@ -101,6 +105,23 @@ def test_champion_and_challenger_are_compared_on_the_same_matured_days(shadowed:
     assert (summary["shadow_days"], summary["matured_days"]) == (2, 2)
     assert md["challenger"].value == pending
     assert "latest_matured_challenger_ap" in md  # plotted per day in the UI
+
+
+def test_the_comparison_read_in_batches_of_days_is_the_one_of_all_days_at_once(shadowed: Path, monkeypatch):
+    """Days are read in batches (memory bounded at a network's volume): one day per batch gives the same
+    rows, and Card Precision follows each model over the days as card_precision_by_day does on all."""
+    module = importlib.import_module("fraud_assets.defs.monitoring.shadow_comparison")
+    with connect(shadowed) as conn:
+        whole = module.compute_shadow_comparison(conn).drop(columns="computed_at")
+        monkeypatch.setattr(module, "SHADOW_BATCH_ROWS", 1)
+        by_day = module.compute_shadow_comparison(conn).drop(columns="computed_at")
+        paired = conn.execute(module.PAIRED_SQL, ["2000-01-01", "2100-01-01"] * 2).df()
+        known_since = known_compromised_since(conn)
+    pd.testing.assert_frame_equal(by_day, whole)
+    assert len(whole) == len(DAYS)
+    for m in module.MODELS:
+        expected = card_precision_by_day(paired, 100, score_col=f"{m}_score", known_since=known_since)
+        assert whole[f"{m}_cp_at_100"].tolist() == expected.tolist()
 
 
 def test_the_approval_evidence_carries_the_shadow_comparison(shadowed: Path, tmp_path: Path):

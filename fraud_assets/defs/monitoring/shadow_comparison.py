@@ -19,7 +19,8 @@ from fraud_assets.defs.monitoring.assets import known_compromised_since
 from fraud_assets.defs.monitoring.metrics import average_precision, psi
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, TOP_K_CARDS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.metrics import card_precision_by_day
+from fraud_assets.lib.metrics import CardPrecision
+from fraud_assets.lib.partitions import day_batches
 from fraud_assets.lib.warehouse import replace_table, table_exists, table_metadata
 
 OWNERS = ["team:fraud-data-science"]
@@ -52,7 +53,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("computed_at", "TIMESTAMP", "UTC time of computation"),
 ]
 
-# The two models' scores of every shadow-scored transaction, with the label known now.
+# The two models' scores of the shadow-scored transactions of days [?, ?], with the label known now. The
+# date range on both score tables lets their zone maps skip the other days.
 PAIRED_SQL = f"""
 SELECT s.business_date, s.model_version AS challenger_version, c.model_version AS champion_version,
        s.card_token, c.score AS champion_score, s.score AS challenger_score,
@@ -60,7 +62,9 @@ SELECT s.business_date, s.model_version AS challenger_version, c.model_version A
 FROM {SHADOW_TABLE} s
 JOIN {SCORES_TABLE} c USING (transaction_id)
 LEFT JOIN (SELECT DISTINCT transaction_id FROM {LABELS_TABLE}) l USING (transaction_id)
+WHERE s.business_date BETWEEN ? AND ? AND c.business_date BETWEEN ? AND ?
 """
+SHADOW_BATCH_ROWS = 2_000_000
 
 
 class ShadowComparisonConfig(dg.Config):
@@ -102,19 +106,25 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
     if not all(table_exists(conn, t) for t in (SHADOW_TABLE, SCORES_TABLE, LABELS_TABLE)):
         return pd.DataFrame(columns=columns)
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchall()[0][0]
-    paired = conn.execute(PAIRED_SQL).df()
-    known_since = known_compromised_since(conn)
+    counts = dict(conn.execute(f"SELECT business_date, count(*) FROM {SHADOW_TABLE} GROUP BY 1").fetchall())
+    known_since = known_compromised_since(conn) if counts else None
+    trackers: dict[tuple, dict[str, CardPrecision]] = {}
+    keys = ["business_date", "challenger_version", "champion_version"]
     rows = []
-    pairs = paired.groupby(["challenger_version", "champion_version"], sort=True, dropna=False)
-    for (challenger, champion), pair in pairs:
-        # Card Precision follows each model over the pair's shadow days in order (lib/metrics.py).
-        card_precision = {
-            m: card_precision_by_day(
-                pair, TOP_K_CARDS, score_col=f"{m}_score", label_col="label", known_since=known_since
+    # Whole days in batches of about SHADOW_BATCH_ROWS pairs, in order: memory bounded at a network's
+    # volume, Card Precision following each model of each (challenger, champion) pair over its days.
+    for batch in day_batches(sorted(counts), counts, SHADOW_BATCH_ROWS):
+        paired = conn.execute(PAIRED_SQL, [batch[0], batch[-1], batch[0], batch[-1]]).df()
+        for (day, challenger, champion), part in paired.groupby(keys, sort=True, dropna=False):
+            cps = trackers.setdefault(
+                (challenger, champion),
+                {
+                    m: CardPrecision(
+                        TOP_K_CARDS, score_col=f"{m}_score", label_col="label", known_since=known_since
+                    )
+                    for m in MODELS
+                },
             )
-            for m in MODELS
-        }
-        for day, part in pair.groupby("business_date", sort=True):
             matured = as_of is not None and pd.Timestamp(day) + pd.Timedelta(
                 days=MATURITY_DAYS + 1
             ) <= pd.Timestamp(as_of)
@@ -123,15 +133,12 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
                     "business_date": pd.Timestamp(day).date(),
                     "challenger_version": challenger,
                     "champion_version": champion,
-                    **_day_row(
-                        part, bool(matured), budget, {m: float(card_precision[m][day]) for m in MODELS}
-                    ),
+                    **_day_row(part, bool(matured), budget, {m: cps[m].day(day, part) for m in MODELS}),
                     "budget": budget,
                     "labels_as_of": as_of,
                     "computed_at": datetime.now(UTC).replace(tzinfo=None),
                 }
             )
-    keys = ["business_date", "challenger_version", "champion_version"]
     return pd.DataFrame(rows, columns=columns).sort_values(keys, kind="stable", ignore_index=True)
 
 
