@@ -11,8 +11,16 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.defs.monitoring.assets import BASELINE_FEATURES, feature_drift, model_performance
+from fraud_assets.defs.monitoring import assets as monitoring_assets
+from fraud_assets.defs.monitoring.assets import (
+    BASELINE_FEATURES,
+    compute_performance,
+    feature_drift,
+    known_compromised_since,
+    model_performance,
+)
 from fraud_assets.defs.monitoring.metrics import psi, psi_status
+from fraud_assets.lib.metrics import card_precision_by_day
 
 DAYS = pd.date_range("2018-04-01", periods=10, freq="D")
 
@@ -137,6 +145,23 @@ def test_performance_is_computed_per_day_and_only_matured_days_count(tmp_path):
     # The score orders transactions exactly as the fraud rule does: perfect AP.
     assert md["latest_matured_ap"].value == pytest.approx(1.0)
     assert result.get_asset_check_evaluations()[0].passed
+
+
+def test_performance_read_in_batches_of_days_is_the_one_of_all_days_at_once(tmp_path, monkeypatch):
+    """Scored days are read in batches (memory bounded at a network's volume): one day per batch gives the
+    same rows, Card Precision following the version over its days as card_precision_by_day does on all."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:
+        whole = compute_performance(conn).drop(columns="computed_at")
+        monkeypatch.setattr(monitoring_assets, "PERFORMANCE_BATCH_ROWS", 1)
+        by_day = compute_performance(conn).drop(columns="computed_at")
+        scored = conn.execute(monitoring_assets.BATCH_PERFORMANCE_SQL, ["2000-01-01", "2100-01-01"] * 2).df()
+        expected = card_precision_by_day(
+            scored, 100, label_col="is_fraud", known_since=known_compromised_since(conn)
+        )
+    pd.testing.assert_frame_equal(by_day, whole)
+    assert whole["card_precision_at_100"].tolist() == expected.tolist()
 
 
 def test_decayed_model_fails_the_performance_check_with_error_severity(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from fraud_assets.cli.reproduce import main, reproduce
+from fraud_assets.defs.models.snapshots import current_digest, training_set_hash
 from fraud_assets.lib import registry
 from fraud_assets.lib.signing import Signer
 from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
@@ -109,3 +110,26 @@ def test_the_command_prints_the_verdict_and_exits_zero_when_reproduced(world, ca
     assert "canonical model hash: MATCH" in out
     assert "REPRODUCED: yes" in out
     assert (tmp_path / "r.json").stat().st_size > 0
+
+
+def _comment(conn) -> str | None:
+    return conn.execute(
+        "SELECT comment FROM duckdb_tables() WHERE schema_name = 'models' AND table_name = 'training_set'"
+    ).fetchone()[0]
+
+
+def test_the_training_set_names_its_snapshot_until_it_is_rewritten(world):
+    """Candidates find their snapshot by the hash the table carries (no rehash of 100M rows); a rewrite of
+    the table drops it, and the hash is then computed from the content again."""
+    data_dir, _ = world
+    with connect(data_dir) as conn:
+        archived = {r[0] for r in conn.execute("SELECT data_hash FROM models.data_snapshots").fetchall()}
+        assert _comment(conn) is not None
+        assert current_digest(conn) == training_set_hash(conn)
+        assert current_digest(conn) in archived
+        conn.execute(
+            "CREATE OR REPLACE TABLE models.training_set AS SELECT * FROM models.training_set WHERE fold = 0"
+        )
+        assert _comment(conn) is None
+        assert current_digest(conn) == training_set_hash(conn)
+        assert current_digest(conn) not in archived

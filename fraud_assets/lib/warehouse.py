@@ -262,7 +262,8 @@ def replace_partition_batches(
     `partition_keys` are deleted and each batch inserted as it arrives, all in ONE transaction, so memory
     holds one batch however long the range and a failure part-way leaves the previous rows. `columns`
     (name, SQL type) create the table on first write, also when no batch comes. The batches may read
-    from `conn`: they run inside the transaction. Returns the number of rows written."""
+    from `conn`: they run inside the transaction, which lasts the whole range, so writers of the table
+    must take turns (the assets' `pool="duckdb"`). Returns the number of rows written."""
     ensure_schema(conn, table)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns)})")
     in_keys = _key_filter(conn, table, partition_column, partition_keys)

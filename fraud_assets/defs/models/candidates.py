@@ -25,7 +25,7 @@ from fraud_assets.defs.models.common import (
     TRAINING_SET_META,
 )
 from fraud_assets.defs.models.schemas import MODEL_VERSIONS_COLUMNS, MODEL_VERSIONS_DESCRIPTIONS
-from fraud_assets.defs.models.snapshots import TrainingSet, training_set_hash, verified_snapshot
+from fraud_assets.defs.models.snapshots import TrainingSet, current_digest, verified_snapshot
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics
 from fraud_assets.lib.model_io import save_model
@@ -245,7 +245,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         # Trained on the signed snapshot of the training set it finds: exactly the data its registry row
         # names, read outside the warehouse (a long fit must not hold its lock).
         with duckdb.get_connection() as conn:
-            digest = _training_set_digest(context, conn)
+            digest = current_digest(conn)
             snapshot = verified_snapshot(conn, model_store.path, model_store.signer(), digest)
         ts = TrainingSet(snapshot["file"])
         available = [c for c in ts.columns if c not in TRAINING_SET_META]
@@ -317,14 +317,6 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=md)
 
     return _candidate
-
-
-def _training_set_digest(context: dg.AssetExecutionContext, conn) -> str:
-    """The data hash models/training_set recorded when it last wrote the table (its snapshot's name);
-    hashed again when this instance holds no such record."""
-    event = context.instance.get_latest_materialization_event(TRAINING_SET_KEY)
-    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return str(metadata["data_hash"].value) if "data_hash" in metadata else training_set_hash(conn)
 
 
 def _with_delay(mv: ModelVersion) -> ModelVersion:

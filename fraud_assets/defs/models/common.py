@@ -1,4 +1,4 @@
-"""Shared by the models and scoring layers: asset conventions, table names, reading the training set."""
+"""Shared by the models and scoring layers: asset conventions, table names, the data hash of a query."""
 
 from __future__ import annotations
 

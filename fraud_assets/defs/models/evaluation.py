@@ -111,7 +111,11 @@ def evaluation(
         candidates = latest_candidates(conn)
         if not candidates:
             raise dg.Failure("no candidate in models.model_versions: materialise the candidates first")
-        test = conn.execute(f"SELECT * FROM {TRAINING_SET_TABLE} WHERE fold = 0 AND split = 'test'").df()
+        # In the snapshot's order: the table's own row order is the engine's, and the cost curve's sums
+        # should not move in the last bits from one run to the next.
+        test = conn.execute(
+            f"SELECT * FROM {TRAINING_SET_TABLE} WHERE fold = 0 AND split = 'test' ORDER BY transaction_id"
+        ).df()
         signer = model_store.signer()
         loaded = {
             mv.model_version: load_version(conn, model_store.path, mv.model_version, signer)[0]

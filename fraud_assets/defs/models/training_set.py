@@ -70,7 +70,7 @@ test AS (
                          AND l.tx_datetime < CAST(t.business_date AS TIMESTAMP) - to_days(f.delay_days)))
     )
 )
--- business_date as TIMESTAMP: the declared schema (schemas.py) and the data hashes recorded so far
+-- business_date as TIMESTAMP: the declared schema (schemas.py)
 SELECT * REPLACE (CAST(business_date AS TIMESTAMP) AS business_date)
 FROM (SELECT * FROM train UNION ALL BY NAME SELECT * FROM test)
 """

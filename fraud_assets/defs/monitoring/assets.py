@@ -387,7 +387,11 @@ def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     if not all(table_exists(conn, t) for t in needed):
         return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchone()[0]
-    counts = dict(conn.execute(f"SELECT business_date, count(*) FROM {SCORES_TABLE} GROUP BY 1").fetchall())
+    counts = dict(
+        conn.execute(
+            f"SELECT business_date, count(*) FROM {SCORES_TABLE} WHERE business_date IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
     known_since = known_compromised_since(conn) if counts else None
     trackers: dict[str, CardPrecision] = {}
     rows = []

@@ -106,7 +106,11 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
     if not all(table_exists(conn, t) for t in (SHADOW_TABLE, SCORES_TABLE, LABELS_TABLE)):
         return pd.DataFrame(columns=columns)
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchall()[0][0]
-    counts = dict(conn.execute(f"SELECT business_date, count(*) FROM {SHADOW_TABLE} GROUP BY 1").fetchall())
+    counts = dict(
+        conn.execute(
+            f"SELECT business_date, count(*) FROM {SHADOW_TABLE} WHERE business_date IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
     known_since = known_compromised_since(conn) if counts else None
     trackers: dict[tuple, dict[str, CardPrecision]] = {}
     keys = ["business_date", "challenger_version", "champion_version"]

@@ -186,8 +186,7 @@ def fraud_alerts(
         md = table_metadata(
             conn,
             ALERTS_TABLE,
-            where="CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
-            params=[days],
+            where=dates_filter(days),
             descriptions=ALERTS_DESCRIPTIONS,
             preview_columns=["alert_rank", "score", "transaction_id", "tx_amount", "drivers"],
             extra={

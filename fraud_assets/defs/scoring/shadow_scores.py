@@ -21,7 +21,7 @@ from fraud_assets.defs.scoring.common import (
 )
 from fraud_assets.defs.scoring.schemas import SHADOW_COLUMNS, SHADOW_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.registry import CHAMPION, current_alias, load_version, pending_version
 from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
@@ -79,13 +79,12 @@ def shadow_scores(
                 yield rows[columns]
 
         n = replace_partition_batches(conn, SHADOW_TABLE, SHADOW_COLUMNS, batches(), "business_date", days)
-        where = "CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
-        mean = conn.execute(f"SELECT avg(score) FROM {SHADOW_TABLE} WHERE {where}", [days]).fetchone()[0]
+        where = dates_filter(days)
+        mean = conn.execute(f"SELECT avg(score) FROM {SHADOW_TABLE} WHERE {where}").fetchone()[0]
         md = table_metadata(
             conn,
             SHADOW_TABLE,
             where=where,
-            params=[days],
             descriptions=SHADOW_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
             extra={

@@ -15,7 +15,7 @@ from fraud_assets.defs.scoring.common import (
 )
 from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS, SCORES_LINEAGE
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
 
@@ -57,15 +57,14 @@ def transaction_scores(
         )
         n = replace_partition_batches(conn, SCORES_TABLE, SCORES_COLUMNS, batches, "business_date", days)
         seconds = time.perf_counter() - t0
-        where = "CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
+        where = dates_filter(days)
         mean, p99 = conn.execute(
-            f"SELECT avg(score), quantile_cont(score, 0.99) FROM {SCORES_TABLE} WHERE {where}", [days]
+            f"SELECT avg(score), quantile_cont(score, 0.99) FROM {SCORES_TABLE} WHERE {where}"
         ).fetchone()
         md = table_metadata(
             conn,
             SCORES_TABLE,
             where=where,
-            params=[days],
             descriptions=SCORES_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
             extra={
