@@ -31,7 +31,7 @@ from fraud_assets.defs.cleaned.transform import (
 from fraud_assets.defs.raw import assets as raw
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.pan import mask_pans
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.warehouse import (
     ensure_schema,
     replace_partition,
@@ -46,7 +46,6 @@ __all__ = ["CARDS_SQL", "FX_SQL", "LABELS_SQL", "REFERENCE_REASONS", "TERMINALS_
 OWNERS = ["team:fraud-data-science"]
 GROUP = "cleaned"
 CHUNK_DAYS = 31
-PARTITION_FILTER = "CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
 
 TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
 REF_QUAR = "cleaned.reference_quarantine"
@@ -312,7 +311,7 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
 )
 def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     keys = list(context.partition_keys)
-    where = PARTITION_FILTER
+    where = dates_filter(keys)
     with duckdb.get_connection() as conn:
         totals = clean_partitions(conn, keys)
         by_reason = totals.pop("by_reason")
@@ -323,7 +322,6 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 TX,
                 descriptions=schemas.COLUMN_DESCRIPTIONS,
                 where=where,
-                params=[keys],
                 extra={**{k: int(v) for k, v in totals.items()}, "partitions_written": len(keys)},
             ),
         )
@@ -334,7 +332,6 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 QUAR,
                 descriptions=schemas.COLUMN_DESCRIPTIONS,
                 where=where,
-                params=[keys],
                 extra={
                     "quarantined_rows": int(totals["quarantined_rows"]),
                     "quarantine_by_reason": dg.MetadataValue.json(by_reason),
@@ -344,9 +341,7 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
         )
         yield dg.MaterializeResult(
             asset_key=["cleaned", "reconciliation"],
-            metadata=table_metadata(
-                conn, RECON, descriptions=schemas.COLUMN_DESCRIPTIONS, where=where, params=[keys]
-            ),
+            metadata=table_metadata(conn, RECON, descriptions=schemas.COLUMN_DESCRIPTIONS, where=where),
         )
 
 

@@ -19,7 +19,7 @@ from fraud_assets.defs.raw.register import build_register
 from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS, COLUMNS, select_sql
 from fraud_assets.defs.raw.text_reader import LandingChanged
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.token_keys import TOKEN_COLUMN, ensure_token_key
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 from fraud_assets.resources import LandingZone, PanTokenizer
@@ -105,8 +105,7 @@ def _ingested_files(conn, source: str, business_dates: Sequence[str] | None = No
     sql = "SELECT * FROM raw.file_register WHERE status = 'ingested' AND source = ?"
     params: list[object] = [source]
     if business_dates is not None:
-        sql += " AND CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))"
-        params.append(list(business_dates))
+        sql += f" AND {dates_filter(business_dates)}" if business_dates else " AND FALSE"
     return conn.execute(sql + " ORDER BY business_date, source_file", params).df()
 
 
@@ -183,8 +182,7 @@ def authorizations(
             conn,
             "raw.authorizations",
             descriptions=COLUMN_DESCRIPTIONS,
-            where="CAST(business_date AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))",
-            params=[keys],
+            where=dates_filter(keys),
             extra={
                 "rows_acq_a": counts.get("acq_a", 0),
                 "rows_acq_b": counts.get("acq_b", 0),
