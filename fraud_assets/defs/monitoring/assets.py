@@ -6,6 +6,7 @@ checks raise WARN/ERROR; the retraining trigger (defs/models/sensors.py) reads t
 """
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -379,6 +380,21 @@ WHERE s.business_date BETWEEN ? AND ? AND t.business_date BETWEEN ? AND ?
 PERFORMANCE_BATCH_ROWS = 2_000_000
 
 
+def day_batch_frames(
+    conn: duckdb.DuckDBPyConnection, table: str, sql: str, max_rows: int
+) -> Iterator[pd.DataFrame]:
+    """`sql` (parameters: first and last day of a batch, twice) over the days of `table`, in increasing
+    batches of whole days holding about `max_rows` of its rows: monitoring's memory stays bounded at a
+    network's volume, and a metric that follows days in order (Card Precision) sees them in order."""
+    counts = dict(
+        conn.execute(
+            f"SELECT business_date, count(*) FROM {table} WHERE business_date IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
+    for batch in day_batches(sorted(counts), counts, max_rows):
+        yield conn.execute(sql, [batch[0], batch[-1], batch[0], batch[-1]]).df()
+
+
 def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Per scored day and model version: AP and Card Precision@100 against labels known now. Card
     Precision follows each version over its scored days in order (a card it detected on one day is
@@ -387,18 +403,10 @@ def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     if not all(table_exists(conn, t) for t in needed):
         return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchone()[0]
-    counts = dict(
-        conn.execute(
-            f"SELECT business_date, count(*) FROM {SCORES_TABLE} WHERE business_date IS NOT NULL GROUP BY 1"
-        ).fetchall()
-    )
-    known_since = known_compromised_since(conn) if counts else None
+    known_since = known_compromised_since(conn)
     trackers: dict[str, CardPrecision] = {}
     rows = []
-    # Whole days in batches of about PERFORMANCE_BATCH_ROWS scores, in order: memory bounded at a network's
-    # volume, Card Precision following each version over its days.
-    for batch in day_batches(sorted(counts), counts, PERFORMANCE_BATCH_ROWS):
-        scored = conn.execute(BATCH_PERFORMANCE_SQL, [batch[0], batch[-1], batch[0], batch[-1]]).df()
+    for scored in day_batch_frames(conn, SCORES_TABLE, BATCH_PERFORMANCE_SQL, PERFORMANCE_BATCH_ROWS):
         for (ts, version), part in scored.groupby(["business_date", "model_version"], sort=True):
             day = pd.Timestamp(ts).date()
             cp = trackers.setdefault(

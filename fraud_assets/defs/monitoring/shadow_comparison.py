@@ -15,12 +15,11 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_assets.defs.monitoring.assets import known_compromised_since
+from fraud_assets.defs.monitoring.assets import day_batch_frames, known_compromised_since
 from fraud_assets.defs.monitoring.metrics import average_precision, psi
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, TOP_K_CARDS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import CardPrecision
-from fraud_assets.lib.partitions import day_batches
 from fraud_assets.lib.warehouse import replace_table, table_exists, table_metadata
 
 OWNERS = ["team:fraud-data-science"]
@@ -106,19 +105,12 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
     if not all(table_exists(conn, t) for t in (SHADOW_TABLE, SCORES_TABLE, LABELS_TABLE)):
         return pd.DataFrame(columns=columns)
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchall()[0][0]
-    counts = dict(
-        conn.execute(
-            f"SELECT business_date, count(*) FROM {SHADOW_TABLE} WHERE business_date IS NOT NULL GROUP BY 1"
-        ).fetchall()
-    )
-    known_since = known_compromised_since(conn) if counts else None
+    known_since = known_compromised_since(conn)
     trackers: dict[tuple, dict[str, CardPrecision]] = {}
     keys = ["business_date", "challenger_version", "champion_version"]
     rows = []
-    # Whole days in batches of about SHADOW_BATCH_ROWS pairs, in order: memory bounded at a network's
-    # volume, Card Precision following each model of each (challenger, champion) pair over its days.
-    for batch in day_batches(sorted(counts), counts, SHADOW_BATCH_ROWS):
-        paired = conn.execute(PAIRED_SQL, [batch[0], batch[-1], batch[0], batch[-1]]).df()
+    # Card Precision follows each model of each (challenger, champion) pair over its days.
+    for paired in day_batch_frames(conn, SHADOW_TABLE, PAIRED_SQL, SHADOW_BATCH_ROWS):
         for (day, challenger, champion), part in paired.groupby(keys, sort=True, dropna=False):
             cps = trackers.setdefault(
                 (challenger, champion),
