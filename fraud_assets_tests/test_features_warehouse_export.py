@@ -4,6 +4,7 @@ batched form (replace_partition_batches) writes the same way."""
 from __future__ import annotations
 
 import io
+import weakref
 from pathlib import Path
 
 import duckdb
@@ -153,3 +154,27 @@ def test_a_batch_that_fails_part_way_leaves_the_previous_rows_and_files(conn, tm
         replace_partition_batches(conn, "demo.events", EVENTS_COLUMNS, failing(), "business_date", keys)
     assert conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall() == before
     assert f.read_bytes() == exported
+    assert not _staging_tables(conn)
+
+
+def _staging_tables(conn) -> list:
+    return conn.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_staging%'").fetchall()
+
+
+def test_each_batch_is_released_once_written(conn, tmp_path):
+    """Memory holds one batch, whatever the range: a DataFrame registered inside an open transaction
+    stays referenced by DuckDB until COMMIT (a 100M-row backfill of scores ran out of memory so)."""
+    keys = [f"2018-04-{d:02d}" for d in range(1, 7)]
+    written = []
+
+    def batches():
+        for i, key in enumerate(keys):
+            if i >= 2:
+                assert written[i - 2]() is None, f"batch {i - 2} still referenced while batch {i} is built"
+            frame = pd.DataFrame({"id": [i], "business_date": [pd.Timestamp(key).date()], "amount": [1.0]})
+            written.append(weakref.ref(frame))
+            yield frame
+
+    n = replace_partition_batches(conn, "demo.events", EVENTS_COLUMNS, batches(), "business_date", keys)
+    assert n == 6
+    assert not _staging_tables(conn)
