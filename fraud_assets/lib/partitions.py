@@ -68,9 +68,12 @@ def validate_keys(partition_keys: Sequence[str]) -> list[dt.date]:
 
 def dates_filter(partition_keys: Sequence[str] | None, column: str = "business_date") -> str:
     """`column` within these business dates as typed literals (zone maps skip the other row groups);
-    TRUE for no keys. Keys are validated dates, so the text is safe to inline."""
-    if not partition_keys:
+    TRUE for None (an unpartitioned step: every day), FALSE for an empty list (no day: never widened to
+    the whole table). Keys are validated dates, so the text is safe to inline."""
+    if partition_keys is None:
         return "TRUE"
+    if not partition_keys:
+        return "FALSE"
     dates = validate_keys(partition_keys)
     listed = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)
     return f"{column} BETWEEN DATE '{dates[0]}' AND DATE '{dates[-1]}' AND {column} IN ({listed})"

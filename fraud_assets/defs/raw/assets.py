@@ -105,7 +105,7 @@ def _ingested_files(conn, source: str, business_dates: Sequence[str] | None = No
     sql = "SELECT * FROM raw.file_register WHERE status = 'ingested' AND source = ?"
     params: list[object] = [source]
     if business_dates is not None:
-        sql += f" AND {dates_filter(business_dates)}" if business_dates else " AND FALSE"
+        sql += f" AND {dates_filter(business_dates)}"
     return conn.execute(sql + " ORDER BY business_date, source_file", params).df()
 
 
