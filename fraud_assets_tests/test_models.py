@@ -20,6 +20,7 @@ from fraud_assets.defs.models.candidates import (
 from fraud_assets.defs.models.champion import champion as champion_asset
 from fraud_assets.defs.models.common import TRAINING_SET_META
 from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
+from fraud_assets.defs.models.snapshots import TrainingSet
 from fraud_assets.defs.models.training_set import (
     TrainingSetConfig,
     build_training_set,
@@ -404,3 +405,22 @@ def test_model_cards_are_published_only_where_asked(monkeypatch, tmp_path):
     assert publish_cards_dir() is None  # a platform run from a checkout never writes into docs/
     monkeypatch.setenv(CARDS_DIR_ENV, str(tmp_path / "published"))
     assert publish_cards_dir() == tmp_path / "published"
+
+
+def test_the_training_set_reader_is_capped_like_the_warehouse_and_closes(tmp_path: Path, monkeypatch):
+    """Its private DuckDB would otherwise take DuckDB's default of 80 % of RAM beside a fit, and spill into
+    whatever folder the process runs in."""
+    path = tmp_path / "training_set.parquet"
+    duckdb.sql("SELECT 0 AS fold, 'train' AS split, 'tx1' AS transaction_id").write_parquet(str(path))
+    monkeypatch.setenv("FRAUD_DUCKDB_MEMORY_LIMIT", "1GB")
+    monkeypatch.chdir(tmp_path)
+    with TrainingSet(path) as ts:
+        limit, spill = ts._db.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchone()
+        assert ts.rows == {(0, "train"): 1}
+    assert limit == "953.6 MiB"  # 1 GB as DuckDB shows it
+    assert Path(spill).is_absolute()
+    assert not Path(spill).is_relative_to(tmp_path)
+    with pytest.raises(duckdb.ConnectionException):
+        ts._db.execute("SELECT 1")

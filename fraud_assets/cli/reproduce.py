@@ -217,10 +217,11 @@ def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, A
             ts = TrainingSet.of_table(conn, Path(tmp) / "training_set.parquet")
         else:
             ts = TrainingSet(snapshot["file"])
-        model, features, fold_metrics, _ = train_family(
-            mv.family, mv.params, ts, mv.feature_columns, seed=mv.seed
-        )
-        test = ts.part(0, "test", features)
+        with ts:
+            model, features, fold_metrics, _ = train_family(
+                mv.family, mv.params, ts, mv.feature_columns, seed=mv.seed
+            )
+            test = ts.part(0, "test", features)
     original_bytes = (store / mv.artifact_path).read_bytes()
     original = load_model(store, mv.artifact_path, mv.artifact_sha256)
     refit_bytes = model_bytes(model)

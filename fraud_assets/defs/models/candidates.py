@@ -247,11 +247,12 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         with duckdb.get_connection() as conn:
             digest = current_digest(conn)
             snapshot = verified_snapshot(conn, model_store.path, model_store.signer(), digest)
-        ts = TrainingSet(snapshot["file"])
-        available = [c for c in ts.columns if c not in TRAINING_SET_META]
-        params, model, features, fold_metrics, timing, searched = select_family(
-            family, search_points(family, params, wide) if search else [params], ts, available
-        )
+        with TrainingSet(snapshot["file"]) as ts:
+            available = [c for c in ts.columns if c not in TRAINING_SET_META]
+            params, model, features, fold_metrics, timing, searched = select_family(
+                family, search_points(family, params, wide) if search else [params], ts, available
+            )
+            (train_start, train_end), (test_start, test_end) = ts.dates(0, "train"), ts.dates(0, "test")
         summary = summarise_folds(fold_metrics, (*METRIC_NAMES, "fraud_rate"))
         metrics = {
             **summary,
@@ -260,7 +261,6 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
             "n_folds_used": float(len(fold_metrics)),
             **search_metrics(searched),
         }
-        (train_start, train_end), (test_start, test_end) = ts.dates(0, "train"), ts.dates(0, "test")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         version = f"{FAMILY_KINDS[family]}-{stamp}-{context.run.run_id[:8]}"
         rel_path, sha = save_model(model, model_store.path, version)

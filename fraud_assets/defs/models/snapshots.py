@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 
 from fraud_assets.defs.models.common import LABELS_TABLE, TRAINING_SET_TABLE, data_hash
 from fraud_assets.lib.model_io import sha256_file
+from fraud_assets.lib.settings import warehouse_config
 from fraud_assets.lib.signing import Signer
 from fraud_assets.lib.warehouse import PARQUET, sql_string
 
@@ -89,11 +91,14 @@ class TrainingSet:
     """A training set as archived in Parquet, read one (fold, split) at a time through a private in-memory
     DuckDB, in READ_SQL's order: a candidate holds every fold's training rows but only the test windows it
     is scoring (at a network's volume each is millions of rows), and never the warehouse's lock. Thread
-    safe: each read uses its own cursor."""
+    safe: each read uses its own cursor. The private DuckDB takes the warehouse's memory cap (the two are
+    not open at once during a fit) and spills to the system's temp folder, not the process's working one;
+    `with` closes it."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._db = duckdb.connect()
+        spill = Path(tempfile.gettempdir()) / "fraud_assets_spill"
+        self._db = duckdb.connect(config={**warehouse_config(), "temp_directory": str(spill)})
         self._scan = f"read_parquet({sql_string(self.path)})"
         self.columns: list[str] = [
             d[0] for d in self._db.execute(f"DESCRIBE SELECT * FROM {self._scan}").fetchall()
@@ -108,6 +113,12 @@ class TrainingSet:
         self._cache: dict[tuple[int, str], pd.DataFrame] | None = (
             {} if sum(self.rows.values()) <= CACHED_ROWS else None
         )
+
+    def __enter__(self) -> TrainingSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._db.close()
 
     def part(self, fold: int, split: str, columns: list[str] | None = None) -> pd.DataFrame:
         """The rows of one fold's split (all columns, or `columns`); not to be modified in place."""
