@@ -138,12 +138,14 @@ def test_no_batch_creates_the_declared_table_and_empty_partition_files(conn, tmp
     assert list(empty.columns) == ["id", "business_date", "amount"]
 
 
-def test_a_batch_that_fails_part_way_leaves_the_previous_rows_and_files(conn, tmp_path):
-    """The batches are one transaction: rows already inserted by earlier batches roll back with it."""
+def test_a_batch_that_fails_part_way_leaves_each_day_whole(conn, tmp_path):
+    """Each batch is its own transaction: the days written before the failure hold their new rows, the
+    failing day and the later ones their previous rows and files; no day holds a mix."""
     keys = ["2018-04-01", "2018-04-02", "2018-04-03"]
-    replace_partition(conn, "demo.events", SOURCE, "business_date", keys)
-    before = conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall()
-    f = _export_dir(tmp_path) / "business_date=2018-04-01" / "data.parquet"
+    # The previous rows, told apart from the new by their amount.
+    previous = f"SELECT id, business_date, CAST(-1 AS DOUBLE) AS amount FROM ({SOURCE})"
+    replace_partition(conn, "demo.events", previous, "business_date", keys)
+    f = _export_dir(tmp_path) / "business_date=2018-04-03" / "data.parquet"
     exported = f.read_bytes()
 
     def failing():
@@ -152,18 +154,42 @@ def test_a_batch_that_fails_part_way_leaves_the_previous_rows_and_files(conn, tm
 
     with pytest.raises(RuntimeError, match="third day"):
         replace_partition_batches(conn, "demo.events", EVENTS_COLUMNS, failing(), "business_date", keys)
-    assert conn.execute("SELECT * FROM demo.events ORDER BY id").fetchall() == before
+    by_day = conn.execute(
+        "SELECT CAST(business_date AS VARCHAR), count(*), min(amount) >= 0, max(amount) >= 0 "
+        "FROM demo.events GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert by_day == [
+        ("2018-04-01", 10, True, True),
+        ("2018-04-02", 10, True, True),
+        ("2018-04-03", 10, False, False),
+    ]
     assert f.read_bytes() == exported
-    assert not _staging_tables(conn)
 
 
-def _staging_tables(conn) -> list:
-    return conn.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '_staging%'").fetchall()
+def test_a_day_no_batch_holds_is_emptied_and_a_day_outside_the_run_refused(conn, tmp_path):
+    keys = ["2018-04-01", "2018-04-02", "2018-04-03"]
+    replace_partition(conn, "demo.events", SOURCE, "business_date", keys)
+    n = replace_partition_batches(
+        conn, "demo.events", EVENTS_COLUMNS, _day_batches(conn, keys[:1]), "business_date", keys[:2]
+    )
+    assert n == 10
+    counts = conn.execute(
+        "SELECT CAST(business_date AS VARCHAR), count(*) FROM demo.events GROUP BY 1 ORDER BY 1"
+    )
+    assert counts.fetchall() == [("2018-04-01", 10), ("2018-04-03", 10)]  # 04-02: in the run, no rows now
+    empty = pd.read_parquet(_export_dir(tmp_path) / "business_date=2018-04-02" / "data.parquet")
+    assert empty.empty
+    with pytest.raises(ValueError, match="outside the run"):
+        replace_partition_batches(
+            conn, "demo.events", EVENTS_COLUMNS, _day_batches(conn, keys[2:]), "business_date", keys[:1]
+        )
+    assert conn.execute("SELECT count(*) FROM demo.events").fetchone()[0] == 20
 
 
 def test_each_batch_is_released_once_written(conn, tmp_path):
     """Memory holds one batch, whatever the range: a DataFrame registered inside an open transaction
-    stays referenced by DuckDB until COMMIT (a 100M-row backfill of scores ran out of memory so)."""
+    stays referenced by DuckDB until COMMIT (a 100M-row backfill of scores in one transaction ran out of
+    memory so)."""
     keys = [f"2018-04-{d:02d}" for d in range(1, 7)]
     written = []
 
@@ -177,4 +203,3 @@ def test_each_batch_is_released_once_written(conn, tmp_path):
 
     n = replace_partition_batches(conn, "demo.events", EVENTS_COLUMNS, batches(), "business_date", keys)
     assert n == 6
-    assert not _staging_tables(conn)

@@ -258,39 +258,55 @@ def replace_partition_batches(
     partition_column: str,
     partition_keys: Sequence[str],
 ) -> int:
-    """`replace_partition` for rows produced in batches (a backfill's scores): each batch is appended
-    to a staging table as it arrives, then the rows of `partition_keys` are swapped for the staged rows
-    in ONE transaction, so memory holds one batch however long the range and a failure part-way leaves
-    the previous rows. (A transaction kept open across the batches would instead hold every DataFrame
-    registered in it until COMMIT: ~200 bytes a row, 20 GB for a 100M-row backfill.) `columns` (name,
-    SQL type) create the table on first write, also when no batch comes. The batches may read from
-    `conn`; writers of the table take turns (the assets' `pool="duckdb"`). Returns the rows written."""
+    """`replace_partition` for rows produced in batches of whole partitions (a backfill's scores, a
+    batch of days at a time): each batch replaces the partitions it holds in its own transaction as it
+    arrives, so memory holds one batch and the disk one copy of the rows, however long the range. A
+    failure part-way leaves every partition with either its previous rows or its new ones, never a mix
+    (raw writes a backfill in 31-day transactions the same way); the run fails and is re-run. Keys no
+    batch held are emptied at the end. (One transaction over all batches would not do: DuckDB keeps every
+    DataFrame registered in an open transaction until COMMIT, ~200 bytes a row, 20 GB for a 100M-row
+    backfill; and a staging table doubles the disk a backfill needs.) `columns` (name, SQL type) create
+    the table on first write, also when no batch comes. The batches may read from `conn`; writers of the
+    table take turns (the assets' `pool="duckdb"`). Returns the rows written."""
     ensure_schema(conn, table)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns)})")
-    schema, name = table.split(".")
-    staging = f"{schema}._staging_{name}"
-    conn.execute(f"CREATE OR REPLACE TABLE {staging} AS SELECT * FROM {table} LIMIT 0")
     registered = "_fraud_assets_partition_batch"
-    try:
-        for batch in batches:
-            conn.register(registered, batch)
-            try:
-                conn.execute(f"INSERT INTO {staging} BY NAME SELECT * FROM {registered}")
-            finally:
-                conn.unregister(registered)
-        in_keys = _key_filter(conn, table, partition_column, partition_keys)
-        conn.execute("BEGIN TRANSACTION")
+    key_type = next(r[1] for r in conn.execute(f"DESCRIBE {table}").fetchall() if r[0] == partition_column)
+    wanted = [str(k) for k in partition_keys]
+    written_keys: set[str] = set()
+    written = 0
+    for batch in batches:
+        conn.register(registered, batch)
         try:
-            conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
-            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
-            written = int(conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.execute(f"DROP TABLE IF EXISTS {staging}")
-    _export_partitions(conn, table, partition_column, partition_keys)
+            # The keys as the table will hold them (a pandas datetime is inserted as the DATE it is).
+            held = conn.execute(
+                f"SELECT DISTINCT CAST(CAST({partition_column} AS {key_type}) AS VARCHAR) FROM {registered}"
+            ).fetchall()
+            keys = [k for (k,) in held]
+            stray = sorted(set(keys) - set(wanted))
+            if stray:
+                raise ValueError(f"a batch for {table} holds partitions outside the run: {stray[:3]}")
+            fresh = [k for k in keys if k not in written_keys]  # a key split over batches: delete once
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                if fresh:
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE {_key_filter(conn, table, partition_column, fresh)}"
+                    )
+                conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {registered}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            written += len(batch)
+        finally:
+            conn.unregister(registered)
+        written_keys.update(keys)
+        _export_partitions(conn, table, partition_column, keys)
+    empty = [k for k in dict.fromkeys(wanted) if k not in written_keys]
+    if empty:
+        conn.execute(f"DELETE FROM {table} WHERE {_key_filter(conn, table, partition_column, empty)}")
+        _export_partitions(conn, table, partition_column, empty)
     return written
 
 

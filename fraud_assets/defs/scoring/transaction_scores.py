@@ -30,7 +30,7 @@ CHAMPION_KEY = dg.AssetKey(["models", "champion"])
     code_version=SCORING_CODE_VERSION,
     pool="duckdb",
     partitions_def=business_date_partitions,
-    # A backfill (or `make pipeline`) scores every selected day in one run and one write.
+    # A backfill (or `make pipeline`) scores every selected day in one run, a batch of days per write.
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[dg.AssetKey(["features", "transaction_features"]), CHAMPION_KEY],
     metadata=column_schema_metadata(SCORES_COLUMNS, descriptions=SCORES_DESCRIPTIONS, lineage=SCORES_LINEAGE),
@@ -50,7 +50,8 @@ def transaction_scores(
         model, mv = champion_model(conn, model_store)
         scored_at = datetime.now(UTC).replace(tzinfo=None)
         t0 = time.perf_counter()
-        # Each batch of days is written as it is scored: a backfill of 100M transactions never sits in memory.
+        # Each batch of days is written (its own transaction) as it is scored: a backfill of 100M
+        # transactions never sits in memory, and each day holds one model's scores.
         batches = (
             batch.assign(model_version=mv.model_version, scored_at=scored_at)[columns]
             for batch in scored_days(conn, model, mv.feature_columns, days)
