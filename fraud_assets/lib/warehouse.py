@@ -86,11 +86,15 @@ def _export(
     os.replace(tmp, target)
 
 
+def _column_type(conn: duckdb.DuckDBPyConnection, table: str, column: str) -> str:
+    return next(r[1] for r in conn.execute(f"DESCRIBE {table}").fetchall() if r[0] == column)
+
+
 def _key_filter(conn: duckdb.DuckDBPyConnection, table: str, column: str, keys: Sequence[str]) -> str:
     """`column IN (<keys as literals of the column's type>)`: unlike a CAST of the column to text, a
     typed constant list lets DuckDB skip row groups by their min/max (zone maps) and compares without
     casting every row. Keys are quoted as SQL string literals, so they cannot inject SQL."""
-    col_type = next(r[1] for r in conn.execute(f"DESCRIBE {table}").fetchall() if r[0] == column)
+    col_type = _column_type(conn, table, column)
     literals = ", ".join(f"CAST({sql_string(k)} AS {col_type})" for k in keys)
     return f"{column} IN ({literals})"
 
@@ -271,7 +275,7 @@ def replace_partition_batches(
     ensure_schema(conn, table)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns)})")
     registered = "_fraud_assets_partition_batch"
-    key_type = next(r[1] for r in conn.execute(f"DESCRIBE {table}").fetchall() if r[0] == partition_column)
+    key_type = _column_type(conn, table, partition_column)
     wanted = [str(k) for k in partition_keys]
     written_keys: set[str] = set()
     written = 0
