@@ -31,6 +31,7 @@ import duckdb
 from fraud_assets.lib.model_io import load_model
 from fraud_assets.lib.signing import Signer
 from fraud_assets.lib.training_provenance import code_revision, training_environment
+from fraud_assets.lib.warehouse import transaction
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -412,8 +413,7 @@ def append_event(
     ensure_registry(conn)
     for v in {model_version, to_version} - {None}:
         get_version(conn, v, signer)  # refuses a version that was never registered, or a tampered one
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         chain = verify_chain(conn, signer)
         record = {
             "event_id": len(chain) + 1,
@@ -438,10 +438,6 @@ def append_event(
             f"INSERT INTO {EVENTS_TABLE} ({columns}) VALUES ({', '.join('?' for _ in row)})",
             list(row.values()),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return row
 
 

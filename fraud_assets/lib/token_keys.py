@@ -23,6 +23,7 @@ import dagster as dg
 import duckdb
 
 from fraud_assets.lib.pan import Tokenizer
+from fraud_assets.lib.warehouse import transaction
 
 TOKEN_KEYS_TABLE = "platform.token_keys"  # noqa: S105 - a table name
 ROTATIONS_TABLE = "platform.token_key_rotations"
@@ -135,8 +136,7 @@ def rotate(conn: duckdb.DuckDBPyConnection, tokenizer: Tokenizer, exports: Path 
         raise ValueError(f"the warehouse's tokens are already made with this key ({tokenizer.fingerprint})")
     tables = token_tables(conn)
     _create(conn)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for table in tables:
             conn.execute(f"DROP TABLE {table}")
         conn.execute(f"DELETE FROM {TOKEN_KEYS_TABLE}")
@@ -144,10 +144,6 @@ def rotate(conn: duckdb.DuckDBPyConnection, tokenizer: Tokenizer, exports: Path 
             f"INSERT INTO {ROTATIONS_TABLE} VALUES (?, ?, ?, ?)",
             [_now(), ",".join(previous) or None, tokenizer.fingerprint, tables],
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     for table in tables:
         if exports is not None:
             shutil.rmtree(exports.joinpath(*table.split(".")), ignore_errors=True)

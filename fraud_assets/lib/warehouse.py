@@ -7,10 +7,11 @@ DuckDB rolls back an uncommitted transaction when the file is next opened.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +33,19 @@ PREVIEW_ROWS = 5
 # ~35 % for the same write time (1.78M rows: 149 -> 51 and 167 -> 62 MB). The feature layer's Arrow
 # exports (_write_arrow_partitions) stay snappy: zstd there costs ~3 s of its ~5 s write path.
 PARQUET = "(FORMAT parquet, COMPRESSION zstd)"
+
+
+@contextlib.contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One explicit transaction on `conn`: COMMIT when the block ends, ROLLBACK and re-raise when
+    anything in it fails (a KeyboardInterrupt too), so no caller leaves a half-written change open."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection, table: str) -> None:
@@ -230,8 +244,7 @@ def replace_partitions(
         for table, source in sources.items():
             if isinstance(source, pa.Table) and root is not None and partition_keys:
                 arrow[table] = _ArrowExport(root, table, source, partition_column)
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(conn):
             for table, select_sql in selects.items():
                 conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
                 in_keys = _key_filter(conn, table, partition_column, partition_keys)
@@ -239,10 +252,6 @@ def replace_partitions(
                 conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")
                 count = conn.execute(f"SELECT count(*) FROM {table} WHERE {in_keys}").fetchall()[0][0]
                 written[table] = int(count)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         for table in sources:
             if table in arrow:
                 arrow[table].publish(conn, partition_keys)
@@ -291,17 +300,12 @@ def replace_partition_batches(
             if stray:
                 raise ValueError(f"a batch for {table} holds partitions outside the run: {stray[:3]}")
             fresh = [k for k in keys if k not in written_keys]  # a key split over batches: delete once
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with transaction(conn):
                 if fresh:
                     conn.execute(
                         f"DELETE FROM {table} WHERE {_key_filter(conn, table, partition_column, fresh)}"
                     )
                 conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {registered}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             written += len(batch)
         finally:
             conn.unregister(registered)
@@ -318,14 +322,9 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, source: str | pd.
     """Atomically replace a whole table with `source` (SQL or DataFrame)."""
     ensure_schema(conn, table)
     select_sql = _as_relation_sql(conn, source, "_fraud_assets_table_source")
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute(f"CREATE OR REPLACE TABLE {table} AS {select_sql}")
         written = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     _export(conn, table)
     return int(written)
 
