@@ -186,6 +186,25 @@ def test_a_day_no_batch_holds_is_emptied_and_a_day_outside_the_run_refused(conn,
     assert conn.execute("SELECT count(*) FROM demo.events").fetchone()[0] == 20
 
 
+def test_a_day_split_over_two_batches_is_refused_before_its_second_part_is_written(conn, tmp_path):
+    """Its first part would stand committed alone (the day's previous rows gone, half its new ones)."""
+    keys = ["2018-04-01", "2018-04-02"]
+    replace_partition(conn, "demo.events", SOURCE, "business_date", keys)
+    day = conn.execute(f"SELECT * FROM ({SOURCE}) WHERE business_date = DATE '2018-04-01'").df()
+    halves = [day.iloc[:5], day.iloc[5:]]
+    with pytest.raises(ValueError, match="an earlier batch wrote"):
+        replace_partition_batches(conn, "demo.events", EVENTS_COLUMNS, halves, "business_date", keys)
+
+
+def test_only_date_partitions_are_written_in_batches(conn):
+    conn.execute("CREATE SCHEMA demo")
+    conn.execute("CREATE TABLE demo.stamped (id BIGINT, business_date TIMESTAMP)")
+    with pytest.raises(ValueError, match="TIMESTAMP"):
+        replace_partition_batches(
+            conn, "demo.stamped", [("id", "BIGINT"), ("business_date", "TIMESTAMP")], [], "business_date", []
+        )
+
+
 def test_each_batch_is_released_once_written(conn, tmp_path):
     """Memory holds one batch, whatever the range: a DataFrame registered inside an open transaction
     stays referenced by DuckDB until COMMIT (a 100M-row backfill of scores in one transaction ran out of

@@ -409,18 +409,34 @@ def test_model_cards_are_published_only_where_asked(monkeypatch, tmp_path):
 
 def test_the_training_set_reader_is_capped_like_the_warehouse_and_closes(tmp_path: Path, monkeypatch):
     """Its private DuckDB would otherwise take DuckDB's default of 80 % of RAM beside a fit, and spill into
-    whatever folder the process runs in."""
-    path = tmp_path / "training_set.parquet"
+    whatever folder the process runs in; it spills beside the archive (the data's volume) instead, in a
+    folder of its own that closing removes."""
+    store = tmp_path / "store"
+    store.mkdir()
+    path = store / "training_set.parquet"
     duckdb.sql("SELECT 0 AS fold, 'train' AS split, 'tx1' AS transaction_id").write_parquet(str(path))
     monkeypatch.setenv("FRAUD_DUCKDB_MEMORY_LIMIT", "1GB")
-    monkeypatch.chdir(tmp_path)
-    with TrainingSet(path) as ts:
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    with TrainingSet(path) as ts, TrainingSet(path) as other:
         limit, spill = ts._db.execute(
             "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
         ).fetchone()
         assert ts.rows == {(0, "train"): 1}
+        assert Path(spill).parent == store
+        assert Path(spill).is_dir()
+        assert other._db.execute("SELECT current_setting('temp_directory')").fetchone()[0] != spill
     assert limit == "953.6 MiB"  # 1 GB as DuckDB shows it
-    assert Path(spill).is_absolute()
-    assert not Path(spill).is_relative_to(tmp_path)
+    assert sorted(p.name for p in store.iterdir()) == ["training_set.parquet"]  # spill folders removed
     with pytest.raises(duckdb.ConnectionException):
         ts._db.execute("SELECT 1")
+
+
+def test_a_training_set_that_cannot_be_read_leaves_no_spill_folder(tmp_path: Path):
+    store = tmp_path / "store"
+    store.mkdir()
+    path = store / "training_set.parquet"
+    path.write_bytes(b"not parquet")
+    with pytest.raises(duckdb.Error):
+        TrainingSet(path)
+    assert [p.name for p in store.iterdir()] == ["training_set.parquet"]

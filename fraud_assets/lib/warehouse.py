@@ -2,7 +2,10 @@
 
 Every write happens inside one explicit transaction (DELETE the partition, INSERT the new rows, or
 CREATE OR REPLACE for whole tables), so a crash at any point leaves the previous version intact:
-DuckDB rolls back an uncommitted transaction when the file is next opened.
+DuckDB rolls back an uncommitted transaction when the file is next opened. The one exception is a
+backfill written in batches (`replace_partition_batches`, raw's 31-day chunks): one transaction per
+batch of whole days, so a crash leaves each day whole, old or new. Parquet exports follow each COMMIT;
+a crash between the two leaves that day's export stale until the run is re-run.
 """
 
 from __future__ import annotations
@@ -44,7 +47,10 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         yield conn
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # A COMMIT that failed (disk full, a key taken by another writer) has already ended the
+        # transaction: ROLLBACK would raise "no transaction is active" and hide the cause.
+        with contextlib.suppress(duckdb.Error):
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -279,12 +285,16 @@ def replace_partition_batches(
     batch held are emptied at the end. (One transaction over all batches would not do: DuckDB keeps every
     DataFrame registered in an open transaction until COMMIT, ~200 bytes a row, 20 GB for a 100M-row
     backfill; and a staging table doubles the disk a backfill needs.) `columns` (name, SQL type) create
-    the table on first write, also when no batch comes. The batches may read from `conn`; writers of the
-    table take turns (the assets' `pool="duckdb"`). Returns the rows written."""
+    the table on first write, also when no batch comes. The partition column is a DATE (business dates);
+    a partition split over two batches is refused, since its first part would be committed alone. The
+    batches may read from `conn`; writers of the table take turns (the assets' `pool="duckdb"`). Returns
+    the rows written."""
     ensure_schema(conn, table)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns)})")
     registered = "_fraud_assets_partition_batch"
     key_type = _column_type(conn, table, partition_column)
+    if key_type != "DATE":
+        raise ValueError(f"{table}.{partition_column} is {key_type}: batches replace DATE partitions")
     wanted = [str(k) for k in partition_keys]
     written_keys: set[str] = set()
     written = 0
@@ -299,11 +309,13 @@ def replace_partition_batches(
             stray = sorted(set(keys) - set(wanted))
             if stray:
                 raise ValueError(f"a batch for {table} holds partitions outside the run: {stray[:3]}")
-            fresh = [k for k in keys if k not in written_keys]  # a key split over batches: delete once
+            split = sorted(set(keys) & written_keys)
+            if split:
+                raise ValueError(f"a batch for {table} holds partitions an earlier batch wrote: {split[:3]}")
             with transaction(conn):
-                if fresh:
+                if keys:
                     conn.execute(
-                        f"DELETE FROM {table} WHERE {_key_filter(conn, table, partition_column, fresh)}"
+                        f"DELETE FROM {table} WHERE {_key_filter(conn, table, partition_column, keys)}"
                     )
                 conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {registered}")
             written += len(batch)
@@ -313,7 +325,8 @@ def replace_partition_batches(
         _export_partitions(conn, table, partition_column, keys)
     empty = [k for k in dict.fromkeys(wanted) if k not in written_keys]
     if empty:
-        conn.execute(f"DELETE FROM {table} WHERE {_key_filter(conn, table, partition_column, empty)}")
+        with transaction(conn):
+            conn.execute(f"DELETE FROM {table} WHERE {_key_filter(conn, table, partition_column, empty)}")
         _export_partitions(conn, table, partition_column, empty)
     return written
 

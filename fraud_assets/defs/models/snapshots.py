@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,13 +93,21 @@ class TrainingSet:
     DuckDB, in READ_SQL's order: a candidate holds every fold's training rows but only the test windows it
     is scoring (at a network's volume each is millions of rows), and never the warehouse's lock. Thread
     safe: each read uses its own cursor. The private DuckDB takes the warehouse's memory cap (the two are
-    not open at once during a fit) and spills to the system's temp folder, not the process's working one;
-    `with` closes it."""
+    not open at once during a fit) and spills into a folder of its own beside the archive, on the data's
+    volume (a system temp folder may be RAM or a container's small scratch); `with` closes it and removes
+    the folder."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        spill = Path(tempfile.gettempdir()) / "fraud_assets_spill"
-        self._db = duckdb.connect(config={**warehouse_config(), "temp_directory": str(spill)})
+        self._spill = Path(tempfile.mkdtemp(prefix=".spill-", dir=self.path.parent))
+        try:
+            self._db = duckdb.connect(config={**warehouse_config(), "temp_directory": str(self._spill)})
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         self._scan = f"read_parquet({sql_string(self.path)})"
         self.columns: list[str] = [
             d[0] for d in self._db.execute(f"DESCRIBE SELECT * FROM {self._scan}").fetchall()
@@ -118,7 +127,12 @@ class TrainingSet:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._db.close()
+        self.close()
+
+    def close(self) -> None:
+        if hasattr(self, "_db"):
+            self._db.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
 
     def part(self, fold: int, split: str, columns: list[str] | None = None) -> pd.DataFrame:
         """The rows of one fold's split (all columns, or `columns`); not to be modified in place."""
