@@ -44,7 +44,7 @@ seed: setup
 
 run: seed
 	@echo "Starting fraud_assets on http://$(HOST):$(PORT) (DAGSTER_HOME=$(DAGSTER_HOME), FRAUD_DATA_DIR=$(FRAUD_DATA_DIR))"
-	@$(RUN) dagster dev -h $(HOST) -p $(PORT) -w workspace.yaml
+	@$(RUN) dg dev -h $(HOST) -p $(PORT) -w workspace.yaml
 
 lint: setup
 	@$(UV) run --frozen ruff check fraud_assets fraud_assets_tests bench scripts

@@ -1,6 +1,6 @@
 """Landing-to-scores latency with the daemon running, and DuckDB lock failures in a 30-day burst.
 
-A real platform (`fraud_assets_tests.platform.Platform`: `dagster dev` with temporary DAGSTER_HOME and
+A real platform (`fraud_assets_tests.platform.Platform`: `dg dev` with temporary DAGSTER_HOME and
 FRAUD_DATA_DIR) is seeded with the simulator, bootstraps itself (champion trained, every seeded day scored),
 then:
 1. once the platform is quiet (no run queued or running), one more day lands (`--append-days 1`, ~10k

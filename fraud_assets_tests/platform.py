@@ -1,4 +1,4 @@
-"""A real fraud_assets platform for tests and benchmarks: `dagster dev` (webserver + daemon + code server)
+"""A real fraud_assets platform for tests and benchmarks: `dg dev` (webserver + daemon + code server)
 on a free loopback port, with its own DAGSTER_HOME and FRAUD_DATA_DIR, driven and observed over GraphQL;
 or the separate processes of a deployment (`processes=`, e.g. deploy/compose.yaml's services through
 fraud_assets_tests/compose.py), each restartable on its own.
@@ -144,8 +144,8 @@ class Platform:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
-        dagster = Path(sys.executable).with_name("dagster")
-        argv = [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(self.port), "-w", str(workspace)]
+        dg = Path(sys.executable).with_name("dg")
+        argv = [str(dg), "dev", "-h", "127.0.0.1", "-p", str(self.port), "-w", str(workspace)]
         return Process(argv=argv, env=env, cwd=REPO_ROOT)
 
     def _launch(self, name: str, timeout: float) -> None:

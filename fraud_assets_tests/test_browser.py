@@ -1,7 +1,7 @@
 """End to end through the UI a data scientist uses: the platform starts, the lineage shows every layer
 and its key assets, and Materialize on an asset launches a run that succeeds.
 
-Starts `dagster dev` (webserver + daemon) on a free loopback port with a temporary DAGSTER_HOME and
+Starts `dg dev` (webserver + daemon) on a free loopback port with a temporary DAGSTER_HOME and
 FRAUD_DATA_DIR (the shared harness, fraud_assets_tests/platform.py), drives headless Debian Chromium
 through Playwright (no browser download), and keeps screenshots in test_artifacts/ (git-ignored).
 CI installs Chromium in .ci/run. `FRAUD_UPDATE_SCREENSHOTS=1` also refreshes docs/img/lineage.png (README).
@@ -58,7 +58,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """Webserver + daemon (`dagster dev`) on a free loopback port, with an empty landing zone."""
+    """Webserver + daemon (`dg dev`) on a free loopback port, with an empty landing zone."""
     root = tmp_path_factory.mktemp("platform")
     (root / "data" / "landing").mkdir(parents=True)
     platform = Platform(root)

@@ -8,7 +8,7 @@ refused to its own trainer, approved by a second person, and scores the next day
 
 One deployment (temporary data volume, a private PostgreSQL server from the machine's binaries) serves the
 module's tests in order; every wait is bounded and everything is always shut down. Without PostgreSQL
-server binaries the tests fail, they never skip. `dagster dev` on SQLite (`make run`) is exercised by
+server binaries the tests fail, they never skip. `dg dev` on SQLite (`make run`) is exercised by
 test_e2e_daemon_machinery.py and test_browser.py.
 """
 

@@ -92,7 +92,7 @@ DEFAULT_GIT_BRANCH = "main"
 
 def git_url() -> str | None:
     """The repository's web address (`FRAUD_GIT_URL`, e.g. https://github.com/<org>/fraud_assets): asset
-    code references link there. Unset: they stay local file paths, which `dagster dev` opens in an editor."""
+    code references link there. Unset: they stay local file paths, which `dg dev` opens in an editor."""
     return os.environ.get(GIT_URL_ENV, "").strip().rstrip("/") or None
 
 
