@@ -7,7 +7,8 @@ backfill) with its checks (contract, PAN leak, reconciliation). Then, untimed, t
 cleaning needs (cardholders, merchants, FX rates and their cleaned tables), and, timed, the cleaning
 step (cleaned transactions, quarantine, reconciliation) for every business date as one range run with
 all its checks. Each repeat starts from an empty warehouse; the figure is the median. Rows/s counts raw
-authorisation rows (landed lines) for both layers.
+authorisation rows (landed lines) for both layers. Beside them, the floor of this machine: DuckDB alone
+reading the same files into tables and exporting them as Parquet (`_floor`), nothing else.
 
 Data: the handbook world in /work/bench-data/handbook (or $FRAUD_BENCH_HANDBOOK) when present, else
 simulated into a temporary folder (`--quick`: 10 days, 500 customers). The landing folder is only
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs import cleaned, raw
@@ -129,6 +131,26 @@ def _one_run(landing: Path, work: Path) -> dict[str, float]:
     }
 
 
+def _floor(landing: Path, work: Path) -> dict[str, float]:
+    """The floor of raw ingestion on this machine: DuckDB alone reads every landed authorisation file
+    (gzip CSV as text, JSON Lines as DuckDB infers it) into a table and exports it as zstd Parquet; nothing
+    else (no register, PAN scan, tokenisation, lineage, contract, reconciliation or Dagster)."""
+    work.mkdir(parents=True)
+    conn = duckdb.connect(str(work / "floor.duckdb"))
+    auth = landing / "authorizations"
+    c0, t0 = _cpu(), time.perf_counter()
+    conn.execute(f"CREATE TABLE a AS SELECT * FROM read_csv('{auth}/*/acq_a_*.csv*', all_varchar = true)")
+    conn.execute(
+        f"CREATE TABLE b AS SELECT * FROM read_json('{auth}/*/acq_b_*.jsonl*', format = 'newline_delimited')"
+    )
+    for table in ("a", "b"):
+        conn.execute(f"COPY {table} TO '{work / table}.parquet' (FORMAT parquet, COMPRESSION zstd)")
+    c1, t1 = _cpu(), time.perf_counter()
+    rows = conn.execute("SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)").fetchone()[0]
+    conn.close()
+    return {"floor": t1 - t0, "cpu_floor": c1 - c0, "floor_rows": rows}
+
+
 def _cpu() -> float:
     """CPU seconds of this process, every thread (DuckDB's included): steadier than wall time on a
     shared machine; with the in-process executor of `materialize` it is the whole run's work."""
@@ -161,7 +183,9 @@ def run(args) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench_ingestion_") as tmp_dir:
         tmp = Path(tmp_dir)
         landing, what = _landing(tmp, quick)
-        runs = [_one_run(landing, tmp / f"run{i}") for i in range(repeats)]
+        runs = [
+            _one_run(landing, tmp / f"run{i}") | _floor(landing, tmp / f"floor{i}") for i in range(repeats)
+        ]
     rows = runs[0]["rows"]
     med = {
         k: statistics.median(r[k] for r in runs)
@@ -174,6 +198,8 @@ def run(args) -> list[dict]:
             "cpu_authorizations",
             "cpu_total",
             "cpu_cleaned",
+            "floor",
+            "cpu_floor",
         )
     }
     out = [
@@ -207,6 +233,16 @@ def run(args) -> list[dict]:
             "note": f"{rows / med['authorizations']:,.0f} rows/s",
         },
     ]
+    out.append(
+        {
+            "bench": "ingestion",
+            "metric": "floor: DuckDB reads the authorisation files and exports them, nothing else",
+            "value": runs[0]["floor_rows"] / med["floor"],
+            "unit": "rows/s",
+            "note": f"median of {repeats}: {med['floor']:.2f} s, {med['cpu_floor']:.1f} CPU s; "
+            f"the raw path's {med['total']:.1f} s is {med['total'] / med['floor']:.1f}x it",
+        }
+    )
     out += [
         {
             "bench": "ingestion",
