@@ -277,7 +277,7 @@ def test_the_landing_sensor_keeps_no_card_number_in_its_cursor_run_keys_or_tags(
     from fraud_assets.definitions import defs
     from fraud_assets.resources import build_resources
 
-    sensor = defs.get_sensor_def("landing_sensor")
+    [sensor] = [s for s in defs.sensors if s.name == "landing_sensor"]  # resources come with the context
     resources = build_resources(deployment.data_dir, TEST_PAN_KEY)
     with dg.DagsterInstance.ephemeral() as instance:
         context = dg.build_sensor_context(instance=instance, resources=resources, definitions=defs)
