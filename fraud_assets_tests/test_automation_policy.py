@@ -49,7 +49,7 @@ def test_every_layer_gets_its_condition_and_freshness_from_the_policy(defs):
     assert labels["features/transaction_features"] == "fill_and_follow_lookback"
     assert labels["models/champion"] is None  # training is requested, never automatic per day
     assert labels["scoring/transaction_scores"] == "score_when_champion"
-    assert labels["monitoring/feature_drift"] == "follow_upstream"
+    assert labels["monitoring/feature_drift"] == "follow_upstream_inputs"
 
 
 def test_policy_overrides_a_condition_declared_by_a_layer():
@@ -122,13 +122,35 @@ def test_monitoring_follows_new_scores(defs, instance):
     materialize_stub(
         instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
     )
-    materialize_stub(instance, "models/champion", "cleaned/labels", "monitoring/model_performance")
+    materialize_stub(
+        instance, "models/champion", "models/training_set", "cleaned/labels", "monitoring/model_performance"
+    )
     materialize_stub(instance, "monitoring/feature_drift", partitions=tuple(DAYS))
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     materialize_stub(instance, "scoring/transaction_scores", partitions=(DAYS[2],))
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert requested(second, "monitoring/feature_drift") == {DAYS[2]}  # that day's drift
     assert requested(second, "monitoring/model_performance") == {None}
+
+
+def test_drift_waits_for_the_days_scores_and_runs_once_with_them(defs, instance):
+    """A training window exists before the champion that scores the days: drift measured then would run
+    again once the scores come (two runs per day, the first without the score's PSI). It waits, and is
+    requested in the same tick as the scores, so one run measures both."""
+    materialize_stub(instance, "models/training_set", "cleaned/labels")
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(instance, "features/transaction_features", partitions=tuple(DAYS))
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "monitoring/feature_drift") == set()  # no scores, none coming yet
+    materialize_stub(instance, "models/champion")
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    assert requested(third, "scoring/transaction_scores") == set(DAYS)
+    assert requested(third, "monitoring/feature_drift") == set(DAYS)  # with them
+    materialize_stub(
+        instance, "scoring/transaction_scores", "monitoring/feature_drift", partitions=tuple(DAYS)
+    )
+    fourth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=third.cursor)
+    assert requested(fourth, "monitoring/feature_drift") == set()
 
 
 def test_new_labels_do_not_rebuild_every_past_day(defs, instance):

@@ -16,7 +16,8 @@ every rule here and the graph snapshot shows them all. `automation_sensor` evalu
 - scoring: `fill_and_follow` that ignores champion updates (a new champion scores new days; history keeps
   the scores that were served) and waits until a champion exists. Freshness 26 h.
 - monitoring: `follow` - recompute after upstream updates, without waiting for every partition; a day's
-  drift follows its own day's features and scores (a new training window does not recompute history). 26 h.
+  drift follows its own day's features and scores once both exist (one drift run per landed day, not one
+  after its features and another after its scores; a new training window does not recompute history). 26 h.
 
 Not plain `eager()`: its `newly_missing` is reset on the automation sensor's first evaluation, so days
 that landed before that first tick (a seeded landing zone at `make run`) would never be built.
@@ -105,17 +106,19 @@ def scoring_condition(ignore: dg.AssetSelection | None = None) -> AC:
     return (fill_and_follow(ignore_updates_of=ignored) & has_champion).with_label("score_when_champion")
 
 
-def follow(ignore_updates_of: dg.AssetSelection | None = None) -> AC:
-    """Monitoring: recompute after upstream updates, without waiting for every partition to exist."""
+def follow(ignore_updates_of: dg.AssetSelection | None = None, wait_for_inputs: bool = False) -> AC:
+    """Monitoring: recompute after upstream updates, without waiting for every partition to exist.
+    `wait_for_inputs` (a day's monitor): also wait until the day's every input exists, so a day whose
+    features are written before its scores is measured once, with both, not once per input."""
     updated = AC.any_deps_updated()
     if ignore_updates_of is not None:
         updated = updated.ignore(ignore_updates_of)
-    return (
-        updated.since_last_handled()
-        & ~AC.any_deps_in_progress()
-        & ~AC.in_progress()
-        & AC.all_deps_blocking_checks_passed()
-    ).with_label("follow_upstream")
+    ready = ~AC.any_deps_in_progress() & ~AC.in_progress() & AC.all_deps_blocking_checks_passed()
+    if wait_for_inputs:
+        ready = ~AC.any_deps_missing() & ready
+    return (updated.since_last_handled() & ready).with_label(
+        "follow_upstream_inputs" if wait_for_inputs else "follow_upstream"
+    )
 
 
 def condition_for(
@@ -141,7 +144,7 @@ def condition_for(
     if layer == "scoring":
         return scoring_condition(ignore) if has_champion else fill_and_follow(ignore_updates_of=ignore)
     if layer == "monitoring":
-        return follow(ignore_updates_of=ignore)
+        return follow(ignore_updates_of=ignore, wait_for_inputs=spec.partitions_def is not None)
     return None  # raw (sensors), models (training sensor + schedule), anything else
 
 
