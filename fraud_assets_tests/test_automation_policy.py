@@ -153,6 +153,18 @@ def test_drift_waits_for_the_days_scores_and_runs_once_with_them(defs, instance)
     assert requested(fourth, "monitoring/feature_drift") == set()
 
 
+def test_performance_waits_for_a_champion_then_runs_with_the_first_scores(defs, instance):
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    materialize_stub(instance, "cleaned/labels")  # labels land with the first days, before any model
+    materialize_stub(instance, "features/transaction_features", partitions=tuple(DAYS))
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert requested(second, "monitoring/model_performance") == set()
+    materialize_stub(instance, "models/training_set", "models/champion")
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    assert requested(third, "scoring/transaction_scores") == set(DAYS)
+    assert requested(third, "monitoring/model_performance") == {None}  # with the scores, once
+
+
 def test_new_labels_do_not_rebuild_every_past_day(defs, instance):
     materialize_stub(
         instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)

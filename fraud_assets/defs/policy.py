@@ -17,7 +17,8 @@ every rule here and the graph snapshot shows them all. `automation_sensor` evalu
   the scores that were served) and waits until a champion exists. Freshness 26 h.
 - monitoring: `follow` - recompute after upstream updates, without waiting for every partition; a day's
   drift follows its own day's features and scores once both exist (one drift run per landed day, not one
-  after its features and another after its scores; a new training window does not recompute history). 26 h.
+  after its features and another after its scores; a new training window does not recompute history);
+  the whole-history monitors (performance, shadow comparison) wait for a champion. 26 h.
 
 Not plain `eager()`: its `newly_missing` is reset on the automation sensor's first evaluation, so days
 that landed before that first tick (a seeded landing zone at `make run`) would never be built.
@@ -99,11 +100,14 @@ def fill_and_follow(
     return ((fill | follow) & ready).with_label("fill_and_follow_lookback" if lookback else "fill_and_follow")
 
 
+def champion_exists() -> AC:
+    return AC.asset_matches(CHAMPION, ~AC.missing()).with_label("champion_exists")
+
+
 def scoring_condition(ignore: dg.AssetSelection | None = None) -> AC:
     champion = dg.AssetSelection.assets(CHAMPION)
-    has_champion = AC.asset_matches(CHAMPION, ~AC.missing()).with_label("champion_exists")
     ignored = champion | ignore if ignore is not None else champion
-    return (fill_and_follow(ignore_updates_of=ignored) & has_champion).with_label("score_when_champion")
+    return (fill_and_follow(ignore_updates_of=ignored) & champion_exists()).with_label("score_when_champion")
 
 
 def follow(ignore_updates_of: dg.AssetSelection | None = None, wait_for_inputs: bool = False) -> AC:
@@ -144,7 +148,14 @@ def condition_for(
     if layer == "scoring":
         return scoring_condition(ignore) if has_champion else fill_and_follow(ignore_updates_of=ignore)
     if layer == "monitoring":
-        return follow(ignore_updates_of=ignore, wait_for_inputs=spec.partitions_def is not None)
+        if spec.partitions_def is not None:
+            return follow(ignore_updates_of=ignore, wait_for_inputs=True)
+        # A whole-history monitor measures scores: before any champion there are none (labels landed with
+        # the first days would otherwise run it once on nothing, then again after the first scores).
+        condition = follow(ignore_updates_of=ignore)
+        if not has_champion:
+            return condition
+        return (condition & champion_exists()).with_label("follow_when_champion")
     return None  # raw (sensors), models (training sensor + schedule), anything else
 
 
