@@ -34,7 +34,9 @@ def test_labels_are_rebuilt_after_a_day_of_transactions_while_other_days_are_sti
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     materialize_stub(instance, "cleaned/transactions", partitions=(DAYS[1],))  # a late authorisation file
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-    assert labels_requested(second)
+    third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
+    assert not labels_requested(second)  # one tick after its inputs changed (policy.fill_and_follow)
+    assert labels_requested(third)
 
 
 def test_labels_are_built_before_every_day_is_cleaned(defs, instance):

@@ -89,15 +89,23 @@ def fill_and_follow(
     ignore_updates_of: dg.AssetSelection | None = None,
     not_waiting_for: dg.AssetSelection | None = None,
     lookback: bool = False,
+    settle: bool = False,
 ) -> AC:
-    """Build a missing partition once its inputs exist; rebuild when an input updates."""
+    """Build a missing partition once its inputs exist; rebuild when an input updates. `settle` (assets
+    the landing run writes together with their inputs): act one tick after the inputs changed. A tick
+    reads the parts of a condition at different moments, so one that ends while that run writes its
+    partitions saw the inputs' new rows but not all of this asset's, and requested them again (a fresh
+    `make run` rebuilt 26 of 45 days' features so); one tick later the run's writes are all visible."""
     updated = AC.any_deps_updated()
     if ignore_updates_of is not None:
         updated = updated.ignore(ignore_updates_of)
     fill = (AC.missing() & ~AC.execution_failed()).with_label("missing_not_failed")
     follow = updated.since_last_handled().with_label("deps_updated_since_last_handled")
+    trigger = fill | follow
+    if settle:
+        trigger = trigger & ~updated.with_label("inputs_changed_this_tick")
     ready = _lookback_ready() if lookback else _ready(not_waiting_for)
-    return ((fill | follow) & ready).with_label("fill_and_follow_lookback" if lookback else "fill_and_follow")
+    return (trigger & ready).with_label("fill_and_follow_lookback" if lookback else "fill_and_follow")
 
 
 def champion_exists() -> AC:
@@ -139,11 +147,12 @@ def condition_for(
     layer = spec.group_name or spec.key.path[0]
     ignore = unpartitioned if spec.partitions_def is not None else None
     if layer == "features":
-        return fill_and_follow(ignore_updates_of=ignore, lookback=spec.partitions_def is not None)
+        lookback = spec.partitions_def is not None
+        return fill_and_follow(ignore_updates_of=ignore, lookback=lookback, settle=True)
     if layer == "cleaned":
         waits_for_days = spec.partitions_def is not None
         return fill_and_follow(
-            ignore_updates_of=ignore, not_waiting_for=None if waits_for_days else partitioned
+            ignore_updates_of=ignore, not_waiting_for=None if waits_for_days else partitioned, settle=True
         )
     if layer == "scoring":
         return scoring_condition(ignore) if has_champion else fill_and_follow(ignore_updates_of=ignore)
