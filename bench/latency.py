@@ -109,7 +109,15 @@ def run(args) -> list[dict]:
             str(size["terminals"]),
         )
         seeded = _business_days(data)
-        env = {"FRAUD_BOOTSTRAP_MIN_DAYS": str(size["min_days"])}
+        # Its own keys, as the pipeline bench: outside `make` (scripts/with-env) no registry key is set, and
+        # the training sensor then failed every tick while the bench waited for a first champion.
+        env = {
+            "FRAUD_BOOTSTRAP_MIN_DAYS": str(size["min_days"]),
+            "FRAUD_PAN_KEY": os.environ.get("FRAUD_PAN_KEY", "bench-latency-pan-key-not-a-secret-0123456789"),
+            "FRAUD_REGISTRY_KEY": os.environ.get(
+                "FRAUD_REGISTRY_KEY", "bench-latency-registry-key-not-a-secret-0123456789"
+            ),
+        }
         t0 = time.monotonic()
         with Platform(root, module="fraud_assets.definitions", env=env) as platform:
             rows.append(_row("platform start (code location loaded)", time.monotonic() - t0, "s", note))
