@@ -22,6 +22,7 @@ from fraud_assets.defs.features.compute import (
     BASELINE_COLUMNS,
     COUNT_COLUMNS,
     FEATURE_COLUMNS,
+    LOOKBACK_DAYS,
     TABLE,
     compute_features,
     write_features,
@@ -39,7 +40,7 @@ START = dt.date(2018, 4, 1)
 @pytest.fixture(scope="module")
 def world():
     return generate_world(
-        SimConfig(profile="handbook", days=50, customers=150, terminals=300, seed=7, handbook_labels=True)
+        SimConfig(profile="handbook", days=70, customers=150, terminals=300, seed=7, handbook_labels=True)
     )
 
 
@@ -298,6 +299,45 @@ def test_terminal_known_fraud_counts_frauds_in_the_last_n_days_reported_by_t_wit
     assert f.loc[4, "terminal_known_fraud_28d"] == 3  # its window (05-01 11:00, 11:00) holds 1, 2 and 3
 
 
+def test_fraud_episodes_count_the_terminal_and_card_frauds_of_60_days_reported_by_t():
+    conn = duckdb.connect()
+    t = "2018-06-30 12:00:00"
+    rows = [
+        (1, "2018-05-01 12:00:00", "A", 9, 10.0),  # exactly t - 60d: outside (t - 60d, t)
+        (2, "2018-05-01 12:00:01", "B", 9, 10.0),  # one second inside: the episode's first known fraud
+        (3, "2018-06-10 12:00:00", "C", 9, 10.0),  # t - 20d, reported long ago
+        (4, "2018-06-25 12:00:00", "D", 9, 10.0),  # t - 5d, reported 1 s after t: not yet known
+        (5, "2018-06-20 12:00:00", "F", 9, 10.0),  # t - 10d: the card's own earlier fraud, reported at t
+        (6, t, "F", 9, 10.0),  # t: the row itself, reported at t, is never counted
+        (7, "2018-06-29 12:00:00", "G", 8, 10.0),  # another terminal, another card
+        (8, "2018-06-29 13:00:00", "H", 8, 10.0),  # a terminal with no known fraud before it
+    ]
+    labels = [
+        (1, "2018-05-02 00:00:00"),
+        (2, "2018-05-02 00:00:00"),
+        (3, "2018-06-11 00:00:00"),
+        (4, "2018-06-30 12:00:01"),
+        (5, t),
+        (6, t),
+        (7, "2018-06-29 12:30:00"),
+    ]
+    _hand_built(conn, rows, labels)
+    f = compute_features(conn, ["2018-06-29", "2018-06-30"]).set_index("transaction_id")
+    assert f.loc[6, "terminal_known_fraud_60d"] == 3  # transactions 2, 3 and 5
+    assert f.loc[6, "terminal_days_since_first_fraud_60d"] == pytest.approx(60 - 1 / 86400)
+    assert f.loc[6, "terminal_days_since_last_fraud_60d"] == pytest.approx(10)
+    assert f.loc[6, "card_known_fraud_60d"] == 1  # transaction 5
+    assert f.loc[8, "terminal_known_fraud_60d"] == 1  # transaction 7, reported half an hour before
+    assert f.loc[8, "terminal_days_since_first_fraud_60d"] == pytest.approx(1 / 24)
+    assert f.loc[8, "card_known_fraud_60d"] == 0
+    assert f.loc[7, "terminal_known_fraud_60d"] == 0  # no known fraud: 0 and 60 days
+    assert (
+        f.loc[7, "terminal_days_since_first_fraud_60d"]
+        == f.loc[7, "terminal_days_since_last_fraud_60d"]
+        == 60
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Point in time and incremental runs
 
@@ -379,6 +419,15 @@ def test_the_leakage_test_catches_an_undelayed_count_that_uses_labels_before_the
     assert "terminal_known_fraud_28d" in leaked
 
 
+def test_the_leakage_test_catches_fraud_episodes_that_use_labels_before_they_are_reported(
+    warehouse, monkeypatch
+):
+    leaked = _mismatches_with_patched_sql(warehouse, monkeypatch, "AND l.r <= o.us", "")
+    assert {"terminal_known_fraud_60d", "terminal_days_since_first_fraud_60d", "card_known_fraud_60d"} <= set(
+        leaked
+    )
+
+
 def test_definition_time_column_schema_is_the_materialised_table_schema(warehouse):
     write_features(warehouse, _keys(warehouse)[-3:])
     described = [(r[0], r[1]) for r in warehouse.execute(f"DESCRIBE {TABLE}").fetchall()]
@@ -392,11 +441,15 @@ def test_definition_time_column_schema_is_the_materialised_table_schema(warehous
 def test_one_day_computed_alone_equals_the_same_day_of_a_full_backfill(warehouse):
     keys = _keys(warehouse)
     write_features(warehouse, keys)
-    backfill = warehouse.execute(f"SELECT * FROM {TABLE} WHERE business_date = DATE '2018-05-15'").df()
-    # Only the lookback the day needs: drop everything older than 37 days before it.
-    warehouse.execute("DELETE FROM cleaned.transactions WHERE business_date < DATE '2018-04-08'")
-    written = write_features(warehouse, ["2018-05-15"])
-    alone = warehouse.execute(f"SELECT * FROM {TABLE} WHERE business_date = DATE '2018-05-15'").df()
+    day = dt.date(2018, 6, 5)
+    backfill = warehouse.execute(f"SELECT * FROM {TABLE} WHERE business_date = DATE '{day}'").df()
+    # Only the lookback the day needs: drop everything older than LOOKBACK_DAYS (60) days before it.
+    oldest = day - dt.timedelta(days=LOOKBACK_DAYS)
+    assert warehouse.execute(
+        f"DELETE FROM cleaned.transactions WHERE business_date < DATE '{oldest}'"
+    ).fetchone()[0]
+    written = write_features(warehouse, [day.isoformat()])
+    alone = warehouse.execute(f"SELECT * FROM {TABLE} WHERE business_date = DATE '{day}'").df()
     assert written == len(backfill) > 0
     assert (
         _mismatches(backfill.set_index("transaction_id"), alone.set_index("transaction_id"), FEATURE_COLUMNS)

@@ -117,6 +117,8 @@ def test_the_compared_world_has_late_labels_ties_and_a_card_without_reference(ru
     assert features["dist_home_terminal"].isna().any()
     assert (features["terminal_risk_30d"] > 0).sum() > 100
     assert (features["terminal_known_fraud_28d"] > 0).sum() > 100
+    assert (features["terminal_known_fraud_60d"] > features["terminal_known_fraud_28d"]).sum() > 100
+    assert (features["card_known_fraud_60d"] > 0).sum() > 10
     assert (features["mcc_risk_30d"] > 0).any()
     assert features["is_ecommerce"].any()
 

@@ -9,7 +9,7 @@ every rule here and the graph snapshot shows them all. `automation_sensor` evalu
 - cleaned: `fill_and_follow` - build a missing partition once its inputs exist, rebuild when an input of
   the same day updates (not when labels or a reference snapshot do), only after upstream blocking checks
   passed. Freshness 26 h.
-- features: the same over the 37-day lookback the asset graph declares (features depend on the cleaned
+- features: the same over the 60-day lookback the asset graph declares (features depend on the cleaned
   transactions of the days before them): a day re-cleaned after later days' features rebuilds them.
 - models: no condition; training is requested by `training_trigger_sensor` and the weekly schedule.
   Freshness 8 days (warn 7).
@@ -85,6 +85,12 @@ def _lookback_ready() -> AC:
     )
 
 
+def _inputs_updated(ignore: dg.AssetSelection | None) -> AC:
+    """Any input updated, but those of `ignore`."""
+    updated = AC.any_deps_updated()
+    return updated.ignore(ignore) if ignore is not None else updated
+
+
 def fill_and_follow(
     ignore_updates_of: dg.AssetSelection | None = None,
     not_waiting_for: dg.AssetSelection | None = None,
@@ -96,9 +102,7 @@ def fill_and_follow(
     reads the parts of a condition at different moments, so one that ends while that run writes its
     partitions saw the inputs' new rows but not all of this asset's, and requested them again (a fresh
     `make run` rebuilt 26 of 45 days' features so); one tick later the run's writes are all visible."""
-    updated = AC.any_deps_updated()
-    if ignore_updates_of is not None:
-        updated = updated.ignore(ignore_updates_of)
+    updated = _inputs_updated(ignore_updates_of)
     fill = (AC.missing() & ~AC.execution_failed()).with_label("missing_not_failed")
     follow = updated.since_last_handled().with_label("deps_updated_since_last_handled")
     trigger = fill | follow
@@ -122,9 +126,7 @@ def follow(ignore_updates_of: dg.AssetSelection | None = None, wait_for_inputs: 
     """Monitoring: recompute after upstream updates, without waiting for every partition to exist.
     `wait_for_inputs` (a day's monitor): also wait until the day's every input exists, so a day whose
     features are written before its scores is measured once, with both, not once per input."""
-    updated = AC.any_deps_updated()
-    if ignore_updates_of is not None:
-        updated = updated.ignore(ignore_updates_of)
+    updated = _inputs_updated(ignore_updates_of)
     ready = ~AC.any_deps_in_progress() & ~AC.in_progress() & AC.all_deps_blocking_checks_passed()
     if wait_for_inputs:
         ready = ~AC.any_deps_missing() & ready

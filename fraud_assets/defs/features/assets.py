@@ -9,9 +9,11 @@ from fraud_assets.defs.features.compute import (
     BASELINE_COLUMNS,
     COLUMN_DESCRIPTIONS,
     COLUMNS,
+    EPISODE_DAYS,
     LOOKBACK_DAYS,
     PRODUCTION_COLUMNS,
     TABLE,
+    WINDOW_LOOKBACK_DAYS,
     write_features,
 )
 from fraud_assets.defs.features.lineage import COLUMN_LINEAGE
@@ -25,7 +27,7 @@ OWNERS = ["team:fraud-data-science"]
 GROUP = "features"
 CODE_VERSION = "3"
 PREVIEW_COLUMNS = ["transaction_id", "business_date", "tx_amount", "card_nb_tx_1d", "terminal_risk_7d"]
-# A day's windows read the cleaned transactions of the LOOKBACK_DAYS days before it: declared, so the
+# A day's features read the cleaned transactions of the LOOKBACK_DAYS days before it: declared, so the
 # UI shows it and automation rebuilds the later days when an earlier day is cleaned again.
 TRANSACTIONS_LOOKBACK = dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_DAYS)
 CLEANED_DEPS = [
@@ -55,8 +57,9 @@ CLEANED_DEPS = [
         "terminal windows (t-7d-n, t-7d] with risk from labels reported by t) and the production features "
         "of docs/features.md, all point-in-time correct. DuckDB stages the read range, the windows are one "
         "sort per entity with binary-searched frame bounds and exact prefix sums; a run reads "
-        f"{LOOKBACK_DAYS} days of lookback before its first day and writes its partitions atomically, day by "
-        "day in transaction order. A backfill is one pass. With the `spark` feature engine (resource "
+        f"{WINDOW_LOOKBACK_DAYS} days of transactions before its first day ({EPISODE_DAYS} of the labelled "
+        "ones, for the fraud episodes) and writes its partitions atomically, day by day in transaction "
+        "order. A backfill is one pass. With the `spark` feature engine (resource "
         "feature_engine) the same definitions run as a Spark application launched through Dagster Pipes, "
         "reading the cleaned layer's Parquet exports; the rows land in the same table."
     ),

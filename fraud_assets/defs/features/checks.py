@@ -120,7 +120,11 @@ RANGE_RULES: dict[str, str] = {
     "OR terminal_nb_tx_7d > terminal_nb_tx_14d OR terminal_nb_tx_14d > terminal_nb_tx_30d",
     "card_key_windows_bounded": "card_terminal_nb_tx_30d < 1 OR card_terminal_nb_tx_30d > card_nb_tx_30d "
     "OR NOT (card_hour_band_share_30d > 0 AND card_hour_band_share_30d <= 1)",
-    "known_fraud_windows_nested": "terminal_known_fraud_7d > terminal_known_fraud_28d",
+    "known_fraud_windows_nested": "terminal_known_fraud_7d > terminal_known_fraud_28d "
+    "OR terminal_known_fraud_28d > terminal_known_fraud_60d",
+    "fraud_episodes_ordered": "terminal_days_since_last_fraud_60d <= 0 "
+    "OR terminal_days_since_last_fraud_60d > terminal_days_since_first_fraud_60d "
+    "OR terminal_days_since_first_fraud_60d > 60",
     "distinct_terminals_bounded": "card_nb_terminals_1d > card_nb_tx_1d "
     "OR card_nb_terminals_7d > card_nb_tx_7d OR card_nb_terminals_1d > card_nb_terminals_7d",
     "risks_are_shares": " OR ".join(
@@ -142,9 +146,9 @@ SAMPLED_NAIVE_RECOMPUTE = dg.AssetCheckSpec(
         f"Leakage and correctness guard: recomputes {SAMPLE_ROWS} random rows of the run's business "
         "dates the naive way (plain joins on cleaned.transactions and cleaned.labels, straight from the "
         "definitions, no window functions) and compares the baseline card/terminal features, the card "
-        "velocity features and the undelayed terminal known-fraud counts: counts exactly, averages and "
-        f"ratios to {REL_TOL:g} relative. A window off by one row, a frame that leaks the future or a label "
-        "used before it was reported shows up as a mismatch."
+        "velocity features, the undelayed terminal known-fraud counts and the 60-day fraud episodes: counts "
+        f"exactly, averages and ratios to {REL_TOL:g} relative. A window off by one row, a frame that leaks "
+        "the future or a label used before it was reported shows up as a mismatch."
     ),
 )
 NULL_RATES = dg.AssetCheckSpec(
@@ -163,7 +167,8 @@ VALUE_RANGES = dg.AssetCheckSpec(
         "Validity of the run's business dates: flags are 0/1, counts non-negative, the card windows "
         "include the current transaction and nest (1h <= 6h <= 1d <= 7d <= 30d), terminal windows and "
         "known-fraud counts nest, distinct terminals <= transactions, risks are shares in [0, 1], amounts "
-        "and distances non-negative, z-score within its clip, gap within 30 days."
+        "and distances non-negative, z-score within its clip, gap within 30 days, a terminal's last known "
+        "fraud after its first, both within 60 days."
     ),
 )
 

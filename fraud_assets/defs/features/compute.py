@@ -2,7 +2,8 @@
 
 For output dates K: feature_inputs.sql stages the cleaned transactions from min(K) - 37 days to max(K)
 (30-day card windows, 30-day windows delayed by 7 days for terminals and merchant categories), the labels
-reported before the end of max(K) and the reference data as narrow temp tables; windows.py computes every
+reported before the end of max(K) (those of fraud episodes: of transactions from min(K) - 60 days) and the
+reference data as narrow temp tables; windows.py computes every
 window over them (one sort per entity, binary-searched frame bounds, prefix sums; the window semantics are
 stated there); rows.py derives the ratios and defaults. The rows of K, ordered by business date and
 transaction id, are written in one transaction. A single day and a full backfill run the same code; the
@@ -22,7 +23,12 @@ import pandas as pd
 import pyarrow as pa
 
 from fraud_assets.defs.features import rows as derive
-from fraud_assets.defs.features.windows import KNOWN_FRAUD_COUNTERS, card_windows, terminal_windows
+from fraud_assets.defs.features.windows import (
+    KNOWN_FRAUD_COUNTERS,
+    US_PER_DAY,
+    card_windows,
+    terminal_windows,
+)
 from fraud_assets.lib.feature_columns import BASELINE_COLUMNS, ID_COLUMNS
 from fraud_assets.lib.partitions import validate_keys
 from fraud_assets.lib.warehouse import replace_partition
@@ -30,10 +36,17 @@ from fraud_assets.lib.warehouse import replace_partition
 TABLE = "features.transaction_features"
 LABEL_DELAY_DAYS = 7
 CARD_LOOKBACK_DAYS = 30
-LOOKBACK_DAYS = 30 + LABEL_DELAY_DAYS
+WINDOW_LOOKBACK_DAYS = 30 + LABEL_DELAY_DAYS  # the windows' read range
+# A terminal's fraud episode and a card's known frauds look at the labelled transactions of 60 days: a
+# terminal compromise runs for weeks, and its age tells whether it is still running when the delayed
+# risk windows still light up.
+EPISODE_DAYS = 60
+LOOKBACK_DAYS = max(WINDOW_LOOKBACK_DAYS, EPISODE_DAYS)  # what a day's features read of the cleaned layer
 SQL_PATH = Path(__file__).with_name("feature_inputs.sql")
 # The temp tables a computation stages in its connection (dropped once the rows are written).
 SCRATCH = (
+    "feature_episodes",
+    "feature_episode_labels",
     "feature_merchant_categories",
     "feature_label_events",
     "feature_labels",
@@ -49,6 +62,10 @@ OUTPUT_ROWS_PER_PASS = 5_000_000
 PRODUCTION_COLUMNS = (
     "terminal_known_fraud_7d",
     "terminal_known_fraud_28d",
+    "terminal_known_fraud_60d",
+    "terminal_days_since_first_fraud_60d",
+    "terminal_days_since_last_fraud_60d",
+    "card_known_fraud_60d",
     "card_amount_ratio_30d",
     "card_amount_zscore_30d",
     "card_secs_since_prev_tx",
@@ -104,6 +121,13 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
         " label reported <= t (undelayed: every label known at t)"
         for w in ("7d", "28d")
     },
+    "terminal_known_fraud_60d": "count of the terminal's transactions in (t - 60d, t) with a fraud label "
+    "reported <= t (the terminal's known fraud episode)",
+    "terminal_days_since_first_fraud_60d": "days from the earliest of those to t (60 if none): how long a "
+    "known compromise of the terminal has been running",
+    "terminal_days_since_last_fraud_60d": "days from the latest of those to t (60 if none)",
+    "card_known_fraud_60d": "count of the card's transactions in (t - 60d, t) with a fraud label reported "
+    "<= t",
     "card_amount_ratio_30d": "amount / mean amount of the card's other transactions in (t-30d, t]; 1 if none",
     "card_amount_zscore_30d": "(amount - mean) / sample std of the card's other transactions in (t-30d, t]; "
     "0 if fewer than 2 or constant",
@@ -151,12 +175,16 @@ def render_sql(partition_keys: Sequence[str]) -> str:
     """The statements that stage the windows' inputs for these output business dates (temp tables)."""
     dates = validate_keys(partition_keys)
     first, last = dates[0], dates[-1]
-    read_from = first - dt.timedelta(days=LOOKBACK_DAYS)
+    read_from = first - dt.timedelta(days=WINDOW_LOOKBACK_DAYS)
+    episode_from = first - dt.timedelta(days=EPISODE_DAYS)
     card_from = first - dt.timedelta(days=CARD_LOOKBACK_DAYS)
     out_to = last + dt.timedelta(days=1)
     return SQL_PATH.read_text().format(
         read_from_date=read_from.isoformat(),
         read_from=f"{read_from.isoformat()} 00:00:00",
+        episode_from_date=episode_from.isoformat(),
+        episode_from=f"{episode_from.isoformat()} 00:00:00",
+        episode_us=EPISODE_DAYS * US_PER_DAY,
         card_from=f"{card_from.isoformat()} 00:00:00",
         out_from=f"{first.isoformat()} 00:00:00",
         out_to=f"{out_to.isoformat()} 00:00:00",
@@ -180,6 +208,7 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
     cards = _arrays(conn, "SELECT * FROM feature_cards ORDER BY card_id")
     terminals = _arrays(conn, "SELECT * FROM feature_terminals")
     categories = _arrays(conn, "SELECT * FROM feature_merchant_categories")
+    episodes = _arrays(conn, "SELECT * FROM feature_episodes ORDER BY transaction_id")
 
     us, card = tx["us"].astype(np.int64), tx["card_id"].astype(np.int64)
     terminal_ids, terminal = np.unique(tx["terminal_id"].astype(np.int64), return_inverse=True)
@@ -237,6 +266,7 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
         },
         "terminal_known_fraud_7d": at["known_recent_7d"],
         "terminal_known_fraud_28d": at["known_recent_28d"],
+        **derive.episodes(tx["transaction_id"][rows], us[rows], episodes, EPISODE_DAYS * US_PER_DAY),
         **derive.card_amount_stats(amount, at["card_nb_tx_30d"], at["card_sum_30d"], at["card_sumsq_30d"]),
         **derive.previous_transaction(at["prev_gap_us"], x[term], y[term], x[prev], y[prev]),
         "card_nb_terminals_1d": at["card_nb_terminals_1d"],

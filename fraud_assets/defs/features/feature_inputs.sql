@@ -2,7 +2,8 @@
 -- states the window semantics), as temp tables of this connection.
 --
 -- Read range: output rows have t in [{out_from}, {out_to}); card windows reach 30 days back ({card_from}),
--- delayed terminal windows 30 + 7 days ({read_from}); labels are those reported before {out_to}.
+-- delayed terminal windows 30 + 7 days ({read_from}); labels are those reported before {out_to}, of the read
+-- range's transactions (fraud episodes: of the 60 days from {episode_from}).
 -- Placeholders are ISO dates/timestamps produced by compute.py from validated partition keys.
 
 -- A dense integer per card (the card windows sort on it; the token is joined back once at the end).
@@ -107,3 +108,38 @@ mcc_known AS (
 
 SELECT c.business_date, c.mcc, c.mcc_nb_tx_30d, coalesce(k.known, 0) AS mcc_known_fraud_30d
 FROM mcc_counts AS c LEFT JOIN mcc_known AS k ON k.business_date = c.business_date AND k.mcc = c.mcc;
+
+-- Fraud episodes: the labels reported before the end of the last output day of transactions from
+-- {episode_from} (60 days before the first output day), of the read range's terminals and cards.
+CREATE OR REPLACE TEMP TABLE feature_episode_labels AS
+SELECT t.terminal_id, k.card_id, epoch_us(t.tx_datetime) AS s, epoch_us(l.reported_at) AS r
+FROM cleaned.labels AS l JOIN cleaned.transactions AS t ON t.transaction_id = l.transaction_id
+LEFT JOIN feature_cards AS k ON k.card_token = t.card_token
+WHERE t.business_date BETWEEN DATE '{episode_from_date}' AND DATE '{out_last_date}'
+  AND t.tx_datetime >= TIMESTAMP '{episode_from}' AND l.reported_at < TIMESTAMP '{out_to}';
+
+-- Per output row, the frauds known at t (reported <= t) among its terminal's and its card's transactions of
+-- (t - 60d, t): a row never sees its own label. One row per output transaction that has any (a few per
+-- cent of them): a range join that touches only the labelled transactions of a row's own terminal or card.
+CREATE OR REPLACE TEMP TABLE feature_episodes AS
+WITH terminal_known AS (
+    SELECT o.transaction_id, count(*) AS terminal_known, min(l.s) AS terminal_first_us,
+           max(l.s) AS terminal_last_us
+    FROM feature_inputs AS o JOIN feature_episode_labels AS l
+        ON l.terminal_id = o.terminal_id AND l.s < o.us AND l.s > o.us - {episode_us} AND l.r <= o.us
+    WHERE o.is_output
+    GROUP BY ALL
+),
+
+card_known AS (
+    SELECT o.transaction_id, count(*) AS card_known
+    FROM feature_inputs AS o JOIN feature_episode_labels AS l
+        ON l.card_id = o.card_id AND l.s < o.us AND l.s > o.us - {episode_us} AND l.r <= o.us
+    WHERE o.is_output
+    GROUP BY ALL
+)
+
+SELECT transaction_id, coalesce(t.terminal_known, 0) AS terminal_known,
+       coalesce(t.terminal_first_us, 0) AS terminal_first_us, coalesce(t.terminal_last_us, 0) AS terminal_last_us,
+       coalesce(c.card_known, 0) AS card_known
+FROM terminal_known AS t FULL JOIN card_known AS c USING (transaction_id);

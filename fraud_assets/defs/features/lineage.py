@@ -28,7 +28,12 @@ COLUMN_LINEAGE = column_lineage(
         **{f"card_avg_amount_{w}": [*_CARD_WINDOW, (TX, "tx_amount")] for w in _WINDOWS},
         **{f"terminal_nb_tx_{w}": _TERMINAL_WINDOW for w in _DELAYED_WINDOWS},
         **{f"terminal_risk_{w}": [*_TERMINAL_WINDOW, *_KNOWN_FRAUD] for w in _DELAYED_WINDOWS},
-        **{f"terminal_known_fraud_{w}": [*_TERMINAL_WINDOW, *_KNOWN_FRAUD] for w in ("7d", "28d")},
+        **{f"terminal_known_fraud_{w}": [*_TERMINAL_WINDOW, *_KNOWN_FRAUD] for w in ("7d", "28d", "60d")},
+        **{
+            f"terminal_days_since_{end}_fraud_60d": [*_TERMINAL_WINDOW, *_KNOWN_FRAUD]
+            for end in ("first", "last")
+        },
+        "card_known_fraud_60d": [*_CARD_WINDOW, *_KNOWN_FRAUD],
         "card_amount_ratio_30d": [*_CARD_WINDOW, (TX, "tx_amount")],
         "card_amount_zscore_30d": [*_CARD_WINDOW, (TX, "tx_amount")],
         "card_secs_since_prev_tx": _CARD_WINDOW,

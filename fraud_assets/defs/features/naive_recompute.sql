@@ -2,7 +2,9 @@
 --
 -- For a random sample of feature rows, recompute features straight from their definitions, with
 -- plain joins and filters and no window functions: every card transaction in (t - 30d, t], every
--- terminal transaction in (t - 37d, t - 7d] with its label, and in (t - 28d, t) for the undelayed counts, then filtered aggregates. Slow per row,
+-- terminal transaction in (t - 37d, t - 7d] with its label, in (t - 28d, t) for the undelayed counts and
+-- every labelled terminal or card transaction in (t - 60d, t) for the episodes, then filtered aggregates.
+-- Slow per row,
 -- independent of transaction_features.sql, so the two agree only if both follow the definitions.
 -- The sample comes from the business dates the run wrote ({{written}}); x is cleaned.transactions from the
 -- earliest window start of those dates ({{read_from}}) to their last day ({{read_to}}).
@@ -85,6 +87,29 @@ terminal_recent AS (
         ON x.terminal_id = s.terminal_id AND x.tx_datetime > s.t - INTERVAL 28 DAY AND x.tx_datetime < s.t
         AND l.reported_at <= s.t
     GROUP BY s.transaction_id
+),
+
+terminal_episode AS (
+    -- The terminal's transactions in (t - 60d, t) whose label was reported by t.
+    SELECT
+        s.transaction_id,
+        count(x.transaction_id) AS terminal_known_fraud_60d,
+        coalesce(epoch(s.t - min(x.tx_datetime)) / 86400, 60.0) AS terminal_days_since_first_fraud_60d,
+        coalesce(epoch(s.t - max(x.tx_datetime)) / 86400, 60.0) AS terminal_days_since_last_fraud_60d
+    FROM s
+    LEFT JOIN (x JOIN cleaned.labels AS l ON l.transaction_id = x.transaction_id)
+        ON x.terminal_id = s.terminal_id AND x.tx_datetime > s.t - INTERVAL 60 DAY AND x.tx_datetime < s.t
+        AND l.reported_at <= s.t
+    GROUP BY s.transaction_id, s.t
+),
+
+card_episode AS (
+    SELECT s.transaction_id, count(x.transaction_id) AS card_known_fraud_60d
+    FROM s
+    LEFT JOIN (x JOIN cleaned.labels AS l ON l.transaction_id = x.transaction_id)
+        ON x.card_token = s.card_token AND x.tx_datetime > s.t - INTERVAL 60 DAY AND x.tx_datetime < s.t
+        AND l.reported_at <= s.t
+    GROUP BY s.transaction_id
 )
 
 SELECT
@@ -98,6 +123,9 @@ SELECT
     terminal.terminal_nb_tx_30d,
     CASE WHEN terminal_nb_tx_30d > 0 THEN fraud_30d / terminal_nb_tx_30d ELSE 0.0 END AS terminal_risk_30d,
     terminal_recent.terminal_known_fraud_7d,
-    terminal_recent.terminal_known_fraud_28d
+    terminal_recent.terminal_known_fraud_28d,
+    terminal_episode.* EXCLUDE (transaction_id),
+    card_episode.card_known_fraud_60d
 FROM card JOIN terminal USING (transaction_id) JOIN terminal_recent USING (transaction_id)
+JOIN terminal_episode USING (transaction_id) JOIN card_episode USING (transaction_id)
 ORDER BY transaction_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 SECONDS_30_DAYS = 30 * 86400.0
+US_PER_DAY = 86_400_000_000
 ZSCORE_CLIP = 20.0
 
 
@@ -64,3 +65,33 @@ def flags(packed: np.ndarray) -> dict[str, np.ndarray]:
     """The per-row flags feature_inputs.sql packs into one small integer, one bit each."""
     names = ("is_weekend", "is_night", "is_ecommerce", "three_ds_failed", "ecommerce_without_3ds")
     return {name: ((packed >> bit) & 1).astype(np.int32) for bit, name in enumerate(names)}
+
+
+def episodes(ids: np.ndarray, t_us: np.ndarray, known: dict[str, np.ndarray], reach_us: int) -> dict:
+    """The known frauds of the last `reach_us` of each row's terminal and card, from feature_episodes (one
+    row per transaction that has any, sorted by transaction id): counts, and the days since the
+    terminal's first and last one (`reach_us` in days where there is none)."""
+    found = known["transaction_id"]
+    at = np.searchsorted(found, ids)
+    hit = at < len(found)
+    hit[hit] = found[at[hit]] == ids[hit]
+    at = at[hit]
+
+    def column(name: str, default: np.ndarray | int) -> np.ndarray:
+        out = np.broadcast_to(np.asarray(default, dtype=np.int64), ids.shape).copy()
+        out[hit] = known[name][at]
+        return out
+
+    terminal_known = column("terminal_known", 0)
+    none = t_us - reach_us  # no known fraud: as if the episode began and ended `reach_us` ago
+    return {
+        "terminal_known_fraud_60d": terminal_known,
+        **{
+            f"terminal_days_since_{end}_fraud_60d": (
+                t_us - np.where(terminal_known > 0, column(f"terminal_{end}_us", none), none)
+            )
+            / US_PER_DAY
+            for end in ("first", "last")
+        },
+        "card_known_fraud_60d": column("card_known", 0),
+    }

@@ -3,10 +3,10 @@
 A day's terminal risk and known-fraud counts read the labels reported up to each transaction, and
 `cleaned/labels` is one unpartitioned table: Dagster cannot map "labels reported on day R" to the feature
 days they change, so this is the one lookback the asset graph does not express (a day re-cleaned after
-later days is: features depend on the 37 days of cleaned transactions before them through a
+later days is: features depend on the 60 days of cleaned transactions before them through a
 `TimeWindowPartitionMapping`, and automation rebuilds them). Each `cleaned/labels` materialisation says
 what it changed (metadata: earliest report date R of the changed labels, latest transaction date T); the
-days in [R, T + 37] featured before it are stale. One run per block of consecutive stale days. Reads only
+days in [R, T + 60] featured before it are stale. One run per block of consecutive stale days. Reads only
 the Dagster instance; a day's chargebacks loaded in its own run, before its features, request nothing.
 """
 
@@ -88,9 +88,9 @@ def stale_feature_days(
     name="label_lookback_sensor",
     description=(
         "Rebuilds features/transaction_features for the days computed without labels known now (a late or "
-        "corrected chargeback file): from the earliest report date of the changed labels to 37 days after "
-        "their latest transaction. One run per block of days, a partition range; scores follow by "
-        "automation. Reads only the Dagster instance."
+        "corrected chargeback file): from the earliest report date of the changed labels to "
+        f"{LOOKBACK_DAYS} days after their latest transaction. One run per block of days, a partition "
+        "range; scores follow by automation. Reads only the Dagster instance."
     ),
     job=features_job,
     minimum_interval_seconds=30,

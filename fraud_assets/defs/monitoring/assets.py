@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.defs.features.compute import BASELINE_COLUMNS, LABEL_DELAY_DAYS, LOOKBACK_DAYS
+from fraud_assets.defs.features.compute import BASELINE_COLUMNS, LABEL_DELAY_DAYS, WINDOW_LOOKBACK_DAYS
 from fraud_assets.defs.monitoring.metrics import average_precision, psi, psi_status
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
@@ -183,9 +183,11 @@ def _day(conn, table: str, cols: list[str], day: str) -> pd.DataFrame:
 
 def lookback_days(feature: str) -> int:
     """Days of history a feature's value needs to be complete: n for a card window of n days, n + the label
-    delay for a terminal window, the whole feature lookback for the score, 0 for per-transaction values."""
+    delay for a terminal window, the windows' whole lookback for the score (the 60-day fraud episodes
+    reach further, but only for the few rows near a known fraud: they do not set the score's
+    distribution), 0 for per-transaction values."""
     if feature == SCORE:
-        return LOOKBACK_DAYS
+        return WINDOW_LOOKBACK_DAYS
     window = re.fullmatch(r"(card|terminal)_\w+_(\d+)d", feature)
     if window is None:
         return 0

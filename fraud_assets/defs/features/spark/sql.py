@@ -21,7 +21,9 @@ US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
 LABEL_DELAY_DAYS = 7
 CARD_LOOKBACK_DAYS = 30
-LOOKBACK_DAYS = CARD_LOOKBACK_DAYS + LABEL_DELAY_DAYS
+WINDOW_LOOKBACK_DAYS = CARD_LOOKBACK_DAYS + LABEL_DELAY_DAYS
+EPISODE_DAYS = 60  # a terminal's fraud episode and a card's known frauds: labelled transactions of 60 days
+LOOKBACK_DAYS = max(WINDOW_LOOKBACK_DAYS, EPISODE_DAYS)  # the day files a run reads
 CARD_WINDOWS = {
     "1h": US_PER_HOUR,
     "6h": 6 * US_PER_HOUR,
@@ -97,6 +99,15 @@ COLUMN_SQL: dict[str, str] = {
     **{f"terminal_nb_tx_{w}": f"terminal_nb_tx_{w}" for w in TERMINAL_WINDOWS},
     **{f"terminal_risk_{w}": _share(f"known_delayed_{w}", f"terminal_nb_tx_{w}") for w in TERMINAL_WINDOWS},
     **{f"terminal_known_fraud_{w}": f"known_recent_{w}" for w in RECENT_WINDOWS},
+    # no known fraud in 60 days: counts 0, days since the terminal's first and last one 60
+    "terminal_known_fraud_60d": "coalesce(terminal_known, 0)",
+    **{
+        f"terminal_days_since_{end}_fraud_60d": (
+            f"coalesce(CAST(us - terminal_{end}_us AS DOUBLE) / {US_PER_DAY}, CAST({EPISODE_DAYS} AS DOUBLE))"
+        )
+        for end in ("first", "last")
+    },
+    "card_known_fraud_60d": "coalesce(card_known, 0)",
     "card_amount_ratio_30d": (
         f"CASE WHEN {_N_PREV} > 0 AND {_SUM_PREV} > 0 THEN tx_amount / {_MEAN_PREV} ELSE 1.0 END"
     ),
@@ -134,7 +145,8 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
     in creation order, for these output dates (validated dates: safe to inline). Expects the views
     `transactions`, `labels`, `cards`, `terminals` over the cleaned layer's exports."""
     first, last = min(dates), max(dates)
-    read_from = first - dt.timedelta(days=LOOKBACK_DAYS)
+    read_from = first - dt.timedelta(days=WINDOW_LOOKBACK_DAYS)
+    episode_from = first - dt.timedelta(days=EPISODE_DAYS)
     card_from = first - dt.timedelta(days=CARD_LOOKBACK_DAYS)
     out_to = last + dt.timedelta(days=1)
     output_dates = ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(set(dates)))
@@ -218,10 +230,30 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
         "feature_known_frauds": f"""
             SELECT o.transaction_id, {known_columns}
             FROM feature_inputs AS o JOIN feature_labels AS l
-              ON l.terminal_id = o.terminal_id AND l.s > o.us - {LOOKBACK_DAYS * US_PER_DAY} AND l.s < o.us
-                 AND l.r <= o.us
+              ON l.terminal_id = o.terminal_id AND l.s > o.us - {WINDOW_LOOKBACK_DAYS * US_PER_DAY}
+                 AND l.s < o.us AND l.r <= o.us
             WHERE o.is_output
             GROUP BY o.transaction_id""",
+        # The labelled transactions of the 60 days before the first output day, reported before its end.
+        "feature_episode_labels": f"""
+            SELECT t.terminal_id, t.card_token, unix_micros(CAST(t.tx_datetime AS TIMESTAMP)) AS s,
+                   unix_micros(CAST(l.reported_at AS TIMESTAMP)) AS r
+            FROM transactions AS t JOIN labels AS l ON l.transaction_id = t.transaction_id
+            WHERE t.business_date BETWEEN DATE '{episode_from}' AND DATE '{last}'
+              AND t.tx_datetime >= {_ts(episode_from)} AND l.reported_at < {_ts(out_to)}""",
+        # Each output row against its terminal's and its card's labelled transactions of (t - 60d, t)
+        # reported by t.
+        **{
+            f"feature_{entity}_episodes": f"""
+            SELECT o.transaction_id, count(*) AS {entity}_known, min(l.s) AS {entity}_first_us,
+                   max(l.s) AS {entity}_last_us
+            FROM feature_inputs AS o JOIN feature_episode_labels AS l
+              ON l.{key} = o.{key} AND l.s > o.us - {EPISODE_DAYS * US_PER_DAY} AND l.s < o.us
+                 AND l.r <= o.us
+            WHERE o.is_output
+            GROUP BY o.transaction_id"""
+            for entity, key in (("terminal", "terminal_id"), ("card", "card_token"))
+        },
         # Daily snapshot per merchant category: its transactions of business days [D - 37, D - 8] and
         # those with a label reported before D.
         "feature_merchant_categories": f"""
@@ -249,12 +281,15 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
             LEFT JOIN mcc_known AS k ON k.business_date = c.business_date AND k.mcc = c.mcc""",
         "feature_rows": f"""
             SELECT o.*, {card_results}, {terminal_results}, {known_results},
+                   ep.terminal_known, ep.terminal_first_us, ep.terminal_last_us, ec.card_known,
                    cw.prev.us AS prev_us, m.x, m.y, pm.x AS prev_x, pm.y AS prev_y, h.home_x, h.home_y,
                    mc.mcc_nb_tx_30d, mc.mcc_known_fraud_30d
             FROM (SELECT * FROM feature_inputs WHERE is_output) AS o
             JOIN feature_card_windows AS cw USING (transaction_id)
             JOIN feature_terminal_windows AS tw USING (transaction_id)
             LEFT JOIN feature_known_frauds AS kf USING (transaction_id)
+            LEFT JOIN feature_terminal_episodes AS ep USING (transaction_id)
+            LEFT JOIN feature_card_episodes AS ec USING (transaction_id)
             JOIN feature_terminals AS m ON m.terminal_id = o.terminal_id
             LEFT JOIN feature_terminals AS pm ON pm.terminal_id = cw.prev.terminal_id
             LEFT JOIN cards AS h ON h.card_token = o.card_token
