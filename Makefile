@@ -44,7 +44,10 @@ seed: setup
 
 run: seed
 	@echo "Starting fraud_assets on http://$(HOST):$(PORT) (DAGSTER_HOME=$(DAGSTER_HOME), FRAUD_DATA_DIR=$(FRAUD_DATA_DIR))"
-	@$(RUN) dg dev -h $(HOST) -p $(PORT) -w workspace.yaml
+	@# SIGINT back to its default first: started in the background (nohup, a CI job) it is ignored, and Dagster
+	@# maps SIGTERM to the SIGINT handler, so `dg dev` would ignore `kill` too.
+	@$(RUN) python -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+		dg dev -h $(HOST) -p $(PORT) -w workspace.yaml
 
 lint: setup
 	@$(UV) run --frozen ruff check fraud_assets fraud_assets_tests bench scripts

@@ -55,7 +55,10 @@ IN_FLIGHT = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGTERM if the test process dies without cleaning up (Linux), so a
-    killed test run cannot leave a platform behind."""
+    killed test run cannot leave a platform behind. SIGINT back to its default: a test run started in the
+    background (CI, nohup) ignores it, the child inherits that, and Dagster maps SIGTERM to the SIGINT
+    handler, so `dg dev` ignored SIGTERM and every stop waited out its 30 s grace."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     with contextlib.suppress(Exception):
         import ctypes
 
