@@ -3,9 +3,9 @@
 For output dates K: feature_inputs.sql stages the cleaned transactions from min(K) - 37 days to max(K)
 (30-day card windows, 30-day windows delayed by 7 days for terminals and merchant categories), the labels
 reported before the end of max(K) (those of fraud episodes: of transactions from min(K) - 60 days) and the
-reference data as narrow temp tables; windows.py computes every
-window over them (one sort per entity, binary-searched frame bounds, prefix sums; the window semantics are
-stated there); rows.py derives the ratios and defaults. The rows of K, ordered by business date and
+reference data as narrow temp tables; windows.py computes every window over them (one sort per entity,
+binary-searched frame bounds, prefix sums; the window semantics are stated there); rows.py derives the
+ratios and defaults. The rows of K, ordered by business date and
 transaction id, are written in one transaction. A single day and a full backfill run the same code; the
 backfill is just one pass over a wider range.
 """

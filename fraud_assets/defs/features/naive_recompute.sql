@@ -4,8 +4,8 @@
 -- plain joins and filters and no window functions: every card transaction in (t - 30d, t], every
 -- terminal transaction in (t - 37d, t - 7d] with its label, in (t - 28d, t) for the undelayed counts and
 -- every labelled terminal or card transaction in (t - 60d, t) for the episodes, then filtered aggregates.
--- Slow per row,
--- independent of transaction_features.sql, so the two agree only if both follow the definitions.
+-- Slow per row, independent of transaction_features.sql, so the two agree only if both follow the
+-- definitions.
 -- The sample comes from the business dates the run wrote ({{written}}); x is cleaned.transactions from the
 -- earliest window start of those dates ({{read_from}}) to their last day ({{read_to}}).
 WITH s AS (

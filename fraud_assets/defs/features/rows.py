@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fraud_assets.defs.features.windows import US_PER_DAY
+
 SECONDS_30_DAYS = 30 * 86400.0
-US_PER_DAY = 86_400_000_000
 ZSCORE_CLIP = 20.0
 
 

@@ -243,16 +243,19 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
               AND t.tx_datetime >= {_ts(episode_from)} AND l.reported_at < {_ts(out_to)}""",
         # Each output row against its terminal's and its card's labelled transactions of (t - 60d, t)
         # reported by t.
+        # (the first and last of them only for the terminal, whose episode's age is a feature)
         **{
             f"feature_{entity}_episodes": f"""
-            SELECT o.transaction_id, count(*) AS {entity}_known, min(l.s) AS {entity}_first_us,
-                   max(l.s) AS {entity}_last_us
+            SELECT o.transaction_id, count(*) AS {entity}_known{ages}
             FROM feature_inputs AS o JOIN feature_episode_labels AS l
               ON l.{key} = o.{key} AND l.s > o.us - {EPISODE_DAYS * US_PER_DAY} AND l.s < o.us
                  AND l.r <= o.us
             WHERE o.is_output
             GROUP BY o.transaction_id"""
-            for entity, key in (("terminal", "terminal_id"), ("card", "card_token"))
+            for entity, key, ages in (
+                ("terminal", "terminal_id", ", min(l.s) AS terminal_first_us, max(l.s) AS terminal_last_us"),
+                ("card", "card_token", ""),
+            )
         },
         # Daily snapshot per merchant category: its transactions of business days [D - 37, D - 8] and
         # those with a label reported before D.
