@@ -517,6 +517,11 @@ def test_a_backfill_is_one_run_and_every_check_passes(data_dir, world):
     }
     mat = result.asset_materializations_for_node("features__transaction_features")
     assert {m.partition for m in mat} == set(keys)
+    # The per-day copies leave out the column schema and lineage: the definition carries them once.
+    assert all(m.metadata["dagster/partition_row_count"].value > 0 for m in mat)
+    assert not {"dagster/column_schema", "dagster/column_lineage"} & {k for m in mat for k in m.metadata}
+    definition = transaction_features.specs_by_key[dg.AssetKey(["features", "transaction_features"])]
+    assert {"dagster/column_schema", "dagster/column_lineage"} <= set(definition.metadata)
     # The blocking completeness check is recorded for every day of the range (scores gate on it per day).
     per_day = [e for e in result.get_asset_check_evaluations() if e.check_name == "one_row_per_transaction"]
     assert {e.partition for e in per_day if e.passed} == {*keys, None}

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, COLUMN_SCHEMA_KEY
 from fraud_assets.lib.pan import mask_value
 from fraud_assets.lib.provenance import is_producer_column
 
@@ -383,11 +384,15 @@ def table_metadata(
     params: Iterable[object] | None = None,
     preview_columns: Sequence[str] | None = None,
     extra: Mapping[str, object] | None = None,
+    partitions: int = 1,
 ) -> dict[str, object]:
     """Standard metadata for a table: column schema, row count, table name, a masked preview.
 
     With `where` (a partition filter), also the partition's row count, and the preview comes from the
-    partition. `extra` numeric values are plotted over time by the UI."""
+    partition. `extra` numeric values are plotted over time by the UI. A run of several `partitions`
+    records one materialisation per partition, each a copy of this metadata: the copies leave out the
+    column schema and lineage, which every partitioned asset declares on its definition (a 183-day
+    backfill would otherwise write and read them 183 times)."""
     filt = f" WHERE {where}" if where else ""
     args = list(params or [])
     total = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
@@ -395,14 +400,17 @@ def table_metadata(
     cols = ", ".join(preview_columns) if preview_columns else "*"
     preview = conn.execute(f"SELECT {cols} FROM {table}{filt} LIMIT {PREVIEW_ROWS}", args).df()
     # Dagster's standard table metadata keys (its TableMetadataSet, which 1.13 does not export).
-    md = {
-        "dagster/column_schema": column_schema(conn, table, descriptions),
+    md: dict[str, object] = {
         "dagster/row_count": int(total),
         "dagster/table_name": table,
         "dagster/storage_kind": "duckdb",
     }
+    if partitions == 1:
+        md[COLUMN_SCHEMA_KEY] = column_schema(conn, table, descriptions)
     if part is not None:
         md["dagster/partition_row_count"] = int(part)
     md["preview"] = masked_preview(preview, table=table)
     md.update(extra or {})
+    if partitions > 1:
+        md.pop(COLUMN_LINEAGE_KEY, None)
     return md

@@ -322,6 +322,7 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 TX,
                 descriptions=schemas.COLUMN_DESCRIPTIONS,
                 where=where,
+                partitions=len(keys),
                 extra={**{k: int(v) for k, v in totals.items()}, "partitions_written": len(keys)},
             ),
         )
@@ -332,6 +333,7 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 QUAR,
                 descriptions=schemas.COLUMN_DESCRIPTIONS,
                 where=where,
+                partitions=len(keys),
                 extra={
                     "quarantined_rows": int(totals["quarantined_rows"]),
                     "quarantine_by_reason": dg.MetadataValue.json(by_reason),
@@ -341,7 +343,9 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
         )
         yield dg.MaterializeResult(
             asset_key=["cleaned", "reconciliation"],
-            metadata=table_metadata(conn, RECON, descriptions=schemas.COLUMN_DESCRIPTIONS, where=where),
+            metadata=table_metadata(
+                conn, RECON, descriptions=schemas.COLUMN_DESCRIPTIONS, where=where, partitions=len(keys)
+            ),
         )
 
 

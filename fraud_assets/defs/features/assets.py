@@ -86,6 +86,7 @@ def transaction_features(
             descriptions=COLUMN_DESCRIPTIONS,
             where=written_days,
             preview_columns=PREVIEW_COLUMNS,
+            partitions=len(keys),
             extra={
                 "rows_written": written,
                 "partitions_written": len(keys),
@@ -100,10 +101,6 @@ def transaction_features(
                 COLUMN_LINEAGE_KEY: COLUMN_LINEAGE,
             },
         )
-    if len(keys) > 1:
-        # A range run records one materialisation per day, each with this metadata: the column schema is
-        # on the definition, so the copies leave it out.
-        md.pop("dagster/column_schema", None)
     engine = feature_engine.engine
     context.log.info(
         f"features ({engine}): {written} rows for {len(keys)} business date(s) in {seconds:.2f}s"

@@ -335,7 +335,9 @@ def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> 
             }
             if SCORE in set(latest["feature"]):
                 extra["score_psi"] = float(latest.loc[latest["feature"] == SCORE, "psi"].iloc[0])
-            md = table_metadata(conn, DRIFT_TABLE, descriptions=DRIFT_COLUMNS, extra=extra)
+            md = table_metadata(
+                conn, DRIFT_TABLE, descriptions=DRIFT_COLUMNS, extra=extra, partitions=len(days)
+            )
         else:
             context.log.info("no features yet: nothing to compare")
             md = {"note": "no features or no reference window yet"}

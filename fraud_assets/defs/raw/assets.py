@@ -183,6 +183,7 @@ def authorizations(
             "raw.authorizations",
             descriptions=COLUMN_DESCRIPTIONS,
             where=dates_filter(keys),
+            partitions=len(keys),
             extra={
                 "rows_acq_a": counts.get("acq_a", 0),
                 "rows_acq_b": counts.get("acq_b", 0),

@@ -189,6 +189,7 @@ def fraud_alerts(
             where=dates_filter(days),
             descriptions=ALERTS_DESCRIPTIONS,
             preview_columns=["alert_rank", "score", "transaction_id", "tx_amount", "drivers"],
+            partitions=len(days),
             extra={
                 "alerts": n,
                 "top_k": config.top_k,

@@ -87,6 +87,7 @@ def shadow_scores(
             where=where,
             descriptions=SHADOW_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
+            partitions=len(days),
             extra={
                 "challenger": version or "none",
                 "champion": champion or "none",

@@ -68,6 +68,7 @@ def transaction_scores(
             where=where,
             descriptions=SCORES_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
+            partitions=len(days),
             extra={
                 "model_version": mv.model_version,
                 "rows_scored": n,
