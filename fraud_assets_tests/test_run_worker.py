@@ -6,11 +6,13 @@ import dataclasses
 import json
 import subprocess
 import sys
+import uuid
 
 import dagster as dg
+import psutil
 import pytest
 
-from fraud_assets.lib.run_worker import WORKER_TAG, RunWorker, why_gone
+from fraud_assets.lib.run_worker import WORKER_TAG, RunWorker, boot_id, why_gone
 
 
 def _killed_process_pid() -> int:
@@ -31,14 +33,35 @@ def test_a_killed_worker_is_gone():
 
 def test_a_pid_taken_over_by_a_later_process_is_a_gone_worker():
     worker = RunWorker.current("run-1")
-    earlier = dataclasses.replace(worker, started=worker.started - 3600)
+    earlier = dataclasses.replace(worker, started_after_boot=worker.started_after_boot - 3600)
     assert "pid now belongs to a later process" in why_gone(earlier)
+
+
+def test_the_machine_has_a_boot_id():
+    # CI's Linux: the reboot test below must exercise the boot id, not the fallback.
+    assert boot_id()
 
 
 def test_every_worker_of_a_host_that_restarted_is_gone():
     worker = RunWorker.current("run-1")
+    before_reboot = dataclasses.replace(worker, boot_id=str(uuid.uuid4()))
+    assert why_gone(before_reboot) == "the host restarted since the run started"
+
+
+def test_without_a_boot_id_a_restart_is_told_by_the_boot_time():
+    worker = dataclasses.replace(RunWorker.current("run-1"), boot_id="")
+    assert why_gone(worker) is None
     before_reboot = dataclasses.replace(worker, boot_time=worker.boot_time - 86400)
     assert why_gone(before_reboot) == "the host restarted since the run started"
+
+
+def test_a_clock_step_is_not_a_restart_nor_a_new_process():
+    """A stepped clock (NTP on a fresh machine, a VM resumed from a snapshot) moves the wall-clock boot time
+    and every process's wall-clock start: a running worker stays running."""
+    worker = RunWorker.current("run-1")
+    assert why_gone(dataclasses.replace(worker, boot_time=worker.boot_time - 30)) is None
+    started = psutil.Process().create_time() - psutil.boot_time()
+    assert abs(worker.started_after_boot - started) < 0.05
 
 
 def test_a_worker_on_another_host_is_never_judged():

@@ -2,9 +2,14 @@
 working (lib/dead_runs.py).
 
 A run worker tags its run with `fraud_assets/run_worker` when it starts: run id, host name, the host's boot
-time, pid and the process's start time. On the same host that is enough to say for certain that the
-worker is gone: the pid no longer exists, or now belongs to a process that started later (pid reuse), or
-the host rebooted since. A worker on another host cannot be seen from here and is never judged.
+(Linux's boot id, and the boot time), pid and the process's start as seconds after boot. On the same host
+that is enough to say for certain that the worker is gone: the pid no longer exists, or now belongs to a
+process that started later (pid reuse), or the host rebooted since. A worker on another host cannot be
+seen from here and is never judged.
+
+Clock-proof: the wall-clock boot time moves whenever the clock is stepped (NTP on a fresh machine, a VM
+resumed from a snapshot), so a reboot is told by the boot id where the kernel has one, and a process by its
+start in clock ticks since boot (`create_time() - boot_time()`), which no clock change moves.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import os
 import socket
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import dagster as dg
 import psutil
@@ -20,9 +26,23 @@ import psutil
 from fraud_assets.lib.dagster_compat import add_run_tags, in_process_executor_with_start_hook
 
 WORKER_TAG = "fraud_assets/run_worker"
-# Start and boot times are recomputed from kernel clock ticks on every read; a second of slack absorbs the
-# rounding, and no pid is reused nor host rebooted within a second.
+# A random id per boot of a Linux host; elsewhere the boot time (in seconds) tells reboots apart.
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+# A process's start after boot is clock ticks rounded to seconds; a second of slack absorbs the rounding
+# (and, without a boot id, a small clock step), and no pid is reused nor host rebooted within a second.
 CLOCK_SLACK_SECONDS = 1.0
+
+
+def boot_id() -> str:
+    """This boot's id, "" where the kernel has none."""
+    try:
+        return BOOT_ID_PATH.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _started_after_boot(process: psutil.Process) -> float:
+    return process.create_time() - psutil.boot_time()
 
 
 @dataclass(frozen=True)
@@ -31,18 +51,20 @@ class RunWorker:
     # its parent's worker.
     run_id: str
     host: str
+    boot_id: str
     boot_time: float
     pid: int
-    started: float
+    started_after_boot: float
 
     @classmethod
     def current(cls, run_id: str) -> RunWorker:
         return cls(
             run_id=run_id,
             host=socket.gethostname(),
+            boot_id=boot_id(),
             boot_time=psutil.boot_time(),
             pid=os.getpid(),
-            started=psutil.Process().create_time(),
+            started_after_boot=_started_after_boot(psutil.Process()),
         )
 
     def tags(self) -> dict[str, str]:
@@ -65,16 +87,21 @@ def why_gone(worker: RunWorker) -> str | None:
     """Why `worker` is certainly not running any more, or None: it runs, or it is on another host."""
     if worker.host != socket.gethostname():
         return None
-    if abs(worker.boot_time - psutil.boot_time()) > CLOCK_SLACK_SECONDS:
+    here = boot_id()
+    if worker.boot_id and here:
+        rebooted = worker.boot_id != here
+    else:
+        rebooted = abs(worker.boot_time - psutil.boot_time()) > CLOCK_SLACK_SECONDS
+    if rebooted:
         return "the host restarted since the run started"
     try:
         process = psutil.Process(worker.pid)
-        started, status = process.create_time(), process.status()
+        started, status = _started_after_boot(process), process.status()
     except psutil.NoSuchProcess:
         return "the process no longer exists"
     except psutil.AccessDenied:
         return None  # it exists; another user's process is nothing we can judge
-    if abs(started - worker.started) > CLOCK_SLACK_SECONDS:
+    if abs(started - worker.started_after_boot) > CLOCK_SLACK_SECONDS:
         return "the process no longer exists (its pid now belongs to a later process)"
     if status == psutil.STATUS_ZOMBIE:
         return "the process has exited"
