@@ -11,7 +11,8 @@ authorisation rows (landed lines) for both layers. Beside them, the floor of thi
 reading the same files into tables and exporting them as Parquet (`_floor`), nothing else.
 
 Data: the handbook world in /work/bench-data/handbook (or $FRAUD_BENCH_HANDBOOK) when present, else
-simulated into a temporary folder (`--quick`: 10 days, 500 customers). The landing folder is only
+simulated into a temporary folder as bench/pipeline.py does (`--profile handbook --clean --handbook-labels`;
+`--quick`: 10 days, 500 customers). The landing folder is only
 read. Also runs the landing fuzz test with its long budget (hypothesis profile `bench`).
 """
 
@@ -44,11 +45,9 @@ def _landing(tmp: Path, quick: bool) -> tuple[Path, str]:
         return HANDBOOK / "landing", f"handbook world at {HANDBOOK}"
     from fraud_assets.simulator import SimConfig, simulate
 
-    cfg = (
-        SimConfig(profile="handbook", days=10, customers=500, terminals=1000)
-        if quick
-        else SimConfig(profile="handbook")
-    )
+    # The world of the speed issue and bench/pipeline.py: `--profile handbook --clean --handbook-labels`.
+    world = {"profile": "handbook", "clean": True, "handbook_labels": True}
+    cfg = SimConfig(**world, days=10, customers=500, terminals=1000) if quick else SimConfig(**world)
     simulate(tmp / "world", cfg)
     return tmp / "world" / "landing", f"simulated handbook profile, {cfg.days} days"
 
