@@ -105,7 +105,8 @@ def run_spark_job(
     output, scratch = work / "features", work / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     invocation = dg.PipesSubprocessClient(env=spark_env(engine, scratch), cwd=str(work.parent)).run(
-        context=context,
+        # The op context: Pipes reads `run_id` from the context it is given, deprecated on the asset one.
+        context=context.op_execution_context,
         command=[sys.executable, "-m", JOB_MODULE],
         extras={
             "master": engine.spark_master,
