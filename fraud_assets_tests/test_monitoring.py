@@ -17,6 +17,7 @@ from fraud_assets.defs.monitoring.assets import (
     compute_performance,
     feature_drift,
     known_compromised_since,
+    lookback_days,
     model_performance,
 )
 from fraud_assets.defs.monitoring.metrics import psi, psi_status
@@ -123,6 +124,18 @@ def test_drifted_day_fails_the_drift_check_with_error_severity(tmp_path):
         statuses = dict(conn.execute("SELECT feature, status FROM monitoring.feature_drift").fetchall())
     assert statuses["tx_amount"] == "act"
     assert statuses["score"] == "act"
+
+
+def test_a_drifted_value_is_compared_once_its_window_is_full():
+    # Card windows (t - n, t]; terminal windows (t - 7d - n, t - 7d]; the score needs every window.
+    assert lookback_days("card_nb_tx_30d") == 30
+    assert lookback_days("terminal_risk_7d") == 14
+    assert lookback_days("tx_amount") == 0
+    assert lookback_days("score") == 37
+    # A production feature's window is not in its name's number: no guess.
+    for feature in ("mcc_risk_30d", "terminal_known_fraud_7d"):
+        with pytest.raises(ValueError, match="no lookback rule"):
+            lookback_days(feature)
 
 
 def test_drift_without_features_yet_materialises_and_passes(tmp_path):

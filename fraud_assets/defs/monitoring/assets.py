@@ -182,12 +182,16 @@ def _day(conn, table: str, cols: list[str], day: str) -> pd.DataFrame:
 
 
 def lookback_days(feature: str) -> int:
-    """Days of history a feature's value needs to be complete: n for a card window of n days, n + the label
-    delay for a terminal window, the windows' whole lookback for the score (the 60-day fraud episodes
-    reach further, but only for the few rows near a known fraud: they do not set the score's
-    distribution), 0 for per-transaction values."""
+    """Days of history a drifted value needs to be complete: n for a card window of n days, n + the label
+    delay for a terminal window (t - 7d - n, t - 7d], the windows' whole lookback for the score (the 60-day
+    fraud episodes reach further, but only for the few rows near a known fraud: they do not set the score's
+    distribution), 0 for per-transaction values. Only the drifted values (DRIFT_FEATURES, the score) have a
+    rule here: a production feature's window is not read off its name (mcc_risk_30d looks back 37 days,
+    terminal_known_fraud_7d 7), so another one fails rather than guess."""
     if feature == SCORE:
         return WINDOW_LOOKBACK_DAYS
+    if feature not in DRIFT_FEATURES:
+        raise ValueError(f"no lookback rule for {feature!r}: drift covers {DRIFT_FEATURES} and {SCORE!r}")
     window = re.fullmatch(r"(card|terminal)_\w+_(\d+)d", feature)
     if window is None:
         return 0
