@@ -518,7 +518,8 @@ def test_a_backfill_is_one_run_and_every_check_passes(data_dir, world):
     mat = result.asset_materializations_for_node("features__transaction_features")
     assert {m.partition for m in mat} == set(keys)
     # The per-day copies leave out the column schema and lineage: the definition carries them once.
-    assert all(m.metadata["dagster/partition_row_count"].value > 0 for m in mat)
+    assert {m.metadata["range_row_count"].value for m in mat} == {len(world.transactions)}
+    assert not any("dagster/partition_row_count" in m.metadata for m in mat)
     assert not {"dagster/column_schema", "dagster/column_lineage"} & {k for m in mat for k in m.metadata}
     definition = transaction_features.specs_by_key[dg.AssetKey(["features", "transaction_features"])]
     assert {"dagster/column_schema", "dagster/column_lineage"} <= set(definition.metadata)

@@ -55,13 +55,30 @@ def test_without_a_boot_id_a_restart_is_told_by_the_boot_time():
     assert why_gone(before_reboot) == "the host restarted since the run started"
 
 
-def test_a_clock_step_is_not_a_restart_nor_a_new_process():
+def test_a_clock_step_is_not_a_restart_nor_a_new_process(monkeypatch):
     """A stepped clock (NTP on a fresh machine, a VM resumed from a snapshot) moves the wall-clock boot time
     and every process's wall-clock start: a running worker stays running."""
     worker = RunWorker.current("run-1")
-    assert why_gone(dataclasses.replace(worker, boot_time=worker.boot_time - 30)) is None
-    started = psutil.Process().create_time() - psutil.boot_time()
-    assert abs(worker.started_after_boot - started) < 0.05
+    stepped = psutil.boot_time() + 30
+    # psutil's own boot time, which its process start times are built on (the public one calls it).
+    monkeypatch.setattr(psutil._psplatform, "boot_time", lambda: stepped)
+    assert psutil.boot_time() == stepped
+    assert why_gone(worker) is None
+    assert why_gone(dataclasses.replace(worker, boot_id="")) == "the host restarted since the run started"
+
+
+def test_a_worker_recorded_before_the_boot_id_is_still_judged():
+    worker = RunWorker.current("run-1")
+    old = {k: v for k, v in dataclasses.asdict(worker).items() if k not in ("boot_id", "started_after_boot")}
+    old["started"] = worker.boot_time + worker.started_after_boot
+    run = dg.DagsterRun(job_name="job", run_id="run-1", tags={WORKER_TAG: json.dumps(old)})
+    recorded = RunWorker.of_run(run)
+    assert recorded is not None
+    assert recorded.boot_id == ""
+    assert why_gone(recorded) is None
+    assert (
+        why_gone(dataclasses.replace(recorded, pid=_killed_process_pid())) == "the process no longer exists"
+    )
 
 
 def test_a_worker_on_another_host_is_never_judged():

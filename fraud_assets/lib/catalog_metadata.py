@@ -10,8 +10,9 @@ describes a materialisation. One line per asset:
 `{name: type}` mapping, or a pandera DataFrameModel / DataFrameSchema (types as pandera reports them).
 
 Column lineage (`dagster/column_lineage`) is declared once per derived table with `column_lineage`, given
-to `column_schema_metadata(..., lineage=...)` for the definition and to the materialisation's metadata
-(`{COLUMN_LINEAGE_KEY: lineage}`), which is where Dagster's UI reads it.
+to `column_schema_metadata(..., lineage=...)` for the definition (the catalog reads it there) and to a
+single-day run's materialisation (`{COLUMN_LINEAGE_KEY: lineage}`), where Dagster+'s column-lineage view
+reads it; a range run's per-day copies leave it out (`table_metadata`).
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ that is enough to say for certain that the worker is gone: the pid no longer exi
 process that started later (pid reuse), or the host rebooted since. A worker on another host cannot be
 seen from here and is never judged.
 
-Clock-proof: the wall-clock boot time moves whenever the clock is stepped (NTP on a fresh machine, a VM
-resumed from a snapshot), so a reboot is told by the boot id where the kernel has one, and a process by its
-start in clock ticks since boot (`create_time() - boot_time()`), which no clock change moves.
+Clock-proof on Linux: the wall-clock boot time moves whenever the clock is stepped (NTP on a fresh machine,
+a VM resumed from a snapshot), so a reboot is told by the boot id, and a process by its start in clock
+ticks since boot (`create_time() - boot_time()`: psutil adds the current boot time to the ticks, so the
+difference is the ticks whatever the clock did). Elsewhere both fall back to wall-clock times.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from fraud_assets.lib.dagster_compat import add_run_tags, in_process_executor_wi
 WORKER_TAG = "fraud_assets/run_worker"
 # A random id per boot of a Linux host; elsewhere the boot time (in seconds) tells reboots apart.
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
-# A process's start after boot is clock ticks rounded to seconds; a second of slack absorbs the rounding
-# (and, without a boot id, a small clock step), and no pid is reused nor host rebooted within a second.
+# Where times are wall-clock (no boot id, or not Linux), a second of slack absorbs their rounding and a
+# small clock step; no pid is reused nor host rebooted within a second.
 CLOCK_SLACK_SECONDS = 1.0
 
 
@@ -74,7 +75,12 @@ class RunWorker:
     def of_run(cls, run: dg.DagsterRun) -> RunWorker | None:
         """The worker recorded on `run`, or None: not recorded (yet), unreadable, or another run's."""
         try:
-            worker = cls(**json.loads(run.tags[WORKER_TAG]))
+            fields = json.loads(run.tags[WORKER_TAG])
+            if isinstance(fields, dict) and "started" in fields:
+                # Recorded before the boot id: its wall-clock start is judged by the boot-time fallback.
+                started = fields.pop("started")
+                fields |= {"boot_id": "", "started_after_boot": started - fields.get("boot_time", 0.0)}
+            worker = cls(**fields)
         except (KeyError, TypeError, ValueError):
             return None
         return worker if worker.run_id == run.run_id else None

@@ -392,7 +392,9 @@ def table_metadata(
     partition. `extra` numeric values are plotted over time by the UI. A run of several `partitions`
     records one materialisation per partition, each a copy of this metadata: the copies leave out the
     column schema and lineage, which every partitioned asset declares on its definition (a 183-day
-    backfill would otherwise write and read them 183 times)."""
+    backfill would otherwise write and read them 183 times), and count the range's rows as
+    `range_row_count`. Dagster+'s column-lineage view reads the latest materialisation only: after a
+    range run it shows lineage again from the next single-day run."""
     filt = f" WHERE {where}" if where else ""
     args = list(params or [])
     total = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
@@ -408,7 +410,8 @@ def table_metadata(
     if partitions == 1:
         md[COLUMN_SCHEMA_KEY] = column_schema(conn, table, descriptions)
     if part is not None:
-        md["dagster/partition_row_count"] = int(part)
+        # A range's copies would otherwise each claim the whole range's rows as their partition's.
+        md["dagster/partition_row_count" if partitions == 1 else "range_row_count"] = int(part)
     md["preview"] = masked_preview(preview, table=table)
     md.update(extra or {})
     if partitions > 1:
