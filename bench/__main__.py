@@ -13,6 +13,7 @@ import json
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 
 BENCHES = ("simulator", "ingestion", "contracts", "features", "spark", "models", "pipeline", "latency")
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench_results", help="directory for the JSON results")
     args = parser.parse_args(argv)
     rows: list[dict] = []
+    failed: list[str] = []
     for name in args.only or BENCHES:
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -35,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             raise
         print(f"[bench] running {name} ...", file=sys.stderr, flush=True)
-        rows.extend(module.run(args))
+        try:
+            rows.extend(module.run(args))
+        except Exception as exc:  # one broken bench must not lose the figures of the others
+            traceback.print_exc()
+            failed.append(name)
+            rows.append(
+                {"bench": name, "metric": "FAILED", "value": type(exc).__name__, "note": str(exc)[:200]}
+            )
     width = max((len(f"{r['bench']}: {r['metric']}") for r in rows), default=10)
     for r in rows:
         label = f"{r['bench']}: {r['metric']}"
@@ -52,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     for target in (out / f"bench_{stamp}.json", out / "latest.json"):
         target.write_text(json.dumps(payload, indent=2, default=str))
     print(f"[bench] results written to {out / 'latest.json'}", file=sys.stderr)
-    return 0
+    if failed:
+        print(f"[bench] FAILED: {', '.join(failed)} (tracebacks above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -332,15 +332,17 @@ def run_scoring(defs, days: list[str]) -> tuple[int, float, list[float]]:
 
     instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def("scoring_job")
+    scores = dg.AssetKey(["scoring", "transaction_scores"])
     rows, model_rates = 0, []
     t0 = time.perf_counter()
     for day in days:
         result = job.execute_in_process(partition_key=day, instance=instance)
         for ev in result.get_asset_materialization_events():
+            if ev.asset_key != scores:  # the job also writes the shadow challenger's scores and the alerts
+                continue
             md = ev.materialization.metadata
-            if "rows_scored" in md:
-                rows += int(md["rows_scored"].value)
-                model_rates.append(float(md["rows_per_second"].value))
+            rows += int(md["rows_scored"].value)
+            model_rates.append(float(md["rows_per_second"].value))
     return rows, time.perf_counter() - t0, model_rates
 
 
