@@ -25,16 +25,15 @@ from pathlib import Path
 import dagster as dg
 
 from fraud_assets.lib import settings
+from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, COLUMN_SCHEMA_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_PATH = REPO_ROOT / "docs" / "catalog.md"
 SNAPSHOT_PATH = REPO_ROOT / "fraud_assets_tests" / "snapshots" / "asset_graph.json"
 
 OWNER = "team:fraud-data-science"
-COLUMN_SCHEMA_KEY = "dagster/column_schema"
 KIND_TAG_PREFIX = "dagster/kind/"
 CODE_REFERENCES_KEY = "dagster/code_references"
-COLUMN_LINEAGE_KEY = "dagster/column_lineage"
 CLASSIFICATION_TAGS = ("pci", "pii")  # fraud_assets/lib/classification.py
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 
 import dagster as dg
 
+from fraud_assets.lib.catalog_metadata import COLUMN_SCHEMA_KEY
+
 PCI_TAG = "pci"
 PII_TAG = "pii"
 TOKENISED_CARD_COLUMNS = frozenset({"card_token", "pan_bin", "pan_last4"})
@@ -44,7 +46,7 @@ def classification(columns: Iterable[str]) -> dict[str, str]:
 
 
 def _columns(spec: dg.AssetSpec) -> list[str]:
-    value = spec.metadata.get("dagster/column_schema")
+    value = spec.metadata.get(COLUMN_SCHEMA_KEY)
     schema = value.schema if isinstance(value, dg.TableSchemaMetadataValue) else value
     return [c.name for c in schema.columns] if isinstance(schema, dg.TableSchema) else []
 

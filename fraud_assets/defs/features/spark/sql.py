@@ -242,8 +242,7 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
             WHERE t.business_date BETWEEN DATE '{episode_from}' AND DATE '{last}'
               AND t.tx_datetime >= {_ts(episode_from)} AND l.reported_at < {_ts(out_to)}""",
         # Each output row against its terminal's and its card's labelled transactions of (t - 60d, t)
-        # reported by t.
-        # (the first and last of them only for the terminal, whose episode's age is a feature)
+        # reported by t; the first and last of them only for the terminal, whose episode's age is a feature.
         **{
             f"feature_{entity}_episodes": f"""
             SELECT o.transaction_id, count(*) AS {entity}_known{ages}
