@@ -8,11 +8,13 @@ from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
 from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.model_io import warm_up_model_libraries
 from fraud_assets.lib.pan import Tokenizer
+from fraud_assets.lib.registry import Anchor, load_version, recorded_anchor
 from fraud_assets.lib.signing import Signer
 
 
@@ -38,11 +40,13 @@ class LandingZone(dg.ConfigurableResource):
 
 
 class ModelStore(dg.ConfigurableResource):
-    """Directory of skops model artifacts, and the key that signs their registry records
-    (`FRAUD_REGISTRY_KEY`; never stored in the warehouse or the data directory)."""
+    """Directory of skops model artifacts, the key that signs their registry records
+    (`FRAUD_REGISTRY_KEY`; never stored in the warehouse or the data directory), and the ledger's head as
+    the Dagster instance last recorded it (`anchor`)."""
 
     root: str
     signing_key: str
+    _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
 
     @property
     def path(self) -> Path:
@@ -53,7 +57,17 @@ class ModelStore(dg.ConfigurableResource):
     def signer(self) -> Signer:
         return Signer(self.signing_key)
 
+    def anchor(self) -> Anchor | None:
+        """The ledger head recorded in Dagster's event log (None outside a run): events deleted from the
+        end of the ledger no longer match it (lib/registry.recorded_anchor)."""
+        return recorded_anchor(self._instance) if self._instance is not None else None
+
+    def load(self, conn, model_version: str):
+        """(model, its ModelVersion), through the signed registry verified against the anchor."""
+        return load_version(conn, self.path, model_version, self.signer(), self.anchor())
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._instance = context.instance
         # Every step that uses the store loads or fits a model: the run imports the model libraries from
         # its start, beside the steps before (lib/model_io.warm_up_model_libraries).
         warm_up_model_libraries()

@@ -159,28 +159,38 @@ def run_job(
     config: dict | None = None,
     user: str | None = None,
     partition: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+    assets: list[dg.AssetKey] | None = None,
 ):
-    """Execute a job of the models/scoring layers in process, as `user` (the `dagster/user` tag) if given."""
-    instance = dg.DagsterInstance.ephemeral()
+    """Execute a job of the models/scoring layers in process, as `user` (the `dagster/user` tag) if given,
+    on `instance` (default: a new ephemeral one), only `assets` of it if given."""
     return (
         layer_defs(data_dir)
         .resolve_job_def(job)
         .execute_in_process(
             run_config=config or {},
-            instance=instance,
+            instance=instance or dg.DagsterInstance.ephemeral(),
             tags={"dagster/user": user} if user else None,
             partition_key=partition,
+            asset_selection=assets,
             raise_on_error=False,
         )
     )
 
 
 def decide(
-    data_dir: Path, decision: str, approver: str, version: str = "", reason: str = "tested", user=None
+    data_dir: Path,
+    decision: str,
+    approver: str,
+    version: str = "",
+    reason: str = "tested",
+    user=None,
+    instance: dg.DagsterInstance | None = None,
 ):
     """A run of the model_approval job."""
     cfg = {"decision": decision, "model_version": version, "approver": approver, "reason": reason}
-    return run_job(data_dir, "model_approval", {"ops": {"models__champion": {"config": cfg}}}, user=user)
+    config = {"ops": {"models__champion": {"config": cfg}}}
+    return run_job(data_dir, "model_approval", config, user=user, instance=instance)
 
 
 def failure_message(result) -> str:

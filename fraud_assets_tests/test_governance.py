@@ -16,12 +16,15 @@ from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.signing import Signer
 from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
+    PERMISSIVE_GATE,
     TRAINER,
     connect,
     copy_world,
     decide,
     failure_message,
     layer_defs,
+    run_config,
+    run_job,
     shared_pending_world,
     shared_trained_world,
 )
@@ -170,3 +173,93 @@ def test_scoring_refuses_a_tampered_registry_and_the_failure_is_alerted(world: P
     [alert] = sink.read_outbox()
     assert alert["severity"] == "ERROR"
     assert "registry integrity" in alert["message"]
+
+
+def test_the_launcher_compared_is_who_trained_the_challenger_not_who_asked_for_its_approval(
+    tmp_path_factory, monkeypatch
+):
+    """alice's training run stops before the request (a failure, a partial selection); bob's run asks for
+    approval. alice may still not approve her own model."""
+    root = tmp_path_factory.mktemp("asked_by_another")
+    world = copy_world(shared_trained_world(tmp_path_factory), root / "data")
+    for k, v in PERMISSIVE_GATE.items():
+        monkeypatch.setenv(k, v)
+    instance = dg.DagsterInstance.ephemeral()
+    training = layer_defs(world).resolve_job_def("training_job")
+    request_and_after = {dg.AssetKey(["models", "approval_request"]), dg.AssetKey(["models", "champion"])}
+    trained = run_job(
+        world, "training_job", run_config(root / "cards"), user="alice", instance=instance,
+        assets=[k for k in training.asset_layer.selected_asset_keys if k not in request_and_after],
+    )  # fmt: skip
+    assert trained.success
+    asked = run_job(
+        world, "training_job", run_config(root / "cards"), user="bob", instance=instance,
+        assets=[dg.AssetKey(["models", "approval_request"])],
+    )  # fmt: skip
+    assert asked.success
+    _, pending = _state(world)
+    with connect(world) as conn:
+        assert registry.pending_request(conn, pending)["launched_by"] == "alice"
+        assert registry.get_version(conn, pending).run_id == trained.run_id
+    refused = decide(world, "approve", approver="alice", version=pending, reason="mine", instance=instance)
+    assert "four eyes" in failure_message(refused)
+
+
+def test_a_request_whose_training_run_dagster_does_not_know_is_refused(world: Path):
+    """Dagster's record of the training run is where its launcher is read: without it, nobody can tell
+    who must not approve, so nothing is put up for approval."""
+    with connect(world) as conn:  # its pending_approval event, so that it is asked for again
+        conn.execute(
+            "DELETE FROM models.model_events WHERE event_id = (SELECT max(event_id) FROM models.model_events)"
+        )
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in PERMISSIVE_GATE.items():
+            mp.setenv(k, v)
+        result = run_job(world, "training_job", run_config(world.parent / "cards"), user="bob",
+                         assets=[dg.AssetKey(["models", "approval_request"])])  # fmt: skip
+    assert not result.success
+    assert "cannot tell who trained" in failure_message(result)
+
+
+def test_putting_back_a_withdrawn_model_needs_someone_other_than_its_trainer(world: Path):
+    _, pending = _state(world)  # trained by TRAINER
+    assert decide(world, "approve", approver="erin", version=pending, reason="MRM-8").success
+    with connect(world) as conn:
+        former = registry.previous_champion(conn)
+    assert decide(world, "rollback", approver="oncall", version=former, reason="INC-10 alert flood").success
+    refused = decide(world, "rollback", approver=TRAINER, version=pending, reason="it was fine")
+    assert "four eyes" in failure_message(refused)
+    assert _state(world)[0] == former
+    assert decide(world, "rollback", approver="frank", version=pending, reason="INC-10 closed").success
+    with connect(world) as conn:
+        event = registry.alias_history(conn, registry.CHAMPION)[-1]
+    assert (event["event"], event["to_version"], event["launched_by"]) == ("rolled_back", pending, TRAINER)
+
+
+def test_events_deleted_from_the_end_of_the_ledger_are_refused_even_after_a_new_event(world: Path):
+    """The chain verifies whatever was cut from its end; the head Dagster recorded does not. Here the
+    emergency disable is deleted and the platform's next event written on top: scoring and the next
+    decision both refuse (the disabled model must never score again)."""
+    instance = dg.DagsterInstance.ephemeral()
+    _, pending = _state(world)
+    assert decide(world, "approve", approver="erin", version=pending, reason="go", instance=instance).success
+    assert decide(
+        world, "disable", approver="oncall", version=pending, reason="INC-9", instance=instance
+    ).success
+    with connect(world) as conn:
+        conn.execute(
+            "DELETE FROM models.model_events WHERE event_id = (SELECT max(event_id) FROM models.model_events)"
+        )
+        assert registry.current_alias(conn, registry.CHAMPION) == pending  # the disabled model is back...
+        registry.append_event(
+            conn, SIGNER, registry.CHALLENGER_CHOSEN, model_version=pending, alias=registry.CHALLENGER,
+            to_version=pending, actor="platform", reason="the next legitimate event",
+        )  # fmt: skip
+        registry.verify_registry(conn, SIGNER)  # ...and the chain alone verifies
+    scoring = run_job(world, "scoring_job", partition="2018-08-14", instance=instance)
+    assert not scoring.success
+    assert "events were removed from the end of the ledger" in failure_message(scoring)
+    decision = decide(world, "reject", approver="erin", version=pending, reason="x", instance=instance)
+    assert "events were removed from the end of the ledger" in failure_message(decision)
+    # Without Dagster's record (a new instance) the same ledger loads: the anchor is what tells.
+    assert run_job(world, "scoring_job", partition="2018-08-14").success

@@ -152,6 +152,22 @@ EVENT_SIGNED_COLUMNS = (
 )
 
 
+# The assets that append to the ledger. Each records the head it left (HEAD_METADATA) in its
+# materialisation, in Dagster's event log, which the warehouse's writers cannot edit: the anchor that
+# shows events deleted from the end of the ledger, which the chain alone cannot.
+LEDGER_WRITERS = (("models", "evaluation"), ("models", "approval_request"), ("models", "champion"))
+HEAD_ID_KEY = "registry_head_event_id"
+HEAD_SIGNATURE_KEY = "registry_head_signature"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The ledger's head as Dagster last recorded it: an event id and that event's signature."""
+
+    event_id: int
+    signature: str
+
+
 class RegistryIntegrityError(RuntimeError):
     """A registry row or event does not verify: refuse, alert, investigate (docs/governance.md)."""
 
@@ -338,9 +354,12 @@ def events(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return _rows(conn, f"SELECT * FROM {EVENTS_TABLE} ORDER BY event_id")
 
 
-def verify_chain(conn: duckdb.DuckDBPyConnection, signer: Signer) -> list[dict[str, Any]]:
+def verify_chain(
+    conn: duckdb.DuckDBPyConnection, signer: Signer, anchor: Anchor | None = None
+) -> list[dict[str, Any]]:
     """Every event, verified: ids 1..n without gaps, each event's signature valid and chained to its
-    predecessor's. Returns the events; raises RegistryIntegrityError at the first that fails."""
+    predecessor's, and the `anchor` (the head Dagster recorded last) still in the chain. Returns the
+    events; raises RegistryIntegrityError at the first that fails."""
     chain = events(conn)
     previous = GENESIS
     for position, ev in enumerate(chain, start=1):
@@ -360,12 +379,52 @@ def verify_chain(conn: duckdb.DuckDBPyConnection, signer: Signer) -> list[dict[s
         if not signer.verify("model_event", record, ev["signature"]):
             raise RegistryIntegrityError(_mismatch(what, ev, signer))
         previous = ev["signature"]
+    if anchor is not None:
+        _check_anchor(chain, anchor)
     return chain
 
 
-def verify_registry(conn: duckdb.DuckDBPyConnection, signer: Signer) -> dict[str, Any]:
-    """The whole registry: the event chain and every version row. Returns counts and the chain head."""
-    chain = verify_chain(conn, signer)
+def _check_anchor(chain: list[dict[str, Any]], anchor: Anchor) -> None:
+    if anchor.event_id <= 0:
+        return
+    held = chain[anchor.event_id - 1]["signature"] if anchor.event_id <= len(chain) else None
+    if held != anchor.signature:
+        found = "is missing" if held is None else "now holds another event"
+        raise RegistryIntegrityError(
+            f"registry integrity: Dagster's event log recorded event {anchor.event_id} of {EVENTS_TABLE} "
+            f"(signature {anchor.signature[:16]}...), which {found}: events were removed from the end of "
+            "the ledger, or the warehouse was replaced by another or an older copy; refusing to use the "
+            "registry (docs/governance.md)"
+        )
+
+
+def head_metadata(chain: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a ledger writer records in its materialisation: the head it leaves (see LEDGER_WRITERS)."""
+    return {
+        HEAD_ID_KEY: int(chain[-1]["event_id"]) if chain else 0,
+        HEAD_SIGNATURE_KEY: chain[-1]["signature"] if chain else GENESIS,
+    }
+
+
+def recorded_anchor(instance: Any) -> Anchor | None:
+    """The latest head any ledger writer recorded in `instance` (a DagsterInstance); None if none did."""
+    import dagster as dg
+
+    anchors = []
+    for key in LEDGER_WRITERS:
+        for rec in instance.fetch_materializations(dg.AssetKey(list(key)), limit=1).records:
+            md = rec.asset_materialization.metadata if rec.asset_materialization else {}
+            if HEAD_ID_KEY in md and HEAD_SIGNATURE_KEY in md:
+                anchors.append(Anchor(int(md[HEAD_ID_KEY].value), str(md[HEAD_SIGNATURE_KEY].value)))
+    return max(anchors, key=lambda a: a.event_id, default=None)
+
+
+def verify_registry(
+    conn: duckdb.DuckDBPyConnection, signer: Signer, anchor: Anchor | None = None
+) -> dict[str, Any]:
+    """The whole registry: the event chain (against `anchor` when given) and every version row. Returns
+    counts and the chain head."""
+    chain = verify_chain(conn, signer, anchor)
     rows = _rows(conn, f"SELECT * FROM {VERSIONS_TABLE} ORDER BY created_at")
     for row in rows:
         _verify_version_row(row, signer)
@@ -537,11 +596,16 @@ def previous_champion(conn: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def load_version(
-    conn: duckdb.DuckDBPyConnection, store_root: Path, model_version: str, signer: Signer
+    conn: duckdb.DuckDBPyConnection,
+    store_root: Path,
+    model_version: str,
+    signer: Signer,
+    anchor: Anchor | None = None,
 ) -> tuple[Any, ModelVersion]:
-    """The model of a registered version, after verifying the ledger and the version's signed row;
-    refuses a disabled version; the artifact goes through the checked loader (SHA-256 + trust list)."""
-    verify_chain(conn, signer)
+    """The model of a registered version, after verifying the ledger (against `anchor` when given) and
+    the version's signed row; refuses a disabled version; the artifact goes through the checked loader
+    (SHA-256 + trust list)."""
+    verify_chain(conn, signer, anchor)
     mv = get_version(conn, model_version, signer)
     if version_status(conn, model_version) == "disabled":
         raise DisabledModelError(

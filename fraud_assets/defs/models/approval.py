@@ -1,7 +1,8 @@
 """`models/approval_request`: a challenger that passed the gate waits for a person, with its evidence.
 
-Runs in the training run after the blocking champion_gate passed. It records who launched the training
-run (the identity the four-eyes rule compares the approver with), writes the evidence pack, and appends
+Runs in the training run after the blocking champion_gate passed. It records who launched the run that
+trained the challenger (the identity the four-eyes rule compares the approver with: read from Dagster's
+record of that run, whichever run asks), writes the evidence pack, and appends
 a signed `pending_approval` event; a version still waiting from an earlier run is `superseded`. From then
 on the challenger shadow-scores every new day (scoring/shadow_scores) until someone decides.
 """
@@ -20,8 +21,12 @@ from fraud_assets.lib.registry import (
     EVENTS_TABLE,
     PENDING_APPROVAL,
     SUPERSEDED,
+    ModelVersion,
     append_event,
     current_alias,
+    get_version,
+    head_metadata,
+    pending_request,
     pending_version,
     verify_chain,
     version_status,
@@ -32,6 +37,20 @@ from fraud_assets.resources import ModelStore
 GATE_ACTOR = "platform:champion_gate"
 # A version in one of these states was decided on; a new training run does not ask again.
 DECIDED = ("approved", "rejected", "disabled")
+
+
+def training_launcher(instance: dg.DagsterInstance, mv: ModelVersion) -> tuple[str, str]:
+    """Who launched the run that trained `mv`, from Dagster's record of that run: the run asking for
+    approval may be another (a re-execution, a materialisation of the evaluation alone), launched by
+    someone else. A version whose training run Dagster does not know is not put up for approval."""
+    run = instance.get_run_by_id(mv.run_id) if mv.run_id else None
+    if run is None:
+        raise dg.Failure(
+            description=f"cannot tell who trained {mv.model_version}: its training run "
+            f"{mv.run_id or '(none)'} is not in this Dagster instance's run history; retrain it to put a "
+            "challenger up for approval"
+        )
+    return run_launcher(run.tags)
 
 
 @dg.asset(
@@ -54,20 +73,22 @@ DECIDED = ("approved", "rejected", "disabled")
 def approval_request(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, model_store: ModelStore
 ) -> dg.MaterializeResult:
-    launched_by, established_by = run_launcher(context.run.tags)
     signer = model_store.signer()
     with duckdb.get_connection() as conn:
-        verify_chain(conn, signer)
+        verify_chain(conn, signer, model_store.anchor())
         gate = decide(conn)
         if not gate.promote:
             raise dg.Failure(description=f"the champion gate does not pass: {gate.reason}")
         version, status = gate.challenger, version_status(conn, gate.challenger)
-        markdown = ""
+        markdown, launched_by, established_by = "", "", ""
         if status == "pending_approval":
+            launched_by, established_by = pending_request(conn, version)["launched_by"] or "", "registry"
             action = f"{version} already awaits approval"
         elif status in DECIDED:
             action = f"{version} was already {status}: not asked again"
         else:
+            trained = get_version(conn, version, signer)
+            launched_by, established_by = training_launcher(context.instance, trained)
             waiting = pending_version(conn)
             if waiting is not None:
                 append_event(
@@ -101,6 +122,7 @@ def approval_request(
             preview_columns=["event_id", "event", "model_version", "launched_by", "reason"],
         )
         pending = pending_version(conn)
+        md.update(head_metadata(verify_chain(conn, signer)))
     context.log.info(action)
     md.update(
         {

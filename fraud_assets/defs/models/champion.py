@@ -30,10 +30,13 @@ from fraud_assets.lib.registry import (
     CHALLENGER,
     CHAMPION,
     EVENTS_TABLE,
+    HEAD_ID_KEY,
+    HEAD_SIGNATURE_KEY,
     current_alias,
     ensure_registry,
     get_version,
     pending_version,
+    verify_chain,
     verify_registry,
 )
 from fraud_assets.lib.warehouse import table_metadata
@@ -124,6 +127,7 @@ def champion(
 ):
     with duckdb.get_connection() as conn:
         ensure_registry(conn)
+        verify_chain(conn, model_store.signer(), model_store.anchor())
         if config.decision:
             event, evidence_md = apply_decision(context, config, conn, model_store)
         else:
@@ -159,7 +163,8 @@ def champion(
             "evidence_sha256": event["evidence_sha256"] or "",
             "event_id": int(event["event_id"]),
             "event_signature": event["signature"],
-            "registry_head_event_id": int(head["head_event_id"]),
+            HEAD_ID_KEY: int(head["head_event_id"]),
+            HEAD_SIGNATURE_KEY: head["head_signature"],
             "registry_key_id": head["key_id"],
         }
     )

@@ -3,7 +3,8 @@
 - approve: the version must be the one pending approval, and the approver must not be the identity that
   launched its training run (four eyes); the champion alias moves to it;
 - reject: it stops waiting (and shadow scoring), nothing moves;
-- rollback: the champion alias moves back to a former champion (the latest one by default);
+- rollback: the champion alias moves back to a former champion (the latest one by default), by someone
+  other than the identity that launched its training (putting a withdrawn model back is a promotion);
 - disable: the emergency switch; the version is never loaded again, and if it was the champion the
   alias falls back to the latest former champion.
 Each decision appends one signed, chained event to models.model_events with who, when, why and the
@@ -27,7 +28,6 @@ from fraud_assets.lib.registry import (
     current_alias,
     former_champions,
     get_version,
-    load_version,
     pending_request,
     pending_version,
     version_status,
@@ -95,6 +95,15 @@ def _launcher_of(request: dict | None) -> dict[str, str]:
     return {"launched_by": (request or {}).get("launched_by") or "unknown", "established_by": "registry"}
 
 
+def _four_eyes(conn, approver: str, version: str, request: dict | None, what: str) -> None:
+    """Refuse when `approver` launched the training of `version` (its approval request names who)."""
+    if same_identity(approver, (request or {}).get("launched_by")):
+        raise _refuse(
+            f"four eyes: {approver!r} launched the training run of {version} "
+            f"(run {get_version(conn, version).run_id}); another person must {what}"
+        )
+
+
 def _decide_on_pending(ctx: dict, version: str, decision: str) -> tuple[dict, str]:
     """approve / reject: only the version pending approval; approval needs a second person."""
     conn, store, approver = ctx["conn"], ctx["store"], ctx["approver"]
@@ -107,13 +116,9 @@ def _decide_on_pending(ctx: dict, version: str, decision: str) -> tuple[dict, st
         )
     request = pending_request(conn, version)
     approve = decision == "approve"
-    if approve and same_identity(approver, request["launched_by"]):
-        raise _refuse(
-            f"four eyes: {approver!r} launched the training run of {version} "
-            f"(run {get_version(conn, version).run_id}); another person must approve it"
-        )
     if approve:
-        load_version(conn, store.path, version, ctx["signer"])  # never promote what cannot be loaded
+        _four_eyes(conn, approver, version, request, "approve it")
+        store.load(conn, version)  # never promote what cannot be loaded
     path, digest, md = _evidence(conn, store, version, decision, _launcher_of(request), None)
     event = append_event(
         conn, ctx["signer"], APPROVED if approve else REJECTED, model_version=version,
@@ -125,7 +130,8 @@ def _decide_on_pending(ctx: dict, version: str, decision: str) -> tuple[dict, st
 
 
 def _rollback(ctx: dict, version: str) -> tuple[dict, str]:
-    """Back to a former champion (the latest by default): it was approved once; never a new version."""
+    """Back to a former champion (the latest by default): it was approved once; never a new version, and
+    never by its own trainer."""
     conn, store = ctx["conn"], ctx["store"]
     former = former_champions(conn)
     target = version or (former[0] if former else "")
@@ -134,12 +140,14 @@ def _rollback(ctx: dict, version: str) -> tuple[dict, str]:
             f"rollback target {target or '(none)'} is not a former champion that may score again; "
             f"former champions: {former or 'none'}"
         )
-    load_version(conn, store.path, target, ctx["signer"])  # refuse to roll back onto a broken artifact
-    path, digest, md = _evidence(conn, store, target, "rollback", _launcher_of(None), None)
+    request = pending_request(conn, target)
+    _four_eyes(conn, ctx["approver"], target, request, "put it back")
+    store.load(conn, target)  # refuse to roll back onto a broken artifact
+    path, digest, md = _evidence(conn, store, target, "rollback", _launcher_of(request), None)
     event = append_event(
         conn, ctx["signer"], ROLLED_BACK, model_version=target, alias=CHAMPION, to_version=target,
-        actor=ctx["approver"], reason=ctx["reason"], evidence_path=path, evidence_sha256=digest,
-        run_id=ctx["run_id"],
+        actor=ctx["approver"], launched_by=(request or {}).get("launched_by"), reason=ctx["reason"],
+        evidence_path=path, evidence_sha256=digest, run_id=ctx["run_id"],
     )  # fmt: skip
     return event, md
 
@@ -189,7 +197,7 @@ def bootstrap(context, conn, model_store: ModelStore) -> tuple[dict, str] | None
     if version is None:
         raise dg.Failure("no champion yet and no challenger pending approval: the gate did not pass")
     signer = model_store.signer()
-    load_version(conn, model_store.path, version, signer)
+    model_store.load(conn, version)
     request = pending_request(conn, version)
     path, digest, md = _evidence(
         conn, model_store, version, "bootstrap", _launcher_of(request), request["reason"]

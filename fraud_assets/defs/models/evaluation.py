@@ -35,8 +35,9 @@ from fraud_assets.lib.registry import (
     current_alias,
     ensure_registry,
     get_version,
-    load_version,
+    head_metadata,
     move_alias,
+    verify_chain,
 )
 from fraud_assets.lib.warehouse import replace_partition, table_metadata
 from fraud_assets.resources import ModelStore
@@ -117,10 +118,7 @@ def evaluation(
             f"SELECT * FROM {TRAINING_SET_TABLE} WHERE fold = 0 AND split = 'test' ORDER BY transaction_id"
         ).df()
         signer = model_store.signer()
-        loaded = {
-            mv.model_version: load_version(conn, model_store.path, mv.model_version, signer)[0]
-            for mv in candidates
-        }
+        loaded = {mv.model_version: model_store.load(conn, mv.model_version)[0] for mv in candidates}
 
     evals, costs, cards, summary = [], [], {}, []
     for mv in candidates:
@@ -175,6 +173,7 @@ def evaluation(
             params=[versions],
             descriptions=EVALUATION_DESCRIPTIONS,
         )
+        md.update(head_metadata(verify_chain(conn, signer)))
     md["challenger"] = best
     md["comparison"] = dg.MetadataValue.md(summary_df.to_markdown(index=False, floatfmt=".4f"))
     for row in summary:

@@ -12,7 +12,7 @@ import pandas as pd
 from fraud_assets.defs.models.common import FEATURES_TABLE, OWNERS  # noqa: F401 (re-exported)
 from fraud_assets.lib.model_selection import compute_threads, model_cores
 from fraud_assets.lib.partitions import dates_filter, day_batches
-from fraud_assets.lib.registry import CHAMPION, ModelVersion, alias_history, current_alias, load_version
+from fraud_assets.lib.registry import CHAMPION, ModelVersion, alias_history, current_alias
 
 SCORES_TABLE = "scoring.transaction_scores"
 ALERTS_TABLE = "scoring.fraud_alerts"
@@ -30,7 +30,7 @@ def champion_model(conn, model_store) -> tuple[object, ModelVersion]:
         )
     if version is None:
         raise dg.Failure("no champion model yet: run training_job (models/champion) before scoring")
-    return load_version(conn, model_store.path, version, model_store.signer())
+    return model_store.load(conn, version)
 
 
 # Rows scored per predict call: several handbook days at once (a call's fixed cost is paid per call, and a

@@ -19,7 +19,6 @@ from fraud_assets.defs.scoring.common import (
 from fraud_assets.defs.scoring.schemas import ALERTS_COLUMNS, ALERTS_DESCRIPTIONS, DEFAULT_N_DRIVERS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, day_batches
-from fraud_assets.lib.registry import load_version
 from fraud_assets.lib.warehouse import replace_partition, table_metadata
 from fraud_assets.resources import ModelStore
 
@@ -101,7 +100,7 @@ def alerts_for_days(
     reasons: list[list[tuple]] = [[] for _ in range(len(top))]
     for version in top["model_version"].unique().tolist():
         if version not in models:
-            models[version] = load_version(conn, model_store.path, version, model_store.signer())
+            models[version] = model_store.load(conn, version)
         model, mv = models[version]
         columns = mv.feature_columns
         medians = conn.execute(

@@ -22,7 +22,7 @@ from fraud_assets.defs.scoring.common import (
 from fraud_assets.defs.scoring.schemas import SHADOW_COLUMNS, SHADOW_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
-from fraud_assets.lib.registry import CHAMPION, current_alias, load_version, pending_version
+from fraud_assets.lib.registry import CHAMPION, current_alias, pending_version
 from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
 
@@ -70,7 +70,7 @@ def shadow_scores(
             # Written batch by batch as scored (memory holds one batch of days, however long the range).
             if version is None:
                 return
-            model, mv = load_version(conn, model_store.path, version, model_store.signer())
+            model, mv = model_store.load(conn, version)
             scored_at = datetime.now(UTC).replace(tzinfo=None)
             for batch in scored_days(conn, model, mv.feature_columns, days):
                 for day, scores in batch.groupby("business_date")["score"]:
