@@ -270,6 +270,7 @@ def _file_register(**changes) -> pd.DataFrame:
         "file_size": 100,
         "file_mtime_ns": 1,
         "file_inode": 7,
+        "file_ctime_ns": 1,
     }
     other = {**row, "source_file": "b.csv", "status": "rejected", "reason": "empty", **changes}
     return pd.DataFrame([row, other])

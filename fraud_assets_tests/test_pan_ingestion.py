@@ -9,11 +9,13 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.defs.raw import parsers
-from fraud_assets.lib.pan import Tokenizer, contains_pan
+from fraud_assets.lib.pan import Tokenizer, contains_pan, luhn_check_digit
+from fraud_assets.lib.pan_leaks import pans_in
 from fraud_assets.resources import build_resources
 from fraud_assets_tests import raw_cleaned_support as s
 from fraud_assets_tests.conftest import TEST_PAN_KEY
@@ -45,15 +47,32 @@ def test_an_invalid_pan_keeps_only_a_masked_form_and_no_token():
     assert raw["pan_masked"].tolist() == [wrong_luhn[:6] + "******" + wrong_luhn[-4:], "*****"]
 
 
-def test_a_pan_arriving_in_another_field_is_masked_in_raw():
-    raw = s.raw_frame([s.a_row(1, three_ds=s.PANS[3])])
+@pytest.mark.parametrize("separator", ["", "\u034f", "\ufe0f"], ids=["plain", "grapheme-joiner", "selector"])
+def test_a_pan_arriving_in_another_field_is_masked_in_raw(separator):
+    raw = s.raw_frame([s.a_row(1, three_ds=separator.join(s.PANS[3]), currency=separator.join(s.PANS[2]))])
     assert not contains_pan(raw.astype(str).to_string())
+    assert not pans_in(raw.astype(str).to_string())
 
 
 def test_a_malformed_line_is_masked_before_it_is_truncated():
     line = "x" * (parsers.RAW_LINE_KEEP - 8) + s.PANS[1] + "," + "y" * 5000
     kept = parsers.mask_line(line)
     assert s.PANS[1][:8] not in kept[parsers.RAW_LINE_KEEP - 8 :]
+    assert not contains_pan(kept)
+
+
+def test_a_card_cut_by_the_masked_head_does_not_shift_into_the_kept_part():
+    """Masking shortens text (a PAN's separators go): characters from beyond the masked head move into
+    the kept part, and a card cut at the head's end, its digits clear there, must not move with them."""
+    spread = ("\u200b" * 3).join(s.PANS[1])  # 61 characters, masked to 16
+    victim = next(
+        p + luhn_check_digit(p) for n in range(1, 10_000) if not contains_pan(p := "5" + f"{n:014d}")
+    )
+    prefix = "{" + ",".join(f'"x{i}":"{spread}"' for i in range(2)) + ',"note":"'
+    head = parsers.RAW_LINE_KEEP + parsers.PAN_SPAN_CHARS
+    line = prefix + "a" * (head - 15 - len(prefix)) + victim + '"'  # 15 of its digits inside the head
+    kept = parsers.mask_line(line)
+    assert victim[:13] not in kept
     assert not contains_pan(kept)
 
 
@@ -86,6 +105,7 @@ def test_no_pan_in_tables_event_log_or_compute_logs_of_an_on_disk_instance(tmp_p
 
 # Separators and digits of other scripts a producer's card number may come with (fraud_assets.lib.pan).
 SEPARATORS = [" ", "\u00a0", "\u2007", "\t", "-", "\u2212", ".", "/", "\u00ad", "\u200b", "  "]
+SEPARATORS += ["\u034f", "\ufe0f", "\ufe0f\u20e3", "\u3164"]  # invisible marks, keycaps, a filler
 SCRIPTS = [0x30, 0x660, 0x6F0, 0x966, 0xFF10]
 
 

@@ -60,8 +60,25 @@ def test_fractions_clocks_and_hashes_of_ours_are_not_leaks(conn):
         "4539\u00a01488\u00a00343\u00a06467",
         "4539  1488  0343  6467",
         "".join(chr(0x0660 + int(c)) for c in PAN),
+        "\u034f".join(PAN),
+        "\ufe0f".join(PAN),
+        "".join(f"{c}\ufe0f\u20e3" for c in PAN),
+        "\u3164".join(PAN),
     ],
-    ids=["expiry", "dots", "slashes", "tabs", "in-a-run", "nbsp", "double-spaces", "arabic-indic"],
+    ids=[
+        "expiry",
+        "dots",
+        "slashes",
+        "tabs",
+        "in-a-run",
+        "nbsp",
+        "double-spaces",
+        "arabic-indic",
+        "grapheme-joiner",
+        "variation-selector",
+        "keycaps",
+        "hangul-filler",
+    ],  # fmt: skip
 )
 def test_pans_the_old_pattern_missed_are_leaks(conn, text):
     conn.execute("CREATE TABLE t AS SELECT ? AS note", [text])

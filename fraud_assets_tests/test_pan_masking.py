@@ -110,11 +110,23 @@ def _chars(categories: set[str]) -> set[str]:
     return {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in categories}
 
 
-def test_the_listed_separators_are_exactly_unicode_spaces_dashes_and_format_characters():
+def test_the_separators_are_exactly_unicode_spaces_dashes_format_characters_marks_and_fillers():
     import re
 
-    listed = {chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(pan.SEPARATOR_CLASS, chr(c))}
-    assert listed == _chars({"Zs", "Pd", "Cf"}) | set("\t./\u2212")
+    listed = {chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(pan.separator_class(), chr(c))}
+    assert listed == _chars({"Zs", "Pd", "Cf", "Mn", "Me"}) | set("\t./\u2212\u115f\u1160\u3164\uffa0")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\u034f".join(PAN), "\ufe0f".join(PAN), "".join(f"{c}\ufe0f\u20e3" for c in PAN), "\u3164".join(PAN)],
+    ids=["grapheme-joiner", "variation-selector", "keycaps", "hangul-filler"],
+)
+def test_digits_apart_by_invisible_marks_or_carrying_marks_are_a_pan(text):
+    assert mask_pans(text).startswith("453914")
+    assert not contains_pan(mask_pans(text))
+    assert not pans_in(mask_pans(text))
+    assert normalise_pan(text) == PAN
 
 
 _DIGITS = st.sampled_from("0123456789") | st.sampled_from("٠١٢٣٤٥٦٧٨٩０１２３４５６７８９")

@@ -7,13 +7,17 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import os
+import resource
+import time
 import tracemalloc
 import zlib
 
 import pytest
 
 from fraud_assets.defs.raw.assets import build_register
+from fraud_assets.resources import build_resources
 from fraud_assets_tests import raw_cleaned_support as s
+from fraud_assets_tests.conftest import TEST_PAN_KEY
 
 GOOD_CSV = s.csv_text([s.a_row(1), s.a_row(2)])
 FOLDER = "authorizations/2018-04-02"
@@ -140,6 +144,14 @@ def test_a_fifo_is_refused_without_blocking_the_register(data_dir):
     assert verdict(data_dir, f"{FOLDER}/acq_a_2018-04-01.csv") == ("rejected", "not_a_regular_file", 0)
 
 
+@pytest.mark.parametrize("char", ["\x85", "\x9b", "\u2028", "\u202e"], ids=["nel", "csi", "ls", "rlo"])
+def test_a_name_with_a_c1_control_a_line_separator_or_a_bidi_override_is_unrecognised(data_dir, char):
+    rel = f"{FOLDER}/acq_a_2018-04-01_x{char}INFO forged.csv"
+    s.write(data_dir, rel, GOOD_CSV)
+    [(status, reason)] = register(data_dir)[["status", "reason"]].itertuples(index=False)
+    assert (status, reason) == ("rejected", "unrecognised_name")
+
+
 def test_a_name_with_a_trailing_newline_is_unrecognised(data_dir):
     """Finding 10: `$` accepted a trailing newline."""
     s.write(data_dir, f"{FOLDER}/acq_a_2018-04-01.csv\n", GOOD_CSV)
@@ -234,6 +246,53 @@ def test_an_unexpected_error_on_one_file_refuses_that_file_and_the_others_go_on(
     reg = register(data_dir)
     assert reg.loc[f"{FOLDER}/acq_a_2018-04-01_002.csv.gz", "reason"] == "unreadable_file"
     assert reg.loc[f"{FOLDER}/acq_a_2018-04-01.csv.gz", "status"] == "ingested"
+
+
+def test_a_file_rewritten_in_place_with_its_mtime_set_back_is_read_again(data_dir):
+    """Same size, inode and mtime: only the ctime tells, which a producer cannot set."""
+    rel = f"{FOLDER}/acq_a_2018-04-01.csv"
+    path = s.write(data_dir, rel, s.csv_text([s.a_row(1)]))
+    first = build_register(data_dir / "landing", None)
+    st = path.stat()
+    time.sleep(0.05)  # file clocks tick in scheduler jiffies (up to 10 ms)
+    with path.open("r+b") as fh:  # same inode, same length: only the transaction id differs
+        fh.write(s.csv_text([s.a_row(2)]).encode())
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns, path.stat().st_ino) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
+    again = build_register(data_dir / "landing", first)
+    assert again["file_sha256"].tolist() != first["file_sha256"].tolist()
+
+
+def test_a_day_whose_only_file_was_refused_is_an_empty_day_not_a_failed_run(data_dir):
+    """raw/authorizations, cleaning and every check of a day with nothing ingested succeed, empty."""
+    s.write_reference(data_dir)
+    s.write(data_dir, f"authorizations/{s.LANDED}/acq_a_{s.DAY}.csv", b"")  # refused: empty_file
+    assert all(r.success for r in s.run_pipeline(data_dir, raise_on_error=False))
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        rows = conn.execute("SELECT count(*) FROM raw.authorizations").fetchone()[0]
+        reason = conn.execute("SELECT reason FROM raw.file_register WHERE feed = 'acq_a'").fetchone()
+    assert (rows, reason) == (0, ("empty_file",))
+
+
+def test_more_files_than_the_soft_open_file_limit_are_read_together(data_dir):
+    """A chunk of a large network's days is thousands of files; many systems start processes at 1,024
+    descriptors. The reader raises its soft limit (up to the hard one) instead of failing the chunk."""
+    from fraud_assets.defs.raw.files import pinned
+
+    for i in range(40):
+        s.write_acq_a(data_dir, [s.a_row(i)], name=f"acq_a_{s.DAY}_part{i}.csv.gz")
+    rows = list(build_register(data_dir / "landing", None).itertuples(index=False))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 10, hard))
+        with pinned(data_dir / "landing", rows) as paths:
+            assert len(paths) == 40
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_unchanged_files_are_not_read_again(data_dir, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -90,13 +91,26 @@ def test_scan_lists_recognised_files_in_arrival_order(root):
     ]
 
 
-def test_a_file_hash_is_the_sha256_of_its_bytes(root):
+def test_a_file_hash_is_the_sha256_of_its_bytes(root, monkeypatch):
+    monkeypatch.setattr(ln, "HASH_BLOCK", 3)
     p = root / TREE[0]
+    [f] = [f for f in ln.scan(root, ["authorizations"]) if f.relative == TREE[0]]
     assert (
-        ln.sha256_file(p, chunk=3)
+        ln.content_identity(root, f, max_bytes=1 << 20)
         == hashlib.sha256(p.read_bytes()).hexdigest()
         == ln.sha256_bytes(p.read_bytes())
     )
+
+
+def test_the_sensor_does_not_read_what_the_register_refuses_unread(root, tmp_path):
+    """Over the size cap, or a FIFO swapped in after the listing: a stand-in identity from the name,
+    size and clocks, at once (the register then records why), never a read that blocks or runs long."""
+    [f] = [f for f in ln.scan(root, ["authorizations"]) if f.relative == TREE[0]]
+    content = ln.content_identity(root, f, max_bytes=1 << 20)
+    assert ln.content_identity(root, f, max_bytes=f.size - 1) not in (content, None)
+    (root / f.relative).unlink()
+    os.mkfifo(root / f.relative)
+    assert ln.content_identity(root, f, max_bytes=1 << 20) != content  # did not block on the FIFO
 
 
 def test_sensors_are_offered_only_well_named_regular_files(tmp_path: Path):

@@ -136,6 +136,26 @@ def test_a_card_number_in_another_snapshot_column_rejects_the_snapshot(data_dir,
     assert reason_of(data_dir, rel) == ("rejected", "pan_outside_pan_column")
 
 
+def test_a_card_number_in_a_numbers_integral_part_rejects_the_snapshot(data_dir):
+    """The leak check reads a number by its integral part: so does the door (4222222222222.5)."""
+    s.write_reference(data_dir)
+    good = pa.Table.from_pandas(table_from_reference(data_dir, "cardholders"), preserve_index=False)
+    values = pa.array([4222222222222.5] + [float(i) for i in range(1, good.num_rows)], pa.float64())
+    snap = good.set_column(good.schema.get_field_index("home_x"), "home_x", values)
+    assert reason_of(data_dir, write_snapshot(data_dir, "cardholders", snap)) == (
+        "rejected",
+        "pan_outside_pan_column",
+    )
+
+
+def test_a_text_value_too_long_for_any_name_rejects_the_snapshot(data_dir):
+    """A long value would only cost the card-number search (Python, per character), in time and memory."""
+    terminals = s.TERMINALS.copy()
+    terminals.loc[0, "timezone"] = "1" * 50_000
+    rel = write_snapshot(data_dir, "merchants", terminals)
+    assert reason_of(data_dir, rel) == ("rejected", "value_too_long")
+
+
 def test_a_snapshot_without_a_required_column_is_rejected(data_dir):
     rel = write_snapshot(data_dir, "merchants", s.TERMINALS.drop(columns=["timezone"]))
     assert reason_of(data_dir, rel) == ("rejected", "missing_columns")

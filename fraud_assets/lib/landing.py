@@ -49,10 +49,12 @@ EXTENSIONS = {
     "fx_rates": ("csv",),
 }
 # Lazy feed and suffix so the date and the extension anchor the split; the suffix is free text
-# without control characters. Matched with fullmatch: `$` would accept a trailing newline.
+# without control characters (C0, DEL, C1), line or paragraph separators, or bidirectional overrides
+# (which make a name display as another). Matched with fullmatch: `$` would accept a trailing newline.
 FILE_NAME = re.compile(
     r"(?P<feed>[a-z][a-z0-9_]*?)_(?P<business_date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
-    r"(?:_(?P<suffix>[^/\x00-\x1f\x7f]+?))?\.(?P<ext>csv\.gz|jsonl\.gz|csv|jsonl|parquet)"
+    r"(?:_(?P<suffix>[^/\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+?))?"
+    r"\.(?P<ext>csv\.gz|jsonl\.gz|csv|jsonl|parquet)"
 )
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # Landing and business dates must fall in this window: a year 0001 or 9999 folder is a producer error
@@ -96,6 +98,7 @@ class LandingFile:
     size: int = 0
     mtime_ns: int = 0
     inode: int = 0
+    ctime_ns: int = 0
 
     @property
     def recognised(self) -> bool:
@@ -204,7 +207,11 @@ def parse(root: Path, path: Path, st: os.stat_result | None = None) -> LandingFi
             st = path.lstat()
         except OSError:
             st = None
-    stats = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino} if st else {}
+    stats = (
+        {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "ctime_ns": st.st_ctime_ns}
+        if st
+        else {}
+    )
     parts = rel.split("/")
     source = parts[0] if parts[0] in SOURCES else None
 
@@ -328,13 +335,37 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Content identity of a landing file (a re-send is the same hash under another name)."""
+HASH_BLOCK = 4 << 20
+
+
+def sha256_fd(fd: int) -> str:
+    """Content identity of an open landing file (a re-send is the same hash under another name)."""
     h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
+    offset = 0
+    while block := os.pread(fd, HASH_BLOCK, offset):
+        h.update(block)
+        offset += len(block)
     return h.hexdigest()
+
+
+def content_identity(root: Path, f: LandingFile, max_bytes: int) -> str:
+    """The SHA-256 of a landed file, read the way the register reads it (no symlink followed, never a
+    FIFO or device, nothing over `max_bytes`). A file the register will refuse unread gets a stand-in
+    from its name, size and clocks instead, so its run still launches and the register records why."""
+    try:
+        fd = open_regular(root, f.relative)
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            if os.fstat(fd).st_size <= max_bytes:
+                return sha256_fd(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    unread = f"unread\n{f.source_file}\n{f.size}\n{f.mtime_ns}\n{f.ctime_ns}"
+    return hashlib.sha256(unread.encode()).hexdigest()
 
 
 # ---- The landing sensor's cursor -------------------------------------------------------------------------
@@ -345,9 +376,10 @@ CURSOR_VERSION = 1
 @dataclass
 class LandingCursor:
     """What the landing sensor has handled: path as stored (`LandingFile.source_file`, card numbers
-    masked) -> [size, mtime_ns, sha256]. A file is new when its path is unknown or its size or mtime
-    changed; only new files are hashed. Two names that mask alike share an entry: at worst a file is
-    hashed again and recognised by its content.
+    masked) -> [size, mtime_ns, sha256, ctime_ns]. A file is new when its path is unknown or its size,
+    mtime or ctime changed (a producer can set an mtime back, not a ctime); only new files are hashed.
+    Two names that mask alike share an entry: at worst a file is hashed again and recognised by its
+    content.
 
     `owed`: input source -> [run key, time recorded] of the last run handed its files (or asked to build
     its assets again), until a run with that key created after that time has materialised them: the
@@ -375,14 +407,14 @@ class LandingCursor:
 
     def is_known(self, f: LandingFile) -> bool:
         seen = self.files.get(f.source_file)
-        return seen is not None and seen[0] == f.size and seen[1] == f.mtime_ns
+        return seen is not None and seen[:2] == [f.size, f.mtime_ns] and seen[3:4] == [f.ctime_ns]
 
     def seen_hashes(self, source: str) -> set[str]:
         prefix = f"{source}/"
         return {v[2] for k, v in self.files.items() if k.startswith(prefix)}
 
     def record(self, f: LandingFile, sha: str) -> None:
-        self.files[f.source_file] = [f.size, f.mtime_ns, sha]
+        self.files[f.source_file] = [f.size, f.mtime_ns, sha, f.ctime_ns]
 
 
 @dataclass(frozen=True)
@@ -392,15 +424,17 @@ class NewFile:
     resent: bool  # identical content already handled under another name
 
 
-def new_files(root: Path, cursor: LandingCursor, sources: Iterable[str] = SOURCES) -> list[NewFile]:
-    """Well-named files not in the cursor, each hashed once; a hash already handled for the source (or
-    twice in this batch) marks a re-send."""
+def new_files(
+    root: Path, cursor: LandingCursor, max_bytes: int, sources: Iterable[str] = SOURCES
+) -> list[NewFile]:
+    """Well-named files not in the cursor, each hashed once (`content_identity`); a hash already
+    handled for the source (or twice in this batch) marks a re-send."""
     out: list[NewFile] = []
     seen: dict[str, set[str]] = {}
     for f in scan(root, sources):
         if cursor.is_known(f):
             continue
-        sha = sha256_file(f.path)
+        sha = content_identity(root, f, max_bytes)
         known = seen.setdefault(f.source, cursor.seen_hashes(f.source))
         out.append(NewFile(f, sha, resent=sha in known))
         known.add(sha)

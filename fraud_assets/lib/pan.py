@@ -7,20 +7,23 @@ offending value can be kept for investigators without keeping a card number.
 What counts as a card number (the one definition; `fraud_assets.lib.pan_leaks` detects the same shape
 by another code path): a *digit group* is a run of decimal digits of any script (Unicode Nd) in which
 consecutive digits are at most 3 *light separators* apart - spaces of any width (Unicode Zs), tab,
-dashes (Pd) and the minus sign, `.`, `/`, and invisible format characters (Cf: soft hyphen, zero-width
-space...). Any 13-19 consecutive digits of a group (separators skipped) that start with 1-9 and pass
-Luhn are a PAN: a PAN followed by an expiry, or inside a longer digit run, is found. Line breaks, commas,
-colons and letters end a group. (No card number starts with 0, ISO/IEC 7812's industry digit; a run of
-zeros passes Luhn.)
+dashes (Pd) and the minus sign, `.`, `/`, invisible format characters (Cf: soft hyphen, zero-width
+space...), the Hangul fillers, and combining marks (Mn, Me: a digit carrying a mark still reads as that
+digit, and some marks show nothing, e.g. U+034F, U+FE0F). Any 13-19 consecutive digits of a group
+(separators skipped) that start with 1-9 and pass Luhn are a PAN: a PAN followed by an expiry, or inside
+a longer digit run, is found. Line breaks, commas, colons and letters end a group. (No card number
+starts with 0, ISO/IEC 7812's industry digit; a run of zeros passes Luhn.)
 """
 
 from __future__ import annotations
 
 import decimal
+import functools
 import hashlib
 import hmac
 import math
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable
 
@@ -43,13 +46,36 @@ _FORMAT = (
     "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
 )
-SEPARATOR_CLASS = f"[{_SPACES}{_DASHES}{_FORMAT}./]"
-# Python's `\d` on str is Unicode Nd.
-_GROUP = re.compile(rf"\d(?:{SEPARATOR_CLASS}{{0,{MAX_SEPARATORS}}}\d)*")
-_CANDIDATE = re.compile(rf"\d(?:{SEPARATOR_CLASS}{{0,{MAX_SEPARATORS}}}\d){{{PAN_MIN_DIGITS - 1}}}")
+# Hangul fillers: letters (Lo) that show nothing.
+_FILLERS = "\u115f\u1160\u3164\uffa0"
+_MARKS = ("Mn", "Me")
+
+
+@functools.cache
+def separator_class() -> str:
+    """The light separators as a regex class. The combining marks (~2,000 code points) come from this
+    Python's Unicode tables on first use (~0.2 s), not at import."""
+    marks, start = [], None
+    for cp in range(sys.maxunicode + 2):
+        is_mark = cp <= sys.maxunicode and unicodedata.category(chr(cp)) in _MARKS
+        if is_mark and start is None:
+            start = cp
+        elif not is_mark and start is not None:
+            marks.append(f"\\U{start:08x}-\\U{cp - 1:08x}")
+            start = None
+    return f"[{_SPACES}{_DASHES}{_FORMAT}{_FILLERS}{''.join(marks)}./]"
+
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern, re.Pattern]:
+    """A digit group (Python's `\\d` on str is Unicode Nd), and a group of at least 13 digits."""
+    sep = f"{separator_class()}{{0,{MAX_SEPARATORS}}}"
+    return re.compile(rf"\d(?:{sep}\d)*"), re.compile(rf"\d(?:{sep}\d){{{PAN_MIN_DIGITS - 1}}}")
+
+
 # The same candidate test for RE2 engines (pyarrow, DuckDB): a group with at least 13 digits.
 PAN_PREFILTER_RE2 = (
-    r"\p{Nd}(?:[\p{Zs}\p{Pd}\p{Cf}\t./\x{2212}]{0,"
+    r"\p{Nd}(?:[\p{Zs}\p{Pd}\p{Cf}\p{Mn}\p{Me}\x{115F}\x{1160}\x{3164}\x{FFA0}\t./\x{2212}]{0,"
     + str(MAX_SEPARATORS)
     + r"}\p{Nd}){"
     + str(PAN_MIN_DIGITS - 1)
@@ -149,14 +175,14 @@ def _mask_group(group: str) -> str:
 
 
 def _mask_once(text: str) -> str:
-    return _GROUP.sub(lambda m: _mask_group(m.group(0)), text)
+    return _patterns()[0].sub(lambda m: _mask_group(m.group(0)), text)
 
 
 def mask_pans(text: str) -> str:
     """`text` with every PAN (module docstring) masked: BIN + stars + last 4 for a card on its own, every
     digit starred where Luhn-valid windows overlap. Masking repeats until nothing PAN-shaped is left, so
     the digits a mask keeps can never form a card number with their neighbours."""
-    if _CANDIDATE.search(text) is None:
+    if _patterns()[1].search(text) is None:
         return text
     while True:
         masked = _mask_once(text)
@@ -167,9 +193,10 @@ def mask_pans(text: str) -> str:
 
 def contains_pan(text: str) -> bool:
     """True when `mask_pans` would change `text`."""
-    if _CANDIDATE.search(text) is None:
+    group, candidate = _patterns()
+    if candidate.search(text) is None:
         return False
-    return any(_luhn_windows(_ascii_digits(m.group(0))[0]) for m in _GROUP.finditer(text))
+    return any(_luhn_windows(_ascii_digits(m.group(0))[0]) for m in group.finditer(text))
 
 
 def integral_digits(value: object) -> str | None:
@@ -234,7 +261,7 @@ def normalise_pan(value: object) -> str | None:
     else:
         values, _ = _ascii_digits(text)
         digits = "".join(map(str, values))
-        rest = re.sub(SEPARATOR_CLASS, "", re.sub(r"\d", "", text))
+        rest = re.sub(separator_class(), "", re.sub(r"\d", "", text))
         if rest:
             return None
     return digits if luhn_valid(digits) and digits[0] != "0" else None

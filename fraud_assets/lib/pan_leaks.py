@@ -23,8 +23,9 @@ import numpy as np
 
 from fraud_assets.lib.provenance import LEAK_SCAN_EXEMPT_COLUMNS
 
-_SEPARATOR_CATEGORIES = frozenset({"Zs", "Pd", "Cf"})
-_SEPARATOR_CHARS = frozenset("\t./\u2212")
+# Spaces, dashes, format characters, combining marks; the Hangul fillers are letters that show nothing.
+_SEPARATOR_CATEGORIES = frozenset({"Zs", "Pd", "Cf", "Mn", "Me"})
+_SEPARATOR_CHARS = frozenset("\t./\u2212\u115f\u1160\u3164\uffa0")
 _MAX_GAP = 3
 _LENGTHS = range(13, 20)
 # Doubled digit in Luhn: 2d, minus 9 when that has two digits.
@@ -54,10 +55,11 @@ SHORT_TYPES = frozenset(
 )
 _NUMBER_TYPES = ("BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
 # DuckDB pre-filter: 13 digits, each at most 3 characters from the next, every character between them a
-# separator, control character or math symbol (Unicode Z, Pd, Cf, Cc, Sm) or `.` `/`: wider than the PAN
-# shape on purpose; the exact test runs in Python on the few values it lets through. (A negated class,
-# "anything but letters and digits", is as wide but makes RE2 about 50 times slower.)
-_TEXT_PREFILTER = r"\p{Nd}(?:[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{Sm}./]{0,3}\p{Nd}){12}"
+# separator, control character, mark, filler or math symbol (Unicode Z, Pd, Cf, Cc, M, Sm) or `.` `/`:
+# wider than the PAN shape on purpose; the exact test runs in Python on the few values it lets through.
+# (A negated class, "anything but letters and digits", is as wide but makes RE2 about 50 times slower.)
+_GAP = r"[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{M}\p{Sm}\x{115F}\x{1160}\x{3164}\x{FFA0}./]"
+_TEXT_PREFILTER = rf"\p{{Nd}}(?:{_GAP}{{0,3}}\p{{Nd}}){{12}}"
 
 
 def _is_separator(ch: str) -> bool:

@@ -38,6 +38,7 @@ PLATFORM_COLUMNS = frozenset(
         "registered_at",
         "file_size",
         "file_mtime_ns",
+        "file_ctime_ns",
         # cleaned bookkeeping
         "quarantined_at",
         "offending_column",
@@ -82,6 +83,7 @@ LEAK_SCAN_EXEMPT_COLUMNS = frozenset(
         "card_token",
         "file_sha256",
         "file_mtime_ns",
+        "file_ctime_ns",
         "artifact_sha256",
         "params_hash",
         "data_hash",

@@ -253,7 +253,8 @@ def replace_partitions(
                 arrow[table] = _ArrowExport(root, table, source, partition_column)
         with transaction(conn):
             for table, select_sql in selects.items():
-                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select_sql} LIMIT 0")
+                # A subquery: the source may end in its own LIMIT (an empty day's `... LIMIT 0`).
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM ({select_sql}) LIMIT 0")
                 in_keys = _key_filter(conn, table, partition_column, partition_keys)
                 conn.execute(f"DELETE FROM {table} WHERE {in_keys}")
                 conn.execute(f"INSERT INTO {table} BY NAME {select_sql}")

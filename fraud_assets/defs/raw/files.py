@@ -8,35 +8,45 @@ a file renamed or replaced after the check is not what gets read.
 
 from __future__ import annotations
 
-import hashlib
 import os
+import resource
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from fraud_assets.defs.raw.text_reader import LandingChanged
-from fraud_assets.lib.landing import open_regular
-
-HASH_BLOCK = 4 << 20
-
-
-def sha256_fd(fd: int) -> str:
-    h = hashlib.sha256()
-    offset = 0
-    while block := os.pread(fd, HASH_BLOCK, offset):
-        h.update(block)
-        offset += len(block)
-    return h.hexdigest()
+from fraud_assets.lib.landing import open_regular, sha256_fd
 
 
 def engine_path(fd: int) -> str:
     return f"/dev/fd/{fd}"
 
 
+# Descriptors kept free beside the pinned files (the warehouse, its WAL and spill files, logs, sockets).
+FD_HEADROOM = 256
+
+
+def make_room_for(n: int) -> None:
+    """Raise this process's open-file limit (the soft one, up to the hard one) so that `n` more files
+    fit: a chunk of a large network's days is thousands of files, and many systems start processes at
+    1,024. Raises when even the hard limit is too low, naming it (not a misleading file error)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + FD_HEADROOM
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    if hard != resource.RLIM_INFINITY and hard < want:
+        raise RuntimeError(
+            f"{n} landing files are read together but this process may open at most {hard} files "
+            "(hard RLIMIT_NOFILE, `ulimit -Hn`): raise it for the run workers"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 @contextmanager
 def pinned(root: Path, rows: Sequence) -> Iterator[list[str]]:
     """Engine paths of the register `rows` (`source_file`, `file_size`, `file_mtime_ns`, `file_inode`,
     `file_sha256`), open for the duration; LandingChanged when a file is not as registered."""
+    make_room_for(len(rows))
     with ExitStack() as stack:
         paths = []
         for row in rows:

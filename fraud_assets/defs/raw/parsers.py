@@ -89,10 +89,16 @@ def _memory_engine() -> duckdb.DuckDBPyConnection:
 
 def mask_line(line: str) -> str:
     """A malformed line as kept for investigators: masked first, truncated second (truncating first
-    could leave half a PAN unmasked); only the head that can reach the kept part is masked."""
-    head = line[: RAW_LINE_KEEP + PAN_SPAN_CHARS]
-    masked = mask_pans(head)
-    if len(masked) <= RAW_LINE_KEEP and len(line) == len(head):
+    could leave half a PAN unmasked). Only a head is masked: one long enough that, masked, it still
+    reaches PAN_SPAN_CHARS past the kept part - masking shortens text (a PAN's separators go), and a card
+    cut at the head's end, left clear, must fall beyond the cut."""
+    size = RAW_LINE_KEEP + PAN_SPAN_CHARS
+    while True:
+        masked = mask_pans(line[:size])
+        if len(masked) >= RAW_LINE_KEEP + PAN_SPAN_CHARS or size >= len(line):
+            break
+        size += RAW_LINE_KEEP + PAN_SPAN_CHARS - len(masked)
+    if len(masked) <= RAW_LINE_KEEP and size >= len(line):
         return masked
     return masked[:RAW_LINE_KEEP] + TRUNCATED
 

@@ -45,6 +45,7 @@ DUPLICATE_COLUMNS = "duplicate_columns"
 UNREADABLE_PARQUET = "unreadable_parquet"
 WRONG_TYPES = "wrong_types"
 PAN_OUTSIDE_PAN_COLUMN = "pan_outside_pan_column"
+VALUE_TOO_LONG = "value_too_long"
 
 FILE_REASONS: dict[str, str] = {
     UNRECOGNISED_NAME: "path or name outside the naming contract (also: undecodable bytes in the name)",
@@ -71,6 +72,7 @@ FILE_REASONS: dict[str, str] = {
     UNREADABLE_PARQUET: "not a Parquet file the engine can read",
     WRONG_TYPES: "a Parquet column of the wrong type, or a value that does not fit the column's type",
     PAN_OUTSIDE_PAN_COLUMN: "a Luhn-valid card number in a Parquet column other than `pan`",
+    VALUE_TOO_LONG: "a Parquet text value longer than 4,096 characters (names, codes, zones are far shorter)",
 }
 
 # Line reasons (raw.<table>.malformed_reason).

@@ -44,6 +44,12 @@ class Verdict:
     size: int
     mtime_ns: int
     inode: int
+    ctime_ns: int
+
+    @classmethod
+    def unread(cls, lf: LandingFile, reason: str) -> Verdict:
+        """A refusal decided without reading the file, with the stats of its listing."""
+        return cls(NO_CONTENT_SHA256, reason, 0, lf.size, lf.mtime_ns, lf.inode, lf.ctime_ns)
 
 
 def _csv_reason(feed: str, header: tuple[str, ...] | None, lines: int) -> str | None:
@@ -80,14 +86,14 @@ def _judge_content(fd: int, lf: LandingFile, size: int, limits: ReaderLimits) ->
 def inspect_file(root: Path, lf: LandingFile, limits: ReaderLimits = DEFAULT_LIMITS) -> Verdict:
     """The register's verdict on one landing entry. Raises only on a bug (build_register catches)."""
     if lf.reason in (r.NOT_A_REGULAR_FILE, r.UNREADABLE_FILE):
-        return Verdict(NO_CONTENT_SHA256, lf.reason, 0, lf.size, lf.mtime_ns, lf.inode)
+        return Verdict.unread(lf, lf.reason)
     try:
         fd = open_regular(root, lf.relative)
     except NotRegularFile:
-        return Verdict(NO_CONTENT_SHA256, r.NOT_A_REGULAR_FILE, 0, lf.size, lf.mtime_ns, lf.inode)
+        return Verdict.unread(lf, r.NOT_A_REGULAR_FILE)
     except OSError as exc:
         reason = r.NOT_A_REGULAR_FILE if exc.errno in _NOT_REGULAR_ERRNOS else r.UNREADABLE_FILE
-        return Verdict(NO_CONTENT_SHA256, reason, 0, lf.size, lf.mtime_ns, lf.inode)
+        return Verdict.unread(lf, reason)
     try:
         st = os.fstat(fd)
         if lf.name_error:
@@ -95,10 +101,10 @@ def inspect_file(root: Path, lf: LandingFile, limits: ReaderLimits = DEFAULT_LIM
         else:
             sha, reason, rows = _judge_content(fd, lf, st.st_size, limits)
     except OSError:
-        return Verdict(NO_CONTENT_SHA256, r.UNREADABLE_FILE, 0, lf.size, lf.mtime_ns, lf.inode)
+        return Verdict.unread(lf, r.UNREADABLE_FILE)
     finally:
         os.close(fd)
-    return Verdict(sha, reason, rows, st.st_size, st.st_mtime_ns, st.st_ino)
+    return Verdict(sha, reason, rows, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def _safe_inspect(root: Path, lf: LandingFile, limits: ReaderLimits) -> Verdict:
@@ -106,7 +112,7 @@ def _safe_inspect(root: Path, lf: LandingFile, limits: ReaderLimits) -> Verdict:
         return inspect_file(root, lf, limits)
     except Exception as exc:  # noqa: BLE001 - one file must never stop the register
         log.warning("register: %s refused as unreadable_file after %s", lf.source_file, type(exc).__name__)
-        return Verdict(NO_CONTENT_SHA256, r.UNREADABLE_FILE, 0, lf.size, lf.mtime_ns, lf.inode)
+        return Verdict.unread(lf, r.UNREADABLE_FILE)
 
 
 def _display_names(entries: list[LandingFile]) -> list[str]:
@@ -126,13 +132,14 @@ def _now() -> dt.datetime:
 
 
 def _unchanged(old, lf: LandingFile) -> bool:
-    inode = getattr(old, "file_inode", None)
-    return (
-        old is not None
-        and inode is not None
-        and not pd.isna(inode)
-        and (old.file_size, old.file_mtime_ns, int(inode)) == (lf.size, lf.mtime_ns, lf.inode)
-    )
+    """Size, mtime, inode and ctime as registered: a producer can set a file's mtime back after
+    rewriting it in place, not its ctime."""
+    if old is None:
+        return False
+    stats = [getattr(old, c, None) for c in ("file_size", "file_mtime_ns", "file_inode", "file_ctime_ns")]
+    if any(v is None or pd.isna(v) for v in stats):
+        return False
+    return tuple(int(v) for v in stats) == (lf.size, lf.mtime_ns, lf.inode, lf.ctime_ns)
 
 
 def build_register(
@@ -164,6 +171,7 @@ def build_register(
                 lf.size,
                 lf.mtime_ns,
                 lf.inode,
+                lf.ctime_ns,
             )
             registered_at = old.registered_at
         else:
@@ -184,6 +192,7 @@ def build_register(
                 "file_size": v.size,
                 "file_mtime_ns": v.mtime_ns,
                 "file_inode": v.inode,
+                "file_ctime_ns": v.ctime_ns,
             }
         )
     reg = pd.DataFrame(rows, columns=[c for c, _ in COLUMNS["raw.file_register"]])

@@ -44,6 +44,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("file_size", "BIGINT"),
         ("file_mtime_ns", "BIGINT"),
         ("file_inode", "BIGINT"),
+        ("file_ctime_ns", "BIGINT"),
     ],
     "raw.authorizations": [
         ("transaction_id", "VARCHAR"),
@@ -114,9 +115,12 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "ingested.",
     "rows_landed": "Rows the file contributed to its raw table; raw and cleaned row counts reconcile to it.",
     "registered_at": "When the register first saw the file (UTC).",
-    "file_size": "File size in bytes when registered; an unchanged size, mtime and inode means not re-read.",
+    "file_size": "File size in bytes when registered; an unchanged size, mtime, inode and ctime means not "
+    "re-read.",
     "file_mtime_ns": "File modification time (ns since the epoch) when registered.",
     "file_inode": "File inode when registered.",
+    "file_ctime_ns": "File status-change time (ns since the epoch) when registered: a file rewritten in "
+    "place with its mtime set back still changes it.",
     # lineage, every source table
     "feed": "Producer feed the file belongs to (acq_a, acq_b, chargebacks, cardholders, merchants, "
     "fx_rates), from the file name.",
@@ -215,6 +219,7 @@ class FileRegisterModel(pa.DataFrameModel):
     file_size: Series[int] = pa.Field(ge=0)
     file_mtime_ns: Series[int]
     file_inode: Series[int] = pa.Field(ge=0)
+    file_ctime_ns: Series[int]
 
     @pa.dataframe_check(
         error="rejected and duplicate files carry a reason, ingested ones do not",

@@ -27,6 +27,7 @@ from fraud_assets.defs.raw.jobs import (
     landed_day_selection,
     landed_inputs_job,
 )
+from fraud_assets.defs.raw.limits import DEFAULT_LIMITS
 from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import Alert, AlertSink
 from fraud_assets.lib.landing import (
@@ -142,7 +143,8 @@ def evaluate_landing(
     cursor = LandingCursor.parse(context.cursor)
     inputs: list[NewFile] = []
     by_day: dict[str, list[NewFile]] = defaultdict(list)
-    for nf in new_files(landing.path, cursor):
+    # Hashed under the register's default size cap: a larger file is refused unread there too.
+    for nf in new_files(landing.path, cursor, DEFAULT_LIMITS.max_file_bytes):
         if nf.resent:
             context.log.info(f"{nf.file.source_file}: identical content already handled; no run")
             cursor.record(nf.file, nf.sha256)

@@ -17,7 +17,7 @@ import duckdb
 
 from fraud_assets.defs.raw import reasons as r
 from fraud_assets.defs.raw.limits import ReaderLimits
-from fraud_assets.defs.raw.parsers import REQUIRED_COLUMNS
+from fraud_assets.defs.raw.parsers import MAX_LINE_CHARS, REQUIRED_COLUMNS
 from fraud_assets.defs.raw.tokens import ident, may_hold_pan
 from fraud_assets.lib.pan import mask_pans
 
@@ -50,6 +50,9 @@ _TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIME
 NULL_TYPE = '"NULL"'
 # A number can only be a card number with 13 to 19 digits.
 PAN_MAGNITUDE = 10**12
+# The longest text value a snapshot may hold: a landed line's own cap. Values are searched for card
+# numbers in Python, whose cost grows with their length.
+MAX_VALUE_CHARS = MAX_LINE_CHARS
 
 
 class WrongTypes(Exception):
@@ -154,8 +157,9 @@ def _pan_outside_pan_column(conn: duckdb.DuckDBPyConnection, select: SnapshotSel
             where = may_hold_pan(col)
             value = col
         else:
-            where = f"abs({col}) >= {PAN_MAGNITUDE} AND {col} = trunc({col}) AND isfinite({col})"
-            value = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
+            # The integral part, as the leak check reads numbers: `4222222222222.5` holds a card.
+            where = f"isfinite({col}) AND abs({col}) >= {PAN_MAGNITUDE}"
+            value = f"CAST(CAST(trunc({col}) AS HUGEINT) AS VARCHAR)"
         sql = f"SELECT DISTINCT {value} FROM ({select.sql}) WHERE {where}"
         candidates.update(row[0] for row in conn.execute(sql, select.params).fetchall())
     return any(mask_pans(v) != v for v in candidates)
@@ -173,7 +177,11 @@ def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
             select = snapshot_select(conn, path, feed)
             checks = ", ".join(f"max(length(CAST({ident(c)} AS VARCHAR)))" for c in SNAPSHOT_COLUMNS[feed])
             # Every value converted, as the asset will: a value that does not fit fails here.
-            rows = conn.execute(f"SELECT count(*), {checks} FROM ({select.sql})", select.params).fetchone()[0]
+            rows, *lengths = conn.execute(
+                f"SELECT count(*), {checks} FROM ({select.sql})", select.params
+            ).fetchone()
+            if max((n or 0 for n in lengths), default=0) > MAX_VALUE_CHARS:
+                return SnapshotScan(r.VALUE_TOO_LONG, 0)
             if _pan_outside_pan_column(conn, select, feed):
                 return SnapshotScan(r.PAN_OUTSIDE_PAN_COLUMN, 0)
         except MissingColumns:
