@@ -76,6 +76,14 @@ def test_a_card_cut_by_the_masked_head_does_not_shift_into_the_kept_part():
     assert not contains_pan(kept)
 
 
+def test_a_card_in_json_escapes_in_a_malformed_line_is_masked_in_the_kept_copy():
+    escaped = "".join(f"\\u{ord(c):04x}" for c in s.PANS[1])
+    raw = s.raw_frame(b_rows=['{"txn_ref": "9", "card_number": "' + escaped + '"'])  # no closing brace
+    [kept] = raw["raw_line_masked"].dropna().tolist()
+    assert not pans_in(kept)
+    assert "453914" in kept  # masked where it stood, BIN and last 4 kept
+
+
 def test_no_pan_in_tables_event_log_or_compute_logs_of_an_on_disk_instance(tmp_path, data_dir):
     home = tmp_path / "home"
     home.mkdir()
@@ -114,6 +122,8 @@ def text_with_a_card_number(draw) -> str:
     pan = draw(st.sampled_from(list(s.PANS.values())))
     zero = draw(st.sampled_from(SCRIPTS))
     digits = [chr(zero + int(d)) for d in pan]
+    escape = draw(st.booleans())  # a JSON \\u escape for some digits
+    digits = [f"\\u{ord(d):04x}" if escape and draw(st.booleans()) else d for d in digits]
     body = digits[0] + "".join(draw(st.sampled_from(["", *SEPARATORS])) + d for d in digits[1:])
     return draw(st.text(max_size=8)) + body + draw(st.sampled_from(["", " 12/26", "99", "x"]))
 

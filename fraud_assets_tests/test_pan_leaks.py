@@ -3,6 +3,8 @@ of any type, card numbers in any shape `mask_pans` masks, counts per column and 
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import duckdb
 import pytest
@@ -64,6 +66,8 @@ def test_fractions_clocks_and_hashes_of_ours_are_not_leaks(conn):
         "\ufe0f".join(PAN),
         "".join(f"{c}\ufe0f\u20e3" for c in PAN),
         "\u3164".join(PAN),
+        "".join(f"\\u{ord(c):04x}" for c in PAN),
+        json.dumps("".join(chr(0x1D7CE + int(c)) for c in PAN))[1:-1],
     ],
     ids=[
         "expiry",
@@ -78,6 +82,8 @@ def test_fractions_clocks_and_hashes_of_ours_are_not_leaks(conn):
         "variation-selector",
         "keycaps",
         "hangul-filler",
+        "json-escaped",
+        "json-escaped-surrogates",
     ],  # fmt: skip
 )
 def test_pans_the_old_pattern_missed_are_leaks(conn, text):

@@ -3,6 +3,7 @@ window of a digit group, whatever light separators or script the digits come in.
 
 from __future__ import annotations
 
+import json
 import sys
 import unicodedata
 
@@ -20,6 +21,11 @@ MASKED = "453914******6467"
 
 def spaced(sep: str) -> str:
     return sep.join(PAN[i : i + 4] for i in range(0, 16, 4))
+
+
+def test_json_escapes_other_than_digits_and_separators_are_left_as_written():
+    assert mask_pans('{"note": "caf\\u00e9 \\u0041BC 1234"}') == '{"note": "caf\\u00e9 \\u0041BC 1234"}'
+    assert not contains_pan("\\u0034" * 3)
 
 
 def test_a_pan_followed_by_an_expiry_is_masked():
@@ -119,8 +125,15 @@ def test_the_separators_are_exactly_unicode_spaces_dashes_format_characters_mark
 
 @pytest.mark.parametrize(
     "text",
-    ["\u034f".join(PAN), "\ufe0f".join(PAN), "".join(f"{c}\ufe0f\u20e3" for c in PAN), "\u3164".join(PAN)],
-    ids=["grapheme-joiner", "variation-selector", "keycaps", "hangul-filler"],
+    [
+        "\u034f".join(PAN),
+        "\ufe0f".join(PAN),
+        "".join(f"{c}\ufe0f\u20e3" for c in PAN),
+        "\u3164".join(PAN),
+        "".join(f"\\u{ord(c):04x}" for c in PAN),
+        json.dumps("".join(chr(0x1D7CE + int(c)) for c in PAN))[1:-1],
+    ],
+    ids=["grapheme-joiner", "variation-selector", "keycaps", "hangul-filler", "json-escaped", "surrogates"],
 )
 def test_digits_apart_by_invisible_marks_or_carrying_marks_are_a_pan(text):
     assert mask_pans(text).startswith("453914")

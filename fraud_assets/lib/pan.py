@@ -12,7 +12,9 @@ space...), the Hangul fillers, and combining marks (Mn, Me: a digit carrying a m
 digit, and some marks show nothing, e.g. U+034F, U+FE0F). Any 13-19 consecutive digits of a group
 (separators skipped) that start with 1-9 and pass Luhn are a PAN: a PAN followed by an expiry, or inside
 a longer digit run, is found. Line breaks, commas, colons and letters end a group. (No card number
-starts with 0, ISO/IEC 7812's industry digit; a run of zeros passes Luhn.)
+starts with 0, ISO/IEC 7812's industry digit; a run of zeros passes Luhn.) A JSON escape (`\u0034`, a
+surrogate pair for a digit beyond the BMP) of a digit or a separator counts as that character: the
+acq_b feed is JSON, and a malformed line is kept as its text.
 """
 
 from __future__ import annotations
@@ -73,13 +75,35 @@ def _patterns() -> tuple[re.Pattern, re.Pattern]:
     return re.compile(rf"\d(?:{sep}\d)*"), re.compile(rf"\d(?:{sep}\d){{{PAN_MIN_DIGITS - 1}}}")
 
 
-# The same candidate test for RE2 engines (pyarrow, DuckDB): a group with at least 13 digits.
+# A JSON \u escape: a surrogate pair, or one code unit.
+_ESCAPE = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u([0-9a-f]{4})", re.IGNORECASE)
+
+
+def unescape_digits(text: str) -> str:
+    """`text` with the JSON escapes of digits and light separators replaced by those characters (other
+    escapes stay as written)."""
+    if "\\" not in text:
+        return text
+
+    def decoded(m: re.Match) -> str:
+        if m.group(3):
+            ch = chr(int(m.group(3), 16))
+        else:
+            high, low = int(m.group(1), 16), int(m.group(2), 16)
+            ch = chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+        return ch if ch.isdecimal() or re.fullmatch(separator_class(), ch) else m.group(0)
+
+    return _ESCAPE.sub(decoded, text)
+
+
+# The same candidate test for RE2 engines (pyarrow, DuckDB): a group with at least 13 digits, or an
+# escape (see `unescape_digits`).
 PAN_PREFILTER_RE2 = (
     r"\p{Nd}(?:[\p{Zs}\p{Pd}\p{Cf}\p{Mn}\p{Me}\x{115F}\x{1160}\x{3164}\x{FFA0}\t./\x{2212}]{0,"
     + str(MAX_SEPARATORS)
     + r"}\p{Nd}){"
     + str(PAN_MIN_DIGITS - 1)
-    + "}"
+    + r"}|\\[uU][0-9a-fA-F]{4}"
 )
 # Below this an integer cannot hold 13 digits.
 _MIN_PAN_NUMBER = 10 ** (PAN_MIN_DIGITS - 1)
@@ -181,7 +205,12 @@ def _mask_once(text: str) -> str:
 def mask_pans(text: str) -> str:
     """`text` with every PAN (module docstring) masked: BIN + stars + last 4 for a card on its own, every
     digit starred where Luhn-valid windows overlap. Masking repeats until nothing PAN-shaped is left, so
-    the digits a mask keeps can never form a card number with their neighbours."""
+    the digits a mask keeps can never form a card number with their neighbours. Text whose JSON escapes
+    hide a card comes back unescaped and masked; any other text comes back as it was."""
+    plain = unescape_digits(text)
+    if plain != text:
+        masked = mask_pans(plain)
+        return text if masked == plain else masked
     if _patterns()[1].search(text) is None:
         return text
     while True:
@@ -193,6 +222,7 @@ def mask_pans(text: str) -> str:
 
 def contains_pan(text: str) -> bool:
     """True when `mask_pans` would change `text`."""
+    text = unescape_digits(text)
     group, candidate = _patterns()
     if candidate.search(text) is None:
         return False
@@ -259,6 +289,7 @@ def normalise_pan(value: object) -> str | None:
     elif (text := str(value).strip()).isascii() and text.isdigit():
         digits = text  # the usual PAN; the general path below costs ~0.1 ms a value
     else:
+        text = unescape_digits(text)
         values, _ = _ascii_digits(text)
         digits = "".join(map(str, values))
         rest = re.sub(separator_class(), "", re.sub(r"\d", "", text))

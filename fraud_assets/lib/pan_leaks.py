@@ -59,18 +59,46 @@ _NUMBER_TYPES = ("BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT", "FLOAT", "DOUBLE", 
 # wider than the PAN shape on purpose; the exact test runs in Python on the few values it lets through.
 # (A negated class, "anything but letters and digits", is as wide but makes RE2 about 50 times slower.)
 _GAP = r"[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{M}\p{Sm}\x{115F}\x{1160}\x{3164}\x{FFA0}./]"
-_TEXT_PREFILTER = rf"\p{{Nd}}(?:{_GAP}{{0,3}}\p{{Nd}}){{12}}"
+_TEXT_PREFILTER = rf"\p{{Nd}}(?:{_GAP}{{0,3}}\p{{Nd}}){{12}}|\\[uU][0-9a-fA-F]{{4}}"
 
 
 def _is_separator(ch: str) -> bool:
     return ch in _SEPARATOR_CHARS or unicodedata.category(ch) in _SEPARATOR_CATEGORIES
 
 
+def _characters(text: str) -> Iterator[str]:
+    """The characters of `text`, a JSON escape (`\\u0034`, or a surrogate pair) read as the character it
+    stands for: a malformed JSON line is kept as its text."""
+    i, n = 0, len(text)
+    while i < n:
+        unit = _escaped_unit(text, i)
+        if unit is None:
+            yield text[i]
+            i += 1
+            continue
+        low = _escaped_unit(text, i + 6) if 0xD800 <= unit < 0xDC00 else None
+        if low is not None and 0xDC00 <= low < 0xE000:
+            yield chr(0x10000 + (unit - 0xD800) * 0x400 + (low - 0xDC00))
+            i += 12
+        else:
+            yield chr(unit)
+            i += 6
+
+
+def _escaped_unit(text: str, i: int) -> int | None:
+    if text[i : i + 2].lower() != "\\u" or len(text) < i + 6:
+        return None
+    try:
+        return int(text[i + 2 : i + 6], 16)
+    except ValueError:
+        return None
+
+
 def digit_groups(text: str) -> Iterator[str]:
     """Each digit group of `text` as ASCII digits (separators dropped, any script's digits read)."""
     digits: list[str] = []
     gap = 0
-    for ch in text:
+    for ch in _characters(text):
         if ch.isdecimal():
             if gap > _MAX_GAP:
                 if digits:

@@ -14,7 +14,7 @@ import functools
 import duckdb
 import pandas as pd
 
-from fraud_assets.lib.pan import Tokenizer, mask_pans
+from fraud_assets.lib.pan import Tokenizer, mask_pans, unescape_digits
 
 # Canonical authorisation columns (acq_a names), in table order; `pan` never reaches a table.
 AUTH_COLUMNS = (
@@ -92,6 +92,7 @@ def mask_line(line: str) -> str:
     could leave half a PAN unmasked). Only a head is masked: one long enough that, masked, it still
     reaches PAN_SPAN_CHARS past the kept part - masking shortens text (a PAN's separators go), and a card
     cut at the head's end, left clear, must fall beyond the cut."""
+    line = unescape_digits(line)  # the spans below count a digit as one character, not six
     size = RAW_LINE_KEEP + PAN_SPAN_CHARS
     while True:
         masked = mask_pans(line[:size])

@@ -32,10 +32,11 @@ def ident(name: str) -> str:
 
 
 def may_hold_pan(expr: str) -> str:
-    """SQL predicate: text `expr` could hold a card number that `mask_pans` would mask."""
+    """SQL predicate: text `expr` could hold a card number that `mask_pans` would mask (a JSON escape
+    may be a digit: `unescape_digits`)."""
     return (
         f"(length({expr}) >= 13 AND (strlen({expr}) <> length({expr}) "
-        f"OR regexp_matches({expr}, '{PAN_PREFILTER}')))"
+        f"OR regexp_matches({expr}, '{PAN_PREFILTER}') OR contains(lower({expr}), '\\u')))"
     )
 
 
