@@ -208,6 +208,17 @@ def test_a_day_not_over_yet_runs_once_its_partition_exists(landing, instance):
     assert req.partition_key == "2018-04-02"
 
 
+def test_a_day_not_over_yet_is_not_read_until_it_is(landing, instance, monkeypatch):
+    """A file dated ahead (years, a hostile producer) would otherwise be hashed on every tick until then."""
+    from fraud_assets.lib import landing as ln
+
+    read = []
+    monkeypatch.setattr(ln, "sha256_fd", lambda fd: read.append(fd) or "0" * 64)
+    land(landing, "authorizations/2018-04-02/acq_a_2018-04-05.csv.gz", b"days ahead")
+    assert sensor_at(instance, landing, dt.datetime(2018, 4, 3, 0, 5, tzinfo=dt.UTC)).run_requests == []
+    assert read == []
+
+
 def test_a_day_outside_the_platforms_days_launches_nothing(landing, instance):
     ready_platform(instance)
     land(landing, "authorizations/2017-04-02/acq_a_2017-04-02.csv.gz", b"before the first business date")

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -425,14 +425,19 @@ class NewFile:
 
 
 def new_files(
-    root: Path, cursor: LandingCursor, max_bytes: int, sources: Iterable[str] = SOURCES
+    root: Path,
+    cursor: LandingCursor,
+    max_bytes: int,
+    sources: Iterable[str] = SOURCES,
+    later: Callable[[LandingFile], bool] = lambda f: False,
 ) -> list[NewFile]:
     """Well-named files not in the cursor, each hashed once (`content_identity`); a hash already
-    handled for the source (or twice in this batch) marks a re-send."""
+    handled for the source (or twice in this batch) marks a re-send. Files `later` says are not due
+    yet are neither hashed nor returned (a file dated years ahead is not read on every tick)."""
     out: list[NewFile] = []
     seen: dict[str, set[str]] = {}
     for f in scan(root, sources):
-        if cursor.is_known(f):
+        if cursor.is_known(f) or later(f):
             continue
         sha = content_identity(root, f, max_bytes)
         known = seen.setdefault(f.source, cursor.seen_hashes(f.source))

@@ -143,18 +143,19 @@ def evaluate_landing(
     cursor = LandingCursor.parse(context.cursor)
     inputs: list[NewFile] = []
     by_day: dict[str, list[NewFile]] = defaultdict(list)
+
+    def later(f) -> bool:  # an authorisation file of a day not over yet: seen again on a later tick
+        return f.source == AUTHORIZATIONS and _day_status(f.business_date, covered) == "pending"
+
     # Hashed under the register's default size cap: a larger file is refused unread there too.
-    for nf in new_files(landing.path, cursor, DEFAULT_LIMITS.max_file_bytes):
+    for nf in new_files(landing.path, cursor, DEFAULT_LIMITS.max_file_bytes, later=later):
         if nf.resent:
             context.log.info(f"{nf.file.source_file}: identical content already handled; no run")
             cursor.record(nf.file, nf.sha256)
         elif nf.file.source != AUTHORIZATIONS:
             inputs.append(nf)
         else:
-            status = _day_status(nf.file.business_date, covered)
-            if status == "pending":
-                continue  # seen again on a later tick, once its day is over
-            if status == "outside":
+            if _day_status(nf.file.business_date, covered) == "outside":
                 context.log.warning(
                     f"{nf.file.source_file}: business date outside the platform's days "
                     f"({settings.FIRST_BUSINESS_DATE_ENV} / {settings.LAST_BUSINESS_DATE_ENV}); no run"
