@@ -48,6 +48,7 @@ from fraud_assets_tests.models_world import (
     layer_defs,
     make_world,
     run_config,
+    run_job,
     schema_mismatches,
     shared_trained_world,
     write_world,
@@ -295,6 +296,22 @@ def test_gate_keeps_a_worse_challenger_out(trained: Path, tmp_path: Path):
     with connect(data_dir) as conn:
         assert registry.current_alias(conn, registry.CHAMPION) == before
         assert registry.current_alias(conn, registry.CHALLENGER) != before
+
+
+def test_candidates_trained_on_another_training_set_are_not_evaluated(trained: Path, tmp_path: Path):
+    """An evaluation materialised alone after the training set changed must not re-score older versions
+    on a test window that may hold their own training rows."""
+    data_dir = copy_world(trained, tmp_path / "data")
+    with connect(data_dir) as conn:
+        conn.execute("COMMENT ON TABLE models.training_set IS 'data_hash:" + "0" * 64 + "'")
+    result = run_job(
+        data_dir,
+        "training_job",
+        run_config(tmp_path / "cards"),
+        assets=[dg.AssetKey(["models", "evaluation"])],
+    )
+    assert not result.success
+    assert "no candidate trained on the current models/training_set" in failure_message(result)
 
 
 def test_gate_promotes_only_with_the_ap_margin_and_no_worse_card_precision():

@@ -26,6 +26,7 @@ from fraud_assets.defs.models.common import (
 )
 from fraud_assets.defs.models.model_card import publish_cards_dir, write_card
 from fraud_assets.defs.models.schemas import EVALUATION_COLUMNS, EVALUATION_DESCRIPTIONS
+from fraud_assets.defs.models.snapshots import current_digest
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics, expected_cost_curve
 from fraud_assets.lib.model_selection import compute_threads
@@ -55,12 +56,15 @@ class EvaluationConfig(dg.Config):
 
 
 def latest_candidates(conn) -> list[ModelVersion]:
-    """The newest registered version of each family."""
+    """The newest registered version of each family trained on the current training set: one trained
+    on an earlier set (its family failed in the last run, a run materialised the evaluation alone) is
+    no candidate, and re-scored on this set's fold-0 test window it could be scored on its own
+    training rows."""
     ensure_registry(conn)
     rows = conn.execute(
         "SELECT arg_max(model_version, created_at) FROM models.model_versions WHERE family IN "
-        "(SELECT unnest(?::VARCHAR[])) GROUP BY family ORDER BY family",
-        [list(FAMILIES)],
+        "(SELECT unnest(?::VARCHAR[])) AND data_hash = ? GROUP BY family ORDER BY family",
+        [list(FAMILIES), current_digest(conn)],
     ).fetchall()
     return [get_version(conn, r[0]) for r in rows]
 
@@ -111,7 +115,10 @@ def evaluation(
     with duckdb.get_connection() as conn:
         candidates = latest_candidates(conn)
         if not candidates:
-            raise dg.Failure("no candidate in models.model_versions: materialise the candidates first")
+            raise dg.Failure(
+                "no candidate trained on the current models/training_set in models.model_versions: "
+                "materialise the candidates first"
+            )
         # In the snapshot's order: the table's own row order is the engine's, and the cost curve's sums
         # should not move in the last bits from one run to the next.
         test = conn.execute(
