@@ -390,6 +390,19 @@ def test_champion_with_a_tampered_artifact_cannot_be_rolled_back_onto(trained: P
         assert registry.current_alias(conn, registry.CHAMPION) == other
 
 
+def test_disabling_the_champion_never_hands_over_to_a_former_one_that_cannot_load(trained: Path, tmp_path):
+    """The switch still acts at once; with no loadable former champion, nobody holds the alias."""
+    data_dir = copy_world(trained, tmp_path / "data")
+    first, other = _promote_other(data_dir)
+    with connect(data_dir) as conn:
+        artifact = registry.get_version(conn, first).artifact_path
+    (data_dir / "models" / artifact).write_bytes(b"not the model")
+    assert decide(data_dir, "disable", approver="oncall", version=other, reason="INC-11").success
+    with connect(data_dir) as conn:
+        assert registry.version_status(conn, other) == "disabled"
+        assert registry.current_alias(conn, registry.CHAMPION) is None
+
+
 def test_rollback_to_a_version_that_was_never_champion_is_refused(trained: Path, tmp_path: Path):
     data_dir = copy_world(trained, tmp_path / "data")
     with connect(data_dir) as conn:

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from fraud_assets.cli.reproduce import main, reproduce
+from fraud_assets.cli.reproduce import compare_metrics, main, reproduce
 from fraud_assets.defs.models.snapshots import current_digest, training_set_hash
 from fraud_assets.lib import registry
 from fraud_assets.lib.signing import Signer
@@ -133,3 +133,13 @@ def test_the_training_set_names_its_snapshot_until_it_is_rewritten(world):
         assert _comment(conn) is None
         assert current_digest(conn) == training_set_hash(conn)
         assert current_digest(conn) not in archived
+
+
+def test_a_fold_missing_from_the_refit_or_a_metric_nan_on_one_side_is_a_mismatch():
+    fold = {"fold": 0, "auc": 0.9, "average_precision": 0.5, "card_precision_at_100": 0.1}
+    fold |= {"n_transactions": 100.0, "n_fraud": 3.0}
+    recorded = {f"fold0_{k}": v for k, v in fold.items() if k != "fold"} | {"fold0_fraud_rate": 0.03}
+    assert compare_metrics(recorded, [fold])["match"]
+    assert not compare_metrics({**recorded, "fold1_auc": 0.8}, [fold])["match"]
+    assert not compare_metrics({**recorded, "fold0_auc": float("nan")}, [fold])["match"]
+    assert not compare_metrics(recorded, [fold, {**fold, "fold": 1}])["match"]

@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -63,6 +64,7 @@ from fraud_assets.lib.training_provenance import code_revision, training_environ
 KEY_ENV = "FRAUD_REGISTRY_KEY"
 METRIC_TOLERANCE = 1e-12  # same code, data and seed give the same floats; anything above is a difference
 COMPARED_METRICS = ("auc", "average_precision", "card_precision_at_100", "n_transactions", "n_fraud")
+_FOLD_METRIC = re.compile(rf"fold\d+_(?:{'|'.join(COMPARED_METRICS)})")
 
 
 def open_scratch(warehouse: Path) -> duckdb.DuckDBPyConnection:
@@ -150,13 +152,16 @@ def explain_data(diff: dict[str, Any], labels_now: tuple, labels_then: dict) -> 
 
 
 def compare_metrics(recorded: dict[str, float], refit: list[dict[str, float]]) -> dict[str, Any]:
+    """The refit's fold metrics against the recorded ones: a fold recorded but not refitted, or a metric
+    NaN on one side only, is a mismatch (an infinite difference), never skipped."""
+    refitted = {f"fold{int(m['fold'])}_{name}": float(m[name]) for m in refit for name in COMPARED_METRICS}
     diffs = {}
-    for m in refit:
-        for name in COMPARED_METRICS:
-            key = f"fold{int(m['fold'])}_{name}"
-            if key in recorded:
-                a, b = float(recorded[key]), float(m[name])
-                diffs[key] = 0.0 if (np.isnan(a) and np.isnan(b)) else abs(a - b)
+    for key in {k for k in recorded if _FOLD_METRIC.fullmatch(k)} | set(refitted):
+        a, b = float(recorded.get(key, np.nan)), refitted.get(key, np.nan)
+        if key not in recorded or key not in refitted or np.isnan(a) != np.isnan(b):
+            diffs[key] = float("inf")
+        else:
+            diffs[key] = 0.0 if np.isnan(a) else abs(a - b)
     worst = max(diffs.values(), default=float("nan"))
     return {
         "max_abs_difference": worst,

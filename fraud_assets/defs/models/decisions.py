@@ -6,7 +6,7 @@
 - rollback: the champion alias moves back to a former champion (the latest one by default), by someone
   other than the identity that launched its training (putting a withdrawn model back is a promotion);
 - disable: the emergency switch; the version is never loaded again, and if it was the champion the
-  alias falls back to the latest former champion.
+  alias falls back to the latest former champion that still loads.
 Each decision appends one signed, chained event to models.model_events with who, when, why and the
 SHA-256 of the evidence pack it was taken on. A refused decision fails the run (and is alerted).
 """
@@ -152,6 +152,22 @@ def _rollback(ctx: dict, version: str) -> tuple[dict, str]:
     return event, md
 
 
+def _loadable_fallback(ctx: dict, disabled: str) -> str | None:
+    """The most recent former champion that still loads (verified row, artifact hash, trust list): a
+    fallback that cannot score would only move the failure to the next scoring run. None when none
+    loads: scoring then stops with a clear error until a person approves a challenger."""
+    for v in former_champions(ctx["conn"]):
+        if v == disabled:
+            continue
+        try:
+            ctx["store"].load(ctx["conn"], v)
+        except Exception as exc:  # noqa: BLE001 - any reason it cannot load rules it out, and is said
+            ctx["log"].warning(f"former champion {v} cannot take over ({type(exc).__name__}: {exc})")
+            continue
+        return v
+    return None
+
+
 def _disable(ctx: dict, version: str) -> tuple[dict, str]:
     """The emergency switch: never loaded again; a disabled champion hands over to the latest former one."""
     conn = ctx["conn"]
@@ -161,7 +177,7 @@ def _disable(ctx: dict, version: str) -> tuple[dict, str]:
     if version_status(conn, version) == "disabled":
         raise _refuse(f"{version} is already disabled")
     moves = version == current_alias(conn, CHAMPION)
-    fallback = next((v for v in former_champions(conn) if v != version), None)
+    fallback = _loadable_fallback(ctx, version) if moves else None
     event = append_event(
         conn, ctx["signer"], DISABLED, model_version=version, alias=CHAMPION if moves else None,
         to_version=fallback if moves else None, actor=ctx["approver"], reason=ctx["reason"],
@@ -179,6 +195,7 @@ def apply_decision(context, config: ChampionConfig, conn, model_store: ModelStor
         "approver": _check_approver(context, config),
         "reason": config.reason.strip(),
         "run_id": context.run.run_id,
+        "log": context.log,
     }
     version = config.model_version.strip()
     if config.decision in ("approve", "reject"):
