@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
@@ -44,3 +45,25 @@ def test_gate_and_monitoring_report_the_same_card_precision_on_the_same_days(tmp
     assert gate_mean > 0
     # The test days hold fewer rows than were scored: known-compromised cards really were removed.
     assert len(test) < monitored["n_transactions"].sum()
+
+
+def test_the_alert_queue_takes_the_cards_card_precision_counts_ties_included():
+    """CP@k is the share of frauds among the k cards investigators review: the same cards, whatever the
+    ties (here card_b's transaction comes first, card_a's token does)."""
+    from fraud_assets.defs.scoring.fraud_alerts import TOP_CARDS_SQL
+
+    rows = pd.DataFrame(
+        {
+            "business_date": pd.to_datetime(["2018-08-08"] * 3),
+            "transaction_id": [1, 2, 3],
+            "card_token": ["card_b", "card_a", "card_c"],
+            "score": [0.9, 0.9, 0.5],
+            "model_version": "v1",
+            "label": [0, 1, 0],
+        }
+    )
+    with duckdb.connect() as conn:
+        conn.register("scores", rows)
+        queued = conn.execute(TOP_CARDS_SQL.format(scores="scores", where="true"), [1]).df()
+    assert queued["card_token"].tolist() == ["card_a"]
+    assert card_precision_at_k(rows, 1)[0] == 1.0

@@ -34,12 +34,14 @@ class FraudAlertsConfig(dg.Config):
 
 
 # Per business date, each card's highest-scoring transaction (ties: the smaller transaction_id), and the k
-# cards whose such score is highest (same tie rule), with the card's transactions of the day.
+# cards whose such score is highest (ties: the smaller card token, as Card Precision@k ranks them in
+# lib/metrics.py, so CP@k is the share of frauds among exactly these cards), with the card's transactions
+# of the day.
 TOP_CARDS_SQL = """
 SELECT business_date, transaction_id, card_token, score, model_version, card_transactions_today,
        alert_rank
 FROM (
-    SELECT *, row_number() OVER (PARTITION BY business_date ORDER BY score DESC, transaction_id)
+    SELECT *, row_number() OVER (PARTITION BY business_date ORDER BY score DESC, card_token)
               AS alert_rank
     FROM (
         SELECT *, row_number() OVER (PARTITION BY business_date, card_token
