@@ -26,6 +26,19 @@ DAY = "2018-04-01"
 LANDED = "2018-04-02"
 
 
+def hidden_shapes(pan: str) -> dict[str, str]:
+    """`pan` written the ways a producer's text can hide it from a plain digit search (test id -> text):
+    invisible marks or fillers between its digits, keycaps, JSON escapes."""
+    return {
+        "grapheme-joiner": "\u034f".join(pan),
+        "variation-selector": "\ufe0f".join(pan),
+        "keycaps": "".join(f"{c}\ufe0f\u20e3" for c in pan),
+        "hangul-filler": "\u3164".join(pan),
+        "json-escaped": "".join(f"\\u{ord(c):04x}" for c in pan),
+        "json-escaped-surrogates": json.dumps("".join(chr(0x1D7CE + int(c)) for c in pan))[1:-1],
+    }
+
+
 def make_pan(prefix: str = "453914", serial: int = 1, length: int = 16) -> str:
     body = prefix + str(serial).zfill(length - len(prefix) - 1)
     return body + luhn_check_digit(body)
