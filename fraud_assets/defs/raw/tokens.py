@@ -20,8 +20,9 @@ from fraud_assets.lib.pan import Tokenizer, mask_pans
 TOKEN_COLUMNS = ("card_token", "pan_bin", "pan_last4", "pan_valid", "pan_masked")
 # Necessary condition for `mask_pans` to change a value: 13 ASCII digits, each within 3 characters of
 # the next that are neither letters, digits nor `:` (so timestamps are not candidates), or any
-# non-ASCII character (digits of other scripts, unusual spaces), in a value of 13 characters or more.
-PAN_PREFILTER = r"[0-9](?:[^0-9A-Za-z:]{0,3}[0-9]){12}"
+# non-ASCII character (digits of other scripts, unusual spaces), or a JSON `\u` escape (it may be a
+# digit: `unescape_digits`), in a value of 13 characters or more.
+PAN_PREFILTER = r"[0-9](?:[^0-9A-Za-z:]{0,3}[0-9]){12}|\\[uU][0-9a-fA-F]{4}"
 TOKENS_TABLE = "_pan_tokens"
 MASKED_VALUES_TABLE = "_masked_values"
 MASKED_LINES_TABLE = "_masked_lines"
@@ -32,11 +33,10 @@ def ident(name: str) -> str:
 
 
 def may_hold_pan(expr: str) -> str:
-    """SQL predicate: text `expr` could hold a card number that `mask_pans` would mask (a JSON escape
-    may be a digit: `unescape_digits`)."""
+    """SQL predicate: text `expr` could hold a card number that `mask_pans` would mask."""
     return (
         f"(length({expr}) >= 13 AND (strlen({expr}) <> length({expr}) "
-        f"OR regexp_matches({expr}, '{PAN_PREFILTER}') OR contains(lower({expr}), '\\u')))"
+        f"OR regexp_matches({expr}, '{PAN_PREFILTER}')))"
     )
 
 
