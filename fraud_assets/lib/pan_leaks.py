@@ -69,6 +69,9 @@ def _is_separator(ch: str) -> bool:
 def _characters(text: str) -> Iterator[str]:
     """The characters of `text`, a JSON escape (`\\u0034`, or a surrogate pair) read as the character it
     stands for: a malformed JSON line is kept as its text."""
+    if "\\" not in text:
+        yield from text
+        return
     i, n = 0, len(text)
     while i < n:
         unit = _escaped_unit(text, i)
