@@ -175,11 +175,13 @@ def test_scoring_refuses_a_tampered_registry_and_the_failure_is_alerted(world: P
     assert "registry integrity" in alert["message"]
 
 
+@pytest.mark.parametrize("identity", ["user_tag", "operator_env"])
 def test_the_launcher_compared_is_who_trained_the_challenger_not_who_asked_for_its_approval(
-    tmp_path_factory, monkeypatch
+    tmp_path_factory, monkeypatch, identity
 ):
     """alice's training run stops before the request (a failure, a partial selection); bob's run asks for
-    approval. alice may still not approve her own model."""
+    approval. alice may still not approve her own model, whether the runs carry `dagster/user` or the
+    operators are told apart by FRAUD_OPERATOR in their own processes."""
     root = tmp_path_factory.mktemp("asked_by_another")
     world = copy_world(shared_trained_world(tmp_path_factory), root / "data")
     for k, v in PERMISSIVE_GATE.items():
@@ -187,16 +189,19 @@ def test_the_launcher_compared_is_who_trained_the_challenger_not_who_asked_for_i
     instance = dg.DagsterInstance.ephemeral()
     training = layer_defs(world).resolve_job_def("training_job")
     request_and_after = {dg.AssetKey(["models", "approval_request"]), dg.AssetKey(["models", "champion"])}
-    trained = run_job(
-        world, "training_job", run_config(root / "cards"), user="alice", instance=instance,
-        assets=[k for k in training.asset_layer.selected_asset_keys if k not in request_and_after],
-    )  # fmt: skip
+
+    def run_as(person: str, assets: list[dg.AssetKey]):
+        monkeypatch.setenv("FRAUD_OPERATOR", person)
+        user = person if identity == "user_tag" else None
+        return run_job(
+            world, "training_job", run_config(root / "cards"), user, instance=instance, assets=assets
+        )
+
+    trained = run_as(
+        "alice", [k for k in training.asset_layer.selected_asset_keys if k not in request_and_after]
+    )
     assert trained.success
-    asked = run_job(
-        world, "training_job", run_config(root / "cards"), user="bob", instance=instance,
-        assets=[dg.AssetKey(["models", "approval_request"])],
-    )  # fmt: skip
-    assert asked.success
+    assert run_as("bob", [dg.AssetKey(["models", "approval_request"])]).success
     _, pending = _state(world)
     with connect(world) as conn:
         assert registry.pending_request(conn, pending)["launched_by"] == "alice"
@@ -256,6 +261,8 @@ def test_events_deleted_from_the_end_of_the_ledger_are_refused_even_after_a_new_
             to_version=pending, actor="platform", reason="the next legitimate event",
         )  # fmt: skip
         registry.verify_registry(conn, SIGNER)  # ...and the chain alone verifies
+    for key in registry.LEDGER_WRITERS:  # "Report materialization" (UI, API): no run wrote it, no head
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=dg.AssetKey(list(key))))
     scoring = run_job(world, "scoring_job", partition="2018-08-14", instance=instance)
     assert not scoring.success
     assert "events were removed from the end of the ledger" in failure_message(scoring)

@@ -121,6 +121,8 @@ def test_the_separators_are_exactly_unicode_spaces_dashes_format_characters_mark
 
     listed = {chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(pan.separator_class(), chr(c))}
     assert listed == _chars({"Zs", "Pd", "Cf", "Mn", "Me"}) | set("\t./\u2212\u115f\u1160\u3164\uffa0")
+    ascii_listed = {chr(c) for c in range(128) if re.fullmatch(pan._ASCII_SEPARATORS, chr(c))}
+    assert ascii_listed == {c for c in listed if c.isascii()}  # the fast class for ASCII text
 
 
 @pytest.mark.parametrize("text", list(hidden_shapes(PAN).values()), ids=list(hidden_shapes(PAN)))

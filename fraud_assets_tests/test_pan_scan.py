@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from fraud_assets.lib.pan_scan import collect_pans, scan_deployment
+from fraud_assets_tests.raw_cleaned_support import hidden_shapes
 
 PAN = "4539148803436467"
 OTHER = "5200000000000007"
@@ -58,6 +59,15 @@ def test_pans_in_the_alerts_outbox_compute_logs_and_archives_are_found(deploymen
     findings = scan_deployment(data, home, pans={PAN})
     for place in ("alerts.jsonl", "step.err", "model.skops!schema.json", "old.log.gz"):
         assert found(findings, place), place
+
+
+@pytest.mark.parametrize("shape", list(hidden_shapes(PAN)))
+def test_a_pan_hidden_by_marks_fillers_or_json_escapes_is_found(deployment, shape):
+    data, home = deployment
+    (data / "alerts").mkdir()
+    (data / "alerts" / "alerts.jsonl").write_text(f'{{"message": "{hidden_shapes(PAN)[shape]}"}}\n')
+    for pans in ({PAN}, None):
+        assert found(scan_deployment(data, home, pans=pans), "alerts.jsonl"), (shape, pans)
 
 
 def test_run_tags_cursors_and_event_logs_of_the_instance_are_found_on_disk_and_through_its_api(deployment):

@@ -309,6 +309,16 @@ def test_unchanged_files_are_not_read_again(data_dir, monkeypatch):
     assert again.drop(columns="registered_at").equals(first.drop(columns="registered_at"))
 
 
+def test_a_register_from_before_the_ctime_was_recorded_reads_nothing_again(data_dir, monkeypatch):
+    from fraud_assets.defs.raw import register as reg_module
+
+    s.write_acq_a(data_dir, [s.a_row(1)])
+    first = build_register(data_dir / "landing", None).drop(columns="file_ctime_ns")
+    monkeypatch.setattr(reg_module, "inspect_file", lambda *a, **k: pytest.fail("read again"))
+    again = build_register(data_dir / "landing", first)
+    assert again["file_ctime_ns"].notna().all()  # recorded from now on
+
+
 def test_a_hostile_landing_zone_leaves_raw_standing_and_no_card_number_in_clear(data_dir, tmp_path):
     """Every hostile file beside good ones: every raw run succeeds, the good rows are all there, and
     no card number of the input is in any raw table (any column type), export or event."""

@@ -102,6 +102,13 @@ def test_a_file_hash_is_the_sha256_of_its_bytes(root, monkeypatch):
     )
 
 
+def test_a_cursor_from_before_the_ctime_was_recorded_knows_its_files_and_adopts_their_ctime(root):
+    [f] = [f for f in ln.scan(root, ["authorizations"]) if f.relative == TREE[0]]
+    cursor = ln.LandingCursor(files={f.source_file: [f.size, f.mtime_ns, "0" * 64]})
+    assert cursor.is_known(f)
+    assert cursor.files[f.source_file][3] == f.ctime_ns
+
+
 def test_the_sensor_does_not_read_what_the_register_refuses_unread(root, tmp_path):
     """Over the size cap, or a FIFO swapped in after the listing: a stand-in identity from the name,
     size and clocks, at once (the register then records why), never a read that blocks or runs long."""

@@ -53,7 +53,7 @@ EXTENSIONS = {
 # (which make a name display as another). Matched with fullmatch: `$` would accept a trailing newline.
 FILE_NAME = re.compile(
     r"(?P<feed>[a-z][a-z0-9_]*?)_(?P<business_date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
-    r"(?:_(?P<suffix>[^/\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+?))?"
+    r"(?:_(?P<suffix>[^/\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]+?))?"
     r"\.(?P<ext>csv\.gz|jsonl\.gz|csv|jsonl|parquet)"
 )
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -407,7 +407,11 @@ class LandingCursor:
 
     def is_known(self, f: LandingFile) -> bool:
         seen = self.files.get(f.source_file)
-        return seen is not None and seen[:2] == [f.size, f.mtime_ns] and seen[3:4] == [f.ctime_ns]
+        if seen is None or seen[:2] != [f.size, f.mtime_ns]:
+            return False
+        if len(seen) == 3:  # recorded before the ctime was: adopted, so an upgrade re-reads nothing
+            seen.append(f.ctime_ns)
+        return seen[3] == f.ctime_ns
 
     def seen_hashes(self, source: str) -> set[str]:
         prefix = f"{source}/"

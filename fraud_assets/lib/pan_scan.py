@@ -37,16 +37,18 @@ from pathlib import Path
 import duckdb
 
 from fraud_assets.lib.pan import mask_pans
-from fraud_assets.lib.pan_leaks import digit_groups, pans_in, scan_expression
+from fraud_assets.lib.pan_leaks import decoded_text, digit_groups, pans_in, scan_expression
 from fraud_assets.lib.provenance import LEAK_SCAN_EXEMPT_COLUMNS
 
 EXCLUDED_BY_DEFAULT = ("landing", "ground_truth")
 _CHUNK = 4 << 20
 _OVERLAP = 256
 _MAX_MEMBER_BYTES = 256 << 20
-# Up to 3 characters that are neither letters, digits, `,;:` nor line breaks between 13+ digits: wider
-# than the PAN shape, so the detector sees every candidate.
-_TEXT_CANDIDATE = re.compile(r"\d(?:[^\w,;:\n\r\v\f]{0,3}\d){12,}")
+# Up to 3 characters that are neither letters (but the Hangul fillers, letters that show nothing),
+# digits, `,;:` nor line breaks between 13+ digits: wider than the PAN shape, so the detector sees every
+# candidate. Text is read with its JSON escapes decoded first (`decoded_text`).
+_GAP = r"(?:[^\w,;:\n\r\v\f]|[\u115f\u1160\u3164\uffa0])"
+_TEXT_CANDIDATE = re.compile(rf"\d(?:{_GAP}{{0,3}}\d){{12,}}")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -88,6 +90,7 @@ def _sample(text: str) -> str:
 
 
 def _text_hits(text: str, match: Matcher) -> Iterator[str]:
+    text = decoded_text(text)
     for m in _TEXT_CANDIDATE.finditer(text):
         if match(m.group(0)):
             yield text[max(m.start() - 40, 0) : m.end() + 40]

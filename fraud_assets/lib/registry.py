@@ -162,10 +162,11 @@ HEAD_SIGNATURE_KEY = "registry_head_signature"
 
 @dataclass(frozen=True)
 class Anchor:
-    """The ledger's head as Dagster last recorded it: an event id and that event's signature."""
+    """The ledger's head as Dagster last recorded it: an event id and that event's signature (None in a
+    record from before signatures were recorded: then the id alone is checked)."""
 
     event_id: int
-    signature: str
+    signature: str | None
 
 
 class RegistryIntegrityError(RuntimeError):
@@ -388,13 +389,13 @@ def _check_anchor(chain: list[dict[str, Any]], anchor: Anchor) -> None:
     if anchor.event_id <= 0:
         return
     held = chain[anchor.event_id - 1]["signature"] if anchor.event_id <= len(chain) else None
-    if held != anchor.signature:
+    if held is None or (anchor.signature is not None and held != anchor.signature):
         found = "is missing" if held is None else "now holds another event"
         raise RegistryIntegrityError(
             f"registry integrity: Dagster's event log recorded event {anchor.event_id} of {EVENTS_TABLE} "
-            f"(signature {anchor.signature[:16]}...), which {found}: events were removed from the end of "
-            "the ledger, or the warehouse was replaced by another or an older copy; refusing to use the "
-            "registry (docs/governance.md)"
+            f"(signature {(anchor.signature or '?')[:16]}...), which {found}: events were removed from the "
+            "end of the ledger, or the warehouse was replaced by another or an older copy; refusing to use "
+            "the registry (docs/governance.md)"
         )
 
 
@@ -407,16 +408,32 @@ def head_metadata(chain: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def recorded_anchor(instance: Any) -> Anchor | None:
-    """The latest head any ledger writer recorded in `instance` (a DagsterInstance); None if none did."""
+    """The highest head the ledger writers recorded in `instance` (a DagsterInstance): for each writer its
+    newest materialisation that names a head and came from a run (a runless "Report materialization"
+    from the UI or the API is nobody's write and is passed over, so it cannot hide the head). None when
+    no writer ever recorded one."""
     import dagster as dg
 
     anchors = []
     for key in LEDGER_WRITERS:
-        for rec in instance.fetch_materializations(dg.AssetKey(list(key)), limit=1).records:
-            md = rec.asset_materialization.metadata if rec.asset_materialization else {}
-            if HEAD_ID_KEY in md and HEAD_SIGNATURE_KEY in md:
-                anchors.append(Anchor(int(md[HEAD_ID_KEY].value), str(md[HEAD_SIGNATURE_KEY].value)))
+        cursor, found = None, None
+        while found is None:
+            page = instance.fetch_materializations(dg.AssetKey(list(key)), limit=100, cursor=cursor)
+            found = next((a for rec in page.records if (a := _anchor_of(rec)) is not None), None)
+            if not page.has_more:
+                break
+            cursor = page.cursor
+        if found is not None:
+            anchors.append(found)
     return max(anchors, key=lambda a: a.event_id, default=None)
+
+
+def _anchor_of(record: Any) -> Anchor | None:
+    md = record.asset_materialization.metadata if record.asset_materialization else {}
+    if not record.run_id or HEAD_ID_KEY not in md:
+        return None
+    signature = md.get(HEAD_SIGNATURE_KEY)
+    return Anchor(int(md[HEAD_ID_KEY].value), str(signature.value) if signature is not None else None)
 
 
 def verify_registry(

@@ -11,11 +11,10 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.models.champion import EVALUATION_KEY, decide
-from fraud_assets.defs.models.common import CODE_VERSION, OWNERS
+from fraud_assets.defs.models.common import CODE_VERSION, OWNERS, TRAINED_BY_HOW_KEY, TRAINED_BY_KEY
 from fraud_assets.defs.models.evidence import build_evidence, write_evidence
 from fraud_assets.defs.models.schemas import MODEL_EVENTS_COLUMNS, MODEL_EVENTS_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.identity import run_launcher
 from fraud_assets.lib.registry import (
     CHAMPION,
     EVENTS_TABLE,
@@ -40,17 +39,20 @@ DECIDED = ("approved", "rejected", "disabled")
 
 
 def training_launcher(instance: dg.DagsterInstance, mv: ModelVersion) -> tuple[str, str]:
-    """Who launched the run that trained `mv`, from Dagster's record of that run: the run asking for
-    approval may be another (a re-execution, a materialisation of the evaluation alone), launched by
-    someone else. A version whose training run Dagster does not know is not put up for approval."""
-    run = instance.get_run_by_id(mv.run_id) if mv.run_id else None
-    if run is None:
-        raise dg.Failure(
-            description=f"cannot tell who trained {mv.model_version}: its training run "
-            f"{mv.run_id or '(none)'} is not in this Dagster instance's run history; retrain it to put a "
-            "challenger up for approval"
-        )
-    return run_launcher(run.tags)
+    """Who launched the run that trained `mv`, as its candidate step recorded it in that run (in that
+    run's process): the run asking for approval may be another (a re-execution, a materialisation of
+    the request alone), launched by someone else, with another FRAUD_OPERATOR. A version whose training
+    Dagster has no such record of is not put up for approval."""
+    if mv.run_id:
+        for entry in instance.all_logs(mv.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            md = entry.asset_materialization.metadata if entry.asset_materialization else {}
+            if TRAINED_BY_KEY in md and md.get("model_version") == dg.TextMetadataValue(mv.model_version):
+                return str(md[TRAINED_BY_KEY].value), str(md[TRAINED_BY_HOW_KEY].value)
+    raise dg.Failure(
+        description=f"cannot tell who trained {mv.model_version}: its training run {mv.run_id or '(none)'} "
+        "recorded no trainer in this Dagster instance's event log; retrain it to put a challenger up for "
+        "approval"
+    )
 
 
 @dg.asset(

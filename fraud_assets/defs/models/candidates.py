@@ -22,11 +22,14 @@ from pydantic import Field
 from fraud_assets.defs.models.common import (
     CODE_VERSION,
     OWNERS,
+    TRAINED_BY_HOW_KEY,
+    TRAINED_BY_KEY,
     TRAINING_SET_META,
 )
 from fraud_assets.defs.models.schemas import MODEL_VERSIONS_COLUMNS, MODEL_VERSIONS_DESCRIPTIONS
 from fraud_assets.defs.models.snapshots import TrainingSet, current_digest, verified_snapshot
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.identity import run_launcher
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics
 from fraud_assets.lib.model_io import save_model
 from fraud_assets.lib.model_selection import (
@@ -295,9 +298,12 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
                 preview_columns=["model_version", "family", "params_hash", "data_hash", "artifact_sha256"],
             )
         folds_df = pd.DataFrame(fold_metrics)
+        trained_by, established_by = run_launcher(context.run.tags)
         md.update(
             {
                 "model_version": version,
+                TRAINED_BY_KEY: trained_by,
+                TRAINED_BY_HOW_KEY: established_by,
                 "artifact_sha256": sha,
                 "params_hash": mv.params_hash,
                 "data_hash": mv.data_hash,

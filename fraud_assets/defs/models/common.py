@@ -45,6 +45,11 @@ NUMERIC_TYPES = (
     "UINTEGER",
     "UBIGINT",
 )
+# Candidate materialisation metadata naming who launched the training, as the training run's own process
+# tells it (lib/identity.run_launcher: its `dagster/user` tag, else its FRAUD_OPERATOR or OS user): what
+# four eyes compares an approver with, whichever run asks for the approval.
+TRAINED_BY_KEY = "trained_by"
+TRAINED_BY_HOW_KEY = "trained_by_established_by"
 # Never features, whatever the feature table grows: identifiers and anything that could carry the label.
 LEAKY_NAMES = {"label", "is_fraud", "tx_fraud", "tx_fraud_scenario", "fraud", "reported_at", "chargeback_id"}
 

@@ -55,7 +55,7 @@ def _raw_asset(table: str, **kwargs):
         "not_a_regular_file, or `duplicate_file` for a re-send of identical content) and the number of "
         "rows landed, which raw tables reconcile to. A path holding a card number is stored masked. "
         "Caps per file (bytes, rows, line and header length, compression ratio) are the run config. "
-        "Incremental: unchanged files (size, mtime, inode) are not re-read."
+        "Incremental: unchanged files (size, mtime, inode, ctime) are not re-read."
     ),
 )
 def file_register(config: ReaderLimits, duckdb: DuckDBResource, landing: LandingZone) -> dg.MaterializeResult:

@@ -5,8 +5,8 @@ Each entry is judged on its own (`inspect_file`): path rules first (lib/landing.
 in the name, not a regular file), then the content, streamed under the caps of `ReaderLimits`
 (text_scan.py for CSV / JSON Lines, snapshots.py for Parquet). Whatever goes wrong with one file
 becomes that file's `reason`; `build_register` also turns an unexpected error into `unreadable_file`
-(logged by type, never by content) rather than failing the asset. Unchanged entries (same size, mtime
-and inode) keep their verdict without being read again.
+(logged by type, never by content) rather than failing the asset. Unchanged entries (same size, mtime,
+inode and ctime) keep their verdict without being read again.
 """
 
 from __future__ import annotations
@@ -133,13 +133,17 @@ def _now() -> dt.datetime:
 
 def _unchanged(old, lf: LandingFile) -> bool:
     """Size, mtime, inode and ctime as registered: a producer can set a file's mtime back after
-    rewriting it in place, not its ctime."""
+    rewriting it in place, not its ctime. A row registered before the ctime was recorded is judged on
+    the other three (the next register records the ctime): an upgrade does not re-read the zone."""
     if old is None:
         return False
     stats = [getattr(old, c, None) for c in ("file_size", "file_mtime_ns", "file_inode", "file_ctime_ns")]
-    if any(v is None or pd.isna(v) for v in stats):
+    if any(v is None or pd.isna(v) for v in stats[:3]):
         return False
-    return tuple(int(v) for v in stats) == (lf.size, lf.mtime_ns, lf.inode, lf.ctime_ns)
+    current = (lf.size, lf.mtime_ns, lf.inode, lf.ctime_ns)
+    if stats[3] is None or pd.isna(stats[3]):
+        return tuple(int(v) for v in stats[:3]) == current[:3]
+    return tuple(int(v) for v in stats) == current
 
 
 def build_register(
@@ -150,7 +154,7 @@ def build_register(
 ) -> pd.DataFrame:
     """The register frame for the landing zone under `root`.
 
-    Entries unchanged since the previous register (same path, size, mtime, inode) keep their hash,
+    Entries unchanged since the previous register (same path, size, mtime, inode, ctime) keep their hash,
     verdict and `registered_at` without being read again. Among readable files with identical content
     the first registered (then earliest landing date, then name) is `ingested`; the others are
     `duplicate_file`.
