@@ -37,7 +37,7 @@ RUN_TIMEOUT = 1200
 LAYERS = ("raw", "cleaned", "features")
 # When a run processed a row, not what the row is: differs between any two runs.
 # When and where this copy of the world was processed, not what it holds: the two runs read two copies.
-PROCESSING_TIME = {"ingested_at", "registered_at", "quarantined_at", "file_inode"}
+PROCESSING_TIME = {"ingested_at", "registered_at", "quarantined_at", "file_inode", "file_ctime_ns"}
 
 
 @dataclass
