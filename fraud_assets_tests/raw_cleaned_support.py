@@ -34,6 +34,9 @@ def hidden_shapes(pan: str) -> dict[str, str]:
         "variation-selector": "\ufe0f".join(pan),
         "keycaps": "".join(f"{c}\ufe0f\u20e3" for c in pan),
         "hangul-filler": "\u3164".join(pan),
+        "braille-blank": "\u2800".join(pan),
+        "four-zero-width-spaces": ("\u200b" * 4).join(pan),
+        "escape-characters": ("\x1b" * 5).join(pan),
         "json-escaped": "".join(f"\\u{ord(c):04x}" for c in pan),
         "json-escaped-surrogates": json.dumps("".join(chr(0x1D7CE + int(c)) for c in pan))[1:-1],
     }

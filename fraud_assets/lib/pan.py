@@ -6,10 +6,12 @@ offending value can be kept for investigators without keeping a card number.
 
 What counts as a card number (the one definition; `fraud_assets.lib.pan_leaks` detects the same shape
 by another code path): a *digit group* is a run of decimal digits of any script (Unicode Nd) in which
-consecutive digits are at most 3 *light separators* apart - spaces of any width (Unicode Zs), tab,
-dashes (Pd) and the minus sign, `.`, `/`, invisible format characters (Cf: soft hyphen, zero-width
-space...), the Hangul fillers, and combining marks (Mn, Me: a digit carrying a mark still reads as that
-digit, and some marks show nothing, e.g. U+034F, U+FE0F). Any 13-19 consecutive digits of a group
+consecutive digits are at most 3 visible *light separators* apart - spaces of any width (Unicode Zs),
+tab, dashes (Pd) and the minus sign, `.`, `/` - with any number of characters that show nothing between
+them: format characters (Cf: soft hyphen, zero-width space...), combining marks (Mn, Me: a digit
+carrying a mark still reads as that digit, and some marks show nothing, e.g. U+034F, U+FE0F), the Hangul
+fillers and the braille blank, and control characters that break no line. Any 13-19 consecutive digits
+of a group
 (separators skipped) that start with 1-9 and pass Luhn are a PAN: a PAN followed by an expiry, or inside
 a longer digit run, is found. Line breaks, commas, colons and letters end a group. (No card number
 starts with 0, ISO/IEC 7812's industry digit; a run of zeros passes Luhn.) A JSON escape (`\u0034`, a
@@ -48,15 +50,20 @@ _FORMAT = (
     "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
 )
-# Hangul fillers: letters (Lo) that show nothing.
-_FILLERS = "\u115f\u1160\u3164\uffa0"
+# Characters that show nothing: Hangul fillers (letters, Lo) and the braille blank (So); control
+# characters that break no line (C0 but tab and line breaks, DEL, C1 but NEL), as regex escapes.
+_FILLERS = "\u115f\u1160\u2800\u3164\uffa0"
+_CONTROLS = r"\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f"
 _MARKS = ("Mn", "Me")
+_VISIBLE = f"[{_SPACES}{_DASHES}./]"
+# The same for ASCII text: a few characters, not ~350 ranges Python's regex engine tests one by one.
+_ASCII_VISIBLE, _ASCII_INVISIBLE = "[ \t\\-./]", r"[\x00-\x08\x0e-\x1b\x1f\x7f]"
 
 
 @functools.cache
-def separator_class() -> str:
-    """The light separators as a regex class. The combining marks (~2,000 code points) come from this
-    Python's Unicode tables on first use (~0.2 s), not at import."""
+def _invisible_class() -> str:
+    """Characters that show nothing, as a regex class. The combining marks (~2,000 code points) come from
+    this Python's Unicode tables on first use (~0.2 s), not at import."""
     marks, start = [], None
     for cp in range(sys.maxunicode + 2):
         is_mark = cp <= sys.maxunicode and unicodedata.category(chr(cp)) in _MARKS
@@ -65,20 +72,21 @@ def separator_class() -> str:
         elif not is_mark and start is not None:
             marks.append(f"\\U{start:08x}-\\U{cp - 1:08x}")
             start = None
-    return f"[{_SPACES}{_DASHES}{_FORMAT}{_FILLERS}{''.join(marks)}./]"
+    return f"[{_FORMAT}{_FILLERS}{_CONTROLS}{''.join(marks)}]"
 
 
-# The light separators ASCII text can hold: the class for it is a few characters, not ~350 ranges, which
-# Python's regex engine would test one by one after every digit.
-_ASCII_SEPARATORS = "[ \t\\-./]"
+def separator_class() -> str:
+    """Every light separator, visible or not, as a regex class."""
+    return f"(?:{_VISIBLE}|{_invisible_class()})"
 
 
 @functools.cache
 def _patterns(ascii_only: bool) -> tuple[re.Pattern, re.Pattern]:
     """A digit group (Python's `\\d` on str is Unicode Nd), and a group of at least 13 digits; for ASCII
-    text or any text."""
-    sep = f"{_ASCII_SEPARATORS if ascii_only else separator_class()}{{0,{MAX_SEPARATORS}}}"
-    return re.compile(rf"\d(?:{sep}\d)*"), re.compile(rf"\d(?:{sep}\d){{{PAN_MIN_DIGITS - 1}}}")
+    text or any text. Characters that show nothing do not count toward the gap."""
+    visible, invisible = (_ASCII_VISIBLE, _ASCII_INVISIBLE) if ascii_only else (_VISIBLE, _invisible_class())
+    gap = f"{invisible}*(?:{visible}{invisible}*){{0,{MAX_SEPARATORS}}}"
+    return re.compile(rf"\d(?:{gap}\d)*"), re.compile(rf"\d(?:{gap}\d){{{PAN_MIN_DIGITS - 1}}}")
 
 
 # A JSON \u escape: a surrogate pair, or one code unit.
@@ -106,7 +114,7 @@ def unescape_digits(text: str) -> str:
 # (see `unescape_digits`), or any non-ASCII character (marks and fillers are; \p{M} in the class would
 # make RE2 ~30x slower on every value).
 PAN_PREFILTER_RE2 = (
-    r"[^\x00-\x7f]|\p{Nd}(?:[\p{Zs}\p{Pd}\p{Cf}\t./\x{2212}]{0,"
+    r"[^\x00-\x7f]|[\x00-\x08\x0e-\x1b\x1f\x7f]|\p{Nd}(?:[\p{Zs}\p{Pd}\p{Cf}\t./\x{2212}]{0,"
     + str(MAX_SEPARATORS)
     + r"}\p{Nd}){"
     + str(PAN_MIN_DIGITS - 1)

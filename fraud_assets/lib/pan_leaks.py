@@ -23,9 +23,14 @@ import numpy as np
 
 from fraud_assets.lib.provenance import LEAK_SCAN_EXEMPT_COLUMNS
 
-# Spaces, dashes, format characters, combining marks; the Hangul fillers are letters that show nothing.
-_SEPARATOR_CATEGORIES = frozenset({"Zs", "Pd", "Cf", "Mn", "Me"})
-_SEPARATOR_CHARS = frozenset("\t./\u2212\u115f\u1160\u3164\uffa0")
+# Separators that show (they count toward the gap) and characters that show nothing (they do not):
+# format characters, combining marks, the Hangul fillers and braille blank, and control characters that
+# break no line.
+_VISIBLE_CATEGORIES = frozenset({"Zs", "Pd"})
+_VISIBLE_CHARS = frozenset("\t./\u2212")
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Me"})
+_INVISIBLE_CHARS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
+_LINE_BREAKS = frozenset("\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029")
 _MAX_GAP = 3
 _LENGTHS = range(13, 20)
 # Doubled digit in Luhn: 2d, minus 9 when that has two digits.
@@ -60,11 +65,24 @@ _NUMBER_TYPES = ("BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT", "FLOAT", "DOUBLE", 
 # Values with any non-ASCII character go to Python too (`scan_expression`): marks and fillers are all
 # non-ASCII, and RE2 with \p{M} in the class is ~30x slower on every value. (A negated class, "anything
 # but letters and digits", is as wide but makes RE2 about 50 times slower.)
-_TEXT_PREFILTER = r"\p{Nd}(?:[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{Sm}./]{0,3}\p{Nd}){12}|\\[uU][0-9a-fA-F]{4}"
+_TEXT_PREFILTER = (
+    r"\p{Nd}(?:[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{Sm}./]{0,3}\p{Nd}){12}"
+    r"|\\[uU][0-9a-fA-F]{4}|[\x00-\x08\x0e-\x1b\x1f\x7f]"  # an escape, or a control (any number in a gap)
+)
 
 
-def _is_separator(ch: str) -> bool:
-    return ch in _SEPARATOR_CHARS or unicodedata.category(ch) in _SEPARATOR_CATEGORIES
+def _separator_kind(ch: str) -> str | None:
+    """`visible`, `invisible`, or None when `ch` ends a digit group."""
+    if ch in _VISIBLE_CHARS:
+        return "visible"
+    if ch in _INVISIBLE_CHARS:
+        return "invisible"
+    category = unicodedata.category(ch)
+    if category in _VISIBLE_CATEGORIES:
+        return "visible"
+    if category in _INVISIBLE_CATEGORIES or (category == "Cc" and ch not in _LINE_BREAKS):
+        return "invisible"
+    return None
 
 
 def _characters(text: str) -> Iterator[str]:
@@ -115,8 +133,8 @@ def digit_groups(text: str) -> Iterator[str]:
                 digits = []
             digits.append(str(int(ch)))
             gap = 0
-        elif digits and _is_separator(ch):
-            gap += 1
+        elif digits and (kind := _separator_kind(ch)):
+            gap += kind == "visible"
         else:
             if digits:
                 yield "".join(digits)

@@ -44,11 +44,11 @@ EXCLUDED_BY_DEFAULT = ("landing", "ground_truth")
 _CHUNK = 4 << 20
 _OVERLAP = 256
 _MAX_MEMBER_BYTES = 256 << 20
-# Up to 3 characters that are neither letters (but the Hangul fillers, letters that show nothing),
+# Any number of characters that are neither letters (but the Hangul fillers, letters that show nothing),
 # digits, `,;:` nor line breaks between 13+ digits: wider than the PAN shape, so the detector sees every
 # candidate. Text is read with its JSON escapes decoded first (`decoded_text`).
 _GAP = r"(?:[^\w,;:\n\r\v\f]|[\u115f\u1160\u3164\uffa0])"
-_TEXT_CANDIDATE = re.compile(rf"\d(?:{_GAP}{{0,3}}\d){{12,}}")
+_TEXT_CANDIDATE = re.compile(rf"\d(?:{_GAP}*\d){{12,}}")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
