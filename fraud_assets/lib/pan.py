@@ -11,9 +11,8 @@ tab, dashes (Pd) and the minus sign, `.`, `/` - with any number of characters th
 them: format characters (Cf: soft hyphen, zero-width space...), combining marks (Mn, Me: a digit
 carrying a mark still reads as that digit, and some marks show nothing, e.g. U+034F, U+FE0F), the Hangul
 fillers and the braille blank, and control characters that break no line. Any 13-19 consecutive digits
-of a group
-(separators skipped) that start with 1-9 and pass Luhn are a PAN: a PAN followed by an expiry, or inside
-a longer digit run, is found. Line breaks, commas, colons and letters end a group. (No card number
+of a group (separators skipped) that start with 1-9 and pass Luhn are a PAN: a PAN followed by an expiry,
+or inside a longer digit run, is found. Line breaks, commas, colons and letters end a group. (No card number
 starts with 0, ISO/IEC 7812's industry digit; a run of zeros passes Luhn.) A JSON escape (`\u0034`, a
 surrogate pair for a digit beyond the BMP) of a digit or a separator counts as that character: the
 acq_b feed is JSON, and a malformed line is kept as its text.
@@ -57,7 +56,11 @@ _CONTROLS = r"\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f"
 _MARKS = ("Mn", "Me")
 _VISIBLE = f"[{_SPACES}{_DASHES}./]"
 # The same for ASCII text: a few characters, not ~350 ranges Python's regex engine tests one by one.
-_ASCII_VISIBLE, _ASCII_INVISIBLE = "[ \t\\-./]", r"[\x00-\x08\x0e-\x1b\x1f\x7f]"
+# ASCII_CONTROLS and JSON_ESCAPE are also what the engines' pre-filters (RE2) let through whatever the
+# digits around them: any number of controls may sit in a gap, and an escape may be a digit.
+ASCII_CONTROLS = r"[\x00-\x08\x0e-\x1b\x1f\x7f]"
+JSON_ESCAPE = r"\\[uU][0-9a-fA-F]{4}"
+_ASCII_VISIBLE, _ASCII_INVISIBLE = "[ \t\\-./]", ASCII_CONTROLS
 
 
 @functools.cache
@@ -75,6 +78,7 @@ def _invisible_class() -> str:
     return f"[{_FORMAT}{_FILLERS}{_CONTROLS}{''.join(marks)}]"
 
 
+@functools.cache
 def separator_class() -> str:
     """Every light separator, visible or not, as a regex class."""
     return f"(?:{_VISIBLE}|{_invisible_class()})"
@@ -114,11 +118,11 @@ def unescape_digits(text: str) -> str:
 # (see `unescape_digits`), or any non-ASCII character (marks and fillers are; \p{M} in the class would
 # make RE2 ~30x slower on every value).
 PAN_PREFILTER_RE2 = (
-    r"[^\x00-\x7f]|[\x00-\x08\x0e-\x1b\x1f\x7f]|\p{Nd}(?:[\p{Zs}\p{Pd}\p{Cf}\t./\x{2212}]{0,"
+    rf"[^\x00-\x7f]|{ASCII_CONTROLS}|{JSON_ESCAPE}|\p{{Nd}}(?:[\p{{Zs}}\p{{Pd}}\p{{Cf}}\t./\x{{2212}}]{{0,"
     + str(MAX_SEPARATORS)
     + r"}\p{Nd}){"
     + str(PAN_MIN_DIGITS - 1)
-    + r"}|\\[uU][0-9a-fA-F]{4}"
+    + "}"
 )
 # Below this an integer cannot hold 13 digits.
 _MIN_PAN_NUMBER = 10 ** (PAN_MIN_DIGITS - 1)
