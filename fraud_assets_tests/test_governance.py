@@ -71,6 +71,18 @@ def test_a_challenger_that_passes_the_gate_waits_for_approval_with_its_evidence(
     )
     assert pack["training_run"]["launched_by"] == TRAINER
     assert set(pack["prequential"]) == {"challenger", "champion"}
+    # The champion was re-scored on the challenger's fold-0 test window, and the gate compared both there.
+    assert set(pack["same_window"]) == {pending, champion}
+    assert "same-window AP" in pack["gate_reason"]
+    with connect(pending_world) as conn:
+        at = dict(
+            conn.execute(
+                "SELECT model_version, max(evaluated_at) FROM models.evaluation WHERE scope = "
+                "'reloaded_artifact' AND model_version IN (?, ?) GROUP BY ALL",
+                [pending, champion],
+            ).fetchall()
+        )
+    assert at[pending] == at[champion]
     assert pack["hashes"]["artifact_matches_registry"] is True
     assert pack["data_snapshot"]["parquet_sha256"]
     assert pack["model_card"]["sha256"]

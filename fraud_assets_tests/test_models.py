@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from math import nan
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +21,7 @@ from fraud_assets.defs.models.candidates import (
 from fraud_assets.defs.models.champion import champion as champion_asset
 from fraud_assets.defs.models.common import TRAINING_SET_META
 from fraud_assets.defs.models.evaluation import evaluation as evaluation_asset
+from fraud_assets.defs.models.evaluation import same_window_refusal
 from fraud_assets.defs.models.snapshots import TrainingSet
 from fraud_assets.defs.models.training_set import (
     TrainingSetConfig,
@@ -325,6 +327,42 @@ def test_gate_promotes_only_with_the_ap_margin_and_no_worse_card_precision():
     lower_cp = gate_decision("new", chall(0.70, 0.29), "old", champ)
     assert not lower_cp.promote
     assert "CP@100" in lower_cp.reason
+
+
+def test_gate_also_compares_both_models_on_the_same_test_window():
+    """Prequential folds of a champion trained months ago cover other weeks: a challenger that wins
+    there but loses on the same transactions (both re-scored on this fold-0 window) is not put up."""
+    champ = {"average_precision_mean": 0.60, "card_precision_at_100_mean": 0.30, "auc_mean": 0.87}
+    chall = {"average_precision_mean": 0.70, "card_precision_at_100_mean": 0.35, "auc_mean": 0.9}
+
+    def window(ap, cp):
+        return {"average_precision": ap, "card_precision_at_100": cp, "auc": 0.9}
+
+    losing = gate_decision("new", chall, "old", champ, same_window=(window(0.61, 0.30), window(0.66, 0.30)))
+    assert not losing.promote
+    assert "same-window AP 0.6100 does not beat champion 0.6600" in losing.reason
+    fewer_cards = gate_decision("new", chall, "old", champ, same_window=(window(0.7, 0.28), window(0.6, 0.3)))
+    assert not fewer_cards.promote
+    assert "same-window CP@100" in fewer_cards.reason
+    winning = gate_decision("new", chall, "old", champ, same_window=(window(0.7, 0.3), window(0.6, 0.3)))
+    assert winning.promote
+    assert "same-window AP 0.7000 >= 0.6000" in winning.reason
+    # A window without fraud defines no AP: the prequential comparison decides, and says so.
+    undefined = gate_decision("new", chall, "old", champ, same_window=(window(nan, 0), window(nan, 0)))
+    assert undefined.promote
+    assert "same-window figures undefined" in undefined.reason
+    assert "not re-scored" in gate_decision("new", chall, "old", champ).reason
+
+
+def test_the_champion_is_re_scored_only_where_it_did_not_train(tmp_path_factory):
+    with connect(shared_trained_world(tmp_path_factory)) as conn:
+        champ = registry.get_version(conn, registry.current_alias(conn, registry.CHAMPION))
+    after = pd.Timestamp(champ.train_end) + pd.Timedelta(days=1)
+    test = pd.DataFrame({c: [0.0] for c in champ.feature_columns}).assign(business_date=[after])
+    assert same_window_refusal(champ, test) is None
+    assert "trained through" in same_window_refusal(champ, test.assign(business_date=[champ.train_end]))
+    gone = champ.feature_columns[0]
+    assert "not in the current training set" in same_window_refusal(champ, test.drop(columns=[gone]))
 
 
 def test_first_champion_needs_absolute_sanity():

@@ -9,6 +9,7 @@ Fold 0 is the most recent split; its trained model is the one persisted and regi
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -262,6 +263,9 @@ SANITY_MIN_AUC_ENV = "FRAUD_BOOTSTRAP_MIN_AUC"
 SANITY_MIN_AP_LIFT = 3.0  # AP at least 3x the test fraud rate (a random ranking's AP is the fraud rate)
 
 
+_GATED = ("average_precision", "card_precision_at_100")
+
+
 @dataclass(frozen=True)
 class GateDecision:
     promote: bool
@@ -278,8 +282,12 @@ def gate_decision(
     *,
     ap_margin: float = GATE_AP_MARGIN,
     cp_tolerance: float = GATE_CP_TOLERANCE,
+    same_window: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> GateDecision:
-    """Should `challenger` replace `champion`? Compares prequential means recorded in the registry."""
+    """Should `challenger` replace `champion`? Compares prequential means recorded in the registry and,
+    when both were re-scored on the same fold-0 test window (`same_window`: challenger's figures,
+    champion's), those too: prequential folds of models trained at different times cover different
+    weeks, the same window compares them on the same transactions. Both must pass."""
     if challenger is None or challenger_metrics is None:
         return GateDecision(False, "no challenger: train candidates first", None, champion)
     if challenger == champion:
@@ -306,21 +314,27 @@ def gate_decision(
             challenger,
             None,
         )
-    h_ap = champion_metrics["average_precision_mean"]
-    h_cp = champion_metrics["card_precision_at_100_mean"]
-    problems = []
-    if c_ap < h_ap + ap_margin:
-        problems.append(f"prequential AP {c_ap:.4f} does not beat champion {h_ap:.4f} + margin {ap_margin}")
-    if c_cp < h_cp - cp_tolerance:
-        problems.append(f"prequential CP@100 {c_cp:.4f} is worse than champion {h_cp:.4f}")
+    means = {m: champion_metrics[f"{m}_mean"] for m in _GATED}
+    comparisons = {"prequential": ({"average_precision": c_ap, "card_precision_at_100": c_cp}, means)}
+    defined = same_window is not None and all(math.isfinite(f[m]) for f in same_window for m in _GATED)
+    if defined:
+        comparisons["same-window"] = same_window
+    problems, passed = [], []
+    for scope, (mine, theirs) in comparisons.items():
+        (ap, h_ap), (cp, h_cp) = ((mine[m], theirs[m]) for m in _GATED)
+        if ap < h_ap + ap_margin:
+            problems.append(f"{scope} AP {ap:.4f} does not beat champion {h_ap:.4f} + margin {ap_margin}")
+        if cp < h_cp - cp_tolerance:
+            problems.append(f"{scope} CP@100 {cp:.4f} is worse than champion {h_cp:.4f}")
+        passed.append(f"{scope} AP {ap:.4f} >= {h_ap:.4f} + {ap_margin} and CP@100 {cp:.4f} >= {h_cp:.4f}")
+    if not defined:
+        passed.append(
+            "champion not re-scored on the same window (see models/evaluation)"
+            if same_window is None
+            else "same-window figures undefined (a window without fraud)"
+        )
     if problems:
         return GateDecision(
             False, f"{champion} stays champion: {challenger} " + "; ".join(problems), challenger, champion
         )
-    return GateDecision(
-        True,
-        f"{challenger} promoted: prequential AP {c_ap:.4f} >= {h_ap:.4f} + {ap_margin} and "
-        f"CP@100 {c_cp:.4f} >= {h_cp:.4f}",
-        challenger,
-        champion,
-    )
+    return GateDecision(True, f"{challenger} promoted: " + "; ".join(passed), challenger, champion)

@@ -1,21 +1,24 @@
 """`models/champion`, the gate in front of it, and the `model_approval` job that moves it.
 
 The gate is a blocking asset check on models/evaluation: when the challenger does not beat the champion
-(prequential AP by GATE_AP_MARGIN, CP@100 no worse), the check fails with ERROR severity, the training
-run stops there and the check's description and metadata say why. A challenger that passes the gate is
-NOT promoted: models/approval_request puts it up for approval with an evidence pack, it shadow-scores
-live days, and a person decides in a run of `model_approval` (decisions.py: approve, reject, rollback,
-disable, each a signed event in models.model_events). In a training run (no decision) the champion
-moves only at bootstrap, when no champion was ever appointed.
+(AP by GATE_AP_MARGIN, CP@100 no worse; prequentially and re-scored on the same test window), the
+check fails with ERROR severity, the training run stops there and the check's description and metadata
+say why. A challenger that passes the gate is NOT promoted: models/approval_request puts it up for
+approval with an evidence pack, it shadow-scores live days, and a person decides in a run of
+`model_approval` (decisions.py: approve, reject, rollback, disable, each a signed event in
+models.model_events). In a training run (no decision) the champion moves only at bootstrap, when no
+champion was ever appointed.
 """
 
 import os
 
 import dagster as dg
+import numpy as np
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.models.common import CODE_VERSION, OWNERS
 from fraud_assets.defs.models.decisions import ChampionConfig, apply_decision, bootstrap
+from fraud_assets.defs.models.evaluation import same_window_figures
 from fraud_assets.defs.models.schemas import MODEL_EVENTS_COLUMNS, MODEL_EVENTS_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.model_selection import (
@@ -52,6 +55,7 @@ GATE_CP_TOLERANCE_ENV = "FRAUD_GATE_CP_TOLERANCE"
 def decide(conn) -> GateDecision:
     ensure_registry(conn)
     challenger, champion = current_alias(conn, CHALLENGER), current_alias(conn, CHAMPION)
+    same = same_window_figures(conn, [challenger, champion]) if challenger and champion else None
     return gate_decision(
         challenger,
         get_version(conn, challenger).metrics if challenger else None,
@@ -59,6 +63,7 @@ def decide(conn) -> GateDecision:
         get_version(conn, champion).metrics if champion else None,
         ap_margin=float(os.environ.get(GATE_AP_MARGIN_ENV, GATE_AP_MARGIN)),
         cp_tolerance=float(os.environ.get(GATE_CP_TOLERANCE_ENV, GATE_CP_TOLERANCE)),
+        same_window=(same[challenger], same[champion]) if same else None,
     )
 
 
@@ -73,7 +78,9 @@ def decide(conn) -> GateDecision:
         "only if the challenger's prequential average precision (mean over the validation folds) beats "
         f"the champion's by at least {GATE_AP_MARGIN} AND its Card Precision@100 (share of truly "
         "compromised cards among the 100 cards investigators would review per day) is no worse"
-        f"{f' (tolerance {GATE_CP_TOLERANCE})' if GATE_CP_TOLERANCE else ''}. With no champion yet, the "
+        f"{f' (tolerance {GATE_CP_TOLERANCE})' if GATE_CP_TOLERANCE else ''}, and the same holds with both "
+        "models re-scored on the same fold-0 test window (models/evaluation re-scores the champion there "
+        "unless it was trained on rows of it). With no champion yet, the "
         f"challenger must be clearly better than chance: AUC >= {SANITY_MIN_AUC}, AP >= "
         f"{SANITY_MIN_AP_LIFT} x the fraud rate, CP@100 > 0. Blocking: when it fails, nothing is put up "
         "for approval and the current champion keeps scoring; the check's description and metadata "
@@ -85,6 +92,7 @@ def champion_gate(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         d = decide(conn)
         ch = get_version(conn, d.challenger).metrics if d.challenger else {}
         cp = get_version(conn, d.champion).metrics if d.champion else {}
+        same = same_window_figures(conn, [d.challenger, d.champion]) if d.challenger and d.champion else None
     metadata: dict[str, object] = {
         "reason": d.reason,
         "challenger": str(d.challenger),
@@ -94,6 +102,10 @@ def champion_gate(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         for name in ("average_precision_mean", "card_precision_at_100_mean", "auc_mean"):
             if name in m:
                 metadata[f"{prefix}_{name}"] = float(m[name])
+    for prefix, version in (("challenger", d.challenger), ("champion", d.champion)):
+        for name in ("average_precision", "card_precision_at_100", "auc"):
+            if same and np.isfinite(same[version].get(name, np.nan)):
+                metadata[f"{prefix}_same_window_{name}"] = float(same[version][name])
     return dg.AssetCheckResult(
         passed=d.promote,
         severity=dg.AssetCheckSeverity.ERROR,

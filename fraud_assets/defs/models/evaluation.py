@@ -2,8 +2,9 @@
 
 Each family's newest registered version is loaded through the signed registry and the checked loader
 (so a tampered row or artifact fails here, before the gate), scored on the fold-0 test window, and
-described by a model card
-and an expected-cost curve. The best candidate by prequential AP becomes the `challenger`.
+described by a model card and an expected-cost curve. The best candidate by prequential AP becomes the
+`challenger`. The champion is re-scored on the same window, so the gate compares the two on the same
+transactions, not only on prequential figures of folds from different periods.
 """
 
 import re
@@ -32,6 +33,7 @@ from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics, expec
 from fraud_assets.lib.model_selection import compute_threads
 from fraud_assets.lib.registry import (
     CHALLENGER,
+    CHAMPION,
     ModelVersion,
     current_alias,
     ensure_registry,
@@ -40,10 +42,11 @@ from fraud_assets.lib.registry import (
     move_alias,
     verify_chain,
 )
-from fraud_assets.lib.warehouse import replace_partition, table_metadata
+from fraud_assets.lib.warehouse import replace_partition, table_exists, table_metadata
 from fraud_assets.resources import ModelStore
 
 _FOLD_KEY = re.compile(r"^fold(\d+)_(.+)$")
+RELOADED = "reloaded_artifact"
 
 
 class EvaluationConfig(dg.Config):
@@ -69,6 +72,39 @@ def latest_candidates(conn) -> list[ModelVersion]:
     return [get_version(conn, r[0]) for r in rows]
 
 
+def same_window_refusal(mv: ModelVersion, test: pd.DataFrame) -> str | None:
+    """Why the champion `mv` cannot be scored on this fold-0 test window (None: it can): its features
+    are no longer in the training set, or it was trained on rows of the window (a model trained later
+    than the current training set, e.g. the set was rebuilt for an earlier period)."""
+    missing = [c for c in mv.feature_columns if c not in test.columns]
+    if missing:
+        return f"its features {missing[:3]} are not in the current training set"
+    start = pd.Timestamp(test["business_date"].min()).date() if len(test) else None
+    if start is None:
+        return "the fold-0 test window is empty"
+    if mv.train_end is None or mv.train_end >= start:
+        return f"it was trained through {mv.train_end}, not before the test window ({start})"
+    return None
+
+
+def same_window_figures(conn, versions: list[str]) -> dict[str, dict[str, float]] | None:
+    """The re-scored fold-0 figures of `versions` from ONE models/evaluation (same test window, same
+    transactions), by version; None unless every version has them from the same evaluation."""
+    if not table_exists(conn, EVALUATION_TABLE) or not versions:
+        return None
+    rows = conn.execute(
+        f"SELECT model_version, metric, value, evaluated_at FROM {EVALUATION_TABLE} "
+        "WHERE scope = ? AND model_version IN (SELECT unnest(?::VARCHAR[]))",
+        [RELOADED, versions],
+    ).fetchall()
+    if len({at for *_, at in rows}) != 1 or {v for v, *_ in rows} != set(versions):
+        return None
+    figures: dict[str, dict[str, float]] = {v: {} for v in versions}
+    for version, metric, value, _ in rows:
+        figures[version][metric] = float(value)
+    return figures
+
+
 def evaluation_rows(mv: ModelVersion, reloaded: dict[str, float], at: datetime) -> pd.DataFrame:
     """Long format: one row per (version, scope, fold, metric)."""
     rows = []
@@ -78,7 +114,7 @@ def evaluation_rows(mv: ModelVersion, reloaded: dict[str, float], at: datetime) 
         elif key.endswith("_mean") or key.endswith("_std"):
             name, scope = key.rsplit("_", 1)
             rows.append((scope, None, name, value))
-    rows += [("reloaded_artifact", 0, k, v) for k, v in reloaded.items()]
+    rows += [(RELOADED, 0, k, v) for k, v in reloaded.items()]
     df = pd.DataFrame(rows, columns=["scope", "fold", "metric", "value"])
     return df.assign(model_version=mv.model_version, family=mv.family, evaluated_at=at)[
         ["model_version", "family", "scope", "fold", "metric", "value", "evaluated_at"]
@@ -100,7 +136,10 @@ def evaluation_rows(mv: ModelVersion, reloaded: dict[str, float], at: datetime) 
         "(signature chain, SHA-256, pinned trust list), "
         "re-scores the fold-0 test window, writes per-fold and prequential metrics to models.evaluation "
         "(long format) and the expected-cost curve to models.expected_cost, renders a model card per "
-        "version, and points the `challenger` alias at the best candidate by prequential AP."
+        "version, and points the `challenger` alias at the best candidate by prequential AP. The "
+        "champion is re-scored on the same window (`reloaded_artifact` rows of the same `evaluated_at`) "
+        "for the gate's like-for-like comparison, unless it was trained on rows of that window or its "
+        "features are gone (`champion_same_window` in the metadata says which)."
     ),
 )
 def evaluation(
@@ -126,13 +165,29 @@ def evaluation(
         ).df()
         signer = model_store.signer()
         loaded = {mv.model_version: model_store.load(conn, mv.model_version)[0] for mv in candidates}
+        champion, same_window = current_alias(conn, CHAMPION), "no champion yet"
+        if champion and champion not in loaded:
+            champion_mv = get_version(conn, champion, signer)
+            refusal = same_window_refusal(champion_mv, test)
+            if refusal is None:
+                loaded[champion] = model_store.load(conn, champion)[0]
+                same_window = f"{champion} re-scored on the same fold-0 test window"
+            else:
+                same_window = f"{champion} not re-scored: {refusal}"
+        elif champion:
+            same_window = f"{champion} is among the candidates"
+
+    def rescore(mv: ModelVersion) -> tuple[np.ndarray, dict[str, float]]:
+        with compute_threads():
+            scores = loaded[mv.model_version].predict_proba(test[mv.feature_columns])[:, 1]
+        return scores, classification_metrics(
+            test[["business_date", "card_token", "label"]].assign(score=scores)
+        )
 
     evals, costs, cards, summary = [], [], {}, []
     for mv in candidates:
-        with compute_threads():
-            scores = loaded[mv.model_version].predict_proba(test[mv.feature_columns])[:, 1]
+        scores, reloaded = rescore(mv)
         labels = test["label"].to_numpy().astype(int)
-        reloaded = classification_metrics(test[["business_date", "card_token", "label"]].assign(score=scores))
         cost = expected_cost_curve(
             scores, labels, test["tx_amount"].to_numpy(), review_cost=config.review_cost
         )
@@ -157,9 +212,16 @@ def evaluation(
     summary_df = pd.DataFrame(summary).sort_values("average_precision_mean", ascending=False)
     best = summary_df.iloc[0]["model_version"]
     versions = [mv.model_version for mv in candidates]
+    evaluated = list(versions)
+    champion_figures: dict[str, float] = {}
+    if champion in loaded and champion not in versions:
+        _, champion_figures = rescore(champion_mv)
+        # Its rows now describe this window: fold/mean/std come back from the registry unchanged.
+        evals.append(evaluation_rows(champion_mv, champion_figures, now))
+        evaluated.append(champion)
     with duckdb.get_connection() as conn:
         replace_partition(
-            conn, EVALUATION_TABLE, pd.concat(evals, ignore_index=True), "model_version", versions
+            conn, EVALUATION_TABLE, pd.concat(evals, ignore_index=True), "model_version", evaluated
         )
         replace_partition(
             conn, EXPECTED_COST_TABLE, pd.concat(costs, ignore_index=True), "model_version", versions
@@ -177,16 +239,20 @@ def evaluation(
             conn,
             EVALUATION_TABLE,
             where="model_version IN (SELECT unnest(?::VARCHAR[]))",
-            params=[versions],
+            params=[evaluated],
             descriptions=EVALUATION_DESCRIPTIONS,
         )
         md.update(head_metadata(verify_chain(conn, signer)))
     md["challenger"] = best
+    md["champion_same_window"] = same_window
     md["comparison"] = dg.MetadataValue.md(summary_df.to_markdown(index=False, floatfmt=".4f"))
     for row in summary:
         for k, v in row.items():
             if k not in ("family", "model_version") and v is not None and np.isfinite(v):
                 md[f"{row['family']}/{k}"] = float(v)
+    for name, value in champion_figures.items():
+        if np.isfinite(value):
+            md[f"champion/fold0_{name}"] = float(value)
     for family, card in cards.items():
         md[f"model_card_{family}"] = dg.MetadataValue.md(card)
     return dg.MaterializeResult(metadata=md)

@@ -3,9 +3,9 @@
 One JSON document per request or decision, written to `<model store>/evidence/<version>/` under its own
 SHA-256 (the registry event records path and hash, so the file an auditor opens is provably the one the
 decision named), with a markdown rendering for the UI. It holds: the model card, the prequential
-comparison with the champion and the gate's reason, the shadow comparison on live days so far, the
-data / code / parameter / artifact hashes with the data snapshot, the feature drift measured when the
-model was trained, and who launched the training run.
+comparison with the champion, both models re-scored on the same test window, the gate's reason, the
+shadow comparison on live days so far, the data / code / parameter / artifact hashes with the data
+snapshot, the feature drift measured when the model was trained, and who launched the training run.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from fraud_assets.defs.models.evaluation import same_window_figures
 from fraud_assets.defs.models.snapshots import snapshot_row
 from fraud_assets.defs.monitoring.shadow_comparison import shadow_summary
 from fraud_assets.lib.model_io import canonical_model_hash
@@ -86,6 +87,7 @@ def build_evidence(
         "champion": champion,
         "gate_reason": gate_reason,
         "prequential": {"challenger": _prequential(mv), "champion": _prequential(champ)},
+        "same_window": same_window_figures(conn, [model_version, champion]) if champion else None,
         "shadow": shadow_summary(conn, model_version),
         "hashes": {
             "data_hash": mv.data_hash,
@@ -146,6 +148,16 @@ def render_markdown(pack: dict[str, Any]) -> str:
         "",
         "## Prequential validation (recorded at training)",
         pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f") if rows else "_none_",
+        "",
+        "## Both re-scored on the same fold-0 test window (models/evaluation)",
+        (
+            pd.DataFrame(same)
+            .reindex(columns=[pack["model_version"], pack["champion"]])
+            .rename(columns={pack["model_version"]: "challenger", pack["champion"]: "champion"})
+            .to_markdown(floatfmt=".4f")
+            if (same := pack.get("same_window"))
+            else "_champion not re-scored on this window (or no champion)_"
+        ),
         "",
         "## Shadow comparison on live days",
         (

@@ -174,8 +174,8 @@ trained on labelled history; they are a prioritisation aid, not an automatic dec
 - Evaluated on simulated or historical data with the labels known at evaluation time; frauds reported
   later than the evaluation are counted as genuine.
 - Cards already known to be compromised are removed from test days: figures describe new-fraud detection.
-- The gate compares prequential figures recorded at training time; folds of different periods are not
-  strictly comparable.
+- The gate compares prequential figures recorded at training time (folds of different periods are not
+  strictly comparable) and both models re-scored on the same fold-0 test window (one week: noisy).
 - Fraud patterns drift: monitor `monitoring.model_performance` and retrain when it degrades.
 """
 

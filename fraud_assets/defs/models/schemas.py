@@ -161,9 +161,11 @@ EVALUATION_COLUMNS: list[tuple[str, str]] = [
     ("evaluated_at", "TIMESTAMP"),
 ]
 EVALUATION_DESCRIPTIONS = {
-    "model_version": "Evaluated registry version (the newest of its family).",
+    "model_version": "Evaluated registry version (the newest of its family, or the champion).",
     "family": "Model family.",
-    "scope": "fold | mean | std | reloaded_artifact (fold 0 re-scored from the saved artifact).",
+    "scope": "fold | mean | std | reloaded_artifact (the fold-0 test window of the version's latest "
+    "evaluation, re-scored from the saved artifact; the champion is re-scored in each evaluation, on the "
+    "candidates' window, unless it trained on rows of it).",
     "fold": "Fold number for scope fold / reloaded_artifact; empty for mean and std.",
     "metric": "auc | average_precision | card_precision_at_100 | n_transactions | n_fraud | fraud_rate | "
     "train_rows | ...",
