@@ -227,3 +227,34 @@ def test_a_burst_of_days_gets_one_drift_row_set_per_day_in_one_run(tmp_path):
     assert check.description.startswith(f"{days[-1]}: ")
     md = result.asset_materializations_for_node("monitoring__feature_drift")[-1].metadata
     assert md["current_business_date"].value == days[-1]
+
+
+@pytest.mark.parametrize(
+    ("new_from", "status", "reference_rows"),
+    [("2018-04-10", "no_data", 0), ("2018-04-08", "ok", 2 * 400)],
+    ids=["first-day", "own-earlier-days"],
+)
+def test_a_new_champions_scores_are_compared_with_its_own_scores_only(
+    tmp_path, new_from, status, reference_rows
+):
+    # A new champion scoring the same population with another calibration (here the same ranking): its
+    # scores against the training window's scores of the former champion would read as drift (PSI > 1.6)
+    # and request a retraining. Its own earlier scored days are the reference; with none, nothing is
+    # compared.
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(
+            "UPDATE scoring.transaction_scores SET score = sqrt(score), model_version = 'v2' "
+            "WHERE business_date >= CAST(? AS DATE)",
+            [new_from],
+        )
+    result = _materialize(feature_drift, db)
+    [check] = result.get_asset_check_evaluations()
+    with duckdb.connect(str(db)) as conn:
+        psi_value, got_status, got_rows = conn.execute(
+            "SELECT psi, status, reference_rows FROM monitoring.feature_drift WHERE feature = 'score'"
+        ).fetchone()
+    assert (got_status, got_rows) == (status, reference_rows)
+    assert psi_value is None or psi_value < 0.1
+    assert check.passed

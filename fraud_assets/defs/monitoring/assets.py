@@ -45,7 +45,8 @@ DRIFT_COLUMNS = {
     "business_date": "the day compared (latest day with features)",
     "feature": "feature name, or `score` for the champion's score",
     "psi": "population stability index vs the reference window (0.1 warn, 0.25 act)",
-    "status": "ok | warn | act | no_data | warmup (every reference day still inside the feature's lookback "
+    "status": "ok | warn | act | no_data (nothing to compare; for the score: no reference scores of the "
+    "day's model version) | warmup (every reference day still inside the feature's lookback "
     "from the first day of history: its windows were not full yet, so a comparison would measure the "
     "history's length, not drift)",
     "reference_start": "first business date of the reference (training) window",
@@ -214,6 +215,36 @@ def _compare(feature: str, ref: pd.DataFrame, cur: pd.DataFrame, start: pd.Times
     return feature, value, status, len(complete), len(cur)
 
 
+def _score_drift(
+    conn: duckdb.DuckDBPyConnection, reference: ReferenceRows, day: str, lo: str, hi: str, start: pd.Timestamp
+) -> tuple:
+    """The score's drift row: the day's scores against the reference window's scores of the SAME model
+    version (another model's scores differ by calibration, not by population: a champion change alone
+    would read as drift and request a retraining). When the window holds none of that version's scores
+    (a new champion; a window never scored), the version's earlier scored days are the reference; with
+    none, status `no_data` (PSI NULL)."""
+    cols = ["business_date", SCORE, "model_version"]
+    cur = _day(conn, SCORES_TABLE, [SCORE, "model_version"], day)
+    versions = cur["model_version"].unique().tolist()
+
+    def same_model(ref: pd.DataFrame) -> pd.DataFrame:
+        return ref[ref["model_version"].isin(versions)]
+
+    ref = same_model(reference.window(SCORES_TABLE, cols, lo, hi))
+    if ref.empty and versions:
+        [(first,)] = conn.execute(
+            f"SELECT CAST(min(business_date) AS VARCHAR) FROM {SCORES_TABLE} "
+            "WHERE business_date < CAST(? AS DATE) AND model_version IN (SELECT unnest(?::VARCHAR[]))",
+            [day, versions],
+        ).fetchall()
+        if first is not None:
+            before = str(pd.Timestamp(day).date() - pd.Timedelta(days=1))
+            ref = same_model(reference.window(SCORES_TABLE, cols, first, before))
+    if ref.empty:
+        return SCORE, float("nan"), "no_data", 0, len(cur)
+    return _compare(SCORE, ref, cur, start)
+
+
 def compute_drift(
     conn: duckdb.DuckDBPyConnection, day: str, reference: ReferenceRows | None = None
 ) -> pd.DataFrame:
@@ -233,12 +264,7 @@ def compute_drift(
     ref = reference.window(FEATURES_TABLE, ["business_date", *features], lo, hi)
     rows = [_compare(f, ref, cur, start) for f in features]
     if table_exists(conn, SCORES_TABLE):
-        ref_s = reference.window(SCORES_TABLE, ["business_date", SCORE], lo, hi)
-        if ref_s.empty:  # the training window was never scored: compare with every earlier scored day
-            before = str(pd.Timestamp(day).date() - pd.Timedelta(days=1))
-            ref_s = reference.window(SCORES_TABLE, ["business_date", SCORE], None, before)
-        cur_s = _day(conn, SCORES_TABLE, [SCORE], day)
-        rows.append(_compare(SCORE, ref_s, cur_s, start))
+        rows.append(_score_drift(conn, reference, day, lo, hi, start))
     df = pd.DataFrame(rows, columns=["feature", "psi", "status", "reference_rows", "current_rows"])
     df.insert(0, "business_date", pd.Timestamp(day).date())
     df["reference_start"] = pd.Timestamp(lo).date()
