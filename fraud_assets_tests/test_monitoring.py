@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
+from sklearn.metrics import average_precision_score
 
 from fraud_assets.defs.monitoring import assets as monitoring_assets
 from fraud_assets.defs.monitoring.assets import (
@@ -258,3 +259,30 @@ def test_a_new_champions_scores_are_compared_with_its_own_scores_only(
     assert (got_status, got_rows) == (status, reference_rows)
     assert psi_value is None or psi_value < 0.1
     assert check.passed
+
+
+def test_performance_ap_leaves_out_the_cards_known_compromised_like_the_gate(tmp_path):
+    # The gate's AP is over the test days' transactions of cards with no fraud reported by the day's start
+    # (models/training_set); the decay AP must be the same figure, not one lifted by the frauds of cards
+    # already known compromised.
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("UPDATE scoring.transaction_scores SET score = hash(transaction_id) % 1000 / 1000.0")
+        conn.execute(  # the frauds of the first day reported the next day: their cards known from day 3
+            "UPDATE cleaned.labels SET reported_at = TIMESTAMP '2018-04-02 12:00:00' "
+            "WHERE transaction_id < 10000"
+        )
+        known = {
+            r[0]
+            for r in conn.execute(
+                "SELECT card_token FROM cleaned.labels WHERE transaction_id < 10000"
+            ).fetchall()
+        }
+        perf = compute_performance(conn).set_index("business_date")
+        scored = conn.execute(monitoring_assets.BATCH_PERFORMANCE_SQL, ["2018-04-03", "2018-04-03"] * 2).df()
+    assert known
+    fresh = scored[~scored["card_token"].isin(known)]
+    assert 0 < fresh["is_fraud"].sum() < scored["is_fraud"].sum()
+    expected = average_precision_score(fresh["is_fraud"], fresh["score"])
+    assert perf.loc[DAYS[2].date(), "average_precision"] == pytest.approx(expected)

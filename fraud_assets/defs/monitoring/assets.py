@@ -71,7 +71,8 @@ PERFORMANCE_COLUMNS = {
     "model_version": "model that produced the scores",
     "n_transactions": "scored transactions",
     "n_frauds": "transactions with a fraud report known at labels_as_of",
-    "average_precision": "AP of the scores against known labels (NaN without both classes)",
+    "average_precision": "AP of the scores against known labels, over the transactions of cards not known "
+    "compromised by the day's start (the gate's test population; NaN without both classes)",
     "card_precision_at_100": "Card Precision@100 (lib/metrics.py, the handbook's): frauded cards among the "
     "day's top-100 cards by score, cards already known compromised removed; per model version over its days",
     "matured": f"true once {MATURITY_DAYS} days of reports followed the day: the label is trusted",
@@ -446,13 +447,19 @@ def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             cp = trackers.setdefault(
                 version, CardPrecision(TOP_K_CARDS, label_col="is_fraud", known_since=known_since)
             )
+            # AP on the gate's test population (models/training_set): cards known compromised by the
+            # day's start removed, as Card Precision removes them. Their later frauds are most of a day's
+            # frauds and the model finds them from the card's known frauds: left in, the decay AP is a
+            # different and far higher figure than the gate's (0.85 against 0.71 on a simulated week).
+            known = known_since.index[known_since <= pd.Timestamp(day)]
+            fresh = part[~part["card_token"].isin(known)] if len(known) else part
             rows.append(
                 {
                     "business_date": day,
                     "model_version": str(version),
                     "n_transactions": len(part),
                     "n_frauds": int(part["is_fraud"].sum()),
-                    "average_precision": average_precision(part["is_fraud"], part["score"]),
+                    "average_precision": average_precision(fresh["is_fraud"], fresh["score"]),
                     "card_precision_at_100": cp.day(day, part),
                     "matured": as_of is not None
                     and pd.Timestamp(day) + pd.Timedelta(days=MATURITY_DAYS + 1) <= pd.Timestamp(as_of),
