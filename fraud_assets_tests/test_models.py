@@ -365,6 +365,19 @@ def test_the_champion_is_re_scored_only_where_it_did_not_train(tmp_path_factory)
     assert "not in the current training set" in same_window_refusal(champ, test.drop(columns=[gone]))
 
 
+@pytest.mark.parametrize("unmeasured", ["challenger_ap", "challenger_cp", "champion_ap", "champion_cp"])
+def test_gate_never_promotes_on_a_figure_that_could_not_be_measured(unmeasured):
+    # NaN (no test window with both classes) compares False with everything: it must not read as a met margin.
+    champ = {"average_precision_mean": 0.60, "card_precision_at_100_mean": 0.30, "auc_mean": 0.87}
+    chall = {"average_precision_mean": 0.70, "card_precision_at_100_mean": 0.35, "auc_mean": 0.9}
+    who, metric = unmeasured.split("_")
+    name = "average_precision_mean" if metric == "ap" else "card_precision_at_100_mean"
+    (chall if who == "challenger" else champ)[name] = nan
+    decision = gate_decision("new", chall, "old", champ)
+    assert not decision.promote
+    assert "cannot compare" in decision.reason
+
+
 def test_first_champion_needs_absolute_sanity():
     weak = {
         "average_precision_mean": 0.02,

@@ -314,8 +314,28 @@ def gate_decision(
             challenger,
             None,
         )
-    means = {m: champion_metrics[f"{m}_mean"] for m in _GATED}
-    comparisons = {"prequential": ({"average_precision": c_ap, "card_precision_at_100": c_cp}, means)}
+    h_ap = champion_metrics["average_precision_mean"]
+    h_cp = champion_metrics["card_precision_at_100_mean"]
+    # A figure that could not be measured (NaN: no test window with both classes) beats nothing: every
+    # comparison with NaN is False, so the margins below would read it as met.
+    unmeasured = [
+        f"{who} prequential {name} is {value}"
+        for who, name, value in (
+            (challenger, "AP", c_ap),
+            (challenger, "CP@100", c_cp),
+            (champion, "AP", h_ap),
+            (champion, "CP@100", h_cp),
+        )
+        if not np.isfinite(value)
+    ]
+    if unmeasured:
+        return GateDecision(
+            False,
+            f"{champion} stays champion: cannot compare, " + "; ".join(unmeasured),
+            challenger,
+            champion,
+        )
+    comparisons = {"prequential": ({_GATED[0]: c_ap, _GATED[1]: c_cp}, {_GATED[0]: h_ap, _GATED[1]: h_cp})}
     defined = same_window is not None and all(math.isfinite(f[m]) for f in same_window for m in _GATED)
     if defined:
         comparisons["same-window"] = same_window
