@@ -27,6 +27,7 @@ from fraud_assets.defs.models.training_set import (
     TrainingSetConfig,
     build_training_set,
     genuine_share_used,
+    outside_warmup,
     resolve_folds,
 )
 from fraud_assets.defs.models.training_set import training_set as training_set_asset
@@ -35,6 +36,7 @@ from fraud_assets.lib.model_selection import (
     CORES_ENV,
     FAMILY_DEFAULTS,
     SEARCH_SPACE,
+    Fold,
     best_point,
     build_estimator,
     gate_decision,
@@ -376,6 +378,25 @@ def test_gate_never_promotes_on_a_figure_that_could_not_be_measured(unmeasured):
     decision = gate_decision("new", chall, "old", champ)
     assert not decision.promote
     assert "cannot compare" in decision.reason
+
+
+def test_training_windows_start_after_the_features_warm_up_when_history_allows():
+    """The first 37 days of history have short 30-day windows and, for 7 days, no delayed terminal risk:
+    a model trained there learns features that look nothing like the days it scores."""
+    first = date(2018, 4, 1)
+    full = first + timedelta(days=37)
+
+    def fold(start, days):
+        return Fold(0, start, start + timedelta(days=days - 1), start + timedelta(days=days + 7), start)
+
+    straddling = fold(full - timedelta(days=20), 56)
+    assert outside_warmup(straddling, first).train_start == full
+    assert outside_warmup(straddling, first).train_end == straddling.train_end
+    after = fold(full, 56)
+    assert outside_warmup(after, first) == after
+    # A bootstrap on a short history keeps its window: fewer than 7 full days would remain.
+    short = fold(first, full.toordinal() - first.toordinal() + 6)
+    assert outside_warmup(short, first) == short
 
 
 def test_first_champion_needs_absolute_sanity():

@@ -1,5 +1,6 @@
 """`models/training_set`: features joined with labels, point in time, split for prequential validation."""
 
+import dataclasses
 from datetime import date, timedelta
 
 import dagster as dg
@@ -7,6 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from fraud_assets.defs.features.compute import WINDOW_LOOKBACK_DAYS
 from fraud_assets.defs.models.common import (
     CODE_VERSION,
     FEATURES_TABLE,
@@ -121,6 +123,22 @@ def resolve_folds(config: TrainingSetConfig, last_business_date: date) -> list[F
     )
 
 
+# Training days should be days whose features were full: the first WINDOW_LOOKBACK_DAYS of history have
+# short 30-day windows and, for the first 7, no delayed terminal risk at all.
+MIN_FULL_TRAIN_DAYS = 7
+
+
+def outside_warmup(fold: Fold, first_day: date) -> Fold:
+    """`fold` with its training window starting after the features' warm-up (the first
+    WINDOW_LOOKBACK_DAYS days from `first_day`, the first day of history) when at least
+    MIN_FULL_TRAIN_DAYS of it remain; unchanged otherwise (a bootstrap on a short history trains on what
+    there is, and training_set's metadata counts those days: `fold0_train_days_in_warmup`)."""
+    full = first_day + timedelta(days=WINDOW_LOOKBACK_DAYS)
+    if fold.train_start >= full or (fold.train_end - full).days + 1 < MIN_FULL_TRAIN_DAYS:
+        return fold
+    return dataclasses.replace(fold, train_start=full)
+
+
 def genuine_share_used(conn, config: TrainingSetConfig, fold: Fold) -> float:
     """`genuine_share`, lowered so that a training window keeps at most `max_genuine_rows` genuine rows
     (counted on `fold`'s window: every fold's is as long)."""
@@ -142,10 +160,12 @@ def build_training_set(conn, config: TrainingSetConfig) -> tuple[list[Fold], lis
         raise ValueError("known_compromised must be 'reported' or 'handbook'")
     if not 0.0 < config.genuine_share <= 1.0:
         raise ValueError("genuine_share must be within (0, 1]")
-    last = conn.execute(f"SELECT max(business_date) FROM {FEATURES_TABLE}").fetchone()[0]
+    first, last = conn.execute(
+        f"SELECT min(business_date), max(business_date) FROM {FEATURES_TABLE}"
+    ).fetchone()
     if last is None:
         raise dg.Failure(f"{FEATURES_TABLE} is empty: materialise features/transaction_features first")
-    folds = resolve_folds(config, last)
+    folds = [outside_warmup(f, first) for f in resolve_folds(config, last)]
     cols = feature_columns(conn)
     share = genuine_share_used(conn, config, folds[0])
     # One row per (fold, day): the feature table joins it on equality (a hash join streaming the table),
@@ -211,12 +231,18 @@ def training_set(
 ):
     with duckdb.get_connection() as conn:
         folds, cols, n, share = build_training_set(conn, config)
-        # The windows as resolved today: an empty train_start means "the latest split", which moves.
-        resolved = {**config.model_dump(), "train_start": folds[0].train_start.isoformat()}
+        first, horizon = conn.execute(
+            f"SELECT CAST(min(business_date) AS DATE), CAST(max(business_date) AS DATE) FROM {FEATURES_TABLE}"
+        ).fetchone()
+        # The windows as resolved today (before the warm-up cut, which the same history reproduces): an
+        # empty train_start means "the latest split", which moves.
+        resolved = {
+            **config.model_dump(),
+            "train_start": resolve_folds(config, horizon)[0].train_start.isoformat(),
+        }
         snapshot = archive_training_set(
             conn, model_store.path, model_store.signer(), resolved, context.run.run_id
         )
-        horizon = conn.execute(f"SELECT CAST(max(business_date) AS DATE) FROM {FEATURES_TABLE}").fetchone()[0]
         stats = conn.execute(
             f"SELECT fold, split, count(*) AS n, sum(label) AS fraud, count(DISTINCT card_token) AS cards "
             f"FROM {TRAINING_SET_TABLE} GROUP BY ALL ORDER BY fold, split"
@@ -242,6 +268,16 @@ def training_set(
                 "fold0_train_fraud": int(f0.loc["train", "fraud"]) if "train" in f0.index else 0,
                 "fold0_test_rows": int(f0.loc["test", "n"]) if "test" in f0.index else 0,
                 "fold0_test_fraud": int(f0.loc["test", "fraud"]) if "test" in f0.index else 0,
+                "fold0_train_days_in_warmup": max(
+                    0,
+                    (
+                        min(
+                            first + timedelta(days=WINDOW_LOOKBACK_DAYS),
+                            folds[0].train_end + timedelta(days=1),
+                        )
+                        - folds[0].train_start
+                    ).days,
+                ),
                 "folds": dg.MetadataValue.md(windows.to_markdown(index=False)),
                 "rows_per_fold_split": dg.MetadataValue.md(stats.to_markdown(index=False)),
                 COLUMN_LINEAGE_KEY: TRAINING_SET_LINEAGE,
