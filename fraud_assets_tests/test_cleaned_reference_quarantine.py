@@ -206,14 +206,48 @@ def test_a_chargeback_for_a_transaction_cleaned_later_becomes_a_label_at_the_nex
     assert "unknown_transaction" not in set(t[cl.REF_QUAR]["reason"])
 
 
+def test_a_report_is_judged_against_the_time_and_card_of_the_transaction_it_names(own_copy):
+    """The chargeback's own tx_datetime is optional and the producer's word: a report made before the
+    cleaned transaction happened is no label, whatever time (or none) the chargeback claims, and a label
+    carries its transaction's time and card."""
+    day, late = "2018-04-06", "2018-04-06T18:00:00Z"
+    s.write_acq_a(
+        own_copy,
+        [s.a_row(i, tx_datetime=late) for i in (21, 22, 23)],
+        name=f"acq_a_{day}.csv.gz",
+        landed="2018-04-07",
+    )
+    early = f"{day}T10:00:00Z"
+    s.write(
+        own_copy,
+        f"chargebacks/{day}/chargebacks_{day}_002.csv",
+        s.csv_text(
+            [
+                cb("cb21", "21", reported=early, tx=""),  # no time given: reported 8 h before the payment
+                cb("cb22", "22", reported=early, tx=f"{day}T09:00:00Z"),  # a wrong time given
+                {**cb("cb23", "23", reported=f"{day}T20:00:00Z", tx=""), "pan": ""},  # no card given
+            ],
+            s.CB_HEADER,
+        ),
+    )
+    s.run_pipeline(own_copy, keys=(day,))
+    t = tables(own_copy)
+    q = t[cl.REF_QUAR].set_index("transaction_id")
+    assert q.loc[21, "reason"] == q.loc[22, "reason"] == "reported_before_transaction"
+    labels = t["cleaned.labels"].set_index("transaction_id")
+    assert not {21, 22} & set(labels.index)
+    assert labels.loc[23, "tx_datetime"] == pd.Timestamp(late.rstrip("Z"))
+    assert labels.loc[23, "card_token"] == labels.loc[3, "card_token"]  # the transaction's card (PANS[1])
+
+
 def test_labels_say_which_labels_each_rebuild_changed(landed, own_copy):
     """The span the feature lookback sensor rebuilds from: first load, a late chargeback file, nothing new."""
     _, result, _ = landed
     md = result.metadata("cleaned__labels")
-    # cb1, cb15 (transactions of 04-01) and cb9 (no transaction time: counts at its report date),
-    # reported 04-05.
+    # cb1, cb9 (no transaction time given: its transaction's is taken) and cb15, all of transactions of
+    # 04-01, reported 04-05.
     assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (3, CB_DAY)
-    assert md[cl.CHANGED_LAST_TRANSACTION].value == CB_DAY
+    assert md[cl.CHANGED_LAST_TRANSACTION].value == s.DAY
 
     late = "2018-04-07"
     s.write(
@@ -223,7 +257,8 @@ def test_labels_say_which_labels_each_rebuild_changed(landed, own_copy):
     )
     md = materialise(own_copy).asset_materializations_for_node("cleaned__labels")[0].metadata
     assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (1, late)
-    assert md[cl.CHANGED_LAST_TRANSACTION].value == "2018-04-02"
+    # transaction 11 happened on 04-01, whatever day the chargeback says
+    assert md[cl.CHANGED_LAST_TRANSACTION].value == s.DAY
 
     md = materialise(own_copy).asset_materializations_for_node("cleaned__labels")[0].metadata
     assert (md[cl.CHANGED_LABELS].value, md[cl.CHANGED_FIRST_REPORT].value) == (0, "")

@@ -96,6 +96,15 @@ WITH typed AS (
            {utc_timestamp_sql("reported_at")} AS _reported_at,
            nullif(trim(amount), '') AS _amount_text
     FROM raw.chargebacks
+),
+-- The named transaction's own time and card, once it is cleaned: the report is judged against what
+-- happened, not against the time the chargeback claims (optional, and the producer's word).
+matched AS (
+    SELECT typed.*, tx._tx_time, tx._tx_card
+    FROM typed LEFT JOIN (
+        SELECT transaction_id, min(tx_datetime) AS _tx_time, min(card_token) AS _tx_card
+        FROM cleaned.transactions GROUP BY transaction_id
+    ) tx ON tx.transaction_id = typed._transaction_id
 )
 SELECT *, CASE
         WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
@@ -105,7 +114,7 @@ SELECT *, CASE
         -- reported after the file reached us: the clock or the row is wrong
         WHEN _reported_at > ingested_at OR _reported_at >= landing_date + INTERVAL 1 DAY
             THEN 'future_timestamp'
-        WHEN _reported_at < _tx_datetime THEN 'reported_before_transaction'
+        WHEN _reported_at < coalesce(_tx_time, _tx_datetime) THEN 'reported_before_transaction'
         -- the amount is optional; one that is there is a number of major units, not below zero
         WHEN _amount_text IS NOT NULL AND NOT regexp_full_match(_amount_text, '-?[0-9]+(\\.[0-9]+)?')
             THEN 'invalid_amount'
@@ -114,10 +123,10 @@ SELECT *, CASE
             THEN 'unknown_transaction'
         WHEN card_token IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM cleaned.transactions t
-            WHERE t.transaction_id = _transaction_id AND t.card_token = typed.card_token
+            WHERE t.transaction_id = _transaction_id AND t.card_token = matched.card_token
         ) THEN 'card_mismatch'
     END AS _reason
-FROM typed
+FROM matched
 """
 CHARGEBACK_OFFENDING = {
     "malformed_line": ("raw_line", "raw_line_masked"),
@@ -148,8 +157,9 @@ ORDER BY rate_date, quote_currency
 # reports of the same transaction count as duplicates.
 LABELS_SQL = f"""
 WITH judged AS ({CHARGEBACK_JUDGED})
-SELECT _transaction_id AS transaction_id, card_token, _tx_datetime AS tx_datetime,
-       _reported_at AS reported_at, trim(chargeback_id) AS chargeback_id, trim(reason_code) AS reason_code
+SELECT _transaction_id AS transaction_id, coalesce(card_token, _tx_card) AS card_token,
+       _tx_time AS tx_datetime, _reported_at AS reported_at, trim(chargeback_id) AS chargeback_id,
+       trim(reason_code) AS reason_code
 FROM judged
 WHERE _reason IS NULL
 QUALIFY row_number() OVER (PARTITION BY _transaction_id ORDER BY _reported_at, chargeback_id) = 1
