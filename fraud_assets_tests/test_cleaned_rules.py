@@ -34,6 +34,7 @@ def test_a_valid_acq_a_row_becomes_one_eur_utc_transaction():
 
 def test_comma_decimal_amount_is_parsed():
     assert clean([s.a_row(1, amount="12,50")]).transactions["tx_amount"].iloc[0] == 12.5
+    assert clean([s.a_row(1, amount="12,5")]).transactions["tx_amount"].iloc[0] == 12.5
 
 
 def test_acq_b_minor_units_use_the_currency_exponent():
@@ -83,6 +84,8 @@ def test_pan_with_spaces_or_dashes_gets_the_same_token_as_the_plain_pan():
         ({"amount": "-0.01"}, "negative_amount"),
         ({"amount": "9" * 400}, "invalid_amount"),  # overflows a double: not a number we can use
         ({"amount": "twelve"}, "invalid_amount"),
+        ({"amount": "1,234"}, "invalid_amount"),  # a thousands separator, not 1.234: ambiguous
+        ({"amount": "-1,234"}, "invalid_amount"),
         ({"pan": "4539148803436468"}, "invalid_pan"),
         ({"pan": "1234"}, "invalid_pan"),
         ({"currency": "XXX"}, "unknown_currency"),

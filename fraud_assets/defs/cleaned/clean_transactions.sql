@@ -87,8 +87,10 @@ typed AS (
                     ELSE 100.0 END
             END
         ELSE
-            -- processor A: major units, `.` decimal point; a lone `,` decimal is tolerated ("12,50")
-            CASE WHEN regexp_full_match(p._amount_text, '-?[0-9]+([.,][0-9]+)?') THEN
+            -- processor A: major units, `.` decimal point; a lone `,` decimal is tolerated ("12,50"),
+            -- but not one followed by exactly three digits: "1,234" is a thousands separator as often
+            -- as a decimal comma, and reading it as 1.234 would be wrong by a factor of 1,000
+            CASE WHEN regexp_full_match(p._amount_text, '-?[0-9]+([.][0-9]+|,([0-9]{1,2}|[0-9]{4,}))?') THEN
                 CAST(replace(p._amount_text, ',', '.') AS DOUBLE)
             END
         END AS _amount,
