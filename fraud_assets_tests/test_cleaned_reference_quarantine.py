@@ -87,6 +87,8 @@ FX_ROWS = [
     (fx(s.DAY, "GBP", "0.82"), "conflicting_rate"),
     (fx(s.DAY, "AUD", "1.60"), "kept"),
     (fx(s.DAY, "AUD", "1.60"), "duplicate"),  # the same rate twice is a repeat, not a conflict
+    (fx(s.DAY, "KRW", "1,450"), "invalid_rate"),  # a thousands separator: 1.45 would be off by 1,000
+    (fx(s.DAY, "NZD", "1,7512"), "kept"),  # a decimal comma
 ]
 
 
@@ -267,9 +269,9 @@ def test_labels_say_which_labels_each_rebuild_changed(landed, own_copy):
 def test_a_later_fx_file_corrects_a_rate_and_the_replaced_rate_counts_as_a_duplicate(landed):
     _, result, t = landed
     rates = t["cleaned.fx_rates"].set_index("quote_currency")["rate"]
-    assert rates.to_dict() == {"AUD": 1.6, "GBP": 0.8, "JPY": 130.0, "USD": 1.30}
+    assert rates.to_dict() == {"AUD": 1.6, "GBP": 0.8, "JPY": 130.0, "NZD": 1.7512, "USD": 1.30}
     md = result.metadata("cleaned__fx_rates")
-    assert (md["source_rows"].value, md["rows_written"].value) == (3 + len(FX_ROWS), 4)
+    assert (md["source_rows"].value, md["rows_written"].value) == (3 + len(FX_ROWS), 5)
     assert (md["quarantined_rows"].value, md["duplicates_removed"].value) == (FX_QUARANTINED, 2)
 
 
@@ -278,7 +280,7 @@ def test_the_reconciliation_checks_pass_with_every_count_in_metadata(landed):
     evs = {ev.check_name: ev for ev in result.evaluations()}
     for name, (raw_rows, kept, quarantined, dups) in {
         "chargebacks_rows_reconcile": (len(CHARGEBACK_ROWS), 3, 11, 2),
-        "fx_rates_rows_reconcile": (3 + len(FX_ROWS), 4, FX_QUARANTINED, 2),
+        "fx_rates_rows_reconcile": (3 + len(FX_ROWS), 5, FX_QUARANTINED, 2),
     }.items():
         ev = evs[name]
         md = {k: v.value for k, v in ev.metadata.items()}

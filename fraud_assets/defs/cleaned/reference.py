@@ -49,7 +49,10 @@ FX_RATE_BAND = (1e-3, 1e7)
 FX_JUDGED = f"""
 WITH typed AS (
     SELECT *, TRY_CAST(trim(rate_date) AS DATE) AS _rate_date, upper(trim(quote_currency)) AS _ccy,
-           TRY_CAST(CASE WHEN regexp_full_match(trim(rate), '-?[0-9]+([.,][0-9]+)?')
+           -- a `,` decimal is tolerated, but not one followed by exactly three digits: "1,450" (KRW) is
+           -- a thousands separator as often as a decimal comma, and 1.45 would be off by 1,000
+           TRY_CAST(CASE WHEN regexp_full_match(
+                    trim(rate), '-?[0-9]+([.][0-9]+|,([0-9]{{1,2}}|[0-9]{{4,}}))?')
                          THEN replace(trim(rate), ',', '.') END AS DOUBLE) AS _rate
     FROM raw.fx_rates
 ),
