@@ -48,6 +48,30 @@ def test_acq_b_minor_units_use_the_currency_exponent():
     assert usd["tx_amount"] == pytest.approx(10.0)
 
 
+@pytest.mark.parametrize(
+    ("currency", "minor", "major"),
+    [
+        ("XPF", 1193, 1193.0),  # CFP franc: no minor unit (French Pacific merchants)
+        ("RWF", 10000, 10000.0),
+        ("KMF", 4920, 4920.0),
+        ("GNF", 90000, 90000.0),
+        ("VUV", 1300, 1300.0),
+        ("DJF", 1780, 1780.0),
+        ("BIF", 3000, 3000.0),
+        ("KWD", 3300, 3.3),
+        ("CLF", 3000, 0.3),  # Unidad de Fomento: four decimals
+        ("SEK", 11000, 110.0),
+    ],
+)
+def test_acq_b_minor_units_follow_iso_4217_for_every_currency(currency, minor, major):
+    terminals, _ = s.reference_frames()
+    fx = pd.DataFrame({"rate_date": pd.to_datetime([s.DAY]), "quote_currency": [currency], "rate": [2.0]})
+    raw = s.raw_frame(b_rows=[s.b_row(1, amount_minor=minor, ccy=currency)])
+    tx = clean_authorizations(raw, terminals, fx).transactions.iloc[0]
+    assert tx["amount_original"] == pytest.approx(major)
+    assert tx["tx_amount"] == pytest.approx(major / 2.0)
+
+
 def test_acq_b_is_mapped_to_canonical_columns_and_codes():
     tx = clean(b_rows=[s.b_row(7, chan="CP", tds="", msg="0100")]).transactions.iloc[0]
     assert (tx["transaction_id"], tx["terminal_id"], tx["channel"], tx["feed"]) == (

@@ -79,11 +79,14 @@ typed AS (
         t.terminal_id IS NOT NULL AS _known_terminal,
         t.zone AS _zone,
         CASE WHEN p.feed = 'acq_b' THEN
-            -- processor B: integer minor units; ISO 4217 exponent 2 unless listed
+            -- processor B: integer minor units; ISO 4217 exponent 2 unless listed (every current
+            -- currency of exponent 0, 3 and 4)
             CASE WHEN regexp_full_match(p._amount_text, '-?[0-9]+') THEN
                 CAST(p._amount_text AS DOUBLE) / CASE
-                    WHEN p._currency IN ('JPY', 'KRW', 'ISK', 'CLP', 'VND', 'XOF', 'XAF', 'PYG', 'UGX') THEN 1.0
+                    WHEN p._currency IN ('BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF',
+                                         'UGX', 'UYI', 'VND', 'VUV', 'XAF', 'XOF', 'XPF') THEN 1.0
                     WHEN p._currency IN ('BHD', 'KWD', 'JOD', 'OMR', 'TND', 'IQD', 'LYD') THEN 1000.0
+                    WHEN p._currency IN ('CLF', 'UYW') THEN 10000.0
                     ELSE 100.0 END
             END
         ELSE
