@@ -221,6 +221,20 @@ def test_acq_b_reversal_code_0400_is_a_reversal():
     assert out.reconciliation["reversal_rows"].iloc[0] == 2
 
 
+@pytest.mark.parametrize(
+    "mismatch",
+    [{"pan": s.PANS[2]}, {"amount": "2.50"}, {"currency": "USD"}],
+    ids=["another_card", "partial_amount", "another_currency"],
+)
+def test_a_reversal_that_does_not_match_its_authorisation_does_not_erase_it(mismatch):
+    # Another card's reversal naming the id, or a partial one: the authorisation stays, the reversal waits
+    # in the quarantine for someone to look at it.
+    out = clean([s.a_row(1), s.a_row(2, message_type="reversal", original_transaction_id=1, **mismatch)])
+    assert out.transactions["transaction_id"].tolist() == [1]
+    assert only_reason(out) == "orphan_reversal"
+    assert out.reconciliation["reversal_rows"].iloc[0] == 0
+
+
 def test_reversal_without_its_authorisation_is_quarantined_as_orphan():
     out = clean([s.a_row(2, message_type="reversal", original_transaction_id=77)])
     assert only_reason(out) == "orphan_reversal"

@@ -199,7 +199,8 @@ FROM judged;
 -- transaction_id the most recently landed version is kept (latest landing date, then file name, then
 -- row): a copy equal to it in every parsed field is an exact retransmission, a copy that differs is an
 -- older version a corrected file replaced. Then a kept reversal whose original_transaction_id is a kept
--- authorisation of the same business date removes both; a reversal without one is an orphan.
+-- authorisation of the same business date, card, amount and currency removes both; a reversal without one
+-- is an orphan (a reversal of another card's authorisation, or a partial one, must not erase it silently).
 CREATE OR REPLACE TEMP TABLE _linked_outcomes AS
 WITH valid AS (SELECT * FROM _verdicts WHERE _rule_reason IS NULL),
 linked_ids AS (
@@ -221,6 +222,7 @@ kept AS (SELECT * FROM versions WHERE NOT _older),
 reversed AS (
     SELECT DISTINCT r.business_date, r._original_id AS _tx_id
     FROM kept r JOIN kept a ON a.business_date = r.business_date AND a._tx_id = r._original_id
+        AND a.card_token = r.card_token AND a._amount = r._amount AND a._currency = r._currency
     WHERE r._message_type = 'reversal' AND a._message_type = 'auth'
 )
 SELECT v.source_file, v.row_number,

@@ -12,8 +12,8 @@ landing date, file, row): copies identical to it in every parsed field are exact
 (`duplicates_removed`); copies that differ are older versions a corrected file replaced (quarantined
 `superseded_by_correction`).
 Reversal rule: a valid reversal whose `original_transaction_id` is a kept authorisation of the same
-business date removes both rows (`reversal_rows` counts the two); a reversal without its authorisation
-in the partition is quarantined `orphan_reversal`.
+business date, card, amount and currency removes both rows (`reversal_rows` counts the two); a reversal
+without such an authorisation in the partition is quarantined `orphan_reversal`.
 Hence per partition: raw rows = cleaned + quarantined + duplicates_removed + reversal_rows.
 
 Ids and amounts are ASCII digits only. Amounts: a zero amount is genuine (account verification);
