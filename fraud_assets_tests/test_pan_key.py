@@ -90,6 +90,26 @@ def test_with_env_needs_no_setup_and_leaves_no_key_in_the_data_dir(tmp_path, con
     assert out == ensure_local_key(data).read_text().strip()
 
 
+@pytest.mark.parametrize("inside", ["keys", "."], ids=["below", "itself"])
+def test_with_env_refuses_a_registry_key_dir_inside_the_data_dir(tmp_path, config_home, inside):
+    """Like the PAN key's: a registry key in the data directory lets whoever copies or edits it sign a
+    swapped model."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("FRAUD_PAN_KEY", "FRAUD_REGISTRY_KEY")}
+    env.update(
+        FRAUD_DATA_DIR=str(data),
+        DAGSTER_HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(config_home),
+        FRAUD_REGISTRY_KEY_DIR=str(data / inside),
+    )
+    done = subprocess.run(
+        [str(REPO / "scripts" / "with-env"), "true"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "must not be inside" in done.stderr
+    assert not list(data.rglob("*.key"))
+
+
 def test_the_fingerprint_identifies_a_key_without_revealing_it():
     a, b = Tokenizer(TEST_PAN_KEY), Tokenizer(OTHER_KEY)
     assert a.fingerprint == Tokenizer(TEST_PAN_KEY).fingerprint
