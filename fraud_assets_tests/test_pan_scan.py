@@ -99,6 +99,22 @@ def test_findings_never_print_the_card_number(deployment):
     assert PAN not in str(finding)
 
 
+@pytest.mark.parametrize("given", [None, {OTHER}], ids=["any-pan", "given-pans"])
+def test_a_sample_never_prints_part_of_a_neighbouring_card_cut_by_its_window(deployment, given):
+    """The sample's 40 characters past a hit ended inside the next card: its first 12 digits (BIN and
+    middle six), too few for mask_pans, were printed in clear; with pan_last4 that is the whole card."""
+    data, home = deployment
+    for text in (
+        f"ref {OTHER} status=declined reason=dnh {PAN} end",
+        f"{PAN} status=declined reason=dnh {OTHER}",
+    ):
+        (data / "incident.log").write_text(text + "\n")
+        [finding] = found(scan_deployment(data, home, pans=given), "incident.log")
+        assert PAN[6:12] not in finding, finding
+        assert OTHER[6:12] not in finding, finding
+        assert "******" in finding  # the hit itself still shows its BIN and last 4
+
+
 def test_without_given_pans_any_luhn_valid_number_is_found_but_our_digests_are_not(deployment):
     data, home = deployment
     with duckdb.connect(str(data / "warehouse.duckdb")) as conn:

@@ -89,11 +89,28 @@ def _sample(text: str) -> str:
     return masked if len(masked) <= 120 else masked[:117] + "..."
 
 
+# Digits (and the gaps between them) where a hit's context window cuts the text: the rest of a
+# neighbouring card, too short for `mask_pans` to recognise (its BIN and middle digits, say), starred.
+_CUT_HEAD = re.compile(rf"^(?:{_GAP}*\d)+")
+_CUT_TAIL = re.compile(rf"(?:\d{_GAP}*)+$")
+_CONTEXT = 40
+
+
+def _star_digits(m: re.Match) -> str:
+    return re.sub(r"\d", "*", m.group(0))
+
+
 def _text_hits(text: str, match: Matcher) -> Iterator[str]:
     text = decoded_text(text)
     for m in _TEXT_CANDIDATE.finditer(text):
         if match(m.group(0)):
-            yield text[max(m.start() - 40, 0) : m.end() + 40]
+            lo, hi = max(m.start() - _CONTEXT, 0), m.end() + _CONTEXT
+            head, tail = text[lo : m.start()], text[m.end() : hi]
+            if lo > 0:
+                head = _CUT_HEAD.sub(_star_digits, head)
+            if hi < len(text):
+                tail = _CUT_TAIL.sub(_star_digits, tail)
+            yield head + m.group(0) + tail
 
 
 def _scan_values(values: Iterable[object], match: Matcher) -> tuple[int, str | None]:
