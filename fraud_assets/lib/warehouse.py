@@ -178,7 +178,7 @@ def _write_arrow_partitions(rows: pa.Table, partition_column: str, staging: Path
     starts = [0, *(np.flatnonzero(changes) + 1)] if n else []
     text = [f.name for f in rows.schema if pa.types.is_string(f.type) or pa.types.is_dictionary(f.type)]
     written = {}
-    for first, end in zip(starts, [*starts[1:], n], strict=True):
+    for first, end in zip(starts, [*starts[1:], n][: len(starts)], strict=True):
         key = str(column[int(first)].as_py())
         written[key] = staging / f"{key}.parquet"
         pq.write_table(rows.slice(first, end - first), written[key], use_dictionary=text, store_schema=False)

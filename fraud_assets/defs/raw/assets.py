@@ -126,25 +126,52 @@ def _stage(cur, landing: LandingZone, files: pd.DataFrame, table: str, tokenizer
         raise dg.Failure(description=str(exc)) from None
 
 
+def _chunks(cur, keys: Sequence[str]) -> list[list[str]]:
+    """`keys` in runs of at most CHUNK_DAYS days and, beyond its first day, ingest.STAGE_MAX_ROWS landed
+    rows (the register's counts): a chunk is staged in memory at once."""
+    rows = {}
+    if keys and table_exists(cur, "raw.file_register"):
+        rows = dict(
+            cur.execute(
+                "SELECT CAST(business_date AS VARCHAR), sum(rows_landed) FROM raw.file_register WHERE "
+                f"status = 'ingested' AND source = 'authorizations' AND {dates_filter(keys)} GROUP BY ALL"
+            ).fetchall()
+        )
+    chunks: list[list[str]] = []
+    held = 0
+    for key in keys:
+        n = int(rows.get(key) or 0)
+        if not chunks or len(chunks[-1]) >= CHUNK_DAYS or held + n > ingest.STAGE_MAX_ROWS:
+            chunks.append([])
+            held = 0
+        chunks[-1].append(key)
+        held += n
+    return chunks
+
+
 def ingest_authorizations(conn, landing: LandingZone, tokenizer, keys: Sequence[str]) -> dict[str, int]:
     """Write raw.authorizations for `keys` (each chunk of dates in one transaction); rows per feed."""
     counts: dict[str, int] = {"acq_a": 0, "acq_b": 0, "malformed": 0}
     cur = conn.cursor()
     try:
-        for start in range(0, len(keys), CHUNK_DAYS):
-            chunk = list(keys[start : start + CHUNK_DAYS])
+        for chunk in _chunks(cur, list(keys)):
             files = _ingested_files(cur, "authorizations", chunk)
-            sql = _stage(cur, landing, files, "raw.authorizations", tokenizer)
-            replace_partition(cur, "raw.authorizations", sql, "business_date", chunk)
-            if not files.empty:
-                per_feed = cur.execute(
-                    "SELECT f.feed, count(*), count(r.malformed_reason) FROM _raw_rows r "
-                    "JOIN _landed_files f ON f.file_index = r.file_index GROUP BY ALL"
-                ).fetchall()
-                for feed, n, malformed in per_feed:
-                    counts[feed] = counts.get(feed, 0) + int(n)
-                    counts["malformed"] += int(malformed)
-            ingest.drop_staged(cur)
+            with ingest.staging() as stage:
+                rows = ingest.fetch_rows(
+                    stage, _stage(stage, landing, files, "raw.authorizations", tokenizer)
+                )
+                per_feed = (
+                    stage.execute(
+                        "SELECT f.feed, count(*), count(r.malformed_reason) FROM _raw_rows r "
+                        "JOIN _landed_files f ON f.file_index = r.file_index GROUP BY ALL"
+                    ).fetchall()
+                    if not files.empty
+                    else []
+                )
+            replace_partition(cur, "raw.authorizations", rows, "business_date", chunk)
+            for feed, n, malformed in per_feed:
+                counts[feed] = counts.get(feed, 0) + int(n)
+                counts["malformed"] += int(malformed)
     finally:
         cur.close()
     return counts
@@ -216,8 +243,9 @@ def _reference_asset(source: str, what: str, for_whom: str):
             cur = conn.cursor()
             try:
                 files = _ingested_files(cur, source)
-                replace_table(cur, table, _stage(cur, landing, files, table, tokenizer))
-                ingest.drop_staged(cur)
+                with ingest.staging() as stage:
+                    rows = ingest.fetch_rows(stage, _stage(stage, landing, files, table, tokenizer))
+                replace_table(cur, table, rows)
             finally:
                 cur.close()
             md = table_metadata(conn, table, descriptions=COLUMN_DESCRIPTIONS, extra={"files": len(files)})

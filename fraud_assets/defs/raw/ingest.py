@@ -1,19 +1,26 @@
-"""Registered files into raw rows: staged in DuckDB temp tables, handed back as the SELECT the asset
-writes.
+"""Registered files into raw rows: staged in a private in-memory DuckDB, handed back as Arrow rows
+the asset writes.
 
 A source asset reads exactly the register's `ingested` files. Their lines (or snapshot rows) are
-staged in temp tables of the writing connection, PANs tokenised and masked there (tokens.py), and the
-returned SELECT (lineage joined, documented column types) is what `replace_partition` /
-`replace_table` inserts inside one transaction. Temp tables are private to the connection and never
-committed, so the clear PAN never reaches the warehouse file.
+staged in tables of a `staging()` database, PANs tokenised and masked there (tokens.py); the SELECT
+returned (lineage joined, documented column types) is fetched as Arrow, which holds tokens and masked
+text only, and `replace_partition` / `replace_table` write that to the warehouse in one transaction.
+The staging database lives in memory and may not spill (`temp_directory` empty): the warehouse's own
+spill files (`warehouse.duckdb.tmp/`, used once a memory limit is reached) would otherwise hold the
+clear staged rows on disk, and a killed run would leave them there. A chunk that does not fit fails
+with DuckDB's out-of-memory error instead: callers bound chunks by rows (`STAGE_MAX_ROWS`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from fraud_assets.defs.raw import snapshots, text_reader
 from fraud_assets.defs.raw.files import pinned
@@ -23,9 +30,6 @@ from fraud_assets.defs.raw.schemas import COLUMNS, LINEAGE, MALFORMED, TOKENS, s
 from fraud_assets.defs.raw.text_reader import FILES_TABLE, ROWS_TABLE, LineSource
 from fraud_assets.defs.raw.text_scan import first_line
 from fraud_assets.defs.raw.tokens import (
-    MASKED_LINES_TABLE,
-    MASKED_VALUES_TABLE,
-    TOKENS_TABLE,
     door_select,
     ident,
     stage_masked_lines,
@@ -33,6 +37,11 @@ from fraud_assets.defs.raw.tokens import (
     stage_tokens,
 )
 from fraud_assets.lib.pan import Tokenizer
+from fraud_assets.lib.settings import warehouse_config
+
+# Landed lines staged at once (a 31-day backfill chunk holds fewer days when they hold more rows): a
+# staged line takes ~0.5 KB in memory (its text, split fields, tokens), so ~1 GB at this bound.
+STAGE_MAX_ROWS = int(os.environ.get("FRAUD_RAW_STAGE_MAX_ROWS", "2000000"))
 
 # The longest line any register configuration accepts: the reader is never the stricter of the two.
 READER_MAX_LINE_BYTES = next(
@@ -41,6 +50,28 @@ READER_MAX_LINE_BYTES = next(
 READER_MAX_HEADER_BYTES = READER_MAX_LINE_BYTES
 _LINEAGE = [c for c, _ in LINEAGE]
 _OURS = {*_LINEAGE, *(c for c, _ in TOKENS), *(c for c, _ in MALFORMED)}
+
+
+@contextlib.contextmanager
+def staging() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private in-memory DuckDB for one chunk's clear rows: never spills to disk (temp_directory
+    empty), under the warehouse's memory limit when one is set; closed (and its memory freed) after."""
+    limit = warehouse_config().get("memory_limit")
+    conn = duckdb.connect(config={"temp_directory": "", **({"memory_limit": limit} if limit else {})})
+    try:
+        yield conn
+    except duckdb.OutOfMemoryException as exc:
+        raise MemoryError(
+            "a staged chunk did not fit in memory (clear card numbers may not spill to disk): lower "
+            f"FRAUD_RAW_STAGE_MAX_ROWS ({STAGE_MAX_ROWS}) or raise FRAUD_DUCKDB_MEMORY_LIMIT"
+        ) from exc
+    finally:
+        conn.close()
+
+
+def fetch_rows(stage: duckdb.DuckDBPyConnection, select: str) -> pa.Table:
+    """The raw rows of a staged chunk (tokens and masked text only) as Arrow, for the warehouse."""
+    return stage.sql(select).to_arrow_table()
 
 
 def producer_columns(table: str) -> list[str]:
@@ -97,22 +128,6 @@ def _door(cur: duckdb.DuckDBPyConnection, table: str, tokenizer: Tokenizer) -> s
         joins=[f"JOIN {FILES_TABLE} f ON f.file_index = r.file_index"],
     )
     return select_sql(table, f"({door})")
-
-
-STAGED_TABLES = (
-    ROWS_TABLE,
-    FILES_TABLE,
-    text_reader.LAYOUT_TABLE,
-    TOKENS_TABLE,
-    MASKED_VALUES_TABLE,
-    MASKED_LINES_TABLE,
-)
-
-
-def drop_staged(cur: duckdb.DuckDBPyConnection) -> None:
-    """Drop the temp tables of an ingestion (the clear PANs among them) once its rows are written."""
-    for table in STAGED_TABLES:
-        cur.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
 def stage_text_files(
