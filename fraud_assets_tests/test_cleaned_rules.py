@@ -175,6 +175,25 @@ def test_a_timestamp_in_year_9999_is_in_the_future():
     assert out.quarantine["reason"].tolist() == ["future_timestamp"] * 2
 
 
+def test_a_day_without_a_rate_converts_with_the_latest_earlier_rate_within_four_days():
+    """Reference rates are not published at weekends and on holidays: a bank converts with the last
+    published rate (Thursday's on Easter Monday), never with a later one, and not with a stale one."""
+    usd = {"currency": "USD", "amount": "12.50"}
+    for day, kept in (
+        ("2018-04-03", True),
+        ("2018-04-05", True),
+        ("2018-04-06", False),
+        ("2018-03-31", False),
+    ):
+        landed = (pd.Timestamp(day) + pd.Timedelta(days=1)).date().isoformat()
+        out = clean([s.a_row(1, tx_datetime=f"{day}T12:00:00Z", **usd)], day=day, landed=landed)
+        if kept:
+            tx = out.transactions.iloc[0]
+            assert (tx["fx_rate"], tx["tx_amount"]) == (1.25, 10.0), day
+        else:
+            assert only_reason(out) == "unknown_currency", day
+
+
 def test_unknown_currency_in_acq_b_is_quarantined():
     assert only_reason(clean(b_rows=[s.b_row(1, ccy="ZZZ")])) == "unknown_currency"
 

@@ -6,8 +6,8 @@
 --   duplicate    -> an exact retransmission of the kept version (counted, not stored)
 --   reversal     -> a matched reversal or the authorisation it reverses (counted, not stored)
 -- so per business date: raw rows = cleaned + quarantined + duplicates + reversal rows.
--- Reads cleaned.terminals, cleaned.fx_rates and the variable `reporting_currency`; leaves the temp
--- table `_verdicts` in this connection.
+-- Reads cleaned.terminals, cleaned.fx_rates and the variables `reporting_currency`, `fx_max_age_days`;
+-- leaves the temp table `_verdicts` in this connection.
 --
 -- Cost: every row is parsed and judged once, in one pass; only the few valid rows whose transaction
 -- id needs other rows (an id landed more than once, a reversal, the authorisation a reversal names)
@@ -97,14 +97,17 @@ typed AS (
                 CAST(replace(p._amount_text, ',', '.') AS DOUBLE)
             END
         END AS _amount,
-        CASE WHEN p._currency = getvariable('reporting_currency') THEN 1.0 ELSE fx.rate END AS _rate,
+        -- the rate of the business date or, on a day without one (weekends, holidays: reference rates
+        -- are not published), the latest published before it, at most `fx_max_age_days` old
+        CASE WHEN p._currency = getvariable('reporting_currency') THEN 1.0
+            WHEN p.business_date - fx.rate_date <= getvariable('fx_max_age_days') THEN fx.rate END AS _rate,
         CASE WHEN p.feed = 'acq_b'
             THEN CAST(TRY_STRPTIME(p._time_text, '%d/%m/%Y %H:%M:%S') AS TIMESTAMP) END AS _local_b,
         CASE WHEN p.feed <> 'acq_b'
             THEN CAST(TRY_STRPTIME(p._time_text, '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) END AS _utc_a
     FROM parsed p
     LEFT JOIN terminals t ON t.terminal_id = p._terminal_id
-    LEFT JOIN cleaned.fx_rates fx ON fx.rate_date = p.business_date AND fx.quote_currency = p._currency
+    ASOF LEFT JOIN cleaned.fx_rates fx ON fx.quote_currency = p._currency AND p.business_date >= fx.rate_date
 ),
 offsets AS (
     SELECT t.*, coalesce(t._local_b, t._utc_a) AS _time,

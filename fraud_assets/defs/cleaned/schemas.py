@@ -48,7 +48,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "amount_original": "Amount as charged, in `currency`.",
     "currency": "ISO 4217 code: of amount_original (transactions), the terminal's local currency "
     "(terminals).",
-    "fx_rate": "Units of `currency` per EUR on the business date (1 for EUR), from cleaned.fx_rates.",
+    "fx_rate": "Units of `currency` per EUR on the business date, or the latest published before it within "
+    "4 days (weekends, holidays); 1 for EUR. From cleaned.fx_rates.",
     "channel": "`card_present` or `ecommerce`.",
     "three_ds": "3-D Secure result (Y, N, A, U); null when not sent.",
     "source": "Raw table the rejected row came from (authorizations).",
@@ -65,7 +66,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "reported_at <= t.",
     "chargeback_id": "Id of the earliest chargeback reporting the transaction.",
     "reason_code": "Card scheme reason code of that chargeback.",
-    "rate_date": "Date the rate applies to; cleaning uses the rate of the business date.",
+    "rate_date": "Date the rate applies to; cleaning uses the rate of the business date, or the latest "
+    "before it within 4 days.",
     "quote_currency": "Currency quoted against EUR (ISO 4217).",
     "rate": "Units of quote_currency per EUR (within 0.001-10,000,000).",
 }

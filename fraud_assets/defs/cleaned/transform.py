@@ -21,7 +21,7 @@ acq_b is in minor units (ISO 4217 exponent); acq_a tolerates a comma decimal. Ti
 UTC; acq_b is `DD/MM/YYYY HH:MM:SS` in the terminal's local time, read through its IANA zone (an
 ambiguous autumn hour is its first, summer-time, occurrence; a time in the spring gap is shifted
 forward by the gap); a leap second `:60` is read as `:59`. EUR amount = amount / rate of the business
-date (EUR: rate 1).
+date, or of the latest day before it with a rate, at most FX_MAX_AGE_DAYS earlier (EUR: rate 1).
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.settings import REPORTING_CURRENCY
 from fraud_assets.lib.warehouse import sql_string
+
+# A business date without a reference rate (weekend, holiday) converts with the latest rate published
+# before it, at most this many days old: Good Friday to Easter Monday is 4 (Thursday's rate on Monday).
+FX_MAX_AGE_DAYS = 4
 
 # Every quarantine reason (rule order, then the dedup and reversal outcomes) and the column whose value
 # as received it shows in `offending_value`.
@@ -164,6 +168,7 @@ def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
         f"SELECT * FROM raw.authorizations WHERE business_date IN ({dates})"
     )
     conn.execute("SET VARIABLE reporting_currency = ?", [REPORTING_CURRENCY])
+    conn.execute("SET VARIABLE fx_max_age_days = ?", [FX_MAX_AGE_DAYS])
     conn.execute(JUDGE_SQL)
     # The few distinct offending values: any of them may be a card number typed in the wrong field.
     values = [
