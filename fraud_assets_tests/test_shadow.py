@@ -134,3 +134,25 @@ def test_the_approval_evidence_carries_the_shadow_comparison(shadowed: Path, tmp
     evidence = result.get_asset_materialization_events()[0].materialization.metadata["evidence"].value
     assert "Shadow comparison on live days" in evidence
     assert "matured_days" in evidence
+
+
+def test_shadow_average_precision_is_measured_where_the_gate_measures_it():
+    """Cards known compromised by the day's start are left out of AP, as the gate's test days leave them
+    out: their later frauds, ranked first by either model, would lift both APs alike."""
+    from fraud_assets.defs.monitoring.assets import not_known_compromised
+    from fraud_assets.defs.monitoring.shadow_comparison import _day_row
+
+    day = pd.Timestamp("2018-08-01")
+    part = pd.DataFrame(
+        {
+            "card_token": ["known", "known", "new_fraud", "genuine"],
+            "label": [1, 1, 1, 0],
+            "champion_score": [0.9, 0.8, 0.1, 0.7],
+            "challenger_score": [0.9, 0.8, 0.1, 0.7],
+        }
+    )
+    known_since = pd.Series({"known": day - pd.Timedelta(days=3)})
+    fresh = not_known_compromised(part, known_since, day.date())
+    row = _day_row(part, fresh, True, 100, {"champion": 0.0, "challenger": 0.0})
+    assert row["champion_ap"] == pytest.approx(0.5)  # 0.92 with the known card's frauds
+    assert row["challenger_ap"] == pytest.approx(0.5)

@@ -15,7 +15,11 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from fraud_assets.defs.monitoring.assets import day_batch_frames, known_compromised_since
+from fraud_assets.defs.monitoring.assets import (
+    day_batch_frames,
+    known_compromised_since,
+    not_known_compromised,
+)
 from fraud_assets.defs.monitoring.metrics import average_precision, psi
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, TOP_K_CARDS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
@@ -42,7 +46,7 @@ COLUMNS: list[tuple[str, str, str]] = [
         (f"{m}_{metric}", "DOUBLE", f"{m}'s {label} on the day (matured days only, else empty)")
         for m in MODELS
         for metric, label in (
-            ("ap", "average precision"),
+            ("ap", "average precision over cards not known compromised by the day's start"),
             ("cp_at_100", "Card Precision@100"),
             ("alert_precision", "alert precision at the investigators' budget"),
         )
@@ -78,8 +82,9 @@ def alert_precision(day: pd.DataFrame, score_col: str, budget: int) -> float:
 
 
 def _day_row(
-    day: pd.DataFrame, matured: bool, budget: int, card_precision: dict[str, float]
+    day: pd.DataFrame, fresh: pd.DataFrame, matured: bool, budget: int, card_precision: dict[str, float]
 ) -> dict[str, object]:
+    """One day's comparison; `fresh`: its rows of cards not known compromised, where AP is measured."""
     row: dict[str, object] = {
         "n_transactions": len(day),
         "n_frauds": int(day["label"].sum()),
@@ -90,7 +95,7 @@ def _day_row(
         col = f"{m}_score"
         if matured:
             values = (
-                average_precision(day["label"], day[col]),
+                average_precision(fresh["label"], fresh[col]),
                 card_precision[m],
                 alert_precision(day, col, budget),
             )
@@ -129,7 +134,13 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
                     "business_date": pd.Timestamp(day).date(),
                     "challenger_version": challenger,
                     "champion_version": champion,
-                    **_day_row(part, bool(matured), budget, {m: cps[m].day(day, part) for m in MODELS}),
+                    **_day_row(
+                        part,
+                        not_known_compromised(part, known_since, day),
+                        bool(matured),
+                        budget,
+                        {m: cps[m].day(day, part) for m in MODELS},
+                    ),
                     "budget": budget,
                     "labels_as_of": as_of,
                     "computed_at": datetime.now(UTC).replace(tzinfo=None),
