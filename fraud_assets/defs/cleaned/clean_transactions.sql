@@ -97,17 +97,22 @@ typed AS (
                 CAST(replace(p._amount_text, ',', '.') AS DOUBLE)
             END
         END AS _amount,
-        -- the rate of the business date or, on a day without one (weekends, holidays: reference rates
-        -- are not published), the latest published before it, at most `fx_max_age_days` old
-        CASE WHEN p._currency = getvariable('reporting_currency') THEN 1.0
-            WHEN p.business_date - fx.rate_date <= getvariable('fx_max_age_days') THEN fx.rate END AS _rate,
+        CASE WHEN p._currency = getvariable('reporting_currency') THEN 1.0 ELSE fx.rate END AS _rate,
         CASE WHEN p.feed = 'acq_b'
             THEN CAST(TRY_STRPTIME(p._time_text, '%d/%m/%Y %H:%M:%S') AS TIMESTAMP) END AS _local_b,
         CASE WHEN p.feed <> 'acq_b'
             THEN CAST(TRY_STRPTIME(p._time_text, '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) END AS _utc_a
     FROM parsed p
     LEFT JOIN terminals t ON t.terminal_id = p._terminal_id
-    ASOF LEFT JOIN cleaned.fx_rates fx ON fx.quote_currency = p._currency AND p.business_date >= fx.rate_date
+    -- the rate of the business date or, on a day without one (weekends, holidays: reference rates are
+    -- not published), the latest published before it, at most `fx_max_age_days` old: one row per
+    -- (chunk day, currency), so the rows join on equality
+    LEFT JOIN (
+        SELECT d.business_date, fx.quote_currency, arg_max(fx.rate, fx.rate_date) AS rate
+        FROM _chunk_dates d JOIN cleaned.fx_rates fx ON fx.rate_date <= d.business_date
+            AND fx.rate_date >= d.business_date - CAST(getvariable('fx_max_age_days') AS INTEGER)
+        GROUP BY ALL
+    ) fx ON fx.business_date = p.business_date AND fx.quote_currency = p._currency
 ),
 offsets AS (
     SELECT t.*, coalesce(t._local_b, t._utc_a) AS _time,
