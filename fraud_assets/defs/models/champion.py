@@ -53,10 +53,15 @@ GATE_CP_TOLERANCE_ENV = "FRAUD_GATE_CP_TOLERANCE"
 
 
 def decide(conn) -> GateDecision:
+    return _decide(conn)[0]
+
+
+def _decide(conn) -> tuple[GateDecision, dict[str, dict[str, float]] | None]:
+    """The gate's decision, and the same-window figures by version it compared (None: none)."""
     ensure_registry(conn)
     challenger, champion = current_alias(conn, CHALLENGER), current_alias(conn, CHAMPION)
     same = same_window_figures(conn, [challenger, champion]) if challenger and champion else None
-    return gate_decision(
+    decision = gate_decision(
         challenger,
         get_version(conn, challenger).metrics if challenger else None,
         champion,
@@ -65,6 +70,7 @@ def decide(conn) -> GateDecision:
         cp_tolerance=float(os.environ.get(GATE_CP_TOLERANCE_ENV, GATE_CP_TOLERANCE)),
         same_window=(same[challenger], same[champion]) if same else None,
     )
+    return decision, same
 
 
 @dg.asset_check(
@@ -89,10 +95,9 @@ def decide(conn) -> GateDecision:
 )
 def champion_gate(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     with duckdb.get_connection() as conn:
-        d = decide(conn)
+        d, same = _decide(conn)
         ch = get_version(conn, d.challenger).metrics if d.challenger else {}
         cp = get_version(conn, d.champion).metrics if d.champion else {}
-        same = same_window_figures(conn, [d.challenger, d.champion]) if d.challenger and d.champion else None
     metadata: dict[str, object] = {
         "reason": d.reason,
         "challenger": str(d.challenger),
