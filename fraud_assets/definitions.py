@@ -25,6 +25,7 @@ def control_path() -> dg.Definitions:
     when things run (the tests run it on a stand-in asset graph)."""
     return dg.Definitions.merge(
         raw.control,
+        cleaned.control,
         features.control,
         models.control,
         scoring.control,

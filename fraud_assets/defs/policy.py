@@ -142,8 +142,8 @@ def condition_for(
     partitioned: dg.AssetSelection | None = None,
 ) -> AC | None:
     """A day's partition follows its own day's inputs only: new labels, a new merchants snapshot or new FX
-    rates (unpartitioned inputs) do not rebuild every past day (features are point-in-time; a past day's
-    cleaning stays as it was - re-run a day by hand to apply late reference data). A whole table built
+    rates (unpartitioned inputs) do not rebuild every past day (features are point-in-time; the days a late
+    FX rate or terminal changes are re-cleaned by cleaned/sensors.py, which knows which). A whole table built
     from daily partitions (labels judged against the cleaned transactions) follows every day's update but
     waits for none: one day missing, running or failing its checks must not hold it back for good."""
     layer = spec.group_name or spec.key.path[0]

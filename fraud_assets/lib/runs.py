@@ -57,3 +57,24 @@ def days_request(
         tags={**tags, RANGE_START: days[0], RANGE_END: days[-1]},
         asset_selection=asset_selection,
     )
+
+
+def partitions_written_after(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str], storage_id: int
+) -> set[str]:
+    """The partitions among `partitions` of `key` materialised after the event `storage_id`: a sensor that
+    reacts to an input's change skips the days already rebuilt since."""
+    found: set[str] = set()
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=key, asset_partitions=list(partitions), after_storage_id=storage_id
+            ),
+            limit=500,
+            cursor=cursor,
+        )
+        found |= {r.partition_key for r in result.records if r.partition_key}
+        if not result.has_more:
+            return found
+        cursor = result.cursor

@@ -80,6 +80,11 @@ CHANGED_LABELS = "changed_labels"
 CHANGED_FIRST_REPORT = "changed_labels_first_report_date"
 CHANGED_LAST_TRANSACTION = "changed_labels_last_transaction_date"
 _LABEL_DIFF_COLUMNS = "transaction_id, reported_at, tx_datetime"
+# Metadata of a cleaned/fx_rates or cleaned/terminals materialisation: the business dates already cleaned
+# that this version of the table would clean differently (transform.restated_days); the restatement
+# sensor reads it from the instance and re-cleans them.
+RESTATED_DAYS = "restated_days"
+RESTATED_DAYS_COUNT = "restated_days_count"
 
 
 def _label_changes(conn, table: str, had_table: bool) -> dict[str, object]:
@@ -107,13 +112,16 @@ def _reference_asset(
     quarantine: tuple[str, str] | None = None,
     track_label_changes: bool = False,
     judged_against_transactions: bool = False,
+    restates_cleaning: bool = False,
 ):
     """A reference table rebuilt from its raw table; with `quarantine` = (source, SQL), the rows it
     rejects go to that source's slice of cleaned.reference_quarantine, written first so a crash
     between the two writes leaves a visible (failing) reconciliation, never a silent drop. With
     `track_label_changes` (labels), the metadata says which labels the rebuild changed (`_label_changes`).
     With `judged_against_transactions` (labels), rows are judged against cleaned.transactions (empty
-    until its first materialisation), which is then an upstream asset too."""
+    until its first materialisation), which is then an upstream asset too. With `restates_cleaning` (FX
+    rates, terminals: cleaning reads them), the metadata lists the days already cleaned that the new
+    table would clean differently (`RESTATED_DAYS`; cleaned/sensors.py re-cleans them)."""
     table = f"cleaned.{name}"
 
     @dg.asset(
@@ -153,6 +161,10 @@ def _reference_asset(
                 extra["duplicates_removed"] = int(source_rows) - quarantined - written
             if track_label_changes:
                 extra.update(_label_changes(conn, table, had_table))
+            if restates_cleaning:
+                days = transform.restated_days(conn, name)
+                extra[RESTATED_DAYS] = dg.MetadataValue.json(days)
+                extra[RESTATED_DAYS_COUNT] = len(days)
             md = table_metadata(conn, table, descriptions=schemas.COLUMN_DESCRIPTIONS, extra=extra)
         md["rows_written"] = written
         return dg.MaterializeResult(metadata=md)
@@ -167,7 +179,9 @@ terminals = _reference_asset(
     "Terminal reference table for feature engineers and for cleaning (IANA time zone of each terminal "
     "converts processor B's local times): one row per terminal_id of the latest full merchants "
     "snapshot (a terminal it no longer lists is gone): merchant_id, mcc, country, currency, timezone, "
-    "x, y.",
+    "x, y. A terminal listed after days quarantined its transactions `unknown_terminal` re-cleans those "
+    "days (metadata `restated_days`, reference_restatement_sensor).",
+    restates_cleaning=True,
 )
 cards = _reference_asset(
     "cards",
@@ -183,12 +197,16 @@ fx_rates = _reference_asset(
     raw.fx_rates,
     "EUR reference FX rates, typed: one rate (quote currency units per EUR) per rate_date and "
     "quote_currency, a later-landed correction replacing the earlier value. Cleaning divides amounts "
-    "by the rate of the transaction's business date. Rows that cannot be used (malformed line, bad "
+    "by the rate of the transaction's business date (or the latest before it, at most 4 days old). "
+    "Rows that cannot be used (malformed line, bad "
     "date, base currency other than EUR, bad currency code, non-numeric or non-positive rate, a rate "
     "outside the sane band 0.001-10,000,000, two different rates for one day and currency in one file) are "
     "written with their reason and masked value to cleaned.reference_quarantine (source = fx_rates); "
-    "source_rows = rows_written + quarantined_rows + duplicates_removed (replaced versions).",
+    "source_rows = rows_written + quarantined_rows + duplicates_removed (replaced versions). A rate that "
+    "lands or is corrected after days were cleaned re-cleans the days it changes (metadata "
+    "`restated_days`, reference_restatement_sensor).",
     quarantine=("fx_rates", FX_QUARANTINE_SQL),
+    restates_cleaning=True,
 )
 labels = _reference_asset(
     "labels",

@@ -38,7 +38,7 @@ import pyarrow as pa
 from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.settings import REPORTING_CURRENCY
-from fraud_assets.lib.warehouse import sql_string
+from fraud_assets.lib.warehouse import sql_string, table_exists
 
 # A business date without a reference rate (weekend, holiday) converts with the latest rate published
 # before it, at most this many days old: Good Friday to Easter Monday is 4 (Thursday's rate on Monday).
@@ -149,6 +149,58 @@ RECONCILIATION_SQL = typed_select(
 REASON_COUNTS_SQL = (
     "SELECT _reason, count(*) FROM _verdicts WHERE _outcome = 'quarantined' GROUP BY 1 ORDER BY 1"
 )
+
+
+# Business dates already cleaned whose verdicts the reference tables as they are now would change: the
+# rows of a day are judged against the FX rates and terminals known when it was cleaned, and a rate or
+# terminal that lands later (a reference rate is published in the afternoon, a new terminal's first
+# transactions can come before the merchants snapshot that lists it) or is corrected restates the day.
+# Read by cleaned/fx_rates and cleaned/terminals after each rebuild; the restatement sensor re-cleans.
+RECONCILED = "cleaned.reconciliation"
+_CLEANED_DAYS = f"SELECT DISTINCT business_date FROM {RECONCILED}"
+RESTATED_BY_FX_SQL = f"""
+WITH rates_now AS (
+    SELECT d.business_date, fx.quote_currency AS currency, arg_max(fx.rate, fx.rate_date) AS rate
+    FROM ({_CLEANED_DAYS}) d JOIN cleaned.fx_rates fx ON fx.rate_date <= d.business_date
+        AND fx.rate_date >= d.business_date - CAST($max_age AS INTEGER)
+    GROUP BY ALL
+),
+converted AS (
+    SELECT DISTINCT business_date, currency, fx_rate FROM cleaned.transactions WHERE currency <> $reporting
+),
+unconverted AS (
+    SELECT DISTINCT business_date, upper(nullif(trim(offending_value), '')) AS currency
+    FROM cleaned.quarantine WHERE reason = 'unknown_currency'
+)
+SELECT c.business_date FROM converted c LEFT JOIN rates_now n USING (business_date, currency)
+WHERE n.rate IS DISTINCT FROM c.fx_rate
+UNION
+SELECT business_date FROM unconverted JOIN rates_now USING (business_date, currency)
+ORDER BY 1"""
+RESTATED_BY_TERMINALS_SQL = """
+SELECT DISTINCT q.business_date FROM cleaned.quarantine q JOIN cleaned.terminals t
+    ON t.terminal_id = CASE WHEN regexp_full_match(q.offending_value, ' *[0-9]{1,18} *')
+        THEN CAST(trim(q.offending_value) AS BIGINT) END
+WHERE q.reason = 'unknown_terminal'
+ORDER BY 1"""
+
+
+def restated_days(conn: duckdb.DuckDBPyConnection, reference: str) -> list[str]:
+    """The cleaned business dates whose cleaning `reference` (`fx_rates` or `terminals`, as the table is
+    now) would change: a day converted with another rate than it would get now, a day that quarantined
+    `unknown_currency` rows of a currency that has a rate now, or `unknown_terminal` rows of a terminal
+    that is listed now. Empty before the first cleaning."""
+    if not all(table_exists(conn, t) for t in ("cleaned.transactions", "cleaned.quarantine", RECONCILED)):
+        return []
+    if reference == "fx_rates":
+        rows = conn.execute(
+            RESTATED_BY_FX_SQL, {"max_age": FX_MAX_AGE_DAYS, "reporting": REPORTING_CURRENCY}
+        ).fetchall()
+    elif reference == "terminals":
+        rows = conn.execute(RESTATED_BY_TERMINALS_SQL).fetchall()
+    else:
+        raise ValueError(f"no cleaning rule reads {reference!r}")
+    return [str(day) for (day,) in rows]
 
 
 def _date_literals(keys: Sequence[str]) -> str:

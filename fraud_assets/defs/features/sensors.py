@@ -20,7 +20,7 @@ from fraud_assets.defs.cleaned.assets import CHANGED_FIRST_REPORT, CHANGED_LABEL
 from fraud_assets.defs.features.compute import LOOKBACK_DAYS
 from fraud_assets.defs.features.jobs import FEATURES, features_job
 from fraud_assets.lib.partitions import consecutive_blocks
-from fraud_assets.lib.runs import TAG_TRIGGER, days_request
+from fraud_assets.lib.runs import TAG_TRIGGER, days_request, partitions_written_after
 
 LABELS = dg.AssetKey(["cleaned", "labels"])
 TAG_CAUSE = "fraud_assets/lookback_cause"
@@ -37,22 +37,6 @@ def _label_span(record) -> tuple[dt.date, dt.date] | None:
     return dt.date.fromisoformat(value(CHANGED_FIRST_REPORT)), dt.date.fromisoformat(
         value(CHANGED_LAST_TRANSACTION)
     )
-
-
-def _featured_after(instance: dg.DagsterInstance, days: list[str], storage_id: int) -> set[str]:
-    """The days among `days` whose features were written after the event `storage_id`."""
-    found: set[str] = set()
-    cursor = None
-    while True:
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=FEATURES, asset_partitions=days, after_storage_id=storage_id),
-            limit=BATCH,
-            cursor=cursor,
-        )
-        found |= {r.partition_key for r in result.records if r.partition_key}
-        if not result.has_more:
-            return found
-        cursor = result.cursor
 
 
 def stale_feature_days(
@@ -77,7 +61,11 @@ def stale_feature_days(
             (first_report + dt.timedelta(days=i)).isoformat() for i in range((last - first_report).days + 1)
         ]
         window = [day for day in window if day in featured]
-        affected = set(window) - _featured_after(instance, window, record.storage_id) if window else set()
+        affected = (
+            set(window) - partitions_written_after(instance, FEATURES, window, record.storage_id)
+            if window
+            else set()
+        )
         if affected:
             stale |= affected
             causes.append(f"labels reported from {first_report.isoformat()}")
