@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.raw import ingest
@@ -114,16 +115,28 @@ def _empty_select(table: str) -> str:
     return f"SELECT {nulls} LIMIT 0"
 
 
-def _stage(cur, landing: LandingZone, files: pd.DataFrame, table: str, tokenizer) -> str:
-    if files.empty:
-        return _empty_select(table)
-    stage = (
-        ingest.stage_snapshot_files if table.split(".")[1] in SNAPSHOT_SOURCES else ingest.stage_text_files
-    )
-    try:
-        return stage(cur, landing.path, files, table, tokenizer)
-    except LandingChanged as exc:
-        raise dg.Failure(description=str(exc)) from None
+def _staged_rows(landing: LandingZone, files: pd.DataFrame, table: str, tokenizer) -> pa.Table:
+    """The raw rows of `files` for `table`: staged in a private in-memory database (ingest.staging), PANs
+    tokenised and masked there, returned as Arrow holding tokens and masked text only."""
+    snapshot = table.split(".")[1] in SNAPSHOT_SOURCES
+    stage_files = ingest.stage_snapshot_files if snapshot else ingest.stage_text_files
+    with ingest.staging() as stage:
+        try:
+            select = (
+                _empty_select(table)
+                if files.empty
+                else stage_files(stage, landing.path, files, table, tokenizer)
+            )
+        except LandingChanged as exc:
+            raise dg.Failure(description=str(exc)) from None
+        return ingest.fetch_rows(stage, select)
+
+
+def _rows_per_feed(rows: pa.Table) -> list[tuple[str, int, int]]:
+    """(feed, rows, malformed lines) of staged authorisation rows."""
+    counts = rows.group_by("feed").aggregate([("feed", "count"), ("malformed_reason", "count")])
+    columns = [counts.column(c).to_pylist() for c in ("feed", "feed_count", "malformed_reason_count")]
+    return list(zip(*columns, strict=True))
 
 
 def _chunks(cur, keys: Sequence[str]) -> list[list[str]]:
@@ -156,20 +169,9 @@ def ingest_authorizations(conn, landing: LandingZone, tokenizer, keys: Sequence[
     try:
         for chunk in _chunks(cur, list(keys)):
             files = _ingested_files(cur, "authorizations", chunk)
-            with ingest.staging() as stage:
-                rows = ingest.fetch_rows(
-                    stage, _stage(stage, landing, files, "raw.authorizations", tokenizer)
-                )
-                per_feed = (
-                    stage.execute(
-                        "SELECT f.feed, count(*), count(r.malformed_reason) FROM _raw_rows r "
-                        "JOIN _landed_files f ON f.file_index = r.file_index GROUP BY ALL"
-                    ).fetchall()
-                    if not files.empty
-                    else []
-                )
+            rows = _staged_rows(landing, files, "raw.authorizations", tokenizer)
             replace_partition(cur, "raw.authorizations", rows, "business_date", chunk)
-            for feed, n, malformed in per_feed:
+            for feed, n, malformed in _rows_per_feed(rows):
                 counts[feed] = counts.get(feed, 0) + int(n)
                 counts["malformed"] += int(malformed)
     finally:
@@ -243,9 +245,7 @@ def _reference_asset(source: str, what: str, for_whom: str):
             cur = conn.cursor()
             try:
                 files = _ingested_files(cur, source)
-                with ingest.staging() as stage:
-                    rows = ingest.fetch_rows(stage, _stage(stage, landing, files, table, tokenizer))
-                replace_table(cur, table, rows)
+                replace_table(cur, table, _staged_rows(landing, files, table, tokenizer))
             finally:
                 cur.close()
             md = table_metadata(conn, table, descriptions=COLUMN_DESCRIPTIONS, extra={"files": len(files)})
