@@ -49,21 +49,28 @@ def test_gate_and_monitoring_report_the_same_card_precision_on_the_same_days(tmp
 
 def test_the_alert_queue_takes_the_cards_card_precision_counts_ties_included():
     """CP@k is the share of frauds among the k cards investigators review: the same cards, whatever the
-    ties (here card_b's transaction comes first, card_a's token does)."""
-    from fraud_assets.defs.scoring.fraud_alerts import TOP_CARDS_SQL
+    ties (here card_b's transaction comes first, card_a's token does), and without the cards known
+    compromised by the day's start (card_z, reported the evening before)."""
+    from fraud_assets.defs.scoring.fraud_alerts import KNOWN_CARD, TOP_CARDS_SQL
 
     rows = pd.DataFrame(
         {
-            "business_date": pd.to_datetime(["2018-08-08"] * 3),
-            "transaction_id": [1, 2, 3],
-            "card_token": ["card_b", "card_a", "card_c"],
-            "score": [0.9, 0.9, 0.5],
+            "business_date": pd.to_datetime(["2018-08-08"] * 4),
+            "transaction_id": [1, 2, 3, 4],
+            "card_token": ["card_b", "card_a", "card_c", "card_z"],
+            "score": [0.9, 0.9, 0.5, 0.99],
             "model_version": "v1",
-            "label": [0, 1, 0],
+            "label": [0, 1, 0, 1],
         }
     )
+    known_since = pd.Series({"card_z": pd.Timestamp("2018-08-07 21:00")})
     with duckdb.connect() as conn:
+        conn.execute("CREATE SCHEMA cleaned")
+        conn.execute(
+            "CREATE TABLE cleaned.labels AS "
+            "SELECT 'card_z' AS card_token, TIMESTAMP '2018-08-07 21:00' AS reported_at"
+        )
         conn.register("scores", rows)
-        queued = conn.execute(TOP_CARDS_SQL.format(scores="scores", where="true"), [1]).df()
+        queued = conn.execute(TOP_CARDS_SQL.format(scores="scores", where="true", known=KNOWN_CARD), [1]).df()
     assert queued["card_token"].tolist() == ["card_a"]
-    assert card_precision_at_k(rows, 1)[0] == 1.0
+    assert card_precision_at_k(rows, 1, known_since=known_since)[0] == 1.0

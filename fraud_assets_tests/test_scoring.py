@@ -89,6 +89,13 @@ def test_rescoring_a_day_replaces_its_scores(scored: Path):
     assert col_type == "DATE"
 
 
+# The cards scored on a day that were not known compromised by its start (no fraud reported by then).
+UNKNOWN_CARDS = (
+    "FROM scoring.transaction_scores s WHERE business_date = ?::DATE AND card_token NOT IN "
+    "(SELECT card_token FROM cleaned.labels WHERE reported_at <= CAST(s.business_date AS TIMESTAMP))"
+)
+
+
 def test_each_day_has_k_alerts_one_per_card_ranked_by_score(scored: Path):
     with connect(scored) as conn:
         for day in DAYS:
@@ -98,10 +105,38 @@ def test_each_day_has_k_alerts_one_per_card_ranked_by_score(scored: Path):
             assert len(alerts) == 50
             assert alerts["card_token"].is_unique
             assert alerts["score"].is_monotonic_decreasing
-            top_card_score = conn.execute(
-                "SELECT max(score) FROM scoring.transaction_scores WHERE business_date = ?::DATE", [day]
-            ).fetchone()[0]
+            top_card_score = conn.execute(f"SELECT max(score) {UNKNOWN_CARDS}", [day]).fetchone()[0]
             assert alerts["score"].iloc[0] == pytest.approx(top_card_score)
+
+
+def test_cards_known_compromised_are_left_out_of_the_queue_unless_configured(scored: Path):
+    """A card with a fraud reported by the day's start is blocked: a slot on it finds nothing new, and
+    Card Precision@k leaves it out too. The switch puts it back."""
+    day = DAYS[0]
+    with connect(scored) as conn:
+        known = {
+            t
+            for (t,) in conn.execute(
+                "SELECT DISTINCT card_token FROM scoring.transaction_scores s WHERE business_date = ?::DATE "
+                "AND card_token IN (SELECT card_token FROM cleaned.labels "
+                "WHERE reported_at <= CAST(s.business_date AS TIMESTAMP))",
+                [day],
+            ).fetchall()
+        }
+        by_score = [
+            t
+            for (t,) in conn.execute(
+                "SELECT card_token FROM scoring.transaction_scores WHERE business_date = ?::DATE "
+                "GROUP BY card_token ORDER BY max(score) DESC, card_token LIMIT 50",
+                [day],
+            ).fetchall()
+        ]
+    assert known & set(by_score), "the world must put known-compromised cards among the day's top scores"
+    left_out = set(_alerts(scored, [day])["card_token"])
+    assert not left_out & known
+    with_known = _alerts(scored, [day], include_known_compromised=True)
+    assert list(with_known["card_token"]) == by_score
+    _alerts(scored, [day])  # the module's other tests read the default queue
 
 
 def test_alerts_name_the_features_that_drove_the_score(scored: Path):
@@ -113,7 +148,7 @@ def test_alerts_name_the_features_that_drove_the_score(scored: Path):
     assert drivers["driver_1"].isin(signal).mean() > 0.5
 
 
-def _alerts(data_dir: Path, days: list[str], top_k: int = 50):
+def _alerts(data_dir: Path, days: list[str], top_k: int = 50, include_known_compromised: bool = False):
     """Materialise scoring/fraud_alerts alone for `days` (one run: a single day or a range); its rows."""
     instance = dg.DagsterInstance.ephemeral()
     partition = (
@@ -130,7 +165,13 @@ def _alerts(data_dir: Path, days: list[str], top_k: int = 50):
         [fraud_alerts],
         instance=instance,
         resources=build_resources(data_dir, TEST_PAN_KEY),
-        run_config={"ops": {"scoring__fraud_alerts": {"config": {"top_k": top_k}}}},
+        run_config={
+            "ops": {
+                "scoring__fraud_alerts": {
+                    "config": {"top_k": top_k, "include_known_compromised": include_known_compromised}
+                }
+            }
+        },
         **partition,
     )
     assert result.success
@@ -162,8 +203,7 @@ def test_a_day_with_fewer_cards_than_k_alerts_on_every_card(scored: Path):
     with connect(scored) as conn:
         n_alerts, n_cards = conn.execute(
             "SELECT (SELECT count(*) FROM scoring.fraud_alerts WHERE business_date = ?::DATE), "
-            "(SELECT count(DISTINCT card_token) FROM features.transaction_features "
-            "WHERE business_date = ?::DATE)",
+            f"(SELECT count(DISTINCT card_token) {UNKNOWN_CARDS})",
             [DAYS[0], DAYS[0]],
         ).fetchone()
     assert n_alerts == n_cards

@@ -8,6 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from fraud_assets.defs.models.common import LABELS_TABLE
 from fraud_assets.defs.scoring.common import (
     ALERTS_TABLE,
     FEATURES_TABLE,
@@ -19,7 +20,7 @@ from fraud_assets.defs.scoring.common import (
 from fraud_assets.defs.scoring.schemas import ALERTS_COLUMNS, ALERTS_DESCRIPTIONS, DEFAULT_N_DRIVERS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, day_batches
-from fraud_assets.lib.warehouse import replace_partition, table_metadata
+from fraud_assets.lib.warehouse import replace_partition, table_exists, table_metadata
 from fraud_assets.resources import ModelStore
 
 SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
@@ -31,12 +32,24 @@ class FraudAlertsConfig(dg.Config):
         default=DEFAULT_N_DRIVERS,
         description="Features listed as the reasons for each alert (columns driver_1..driver_<n>).",
     )
+    include_known_compromised: bool = Field(
+        default=False,
+        description=(
+            "Also queue cards already known compromised (a fraud reported by the day's start). Off: such a "
+            "card is blocked once its fraud is reported, so a slot on it finds nothing new."
+        ),
+    )
 
 
 # Per business date, each card's highest-scoring transaction (ties: the smaller transaction_id), and the k
 # cards whose such score is highest (ties: the smaller card token, as Card Precision@k ranks them in
-# lib/metrics.py, so CP@k is the share of frauds among exactly these cards), with the card's transactions
-# of the day.
+# lib/metrics.py), with the card's transactions of the day. A card known compromised by the day's start
+# (a fraud reported by then: the rule of the gate's test days and of monitoring) is blocked, so it is left
+# out unless configured: on a simulated day such cards took most of the 100 places.
+KNOWN_CARD = (
+    f"EXISTS (SELECT 1 FROM {LABELS_TABLE} l WHERE l.card_token = s.card_token "
+    "AND l.reported_at <= CAST(s.business_date AS TIMESTAMP))"
+)
 TOP_CARDS_SQL = """
 SELECT business_date, transaction_id, card_token, score, model_version, card_transactions_today,
        alert_rank
@@ -47,7 +60,7 @@ FROM (
         SELECT *, row_number() OVER (PARTITION BY business_date, card_token
                                      ORDER BY score DESC, transaction_id) AS card_rank,
                count(*) OVER (PARTITION BY business_date, card_token) AS card_transactions_today
-        FROM {scores} WHERE {where}
+        FROM {scores} s WHERE {where} AND NOT {known}
     )
     WHERE card_rank = 1
 )
@@ -82,17 +95,23 @@ ALERT_BATCH_ROWS = 2_000_000
 
 def alerts_for_days(
     conn, days: list[str], config: FraudAlertsConfig, model_store: ModelStore, models: dict | None = None
-) -> tuple[pd.DataFrame, int]:
-    """The alert rows of these business days and the number of cards scored on them: the queue ranked
+) -> tuple[pd.DataFrame, int, int]:
+    """The alert rows of these business days, the cards scored on them and how many of those were left out
+    as known compromised (per day and card): the queue ranked
     in SQL (TOP_CARDS_SQL), one read of the alerts' features and the days' medians, one batched predict
     per model version (one unless the champion changed within the range), each model loaded once per
     `models` cache."""
     models = {} if models is None else models
     where = dates_filter(days)
-    top = conn.execute(TOP_CARDS_SQL.format(scores=SCORES_TABLE, where=where), [config.top_k]).df()
-    n_cards = conn.execute(
-        f"SELECT count(*) FROM (SELECT DISTINCT business_date, card_token FROM {SCORES_TABLE} WHERE {where})"
-    ).fetchone()[0]
+    leave_out = not config.include_known_compromised and table_exists(conn, LABELS_TABLE)
+    known = KNOWN_CARD if leave_out else "FALSE"
+    top = conn.execute(
+        TOP_CARDS_SQL.format(scores=SCORES_TABLE, where=where, known=known), [config.top_k]
+    ).df()
+    n_cards, n_known = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {known}) "
+        f"FROM (SELECT DISTINCT business_date, card_token FROM {SCORES_TABLE} WHERE {where}) s"
+    ).fetchone()
     feats = conn.execute(
         f"SELECT * EXCLUDE (card_token, business_date) FROM {FEATURES_TABLE} "
         f"WHERE {where} AND transaction_id IN (SELECT unnest(?))",
@@ -139,7 +158,7 @@ def alerts_for_days(
             "created_at": datetime.now(UTC).replace(tzinfo=None),
         }
     )
-    return alerts, int(n_cards)
+    return alerts, int(n_cards), int(n_known)
 
 
 @dg.asset(
@@ -157,8 +176,10 @@ def alerts_for_days(
         "Daily alert queue for fraud investigators: the top-k cards of the business day (k configurable, "
         "default 100) ranked by each card's highest transaction score, with that transaction, its score, "
         "the model version, and the features that drove the score (occlusion: the features whose "
-        "replacement by the day's median lowers the score most). Fewer than k rows only if the day has "
-        "fewer cards."
+        "replacement by the day's median lowers the score most). Cards known compromised by the day's "
+        "start (a fraud reported) are left out, as Card Precision@k leaves them out (config "
+        "`include_known_compromised`; metadata `known_compromised_cards_left_out`). Fewer than k rows only "
+        "if the day has fewer other cards."
     ),
 )
 def fraud_alerts(
@@ -180,9 +201,9 @@ def fraud_alerts(
             alerts_for_days(conn, batch, config, model_store, models)
             for batch in day_batches(days, counts, ALERT_BATCH_ROWS)
         ]
-        frames = [a for a, _ in parts if not a.empty] or [parts[0][0]]
+        frames = [a for a, _, _ in parts if not a.empty] or [parts[0][0]]
         alerts = pd.concat(frames, ignore_index=True)
-        n_cards = sum(c for _, c in parts)
+        n_cards, n_known = (sum(part[i] for part in parts) for i in (1, 2))
         n = replace_partition(conn, ALERTS_TABLE, alerts, "business_date", days)
         md = table_metadata(
             conn,
@@ -195,6 +216,7 @@ def fraud_alerts(
                 "alerts": n,
                 "top_k": config.top_k,
                 "cards_scored": n_cards,
+                "known_compromised_cards_left_out": n_known,
                 "min_alert_score": float(alerts["score"].min()) if n else 0.0,
                 "max_alert_score": float(alerts["score"].max()) if n else 0.0,
             },
