@@ -282,3 +282,24 @@ def test_events_deleted_from_the_end_of_the_ledger_are_refused_even_after_a_new_
     assert "events were removed from the end of the ledger" in failure_message(decision)
     # Without Dagster's record (a new instance) the same ledger loads: the anchor is what tells.
     assert run_job(world, "scoring_job", partition="2018-08-14").success
+
+
+def test_an_emergency_disable_whose_run_fails_after_its_append_cannot_be_deleted_unseen(world: Path):
+    """Whoever can write the data directory can fail the decision's step after the event was appended
+    (here: an unreadable model card of the fallback), so the step never materialises; the head it left
+    is in Dagster's event log all the same, and deleting the disable is refused."""
+    instance = dg.DagsterInstance.ephemeral()
+    champion, pending = _state(world)
+    assert decide(world, "approve", approver="erin", version=pending, reason="go", instance=instance).success
+    (world / "models" / "cards" / f"{champion}.embedded.md").write_bytes(b"\xff\xfe not utf-8")
+    failed = decide(world, "disable", approver="oncall", version=pending, reason="INC-9", instance=instance)
+    assert not failed.success
+    with connect(world) as conn:
+        assert registry.version_status(conn, pending) == "disabled"  # the switch took effect...
+        conn.execute(
+            "DELETE FROM models.model_events WHERE event_id = (SELECT max(event_id) FROM models.model_events)"
+        )
+        assert registry.current_alias(conn, registry.CHAMPION) == pending  # ...and was cut off the ledger
+    scoring = run_job(world, "scoring_job", partition="2018-08-14", instance=instance)
+    assert not scoring.success
+    assert "events were removed from the end of the ledger" in failure_message(scoring)

@@ -407,29 +407,39 @@ def head_metadata(chain: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def head_observation(asset_key: Any, event: dict[str, Any]) -> Any:
+    """An AssetObservation naming the head a ledger writer just appended (`event`), to log at once: a step
+    that fails after its append (and so never materialises) still leaves the head in Dagster's event log,
+    so the event cannot be deleted unseen (an emergency disable whose run failed later is still one)."""
+    import dagster as dg
+
+    return dg.AssetObservation(asset_key=asset_key, metadata=head_metadata([event]))
+
+
 def recorded_anchor(instance: Any) -> Anchor | None:
     """The highest head the ledger writers recorded in `instance` (a DagsterInstance): for each writer its
-    newest materialisation that names a head and came from a run (a runless "Report materialization"
-    from the UI or the API is nobody's write and is passed over, so it cannot hide the head). None when
-    no writer ever recorded one."""
+    newest materialisation, and its newest observation (head_observation), that names a head and came
+    from a run (a runless "Report materialization" from the UI or the API is nobody's write and is passed
+    over, so it cannot hide the head). None when no writer ever recorded one."""
     import dagster as dg
 
     anchors = []
     for key in LEDGER_WRITERS:
-        cursor, found = None, None
-        while found is None:
-            page = instance.fetch_materializations(dg.AssetKey(list(key)), limit=100, cursor=cursor)
-            found = next((a for rec in page.records if (a := _anchor_of(rec)) is not None), None)
-            if not page.has_more:
-                break
-            cursor = page.cursor
-        if found is not None:
-            anchors.append(found)
+        for fetch in (instance.fetch_materializations, instance.fetch_observations):
+            cursor, found = None, None
+            while found is None:
+                page = fetch(dg.AssetKey(list(key)), limit=100, cursor=cursor)
+                found = next((a for rec in page.records if (a := _anchor_of(rec)) is not None), None)
+                if not page.has_more:
+                    break
+                cursor = page.cursor
+            if found is not None:
+                anchors.append(found)
     return max(anchors, key=lambda a: a.event_id, default=None)
 
 
 def _anchor_of(record: Any) -> Anchor | None:
-    md = record.asset_materialization.metadata if record.asset_materialization else {}
+    md = record.asset_event.metadata if record.asset_event else {}
     if not record.run_id or HEAD_ID_KEY not in md:
         return None
     signature = md.get(HEAD_SIGNATURE_KEY)

@@ -25,6 +25,7 @@ from fraud_assets.lib.registry import (
     current_alias,
     get_version,
     head_metadata,
+    head_observation,
     pending_request,
     pending_version,
     verify_chain,
@@ -93,11 +94,12 @@ def approval_request(
             launched_by, established_by = training_launcher(context.instance, trained)
             waiting = pending_version(conn)
             if waiting is not None:
-                append_event(
+                superseded = append_event(
                     conn, signer, SUPERSEDED, model_version=waiting, actor=GATE_ACTOR,
                     reason=f"superseded by {version} (training run {context.run.run_id})",
                     run_id=context.run.run_id,
                 )  # fmt: skip
+                context.log_event(head_observation(context.asset_key, superseded))
             pack = build_evidence(
                 conn,
                 model_store.path,
@@ -109,11 +111,12 @@ def approval_request(
                 gate_reason=gate.reason,
             )
             path, digest, markdown = write_evidence(model_store.path, pack)
-            append_event(
+            requested = append_event(
                 conn, signer, PENDING_APPROVAL, model_version=version, actor=GATE_ACTOR,
                 launched_by=launched_by, reason=gate.reason, evidence_path=path, evidence_sha256=digest,
                 run_id=context.run.run_id,
             )  # fmt: skip
+            context.log_event(head_observation(context.asset_key, requested))
             action = f"{version} awaits approval (training launched by {launched_by}, {established_by})"
         md = table_metadata(
             conn,

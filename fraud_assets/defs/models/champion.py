@@ -38,6 +38,7 @@ from fraud_assets.lib.registry import (
     current_alias,
     ensure_registry,
     get_version,
+    head_observation,
     pending_version,
     verify_chain,
     verify_registry,
@@ -157,6 +158,8 @@ def champion(
                 )
                 return
             event, evidence_md = done
+        # Anchored now, before anything below can fail the step (docs/governance.md, the head).
+        context.log_event(head_observation(context.asset_key, event))
         head = verify_registry(conn, model_store.signer())
         current = current_alias(conn, CHAMPION)
         md = table_metadata(

@@ -39,6 +39,7 @@ from fraud_assets.lib.registry import (
     ensure_registry,
     get_version,
     head_metadata,
+    head_observation,
     move_alias,
     verify_chain,
 )
@@ -227,7 +228,7 @@ def evaluation(
             conn, EXPECTED_COST_TABLE, pd.concat(costs, ignore_index=True), "model_version", versions
         )
         if current_alias(conn, CHALLENGER) != best:
-            move_alias(
+            chosen = move_alias(
                 conn,
                 CHALLENGER,
                 best,
@@ -235,6 +236,7 @@ def evaluation(
                 context.run.run_id,
                 signer=signer,
             )
+            context.log_event(head_observation(context.asset_key, chosen))
         md = table_metadata(
             conn,
             EVALUATION_TABLE,
