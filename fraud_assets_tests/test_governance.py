@@ -303,3 +303,22 @@ def test_an_emergency_disable_whose_run_fails_after_its_append_cannot_be_deleted
     scoring = run_job(world, "scoring_job", partition="2018-08-14", instance=instance)
     assert not scoring.success
     assert "events were removed from the end of the ledger" in failure_message(scoring)
+
+
+def test_disabling_the_champion_does_not_hand_it_to_a_former_champion_the_disabler_trained(world: Path):
+    """The fallback of a disable puts a withdrawn model back, like a rollback: the trainer of a former
+    champion who may not roll back to it may not get it back by disabling the one that replaced it."""
+    bootstrap_champion, pending = _state(world)  # pending trained by TRAINER
+    assert decide(world, "approve", approver="erin", version=pending, reason="MRM-8").success
+    assert decide(world, "rollback", approver="oncall", version=bootstrap_champion, reason="INC-10").success
+    assert "four eyes" in failure_message(
+        decide(world, "rollback", approver=TRAINER, version=pending, reason="it was fine")
+    )
+    assert decide(
+        world, "disable", approver=TRAINER, version=bootstrap_champion, reason="INC-11", user=TRAINER
+    ).success
+    with connect(world) as conn:
+        assert registry.version_status(conn, bootstrap_champion) == "disabled"
+        assert registry.current_alias(conn, registry.CHAMPION) is None  # not TRAINER's own model
+    assert decide(world, "rollback", approver="frank", version=pending, reason="INC-11 reviewed").success
+    assert _state(world)[0] == pending

@@ -6,7 +6,8 @@
 - rollback: the champion alias moves back to a former champion (the latest one by default), by someone
   other than the identity that launched its training (putting a withdrawn model back is a promotion);
 - disable: the emergency switch; the version is never loaded again, and if it was the champion the
-  alias falls back to the latest former champion that still loads.
+  alias falls back to the latest former champion that still loads and that the person disabling did not
+  train (the fallback is a rollback: four eyes).
 Each decision appends one signed, chained event to models.model_events with who, when, why and the
 SHA-256 of the evidence pack it was taken on. A refused decision fails the run (and is alerted).
 """
@@ -154,10 +155,18 @@ def _rollback(ctx: dict, version: str) -> tuple[dict, str]:
 
 def _loadable_fallback(ctx: dict, disabled: str) -> str | None:
     """The most recent former champion that still loads (verified row, artifact hash, trust list): a
-    fallback that cannot score would only move the failure to the next scoring run. None when none
-    loads: scoring then stops with a clear error until a person approves a challenger."""
+    fallback that cannot score would only move the failure to the next scoring run. Never one whose
+    training the person disabling launched: the fallback puts a withdrawn model back, as a rollback does
+    (four eyes). None when none qualifies: scoring then stops with a clear error until a person approves
+    a challenger or rolls back."""
     for v in former_champions(ctx["conn"]):
         if v == disabled:
+            continue
+        if same_identity(ctx["approver"], (pending_request(ctx["conn"], v) or {}).get("launched_by")):
+            ctx["log"].warning(
+                f"former champion {v} cannot take over: {ctx['approver']} launched its training (four eyes: "
+                "another person may roll back to it)"
+            )
             continue
         try:
             ctx["store"].load(ctx["conn"], v)
