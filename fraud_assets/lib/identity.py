@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import unicodedata
 from collections.abc import Mapping
 
 USER_TAG = "dagster/user"
@@ -43,7 +44,13 @@ def run_launcher(tags: Mapping[str, str]) -> tuple[str, str]:
 
 
 def normalise(identity: str | None) -> str:
-    return " ".join((identity or "").split()).casefold()
+    """One form for the spellings of a name that read alike: compatibility forms folded (NFKC: full-width
+    letters, ligatures), invisible format characters dropped (zero-width spaces and joiners, direction
+    marks), whitespace runs collapsed, case folded. Four eyes compares names: `dana` and its full-width or
+    zero-width-spaced spellings are one person in the audit trail, so they are one identity here."""
+    text = unicodedata.normalize("NFKC", identity or "")
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return unicodedata.normalize("NFKC", " ".join(text.split()).casefold())
 
 
 def same_identity(a: str | None, b: str | None) -> bool:
