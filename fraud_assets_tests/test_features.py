@@ -176,6 +176,23 @@ def test_amount_to_earlier_max_and_older_mean_terminal_novelty_and_hour_band_fol
     assert f.loc[2, "card_hour_band_share_30d"] == pytest.approx(1 / 2)
 
 
+def test_amount_zscore_is_0_after_constant_amounts_however_large_and_follows_a_varied_history():
+    conn = duckdb.connect()
+    _hand_built(
+        conn,
+        [
+            *[(i, f"2018-05-0{i} 12:00:00", "A", 1, 129438.26) for i in range(1, 5)],
+            (5, "2018-05-06 12:00:00", "A", 1, 258876.52),  # twice the constant amount
+            *[(10 + i, f"2018-05-0{i} 12:00:00", "B", 1, 10.0 * i) for i in range(1, 4)],
+            (14, "2018-05-06 12:00:00", "B", 1, 40.0),
+        ],
+    )
+    f = compute_features(conn, ["2018-05-06"]).set_index("transaction_id")
+    # constant others: no spread to measure against, whatever the rounding of their sums of squares
+    assert f.loc[5, "card_amount_zscore_30d"] == 0.0
+    assert f.loc[14, "card_amount_zscore_30d"] == pytest.approx((40 - 20) / 10)
+
+
 BRUTE_FORCE_COLUMNS = (
     "card_nb_tx_1h",
     "card_nb_tx_1d",

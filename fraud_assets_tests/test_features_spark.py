@@ -35,6 +35,7 @@ from fraud_assets_tests.conftest import TEST_PAN_KEY, TEST_REGISTRY_KEY
 pytestmark = pytest.mark.slow  # a Spark session and two engines' runs: minutes, not seconds
 
 TIES = 25
+CONSTANT_CARD_IDS, CONSTANT_AMOUNT = 20_000_000_000, 129438.26
 ASSET = "features__transaction_features"
 EXACT_COLUMNS = ("business_date", "tx_datetime", "card_token", "terminal_id")
 
@@ -53,6 +54,16 @@ def _cleaned_world(data_dir: Path) -> list[str]:
             SELECT * REPLACE (transaction_id + 10000000000 AS transaction_id,
                               (SELECT min(terminal_id) FROM cleaned.terminals) AS terminal_id)
             FROM cleaned.transactions USING SAMPLE reservoir({TIES} ROWS) REPEATABLE (11)""")
+        # A card with constant large amounts, then twice the amount: rounding of their sums of squares.
+        conn.execute(f"""
+            INSERT INTO staged SELECT * EXCLUDE (d) REPLACE (
+                {CONSTANT_CARD_IDS} + d AS transaction_id,
+                business_date + CAST(d AS INTEGER) AS business_date,
+                tx_datetime + to_days(CAST(d AS INTEGER)) AS tx_datetime,
+                tx_datetime_local + to_days(CAST(d AS INTEGER)) AS tx_datetime_local,
+                repeat('c', 64) AS card_token, {CONSTANT_AMOUNT} * (1 + (d = 4)::INTEGER) AS tx_amount,
+                {CONSTANT_AMOUNT} * (1 + (d = 4)::INTEGER) * fx_rate AS amount_original)
+            FROM (SELECT * FROM cleaned.transactions ORDER BY transaction_id LIMIT 1), range(5) AS r(d)""")
         conn.execute(
             "CREATE TEMP TABLE cards_kept AS SELECT * FROM cleaned.cards "
             "WHERE card_token <> (SELECT min(card_token) FROM cleaned.cards)"
@@ -146,6 +157,16 @@ def test_every_column_is_equal_on_every_row(runs):
     assert spark.index.equals(by_duckdb.index)
     differing = {c: _mismatches(spark[c], by_duckdb[c], c) for c, _ in COLUMNS[1:]}
     assert {c: n for c, n in differing.items() if n} == {}
+
+
+def test_both_engines_give_a_zscore_of_0_after_constant_amounts(runs):
+    last = CONSTANT_CARD_IDS + 4
+    assert runs["duckdb"].loc[last, "tx_amount"] == 2 * CONSTANT_AMOUNT
+    assert (
+        runs["duckdb"].loc[last, "card_amount_zscore_30d"]
+        == runs["spark"].loc[last, "card_amount_zscore_30d"]
+        == 0
+    )
 
 
 def test_spark_output_passes_the_feature_checks(runs):

@@ -12,6 +12,11 @@ from fraud_assets.defs.features.windows import US_PER_DAY
 
 SECONDS_30_DAYS = 30 * 86400.0
 ZSCORE_CLIP = 20.0
+# Amounts count as constant when their sample variance is at most 1e-6 EUR^2 or 1e-12 of their squared
+# mean. The variance is a difference of sums of squares: on constant amounts its rounding leaves up to
+# ~1e-15 of the squared mean (~1e-13 with Spark's float sums), above 1e-6 EUR^2 from ~30,000 EUR on, and
+# an absolute bound alone then turns a constant history into a z-score of +-20.
+CONSTANT_VAR, CONSTANT_REL_VAR = 1e-6, 1e-12
 
 
 def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
@@ -31,7 +36,8 @@ def card_amount_stats(
         mean_prev = sum_prev / n_prev
         var_prev = (sumsq_30d - amount * amount - sum_prev * sum_prev / n_prev) / (n_prev - 1)
         ratio = np.where((n_prev > 0) & (sum_prev > 0), amount / mean_prev, 1.0)
-        usable = (n_prev >= 2) & (var_prev > 1e-6)
+        constant = var_prev <= np.maximum(CONSTANT_VAR, CONSTANT_REL_VAR * mean_prev * mean_prev)
+        usable = (n_prev >= 2) & ~constant
         z = np.where(usable, (amount - mean_prev) / np.sqrt(np.where(usable, var_prev, 1.0)), 0.0)
     return {
         "card_amount_ratio_30d": ratio,

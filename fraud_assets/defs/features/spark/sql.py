@@ -49,6 +49,7 @@ HOUR_BAND_HOURS = 4  # the card's hour-of-day profile: local hours in bands 0-3,
 RECENT_WINDOWS = {"7d": 7, "28d": 28}
 SECONDS_30_DAYS = 30 * 86400.0
 ZSCORE_CLIP = 20.0
+CONSTANT_VAR, CONSTANT_REL_VAR = 1e-6, 1e-12  # constant amounts: rows.CONSTANT_VAR, rows.CONSTANT_REL_VAR
 # DuckDB type of a table column -> Spark SQL type of the written Parquet (TIMESTAMP_NTZ: DuckDB reads it as
 # a plain TIMESTAMP, no zone conversion).
 SPARK_TYPES = {
@@ -75,12 +76,15 @@ def _flag(condition: str) -> str:
     return f"CAST(coalesce({condition}, false) AS INT)"
 
 
-# (n_prev, sum_prev, mean_prev, var_prev) of rows.card_amount_stats, same operations in the same order.
+# (n_prev, sum_prev, mean_prev, var_prev) of rows.card_amount_stats, same operations in the same order;
+# NULL where a divisor is 0 (ANSI mode raises on a division by zero, and Spark may evaluate a shared
+# subexpression before the CASE that guards it).
 _N_PREV = "(card_nb_tx_30d - 1)"
 _SUM_PREV = "(card_sum_30d - tx_amount)"
-_MEAN_PREV = f"({_SUM_PREV} / {_N_PREV})"
+_MEAN_PREV = f"({_SUM_PREV} / nullif({_N_PREV}, 0))"
 _VAR_PREV = (
-    f"((card_sumsq_30d - tx_amount * tx_amount - {_SUM_PREV} * {_SUM_PREV} / {_N_PREV}) / ({_N_PREV} - 1))"
+    f"((card_sumsq_30d - tx_amount * tx_amount - {_SUM_PREV} * {_SUM_PREV} / nullif({_N_PREV}, 0))"
+    f" / nullif({_N_PREV} - 1, 0))"
 )
 _HAS_PREV = "prev_us IS NOT NULL"
 
@@ -112,7 +116,8 @@ COLUMN_SQL: dict[str, str] = {
         f"CASE WHEN {_N_PREV} > 0 AND {_SUM_PREV} > 0 THEN tx_amount / {_MEAN_PREV} ELSE 1.0 END"
     ),
     "card_amount_zscore_30d": (
-        f"greatest(-{ZSCORE_CLIP}, least({ZSCORE_CLIP}, CASE WHEN {_N_PREV} >= 2 AND {_VAR_PREV} > 1e-6 "
+        f"greatest(-{ZSCORE_CLIP}, least({ZSCORE_CLIP}, CASE WHEN {_N_PREV} >= 2 AND {_VAR_PREV} > "
+        f"greatest({CONSTANT_VAR}, {CONSTANT_REL_VAR} * {_MEAN_PREV} * {_MEAN_PREV}) "
         f"THEN (tx_amount - {_MEAN_PREV}) / sqrt({_VAR_PREV}) ELSE 0.0 END))"
     ),
     "card_secs_since_prev_tx": f"CASE WHEN {_HAS_PREV} THEN (us - prev_us) / 1e6 ELSE {SECONDS_30_DAYS} END",
