@@ -474,6 +474,23 @@ def test_one_day_computed_alone_equals_the_same_day_of_a_full_backfill(warehouse
     )
 
 
+def test_features_do_not_depend_on_the_order_a_scan_returns_the_staged_rows_in(warehouse, monkeypatch):
+    # With preserve_insertion_order off, DuckDB returns a SELECT without ORDER BY in any order.
+    keys = _keys(warehouse)
+    expected = compute_features(warehouse, keys)
+    read = compute._arrays
+
+    def any_order(conn, sql):
+        arrays = read(conn, sql)
+        if "ORDER BY" in sql:
+            return arrays
+        shuffled = np.random.default_rng(1).permutation(len(next(iter(arrays.values()))))
+        return {name: values[shuffled] for name, values in arrays.items()}
+
+    monkeypatch.setattr(compute, "_arrays", any_order)
+    pd.testing.assert_frame_equal(compute_features(warehouse, keys), expected)
+
+
 def test_a_backfill_written_in_several_passes_equals_one_pass(warehouse):
     keys = _keys(warehouse)
     write_features(warehouse, keys)

@@ -198,15 +198,27 @@ def _arrays(conn: duckdb.DuckDBPyConnection, sql: str) -> dict[str, np.ndarray]:
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
+def _in_card_order(tx: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The staged transactions in the card windows' order (card, time, transaction id). feature_inputs is
+    written in that order, but a scan returns insertion order only while DuckDB's preserve_insertion_order
+    is on (the default; a deployment may turn it off to save memory): checked in one pass, sorted if not."""
+    card, us, tid = (tx[c].astype(np.int64) for c in ("card_id", "us", "transaction_id"))
+    d_card, d_us, d_id = np.diff(card), np.diff(us), np.diff(tid)
+    if ((d_card > 0) | ((d_card == 0) & ((d_us > 0) | ((d_us == 0) & (d_id > 0))))).all():
+        return tx
+    order = np.lexsort((tid, us, card))
+    return {name: values[order] for name, values in tx.items()}
+
+
 def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> pa.Table:
     """The feature rows of these business dates in table column order, ordered by business date and
     transaction id (so the table is stored day by day and a day's reads skip the other days)."""
     dates = validate_keys(partition_keys)
     conn.execute(render_sql(partition_keys))
-    tx = _arrays(conn, "SELECT * FROM feature_inputs")
+    tx = _in_card_order(_arrays(conn, "SELECT * FROM feature_inputs"))
     events = _arrays(conn, "SELECT * FROM feature_label_events")
     cards = _arrays(conn, "SELECT * FROM feature_cards ORDER BY card_id")
-    terminals = _arrays(conn, "SELECT * FROM feature_terminals")
+    terminals = _arrays(conn, "SELECT * FROM feature_terminals ORDER BY terminal_id")
     categories = _arrays(conn, "SELECT * FROM feature_merchant_categories")
     episodes = _arrays(conn, "SELECT * FROM feature_episodes ORDER BY transaction_id")
 
