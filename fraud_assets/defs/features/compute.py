@@ -131,7 +131,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "card_amount_ratio_30d": "amount / mean amount of the card's other transactions in (t-30d, t]; 1 if none",
     "card_amount_zscore_30d": "(amount - mean) / sample std of the card's other transactions in (t-30d, t]; "
     "0 if fewer than 2 or constant",
-    "card_secs_since_prev_tx": "seconds since the card's previous transaction, capped at 30 days",
+    "card_secs_since_prev_tx": "seconds since the card's latest transaction strictly before t, if within 30 "
+    "days (a gap of exactly 30 days included); 30 days if none",
     "card_nb_terminals_1d": "distinct terminals among " + _W.format(w="1d"),
     "card_nb_terminals_7d": "distinct terminals among " + _W.format(w="7d"),
     "card_amount_ratio_max_30d": "amount / largest amount of the card's transactions in (t-30d, t) (strictly "
@@ -146,8 +147,9 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "terminal_risk_14d": "share of " + _D.format(w="14d") + " with a fraud label reported <= t (0 if none)",
     "dist_home_terminal": "euclidean distance cardholder home - terminal (grid units)",
     "dist_prev_terminal": "distance from the terminal of the card's previous transaction (0 if none in 30d)",
-    "mcc_nb_tx_30d": "count of the merchant category's transactions in (t - 37d, t - 7d]",
-    "mcc_risk_30d": "share of those with a fraud label reported <= t (0 if none)",
+    "mcc_nb_tx_30d": "count of the merchant category's transactions of the 30 UTC business days "
+    "[D - 37, D - 8], D = the row's business date (a daily snapshot)",
+    "mcc_risk_30d": "share of those with a fraud label reported before D 00:00 (0 if none)",
     "is_ecommerce": "1 if channel = ecommerce",
     "three_ds_failed": "1 if the 3-D Secure outcome is N (failed)",
     "ecommerce_without_3ds": "1 if ecommerce and 3-D Secure is U or missing",

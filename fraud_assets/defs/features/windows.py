@@ -100,7 +100,7 @@ class ExactSums:
         if len(values) and not (np.isfinite(values).all() and values.min() >= 0 and values.max() < limit):
             raise ValueError(
                 "transaction_features: amounts must be finite, >= 0 and below the exact-sum limit "
-                f"({limit:g}); the cleaned contract requires > 0"
+                f"({limit:g}, of the amounts or of their squares); the cleaned contract requires >= 0"
             )
         scaled = values * 2.0**coarse_bits
         coarse = np.floor(scaled)
