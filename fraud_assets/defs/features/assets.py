@@ -25,7 +25,9 @@ from fraud_assets.resources import FeatureEngine
 
 OWNERS = ["team:fraud-data-science"]
 GROUP = "features"
-CODE_VERSION = "3"
+# Changes whenever the code changes feature values: the UI then shows the partitions computed before as
+# built by other code.
+CODE_VERSION = "4"
 PREVIEW_COLUMNS = ["transaction_id", "business_date", "tx_amount", "card_nb_tx_1d", "terminal_risk_7d"]
 # A day's features read the cleaned transactions of the LOOKBACK_DAYS days before it: declared, so the
 # UI shows it and automation rebuilds the later days when an earlier day is cleaned again.
