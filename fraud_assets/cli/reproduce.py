@@ -49,7 +49,13 @@ from fraud_assets.defs.models.snapshots import (
     verified_snapshot,
 )
 from fraud_assets.lib import settings
-from fraud_assets.lib.model_io import ModelArtifactError, canonical_model_hash, load_model, model_bytes
+from fraud_assets.lib.model_io import (
+    ModelArtifactError,
+    canonical_model_hash,
+    load_model_bytes,
+    model_bytes,
+    read_artifact,
+)
 from fraud_assets.lib.registry import (
     EVENTS_TABLE,
     VERSIONS_TABLE,
@@ -220,15 +226,16 @@ def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, A
     with tempfile.TemporaryDirectory(prefix="fraud-reproduce-") as tmp:
         if data["rebuilt_matches"]:
             ts = TrainingSet.of_table(conn, Path(tmp) / "training_set.parquet")
-        else:
-            ts = TrainingSet(snapshot["file"])
+        else:  # the rows that were hashed, not the file again
+            ts = TrainingSet.of_table(conn, Path(tmp) / "training_set.parquet", "snap.training_set")
         with ts:
             model, features, fold_metrics, _ = train_family(
                 mv.family, mv.params, ts, mv.feature_columns, seed=mv.seed
             )
             test = ts.part(0, "test", features)
-    original_bytes = (store / mv.artifact_path).read_bytes()
-    original = load_model(store, mv.artifact_path, mv.artifact_sha256)
+    # One read: the bytes whose hash is compared are the model that is loaded and compared.
+    original_bytes = read_artifact(store, mv.artifact_path)
+    original = load_model_bytes(original_bytes, mv.artifact_path, mv.artifact_sha256)
     refit_bytes = model_bytes(model)
     with compute_threads():
         diff = np.abs(

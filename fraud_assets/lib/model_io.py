@@ -198,15 +198,20 @@ def save_model(model: Any, store_root: Path, name: str) -> tuple[str, str]:
     return rel, sha256_file(target)
 
 
-def load_model(store_root: Path, artifact_path: str, expected_sha256: str) -> Any:
-    """Load an artifact after checking its SHA-256 and its types. The only model loader in the platform."""
+def read_artifact(store_root: Path, artifact_path: str) -> bytes:
+    """The bytes of an artifact of the model store (never a path outside it)."""
     root = Path(store_root).resolve()
     path = (root / artifact_path).resolve()
     if not path.is_relative_to(root):
         raise ArtifactIntegrityError(f"artifact path {artifact_path!r} points outside the model store {root}")
     if not path.is_file():
         raise ArtifactIntegrityError(f"model artifact {path} is missing")
-    data = path.read_bytes()
+    return path.read_bytes()
+
+
+def load_model_bytes(data: bytes, artifact_path: str, expected_sha256: str) -> Any:
+    """The model in artifact bytes `data` after checking their SHA-256 and their types. The model is built
+    from the bytes that were checked, so the file cannot change between check and load."""
     actual = hashlib.sha256(data).hexdigest()
     if not expected_sha256 or not hmac.compare_digest(actual, expected_sha256):
         raise ArtifactIntegrityError(
@@ -219,5 +224,9 @@ def load_model(store_root: Path, artifact_path: str, expected_sha256: str) -> An
             f"refusing to load {artifact_path}: it contains types not in the pinned trust list "
             f"(fraud_assets/lib/model_io.py TRUSTED_TYPES): {untrusted}"
         )
-    # Load from the bytes we hashed, not the path, so the file cannot change between check and load.
     return _skops().loads(data, trusted=list(TRUSTED_TYPES))
+
+
+def load_model(store_root: Path, artifact_path: str, expected_sha256: str) -> Any:
+    """Load an artifact after checking its SHA-256 and its types. The only model loader in the platform."""
+    return load_model_bytes(read_artifact(store_root, artifact_path), artifact_path, expected_sha256)
