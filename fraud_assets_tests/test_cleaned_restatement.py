@@ -144,7 +144,9 @@ def test_the_sensor_waits_while_the_run_that_wrote_the_rates_is_still_going():
     def landed():
         write_rates()
 
-    with dg.instance_for_test() as instance:
+    # No compute-log capture (instance_for_test tails the step's logs in subprocesses, which a run in a
+    # thread can outlive): the in-memory instance records the run and its events only.
+    with dg.DagsterInstance.ephemeral() as instance:
         worker = threading.Thread(target=lambda: landed.execute_in_process(instance=instance))
         worker.start()
         try:
@@ -155,5 +157,6 @@ def test_the_sensor_waits_while_the_run_that_wrote_the_rates_is_still_going():
         finally:
             release.set()
             worker.join(60)
+        assert not worker.is_alive()
         requests, _ = tick(instance, cursor)
         assert [r.partition_key for r in requests] == ["2018-05-01"]
