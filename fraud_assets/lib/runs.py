@@ -63,7 +63,10 @@ def partitions_written_after(
     instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str], storage_id: int
 ) -> set[str]:
     """The partitions among `partitions` of `key` materialised after the event `storage_id`: a sensor that
-    reacts to an input's change skips the days already rebuilt since."""
+    reacts to an input's change skips the days already rebuilt since. No partitions asked: none, without
+    a query (an empty filter is no filter)."""
+    if not partitions:
+        return set()
     found: set[str] = set()
     cursor = None
     while True:

@@ -56,12 +56,8 @@ def restated_day_blocks(
                 break  # its own run may still clean these days: look again next tick
             read[name] = record.storage_id
             restated = _restated(record)
-            stale = (
-                set(restated)
-                - partitions_written_after(instance, CLEANED_TRANSACTIONS, restated, record.storage_id)
-                if restated
-                else set()
-            )
+            written = partitions_written_after(instance, CLEANED_TRANSACTIONS, restated, record.storage_id)
+            stale = set(restated) - written
             if stale:
                 days |= stale
                 causes.append(f"{name} changed {len(stale)} cleaned day(s)")

@@ -61,11 +61,7 @@ def stale_feature_days(
             (first_report + dt.timedelta(days=i)).isoformat() for i in range((last - first_report).days + 1)
         ]
         window = [day for day in window if day in featured]
-        affected = (
-            set(window) - partitions_written_after(instance, FEATURES, window, record.storage_id)
-            if window
-            else set()
-        )
+        affected = set(window) - partitions_written_after(instance, FEATURES, window, record.storage_id)
         if affected:
             stale |= affected
             causes.append(f"labels reported from {first_report.isoformat()}")
