@@ -28,7 +28,7 @@ LANDED = "2018-04-02"
 
 def hidden_shapes(pan: str) -> dict[str, str]:
     """`pan` written the ways a producer's text can hide it from a plain digit search (test id -> text):
-    invisible marks or fillers between its digits, keycaps, JSON escapes."""
+    invisible marks or fillers between its digits, keycaps, JSON and URL escapes."""
     return {
         "grapheme-joiner": "\u034f".join(pan),
         "variation-selector": "\ufe0f".join(pan),
@@ -39,6 +39,7 @@ def hidden_shapes(pan: str) -> dict[str, str]:
         "escape-characters": ("\x1b" * 5).join(pan),
         "json-escaped": "".join(f"\\u{ord(c):04x}" for c in pan),
         "json-escaped-surrogates": json.dumps("".join(chr(0x1D7CE + int(c)) for c in pan))[1:-1],
+        "url-encoded": "%20".join(pan[i : i + 4] for i in range(0, len(pan), 4)),
     }
 
 

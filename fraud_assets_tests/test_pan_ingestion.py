@@ -47,7 +47,11 @@ def test_an_invalid_pan_keeps_only_a_masked_form_and_no_token():
     assert raw["pan_masked"].tolist() == [wrong_luhn[:6] + "******" + wrong_luhn[-4:], "*****"]
 
 
-@pytest.mark.parametrize("separator", ["", "\u034f", "\ufe0f"], ids=["plain", "grapheme-joiner", "selector"])
+@pytest.mark.parametrize(
+    "separator",
+    ["", "\u034f", "\ufe0f", "|", "%20"],
+    ids=["plain", "grapheme-joiner", "selector", "bar", "url"],
+)
 def test_a_pan_arriving_in_another_field_is_masked_in_raw(separator):
     raw = s.raw_frame([s.a_row(1, three_ds=separator.join(s.PANS[3]), currency=separator.join(s.PANS[2]))])
     assert not contains_pan(raw.astype(str).to_string())
@@ -114,6 +118,7 @@ def test_no_pan_in_tables_event_log_or_compute_logs_of_an_on_disk_instance(tmp_p
 # Separators and digits of other scripts a producer's card number may come with (fraud_assets.lib.pan).
 SEPARATORS = [" ", "\u00a0", "\u2007", "\t", "-", "\u2212", ".", "/", "\u00ad", "\u200b", "  "]
 SEPARATORS += ["\u034f", "\ufe0f", "\ufe0f\u20e3", "\u3164"]  # invisible marks, keycaps, a filler
+SEPARATORS += ["|", "+", "%20", "%2D", "%C2%A0"]  # bars, a URL or form body
 SCRIPTS = [0x30, 0x660, 0x6F0, 0x966, 0xFF10]
 
 
@@ -122,8 +127,10 @@ def text_with_a_card_number(draw) -> str:
     pan = draw(st.sampled_from(list(s.PANS.values())))
     zero = draw(st.sampled_from(SCRIPTS))
     digits = [chr(zero + int(d)) for d in pan]
-    escape = draw(st.booleans())  # a JSON \\u escape for some digits
-    digits = [f"\\u{ord(d):04x}" if escape and draw(st.booleans()) else d for d in digits]
+    escape = draw(st.sampled_from(["", "\\u{:04x}", "%{:02X}"]))  # a JSON or URL escape for some digits
+    if zero != 0x30 and escape.startswith("%"):
+        escape = ""  # percent-escapes of non-ASCII digits are UTF-8 byte runs: not drawn here
+    digits = [escape.format(ord(d)) if escape and draw(st.booleans()) else d for d in digits]
     body = digits[0] + "".join(draw(st.sampled_from(["", *SEPARATORS])) + d for d in digits[1:])
     return draw(st.text(max_size=8)) + body + draw(st.sampled_from(["", " 12/26", "99", "x"]))
 

@@ -80,6 +80,29 @@ def test_pans_the_old_pattern_missed_are_leaks(conn, text):
     assert find_pan_leaks(conn, "t") == {"note": 1}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4539|1488|0343|6467",
+        "4539+1488+0343+6467",
+        "4539\uff5c1488\uff5c0343\uff5c6467",
+        "/pay?pan=4539%201488%200343%206467&x=1",
+        "4539%C2%A01488%C2%A00343%C2%A06467",
+        "".join(f"%{ord(c):02x}" for c in PAN),
+    ],
+    ids=["bars", "plus", "fullwidth-bars", "url-spaces", "url-nbsp", "url-digits"],
+)
+def test_pans_in_barred_or_url_encoded_text_are_leaks(conn, text):
+    conn.execute("CREATE TABLE t AS SELECT ? AS note", [text])
+    assert find_pan_leaks(conn, "t") == {"note": 1}
+
+
+def test_a_landing_file_name_with_a_date_and_a_sequence_number_is_not_a_leak(conn):
+    """Underscores end a group: a business date and a numeric suffix are two numbers, not a card."""
+    conn.execute("CREATE TABLE t AS SELECT 'acq_a_2018-04-01_00000.csv.gz' AS source_file")  # 2018040100000
+    assert find_pan_leaks(conn, "t") == {}
+
+
 def test_masked_text_is_not_a_leak(conn):
     conn.execute("CREATE TABLE t AS SELECT ? AS note", [mask_pans(f"{PAN} 12/26 and {PAN}")])
     assert find_pan_leaks(conn, "t") == {}

@@ -38,7 +38,7 @@ def test_a_pan_followed_by_an_expiry_is_masked():
 
 @pytest.mark.parametrize(
     "separator",
-    [" ", "-", ".", "/", "\t", "\u00a0", "\u202f", "  ", " - ", "\u2013", "\u200b"],
+    [" ", "-", ".", "/", "\t", "\u00a0", "\u202f", "  ", " - ", "\u2013", "\u200b", "|", "+", " | "],
     ids=[
         "space",
         "dash",
@@ -51,10 +51,42 @@ def test_a_pan_followed_by_an_expiry_is_masked():
         "spaced-dash",
         "en-dash",
         "zwsp",
+        "bar",
+        "plus",
+        "spaced-bar",
     ],
 )
 def test_a_pan_keyed_in_groups_with_any_light_separator_is_masked_to_bin_and_last4(separator):
     assert mask_pans(f"pan={spaced(separator)};") == f"pan={MASKED};"
+
+
+@pytest.mark.parametrize("separator", ["%20", "%2d", "%2B", "%7C", "%09", "%C2%A0", "%E2%80%93", "+"])
+def test_a_pan_in_a_url_or_form_body_is_masked(separator):
+    query = f"GET /pay?pan={spaced(separator)}&amt=12%2C50"
+    masked = mask_pans(query)
+    assert MASKED in masked
+    assert not contains_pan(masked)
+    assert not pans_in(masked)
+    assert masked.endswith("&amt=12%2C50")  # escapes of anything but digits and separators stay
+    assert normalise_pan(spaced(separator)) == PAN
+
+
+def test_percent_escaped_digits_are_read_as_digits():
+    escaped = "".join(f"%{ord(c):02X}" for c in PAN)
+    assert mask_pans(escaped) == MASKED
+    assert pans_in(escaped)
+
+
+def test_an_escape_of_anything_else_is_text_whose_hex_digits_may_begin_a_card():
+    # "%45" + "39...": also a % and a card; escapes are ASCII hex ("\\u00" + an Arabic-Indic zero is text)
+    for text in [f"%{PAN}", f"\\u0045{PAN}", f"%E2%82%AC{PAN}", f"\\u00\u0660{PAN}"]:
+        assert MASKED in mask_pans(text)
+        assert PAN in pans_in(text)
+
+
+def test_percent_signs_that_are_no_escape_are_left_as_written():
+    for text in ["100%", "50% off 4539", "%zz%4", "%C0%80", "%ED%A0%80", "rate 12.5%20 days"]:
+        assert mask_pans(text) == text
 
 
 def test_a_pan_inside_a_longer_digit_run_is_masked_and_its_neighbours_kept():
@@ -81,6 +113,9 @@ def test_digits_a_mask_keeps_never_form_a_card_with_their_neighbours():
 def test_our_kind_of_values_are_not_card_numbers():
     for text in [
         "rf-20261202T135241551134-a1b2c3",
+        "authorizations/2018-04-01/acq_a_2018-04-01_00000.csv.gz",  # 2018040100000 passes Luhn
+        "2018-04-01_00000",
+        "2018-04-01 00:00:00+00:00",
         "2018-04-01T12:00:01Z",
         "81.12",
         "0" * 20,
@@ -97,7 +132,8 @@ def test_a_number_is_masked_by_its_integral_part_only():
 
 
 def test_mask_texts_masks_the_same_values_as_mask_pans():
-    values = ["plain", None, spaced("\u00a0"), f"{PAN} 12/26", 42, "x" * 30]
+    values = ["plain", None, spaced("\u00a0"), f"{PAN} 12/26", 42, "x" * 30, spaced("|"), spaced("%2D")]
+    assert pan.mask_texts(values)[-2:] == [MASKED, MASKED]
     assert pan.mask_texts(values) == [
         None if v is None else (mask_pans(str(v)) if contains_pan(str(v)) else v) for v in values
     ]
@@ -124,7 +160,7 @@ def test_the_separators_are_exactly_unicode_spaces_dashes_format_characters_mark
     line_breaks = set("\n\x0b\x0c\r\x1c\x1d\x1e\x85")
     controls = _chars({"Cc"}) - line_breaks
     assert listed == _chars({"Zs", "Pd", "Cf", "Mn", "Me"}) | controls | set(
-        "./\u2212\u115f\u1160\u2800\u3164\uffa0"
+        "./\u2212+|\uff0b\uff5c\u115f\u1160\u2800\u3164\uffa0"
     )
     fast = re.compile(f"{pan._ASCII_VISIBLE}|{pan._ASCII_INVISIBLE}")
     assert {chr(c) for c in range(128) if fast.fullmatch(chr(c))} == {c for c in listed if c.isascii()}
@@ -139,8 +175,10 @@ def test_digits_apart_by_invisible_marks_or_carrying_marks_are_a_pan(text):
 
 
 _DIGITS = st.sampled_from("0123456789") | st.sampled_from("٠١٢٣٤٥٦٧٨٩０１２３４５６７８９")
-_SEPARATORS = st.sampled_from([" ", "-", ".", "/", "\t", "\u00a0", "\u2013", "\u200b", "  ", "   "])
-_OTHER = st.sampled_from(["a", "T", ",", ":", "\n", "*", "_", "|", "    "])
+_SEPARATORS = st.sampled_from(
+    [" ", "-", ".", "/", "\t", "\u00a0", "\u2013", "\u200b", "  ", "   ", "|", "+", "%20", "%C2%A0"]
+)
+_OTHER = st.sampled_from(["a", "T", ",", ":", "\n", "*", "_", "%", "%2", "%C2", "%3A", "\\u00", "    "])
 _TEXT = st.lists(
     st.one_of(_DIGITS, _DIGITS, _DIGITS, _SEPARATORS, _OTHER, st.just(PAN), st.just(spaced(" "))), max_size=80
 ).map("".join)

@@ -7,15 +7,19 @@ offending value can be kept for investigators without keeping a card number.
 What counts as a card number (the one definition; `fraud_assets.lib.pan_leaks` detects the same shape
 by another code path): a *digit group* is a run of decimal digits of any script (Unicode Nd) in which
 consecutive digits are at most 3 visible *light separators* apart - spaces of any width (Unicode Zs),
-tab, dashes (Pd) and the minus sign, `.`, `/` - with any number of characters that show nothing between
+tab, dashes (Pd) and the minus sign, `.`, `/`, `+` and `|` (and their full-width forms) - with any
+number of characters that show nothing between
 them: format characters (Cf: soft hyphen, zero-width space...), combining marks (Mn, Me: a digit
 carrying a mark still reads as that digit, and some marks show nothing, e.g. U+034F, U+FE0F), the Hangul
 fillers and the braille blank, and control characters that break no line. Any 13-19 consecutive digits
 of a group (separators skipped) that start with 1-9 and pass Luhn are a PAN: a PAN followed by an expiry,
-or inside a longer digit run, is found. Line breaks, commas, colons and letters end a group. (No card number
-starts with 0, ISO/IEC 7812's industry digit; a run of zeros passes Luhn.) A JSON escape (`\u0034`, a
-surrogate pair for a digit beyond the BMP) of a digit or a separator counts as that character: the
-acq_b feed is JSON, and a malformed line is kept as its text.
+or inside a longer digit run, is found. Line breaks, commas, colons, underscores and letters end a group:
+with a colon every `2018-04-01 00:00:00` would be a 14-digit group, with an underscore a landing file's
+business date and a numeric suffix (`acq_a_2018-04-01_000123.csv`). (No card number starts with 0,
+ISO/IEC 7812's industry digit; a run of zeros passes Luhn.) An escape of a digit or a separator counts as
+that character: a JSON escape (`\u0034`, a surrogate pair for a digit beyond the BMP; the acq_b feed is
+JSON, and a malformed line is kept as its text) and a URL percent-escape (`%20`, or the UTF-8 bytes of
+one character: `%C2%A0`), as in a logged URL or form body. Any other escape is text as written.
 """
 
 from __future__ import annotations
@@ -54,13 +58,15 @@ _FORMAT = (
 _FILLERS = "\u115f\u1160\u2800\u3164\uffa0"
 _CONTROLS = r"\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f"
 _MARKS = ("Mn", "Me")
-_VISIBLE = f"[{_SPACES}{_DASHES}./]"
+_SYMBOLS = "+|\uff0b\uff5c"  # plus (a space in a form body) and vertical bar, ASCII and full-width
+_VISIBLE = f"[{_SPACES}{_DASHES}{_SYMBOLS}./]"
 # The same for ASCII text: a few characters, not ~350 ranges Python's regex engine tests one by one.
 # ASCII_CONTROLS and JSON_ESCAPE are also what the engines' pre-filters (RE2) let through whatever the
 # digits around them: any number of controls may sit in a gap, and an escape may be a digit.
 ASCII_CONTROLS = r"[\x00-\x08\x0e-\x1b\x1f\x7f]"
 JSON_ESCAPE = r"\\[uU][0-9a-fA-F]{4}"
-_ASCII_VISIBLE, _ASCII_INVISIBLE = "[ \t\\-./]", ASCII_CONTROLS
+PERCENT_ESCAPE = r"%[0-9a-fA-F]{2}"
+_ASCII_VISIBLE, _ASCII_INVISIBLE = "[ \t\\-./+|]", ASCII_CONTROLS
 
 
 @functools.cache
@@ -93,23 +99,37 @@ def _patterns(ascii_only: bool) -> tuple[re.Pattern, re.Pattern]:
     return re.compile(rf"\d(?:{gap}\d)*"), re.compile(rf"\d(?:{gap}\d){{{PAN_MIN_DIGITS - 1}}}")
 
 
-# A JSON \u escape: a surrogate pair, or one code unit.
-_ESCAPE = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u([0-9a-f]{4})", re.IGNORECASE)
+# A JSON \u escape (a surrogate pair, or one code unit), or the percent-escaped UTF-8 bytes of one
+# character.
+_ESCAPE = re.compile(
+    r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u([0-9a-f]{4})"
+    r"|(%[0-7][0-9a-f]|%[cd][0-9a-f]%[89ab][0-9a-f]|%e[0-9a-f](?:%[89ab][0-9a-f]){2}"
+    r"|%f[0-4](?:%[89ab][0-9a-f]){3})",
+    re.IGNORECASE,
+)
+
+
+def _escaped_character(m: re.Match) -> str | None:
+    if m.group(4):
+        try:
+            return bytes.fromhex(m.group(4).replace("%", "")).decode("utf-8")
+        except UnicodeDecodeError:  # an overlong form or a surrogate: not a character
+            return None
+    if m.group(3):
+        return chr(int(m.group(3), 16))
+    high, low = int(m.group(1), 16), int(m.group(2), 16)
+    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
 
 
 def unescape_digits(text: str) -> str:
-    """`text` with the JSON escapes of digits and light separators replaced by those characters (other
+    """`text` with the escapes of digits and light separators replaced by those characters (other
     escapes stay as written)."""
-    if "\\" not in text:
+    if "\\" not in text and "%" not in text:
         return text
 
     def decoded(m: re.Match) -> str:
-        if m.group(3):
-            ch = chr(int(m.group(3), 16))
-        else:
-            high, low = int(m.group(1), 16), int(m.group(2), 16)
-            ch = chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
-        return ch if ch.isdecimal() or re.fullmatch(separator_class(), ch) else m.group(0)
+        ch = _escaped_character(m)
+        return ch if ch and (ch.isdecimal() or re.fullmatch(separator_class(), ch)) else m.group(0)
 
     return _ESCAPE.sub(decoded, text)
 
@@ -118,7 +138,8 @@ def unescape_digits(text: str) -> str:
 # (see `unescape_digits`), or any non-ASCII character (marks and fillers are; \p{M} in the class would
 # make RE2 ~30x slower on every value).
 PAN_PREFILTER_RE2 = (
-    rf"[^\x00-\x7f]|{ASCII_CONTROLS}|{JSON_ESCAPE}|\p{{Nd}}(?:[\p{{Zs}}\p{{Pd}}\p{{Cf}}\t./\x{{2212}}]{{0,"
+    rf"[^\x00-\x7f]|{ASCII_CONTROLS}|{JSON_ESCAPE}|{PERCENT_ESCAPE}"
+    rf"|\p{{Nd}}(?:[\p{{Zs}}\p{{Pd}}\p{{Cf}}\t./+|\x{{2212}}]{{0,"
     + str(MAX_SEPARATORS)
     + r"}\p{Nd}){"
     + str(PAN_MIN_DIGITS - 1)

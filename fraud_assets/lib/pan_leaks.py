@@ -27,11 +27,12 @@ from fraud_assets.lib.provenance import LEAK_SCAN_EXEMPT_COLUMNS
 # format characters, combining marks, the Hangul fillers and braille blank, and control characters that
 # break no line.
 _VISIBLE_CATEGORIES = frozenset({"Zs", "Pd"})
-_VISIBLE_CHARS = frozenset("\t./\u2212")
+_VISIBLE_CHARS = frozenset("\t./\u2212+|\uff0b\uff5c")
 _INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Me"})
 _INVISIBLE_CHARS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 _LINE_BREAKS = frozenset("\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029")
 _MAX_GAP = 3
+_HEX = frozenset("0123456789abcdefABCDEF")
 _LENGTHS = range(13, 20)
 # Doubled digit in Luhn: 2d, minus 9 when that has two digits.
 _DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9])
@@ -60,14 +61,15 @@ SHORT_TYPES = frozenset(
 )
 _NUMBER_TYPES = ("BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
 # DuckDB pre-filter: 13 digits, each at most 3 characters from the next, every character between them a
-# separator, control character or math symbol (Unicode Z, Pd, Cf, Cc, Sm) or `.` `/`, or a JSON escape:
+# separator, control character or math symbol (Unicode Z, Pd, Cf, Cc, Sm) or `.` `/`, or an escape:
 # wider than the PAN shape on purpose; the exact test runs in Python on the few values it lets through.
 # Values with any non-ASCII character go to Python too (`scan_expression`): marks and fillers are all
 # non-ASCII, and RE2 with \p{M} in the class is ~30x slower on every value. (A negated class, "anything
 # but letters and digits", is as wide but makes RE2 about 50 times slower.)
 _TEXT_PREFILTER = (
     r"\p{Nd}(?:[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{Sm}./]{0,3}\p{Nd}){12}"
-    r"|\\[uU][0-9a-fA-F]{4}|[\x00-\x08\x0e-\x1b\x1f\x7f]"  # an escape, or a control (any number in a gap)
+    r"|\\[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2}"  # a JSON or URL escape
+    r"|[\x00-\x08\x0e-\x1b\x1f\x7f]"  # a control (any number may sit in a gap)
 )
 
 
@@ -86,39 +88,61 @@ def _separator_kind(ch: str) -> str | None:
 
 
 def _characters(text: str) -> Iterator[str]:
-    """The characters of `text`, a JSON escape (`\\u0034`, or a surrogate pair) read as the character it
-    stands for: a malformed JSON line is kept as its text."""
-    if "\\" not in text:
+    """The characters of `text`, an escape of a digit or a separator read as that character: a JSON
+    escape (`\\u0034`, or a surrogate pair; a malformed JSON line is kept as its text) or a URL
+    percent-escape (`%34`, or the UTF-8 bytes of one character: a logged URL or form body). Any other
+    escape is read as written, so its hex digits count as digits (`%4539...` may be a `%` and a card)."""
+    if "\\" not in text and "%" not in text:
         yield from text
         return
     i, n = 0, len(text)
     while i < n:
-        unit = _escaped_unit(text, i)
-        if unit is None:
+        escaped = _percent_escaped(text, i) if text[i] == "%" else _json_escaped(text, i)
+        if escaped and (escaped[0].isdecimal() or _separator_kind(escaped[0])):
+            yield escaped[0]
+            i = escaped[1]
+        else:
             yield text[i]
             i += 1
-            continue
-        low = _escaped_unit(text, i + 6) if 0xD800 <= unit < 0xDC00 else None
-        if low is not None and 0xDC00 <= low < 0xE000:
-            yield chr(0x10000 + (unit - 0xD800) * 0x400 + (low - 0xDC00))
-            i += 12
-        else:
-            yield chr(unit)
-            i += 6
+
+
+def _json_escaped(text: str, i: int) -> tuple[str, int] | None:
+    """(character, index after it) for a JSON escape at `i`: one code unit or a surrogate pair."""
+    unit = _escaped_unit(text, i)
+    if unit is None:
+        return None
+    low = _escaped_unit(text, i + 6) if 0xD800 <= unit < 0xDC00 else None
+    if low is not None and 0xDC00 <= low < 0xE000:
+        return chr(0x10000 + (unit - 0xD800) * 0x400 + (low - 0xDC00)), i + 12
+    return chr(unit), i + 6
 
 
 def decoded_text(text: str) -> str:
-    """`text` with its JSON escapes read as the characters they stand for."""
-    return text if "\\" not in text else "".join(_characters(text))
+    """`text` with its escapes of digits and separators read as the characters they stand for."""
+    return text if "\\" not in text and "%" not in text else "".join(_characters(text))
+
+
+def _percent_escaped(text: str, i: int) -> tuple[str, int] | None:
+    """(character, index after it) for the percent-escaped UTF-8 bytes of one character at `i`."""
+    data = bytearray()
+    while text[i : i + 1] == "%" and len(text) >= i + 3 and _HEX.issuperset(text[i + 1 : i + 3]):
+        data.append(int(text[i + 1 : i + 3], 16))
+        i += 3
+        # The lead byte says how many bytes the character has.
+        size = 1 if data[0] < 0x80 else 2 if data[0] >> 5 == 6 else 3 if data[0] >> 4 == 14 else 4
+        if len(data) == size:
+            try:
+                return data.decode("utf-8"), i
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 def _escaped_unit(text: str, i: int) -> int | None:
-    if text[i : i + 2].lower() != "\\u" or len(text) < i + 6:
+    # ASCII hex digits only: int() would also read other scripts' digits.
+    if text[i : i + 2].lower() != "\\u" or len(text) < i + 6 or not _HEX.issuperset(text[i + 2 : i + 6]):
         return None
-    try:
-        return int(text[i + 2 : i + 6], 16)
-    except ValueError:
-        return None
+    return int(text[i + 2 : i + 6], 16)
 
 
 def digit_groups(text: str) -> Iterator[str]:
