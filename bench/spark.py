@@ -26,7 +26,7 @@ import dagster as dg
 import duckdb
 
 from fraud_assets.defs.features.assets import transaction_features
-from fraud_assets.defs.features.compute import COLUMNS, TABLE
+from fraud_assets.defs.features.compute import COLUMNS, FEATURES_TABLE
 from fraud_assets.lib.warehouse import replace_partition
 from fraud_assets.resources import FeatureEngine, build_resources
 from fraud_assets.simulator import SimConfig, generate_world
@@ -95,7 +95,7 @@ def _checksum(data_dir: Path) -> tuple:
         else:
             sums.append(f"count(DISTINCT {c})")
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
-        return conn.execute(f"SELECT count(*), {', '.join(sums)} FROM {TABLE}").fetchone()
+        return conn.execute(f"SELECT count(*), {', '.join(sums)} FROM {FEATURES_TABLE}").fetchone()
 
 
 def run(args) -> list[dict]:

@@ -22,7 +22,7 @@ import pytest
 
 from fraud_assets.defs.features.assets import transaction_features
 from fraud_assets.defs.features.checks import FEATURE_CHECKS
-from fraud_assets.defs.features.compute import COLUMNS, COUNT_COLUMNS, TABLE
+from fraud_assets.defs.features.compute import COLUMNS, COUNT_COLUMNS, FEATURES_TABLE
 from fraud_assets.defs.features.spark import sql as spark_sql
 from fraud_assets.defs.features.spark.launcher import missing_exports
 from fraud_assets.lib.pan import Tokenizer
@@ -91,7 +91,11 @@ def _materialize(
 
 def _table(data_dir: Path) -> pd.DataFrame:
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
-        return conn.execute(f"SELECT * FROM {TABLE} ORDER BY transaction_id").df().set_index("transaction_id")
+        return (
+            conn.execute(f"SELECT * FROM {FEATURES_TABLE} ORDER BY transaction_id")
+            .df()
+            .set_index("transaction_id")
+        )
 
 
 @pytest.fixture(scope="module")

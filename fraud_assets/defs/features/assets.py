@@ -10,9 +10,9 @@ from fraud_assets.defs.features.compute import (
     COLUMN_DESCRIPTIONS,
     COLUMNS,
     EPISODE_DAYS,
+    FEATURES_TABLE,
     LOOKBACK_DAYS,
     PRODUCTION_COLUMNS,
-    TABLE,
     WINDOW_LOOKBACK_DAYS,
     write_features,
 )
@@ -80,11 +80,11 @@ def transaction_features(
         seconds = time.perf_counter() - started
         written_days = dates_filter(keys)
         stats = conn.execute(
-            f"SELECT avg(terminal_risk_30d), avg(card_nb_tx_30d) FROM {TABLE} WHERE {written_days}"
+            f"SELECT avg(terminal_risk_30d), avg(card_nb_tx_30d) FROM {FEATURES_TABLE} WHERE {written_days}"
         ).fetchall()[0]
         md = table_metadata(
             conn,
-            TABLE,
+            FEATURES_TABLE,
             descriptions=COLUMN_DESCRIPTIONS,
             where=written_days,
             preview_columns=PREVIEW_COLUMNS,

@@ -24,9 +24,9 @@ from fraud_assets.defs.features.assets import transaction_features
 from fraud_assets.defs.features.compute import (
     COUNT_COLUMNS,
     FEATURE_COLUMNS,
+    FEATURES_TABLE,
     FLAG_COLUMNS,
     LOOKBACK_DAYS,
-    TABLE,
 )
 from fraud_assets.lib.contracts import partition_span, partitioned_asset_check
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, validate_keys
@@ -57,7 +57,7 @@ def _run_keys(context: dg.AssetCheckExecutionContext) -> list[str]:
 
 
 def _no_table() -> dict:
-    return {"passed": False, "metadata": {"reason": f"{TABLE} does not exist yet"}}
+    return {"passed": False, "metadata": {"reason": f"{FEATURES_TABLE} does not exist yet"}}
 
 
 @partitioned_asset_check(
@@ -78,18 +78,18 @@ def one_row_per_transaction(
 ) -> dg.AssetCheckResult:
     days = dates_filter(context.partition_keys)
     with duckdb.get_connection() as conn:
-        if not table_exists(conn, TABLE):
+        if not table_exists(conn, FEATURES_TABLE):
             return dg.AssetCheckResult(**_no_table())
         # One full outer join for missing and extra rows; the rest of the table is probed only for the ids
         # of these days (a duplicate written by another day's run).
         duplicates, missing, extra, rows = conn.execute(
             f"""
-            WITH f AS (SELECT transaction_id, business_date FROM {TABLE} WHERE {days}),
+            WITH f AS (SELECT transaction_id, business_date FROM {FEATURES_TABLE} WHERE {days}),
                  c AS (SELECT transaction_id, business_date FROM cleaned.transactions WHERE {days}),
                  joined AS (SELECT f.transaction_id AS f_id, c.transaction_id AS c_id
                             FROM f FULL OUTER JOIN c USING (transaction_id, business_date))
             SELECT (SELECT count(*) - count(DISTINCT transaction_id) FROM f)
-                       + (SELECT count(*) FROM {TABLE}
+                       + (SELECT count(*) FROM {FEATURES_TABLE}
                           WHERE NOT ({days}) AND transaction_id IN (SELECT transaction_id FROM f)),
                    count(*) FILTER (WHERE f_id IS NULL),
                    count(*) FILTER (WHERE c_id IS NULL),
@@ -186,7 +186,11 @@ def profile_rows(conn, partition_keys: Sequence[str] | None) -> pd.Series:
             for name, rule in RANGE_RULES.items()
         ]
     )
-    return conn.execute(f"SELECT {exprs} FROM {TABLE} WHERE {dates_filter(partition_keys)}").df().iloc[0]
+    return (
+        conn.execute(f"SELECT {exprs} FROM {FEATURES_TABLE} WHERE {dates_filter(partition_keys)}")
+        .df()
+        .iloc[0]
+    )
 
 
 def null_rates_result(profile: pd.Series) -> dict:
@@ -231,7 +235,7 @@ def naive_recompute_result(conn, partition_keys: Sequence[str] | None, seed: int
     ).df()
     ids = naive["transaction_id"].tolist()
     stored = (
-        conn.execute(f"SELECT * FROM {TABLE} WHERE transaction_id IN (SELECT unnest(?))", [ids])
+        conn.execute(f"SELECT * FROM {FEATURES_TABLE} WHERE transaction_id IN (SELECT unnest(?))", [ids])
         .df()
         .set_index("transaction_id")
     )
@@ -275,7 +279,7 @@ def feature_quality(
     keys = _run_keys(context)
     span = {"business_dates": partition_span(keys, "days") if keys else "all"}
     with duckdb.get_connection() as conn:
-        if not table_exists(conn, TABLE):
+        if not table_exists(conn, FEATURES_TABLE):
             results = {spec.name: _no_table() for spec in (SAMPLED_NAIVE_RECOMPUTE, NULL_RATES, VALUE_RANGES)}
         else:
             profile = profile_rows(conn, keys)

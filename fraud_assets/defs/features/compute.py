@@ -31,9 +31,9 @@ from fraud_assets.defs.features.windows import (
 )
 from fraud_assets.lib.feature_columns import BASELINE_COLUMNS, ID_COLUMNS
 from fraud_assets.lib.partitions import validate_keys
+from fraud_assets.lib.tables import FEATURES_TABLE
 from fraud_assets.lib.warehouse import replace_partition
 
-TABLE = "features.transaction_features"
 LABEL_DELAY_DAYS = 7
 CARD_LOOKBACK_DAYS = 30
 WINDOW_LOOKBACK_DAYS = 30 + LABEL_DELAY_DAYS  # the windows' read range
@@ -374,6 +374,6 @@ def write_features(
             table = feature_table(conn, keys)
         finally:
             drop_scratch(conn)
-        written += replace_partition(conn, TABLE, table, "business_date", keys)
+        written += replace_partition(conn, FEATURES_TABLE, table, "business_date", keys)
         del table
     return written

@@ -8,14 +8,12 @@ import duckdb
 import pandas as pd
 
 from fraud_assets.lib.model_selection import KEY_COLUMNS
+from fraud_assets.lib.tables import FEATURES_TABLE, LABELS_TABLE, TRAINING_SET_TABLE  # noqa: F401 (re-exported)
 
 OWNERS = ["team:fraud-data-science"]
 # Bumped when training/evaluation logic changes; recorded in every registry row with library versions.
 CODE_VERSION = "models-v1"
 
-FEATURES_TABLE = "features.transaction_features"
-LABELS_TABLE = "cleaned.labels"
-TRAINING_SET_TABLE = "models.training_set"
 # Columns of models.training_set that are not model inputs: keys, the split, the label.
 TRAINING_SET_META = (
     "fold",

@@ -25,10 +25,10 @@ from fraud_assets.defs.monitoring.shadow_comparison import shadow_summary
 from fraud_assets.lib.model_io import canonical_model_hash
 from fraud_assets.lib.registry import ModelVersion, get_version
 from fraud_assets.lib.signing import Signer
+from fraud_assets.lib.tables import DRIFT_TABLE
 from fraud_assets.lib.warehouse import table_exists
 
 EVIDENCE_DIR = "evidence"
-DRIFT_TABLE = "monitoring.feature_drift"
 PREQUENTIAL = ("average_precision", "card_precision_at_100", "auc")
 
 

@@ -21,15 +21,17 @@ from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import CardPrecision
 from fraud_assets.lib.partitions import business_date_partitions, day_batches
+from fraud_assets.lib.tables import (
+    DRIFT_TABLE,
+    FEATURES_TABLE,
+    LABELS_TABLE,
+    SCORES_TABLE,
+    TRAINING_SET_TABLE,
+    TRANSACTIONS_TABLE,
+)
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
 
 OWNERS = ["team:fraud-data-science"]
-FEATURES_TABLE = "features.transaction_features"
-SCORES_TABLE = "scoring.transaction_scores"
-TRAINING_TABLE = "models.training_set"
-TRANSACTIONS_TABLE = "cleaned.transactions"
-LABELS_TABLE = "cleaned.labels"
-DRIFT_TABLE = "monitoring.feature_drift"
 PERFORMANCE_TABLE = "monitoring.model_performance"
 BASELINE_FEATURES = BASELINE_COLUMNS  # the feature layer owns the baseline contract
 # `is_weekend` is fixed by the calendar: one day is all-0 or all-1, so its day-vs-window PSI measures the
@@ -102,10 +104,10 @@ def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 def _reference_window(conn: duckdb.DuckDBPyConnection, latest: str) -> tuple[str | None, str | None]:
     """The champion's training window when the training set records it; otherwise every earlier day."""
-    if table_exists(conn, TRAINING_TABLE) and "business_date" in _columns(conn, TRAINING_TABLE):
+    if table_exists(conn, TRAINING_SET_TABLE) and "business_date" in _columns(conn, TRAINING_SET_TABLE):
         lo, hi = conn.execute(
             f"SELECT CAST(min(business_date) AS VARCHAR), CAST(max(business_date) AS VARCHAR) "
-            f"FROM {TRAINING_TABLE} WHERE business_date < CAST(? AS DATE)",
+            f"FROM {TRAINING_SET_TABLE} WHERE business_date < CAST(? AS DATE)",
             [latest],
         ).fetchone()
         if lo is not None:
@@ -382,11 +384,11 @@ def _after_training(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> pd.Dat
     each compared with the few days before it)."""
     if (
         df.empty
-        or not table_exists(conn, TRAINING_TABLE)
-        or "business_date" not in _columns(conn, TRAINING_TABLE)
+        or not table_exists(conn, TRAINING_SET_TABLE)
+        or "business_date" not in _columns(conn, TRAINING_SET_TABLE)
     ):
         return df
-    last = conn.execute(f"SELECT max(business_date) FROM {TRAINING_TABLE}").fetchone()[0]
+    last = conn.execute(f"SELECT max(business_date) FROM {TRAINING_SET_TABLE}").fetchone()[0]
     if last is None:
         return df
     return df[pd.to_datetime(df["business_date"]) > pd.Timestamp(last)]

@@ -24,12 +24,10 @@ from fraud_assets.defs.monitoring.metrics import average_precision, psi
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, TOP_K_CARDS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import CardPrecision
+from fraud_assets.lib.tables import LABELS_TABLE, SCORES_TABLE, SHADOW_TABLE
 from fraud_assets.lib.warehouse import replace_table, table_exists, table_metadata
 
 OWNERS = ["team:fraud-data-science"]
-SHADOW_TABLE = "scoring.shadow_scores"
-SCORES_TABLE = "scoring.transaction_scores"
-LABELS_TABLE = "cleaned.labels"
 COMPARISON_TABLE = "monitoring.shadow_comparison"
 MODELS = ("champion", "challenger")
 METRICS = ("ap", "cp_at_100", "alert_precision")

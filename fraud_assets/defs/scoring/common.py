@@ -13,8 +13,8 @@ from fraud_assets.defs.models.common import FEATURES_TABLE, OWNERS  # noqa: F401
 from fraud_assets.lib.model_selection import compute_threads, model_cores
 from fraud_assets.lib.partitions import dates_filter, day_batches
 from fraud_assets.lib.registry import CHAMPION, ModelVersion, alias_history, current_alias
+from fraud_assets.lib.tables import SCORES_TABLE  # noqa: F401 (re-exported)
 
-SCORES_TABLE = "scoring.transaction_scores"
 ALERTS_TABLE = "scoring.fraud_alerts"
 SCORING_CODE_VERSION = "scoring-v1"
 

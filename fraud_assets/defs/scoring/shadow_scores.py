@@ -23,10 +23,10 @@ from fraud_assets.defs.scoring.schemas import SHADOW_COLUMNS, SHADOW_DESCRIPTION
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.registry import CHAMPION, current_alias, pending_version
+from fraud_assets.lib.tables import SHADOW_TABLE
 from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
 
-SHADOW_TABLE = "scoring.shadow_scores"
 SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
 
 

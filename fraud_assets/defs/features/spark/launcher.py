@@ -19,7 +19,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from fraud_assets.defs.features.compute import COLUMNS, TABLE
+from fraud_assets.defs.features.compute import COLUMNS, FEATURES_TABLE
 from fraud_assets.lib.partitions import validate_keys
 from fraud_assets.lib.warehouse import replace_partition, sql_string
 from fraud_assets.resources import FeatureEngine
@@ -138,7 +138,7 @@ def load_features(
     if found != expected_rows:
         raise RuntimeError(f"Spark reported {expected_rows} feature rows, its files hold {found}")
     source = f"SELECT {typed} FROM {rows} ORDER BY business_date, transaction_id"
-    return replace_partition(conn, TABLE, source, "business_date", partition_keys)
+    return replace_partition(conn, FEATURES_TABLE, source, "business_date", partition_keys)
 
 
 def write_features_on_spark(
