@@ -48,12 +48,12 @@ from fraud_assets.defs.features.checks import FEATURE_CHECKS
 from fraud_assets.defs.features.compute import (
     BASELINE_COLUMNS,
     COUNT_COLUMNS,
-    TABLE,
     drop_scratch,
     feature_table,
     write_features,
 )
 from fraud_assets.defs.features.reference import baseline_features
+from fraud_assets.lib.tables import FEATURES_TABLE
 from fraud_assets.resources import build_resources
 from fraud_assets.simulator import SimConfig, generate_world
 from fraud_assets.simulator.warehouse_loader import load_world_into_cleaned
@@ -291,7 +291,8 @@ def run(args) -> list[dict]:
 
         # Values: the features write_features wrote last (the asset runs the same code) against the peer.
         with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
-            sql = conn.execute(f"SELECT transaction_id, {', '.join(BASELINE_COLUMNS)} FROM {TABLE}").df()
+            columns = ", ".join(BASELINE_COLUMNS)
+            sql = conn.execute(f"SELECT transaction_id, {columns} FROM {FEATURES_TABLE}").df()
         compared = _assert_equal(sql.set_index("transaction_id"), _peer(base, tuned=False))
         del sql
 

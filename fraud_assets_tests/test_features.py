@@ -23,12 +23,12 @@ from fraud_assets.defs.features.compute import (
     COUNT_COLUMNS,
     FEATURE_COLUMNS,
     LOOKBACK_DAYS,
-    TABLE,
     compute_features,
     write_features,
 )
 from fraud_assets.defs.features.reference import baseline_features
 from fraud_assets.lib.pan import Tokenizer
+from fraud_assets.lib.tables import FEATURES_TABLE as TABLE
 from fraud_assets.resources import build_resources
 from fraud_assets.simulator import SimConfig, generate_world
 from fraud_assets.simulator.warehouse_loader import SCHEMAS, load_world_into_cleaned, settle
