@@ -19,6 +19,7 @@ from fraud_assets.defs.cleaned.reference import (
     FX_QUARANTINE_SQL,
     FX_SQL,
     LABELS_SQL,
+    NON_FRAUD_DISPUTES_SQL,
     REFERENCE_REASONS,
     TERMINALS_SQL,
 )
@@ -110,6 +111,8 @@ def _reference_asset(
     upstream: dg.AssetsDefinition,
     description: str,
     quarantine: tuple[str, str] | None = None,
+    set_aside: tuple[str, str] | None = None,
+    code_version: str | None = None,
     track_label_changes: bool = False,
     judged_against_transactions: bool = False,
     restates_cleaning: bool = False,
@@ -117,6 +120,8 @@ def _reference_asset(
     """A reference table rebuilt from its raw table; with `quarantine` = (source, SQL), the rows it
     rejects go to that source's slice of cleaned.reference_quarantine, written first so a crash
     between the two writes leaves a visible (failing) reconciliation, never a silent drop. With
+    `set_aside` = (metadata name, count SQL), usable raw rows that are deliberately not kept (labels:
+    non-fraud disputes) are counted under that name, outside duplicates_removed. With
     `track_label_changes` (labels), the metadata says which labels the rebuild changed (`_label_changes`).
     With `judged_against_transactions` (labels), rows are judged against cleaned.transactions (empty
     until its first materialisation), which is then an upstream asset too. With `restates_cleaning` (FX
@@ -130,7 +135,7 @@ def _reference_asset(
         group_name=GROUP,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
-        code_version="3" if quarantine else "2",
+        code_version=code_version or ("3" if quarantine else "2"),
         pool="duckdb",
         deps=[upstream, *([dg.AssetKey(TX.split("."))] if judged_against_transactions else [])],
         description=description,
@@ -143,7 +148,10 @@ def _reference_asset(
                 conn.execute(f"CREATE TABLE IF NOT EXISTS {TX} ({columns})")
             source_rows = conn.execute(f"SELECT count(*) FROM raw.{upstream.key.path[-1]}").fetchall()[0][0]
             extra: dict[str, object] = {"source_rows": int(source_rows)}
-            quarantined = 0
+            quarantined = set_aside_rows = 0
+            if set_aside is not None:
+                set_aside_rows = int(conn.execute(set_aside[1]).fetchone()[0])
+                extra[set_aside[0]] = set_aside_rows
             if quarantine is not None:
                 q = write_reference_quarantine(conn, *quarantine)
                 quarantined = len(q)
@@ -158,7 +166,7 @@ def _reference_asset(
                 conn.execute(f"CREATE OR REPLACE TEMP TABLE _labels_before AS {before}")
             written = replace_table(conn, table, sql)
             if quarantine is not None:
-                extra["duplicates_removed"] = int(source_rows) - quarantined - written
+                extra["duplicates_removed"] = int(source_rows) - quarantined - set_aside_rows - written
             if track_label_changes:
                 extra.update(_label_changes(conn, table, had_table))
             if restates_cleaning:
@@ -212,17 +220,26 @@ labels = _reference_asset(
     "labels",
     LABELS_SQL,
     raw.chargebacks,
-    "Fraud labels for model training and monitoring: one row per reported transaction_id with the "
-    "EARLIEST chargeback `reported_at` (a transaction is fraud as known at time t iff reported_at <= t), "
-    "its card_token, tx_datetime, chargeback_id and reason_code. Rows that cannot be used (malformed "
-    "line, bad transaction id, unparseable or future report time, report before the transaction, "
-    "unparseable or negative amount, a transaction not in cleaned.transactions or of another card) are "
-    "written with their reason and masked value to cleaned.reference_quarantine (source = "
-    "chargebacks); source_rows = rows_written + quarantined_rows + duplicates_removed (later reports). "
+    "Fraud labels for model training and monitoring: one row per transaction_id reported as FRAUD, with "
+    "the EARLIEST fraud chargeback's `reported_at` (a transaction is fraud as known at time t iff "
+    "reported_at <= t), its card_token, tx_datetime, chargeback_id and reason_code. Only a fraud reason "
+    "code makes a label (Visa 10.x, Mastercard 4837, 4840, 4849, 4863, 4870, 4871, Amex F-codes and FR2, "
+    "Discover UA01, UA02, UA05, UA06; fraud_assets/lib/reason_codes.py, compared trimmed and "
+    "case-insensitively): a usable chargeback with a known non-fraud code (authorisation, processing "
+    "error, consumer dispute) is no label and is counted as `non_fraud_disputes` (a transaction "
+    "disputed so and later reported as fraud is labelled at its fraud report). Rows that cannot be "
+    "used (malformed line, bad transaction id, "
+    "unparseable or future report time, report before the transaction, unparseable or negative amount, "
+    "a missing or unrecognised reason code, a transaction not in cleaned.transactions or of another "
+    "card) are written with their reason and masked value to cleaned.reference_quarantine (source = "
+    "chargebacks); source_rows = rows_written + quarantined_rows + duplicates_removed (later fraud "
+    "reports) + non_fraud_disputes. "
     "Metadata changed_labels / changed_labels_first_report_date / changed_labels_last_transaction_date: "
     "the labels this rebuild added, removed or moved (a late chargeback file), which the feature lookback "
     "sensor uses to rebuild the days whose features were computed without them.",
     quarantine=("chargebacks", CHARGEBACK_QUARANTINE_SQL),
+    set_aside=("non_fraud_disputes", NON_FRAUD_DISPUTES_SQL),
+    code_version="4",
     track_label_changes=True,
     judged_against_transactions=True,
 )

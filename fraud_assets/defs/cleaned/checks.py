@@ -8,6 +8,7 @@ import dagster as dg
 from fraud_assets.defs.cleaned import assets as cl
 from fraud_assets.defs.cleaned import schemas
 from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
 from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan, table_checks
 
 TX_KEY = dg.AssetKey(["cleaned", "transactions"])
@@ -138,31 +139,46 @@ REFERENCE_KEYS = {
         {},
     ),
 }
+# Per reference source: (metadata name, predicate on a raw row `r`) of the accepted rows deliberately
+# not kept, and the predicate of those that may be; an accepted row matching neither is unaccounted.
+SET_ASIDE = {
+    "chargebacks": (
+        "non_fraud_disputes",
+        f"({classify_sql('r.reason_code')}) = '{NON_FRAUD}'",
+        f"({classify_sql('r.reason_code')}) = '{FRAUD}'",
+    ),
+}
 
 
 def reconcile_reference(conn, source: str) -> dict[str, int]:
     """Where every raw row of a reference source went, from the tables themselves.
 
-    accepted = raw rows not in the quarantine; duplicates = accepted rows - distinct accepted keys.
-    Also: accepted rows whose key is missing from the kept table (silently dropped), kept rows with no
-    accepted raw row behind them (invented), and quarantine rows that match no raw row."""
+    accepted = raw rows not in the quarantine; of those, set-aside rows (chargebacks: non-fraud
+    disputes, by their reason code) are counted, the others are candidates for the kept table;
+    duplicates = candidates - distinct candidate keys. Also: candidates whose key is missing from the kept
+    table (silently dropped), kept rows with no candidate behind them (invented, or a non-fraud dispute
+    made a label), and quarantine rows that match no raw row."""
     raw_table, kept, keys, extra = REFERENCE_KEYS[source]
+    aside_name, aside, keepable = SET_ASIDE.get(source, ("", "FALSE", "TRUE"))
     key_match = " AND ".join(f"k.{c} = {e}" for c, e in keys.items())
     source_match = " AND ".join([key_match, *(f"k.{c} = {e}" for c, e in extra.items())])
     key_tuple = ", ".join(keys.values())
     sql = f"""
     WITH q AS (SELECT source_file, row_number FROM {cl.REF_QUAR} WHERE source = ?),
     r AS (SELECT * FROM {raw_table}),
-    accepted AS (SELECT r.* FROM r ANTI JOIN q USING (source_file, row_number))
+    accepted AS (SELECT r.* FROM r ANTI JOIN q USING (source_file, row_number)),
+    candidates AS (SELECT * FROM accepted r WHERE coalesce({keepable}, false))
     SELECT
         (SELECT count(*) FROM r),
         (SELECT count(*) FROM q),
         (SELECT count(*) FROM q SEMI JOIN r USING (source_file, row_number)),
         (SELECT count(*) FROM {kept}),
         (SELECT count(*) FROM accepted),
-        (SELECT count(*) FROM (SELECT DISTINCT {key_tuple} FROM accepted r)),
-        (SELECT count(*) FROM accepted r WHERE NOT EXISTS (SELECT 1 FROM {kept} k WHERE {key_match})),
-        (SELECT count(*) FROM {kept} k WHERE NOT EXISTS (SELECT 1 FROM accepted r WHERE {source_match}))
+        (SELECT count(*) FROM accepted r WHERE coalesce({aside}, false)),
+        (SELECT count(*) FROM candidates),
+        (SELECT count(*) FROM (SELECT DISTINCT {key_tuple} FROM candidates r)),
+        (SELECT count(*) FROM candidates r WHERE NOT EXISTS (SELECT 1 FROM {kept} k WHERE {key_match})),
+        (SELECT count(*) FROM {kept} k WHERE NOT EXISTS (SELECT 1 FROM candidates r WHERE {source_match}))
     """
     names = (
         "raw_rows",
@@ -170,21 +186,27 @@ def reconcile_reference(conn, source: str) -> dict[str, int]:
         "quarantined_rows_in_raw",
         "kept_rows",
         "accepted_rows",
+        aside_name or "set_aside_rows",
+        "candidate_rows",
         "accepted_keys",
         "dropped_rows",
         "kept_rows_without_source",
     )
     c = dict(zip(names, (int(v) for v in conn.execute(sql, [source]).fetchall()[0]), strict=True))
-    c["duplicates_removed"] = c["accepted_rows"] - c["accepted_keys"]
+    c["duplicates_removed"] = c.pop("candidate_rows") - c["accepted_keys"]
+    if not aside_name:
+        del c["set_aside_rows"]
     return c
 
 
 def _reference_reconcile(source: str) -> TableCheck:
     raw_table, kept, _, _ = REFERENCE_KEYS[source]
+    aside = SET_ASIDE.get(source)
 
     def run(scope: TableScope) -> dg.AssetCheckResult:
         c = reconcile_reference(scope.conn, source)
-        unaccounted = c["raw_rows"] - (c["kept_rows"] + c["quarantined_rows"] + c["duplicates_removed"])
+        accounted = c["kept_rows"] + c["quarantined_rows"] + c["duplicates_removed"]
+        unaccounted = c["raw_rows"] - accounted - (c[aside[0]] if aside else 0)
         passed = (
             unaccounted == 0
             and c["kept_rows"] == c["accepted_keys"]
@@ -194,11 +216,12 @@ def _reference_reconcile(source: str) -> TableCheck:
         )
         return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": unaccounted})
 
+    aside_text = f" + {aside[0]} (accepted rows with a non-fraud reason code, never kept)" if aside else ""
     return TableCheck(
         f"{source}_rows_reconcile",
         f"Reconciliation of {raw_table}: raw rows = rows in {kept} + rows quarantined in "
-        f"{cl.REF_QUAR} (source = {source}) + duplicates (accepted rows sharing a kept key); no "
-        f"accepted row's key is missing from {kept}, no kept row lacks an accepted raw row, every "
+        f"{cl.REF_QUAR} (source = {source}) + duplicates (accepted rows sharing a kept key){aside_text}; "
+        f"no accepted row's key is missing from {kept}, no kept row lacks an accepted raw row, every "
         "quarantined row is a raw row. Every count in metadata. Blocking: no silent drop.",
         run,
         additional_deps=[["raw", source]],

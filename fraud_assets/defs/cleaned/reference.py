@@ -8,6 +8,8 @@ from them, so kept and quarantined rows cannot disagree.
 
 from __future__ import annotations
 
+from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
+
 # The latest full merchants snapshot is the truth: its file (newest business date, then landing date,
 # then name) lists every terminal; a terminal it no longer lists is gone from cleaned.terminals, and
 # later days' authorisations on it are quarantined `unknown_terminal`.
@@ -89,10 +91,14 @@ FX_OFFENDING = {
 }
 # A label must name a transaction of cleaned.transactions, on the same card: a chargeback for an id we
 # never cleaned (or not yet: a late authorisation file) or for another card's transaction waits in the
-# quarantine, and is judged again at every rebuild of the labels.
+# quarantine, and is judged again at every rebuild of the labels. Only a fraud reason code makes a label
+# (lib/reason_codes.py); a usable row with a non-fraud code is a dispute of another kind, counted, and a
+# missing or unknown code is quarantined: a scheme chargeback always carries one, and guessing either
+# way would pollute the labels or lose a fraud.
 CHARGEBACK_JUDGED = f"""
 WITH typed AS (
     SELECT *,
+           {classify_sql("reason_code")} AS _dispute_kind,
            TRY_CAST(CASE WHEN regexp_full_match(trim(transaction_id), '[0-9]{{1,18}}')
                          THEN trim(transaction_id) END AS BIGINT) AS _transaction_id,
            {utc_timestamp_sql("tx_datetime")} AS _tx_datetime,
@@ -122,6 +128,8 @@ SELECT *, CASE
         WHEN _amount_text IS NOT NULL AND NOT regexp_full_match(_amount_text, '-?[0-9]+(\\.[0-9]+)?')
             THEN 'invalid_amount'
         WHEN _amount_text IS NOT NULL AND CAST(_amount_text AS DOUBLE) < 0 THEN 'negative_amount'
+        WHEN nullif(trim(reason_code), '') IS NULL THEN 'missing_reason_code'
+        WHEN _dispute_kind IS NULL THEN 'unknown_reason_code'
         WHEN NOT EXISTS (SELECT 1 FROM cleaned.transactions t WHERE t.transaction_id = _transaction_id)
             THEN 'unknown_transaction'
         WHEN card_token IS NOT NULL AND NOT EXISTS (
@@ -140,6 +148,8 @@ CHARGEBACK_OFFENDING = {
     "reported_before_transaction": ("reported_at", "reported_at"),
     "invalid_amount": ("amount", "amount"),
     "negative_amount": ("amount", "amount"),
+    "missing_reason_code": ("reason_code", "reason_code"),
+    "unknown_reason_code": ("reason_code", "reason_code"),
     "unknown_transaction": ("transaction_id", "transaction_id"),
     "card_mismatch": ("pan", "concat(pan_bin, '******', pan_last4)"),
 }
@@ -156,17 +166,25 @@ QUALIFY row_number() OVER (
 ) = 1
 ORDER BY rate_date, quote_currency
 """
-# Earliest report per transaction: a fraud is known from the first chargeback that names it; later
-# reports of the same transaction count as duplicates.
+# Earliest fraud report per transaction: a fraud is known from the first fraud-coded chargeback that
+# names it (an earlier non-fraud dispute of the same transaction does not count); later fraud reports of
+# the same transaction count as duplicates.
 LABELS_SQL = f"""
 WITH judged AS ({CHARGEBACK_JUDGED})
 SELECT _transaction_id AS transaction_id, coalesce(card_token, _tx_card) AS card_token,
        _tx_time AS tx_datetime, _reported_at AS reported_at, trim(chargeback_id) AS chargeback_id,
-       trim(reason_code) AS reason_code
+       upper(trim(reason_code)) AS reason_code
 FROM judged
-WHERE _reason IS NULL
+WHERE _reason IS NULL AND _dispute_kind = '{FRAUD}'
 QUALIFY row_number() OVER (PARTITION BY _transaction_id ORDER BY _reported_at, chargeback_id) = 1
 ORDER BY transaction_id
+"""
+
+# Usable chargebacks with a non-fraud reason code: neither labels nor quarantined, counted
+# (metadata `non_fraud_disputes`) so source_rows still reconciles.
+NON_FRAUD_DISPUTES_SQL = f"""
+WITH judged AS ({CHARGEBACK_JUDGED})
+SELECT count(*) FROM judged WHERE _reason IS NULL AND _dispute_kind = '{NON_FRAUD}'
 """
 
 

@@ -11,6 +11,7 @@ from pandera.typing import Series
 from fraud_assets.defs.cleaned.reference import FX_RATE_BAND, REFERENCE_REASONS
 from fraud_assets.defs.cleaned.transform import REASONS
 from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS as RAW_DESCRIPTIONS
+from fraud_assets.lib.reason_codes import FRAUD_CODES
 
 HEX64 = r"^[0-9a-f]{64}$"
 
@@ -62,10 +63,11 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "quarantined_rows": "Rows written to cleaned.quarantine.",
     "duplicates_removed": "Exact retransmissions of a kept row, dropped.",
     "reversal_rows": "Matched reversals and the authorisations they reverse, both dropped.",
-    "reported_at": "Earliest chargeback report time (UTC): a transaction is fraud as known at t iff "
+    "reported_at": "Earliest fraud chargeback report time (UTC): a transaction is fraud as known at t iff "
     "reported_at <= t.",
-    "chargeback_id": "Id of the earliest chargeback reporting the transaction.",
-    "reason_code": "Card scheme reason code of that chargeback.",
+    "chargeback_id": "Id of the earliest fraud chargeback reporting the transaction.",
+    "reason_code": "Card scheme fraud reason code of that chargeback, trimmed and upper case "
+    "(fraud_assets/lib/reason_codes.py).",
     "rate_date": "Date the rate applies to; cleaning uses the rate of the business date, or the latest "
     "before it within 4 days.",
     "quote_currency": "Currency quoted against EUR (ISO 4217).",
@@ -175,14 +177,14 @@ class ReconciliationModel(pa.DataFrameModel):
 
 
 class LabelsModel(pa.DataFrameModel):
-    """One row per reported fraud transaction, with its earliest report time."""
+    """One row per transaction reported as fraud (a fraud reason code), with its earliest fraud report."""
 
     transaction_id: Series[int] = pa.Field(unique=True)
     card_token: Series[str] = pa.Field(nullable=True, str_matches=HEX64)
     tx_datetime: Series[pd.Timestamp] = pa.Field(nullable=True)
     reported_at: Series[pd.Timestamp]
     chargeback_id: Series[str] = pa.Field(nullable=True)
-    reason_code: Series[str] = pa.Field(nullable=True)
+    reason_code: Series[str] = pa.Field(isin=sorted(FRAUD_CODES))
 
     @pa.dataframe_check(
         error="a fraud is reported after it happened",
