@@ -38,6 +38,7 @@ RATES = {
     "truncated_file": 0.2,
     "huge_line": 0.3,
     "duplicate_chargeback": 0.1,
+    "non_fraud_dispute": 0.05,
 }
 ROW_QUARANTINE = {
     "negative_amount",
@@ -170,15 +171,31 @@ def test_labels_are_the_reported_frauds_with_their_earliest_report(world):
     ).all()
 
 
-def test_a_fraud_reported_before_its_file_landed_waits_as_unknown_transaction(world):
+def test_a_chargeback_reported_before_its_file_landed_waits_as_unknown_transaction(world):
     truth, q = world["truth"], world["tables"]["cleaned.reference_quarantine"]
     reported = truth[
         truth["reported_at"].notna() & (truth["reported_at"] < world["last_day"] + pd.Timedelta(days=1))
     ]
-    waiting = set(reported["transaction_id"]) - set(world["tables"]["cleaned.transactions"]["transaction_id"])
+    disputed = landed_defects(world, {"non_fraud_dispute"})
+    cleaned = set(world["tables"]["cleaned.transactions"]["transaction_id"])
+    waiting = set(reported["transaction_id"]) - cleaned
     assert waiting, "the world has late files whose frauds are already reported"
     unknown = q[(q["source"] == "chargebacks") & (q["reason"] == "unknown_transaction")]
-    assert set(unknown["transaction_id"]) == waiting
+    assert set(unknown["transaction_id"]) == waiting | (set(disputed["transaction_id"]) - cleaned)
+
+
+def test_non_fraud_disputes_are_counted_and_never_labelled(world):
+    disputes = landed_defects(world, {"non_fraud_dispute"})
+    cleaned = set(world["tables"]["cleaned.transactions"]["transaction_id"])
+    counted = disputes[disputes["transaction_id"].isin(cleaned)]
+    assert len(counted) > 5, "the world has non-fraud disputes on cleaned transactions"
+    assert not set(disputes["transaction_id"]) & set(world["tables"]["cleaned.labels"]["transaction_id"])
+    md = next(
+        m for r in world["results"] for m in r.asset_materializations_for_node("cleaned__labels")
+    ).metadata
+    assert md["non_fraud_disputes"].value == len(counted)
+    q = world["tables"]["cleaned.reference_quarantine"]
+    assert not {"missing_reason_code", "unknown_reason_code"} & set(q["reason"])
 
 
 def test_row_defects_are_quarantined_with_the_expected_reason(world):

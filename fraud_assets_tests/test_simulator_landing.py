@@ -21,6 +21,7 @@ import pytest
 
 from fraud_assets.lib import landing as landing_names
 from fraud_assets.lib.pan import luhn_valid
+from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify
 from fraud_assets.simulator import (
     DEFAULT_RATES,
     DEFECT_OUTCOMES,
@@ -29,15 +30,19 @@ from fraud_assets.simulator import (
     generate_world,
     simulate,
 )
+from fraud_assets.simulator import reference as ref
 from fraud_assets.simulator.__main__ import main as cli_main
-from fraud_assets.simulator.landing import append_days
+from fraud_assets.simulator.landing import DISPUTE_DELAY_S, append_days
 from fraud_assets.simulator.world import EXTRA_ID_BASE
 
 WORLD = {"days": 40, "customers": 400, "terminals": 800}
 ACQ_A_FIELDS = 10
 MAX_LINE_CHARS = 4096  # the raw layer's limit (docs/landing-zone.md)
 # Elevated rates so each kind shows up often enough to measure in a small world.
-MESSY_RATES = {kind: {"row": 0.02, "file": 0.4, "report": 0.1}[unit] for kind, unit in DEFECT_UNITS.items()}
+MESSY_RATES = {
+    kind: {"row": 0.02, "file": 0.4, "report": 0.1, "transaction": 0.02}[unit]
+    for kind, unit in DEFECT_UNITS.items()
+}
 # Late files (<= 5 days), truncated files' re-sends and re-sent copies (<= 3 days each): a file of
 # a business day this far before the end has surely landed, whatever else happened to it.
 SETTLED_DAYS = 12
@@ -215,6 +220,29 @@ def test_chargeback_files_hold_the_reports_of_their_day(clean):
     assert (reported.to_numpy() == merged["reported_at_truth"].to_numpy()).all()
 
 
+def test_the_simulator_draws_reason_codes_the_platform_classifies():
+    fraud = (ref.REASON_VISA_CARD_PRESENT, ref.REASON_VISA_CARD_ABSENT, ref.REASON_MASTERCARD)
+    assert {classify(c) for c in fraud} == {FRAUD}
+    assert {classify(c) for c in ref.REASONS_VISA_NON_FRAUD + ref.REASONS_MASTERCARD_NON_FRAUD} == {NON_FRAUD}
+
+
+def test_messy_chargebacks_are_fraud_reports_or_recorded_non_fraud_disputes(messy):
+    files = [f for f in messy.files if f.startswith("chargebacks/")]
+    reports = pd.concat(
+        pd.read_csv(messy.root / f, dtype=str).assign(source_file=f, row_number=lambda x: x.index + 1)
+        for f in files
+    )
+    kind = reports["reason_code"].map(classify)
+    fraud = set(messy.truth.loc[messy.truth["tx_fraud"] == 1, "transaction_id"])
+    assert set(kind) == {FRAUD, NON_FRAUD}
+    assert reports.loc[kind == FRAUD, "transaction_id"].astype(int).isin(fraud).all()
+    disputes = messy.defects[messy.defects["defect"] == "non_fraud_dispute"]
+    recorded = set(zip(disputes["source_file"], disputes["row_number"], strict=True))
+    landed = reports[kind == NON_FRAUD]
+    assert set(zip(landed["source_file"], landed["row_number"], strict=True)) == recorded
+    assert not set(landed["transaction_id"].astype(int)) & fraud
+
+
 def test_fx_files_cover_every_non_euro_currency_every_day(clean):
     fx = [f for f in clean.files if f.startswith("fx_rates/")]
     assert len(fx) == clean.cfg.days
@@ -251,8 +279,15 @@ def _expected(messy: Landing, kind: str) -> tuple[float, int]:
             else len(per_day)
         )
         return rate * n, n
+    if unit == "transaction":  # disputed 1-30 days later: reported by the last day if this early
+        genuine = truth[(truth["tx_fraud"] == 0) & (truth["tx_datetime"].dt.date <= _dispute_settled(messy))]
+        return rate * len(genuine), len(genuine)
     reports = truth[(truth["tx_fraud"] == 1) & (truth["reported_at"].dt.date <= settled)]
     return rate * len(reports), len(reports)
+
+
+def _dispute_settled(messy: Landing) -> dt.date:
+    return messy.last_day - dt.timedelta(seconds=DISPUTE_DELAY_S[1])
 
 
 def _observed(messy: Landing, kind: str) -> int:
@@ -265,6 +300,9 @@ def _observed(messy: Landing, kind: str) -> int:
     if kind == "duplicate_chargeback":
         first_report = messy.truth.set_index("transaction_id")["reported_at"]
         return int((first_report[d["transaction_id"]].dt.date <= settled).sum())
+    if kind == "non_fraud_dispute":
+        tx_at = messy.truth.set_index("transaction_id")["tx_datetime"]
+        return int((tx_at[d["transaction_id"]].dt.date <= _dispute_settled(messy)).sum())
     return len(d)
 
 
@@ -309,6 +347,17 @@ def test_each_recorded_defect_is_where_the_ground_truth_says(messy, kind):
         if kind == "duplicate_chargeback":
             reports = pd.read_csv(messy.root / r.source_file)
             assert reports.iloc[r.row_number - 1]["transaction_id"] == r.transaction_id
+            continue
+        if kind == "non_fraud_dispute":
+            report = pd.read_csv(messy.root / r.source_file, dtype=str).iloc[r.row_number - 1]
+            tx = messy.truth.set_index("transaction_id").loc[r.transaction_id]
+            assert int(report["transaction_id"]) == r.transaction_id
+            assert report["reason_code"] == r.detail
+            assert classify(r.detail) == NON_FRAUD
+            assert tx["tx_fraud"] == 0, "only genuine transactions are disputed for other reasons"
+            assert report["pan"] == tx["pan"]
+            delay = pd.Timestamp(report["reported_at"].rstrip("Z")) - tx["tx_datetime"]
+            assert pd.Timedelta(days=1) <= delay < pd.Timedelta(days=30)
             continue
         line = messy.line(r.source_file, r.row_number)
         feed = Path(r.source_file).name[:5]
@@ -391,6 +440,21 @@ def test_same_seed_same_bytes(tmp_path):
     assert a == b
     assert any(k.endswith(".csv.gz") for k in a)
     assert any(k.endswith(".jsonl.gz") for k in a)
+
+
+def test_non_fraud_disputes_change_only_the_chargeback_files(tmp_path):
+    """Their own stream: a messy world's authorisation files and frauds are the same with or without them
+    (stream keys of the older kinds are pinned, so adding a kind moved none)."""
+    from fraud_assets.simulator import mess
+
+    assert mess.ORDER_STREAM == 18 == mess.KIND_INDEX["duplicate_chargeback"] + 1
+    kw = {"profile": "realistic", "days": 12, "customers": 150, "terminals": 300}
+    simulate(tmp_path / "without", SimConfig(rates={**MESSY_RATES, "non_fraud_dispute": 0.0}, **kw))
+    simulate(tmp_path / "with", SimConfig(rates=MESSY_RATES, **kw))
+    without, with_ = _tree(tmp_path / "without" / "landing"), _tree(tmp_path / "with" / "landing")
+    changed = {k for k in without.keys() | with_.keys() if without.get(k) != with_.get(k)}
+    assert changed
+    assert all(k.startswith("chargebacks/") for k in changed), changed
 
 
 @pytest.mark.parametrize("shards", [1, 2])

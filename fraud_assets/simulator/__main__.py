@@ -45,13 +45,14 @@ would have written it."""
 
 def _defect_table() -> str:
     lines = ["defects (--rate KIND=RATE; --clean sets every rate to 0):"]
-    lines.append(f"  {'kind':<22} {'per':<7} {'default':>8}  expected platform outcome")
+    lines.append(f"  {'kind':<22} {'per':<11} {'default':>8}  expected platform outcome")
     for kind, unit in DEFECT_UNITS.items():
-        lines.append(f"  {kind:<22} {unit:<7} {DEFAULT_RATES[kind]:>8g}  {DEFECT_OUTCOMES[kind]}")
+        lines.append(f"  {kind:<22} {unit:<11} {DEFAULT_RATES[kind]:>8g}  {DEFECT_OUTCOMES[kind]}")
     lines.append(
         "  per row: each real authorisation row of a file is affected (repairs) or spawns an extra"
         " row with a\n  fresh id (quarantine kinds, reversal = auth + reversal) with this probability;"
-        " per file: each\n  authorisation file; per report: each chargeback report."
+        " per file: each\n  authorisation file; per report: each chargeback report; per transaction:"
+        " each genuine\n  transaction is disputed for a non-fraud reason (not a defect: never a label)."
     )
     return "\n".join(lines)
 

@@ -23,7 +23,9 @@ MAX_SHARDS = 899
 # - row:   per real authorisation row of a file (repairs change that row; extras add rows with
 #          fresh transaction ids, so expected extras = rate * real rows);
 # - file:  per authorisation file;
-# - report: per chargeback report.
+# - report: per chargeback report;
+# - transaction: per genuine transaction (a non-fraud dispute: a real row of another kind, not a defect of
+#   the feed, listed with the defects so tests can tell it from a fraud report).
 # The expected platform outcome of each kind is in DEFECT_OUTCOMES (docs/landing-zone.md).
 DEFECT_UNITS: dict[str, str] = {
     # repaired on real transactions (ground truth stays exact)
@@ -48,6 +50,7 @@ DEFECT_UNITS: dict[str, str] = {
     "huge_line": "file",
     # chargebacks
     "duplicate_chargeback": "report",
+    "non_fraud_dispute": "transaction",
 }
 
 DEFAULT_RATES: dict[str, float] = {
@@ -69,6 +72,9 @@ DEFAULT_RATES: dict[str, float] = {
     "truncated_file": 0.01,
     "huge_line": 0.005,
     "duplicate_chargeback": 0.01,
+    # real feeds: often half or more of all chargebacks; 0.5 % of genuine transactions is about a third
+    # of the chargebacks of a handbook-rate world
+    "non_fraud_dispute": 0.005,
 }
 
 # What the platform is expected to do with each defect (docs/landing-zone.md, "Defects").
@@ -91,6 +97,7 @@ DEFECT_OUTCOMES: dict[str, str] = {
     "resent_file": "duplicate_file",
     "truncated_file": "truncated_gzip",
     "duplicate_chargeback": "repaired",
+    "non_fraud_dispute": "non_fraud_dispute",
 }
 
 # Share of merchants whose terminals are acquired by processor B (feed acq_b, drifted schema).
@@ -212,6 +219,7 @@ TAG_SCENARIO_3_PICK = 31
 TAG_FX = 40
 TAG_MESS = 50
 TAG_CHARGEBACK_MESS = 51
+TAG_DISPUTE = 52
 TAG_SHARD = 60
 
 

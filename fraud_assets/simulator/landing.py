@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from fraud_assets.lib.landing import file_name
 from fraud_assets.simulator import reference as ref
-from fraud_assets.simulator.config import DEFECT_OUTCOMES, TAG_CHARGEBACK_MESS, SimConfig
+from fraud_assets.simulator.config import DEFECT_OUTCOMES, TAG_CHARGEBACK_MESS, TAG_DISPUTE, SimConfig
 from fraud_assets.simulator.feeds import Rows, parquet_bytes, render_chargebacks, render_fx, take
 from fraud_assets.simulator.mess import FEEDS, FeedDay, LandedFile, build_feed_day, shard_suffix
 from fraud_assets.simulator.world import DAY_SECONDS, World, generate_world
@@ -39,6 +39,8 @@ from fraud_assets.simulator.world import DAY_SECONDS, World, generate_world
 GROUND_TRUTH_DIR = "ground_truth"
 STATE_FILE = "simulator_state.json"
 DUPLICATE_REPORT_DELAY_S = (3_600, 10 * DAY_SECONDS)
+# A non-fraud dispute (not received, not as described, ...) is reported 1 to 30 days after its transaction.
+DISPUTE_DELAY_S = (DAY_SECONDS, 30 * DAY_SECONDS)
 
 DEFECT_COLUMNS = (
     "defect",
@@ -122,37 +124,75 @@ def _authorization_days(world: World, progress: bool) -> list[dict[str, FeedDay]
         )
 
 
-def _chargebacks(world: World) -> tuple[list[LandedFile], list[tuple]]:
-    """Chargeback files per report day (up to the last simulated day) and duplicate-report defects."""
-    cfg = world.config
-    tx = world.transactions
-    fraud = tx[tx["tx_fraud"] == 1]
-    if fraud.empty:
-        return [], []
-    reported = fraud["reported_at"].to_numpy().astype("datetime64[s]")
-    report_day = _day_index(world, reported)
-    order = np.lexsort((fraud["transaction_id"].to_numpy(), reported))
-    fraud, reported, report_day = fraud.iloc[order], reported[order], report_day[order]
-    pan = fraud["pan"].to_numpy(dtype=object)
-    visa = np.char.startswith(pan.astype(str), "4")
-    ecom = fraud["channel"].to_numpy() == "ecommerce"
-    reason = np.where(
-        visa, np.where(ecom, ref.REASON_VISA_CARD_ABSENT, ref.REASON_VISA_CARD_PRESENT), ref.REASON_MASTERCARD
-    ).astype(object)
-    amount_minor, exponent = _minor_units(fraud)
-    base = {
-        "transaction_id": fraud["transaction_id"].to_numpy(),
-        "pan": pan,
-        "tx_datetime": fraud["tx_datetime"].to_numpy().astype("datetime64[s]"),
+def _report_rows(world: World, tx: pd.DataFrame, reported: np.ndarray, reason: np.ndarray) -> Rows:
+    """Chargeback report columns of the transactions `tx`, reported at `reported` with `reason`."""
+    amount_minor, exponent = _minor_units(tx)
+    return {
+        "transaction_id": tx["transaction_id"].to_numpy(),
+        "pan": tx["pan"].to_numpy(dtype=object),
+        "tx_datetime": tx["tx_datetime"].to_numpy().astype("datetime64[s]"),
         "reported_at": reported,
         "reason_code": reason,
         "amount_minor": amount_minor,
         "exponent": exponent,
-        "currency": fraud["currency"].to_numpy(dtype=object),
-        "copy": np.ones(len(fraud), dtype=np.int64),
+        "currency": tx["currency"].to_numpy(dtype=object),
+        "copy": np.ones(len(tx), dtype=np.int64),
     }
+
+
+def _disputes(world: World) -> Rows:
+    """Non-fraud disputes (messy worlds only): each genuine transaction is disputed with probability
+    `non_fraud_dispute`, drawn per transaction day (so appended days reproduce a longer run), reported
+    1-30 days later with a non-fraud reason code of its card's scheme."""
+    cfg = world.config
+    tx = world.transactions
+    rate = cfg.rate("non_fraud_dispute")
+    day = _day_index(world, tx["tx_datetime"].to_numpy())
+    bounds = np.searchsorted(day, np.arange(cfg.days + 1))
+    genuine = tx["tx_fraud"].to_numpy() == 0
+    picked, delays, codes = [], [], []
+    for d in range(cfg.days if rate > 0 else 0):
+        lo, hi = bounds[d], bounds[d + 1]
+        r = cfg.rng(TAG_DISPUTE, d)
+        hit = (r.random(hi - lo) < rate) & genuine[lo:hi]
+        delay = r.integers(*DISPUTE_DELAY_S, hi - lo)
+        code = r.random(hi - lo)
+        picked.append(np.arange(lo, hi)[hit])
+        delays.append(delay[hit])
+        codes.append(code[hit])
+    idx = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    disputed = tx.iloc[idx]
+    reported = disputed["tx_datetime"].to_numpy().astype("datetime64[s]") + np.concatenate(
+        delays or [np.zeros(0, dtype=np.int64)]
+    ).astype("timedelta64[s]")
+    u = np.concatenate(codes or [np.zeros(0)])
+    visa_codes = np.array(ref.REASONS_VISA_NON_FRAUD, dtype=object)
+    mc_codes = np.array(ref.REASONS_MASTERCARD_NON_FRAUD, dtype=object)
+    visa = np.char.startswith(disputed["pan"].to_numpy(dtype=object).astype(str), "4")
+    reason = np.where(
+        visa, visa_codes[(u * len(visa_codes)).astype(int)], mc_codes[(u * len(mc_codes)).astype(int)]
+    ).astype(object)
+    return _report_rows(world, disputed, reported, reason)
+
+
+def _chargebacks(world: World) -> tuple[list[LandedFile], list[tuple]]:
+    """Chargeback files per report day (up to the last simulated day): fraud reports, duplicate-report
+    defects and non-fraud disputes."""
+    cfg = world.config
+    tx = world.transactions
+    fraud = tx[tx["tx_fraud"] == 1]
+    reported = fraud["reported_at"].to_numpy().astype("datetime64[s]")
+    report_day = _day_index(world, reported)
+    order = np.lexsort((fraud["transaction_id"].to_numpy(), reported))
+    fraud, reported, report_day = fraud.iloc[order], reported[order], report_day[order]
+    visa = np.char.startswith(fraud["pan"].to_numpy(dtype=object).astype(str), "4")
+    ecom = fraud["channel"].to_numpy() == "ecommerce"
+    reason = np.where(
+        visa, np.where(ecom, ref.REASON_VISA_CARD_ABSENT, ref.REASON_VISA_CARD_PRESENT), ref.REASON_MASTERCARD
+    ).astype(object)
+    base = _report_rows(world, fraud, reported, reason)
     # Duplicate reports: drawn per original report day, arriving 1 hour to 10 days later.
-    dup_idx, dup_at = [], []
+    dup_idx, dup_at = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype="datetime64[s]")]
     bounds = np.searchsorted(report_day, np.arange(cfg.days + 1))
     for d in range(cfg.days):
         lo, hi = bounds[d], bounds[d + 1]
@@ -162,16 +202,18 @@ def _chargebacks(world: World) -> tuple[list[LandedFile], list[tuple]]:
         dup_idx.append(np.arange(lo, hi)[hit])
         dup_at.append(reported[lo:hi][hit] + delay[hit].astype("timedelta64[s]"))
     dups = np.concatenate(dup_idx)
-    reports = {k: np.concatenate([v, v[dups]]) for k, v in base.items()}
-    reports["reported_at"] = np.concatenate([reported, np.concatenate(dup_at)])
-    reports["copy"] = np.concatenate([base["copy"], np.full(len(dups), 2, dtype=np.int64)])
+    disputes = _disputes(world)
+    reports = {k: np.concatenate([v, v[dups], disputes[k]]) for k, v in base.items()}
+    reports["reported_at"] = np.concatenate([reported, np.concatenate(dup_at), disputes["reported_at"]])
+    reports["copy"] = np.concatenate([base["copy"], np.full(len(dups), 2, dtype=np.int64), disputes["copy"]])
+    is_dispute = np.arange(len(reports["copy"])) >= len(base["copy"]) + len(dups)
     day = _day_index(world, reports["reported_at"])
     keep = np.flatnonzero(day < cfg.days)
     keep = keep[
         np.lexsort((reports["copy"][keep], reports["transaction_id"][keep], reports["reported_at"][keep]))
     ]
     reports = {k: v[keep] for k, v in reports.items()}
-    day = day[keep]
+    day, is_dispute = day[keep], is_dispute[keep]
     cb_id = pc.binary_join_element_wise(
         "CB",
         pc.cast(pa.array(reports["transaction_id"]), pa.string()),
@@ -203,6 +245,9 @@ def _chargebacks(world: World) -> tuple[list[LandedFile], list[tuple]]:
             defects.append(
                 ("duplicate_chargeback", int(reports["transaction_id"][lo + j]), f, int(j) + 1, "", d)
             )
+        for j in np.flatnonzero(is_dispute[s]):
+            tid, code = int(reports["transaction_id"][lo + j]), str(reports["reason_code"][lo + j])
+            defects.append(("non_fraud_dispute", tid, f, int(j) + 1, code, d))
     return files, defects
 
 

@@ -35,8 +35,10 @@ from fraud_assets.simulator.world import DAY_SECONDS, EXTRA_ID_BASE
 FEEDS = ("acq_a", "acq_b")
 FEED_CODE = {"acq_a": 0, "acq_b": 1}
 EXTENSION = {"acq_a": ".csv.gz", "acq_b": ".jsonl.gz"}
-KIND_INDEX = {kind: i for i, kind in enumerate(DEFECT_UNITS)}
-ORDER_STREAM = len(DEFECT_UNITS)  # positions of extra rows
+# Stream keys are pinned, so a new defect kind moves no existing stream (same seed, same bytes): extra
+# rows' positions keep key 18 (the number of kinds when it was chosen); kinds added later come after it.
+ORDER_STREAM = 18
+KIND_INDEX = {kind: i if i < ORDER_STREAM else i + 1 for i, kind in enumerate(DEFECT_UNITS)}
 
 # Extra-row kinds, in the order their fresh ids are handed out.
 EXTRA_KINDS = (

@@ -96,6 +96,11 @@ THREE_DS_FRAUD = (0.35, 0.25, 0.22, 0.18)
 REASON_VISA_CARD_PRESENT = "10.3"
 REASON_VISA_CARD_ABSENT = "10.4"
 REASON_MASTERCARD = "4837"
+# Non-fraud disputes (fraud_assets/lib/reason_codes.py), drawn uniformly per scheme: consumer disputes
+# (not received, not as described, credit not processed, cancelled), duplicate processing, no
+# authorisation.
+REASONS_VISA_NON_FRAUD = ("13.1", "13.2", "13.3", "13.6", "13.7", "12.6.1", "11.3")
+REASONS_MASTERCARD_NON_FRAUD = ("4853", "4855", "4860", "4841", "4834", "4808")
 
 
 def region_index(x: np.ndarray, y: np.ndarray) -> np.ndarray:
