@@ -149,9 +149,6 @@ def _reference_asset(
             source_rows = conn.execute(f"SELECT count(*) FROM raw.{upstream.key.path[-1]}").fetchall()[0][0]
             extra: dict[str, object] = {"source_rows": int(source_rows)}
             quarantined = set_aside_rows = 0
-            if set_aside is not None:
-                set_aside_rows = int(conn.execute(set_aside[1]).fetchone()[0])
-                extra[set_aside[0]] = set_aside_rows
             if quarantine is not None:
                 q = write_reference_quarantine(conn, *quarantine)
                 quarantined = len(q)
@@ -160,6 +157,9 @@ def _reference_asset(
                 extra["quarantine_by_reason"] = dg.MetadataValue.json(by_reason)
                 extra.update({f"quarantined_{r}": n for r, n in sorted(by_reason.items())})
                 extra["quarantine_table"] = dg.MetadataValue.text(f"{REF_QUAR} (source = {quarantine[0]})")
+            if set_aside is not None:  # after the quarantine write: its SQL may read it
+                set_aside_rows = int(conn.execute(set_aside[1]).fetchone()[0])
+                extra[set_aside[0]] = set_aside_rows
             had_table = track_label_changes and table_exists(conn, table)
             if had_table:
                 before = f"SELECT {_LABEL_DIFF_COLUMNS} FROM {table}"

@@ -180,11 +180,16 @@ QUALIFY row_number() OVER (PARTITION BY _transaction_id ORDER BY _reported_at, c
 ORDER BY transaction_id
 """
 
-# Usable chargebacks with a non-fraud reason code: neither labels nor quarantined, counted
-# (metadata `non_fraud_disputes`) so source_rows still reconciles.
+# Usable chargebacks with a non-fraud reason code: neither labels nor quarantined, counted (metadata
+# `non_fraud_disputes`) so source_rows still reconciles. Read once the chargebacks' quarantine slice is
+# written (every row with a reason is in it): cheaper than judging every row against the transactions
+# again.
 NON_FRAUD_DISPUTES_SQL = f"""
-WITH judged AS ({CHARGEBACK_JUDGED})
-SELECT count(*) FROM judged WHERE _reason IS NULL AND _dispute_kind = '{NON_FRAUD}'
+SELECT count(*) FROM raw.chargebacks r
+ANTI JOIN (
+    SELECT source_file, row_number FROM cleaned.reference_quarantine WHERE source = 'chargebacks'
+) q USING (source_file, row_number)
+WHERE ({classify_sql("r.reason_code")}) = '{NON_FRAUD}'
 """
 
 
