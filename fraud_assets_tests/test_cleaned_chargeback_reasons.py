@@ -141,7 +141,7 @@ def test_fraud_and_non_fraud_codes_are_disjoint_and_cover_the_schemes():
     assert set(reason_codes.FRAUD_REASON_CODES) == set(reason_codes.NON_FRAUD_REASON_CODES) == schemes
     assert {"10.1", "10.5", "4837", "4863", "F29", "FR2", "UA01", "UA06"} <= fraud
     assert {"11.3", "12.6.1", "13.1", "4808", "4853", "4855", "C08", "P08", "DP"} <= non_fraud
-    assert not {"FR4", "FR6", "83"} & (fraud | non_fraud)  # not fraud-specific / legacy: unknown
+    assert not {"FR4", "FR6", "M01", "R13", "83"} & (fraud | non_fraud)  # any dispute kind / legacy
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ Sources (pinned here, reviewed by hand; extend deliberately):
   4863, 4870, 4871; authorisation, point-of-interaction errors and cardholder disputes otherwise).
 - American Express: Merchant Regulations, chargeback reason codes (fraud category F10-F31; FR2 Fraud
   Full Recourse Program). FR4 / FR6 (Immediate / Partial Immediate Chargeback Program) charge back
-  any dispute of a merchant in the programme, fraud or not, so they are deliberately in neither set.
+  any dispute of a merchant in the programme, fraud or not, so they are deliberately in neither set
+  (and so are M01, R03, R13).
 - Discover: Dispute Rules Manual (fraud UA01, UA02, UA05, UA06; the usual non-fraud dispute codes).
 """
 
@@ -52,11 +53,13 @@ NON_FRAUD_REASON_CODES: dict[str, frozenset[str]] = {
         {"4807", "4808", "4812", "4831", "4834", "4841", "4842", "4846", "4853", "4854", "4855", "4859"}
         | {"4860"}
     ),
-    # A authorisation, C card member disputes, M/R inquiry and miscellaneous, P processing errors
+    # A authorisation, C card member disputes, M10/M49 vehicle rental, P processing errors. M01
+    # (chargeback authorisation) and R03/R13 (no or insufficient reply to an inquiry) follow a dispute of
+    # any kind, fraud included, so they are in neither set.
     "amex": frozenset(
         {"A01", "A02", "A08"}
         | {"C02", "C04", "C05", "C08", "C14", "C18", "C28", "C31", "C32"}
-        | {"M01", "M10", "M49", "R03", "R13"}
+        | {"M10", "M49"}
         | {"P01", "P03", "P04", "P05", "P07", "P08", "P22", "P23"}
     ),
     # AP cancelled recurring, AW altered amount, CD credit/debit posted incorrectly, DP duplicate
