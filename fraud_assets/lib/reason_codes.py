@@ -4,7 +4,7 @@ A scheme chargeback feed mixes fraud disputes with non-fraud ones (processing er
 issues, consumer disputes such as "merchandise not received"); only the fraud ones are fraud labels
 (cleaned/labels). Codes are compared after trim, case-insensitively (`classify_sql`); a code in neither
 set is unknown and its chargeback is quarantined, so a new or legacy code is looked at by a person
-before it can become a label. The simulator draws its reason codes from these sets too.
+before it can become a label. A test keeps the simulator's codes (simulator/reference.py) in these sets.
 
 Sources (pinned here, reviewed by hand; extend deliberately):
 - Visa: Visa Claims Resolution dispute categories (Visa Core Rules, Dispute Management Guidelines for
@@ -14,8 +14,8 @@ Sources (pinned here, reviewed by hand; extend deliberately):
   4863, 4870, 4871; authorisation, point-of-interaction errors and cardholder disputes otherwise).
 - American Express: Merchant Regulations, chargeback reason codes (fraud category F10-F31; FR2 Fraud
   Full Recourse Program). FR4 / FR6 (Immediate / Partial Immediate Chargeback Program) charge back
-  any dispute of a merchant in the programme, fraud or not, so they are deliberately in neither set
-  (and so are M01, R03, R13).
+  any dispute of a merchant in the programme, and M01 (chargeback authorisation), R03 / R13 (no reply
+  to an inquiry) follow a dispute of any kind: fraud or not, so all are deliberately in neither set.
 - Discover: Dispute Rules Manual (fraud UA01, UA02, UA05, UA06; the usual non-fraud dispute codes).
 """
 
