@@ -82,8 +82,10 @@ CHANGED_FIRST_REPORT = "changed_labels_first_report_date"
 CHANGED_LAST_TRANSACTION = "changed_labels_last_transaction_date"
 _LABEL_DIFF_COLUMNS = "transaction_id, reported_at, tx_datetime"
 # Metadata of a cleaned/fx_rates or cleaned/terminals materialisation: the business dates already cleaned
-# that this version of the table would clean differently (transform.restated_days); the restatement
-# sensor reads it from the instance and re-cleans them.
+# that this version of the table would clean differently (transform.restated_days); of a cleaned/transactions
+# one: the days next to those cleaned whose cleaning their reversal links change (a reversal that landed on
+# the next date: transform.restated_by_reversals). The restatement sensor reads it from the instance and
+# re-cleans them.
 RESTATED_DAYS = "restated_days"
 RESTATED_DAYS_COUNT = "restated_days_count"
 
@@ -246,7 +248,8 @@ labels = _reference_asset(
 
 
 def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
-    """Clean raw.authorizations for `keys`, chunk by chunk (bounded memory); totals for metadata.
+    """Clean raw.authorizations for `keys`, chunk by chunk (bounded memory); totals for metadata, with
+    the days outside `keys` whose stored cleaning a reversal link changes (`RESTATED_DAYS`).
 
     Each chunk's transactions, quarantine and reconciliation are written in one transaction."""
     if not table_exists(conn, "raw.authorizations"):
@@ -257,11 +260,13 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
         ("raw_rows", "cleaned_rows", "quarantined_rows", "duplicates_removed", "reversal_rows"), 0
     )
     by_reason: dict[str, int] = {}
+    restated: set[str] = set()
     cur = conn.cursor()  # own cursor: the staging temp tables stay private to this step
     try:
         for start in range(0, len(keys), CHUNK_DAYS):
             chunk = list(keys[start : start + CHUNK_DAYS])
             transform.judge(cur, chunk)
+            restated |= set(transform.restated_by_reversals(cur))
             replace_partitions(
                 cur,
                 {
@@ -282,7 +287,8 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
         transform.drop_staging(cur)
     finally:
         cur.close()
-    return {**totals, "by_reason": by_reason}
+    # a day of `keys` in another chunk is cleaned by this step, seeing this chunk's rows
+    return {**totals, "by_reason": by_reason, RESTATED_DAYS: sorted(restated - set(keys))}
 
 
 def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.AssetSpec:
@@ -350,6 +356,7 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
     with duckdb.get_connection() as conn:
         totals = clean_partitions(conn, keys)
         by_reason = totals.pop("by_reason")
+        restated = totals.pop(RESTATED_DAYS)
         yield dg.MaterializeResult(
             asset_key=["cleaned", "transactions"],
             metadata=table_metadata(
@@ -358,7 +365,12 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 descriptions=schemas.COLUMN_DESCRIPTIONS,
                 where=where,
                 partitions=len(keys),
-                extra={**{k: int(v) for k, v in totals.items()}, "partitions_written": len(keys)},
+                extra={
+                    **{k: int(v) for k, v in totals.items()},
+                    "partitions_written": len(keys),
+                    RESTATED_DAYS: dg.MetadataValue.json(restated),
+                    RESTATED_DAYS_COUNT: len(restated),
+                },
             ),
         )
         yield dg.MaterializeResult(

@@ -6,12 +6,15 @@
 --   duplicate    -> an exact retransmission of the kept version (counted, not stored)
 --   reversal     -> a matched reversal or the authorisation it reverses (counted, not stored)
 -- so per business date: raw rows = cleaned + quarantined + duplicates + reversal rows.
--- Reads cleaned.terminals, cleaned.fx_rates and the variables `reporting_currency`, `fx_max_age_days`;
--- leaves the temp table `_verdicts` in this connection.
+-- Reads cleaned.terminals, cleaned.fx_rates, the rows of the days around the chunk a reversal may link
+-- (temp views `_raw_earlier`, `_raw_later`, dates in `_neighbour_dates`: see `_judged_rows`) and the
+-- variables `reporting_currency`, `fx_max_age_days`, `reversal_lookback_days`; leaves the temp tables
+-- `_verdicts` (the chunk's rows) and `_neighbour_verdicts` (the neighbours' rows) in this connection.
 --
 -- Cost: every row is parsed and judged once, in one pass; only the few valid rows whose transaction
 -- id needs other rows (an id landed more than once, a reversal, the authorisation a reversal names)
--- are looked at again, for the dedup and reversal rules.
+-- are looked at again, for the dedup and reversal rules. The days around the chunk add only their
+-- reversals and the rows a chunk reversal names.
 
 -- Text without surrounding spaces, blank -> NULL. Numbers are ASCII digits only: `[0-9]`, never a
 -- class that admits other scripts' digits. Ids are 1-18 digits (18 always fit a BIGINT).
@@ -21,6 +24,27 @@ CREATE OR REPLACE TEMP MACRO _id(x) AS
 -- A leap second (`:60`) is read as the last second of its minute, so it stays on its business date.
 CREATE OR REPLACE TEMP MACRO _leap(x) AS
     CASE WHEN x LIKE '%:60' OR x LIKE '%:60Z' THEN regexp_replace(x, ':60(Z?)$', ':59\1') ELSE x END;
+CREATE OR REPLACE TEMP MACRO _message_kind(x) AS
+    CASE _text(x)
+        WHEN 'auth' THEN 'auth' WHEN '0100' THEN 'auth'
+        WHEN 'reversal' THEN 'reversal' WHEN '0400' THEN 'reversal'
+    END;
+
+-- Reversals across midnight: an authorisation at 23:58 reversed at 00:03 has its reversal in the next
+-- business date's file. So the chunk's rows are judged together with the few rows of the days around
+-- it (at most `reversal_lookback_days` away, outside the chunk) that a reversal link can join: the later
+-- days' reversals, and the earlier days' rows whose id a chunk reversal names. The same rules judge
+-- them; they only decide the chunk rows they link to, and leave `_verdicts` at the end.
+CREATE OR REPLACE TEMP VIEW _judged_rows AS
+SELECT * FROM _raw_chunk
+UNION ALL
+SELECT * FROM _raw_later WHERE _message_kind(message_type) = 'reversal'
+UNION ALL
+SELECT * FROM _raw_earlier WHERE _id(transaction_id) IN (
+    SELECT _id(original_transaction_id) FROM _raw_chunk WHERE _message_kind(message_type) = 'reversal'
+);
+CREATE OR REPLACE TEMP TABLE _judged_dates AS
+SELECT business_date FROM _chunk_dates UNION ALL SELECT business_date FROM _neighbour_dates;
 
 -- Every raw row of the chunk judged: typed values and the first rule that fails (`_rule_reason`,
 -- NULL when none) with the value as received it failed on; its outcome so far is its rule's.
@@ -41,7 +65,7 @@ days AS (
     SELECT CAST(unnest(generate_series(
         CAST(min(business_date) - 1 AS TIMESTAMP), CAST(max(business_date) + 1 AS TIMESTAMP), INTERVAL 1 DAY
     )) AS DATE) AS day
-    FROM _chunk_dates
+    FROM _judged_dates
 ),
 zone_days AS (
     SELECT zone, day,
@@ -67,12 +91,9 @@ parsed AS (
             WHEN 'ecommerce' THEN 'ecommerce' WHEN 'ECOM' THEN 'ecommerce'
         END AS _channel,
         upper(_text(r.three_ds)) AS _three_ds,
-        CASE _text(r.message_type)
-            WHEN 'auth' THEN 'auth' WHEN '0100' THEN 'auth'
-            WHEN 'reversal' THEN 'reversal' WHEN '0400' THEN 'reversal'
-        END AS _message_type,
+        _message_kind(r.message_type) AS _message_type,
         _id(r.original_transaction_id) AS _original_id
-    FROM _raw_chunk r
+    FROM _judged_rows r
 ),
 typed AS (
     SELECT p.*,
@@ -109,7 +130,7 @@ typed AS (
     -- (chunk day, currency), so the rows join on equality
     LEFT JOIN (
         SELECT d.business_date, fx.quote_currency, arg_max(fx.rate, fx.rate_date) AS rate
-        FROM _chunk_dates d JOIN cleaned.fx_rates fx ON fx.rate_date <= d.business_date
+        FROM _judged_dates d JOIN cleaned.fx_rates fx ON fx.rate_date <= d.business_date
             AND fx.rate_date >= d.business_date - CAST(getvariable('fx_max_age_days') AS INTEGER)
         GROUP BY ALL
     ) fx ON fx.business_date = p.business_date AND fx.quote_currency = p._currency
@@ -207,8 +228,9 @@ FROM judged;
 -- transaction_id the most recently landed version is kept (latest landing date, then file name, then
 -- row): a copy equal to it in every parsed field is an exact retransmission, a copy that differs is an
 -- older version a corrected file replaced. Then a kept reversal whose original_transaction_id is a kept
--- authorisation of the same business date, card, amount and currency removes both; a reversal without one
--- is an orphan (a reversal of another card's authorisation, or a partial one, must not erase it silently).
+-- authorisation of the same card, amount and currency, of its business date or at most
+-- `reversal_lookback_days` before it, removes both; a reversal without one is an orphan (a reversal of
+-- another card's authorisation, or a partial one, must not erase it silently).
 CREATE OR REPLACE TEMP TABLE _linked_outcomes AS
 WITH valid AS (SELECT * FROM _verdicts WHERE _rule_reason IS NULL),
 linked_ids AS (
@@ -228,8 +250,10 @@ versions AS MATERIALIZED (
 ),
 kept AS (SELECT * FROM versions WHERE NOT _older),
 reversed AS (
-    SELECT DISTINCT r.business_date, r._original_id AS _tx_id
-    FROM kept r JOIN kept a ON a.business_date = r.business_date AND a._tx_id = r._original_id
+    SELECT r.business_date AS _reversal_date, a.business_date AS _auth_date, r._original_id AS _tx_id
+    FROM kept r JOIN kept a ON a._tx_id = r._original_id
+        AND a.business_date BETWEEN r.business_date - CAST(getvariable('reversal_lookback_days') AS INTEGER)
+            AND r.business_date
         AND a.card_token = r.card_token AND a._amount = r._amount AND a._currency = r._currency
     WHERE r._message_type = 'reversal' AND a._message_type = 'auth'
 )
@@ -252,14 +276,22 @@ SELECT v.source_file, v.row_number,
         WHEN v._message_type = 'reversal' AND rr._tx_id IS NULL THEN v.original_transaction_id
     END AS _offending_value
 FROM versions v
-LEFT JOIN reversed rr
-    ON v._message_type = 'reversal' AND rr.business_date = v.business_date AND rr._tx_id = v._original_id
-LEFT JOIN reversed ra
-    ON v._message_type = 'auth' AND ra.business_date = v.business_date AND ra._tx_id = v._tx_id;
+LEFT JOIN (SELECT DISTINCT _reversal_date, _tx_id FROM reversed) rr
+    ON v._message_type = 'reversal' AND rr._reversal_date = v.business_date AND rr._tx_id = v._original_id
+LEFT JOIN (SELECT DISTINCT _auth_date, _tx_id FROM reversed) ra
+    ON v._message_type = 'auth' AND ra._auth_date = v.business_date AND ra._tx_id = v._tx_id;
 
 UPDATE _verdicts v
 SET _outcome = l._outcome, _reason = l._reason, _offending_value = l._offending_value
 FROM _linked_outcomes l
 WHERE v.source_file = l.source_file AND v.row_number = l.row_number;
 
+-- The neighbours' rows are their own days' business: set aside (transform.restated_days compares them
+-- with what their days hold), out of the chunk's verdicts.
+CREATE OR REPLACE TEMP TABLE _neighbour_verdicts AS
+SELECT * FROM _verdicts SEMI JOIN _neighbour_dates USING (business_date);
+DELETE FROM _verdicts WHERE business_date IN (SELECT business_date FROM _neighbour_dates);
+
 DROP TABLE _linked_outcomes;
+DROP VIEW _judged_rows;
+DROP TABLE _judged_dates;

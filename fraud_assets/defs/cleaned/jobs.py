@@ -10,7 +10,8 @@ cleaning_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(CLEANED_TRANSACTIONS).required_multi_asset_neighbors(),
     description=(
         "Cleans a day or a range of days again from their raw rows, in one set-based pass: the days whose "
-        "cleaning a late or corrected FX rate or merchants snapshot changes (reference_restatement_sensor). "
+        "cleaning a late or corrected FX rate or merchants snapshot, or a reversal landed on the next "
+        "business date, changes (reference_restatement_sensor). "
         "Features, labels and scores follow by declarative automation."
     ),
 )

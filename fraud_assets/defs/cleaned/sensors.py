@@ -1,4 +1,5 @@
-"""`reference_restatement_sensor`: clean again the days a late or corrected FX rate or terminal changes.
+"""`reference_restatement_sensor`: clean again the days a late or corrected FX rate or terminal, or a
+reversal landed on the next business date, changes.
 
 A day is cleaned against the FX rates and terminals known at the time: its non-EUR amounts take the rate
 of the day or the latest within 4 days before it, and a transaction at a terminal no merchants snapshot
@@ -8,8 +9,11 @@ day was cleaned, a rate correction, or a new terminal's snapshot would leave the
 genuine rows quarantined for good. Each cleaned/fx_rates and cleaned/terminals materialisation lists the
 cleaned days it would clean differently (metadata `restated_days`, computed in the warehouse); the sensor
 requests `cleaning_rebuild` for those not cleaned again since, one run per block of consecutive days.
-It waits while the run that wrote the reference table is still going (a landed day's run cleans its own
-day after its inputs). Reads only the Dagster instance.
+A reversal may land on the business date after its authorisation's: each cleaned/transactions
+materialisation lists, the same way, the days next to it its reversal links change (an authorisation
+cleaned as genuine before its reversal landed, a reversal quarantined as an orphan before its
+authorisation's day landed), never more. The sensor waits while the run that wrote the table is still
+going (a landed day's run cleans its own day after its inputs). Reads only the Dagster instance.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from fraud_assets.defs.cleaned.jobs import CLEANED_TRANSACTIONS, cleaning_job
 from fraud_assets.lib.partitions import consecutive_blocks
 from fraud_assets.lib.runs import TAG_TRIGGER, days_request, partitions_written_after
 
-REFERENCES = (dg.AssetKey(["cleaned", "fx_rates"]), dg.AssetKey(["cleaned", "terminals"]))
+# The assets whose materialisations list restated days, and what changed the days.
+RESTATING = {
+    dg.AssetKey(["cleaned", "fx_rates"]): "an FX rate",
+    dg.AssetKey(["cleaned", "terminals"]): "a terminal",
+    CLEANED_TRANSACTIONS: "a reversal on the next business date",
+}
 TAG_CAUSE = "fraud_assets/restatement_cause"
 BATCH = 100
 
@@ -44,7 +53,7 @@ def restated_day_blocks(
     days: set[str] = set()
     causes: list[str] = []
     read = dict(cursors)
-    for key in REFERENCES:
+    for key, what in RESTATING.items():
         name = key.to_user_string()
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=key, after_storage_id=cursors.get(name)),
@@ -60,17 +69,18 @@ def restated_day_blocks(
             stale = set(restated) - written
             if stale:
                 days |= stale
-                causes.append(f"{name} changed {len(stale)} cleaned day(s)")
+                causes.append(f"{what} ({name}) changed {len(stale)} cleaned day(s)")
     return consecutive_blocks(sorted(days)), causes, read
 
 
 @dg.sensor(
     name="reference_restatement_sensor",
     description=(
-        "Cleans again the days a late or corrected FX rate, or a terminal listed after its transactions, "
-        "changes (metadata `restated_days` of cleaned/fx_rates and cleaned/terminals): one "
-        "`cleaning_rebuild` run per block of consecutive days; features, labels and scores follow by "
-        "automation. Reads only the Dagster instance."
+        "Cleans again the days a late or corrected FX rate, a terminal listed after its transactions, or "
+        "a reversal landed on the next business date changes (metadata `restated_days` of "
+        "cleaned/fx_rates, cleaned/terminals and cleaned/transactions): one `cleaning_rebuild` run per "
+        "block of consecutive days; features, labels and scores follow by automation. Reads only the "
+        "Dagster instance."
     ),
     job=cleaning_job,
     minimum_interval_seconds=30,
@@ -82,7 +92,7 @@ def reference_restatement_sensor(context: dg.SensorEvaluationContext):
     if read != cursors:
         context.update_cursor(";".join(f"{k}={v}" for k, v in sorted(read.items())))
     if not blocks:
-        return dg.SkipReason("no cleaned day is older than the FX rates and terminals it reads")
+        return dg.SkipReason("no cleaned day is older than the FX rates, terminals and reversals it reads")
     tags = {TAG_TRIGGER: "restatement", TAG_CAUSE: "; ".join(causes)[:200]}
     stamp = max(read.values())
     return [days_request(cleaning_job.name, days, f"restated:{stamp}:{days[0]}", tags) for days in blocks]

@@ -12,8 +12,10 @@ landing date, file, row): copies identical to it in every parsed field are exact
 (`duplicates_removed`); copies that differ are older versions a corrected file replaced (quarantined
 `superseded_by_correction`).
 Reversal rule: a valid reversal whose `original_transaction_id` is a kept authorisation of the same
-business date, card, amount and currency removes both rows (`reversal_rows` counts the two); a reversal
-without such an authorisation in the partition is quarantined `orphan_reversal`.
+card, amount and currency, of its business date or of the REVERSAL_LOOKBACK_DAYS before it, removes both
+rows (`reversal_rows` counts each on its own date); a reversal without such an authorisation is
+quarantined `orphan_reversal`. A day whose cleaning a reversal landed later changes is restated
+(`restated_days`).
 Hence per partition: raw rows = cleaned + quarantined + duplicates_removed + reversal_rows.
 
 Ids and amounts are ASCII digits only. Amounts: a zero amount is genuine (account verification);
@@ -37,12 +39,17 @@ import pyarrow as pa
 
 from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
 from fraud_assets.lib.pan import mask_pans
+from fraud_assets.lib.partitions import dates_filter
 from fraud_assets.lib.settings import REPORTING_CURRENCY
 from fraud_assets.lib.warehouse import sql_string, table_exists
 
 # A business date without a reference rate (weekend, holiday) converts with the latest rate published
 # before it, at most this many days old: Good Friday to Easter Monday is 4 (Thursday's rate on Monday).
 FX_MAX_AGE_DAYS = 4
+# A reversal may land on a later business date than its authorisation, at most this many days later: an
+# authorisation just before midnight UTC is reversed minutes later, on the next date. Real traffic needs
+# no more; each extra day widens the rows read around every chunk and the days a landing restates.
+REVERSAL_LOOKBACK_DAYS = 1
 
 # Every quarantine reason (rule order, then the dedup and reversal outcomes) and the column whose value
 # as received it shows in `offending_value`.
@@ -157,6 +164,7 @@ REASON_COUNTS_SQL = (
 # transactions can come before the merchants snapshot that lists it) or is corrected restates the day.
 # Read by cleaned/fx_rates and cleaned/terminals after each rebuild; the restatement sensor re-cleans.
 RECONCILED = "cleaned.reconciliation"
+TX, QUAR = "cleaned.transactions", "cleaned.quarantine"
 _CLEANED_DAYS = f"SELECT DISTINCT business_date FROM {RECONCILED}"
 RESTATED_BY_FX_SQL = f"""
 WITH rates_now AS (
@@ -185,12 +193,33 @@ WHERE q.reason = 'unknown_terminal'
 ORDER BY 1"""
 
 
+# Days around the chunk (not in it) whose stored cleaning its reversal links change: a row that is now half
+# of a matched pair but still stored, as a genuine transaction (its reversal landed on the next date after
+# its day was cleaned) or as an `orphan_reversal` (its authorisation's day landed after it).
+RESTATED_BY_REVERSALS_SQL = f"""
+SELECT DISTINCT n.business_date FROM _neighbour_verdicts n
+SEMI JOIN (
+    SELECT business_date, source_file, row_number FROM {TX}
+    UNION ALL SELECT business_date, source_file, row_number FROM {QUAR}
+) stored USING (business_date, source_file, row_number)
+WHERE n._outcome = 'reversal'
+ORDER BY 1"""
+
+
+def restated_by_reversals(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """The days around the chunk `judge` staged whose stored cleaning its reversal links change (empty
+    before the first cleaning)."""
+    if not all(table_exists(conn, t) for t in (TX, QUAR)):
+        return []
+    return [str(day) for (day,) in conn.execute(RESTATED_BY_REVERSALS_SQL).fetchall()]
+
+
 def restated_days(conn: duckdb.DuckDBPyConnection, reference: str) -> list[str]:
     """The cleaned business dates whose cleaning `reference` (`fx_rates` or `terminals`, as the table is
     now) would change: a day converted with another rate than it would get now, a day that quarantined
     `unknown_currency` rows of a currency that has a rate now, or `unknown_terminal` rows of a terminal
     that is listed now. Empty before the first cleaning."""
-    if not all(table_exists(conn, t) for t in ("cleaned.transactions", "cleaned.quarantine", RECONCILED)):
+    if not all(table_exists(conn, t) for t in (TX, QUAR, RECONCILED)):
         return []
     if reference == "fx_rates":
         rows = conn.execute(
@@ -219,8 +248,24 @@ def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
         "CREATE OR REPLACE TEMP VIEW _raw_chunk AS "
         f"SELECT * FROM raw.authorizations WHERE business_date IN ({dates})"
     )
+    # The days a reversal link may reach from the chunk, outside it: its reversals' authorisations may be
+    # earlier, its authorisations' reversals later.
+    chunk = {dt.date.fromisoformat(str(k)) for k in keys}
+    steps = range(1, REVERSAL_LOOKBACK_DAYS + 1)
+    earlier = sorted({d - dt.timedelta(days=n) for d in chunk for n in steps} - chunk)
+    later = sorted({d + dt.timedelta(days=n) for d in chunk for n in steps} - chunk)
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _neighbour_dates (business_date DATE); "
+        + "".join(f"INSERT INTO _neighbour_dates VALUES ('{d.isoformat()}'); " for d in earlier + later)
+    )
+    for view, days in (("_raw_earlier", earlier), ("_raw_later", later)):
+        conn.execute(
+            f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM raw.authorizations "
+            f"WHERE {dates_filter([d.isoformat() for d in days])}"
+        )
     conn.execute("SET VARIABLE reporting_currency = ?", [REPORTING_CURRENCY])
     conn.execute("SET VARIABLE fx_max_age_days = ?", [FX_MAX_AGE_DAYS])
+    conn.execute("SET VARIABLE reversal_lookback_days = ?", [REVERSAL_LOOKBACK_DAYS])
     conn.execute(JUDGE_SQL)
     # The few distinct offending values: any of them may be a card number typed in the wrong field.
     values = [
@@ -244,9 +289,10 @@ def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
 
 
 def drop_staging(conn: duckdb.DuckDBPyConnection) -> None:
-    for table in ("_verdicts", "_masked_values", "_chunk_dates"):
+    for table in ("_verdicts", "_neighbour_verdicts", "_masked_values", "_chunk_dates", "_neighbour_dates"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.execute("DROP VIEW IF EXISTS _raw_chunk")
+    for view in ("_raw_chunk", "_raw_earlier", "_raw_later"):
+        conn.execute(f"DROP VIEW IF EXISTS {view}")
 
 
 def reason_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
