@@ -297,6 +297,8 @@ def _observed(messy: Landing, kind: str) -> int:
         return int((d["business_date"] <= settled).sum())
     if kind == "reversal":
         return len(d) // 2  # an authorisation and its reversal per event
+    if kind == "midnight_reversal":
+        return int((d["detail"] == "authorisation").sum())  # its reversal is in the next day's file
     if kind == "duplicate_chargeback":
         first_report = messy.truth.set_index("transaction_id")["reported_at"]
         return int((first_report[d["transaction_id"]].dt.date <= settled).sum())
@@ -380,8 +382,31 @@ def test_each_recorded_defect_is_where_the_ground_truth_says(messy, kind):
                 auth = same_file[same_file["transaction_id"] == parsed["original_transaction_id"]]
                 assert len(auth) == 1, "a reversal follows its authorisation in the same file"
                 assert auth["message_type"].iloc[0] == "auth"
+        elif kind == "midnight_reversal":
+            _check_midnight_pair(messy, r, parsed)
         else:
             assert checks[kind](r, parsed), (kind, line)
+
+
+def _check_midnight_pair(messy: Landing, r, parsed: dict) -> None:
+    """An authorisation in the last 10 minutes of its business date; its reversal in the next date's file
+    of the same feed, in the first 10 minutes, with its card, amount and currency."""
+    business = pd.Timestamp(messy.business_date(r.source_file))
+    at, window = _utc(messy, parsed), pd.Timedelta(minutes=10)
+    if r.detail == "authorisation":
+        assert parsed["message_type"] == "auth"
+        assert business + pd.Timedelta(days=1) - window <= at < business + pd.Timedelta(days=1)
+        return
+    assert parsed["message_type"] == "reversal"
+    assert business <= at < business + window
+    auth = messy.rows[messy.rows["transaction_id"] == parsed["original_transaction_id"]]
+    if auth.empty:
+        return  # its own day's file has not landed (yet)
+    for a in auth.itertuples():
+        assert messy.business_date(a.source_file) == (business - pd.Timedelta(days=1)).date()
+        assert a.feed == Path(r.source_file).name[:5]
+        assert a.message_type == "auth"
+        assert (a.pan, a.amount, a.currency) == (parsed["pan"], parsed["amount"], parsed["currency"])
 
 
 def _utc(messy: Landing, parsed: dict) -> pd.Timestamp:

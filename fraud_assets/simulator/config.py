@@ -50,7 +50,10 @@ DEFECT_UNITS: dict[str, str] = {
     "huge_line": "file",
     # chargebacks
     "duplicate_chargeback": "report",
+    # (kinds added later go last: the order numbers the random streams)
     "non_fraud_dispute": "transaction",
+    # an extra authorisation just before midnight UTC and its reversal just after, in the next day's file
+    "midnight_reversal": "row",
 }
 
 DEFAULT_RATES: dict[str, float] = {
@@ -75,6 +78,10 @@ DEFAULT_RATES: dict[str, float] = {
     # real feeds: often half or more of all chargebacks; 0.5 % of genuine transactions is about a third
     # of the chargebacks of a handbook-rate world
     "non_fraud_dispute": 0.005,
+    # Off unless asked for (`--rate midnight_reversal=...`): the last simulated day's authorisations wait
+    # for reversals that land only with the next day, so a world's cleaned rows would differ from its
+    # ground truth until then.
+    "midnight_reversal": 0.0,
 }
 
 # What the platform is expected to do with each defect (docs/landing-zone.md, "Defects").
@@ -98,6 +105,7 @@ DEFECT_OUTCOMES: dict[str, str] = {
     "truncated_file": "truncated_gzip",
     "duplicate_chargeback": "repaired",
     "non_fraud_dispute": "non_fraud_dispute",
+    "midnight_reversal": "reversed",
 }
 
 # Share of merchants whose terminals are acquired by processor B (feed acq_b, drifted schema).

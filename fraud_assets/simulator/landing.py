@@ -33,7 +33,14 @@ from fraud_assets.lib.landing import file_name
 from fraud_assets.simulator import reference as ref
 from fraud_assets.simulator.config import DEFECT_OUTCOMES, TAG_CHARGEBACK_MESS, TAG_DISPUTE, SimConfig
 from fraud_assets.simulator.feeds import Rows, parquet_bytes, render_chargebacks, render_fx, take
-from fraud_assets.simulator.mess import FEEDS, FeedDay, LandedFile, build_feed_day, shard_suffix
+from fraud_assets.simulator.mess import (
+    FEEDS,
+    FeedDay,
+    LandedFile,
+    build_feed_day,
+    midnight_pairs,
+    shard_suffix,
+)
 from fraud_assets.simulator.world import DAY_SECONDS, World, generate_world
 
 GROUND_TRUTH_DIR = "ground_truth"
@@ -99,13 +106,22 @@ def _authorization_days(world: World, progress: bool) -> list[dict[str, FeedDay]
     bounds = np.searchsorted(day, np.arange(world.config.days + 1))
     is_b = world.transactions["feed"].to_numpy() == "acq_b"
 
-    def build(d: int) -> dict[str, FeedDay]:
+    carries = world.config.rate("midnight_reversal") > 0  # a file holds the day before's late reversals
+
+    def feed_rows(d: int, feed: str) -> np.ndarray:
         span = np.arange(bounds[d], bounds[d + 1])
+        return span[is_b[span] == (feed == "acq_b")]
+
+    def build(d: int) -> dict[str, FeedDay]:
         out = {}
         for feed in FEEDS:
-            idx = span[is_b[span] == (feed == "acq_b")]
-            if len(idx):
-                out[feed] = build_feed_day(world.config, d, feed, take(rows, idx))
+            idx = feed_rows(d, feed)
+            previous = take(rows, feed_rows(d - 1, feed)) if carries and d > 0 else None
+            carried = previous is not None and len(
+                midnight_pairs(world.config, d - 1, feed, previous)[1]["utc"]
+            )
+            if len(idx) or carried:
+                out[feed] = build_feed_day(world.config, d, feed, take(rows, idx), previous)
         return out
 
     days = range(world.config.days)

@@ -8,7 +8,8 @@ files); defects it must quarantine are EXTRA rows with fresh transaction ids fro
 re-send in a later landing folder, so no real transaction is lost.
 
 Every decision comes from a stream keyed by (seed, day, feed, defect kind): a file's defects depend
-only on its own day, and changing one kind's rate never moves another kind's draws.
+only on its own day (and, for the reversals it carries past midnight, the day before), and changing one
+kind's rate never moves another kind's draws.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ EXTRA_KINDS = (
     "huge_line",
 )
 IDS_PER_FEED_DAY = 500_000
+# A feed-day's cross-midnight pairs take ids from here up in its block (its other extras from the start):
+# the next day's file must know the ids of the reversals it carries.
+MIDNIGHT_IDS = 400_000
+# A cross-midnight authorisation is in its day's last 10 minutes, its reversal in the next day's first 10.
+MIDNIGHT_WINDOW_S = 600
 HUGE_LINE_CHARS = 100_000  # the raw layer refuses lines over 4096 characters
 LATE_DAYS = (1, 5)  # a late file lands 1-5 days after its business date
 RESEND_DAYS = (1, 3)  # a re-sent copy or a truncated file's complete re-send lands 1-3 days later
@@ -96,8 +102,44 @@ def _stream(cfg: SimConfig, day: int, feed: str, kind: str | int) -> np.random.G
     return cfg.rng(TAG_MESS, day, FEED_CODE[feed], index)
 
 
-def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows) -> FeedDay:
-    """The files of processor `feed` for business day `day` from its clean rows (time-ordered)."""
+def _extra_ids(cfg: SimConfig, day: int, feed: str) -> int:
+    """The first of the feed-day's fresh ids. 1e6 ids per (day, shard), below 1e12 for every day x shard
+    the config allows: a 13-digit id could pass Luhn and be masked as a card number at the door, as any
+    producer value would be."""
+    return EXTRA_ID_BASE + (day * cfg.shards + cfg.shard) * 1_000_000 + FEED_CODE[feed] * IDS_PER_FEED_DAY
+
+
+def midnight_pairs(cfg: SimConfig, day: int, feed: str, real: Rows) -> tuple[Rows, Rows]:
+    """Day `day`'s cross-midnight reversals of processor `feed` (from its clean rows): extra
+    authorisations in the last minutes of the UTC day and their reversals minutes after midnight, which
+    belong to the next day's file. A function of the day alone, so both days' files agree."""
+    r = _stream(cfg, day, feed, "midnight_reversal")
+    n = len(real["transaction_id"])
+    k = int(r.binomial(n, cfg.rate("midnight_reversal"))) if n else 0
+    day_start = np.datetime64(cfg.start_date, "s") + np.timedelta64(day * DAY_SECONDS, "s")
+    # Copies of afternoon rows: the simulator's zones change clocks between 01:00 and 10:00 UTC, so a
+    # local time shifted with its UTC time from there to 00:10 the next day stays right.
+    afternoon = np.flatnonzero(real["utc"] >= day_start + np.timedelta64(DAY_SECONDS // 2, "s"))
+    if k == 0 or len(afternoon) == 0:
+        return take(real, np.arange(0)), take(real, np.arange(0))
+    x = take(real, afternoon[r.integers(0, len(afternoon), k)])
+    first = _extra_ids(cfg, day, feed) + MIDNIGHT_IDS
+    x["transaction_id"] = np.arange(first, first + 2 * k, 2, dtype=np.int64)
+    rev = {key: v.copy() for key, v in x.items()}
+    midnight = day_start + np.timedelta64(DAY_SECONDS, "s")
+    auth_at = midnight - r.integers(1, MIDNIGHT_WINDOW_S + 1, k).astype("timedelta64[s]")
+    rev_at = midnight + r.integers(0, MIDNIGHT_WINDOW_S, k).astype("timedelta64[s]")
+    x["local"], x["utc"] = x["local"] + (auth_at - x["utc"]), auth_at
+    rev["local"], rev["utc"] = rev["local"] + (rev_at - rev["utc"]), rev_at
+    rev["transaction_id"] = x["transaction_id"] + 1
+    rev["message_type"] = np.full(k, "reversal", dtype=object)
+    rev["original_transaction_id"] = x["transaction_id"].copy()
+    return x, rev
+
+
+def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows, previous: Rows | None = None) -> FeedDay:
+    """The files of processor `feed` for business day `day` from its clean rows (time-ordered); with the
+    day before's (`previous`), the file carries that day's reversals made after midnight."""
     n = len(real["transaction_id"])
     date = (cfg.start_date + dt.timedelta(days=day)).isoformat()
     suffix = shard_suffix(cfg)
@@ -119,9 +161,7 @@ def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows) -> FeedDay:
         pending += [("comma_decimal", int(rows["transaction_id"][i]), i, "") for i in np.flatnonzero(comma)]
 
     # Extra rows with fresh ids.
-    # 1e6 ids per (day, shard), below 1e12 for every day x shard the config allows: a 13-digit id could
-    # pass Luhn and be masked as a card number at the door, as any producer value would be.
-    next_id = EXTRA_ID_BASE + (day * cfg.shards + cfg.shard) * 1_000_000 + FEED_CODE[feed] * IDS_PER_FEED_DAY
+    next_id = _extra_ids(cfg, day, feed)
     extras: list[Rows] = []
     extra_kind: list[str] = []
     extra_detail: list[str] = []
@@ -200,6 +240,22 @@ def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows) -> FeedDay:
         extra_kind += [kind] * k
         extra_detail += details
 
+    # Cross-midnight pairs: this day's authorisations before midnight (last in time), the day before's
+    # reversals after it (first); placed by time, not by the positions' stream, which they leave as is.
+    n_scattered = len(extra_kind)
+    late_auths, _ = midnight_pairs(cfg, day, feed, real)
+    _, early_reversals = (
+        midnight_pairs(cfg, day - 1, feed, previous) if previous is not None else (None, None)
+    )
+    midnight_keys = []
+    for part, detail, lo in ((late_auths, "authorisation", n), (early_reversals, "reversal", -1)):
+        k = 0 if part is None else len(part["transaction_id"])
+        if k:
+            extras.append(part)
+            extra_kind += ["midnight_reversal"] * k
+            extra_detail += [detail] * k
+            midnight_keys.append(lo + (np.argsort(np.argsort(part["utc"], kind="stable")) + 1) / (k + 1))
+
     n_extra = len(extra_kind)
     all_rows = concat([rows, *extras]) if extras else rows
     all_comma = np.concatenate([comma, np.zeros(n_extra, dtype=bool)])
@@ -217,8 +273,10 @@ def build_feed_day(cfg: SimConfig, day: int, feed: str, real: Rows) -> FeedDay:
 
     # Positions: real rows in time order; extras scattered; a reversal follows its authorisation.
     order_rng = _stream(cfg, day, feed, ORDER_STREAM)
-    keys = np.concatenate([np.arange(n, dtype=float), order_rng.uniform(0, max(n, 1), n_extra)])
-    is_rev = all_rows["message_type"] == "reversal"
+    keys = np.concatenate(
+        [np.arange(n, dtype=float), order_rng.uniform(0, max(n, 1), n_scattered), *midnight_keys]
+    )
+    is_rev = all_rows["message_type"][: n + n_scattered] == "reversal"
     if is_rev.any():
         auth_pos = {int(t): keys[i] for i, t in enumerate(all_rows["transaction_id"])}
         for i in np.flatnonzero(is_rev):
