@@ -299,7 +299,7 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
         group_name=GROUP,
         owners=OWNERS,
         kinds={"sql", "duckdb"},
-        code_version="2",
+        code_version="3",
         **kwargs,
     )
 
@@ -313,7 +313,9 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
             description=(
                 "Clean card transactions for the feature layer and analysts: one row per transaction_id, "
                 "typed, exact retransmissions removed, reversed authorisations removed (with their "
-                "reversal), "
+                "reversal, also one landed on the next business date: that day's cleaning lists the "
+                "authorisation's day in metadata `restated_days` and reference_restatement_sensor "
+                "cleans it again), "
                 "tx_datetime in UTC (processor B's local times converted via the terminal's time zone), "
                 "tx_datetime_local, tx_amount in EUR (amount_original / fx_rate of the business date), "
                 "card_token/pan_bin/pan_last4, terminal_id, channel, three_ds, lineage. Rules in "
