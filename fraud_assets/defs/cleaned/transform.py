@@ -196,11 +196,11 @@ ORDER BY 1"""
 # Days around the chunk (not in it) whose stored cleaning its reversal links change: a row that is now half
 # of a matched pair but still stored, as a genuine transaction (its reversal landed on the next date after
 # its day was cleaned) or as an `orphan_reversal` (its authorisation's day landed after it).
-RESTATED_BY_REVERSALS_SQL = f"""
+RESTATED_BY_REVERSALS_SQL = """
 SELECT DISTINCT n.business_date FROM _neighbour_verdicts n
 SEMI JOIN (
-    SELECT business_date, source_file, row_number FROM {TX}
-    UNION ALL SELECT business_date, source_file, row_number FROM {QUAR}
+    SELECT business_date, source_file, row_number FROM {tx} WHERE {days}
+    UNION ALL SELECT business_date, source_file, row_number FROM {quar} WHERE {days}
 ) stored USING (business_date, source_file, row_number)
 WHERE n._outcome = 'reversal'
 ORDER BY 1"""
@@ -209,9 +209,14 @@ ORDER BY 1"""
 def restated_by_reversals(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """The days around the chunk `judge` staged whose stored cleaning its reversal links change (empty
     before the first cleaning)."""
-    if not all(table_exists(conn, t) for t in (TX, QUAR)):
+    linked = conn.execute(
+        "SELECT DISTINCT CAST(business_date AS VARCHAR) FROM _neighbour_verdicts WHERE _outcome = 'reversal'"
+    ).fetchall()
+    if not linked or not all(table_exists(conn, t) for t in (TX, QUAR)):
         return []
-    return [str(day) for (day,) in conn.execute(RESTATED_BY_REVERSALS_SQL).fetchall()]
+    days = dates_filter(sorted(d for (d,) in linked))  # only those days' rows of the stored tables
+    sql = RESTATED_BY_REVERSALS_SQL.format(tx=TX, quar=QUAR, days=days)
+    return [str(day) for (day,) in conn.execute(sql).fetchall()]
 
 
 def restated_days(conn: duckdb.DuckDBPyConnection, reference: str) -> list[str]:
@@ -239,7 +244,8 @@ def _date_literals(keys: Sequence[str]) -> str:
 
 def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
     """Stage the verdict of every raw.authorizations row of the business dates `keys` in this
-    connection's temp table `_verdicts`, with `_masked_values` (offending value -> masked) beside it.
+    connection's temp table `_verdicts`, with `_masked_values` (offending value -> masked) beside it, and
+    the verdicts of the rows of the days around them a reversal links to them in `_neighbour_verdicts`.
 
     Reads raw.authorizations, cleaned.terminals and cleaned.fx_rates, which must exist."""
     dates = _date_literals(keys)
