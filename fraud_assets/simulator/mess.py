@@ -113,15 +113,18 @@ def midnight_pairs(cfg: SimConfig, day: int, feed: str, real: Rows) -> tuple[Row
     """Day `day`'s cross-midnight reversals of processor `feed` (from its clean rows): extra
     authorisations in the last minutes of the UTC day and their reversals minutes after midnight, which
     belong to the next day's file. A function of the day alone, so both days' files agree."""
+    none = take(real, np.arange(0))
+    rate, n = cfg.rate("midnight_reversal"), len(real["transaction_id"])
+    if rate == 0 or n == 0:
+        return none, none
     r = _stream(cfg, day, feed, "midnight_reversal")
-    n = len(real["transaction_id"])
-    k = int(r.binomial(n, cfg.rate("midnight_reversal"))) if n else 0
+    k = int(r.binomial(n, rate))
     day_start = np.datetime64(cfg.start_date, "s") + np.timedelta64(day * DAY_SECONDS, "s")
     # Copies of afternoon rows: the simulator's zones change clocks between 01:00 and 10:00 UTC, so a
     # local time shifted with its UTC time from there to 00:10 the next day stays right.
     afternoon = np.flatnonzero(real["utc"] >= day_start + np.timedelta64(DAY_SECONDS // 2, "s"))
     if k == 0 or len(afternoon) == 0:
-        return take(real, np.arange(0)), take(real, np.arange(0))
+        return none, none
     x = take(real, afternoon[r.integers(0, len(afternoon), k)])
     first = _extra_ids(cfg, day, feed) + MIDNIGHT_IDS
     x["transaction_id"] = np.arange(first, first + 2 * k, 2, dtype=np.int64)
