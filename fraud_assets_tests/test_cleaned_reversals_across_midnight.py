@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from fraud_assets.defs.cleaned import assets as cleaned_assets
 from fraud_assets.defs.cleaned.assets import RESTATED_DAYS
 from fraud_assets.defs.cleaned.sensors import reference_restatement_sensor
 from fraud_assets.resources import build_resources
@@ -208,6 +209,24 @@ def test_days_cleaned_in_one_run_resolve_their_reversals_without_a_restatement(d
     for result in s.run_pipeline(data_dir, [D, D1], instance=instance):
         assert result.success
         assert all(e.passed for e in result.get_asset_check_evaluations())
+    t = tables(data_dir)
+    assert t["tx"] == {D: [2, 3, 4, 5], D1: [6]}
+    assert t["recon"] == {D: [(6, 4, 0, 0, 2)], D1: [(5, 1, 2, 0, 2)]}
+    assert restated(instance, D) == restated(instance, D1) == []
+    assert tick(instance)[0] == []
+
+
+def test_a_run_that_cleans_both_days_again_restates_neither(data_dir, monkeypatch):
+    """In chunks of one day, the first chunk sees the second day's stale orphans, which the same run
+    cleans next: nothing to restate."""
+    instance = dg.DagsterInstance.ephemeral()
+    s.write_reference(data_dir)
+    land_d1(data_dir)
+    clean(data_dir, instance, D1)
+    land_d(data_dir)
+    monkeypatch.setattr(cleaned_assets, "CHUNK_DAYS", 1)
+    for result in s.run_pipeline(data_dir, [D, D1], instance=instance):
+        assert result.success
     t = tables(data_dir)
     assert t["tx"] == {D: [2, 3, 4, 5], D1: [6]}
     assert t["recon"] == {D: [(6, 4, 0, 0, 2)], D1: [(5, 1, 2, 0, 2)]}
