@@ -131,7 +131,7 @@ def write_acq_b(data_dir: Path, rows, name: str = f"acq_b_{DAY}.jsonl.gz", lande
 
 
 def write_reference(data_dir: Path, day: str = DAY) -> None:
-    """Merchants, cardholders, FX for `day` and an (empty-of-fraud) chargeback file."""
+    """Merchants, cardholders and FX rates for `day` (no chargeback file: `write_chargebacks`)."""
     root = data_dir / "landing"
     for src, df in (
         ("merchants", TERMINALS),

@@ -55,11 +55,7 @@ def landed(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("reasons") / "data"
     s.write_reference(data_dir)
     s.write_acq_a(data_dir, [s.a_row(i) for i in TRANSACTIONS])
-    s.write(
-        data_dir,
-        f"chargebacks/{CB_DAY}/chargebacks_{CB_DAY}.csv",
-        s.csv_text([r for r, _ in ROWS], s.CB_HEADER),
-    )
+    s.write_chargebacks(data_dir, [r for r, _ in ROWS], CB_DAY)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FRAUD_PAN_KEY", TEST_PAN_KEY)
         results = s.run_pipeline(data_dir, raise_on_error=False)

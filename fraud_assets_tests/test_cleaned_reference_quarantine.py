@@ -96,11 +96,7 @@ FX_ROWS = [
 def land(data_dir) -> None:
     s.write_reference(data_dir)
     s.write_acq_a(data_dir, [s.a_row(i) for i in LABELLED_TRANSACTIONS])
-    s.write(
-        data_dir,
-        f"chargebacks/{CB_DAY}/chargebacks_{CB_DAY}.csv",
-        s.csv_text([r for r, _ in CHARGEBACK_ROWS], s.CB_HEADER),
-    )
+    s.write_chargebacks(data_dir, [r for r, _ in CHARGEBACK_ROWS], CB_DAY)
     s.write(
         data_dir,
         f"fx_rates/{FX_CORRECTION_LANDED}/fx_rates_{s.DAY}_002.csv",
