@@ -6,8 +6,9 @@
 --   duplicate    -> an exact retransmission of the kept version (counted, not stored)
 --   reversal     -> a matched reversal or the authorisation it reverses (counted, not stored)
 -- so per business date: raw rows = cleaned + quarantined + duplicates + reversal rows.
--- Reads cleaned.terminals, cleaned.fx_rates, the rows of the days around the chunk a reversal may link
--- (temp views `_raw_earlier`, `_raw_later`, dates in `_neighbour_dates`: see `_judged_rows`) and the
+-- Reads the value macros (`_text`, `_id`, `_leap`, `_message_kind`: value_macros.sql, run first),
+-- cleaned.terminals, cleaned.fx_rates, the rows of the days around the chunk a reversal may link (temp
+-- views `_raw_earlier`, `_raw_later`, dates in `_neighbour_dates`: see `_judged_rows`) and the
 -- variables `reporting_currency`, `fx_max_age_days`, `reversal_lookback_days`; leaves the temp tables
 -- `_verdicts` (the chunk's rows) and `_neighbour_verdicts` (the neighbours' rows) in this connection.
 --
@@ -15,20 +16,6 @@
 -- id needs other rows (an id landed more than once, a reversal, the authorisation a reversal names)
 -- are looked at again, for the dedup and reversal rules. The days around the chunk add only their
 -- reversals and the rows a chunk reversal names.
-
--- Text without surrounding spaces, blank -> NULL. Numbers are ASCII digits only: `[0-9]`, never a
--- class that admits other scripts' digits. Ids are 1-18 digits (18 always fit a BIGINT).
-CREATE OR REPLACE TEMP MACRO _text(x) AS nullif(trim(x), '');
-CREATE OR REPLACE TEMP MACRO _id(x) AS
-    CASE WHEN regexp_full_match(x, ' *[0-9]{1,18} *') THEN CAST(trim(x) AS BIGINT) END;
--- A leap second (`:60`) is read as the last second of its minute, so it stays on its business date.
-CREATE OR REPLACE TEMP MACRO _leap(x) AS
-    CASE WHEN x LIKE '%:60' OR x LIKE '%:60Z' THEN regexp_replace(x, ':60(Z?)$', ':59\1') ELSE x END;
-CREATE OR REPLACE TEMP MACRO _message_kind(x) AS
-    CASE _text(x)
-        WHEN 'auth' THEN 'auth' WHEN '0100' THEN 'auth'
-        WHEN 'reversal' THEN 'reversal' WHEN '0400' THEN 'reversal'
-    END;
 
 -- Reversals across midnight: an authorisation at 23:58 reversed at 00:03 has its reversal in the next
 -- business date's file. So the chunk's rows are judged together with the few rows of the days around

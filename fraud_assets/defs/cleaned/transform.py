@@ -114,6 +114,7 @@ RECONCILIATION_COLUMNS = [
     ("reversal_rows", "BIGINT"),
 ]
 
+VALUE_MACROS_SQL = Path(__file__).with_name("value_macros.sql").read_text()
 JUDGE_SQL = Path(__file__).with_name("clean_transactions.sql").read_text()
 
 
@@ -177,7 +178,7 @@ converted AS (
     SELECT DISTINCT business_date, currency, fx_rate FROM cleaned.transactions WHERE currency <> $reporting
 ),
 unconverted AS (
-    SELECT DISTINCT business_date, upper(nullif(trim(offending_value), '')) AS currency
+    SELECT DISTINCT business_date, upper(_text(offending_value)) AS currency
     FROM cleaned.quarantine WHERE reason = 'unknown_currency'
 )
 SELECT c.business_date FROM converted c LEFT JOIN rates_now n USING (business_date, currency)
@@ -187,8 +188,7 @@ SELECT business_date FROM unconverted JOIN rates_now USING (business_date, curre
 ORDER BY 1"""
 RESTATED_BY_TERMINALS_SQL = """
 SELECT DISTINCT q.business_date FROM cleaned.quarantine q JOIN cleaned.terminals t
-    ON t.terminal_id = CASE WHEN regexp_full_match(q.offending_value, ' *[0-9]{1,18} *')
-        THEN CAST(trim(q.offending_value) AS BIGINT) END
+    ON t.terminal_id = _id(q.offending_value)
 WHERE q.reason = 'unknown_terminal'
 ORDER BY 1"""
 
@@ -226,6 +226,7 @@ def restated_days(conn: duckdb.DuckDBPyConnection, reference: str) -> list[str]:
     that is listed now. Empty before the first cleaning."""
     if not all(table_exists(conn, t) for t in (TX, QUAR, RECONCILED)):
         return []
+    conn.execute(VALUE_MACROS_SQL)  # the offending values are read as the cleaning read them
     if reference == "fx_rates":
         rows = conn.execute(
             RESTATED_BY_FX_SQL, {"max_age": FX_MAX_AGE_DAYS, "reporting": REPORTING_CURRENCY}
@@ -272,6 +273,7 @@ def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
     conn.execute("SET VARIABLE reporting_currency = ?", [REPORTING_CURRENCY])
     conn.execute("SET VARIABLE fx_max_age_days = ?", [FX_MAX_AGE_DAYS])
     conn.execute("SET VARIABLE reversal_lookback_days = ?", [REVERSAL_LOOKBACK_DAYS])
+    conn.execute(VALUE_MACROS_SQL)
     conn.execute(JUDGE_SQL)
     # The few distinct offending values: any of them may be a card number typed in the wrong field.
     values = [
