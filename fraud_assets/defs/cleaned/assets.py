@@ -24,9 +24,12 @@ from fraud_assets.defs.cleaned.reference import (
     TERMINALS_SQL,
 )
 from fraud_assets.defs.cleaned.transform import (
+    QUAR,
     QUARANTINE_COLUMNS,
+    RECON,
     RECONCILIATION_COLUMNS,
     TRANSACTION_COLUMNS,
+    TX,
     typed_select,
 )
 from fraud_assets.defs.raw import assets as raw
@@ -48,7 +51,6 @@ OWNERS = ["team:fraud-data-science"]
 GROUP = "cleaned"
 CHUNK_DAYS = 31
 
-TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
 REF_QUAR = "cleaned.reference_quarantine"
 # Definition-time column schemas of the reference tables (their pandera contracts).
 REFERENCE_MODELS = {

@@ -116,6 +116,8 @@ RECONCILIATION_COLUMNS = [
 
 VALUE_MACROS_SQL = Path(__file__).with_name("value_macros.sql").read_text()
 JUDGE_SQL = Path(__file__).with_name("clean_transactions.sql").read_text()
+# The three tables a cleaning run writes.
+TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
 
 
 def typed_select(columns: list[tuple[str, str]], source: str) -> str:
@@ -164,9 +166,7 @@ REASON_COUNTS_SQL = (
 # terminal that lands later (a reference rate is published in the afternoon, a new terminal's first
 # transactions can come before the merchants snapshot that lists it) or is corrected restates the day.
 # Read by cleaned/fx_rates and cleaned/terminals after each rebuild; the restatement sensor re-cleans.
-RECONCILED = "cleaned.reconciliation"
-TX, QUAR = "cleaned.transactions", "cleaned.quarantine"
-_CLEANED_DAYS = f"SELECT DISTINCT business_date FROM {RECONCILED}"
+_CLEANED_DAYS = f"SELECT DISTINCT business_date FROM {RECON}"
 RESTATED_BY_FX_SQL = f"""
 WITH rates_now AS (
     SELECT d.business_date, fx.quote_currency AS currency, arg_max(fx.rate, fx.rate_date) AS rate
@@ -224,7 +224,7 @@ def restated_days(conn: duckdb.DuckDBPyConnection, reference: str) -> list[str]:
     now) would change: a day converted with another rate than it would get now, a day that quarantined
     `unknown_currency` rows of a currency that has a rate now, or `unknown_terminal` rows of a terminal
     that is listed now. Empty before the first cleaning."""
-    if not all(table_exists(conn, t) for t in (TX, QUAR, RECONCILED)):
+    if not all(table_exists(conn, t) for t in (TX, QUAR, RECON)):
         return []
     conn.execute(VALUE_MACROS_SQL)  # the offending values are read as the cleaning read them
     if reference == "fx_rates":
