@@ -117,10 +117,10 @@ def _authorization_days(world: World, progress: bool) -> list[dict[str, FeedDay]
         for feed in FEEDS:
             idx = feed_rows(d, feed)
             previous = take(rows, feed_rows(d - 1, feed)) if carries and d > 0 else None
-            carried = previous is not None and len(
-                midnight_pairs(world.config, d - 1, feed, previous)[1]["utc"]
-            )
-            if len(idx) or carried:
+            # a day without rows of its own still has a file when it carries the day before's reversals
+            if len(idx) or (
+                previous is not None and len(midnight_pairs(world.config, d - 1, feed, previous)[1]["utc"])
+            ):
                 out[feed] = build_feed_day(world.config, d, feed, take(rows, idx), previous)
         return out
 
