@@ -91,8 +91,10 @@ def _one_run(landing: Path, work: Path) -> dict[str, float]:
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )
     c2, t2 = _cpu(), time.perf_counter()
-    md = result.asset_materializations_for_node("raw__authorizations")[0].metadata
-    rows = int(md["rows_acq_a"].value) + int(md["rows_acq_b"].value)
+    rows = sum(  # each day's materialisation counts its own rows
+        int(m.metadata["rows_acq_a"].value) + int(m.metadata["rows_acq_b"].value)
+        for m in result.asset_materializations_for_node("raw__authorizations")
+    )
     every += [*cleaned.defs.assets, *cleaned.defs.asset_checks]
     reference = (
         "raw/cardholders",

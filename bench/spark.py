@@ -78,10 +78,11 @@ def _materialize(data_dir: Path, keys: list[str], engine: FeatureEngine) -> tupl
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
     )
     step = next(e for e in result.all_events if e.event_type_value == "STEP_SUCCESS")
-    metadata = result.asset_materializations_for_node("features__transaction_features")[0].metadata
-    return step.event_specific_data.duration_ms / 1000, {
-        k: getattr(v, "value", v) for k, v in metadata.items()
-    }
+    days = result.asset_materializations_for_node("features__transaction_features")
+    metadata = {k: getattr(v, "value", v) for k, v in days[0].metadata.items()}
+    # Each day's materialisation counts its own rows.
+    metadata["rows_written"] = sum(int(m.metadata["rows_written"].value) for m in days)
+    return step.event_specific_data.duration_ms / 1000, metadata
 
 
 def _checksum(data_dir: Path) -> tuple:

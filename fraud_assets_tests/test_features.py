@@ -553,7 +553,16 @@ def test_a_backfill_is_one_run_and_every_check_passes(data_dir, world):
     assert {m.partition for m in mat} == set(keys)
     # The per-day copies leave out the column schema and lineage: the definition carries them once.
     assert {m.metadata["range_row_count"].value for m in mat} == {len(world.transactions)}
-    assert not any("dagster/partition_row_count" in m.metadata for m in mat)
+    # Each day its own row count and figures (the plots over partitions), not the range's.
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        per_day = dict(
+            conn.execute(
+                f"SELECT CAST(business_date AS VARCHAR), count(*) FROM {TABLE} GROUP BY 1"
+            ).fetchall()
+        )
+    assert len(set(per_day.values())) > 1
+    assert {m.partition: m.metadata["dagster/partition_row_count"].value for m in mat} == per_day
+    assert {m.partition: m.metadata["rows_written"].value for m in mat} == per_day
     assert not {"dagster/column_schema", "dagster/column_lineage"} & {k for m in mat for k in m.metadata}
     definition = transaction_features.specs_by_key[dg.AssetKey(["features", "transaction_features"])]
     assert {"dagster/column_schema", "dagster/column_lineage"} <= set(definition.metadata)

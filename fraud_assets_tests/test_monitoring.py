@@ -230,6 +230,36 @@ def test_a_burst_of_days_gets_one_drift_row_set_per_day_in_one_run(tmp_path):
     assert md["current_business_date"].value == days[-1]
 
 
+def test_each_day_of_a_burst_carries_its_own_drift_figures(tmp_path):
+    """The plots over partitions and the retraining trigger read each day's own PSI, not the burst's
+    latest day's on every day."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db, shift_last_day=1.5)
+    days = [d.date().isoformat() for d in DAYS]
+    result = dg.materialize(
+        [feature_drift],
+        resources={"duckdb": DuckDBResource(database=str(db))},
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    )
+    md = {
+        m.partition: {k: getattr(v, "value", v) for k, v in m.metadata.items()}
+        for m in result.asset_materializations_for_node("monitoring__feature_drift")
+    }
+    assert [md[d]["current_business_date"] for d in days[1:]] == days[1:]
+    assert md[days[-1]]["max_psi"] >= 0.25
+    assert max(md[d]["max_psi"] for d in days[1:-1]) < 0.1
+    with duckdb.connect(str(db)) as conn:
+        tx_amount = dict(
+            conn.execute(
+                "SELECT CAST(business_date AS VARCHAR), psi FROM monitoring.feature_drift "
+                "WHERE feature = 'tx_amount'"
+            ).fetchall()
+        )
+    assert {d: md[d]["psi_tx_amount"] for d in days[1:]} == pytest.approx(tx_amount)
+    # The first day has nothing before it: no drift figure at all rather than another day's.
+    assert "max_psi" not in md[days[0]]
+
+
 @pytest.mark.parametrize(
     ("new_from", "status", "reference_rows"),
     [("2018-04-10", "no_data", 0), ("2018-04-08", "ok", 2 * 400)],

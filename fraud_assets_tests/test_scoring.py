@@ -231,3 +231,38 @@ def test_scoring_job_never_trains(tmp_path: Path):
     keys = job.asset_layer.executable_asset_keys
     assert {dg.AssetKey(["scoring", "transaction_scores"]), dg.AssetKey(["scoring", "fraud_alerts"])} <= keys
     assert not any(k.path[0] == "models" for k in keys)
+
+
+def test_a_range_run_records_each_days_own_scores_and_alert_figures(scored: Path):
+    """What the UI plots per partition after a backfill: each day's figures, not the range's totals."""
+    result = dg.materialize(
+        [transaction_scores, fraud_alerts],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=build_resources(scored, TEST_PAN_KEY),
+        run_config={"ops": {"scoring__fraud_alerts": {"config": {"top_k": 30}}}},
+        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
+    )
+    assert result.success
+    md = {
+        (m.asset_key.path[-1], m.partition): {k: getattr(v, "value", v) for k, v in m.metadata.items()}
+        for e in result.get_asset_materialization_events()
+        for m in [e.event_specific_data.materialization]
+    }
+    with connect(scored) as conn:
+        for day in DAYS:
+            n, mean, cards = conn.execute(
+                "SELECT count(*), avg(score), count(DISTINCT card_token) FROM scoring.transaction_scores "
+                "WHERE business_date = ?::DATE",
+                [day],
+            ).fetchone()
+            top = conn.execute(
+                "SELECT max(score) FROM scoring.fraud_alerts WHERE business_date = ?::DATE", [day]
+            ).fetchone()[0]
+            assert md["transaction_scores", day]["rows_scored"] == n
+            assert md["transaction_scores", day]["dagster/partition_row_count"] == n
+            assert md["transaction_scores", day]["mean_score"] == pytest.approx(mean)
+            assert md["fraud_alerts", day]["alerts"] == 30
+            assert md["fraud_alerts", day]["max_alert_score"] == pytest.approx(top)
+            alerts = md["fraud_alerts", day]
+            assert alerts["cards_scored"] == cards
+            assert 0 <= alerts["known_compromised_cards_left_out"] < cards

@@ -394,8 +394,9 @@ def table_metadata(
     records one materialisation per partition, each a copy of this metadata: the copies leave out the
     column schema and lineage, which every partitioned asset declares on its definition (a 183-day
     backfill would otherwise write and read them 183 times), and count the range's rows as
-    `range_row_count`. Dagster+'s column-lineage view reads the latest materialisation only: after a
-    range run it shows lineage again from the next single-day run."""
+    `range_row_count` (each day's own count and figures: `lib/day_metadata.py`). Dagster+'s column-lineage
+    view reads the latest materialisation only: after a range run it shows lineage again from the next
+    single-day run."""
     filt = f" WHERE {where}" if where else ""
     args = list(params or [])
     total = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

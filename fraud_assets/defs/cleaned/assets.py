@@ -34,6 +34,7 @@ from fraud_assets.defs.cleaned.transform import (
 )
 from fraud_assets.defs.raw import assets as raw
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.day_metadata import DAY_ROW_COUNT, day_aggregates, spread_over_days
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.warehouse import (
@@ -306,6 +307,9 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.As
     )
 
 
+TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, RECON))
+
+
 @dg.multi_asset(
     specs=[
         _cleaning_spec(
@@ -361,43 +365,72 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
         totals = clean_partitions(conn, keys)
         by_reason = totals.pop("by_reason")
         restated = totals.pop(RESTATED_DAYS)
-        yield dg.MaterializeResult(
-            asset_key=["cleaned", "transactions"],
-            metadata=table_metadata(
-                conn,
-                TX,
-                descriptions=schemas.COLUMN_DESCRIPTIONS,
-                where=where,
-                partitions=len(keys),
-                extra={
-                    **{k: int(v) for k, v in totals.items()},
-                    "partitions_written": len(keys),
-                    RESTATED_DAYS: dg.MetadataValue.json(restated),
-                    RESTATED_DAYS_COUNT: len(restated),
-                },
-            ),
+        tx_md = table_metadata(
+            conn,
+            TX,
+            descriptions=schemas.COLUMN_DESCRIPTIONS,
+            where=where,
+            partitions=len(keys),
+            extra={
+                **{k: int(v) for k, v in totals.items()},
+                "partitions_written": len(keys),
+                RESTATED_DAYS: dg.MetadataValue.json(restated),
+                RESTATED_DAYS_COUNT: len(restated),
+            },
         )
-        yield dg.MaterializeResult(
-            asset_key=["cleaned", "quarantine"],
-            metadata=table_metadata(
-                conn,
-                QUAR,
-                descriptions=schemas.COLUMN_DESCRIPTIONS,
-                where=where,
-                partitions=len(keys),
-                extra={
-                    "quarantined_rows": int(totals["quarantined_rows"]),
-                    "quarantine_by_reason": dg.MetadataValue.json(by_reason),
-                    **{f"quarantined_{r}": n for r, n in sorted(by_reason.items())},
-                },
-            ),
+        quar_md = table_metadata(
+            conn,
+            QUAR,
+            descriptions=schemas.COLUMN_DESCRIPTIONS,
+            where=where,
+            partitions=len(keys),
+            extra={
+                "quarantined_rows": int(totals["quarantined_rows"]),
+                **_reason_figures(by_reason),
+            },
         )
-        yield dg.MaterializeResult(
-            asset_key=["cleaned", "reconciliation"],
-            metadata=table_metadata(
-                conn, RECON, descriptions=schemas.COLUMN_DESCRIPTIONS, where=where, partitions=len(keys)
-            ),
+        recon_md = table_metadata(
+            conn, RECON, descriptions=schemas.COLUMN_DESCRIPTIONS, where=where, partitions=len(keys)
         )
+        if len(keys) > 1:
+            # Each day's own counts on its materialisation (the plots over partitions), not the range's.
+            counts = [c for c, _ in RECONCILIATION_COLUMNS if c != "business_date"]
+            recon = day_aggregates(conn, RECON, keys, {c: f"sum({c})" for c in counts})
+            tx_days = day_aggregates(conn, TX, keys, {})
+            for day, figures in tx_days.items():
+                figures.update({c: v for c, v in recon[day].items() if c in counts})
+            reasons = {
+                f"quarantined_{r}": f"count(*) FILTER (WHERE reason = '{_sql_text(r)}')" for r in by_reason
+            }
+            quar_days = day_aggregates(conn, QUAR, keys, reasons)
+            for figures in quar_days.values():
+                day_reasons = {k.removeprefix("quarantined_"): int(figures.pop(k, 0) or 0) for k in reasons}
+                figures.update(_reason_figures({r: n for r, n in day_reasons.items() if n}))
+                figures["quarantined_rows"] = figures[DAY_ROW_COUNT]
+            tx_md = spread_over_days(context, tx_md, tx_days, counts, asset_key=TX_KEY)
+            quar_md = spread_over_days(
+                context,
+                quar_md,
+                quar_days,
+                ["quarantined_rows", "quarantine_by_reason", *reasons],
+                asset_key=QUAR_KEY,
+            )
+            recon_rows = {day: {DAY_ROW_COUNT: f[DAY_ROW_COUNT]} for day, f in recon.items()}
+            recon_md = spread_over_days(context, recon_md, recon_rows, [], asset_key=RECON_KEY)
+        yield dg.MaterializeResult(asset_key=TX_KEY, metadata=tx_md)
+        yield dg.MaterializeResult(asset_key=QUAR_KEY, metadata=quar_md)
+        yield dg.MaterializeResult(asset_key=RECON_KEY, metadata=recon_md)
+
+
+def _reason_figures(by_reason: dict[str, int]) -> dict[str, object]:
+    return {
+        "quarantine_by_reason": dg.MetadataValue.json(by_reason),
+        **{f"quarantined_{r}": n for r, n in sorted(by_reason.items())},
+    }
+
+
+def _sql_text(value: str) -> str:
+    return value.replace("'", "''")
 
 
 CLEANED_ASSETS = [terminals, cards, fx_rates, labels, cleaned_transactions]

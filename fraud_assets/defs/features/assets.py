@@ -19,6 +19,7 @@ from fraud_assets.defs.features.compute import (
 from fraud_assets.defs.features.lineage import COLUMN_LINEAGE
 from fraud_assets.defs.features.spark.launcher import write_features_on_spark
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
+from fraud_assets.lib.day_metadata import spread_table_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.warehouse import table_metadata
 from fraud_assets.resources import FeatureEngine
@@ -28,6 +29,12 @@ GROUP = "features"
 # Changes whenever the code changes feature values: the UI then shows the partitions computed before as
 # built by other code.
 CODE_VERSION = "4"
+# Plotted per day, each day's own in a range run too (the bootstrap and lookback rebuilds are range runs).
+DAY_FIGURES = {
+    "rows_written": "count(*)",
+    "mean_terminal_risk_30d": "avg(terminal_risk_30d)",
+    "mean_card_nb_tx_30d": "avg(card_nb_tx_30d)",
+}
 PREVIEW_COLUMNS = ["transaction_id", "business_date", "tx_amount", "card_nb_tx_1d", "terminal_risk_7d"]
 # A day's features read the cleaned transactions of the LOOKBACK_DAYS days before it: declared, so the
 # UI shows it and automation rebuilds the later days when an earlier day is cleaned again.
@@ -103,6 +110,7 @@ def transaction_features(
                 COLUMN_LINEAGE_KEY: COLUMN_LINEAGE,
             },
         )
+        md = spread_table_over_days(context, conn, FEATURES_TABLE, md, DAY_FIGURES)
     engine = feature_engine.engine
     context.log.info(
         f"features ({engine}): {written} rows for {len(keys)} business date(s) in {seconds:.2f}s"

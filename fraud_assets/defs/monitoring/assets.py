@@ -19,6 +19,7 @@ from fraud_assets.defs.features.compute import BASELINE_COLUMNS, LABEL_DELAY_DAY
 from fraud_assets.defs.monitoring.metrics import average_precision, psi, psi_status
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.day_metadata import spread_over_days
 from fraud_assets.lib.metrics import CardPrecision
 from fraud_assets.lib.partitions import business_date_partitions, day_batches
 from fraud_assets.lib.tables import (
@@ -44,7 +45,7 @@ MAX_REFERENCE_ROWS = 200_000  # PSI deciles are stable far below this; bounds me
 PER_DAY_REFERENCE_ROWS = 20_000  # a day's share of a window's reference (a handbook day has ~10,000 rows)
 
 DRIFT_COLUMNS = {
-    "business_date": "the day compared (latest day with features)",
+    "business_date": "the business day compared (the partition)",
     "feature": "feature name, or `score` for the champion's score",
     "psi": "population stability index vs the reference window (0.1 warn, 0.25 act)",
     "status": "ok | warn | act | no_data (nothing to compare; for the score: no reference scores of the "
@@ -276,6 +277,24 @@ def compute_drift(
     return df[list(DRIFT_COLUMNS)]
 
 
+def drift_summary(day: pd.DataFrame) -> dict[str, object]:
+    """A day's drift figures, the metadata plotted over partitions and read by the retraining trigger."""
+    scored = day.dropna(subset=["psi"])
+    worst = scored.loc[scored["psi"].idxmax()] if not scored.empty else None
+    summary: dict[str, object] = {
+        "current_business_date": str(day["business_date"].iloc[0]),
+        "reference_window": f"{day['reference_start'].iloc[0]} .. {day['reference_end'].iloc[0]}",
+        "max_psi": float(worst["psi"]) if worst is not None else float("nan"),
+        "max_psi_feature": str(worst["feature"]) if worst is not None else "",
+        "features_warn": int((day["status"] == "warn").sum()),
+        "features_act": int((day["status"] == "act").sum()),
+        **{f"psi_{r.feature}": float(r.psi) for r in day.itertuples()},
+    }
+    if SCORE in set(day["feature"]):
+        summary["score_psi"] = float(day.loc[day["feature"] == SCORE, "psi"].iloc[0])
+    return summary
+
+
 def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
     measured = df.dropna(subset=["psi"])
     if measured.empty:
@@ -338,7 +357,8 @@ def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
         "and of the champion's score, "
         "one business day (partition) vs the training window (reference deciles). For data scientists and "
         "the retraining trigger: 0.1 = warn, 0.25 = act. One row per (day, feature). Metadata `max_psi`, "
-        "`score_psi` and `psi_<feature>` (of the run's latest day) plot over time."
+        "`score_psi` and `psi_<feature>` (each day's own, also when one run measures many days) plot over "
+        "partitions."
     ),
 )
 def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -348,29 +368,16 @@ def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> 
         measured = [compute_drift(conn, day, reference) for day in days]
         measured = [df for df in measured if not df.empty]
         df = pd.concat(measured, ignore_index=True) if measured else pd.DataFrame(columns=list(DRIFT_COLUMNS))
-        extra: dict[str, object] = {}
         if measured:
             replace_partition(conn, DRIFT_TABLE, df, "business_date", days)
-            latest = measured[-1]
-            day = str(latest["business_date"].iloc[0])
-            scored = latest.dropna(subset=["psi"])
-            worst = scored.loc[scored["psi"].idxmax()] if not scored.empty else None
-            window = f"{latest['reference_start'].iloc[0]} .. {latest['reference_end'].iloc[0]}"
-            extra = {
-                "current_business_date": day,
-                "drift_days": len(measured),
-                "reference_window": window,
-                "max_psi": float(worst["psi"]) if worst is not None else float("nan"),
-                "max_psi_feature": str(worst["feature"]) if worst is not None else "",
-                "features_warn": int((latest["status"] == "warn").sum()),
-                "features_act": int((latest["status"] == "act").sum()),
-                **{f"psi_{r.feature}": float(r.psi) for r in latest.itertuples()},
-            }
-            if SCORE in set(latest["feature"]):
-                extra["score_psi"] = float(latest.loc[latest["feature"] == SCORE, "psi"].iloc[0])
+            by_day = {str(m["business_date"].iloc[0]): drift_summary(m) for m in measured}
+            extra = {"drift_days": len(measured), **by_day[max(by_day)]}
             md = table_metadata(
                 conn, DRIFT_TABLE, descriptions=DRIFT_COLUMNS, extra=extra, partitions=len(days)
             )
+            # A burst's days each carry their own figures (the plots over partitions, the retraining
+            # trigger's per-day reading), not the latest day's.
+            md = spread_over_days(context, md, by_day, {k for summary in by_day.values() for k in summary})
         else:
             context.log.info("no features yet: nothing to compare")
             md = {"note": "no features or no reference window yet"}

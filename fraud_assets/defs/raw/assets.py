@@ -20,6 +20,7 @@ from fraud_assets.defs.raw.register import build_register
 from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS, COLUMNS, select_sql
 from fraud_assets.defs.raw.text_reader import LandingChanged
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.day_metadata import spread_table_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.token_keys import TOKEN_COLUMN, ensure_token_key
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
@@ -30,6 +31,12 @@ GROUP = "raw"
 # A backfill is one run; it writes this many business dates per transaction.
 CHUNK_DAYS = 31
 SNAPSHOT_SOURCES = ("cardholders", "merchants")
+# Plotted per day, each day's own in a range run too (a day short of a processor's file shows as a dip).
+AUTHORIZATIONS_DAY_FIGURES = {
+    "rows_acq_a": "count(*) FILTER (WHERE feed = 'acq_a')",
+    "rows_acq_b": "count(*) FILTER (WHERE feed = 'acq_b')",
+    "malformed_lines": "count(malformed_reason)",
+}
 
 
 def _raw_asset(table: str, **kwargs):
@@ -220,6 +227,7 @@ def authorizations(
                 "partitions_written": len(keys),
             },
         )
+        md = spread_table_over_days(context, conn, "raw.authorizations", md, AUTHORIZATIONS_DAY_FIGURES)
     return dg.MaterializeResult(metadata=md)
 
 

@@ -19,11 +19,16 @@ from fraud_assets.defs.scoring.common import (
 )
 from fraud_assets.defs.scoring.schemas import ALERTS_COLUMNS, ALERTS_DESCRIPTIONS, DEFAULT_N_DRIVERS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.day_metadata import day_aggregates, spread_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, day_batches
 from fraud_assets.lib.warehouse import replace_partition, table_exists, table_metadata
 from fraud_assets.resources import ModelStore
 
 SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
+# The figures plotted per day, each day's own in a range run too: SQL over the day's alerts, and the cards
+# the day's queue was chosen from.
+DAY_FIGURES = {"alerts": "count(*)", "min_alert_score": "min(score)", "max_alert_score": "max(score)"}
+CARD_FIGURES = ("cards_scored", "known_compromised_cards_left_out")
 
 
 class FraudAlertsConfig(dg.Config):
@@ -95,9 +100,9 @@ ALERT_BATCH_ROWS = 2_000_000
 
 def alerts_for_days(
     conn, days: list[str], config: FraudAlertsConfig, model_store: ModelStore, models: dict | None = None
-) -> tuple[pd.DataFrame, int, int]:
-    """The alert rows of these business days, the cards scored on them and how many of those were left out
-    as known compromised (per day and card): the queue ranked
+) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """The alert rows of these business days and, per day, the cards scored and how many of those were left
+    out as known compromised: the queue ranked
     in SQL (TOP_CARDS_SQL), one read of the alerts' features and the days' medians, one batched predict
     per model version (one unless the champion changed within the range), each model loaded once per
     `models` cache."""
@@ -108,10 +113,13 @@ def alerts_for_days(
     top = conn.execute(
         TOP_CARDS_SQL.format(scores=SCORES_TABLE, where=where, known=known), [config.top_k]
     ).df()
-    n_cards, n_known = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE {known}) "
-        f"FROM (SELECT DISTINCT business_date, card_token FROM {SCORES_TABLE} WHERE {where}) s"
-    ).fetchone()
+    cards = {
+        day: {"cards_scored": n, "known_compromised_cards_left_out": n_known}
+        for day, n, n_known in conn.execute(
+            f"SELECT CAST(business_date AS VARCHAR), count(*), count(*) FILTER (WHERE {known}) "
+            f"FROM (SELECT DISTINCT business_date, card_token FROM {SCORES_TABLE} WHERE {where}) s GROUP BY 1"
+        ).fetchall()
+    }
     feats = conn.execute(
         f"SELECT * EXCLUDE (card_token, business_date) FROM {FEATURES_TABLE} "
         f"WHERE {where} AND transaction_id IN (SELECT unnest(?))",
@@ -158,7 +166,7 @@ def alerts_for_days(
             "created_at": datetime.now(UTC).replace(tzinfo=None),
         }
     )
-    return alerts, int(n_cards), int(n_known)
+    return alerts, cards
 
 
 @dg.asset(
@@ -201,9 +209,10 @@ def fraud_alerts(
             alerts_for_days(conn, batch, config, model_store, models)
             for batch in day_batches(days, counts, ALERT_BATCH_ROWS)
         ]
-        frames = [a for a, _, _ in parts if not a.empty] or [parts[0][0]]
+        frames = [a for a, _ in parts if not a.empty] or [parts[0][0]]
         alerts = pd.concat(frames, ignore_index=True)
-        n_cards, n_known = (sum(part[i] for part in parts) for i in (1, 2))
+        cards = {day: figures for _, by_day in parts for day, figures in by_day.items()}
+        n_cards, n_known = (sum(c[k] for c in cards.values()) for k in CARD_FIGURES)
         n = replace_partition(conn, ALERTS_TABLE, alerts, "business_date", days)
         md = table_metadata(
             conn,
@@ -221,4 +230,9 @@ def fraud_alerts(
                 "max_alert_score": float(alerts["score"].max()) if n else 0.0,
             },
         )
+        if len(days) > 1:
+            per_day = day_aggregates(conn, ALERTS_TABLE, days, DAY_FIGURES)
+            for day, figures in per_day.items():
+                figures.update(cards.get(day, dict.fromkeys(CARD_FIGURES, 0)))
+            md = spread_over_days(context, md, per_day, [*DAY_FIGURES, *CARD_FIGURES])
     return dg.MaterializeResult(metadata=md)

@@ -21,6 +21,7 @@ from fraud_assets.defs.scoring.common import (
 )
 from fraud_assets.defs.scoring.schemas import SHADOW_COLUMNS, SHADOW_DESCRIPTIONS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.day_metadata import day_aggregates, spread_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.registry import CHAMPION, current_alias, pending_version
 from fraud_assets.lib.tables import SHADOW_TABLE
@@ -28,6 +29,8 @@ from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
 
 SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
+# Plotted per day, each day's own in a range run too (with the day's PSI against the champion).
+DAY_FIGURES = {"rows_scored": "count(*)", "mean_score": "avg(score)"}
 
 
 def champion_scores(conn, day: str) -> pd.Series:
@@ -95,9 +98,14 @@ def shadow_scores(
                 "mean_score": float(mean) if n else 0.0,
             },
         )
-    finite = [v for v in psis.values() if v == v]
-    if finite:
-        # PSI of the challenger's scores against the champion's on the same day(s): how differently they rank.
-        md["score_psi_vs_champion"] = float(max(finite))
+        finite = [v for v in psis.values() if v == v]
+        if finite:
+            # PSI of the challenger's scores against the champion's on the same day(s): how differently they
+            # rank.
+            md["score_psi_vs_champion"] = float(max(finite))
+        per_day = day_aggregates(conn, SHADOW_TABLE, days, DAY_FIGURES) if len(days) > 1 else {}
+        for day, figures in per_day.items():
+            figures["score_psi_vs_champion"] = psis.get(day)
+        md = spread_over_days(context, md, per_day, [*DAY_FIGURES, "score_psi_vs_champion"])
     context.log.info(f"shadow scores: {n} rows by {version or 'no challenger'} for {len(days)} day(s)")
     return dg.MaterializeResult(metadata=md)

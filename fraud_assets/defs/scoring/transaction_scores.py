@@ -15,11 +15,18 @@ from fraud_assets.defs.scoring.common import (
 )
 from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS, SCORES_LINEAGE
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
+from fraud_assets.lib.day_metadata import spread_table_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
 
 CHAMPION_KEY = dg.AssetKey(["models", "champion"])
+# The figures plotted per day (SQL over the day's rows), each day's own in a range run too.
+DAY_FIGURES = {
+    "rows_scored": "count(*)",
+    "mean_score": "avg(score)",
+    "p99_score": "quantile_cont(score, 0.99)",
+}
 
 
 @dg.asset(
@@ -78,4 +85,5 @@ def transaction_scores(
                 COLUMN_LINEAGE_KEY: SCORES_LINEAGE,
             },
         )
+        md = spread_table_over_days(context, conn, SCORES_TABLE, md, DAY_FIGURES)
     return dg.MaterializeResult(metadata=md)

@@ -1,0 +1,88 @@
+"""Each business day's own figures on its materialisation, also when one run covers many days.
+
+A run over a range of days (a single-run backfill, the bootstrap, a lookback rebuild) records one
+materialisation per day, each a copy of the run's metadata: without this, every day of the range would
+carry the range's totals (or its latest day's values), and the UI's plots over partitions, what a data
+scientist reads, would be flat lines at the range's figure. `spread_over_days` gives each day its own values
+with Dagster's partition-scoped `add_asset_metadata`, and drops those keys from the shared copy, so a day
+without rows shows no figure rather than the range's. A one-day run's metadata is already the day's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import dagster as dg
+import duckdb
+
+from fraud_assets.lib.partitions import dates_filter
+
+DAY_ROW_COUNT = "dagster/partition_row_count"
+
+
+def day_aggregates(
+    conn: duckdb.DuckDBPyConnection, table: str, days: Iterable[str], aggregates: Mapping[str, str]
+) -> dict[str, dict[str, object]]:
+    """{day: {DAY_ROW_COUNT: rows, name: value of SQL aggregate}} for `table`'s rows of each of `days`, in one
+    GROUP BY; a day without rows counts 0 and has no other value."""
+    days = list(days)
+    exprs = "".join(f", {sql}" for sql in aggregates.values())
+    rows = conn.execute(
+        f"SELECT CAST(business_date AS VARCHAR), count(*){exprs} FROM {table} "
+        f"WHERE {dates_filter(days)} GROUP BY 1"
+    ).fetchall()
+    found = {r[0]: dict(zip([DAY_ROW_COUNT, *aggregates], r[1:], strict=True)) for r in rows}
+    return {day: found.get(day, {DAY_ROW_COUNT: 0}) for day in days}
+
+
+def spread_over_days(
+    context: dg.AssetExecutionContext,
+    metadata: Mapping[str, object],
+    per_day: Mapping[str, Mapping[str, object]],
+    keys: Iterable[str],
+    asset_key: dg.AssetKey | None = None,
+) -> dict[str, object]:
+    """The metadata every day's materialisation shares: `metadata` without `keys` when the run covers
+    several days, each day then getting its own values of `keys` from `per_day` (missing or NaN values
+    are left out). `asset_key` names the asset in a multi-asset."""
+    days = list(context.partition_keys)
+    if len(days) < 2:
+        return dict(metadata)
+    for day in days:
+        own = {
+            k: _plain(v)
+            for k, v in per_day.get(day, {}).items()
+            if v is not None and not (isinstance(v, float) and math.isnan(v))
+        }
+        if own:
+            context.add_asset_metadata(own, asset_key=asset_key, partition_key=day)
+    dropped = set(keys) | {DAY_ROW_COUNT}
+    return {k: v for k, v in metadata.items() if k not in dropped}
+
+
+def spread_table_over_days(
+    context: dg.AssetExecutionContext,
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    metadata: Mapping[str, object],
+    aggregates: Mapping[str, str],
+    asset_key: dg.AssetKey | None = None,
+) -> dict[str, object]:
+    """`spread_over_days` with each day's row count and `aggregates` (name: SQL over the day's rows of
+    `table`), read in one query only when the run covers several days."""
+    days = list(context.partition_keys)
+    if len(days) < 2:
+        return dict(metadata)
+    per_day = day_aggregates(conn, table, days, aggregates)
+    return spread_over_days(context, metadata, per_day, aggregates, asset_key=asset_key)
+
+
+def _plain(value: object) -> object:
+    """DuckDB hands back Decimal for a sum of integers; metadata plots numbers."""
+    if isinstance(value, bool) or isinstance(value, (int, float, str, dg.MetadataValue)):
+        return value
+    if hasattr(value, "__float__"):
+        number = float(value)  # type: ignore[arg-type]
+        return int(number) if number.is_integer() else number
+    return value

@@ -1,0 +1,79 @@
+"""A run over several business days gives each day's materialisation that day's own figures.
+
+The UI plots metadata over partitions: after a range run (the bootstrap, a backfill, a lookback rebuild)
+each day must show its own row count and figures, not a copy of the range's totals (a flat line at the
+range's figure).
+"""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.lib.day_metadata import DAY_ROW_COUNT, spread_table_over_days
+from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets_tests import raw_cleaned_support as s
+
+D, D1, D2 = "2018-04-01", "2018-04-02", "2018-04-03"
+RANGE = {"dagster/asset_partition_range_start": D, "dagster/asset_partition_range_end": D2}
+
+
+def by_day(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dict[str, object]]:
+    """(asset key, day) -> that day's materialisation metadata (plain values) in a run."""
+    events = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+    return {
+        (m.asset_key.to_user_string(), m.partition): {
+            k: getattr(v, "value", v) for k, v in m.metadata.items()
+        }
+        for m in events
+    }
+
+
+@dg.asset(partitions_def=business_date_partitions, backfill_policy=dg.BackfillPolicy.single_run())
+def amounts(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS amounts (business_date DATE, amount DOUBLE)")
+        conn.execute("INSERT INTO amounts VALUES ('2018-04-01', 1), ('2018-04-01', 3), ('2018-04-02', 10)")
+        md = {"mean_amount": 99.0, "range_note": "shared"}
+        md = spread_table_over_days(context, conn, "amounts", md, {"mean_amount": "avg(amount)"})
+    return dg.MaterializeResult(metadata=md)
+
+
+def test_each_day_of_a_range_run_gets_its_own_row_count_and_figures(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    result = dg.materialize([amounts], resources={"duckdb": DuckDBResource(database=db)}, tags=RANGE)
+    md = {day: figures for (_, day), figures in by_day(result).items()}
+    assert (md[D][DAY_ROW_COUNT], md[D]["mean_amount"]) == (2, 2.0)
+    assert (md[D1][DAY_ROW_COUNT], md[D1]["mean_amount"]) == (1, 10.0)
+    # A day without rows: no figure, rather than the range's.
+    assert md[D2][DAY_ROW_COUNT] == 0
+    assert "mean_amount" not in md[D2]
+    assert {m["range_note"] for m in md.values()} == {"shared"}
+
+
+def test_a_one_day_run_keeps_its_metadata_as_computed(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    result = dg.materialize([amounts], resources={"duckdb": DuckDBResource(database=db)}, partition_key=D)
+    assert by_day(result)["amounts", D]["mean_amount"] == 99.0
+
+
+def test_a_range_run_of_raw_and_cleaned_records_each_days_own_counts(data_dir):
+    s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(1), s.a_row(2), s.a_row(3)], name=f"acq_a_{D}.csv.gz", landed=D1)
+    s.write_acq_b(data_dir, [s.b_row(11)], name=f"acq_b_{D}.jsonl.gz", landed=D1)
+    day1 = [s.a_row(4, tx_datetime=f"{D1}T12:00:00Z"), s.a_row(5, tx_datetime=f"{D1}T12:01:00Z", amount="-5")]
+    s.write_acq_a(data_dir, day1, name=f"acq_a_{D1}.csv.gz", landed=D2)
+    _, ranged, _ = s.run_pipeline(data_dir, [D, D1])
+    assert ranged.success
+
+    md = by_day(ranged)
+    raw = {day: md["raw/authorizations", day] for day in (D, D1)}
+    assert (raw[D]["rows_acq_a"], raw[D]["rows_acq_b"], raw[D][DAY_ROW_COUNT]) == (3, 1, 4)
+    assert (raw[D1]["rows_acq_a"], raw[D1]["rows_acq_b"], raw[D1][DAY_ROW_COUNT]) == (2, 0, 2)
+    tx = {day: md["cleaned/transactions", day] for day in (D, D1)}
+    assert (tx[D]["raw_rows"], tx[D]["cleaned_rows"], tx[D]["quarantined_rows"]) == (4, 4, 0)
+    assert (tx[D1]["raw_rows"], tx[D1]["cleaned_rows"], tx[D1]["quarantined_rows"]) == (2, 1, 1)
+    assert md["cleaned/transactions", D1][DAY_ROW_COUNT] == 1
+    assert md["cleaned/quarantine", D]["quarantined_rows"] == 0
+    assert md["cleaned/quarantine", D1]["quarantined_rows"] == 1
+    assert md["cleaned/quarantine", D1]["quarantined_negative_amount"] == 1
+    assert "quarantined_negative_amount" not in md["cleaned/quarantine", D]
+    assert md["cleaned/reconciliation", D][DAY_ROW_COUNT] == 1
