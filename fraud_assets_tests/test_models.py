@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from fraud_assets.defs.features.compute import PRODUCTION_COLUMNS
 from fraud_assets.defs.models.candidates import (
     candidate_assets,
     read_training_set,
@@ -261,9 +262,17 @@ def test_model_card_shows_the_expected_cost_curve(trained: Path):
 
 def test_declared_column_schemas_match_the_models_tables(trained: Path):
     with connect(trained) as conn:
+        # This synthetic world has none of the production features (test_catalog_column_types.py checks that
+        # the training set declares every feature column the feature layer declares); its one stand-in
+        # (`prod_amount_ratio`) is carried undeclared.
+        world = {r[0] for r in conn.execute("DESCRIBE features.transaction_features").fetchall()}
+        not_in_world = {f"models.training_set.{c}" for c in PRODUCTION_COLUMNS if c not in world}
         problems = [
-            # The training set also carries every other numeric feature column: declared ones must exist.
-            *schema_mismatches(conn, training_set_asset, "models.training_set", exact=False),
+            *[
+                p
+                for p in schema_mismatches(conn, training_set_asset, "models.training_set", exact=False)
+                if p.split(":")[0] not in not_in_world
+            ],
             *[p for a in candidate_assets for p in schema_mismatches(conn, a, "models.model_versions")],
             *schema_mismatches(conn, evaluation_asset, "models.evaluation"),
             *schema_mismatches(conn, champion_asset, "models.model_events"),

@@ -53,13 +53,6 @@ GROUP = "cleaned"
 CHUNK_DAYS = 31
 
 REF_QUAR = "cleaned.reference_quarantine"
-# Definition-time column schemas of the reference tables (their pandera contracts).
-REFERENCE_MODELS = {
-    "terminals": schemas.TerminalsModel,
-    "cards": schemas.CardsModel,
-    "fx_rates": schemas.FxRatesModel,
-    "labels": schemas.LabelsModel,
-}
 
 
 def write_reference_quarantine(conn, source: str, sql: str) -> pd.DataFrame:
@@ -136,7 +129,9 @@ def _reference_asset(
 
     @dg.asset(
         key=["cleaned", name],
-        metadata=column_schema_metadata(REFERENCE_MODELS[name], descriptions=schemas.COLUMN_DESCRIPTIONS),
+        metadata=column_schema_metadata(
+            schemas.REFERENCE_COLUMNS[name], descriptions=schemas.COLUMN_DESCRIPTIONS
+        ),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"duckdb", "sql"},

@@ -242,3 +242,38 @@ class FxRatesModel(pa.DataFrameModel):
         strict = True
         coerce = True
         unique = ["rate_date", "quote_currency"]
+
+
+# The reference tables' columns as the warehouse stores them (DuckDB types), in their contracts' order: the
+# definition-time schema the UI and docs/catalog.md show. The contracts above name pandas dtypes (`str`,
+# `datetime64[ns]` for what is a DATE in the table), which is what they check, not what a reader queries.
+REFERENCE_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "terminals": [
+        ("terminal_id", "BIGINT"),
+        ("merchant_id", "BIGINT"),
+        ("mcc", "VARCHAR"),
+        ("country", "VARCHAR"),
+        ("currency", "VARCHAR"),
+        ("timezone", "VARCHAR"),
+        ("x", "DOUBLE"),
+        ("y", "DOUBLE"),
+    ],
+    "cards": [
+        ("card_token", "VARCHAR"),
+        ("pan_bin", "VARCHAR"),
+        ("pan_last4", "VARCHAR"),
+        ("customer_id", "BIGINT"),
+        ("home_x", "DOUBLE"),
+        ("home_y", "DOUBLE"),
+        ("home_country", "VARCHAR"),
+    ],
+    "fx_rates": [("rate_date", "DATE"), ("quote_currency", "VARCHAR"), ("rate", "DOUBLE")],
+    "labels": [
+        ("transaction_id", "BIGINT"),
+        ("card_token", "VARCHAR"),
+        ("tx_datetime", "TIMESTAMP"),
+        ("reported_at", "TIMESTAMP"),
+        ("chargeback_id", "VARCHAR"),
+        ("reason_code", "VARCHAR"),
+    ],
+}

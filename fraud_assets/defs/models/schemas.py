@@ -9,11 +9,15 @@ TIMESTAMP in models.training_set).
 
 from __future__ import annotations
 
+from fraud_assets.defs.features.compute import COLUMN_DESCRIPTIONS as FEATURE_DESCRIPTIONS
+from fraud_assets.defs.features.compute import PRODUCTION_COLUMNS
 from fraud_assets.lib.catalog_metadata import column_lineage
 from fraud_assets.lib.model_selection import BASELINE_FEATURES
 
-# models.training_set: keys, the 15 baseline features (always present), label. Every other numeric
-# column of features.transaction_features is carried too (cast to DOUBLE), after the baseline ones.
+# models.training_set: keys, the 15 baseline features (always present), every other numeric column of
+# features.transaction_features (the production features, cast to DOUBLE) in table order, label. The
+# asset reads the feature columns from the table, so a new feature is carried before it is declared
+# here; declaring it gives it its type and description in the UI and the catalog.
 TRAINING_SET_COLUMNS: list[tuple[str, str]] = [
     ("fold", "BIGINT"),
     ("split", "VARCHAR"),
@@ -23,6 +27,7 @@ TRAINING_SET_COLUMNS: list[tuple[str, str]] = [
     ("card_token", "VARCHAR"),
     ("terminal_id", "BIGINT"),
     *[(c, "DOUBLE") for c in BASELINE_FEATURES],
+    *[(c, "DOUBLE") for c in PRODUCTION_COLUMNS],
     ("label", "INTEGER"),
     ("weight", "DOUBLE"),
 ]
@@ -35,6 +40,10 @@ TRAINING_SET_DESCRIPTIONS = {
     "card_token": "HMAC token of the card (never the PAN); the unit of Card Precision@100.",
     "terminal_id": "Terminal of the transaction.",
     **{c: "Handbook baseline feature, cast to DOUBLE (docs/features.md)." for c in BASELINE_FEATURES},
+    **{
+        c: f"Production feature, cast to DOUBLE (docs/features.md): {FEATURE_DESCRIPTIONS[c]}."
+        for c in PRODUCTION_COLUMNS
+    },
     "label": "1 = fraud. Train rows: a label reported by the fold's training cut-off (point in time); "
     "test rows: any label known now.",
     "weight": "Fit weight: 1 / the genuine share used (metadata genuine_share_used) for a sampled genuine "
@@ -52,7 +61,7 @@ TRAINING_SET_LINEAGE = column_lineage(
             c: [(_FEATURES, c)]
             for c in ("transaction_id", "business_date", "tx_datetime", "card_token", "terminal_id")
         },
-        **{c: [(_FEATURES, c)] for c in BASELINE_FEATURES},
+        **{c: [(_FEATURES, c)] for c in (*BASELINE_FEATURES, *PRODUCTION_COLUMNS)},
         "label": [("cleaned/labels", "transaction_id"), ("cleaned/labels", "reported_at")],
         "weight": [("cleaned/labels", "transaction_id"), ("cleaned/labels", "reported_at")],
     }
