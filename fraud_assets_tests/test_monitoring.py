@@ -230,6 +230,22 @@ def test_a_burst_of_days_gets_one_drift_row_set_per_day_in_one_run(tmp_path):
     assert md["current_business_date"].value == days[-1]
 
 
+def test_a_training_day_is_not_judged_and_the_check_says_why(tmp_path):
+    """A day inside the training set may show a high PSI in the asset's metadata: the passing check says it
+    was not judged, rather than that there was nothing to compare."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    result = dg.materialize(
+        [feature_drift], resources={"duckdb": DuckDBResource(database=str(db))}, partition_key="2018-04-05"
+    )
+    [check] = result.get_asset_check_evaluations()
+    md = result.asset_materializations_for_node("monitoring__feature_drift")[0].metadata
+    assert check.passed
+    assert "max_psi" in md
+    assert check.metadata["note"].value.startswith("not judged: every day of the run is in the champion's")
+    assert "(through 2018-04-07)" in check.metadata["note"].value
+
+
 def test_each_day_of_a_burst_carries_its_own_drift_figures(tmp_path):
     """The plots over partitions and the retraining trigger read each day's own PSI, not the burst's
     latest day's on every day."""

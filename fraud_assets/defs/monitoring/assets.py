@@ -295,12 +295,18 @@ def drift_summary(day: pd.DataFrame) -> dict[str, object]:
     return summary
 
 
-def drift_check(df: pd.DataFrame) -> dg.AssetCheckResult:
+def drift_check(df: pd.DataFrame, trained_through: str | None = None) -> dg.AssetCheckResult:
+    """Judges `df`, the rows of the days after the training set (`trained_through`, its last day)."""
     measured = df.dropna(subset=["psi"])
     if measured.empty:
-        return dg.AssetCheckResult(
-            check_name="psi_below_thresholds", passed=True, metadata={"note": "nothing to compare yet"}
+        # Say why nothing was judged: the asset's own metadata may show a high PSI on a training day.
+        note = (
+            f"not judged: every day of the run is in the champion's training set (through {trained_through});"
+            " drift is judged on the days after it"
+            if trained_through is not None and df.empty
+            else "nothing to compare yet"
         )
+        return dg.AssetCheckResult(check_name="psi_below_thresholds", passed=True, metadata={"note": note})
     worst = measured.loc[measured["psi"].idxmax()]
     max_psi = float(worst["psi"])
     passed = max_psi < PSI_WARN
@@ -381,24 +387,25 @@ def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> 
         else:
             context.log.info("no features yet: nothing to compare")
             md = {"note": "no features or no reference window yet"}
-        unseen = _after_training(conn, df)
-    return dg.MaterializeResult(metadata=md, check_results=[drift_check(unseen)])
+        unseen, trained_through = _after_training(conn, df)
+    return dg.MaterializeResult(metadata=md, check_results=[drift_check(unseen, trained_through)])
 
 
-def _after_training(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of days the champion's training set did not hold: drift is a warning about data the
-    models have not seen (a burst re-measured at bootstrap would otherwise alert on the training days,
-    each compared with the few days before it)."""
+def _after_training(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """The rows of days the champion's training set did not hold, and its last day: drift is a warning
+    about data the models have not seen (a burst re-measured at bootstrap would otherwise alert on the
+    training days, each compared with the few days before it)."""
     if (
         df.empty
         or not table_exists(conn, TRAINING_SET_TABLE)
         or "business_date" not in _columns(conn, TRAINING_SET_TABLE)
     ):
-        return df
+        return df, None
     last = conn.execute(f"SELECT max(business_date) FROM {TRAINING_SET_TABLE}").fetchone()[0]
     if last is None:
-        return df
-    return df[pd.to_datetime(df["business_date"]) > pd.Timestamp(last)]
+        return df, None
+    unseen = df[pd.to_datetime(df["business_date"]) > pd.Timestamp(last)]
+    return unseen, pd.Timestamp(last).date().isoformat()
 
 
 def known_compromised_since(conn: duckdb.DuckDBPyConnection) -> pd.Series:
