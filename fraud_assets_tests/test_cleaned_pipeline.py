@@ -125,6 +125,29 @@ def test_an_unreadable_file_fails_a_check_visibly_while_the_rest_flows(data_dir)
     assert len(tables["cleaned.transactions"]) == 79
 
 
+def test_a_rejected_file_alarms_until_its_complete_resend_is_ingested(data_dir):
+    """The simulator's truncated file and its complete `_002` re-send a day later: the alarm names the
+    file while it is missing, and clears once the producer re-sent it (the demo world has two such)."""
+    s.write_reference(data_dir)
+    good = gzip.compress(s.csv_text([s.a_row(i) for i in range(1, 6)]).encode())
+    s.write(data_dir, f"authorizations/{s.DAY}/acq_a_{s.DAY}.csv.gz", good[: len(good) // 2])
+    results = s.run_pipeline(data_dir, raise_on_error=False)
+    [alarm] = [ev for r in results for ev in r.get_asset_check_evaluations() if not ev.passed]
+    assert alarm.check_name == "no_rejected_files"
+    name = f"authorizations/{s.DAY}/acq_a_{s.DAY}.csv.gz"
+    assert alarm.description == f"1 rejected landing file(s) not re-sent: {name} (truncated_gzip)"
+
+    s.write(data_dir, f"authorizations/{s.LANDED}/acq_a_{s.DAY}_002.csv.gz", good)
+    results = s.run_pipeline(data_dir, raise_on_error=False)
+    [check] = [
+        ev for r in results for ev in r.get_asset_check_evaluations() if ev.check_name == "no_rejected_files"
+    ]
+    assert check.passed
+    assert (check.metadata["rejected_files"].value, check.metadata["rejected_not_resent"].value) == (1, 0)
+    assert f"acq_a_{s.DAY}_002.csv.gz" in check.metadata["rejections"].value
+    assert len(snapshot(data_dir)["cleaned.transactions"]) == 5
+
+
 def test_a_blocking_contract_failure_stops_downstream_assets(data_dir):
     land_small_world(data_dir)
     path = data_dir / "landing" / "merchants" / s.DAY / f"merchants_{s.DAY}.parquet"

@@ -18,17 +18,42 @@ MODELS = {
 }
 
 
+# Each rejected file with the ingested file of the same source, feed and business date that came after
+# it (a later landing date; on the same one, a later registration, or a name that sorts after it, the
+# `_002` re-send convention), if any: what the producer re-sent in its place.
+REJECTED_SQL = """
+SELECT r.source_file, r.reason,
+       (SELECT min(g.source_file) FROM raw.file_register g
+        WHERE g.status = 'ingested' AND g.source = r.source AND g.feed = r.feed
+          AND g.business_date = r.business_date
+          AND (g.landing_date > r.landing_date
+               OR (g.landing_date = r.landing_date AND (g.registered_at > r.registered_at
+                   OR (g.registered_at = r.registered_at AND g.source_file > r.source_file))))
+       ) AS resent_as
+FROM raw.file_register r WHERE r.status = 'rejected' ORDER BY 1
+"""
+NAMED_IN_DESCRIPTION = 5
+
+
 def _rejected_files(scope: TableScope) -> dg.AssetCheckResult:
-    rejected = scope.conn.execute(
-        "SELECT source_file, reason FROM raw.file_register WHERE status = 'rejected' ORDER BY 1"
-    ).df()
+    rejected = scope.conn.execute(REJECTED_SQL).df()
+    open_ = rejected[rejected["resent_as"].isna()]
+    names = [f"{f} ({r})" for f, r in zip(open_["source_file"], open_["reason"], strict=True)]
+    more = len(names) - NAMED_IN_DESCRIPTION
     return dg.AssetCheckResult(
-        passed=rejected.empty,
+        passed=open_.empty,
         severity=dg.AssetCheckSeverity.ERROR,
+        # What an alert says: which files, why (names are stored masked).
+        description=None
+        if open_.empty
+        else f"{len(open_)} rejected landing file(s) not re-sent: "
+        + ", ".join(names[:NAMED_IN_DESCRIPTION])
+        + (f" and {more} more" if more > 0 else ""),
         metadata={
             "rejected_files": dg.MetadataValue.int(len(rejected)),
+            "rejected_not_resent": dg.MetadataValue.int(len(open_)),
             "rejections": dg.MetadataValue.md(
-                rejected.to_markdown(index=False) if len(rejected) else "_none_"
+                rejected.fillna("").to_markdown(index=False) if len(rejected) else "_none_"
             ),
         },
     )
@@ -36,10 +61,11 @@ def _rejected_files(scope: TableScope) -> dg.AssetCheckResult:
 
 no_rejected_files = TableCheck(
     "no_rejected_files",
-    "Fails (ERROR, not blocking) while any landing file is rejected (unreadable, empty, over a cap, a "
-    "symlink, wrongly typed, unrecognised name...: docs/landing-zone.md lists the reasons): the other files "
-    "flow on, and the failure stays visible until the producer re-sends a good file. Metadata lists each "
-    "rejected file with its reason.",
+    "Fails (ERROR, not blocking) while a rejected landing file (unreadable, empty, over a cap, a symlink, "
+    "wrongly typed, unrecognised name...: docs/landing-zone.md lists the reasons) has not been re-sent: "
+    "the other files flow on, and the failure stays visible until the producer re-sends a good file (an "
+    "ingested file of the same source, feed and business date that came after it). Its description names "
+    "the files; metadata lists every rejected file with its reason and the file re-sent in its place.",
     _rejected_files,
     blocking=False,
 )
