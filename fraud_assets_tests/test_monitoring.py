@@ -15,6 +15,7 @@ from sklearn.metrics import average_precision_score
 from fraud_assets.defs.monitoring import assets as monitoring_assets
 from fraud_assets.defs.monitoring.assets import (
     BASELINE_FEATURES,
+    PERFORMANCE_TYPES,
     compute_performance,
     feature_drift,
     known_compromised_since,
@@ -159,6 +160,18 @@ def test_performance_is_computed_per_day_and_only_matured_days_count(tmp_path):
     # The score orders transactions exactly as the fraud rule does: perfect AP.
     assert md["latest_matured_ap"].value == pytest.approx(1.0)
     assert result.get_asset_check_evaluations()[0].passed
+
+
+def test_the_performance_table_has_the_declared_column_types(tmp_path):
+    """The UI shows the materialised types: TIMESTAMP as declared, not pandas' TIMESTAMP_NS."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    result = _materialize(model_performance, db)
+    schema = result.asset_materializations_for_node("monitoring__model_performance")[0].metadata
+    with duckdb.connect(str(db)) as conn:
+        types = {n: t for n, t, *_ in conn.execute("DESCRIBE monitoring.model_performance").fetchall()}
+    assert types == PERFORMANCE_TYPES
+    assert {c.name: c.type for c in schema["dagster/column_schema"].schema.columns} == PERFORMANCE_TYPES
 
 
 def test_performance_read_in_batches_of_days_is_the_one_of_all_days_at_once(tmp_path, monkeypatch):

@@ -95,6 +95,12 @@ PERFORMANCE_TYPES = {
 }
 
 
+def as_timestamps(df: pd.DataFrame) -> pd.DataFrame:
+    """pandas' nanosecond datetimes as microseconds, which DuckDB stores as the declared TIMESTAMP (the
+    catalog's and the UI's type) rather than TIMESTAMP_NS."""
+    return df.astype({c: "datetime64[us]" for c in df.select_dtypes(include=["datetime64[ns]"]).columns})
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -568,6 +574,6 @@ def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
             context.log.info("no scores with labels yet")
             md: dict[str, object] = {"note": "no scored days with labels yet", **summary}
         else:
-            replace_table(conn, PERFORMANCE_TABLE, df)
+            replace_table(conn, PERFORMANCE_TABLE, as_timestamps(df))
             md = table_metadata(conn, PERFORMANCE_TABLE, descriptions=PERFORMANCE_COLUMNS, extra=summary)
     return dg.MaterializeResult(metadata=md, check_results=[performance_check(summary)])

@@ -16,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from fraud_assets.defs.monitoring.assets import (
+    as_timestamps,
     day_batch_frames,
     known_compromised_since,
     not_known_compromised,
@@ -210,7 +211,7 @@ def shadow_comparison(
             return dg.MaterializeResult(
                 metadata={"shadow_days": 0, "note": "no challenger shadow-scored yet"}
             )
-        replace_table(conn, COMPARISON_TABLE, df)
+        replace_table(conn, COMPARISON_TABLE, as_timestamps(df))
         latest = df.sort_values("business_date").iloc[-1]
         challenger = str(latest["challenger_version"])
         extra: dict[str, object] = {
