@@ -551,3 +551,20 @@ def test_a_training_set_that_cannot_be_read_leaves_no_spill_folder(tmp_path: Pat
     with pytest.raises(duckdb.Error):
         TrainingSet(path)
     assert [p.name for p in store.iterdir()] == ["training_set.parquet"]
+
+
+def test_the_days_in_warm_up_are_counted_only_where_the_history_has_data(tmp_path: Path):
+    """The bootstrap's 56-day training window starts before this 45-day history: of its days, only the
+    31 that hold data (all inside the 37-day warm-up) are counted, not the window's nominal length."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_world(data_dir / "warehouse.duckdb", *make_world())
+    result = run_job(data_dir, "training_job", assets=[dg.AssetKey(["models", "training_set"])])
+    assert result.success
+    md = result.asset_materializations_for_node("models__training_set")[0].metadata
+    with connect(data_dir) as conn:
+        train_days = conn.execute(
+            "SELECT count(DISTINCT business_date) FROM models.training_set WHERE fold = 0 AND split = 'train'"
+        ).fetchone()[0]
+    assert train_days == 31
+    assert md["fold0_train_days_in_warmup"].value == 31

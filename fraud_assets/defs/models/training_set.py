@@ -139,6 +139,14 @@ def outside_warmup(fold: Fold, first_day: date) -> Fold:
     return dataclasses.replace(fold, train_start=full)
 
 
+def train_days_in_warmup(fold: Fold, first_day: date) -> int:
+    """Days of `fold`'s training window that hold data (from `first_day`, the first day of history, on)
+    and lie in the features' warm-up: the window may start before the history does."""
+    full = first_day + timedelta(days=WINDOW_LOOKBACK_DAYS)
+    start = max(fold.train_start, first_day)
+    return max(0, (min(full, fold.train_end + timedelta(days=1)) - start).days)
+
+
 def genuine_share_used(conn, config: TrainingSetConfig, fold: Fold) -> float:
     """`genuine_share`, lowered so that a training window keeps at most `max_genuine_rows` genuine rows
     (counted on `fold`'s window: every fold's is as long)."""
@@ -268,16 +276,7 @@ def training_set(
                 "fold0_train_fraud": int(f0.loc["train", "fraud"]) if "train" in f0.index else 0,
                 "fold0_test_rows": int(f0.loc["test", "n"]) if "test" in f0.index else 0,
                 "fold0_test_fraud": int(f0.loc["test", "fraud"]) if "test" in f0.index else 0,
-                "fold0_train_days_in_warmup": max(
-                    0,
-                    (
-                        min(
-                            first + timedelta(days=WINDOW_LOOKBACK_DAYS),
-                            folds[0].train_end + timedelta(days=1),
-                        )
-                        - folds[0].train_start
-                    ).days,
-                ),
+                "fold0_train_days_in_warmup": train_days_in_warmup(folds[0], first),
                 "folds": dg.MetadataValue.md(windows.to_markdown(index=False)),
                 "rows_per_fold_split": dg.MetadataValue.md(stats.to_markdown(index=False)),
                 COLUMN_LINEAGE_KEY: TRAINING_SET_LINEAGE,
