@@ -15,7 +15,7 @@ from fraud_assets.defs.scoring.common import (
 )
 from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS, SCORES_LINEAGE
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
-from fraud_assets.lib.day_metadata import spread_table_over_days
+from fraud_assets.lib.day_metadata import day_aggregates, spread_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
@@ -65,14 +65,13 @@ def transaction_scores(
         )
         n = replace_partition_batches(conn, SCORES_TABLE, SCORES_COLUMNS, batches, "business_date", days)
         seconds = time.perf_counter() - t0
-        where = dates_filter(days)
-        mean, p99 = conn.execute(
-            f"SELECT avg(score), quantile_cont(score, 0.99) FROM {SCORES_TABLE} WHERE {where}"
-        ).fetchone()
+        # One pass over the run's scores gives each day its figures (a one-day run's are the run's).
+        per_day = day_aggregates(conn, SCORES_TABLE, days, DAY_FIGURES)
+        day = per_day[days[0]] if len(days) == 1 else {}
         md = table_metadata(
             conn,
             SCORES_TABLE,
-            where=where,
+            where=dates_filter(days),
             descriptions=SCORES_DESCRIPTIONS,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
             partitions=len(days),
@@ -80,10 +79,10 @@ def transaction_scores(
                 "model_version": mv.model_version,
                 "rows_scored": n,
                 "rows_per_second": float(n / seconds) if seconds > 0 and n else 0.0,
-                "mean_score": float(mean) if n else 0.0,
-                "p99_score": float(p99) if n else 0.0,
+                "mean_score": float(day.get("mean_score") or 0.0),
+                "p99_score": float(day.get("p99_score") or 0.0),
                 COLUMN_LINEAGE_KEY: SCORES_LINEAGE,
             },
         )
-        md = spread_table_over_days(context, conn, SCORES_TABLE, md, DAY_FIGURES)
+        md = spread_over_days(context, md, per_day, DAY_FIGURES)
     return dg.MaterializeResult(metadata=md)
