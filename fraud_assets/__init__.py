@@ -17,6 +17,7 @@ DELIBERATE_DAGSTER_PREVIEWS = (
     r"Class `CodeReferencesMetadataValue` is currently in beta",
     r"Function `Definitions\.map_asset_specs` is currently in preview",
     r"Function `Definitions\.map_resolved_asset_specs` is currently in preview",
+    r"Function `pandera_schema_to_dagster_type` is currently in beta",
 )
 for _message in DELIBERATE_DAGSTER_PREVIEWS:
     warnings.filterwarnings("ignore", message=_message)

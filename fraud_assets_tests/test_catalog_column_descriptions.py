@@ -1,11 +1,13 @@
 """A materialisation describes its columns as the definition does: the UI shows the latest
-materialisation's column schema, so a run must not blank the descriptions the catalog promises."""
+materialisation's column schema, so a run must not blank the descriptions or the contract constraints
+the catalog promises."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from fraud_assets.cli import catalog
+from fraud_assets.definitions import defs
 from fraud_assets_tests import raw_cleaned_support as s
 
 
@@ -28,3 +30,8 @@ def test_every_column_a_raw_or_cleaned_materialisation_reports_has_a_description
         for key, schema in schemas.items()
     }
     assert {k: v for k, v in undescribed.items() if v} == {}
+    graph = defs.resolve_asset_graph()
+    for key in ("raw/authorizations", "raw/file_register", "cleaned/transactions", "cleaned/labels"):
+        declared = catalog.column_schema_of(graph.get(dg.AssetKey.from_user_string(key)))
+        constraints = {c.name: c.constraints for c in declared.columns}
+        assert {c.name: c.constraints for c in schemas[key].columns} == constraints, key

@@ -63,6 +63,13 @@ def column_schema_of(node) -> dg.TableSchema | None:
     return value if isinstance(value, dg.TableSchema) else None
 
 
+def _type_cell(column: dg.TableColumn) -> str:
+    """The column's type with its contract's constraints, as the UI shows them beside it."""
+    c = column.constraints
+    parts = [column.type, *(["not null"] if not c.nullable else []), *(["unique"] if c.unique else [])]
+    return ", ".join([*parts, *(f"`{o}`" for o in c.other)])
+
+
 def column_lineage_of(node) -> dict[str, list[tuple[str, str]]]:
     """`{column: [(upstream asset, upstream column), ...]}` from the definition's column lineage."""
     value = (node.metadata or {}).get(COLUMN_LINEAGE_KEY)
@@ -322,14 +329,18 @@ def _render_asset(node, checks: list[CheckInfo]) -> list[str]:
                 "|---|---|---|---|",
             ]
             lines += [
-                f"| `{c.name}` | {_cell(c.type)} | {_cell(c.description)} "
+                f"| `{c.name}` | {_cell(_type_cell(c))} | {_cell(c.description)} "
                 f"| {_cell(_from_cell(lineage.get(c.name, [])))} |"
                 for c in schema.columns
             ]
         else:
             lines += ["**Columns**", "", "| column | type | description |", "|---|---|---|"]
-            lines += [f"| `{c.name}` | {_cell(c.type)} | {_cell(c.description)} |" for c in schema.columns]
+            lines += [
+                f"| `{c.name}` | {_cell(_type_cell(c))} | {_cell(c.description)} |" for c in schema.columns
+            ]
         lines.append("")
+        if schema.constraints and schema.constraints.other:
+            lines += [f"Table constraints: {_cell('; '.join(schema.constraints.other))}", ""]
     if checks:
         lines += ["**Checks**", "", "| check | blocking | description |", "|---|---|---|"]
         lines += [

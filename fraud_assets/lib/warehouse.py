@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, COLUMN_SCHEMA_KEY
+from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, COLUMN_SCHEMA_KEY, table_schema
 from fraud_assets.lib.pan import mask_value
 from fraud_assets.lib.provenance import is_producer_column
 
@@ -355,13 +355,14 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def column_schema(
-    conn: duckdb.DuckDBPyConnection, table: str, descriptions: Mapping[str, str] | None = None
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    descriptions: Mapping[str, str] | None = None,
+    contract: object | None = None,
 ) -> dg.TableSchema:
-    descriptions = descriptions or {}
-    rows = conn.execute(f"DESCRIBE {table}").fetchall()
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name=r[0], type=str(r[1]), description=descriptions.get(r[0])) for r in rows]
-    )
+    """The table's columns as stored (DuckDB types), described, with its pandera `contract`'s constraints."""
+    rows = [(r[0], str(r[1])) for r in conn.execute(f"DESCRIBE {table}").fetchall()]
+    return table_schema(rows, descriptions, contract)
 
 
 def masked_preview(df: pd.DataFrame, rows: int = PREVIEW_ROWS, table: str | None = None) -> dg.MetadataValue:
@@ -386,8 +387,10 @@ def table_metadata(
     preview_columns: Sequence[str] | None = None,
     extra: Mapping[str, object] | None = None,
     partitions: int = 1,
+    contract: object | None = None,
 ) -> dict[str, object]:
-    """Standard metadata for a table: column schema, row count, table name, a masked preview.
+    """Standard metadata for a table: column schema (with the constraints of its pandera `contract`), row
+    count, table name, a masked preview.
 
     With `where` (a partition filter), also the partition's row count, and the preview comes from the
     partition. `extra` numeric values are plotted over time by the UI. A run of several `partitions`
@@ -410,7 +413,7 @@ def table_metadata(
         "dagster/storage_kind": "duckdb",
     }
     if partitions == 1:
-        md[COLUMN_SCHEMA_KEY] = column_schema(conn, table, descriptions)
+        md[COLUMN_SCHEMA_KEY] = column_schema(conn, table, descriptions, contract)
     if part is not None:
         # A range's copies would otherwise each claim the whole range's rows as their partition's.
         md["dagster/partition_row_count" if partitions == 1 else "range_row_count"] = int(part)

@@ -130,7 +130,9 @@ def _reference_asset(
     @dg.asset(
         key=["cleaned", name],
         metadata=column_schema_metadata(
-            schemas.REFERENCE_COLUMNS[name], descriptions=schemas.COLUMN_DESCRIPTIONS
+            schemas.REFERENCE_COLUMNS[name],
+            descriptions=schemas.COLUMN_DESCRIPTIONS,
+            contract=schemas.REFERENCE_CONTRACTS[name],
         ),
         group_name=GROUP,
         owners=OWNERS,
@@ -173,7 +175,13 @@ def _reference_asset(
                 days = transform.restated_days(conn, name)
                 extra[RESTATED_DAYS] = dg.MetadataValue.json(days)
                 extra[RESTATED_DAYS_COUNT] = len(days)
-            md = table_metadata(conn, table, descriptions=schemas.COLUMN_DESCRIPTIONS, extra=extra)
+            md = table_metadata(
+                conn,
+                table,
+                descriptions=schemas.COLUMN_DESCRIPTIONS,
+                contract=schemas.REFERENCE_CONTRACTS[name],
+                extra=extra,
+            )
         md["rows_written"] = written
         return dg.MaterializeResult(metadata=md)
 
@@ -289,11 +297,12 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
     return {**totals, "by_reason": by_reason, RESTATED_DAYS: sorted(restated - set(keys))}
 
 
-def _cleaning_spec(name: str, columns: list[tuple[str, str]], **kwargs) -> dg.AssetSpec:
-    """A table written by the cleaning step (`cleaned_transactions`), with the layer's standard."""
+def _cleaning_spec(name: str, columns: list[tuple[str, str]], contract, **kwargs) -> dg.AssetSpec:
+    """A table written by the cleaning step (`cleaned_transactions`), with the layer's standard; `contract`
+    is the pandera model its contract check runs."""
     return dg.AssetSpec(
         key=["cleaned", name],
-        metadata=column_schema_metadata(columns, descriptions=schemas.COLUMN_DESCRIPTIONS),
+        metadata=column_schema_metadata(columns, descriptions=schemas.COLUMN_DESCRIPTIONS, contract=contract),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"sql", "duckdb"},
@@ -310,6 +319,7 @@ TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, REC
         _cleaning_spec(
             "transactions",
             TRANSACTION_COLUMNS,
+            schemas.TransactionsModel,
             deps=[raw.authorizations, ["cleaned", "terminals"], ["cleaned", "fx_rates"]],
             description=(
                 "Clean card transactions for the feature layer and analysts: one row per transaction_id, "
@@ -326,6 +336,7 @@ TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, REC
         _cleaning_spec(
             "quarantine",
             QUARANTINE_COLUMNS,
+            schemas.QuarantineModel,
             deps=[raw.authorizations],
             description=(
                 "Every authorisation row that did not make it into cleaned/transactions (other than exact "
@@ -340,6 +351,7 @@ TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, REC
         _cleaning_spec(
             "reconciliation",
             RECONCILIATION_COLUMNS,
+            schemas.ReconciliationModel,
             deps=[raw.authorizations],
             description=(
                 "Per business date, where every raw authorisation row went: raw_rows = cleaned_rows + "
@@ -364,6 +376,7 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
             conn,
             TX,
             descriptions=schemas.COLUMN_DESCRIPTIONS,
+            contract=schemas.TransactionsModel,
             where=where,
             partitions=len(keys),
             extra={
@@ -377,6 +390,7 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
             conn,
             QUAR,
             descriptions=schemas.COLUMN_DESCRIPTIONS,
+            contract=schemas.QuarantineModel,
             where=where,
             partitions=len(keys),
             extra={
@@ -385,7 +399,12 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
             },
         )
         recon_md = table_metadata(
-            conn, RECON, descriptions=schemas.COLUMN_DESCRIPTIONS, where=where, partitions=len(keys)
+            conn,
+            RECON,
+            descriptions=schemas.COLUMN_DESCRIPTIONS,
+            contract=schemas.ReconciliationModel,
+            where=where,
+            partitions=len(keys),
         )
         if len(keys) > 1:
             # Each day's own counts on its materialisation (the plots over partitions), not the range's.

@@ -277,3 +277,10 @@ REFERENCE_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("reason_code", "VARCHAR"),
     ],
 }
+# Each reference table's contract: its check (cleaned/checks.py) runs it, its column schema shows it.
+REFERENCE_CONTRACTS: dict[str, type[pa.DataFrameModel]] = {
+    "terminals": TerminalsModel,
+    "cards": CardsModel,
+    "fx_rates": FxRatesModel,
+    "labels": LabelsModel,
+}

@@ -17,7 +17,7 @@ from dagster_duckdb import DuckDBResource
 from fraud_assets.defs.raw import ingest
 from fraud_assets.defs.raw.limits import ReaderLimits
 from fraud_assets.defs.raw.register import build_register
-from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS, COLUMNS, select_sql
+from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS, COLUMNS, CONTRACTS, select_sql
 from fraud_assets.defs.raw.text_reader import LandingChanged
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.day_metadata import spread_table_over_days
@@ -44,7 +44,9 @@ def _raw_asset(table: str, **kwargs):
     group, owners, kinds, code version and the DuckDB pool; `kwargs` add the rest."""
     return dg.asset(
         key=table.split("."),
-        metadata=column_schema_metadata(COLUMNS[table], descriptions=COLUMN_DESCRIPTIONS),
+        metadata=column_schema_metadata(
+            COLUMNS[table], descriptions=COLUMN_DESCRIPTIONS, contract=CONTRACTS[table]
+        ),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"python", "duckdb"},
@@ -80,6 +82,7 @@ def file_register(config: ReaderLimits, duckdb: DuckDBResource, landing: Landing
             conn,
             table,
             descriptions=COLUMN_DESCRIPTIONS,
+            contract=CONTRACTS[table],
             extra={
                 "files_ingested": int(by_status.get("ingested", 0)),
                 "files_rejected": int(by_status.get("rejected", 0)),
@@ -218,6 +221,7 @@ def authorizations(
             conn,
             "raw.authorizations",
             descriptions=COLUMN_DESCRIPTIONS,
+            contract=CONTRACTS["raw.authorizations"],
             where=dates_filter(keys),
             partitions=len(keys),
             extra={
@@ -256,7 +260,13 @@ def _reference_asset(source: str, what: str, for_whom: str):
                 replace_table(cur, table, _staged_rows(landing, files, table, tokenizer))
             finally:
                 cur.close()
-            md = table_metadata(conn, table, descriptions=COLUMN_DESCRIPTIONS, extra={"files": len(files)})
+            md = table_metadata(
+                conn,
+                table,
+                descriptions=COLUMN_DESCRIPTIONS,
+                contract=CONTRACTS[table],
+                extra={"files": len(files)},
+            )
         return dg.MaterializeResult(metadata=md)
 
     return _asset

@@ -8,13 +8,13 @@ from fraud_assets.defs.raw import schemas
 from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan, table_checks
 from fraud_assets.lib.warehouse import table_exists
 
-MODELS = {
-    raw_assets.file_register: (schemas.FileRegisterModel, "raw.file_register"),
-    raw_assets.authorizations: (schemas.RawAuthorizationsModel, "raw.authorizations"),
-    raw_assets.chargebacks: (schemas.RawChargebacksModel, "raw.chargebacks"),
-    raw_assets.cardholders: (schemas.RawCardholdersModel, "raw.cardholders"),
-    raw_assets.merchants: (schemas.RawMerchantsModel, "raw.merchants"),
-    raw_assets.fx_rates: (schemas.RawFxRatesModel, "raw.fx_rates"),
+ASSETS = {
+    raw_assets.file_register: "raw.file_register",
+    raw_assets.authorizations: "raw.authorizations",
+    raw_assets.chargebacks: "raw.chargebacks",
+    raw_assets.cardholders: "raw.cardholders",
+    raw_assets.merchants: "raw.merchants",
+    raw_assets.fx_rates: "raw.fx_rates",
 }
 
 
@@ -120,10 +120,10 @@ RAW_CHECKS = [
         asset,
         table,
         [
-            contract(model),
+            contract(schemas.CONTRACTS[table]),
             pan_scan(),
             no_rejected_files if asset is raw_assets.file_register else _reconcile(asset.key.path[-1]),
         ],
     )
-    for asset, (model, table) in MODELS.items()
+    for asset, table in ASSETS.items()
 ]

@@ -306,3 +306,14 @@ class RawMerchantsModel(_Lineage):
     timezone: Series[str] = pa.Field(nullable=True)
     x: Series[float] = pa.Field(nullable=True)
     y: Series[float] = pa.Field(nullable=True)
+
+
+# Each raw table's contract: its check (raw/checks.py) runs it, its column schema shows its constraints.
+CONTRACTS: dict[str, type[pa.DataFrameModel]] = {
+    "raw.file_register": FileRegisterModel,
+    "raw.authorizations": RawAuthorizationsModel,
+    "raw.chargebacks": RawChargebacksModel,
+    "raw.cardholders": RawCardholdersModel,
+    "raw.merchants": RawMerchantsModel,
+    "raw.fx_rates": RawFxRatesModel,
+}
