@@ -133,8 +133,9 @@ def test_every_run_succeeds_and_every_blocking_check_passes(world):
         for ev in result.get_asset_check_evaluations():
             if not ev.passed:
                 failed.append((ev.asset_key.to_user_string(), ev.check_name))
-    # Truncated files are rejected on purpose: the only failing check is the visible alarm.
-    assert set(failed) <= {("raw/file_register", "no_rejected_files")}
+    # Truncated files are rejected on purpose: the only failing checks are the visible alarms, that one
+    # and the warning that the last day's files are late or cut (their re-sends land after the world).
+    assert set(failed) <= {("raw/file_register", "no_rejected_files"), ("raw/authorizations", "feed_volumes")}
     assert ("raw/file_register", "no_rejected_files") in failed
 
 

@@ -115,15 +115,84 @@ def _reconcile(source: str) -> TableCheck:
     )
 
 
-RAW_CHECKS = [
-    table_checks(
-        asset,
-        table,
-        [
-            contract(schemas.CONTRACTS[table]),
-            pan_scan(),
-            no_rejected_files if asset is raw_assets.file_register else _reconcile(asset.key.path[-1]),
-        ],
+# A feed's day is short when it holds less than this share of the feed's median day over the week
+# before: a missing or cut file, not the week's ordinary swing (weekends run ~30 % below weekdays).
+SHORT_DAY_SHARE = 0.5
+BASELINE_DAYS = 7
+# Per run day and feed seen in the week before it: the day's rows and that week's median day.
+_FEED_DAYS_SQL = f"""
+WITH days AS (SELECT unnest(?::DATE[]) AS business_date),
+counts AS (
+    SELECT business_date, feed, count(*) AS n FROM raw.authorizations
+    WHERE business_date BETWEEN CAST(? AS DATE) - {BASELINE_DAYS} AND CAST(? AS DATE)
+    GROUP BY ALL
+),
+baseline AS (
+    SELECT d.business_date, c.feed, median(c.n) AS median_rows
+    FROM days d JOIN counts c
+        ON c.business_date >= d.business_date - {BASELINE_DAYS} AND c.business_date < d.business_date
+    GROUP BY ALL
+)
+SELECT strftime(b.business_date, '%Y-%m-%d') AS business_date, b.feed, coalesce(c.n, 0) AS rows,
+    b.median_rows
+FROM baseline b LEFT JOIN counts c USING (business_date, feed)
+ORDER BY 1, 2
+"""
+
+
+def _feed_volumes(scope: TableScope) -> dg.AssetCheckResult:
+    days = scope.partition_keys
+    if days is None:
+        days = [
+            r[0]
+            for r in scope.conn.execute(
+                "SELECT DISTINCT strftime(business_date, '%Y-%m-%d') FROM raw.authorizations ORDER BY 1"
+            ).fetchall()
+        ]
+    if not days:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no business date to judge"})
+    feed_days = scope.conn.execute(_FEED_DAYS_SQL, [sorted(days), min(days), max(days)]).df()
+    short = feed_days[feed_days["rows"] < SHORT_DAY_SHARE * feed_days["median_rows"]]
+    cases = [
+        f"{r.feed} on {r.business_date}: {r.rows:,} rows (median {r.median_rows:,.0f} over the "
+        f"{BASELINE_DAYS} days before)"
+        for r in short.itertuples()
+    ]
+    return dg.AssetCheckResult(
+        passed=short.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None
+        if short.empty
+        else "Short feed day(s): "
+        + "; ".join(cases[:NAMED_IN_DESCRIPTION])
+        + (f" and {len(cases) - NAMED_IN_DESCRIPTION} more" if len(cases) > NAMED_IN_DESCRIPTION else ""),
+        metadata={
+            "short_feed_days": dg.MetadataValue.int(len(short)),
+            "feed_days_judged": dg.MetadataValue.int(len(feed_days)),
+            "short": dg.MetadataValue.md(short.to_markdown(index=False) if len(short) else "_none_"),
+        },
     )
-    for asset, table in ASSETS.items()
-]
+
+
+feed_volumes = TableCheck(
+    "feed_volumes",
+    "Warns (not blocking) when a processor feed's business date holds less than half the rows of that "
+    f"feed's median day over the {BASELINE_DAYS} days before, or none at all: a file that has not arrived "
+    "(a late or lost file), or one cut short. The rest of the day flows on and is scored; the warning "
+    "clears when the missing rows land and the day is ingested again. A feed with no rows in the week "
+    "before is not expected. Its description names the feeds and days; metadata lists each short one.",
+    _feed_volumes,
+    blocking=False,
+)
+
+
+def _checks(asset: dg.AssetsDefinition, table: str) -> list[TableCheck]:
+    checks = [contract(schemas.CONTRACTS[table]), pan_scan()]
+    if asset is raw_assets.file_register:
+        return [*checks, no_rejected_files]
+    if asset is raw_assets.authorizations:
+        return [*checks, _reconcile("authorizations"), feed_volumes]
+    return [*checks, _reconcile(asset.key.path[-1])]
+
+
+RAW_CHECKS = [table_checks(asset, table, _checks(asset, table)) for asset, table in ASSETS.items()]

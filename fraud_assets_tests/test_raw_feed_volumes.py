@@ -1,0 +1,87 @@
+"""A business date where a processor's file has not arrived (or arrived cut short) is flagged: the day
+still flows on and is scored with what landed, but `feed_volumes` warns until the missing rows land."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from fraud_assets.defs import raw
+from fraud_assets.resources import build_resources
+from fraud_assets_tests import raw_cleaned_support as s
+from fraud_assets_tests.conftest import TEST_PAN_KEY
+
+DAYS = [(dt.date(2018, 4, 1) + dt.timedelta(days=i)).isoformat() for i in range(9)]
+CHECK = dg.AssetCheckKey(dg.AssetKey(["raw", "authorizations"]), "feed_volumes")
+
+
+def _land(data_dir, day: str, a_rows: int, b_rows: int, suffix: str = "") -> None:
+    landed = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+    first = int(day.replace("-", "")) * 100
+    if a_rows:
+        rows = [s.a_row(first + i) for i in range(a_rows)]
+        s.write_acq_a(data_dir, rows, name=f"acq_a_{day}{suffix}.csv.gz", landed=landed)
+    if b_rows:
+        rows = [s.b_row(first + 50 + i) for i in range(b_rows)]
+        s.write_acq_b(data_dir, rows, name=f"acq_b_{day}{suffix}.jsonl.gz", landed=landed)
+
+
+def _ingest(data_dir, days: list[str]) -> dg.AssetCheckEvaluation:
+    every = [*raw.defs.assets, *raw.defs.asset_checks]
+    resources = build_resources(data_dir, TEST_PAN_KEY)
+    instance = dg.DagsterInstance.ephemeral()
+    dg.materialize(
+        every,
+        selection=dg.AssetSelection.assets(["raw", "file_register"]),
+        resources=resources,
+        instance=instance,
+    )
+    auth = dg.AssetSelection.assets(["raw", "authorizations"])
+    result = dg.materialize(
+        every,
+        selection=auth | auth.checks(),
+        resources=resources,
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
+        if len(days) > 1
+        else {},
+        partition_key=days[0] if len(days) == 1 else None,
+    )
+    # A range run records the range's verdict once per day (lib/contracts.per_partition).
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.asset_check_key == CHECK]
+    assert len({(e.passed, e.description) for e in evaluations}) == 1
+    return evaluations[-1]
+
+
+def test_a_missing_feed_file_and_a_cut_one_warn_and_the_day_still_flows(data_dir):
+    for day in DAYS[:-1]:
+        _land(data_dir, day, a_rows=6, b_rows=6)
+    _land(data_dir, DAYS[-1], a_rows=0, b_rows=2)  # acq_a's file has not arrived; acq_b's is cut short
+
+    evaluation = _ingest(data_dir, DAYS)
+
+    assert not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["short_feed_days"].value == 2
+    assert f"acq_a on {DAYS[-1]}: 0 rows (median 6" in evaluation.description
+    assert f"acq_b on {DAYS[-1]}: 2 rows (median 6" in evaluation.description
+
+
+def test_the_warning_clears_once_the_late_file_lands(data_dir):
+    for day in DAYS[:-1]:
+        _land(data_dir, day, a_rows=6, b_rows=6)
+    _land(data_dir, DAYS[-1], a_rows=0, b_rows=6)
+    assert not _ingest(data_dir, DAYS).passed
+
+    _land(data_dir, DAYS[-1], a_rows=5, b_rows=0, suffix="_late")
+    assert _ingest(data_dir, DAYS[-1:]).passed
+
+
+def test_a_feed_with_no_rows_the_week_before_is_not_expected(data_dir):
+    for day in DAYS[:-1]:
+        _land(data_dir, day, a_rows=6, b_rows=0)
+    _land(data_dir, DAYS[-1], a_rows=6, b_rows=3)  # acq_b starts delivering: no baseline yet
+    evaluation = _ingest(data_dir, DAYS)
+    assert evaluation.passed, evaluation.description
+    assert evaluation.metadata["feed_days_judged"].value == len(DAYS) - 1  # the first day has no week before
