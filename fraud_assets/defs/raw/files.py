@@ -3,7 +3,9 @@ for.
 
 Each file is opened without following symlinks (`open_regular`), checked against its register row
 (size, mtime, inode, SHA-256) and handed to DuckDB as `/dev/fd/N`, which reopens that very inode:
-a file renamed or replaced after the check is not what gets read.
+a file renamed or replaced after the check is not what gets read. A file written in place keeps its
+inode, so DuckDB would read the new bytes: its status (size, mtime, ctime) is taken again once the
+reading is done, and a write since the check (which always moves the ctime) fails the read.
 """
 
 from __future__ import annotations
@@ -42,28 +44,37 @@ def make_room_for(n: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
+def _status(fd: int) -> tuple[int, int, int, int]:
+    st = os.fstat(fd)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
 @contextmanager
 def pinned(root: Path, rows: Sequence) -> Iterator[list[str]]:
     """Engine paths of the register `rows` (`source_file`, `file_size`, `file_mtime_ns`, `file_inode`,
-    `file_sha256`), open for the duration; LandingChanged when a file is not as registered."""
+    `file_sha256`), open for the duration; LandingChanged when a file is not as registered, or was
+    written to while the body read it (checked when the body ends without error)."""
     make_room_for(len(rows))
     with ExitStack() as stack:
-        paths = []
+        paths, checked = [], []
         for row in rows:
             try:
                 fd = open_regular(root, row.source_file)
             except OSError as exc:
                 raise LandingChanged(f"{row.source_file} can no longer be opened ({exc.strerror})") from None
             stack.callback(os.close, fd)
-            st = os.fstat(fd)
-            same = (st.st_size, st.st_mtime_ns, st.st_ino) == (
-                row.file_size,
-                row.file_mtime_ns,
-                row.file_inode,
-            )
+            # Taken before hashing, so a write during the hash is caught at the end too.
+            status = _status(fd)
+            same = (status[0], status[1], status[3]) == (row.file_size, row.file_mtime_ns, row.file_inode)
             if not same or sha256_fd(fd) != row.file_sha256:
                 raise LandingChanged(
                     f"{row.source_file} changed since it was registered: re-run raw/file_register"
                 )
             paths.append(engine_path(fd))
+            checked.append((row.source_file, fd, status))
         yield paths
+        for source_file, fd, status in checked:
+            if _status(fd) != status:
+                raise LandingChanged(
+                    f"{source_file} was written to while it was read: re-run raw/file_register"
+                )

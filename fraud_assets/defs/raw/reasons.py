@@ -52,7 +52,8 @@ FILE_REASONS: dict[str, str] = {
     PAN_IN_FILE_NAME: "a card number in the path; the path is stored and shown masked",
     DATE_OUT_OF_RANGE: "landing or business date outside 2000-01-01..2099-12-31",
     NOT_A_REGULAR_FILE: "a symlink (to a file or a directory), FIFO, socket or device: never opened",
-    UNREADABLE_FILE: "the file or its folder cannot be opened or read (permissions, I/O error)",
+    UNREADABLE_FILE: "the file or its folder cannot be opened or read (permissions, I/O error), or was "
+    "written to while the register read it",
     TOO_LARGE: "over max_file_bytes on disk or max_decompressed_bytes once decompressed",
     COMPRESSION_RATIO: "decompresses to more than max_compression_ratio times its size (a gzip bomb)",
     TOO_MANY_ROWS: "more than max_rows lines (or Parquet rows)",

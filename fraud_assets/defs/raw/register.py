@@ -100,6 +100,16 @@ def inspect_file(root: Path, lf: LandingFile, limits: ReaderLimits = DEFAULT_LIM
             sha, reason, rows = sha256_fd(fd), lf.name_error, 0
         else:
             sha, reason, rows = _judge_content(fd, lf, st.st_size, limits)
+        # A write during the reading (which moves the ctime, even when the mtime is set back) leaves a
+        # verdict on bytes the hash may not be of: refused now, judged again at the next register (the
+        # stats recorded are those from before, which the file no longer has).
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+        ):
+            sha, reason, rows = NO_CONTENT_SHA256, r.UNREADABLE_FILE, 0
     except OSError:
         return Verdict.unread(lf, r.UNREADABLE_FILE)
     finally:
