@@ -175,6 +175,43 @@ def test_a_snapshot_over_the_row_cap_is_rejected(data_dir):
     assert reg.loc[rel, "reason"] == "too_many_rows"
 
 
+def test_a_snapshot_whose_footer_is_over_its_cap_is_rejected_before_the_engine_parses_it(data_dir):
+    """A footer is decoded whole, into ~20x its size (a 31 MB one of 500,000 column chunks took 530 MB
+    and 6 s), before the caps on rows and row groups it declares can be looked at."""
+    from fraud_assets.defs.raw.limits import KIB, ReaderLimits
+
+    wide = pa.Table.from_pandas(s.TERMINALS, preserve_index=False)
+    for i in range(1000):
+        wide = wide.append_column(f"unread_{i}", pa.nulls(len(wide), pa.int8()))
+    rel = write_snapshot(data_dir, "merchants", wide)
+    limits = ReaderLimits(max_footer_bytes=64 * KIB)
+    reg = build_register(data_dir / "landing", None, limits=limits).set_index("source_file")
+    assert (reg.loc[rel, "status"], reg.loc[rel, "reason"]) == ("rejected", "too_large")
+
+
+def test_a_compression_bomb_inside_a_snapshot_is_rejected(data_dir):
+    """40 MB of one repeated value in about 100 KB: the text feeds' ratio cap holds for Parquet too,
+    on the sizes the file declares, before its pages are inflated."""
+    s.write_reference(data_dir)
+    good = table_from_reference(data_dir, "cardholders")
+    rows = 10_000
+    bomb = pd.DataFrame(
+        {
+            "customer_id": range(rows),
+            "pan": good["pan"].iloc[0],
+            "home_country": "F" * 4000,
+        }
+    )
+    rel = f"cardholders/{LATER}/cardholders_{LATER}.parquet"
+    path = data_dir / "landing" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.Table.from_pandas(bomb, preserve_index=False), path, compression="zstd", use_dictionary=False
+    )
+    assert path.stat().st_size < 200_000
+    assert reason_of(data_dir, rel) == ("rejected", "compression_ratio_too_high")
+
+
 def test_optional_columns_absent_from_a_snapshot_arrive_as_null(data_dir):
     write_snapshot(data_dir, "merchants", s.TERMINALS.drop(columns=["mcc", "x"]), day=s.DAY)
     assert materialise_reference(data_dir).success

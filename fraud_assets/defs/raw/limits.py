@@ -51,6 +51,14 @@ class ReaderLimits(dg.Config):
     max_row_group_bytes: int = Field(
         default=GIB, ge=1, description="uncompressed bytes of one Parquet row group (`too_large`)"
     )
+    max_footer_bytes: int = Field(
+        default=16 * MIB,
+        ge=64,
+        description=(
+            "bytes of a Parquet footer (schema and row-group index: parsed whole, into ~20x its size in "
+            "memory, before any cap on the data applies; `too_large`)"
+        ),
+    )
 
 
 DEFAULT_LIMITS = ReaderLimits()

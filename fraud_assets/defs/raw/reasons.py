@@ -54,7 +54,8 @@ FILE_REASONS: dict[str, str] = {
     NOT_A_REGULAR_FILE: "a symlink (to a file or a directory), FIFO, socket or device: never opened",
     UNREADABLE_FILE: "the file or its folder cannot be opened or read (permissions, I/O error), or was "
     "written to while the register read it",
-    TOO_LARGE: "over max_file_bytes on disk or max_decompressed_bytes once decompressed",
+    TOO_LARGE: "over max_file_bytes on disk or max_decompressed_bytes once decompressed, or a Parquet row "
+    "group or footer over its cap",
     COMPRESSION_RATIO: "decompresses to more than max_compression_ratio times its size (a gzip bomb)",
     TOO_MANY_ROWS: "more than max_rows lines (or Parquet rows)",
     LINE_TOO_LONG_FILE: "a line longer than max_line_bytes",

@@ -11,12 +11,13 @@ good snapshot instead of failing. Unknown columns are never read.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import duckdb
 
 from fraud_assets.defs.raw import reasons as r
-from fraud_assets.defs.raw.limits import ReaderLimits
+from fraud_assets.defs.raw.limits import RATIO_SLACK_BYTES, ReaderLimits
 from fraud_assets.defs.raw.parsers import MAX_LINE_CHARS, REQUIRED_COLUMNS
 from fraud_assets.defs.raw.tokens import ident, may_hold_pan
 from fraud_assets.lib.pan import mask_pans
@@ -48,6 +49,7 @@ _INTEGERS |= {"UBIGINT", "UHUGEINT"}
 _FLOATS = {"FLOAT", "DOUBLE"}
 _TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE"}
 NULL_TYPE = '"NULL"'
+PARQUET_MAGIC = b"PAR1"
 # A number can only be a card number with 13 to 19 digits.
 PAN_MAGNITUDE = 10**12
 # The longest text value a snapshot may hold: a landed line's own cap. Values are searched for card
@@ -132,7 +134,28 @@ class SnapshotScan:
     rows: int
 
 
+def _footer_reason(path: str, limits: ReaderLimits) -> str | None:
+    """The reason to refuse a snapshot from its last 8 bytes (footer length, magic), before any engine
+    parses the footer: a footer is read and decoded whole, so a huge one (a million column chunks)
+    would cost gigabytes before the caps on rows and row groups, which it declares, are looked at."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size < len(PARQUET_MAGIC) * 2 + 4:
+            return r.UNREADABLE_PARQUET
+        fh.seek(size - 8)
+        tail = fh.read(8)
+    if tail[4:] != PARQUET_MAGIC:  # an encrypted footer (`PARE`) or not Parquet at all
+        return r.UNREADABLE_PARQUET
+    footer = int.from_bytes(tail[:4], "little")
+    if footer > limits.max_footer_bytes:
+        return r.TOO_LARGE
+    return None
+
+
 def _over_caps(conn: duckdb.DuckDBPyConnection, path: str, limits: ReaderLimits) -> str | None:
+    footer = _footer_reason(path, limits)
+    if footer:
+        return footer
     meta = conn.execute("SELECT sum(num_rows) FROM parquet_file_metadata($path)", {"path": path}).fetchone()
     if meta[0] is not None and meta[0] > limits.max_rows:
         return r.TOO_MANY_ROWS
@@ -143,6 +166,10 @@ def _over_caps(conn: duckdb.DuckDBPyConnection, path: str, limits: ReaderLimits)
     sizes = [int(size or 0) for _, size in groups]
     if sum(sizes) > limits.max_decompressed_bytes or any(s > limits.max_row_group_bytes for s in sizes):
         return r.TOO_LARGE
+    # Sizes after encoding (dictionary, run lengths), before compression: real snapshots compress a few
+    # times; a page of one repeated value compresses thousands of times and costs the read as much.
+    if sum(sizes) > limits.max_compression_ratio * os.stat(path).st_size + RATIO_SLACK_BYTES:
+        return r.COMPRESSION_RATIO
     return None
 
 
