@@ -88,6 +88,34 @@ def test_after_a_wrongly_typed_snapshot_raw_merchants_keeps_the_last_good_one_an
     assert set(merchants["source_file"]) == {f"merchants/{s.DAY}/merchants_{s.DAY}.parquet"}
 
 
+def one_terminal(column: str, value: str) -> pd.DataFrame:
+    """The reference terminals with terminal 5's `column` set to `value`."""
+    terminals = s.TERMINALS.copy()
+    terminals.loc[terminals["terminal_id"] == 5, column] = value
+    return terminals
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("timezone", "Mars/Olympus_Mons"), ("timezone", "europe/london"), ("mcc", "54111"), ("currency", "")],
+)
+def test_a_merchants_value_the_terminals_contract_refuses_rejects_the_snapshot(data_dir, column, value):
+    rel = write_snapshot(data_dir, "merchants", one_terminal(column, value))
+    assert reason_of(data_dir, rel) == ("rejected", "invalid_value")
+
+
+def test_one_terminal_with_an_unknown_time_zone_stops_no_cleaning_and_the_last_good_snapshot_stays(data_dir):
+    """The terminals contract (blocking) accepts IANA zones only: a later snapshot with one bad zone used
+    to be ingested, fail cleaned/terminals and with it every day's cleaning."""
+    s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(1), s.a_row(2, terminal_id="5", currency="GBP")])
+    write_snapshot(data_dir, "merchants", one_terminal("timezone", "Mars/Olympus_Mons"), day=s.LANDED)
+    results = s.run_pipeline(data_dir, raise_on_error=False)
+    assert all(r.success for r in results)
+    assert table(data_dir, "cleaned.terminals").set_index("terminal_id").loc[5, "timezone"] == "Europe/London"
+    assert sorted(table(data_dir, "cleaned.transactions")["transaction_id"]) == [1, 2]
+
+
 @pytest.mark.parametrize("pan_type", [pa.int64(), pa.float64(), pa.decimal128(19, 0)])
 def test_a_pan_column_of_a_numeric_type_is_tokenised(data_dir, pan_type):
     """Finding 1: a PAN typed int64/float64 used to be stored in clear."""

@@ -287,7 +287,8 @@ merchants = _reference_asset(
     "merchants",
     "Merchant and terminal snapshots (MCC, country, currency, IANA time zone, grid position)",
     "the source of cleaned/terminals and of the time zones that convert processor B's local times. A "
-    "snapshot with wrongly typed columns is rejected at the register, so the last good one stays.",
+    "snapshot with wrongly typed columns, or a time zone, MCC or currency the terminals contract refuses, "
+    "is rejected at the register, so the last good one stays.",
 )
 fx_rates = _reference_asset(
     "fx_rates",

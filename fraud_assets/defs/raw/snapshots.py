@@ -12,6 +12,7 @@ good snapshot instead of failing. Unknown columns are never read.
 from __future__ import annotations
 
 import os
+import zoneinfo
 from dataclasses import dataclass
 
 import duckdb
@@ -41,6 +42,16 @@ SNAPSHOT_COLUMNS: dict[str, dict[str, str]] = {
         "timezone": TEXT,
         "x": NUMBER,
         "y": NUMBER,
+    },
+}
+# Values the cleaned layer's blocking contract (cleaned.terminals) refuses: one such terminal would stop
+# cleaned/terminals, and every day's cleaning behind it, so the register refuses the snapshot and the
+# last good one stays in force (as for a wrong type). `$zones` is the IANA names the contract knows.
+VALUE_RULES: dict[str, dict[str, str]] = {
+    "merchants": {
+        "mcc": "regexp_full_match({c}, '[0-9]{{4}}')",
+        "currency": "regexp_full_match(upper({c}), '[A-Z]{{3}}')",
+        "timezone": "list_contains($zones, {c})",
     },
 }
 TARGET = {INTEGER: "BIGINT", NUMBER: "DOUBLE", TEXT: "VARCHAR", DATE: "DATE", PAN: "VARCHAR"}
@@ -192,6 +203,19 @@ def _pan_outside_pan_column(conn: duckdb.DuckDBPyConnection, select: SnapshotSel
     return any(mask_pans(v) != v for v in candidates)
 
 
+def _invalid_values(conn: duckdb.DuckDBPyConnection, select: SnapshotSelect, feed: str) -> bool:
+    """Any present value a rule of VALUE_RULES refuses."""
+    rules = [
+        f"bool_or({ident(c)} IS NOT NULL AND NOT coalesce({rule.format(c=ident(c))}, false))"
+        for c, rule in VALUE_RULES.get(feed, {}).items()
+        if c in select.types
+    ]
+    if not rules:
+        return False
+    params = {**select.params, "zones": sorted(zoneinfo.available_timezones())}
+    return any(conn.execute(f"SELECT {', '.join(rules)} FROM ({select.sql})", params).fetchone())
+
+
 def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
     """The register's verdict on one snapshot: a reason, or the row count the raw table will hold.
     Runs the asset's own SELECT over every value in a private in-memory DuckDB."""
@@ -211,6 +235,8 @@ def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
                 return SnapshotScan(r.VALUE_TOO_LONG, 0)
             if _pan_outside_pan_column(conn, select, feed):
                 return SnapshotScan(r.PAN_OUTSIDE_PAN_COLUMN, 0)
+            if _invalid_values(conn, select, feed):
+                return SnapshotScan(r.INVALID_VALUE, 0)
         except MissingColumns:
             return SnapshotScan(r.MISSING_COLUMNS, 0)
         except (WrongTypes, duckdb.ConversionException, duckdb.OutOfRangeException):
