@@ -21,6 +21,7 @@ import pandera.pandas as pa
 
 from fraud_assets.lib.contract_sql import SAMPLE_CHARS, Contract, ContractReport, compile_contract, evaluate
 from fraud_assets.lib.dagster_compat import check_target, latest_materialization_ids
+from fraud_assets.lib.markdown import markdown_table
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.warehouse import table_exists
 
@@ -129,8 +130,8 @@ def summarise_failures(report: ContractReport) -> dict:
     return {
         "failure_count": dg.MetadataValue.int(int(by_check["failures"].sum())),
         "failed_checks": dg.MetadataValue.int(len(by_check)),
-        "failures_by_check": dg.MetadataValue.md(by_check.to_markdown(index=False)),
-        "failure_samples": dg.MetadataValue.md(samples.to_markdown(index=False)),
+        "failures_by_check": dg.MetadataValue.md(markdown_table(by_check)),
+        "failure_samples": dg.MetadataValue.md(markdown_table(samples)),
     }
 
 

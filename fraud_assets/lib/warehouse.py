@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, COLUMN_SCHEMA_KEY, table_schema
+from fraud_assets.lib.markdown import markdown_table
 from fraud_assets.lib.pan import mask_value
 from fraud_assets.lib.provenance import is_producer_column
 
@@ -368,13 +369,13 @@ def column_schema(
 def masked_preview(df: pd.DataFrame, rows: int = PREVIEW_ROWS, table: str | None = None) -> dg.MetadataValue:
     """A markdown preview in which every producer value that holds a card number is masked (text by
     `mask_pans`, numbers by their integral part). Columns the platform computes (`lib/provenance.py`;
-    for `table`, or none when it is not given) are shown as they are."""
+    for `table`, or none when it is not given) are shown as they are. Every cell is escaped
+    (`lib/markdown.py`): a value shows as text, never as a link, an image or markup."""
     head = df.head(rows).astype(object)
     for col in head.columns:
         if is_producer_column(table, str(col)):
             head[col] = [mask_value(v) for v in head[col]]
-    head = head.astype(str)
-    return dg.MetadataValue.md(head.to_markdown(index=False) if len(head) else "_no rows_")
+    return dg.MetadataValue.md(markdown_table(head) if len(head) else "_no rows_")
 
 
 def table_metadata(

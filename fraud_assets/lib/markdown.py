@@ -1,0 +1,40 @@
+"""Producer values in Dagster's markdown metadata (table previews, contract failure samples) shown as
+text, never rendered as markdown.
+
+The UI renders that markdown: a value such as `![x](https://host/p.png)` would load an image from the
+producer's server each time someone opens the asset, `[Re-run here](https://host)` would be a link
+under a name of the producer's choosing, and a line break or a `|` would end the table cell so that the
+rest is markdown of any kind. Escaping the characters that open links, images, HTML, entities and code
+spans, and the cell separator, and showing control characters as symbols (a line feed as U+240A) keeps
+every value one plain cell (other markdown, such as emphasis, cannot leave a cell). Nothing added is a
+digit or a card-number separator, so an escaped value holds no card number its masked value did not.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+_SPECIAL = re.compile(r"([\\|\[\]<>&`])")
+# C0 and C1 controls (line feed and carriage return end a table row) and the Unicode line separators.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_cell(text: str) -> str:
+    """`text` as a markdown table cell that renders as the text itself."""
+    return _CONTROLS.sub(_shown_control, _SPECIAL.sub(r"\\\1", text))
+
+
+def _shown_control(m: re.Match) -> str:
+    """A C0 control as its Unicode control picture (U+2400-U+241F), DEL as U+2421, any other as U+FFFD:
+    not an escape such as `\\x09`, whose digits could join the digits around it into a card number."""
+    code = ord(m.group())
+    return chr(0x2400 + code) if code < 0x20 else "\u2421" if code == 0x7F else "\ufffd"
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """`df` (any values, shown as text) as a markdown table whose cells and headers are escaped."""
+    shown = df.astype(str).map(escape_cell)
+    shown.columns = [escape_cell(str(c)) for c in df.columns]
+    return shown.to_markdown(index=False)
