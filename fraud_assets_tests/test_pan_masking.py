@@ -197,3 +197,15 @@ def test_nothing_pan_shaped_survives_mask_pans(text):
 def test_contains_pan_and_the_independent_detector_agree(text):
     assert contains_pan(text) == bool(pans_in(text))
     assert (mask_pans(text) != text) == contains_pan(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT)
+def test_starring_keeps_the_length_and_leaves_no_card(text):
+    """`star_pan_digits` (cards cut across lines) stars digits in place; escapes are left to `mask_pans`,
+    which runs after it."""
+    starred = pan.star_pan_digits(text)
+    assert len(starred) == len(text)
+    assert not contains_pan(mask_pans(starred))
+    if "\\" not in text and "%" not in text:
+        assert not contains_pan(starred)

@@ -72,6 +72,38 @@ def test_every_landed_line_is_one_row_and_a_broken_one_keeps_its_reason_and_a_ma
     assert broken.loc[("acq_a", 4), "raw_line_masked"].endswith("...[truncated]")
 
 
+def digits_of(texts) -> str:
+    return "".join(ch for text in texts for ch in text if ch.isdigit())
+
+
+@pytest.mark.parametrize("cut", [1, 8, 15])
+def test_a_card_cut_by_a_line_break_is_not_kept_whole_across_the_malformed_rows(data_dir, cut):
+    """A quoted field (or a broken JSON string) spanning lines leaves each piece a malformed row of its
+    own; neither piece alone is a card, but together they were all its digits in clear."""
+    pan = s.make_pan(serial=987654321)
+    middle = pan[cut : cut + 4] if cut < 12 else ""
+    rest = pan[cut + len(middle) :]
+    lines = [
+        s.a_row(1),
+        f'2,{s.DAY}T12:00:00Z,"{pan[:cut]}',
+        *([middle] if middle else []),
+        f'{rest}",1,9.00',
+    ]
+    s.write_acq_a(data_dir, lines)
+    s.write_acq_b(data_dir, [s.b_row(10), '{"txn_ref": "11", "card_number": "' + pan[:cut], pan[cut:] + '"}'])
+    raw = ingest(data_dir)
+    for feed in ("acq_a", "acq_b"):
+        kept = raw.loc[(raw["feed"] == feed) & raw["malformed_reason"].notna(), "raw_line_masked"].tolist()
+        assert pan not in digits_of(kept)
+        assert pan[6:12] not in digits_of(kept)  # at most the BIN and the last 4 stay readable
+
+
+def test_digits_at_the_ends_of_neighbouring_malformed_lines_that_make_no_card_are_kept(data_dir):
+    s.write_acq_a(data_dir, [s.a_row(1), "900000000002,oops,12345", "678,oops"])
+    kept = ingest(data_dir).dropna(subset=["malformed_reason"])["raw_line_masked"].tolist()
+    assert kept == ["900000000002,oops,12345", "678,oops"]
+
+
 def test_quoted_csv_fields_are_split_per_rfc_4180(data_dir):
     header = ",".join(s.A_HEADER)
     line = f'1,2018-04-01T12:00:01Z,{s.PANS[1]},1,"12,50",EUR,card_present,"a""b",auth,'

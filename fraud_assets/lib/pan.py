@@ -256,6 +256,25 @@ def mask_pans(text: str) -> str:
     return text if masked == plain else masked
 
 
+def star_pan_digits(text: str) -> str:
+    """`text` with the digits of every card number (as `mask_pans` finds them in the text as written)
+    starred in place, but for a lone card's BIN and last 4: the text keeps its length, so the pieces of
+    a card cut in two (by a line break) can be masked piece by piece. Repeats like `mask_pans`."""
+    chars = list(text)
+    while True:
+        changed = False
+        current = "".join(chars)
+        for m in _patterns(current.isascii())[0].finditer(current):
+            values, positions = _ascii_digits(m.group(0))
+            for start, end, nested in _clusters(_luhn_windows(values)):
+                shown = {*range(start, start + 6), *range(end - 4, end)} if nested else set()
+                for k in set(range(start, end)) - shown:
+                    chars[m.start() + positions[k]] = "*"
+                    changed = True
+        if not changed:
+            return "".join(chars)
+
+
 def contains_pan(text: str) -> bool:
     """True when `mask_pans` would change `text`."""
     text = unescape_digits(text)

@@ -115,7 +115,7 @@ def _door(cur: duckdb.DuckDBPyConnection, table: str, tokenizer: Tokenizer) -> s
         stage_tokens(cur, ROWS_TABLE, tokenizer)
     masked = stage_masked_values(cur, ROWS_TABLE, text)
     if lines:
-        stage_masked_lines(cur, ROWS_TABLE)
+        stage_masked_lines(cur, ROWS_TABLE, across_lines=True)
     extra = [f"f.{ident(c)}" for c in _LINEAGE if c != "row_number"] + ["r.row_number"]
     if _has(table, "malformed_reason"):
         extra.append("r.malformed_reason")

@@ -9,13 +9,22 @@ the few distinct candidate values go through `mask_pans` in Python.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import unicodedata
 from collections.abc import Sequence
 
 import duckdb
 import pandas as pd
 
-from fraud_assets.lib.pan import ASCII_CONTROLS, JSON_ESCAPE, PERCENT_ESCAPE, Tokenizer, mask_pans
+from fraud_assets.lib.pan import (
+    ASCII_CONTROLS,
+    JSON_ESCAPE,
+    PERCENT_ESCAPE,
+    Tokenizer,
+    mask_pans,
+    star_pan_digits,
+)
 
 TOKEN_COLUMNS = ("card_token", "pan_bin", "pan_last4", "pan_valid", "pan_masked")
 # Necessary condition for `mask_pans` to change a value: 13 ASCII digits, each within 3 characters of
@@ -108,15 +117,101 @@ def stage_masked_values(cur: duckdb.DuckDBPyConnection, rows: str, columns: Sequ
     return bool(changed)
 
 
-def stage_masked_lines(cur: duckdb.DuckDBPyConnection, rows: str) -> None:
+def stage_masked_lines(cur: duckdb.DuckDBPyConnection, rows: str, across_lines: bool = False) -> None:
     """Temp table `_masked_lines` (raw_line -> raw_line_masked) for the malformed lines of `rows` that
-    may hold a card number; the others are truncated in SQL (`kept_line_sql`)."""
+    may hold a card number; the others are truncated in SQL (`kept_line_sql`). With `across_lines`
+    (`rows` has file_index and row_number), a card cut by a line break is masked too (`_cut_cards`)."""
     from fraud_assets.defs.raw.parsers import mask_line
 
     sql = f"SELECT DISTINCT raw_line FROM {rows} WHERE raw_line IS NOT NULL AND {may_hold_pan('raw_line')}"
-    lines = [r[0] for r in cur.execute(sql).fetchall()]
-    frame = pd.DataFrame({"raw_line": lines, "raw_line_masked": [mask_line(v) for v in lines]}, dtype=object)
+    cut = _cut_cards(cur, rows) if across_lines else {}
+    lines = sorted({r[0] for r in cur.execute(sql).fetchall()} | set(cut))
+    masked = [mask_line(cut.get(v, v)) for v in lines]
+    frame = pd.DataFrame({"raw_line": lines, "raw_line_masked": masked}, dtype=object)
     frame_to_temp(cur, MASKED_LINES_TABLE, frame, {"raw_line": "VARCHAR", "raw_line_masked": "VARCHAR"})
+
+
+# A malformed line ending (starting) with a digit, then anything but letters, digits, commas and colons,
+# which end a card number: the next (previous) line may hold the rest of a card.
+_DIGIT_END = r"\p{Nd}[^\p{L}\p{Nd},:]*$"
+_DIGIT_START = r"^[^\p{L}\p{Nd},:]*\p{Nd}"
+
+
+def _cut_cards(cur: duckdb.DuckDBPyConnection, rows: str) -> dict[str, str]:
+    """Malformed lines holding a piece of a card cut by a line break (a quoted CSV field, or a broken
+    JSON string, spanning lines: each piece is a line of its own and neither alone is a card) -> the
+    line with those digits starred. Consecutive malformed lines whose facing ends are digits are read
+    as one text, joined without a gap; only the PAN_SPAN_CHARS at each end of a line can belong to a
+    card that crosses it, so a long line costs no more than a short one."""
+    from fraud_assets.defs.raw.parsers import PAN_SPAN_CHARS
+
+    pairs = cur.execute(
+        f"""
+        WITH m AS (
+            SELECT file_index, row_number, raw_line, regexp_matches(raw_line, '{_DIGIT_END}') AS digit_end,
+                   regexp_matches(raw_line, '{_DIGIT_START}') AS digit_start
+            FROM {rows} WHERE raw_line IS NOT NULL
+        ), n AS (
+            SELECT *, coalesce(lag(row_number) OVER w = row_number - 1 AND lag(digit_end) OVER w
+                               AND digit_start, false) AS joins_prev,
+                      coalesce(lead(row_number) OVER w = row_number + 1 AND lead(digit_start) OVER w
+                               AND digit_end, false) AS joins_next
+            FROM m WINDOW w AS (PARTITION BY file_index ORDER BY row_number)
+        )
+        SELECT raw_line, joins_prev FROM n WHERE joins_prev OR joins_next ORDER BY file_index, row_number
+        """
+    ).fetchall()
+    chains: list[list[str]] = []
+    for line, joins_prev in pairs:
+        if joins_prev:
+            chains[-1].append(line)
+        else:
+            chains.append([line])
+    starred: dict[str, str] = {}
+    for chain in chains:
+        stars = _stars_across(chain, PAN_SPAN_CHARS)
+        for line, at in zip(chain, stars, strict=True):
+            if at:
+                new = "".join("*" if i in at else ch for i, ch in enumerate(line))
+                starred[line] = _star_union(starred.get(line, line), new)
+    return starred
+
+
+def _stars_across(chain: list[str], span: int) -> list[set[int]]:
+    """For each line of `chain` (lines read as one text), the positions of the digits a card crossing a
+    line boundary puts under stars. Each boundary is judged on the `span` characters either side of it
+    (a card crossing it lies within them; a long line's middle is left out behind a line break, which
+    ends any card), and equal windows once: a chain of a million one-digit lines costs a million
+    string slices, not a million-digit group."""
+    pieces, origin = [], []  # the text read, and for each of its pieces (line, position in the line)
+    for k, line in enumerate(chain):
+        if len(line) <= 2 * span:
+            pieces.append(line)
+            origin.append((k, 0))
+        else:
+            pieces += [line[:span], "\n", line[-span:]]
+            origin += [(k, 0), (-1, 0), (k, len(line) - span)]
+    text = "".join(pieces)
+    starts = list(itertools.accumulate((len(p) for p in pieces), initial=0))
+    boundaries = [starts[i] for i, (k, at) in enumerate(origin) if k > 0 and at == 0]
+    stars: list[set[int]] = [set() for _ in chain]
+    starred_at: dict[str, list[int]] = {}  # window -> offsets of the digits it puts under stars
+    for b in boundaries:
+        lo = max(0, b - span)
+        window = text[lo : b + span]
+        if window not in starred_at:
+            after = star_pan_digits(window)
+            starred_at[window] = [i for i, (x, y) in enumerate(zip(window, after, strict=True)) if x != y]
+        for offset in starred_at[window]:
+            piece = bisect.bisect_right(starts, lo + offset) - 1
+            k, at = origin[piece]
+            stars[k].add(at + lo + offset - starts[piece])
+    return stars
+
+
+def _star_union(a: str, b: str) -> str:
+    """Two starred copies of one line, each star kept."""
+    return "".join("*" if "*" in (x, y) and x != y else x for x, y in zip(a, b, strict=True))
 
 
 def kept_line_sql(line: str, masked: str) -> str:
