@@ -184,6 +184,23 @@ def test_a_text_value_too_long_for_any_name_rejects_the_snapshot(data_dir):
     assert reason_of(data_dir, rel) == ("rejected", "value_too_long")
 
 
+@pytest.mark.parametrize("second", ["pan", "PAN", "Pan"])
+def test_a_snapshot_naming_a_read_column_twice_is_rejected(data_dir, second):
+    """The engine reads the first of two `pan` columns (names compare case-insensitively) and renames
+    the second: the cards in it were dropped unseen, or the first could hold the card and the second not."""
+    columns = [pa.array([1, 2], pa.int64()), pa.array(["", ""]), pa.array([s.PANS[1], s.PANS[2]])]
+    snapshot = pa.Table.from_arrays(columns, names=["customer_id", "pan", second])
+    rel = write_snapshot(data_dir, "cardholders", snapshot)
+    assert reason_of(data_dir, rel) == ("rejected", "duplicate_columns")
+
+
+def test_a_field_of_a_nested_column_may_share_a_read_columns_name(data_dir):
+    nested = pa.array([{"pan": "x", "inner": {"customer_id": 1}}] * 3)
+    good = pa.table({"customer_id": [1, 2, 3], "pan": list(s.PANS.values()), "extra": nested})
+    rel = write_snapshot(data_dir, "cardholders", good)
+    assert reason_of(data_dir, rel) == ("ingested", None)
+
+
 def test_a_snapshot_without_a_required_column_is_rejected(data_dir):
     rel = write_snapshot(data_dir, "merchants", s.TERMINALS.drop(columns=["timezone"]))
     assert reason_of(data_dir, rel) == ("rejected", "missing_columns")

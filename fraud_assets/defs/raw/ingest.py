@@ -171,7 +171,7 @@ def stage_snapshot_files(
         with pinned(root, [row]) as (path,):
             try:
                 select = snapshots.snapshot_select(cur, path, feed)
-            except (snapshots.WrongTypes, snapshots.MissingColumns) as exc:
+            except (snapshots.WrongTypes, snapshots.MissingColumns, snapshots.DuplicateColumns) as exc:
                 raise text_reader.LandingChanged(f"{row.source_file} no longer reads as registered") from exc
             cur.execute(f"INSERT INTO {ROWS_TABLE} SELECT {i}, * FROM ({select.sql})", select.params)
     return _door(cur, table, tokenizer)

@@ -71,7 +71,7 @@ FILE_REASONS: dict[str, str] = {
     BARE_CARRIAGE_RETURN: "a carriage return not followed by a line feed (old Mac line ends)",
     HEADER_ONLY: "a CSV header and no data line",
     MISSING_COLUMNS: "the CSV header or Parquet schema lacks a required column",
-    DUPLICATE_COLUMNS: "a column name appears twice in the CSV header",
+    DUPLICATE_COLUMNS: "a read column named twice in the CSV header or the Parquet schema (any case)",
     UNREADABLE_PARQUET: "not a Parquet file the engine can read",
     WRONG_TYPES: "a Parquet column of the wrong type, or a value that does not fit the column's type",
     PAN_OUTSIDE_PAN_COLUMN: "a Luhn-valid card number in a Parquet column other than `pan`",

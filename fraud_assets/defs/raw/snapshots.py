@@ -76,6 +76,29 @@ class MissingColumns(Exception):
     pass
 
 
+class DuplicateColumns(Exception):
+    pass
+
+
+def _top_level_names(conn: duckdb.DuckDBPyConnection, path: str) -> list[str]:
+    """The column names of the snapshot's schema as written (the engine renames a repeated one, `Pan`
+    beside `pan` becoming `Pan_1`), nested fields left out. Walks the flattened schema without
+    recursion: a hostile file may nest deeply."""
+    rows = conn.execute("SELECT name, num_children FROM parquet_schema($path)", {"path": path}).fetchall()
+    if not rows:
+        return []
+    names, open_children = [], [rows[0][1] or 0]
+    for name, children in rows[1:]:
+        if len(open_children) == 1:
+            names.append(name)
+        open_children[-1] -= 1
+        if children:
+            open_children.append(children)
+        while len(open_children) > 1 and open_children[-1] <= 0:
+            open_children.pop()
+    return names
+
+
 def _family(duck_type: str) -> str:
     if duck_type in _INTEGERS:
         return INTEGER
@@ -126,7 +149,12 @@ class SnapshotSelect:
 
 def snapshot_select(conn: duckdb.DuckDBPyConnection, path: str, feed: str) -> SnapshotSelect:
     """The SELECT that reads snapshot `path` as raw rows (row_number from 1, the feed's columns in raw
-    types, the PAN as text), or WrongTypes / MissingColumns."""
+    types, the PAN as text), or WrongTypes / MissingColumns / DuplicateColumns."""
+    # Two columns whose names differ only by case (or not at all) leave which one is, say, the PAN to
+    # a guess: the engine binds names case-insensitively and reads the first.
+    read = [n.lower() for n in _top_level_names(conn, path) if n.lower() in SNAPSHOT_COLUMNS[feed]]
+    if len(read) != len(set(read)):
+        raise DuplicateColumns(feed)
     described = conn.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": path}).fetchall()
     types = {row[0]: row[1] for row in described if row[0] in SNAPSHOT_COLUMNS[feed]}
     if set(REQUIRED_COLUMNS[feed]) - set(types):
@@ -239,6 +267,8 @@ def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
                 return SnapshotScan(r.INVALID_VALUE, 0)
         except MissingColumns:
             return SnapshotScan(r.MISSING_COLUMNS, 0)
+        except DuplicateColumns:
+            return SnapshotScan(r.DUPLICATE_COLUMNS, 0)
         except (WrongTypes, duckdb.ConversionException, duckdb.OutOfRangeException):
             return SnapshotScan(r.WRONG_TYPES, 0)
         except duckdb.Error:
