@@ -104,6 +104,26 @@ def test_a_merchants_value_the_terminals_contract_refuses_rejects_the_snapshot(d
     assert reason_of(data_dir, rel) == ("rejected", "invalid_value")
 
 
+@pytest.mark.parametrize(
+    ("source", "column", "value", "reason"),
+    [
+        ("merchants", "x", float("inf"), "invalid_value"),
+        ("merchants", "y", -5e10, "invalid_value"),
+        ("cardholders", "home_x", float("-inf"), "invalid_value"),
+        ("cardholders", "home_y", float("nan"), None),
+    ],
+)
+def test_an_infinite_position_rejects_the_snapshot_and_nan_reads_as_missing(
+    data_dir, source, column, value, reason
+):
+    """A distance to an infinite position is infinite, and the models refuse any infinite input."""
+    s.write_reference(data_dir)
+    snapshot = table_from_reference(data_dir, source)
+    snapshot.loc[0, column] = value
+    rel = write_snapshot(data_dir, source, pa.Table.from_pandas(snapshot, preserve_index=False))
+    assert reason_of(data_dir, rel) == ("rejected" if reason else "ingested", reason)
+
+
 def test_one_terminal_with_an_unknown_time_zone_stops_no_cleaning_and_the_last_good_snapshot_stays(data_dir):
     """The terminals contract (blocking) accepts IANA zones only: a later snapshot with one bad zone used
     to be ingested, fail cleaned/terminals and with it every day's cleaning."""

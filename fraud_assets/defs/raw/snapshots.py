@@ -44,15 +44,21 @@ SNAPSHOT_COLUMNS: dict[str, dict[str, str]] = {
         "y": NUMBER,
     },
 }
-# Values the cleaned layer's blocking contract (cleaned.terminals) refuses: one such terminal would stop
-# cleaned/terminals, and every day's cleaning behind it, so the register refuses the snapshot and the
-# last good one stays in force (as for a wrong type). `$zones` is the IANA names the contract knows.
+# Values that would stop the layers behind raw for every day, refused at the register so that the
+# last good snapshot stays in force (as for a wrong type): a time zone, MCC or currency the blocking
+# terminals contract refuses (`$zones`: the IANA names it knows), and a position (grid or map
+# coordinate; NaN reads as missing) that is infinite or absurd, whose infinite home-terminal distance
+# the models' input validation refuses in training and scoring.
+POSITION = "isnan({c}) OR abs({c}) <= 1e9"
 VALUE_RULES: dict[str, dict[str, str]] = {
     "merchants": {
         "mcc": "regexp_full_match({c}, '[0-9]{{4}}')",
         "currency": "regexp_full_match(upper({c}), '[A-Z]{{3}}')",
         "timezone": "list_contains($zones, {c})",
+        "x": POSITION,
+        "y": POSITION,
     },
+    "cardholders": {"home_x": POSITION, "home_y": POSITION},
 }
 TARGET = {INTEGER: "BIGINT", NUMBER: "DOUBLE", TEXT: "VARCHAR", DATE: "DATE", PAN: "VARCHAR"}
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER"}
@@ -240,7 +246,9 @@ def _invalid_values(conn: duckdb.DuckDBPyConnection, select: SnapshotSelect, fee
     ]
     if not rules:
         return False
-    params = {**select.params, "zones": sorted(zoneinfo.available_timezones())}
+    params = dict(select.params)
+    if any("$zones" in rule for rule in rules):
+        params["zones"] = sorted(zoneinfo.available_timezones())
     return any(conn.execute(f"SELECT {', '.join(rules)} FROM ({select.sql})", params).fetchone())
 
 
