@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -139,3 +140,35 @@ def test_a_snapshot_rewritten_while_the_register_reads_it_is_judged_again(data_d
     monkeypatch.setattr(register_module, "scan_snapshot", scan)
     again = build_register(data_dir / "landing", first.reset_index()).set_index("source_file")
     assert again.loc[CARDHOLDERS, "reason"] == "pan_outside_pan_column"
+
+
+def test_an_engine_error_on_bytes_written_while_read_is_reported_without_them(data_dir, monkeypatch):
+    """Bytes the register never judged (not UTF-8, with a card number) make DuckDB fail quoting the
+    line ("Original Line: ..."): the run's error, kept in the event log, must not hold it."""
+    s.write_reference(data_dir)
+    path = s.write(data_dir, f"authorizations/{s.LANDED}/acq_a_{s.DAY}.csv", s.csv_text([s.a_row(1)]))
+    assert materialise(data_dir, "raw/file_register").success
+    stage_rows = text_reader.stage_rows
+
+    def rewritten_first(*args, **kwargs):
+        rewrite_in_place(path, path.read_bytes() + f"2,{s.PANS[1]},\xff bad\n".encode("latin-1"))
+        return stage_rows(*args, **kwargs)
+
+    monkeypatch.setattr(text_reader, "stage_rows", rewritten_first)
+    result = materialise(data_dir, "raw/authorizations")
+    assert "written to while it was read" in failure_of(result)
+    assert not contains_pan(repr(result.all_events))
+
+
+def test_an_engine_error_quoting_a_card_number_is_reported_masked(data_dir, monkeypatch):
+    s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(1)])
+    assert materialise(data_dir, "raw/file_register").success
+
+    def failing(*args, **kwargs):
+        raise duckdb.InvalidInputException(f"CSV Error on Line: 2\nOriginal Line: 2,{s.PANS[1]},x")
+
+    monkeypatch.setattr(text_reader, "stage_rows", failing)
+    result = materialise(data_dir, "raw/authorizations")
+    assert "InvalidInputException" in failure_of(result)
+    assert not contains_pan(repr(result.all_events))

@@ -13,6 +13,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 from dagster_duckdb import DuckDBResource
+from duckdb import Error as EngineError
+from duckdb import OutOfMemoryException
 
 from fraud_assets.defs.raw import ingest
 from fraud_assets.defs.raw.limits import ReaderLimits
@@ -21,6 +23,7 @@ from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS, COLUMNS, CONTRACT
 from fraud_assets.defs.raw.text_reader import LandingChanged
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.day_metadata import spread_table_over_days
+from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.token_keys import TOKEN_COLUMN, ensure_token_key
 from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
@@ -137,9 +140,18 @@ def _staged_rows(landing: LandingZone, files: pd.DataFrame, table: str, tokenize
                 if files.empty
                 else stage_files(stage, landing.path, files, table, tokenizer)
             )
+            rows = ingest.fetch_rows(stage, select)
         except LandingChanged as exc:
             raise dg.Failure(description=str(exc)) from None
-        return ingest.fetch_rows(stage, select)
+        except OutOfMemoryException:
+            raise
+        except EngineError as exc:
+            # The engine quotes the line it failed on ("Original Line: ..."): the run's error, kept in
+            # the event log, holds it with card numbers masked and without the original exception.
+            raise dg.Failure(
+                description=f"reading the landed files failed: {type(exc).__name__}: {mask_pans(str(exc))}"
+            ) from None
+    return rows
 
 
 def _rows_per_feed(rows: pa.Table) -> list[tuple[str, int, int]]:
