@@ -144,6 +144,24 @@ def test_concatenated_gzip_members_are_read_whole(data_dir):
     assert ingest(data_dir)["transaction_id"].tolist() == ["1", "2"]
 
 
+def test_a_byte_order_mark_opening_each_gzip_member_is_ignored(data_dir):
+    """A producer appending members written by a BOM-writing encoder: each member's first line opens
+    with U+FEFF, which used to make a genuine row malformed (or its id invalid)."""
+    bom = "\ufeff"
+    text = s.csv_text([s.a_row(1), s.a_row(2)]).splitlines(keepends=True)
+    members = [bom + "".join(text[:2]), bom + text[2]]
+    s.write(data_dir, f"{FOLDER}/acq_a_{s.DAY}.csv.gz", b"".join(gzip.compress(m.encode()) for m in members))
+    lines = [json.dumps(s.b_row(10)) + "\n", json.dumps(s.b_row(11)) + "\n"]
+    s.write(
+        data_dir,
+        f"{FOLDER}/acq_b_{s.DAY}.jsonl.gz",
+        b"".join(gzip.compress((bom + line).encode()) for line in lines),
+    )
+    raw = ingest(data_dir)
+    assert raw["malformed_reason"].isna().all()
+    assert raw["transaction_id"].tolist() == ["1", "2", "10", "11"]
+
+
 def test_a_card_number_in_another_field_is_masked_and_cvv_is_dropped(data_dir):
     row = {**s.a_row(1, terminal_id=s.PANS[3]), "cvv": "123"}
     s.write(data_dir, f"{FOLDER}/acq_a_{s.DAY}.csv", s.csv_text([row], [*s.A_HEADER, "cvv"]))

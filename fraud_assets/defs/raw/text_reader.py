@@ -100,6 +100,12 @@ def rows_sql(lines: str, columns: Sequence[str]) -> str:
     file_index, row_number, the `columns` (text, NULL where the file lacks them), malformed_reason,
     raw_line (the clear text of malformed lines only)."""
     paths, json_pos = _json_paths(columns)
+    # A byte-order mark opens the file (DuckDB drops that one) or, in concatenated gzip members written
+    # by a BOM-writing encoder, a member's first line: it is never data.
+    lines = (
+        "SELECT file_index, n, CASE WHEN starts_with(line, chr(65279)) THEN substr(line, 2) ELSE line END "
+        f"AS line FROM ({lines})"
+    )
     split = (
         f"SELECT l.file_index, l.n - y.header_lines AS row_number, l.line, y.json, y.width, y.positions, "
         f"CASE WHEN NOT y.json AND length(l.line) <= {MAX_LINE_CHARS} THEN {csv_split_sql('l.line')} "
