@@ -6,7 +6,9 @@ converts without guessing (an id as an integer, a position as a number, a date a
 timestamp, text as text; the PAN in any of these); the register runs the very SELECT the asset will
 run, over every value, so a value that does not convert (`T0` as terminal_id) or a card number in a
 column other than `pan` refuses the file there, and raw/merchants and raw/cardholders keep the last
-good snapshot instead of failing. Unknown columns are never read.
+good snapshot instead of failing. So do a value a later layer could not take (VALUE_RULES), a read
+column named twice, and a footer or a declared size over its cap (checked before the data is read).
+Unknown columns are never read.
 """
 
 from __future__ import annotations
