@@ -124,6 +124,27 @@ def test_an_infinite_position_rejects_the_snapshot_and_nan_reads_as_missing(
     assert reason_of(data_dir, rel) == ("rejected" if reason else "ingested", reason)
 
 
+@pytest.mark.parametrize(
+    ("source", "column"),
+    [
+        ("merchants", "timezone"),
+        ("merchants", "terminal_id"),
+        ("cardholders", "customer_id"),
+        ("cardholders", "pan"),
+    ],
+)
+def test_a_row_missing_a_required_value_rejects_the_snapshot(data_dir, source, column):
+    """cleaned/terminals and cleaned/cards leave such a row out without a reason; a terminal without a
+    time zone made its genuine transactions `unknown_terminal`."""
+    s.write_reference(data_dir)
+    snapshot = pa.Table.from_pandas(table_from_reference(data_dir, source), preserve_index=False)
+    at = snapshot.schema.get_field_index(column)
+    values = snapshot.column(at).to_pylist()
+    snapshot = snapshot.set_column(at, column, pa.array([None, *values[1:]], snapshot.schema.field(at).type))
+    rel = write_snapshot(data_dir, source, snapshot)
+    assert reason_of(data_dir, rel) == ("rejected", "invalid_value")
+
+
 def test_one_terminal_with_an_unknown_time_zone_stops_no_cleaning_and_the_last_good_snapshot_stays(data_dir):
     """The terminals contract (blocking) accepts IANA zones only: a later snapshot with one bad zone used
     to be ingested, fail cleaned/terminals and with it every day's cleaning."""

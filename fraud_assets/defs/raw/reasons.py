@@ -77,7 +77,8 @@ FILE_REASONS: dict[str, str] = {
     PAN_OUTSIDE_PAN_COLUMN: "a Luhn-valid card number in a Parquet column other than `pan`",
     VALUE_TOO_LONG: "a Parquet text value longer than 4,096 characters (names, codes, zones are far shorter)",
     INVALID_VALUE: "a merchants time zone that is not an IANA name, an MCC that is not 4 digits or a "
-    "currency that is not 3 letters, or a position that is infinite or beyond 1e9",
+    "currency that is not 3 letters, a position that is infinite or beyond 1e9, or a row without its id, "
+    "time zone (merchants) or PAN (cardholders)",
 }
 
 # Line reasons (raw.<table>.malformed_reason).

@@ -62,6 +62,12 @@ VALUE_RULES: dict[str, dict[str, str]] = {
     },
     "cardholders": {"home_x": POSITION, "home_y": POSITION},
 }
+# Values a row cannot be without: cleaned/terminals and cleaned/cards leave out a row lacking one, with
+# no reason anywhere, and a genuine transaction on that terminal would be quarantined `unknown_terminal`.
+REQUIRED_VALUES: dict[str, tuple[str, ...]] = {
+    "merchants": ("terminal_id", "timezone"),
+    "cardholders": ("customer_id", "pan"),
+}
 TARGET = {INTEGER: "BIGINT", NUMBER: "DOUBLE", TEXT: "VARCHAR", DATE: "DATE", PAN: "VARCHAR"}
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER"}
 _INTEGERS |= {"UBIGINT", "UHUGEINT"}
@@ -240,12 +246,13 @@ def _pan_outside_pan_column(conn: duckdb.DuckDBPyConnection, select: SnapshotSel
 
 
 def _invalid_values(conn: duckdb.DuckDBPyConnection, select: SnapshotSelect, feed: str) -> bool:
-    """Any present value a rule of VALUE_RULES refuses."""
+    """Any present value a rule of VALUE_RULES refuses, or a REQUIRED_VALUES one missing."""
     rules = [
         f"bool_or({ident(c)} IS NOT NULL AND NOT coalesce({rule.format(c=ident(c))}, false))"
         for c, rule in VALUE_RULES.get(feed, {}).items()
         if c in select.types
     ]
+    rules += [f"bool_or({ident(c)} IS NULL)" for c in REQUIRED_VALUES.get(feed, ())]
     if not rules:
         return False
     params = dict(select.params)
