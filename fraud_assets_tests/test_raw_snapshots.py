@@ -298,6 +298,22 @@ def test_a_compression_bomb_inside_a_snapshot_is_rejected(data_dir):
     assert reason_of(data_dir, rel) == ("rejected", "compression_ratio_too_high")
 
 
+def test_millions_of_equal_rows_in_a_few_kilobytes_are_rejected(data_dir):
+    """Run-length encoding declares 3 million equal rows in ~25 KB, so the declared size passes the
+    ratio; each of them would still be a raw row (at the row cap, 200 million of them, rebuilt into
+    raw/cardholders at every run)."""
+    rows = 3_000_000
+    equal = pa.table(
+        {
+            "customer_id": pa.array([1], pa.int64()).take(pa.array([0] * rows)),
+            "pan": pa.array([s.PANS[1]]).take(pa.array([0] * rows)),
+        }
+    )
+    rel = write_snapshot(data_dir, "cardholders", equal)
+    assert (data_dir / "landing" / rel).stat().st_size < 100_000
+    assert reason_of(data_dir, rel) == ("rejected", "compression_ratio_too_high")
+
+
 def test_optional_columns_absent_from_a_snapshot_arrive_as_null(data_dir):
     write_snapshot(data_dir, "merchants", s.TERMINALS.drop(columns=["mcc", "x"]), day=s.DAY)
     assert materialise_reference(data_dir).success

@@ -75,6 +75,7 @@ _FLOATS = {"FLOAT", "DOUBLE"}
 _TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE"}
 NULL_TYPE = '"NULL"'
 PARQUET_MAGIC = b"PAR1"
+ROW_BYTES_AT_LEAST = 8
 # A number can only be a card number with 13 to 19 digits.
 PAN_MAGNITUDE = 10**12
 # The longest text value a snapshot may hold: a landed line's own cap. Values are searched for card
@@ -220,8 +221,11 @@ def _over_caps(conn: duckdb.DuckDBPyConnection, path: str, limits: ReaderLimits)
     if sum(sizes) > limits.max_decompressed_bytes or any(s > limits.max_row_group_bytes for s in sizes):
         return r.TOO_LARGE
     # Sizes after encoding (dictionary, run lengths), before compression: real snapshots compress a few
-    # times; a page of one repeated value compresses thousands of times and costs the read as much.
-    if sum(sizes) > limits.max_compression_ratio * os.stat(path).st_size + RATIO_SLACK_BYTES:
+    # times; a page of one repeated value compresses thousands of times and costs the read as much. Run
+    # lengths make the declared size of a million equal rows a few bytes, so each row counts at least
+    # the 8-byte row number raw stores with it: 25 KB of Parquet must not become 3 million raw rows.
+    decoded = max(sum(sizes), int(meta[0] or 0) * ROW_BYTES_AT_LEAST)
+    if decoded > limits.max_compression_ratio * os.stat(path).st_size + RATIO_SLACK_BYTES:
         return r.COMPRESSION_RATIO
     return None
 
