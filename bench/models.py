@@ -87,7 +87,8 @@ def _fallback_load(conn, world) -> None:
     )
     conn.execute("CREATE OR REPLACE TABLE cleaned.cards AS SELECT * FROM c")
     conn.execute(
-        "CREATE OR REPLACE TABLE cleaned.terminals AS SELECT terminal_id, merchant_id, mcc, x, y FROM m"
+        "CREATE OR REPLACE TABLE cleaned.terminals AS SELECT terminal_id, merchant_id, mcc, x, y, "
+        "CAST(NULL AS DATE) AS valid_from, CAST(NULL AS DATE) AS valid_to FROM m"
     )
     conn.execute(
         "CREATE OR REPLACE TABLE cleaned.labels AS "

@@ -1,7 +1,13 @@
-"""cleaned.terminals is the latest full merchants snapshot: a terminal it no longer lists is gone, and
-later days' authorisations on it are quarantined `unknown_terminal`; days cleaned before keep theirs."""
+"""cleaned.terminals keeps every merchants snapshot as versions (valid_from, valid_to), and a day is cleaned
+with the version serving it: a later snapshot's zone never rewrites an earlier day, a terminal a snapshot
+drops is `unknown_terminal` from that snapshot's date on only, and a terminal listed late serves the days
+before its first snapshot."""
 
 from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
 
 from fraud_assets.resources import build_resources
 from fraud_assets_tests import raw_cleaned_support as s
@@ -25,7 +31,10 @@ def test_a_terminal_dropped_by_the_latest_snapshot_is_gone_from_later_days(data_
     s.run_pipeline(data_dir, [NEXT_DAY])
     with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
         terminals = [
-            t for (t,) in conn.execute("SELECT terminal_id FROM cleaned.terminals ORDER BY 1").fetchall()
+            t
+            for (t,) in conn.execute(
+                "SELECT terminal_id FROM cleaned.terminals WHERE valid_to IS NULL ORDER BY 1"
+            ).fetchall()
         ]
         cleaned = conn.execute(
             "SELECT transaction_id, business_date FROM cleaned.transactions ORDER BY 1"
@@ -34,3 +43,58 @@ def test_a_terminal_dropped_by_the_latest_snapshot_is_gone_from_later_days(data_
     assert terminals == [1, 2, 3, 5]
     assert [t for t, _ in cleaned] == [1, 2, 4]  # transaction 1 on terminal 4 was cleaned before
     assert quarantined == [(3, "unknown_terminal")]
+
+
+D1, D2, S2 = "2018-04-01", "2018-04-02", "2018-04-03"  # S2: a snapshot dated mid-history
+
+
+def _landed(day: str) -> str:
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+
+
+def _second_snapshot(data_dir) -> None:
+    """Snapshot S2: terminal 3 moves from Tokyo to New York, terminal 4 is dropped, terminal 6 is new."""
+    terminals = s.TERMINALS[s.TERMINALS["terminal_id"] != 4].copy()
+    terminals.loc[terminals["terminal_id"] == 3, ["timezone", "x"]] = ["America/New_York", 9.0]
+    six = s.TERMINALS.iloc[[0]].assign(terminal_id=6, merchant_id=60)
+    path = data_dir / "landing" / "merchants" / S2 / f"merchants_{S2}.parquet"
+    path.parent.mkdir(parents=True)
+    pd.concat([terminals, six]).to_parquet(path, index=False)
+
+
+def test_days_are_cleaned_with_the_terminal_version_of_their_date(data_dir):
+    s.write_reference(data_dir)  # snapshot S1, dated D1
+    _second_snapshot(data_dir)
+    for day, local in ((D1, "01/04/2018 15:00:00"), (S2, "03/04/2018 05:00:00")):
+        s.write_acq_b(
+            data_dir, [s.b_row(int(day[-2:]), local_time=local)], f"acq_b_{day}.jsonl.gz", _landed(day)
+        )
+    at = {"tx_datetime": f"{S2}T12:00:00Z"}
+    s.write_acq_a(data_dir, [s.a_row(11, terminal_id="4"), s.a_row(12, terminal_id="6")])
+    s.write_acq_a(data_dir, [s.a_row(13, terminal_id="4", **at)], f"acq_a_{S2}.csv.gz", _landed(S2))
+    # Every day cleaned (or cleaned again) after S2 landed: what a backfill does.
+    s.run_pipeline(data_dir, [D1, D2, S2])
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        cleaned = conn.execute(
+            "SELECT transaction_id, CAST(tx_datetime AS VARCHAR), CAST(tx_datetime_local AS VARCHAR) "
+            "FROM cleaned.transactions ORDER BY 1"
+        ).fetchall()
+        quarantined = conn.execute("SELECT transaction_id, reason FROM cleaned.quarantine").fetchall()
+    assert cleaned == [
+        (1, "2018-04-01 06:00:00", "2018-04-01 15:00:00"),  # D1: read in Tokyo time, as on D1
+        (3, "2018-04-03 09:00:00", "2018-04-03 05:00:00"),  # S2 on: read in New York time
+        (11, "2018-04-01 12:00:11", "2018-04-01 12:00:11"),  # terminal 4 existed on D1
+        (12, "2018-04-01 12:00:12", "2018-04-01 14:00:12"),  # terminal 6, listed late: its first version
+    ]
+    assert quarantined == [(13, "unknown_terminal")]  # terminal 4 is gone from S2 on
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        versions = conn.execute(
+            "SELECT terminal_id, timezone, x, CAST(valid_from AS VARCHAR), CAST(valid_to AS VARCHAR) "
+            "FROM cleaned.terminals WHERE terminal_id IN (3, 4, 6) ORDER BY terminal_id, valid_from"
+        ).fetchall()
+    assert versions == [
+        (3, "Asia/Tokyo", 3.0, D1, S2),
+        (3, "America/New_York", 9.0, S2, None),
+        (4, "UTC", 4.0, D1, S2),
+        (6, "Europe/Paris", 1.0, S2, None),
+    ]

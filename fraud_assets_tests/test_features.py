@@ -119,7 +119,15 @@ def _hand_built(conn: duckdb.DuckDBPyConnection, rows: list[tuple], labels: list
         home_country="NL",
     )
     terms = pd.DataFrame({"terminal_id": sorted(tx["terminal_id"].unique())}).assign(
-        merchant_id=1, mcc="5411", country="NL", currency="EUR", timezone="UTC", x=3.0, y=4.0
+        merchant_id=1,
+        mcc="5411",
+        country="NL",
+        currency="EUR",
+        timezone="UTC",
+        x=3.0,
+        y=4.0,
+        valid_from=None,
+        valid_to=None,
     )
     conn.execute("CREATE SCHEMA IF NOT EXISTS cleaned")
     for name, frame in {"transactions": tx, "labels": lab, "cards": cards, "terminals": terms}.items():

@@ -34,8 +34,9 @@ _SCHEMAS = {
     "chargeback_id VARCHAR, reason_code VARCHAR",
     "cards": "card_token VARCHAR, pan_bin VARCHAR, pan_last4 VARCHAR, customer_id BIGINT, home_x DOUBLE, "
     "home_y DOUBLE, home_country VARCHAR",
+    # one version per terminal, serving every day (a simulated world's terminals never change)
     "terminals": "terminal_id BIGINT, merchant_id BIGINT, mcc VARCHAR, country VARCHAR, currency VARCHAR, "
-    "timezone VARCHAR, x DOUBLE, y DOUBLE",
+    "timezone VARCHAR, x DOUBLE, y DOUBLE, valid_from DATE, valid_to DATE",
     "fx_rates": "rate_date DATE, quote_currency VARCHAR, rate DOUBLE",
 }
 # The cleaned interface (docs/architecture.md): table -> {column: DuckDB type}.
@@ -134,6 +135,11 @@ def cleaned_frames(world, tokenizer: Tokenizer | None = None) -> dict[str, pd.Da
     cleaned_terminals = terminals[
         ["terminal_id", "merchant_id", "mcc", "country", "currency", "timezone", "x", "y"]
     ].reset_index(drop=True)
+    # the snapshot of the world's first day, its only one
+    cleaned_terminals["valid_from"] = (
+        transactions["business_date"].min() if len(transactions) else world.last_day
+    )
+    cleaned_terminals["valid_to"] = None
     fx = world.fx_rates
     fx_rates = pd.DataFrame(
         {

@@ -1,6 +1,7 @@
 """Cleaned assets: typed, deduplicated, reversals applied, UTC, EUR; reference tables; labels.
 
-Reference tables keep the latest snapshot / latest landed version per key (SQL in reference.py).
+Reference tables keep the latest landed version per key (cards, FX rates), or every snapshot's version of
+a terminal with its validity (SQL in reference.py).
 Transactions, quarantine and the per-date reconciliation are produced by one step per set of business
 dates (a backfill is one run, cleaned in chunks of dates by the SQL of clean_transactions.sql); each
 chunk's three partition writes are one transaction (`replace_partitions`).
@@ -193,10 +194,15 @@ terminals = _reference_asset(
     TERMINALS_SQL,
     raw.merchants,
     "Terminal reference table for feature engineers and for cleaning (IANA time zone of each terminal "
-    "converts processor B's local times): one row per terminal_id of the latest full merchants "
-    "snapshot (a terminal it no longer lists is gone): merchant_id, mcc, country, currency, timezone, "
-    "x, y. A terminal listed after days quarantined its transactions `unknown_terminal` re-cleans those "
-    "days (metadata `restated_days`, reference_restatement_sensor).",
+    "converts processor B's local times), versioned (SCD type 2): one row per terminal_id and version of "
+    "the full merchants snapshots (merchant_id, mcc, country, currency, timezone, x, y), valid from the "
+    "snapshot date that introduced its values to valid_to, the next snapshot that changes or no longer "
+    "lists the terminal (null: current). A business date is cleaned with the version serving it: the "
+    "one valid on that date, or the terminal's earliest one for a date before it (reference data that "
+    "arrived late); a terminal dropped by a snapshot is unknown from that snapshot's date on. A terminal "
+    "listed after days quarantined its transactions `unknown_terminal` re-cleans those days (metadata "
+    "`restated_days`, reference_restatement_sensor).",
+    code_version="3",
     restates_cleaning=True,
 )
 cards = _reference_asset(
@@ -306,7 +312,7 @@ def _cleaning_spec(name: str, columns: list[tuple[str, str]], contract, **kwargs
         group_name=GROUP,
         owners=OWNERS,
         kinds={"sql", "duckdb"},
-        code_version="3",
+        code_version="4",
         **kwargs,
     )
 
@@ -327,7 +333,8 @@ TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, REC
                 "reversal, also one landed on the next business date: that day's cleaning lists the "
                 "authorisation's day in metadata `restated_days` and reference_restatement_sensor "
                 "cleans it again), "
-                "tx_datetime in UTC (processor B's local times converted via the terminal's time zone), "
+                "tx_datetime in UTC (processor B's local times converted via the time zone of the terminal's "
+                "version serving the business date: cleaned.terminals), "
                 "tx_datetime_local, tx_amount in EUR (amount_original / fx_rate of the business date), "
                 "card_token/pan_bin/pan_last4, terminal_id, channel, three_ds, lineage. Rules in "
                 "fraud_assets/defs/cleaned/clean_transactions.sql (SQL in DuckDB)."

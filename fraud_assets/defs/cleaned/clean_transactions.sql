@@ -7,7 +7,8 @@
 --   reversal     -> a matched reversal or the authorisation it reverses (counted, not stored)
 -- so per business date: raw rows = cleaned + quarantined + duplicates + reversal rows.
 -- Reads the value macros (`_text`, `_id`, `_leap`, `_message_kind`: value_macros.sql, run first),
--- cleaned.terminals, cleaned.fx_rates, the rows of the days around the chunk a reversal may link (temp
+-- the terminal versions with the days each serves (temp view `_terminal_versions`: reference.py,
+-- `versions_serving`), cleaned.fx_rates, the rows of the days around the chunk a reversal may link (temp
 -- views `_raw_earlier`, `_raw_later`, dates in `_neighbour_dates`: see `_judged_rows`) and the
 -- variables `reporting_currency`, `fx_max_age_days`, `reversal_lookback_days`; leaves the temp tables
 -- `_verdicts` (the chunk's rows) and `_neighbour_verdicts` (the neighbours' rows) in this connection.
@@ -37,10 +38,12 @@ SELECT business_date FROM _chunk_dates UNION ALL SELECT business_date FROM _neig
 -- NULL when none) with the value as received it failed on; its outcome so far is its rule's.
 CREATE OR REPLACE TEMP TABLE _verdicts AS
 WITH
--- A terminal's zone is NULL when ICU does not know it: its times cannot be read.
+-- A terminal's zone is NULL when ICU does not know it: its times cannot be read. A row is read with the
+-- version of its terminal that serves its business date (point in time: a later snapshot's zone never
+-- rewrites an earlier day; a terminal dropped by a snapshot is unknown from that snapshot's date on).
 terminals AS (
-    SELECT t.terminal_id, z.name AS zone
-    FROM cleaned.terminals t LEFT JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
+    SELECT t.terminal_id, t._serves_from, t._serves_to, z.name AS zone
+    FROM _terminal_versions t LEFT JOIN (SELECT name FROM pg_timezone_names()) z ON z.name = t.timezone
 ),
 -- Time zones. A zone's UTC offset, sampled one day before and two days after a (local or UTC)
 -- calendar day, is the same at both ends on every day but those of a DST change: there, and only
@@ -112,6 +115,7 @@ typed AS (
             THEN CAST(TRY_STRPTIME(p._time_text, '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP) END AS _utc_a
     FROM parsed p
     LEFT JOIN terminals t ON t.terminal_id = p._terminal_id
+        AND p.business_date >= t._serves_from AND p.business_date < t._serves_to
     -- the rate of the business date or, on a day without one (weekends, holidays: reference rates are
     -- not published), the latest published before it, at most `fx_max_age_days` old: one row per
     -- (chunk day, currency), so the rows join on equality

@@ -10,21 +10,67 @@ from __future__ import annotations
 
 from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
 
-# The latest full merchants snapshot is the truth: its file (newest business date, then landing date,
-# then name) lists every terminal; a terminal it no longer lists is gone from cleaned.terminals, and
-# later days' authorisations on it are quarantined `unknown_terminal`.
-TERMINALS_SQL = """
-WITH latest AS (
-    SELECT source_file FROM raw.merchants
-    ORDER BY business_date DESC, landing_date DESC, source_file DESC LIMIT 1
+# Terminals, versioned (SCD type 2): each merchants snapshot is the full truth as of its snapshot
+# (business) date. Of several files of one date, the latest landed (then name) is that date's snapshot.
+# A terminal's version starts at the snapshot that lists it with other values than the snapshot before
+# (or after one that did not list it), and ends (`valid_to`) at the next snapshot that changes or no
+# longer lists it; NULL while the newest snapshot still lists it. Which version serves a business date:
+# `versions_serving` below.
+TERMINAL_VALUES = "merchant_id, mcc, country, currency, timezone, x, y"
+TERMINALS_SQL = f"""
+WITH snapshots AS (
+    SELECT DISTINCT business_date AS snapshot_date, landing_date, source_file FROM raw.merchants
+    QUALIFY row_number() OVER (PARTITION BY business_date ORDER BY landing_date DESC, source_file DESC) = 1
+),
+ordered AS (
+    SELECT *, lead(snapshot_date) OVER (ORDER BY snapshot_date) AS next_snapshot,
+           lag(snapshot_date) OVER (ORDER BY snapshot_date) AS previous_snapshot
+    FROM snapshots
+),
+listed AS (
+    SELECT s.snapshot_date, s.next_snapshot, s.previous_snapshot, m.terminal_id, m.merchant_id,
+           CAST(m.mcc AS VARCHAR) AS mcc, m.country, upper(m.currency) AS currency, m.timezone, m.x, m.y
+    FROM raw.merchants m JOIN ordered s ON s.source_file = m.source_file
+    WHERE m.terminal_id IS NOT NULL AND m.timezone IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY s.snapshot_date, m.terminal_id ORDER BY m.row_number) = 1
+),
+-- a listing opens a version when the terminal's previous listing is not the snapshot just before
+-- (first listed, or listed again after a snapshot dropped it) or had other values
+flagged AS (
+    SELECT *, lag(snapshot_date) OVER terminal IS DISTINCT FROM previous_snapshot
+            OR lag(struct_pack({TERMINAL_VALUES})) OVER terminal
+               IS DISTINCT FROM struct_pack({TERMINAL_VALUES}) AS opens
+    FROM listed
+    WINDOW terminal AS (PARTITION BY terminal_id ORDER BY snapshot_date)
+),
+numbered AS (
+    SELECT *, sum(CAST(opens AS INTEGER)) OVER (PARTITION BY terminal_id ORDER BY snapshot_date) AS version
+    FROM flagged
 )
-SELECT terminal_id, merchant_id, CAST(mcc AS VARCHAR) AS mcc, country, upper(currency) AS currency,
-       timezone, x, y
-FROM raw.merchants SEMI JOIN latest USING (source_file)
-WHERE terminal_id IS NOT NULL AND timezone IS NOT NULL
-QUALIFY row_number() OVER (PARTITION BY terminal_id ORDER BY row_number) = 1
-ORDER BY terminal_id
+SELECT terminal_id, {TERMINAL_VALUES},
+       min(snapshot_date) AS valid_from, arg_max_null(next_snapshot, snapshot_date) AS valid_to
+FROM numbered
+GROUP BY terminal_id, version, {TERMINAL_VALUES}
+ORDER BY terminal_id, valid_from
 """
+# Serving dates far outside any business date (2000-01-01..2099-12-31).
+_BEFORE_ALL, _AFTER_ALL = "DATE '0001-01-01'", "DATE '9999-12-31'"
+
+
+def versions_serving(table: str, key: str) -> str:
+    """The versions of reference `table` (one row per `key` and valid_from, SCD type 2) with the
+    business dates each serves, `[_serves_from, _serves_to)`: a version serves the days of its own
+    validity, and a key's earliest version also every day before it (reference data that arrived after
+    the key's first transactions: the first snapshot listing it is the best knowledge of those days).
+    A day at or after a version's valid_to that no later version covers (the key dropped) is served by
+    none. Versions of one key never overlap, so a join on key and serving range finds at most one."""
+    return f"""
+SELECT *, CASE WHEN valid_from IS NULL OR valid_from = min(valid_from) OVER (PARTITION BY {key})
+               THEN {_BEFORE_ALL} ELSE valid_from END AS _serves_from,
+       coalesce(valid_to, {_AFTER_ALL}) AS _serves_to
+FROM {table}"""
+
+
 # One card per customer (contract); a card token appears once, from its newest snapshot.
 CARDS_SQL = """
 SELECT card_token, pan_bin, pan_last4, customer_id, home_x, home_y, home_country

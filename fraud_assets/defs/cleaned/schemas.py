@@ -72,6 +72,10 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "before it within 4 days.",
     "quote_currency": "Currency quoted against EUR (ISO 4217).",
     "rate": "Units of quote_currency per EUR (within 0.001-10,000,000).",
+    "valid_from": "Snapshot (business) date from which this version of the row holds (SCD type 2). The "
+    "key's earliest version also serves the business dates before it (reference data that arrived late).",
+    "valid_to": "Date of the next snapshot that changes or no longer lists the row (exclusive); null "
+    "while the newest snapshot still lists it unchanged.",
 }
 
 
@@ -215,9 +219,9 @@ class CardsModel(pa.DataFrameModel):
 
 
 class TerminalsModel(pa.DataFrameModel):
-    """Terminal reference: one row per terminal (latest merchants snapshot)."""
+    """Terminal reference, versioned: one row per terminal and version (merchants snapshots)."""
 
-    terminal_id: Series[int] = pa.Field(unique=True)
+    terminal_id: Series[int]
     merchant_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     mcc: Series[str] = pa.Field(nullable=True, str_matches=r"^[0-9]{4}$")
     country: Series[str] = pa.Field(nullable=True)
@@ -225,10 +229,20 @@ class TerminalsModel(pa.DataFrameModel):
     timezone: Series[str] = pa.Field(isin=sorted(zoneinfo.available_timezones()))
     x: Series[float] = pa.Field(nullable=True)
     y: Series[float] = pa.Field(nullable=True)
+    valid_from: Series[pd.Timestamp]
+    valid_to: Series[pd.Timestamp] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(
+        error="a version ends after it starts",
+        statistics={"sql": "valid_to IS NULL OR valid_to > valid_from"},
+    )
+    def ends_after_start(cls, df: pd.DataFrame) -> pd.Series:
+        return df["valid_to"].isna() | (df["valid_to"] > df["valid_from"])
 
     class Config:
         strict = True
         coerce = True
+        unique = ["terminal_id", "valid_from"]
 
 
 class FxRatesModel(pa.DataFrameModel):

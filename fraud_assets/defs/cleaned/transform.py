@@ -37,6 +37,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from fraud_assets.defs.cleaned.reference import versions_serving
 from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.partitions import dates_filter
@@ -105,6 +106,13 @@ QUARANTINE_COLUMNS = [
     ("offending_value", "VARCHAR"),
     ("quarantined_at", "TIMESTAMP"),
 ]
+# What the rules read of cleaned.terminals.
+TERMINAL_RULE_COLUMNS = [
+    ("terminal_id", "BIGINT"),
+    ("timezone", "VARCHAR"),
+    ("valid_from", "DATE"),
+    ("valid_to", "DATE"),
+]
 RECONCILIATION_COLUMNS = [
     ("business_date", "DATE"),
     ("raw_rows", "BIGINT"),
@@ -115,6 +123,8 @@ RECONCILIATION_COLUMNS = [
 ]
 
 VALUE_MACROS_SQL = Path(__file__).with_name("value_macros.sql").read_text()
+# cleaned.terminals' versions with the business dates each serves (as of the day a row belongs to).
+TERMINAL_VERSIONS_SQL = versions_serving("cleaned.terminals", "terminal_id")
 JUDGE_SQL = Path(__file__).with_name("clean_transactions.sql").read_text()
 # The three tables a cleaning run writes.
 TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
@@ -186,9 +196,10 @@ WHERE n.rate IS DISTINCT FROM c.fx_rate
 UNION
 SELECT business_date FROM unconverted JOIN rates_now USING (business_date, currency)
 ORDER BY 1"""
-RESTATED_BY_TERMINALS_SQL = """
-SELECT DISTINCT q.business_date FROM cleaned.quarantine q JOIN cleaned.terminals t
+RESTATED_BY_TERMINALS_SQL = f"""
+SELECT DISTINCT q.business_date FROM cleaned.quarantine q JOIN ({TERMINAL_VERSIONS_SQL}) t
     ON t.terminal_id = _id(q.offending_value)
+    AND q.business_date >= t._serves_from AND q.business_date < t._serves_to
 WHERE q.reason = 'unknown_terminal'
 ORDER BY 1"""
 
@@ -223,7 +234,7 @@ def restated_days(conn: duckdb.DuckDBPyConnection, reference: str) -> list[str]:
     """The cleaned business dates whose cleaning `reference` (`fx_rates` or `terminals`, as the table is
     now) would change: a day converted with another rate than it would get now, a day that quarantined
     `unknown_currency` rows of a currency that has a rate now, or `unknown_terminal` rows of a terminal
-    that is listed now. Empty before the first cleaning."""
+    that has a version serving the day now. Empty before the first cleaning."""
     if not all(table_exists(conn, t) for t in (TX, QUAR, RECON)):
         return []
     conn.execute(VALUE_MACROS_SQL)  # the offending values are read as the cleaning read them
@@ -274,6 +285,7 @@ def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
     conn.execute("SET VARIABLE fx_max_age_days = ?", [FX_MAX_AGE_DAYS])
     conn.execute("SET VARIABLE reversal_lookback_days = ?", [REVERSAL_LOOKBACK_DAYS])
     conn.execute(VALUE_MACROS_SQL)
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW _terminal_versions AS {TERMINAL_VERSIONS_SQL}")
     conn.execute(JUDGE_SQL)
     # The few distinct offending values: any of them may be a card number typed in the wrong field.
     values = [
@@ -299,7 +311,7 @@ def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
 def drop_staging(conn: duckdb.DuckDBPyConnection) -> None:
     for table in ("_verdicts", "_neighbour_verdicts", "_masked_values", "_chunk_dates", "_neighbour_dates"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-    for view in ("_raw_chunk", "_raw_earlier", "_raw_later"):
+    for view in ("_raw_chunk", "_raw_earlier", "_raw_later", "_terminal_versions"):
         conn.execute(f"DROP VIEW IF EXISTS {view}")
 
 
@@ -317,19 +329,23 @@ class Cleaned:
 
 def clean_authorizations(raw: pd.DataFrame, terminals: pd.DataFrame, fx: pd.DataFrame) -> Cleaned:
     """The cleaning rules on frames, in a private in-memory DuckDB (the engine the asset uses): for
-    rule tests and notebooks. `raw`: raw.authorizations rows; `terminals`: terminal_id, timezone;
+    rule tests and notebooks. `raw`: raw.authorizations rows; `terminals`: terminal_id, timezone
+    (optionally valid_from, valid_to: several versions of a terminal);
     `fx`: rate_date, quote_currency, rate."""
     with duckdb.connect() as conn:
         conn.execute("CREATE SCHEMA raw; CREATE SCHEMA cleaned")
         for table, frame, columns in (
             ("raw.authorizations", raw, RAW_COLUMNS["raw.authorizations"]),
-            ("cleaned.terminals", terminals, [("terminal_id", "BIGINT"), ("timezone", "VARCHAR")]),
+            ("cleaned.terminals", terminals, TERMINAL_RULE_COLUMNS),
             (
                 "cleaned.fx_rates",
                 fx,
                 [("rate_date", "DATE"), ("quote_currency", "VARCHAR"), ("rate", "DOUBLE")],
             ),
         ):
+            # a frame without versions (valid_from, valid_to) is one version per terminal, serving every day
+            missing = [c for c, _ in columns if c not in frame.columns]
+            frame = frame.assign(**{c: pd.Series([None] * len(frame), dtype=object) for c in missing})
             conn.register("_frame", frame)
             conn.execute(f"CREATE TABLE {table} AS {typed_select(columns, 'SELECT * FROM _frame')}")
             conn.unregister("_frame")

@@ -37,7 +37,8 @@ ORDER BY k.card_id, us, t.transaction_id;
 CREATE OR REPLACE TEMP TABLE feature_terminals AS
 SELECT t.terminal_id, m.x, m.y, coalesce(m.mcc, 'unknown') AS mcc
 FROM (SELECT DISTINCT terminal_id FROM feature_inputs) AS t
-LEFT JOIN cleaned.terminals AS m ON m.terminal_id = t.terminal_id
+LEFT JOIN (SELECT * FROM cleaned.terminals QUALIFY row_number() OVER (
+    PARTITION BY terminal_id ORDER BY valid_from DESC NULLS FIRST) = 1) AS m ON m.terminal_id = t.terminal_id
 ORDER BY t.terminal_id;
 
 -- Labels known by the end of the last output day, for transactions of the read range.

@@ -217,7 +217,9 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
         "feature_terminals": """
             SELECT t.terminal_id, m.x, m.y, coalesce(m.mcc, 'unknown') AS mcc
             FROM (SELECT DISTINCT terminal_id FROM feature_inputs) AS t
-            LEFT JOIN terminals AS m ON m.terminal_id = t.terminal_id""",
+            LEFT JOIN (SELECT *, row_number() OVER (
+                PARTITION BY terminal_id ORDER BY valid_from DESC NULLS FIRST) AS newest FROM terminals
+            ) AS m ON m.terminal_id = t.terminal_id AND m.newest = 1""",
         "feature_labels": f"""
             SELECT t.transaction_id, t.terminal_id, m.mcc, t.us AS s,
                    unix_micros(CAST(l.reported_at AS TIMESTAMP)) AS r,
