@@ -160,3 +160,44 @@ def test_the_sensor_waits_while_the_run_that_wrote_the_rates_is_still_going():
         assert not worker.is_alive()
         requests, _ = tick(instance, cursor)
         assert [r.partition_key for r in requests] == ["2018-05-01"]
+
+
+def test_a_snapshot_moving_a_terminal_restates_only_its_days_from_the_snapshot_date(data_dir):
+    """Terminal 3 moves from Tokyo to New York in a snapshot dated 04-03: of the days already cleaned, only
+    those from 04-03 on with rows on terminal 3 are cleaned again (in New York time); 04-01 and 04-02 keep
+    Tokyo time, and 04-04 (no row on terminal 3) is left alone."""
+    instance = dg.DagsterInstance.ephemeral()
+    s.write_reference(data_dir)  # snapshot dated 2018-04-01
+    days = ["2018-04-01", "2018-04-02", "2018-04-03", "2018-04-04"]
+    for n, day in enumerate(days[:3], start=1):
+        local = f"{day[8:]}/04/2018 15:00:00"  # 06:00 UTC in Tokyo, 19:00 UTC in New York (EDT)
+        landed = f"2018-04-0{n + 1}"
+        s.write_acq_b(data_dir, [s.b_row(n, local_time=local)], f"acq_b_{day}.jsonl.gz", landed)
+    s.write_acq_a(
+        data_dir, [s.a_row(4, tx_datetime="2018-04-04T12:00:00Z")], "acq_a_2018-04-04.csv.gz", "2018-04-05"
+    )
+    s.run_pipeline(data_dir, keys=days, instance=instance)
+
+    moved = s.TERMINALS.copy()
+    moved.loc[moved["terminal_id"] == 3, "timezone"] = "America/New_York"
+    path = data_dir / "landing" / "merchants" / "2018-04-03" / "merchants_2018-04-03.parquet"
+    path.parent.mkdir(parents=True)
+    moved.to_parquet(path, index=False)
+    materialise(data_dir, instance, [*s.RAW_REFS, "cleaned/terminals"])
+    assert restated(instance, TERMINALS) == ["2018-04-03"]
+    requests, _ = tick(instance)
+    assert [r.partition_key for r in requests] == ["2018-04-03"]
+
+    materialise(data_dir, instance, s.TX_STEP, partition="2018-04-03")  # what the requested run does
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        times = conn.execute(
+            "SELECT transaction_id, CAST(tx_datetime AS VARCHAR) FROM cleaned.transactions ORDER BY 1"
+        ).fetchall()
+    assert times == [
+        (1, "2018-04-01 06:00:00"),
+        (2, "2018-04-02 06:00:00"),
+        (3, "2018-04-03 19:00:00"),
+        (4, "2018-04-04 12:00:00"),
+    ]
+    materialise(data_dir, instance, ["cleaned/terminals"])
+    assert restated(instance, TERMINALS) == []  # nothing changed since

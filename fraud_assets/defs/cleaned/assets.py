@@ -167,6 +167,8 @@ def _reference_asset(
             if had_table:
                 before = f"SELECT {_LABEL_DIFF_COLUMNS} FROM {table}"
                 conn.execute(f"CREATE OR REPLACE TEMP TABLE _labels_before AS {before}")
+            if restates_cleaning and name == "terminals":
+                transform.keep_previous_terminals(conn)  # what the days were cleaned with
             written = replace_table(conn, table, sql)
             if quarantine is not None:
                 extra["duplicates_removed"] = int(source_rows) - quarantined - set_aside_rows - written
@@ -200,8 +202,9 @@ terminals = _reference_asset(
     "lists the terminal (null: current). A business date is cleaned with the version serving it: the "
     "one valid on that date, or the terminal's earliest one for a date before it (reference data that "
     "arrived late); a terminal dropped by a snapshot is unknown from that snapshot's date on. A terminal "
-    "listed after days quarantined its transactions `unknown_terminal` re-cleans those days (metadata "
-    "`restated_days`, reference_restatement_sensor).",
+    "listed after days quarantined its transactions `unknown_terminal` re-cleans those days, and a "
+    "snapshot dated S that changes a terminal's zone or drops it re-cleans the cleaned days >= S with "
+    "rows on it (metadata `restated_days`, reference_restatement_sensor).",
     code_version="3",
     restates_cleaning=True,
 )

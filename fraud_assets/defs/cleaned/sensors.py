@@ -1,5 +1,6 @@
-"""`reference_restatement_sensor`: clean again the days a late or corrected FX rate or terminal, or a
-reversal landed on the next business date, changes.
+"""`reference_restatement_sensor`: clean again the days a late or corrected FX rate or terminal (a new
+merchants snapshot that lists, moves to another zone or drops a terminal from its date on), or a reversal
+landed on the next business date, changes.
 
 A day is cleaned against the FX rates and terminals known at the time: its non-EUR amounts take the rate
 of the day or the latest within 4 days before it, and a transaction at a terminal no merchants snapshot
@@ -76,7 +77,8 @@ def restated_day_blocks(
 @dg.sensor(
     name="reference_restatement_sensor",
     description=(
-        "Cleans again the days a late or corrected FX rate, a terminal listed after its transactions, or "
+        "Cleans again the days a late or corrected FX rate, a terminal listed after its transactions or "
+        "moved to another zone (or dropped) by a snapshot dated on or before them, or "
         "a reversal landed on the next business date changes (metadata `restated_days` of "
         "cleaned/fx_rates, cleaned/terminals and cleaned/transactions): one `cleaning_rebuild` run per "
         "block of consecutive days; features, labels and scores follow by automation. Reads only the "
