@@ -85,7 +85,10 @@ def _fallback_load(conn, world) -> None:
         "AS business_date, tx_datetime, tx_datetime_local, card_token, terminal_id, tx_amount, channel, "
         "three_ds FROM t"
     )
-    conn.execute("CREATE OR REPLACE TABLE cleaned.cards AS SELECT * FROM c")
+    conn.execute(
+        "CREATE OR REPLACE TABLE cleaned.cards AS SELECT *, CAST(NULL AS DATE) AS valid_from, "
+        "CAST(NULL AS DATE) AS valid_to FROM c"
+    )
     conn.execute(
         "CREATE OR REPLACE TABLE cleaned.terminals AS SELECT terminal_id, merchant_id, mcc, x, y, "
         "CAST(NULL AS DATE) AS valid_from, CAST(NULL AS DATE) AS valid_to FROM m"

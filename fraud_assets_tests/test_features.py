@@ -117,6 +117,8 @@ def _hand_built(conn: duckdb.DuckDBPyConnection, rows: list[tuple], labels: list
         home_x=0.0,
         home_y=0.0,
         home_country="NL",
+        valid_from=None,
+        valid_to=None,
     )
     terms = pd.DataFrame({"terminal_id": sorted(tx["terminal_id"].unique())}).assign(
         merchant_id=1,

@@ -32,9 +32,9 @@ _SCHEMAS = {
     "transactions": _TX,
     "labels": "transaction_id BIGINT, card_token VARCHAR, tx_datetime TIMESTAMP, reported_at TIMESTAMP, "
     "chargeback_id VARCHAR, reason_code VARCHAR",
+    # one version per card and per terminal, serving every day (a simulated world's never change)
     "cards": "card_token VARCHAR, pan_bin VARCHAR, pan_last4 VARCHAR, customer_id BIGINT, home_x DOUBLE, "
-    "home_y DOUBLE, home_country VARCHAR",
-    # one version per terminal, serving every day (a simulated world's terminals never change)
+    "home_y DOUBLE, home_country VARCHAR, valid_from DATE, valid_to DATE",
     "terminals": "terminal_id BIGINT, merchant_id BIGINT, mcc VARCHAR, country VARCHAR, currency VARCHAR, "
     "timezone VARCHAR, x DOUBLE, y DOUBLE, valid_from DATE, valid_to DATE",
     "fx_rates": "rate_date DATE, quote_currency VARCHAR, rate DOUBLE",
@@ -132,14 +132,13 @@ def cleaned_frames(world, tokenizer: Tokenizer | None = None) -> dict[str, pd.Da
             "home_country": customers["home_country"] if "home_country" in customers else None,
         }
     )
+    # the snapshots of the world's first day, its only ones
+    first_day = transactions["business_date"].min() if len(transactions) else world.last_day
+    cards["valid_from"], cards["valid_to"] = first_day, None
     cleaned_terminals = terminals[
         ["terminal_id", "merchant_id", "mcc", "country", "currency", "timezone", "x", "y"]
     ].reset_index(drop=True)
-    # the snapshot of the world's first day, its only one
-    cleaned_terminals["valid_from"] = (
-        transactions["business_date"].min() if len(transactions) else world.last_day
-    )
-    cleaned_terminals["valid_to"] = None
+    cleaned_terminals["valid_from"], cleaned_terminals["valid_to"] = first_day, None
     fx = world.fx_rates
     fx_rates = pd.DataFrame(
         {

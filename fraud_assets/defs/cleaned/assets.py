@@ -212,9 +212,12 @@ cards = _reference_asset(
     "cards",
     CARDS_SQL,
     raw.cardholders,
-    "Card reference table for feature engineers: one row per card_token (HMAC of the PAN) with "
-    "pan_bin, pan_last4, customer_id and the cardholder's home location/country, from the newest "
-    "cardholder snapshot.",
+    "Card reference table for feature engineers, versioned (SCD type 2): one row per card_token (HMAC of "
+    "the PAN) and version, with pan_bin, pan_last4, customer_id and the cardholder's home "
+    "location/country, valid from the cardholder snapshot date that introduced its values to valid_to, "
+    "the next snapshot date that changes them (null: current). Features read the version serving the "
+    "transaction's business date (a card's earliest version serves the days before it).",
+    code_version="3",
 )
 fx_rates = _reference_asset(
     "fx_rates",

@@ -71,15 +71,35 @@ SELECT *, CASE WHEN valid_from IS NULL OR valid_from = min(valid_from) OVER (PAR
 FROM {table}"""
 
 
-# One card per customer (contract); a card token appears once, from its newest snapshot.
-CARDS_SQL = """
-SELECT card_token, pan_bin, pan_last4, customer_id, home_x, home_y, home_country
-FROM raw.cardholders
-WHERE card_token IS NOT NULL AND customer_id IS NOT NULL
-QUALIFY row_number() OVER (
-    PARTITION BY card_token ORDER BY business_date DESC, landing_date DESC, source_file DESC, row_number
-) = 1
-ORDER BY customer_id
+# Cards, versioned (SCD type 2) like the terminals: a card's version starts at the snapshot date that lists
+# it with other values than its previous listing (one card per customer; of several rows of a card on one
+# snapshot date, the latest landed file's first row) and ends (`valid_to`) at the next such date; NULL
+# while current. Cardholder files are per shard of customers, so a card no snapshot lists again is kept.
+CARD_VALUES = "pan_bin, pan_last4, customer_id, home_x, home_y, home_country"
+CARDS_SQL = f"""
+WITH dated AS (
+    SELECT business_date AS snapshot_date, card_token, {CARD_VALUES}
+    FROM raw.cardholders
+    WHERE card_token IS NOT NULL AND customer_id IS NOT NULL
+    QUALIFY row_number() OVER (
+        PARTITION BY card_token, business_date ORDER BY landing_date DESC, source_file DESC, row_number
+    ) = 1
+),
+numbered AS (
+    SELECT *, sum(CAST(opens AS INTEGER)) OVER (PARTITION BY card_token ORDER BY snapshot_date) AS version
+    FROM (
+        SELECT *, lag(struct_pack({CARD_VALUES})) OVER (PARTITION BY card_token ORDER BY snapshot_date)
+                  IS DISTINCT FROM struct_pack({CARD_VALUES}) AS opens
+        FROM dated
+    )
+),
+versions AS (
+    SELECT card_token, {CARD_VALUES}, min(snapshot_date) AS valid_from
+    FROM numbered GROUP BY card_token, version, {CARD_VALUES}
+)
+SELECT *, lead(valid_from) OVER (PARTITION BY card_token ORDER BY valid_from) AS valid_to
+FROM versions
+ORDER BY customer_id, valid_from
 """
 
 

@@ -203,19 +203,29 @@ class LabelsModel(pa.DataFrameModel):
 
 
 class CardsModel(pa.DataFrameModel):
-    """Card reference: one row per card token (latest cardholder snapshot)."""
+    """Card reference, versioned: one row per card token and version (cardholder snapshots)."""
 
-    card_token: Series[str] = pa.Field(unique=True, str_matches=HEX64)
+    card_token: Series[str] = pa.Field(str_matches=HEX64)
     pan_bin: Series[str] = pa.Field(str_matches=r"^[0-9]{6}$")
     pan_last4: Series[str] = pa.Field(str_matches=r"^[0-9]{4}$")
     customer_id: Series[int]
     home_x: Series[float] = pa.Field(nullable=True)
     home_y: Series[float] = pa.Field(nullable=True)
     home_country: Series[str] = pa.Field(nullable=True)
+    valid_from: Series[pd.Timestamp]
+    valid_to: Series[pd.Timestamp] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(
+        error="a version ends after it starts",
+        statistics={"sql": "valid_to IS NULL OR valid_to > valid_from"},
+    )
+    def ends_after_start(cls, df: pd.DataFrame) -> pd.Series:
+        return df["valid_to"].isna() | (df["valid_to"] > df["valid_from"])
 
     class Config:
         strict = True
         coerce = True
+        unique = ["card_token", "valid_from"]
 
 
 class TerminalsModel(pa.DataFrameModel):

@@ -28,7 +28,7 @@ OWNERS = ["team:fraud-data-science"]
 GROUP = "features"
 # Changes whenever the code changes feature values: the UI then shows the partitions computed before as
 # built by other code.
-CODE_VERSION = "4"
+CODE_VERSION = "5"
 # Plotted per day, each day's own in a range run too (the bootstrap and lookback rebuilds are range runs).
 DAY_FIGURES = {
     "rows_written": "count(*)",
@@ -64,7 +64,9 @@ CLEANED_DEPS = [
         "features.transaction_features, daily partitions). For the models and scoring layers and for data "
         "scientists. Holds the 15 Fraud Detection Handbook baseline features (card windows (t-n, t], "
         "terminal windows (t-7d-n, t-7d] with risk from labels reported by t) and the production features "
-        "of docs/features.md, all point-in-time correct. DuckDB stages the read range, the windows are one "
+        "of docs/features.md, all point-in-time correct (card home, terminal location and merchant category "
+        "as of the transaction's business date: the cleaned.cards / cleaned.terminals version serving it). "
+        "DuckDB stages the read range, the windows are one "
         "sort per entity with binary-searched frame bounds and exact prefix sums; a run reads "
         f"{WINDOW_LOOKBACK_DAYS} days of transactions before its first day ({EPISODE_DAYS} of the labelled "
         "ones, for the fraud episodes) and writes its partitions atomically, day by day in transaction "

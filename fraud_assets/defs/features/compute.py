@@ -3,7 +3,8 @@
 For output dates K: feature_inputs.sql stages the cleaned transactions from min(K) - 37 days to max(K)
 (30-day card windows, 30-day windows delayed by 7 days for terminals and merchant categories), the labels
 reported before the end of max(K) (those of fraud episodes: of transactions from min(K) - 60 days) and the
-reference data as narrow temp tables; windows.py computes every window over them (one sort per entity,
+reference data (each row with the card and terminal versions serving its business date) as narrow temp
+tables; windows.py computes every window over them (one sort per entity,
 binary-searched frame bounds, prefix sums; the window semantics are stated there); rows.py derives the
 ratios and defaults. The rows of K, ordered by business date and
 transaction id, are written in one transaction. A single day and a full backfill run the same code; the
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fraud_assets.defs.cleaned.reference import versions_serving
 from fraud_assets.defs.features import rows as derive
 from fraud_assets.defs.features.windows import (
     KNOWN_FRAUD_COUNTERS,
@@ -52,8 +54,14 @@ SCRATCH = (
     "feature_labels",
     "feature_terminals",
     "feature_inputs",
+    "feature_terminal_versions",
+    "feature_card_versions",
     "feature_cards",
 )
+# The versions of the reference tables (SCD type 2) with the business dates each serves: a transaction
+# reads its card's and its terminal's attributes as of its business date (point in time).
+CARD_VERSIONS_SQL = versions_serving("cleaned.cards", "card_token")
+TERMINAL_VERSIONS_SQL = versions_serving("cleaned.terminals", "terminal_id")
 ROWS_VIEW = "feature_rows"
 # Output rows computed in one pass: each pass also holds its 37-day lookback, so this bounds memory on
 # large worlds (about 1 KB per row at peak); the handbook world (1.8M rows) is one pass.
@@ -145,10 +153,12 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     + " whose local hour is in the current one's 4-hour band (0-3, 4-7, ..., 20-23)",
     "terminal_nb_tx_14d": "count of " + _D.format(w="14d"),
     "terminal_risk_14d": "share of " + _D.format(w="14d") + " with a fraud label reported <= t (0 if none)",
-    "dist_home_terminal": "euclidean distance cardholder home - terminal (grid units)",
-    "dist_prev_terminal": "distance from the terminal of the card's previous transaction (0 if none in 30d)",
-    "mcc_nb_tx_30d": "count of the merchant category's transactions of the 30 UTC business days "
-    "[D - 37, D - 8], D = the row's business date (a daily snapshot)",
+    "dist_home_terminal": "euclidean distance cardholder home - terminal (grid units), both as of the "
+    "business date",
+    "dist_prev_terminal": "distance from the terminal of the card's previous transaction, each where it was "
+    "on its own business date (0 if none in 30d)",
+    "mcc_nb_tx_30d": "count of the merchant category's (the terminal's as of D) transactions of the 30 UTC "
+    "business days [D - 37, D - 8], D = the row's business date (a daily snapshot)",
     "mcc_risk_30d": "share of those with a fraud label reported before D 00:00 (0 if none)",
     "is_ecommerce": "1 if channel = ecommerce",
     "three_ds_failed": "1 if the 3-D Secure outcome is N (failed)",
@@ -192,6 +202,8 @@ def render_sql(partition_keys: Sequence[str]) -> str:
         out_to=f"{out_to.isoformat()} 00:00:00",
         out_last_date=last.isoformat(),
         output_dates=", ".join(f"DATE '{d.isoformat()}'" for d in dates),
+        card_versions=CARD_VERSIONS_SQL,
+        terminal_versions=TERMINAL_VERSIONS_SQL,
     )
 
 
@@ -221,6 +233,11 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
     events = _arrays(conn, "SELECT * FROM feature_label_events")
     cards = _arrays(conn, "SELECT * FROM feature_cards ORDER BY card_id")
     terminals = _arrays(conn, "SELECT * FROM feature_terminals ORDER BY terminal_id")
+    # A row's card and terminal attributes: its version's (-1, the extra last entry: none serves its date)
+    card_versions = _arrays(conn, "SELECT home_x, home_y FROM feature_card_versions ORDER BY card_version")
+    terminal_versions = _arrays(
+        conn, "SELECT x, y, mcc FROM feature_terminal_versions ORDER BY terminal_version"
+    )
     categories = _arrays(conn, "SELECT * FROM feature_merchant_categories")
     episodes = _arrays(conn, "SELECT * FROM feature_episodes ORDER BY transaction_id")
 
@@ -253,11 +270,17 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
         at |= terminal_job.result()
     amount = tx["tx_amount"].astype(np.float64)[rows]
     term, card_of = terminal[rows], card[rows]
-    x, y = terminals["x"].astype(np.float64), terminals["y"].astype(np.float64)
-    prev = np.maximum(at["prev_terminal"], 0)
+    tv, cv = tx["terminal_version"].astype(np.int64), tx["card_version"].astype(np.int64)
+    x = np.append(terminal_versions["x"].astype(np.float64), np.nan)[tv]  # per staged row
+    y = np.append(terminal_versions["y"].astype(np.float64), np.nan)[tv]
+    home_x = np.append(card_versions["home_x"].astype(np.float64), np.nan)[cv[rows]]
+    home_y = np.append(card_versions["home_y"].astype(np.float64), np.nan)[cv[rows]]
+    prev = np.maximum(at["prev_row"], 0)
 
-    # Merchant-category snapshot of each row's day and category.
-    mcc_names, mcc_of_terminal = np.unique(terminals["mcc"].astype(str), return_inverse=True)
+    # Merchant-category snapshot of each row's day and category (its terminal's as of its date).
+    mcc_names, mcc_of_version = np.unique(
+        np.append(terminal_versions["mcc"].astype(str), "unknown"), return_inverse=True
+    )
     first_day = np.datetime64(dates[0], "D").astype(np.int64)
     n_days = (dates[-1] - dates[0]).days + 1
     snapshot = np.zeros((2, n_days, len(mcc_names)), dtype=np.int64)
@@ -266,7 +289,7 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
         cat_mcc = np.searchsorted(mcc_names, categories["mcc"].astype(str))
         snapshot[0, cat_day, cat_mcc] = categories["mcc_nb_tx_30d"]
         snapshot[1, cat_day, cat_mcc] = categories["mcc_known_fraud_30d"]
-    mcc_nb, mcc_known = snapshot[:, day - first_day, mcc_of_terminal[term]]
+    mcc_nb, mcc_known = snapshot[:, day - first_day, mcc_of_version[tv[rows]]]
 
     values: dict[str, np.ndarray] = {
         "tx_amount": amount,
@@ -282,7 +305,7 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
         "terminal_known_fraud_28d": at["known_recent_28d"],
         **derive.episodes(tx["transaction_id"][rows], us[rows], episodes, EPISODE_DAYS * US_PER_DAY),
         **derive.card_amount_stats(amount, at["card_nb_tx_30d"], at["card_sum_30d"], at["card_sumsq_30d"]),
-        **derive.previous_transaction(at["prev_gap_us"], x[term], y[term], x[prev], y[prev]),
+        **derive.previous_transaction(at["prev_gap_us"], x[rows], y[rows], x[prev], y[prev]),
         "card_nb_terminals_1d": at["card_nb_terminals_1d"],
         "card_nb_terminals_7d": at["card_nb_terminals_7d"],
         "card_amount_ratio_max_30d": derive.ratio_to(amount, at["card_max_amount_before_30d"]),
@@ -293,10 +316,7 @@ def feature_table(conn: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]
         "card_hour_band_share_30d": at["card_hour_band_nb_tx_30d"] / at["card_nb_tx_30d"],
         "terminal_nb_tx_14d": at["terminal_nb_tx_14d"],
         "terminal_risk_14d": derive.share(at["known_delayed_14d"], at["terminal_nb_tx_14d"]),
-        "dist_home_terminal": np.hypot(
-            cards["home_x"].astype(np.float64)[card_of] - x[term],
-            cards["home_y"].astype(np.float64)[card_of] - y[term],
-        ),
+        "dist_home_terminal": np.hypot(home_x - x[rows], home_y - y[rows]),
         "mcc_nb_tx_30d": mcc_nb,
         "mcc_risk_30d": derive.share(mcc_known, mcc_nb),
     }

@@ -8,10 +8,22 @@
 
 -- A dense integer per card (the card windows sort on it; the token is joined back once at the end).
 CREATE OR REPLACE TEMP TABLE feature_cards AS
-SELECT (row_number() OVER (ORDER BY k.card_token) - 1)::INTEGER AS card_id, k.card_token, h.home_x, h.home_y
+SELECT (row_number() OVER (ORDER BY k.card_token) - 1)::INTEGER AS card_id, k.card_token
 FROM (SELECT DISTINCT card_token FROM cleaned.transactions
-      WHERE business_date BETWEEN DATE '{read_from_date}' AND DATE '{out_last_date}') AS k
-LEFT JOIN cleaned.cards AS h ON h.card_token = k.card_token;
+      WHERE business_date BETWEEN DATE '{read_from_date}' AND DATE '{out_last_date}') AS k;
+
+-- Reference data point in time: the versions of the cards and terminals (cleaned.cards, cleaned.terminals:
+-- SCD type 2) numbered densely, with the business dates each serves (compute.py). A transaction reads the
+-- version serving its own business date (-1: none does, e.g. a card missing from the cardholder
+-- snapshots), so a later snapshot never changes an earlier day's features.
+CREATE OR REPLACE TEMP TABLE feature_card_versions AS
+SELECT (row_number() OVER (ORDER BY v.card_token, v._serves_from) - 1)::INTEGER AS card_version, v.card_token,
+       v._serves_from, v._serves_to, v.home_x, v.home_y
+FROM ({card_versions}) AS v SEMI JOIN feature_cards AS k ON k.card_token = v.card_token;
+CREATE OR REPLACE TEMP TABLE feature_terminal_versions AS
+SELECT (row_number() OVER (ORDER BY v.terminal_id, v._serves_from) - 1)::INTEGER AS terminal_version,
+       v.terminal_id, v._serves_from, v._serves_to, v.x, v.y, coalesce(v.mcc, 'unknown') AS mcc
+FROM ({terminal_versions}) AS v;
 
 -- The transactions of the read range, in the card windows' order; the per-row flags packed in one small
 -- integer (bit 0 weekend, 1 night, 2 e-commerce, 3 3-D Secure failed, 4 e-commerce without 3-D Secure).
@@ -25,28 +37,29 @@ SELECT
      + 16 * CAST(coalesce(t.channel = 'ecommerce' AND coalesce(t.three_ds, '') NOT IN ('Y', 'A', 'N'), false)
                  AS INTEGER))::UTINYINT AS flags,
     hour(coalesce(t.tx_datetime_local, t.tx_datetime))::UTINYINT AS local_hour,
-    t.tx_datetime >= TIMESTAMP '{out_from}' AND t.business_date IN ({output_dates}) AS is_output
+    t.tx_datetime >= TIMESTAMP '{out_from}' AND t.business_date IN ({output_dates}) AS is_output,
+    coalesce(cv.card_version, -1) AS card_version, coalesce(tv.terminal_version, -1) AS terminal_version
 FROM cleaned.transactions AS t
 JOIN feature_cards AS k ON k.card_token = t.card_token
+LEFT JOIN feature_card_versions AS cv ON cv.card_token = t.card_token
+    AND t.business_date >= cv._serves_from AND t.business_date < cv._serves_to
+LEFT JOIN feature_terminal_versions AS tv ON tv.terminal_id = t.terminal_id
+    AND t.business_date >= tv._serves_from AND t.business_date < tv._serves_to
 WHERE t.business_date BETWEEN DATE '{read_from_date}' AND DATE '{out_last_date}'
   AND t.tx_datetime >= TIMESTAMP '{read_from}' AND t.tx_datetime < TIMESTAMP '{out_to}'
 ORDER BY k.card_id, us, t.transaction_id;
 
--- The read range's terminals in id order (the window code numbers them the same way), with location and
--- merchant category.
+-- The read range's terminals in id order (the window code numbers them the same way).
 CREATE OR REPLACE TEMP TABLE feature_terminals AS
-SELECT t.terminal_id, m.x, m.y, coalesce(m.mcc, 'unknown') AS mcc
-FROM (SELECT DISTINCT terminal_id FROM feature_inputs) AS t
-LEFT JOIN (SELECT * FROM cleaned.terminals QUALIFY row_number() OVER (
-    PARTITION BY terminal_id ORDER BY valid_from DESC NULLS FIRST) = 1) AS m ON m.terminal_id = t.terminal_id
-ORDER BY t.terminal_id;
+SELECT DISTINCT terminal_id FROM feature_inputs ORDER BY terminal_id;
 
--- Labels known by the end of the last output day, for transactions of the read range.
+-- Labels known by the end of the last output day, for transactions of the read range, with the merchant
+-- category of their terminal as of their day.
 CREATE OR REPLACE TEMP TABLE feature_labels AS
-SELECT tx.terminal_id, m.mcc, tx.us AS s, epoch_us(l.reported_at) AS r,
+SELECT tx.terminal_id, coalesce(m.mcc, 'unknown') AS mcc, tx.us AS s, epoch_us(l.reported_at) AS r,
        tx.business_date AS day, CAST(l.reported_at AS DATE) AS reported_day
 FROM feature_inputs AS tx JOIN cleaned.labels AS l ON l.transaction_id = tx.transaction_id
-JOIN feature_terminals AS m ON m.terminal_id = tx.terminal_id
+LEFT JOIN feature_terminal_versions AS m ON m.terminal_version = tx.terminal_version
 WHERE l.reported_at < TIMESTAMP '{out_to}';
 
 -- Each label enters and leaves the known-fraud counters (windows.py): delayed_n counts the labels of
@@ -85,8 +98,8 @@ WITH out_days AS (
 ),
 
 mcc_days AS (
-    SELECT m.mcc, t.business_date AS day, count(*) AS n
-    FROM feature_inputs AS t JOIN feature_terminals AS m ON m.terminal_id = t.terminal_id
+    SELECT coalesce(m.mcc, 'unknown') AS mcc, t.business_date AS day, count(*) AS n
+    FROM feature_inputs AS t LEFT JOIN feature_terminal_versions AS m ON m.terminal_version = t.terminal_version
     GROUP BY ALL
 ),
 

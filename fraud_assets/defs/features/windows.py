@@ -163,6 +163,7 @@ def card_windows(
     recent = (first_at_t > frames.group_start) & (gap <= 30 * US_PER_DAY)
     out["prev_gap_us"] = np.where(recent, gap, -1)
     out["prev_terminal"] = np.where(recent, terminal[prev], -1)
+    out["prev_row"] = np.where(recent, prev, -1)  # its row: the reference data of its own date
     return out
 
 

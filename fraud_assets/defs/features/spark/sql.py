@@ -145,6 +145,21 @@ def _ts(day: dt.date) -> str:
     return f"TIMESTAMP_NTZ '{day.isoformat()} 00:00:00'"
 
 
+def _versions(table: str, key: str) -> str:
+    """The versions of reference `table` (SCD type 2) with the business dates each serves, as
+    cleaned/reference.py `versions_serving`: its own [valid_from, valid_to), and for a key's earliest
+    version every day before it too."""
+    return f"""
+            SELECT *, CASE WHEN valid_from IS NULL OR valid_from = min(valid_from) OVER (PARTITION BY {key})
+                           THEN DATE '0001-01-01' ELSE valid_from END AS serves_from,
+                   coalesce(valid_to, DATE '9999-12-31') AS serves_to
+            FROM {table}"""
+
+
+def _serving(alias: str) -> str:
+    return f"t.business_date >= {alias}.serves_from AND t.business_date < {alias}.serves_to"
+
+
 def views(dates: Sequence[dt.date]) -> dict[str, str]:
     """The views that lead to `feature_rows` (one row per output transaction with every window result),
     in creation order, for these output dates (validated dates: safe to inline). Expects the views
@@ -179,7 +194,7 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
         ]
         # the latest transaction strictly before t within 30 days; of tied ones the largest id
         + [
-            "max(named_struct('us', us, 'transaction_id', transaction_id, 'terminal_id', terminal_id)) OVER "
+            "max(named_struct('us', us, 'transaction_id', transaction_id, 'x', x, 'y', y)) OVER "
             f"(PARTITION BY card_token ORDER BY us RANGE BETWEEN {30 * US_PER_DAY} PRECEDING AND 1 PRECEDING)"
             " AS prev"
         ]
@@ -203,29 +218,28 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
     # a row whose terminal has no known fraud in reach has no row in feature_known_frauds
     known_results = ", ".join(f"coalesce(kf.{k}, 0) AS {k}" for k in known)
     return {
-        # The read range: output rows have t in [first, out_to); windows reach 37 days back.
+        "feature_card_versions": _versions("cards", "card_token"),
+        "feature_terminal_versions": _versions("terminals", "terminal_id"),
+        # The read range: output rows have t in [first, out_to); windows reach 37 days back. Each row with
+        # its card's and terminal's attributes as of its business date (point in time).
         "feature_inputs": f"""
-            SELECT transaction_id, business_date, tx_datetime,
-                   unix_micros(CAST(tx_datetime AS TIMESTAMP)) AS us, card_token, terminal_id, tx_amount,
-                   tx_datetime_local, hour(coalesce(tx_datetime_local, tx_datetime)) AS local_hour,
-                   channel, three_ds,
-                   business_date IN ({output_dates}) AND tx_datetime >= {_ts(first)} AS is_output
-            FROM transactions
-            WHERE business_date BETWEEN DATE '{read_from}' AND DATE '{last}'
-              AND tx_datetime >= {_ts(read_from)} AND tx_datetime < {_ts(out_to)}
-              AND card_token IS NOT NULL""",
-        "feature_terminals": """
-            SELECT t.terminal_id, m.x, m.y, coalesce(m.mcc, 'unknown') AS mcc
-            FROM (SELECT DISTINCT terminal_id FROM feature_inputs) AS t
-            LEFT JOIN (SELECT *, row_number() OVER (
-                PARTITION BY terminal_id ORDER BY valid_from DESC NULLS FIRST) AS newest FROM terminals
-            ) AS m ON m.terminal_id = t.terminal_id AND m.newest = 1""",
+            SELECT t.transaction_id, t.business_date, t.tx_datetime,
+                   unix_micros(CAST(t.tx_datetime AS TIMESTAMP)) AS us, t.card_token, t.terminal_id,
+                   t.tx_amount, t.tx_datetime_local,
+                   hour(coalesce(t.tx_datetime_local, t.tx_datetime)) AS local_hour, t.channel, t.three_ds,
+                   t.business_date IN ({output_dates}) AND t.tx_datetime >= {_ts(first)} AS is_output,
+                   m.x, m.y, coalesce(m.mcc, 'unknown') AS mcc, h.home_x, h.home_y
+            FROM transactions AS t
+            LEFT JOIN feature_terminal_versions AS m ON m.terminal_id = t.terminal_id AND {_serving("m")}
+            LEFT JOIN feature_card_versions AS h ON h.card_token = t.card_token AND {_serving("h")}
+            WHERE t.business_date BETWEEN DATE '{read_from}' AND DATE '{last}'
+              AND t.tx_datetime >= {_ts(read_from)} AND t.tx_datetime < {_ts(out_to)}
+              AND t.card_token IS NOT NULL""",
         "feature_labels": f"""
-            SELECT t.transaction_id, t.terminal_id, m.mcc, t.us AS s,
+            SELECT t.transaction_id, t.terminal_id, t.mcc, t.us AS s,
                    unix_micros(CAST(l.reported_at AS TIMESTAMP)) AS r,
                    t.business_date AS day, CAST(l.reported_at AS DATE) AS reported_day
             FROM feature_inputs AS t JOIN labels AS l ON l.transaction_id = t.transaction_id
-            JOIN feature_terminals AS m ON m.terminal_id = t.terminal_id
             WHERE l.reported_at < {_ts(out_to)}""",
         "feature_card_windows": f"""
             SELECT transaction_id, {card_columns}
@@ -268,9 +282,9 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
         "feature_merchant_categories": f"""
             WITH out_days AS (SELECT explode(array({output_dates})) AS business_date),
             mcc_days AS (
-                SELECT m.mcc, t.business_date AS day, count(*) AS n
-                FROM feature_inputs AS t JOIN feature_terminals AS m ON m.terminal_id = t.terminal_id
-                GROUP BY m.mcc, t.business_date),
+                SELECT t.mcc, t.business_date AS day, count(*) AS n
+                FROM feature_inputs AS t
+                GROUP BY t.mcc, t.business_date),
             mcc_label_days AS (
                 SELECT mcc, day, reported_day, count(*) AS n FROM feature_labels
                 GROUP BY mcc, day, reported_day),
@@ -291,7 +305,7 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
         "feature_rows": f"""
             SELECT o.*, {card_results}, {terminal_results}, {known_results},
                    ep.terminal_known, ep.terminal_first_us, ep.terminal_last_us, ec.card_known,
-                   cw.prev.us AS prev_us, m.x, m.y, pm.x AS prev_x, pm.y AS prev_y, h.home_x, h.home_y,
+                   cw.prev.us AS prev_us, cw.prev.x AS prev_x, cw.prev.y AS prev_y,
                    mc.mcc_nb_tx_30d, mc.mcc_known_fraud_30d
             FROM (SELECT * FROM feature_inputs WHERE is_output) AS o
             JOIN feature_card_windows AS cw USING (transaction_id)
@@ -299,11 +313,8 @@ def views(dates: Sequence[dt.date]) -> dict[str, str]:
             LEFT JOIN feature_known_frauds AS kf USING (transaction_id)
             LEFT JOIN feature_terminal_episodes AS ep USING (transaction_id)
             LEFT JOIN feature_card_episodes AS ec USING (transaction_id)
-            JOIN feature_terminals AS m ON m.terminal_id = o.terminal_id
-            LEFT JOIN feature_terminals AS pm ON pm.terminal_id = cw.prev.terminal_id
-            LEFT JOIN cards AS h ON h.card_token = o.card_token
             LEFT JOIN feature_merchant_categories AS mc
-              ON mc.business_date = o.business_date AND mc.mcc = m.mcc""",
+              ON mc.business_date = o.business_date AND mc.mcc = o.mcc""",
     }
 
 
