@@ -7,8 +7,20 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import pandas as pd
 
+from fraud_assets.defs.cleaned import transform
+from fraud_assets.defs.cleaned.reference import TERMINALS_SQL
+from fraud_assets.defs.cleaned.transform import (
+    QUAR,
+    QUARANTINE_COLUMNS,
+    RECON,
+    RECONCILIATION_COLUMNS,
+    TRANSACTION_COLUMNS,
+    TX,
+)
+from fraud_assets.defs.raw.schemas import COLUMNS
 from fraud_assets.resources import build_resources
 from fraud_assets_tests import raw_cleaned_support as s
 from fraud_assets_tests.conftest import TEST_PAN_KEY
@@ -98,3 +110,53 @@ def test_days_are_cleaned_with_the_terminal_version_of_their_date(data_dir):
         (4, "UTC", 4.0, D1, S2),
         (6, "Europe/Paris", 1.0, S2, None),
     ]
+
+
+def test_versions_follow_drops_relistings_and_the_latest_landed_file_of_a_snapshot_date(tmp_path):
+    """Terminal 1 keeps Paris until a snapshot dated 04-05 moves it (a corrected file of that date, landed
+    later, says London: it wins); terminal 2 is dropped on 04-03 and listed again on 04-05. A day no
+    version serves (terminal 2 on 04-04) keeps its `unknown_terminal` rows without restating them again."""
+    snapshots = [  # (snapshot date, landing date, file, {terminal: zone})
+        ("2018-04-01", "2018-04-01", "a", {1: "Europe/Paris", 2: "UTC"}),
+        ("2018-04-03", "2018-04-03", "b", {1: "Europe/Paris"}),
+        ("2018-04-05", "2018-04-05", "c", {1: "Asia/Tokyo", 2: "UTC"}),
+        ("2018-04-05", "2018-04-06", "c_fix", {1: "Europe/London", 2: "UTC"}),
+    ]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA raw; CREATE SCHEMA cleaned")
+        columns = ", ".join(f"{c} {t}" for c, t in COLUMNS["raw.merchants"])
+        conn.execute(f"CREATE TABLE raw.merchants ({columns})")
+        for day, landed, name, zones in snapshots:
+            for row, (terminal, zone) in enumerate(zones.items(), start=1):
+                conn.execute(
+                    "INSERT INTO raw.merchants (terminal_id, timezone, business_date, landing_date, "
+                    "source_file, row_number) VALUES (?, ?, ?, ?, ?, ?)",
+                    [terminal, zone, day, landed, f"merchants/{landed}/{name}.parquet", row],
+                )
+        conn.execute(f"CREATE TABLE cleaned.terminals AS {TERMINALS_SQL}")
+        versions = conn.execute(
+            "SELECT terminal_id, timezone, CAST(valid_from AS VARCHAR), CAST(valid_to AS VARCHAR) "
+            "FROM cleaned.terminals ORDER BY terminal_id, valid_from"
+        ).fetchall()
+        served = conn.execute(
+            f"SELECT CAST(d AS VARCHAR), t.timezone FROM (VALUES (DATE '2018-03-30'), (DATE '2018-04-04'), "
+            f"(DATE '2018-04-05')) days(d) LEFT JOIN ({transform.TERMINAL_VERSIONS_SQL}) t "
+            "ON t.terminal_id = 2 AND d >= t._serves_from AND d < t._serves_to ORDER BY 1"
+        ).fetchall()
+        # restated_days reads the cleaned days off the stored tables
+        stored = {TX: TRANSACTION_COLUMNS, QUAR: QUARANTINE_COLUMNS, RECON: RECONCILIATION_COLUMNS}
+        for table, cols in stored.items():
+            conn.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in cols)})")
+        conn.execute(
+            f"INSERT INTO {QUAR} (business_date, reason, offending_value) "
+            "VALUES ('2018-04-04', 'unknown_terminal', '2')"
+        )
+        restated = transform.restated_days(conn, "terminals")
+    assert versions == [
+        (1, "Europe/Paris", "2018-04-01", "2018-04-05"),
+        (1, "Europe/London", "2018-04-05", None),
+        (2, "UTC", "2018-04-01", "2018-04-03"),
+        (2, "UTC", "2018-04-05", None),
+    ]
+    assert served == [("2018-03-30", "UTC"), ("2018-04-04", None), ("2018-04-05", "UTC")]
+    assert restated == []
