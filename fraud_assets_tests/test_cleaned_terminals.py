@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 
 from fraud_assets.defs.cleaned import transform
+from fraud_assets.defs.cleaned.checks import terminals_exist
 from fraud_assets.defs.cleaned.reference import TERMINALS_SQL
 from fraud_assets.defs.cleaned.transform import (
     QUAR,
@@ -21,6 +22,7 @@ from fraud_assets.defs.cleaned.transform import (
     TX,
 )
 from fraud_assets.defs.raw.schemas import COLUMNS
+from fraud_assets.lib.table_checks import TableScope
 from fraud_assets.resources import build_resources
 from fraud_assets_tests import raw_cleaned_support as s
 from fraud_assets_tests.conftest import TEST_PAN_KEY
@@ -160,3 +162,24 @@ def test_versions_follow_drops_relistings_and_the_latest_landed_file_of_a_snapsh
     ]
     assert served == [("2018-03-30", "UTC"), ("2018-04-04", None), ("2018-04-05", "UTC")]
     assert restated == []
+
+
+def test_a_cleaned_row_no_terminal_version_serves_is_an_orphan(data_dir):
+    """The blocking referential check reads the version serving each row's date: terminal 4 exists in
+    cleaned.terminals, but not on S2, the date of the snapshot that dropped it."""
+    s.write_reference(data_dir)
+    _second_snapshot(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(11, terminal_id="4")])
+    s.run_pipeline(data_dir, [D1])
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        conn.execute(
+            f"INSERT INTO {TX} (transaction_id, business_date, terminal_id) "
+            f"SELECT 12, DATE '{S2}', 4 UNION ALL SELECT 13, DATE '{D1}', 4"
+        )
+        orphans = {
+            day: terminals_exist.run(TableScope(conn, TX, [day], "business_date"))
+            .metadata["orphan_rows"]
+            .value
+            for day in (D1, S2)
+        }
+    assert orphans == {D1: 0, S2: 1}

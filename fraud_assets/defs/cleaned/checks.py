@@ -7,6 +7,7 @@ import dagster as dg
 
 from fraud_assets.defs.cleaned import assets as cl
 from fraud_assets.defs.cleaned import schemas
+from fraud_assets.defs.cleaned.reference import versions_serving
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
 from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan, table_checks
@@ -37,15 +38,17 @@ transaction_id_unique = TableCheck(
 def _references_exist(
     name: str, column: str, reference: dg.AssetsDefinition, description: str, blocking: bool
 ) -> TableCheck:
-    """Referential integrity of the partition's `column` against the `reference` table; a blocking
-    check fails with ERROR, a non-blocking one warns. Metadata: rows and orphan rows."""
-    ref_table = ".".join(reference.key.path)
+    """Referential integrity of the partition's `column` against the `reference` table (versioned: the
+    version serving each row's business date, at most one); a blocking check fails with ERROR, a
+    non-blocking one warns. Metadata: rows and orphan rows."""
+    versions = versions_serving(".".join(reference.key.path), column)
 
     def run(scope: TableScope) -> dg.AssetCheckResult:
         where, params = scope.filter("t.business_date")
         rows, orphans = scope.conn.execute(
             f"SELECT count(*), count(*) FILTER (WHERE r.{column} IS NULL) FROM {cl.TX} t "
-            f"LEFT JOIN (SELECT DISTINCT {column} FROM {ref_table}) r USING ({column}) "
+            f"LEFT JOIN ({versions}) r ON r.{column} = t.{column} "
+            "AND t.business_date >= r._serves_from AND t.business_date < r._serves_to "
             f"WHERE {where or 'TRUE'}",
             params,
         ).fetchone()
@@ -62,8 +65,8 @@ terminals_exist = _references_exist(
     "terminals_exist",
     "terminal_id",
     cl.terminals,
-    "Referential integrity: every terminal_id of the partition exists in cleaned.terminals (rows with "
-    "an unknown terminal are quarantined, so any orphan is a bug). Blocking.",
+    "Referential integrity: every terminal_id of the partition has a version of cleaned.terminals serving "
+    "its business date (rows with an unknown terminal are quarantined, so any orphan is a bug). Blocking.",
     blocking=True,
 )
 cards_exist = _references_exist(
