@@ -12,7 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.cleaned.assets import CHANGED_FIRST_REPORT, CHANGED_LABELS, CHANGED_LAST_TRANSACTION
+from fraud_assets.defs.cleaned.assets import (
+    CHANGED_FIRST_REPORT,
+    CHANGED_LABELS,
+    CHANGED_LAST_TRANSACTION,
+    CHANGED_REFERENCE_FIRST,
+    CHANGED_REFERENCE_LAST,
+)
 from fraud_assets.defs.features.compute import LOOKBACK_DAYS
 from fraud_assets.defs.features.sensors import label_lookback_sensor
 from fraud_assets.lib.runs import RANGE_END, RANGE_START
@@ -85,3 +91,24 @@ def test_a_day_never_featured_splits_the_range(instance, tmp_path):
     label_file(instance, first_report=DAYS[1], last_transaction=DAYS[1])
     requests, _ = tick(instance, tmp_path)
     assert ranges(requests) == [(DAYS[1], DAYS[2]), (DAYS[4], DAYS[7])]
+
+
+def test_a_snapshot_that_changes_featured_days_reference_data_rebuilds_them_and_their_lookback(
+    instance, tmp_path
+):
+    """A cleaned/terminals (or cleaned/cards) materialisation says which transaction dates read other
+    values now: those days and the days whose lookback reads them are rebuilt; an old numeric cursor (the
+    labels' storage id) is still honoured."""
+    featured(instance, DAYS)
+    label_file(instance, DAYS[0], DAYS[0])
+    _, cursor = tick(instance, tmp_path)
+    labels_only = cursor.split(";")[0].split("=")[1]
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=dg.AssetKey(["cleaned", "terminals"]),
+            metadata={CHANGED_REFERENCE_FIRST: DAYS[3], CHANGED_REFERENCE_LAST: DAYS[4]},
+        )
+    )
+    requests, _ = tick(instance, tmp_path, labels_only)  # the cursor this sensor kept before
+    assert ranges(requests) == [(DAYS[3], DAYS[-1])]  # DAYS[4] + LOOKBACK_DAYS is past the last day
+    assert requests[0].tags["fraud_assets/lookback_cause"] == f"terminals changed from {DAYS[3]}"

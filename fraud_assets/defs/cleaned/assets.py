@@ -23,6 +23,7 @@ from fraud_assets.defs.cleaned.reference import (
     NON_FRAUD_DISPUTES_SQL,
     REFERENCE_REASONS,
     TERMINALS_SQL,
+    changed_spans_sql,
 )
 from fraud_assets.defs.cleaned.transform import (
     QUAR,
@@ -104,6 +105,27 @@ def _label_changes(conn, table: str, had_table: bool) -> dict[str, object]:
     }
 
 
+# Metadata of a cleaned/terminals or cleaned/cards materialisation: the first and last business date of
+# cleaned transactions whose card or terminal, as of their date, has other values the features read than
+# before the rebuild ("" when none). The label lookback sensor rebuilds the features of those days and of
+# the days whose lookback reads them.
+CHANGED_REFERENCE_FIRST = "changed_reference_first_transaction_date"
+CHANGED_REFERENCE_LAST = "changed_reference_last_transaction_date"
+
+
+def _reference_changes(conn, name: str, key: str, values: str) -> dict[str, object]:
+    """The span of cleaned transaction dates on a `key` whose `values` as of their date the rebuild of
+    cleaned.`name` changed (nothing before the first build or the first cleaning)."""
+    first = last = None
+    if transform.has_previous(conn, name) and table_exists(conn, TX):
+        spans = changed_spans_sql(transform.previous(name), f"cleaned.{name}", key, values)
+        first, last = conn.execute(
+            f"SELECT min(t.business_date), max(t.business_date) FROM {TX} t JOIN ({spans}) s "
+            f"ON s.{key} = t.{key} AND t.business_date >= s.span_from AND t.business_date < s.span_to"
+        ).fetchone()
+    return {CHANGED_REFERENCE_FIRST: str(first or ""), CHANGED_REFERENCE_LAST: str(last or "")}
+
+
 def _reference_asset(
     name: str,
     sql: str,
@@ -115,6 +137,7 @@ def _reference_asset(
     track_label_changes: bool = False,
     judged_against_transactions: bool = False,
     restates_cleaning: bool = False,
+    feature_values: tuple[str, str] | None = None,
 ):
     """A reference table rebuilt from its raw table; with `quarantine` = (source, SQL), the rows it
     rejects go to that source's slice of cleaned.reference_quarantine, written first so a crash
@@ -125,7 +148,9 @@ def _reference_asset(
     With `judged_against_transactions` (labels), rows are judged against cleaned.transactions (empty
     until its first materialisation), which is then an upstream asset too. With `restates_cleaning` (FX
     rates, terminals: cleaning reads them), the metadata lists the days already cleaned that the new
-    table would clean differently (`RESTATED_DAYS`; cleaned/sensors.py re-cleans them)."""
+    table would clean differently (`RESTATED_DAYS`; cleaned/sensors.py re-cleans them). With
+    `feature_values` = (key, columns) (versioned tables the features read), the metadata gives the span of
+    transaction dates whose features read other values now (`_reference_changes`)."""
     table = f"cleaned.{name}"
 
     @dg.asset(
@@ -167,8 +192,8 @@ def _reference_asset(
             if had_table:
                 before = f"SELECT {_LABEL_DIFF_COLUMNS} FROM {table}"
                 conn.execute(f"CREATE OR REPLACE TEMP TABLE _labels_before AS {before}")
-            if restates_cleaning and name == "terminals":
-                transform.keep_previous_terminals(conn)  # what the days were cleaned with
+            if feature_values is not None:
+                transform.keep_previous(conn, name)  # what the days were cleaned and featured with
             written = replace_table(conn, table, sql)
             if quarantine is not None:
                 extra["duplicates_removed"] = int(source_rows) - quarantined - set_aside_rows - written
@@ -178,6 +203,8 @@ def _reference_asset(
                 days = transform.restated_days(conn, name)
                 extra[RESTATED_DAYS] = dg.MetadataValue.json(days)
                 extra[RESTATED_DAYS_COUNT] = len(days)
+            if feature_values is not None:
+                extra.update(_reference_changes(conn, name, *feature_values))
             md = table_metadata(
                 conn,
                 table,
@@ -204,9 +231,12 @@ terminals = _reference_asset(
     "arrived late); a terminal dropped by a snapshot is unknown from that snapshot's date on. A terminal "
     "listed after days quarantined its transactions `unknown_terminal` re-cleans those days, and a "
     "snapshot dated S that changes a terminal's zone or drops it re-cleans the cleaned days >= S with "
-    "rows on it (metadata `restated_days`, reference_restatement_sensor).",
+    "rows on it (metadata `restated_days`, reference_restatement_sensor). Metadata "
+    "changed_reference_first/last_transaction_date: the transaction dates whose terminal location or "
+    "merchant category the rebuild changed (label_lookback_sensor rebuilds their features).",
     code_version="3",
     restates_cleaning=True,
+    feature_values=("terminal_id", "x, y, mcc"),
 )
 cards = _reference_asset(
     "cards",
@@ -216,8 +246,11 @@ cards = _reference_asset(
     "the PAN) and version, with pan_bin, pan_last4, customer_id and the cardholder's home "
     "location/country, valid from the cardholder snapshot date that introduced its values to valid_to, "
     "the next snapshot date that changes them (null: current). Features read the version serving the "
-    "transaction's business date (a card's earliest version serves the days before it).",
+    "transaction's business date (a card's earliest version serves the days before it). Metadata "
+    "changed_reference_first/last_transaction_date: the transaction dates whose card home the rebuild "
+    "changed (label_lookback_sensor rebuilds their features).",
     code_version="3",
+    feature_values=("card_token", "home_x, home_y"),
 )
 fx_rates = _reference_asset(
     "fx_rates",

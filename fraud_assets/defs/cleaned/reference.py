@@ -71,6 +71,37 @@ SELECT *, CASE WHEN valid_from IS NULL OR valid_from = min(valid_from) OVER (PAR
 FROM {table}"""
 
 
+def changed_spans_sql(before: str, now: str, key: str, values: str) -> str:
+    """Rows (key, span_from, span_to): per key whose versions differ between the versioned tables
+    `before` and `now`, the spans of business dates [span_from, span_to) where the version serving the
+    day has other `values` (comma-separated columns) or is served on one side only. A snapshot dated S
+    that changes a key's values gives the span from S on, not the days before."""
+    compared = f"{key}, {values}, _serves_from, _serves_to"
+    differs = " OR ".join(f"b.{c.strip()} IS DISTINCT FROM n.{c.strip()}" for c in values.split(","))
+    return f"""
+WITH before AS ({versions_serving(before, key)}),
+now AS ({versions_serving(now, key)}),
+changed AS (
+    SELECT DISTINCT {key} FROM (
+        (SELECT {compared} FROM before EXCEPT SELECT {compared} FROM now)
+        UNION ALL
+        (SELECT {compared} FROM now EXCEPT SELECT {compared} FROM before)
+    )
+),
+bounds AS (
+    SELECT DISTINCT {key}, unnest([_serves_from, _serves_to]) AS bound
+    FROM (SELECT {compared} FROM before UNION ALL SELECT {compared} FROM now) SEMI JOIN changed USING ({key})
+),
+spans AS (
+    SELECT {key}, bound AS span_from, lead(bound) OVER (PARTITION BY {key} ORDER BY bound) AS span_to
+    FROM bounds
+)
+SELECT s.{key}, s.span_from, s.span_to FROM spans s
+LEFT JOIN before b ON b.{key} = s.{key} AND s.span_from >= b._serves_from AND s.span_from < b._serves_to
+LEFT JOIN now n ON n.{key} = s.{key} AND s.span_from >= n._serves_from AND s.span_from < n._serves_to
+WHERE s.span_to IS NOT NULL AND ((b.{key} IS NULL) <> (n.{key} IS NULL) OR {differs})"""
+
+
 # Cards, versioned (SCD type 2) like the terminals: a card's version starts at the snapshot date that lists
 # it with other values than its previous listing (one card per customer; of several rows of a card on one
 # snapshot date, the latest landed file's first row) and ends (`valid_to`) at the next such date; NULL

@@ -37,7 +37,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from fraud_assets.defs.cleaned.reference import versions_serving
+from fraud_assets.defs.cleaned.reference import changed_spans_sql, versions_serving
 from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.partitions import dates_filter
@@ -125,6 +125,13 @@ RECONCILIATION_COLUMNS = [
 VALUE_MACROS_SQL = Path(__file__).with_name("value_macros.sql").read_text()
 # cleaned.terminals' versions with the business dates each serves (as of the day a row belongs to).
 TERMINAL_VERSIONS_SQL = versions_serving("cleaned.terminals", "terminal_id")
+
+
+def previous(name: str) -> str:
+    """The temp table holding cleaned.`name` as it was before a rebuild (`keep_previous`)."""
+    return f"_{name}_before"
+
+
 JUDGE_SQL = Path(__file__).with_name("clean_transactions.sql").read_text()
 # The three tables a cleaning run writes.
 TX, QUAR, RECON = "cleaned.transactions", "cleaned.quarantine", "cleaned.reconciliation"
@@ -202,42 +209,12 @@ SELECT DISTINCT q.business_date FROM cleaned.quarantine q JOIN ({TERMINAL_VERSIO
     AND q.business_date >= t._serves_from AND q.business_date < t._serves_to
 WHERE q.reason = 'unknown_terminal'
 ORDER BY 1"""
-# What cleaning reads of a terminal version: whether one serves the day, and its zone.
-_TERMINAL_RULE_VALUES = "terminal_id, timezone, _serves_from, _serves_to"
-PREVIOUS_TERMINALS = "_terminals_before"
 # The days already cleaned that a new version of cleaned.terminals (against `_terminals_before`, the table
-# before the rebuild) serves differently: per terminal whose versions changed, the spans of business
-# dates where the terminal's zone, or whether any version serves the day, is not what it was (a snapshot
-# dated S that moves a terminal to another zone changes the days >= S, not the earlier ones), and of
-# those, the cleaned days that have rows on the terminal.
+# before the rebuild) serves differently: the spans of business dates where a terminal's zone, or whether
+# any version serves the day, is not what it was (a snapshot dated S that moves a terminal to another zone
+# changes the days >= S, not the earlier ones), and of those, the cleaned days that have rows on it.
 RESTATED_BY_TERMINAL_CHANGES_SQL = f"""
-WITH before AS ({versions_serving(PREVIOUS_TERMINALS, "terminal_id")}),
-now AS ({TERMINAL_VERSIONS_SQL}),
-changed AS (
-    SELECT DISTINCT terminal_id FROM (
-        (SELECT {_TERMINAL_RULE_VALUES} FROM before EXCEPT SELECT {_TERMINAL_RULE_VALUES} FROM now)
-        UNION ALL
-        (SELECT {_TERMINAL_RULE_VALUES} FROM now EXCEPT SELECT {_TERMINAL_RULE_VALUES} FROM before)
-    )
-),
-bounds AS (
-    SELECT DISTINCT terminal_id, unnest([_serves_from, _serves_to]) AS bound
-    FROM (SELECT * FROM before UNION ALL BY NAME SELECT * FROM now) SEMI JOIN changed USING (terminal_id)
-),
-spans AS (
-    SELECT terminal_id, bound AS span_from,
-           lead(bound) OVER (PARTITION BY terminal_id ORDER BY bound) AS span_to
-    FROM bounds
-),
-differing AS (
-    SELECT s.* FROM spans s
-    LEFT JOIN before b ON b.terminal_id = s.terminal_id
-        AND s.span_from >= b._serves_from AND s.span_from < b._serves_to
-    LEFT JOIN now n ON n.terminal_id = s.terminal_id
-        AND s.span_from >= n._serves_from AND s.span_from < n._serves_to
-    WHERE s.span_to IS NOT NULL
-      AND ((b.terminal_id IS NULL) <> (n.terminal_id IS NULL) OR b.timezone IS DISTINCT FROM n.timezone)
-)
+WITH differing AS ({changed_spans_sql(previous("terminals"), "cleaned.terminals", "terminal_id", "timezone")})
 SELECT DISTINCT r.business_date FROM raw.authorizations r
 JOIN differing d ON d.terminal_id = _id(r.terminal_id)
     AND r.business_date >= d.span_from AND r.business_date < d.span_to
@@ -245,25 +222,29 @@ WHERE r.business_date IN ({_CLEANED_DAYS})
 ORDER BY 1"""
 
 
-def keep_previous_terminals(conn: duckdb.DuckDBPyConnection) -> None:
-    """Keep what cleaning reads of cleaned.terminals as it is now, before a rebuild (temp table
-    `_terminals_before`, empty before the first build; a table from before versions is one version per
-    terminal), for `restated_days`."""
-    columns = ", ".join(f"{c} {t}" for c, t in TERMINAL_RULE_COLUMNS)
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {PREVIOUS_TERMINALS} ({columns})")
-    if not table_exists(conn, "cleaned.terminals"):
+def keep_previous(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Keep cleaned.`name` (a versioned reference table) as it is now, before a rebuild, in the temp table
+    `previous(name)`, for what the rebuild changed (`restated_days`, the features' reference changes); a
+    table from before versions is one version per key. Nothing is kept before the first build."""
+    conn.execute(f"DROP TABLE IF EXISTS {previous(name)}")
+    table = f"cleaned.{name}"
+    if not table_exists(conn, table):
         return
     names = {
         c
         for (c,) in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'cleaned' "
-            "AND table_name = 'terminals'"
+            "AND table_name = ?",
+            [name],
         ).fetchall()
     }
-    versions = "valid_from, valid_to" if "valid_from" in names else "NULL, NULL"
-    conn.execute(
-        f"INSERT INTO {PREVIOUS_TERMINALS} SELECT terminal_id, timezone, {versions} FROM cleaned.terminals"
-    )
+    versions = "" if "valid_from" in names else ", NULL::DATE AS valid_from, NULL::DATE AS valid_to"
+    conn.execute(f"CREATE TEMP TABLE {previous(name)} AS SELECT *{versions} FROM {table}")
+
+
+def has_previous(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?"
+    return bool(conn.execute(sql, [previous(name)]).fetchone()[0])
 
 
 # Days around the chunk (not in it) whose stored cleaning its reversal links change: a row that is now half
@@ -296,7 +277,7 @@ def restated_days(conn: duckdb.DuckDBPyConnection, reference: str) -> list[str]:
     """The cleaned business dates whose cleaning `reference` (`fx_rates` or `terminals`, as the table is
     now) would change: a day converted with another rate than it would get now, a day that quarantined
     `unknown_currency` rows of a currency that has a rate now, or `unknown_terminal` rows of a terminal
-    that has a version serving the day now; with `_terminals_before` (`keep_previous_terminals`), also a
+    that has a version serving the day now; with the table before the rebuild (`keep_previous`), also a
     day with rows on a terminal whose zone or existence on that day the rebuild changed. Empty before the
     first cleaning."""
     if not all(table_exists(conn, t) for t in (TX, QUAR, RECON)):
@@ -308,9 +289,7 @@ def restated_days(conn: duckdb.DuckDBPyConnection, reference: str) -> list[str]:
         ).fetchall()
     elif reference == "terminals":
         rows = conn.execute(RESTATED_BY_TERMINALS_SQL).fetchall()
-        if conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [PREVIOUS_TERMINALS]
-        ).fetchone()[0]:
+        if has_previous(conn, "terminals"):
             rows = sorted(set(rows) | set(conn.execute(RESTATED_BY_TERMINAL_CHANGES_SQL).fetchall()))
     else:
         raise ValueError(f"no cleaning rule reads {reference!r}")
