@@ -271,6 +271,7 @@ class FxRatesModel(pa.DataFrameModel):
 # The reference tables' columns as the warehouse stores them (DuckDB types), in their contracts' order: the
 # definition-time schema the UI and docs/catalog.md show. The contracts above name pandas dtypes (`str`,
 # `datetime64[ns]` for what is a DATE in the table), which is what they check, not what a reader queries.
+VERSION_COLUMNS = [("valid_from", "DATE"), ("valid_to", "DATE")]
 REFERENCE_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "terminals": [
         ("terminal_id", "BIGINT"),
@@ -281,6 +282,7 @@ REFERENCE_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("timezone", "VARCHAR"),
         ("x", "DOUBLE"),
         ("y", "DOUBLE"),
+        *VERSION_COLUMNS,
     ],
     "cards": [
         ("card_token", "VARCHAR"),
@@ -290,6 +292,7 @@ REFERENCE_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("home_x", "DOUBLE"),
         ("home_y", "DOUBLE"),
         ("home_country", "VARCHAR"),
+        *VERSION_COLUMNS,
     ],
     "fx_rates": [("rate_date", "DATE"), ("quote_currency", "VARCHAR"), ("rate", "DOUBLE")],
     "labels": [
