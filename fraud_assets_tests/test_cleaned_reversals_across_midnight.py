@@ -78,11 +78,12 @@ def land_d2(data_dir) -> None:
 
 
 def clean(data_dir, instance, day: str) -> None:
-    """What a landed day's run does: raw and cleaned, checks included; every check passes."""
+    """What a landed day's run does: raw and cleaned, checks included; every check passes (but the
+    feed-volume warning: these days are a few hand-written rows, not a processor's day)."""
     for result in s.run_pipeline(data_dir, [day], instance=instance):
         assert result.success
         failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-        assert failed == [], failed
+        assert [c for c in failed if c != "feed_volumes"] == [], failed
 
 
 def rebuild(data_dir, instance, day: str) -> None:

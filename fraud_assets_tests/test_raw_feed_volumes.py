@@ -18,12 +18,12 @@ CHECK = dg.AssetCheckKey(dg.AssetKey(["raw", "authorizations"]), "feed_volumes")
 
 def _land(data_dir, day: str, a_rows: int, b_rows: int, suffix: str = "") -> None:
     landed = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
-    first = int(day.replace("-", "")) * 100
+    first = int(day.replace("-", "")) * 1000 + (500 if suffix else 0)
     if a_rows:
         rows = [s.a_row(first + i) for i in range(a_rows)]
         s.write_acq_a(data_dir, rows, name=f"acq_a_{day}{suffix}.csv.gz", landed=landed)
     if b_rows:
-        rows = [s.b_row(first + 50 + i) for i in range(b_rows)]
+        rows = [s.b_row(first + 200 + i) for i in range(b_rows)]
         s.write_acq_b(data_dir, rows, name=f"acq_b_{day}{suffix}.jsonl.gz", landed=landed)
 
 
@@ -56,32 +56,39 @@ def _ingest(data_dir, days: list[str]) -> dg.AssetCheckEvaluation:
 
 def test_a_missing_feed_file_and_a_cut_one_warn_and_the_day_still_flows(data_dir):
     for day in DAYS[:-1]:
-        _land(data_dir, day, a_rows=6, b_rows=6)
-    _land(data_dir, DAYS[-1], a_rows=0, b_rows=2)  # acq_a's file has not arrived; acq_b's is cut short
+        _land(data_dir, day, a_rows=60, b_rows=60)
+    _land(data_dir, DAYS[-1], a_rows=0, b_rows=20)  # acq_a's file has not arrived; acq_b's is cut short
 
     evaluation = _ingest(data_dir, DAYS)
 
     assert not evaluation.passed
     assert evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["short_feed_days"].value == 2
-    assert f"acq_a on {DAYS[-1]}: 0 rows (median 6" in evaluation.description
-    assert f"acq_b on {DAYS[-1]}: 2 rows (median 6" in evaluation.description
+    assert f"acq_a on {DAYS[-1]}: 0 rows (median 60" in evaluation.description
+    assert f"acq_b on {DAYS[-1]}: 20 rows (median 60" in evaluation.description
 
 
 def test_the_warning_clears_once_the_late_file_lands(data_dir):
     for day in DAYS[:-1]:
-        _land(data_dir, day, a_rows=6, b_rows=6)
-    _land(data_dir, DAYS[-1], a_rows=0, b_rows=6)
+        _land(data_dir, day, a_rows=60, b_rows=60)
+    _land(data_dir, DAYS[-1], a_rows=0, b_rows=60)
     assert not _ingest(data_dir, DAYS).passed
 
-    _land(data_dir, DAYS[-1], a_rows=5, b_rows=0, suffix="_late")
+    _land(data_dir, DAYS[-1], a_rows=50, b_rows=0, suffix="_late")
     assert _ingest(data_dir, DAYS[-1:]).passed
 
 
 def test_a_feed_with_no_rows_the_week_before_is_not_expected(data_dir):
     for day in DAYS[:-1]:
-        _land(data_dir, day, a_rows=6, b_rows=0)
-    _land(data_dir, DAYS[-1], a_rows=6, b_rows=3)  # acq_b starts delivering: no baseline yet
+        _land(data_dir, day, a_rows=60, b_rows=0)
+    _land(data_dir, DAYS[-1], a_rows=60, b_rows=3)  # acq_b starts delivering: no baseline yet
     evaluation = _ingest(data_dir, DAYS)
     assert evaluation.passed, evaluation.description
     assert evaluation.metadata["feed_days_judged"].value == len(DAYS) - 1  # the first day has no week before
+
+
+def test_a_small_feed_is_flagged_only_when_its_day_is_empty(data_dir):
+    for day in DAYS[:-1]:
+        _land(data_dir, day, a_rows=60, b_rows=8)
+    _land(data_dir, DAYS[-1], a_rows=60, b_rows=2)  # 2 rows of a feed of 8 a day: its own swing
+    assert _ingest(data_dir, DAYS).passed

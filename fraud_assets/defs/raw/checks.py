@@ -116,8 +116,11 @@ def _reconcile(source: str) -> TableCheck:
 
 
 # A feed's day is short when it holds less than this share of the feed's median day over the week
-# before: a missing or cut file, not the week's ordinary swing (weekends run ~30 % below weekdays).
+# before: a missing or cut file, not the week's ordinary swing (weekends run ~30 % below weekdays). A day
+# with no rows of a feed is short whatever its size; a share is judged only for a feed of at least
+# MIN_BASELINE_ROWS a day (below it, the days' own swings are larger than any cut).
 SHORT_DAY_SHARE = 0.5
+MIN_BASELINE_ROWS = 50
 BASELINE_DAYS = 7
 # Per run day and feed seen in the week before it: the day's rows and that week's median day.
 _FEED_DAYS_SQL = f"""
@@ -152,7 +155,8 @@ def _feed_volumes(scope: TableScope) -> dg.AssetCheckResult:
     if not days:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no business date to judge"})
     feed_days = scope.conn.execute(_FEED_DAYS_SQL, [sorted(days), min(days), max(days)]).df()
-    short = feed_days[feed_days["rows"] < SHORT_DAY_SHARE * feed_days["median_rows"]]
+    below = feed_days["rows"] < SHORT_DAY_SHARE * feed_days["median_rows"]
+    short = feed_days[(feed_days["rows"] == 0) | (below & (feed_days["median_rows"] >= MIN_BASELINE_ROWS))]
     cases = [
         f"{r.feed} on {r.business_date}: {r.rows:,} rows (median {r.median_rows:,.0f} over the "
         f"{BASELINE_DAYS} days before)"
@@ -176,8 +180,9 @@ def _feed_volumes(scope: TableScope) -> dg.AssetCheckResult:
 
 feed_volumes = TableCheck(
     "feed_volumes",
-    "Warns (not blocking) when a processor feed's business date holds less than half the rows of that "
-    f"feed's median day over the {BASELINE_DAYS} days before, or none at all: a file that has not arrived "
+    "Warns (not blocking) when a processor feed's business date holds no rows, or less than half the rows "
+    f"of that feed's median day over the {BASELINE_DAYS} days before (a feed of at least "
+    f"{MIN_BASELINE_ROWS} rows a day): a file that has not arrived "
     "(a late or lost file), or one cut short. The rest of the day flows on and is scored; the warning "
     "clears when the missing rows land and the day is ingested again. A feed with no rows in the week "
     "before is not expected. Its description names the feeds and days; metadata lists each short one.",
