@@ -59,6 +59,16 @@ def days_request(
     )
 
 
+def materializations_after(
+    instance: dg.DagsterInstance, key: dg.AssetKey, storage_id: int | None, limit: int
+) -> list[dg.EventLogRecord]:
+    """`key`'s materialisations after the event `storage_id` (None: from the first), oldest first, at most
+    `limit`: what a sensor reads since its cursor."""
+    return instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, after_storage_id=storage_id), limit=limit, ascending=True
+    ).records
+
+
 def partitions_written_after(
     instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str], storage_id: int
 ) -> set[str]:

@@ -202,16 +202,10 @@ class LabelsModel(pa.DataFrameModel):
         coerce = True
 
 
-class CardsModel(pa.DataFrameModel):
-    """Card reference, versioned: one row per card token and version (cardholder snapshots)."""
+class _Versioned(pa.DataFrameModel):
+    """A reference row's version (SCD type 2): from its snapshot date to the next snapshot that changes or
+    drops it."""
 
-    card_token: Series[str] = pa.Field(str_matches=HEX64)
-    pan_bin: Series[str] = pa.Field(str_matches=r"^[0-9]{6}$")
-    pan_last4: Series[str] = pa.Field(str_matches=r"^[0-9]{4}$")
-    customer_id: Series[int]
-    home_x: Series[float] = pa.Field(nullable=True)
-    home_y: Series[float] = pa.Field(nullable=True)
-    home_country: Series[str] = pa.Field(nullable=True)
     valid_from: Series[pd.Timestamp]
     valid_to: Series[pd.Timestamp] = pa.Field(nullable=True)
 
@@ -222,13 +216,25 @@ class CardsModel(pa.DataFrameModel):
     def ends_after_start(cls, df: pd.DataFrame) -> pd.Series:
         return df["valid_to"].isna() | (df["valid_to"] > df["valid_from"])
 
+
+class CardsModel(_Versioned):
+    """Card reference, versioned: one row per card token and version (cardholder snapshots)."""
+
+    card_token: Series[str] = pa.Field(str_matches=HEX64)
+    pan_bin: Series[str] = pa.Field(str_matches=r"^[0-9]{6}$")
+    pan_last4: Series[str] = pa.Field(str_matches=r"^[0-9]{4}$")
+    customer_id: Series[int]
+    home_x: Series[float] = pa.Field(nullable=True)
+    home_y: Series[float] = pa.Field(nullable=True)
+    home_country: Series[str] = pa.Field(nullable=True)
+
     class Config:
         strict = True
         coerce = True
         unique = ["card_token", "valid_from"]
 
 
-class TerminalsModel(pa.DataFrameModel):
+class TerminalsModel(_Versioned):
     """Terminal reference, versioned: one row per terminal and version (merchants snapshots)."""
 
     terminal_id: Series[int]
@@ -239,15 +245,6 @@ class TerminalsModel(pa.DataFrameModel):
     timezone: Series[str] = pa.Field(isin=sorted(zoneinfo.available_timezones()))
     x: Series[float] = pa.Field(nullable=True)
     y: Series[float] = pa.Field(nullable=True)
-    valid_from: Series[pd.Timestamp]
-    valid_to: Series[pd.Timestamp] = pa.Field(nullable=True)
-
-    @pa.dataframe_check(
-        error="a version ends after it starts",
-        statistics={"sql": "valid_to IS NULL OR valid_to > valid_from"},
-    )
-    def ends_after_start(cls, df: pd.DataFrame) -> pd.Series:
-        return df["valid_to"].isna() | (df["valid_to"] > df["valid_from"])
 
     class Config:
         strict = True
@@ -268,7 +265,7 @@ class FxRatesModel(pa.DataFrameModel):
         unique = ["rate_date", "quote_currency"]
 
 
-# The reference tables' columns as the warehouse stores them (DuckDB types), in their contracts' order: the
+# The reference tables' columns as the warehouse stores them (DuckDB types, in the tables' order): the
 # definition-time schema the UI and docs/catalog.md show. The contracts above name pandas dtypes (`str`,
 # `datetime64[ns]` for what is a DATE in the table), which is what they check, not what a reader queries.
 VERSION_COLUMNS = [("valid_from", "DATE"), ("valid_to", "DATE")]

@@ -24,7 +24,7 @@ import dagster as dg
 from fraud_assets.defs.cleaned.assets import RESTATED_DAYS
 from fraud_assets.defs.cleaned.jobs import CLEANED_TRANSACTIONS, cleaning_job
 from fraud_assets.lib.partitions import consecutive_blocks
-from fraud_assets.lib.runs import TAG_TRIGGER, days_request, partitions_written_after
+from fraud_assets.lib.runs import TAG_TRIGGER, days_request, materializations_after, partitions_written_after
 
 # The assets whose materialisations list restated days, and what changed the days.
 RESTATING = {
@@ -56,11 +56,7 @@ def restated_day_blocks(
     read = dict(cursors)
     for key, what in RESTATING.items():
         name = key.to_user_string()
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=cursors.get(name)),
-            limit=BATCH,
-            ascending=True,
-        ).records
+        records = materializations_after(instance, key, cursors.get(name), BATCH)
         for record in records:
             if _run_going(instance, record.run_id):
                 break  # its own run may still clean these days: look again next tick

@@ -31,7 +31,7 @@ from fraud_assets.defs.cleaned.assets import (
 from fraud_assets.defs.features.compute import LOOKBACK_DAYS
 from fraud_assets.defs.features.jobs import FEATURES, features_job
 from fraud_assets.lib.partitions import consecutive_blocks
-from fraud_assets.lib.runs import TAG_TRIGGER, days_request, partitions_written_after
+from fraud_assets.lib.runs import TAG_TRIGGER, days_request, materializations_after, partitions_written_after
 
 LABELS = dg.AssetKey(["cleaned", "labels"])
 REFERENCES = {dg.AssetKey(["cleaned", "cards"]): "cards", dg.AssetKey(["cleaned", "terminals"]): "terminals"}
@@ -88,11 +88,7 @@ def stale_feature_days(
     read = dict(cursors)
     for key, span_of, cause in _sources():
         name = key.to_user_string()
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=cursors.get(name)),
-            limit=BATCH,
-            ascending=True,
-        ).records
+        records = materializations_after(instance, key, cursors.get(name), BATCH)
         if not records:
             continue
         read[name] = records[-1].storage_id
