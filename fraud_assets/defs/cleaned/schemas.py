@@ -11,6 +11,8 @@ from pandera.typing import Series
 from fraud_assets.defs.cleaned.reference import FX_RATE_BAND, REFERENCE_REASONS
 from fraud_assets.defs.cleaned.transform import REASONS
 from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS as RAW_DESCRIPTIONS
+from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
+from fraud_assets.defs.raw.schemas import LINEAGE as RAW_LINEAGE
 from fraud_assets.lib.reason_codes import FRAUD_CODES
 
 HEX64 = r"^[0-9a-f]{64}$"
@@ -270,17 +272,8 @@ class FxRatesModel(pa.DataFrameModel):
 # `datetime64[ns]` for what is a DATE in the table), which is what they check, not what a reader queries.
 VERSION_COLUMNS = [("valid_from", "DATE"), ("valid_to", "DATE")]
 REFERENCE_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "terminals": [
-        ("terminal_id", "BIGINT"),
-        ("merchant_id", "BIGINT"),
-        ("mcc", "VARCHAR"),
-        ("country", "VARCHAR"),
-        ("currency", "VARCHAR"),
-        ("timezone", "VARCHAR"),
-        ("x", "DOUBLE"),
-        ("y", "DOUBLE"),
-        *VERSION_COLUMNS,
-    ],
+    # the merchants snapshot's columns as raw holds them, without raw's lineage
+    "terminals": [*(c for c in RAW_COLUMNS["raw.merchants"] if c not in RAW_LINEAGE), *VERSION_COLUMNS],
     "cards": [
         ("card_token", "VARCHAR"),
         ("pan_bin", "VARCHAR"),
