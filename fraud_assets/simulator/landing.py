@@ -299,8 +299,9 @@ def _reference_files(world: World) -> list[LandedFile]:
 
 
 def _merchants_file(t: pd.DataFrame, start: dt.date) -> LandedFile:
-    """The merchants snapshot of the first day. The latest snapshot is the whole truth about terminals
-    (cleaned/terminals), so a world of several shards delivers one file listing all of theirs."""
+    """The merchants snapshot of the first day. A snapshot is the whole truth about terminals from its date
+    on (a terminal it does not list is dropped from then: cleaned/terminals), so a world of several shards
+    delivers one file listing all of theirs."""
     merchants = pa.table(
         {
             "terminal_id": pa.array(t["terminal_id"], pa.int64()),
