@@ -35,20 +35,23 @@ FROM raw.file_register r WHERE r.status = 'rejected' ORDER BY 1
 NAMED_IN_DESCRIPTION = 5
 
 
+def _named(items: list[str], sep: str) -> str:
+    """The first NAMED_IN_DESCRIPTION of `items` joined by `sep`, and how many more: what an alert says."""
+    more = len(items) - NAMED_IN_DESCRIPTION
+    return sep.join(items[:NAMED_IN_DESCRIPTION]) + (f" and {more} more" if more > 0 else "")
+
+
 def _rejected_files(scope: TableScope) -> dg.AssetCheckResult:
     rejected = scope.conn.execute(REJECTED_SQL).df()
     open_ = rejected[rejected["resent_as"].isna()]
     names = [f"{f} ({r})" for f, r in zip(open_["source_file"], open_["reason"], strict=True)]
-    more = len(names) - NAMED_IN_DESCRIPTION
     return dg.AssetCheckResult(
         passed=open_.empty,
         severity=dg.AssetCheckSeverity.ERROR,
         # What an alert says: which files, why (names are stored masked).
         description=None
         if open_.empty
-        else f"{len(open_)} rejected landing file(s) not re-sent: "
-        + ", ".join(names[:NAMED_IN_DESCRIPTION])
-        + (f" and {more} more" if more > 0 else ""),
+        else f"{len(open_)} rejected landing file(s) not re-sent: " + _named(names, ", "),
         metadata={
             "rejected_files": dg.MetadataValue.int(len(rejected)),
             "rejected_not_resent": dg.MetadataValue.int(len(open_)),
@@ -165,11 +168,7 @@ def _feed_volumes(scope: TableScope) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=short.empty,
         severity=dg.AssetCheckSeverity.WARN,
-        description=None
-        if short.empty
-        else "Short feed day(s): "
-        + "; ".join(cases[:NAMED_IN_DESCRIPTION])
-        + (f" and {len(cases) - NAMED_IN_DESCRIPTION} more" if len(cases) > NAMED_IN_DESCRIPTION else ""),
+        description=None if short.empty else "Short feed day(s): " + _named(cases, "; "),
         metadata={
             "short_feed_days": dg.MetadataValue.int(len(short)),
             "feed_days_judged": dg.MetadataValue.int(len(feed_days)),
