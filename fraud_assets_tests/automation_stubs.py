@@ -94,7 +94,11 @@ STUB_ASSETS = [
     _stub("models/champion", ["models/evaluation"]),
     _stub("scoring/transaction_scores", ["features/transaction_features", "models/champion"], True),
     _stub("scoring/fraud_alerts", ["scoring/transaction_scores"], partitioned=True),
-    _stub("monitoring/model_performance", ["scoring/transaction_scores", "cleaned/labels"]),
+    _stub(
+        "monitoring/model_performance",
+        ["scoring/transaction_scores", "cleaned/labels", "cleaned/transactions"],
+        partitioned=True,
+    ),
     _stub(
         "monitoring/feature_drift",
         ["features/transaction_features", "scoring/transaction_scores", "models/training_set"],

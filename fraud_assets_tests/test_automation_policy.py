@@ -120,17 +120,21 @@ def test_training_is_never_requested_by_automation(defs, instance):
 
 def test_monitoring_follows_new_scores(defs, instance):
     materialize_stub(
-        instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
+        instance,
+        "cleaned/transactions",
+        "features/transaction_features",
+        "scoring/transaction_scores",
+        partitions=tuple(DAYS),
     )
+    materialize_stub(instance, "models/champion", "models/training_set", "cleaned/labels")
     materialize_stub(
-        instance, "models/champion", "models/training_set", "cleaned/labels", "monitoring/model_performance"
+        instance, "monitoring/feature_drift", "monitoring/model_performance", partitions=tuple(DAYS)
     )
-    materialize_stub(instance, "monitoring/feature_drift", partitions=tuple(DAYS))
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     materialize_stub(instance, "scoring/transaction_scores", partitions=(DAYS[2],))
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert requested(second, "monitoring/feature_drift") == {DAYS[2]}  # that day's drift
-    assert requested(second, "monitoring/model_performance") == {None}
+    assert requested(second, "monitoring/model_performance") == {DAYS[2]}  # and performance
 
 
 def test_drift_waits_for_the_days_scores_and_runs_once_with_them(defs, instance):
@@ -156,13 +160,15 @@ def test_drift_waits_for_the_days_scores_and_runs_once_with_them(defs, instance)
 def test_performance_waits_for_a_champion_then_runs_with_the_first_scores(defs, instance):
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     materialize_stub(instance, "cleaned/labels")  # labels land with the first days, before any model
-    materialize_stub(instance, "features/transaction_features", partitions=tuple(DAYS))
+    materialize_stub(
+        instance, "cleaned/transactions", "features/transaction_features", partitions=tuple(DAYS)
+    )
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert requested(second, "monitoring/model_performance") == set()
     materialize_stub(instance, "models/training_set", "models/champion")
     third = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=second.cursor)
     assert requested(third, "scoring/transaction_scores") == set(DAYS)
-    assert requested(third, "monitoring/model_performance") == {None}  # with the scores, once
+    assert requested(third, "monitoring/model_performance") == set(DAYS)  # with the scores, once
 
 
 def test_new_labels_do_not_rebuild_every_past_day(defs, instance):
@@ -186,15 +192,18 @@ def test_snapshot_reference_data_is_not_expected_daily(defs):
     assert fail["raw/authorizations"] == fail["cleaned/fx_rates"] == timedelta(hours=26)
 
 
-def test_performance_on_matured_labels_follows_new_labels(defs, instance):
+def test_new_labels_do_not_recompute_every_days_performance(defs, instance):
+    """A chargeback file changes the figures of the days it labels (and the days after them), not all:
+    label_lookback_sensor requests those (test_sensors_lookback.py), automation none."""
     materialize_stub(
         instance, "features/transaction_features", "scoring/transaction_scores", partitions=tuple(DAYS)
     )
-    materialize_stub(instance, "cleaned/labels", "models/champion", "monitoring/model_performance")
+    materialize_stub(instance, "cleaned/labels", "models/champion")
+    materialize_stub(instance, "monitoring/model_performance", partitions=tuple(DAYS))
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    materialize_stub(instance, "cleaned/labels")  # the label sensor's run
+    materialize_stub(instance, "cleaned/labels")  # a chargeback file arrived
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-    assert requested(second, "monitoring/model_performance") == {None}
+    assert requested(second, "monitoring/model_performance") == set()
 
 
 def test_a_day_cleaned_again_rebuilds_the_features_whose_lookback_holds_it(defs, instance):

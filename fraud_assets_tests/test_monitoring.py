@@ -22,6 +22,7 @@ from fraud_assets.defs.monitoring.assets import (
     lookback_days,
     model_performance,
 )
+from fraud_assets.defs.monitoring.checks import matured_ap_above_floor, psi_below_thresholds
 from fraud_assets.defs.monitoring.metrics import psi, psi_status
 from fraud_assets.lib.metrics import card_precision_by_day
 
@@ -92,17 +93,43 @@ def _world(db: Path, shift_last_day: float = 0.0, history_from: str | None = "20
         )
 
 
-def _materialize(asset, db: Path) -> dg.ExecuteInProcessResult:
-    """Performance (unpartitioned), or the drift of the world's last day."""
-    day = {"partition_key": "2018-04-10"} if asset.partitions_def else {}
-    return dg.materialize([asset], resources={"duckdb": DuckDBResource(database=str(db))}, **day)
+CHECKS = {feature_drift.key: psi_below_thresholds, model_performance.key: matured_ap_above_floor}
+ALL_DAYS = [d.date().isoformat() for d in DAYS]
+
+
+def _materialize(asset, db: Path, days: list[str] | None = None) -> dg.ExecuteInProcessResult:
+    """`asset` with its check, for the world's last day or the range `days` (one run)."""
+    days = days or ["2018-04-10"]
+    run = (
+        {"partition_key": days[0]}
+        if len(days) == 1
+        else {
+            "tags": {
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+            }
+        }
+    )
+    return dg.materialize(
+        [asset, CHECKS[asset.key]], resources={"duckdb": DuckDBResource(database=str(db))}, **run
+    )
+
+
+def _verdict(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    """The run's own check evaluation (a range run also records one per day)."""
+    [check] = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.partition is None or "evaluated_over" not in e.metadata
+    ]
+    return check
 
 
 def test_drift_of_a_stable_day_passes_its_check(tmp_path):
     db = tmp_path / "warehouse.duckdb"
     _world(db)
     result = _materialize(feature_drift, db)
-    [check] = result.get_asset_check_evaluations()
+    check = _verdict(result)
     md = result.asset_materializations_for_node("monitoring__feature_drift")[0].metadata
     assert check.passed
     assert md["current_business_date"].value == "2018-04-10"
@@ -114,7 +141,7 @@ def test_drifted_day_fails_the_drift_check_with_error_severity(tmp_path):
     db = tmp_path / "warehouse.duckdb"
     _world(db, shift_last_day=1.5)
     result = _materialize(feature_drift, db)
-    [check] = result.get_asset_check_evaluations()
+    check = _verdict(result)
     md = result.asset_materializations_for_node("monitoring__feature_drift")[0].metadata
     assert not check.passed
     assert check.severity == dg.AssetCheckSeverity.ERROR
@@ -143,14 +170,14 @@ def test_a_drifted_value_is_compared_once_its_window_is_full():
 def test_drift_without_features_yet_materialises_and_passes(tmp_path):
     result = _materialize(feature_drift, tmp_path / "warehouse.duckdb")
     assert result.success
-    assert result.get_asset_check_evaluations()[0].passed
+    assert _verdict(result).passed
 
 
 def test_performance_is_computed_per_day_and_only_matured_days_count(tmp_path):
     db = tmp_path / "warehouse.duckdb"
     _world(db)
-    result = _materialize(model_performance, db)
-    md = result.asset_materializations_for_node("monitoring__model_performance")[0].metadata
+    result = _materialize(model_performance, db, ALL_DAYS)
+    md = result.asset_materializations_for_node("monitoring__model_performance")[-1].metadata
     with duckdb.connect(str(db)) as conn:
         perf = conn.execute("SELECT * FROM monitoring.model_performance ORDER BY business_date").df()
     assert len(perf) == len(DAYS)
@@ -159,7 +186,7 @@ def test_performance_is_computed_per_day_and_only_matured_days_count(tmp_path):
     assert md["latest_matured_business_date"].value == "2018-04-03"
     # The score orders transactions exactly as the fraud rule does: perfect AP.
     assert md["latest_matured_ap"].value == pytest.approx(1.0)
-    assert result.get_asset_check_evaluations()[0].passed
+    assert _verdict(result).passed
 
 
 def test_the_performance_table_has_the_declared_column_types(tmp_path):
@@ -196,8 +223,8 @@ def test_decayed_model_fails_the_performance_check_with_error_severity(tmp_path,
     _world(db)
     with duckdb.connect(str(db)) as conn:
         conn.execute("UPDATE scoring.transaction_scores SET score = hash(transaction_id) % 1000 / 1000.0")
-    result = _materialize(model_performance, db)
-    [check] = result.get_asset_check_evaluations()
+    result = _materialize(model_performance, db, ALL_DAYS)
+    check = _verdict(result)
     assert not check.passed
     assert check.severity == dg.AssetCheckSeverity.ERROR
 
@@ -224,7 +251,7 @@ def test_a_burst_of_days_gets_one_drift_row_set_per_day_in_one_run(tmp_path):
     _world(db, shift_last_day=1.5)
     days = [d.date().isoformat() for d in DAYS]
     result = dg.materialize(
-        [feature_drift],
+        [feature_drift, psi_below_thresholds],
         resources={"duckdb": DuckDBResource(database=str(db))},
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )
@@ -237,7 +264,7 @@ def test_a_burst_of_days_gets_one_drift_row_set_per_day_in_one_run(tmp_path):
         ]
     # Every day that has an earlier day to compare with; the check reports the worst day.
     assert measured == days[1:]
-    [check] = result.get_asset_check_evaluations()
+    check = _verdict(result)
     assert check.description.startswith(f"{days[-1]}: ")
     md = result.asset_materializations_for_node("monitoring__feature_drift")[-1].metadata
     assert md["current_business_date"].value == days[-1]
@@ -249,13 +276,15 @@ def test_a_training_day_is_not_judged_and_the_check_says_why(tmp_path):
     db = tmp_path / "warehouse.duckdb"
     _world(db)
     result = dg.materialize(
-        [feature_drift], resources={"duckdb": DuckDBResource(database=str(db))}, partition_key="2018-04-05"
+        [feature_drift, psi_below_thresholds],
+        resources={"duckdb": DuckDBResource(database=str(db))},
+        partition_key="2018-04-05",
     )
-    [check] = result.get_asset_check_evaluations()
+    check = _verdict(result)
     md = result.asset_materializations_for_node("monitoring__feature_drift")[0].metadata
     assert check.passed
     assert "max_psi" in md
-    assert check.metadata["note"].value.startswith("not judged: every day of the run is in the champion's")
+    assert check.metadata["note"].value.startswith("not judged: in the champion's training set")
     assert "(through 2018-04-07)" in check.metadata["note"].value
 
 
@@ -266,7 +295,7 @@ def test_each_day_of_a_burst_carries_its_own_drift_figures(tmp_path):
     _world(db, shift_last_day=1.5)
     days = [d.date().isoformat() for d in DAYS]
     result = dg.materialize(
-        [feature_drift],
+        [feature_drift, psi_below_thresholds],
         resources={"duckdb": DuckDBResource(database=str(db))},
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )
@@ -310,7 +339,7 @@ def test_a_new_champions_scores_are_compared_with_its_own_scores_only(
             [new_from],
         )
     result = _materialize(feature_drift, db)
-    [check] = result.get_asset_check_evaluations()
+    check = _verdict(result)
     with duckdb.connect(str(db)) as conn:
         psi_value, got_status, got_rows = conn.execute(
             "SELECT psi, status, reference_rows FROM monitoring.feature_drift WHERE feature = 'score'"

@@ -12,7 +12,7 @@ backfill records its verdict for each day it covered. The PAN-leak scan is `frau
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import duckdb
@@ -50,7 +50,11 @@ def partition_span(keys: Sequence[str], unit: str = "partitions") -> str:
     return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]} ({len(keys)} {unit})"
 
 
-def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckResult) -> dg.AssetCheckResult:
+def per_partition(
+    context: dg.AssetCheckExecutionContext,
+    result: dg.AssetCheckResult,
+    per_day: Mapping[str, dg.AssetCheckResult] | None = None,
+) -> dg.AssetCheckResult:
     """`result`, after recording it for every partition of a partition-range run.
 
     Dagster records a partitioned check's evaluation per partition only in a single-partition run; in a
@@ -60,13 +64,14 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
     waits for `all_deps_blocking_checks_passed`). So each day of the range gets the range's verdict
     (checked over the range, it passed or failed for all of it), pinned to that day's latest
     materialisation, with the range in metadata (`evaluated_over`). Checks declared with
-    `partitioned_asset_check` go through it.
+    `partitioned_asset_check` go through it. A check that judges each day on its own (monitoring) gives
+    its days' verdicts in `per_day`; the range's `result` is then what the alert sensor reads.
     """
     if context.has_partition_key or not context.has_partition_key_range:
         return result
     spec = _spec_of(context, result)
     keys = list(context.partition_keys)
-    metadata = {**result.metadata, EVALUATED_OVER: partition_span(keys)}
+    span = partition_span(keys)
     # The latest materialisation of every day of the range: two queries, not one per day.
     latest_ids = latest_materialization_ids(context.instance, spec.asset_key, keys)
     latest = {
@@ -77,6 +82,7 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
         ).records
     }
     for key in keys:
+        own = (per_day or {}).get(key, result)
         rec = latest.get(key)
         target = (
             check_target(
@@ -89,10 +95,10 @@ def per_partition(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckR
             dg.AssetCheckEvaluation(
                 asset_key=spec.asset_key,
                 check_name=spec.name,
-                passed=result.passed,
-                metadata=metadata,
-                severity=result.severity,
-                description=result.description,
+                passed=own.passed,
+                metadata={**own.metadata, EVALUATED_OVER: span},
+                severity=own.severity,
+                description=own.description,
                 blocking=spec.blocking,
                 partition=key,
                 target_materialization_data=target,

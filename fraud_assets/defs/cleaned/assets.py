@@ -78,6 +78,8 @@ def write_reference_quarantine(conn, source: str, sql: str) -> pd.DataFrame:
 CHANGED_LABELS = "changed_labels"
 CHANGED_FIRST_REPORT = "changed_labels_first_report_date"
 CHANGED_LAST_TRANSACTION = "changed_labels_last_transaction_date"
+# The earliest transaction date among them: monitoring recomputes the performance of the days from there.
+CHANGED_FIRST_TRANSACTION = "changed_labels_first_transaction_date"
 _LABEL_DIFF_COLUMNS = "transaction_id, reported_at, tx_datetime"
 # Metadata of a cleaned/fx_rates or cleaned/terminals materialisation: the business dates already cleaned
 # that this version of the table would clean differently (transform.restated_days); of a cleaned/transactions
@@ -90,17 +92,19 @@ RESTATED_DAYS_COUNT = "restated_days_count"
 
 def _label_changes(conn, table: str, had_table: bool) -> dict[str, object]:
     """Labels that differ between `_labels_before` and `table` (either side): how many, the earliest report
-    date among them and the latest transaction date ("" when none; a label without its transaction time
-    counts at its report date, which follows the transaction)."""
+    date among them and the earliest and latest transaction dates ("" when none; a label without its
+    transaction time counts at its report date, which follows the transaction)."""
     new, old = f"SELECT {_LABEL_DIFF_COLUMNS} FROM {table}", "SELECT * FROM _labels_before"
     diff = f"(({new}) EXCEPT ({old})) UNION ALL (({old}) EXCEPT ({new}))" if had_table else new
-    n, first_report, last_tx = conn.execute(
+    n, first_report, first_tx, last_tx = conn.execute(
         "SELECT count(*), min(CAST(reported_at AS DATE)), "
+        "min(CAST(coalesce(tx_datetime, reported_at) AS DATE)), "
         f"max(CAST(coalesce(tx_datetime, reported_at) AS DATE)) FROM ({diff})"
     ).fetchone()
     return {
         CHANGED_LABELS: int(n),
         CHANGED_FIRST_REPORT: str(first_report or ""),
+        CHANGED_FIRST_TRANSACTION: str(first_tx or ""),
         CHANGED_LAST_TRANSACTION: str(last_tx or ""),
     }
 
@@ -287,9 +291,10 @@ labels = _reference_asset(
     "card) are written with their reason and masked value to cleaned.reference_quarantine (source = "
     "chargebacks); source_rows = rows_written + quarantined_rows + duplicates_removed (later fraud "
     "reports) + non_fraud_disputes. "
-    "Metadata changed_labels / changed_labels_first_report_date / changed_labels_last_transaction_date: "
-    "the labels this rebuild added, removed or moved (a late chargeback file), which the feature lookback "
-    "sensor uses to rebuild the days whose features were computed without them.",
+    "Metadata changed_labels / changed_labels_first_report_date / changed_labels_first_transaction_date / "
+    "changed_labels_last_transaction_date: the labels this rebuild added, removed or moved (a late "
+    "chargeback file), which the label lookback sensor uses to rebuild the days whose features were "
+    "computed without them and to recompute the performance of the days they label.",
     quarantine=("chargebacks", CHARGEBACK_QUARANTINE_SQL),
     set_aside=("non_fraud_disputes", NON_FRAUD_DISPUTES_SQL),
     code_version="4",

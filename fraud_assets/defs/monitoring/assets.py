@@ -16,12 +16,12 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.features.compute import BASELINE_COLUMNS, LABEL_DELAY_DAYS, WINDOW_LOOKBACK_DAYS
-from fraud_assets.defs.monitoring.metrics import average_precision, psi, psi_status
-from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS, ap_floor
+from fraud_assets.defs.monitoring.metrics import alert_precision, average_precision, psi, psi_status
+from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, PSI_ACT, PSI_WARN, TOP_K_CARDS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
-from fraud_assets.lib.day_metadata import spread_over_days
+from fraud_assets.lib.day_metadata import DAY_ROW_COUNT, spread_over_days
 from fraud_assets.lib.metrics import CardPrecision
-from fraud_assets.lib.partitions import business_date_partitions, day_batches
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter, day_batches
 from fraud_assets.lib.tables import (
     DRIFT_TABLE,
     FEATURES_TABLE,
@@ -30,7 +30,7 @@ from fraud_assets.lib.tables import (
     TRAINING_SET_TABLE,
     TRANSACTIONS_TABLE,
 )
-from fraud_assets.lib.warehouse import replace_partition, replace_table, table_exists, table_metadata
+from fraud_assets.lib.warehouse import ensure_schema, replace_partition, table_exists, table_metadata
 
 OWNERS = ["team:fraud-data-science"]
 PERFORMANCE_TABLE = "monitoring.model_performance"
@@ -78,6 +78,8 @@ PERFORMANCE_COLUMNS = {
     "compromised by the day's start (the gate's test population; NaN without both classes)",
     "card_precision_at_100": "Card Precision@100 (lib/metrics.py, the handbook's): frauded cards among the "
     "day's top-100 cards by score, cards already known compromised removed; per model version over its days",
+    "alert_precision": "alert precision at the investigators' budget: share of the day's top-100 cards by "
+    "score (none removed, as the alert queue ranks them) with a fraud known at labels_as_of",
     "matured": f"true once {MATURITY_DAYS} days of reports followed the day: the label is trusted",
     "labels_as_of": "latest report time in cleaned.labels (the data's 'now')",
     "computed_at": "UTC time of computation",
@@ -89,6 +91,7 @@ PERFORMANCE_TYPES = {
     "n_frauds": "BIGINT",
     "average_precision": "DOUBLE",
     "card_precision_at_100": "DOUBLE",
+    "alert_precision": "DOUBLE",
     "matured": "BOOLEAN",
     "labels_as_of": "TIMESTAMP",
     "computed_at": "TIMESTAMP",
@@ -307,8 +310,8 @@ def drift_check(df: pd.DataFrame, trained_through: str | None = None) -> dg.Asse
     if measured.empty:
         # Say why nothing was judged: the asset's own metadata may show a high PSI on a training day.
         note = (
-            f"not judged: every day of the run is in the champion's training set (through {trained_through});"
-            " drift is judged on the days after it"
+            f"not judged: in the champion's training set (through {trained_through}); drift is judged on "
+            "the days after it"
             if trained_through is not None and df.empty
             else "nothing to compare yet"
         )
@@ -354,16 +357,6 @@ def drift_check(df: pd.DataFrame, trained_through: str | None = None) -> dg.Asse
         dg.AssetKey(["scoring", "transaction_scores"]),
         dg.AssetKey(["models", "training_set"]),
     ],
-    check_specs=[
-        dg.AssetCheckSpec(
-            "psi_below_thresholds",
-            asset=dg.AssetKey(["monitoring", "feature_drift"]),
-            description=(
-                "Every feature's and the score's PSI (each day of the run vs training window) is below 0.1. "
-                "WARN from 0.1, ERROR from 0.25 (the retraining trigger acts at 0.25)."
-            ),
-        )
-    ],
     description=(
         "Population stability index (PSI) of each handbook baseline feature (but the calendar's is_weekend) "
         "and of the champion's score, "
@@ -393,11 +386,10 @@ def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> 
         else:
             context.log.info("no features yet: nothing to compare")
             md = {"note": "no features or no reference window yet"}
-        unseen, trained_through = _after_training(conn, df)
-    return dg.MaterializeResult(metadata=md, check_results=[drift_check(unseen, trained_through)])
+    return dg.MaterializeResult(metadata=md)
 
 
-def _after_training(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+def after_training(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     """The rows of days the champion's training set did not hold, and its last day: drift is a warning
     about data the models have not seen (a burst re-measured at bootstrap would otherwise alert on the
     training days, each compared with the few days before it)."""
@@ -447,37 +439,82 @@ PERFORMANCE_BATCH_ROWS = 2_000_000
 
 
 def day_batch_frames(
-    conn: duckdb.DuckDBPyConnection, table: str, sql: str, max_rows: int
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    sql: str,
+    max_rows: int,
+    first: str | None = None,
+    last: str | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """`sql` (parameters: first and last day of a batch, twice) over the days of `table`, in increasing
-    batches of whole days holding about `max_rows` of its rows: monitoring's memory stays bounded at a
-    network's volume, and a metric that follows days in order (Card Precision) sees them in order."""
+    """`sql` (parameters: first and last day of a batch, twice) over the days of `table` (those in
+    [`first`, `last`] when given), in increasing batches of whole days holding about `max_rows` of its
+    rows: monitoring's memory stays bounded at a network's volume, and a metric that follows days in order
+    (Card Precision) sees them in order."""
+    span = "".join(
+        f" AND business_date {op} CAST('{pd.Timestamp(d).date()}' AS DATE)"
+        for op, d in ((">=", first), ("<=", last))
+        if d is not None
+    )
     counts = dict(
         conn.execute(
-            f"SELECT business_date, count(*) FROM {table} WHERE business_date IS NOT NULL GROUP BY 1"
+            f"SELECT business_date, count(*) FROM {table} WHERE business_date IS NOT NULL{span} GROUP BY 1"
         ).fetchall()
     )
     for batch in day_batches(sorted(counts), counts, max_rows):
         yield conn.execute(sql, [batch[0], batch[-1], batch[0], batch[-1]]).df()
 
 
-def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Per scored day and model version: AP and Card Precision@100 against labels known now. Card
-    Precision follows each version over its scored days in order (a card it detected on one day is
-    removed from its later days), as the gate follows a candidate over its test days."""
+def _versions_of(conn: duckdb.DuckDBPyConnection, days: list[str]) -> tuple[list[str], str | None]:
+    """The model versions that scored `days`, and the first day any of them scored: Card Precision follows
+    a version over its scored days in order, so a day's figure needs the version's earlier days."""
+    versions = [
+        v
+        for (v,) in conn.execute(
+            f"SELECT DISTINCT model_version FROM {SCORES_TABLE} WHERE {dates_filter(days)}"
+        ).fetchall()
+    ]
+    if not versions:
+        return [], None
+    [(first,)] = conn.execute(
+        f"SELECT CAST(min(business_date) AS VARCHAR) FROM {SCORES_TABLE} "
+        "WHERE model_version IN (SELECT unnest(?::VARCHAR[]))",
+        [versions],
+    ).fetchall()
+    return versions, first
+
+
+def compute_performance(conn: duckdb.DuckDBPyConnection, days: list[str] | None = None) -> pd.DataFrame:
+    """Per scored day (of `days`; None: every day) and model version: AP, Card Precision@100 and alert
+    precision against labels known now. Card Precision follows each version over its scored days in order
+    (a card it detected on one day is removed from its later days), as the gate follows a candidate over
+    its test days: the versions of `days` are read from their first scored day, and only `days` kept, so a
+    day's figure is the same whichever days its run covers."""
     needed = (SCORES_TABLE, LABELS_TABLE, TRANSACTIONS_TABLE)
     if not all(table_exists(conn, t) for t in needed):
         return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
+    first = last = versions = None
+    if days is not None:
+        versions, first = _versions_of(conn, days)
+        if not versions:
+            return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
+        last = max(days)
+    wanted = None if days is None else {pd.Timestamp(d).date() for d in days}
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchone()[0]
     known_since = known_compromised_since(conn)
     trackers: dict[str, CardPrecision] = {}
     rows = []
-    for scored in day_batch_frames(conn, SCORES_TABLE, BATCH_PERFORMANCE_SQL, PERFORMANCE_BATCH_ROWS):
+    batches = day_batch_frames(conn, SCORES_TABLE, BATCH_PERFORMANCE_SQL, PERFORMANCE_BATCH_ROWS, first, last)
+    for scored in batches:
+        if versions is not None:
+            scored = scored[scored["model_version"].isin(versions)]
         for (ts, version), part in scored.groupby(["business_date", "model_version"], sort=True):
             day = pd.Timestamp(ts).date()
             cp = trackers.setdefault(
                 version, CardPrecision(TOP_K_CARDS, label_col="is_fraud", known_since=known_since)
             )
+            card_precision = cp.day(day, part)  # every day of the version, in order: it carries detections
+            if wanted is not None and day not in wanted:
+                continue
             fresh = not_known_compromised(part, known_since, day)
             rows.append(
                 {
@@ -486,7 +523,8 @@ def compute_performance(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                     "n_transactions": len(part),
                     "n_frauds": int(part["is_fraud"].sum()),
                     "average_precision": average_precision(fresh["is_fraud"], fresh["score"]),
-                    "card_precision_at_100": cp.day(day, part),
+                    "card_precision_at_100": card_precision,
+                    "alert_precision": alert_precision(part, "score", TOP_K_CARDS, label_col="is_fraud"),
                     "matured": as_of is not None
                     and pd.Timestamp(day) + pd.Timedelta(days=MATURITY_DAYS + 1) <= pd.Timestamp(as_of),
                     "labels_as_of": as_of,
@@ -505,7 +543,7 @@ def performance_summary(df: pd.DataFrame) -> dict[str, object]:
     recent = matured.tail(7)
     return {
         "n_matured_days": int(matured["business_date"].nunique()),
-        "latest_matured_business_date": str(last["business_date"]),
+        "latest_matured_business_date": pd.Timestamp(last["business_date"]).date().isoformat(),
         "latest_matured_ap": float(last["average_precision"]),
         "latest_matured_cp_at_100": float(last["card_precision_at_100"]),
         "mean_ap_last_7_matured_days": float(recent["average_precision"].mean()),
@@ -513,25 +551,44 @@ def performance_summary(df: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def performance_check(summary: dict[str, object]) -> dg.AssetCheckResult:
-    if not summary.get("n_matured_days"):
-        return dg.AssetCheckResult(
-            check_name="matured_ap_above_floor", passed=True, metadata={"note": "no matured day yet"}
-        )
-    ap, floor = float(summary["latest_matured_ap"]), ap_floor()
-    mean7 = float(summary["mean_ap_last_7_matured_days"])
-    if ap < floor:
-        passed, severity = False, dg.AssetCheckSeverity.ERROR
-    elif mean7 < floor + 0.1:
-        passed, severity = False, dg.AssetCheckSeverity.WARN
-    else:
-        passed, severity = True, dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(
-        check_name="matured_ap_above_floor",
-        passed=passed,
-        severity=severity,
-        metadata={"latest_matured_ap": ap, "mean_ap_last_7_matured_days": mean7, "ap_floor": floor},
-    )
+def performance_day_figures(df: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """Each day's figures, the metadata the UI plots over partitions: the day's served model (the version
+    that scored most of its transactions) and its AP, CP@100, alert precision and label maturity."""
+    figures: dict[str, dict[str, object]] = {}
+    for ts, rows in df.groupby("business_date", sort=True):
+        day = pd.Timestamp(ts).date().isoformat()  # a DATE read back by DuckDB is a Timestamp
+        row = rows.sort_values(["n_transactions", "model_version"], ascending=[False, True]).iloc[0]
+        as_of = row["labels_as_of"]
+        figures[day] = {
+            DAY_ROW_COUNT: len(rows),
+            "business_date": day,
+            "model_version": str(row["model_version"]),
+            "n_transactions": int(row["n_transactions"]),
+            "n_frauds": int(row["n_frauds"]),
+            "average_precision": float(row["average_precision"]),
+            "card_precision_at_100": float(row["card_precision_at_100"]),
+            "alert_precision": float(row["alert_precision"]),
+            # Days of reports after the day ended: the labels are trusted (matured) from MATURITY_DAYS on.
+            "label_maturity_days": (
+                float((pd.Timestamp(as_of) - pd.Timestamp(day) - pd.Timedelta(days=1)) / pd.Timedelta(days=1))
+                if as_of is not None and not pd.isna(as_of)
+                else float("nan")
+            ),
+            "matured": bool(row["matured"]),
+        }
+    return figures
+
+
+def _ensure_performance_table(conn: duckdb.DuckDBPyConnection) -> None:
+    """The table with its declared columns (a day without scores still replaces its rows; a table written
+    before a column was added gets it, empty, until its days are computed again)."""
+    ensure_schema(conn, PERFORMANCE_TABLE)
+    columns = ", ".join(f"{c} {t}" for c, t in PERFORMANCE_TYPES.items())
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {PERFORMANCE_TABLE} ({columns})")
+    present = set(_columns(conn, PERFORMANCE_TABLE))
+    for column, type_ in PERFORMANCE_TYPES.items():
+        if column not in present:
+            conn.execute(f"ALTER TABLE {PERFORMANCE_TABLE} ADD COLUMN {column} {type_}")
 
 
 @dg.asset(
@@ -540,40 +597,49 @@ def performance_check(summary: dict[str, object]) -> dg.AssetCheckResult:
     metadata=column_schema_metadata(PERFORMANCE_TYPES, descriptions=PERFORMANCE_COLUMNS),
     owners=OWNERS,
     kinds={"duckdb", "python", "scikit-learn"},
-    code_version="2",
+    code_version="3",
     pool="duckdb",
+    partitions_def=business_date_partitions,
+    # A range of days (make pipeline, a late chargeback file's days) is one pass over the versions' days.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[
         dg.AssetKey(["scoring", "transaction_scores"]),
         dg.AssetKey(["cleaned", "labels"]),
         dg.AssetKey(["cleaned", "transactions"]),
     ],
-    check_specs=[
-        dg.AssetCheckSpec(
-            "matured_ap_above_floor",
-            asset=dg.AssetKey(["monitoring", "model_performance"]),
-            description=(
-                "AP on the latest day with matured labels is at least the floor (FRAUD_AP_FLOOR, default "
-                "0.3): ERROR below it (the retraining trigger acts), WARN when the 7-day mean is within "
-                "0.1 of it."
-            ),
-        )
-    ],
     description=(
-        "Model performance per scored day and model version on the labels known now: average precision "
-        f"and Card Precision@{TOP_K_CARDS} as the gate computes it (lib/metrics.py: known-compromised "
-        "cards removed, top cards by score that had fraud). A day is `matured` once "
-        f"{MATURITY_DAYS} days of chargeback reports followed it; only matured days are trusted. For data "
-        "scientists and the retraining trigger. Recomputed whenever labels or scores change."
+        "Model performance per scored day (partition) and model version on the labels known now: average "
+        f"precision, Card Precision@{TOP_K_CARDS} as the gate computes it (lib/metrics.py: known-compromised "
+        "cards removed, top cards by score that had fraud) and alert precision. A day is `matured` once "
+        f"{MATURITY_DAYS} days of chargeback reports followed it; only matured days are trusted. Each day's "
+        "figures are its partition's metadata (`average_precision`, `card_precision_at_100`, "
+        "`alert_precision`, `label_maturity_days`), plotted over partitions; a day is computed when it is "
+        "scored and again when labels of its transactions or of earlier days arrive (label_lookback_sensor). "
+        "For data scientists and the retraining trigger (`latest_matured_ap`, over every stored day)."
     ),
 )
 def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    days = sorted(context.partition_keys)
     with duckdb.get_connection() as conn:
-        df = compute_performance(conn)
-        summary = performance_summary(df)
-        if df.empty:
+        df = compute_performance(conn, days)
+        if df.empty and not table_exists(conn, PERFORMANCE_TABLE):
             context.log.info("no scores with labels yet")
-            md: dict[str, object] = {"note": "no scored days with labels yet", **summary}
-        else:
-            replace_table(conn, PERFORMANCE_TABLE, as_timestamps(df))
-            md = table_metadata(conn, PERFORMANCE_TABLE, descriptions=PERFORMANCE_COLUMNS, extra=summary)
-    return dg.MaterializeResult(metadata=md, check_results=[performance_check(summary)])
+            return dg.MaterializeResult(
+                metadata={"note": "no scored days with labels yet", "n_matured_days": 0}
+            )
+        _ensure_performance_table(conn)
+        replace_partition(conn, PERFORMANCE_TABLE, as_timestamps(df), "business_date", days)
+        # The trigger's figures span every stored day: the latest matured day is rarely one of the run's.
+        summary = performance_summary(conn.execute(f"SELECT * FROM {PERFORMANCE_TABLE}").df())
+        by_day = performance_day_figures(df)
+        extra = {**summary, **(by_day[max(by_day)] if by_day else {})}
+        md = table_metadata(
+            conn,
+            PERFORMANCE_TABLE,
+            descriptions=PERFORMANCE_COLUMNS,
+            where=dates_filter(days),
+            extra=extra,
+            partitions=len(days),
+        )
+        md = spread_over_days(context, md, by_day, {k for figures in by_day.values() for k in figures})
+    return dg.MaterializeResult(metadata=md)

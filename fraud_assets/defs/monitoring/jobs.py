@@ -12,4 +12,16 @@ monitoring_job = dg.define_asset_job(
     ),
 )
 
-MONITORING_JOBS = [monitoring_job]
+PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
+
+performance_job = dg.define_asset_job(
+    "performance_rebuild",
+    selection=dg.AssetSelection.assets(PERFORMANCE),
+    description=(
+        "Recomputes monitoring/model_performance (and its check) for a day or a range of days in one pass: "
+        "the days whose labels, or whose label maturity, a cleaned/labels rebuild changed "
+        "(label_lookback_sensor)."
+    ),
+)
+
+MONITORING_JOBS = [monitoring_job, performance_job]

@@ -60,3 +60,11 @@ def average_precision(y_true: pd.Series, score: pd.Series) -> float:
     )  # imported on use: see 'Start-up cost' in docs/architecture.md
 
     return float(average_precision_score(y, np.asarray(score, dtype=float)))
+
+
+def alert_precision(day: pd.DataFrame, score_col: str, budget: int, label_col: str = "label") -> float:
+    """Share of the day's top-`budget` cards (by each card's highest score) that had a fraud: what the
+    investigators' queue of that day found, with no card removed (Card Precision removes the known ones)."""
+    cards = day.groupby("card_token").agg(score=(score_col, "max"), label=(label_col, "max"))
+    top = cards.sort_values("score", ascending=False, kind="mergesort").head(budget)
+    return float(top["label"].mean()) if len(top) else float("nan")

@@ -21,7 +21,7 @@ from fraud_assets.defs.monitoring.assets import (
     known_compromised_since,
     not_known_compromised,
 )
-from fraud_assets.defs.monitoring.metrics import average_precision, psi
+from fraud_assets.defs.monitoring.metrics import alert_precision, average_precision, psi
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, TOP_K_CARDS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.metrics import CardPrecision
@@ -71,13 +71,6 @@ SHADOW_BATCH_ROWS = 2_000_000
 
 class ShadowComparisonConfig(dg.Config):
     budget: int = Field(default=TOP_K_CARDS, description="Cards investigators review per day (alert queue).")
-
-
-def alert_precision(day: pd.DataFrame, score_col: str, budget: int) -> float:
-    """Share of the day's top-`budget` cards (by each card's highest score) that had a fraud."""
-    cards = day.groupby("card_token").agg(score=(score_col, "max"), label=("label", "max"))
-    top = cards.sort_values("score", ascending=False, kind="mergesort").head(budget)
-    return float(top["label"].mean()) if len(top) else float("nan")
 
 
 def _day_row(

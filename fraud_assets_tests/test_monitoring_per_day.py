@@ -1,0 +1,160 @@
+"""Monitoring per business day: each day's performance figures and check verdicts on its own partition,
+and a day recomputed when its labels arrive late (docs/monitoring.md, "Monitoring assets")."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from fraud_assets.defs import monitoring
+from fraud_assets.defs.cleaned.assets import (
+    CHANGED_FIRST_REPORT,
+    CHANGED_LABELS,
+    CHANGED_LAST_TRANSACTION,
+)
+from fraud_assets.defs.features.sensors import label_lookback_sensor
+from fraud_assets_tests.test_monitoring import DAYS, _world
+
+ALL_DAYS = [d.date().isoformat() for d in DAYS]
+PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
+DRIFT = dg.AssetKey(["monitoring", "feature_drift"])
+FIGURES = ("average_precision", "card_precision_at_100", "alert_precision", "n_frauds")
+
+
+def _targets(key: dg.AssetKey) -> list:
+    """The monitoring asset and its checks, as the code location declares them."""
+    assets = [a for a in monitoring.defs.assets if a.key == key]
+    checks = [c for c in monitoring.defs.asset_checks or [] if key in {k.asset_key for k in c.check_keys}]
+    return assets + checks
+
+
+def _run(key, db, days, instance=None, tags=None) -> dg.ExecuteInProcessResult:
+    run = (
+        {"partition_key": days[0]}
+        if len(days) == 1
+        else {
+            "tags": {
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+                **(tags or {}),
+            }
+        }
+    )
+    return dg.materialize(
+        _targets(key), resources={"duckdb": DuckDBResource(database=str(db))}, instance=instance, **run
+    )
+
+
+def _by_day(result, node: str) -> dict[str, dict[str, object]]:
+    return {
+        m.partition: {k: getattr(v, "value", v) for k, v in m.metadata.items()}
+        for m in result.asset_materializations_for_node(node)
+    }
+
+
+def _table(db) -> dict[str, dict[str, object]]:
+    with duckdb.connect(str(db)) as conn:
+        df = conn.execute("SELECT * FROM monitoring.model_performance").df()
+    return {r["business_date"].date().isoformat(): r for r in df.to_dict("records")}
+
+
+def _checks_by_day(result) -> dict[str | None, dg.AssetCheckEvaluation]:
+    return {e.partition: e for e in result.get_asset_check_evaluations()}
+
+
+def test_each_day_of_a_performance_run_carries_its_own_figures(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    result = _run(PERFORMANCE, db, ALL_DAYS)
+    md, rows = _by_day(result, "monitoring__model_performance"), _table(db)
+    assert sorted(md) == ALL_DAYS  # one materialisation per business day: the UI plots over partitions
+    for day in ALL_DAYS:
+        for figure in FIGURES:
+            assert md[day][figure] == pytest.approx(rows[day][figure], nan_ok=True), (day, figure)
+        # Labels reported on 2018-04-11: the first day has 9 days of reports after it, the last one 0.
+        assert md[day]["label_maturity_days"] == pytest.approx((DAYS[-1] - DAYS[ALL_DAYS.index(day)]).days)
+    assert [md[d]["matured"] for d in ALL_DAYS] == [True] * 3 + [False] * 7
+    assert len({md[d]["average_precision"] for d in ALL_DAYS}) > 1  # not one figure copied to every day
+
+
+def test_the_checks_are_evaluated_for_each_day_not_skipped(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db, shift_last_day=1.5)
+    drift = _checks_by_day(_run(DRIFT, db, ALL_DAYS))
+    assert set(ALL_DAYS) <= set(drift)
+    # Each day its own verdict: the drifted last day fails, a day after the training set passes.
+    assert not drift[ALL_DAYS[-1]].passed
+    assert drift[ALL_DAYS[-1]].severity == dg.AssetCheckSeverity.ERROR
+    assert drift[ALL_DAYS[-2]].passed
+    one_day = _checks_by_day(_run(DRIFT, db, [ALL_DAYS[-2]]))
+    assert list(one_day) == [ALL_DAYS[-2]]
+
+
+def test_the_performance_check_judges_each_matured_day(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:  # a model no better than chance: AP far below the floor
+        conn.execute("UPDATE scoring.transaction_scores SET score = hash(transaction_id) % 1000 / 1000.0")
+    checks = _checks_by_day(_run(PERFORMANCE, db, ALL_DAYS))
+    assert set(ALL_DAYS) <= set(checks)
+    matured, young = ALL_DAYS[:3], ALL_DAYS[3:]
+    assert all(not checks[d].passed and checks[d].severity == dg.AssetCheckSeverity.ERROR for d in matured)
+    assert all(checks[d].passed for d in young)
+    assert checks[young[0]].metadata["note"].value.startswith("not judged: labels not matured")
+
+
+def test_a_day_whose_labels_arrive_late_gets_its_figures_recomputed(tmp_path):
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    late_day = ALL_DAYS[1]
+    with duckdb.connect(str(db)) as conn:  # the frauds of the second day are not reported yet
+        conn.execute(
+            "CREATE TABLE late AS SELECT * FROM cleaned.labels WHERE transaction_id BETWEEN 10000 AND 19999"
+        )
+        conn.execute("DELETE FROM cleaned.labels WHERE transaction_id BETWEEN 10000 AND 19999")
+        late = conn.execute("SELECT count(*) FROM late").fetchone()[0]
+    assert late > 0
+    instance = dg.DagsterInstance.ephemeral()
+    before = _by_day(_run(PERFORMANCE, db, ALL_DAYS, instance), "monitoring__model_performance")
+    assert before[late_day]["n_frauds"] == 0
+    # A late chargeback file reports them on 2018-04-12: cleaned/labels is rebuilt and says what changed.
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(
+            "INSERT INTO cleaned.labels "
+            "SELECT * REPLACE (TIMESTAMP '2018-04-12 09:00' AS reported_at) FROM late"
+        )
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=dg.AssetKey(["cleaned", "labels"]),
+            metadata={
+                CHANGED_LABELS: late,
+                CHANGED_FIRST_REPORT: "2018-04-12",
+                "changed_labels_first_transaction_date": late_day,
+                CHANGED_LAST_TRANSACTION: late_day,
+            },
+        )
+    )
+    tick = dg.build_sensor_context(instance=instance)
+    result = label_lookback_sensor(tick)
+    requests = [
+        r for r in (result if isinstance(result, list) else []) if r.job_name == "performance_rebuild"
+    ]
+    # The labelled day and every later one (Card Precision carries a day's detections to the next days).
+    assert [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in requests
+    ] == [(late_day, ALL_DAYS[-1])]
+    after = _by_day(
+        _run(PERFORMANCE, db, ALL_DAYS[1:], instance, tags=requests[0].tags), "monitoring__model_performance"
+    )
+    assert after[late_day]["n_frauds"] == late
+    assert after[late_day]["average_precision"] == pytest.approx(_table(db)[late_day]["average_precision"])
+    # Labels as of 2018-04-12: one more day has 7 full days of reports after it.
+    assert not before[ALL_DAYS[3]]["matured"]
+    assert after[ALL_DAYS[3]]["matured"]
+    # Recomputed since: the next tick asks for nothing.
+    assert isinstance(
+        label_lookback_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor)), dg.SkipReason
+    )
