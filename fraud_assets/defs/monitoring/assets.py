@@ -551,6 +551,15 @@ def performance_summary(df: pd.DataFrame) -> dict[str, object]:
     }
 
 
+def _days_of_reports(day: str, as_of) -> float:
+    """Days of chargeback reports after `day` ended, as of the latest report (0 while the day is the
+    latest; NaN without any label): the day is matured from MATURITY_DAYS on."""
+    if as_of is None or pd.isna(as_of):
+        return float("nan")
+    after = pd.Timestamp(as_of) - pd.Timestamp(day) - pd.Timedelta(days=1)
+    return max(0.0, after / pd.Timedelta(days=1))
+
+
 def performance_day_figures(df: pd.DataFrame) -> dict[str, dict[str, object]]:
     """Each day's figures, the metadata the UI plots over partitions: the day's served model (the version
     that scored most of its transactions) and its AP, CP@100, alert precision and label maturity."""
@@ -569,11 +578,7 @@ def performance_day_figures(df: pd.DataFrame) -> dict[str, dict[str, object]]:
             "card_precision_at_100": float(row["card_precision_at_100"]),
             "alert_precision": float(row["alert_precision"]),
             # Days of reports after the day ended: the labels are trusted (matured) from MATURITY_DAYS on.
-            "label_maturity_days": (
-                float((pd.Timestamp(as_of) - pd.Timestamp(day) - pd.Timedelta(days=1)) / pd.Timedelta(days=1))
-                if as_of is not None and not pd.isna(as_of)
-                else float("nan")
-            ),
+            "label_maturity_days": _days_of_reports(day, as_of),
             "matured": bool(row["matured"]),
         }
     return figures
