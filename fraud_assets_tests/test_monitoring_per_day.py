@@ -158,3 +158,25 @@ def test_a_day_whose_labels_arrive_late_gets_its_figures_recomputed(tmp_path):
     assert isinstance(
         label_lookback_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor)), dg.SkipReason
     )
+
+
+def test_a_performance_table_written_before_alert_precision_gets_the_column(tmp_path):
+    """A warehouse from before the per-day figures: its whole-history table lacks `alert_precision`; a day's
+    run adds the column rather than failing on its insert."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("CREATE SCHEMA monitoring")
+        conn.execute(
+            "CREATE TABLE monitoring.model_performance (business_date DATE, model_version VARCHAR, "
+            "n_transactions BIGINT, n_frauds BIGINT, average_precision DOUBLE, card_precision_at_100 DOUBLE, "
+            "matured BOOLEAN, labels_as_of TIMESTAMP, computed_at TIMESTAMP)"
+        )
+        conn.execute(
+            "INSERT INTO monitoring.model_performance VALUES (DATE '2018-04-01', 'v1', 400, 20, 0.9, 0.1, "
+            "true, TIMESTAMP '2018-04-11', TIMESTAMP '2018-04-11')"
+        )
+    md = _by_day(_run(PERFORMANCE, db, [ALL_DAYS[-1]]), "monitoring__model_performance")
+    rows = _table(db)
+    assert md[ALL_DAYS[-1]]["alert_precision"] == pytest.approx(rows[ALL_DAYS[-1]]["alert_precision"])
+    assert ALL_DAYS[0] in rows  # the other days are kept until they are computed again
