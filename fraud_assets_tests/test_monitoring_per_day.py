@@ -14,7 +14,7 @@ from fraud_assets.defs.cleaned.assets import (
     CHANGED_LABELS,
     CHANGED_LAST_TRANSACTION,
 )
-from fraud_assets.defs.features.sensors import label_lookback_sensor
+from fraud_assets.defs.monitoring.sensors import performance_labels_sensor
 from fraud_assets_tests.test_monitoring import DAYS, _world
 
 ALL_DAYS = [d.date().isoformat() for d in DAYS]
@@ -137,7 +137,7 @@ def test_a_day_whose_labels_arrive_late_gets_its_figures_recomputed(tmp_path):
         )
     )
     tick = dg.build_sensor_context(instance=instance)
-    result = label_lookback_sensor(tick)
+    result = performance_labels_sensor(tick)
     requests = [
         r for r in (result if isinstance(result, list) else []) if r.job_name == "performance_rebuild"
     ]
@@ -156,7 +156,8 @@ def test_a_day_whose_labels_arrive_late_gets_its_figures_recomputed(tmp_path):
     assert after[ALL_DAYS[3]]["matured"]
     # Recomputed since: the next tick asks for nothing.
     assert isinstance(
-        label_lookback_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor)), dg.SkipReason
+        performance_labels_sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor)),
+        dg.SkipReason,
     )
 
 

@@ -112,33 +112,3 @@ def test_a_snapshot_that_changes_featured_days_reference_data_rebuilds_them_and_
     requests, _ = tick(instance, tmp_path, labels_only)  # the cursor this sensor kept before
     assert ranges(requests) == [(DAYS[3], DAYS[-1])]  # DAYS[4] + LOOKBACK_DAYS is past the last day
     assert requests[0].tags["fraud_assets/lookback_cause"] == f"terminals changed from {DAYS[3]}"
-
-
-def test_new_labels_recompute_the_performance_of_the_days_they_label_and_of_the_day_that_matured(
-    instance, tmp_path
-):
-    days = tuple(DAYS[:20])
-    materialize_stub(instance, "monitoring/model_performance", partitions=days)
-    # Reports of day 20 on transactions of days 18..19: those days (and the later ones, Card Precision
-    # carrying their detections) changed; so did day 11, whose 8th day of reports this is (matured now).
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key=dg.AssetKey(["cleaned", "labels"]),
-            metadata={
-                CHANGED_LABELS: 2,
-                CHANGED_FIRST_REPORT: DAYS[19],
-                "changed_labels_first_transaction_date": DAYS[17],
-                CHANGED_LAST_TRANSACTION: DAYS[18],
-            },
-        )
-    )
-    requests, cursor = tick(instance, tmp_path)
-    performance = [r for r in requests if r.job_name == "performance_rebuild"]
-    assert ranges(performance) == [(DAYS[19 - 8], DAYS[19])]
-    assert tick(instance, tmp_path, cursor)[0] == []
-
-
-def test_labels_that_change_nothing_recompute_no_performance(instance, tmp_path):
-    materialize_stub(instance, "monitoring/model_performance", partitions=tuple(DAYS[:5]))
-    label_file(instance, first_report="", last_transaction="", changed=0)
-    assert tick(instance, tmp_path)[0] == []

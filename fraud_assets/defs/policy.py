@@ -18,8 +18,8 @@ every rule here and the graph snapshot shows them all. `automation_sensor` evalu
 - monitoring: `follow` - recompute after upstream updates, without waiting for every partition; a day's
   drift follows its own day's features and scores once both exist (one drift run per landed day, not one
   after its features and another after its scores; a new training window does not recompute history);
-  a day's performance likewise follows its own day's scores (new labels do not recompute every day: the
-  label lookback sensor requests the days they change); the whole-history monitor (shadow comparison)
+  a day's performance likewise follows its own day's scores (new labels do not recompute every day:
+  performance_labels_sensor requests the days they change); the whole-history monitor (shadow comparison)
   waits for a champion. 26 h.
 
 Not plain `eager()`: its `newly_missing` is reset on the automation sensor's first evaluation, so days

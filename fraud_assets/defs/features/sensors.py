@@ -13,13 +13,6 @@ Reference data is read as of each transaction's date, and `cleaned/cards` and `c
 unpartitioned too: each of their materialisations gives the first and last transaction date F, L whose
 card home or terminal location / merchant category it changed (a snapshot that lands after the days it
 applies to were featured); the days in [F, L + 60] featured before it are stale the same way.
-
-Labels also change the monitoring of the days they label: `monitoring/model_performance` is partitioned by
-business date, and a day's AP, alert precision and maturity read the labels known now, its Card
-Precision@100 the cards detected on the model's earlier days. So a labels rebuild whose changed labels'
-earliest transaction date is T and earliest report date R makes stale the performance days from
-min(T, R - 8) on (R - 8: the days whose labels matured with these reports) computed before it; they are
-recomputed by one `performance_rebuild` run per block of days.
 """
 
 from __future__ import annotations
@@ -30,7 +23,6 @@ import dagster as dg
 
 from fraud_assets.defs.cleaned.assets import (
     CHANGED_FIRST_REPORT,
-    CHANGED_FIRST_TRANSACTION,
     CHANGED_LABELS,
     CHANGED_LAST_TRANSACTION,
     CHANGED_REFERENCE_FIRST,
@@ -38,8 +30,6 @@ from fraud_assets.defs.cleaned.assets import (
 )
 from fraud_assets.defs.features.compute import LOOKBACK_DAYS
 from fraud_assets.defs.features.jobs import FEATURES, features_job
-from fraud_assets.defs.monitoring.jobs import PERFORMANCE, performance_job
-from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS
 from fraud_assets.lib.partitions import consecutive_blocks
 from fraud_assets.lib.runs import TAG_TRIGGER, days_request, materializations_after, partitions_written_after
 
@@ -61,34 +51,6 @@ def _label_span(record) -> tuple[dt.date, dt.date] | None:
         return None
     first, last = _value(record, CHANGED_FIRST_REPORT), _value(record, CHANGED_LAST_TRANSACTION)
     return (dt.date.fromisoformat(first), dt.date.fromisoformat(last)) if first and last else None
-
-
-def _performance_start(record) -> dt.date | None:
-    """The first business day whose performance a cleaned/labels materialisation changed: its changed
-    labels' earliest transaction day (their own day, then the later days Card Precision carries its
-    detections to), or the day that matured with its earliest report if earlier; None when it changed none.
-    A materialisation from before the first transaction date was recorded counts from its first report."""
-    if not _value(record, CHANGED_LABELS):
-        return None
-    report = _value(record, CHANGED_FIRST_REPORT)
-    if not report:
-        return None
-    report_day = dt.date.fromisoformat(report)
-    first = dt.date.fromisoformat(_value(record, CHANGED_FIRST_TRANSACTION) or report)
-    return min(first, report_day - dt.timedelta(days=MATURITY_DAYS + 1))
-
-
-def stale_performance_days(instance: dg.DagsterInstance, records: list) -> list[str]:
-    """The performance days computed before a labels materialisation of `records` that changed them."""
-    starts = [(start, r.storage_id) for r in records if (start := _performance_start(r)) is not None]
-    if not starts:
-        return []
-    computed = sorted(instance.get_materialized_partitions(PERFORMANCE))
-    stale: set[str] = set()
-    for start, storage_id in starts:
-        days = [day for day in computed if day >= start.isoformat()]
-        stale |= set(days) - partitions_written_after(instance, PERFORMANCE, days, storage_id)
-    return sorted(stale)
 
 
 def _reference_span(record) -> tuple[dt.date, dt.date] | None:
@@ -118,22 +80,18 @@ def _parse_cursor(cursor: str | None) -> dict[str, int]:
 
 def stale_feature_days(
     instance: dg.DagsterInstance, cursors: dict[str, int]
-) -> tuple[list[list[str]], list[str], dict[str, int], list[str]]:
-    """(blocks of consecutive stale feature days, causes, the storage id read up to per source, stale
-    performance days)."""
+) -> tuple[list[list[str]], list[str], dict[str, int]]:
+    """(blocks of consecutive stale days, causes, the storage id read up to per source)."""
     featured = None
     stale: set[str] = set()
     causes: list[str] = []
     read = dict(cursors)
-    performance: list[str] = []
     for key, span_of, cause in _sources():
         name = key.to_user_string()
         records = materializations_after(instance, key, cursors.get(name), BATCH)
         if not records:
             continue
         read[name] = records[-1].storage_id
-        if key == LABELS:
-            performance = stale_performance_days(instance, records)
         featured = instance.get_materialized_partitions(FEATURES) if featured is None else featured
         for record in records:
             span = span_of(record)
@@ -147,7 +105,7 @@ def stale_feature_days(
             if affected:
                 stale |= affected
                 causes.append(cause.format(first=first.isoformat()))
-    return consecutive_blocks(sorted(stale)), sorted(set(causes)), read, performance
+    return consecutive_blocks(sorted(stale)), sorted(set(causes)), read
 
 
 @dg.sensor(
@@ -158,34 +116,23 @@ def stale_feature_days(
         f"{LOOKBACK_DAYS} days after their latest transaction; likewise for the days whose card home or "
         "terminal location / merchant category as of their date a new cardholder or merchants snapshot "
         "changed. One run per block of days, a partition "
-        "range; scores follow by automation. Also recomputes monitoring/model_performance for the days "
-        "whose labels (or label maturity) changed and the days after them (performance_rebuild). Reads only "
-        "the Dagster instance."
+        "range; scores follow by automation. Reads only the Dagster instance."
     ),
-    jobs=[features_job, performance_job],
+    job=features_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def label_lookback_sensor(context: dg.SensorEvaluationContext):
     cursors = _parse_cursor(context.cursor)
-    blocks, causes, read, performance = stale_feature_days(context.instance, cursors)
+    blocks, causes, read = stale_feature_days(context.instance, cursors)
     if read != cursors:
         context.update_cursor(";".join(f"{k}={v}" for k, v in sorted(read.items())))
-    if not blocks and not performance:
+    if not blocks:
         return dg.SkipReason("no day's features are older than the labels and reference data they read")
     cause = "; ".join(causes[:3]) + (f"; +{len(causes) - 3}" if len(causes) > 3 else "")
     tags = {TAG_TRIGGER: "lookback", TAG_CAUSE: cause[:200]}
     stamp = max(read.values())
-    requests = [days_request(features_job.name, days, f"labels:{stamp}:{days[0]}", tags) for days in blocks]
-    if performance:
-        cause = f"labels changed: performance from {performance[0]}"
-        requests += [
-            days_request(
-                performance_job.name, days, f"performance:{stamp}:{days[0]}", {**tags, TAG_CAUSE: cause}
-            )
-            for days in consecutive_blocks(performance)
-        ]
-    return requests
+    return [days_request(features_job.name, days, f"labels:{stamp}:{days[0]}", tags) for days in blocks]
 
 
 FEATURES_SENSORS = [label_lookback_sensor]

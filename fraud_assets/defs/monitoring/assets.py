@@ -619,7 +619,8 @@ def _ensure_performance_table(conn: duckdb.DuckDBPyConnection) -> None:
         f"{MATURITY_DAYS} days of chargeback reports followed it; only matured days are trusted. Each day's "
         "figures are its partition's metadata (`average_precision`, `card_precision_at_100`, "
         "`alert_precision`, `label_maturity_days`), plotted over partitions; a day is computed when it is "
-        "scored and again when labels of its transactions or of earlier days arrive (label_lookback_sensor). "
+        "scored and again when labels of its transactions or of earlier days arrive "
+        "(performance_labels_sensor). "
         "For data scientists and the retraining trigger (`latest_matured_ap`, over every stored day)."
     ),
 )

@@ -20,7 +20,7 @@ performance_job = dg.define_asset_job(
     description=(
         "Recomputes monitoring/model_performance (and its check) for a day or a range of days in one pass: "
         "the days whose labels, or whose label maturity, a cleaned/labels rebuild changed "
-        "(label_lookback_sensor)."
+        "(performance_labels_sensor)."
     ),
 )
 

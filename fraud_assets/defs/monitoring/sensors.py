@@ -1,21 +1,40 @@
-"""The monitoring layer's sensors: failed runs, failed checks and dead runs reach the alert sink.
+"""The monitoring layer's sensors: failed runs, failed checks and dead runs reach the alert sink; new
+labels recompute the performance of the days they change.
 
 They read only the Dagster instance (and, for dead runs, this host's processes: they run in the code
 server, on the host of the run workers the default run launcher starts); the sink owns where alerts go
 (log, outbox file, `monitoring.alerts`, a webhook when configured).
+
+`monitoring/model_performance` is partitioned by business date, and a day's AP, alert precision and
+maturity read the labels known now, its Card Precision@100 the cards detected on the model's earlier
+days. Labels are one unpartitioned table, so Dagster cannot map "labels changed" to the days they affect
+(following it declaratively would recompute every day): a labels rebuild whose changed labels' earliest
+transaction date is T and earliest report date R makes stale the performance days from min(T, R - 8) on
+(R - 8: the days whose labels matured with these reports) computed before it.
 """
+
+import datetime as dt
 
 import dagster as dg
 
+from fraud_assets.defs.cleaned.assets import CHANGED_FIRST_REPORT, CHANGED_FIRST_TRANSACTION, CHANGED_LABELS
 from fraud_assets.defs.monitoring.alerts import (
     CheckAlertCursor,
     check_failure_alerts,
     failed_only_on_blocking_checks,
     step_failure_causes,
 )
+from fraud_assets.defs.monitoring.jobs import PERFORMANCE, performance_job
+from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS
 from fraud_assets.lib.alerting import Alert, AlertSink
 from fraud_assets.lib.dagster_compat import will_be_retried
 from fraud_assets.lib.dead_runs import DEAD_RUN_TAG, reap_dead_runs
+from fraud_assets.lib.partitions import consecutive_blocks
+from fraud_assets.lib.runs import TAG_TRIGGER, days_request, materializations_after, partitions_written_after
+
+LABELS = dg.AssetKey(["cleaned", "labels"])
+TAG_CAUSE = "fraud_assets/performance_cause"
+BATCH = 500
 
 
 @dg.run_failure_sensor(
@@ -106,4 +125,68 @@ def dead_run_sensor(context: dg.SensorEvaluationContext, alert_sink: AlertSink) 
     return dg.SkipReason(reap_dead_runs(context.instance, alert_sink, log=context.log).summary())
 
 
-MONITORING_SENSORS = [run_failure_alert_sensor, check_failure_alert_sensor, dead_run_sensor]
+def _performance_start(record) -> dt.date | None:
+    """The first business day whose performance a cleaned/labels materialisation changed: its changed
+    labels' earliest transaction day (their own day, then the later days Card Precision carries its
+    detections to), or the day that matured with its earliest report if earlier; None when it changed none.
+    A materialisation without the first transaction date counts from its first report."""
+    md = record.asset_materialization.metadata if record.asset_materialization else {}
+
+    def value(key: str):
+        return getattr(md.get(key), "value", None)
+
+    if not value(CHANGED_LABELS) or not (report := value(CHANGED_FIRST_REPORT)):
+        return None
+    report_day = dt.date.fromisoformat(report)
+    first = dt.date.fromisoformat(value(CHANGED_FIRST_TRANSACTION) or report)
+    return min(first, report_day - dt.timedelta(days=MATURITY_DAYS + 1))
+
+
+def stale_performance_days(instance: dg.DagsterInstance, records: list) -> list[str]:
+    """The performance days computed before a labels materialisation of `records` that changed them."""
+    starts = [(start, r.storage_id) for r in records if (start := _performance_start(r)) is not None]
+    if not starts:
+        return []
+    computed = sorted(instance.get_materialized_partitions(PERFORMANCE))
+    stale: set[str] = set()
+    for start, storage_id in starts:
+        days = [day for day in computed if day >= start.isoformat()]
+        stale |= set(days) - partitions_written_after(instance, PERFORMANCE, days, storage_id)
+    return sorted(stale)
+
+
+@dg.sensor(
+    name="performance_labels_sensor",
+    description=(
+        "Recomputes monitoring/model_performance (performance_rebuild, one run per block of days) for the "
+        "days a cleaned/labels rebuild changed: the days its labels belong to and every later day (Card "
+        "Precision carries a day's detections to the next days), and the day whose labels matured with "
+        "its reports. Reads only the Dagster instance."
+    ),
+    job=performance_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def performance_labels_sensor(context: dg.SensorEvaluationContext):
+    after = int(context.cursor) if context.cursor else None
+    records = materializations_after(context.instance, LABELS, after, BATCH)
+    if not records:
+        return dg.SkipReason("no labels rebuild since the last tick")
+    context.update_cursor(str(records[-1].storage_id))
+    days = stale_performance_days(context.instance, records)
+    if not days:
+        return dg.SkipReason("the new labels change no computed performance day")
+    stamp = records[-1].storage_id
+    tags = {TAG_TRIGGER: "labels", TAG_CAUSE: f"labels changed: performance from {days[0]}"}
+    return [
+        days_request(performance_job.name, block, f"performance:{stamp}:{block[0]}", tags)
+        for block in consecutive_blocks(days)
+    ]
+
+
+MONITORING_SENSORS = [
+    run_failure_alert_sensor,
+    check_failure_alert_sensor,
+    dead_run_sensor,
+    performance_labels_sensor,
+]
