@@ -16,15 +16,12 @@ from fraud_assets.defs.raw import schemas as raw_schemas
 from fraud_assets.lib.catalog_metadata import table_schema
 
 GRAPH = defs.resolve_asset_graph()
+# Every contract of an asset's own table (cleaned.reference_quarantine is written by two assets, no asset of
+# its own).
 CONTRACTS = {
-    **{table.replace(".", "/"): model for table, model in raw_schemas.CONTRACTS.items()},
-    "cleaned/transactions": cleaned_schemas.TransactionsModel,
-    "cleaned/quarantine": cleaned_schemas.QuarantineModel,
-    "cleaned/reconciliation": cleaned_schemas.ReconciliationModel,
-    "cleaned/terminals": cleaned_schemas.TerminalsModel,
-    "cleaned/cards": cleaned_schemas.CardsModel,
-    "cleaned/fx_rates": cleaned_schemas.FxRatesModel,
-    "cleaned/labels": cleaned_schemas.LabelsModel,
+    table.replace(".", "/"): model
+    for table, model in {**raw_schemas.CONTRACTS, **cleaned_schemas.CONTRACTS}.items()
+    if table != "cleaned.reference_quarantine"
 }
 
 

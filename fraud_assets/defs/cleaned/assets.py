@@ -162,7 +162,7 @@ def _reference_asset(
         metadata=column_schema_metadata(
             schemas.REFERENCE_COLUMNS[name],
             descriptions=schemas.COLUMN_DESCRIPTIONS,
-            contract=schemas.REFERENCE_CONTRACTS[name],
+            contract=schemas.CONTRACTS[table],
         ),
         group_name=GROUP,
         owners=OWNERS,
@@ -213,7 +213,7 @@ def _reference_asset(
                 conn,
                 table,
                 descriptions=schemas.COLUMN_DESCRIPTIONS,
-                contract=schemas.REFERENCE_CONTRACTS[name],
+                contract=schemas.CONTRACTS[table],
                 extra=extra,
             )
         md["rows_written"] = written
@@ -347,12 +347,14 @@ def clean_partitions(conn, keys: Sequence[str]) -> dict[str, object]:
     return {**totals, "by_reason": by_reason, RESTATED_DAYS: sorted(restated - set(keys))}
 
 
-def _cleaning_spec(name: str, columns: list[tuple[str, str]], contract, **kwargs) -> dg.AssetSpec:
-    """A table written by the cleaning step (`cleaned_transactions`), with the layer's standard; `contract`
-    is the pandera model its contract check runs."""
+def _cleaning_spec(table: str, columns: list[tuple[str, str]], **kwargs) -> dg.AssetSpec:
+    """A table written by the cleaning step (`cleaned_transactions`), with the layer's standard and its
+    contract (`schemas.CONTRACTS`) beside its columns."""
     return dg.AssetSpec(
-        key=["cleaned", name],
-        metadata=column_schema_metadata(columns, descriptions=schemas.COLUMN_DESCRIPTIONS, contract=contract),
+        key=table.split("."),
+        metadata=column_schema_metadata(
+            columns, descriptions=schemas.COLUMN_DESCRIPTIONS, contract=schemas.CONTRACTS[table]
+        ),
         group_name=GROUP,
         owners=OWNERS,
         kinds={"sql", "duckdb"},
@@ -367,9 +369,8 @@ TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, REC
 @dg.multi_asset(
     specs=[
         _cleaning_spec(
-            "transactions",
+            TX,
             TRANSACTION_COLUMNS,
-            schemas.TransactionsModel,
             deps=[raw.authorizations, ["cleaned", "terminals"], ["cleaned", "fx_rates"]],
             description=(
                 "Clean card transactions for the feature layer and analysts: one row per transaction_id, "
@@ -385,9 +386,8 @@ TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, REC
             ),
         ),
         _cleaning_spec(
-            "quarantine",
+            QUAR,
             QUARANTINE_COLUMNS,
-            schemas.QuarantineModel,
             deps=[raw.authorizations],
             description=(
                 "Every authorisation row that did not make it into cleaned/transactions (other than exact "
@@ -400,9 +400,8 @@ TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, REC
             ),
         ),
         _cleaning_spec(
-            "reconciliation",
+            RECON,
             RECONCILIATION_COLUMNS,
-            schemas.ReconciliationModel,
             deps=[raw.authorizations],
             description=(
                 "Per business date, where every raw authorisation row went: raw_rows = cleaned_rows + "
@@ -423,39 +422,27 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
         totals = clean_partitions(conn, keys)
         by_reason = totals.pop("by_reason")
         restated = totals.pop(RESTATED_DAYS)
-        tx_md = table_metadata(
-            conn,
-            TX,
-            descriptions=schemas.COLUMN_DESCRIPTIONS,
-            contract=schemas.TransactionsModel,
-            where=where,
-            partitions=len(keys),
-            extra={
+        extras = {
+            TX: {
                 **{k: int(v) for k, v in totals.items()},
                 "partitions_written": len(keys),
                 RESTATED_DAYS: dg.MetadataValue.json(restated),
                 RESTATED_DAYS_COUNT: len(restated),
             },
-        )
-        quar_md = table_metadata(
-            conn,
-            QUAR,
-            descriptions=schemas.COLUMN_DESCRIPTIONS,
-            contract=schemas.QuarantineModel,
-            where=where,
-            partitions=len(keys),
-            extra={
-                "quarantined_rows": int(totals["quarantined_rows"]),
-                **_reason_figures(by_reason),
-            },
-        )
-        recon_md = table_metadata(
-            conn,
-            RECON,
-            descriptions=schemas.COLUMN_DESCRIPTIONS,
-            contract=schemas.ReconciliationModel,
-            where=where,
-            partitions=len(keys),
+            QUAR: {"quarantined_rows": int(totals["quarantined_rows"]), **_reason_figures(by_reason)},
+            RECON: {},
+        }
+        tx_md, quar_md, recon_md = (
+            table_metadata(
+                conn,
+                table,
+                descriptions=schemas.COLUMN_DESCRIPTIONS,
+                contract=schemas.CONTRACTS[table],
+                where=where,
+                partitions=len(keys),
+                extra=extra,
+            )
+            for table, extra in extras.items()
         )
         if len(keys) > 1:
             # Each day's own counts on its materialisation (the plots over partitions), not the range's.

@@ -239,10 +239,15 @@ def _reference_quarantine_checks(asset: dg.AssetsDefinition) -> dg.AssetChecksDe
         asset,
         cl.REF_QUAR,
         [
-            contract(schemas.ReferenceQuarantineModel, name="reference_quarantine_contract"),
+            contract(schemas.CONTRACTS[cl.REF_QUAR], name="reference_quarantine_contract"),
             pan_scan("reference_quarantine_no_clear_pan"),
         ],
     )
+
+
+def _checks(table: str, *more: TableCheck) -> list[TableCheck]:
+    """The table's contract (`schemas.CONTRACTS`) and PAN-leak scan, then its own checks."""
+    return [contract(schemas.CONTRACTS[table]), pan_scan(), *more]
 
 
 P = business_date_partitions
@@ -250,30 +255,17 @@ CLEANED_CHECKS = [
     table_checks(
         TX_KEY,
         cl.TX,
-        [
-            contract(schemas.TransactionsModel),
-            pan_scan(),
-            transaction_id_unique,
-            terminals_exist,
-            cards_exist,
-            raw_rows_reconcile,
-        ],
+        _checks(cl.TX, transaction_id_unique, terminals_exist, cards_exist, raw_rows_reconcile),
         partitions_def=P,
     ),
-    table_checks(QUAR_KEY, cl.QUAR, [contract(schemas.QuarantineModel), pan_scan()], partitions_def=P),
-    table_checks(RECON_KEY, cl.RECON, [contract(schemas.ReconciliationModel), pan_scan()], partitions_def=P),
+    table_checks(QUAR_KEY, cl.QUAR, _checks(cl.QUAR), partitions_def=P),
+    table_checks(RECON_KEY, cl.RECON, _checks(cl.RECON), partitions_def=P),
+    table_checks(cl.labels, "cleaned.labels", _checks("cleaned.labels", _reference_reconcile("chargebacks"))),
     table_checks(
-        cl.labels,
-        "cleaned.labels",
-        [contract(schemas.LabelsModel), pan_scan(), _reference_reconcile("chargebacks")],
+        cl.fx_rates, "cleaned.fx_rates", _checks("cleaned.fx_rates", _reference_reconcile("fx_rates"))
     ),
-    table_checks(
-        cl.fx_rates,
-        "cleaned.fx_rates",
-        [contract(schemas.FxRatesModel), pan_scan(), _reference_reconcile("fx_rates")],
-    ),
-    table_checks(cl.cards, "cleaned.cards", [contract(schemas.CardsModel), pan_scan()]),
-    table_checks(cl.terminals, "cleaned.terminals", [contract(schemas.TerminalsModel), pan_scan()]),
+    table_checks(cl.cards, "cleaned.cards", _checks("cleaned.cards")),
+    table_checks(cl.terminals, "cleaned.terminals", _checks("cleaned.terminals")),
     _reference_quarantine_checks(cl.labels),
     _reference_quarantine_checks(cl.fx_rates),
 ]

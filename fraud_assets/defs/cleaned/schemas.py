@@ -9,7 +9,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from fraud_assets.defs.cleaned.reference import FX_RATE_BAND, REFERENCE_REASONS
-from fraud_assets.defs.cleaned.transform import REASONS
+from fraud_assets.defs.cleaned.transform import QUAR, REASONS, RECON, TX
 from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS as RAW_DESCRIPTIONS
 from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
 from fraud_assets.defs.raw.schemas import LINEAGE as RAW_LINEAGE
@@ -294,10 +294,15 @@ REFERENCE_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("reason_code", "VARCHAR"),
     ],
 }
-# Each reference table's contract: its check (cleaned/checks.py) runs it, its column schema shows it.
-REFERENCE_CONTRACTS: dict[str, type[pa.DataFrameModel]] = {
-    "terminals": TerminalsModel,
-    "cards": CardsModel,
-    "fx_rates": FxRatesModel,
-    "labels": LabelsModel,
+# Each cleaned table's contract, by table name: its check (cleaned/checks.py) runs it, its column schema
+# (definition and every materialisation, cleaned/assets.py) shows it.
+CONTRACTS: dict[str, type[pa.DataFrameModel]] = {
+    TX: TransactionsModel,
+    QUAR: QuarantineModel,
+    RECON: ReconciliationModel,
+    "cleaned.terminals": TerminalsModel,
+    "cleaned.cards": CardsModel,
+    "cleaned.fx_rates": FxRatesModel,
+    "cleaned.labels": LabelsModel,
+    "cleaned.reference_quarantine": ReferenceQuarantineModel,
 }
