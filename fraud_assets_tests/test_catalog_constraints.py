@@ -59,3 +59,12 @@ def test_a_table_without_a_contract_claims_no_constraint():
     (column,) = table_schema([("score", "DOUBLE")], {"score": "model score"}).columns
     assert column.constraints == dg.TableColumnConstraints()
     assert column.description == "model score"
+
+
+@pytest.mark.parametrize("key", sorted(CONTRACTS))
+def test_a_contracted_table_checks_its_contract_under_the_short_name_contract(key):
+    # The asset key already says which table; the check name need not repeat the model's class name.
+    asset_key = dg.AssetKey.from_user_string(key)
+    names = {k.name for k in GRAPH.asset_check_keys if k.asset_key == asset_key}
+    assert "contract" in names
+    assert not [n for n in names if n.endswith("_contract") and n != "reference_quarantine_contract"]

@@ -165,7 +165,7 @@ def test_a_blocking_contract_failure_stops_downstream_assets(data_dir, monkeypat
         partition_key=s.DAY,
         raise_on_error=False,
     )
-    assert ("cleaned/terminals", "terminals_contract") in failed_checks([result])
+    assert ("cleaned/terminals", "contract") in failed_checks([result])
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "cleaned/terminals" in done
     assert "raw/authorizations" in done

@@ -305,7 +305,7 @@ def test_a_single_run_backfill_validates_every_partition_of_its_range(world):
         ev
         for r in world["results"]
         for ev in r.get_asset_check_evaluations()
-        if ev.check_name == "transactions_contract"
+        if ev.check_name == "contract" and ev.asset_key == dg.AssetKey(["cleaned", "transactions"])
     ]
     assert evs
     validated = max(ev.metadata["rows_validated"].value for ev in evs)

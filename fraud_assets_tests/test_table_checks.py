@@ -78,7 +78,7 @@ def by_name(result) -> dict[str, list[dg.AssetCheckEvaluation]]:
 def test_a_tables_checks_are_one_step_with_each_check_declared_on_its_own(tmp_path):
     checks, _ = run(tmp_path, {DAYS[0]: [("ok", 1.0)]}, partition_key=DAYS[0])
     assert checks.node_def.name == "test__things_checks"
-    assert {spec.name for spec in checks.check_specs} == {"things_contract", "no_clear_pan", "has_rows"}
+    assert {spec.name for spec in checks.check_specs} == {"contract", "no_clear_pan", "has_rows"}
     assert all(spec.blocking for spec in checks.check_specs)
     assert "test.things" in next(s for s in checks.check_specs if s.name == "has_rows").description
 
@@ -87,8 +87,8 @@ def test_every_check_of_the_step_is_recorded_under_its_own_name(tmp_path):
     _, result = run(tmp_path, {DAYS[0]: [("ok", 1.0), (None, 2.0)]}, partition_key=DAYS[0])
     evs = by_name(result)
     assert result.success
-    assert set(evs) == {"things_contract", "no_clear_pan", "has_rows"}
-    assert evs["things_contract"][0].metadata["rows_validated"].value == 2
+    assert set(evs) == {"contract", "no_clear_pan", "has_rows"}
+    assert evs["contract"][0].metadata["rows_validated"].value == 2
     assert evs["has_rows"][0].metadata["rows"].value == 2
     assert all(e[0].passed and e[0].partition == DAYS[0] for e in evs.values())
 
@@ -98,11 +98,11 @@ def test_one_failing_check_does_not_hide_the_others(tmp_path):
     _, result = run(tmp_path, rows, partition_key=DAYS[0])
     evs = by_name(result)
     assert not result.success  # blocking checks failed: the step fails after recording them all
-    assert not evs["things_contract"][0].passed
-    assert evs["things_contract"][0].metadata["failure_count"].value == 1
+    assert not evs["contract"][0].passed
+    assert evs["contract"][0].metadata["failure_count"].value == 1
     assert not evs["no_clear_pan"][0].passed
     assert evs["has_rows"][0].passed
-    assert s.PANS[1] not in repr(evs["things_contract"][0].metadata)
+    assert s.PANS[1] not in repr(evs["contract"][0].metadata)
 
 
 def test_a_range_run_checks_the_whole_range_once_and_records_each_day(tmp_path):
@@ -110,11 +110,11 @@ def test_a_range_run_checks_the_whole_range_once_and_records_each_day(tmp_path):
     _, result = run(tmp_path, rows, tags=RANGE)
     evs = by_name(result)
     assert result.success
-    for name in ("things_contract", "no_clear_pan", "has_rows"):
+    for name in ("contract", "no_clear_pan", "has_rows"):
         per_day = sorted(e.partition for e in evs[name] if e.partition)
         assert per_day == DAYS
         assert all(e.metadata[EVALUATED_OVER].value.startswith(DAYS[0]) for e in evs[name] if e.partition)
-    contract_evs = [e for e in evs["things_contract"] if e.partition]
+    contract_evs = [e for e in evs["contract"] if e.partition]
     assert {e.metadata["rows_validated"].value for e in contract_evs} == {6}
 
 
@@ -130,7 +130,7 @@ def test_a_missing_table_fails_every_check_that_reads_it(tmp_path):
         raise_on_error=False,
     )
     evs = by_name(result)
-    assert not evs["things_contract"][0].passed
+    assert not evs["contract"][0].passed
     assert not evs["no_clear_pan"][0].passed
     assert "does not exist" in evs["no_clear_pan"][0].metadata["error"].value
 

@@ -178,7 +178,3 @@ def contract_description(model: type[pa.DataFrameModel], table: str) -> str:
         "partitions of a partitioned table); failures are counted by check and sampled (masked) in "
         "metadata. Blocking: downstream assets do not run on data that breaks its contract."
     )
-
-
-def contract_name(model: type[pa.DataFrameModel]) -> str:
-    return f"{model.__name__.removesuffix('Model').lower()}_contract"

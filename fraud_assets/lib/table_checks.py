@@ -31,7 +31,6 @@ from fraud_assets.lib.contracts import (
     _asset_key,
     _partitions_def,
     contract_description,
-    contract_name,
     contract_result,
     per_partition,
 )
@@ -77,12 +76,13 @@ class TableCheck:
 def contract(
     model: type[pa.DataFrameModel],
     *,
-    name: str | None = None,
+    name: str = "contract",
     blocking: bool = True,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> TableCheck:
     """The pandera `model` as a check of the step's table, evaluated in DuckDB (`contract_result`).
-    Compiled here: a rule without SQL translation fails the definitions, not a run."""
+    Compiled here: a rule without SQL translation fails the definitions, not a run. Named `contract`: the
+    asset key says which table; an asset checking a second table names that table's contract."""
     compiled = compile_contract(model)
 
     def run(scope: TableScope) -> dg.AssetCheckResult:
@@ -90,7 +90,7 @@ def contract(
         return contract_result(scope.conn, compiled, scope.table, where, params, severity)
 
     return TableCheck(
-        name=name or contract_name(model),
+        name=name,
         description=contract_description(model, "{table}"),
         run=run,
         blocking=blocking,
