@@ -96,6 +96,10 @@ LEAK_SCAN_EXEMPT_COLUMNS = frozenset(
         "evidence_sha256",
         "labels_sha256",
         "parquet_sha256",
+        # registry versions (models/candidates.py): family, the UTC time to the microsecond and a digest
+        # prefix, e.g. `lr-20261205T144740572584-0940b335`, 16 digits across the dash, Luhn-valid here
+        "model_version",
+        "champion_version",
     }
 )
 
