@@ -90,6 +90,11 @@ def write_world(db_path: Path, feats: pd.DataFrame, labels: pd.DataFrame) -> Non
             "SELECT * REPLACE (CAST(business_date AS DATE) AS business_date) FROM f"
         )
         conn.execute("CREATE OR REPLACE TABLE cleaned.labels AS SELECT * FROM l")
+        # The transactions the features were computed from: what scoring reconciles its scores with.
+        conn.execute(
+            "CREATE OR REPLACE TABLE cleaned.transactions AS "
+            "SELECT transaction_id, business_date, card_token FROM features.transaction_features"
+        )
 
 
 def layer_defs(data_dir: Path) -> dg.Definitions:

@@ -29,10 +29,6 @@ def test_gate_and_monitoring_report_the_same_card_precision_on_the_same_days(tmp
             "'v1' AS model_version FROM features.transaction_features "
             "WHERE business_date BETWEEN '2018-08-08' AND '2018-08-14'"
         )
-        conn.execute(
-            "CREATE TABLE cleaned.transactions AS "
-            "SELECT transaction_id, business_date, card_token FROM features.transaction_features"
-        )
         test = conn.execute(
             "SELECT t.business_date, t.card_token, t.label, s.score FROM models.training_set t "
             "JOIN scoring.transaction_scores s USING (transaction_id) WHERE t.split = 'test'"

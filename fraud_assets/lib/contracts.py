@@ -51,7 +51,7 @@ def partition_span(keys: Sequence[str], unit: str = "partitions") -> str:
 
 
 def per_partition(
-    context: dg.AssetCheckExecutionContext,
+    context: dg.AssetCheckExecutionContext | dg.AssetExecutionContext,
     result: dg.AssetCheckResult,
     per_day: Mapping[str, dg.AssetCheckResult] | None = None,
 ) -> dg.AssetCheckResult:
@@ -64,8 +64,10 @@ def per_partition(
     waits for `all_deps_blocking_checks_passed`). So each day of the range gets the range's verdict
     (checked over the range, it passed or failed for all of it), pinned to that day's latest
     materialisation, with the range in metadata (`evaluated_over`). Checks declared with
-    `partitioned_asset_check` go through it. A check that judges each day on its own (monitoring) gives
-    its days' verdicts in `per_day`; the range's `result` is then what the alert sensor reads.
+    `partitioned_asset_check` go through it, and so do checks an asset runs in its own step (after its
+    materialisation, whose per-day records the copies point to). A check that judges each day on its own
+    (monitoring) gives its days' verdicts in `per_day`; the range's `result` is then what the alert sensor
+    reads.
     """
     if context.has_partition_key or not context.has_partition_key_range:
         return result
@@ -107,9 +109,15 @@ def per_partition(
     return result
 
 
-def _spec_of(context: dg.AssetCheckExecutionContext, result: dg.AssetCheckResult) -> dg.AssetCheckSpec:
-    """The spec a result is for: the check's own, or in a multi-check step the one it names."""
-    specs = list(context.check_specs)
+def _spec_of(
+    context: dg.AssetCheckExecutionContext | dg.AssetExecutionContext, result: dg.AssetCheckResult
+) -> dg.AssetCheckSpec:
+    """The spec a result is for: the check's own, or in a multi-check step (or an asset's) the one it
+    names."""
+    if isinstance(context, dg.AssetCheckExecutionContext):
+        specs = list(context.check_specs)
+    else:
+        specs = list(context.assets_def.check_specs)
     if result.check_name is None:
         return specs[0]
     return next(s for s in specs if s.name == result.check_name and result.asset_key in (None, s.asset_key))

@@ -19,7 +19,7 @@ the run looks at; `contract(model)` and `pan_scan()` build the common ones.
 """
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 import duckdb
@@ -113,6 +113,59 @@ def _step_name(key: dg.AssetKey, table: str) -> str:
     return f"{owner}_checks" if ".".join(key.path) == table else f"{owner}_{table.replace('.', '_')}_checks"
 
 
+def check_specs(
+    key: dg.AssetKey,
+    table: str,
+    checks: Sequence[TableCheck],
+    partitions_def: dg.PartitionsDefinition | None,
+    *,
+    with_deps: bool = True,
+) -> list[dg.AssetCheckSpec]:
+    """The specs of `checks` on `key`'s `table`. `with_deps=False` for checks an asset runs in its own
+    step: an additional dep there would become an input of the asset itself (a new edge of the graph)."""
+    if len({c.name for c in checks}) != len(checks):
+        raise ValueError(f"duplicate check names on {table}: {[c.name for c in checks]}")
+    return [
+        dg.AssetCheckSpec(
+            c.name,
+            asset=key,
+            description=c.description.replace("{table}", table),
+            blocking=c.blocking,
+            additional_deps=list(c.additional_deps) if with_deps else [],
+            partitions_def=partitions_def,
+        )
+        for c in checks
+    ]
+
+
+def run_checks(
+    context: dg.AssetCheckExecutionContext | dg.AssetExecutionContext,
+    conn: duckdb.DuckDBPyConnection,
+    key: dg.AssetKey,
+    table: str,
+    checks: Sequence[TableCheck],
+    partitions_def: dg.PartitionsDefinition | None,
+    partition_column: str = "business_date",
+) -> Iterator[dg.AssetCheckResult]:
+    """The result of every selected check of `checks` on the run's partitions of `table`, over `conn`:
+    the body of a `table_checks` step, and what an asset with these `check_specs` yields after its
+    materialisation to run them in its own step."""
+    partitioned = partitions_def is not None and (
+        context.has_partition_key or context.has_partition_key_range
+    )
+    keys = list(context.partition_keys) if partitioned else None
+    selected = [c for c in checks if dg.AssetCheckKey(key, c.name) in context.selected_asset_check_keys]
+    scope = TableScope(conn, table, keys, partition_column)
+    exists = table_exists(conn, table)
+    for check in selected:
+        if exists or not check.requires_table:
+            result = check.run(scope)
+        else:
+            result = dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
+        result = result._replace(asset_key=key, check_name=check.name)
+        yield per_partition(context, result) if partitions_def is not None else result
+
+
 def table_checks(
     asset: dg.AssetKey | dg.AssetsDefinition | str | Sequence[str],
     table: str,
@@ -125,43 +178,16 @@ def table_checks(
     """Every check of `checks` on `asset`'s `table`, as one step (see module docstring)."""
     key = _asset_key(asset)
     pdef = _partitions_def(asset, partitions_def)
-    by_name = {c.name: c for c in checks}
-    if len(by_name) != len(checks):
-        raise ValueError(f"duplicate check names on {table}: {[c.name for c in checks]}")
-    specs = [
-        dg.AssetCheckSpec(
-            c.name,
-            asset=key,
-            description=c.description.replace("{table}", table),
-            blocking=c.blocking,
-            additional_deps=list(c.additional_deps),
-            partitions_def=pdef,
-        )
-        for c in checks
-    ]
 
     @dg.multi_asset_check(
-        specs=specs,
+        specs=check_specs(key, table, checks, pdef),
         name=name or _step_name(key, table),
-        description=f"Checks of `{table}`, one step: {', '.join(by_name)}.",
+        description=f"Checks of `{table}`, one step: {', '.join(c.name for c in checks)}.",
         can_subset=True,
         pool="duckdb",
     )
     def _table_checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
-        partitioned = pdef is not None and (context.has_partition_key or context.has_partition_key_range)
-        keys = list(context.partition_keys) if partitioned else None
-        selected = [c for c in checks if dg.AssetCheckKey(key, c.name) in context.selected_asset_check_keys]
         with duckdb.get_connection() as conn:
-            scope = TableScope(conn, table, keys, partition_column)
-            exists = table_exists(conn, table)
-            for check in selected:
-                if exists or not check.requires_table:
-                    result = check.run(scope)
-                else:
-                    result = dg.AssetCheckResult(
-                        passed=False, metadata={"error": f"table {table} does not exist"}
-                    )
-                result = result._replace(asset_key=key, check_name=check.name)
-                yield per_partition(context, result) if pdef is not None else result
+            yield from run_checks(context, conn, key, table, checks, pdef, partition_column)
 
     return _table_checks

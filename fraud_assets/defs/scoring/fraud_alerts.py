@@ -1,5 +1,7 @@
-"""`scoring/fraud_alerts`: the investigators' queue, the top-k cards of each business day."""
+"""`scoring/fraud_alerts`: the investigators' queue, the top-k cards of each business day, and its checks
+(scoring/checks.py) in the same step."""
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -9,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from fraud_assets.defs.models.common import LABELS_TABLE
+from fraud_assets.defs.scoring.checks import alerts_checks
 from fraud_assets.defs.scoring.common import (
     ALERTS_TABLE,
     FEATURES_TABLE,
@@ -21,10 +24,12 @@ from fraud_assets.defs.scoring.schemas import ALERTS_COLUMNS, ALERTS_DESCRIPTION
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.day_metadata import day_aggregates, spread_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, day_batches
+from fraud_assets.lib.table_checks import check_specs, run_checks
 from fraud_assets.lib.warehouse import replace_partition, table_exists, table_metadata
 from fraud_assets.resources import ModelStore
 
 SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
+ALERTS_KEY = dg.AssetKey(["scoring", "fraud_alerts"])
 # The figures plotted per day, each day's own in a range run too: SQL over the day's alerts, and the cards
 # the day's queue was chosen from.
 DAY_FIGURES = {"alerts": "count(*)", "min_alert_score": "min(score)", "max_alert_score": "max(score)"}
@@ -170,7 +175,7 @@ def alerts_for_days(
 
 
 @dg.asset(
-    key=["scoring", "fraud_alerts"],
+    key=ALERTS_KEY,
     group_name="scoring",
     owners=OWNERS,
     kinds={"python", "duckdb"},
@@ -180,6 +185,9 @@ def alerts_for_days(
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[SCORES_KEY],
     metadata=column_schema_metadata(ALERTS_COLUMNS, descriptions=ALERTS_DESCRIPTIONS),
+    check_specs=check_specs(
+        ALERTS_KEY, ALERTS_TABLE, alerts_checks(), business_date_partitions, with_deps=False
+    ),
     description=(
         "Daily alert queue for fraud investigators: the top-k cards of the business day (k configurable, "
         "default 100) ranked by each card's highest transaction score, with that transaction, its score, "
@@ -195,7 +203,7 @@ def fraud_alerts(
     config: FraudAlertsConfig,
     duckdb: DuckDBResource,
     model_store: ModelStore,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     days = list(context.partition_keys)
     with duckdb.get_connection() as conn:
         counts = dict(
@@ -235,4 +243,6 @@ def fraud_alerts(
             for day, figures in per_day.items():
                 figures.update(cards.get(day, dict.fromkeys(CARD_FIGURES, 0)))
             md = spread_over_days(context, md, per_day, [*DAY_FIGURES, *CARD_FIGURES])
-    return dg.MaterializeResult(metadata=md)
+        yield dg.MaterializeResult(metadata=md)
+        checks = alerts_checks(config.top_k)
+        yield from run_checks(context, conn, ALERTS_KEY, ALERTS_TABLE, checks, business_date_partitions)

@@ -1,10 +1,14 @@
 """Column schemas of the scoring tables, declared on the asset definitions (see models/schemas.py).
 
 `scoring.transaction_scores` is an interface: monitoring reads transaction_id, score, model_version,
-business_date.
+business_date; `ScoresModel` is its pandera contract.
 """
 
 from __future__ import annotations
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
 
 from fraud_assets.defs.features.compute import FEATURE_COLUMNS
 from fraud_assets.lib.catalog_metadata import column_lineage
@@ -25,6 +29,22 @@ SCORES_DESCRIPTIONS = {
     "model_version": "Registry version that produced the score (models.model_versions).",
     "scored_at": "When the partition was scored, UTC.",
 }
+
+
+class ScoresModel(pa.DataFrameModel):
+    """One probability per transaction, with the registry version that computed it."""
+
+    transaction_id: Series[int] = pa.Field(unique=True, ge=0)
+    card_token: Series[str]
+    business_date: Series[pd.Timestamp]
+    score: Series[float] = pa.Field(in_range={"min_value": 0.0, "max_value": 1.0})
+    model_version: Series[str] = pa.Field(str_length={"min_value": 1})
+    scored_at: Series[pd.Timestamp]
+
+    class Config:
+        strict = True
+        coerce = True
+
 
 # The score is the champion's function of the transaction's features (which ones is the model's
 # `feature_columns`, so every feature column is a possible input); the version is the champion's.

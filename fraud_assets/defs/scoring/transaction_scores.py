@@ -1,11 +1,14 @@
-"""`scoring/transaction_scores`: every transaction of a business day scored by the champion."""
+"""`scoring/transaction_scores`: every transaction of a business day scored by the champion, and its checks
+(scoring/checks.py) in the same step."""
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from fraud_assets.defs.scoring.checks import SCORES_CHECKS
 from fraud_assets.defs.scoring.common import (
     OWNERS,
     SCORES_TABLE,
@@ -13,14 +16,16 @@ from fraud_assets.defs.scoring.common import (
     champion_model,
     scored_days,
 )
-from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS, SCORES_LINEAGE
+from fraud_assets.defs.scoring.schemas import SCORES_COLUMNS, SCORES_DESCRIPTIONS, SCORES_LINEAGE, ScoresModel
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, column_schema_metadata
 from fraud_assets.lib.day_metadata import day_aggregates, spread_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
+from fraud_assets.lib.table_checks import check_specs, run_checks
 from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
 
 CHAMPION_KEY = dg.AssetKey(["models", "champion"])
+SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
 # The figures plotted per day (SQL over the day's rows), each day's own in a range run too.
 DAY_FIGURES = {
     "rows_scored": "count(*)",
@@ -30,7 +35,7 @@ DAY_FIGURES = {
 
 
 @dg.asset(
-    key=["scoring", "transaction_scores"],
+    key=SCORES_KEY,
     group_name="scoring",
     owners=OWNERS,
     kinds={"python", "scikit-learn", "duckdb"},
@@ -40,7 +45,12 @@ DAY_FIGURES = {
     # A backfill (or `make pipeline`) scores every selected day in one run, a batch of days per write.
     backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[dg.AssetKey(["features", "transaction_features"]), CHAMPION_KEY],
-    metadata=column_schema_metadata(SCORES_COLUMNS, descriptions=SCORES_DESCRIPTIONS, lineage=SCORES_LINEAGE),
+    metadata=column_schema_metadata(
+        SCORES_COLUMNS, descriptions=SCORES_DESCRIPTIONS, lineage=SCORES_LINEAGE, contract=ScoresModel
+    ),
+    check_specs=check_specs(
+        SCORES_KEY, SCORES_TABLE, SCORES_CHECKS, business_date_partitions, with_deps=False
+    ),
     description=(
         "Fraud score (probability) of every transaction of a business day, for the alert queue and "
         "monitoring. Computed by the current champion model (loaded through the checked loader) from "
@@ -50,7 +60,7 @@ DAY_FIGURES = {
 )
 def transaction_scores(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, model_store: ModelStore
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     days = list(context.partition_keys)
     columns = [c for c, _ in SCORES_COLUMNS]
     with duckdb.get_connection() as conn:
@@ -73,6 +83,7 @@ def transaction_scores(
             SCORES_TABLE,
             where=dates_filter(days),
             descriptions=SCORES_DESCRIPTIONS,
+            contract=ScoresModel,
             preview_columns=["transaction_id", "business_date", "score", "model_version"],
             partitions=len(days),
             extra={
@@ -85,4 +96,7 @@ def transaction_scores(
             },
         )
         md = spread_over_days(context, md, per_day, DAY_FIGURES)
-    return dg.MaterializeResult(metadata=md)
+        yield dg.MaterializeResult(metadata=md)
+        yield from run_checks(
+            context, conn, SCORES_KEY, SCORES_TABLE, SCORES_CHECKS, business_date_partitions
+        )

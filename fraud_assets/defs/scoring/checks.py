@@ -1,0 +1,177 @@
+"""Checks of the scoring tables, run inside the asset's own step.
+
+Each scoring asset declares its checks as `check_specs` and yields their results after its
+materialisation (`lib.table_checks.run_checks`, the machinery of every table step): a landed day's run
+from file to alert queue gains no step, and so no process start or connection, for them.
+
+Which block: the scores feed the alert queue, so what makes them wrong data blocks (the contract: one
+probability per transaction with its model version; the reconciliation: every transaction of the day
+scored exactly once), and a failed blocking check fails the scoring step, so the day's queue is not built
+from them. Scores that are all equal are the champion's honest output on that day (a tree model gives a
+small day's few rows the same leaf), so `scores_vary` warns. The queue is the end of the line: its checks
+block too, which fails the run and pages the on-call through the failed-check alert, since investigators
+work from it.
+"""
+
+import dagster as dg
+
+from fraud_assets.defs.scoring.common import ALERTS_TABLE, SCORES_TABLE
+from fraud_assets.defs.scoring.schemas import ScoresModel
+from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan
+from fraud_assets.lib.tables import TRANSACTIONS_TABLE
+
+
+def _scored_once(scope: TableScope) -> dg.AssetCheckResult:
+    days, _ = scope.filter()
+    days = days or "TRUE"
+    # One full outer join for missing and extra rows; the rest of the table is probed only for the ids of
+    # these days (a score of the same transaction written by another day's run).
+    duplicates, missing, extra, rows = scope.conn.execute(
+        f"""
+        WITH s AS (SELECT transaction_id, business_date FROM {SCORES_TABLE} WHERE {days}),
+             c AS (SELECT transaction_id, business_date FROM {TRANSACTIONS_TABLE} WHERE {days}),
+             joined AS (SELECT s.transaction_id AS s_id, c.transaction_id AS c_id
+                        FROM s FULL OUTER JOIN c USING (transaction_id, business_date))
+        SELECT (SELECT count(*) - count(DISTINCT transaction_id) FROM s)
+                   + (SELECT count(*) FROM {SCORES_TABLE}
+                      WHERE NOT ({days}) AND transaction_id IN (SELECT transaction_id FROM s)),
+               count(*) FILTER (WHERE s_id IS NULL),
+               count(*) FILTER (WHERE c_id IS NULL),
+               count(s_id)
+        FROM joined
+        """
+    ).fetchone()
+    return dg.AssetCheckResult(
+        passed=duplicates == 0 and missing == 0 and extra == 0,
+        metadata={
+            "scored_rows": int(rows),
+            "duplicate_scores": int(duplicates),
+            "transactions_not_scored": int(missing),
+            "scores_without_transaction": int(extra),
+        },
+    )
+
+
+def _scores_vary(scope: TableScope) -> dg.AssetCheckResult:
+    days, _ = scope.filter()
+    constant = [
+        str(day)
+        for (day,) in scope.conn.execute(
+            f"SELECT business_date FROM {SCORES_TABLE} WHERE {days or 'TRUE'} GROUP BY 1 "
+            "HAVING count(*) > 1 AND min(score) = max(score) ORDER BY 1"
+        ).fetchall()
+    ]
+    return dg.AssetCheckResult(
+        passed=not constant,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "days_with_one_score_for_all": len(constant),
+            "first_such_days": dg.MetadataValue.text(", ".join(constant[:5]) or "none"),
+        },
+    )
+
+
+SCORES_CHECKS = [
+    contract(ScoresModel),
+    TableCheck(
+        "every_transaction_scored_once",
+        "Reconciliation for the partition: every transaction of the business date in cleaned.transactions "
+        "has exactly one score in {table} (none missing, none extra, no transaction_id scored twice anywhere "
+        "in the table). Counts in metadata. Blocking: the alert queue is not built from an incomplete or "
+        "doubled day.",
+        _scored_once,
+    ),
+    TableCheck(
+        "scores_vary",
+        "Warns (not blocking) when every transaction of a business date got the same score (a day of two "
+        "rows or more): a champion that cannot tell transactions apart, or features that reached it "
+        "empty; the day's queue is then ranked by card token alone. Scores outside [0, 1] fail the "
+        "contract.",
+        _scores_vary,
+        blocking=False,
+    ),
+]
+
+
+def _within_budget(top_k: int):
+    def run(scope: TableScope) -> dg.AssetCheckResult:
+        days, _ = scope.filter()
+        over, repeated, bad_ranks, unordered, most = scope.conn.execute(
+            f"""
+            WITH a AS (SELECT business_date, alert_rank, card_token, score,
+                              lag(score) OVER (PARTITION BY business_date ORDER BY alert_rank) AS above
+                       FROM {ALERTS_TABLE} WHERE {days or "TRUE"}),
+                 d AS (SELECT count(*) AS n, count(DISTINCT card_token) AS cards,
+                              count(DISTINCT alert_rank) AS ranks, min(alert_rank) AS lo,
+                              max(alert_rank) AS hi,
+                              count(*) FILTER (WHERE score > above) AS unordered
+                       FROM a GROUP BY business_date)
+            SELECT count(*) FILTER (WHERE n > ?), coalesce(sum(n - cards), 0),
+                   count(*) FILTER (WHERE NOT (lo = 1 AND hi = n AND ranks = n)), coalesce(sum(unordered), 0),
+                   coalesce(max(n), 0)
+            FROM d
+            """,
+            [top_k],
+        ).fetchone()
+        return dg.AssetCheckResult(
+            passed=over == 0 and repeated == 0 and bad_ranks == 0 and unordered == 0,
+            metadata={
+                "top_k": top_k,
+                "most_alerts_in_a_day": int(most),
+                "days_over_budget": int(over),
+                "cards_alerted_twice_in_a_day": int(repeated),
+                "days_with_rank_gaps": int(bad_ranks),
+                "alerts_above_a_higher_score": int(unordered),
+            },
+        )
+
+    return run
+
+
+def _point_to_scores(scope: TableScope) -> dg.AssetCheckResult:
+    days, _ = scope.filter("a.business_date")
+    scored_days, _ = scope.filter("s.business_date")
+    # The scores' own day filter first: its zone maps keep the probe to the run's days.
+    scores = (
+        f"SELECT 1 FROM {SCORES_TABLE} s WHERE {scored_days or 'TRUE'} "
+        "AND s.transaction_id = a.transaction_id AND s.business_date = a.business_date "
+        "AND s.model_version = a.model_version"
+    )
+    same = f"{scores} AND s.card_token = a.card_token AND s.score = a.score"
+    alerts, orphans, mismatched = scope.conn.execute(
+        f"""
+        SELECT count(*), count(*) FILTER (WHERE NOT EXISTS ({scores})),
+               count(*) FILTER (WHERE EXISTS ({scores}) AND NOT EXISTS ({same}))
+        FROM {ALERTS_TABLE} a WHERE {days or "TRUE"}
+        """
+    ).fetchone()
+    return dg.AssetCheckResult(
+        passed=orphans == 0 and mismatched == 0,
+        metadata={
+            "alerts": int(alerts),
+            "alerts_without_score": int(orphans),
+            "alerts_unlike_their_score": int(mismatched),
+        },
+    )
+
+
+def alerts_checks(top_k: int = 100) -> list[TableCheck]:
+    """The queue's checks; `within_budget` judges the run's `top_k` (the declared specs are built with
+    the default: names and descriptions do not depend on it)."""
+    return [
+        TableCheck(
+            "within_budget",
+            "The queue within the investigators' budget, per business date: at most top_k alerts (the "
+            "run's config), one per card, ranked 1..n without gap, a lower rank never above a higher "
+            "score. Counts in metadata. Blocking.",
+            _within_budget(top_k),
+        ),
+        TableCheck(
+            "alerts_point_to_scores",
+            "Every alert of the partition points to a score of scoring.transaction_scores: the same "
+            "transaction, business date and model version, with the same card and score. Counts in "
+            "metadata. Blocking: an investigator is never sent to a transaction the champion did not score.",
+            _point_to_scores,
+        ),
+        pan_scan(),
+    ]
