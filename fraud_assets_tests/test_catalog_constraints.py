@@ -13,6 +13,7 @@ from fraud_assets.cli import catalog
 from fraud_assets.definitions import defs
 from fraud_assets.defs.cleaned import schemas as cleaned_schemas
 from fraud_assets.defs.raw import schemas as raw_schemas
+from fraud_assets.defs.scoring.schemas import ScoresModel
 from fraud_assets.lib.catalog_metadata import table_schema
 
 GRAPH = defs.resolve_asset_graph()
@@ -22,7 +23,7 @@ CONTRACTS = {
     table.replace(".", "/"): model
     for table, model in {**raw_schemas.CONTRACTS, **cleaned_schemas.CONTRACTS}.items()
     if table != "cleaned.reference_quarantine"
-}
+} | {"scoring/transaction_scores": ScoresModel}
 
 
 def _schema(key: str) -> dg.TableSchema:
