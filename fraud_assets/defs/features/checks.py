@@ -30,6 +30,7 @@ from fraud_assets.defs.features.compute import (
 )
 from fraud_assets.lib.contracts import partition_span, partitioned_asset_check
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, validate_keys
+from fraud_assets.lib.reconciliation import transaction_rows
 from fraud_assets.lib.warehouse import table_exists
 
 NAIVE_SQL_PATH = Path(__file__).with_name("naive_recompute.sql")
@@ -80,23 +81,7 @@ def one_row_per_transaction(
     with duckdb.get_connection() as conn:
         if not table_exists(conn, FEATURES_TABLE):
             return dg.AssetCheckResult(**_no_table())
-        # One full outer join for missing and extra rows; the rest of the table is probed only for the ids
-        # of these days (a duplicate written by another day's run).
-        duplicates, missing, extra, rows = conn.execute(
-            f"""
-            WITH f AS (SELECT transaction_id, business_date FROM {FEATURES_TABLE} WHERE {days}),
-                 c AS (SELECT transaction_id, business_date FROM cleaned.transactions WHERE {days}),
-                 joined AS (SELECT f.transaction_id AS f_id, c.transaction_id AS c_id
-                            FROM f FULL OUTER JOIN c USING (transaction_id, business_date))
-            SELECT (SELECT count(*) - count(DISTINCT transaction_id) FROM f)
-                       + (SELECT count(*) FROM {FEATURES_TABLE}
-                          WHERE NOT ({days}) AND transaction_id IN (SELECT transaction_id FROM f)),
-                   count(*) FILTER (WHERE f_id IS NULL),
-                   count(*) FILTER (WHERE c_id IS NULL),
-                   count(f_id)
-            FROM joined
-            """
-        ).fetchall()[0]
+        duplicates, missing, extra, rows = transaction_rows(conn, FEATURES_TABLE, days)
     return dg.AssetCheckResult(
         passed=duplicates == 0 and missing == 0 and extra == 0,
         metadata={

@@ -17,30 +17,13 @@ import dagster as dg
 
 from fraud_assets.defs.scoring.common import ALERTS_TABLE, SCORES_TABLE
 from fraud_assets.defs.scoring.schemas import ScoresModel
+from fraud_assets.lib.reconciliation import transaction_rows
 from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan
-from fraud_assets.lib.tables import TRANSACTIONS_TABLE
 
 
 def _scored_once(scope: TableScope) -> dg.AssetCheckResult:
     days, _ = scope.filter()
-    days = days or "TRUE"
-    # One full outer join for missing and extra rows; the rest of the table is probed only for the ids of
-    # these days (a score of the same transaction written by another day's run).
-    duplicates, missing, extra, rows = scope.conn.execute(
-        f"""
-        WITH s AS (SELECT transaction_id, business_date FROM {SCORES_TABLE} WHERE {days}),
-             c AS (SELECT transaction_id, business_date FROM {TRANSACTIONS_TABLE} WHERE {days}),
-             joined AS (SELECT s.transaction_id AS s_id, c.transaction_id AS c_id
-                        FROM s FULL OUTER JOIN c USING (transaction_id, business_date))
-        SELECT (SELECT count(*) - count(DISTINCT transaction_id) FROM s)
-                   + (SELECT count(*) FROM {SCORES_TABLE}
-                      WHERE NOT ({days}) AND transaction_id IN (SELECT transaction_id FROM s)),
-               count(*) FILTER (WHERE s_id IS NULL),
-               count(*) FILTER (WHERE c_id IS NULL),
-               count(s_id)
-        FROM joined
-        """
-    ).fetchone()
+    duplicates, missing, extra, rows = transaction_rows(scope.conn, SCORES_TABLE, days or "TRUE")
     return dg.AssetCheckResult(
         passed=duplicates == 0 and missing == 0 and extra == 0,
         metadata={
