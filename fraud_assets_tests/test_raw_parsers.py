@@ -128,3 +128,15 @@ def test_scrub_leaves_file_hashes_intact_even_when_they_hold_a_luhn_valid_digit_
     out = parsers.scrub(df.copy())
     assert out.loc[0, "file_sha256"] == digest
     assert "4539 1488 0343 6467" not in out.loc[0, "merchant_note"]
+
+
+def test_a_card_cut_across_two_lines_in_memory_is_masked_as_the_file_reader_masks_it():
+    """parse_authorizations (tools, tests) runs the file reader's masking: a quoted field spanning two
+    lines leaves two malformed rows, neither alone a card, together all its digits in clear."""
+    pan = s.make_pan(serial=987654321)
+    lines = [*s.csv_text([s.a_row(1)]).splitlines(), f'2,{s.DAY}T12:00:00Z,"{pan[:8]}', f'{pan[8:]}",1,9.00']
+    kept = parsers.parse_authorizations(lines, "acq_a")["raw_line_masked"].dropna().tolist()
+    digits = "".join(ch for line in kept for ch in line if ch.isdigit())
+    assert len(kept) == 2
+    assert pan not in digits
+    assert pan[6:12] not in digits  # at most the BIN and the last 4 stay readable

@@ -107,11 +107,19 @@ def mask_line(line: str) -> str:
 def parse_authorizations(lines: list[str], feed: str) -> pd.DataFrame:
     """Canonical rows of one authorisation file's lines (CSV: the header first), `pan` still clear:
     call `tokenise` next. Same SQL as the file reader, over lines held in memory."""
-    from fraud_assets.defs.raw import text_reader
+    from fraud_assets.defs.raw import text_reader, tokens
 
     with _memory_engine().cursor() as conn:
-        df = text_reader.split_in_memory(conn, lines, feed)
-    masked = [None if line is None else mask_line(line) for line in df.pop("raw_line")]
+        df = text_reader.split_in_memory(conn, lines, feed).drop(columns="raw_line")
+        # The file reader's masking, cut cards included: a card split over two malformed lines is one
+        # card whether its lines came from a file or from memory.
+        tokens.stage_masked_lines(conn, text_reader.ROWS_TABLE, across_lines=True)
+        line = tokens.kept_line_sql("r.raw_line", "ml.raw_line_masked")
+        kept = conn.execute(
+            f"SELECT {line} FROM {text_reader.ROWS_TABLE} r LEFT JOIN {tokens.MASKED_LINES_TABLE} ml "
+            "ON ml.raw_line = r.raw_line ORDER BY r.row_number"
+        ).fetchall()
+    masked = [line for (line,) in kept]
     return df.assign(raw_line_masked=pd.Series(masked, index=df.index, dtype=object))
 
 
