@@ -239,6 +239,36 @@ def test_a_report_is_judged_against_the_time_and_card_of_the_transaction_it_name
     assert labels.loc[23, "card_token"] == labels.loc[3, "card_token"]  # the transaction's card (PANS[1])
 
 
+def test_a_chargeback_with_an_invalid_or_masked_card_number_is_no_label_and_says_why(own_copy):
+    """A card number that is sent must show the transaction is that card's: a mistyped or masked one
+    cannot, so the transaction id alone makes no label (an absent one is the transaction's card)."""
+    day = "2018-04-06"
+    mistyped = PAN[:-1] + str((int(PAN[-1]) + 1) % 10)  # Luhn fails
+    masked = f"{PAN[:6]}******{PAN[-4:]}"
+    s.write(
+        own_copy,
+        f"chargebacks/{day}/chargebacks_{day}.csv",
+        s.csv_text(
+            [
+                {**cb("cb31", "11", reported=f"{day}T08:00:00Z"), "pan": mistyped},
+                {**cb("cb32", "11", reported=f"{day}T09:00:00Z"), "pan": masked},
+            ],
+            s.CB_HEADER,
+        ),
+    )
+    assert materialise(own_copy).success
+    t = tables(own_copy)
+    q = (
+        t[cl.REF_QUAR]
+        .set_index(["source_file", "row_number"])
+        .loc[f"chargebacks/{day}/chargebacks_{day}.csv"]
+    )
+    assert q["reason"].tolist() == ["invalid_pan", "invalid_pan"]
+    assert q["offending_column"].tolist() == ["pan", "pan"]
+    assert mistyped not in q.astype(str).to_string()
+    assert 11 not in set(t["cleaned.labels"]["transaction_id"])
+
+
 def test_labels_say_which_labels_each_rebuild_changed(landed, own_copy):
     """The span the feature lookback sensor rebuilds from: first load, a late chargeback file, nothing new."""
     _, result, _ = landed

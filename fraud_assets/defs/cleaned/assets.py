@@ -287,17 +287,17 @@ labels = _reference_asset(
     "disputed so and later reported as fraud is labelled at its fraud report). Rows that cannot be "
     "used (malformed line, bad transaction id, "
     "unparseable or future report time, report before the transaction, unparseable or negative amount, "
-    "a missing or unrecognised reason code, a transaction not in cleaned.transactions or of another "
-    "card) are written with their reason and masked value to cleaned.reference_quarantine (source = "
-    "chargebacks); source_rows = rows_written + quarantined_rows + duplicates_removed (later fraud "
-    "reports) + non_fraud_disputes. "
+    "a missing or unrecognised reason code, a card number that is not a valid one, a transaction not in "
+    "cleaned.transactions or of another card) are written with their reason and masked value to "
+    "cleaned.reference_quarantine (source = chargebacks); source_rows = rows_written + quarantined_rows + "
+    "duplicates_removed (later fraud reports) + non_fraud_disputes. "
     "Metadata changed_labels / changed_labels_first_report_date / changed_labels_first_transaction_date / "
     "changed_labels_last_transaction_date: the labels this rebuild added, removed or moved (a late "
-    "chargeback file), which the label lookback sensor uses to rebuild the days whose features were "
-    "computed without them and to recompute the performance of the days they label.",
+    "chargeback file), which label_lookback_sensor uses to rebuild the days whose features were computed "
+    "without them and performance_labels_sensor to recompute the performance of the days they label.",
     quarantine=("chargebacks", CHARGEBACK_QUARANTINE_SQL),
     set_aside=("non_fraud_disputes", NON_FRAUD_DISPUTES_SQL),
-    code_version="4",
+    code_version="5",
     track_label_changes=True,
     judged_against_transactions=True,
 )

@@ -186,12 +186,13 @@ FX_OFFENDING = {
     "rate_out_of_range": ("rate", "rate"),
     "conflicting_rate": ("rate", "rate"),
 }
-# A label must name a transaction of cleaned.transactions, on the same card: a chargeback for an id we
-# never cleaned (or not yet: a late authorisation file) or for another card's transaction waits in the
-# quarantine, and is judged again at every rebuild of the labels. Only a fraud reason code makes a label
-# (lib/reason_codes.py); a usable row with a non-fraud code is a dispute of another kind, counted, and a
-# missing or unknown code is quarantined: a scheme chargeback always carries one, and guessing either
-# way would pollute the labels or lose a fraud.
+# A label must name a transaction of cleaned.transactions, on the same card (a card number that is sent
+# must be a valid one: `invalid_pan` otherwise): a chargeback for an id we never cleaned (or not yet: a
+# late authorisation file) or for another card's transaction waits in the quarantine, and is judged again
+# at every rebuild of the labels. Only a fraud reason code makes a label (lib/reason_codes.py); a usable
+# row with a non-fraud code is a dispute of another kind, counted, and a missing or unknown code is
+# quarantined: a scheme chargeback always carries one, and guessing either way would pollute the labels
+# or lose a fraud.
 CHARGEBACK_JUDGED = f"""
 WITH typed AS (
     SELECT *,
@@ -227,6 +228,10 @@ SELECT *, CASE
         WHEN _amount_text IS NOT NULL AND CAST(_amount_text AS DOUBLE) < 0 THEN 'negative_amount'
         WHEN nullif(trim(reason_code), '') IS NULL THEN 'missing_reason_code'
         WHEN _dispute_kind IS NULL THEN 'unknown_reason_code'
+        -- a card number sent but not a valid one (mistyped, or masked by the producer) cannot show the
+        -- transaction is that card's: no label on the transaction id alone (an absent one can't either,
+        -- but says nothing wrong: the transaction's own card is taken)
+        WHEN card_token IS NULL AND pan_masked IS NOT NULL THEN 'invalid_pan'
         WHEN NOT EXISTS (SELECT 1 FROM cleaned.transactions t WHERE t.transaction_id = _transaction_id)
             THEN 'unknown_transaction'
         WHEN card_token IS NOT NULL AND NOT EXISTS (
@@ -247,6 +252,7 @@ CHARGEBACK_OFFENDING = {
     "negative_amount": ("amount", "amount"),
     "missing_reason_code": ("reason_code", "reason_code"),
     "unknown_reason_code": ("reason_code", "reason_code"),
+    "invalid_pan": ("pan", "pan_masked"),
     "unknown_transaction": ("transaction_id", "transaction_id"),
     "card_mismatch": ("pan", "concat(pan_bin, '******', pan_last4)"),
 }
