@@ -150,9 +150,10 @@ def test_a_rejected_file_alarms_until_its_complete_resend_is_ingested(data_dir):
 
 
 def test_a_blocking_contract_failure_stops_downstream_assets(data_dir, monkeypatch):
-    # The register refuses such a snapshot (`invalid_value`, test_raw_snapshots.py); without that guard
-    # the blocking contract is the last line, which this test is about.
-    monkeypatch.setattr(snapshots, "VALUE_RULES", {})
+    # Raw gives such a row its `invalid_timezone` and cleaned quarantines it (test_raw_snapshots.py);
+    # without that guard the blocking contract is the last line, which this test is about.
+    rules = [rule for rule in snapshots.ROW_RULES["merchants"] if rule[0] != "invalid_timezone"]
+    monkeypatch.setitem(snapshots.ROW_RULES, "merchants", rules)
     land_small_world(data_dir)
     path = data_dir / "landing" / "merchants" / s.DAY / f"merchants_{s.DAY}.parquet"
     s.TERMINALS.assign(timezone="Mars/Olympus_Mons").to_parquet(path, index=False)

@@ -15,6 +15,7 @@ import pytest
 from fraud_assets.defs.cleaned import assets as cl
 from fraud_assets.defs.cleaned import reference, schemas
 from fraud_assets.defs.cleaned.checks import reconcile_reference
+from fraud_assets.defs.raw import snapshots
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.reason_codes import classify_sql
 from fraud_assets.resources import build_resources
@@ -366,4 +367,6 @@ def test_rematerialising_replaces_each_source_slice_without_touching_the_other(l
 def test_the_schema_lists_exactly_the_reasons_the_sql_can_give():
     assert set(schemas.REFERENCE_REASONS) == set(cl.REFERENCE_REASONS)
     sql = reference.FX_JUDGED + reference.CHARGEBACK_JUDGED.replace(classify_sql("reason_code"), "")
+    # snapshot rows: raw's reasons (invalid_reason), and cleaned's own for an invalid card number
+    sql += reference.CARDHOLDERS_JUDGED + "".join(map(snapshots.row_reason_sql, snapshots.ROW_RULES))
     assert set(re.findall(r"THEN '([a-z_]+)'", sql)) == set(cl.REFERENCE_REASONS)

@@ -1,6 +1,6 @@
 """Parquet snapshots (cardholders, merchants): wrong types are refused at the register and the last
-good snapshot stays; a card number is never stored in clear, whatever the column's type (issue 13,
-findings 1 and 8)."""
+good snapshot stays, a row the cleaned layer cannot use keeps its reason; a card number is never stored
+in clear, whatever the column's type (issue 13, findings 1 and 8)."""
 
 from __future__ import annotations
 
@@ -95,25 +95,43 @@ def one_terminal(column: str, value: str) -> pd.DataFrame:
     return terminals
 
 
+def invalid_reasons(data_dir, rel: str) -> list:
+    """The `invalid_reason` of each row of snapshot `rel` in its raw table, by row number."""
+    assert reason_of(data_dir, rel) == ("ingested", None)
+    assert materialise_reference(data_dir).success
+    source = rel.split("/")[0]
+    rows = table(data_dir, f"raw.{source}")
+    rows = rows[rows["source_file"] == rel].sort_values("row_number")
+    return [None if pd.isna(v) else v for v in rows["invalid_reason"]]
+
+
 @pytest.mark.parametrize(
-    ("column", "value"),
-    [("timezone", "Mars/Olympus_Mons"), ("timezone", "europe/london"), ("mcc", "54111"), ("currency", "")],
+    ("column", "value", "reason"),
+    [
+        ("timezone", "Mars/Olympus_Mons", "invalid_timezone"),
+        ("timezone", "europe/london", "invalid_timezone"),
+        ("mcc", "54111", "invalid_mcc"),
+        ("currency", "", "invalid_currency"),
+    ],
 )
-def test_a_merchants_value_the_terminals_contract_refuses_rejects_the_snapshot(data_dir, column, value):
+def test_a_merchants_value_the_terminals_contract_refuses_is_a_row_reason_not_a_rejected_file(
+    data_dir, column, value, reason
+):
+    """One bad terminal no longer costs the snapshot's genuine rows: its row keeps its reason."""
     rel = write_snapshot(data_dir, "merchants", one_terminal(column, value))
-    assert reason_of(data_dir, rel) == ("rejected", "invalid_value")
+    assert invalid_reasons(data_dir, rel) == [None, None, None, None, reason]
 
 
 @pytest.mark.parametrize(
     ("source", "column", "value", "reason"),
     [
-        ("merchants", "x", float("inf"), "invalid_value"),
-        ("merchants", "y", -5e10, "invalid_value"),
-        ("cardholders", "home_x", float("-inf"), "invalid_value"),
+        ("merchants", "x", float("inf"), "invalid_position"),
+        ("merchants", "y", -5e10, "invalid_position"),
+        ("cardholders", "home_x", float("-inf"), "invalid_position"),
         ("cardholders", "home_y", float("nan"), None),
     ],
 )
-def test_an_infinite_position_rejects_the_snapshot_and_nan_reads_as_missing(
+def test_an_infinite_position_is_a_row_reason_and_nan_reads_as_missing(
     data_dir, source, column, value, reason
 ):
     """A distance to an infinite position is infinite, and the models refuse any infinite input."""
@@ -121,40 +139,63 @@ def test_an_infinite_position_rejects_the_snapshot_and_nan_reads_as_missing(
     snapshot = table_from_reference(data_dir, source)
     snapshot.loc[0, column] = value
     rel = write_snapshot(data_dir, source, pa.Table.from_pandas(snapshot, preserve_index=False))
-    assert reason_of(data_dir, rel) == ("rejected" if reason else "ingested", reason)
+    assert invalid_reasons(data_dir, rel)[0] == reason
 
 
 @pytest.mark.parametrize(
-    ("source", "column"),
+    ("source", "column", "reason"),
     [
-        ("merchants", "timezone"),
-        ("merchants", "terminal_id"),
-        ("cardholders", "customer_id"),
-        ("cardholders", "pan"),
+        ("merchants", "timezone", "missing_timezone"),
+        ("merchants", "terminal_id", "missing_terminal_id"),
+        ("cardholders", "customer_id", "missing_customer_id"),
+        ("cardholders", "pan", "missing_pan"),
     ],
 )
-def test_a_row_missing_a_required_value_rejects_the_snapshot(data_dir, source, column):
-    """cleaned/terminals and cleaned/cards leave such a row out without a reason; a terminal without a
-    time zone made its genuine transactions `unknown_terminal`."""
+def test_a_row_missing_a_required_value_keeps_its_reason(data_dir, source, column, reason):
+    """cleaned/terminals and cleaned/cards cannot place such a row: it is quarantined, with a reason."""
     s.write_reference(data_dir)
     snapshot = pa.Table.from_pandas(table_from_reference(data_dir, source), preserve_index=False)
     at = snapshot.schema.get_field_index(column)
     values = snapshot.column(at).to_pylist()
     snapshot = snapshot.set_column(at, column, pa.array([None, *values[1:]], snapshot.schema.field(at).type))
     rel = write_snapshot(data_dir, source, snapshot)
-    assert reason_of(data_dir, rel) == ("rejected", "invalid_value")
+    assert invalid_reasons(data_dir, rel) == [reason] + [None] * (len(values) - 1)
 
 
-def test_one_terminal_with_an_unknown_time_zone_stops_no_cleaning_and_the_last_good_snapshot_stays(data_dir):
+def test_a_snapshot_rejected_for_a_value_before_row_reasons_is_judged_again(data_dir):
+    """A register row rejected `invalid_value` (a reason the door no longer gives a file) is read again,
+    though the file is unchanged: its genuine rows are ingested."""
+    rel = write_snapshot(data_dir, "merchants", one_terminal("timezone", "Mars/Olympus_Mons"))
+    first = build_register(data_dir / "landing", None)
+    first.loc[first["source_file"] == rel, ["status", "reason", "rows_landed"]] = [
+        "rejected",
+        "invalid_value",
+        0,
+    ]
+    again = build_register(data_dir / "landing", first).set_index("source_file")
+    assert (again.loc[rel, "status"], again.loc[rel, "reason"], again.loc[rel, "rows_landed"]) == (
+        "ingested",
+        None,
+        5,
+    )
+
+
+def test_one_terminal_with_an_unknown_time_zone_stops_no_cleaning_and_its_version_before_stays(data_dir):
     """The terminals contract (blocking) accepts IANA zones only: a later snapshot with one bad zone used
-    to be ingested, fail cleaned/terminals and with it every day's cleaning."""
+    to be ingested, fail cleaned/terminals and with it every day's cleaning. Its row is quarantined and
+    the terminal's version before it carries on."""
     s.write_reference(data_dir)
     s.write_acq_a(data_dir, [s.a_row(1), s.a_row(2, terminal_id="5", currency="GBP")])
     write_snapshot(data_dir, "merchants", one_terminal("timezone", "Mars/Olympus_Mons"), day=s.LANDED)
     results = s.run_pipeline(data_dir, raise_on_error=False)
     assert all(r.success for r in results)
-    assert table(data_dir, "cleaned.terminals").set_index("terminal_id").loc[5, "timezone"] == "Europe/London"
+    terminals = table(data_dir, "cleaned.terminals")
+    assert terminals.loc[terminals["terminal_id"] == 5, "timezone"].tolist() == ["Europe/London"]
     assert sorted(table(data_dir, "cleaned.transactions")["transaction_id"]) == [1, 2]
+    quarantined = table(data_dir, "cleaned.reference_quarantine")
+    assert quarantined[["source", "reason", "offending_value"]].values.tolist() == [
+        ["merchants", "invalid_timezone", "Mars/Olympus_Mons"]
+    ]
 
 
 @pytest.mark.parametrize("pan_type", [pa.int64(), pa.float64(), pa.decimal128(19, 0)])

@@ -15,11 +15,13 @@ from dagster_duckdb import DuckDBResource
 
 from fraud_assets.defs.cleaned import schemas, transform
 from fraud_assets.defs.cleaned.reference import (
+    CARDHOLDERS_QUARANTINE_SQL,
     CARDS_SQL,
     CHARGEBACK_QUARANTINE_SQL,
     FX_QUARANTINE_SQL,
     FX_SQL,
     LABELS_SQL,
+    MERCHANTS_QUARANTINE_SQL,
     NON_FRAUD_DISPUTES_SQL,
     REFERENCE_REASONS,
     TERMINALS_SQL,
@@ -199,8 +201,10 @@ def _reference_asset(
             if feature_values is not None:
                 transform.keep_previous(conn, name)  # what the days were cleaned and featured with
             written = replace_table(conn, table, sql)
-            if quarantine is not None:
+            if quarantine is not None and feature_values is None:
                 extra["duplicates_removed"] = int(source_rows) - quarantined - set_aside_rows - written
+            elif quarantine is not None:  # versions, not rows: the usable rows are what is accounted
+                extra["kept_rows"] = int(source_rows) - quarantined
             if track_label_changes:
                 extra.update(_label_changes(conn, table, had_table))
             if restates_cleaning:
@@ -237,8 +241,13 @@ terminals = _reference_asset(
     "snapshot dated S that changes a terminal's zone or drops it re-cleans the cleaned days >= S with "
     "rows on it (metadata `restated_days`, reference_restatement_sensor). Metadata "
     "changed_reference_first/last_transaction_date: the transaction dates whose terminal location or "
-    "merchant category the rebuild changed (label_lookback_sensor rebuilds their features).",
-    code_version="3",
+    "merchant category the rebuild changed (label_lookback_sensor rebuilds their features). A snapshot "
+    "row that cannot be used (raw.merchants.invalid_reason: missing terminal id or zone, a zone, MCC or "
+    "currency the contract refuses, an infinite position) is written with its reason to "
+    "cleaned.reference_quarantine (source = merchants) and is no knowledge of its terminal: the version "
+    "before it carries on (no drop, no restatement); source_rows = kept_rows + quarantined_rows.",
+    quarantine=("merchants", MERCHANTS_QUARANTINE_SQL),
+    code_version="4",
     restates_cleaning=True,
     feature_values=("terminal_id", "x, y, mcc"),
 )
@@ -252,8 +261,12 @@ cards = _reference_asset(
     "the next snapshot date that changes them (null: current). Features read the version serving the "
     "transaction's business date (a card's earliest version serves the days before it). Metadata "
     "changed_reference_first/last_transaction_date: the transaction dates whose card home the rebuild "
-    "changed (label_lookback_sensor rebuilds their features).",
-    code_version="3",
+    "changed (label_lookback_sensor rebuilds their features). A snapshot row that cannot be used "
+    "(raw.cardholders.invalid_reason: missing customer id or card number, an infinite home; or a card "
+    "number that is not a valid one) is written with its reason to cleaned.reference_quarantine (source = "
+    "cardholders) and opens no version; source_rows = kept_rows + quarantined_rows.",
+    quarantine=("cardholders", CARDHOLDERS_QUARANTINE_SQL),
+    code_version="4",
     feature_values=("card_token", "home_x, home_y"),
 )
 fx_rates = _reference_asset(

@@ -231,10 +231,84 @@ def _reference_reconcile(source: str) -> TableCheck:
     )
 
 
+# Per snapshot source: the raw table, the versioned table, its key, and the snapshots in force (merchants:
+# the latest landed file of each date is that date's snapshot; cardholder files are shards, all in force).
+SNAPSHOT_KEYS = {
+    "merchants": (
+        "raw.merchants",
+        "cleaned.terminals",
+        "terminal_id",
+        "SELECT source_file FROM raw.merchants QUALIFY row_number() OVER "
+        "(PARTITION BY business_date ORDER BY landing_date DESC, source_file DESC) = 1",
+    ),
+    "cardholders": (
+        "raw.cardholders",
+        "cleaned.cards",
+        "card_token",
+        "SELECT source_file FROM raw.cardholders",
+    ),
+}
+
+
+def reconcile_snapshot(conn, source: str) -> dict[str, int]:
+    """Where every raw row of a snapshot source went, from the tables themselves: raw rows = kept (no
+    quarantine row) + quarantined; a raw row flagged `invalid_reason` that is not quarantined, a quarantine
+    row with no raw row, and a kept row of a snapshot in force whose key no version serves on the
+    snapshot's date (a genuine row dropped) are each counted."""
+    raw_table, kept, key, in_force = SNAPSHOT_KEYS[source]
+    sql = f"""
+    WITH q AS (SELECT source_file, row_number FROM {cl.REF_QUAR} WHERE source = ?),
+    kept_rows AS (SELECT * FROM {raw_table} ANTI JOIN q USING (source_file, row_number))
+    SELECT
+        (SELECT count(*) FROM {raw_table}),
+        (SELECT count(*) FROM q),
+        (SELECT count(*) FROM q SEMI JOIN {raw_table} r USING (source_file, row_number)),
+        (SELECT count(*) FROM kept_rows),
+        (SELECT count(*) FROM kept_rows WHERE invalid_reason IS NOT NULL),
+        (SELECT count(*) FROM kept_rows r WHERE source_file IN ({in_force}) AND NOT EXISTS (
+            SELECT 1 FROM {kept} k WHERE k.{key} = r.{key} AND k.valid_from <= r.business_date
+                AND (k.valid_to IS NULL OR k.valid_to > r.business_date)))
+    """
+    names = (
+        "raw_rows",
+        "quarantined_rows",
+        "quarantined_rows_in_raw",
+        "kept_rows",
+        "flagged_rows_not_quarantined",
+        "dropped_rows",
+    )
+    return dict(zip(names, (int(v) for v in conn.execute(sql, [source]).fetchone()), strict=True))
+
+
+def _snapshot_reconcile(source: str) -> TableCheck:
+    raw_table, kept, key, _ = SNAPSHOT_KEYS[source]
+
+    def run(scope: TableScope) -> dg.AssetCheckResult:
+        c = reconcile_snapshot(scope.conn, source)
+        unaccounted = c["raw_rows"] - c["kept_rows"] - c["quarantined_rows"]
+        passed = (
+            unaccounted == 0
+            and c["quarantined_rows_in_raw"] == c["quarantined_rows"]
+            and c["flagged_rows_not_quarantined"] == 0
+            and c["dropped_rows"] == 0
+        )
+        return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": unaccounted})
+
+    return TableCheck(
+        f"{source}_rows_reconcile",
+        f"Reconciliation of {raw_table}: raw rows = kept rows + rows quarantined in {cl.REF_QUAR} (source = "
+        f"{source}); every row raw flags (`invalid_reason`) is quarantined, every quarantined row is a raw "
+        f"row, and every kept row of a snapshot in force has a version of {kept} serving its {key} on the "
+        "snapshot's date. Every count in metadata. Blocking: no silent drop.",
+        run,
+        additional_deps=[["raw", source]],
+    )
+
+
 def _reference_quarantine_checks(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
-    """cleaned.reference_quarantine is written by both cleaned/labels and cleaned/fx_rates (each its own
-    source slice): each writer carries a contract check and a PAN scan of the table, as a step of its own
-    (the checks of a table other than the asset's)."""
+    """cleaned.reference_quarantine is written by cleaned/labels, cleaned/fx_rates, cleaned/terminals and
+    cleaned/cards (each its own source slice): each writer carries a contract check and a PAN scan of the
+    table, as a step of its own (the checks of a table other than the asset's)."""
     return table_checks(
         asset,
         cl.REF_QUAR,
@@ -264,8 +338,12 @@ CLEANED_CHECKS = [
     table_checks(
         cl.fx_rates, "cleaned.fx_rates", _checks("cleaned.fx_rates", _reference_reconcile("fx_rates"))
     ),
-    table_checks(cl.cards, "cleaned.cards", _checks("cleaned.cards")),
-    table_checks(cl.terminals, "cleaned.terminals", _checks("cleaned.terminals")),
+    table_checks(cl.cards, "cleaned.cards", _checks("cleaned.cards", _snapshot_reconcile("cardholders"))),
+    table_checks(
+        cl.terminals, "cleaned.terminals", _checks("cleaned.terminals", _snapshot_reconcile("merchants"))
+    ),
     _reference_quarantine_checks(cl.labels),
     _reference_quarantine_checks(cl.fx_rates),
+    _reference_quarantine_checks(cl.terminals),
+    _reference_quarantine_checks(cl.cards),
 ]

@@ -13,9 +13,16 @@ from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
 # Terminals, versioned (SCD type 2): each merchants snapshot is the full truth as of its snapshot
 # (business) date. Of several files of one date, the latest landed (then name) is that date's snapshot.
 # A terminal's version starts at the snapshot that lists it with other values than the snapshot before
-# (or after one that did not list it), and ends (`valid_to`) at the next snapshot that changes or no
-# longer lists it; NULL while the newest snapshot still lists it. Which version serves a business date:
+# (or after one that did not list it), and ends (`valid_to`) at the next snapshot that changes or no longer
+# lists it; NULL while the newest snapshot still lists it. Which version serves a business date:
 # `versions_serving` below.
+#
+# A row with an `invalid_reason` (quarantined) is no knowledge of its terminal, neither new values nor a
+# drop: the terminal's values from the snapshot before carry through that snapshot (a bad row must not
+# end a version and restate the days after it), provided the snapshot before listed it (a carried value
+# or a usable row: consecutive snapshots, `_run`). A terminal whose first listing is bad is not known
+# until a usable one. A snapshot holding a row without any terminal id cannot show that a terminal it
+# does not list is gone (that row may be it): it drops none, each listed before carries through it.
 TERMINAL_VALUES = "merchant_id, mcc, country, currency, timezone, x, y"
 TERMINALS_SQL = f"""
 WITH snapshots AS (
@@ -24,15 +31,44 @@ WITH snapshots AS (
 ),
 ordered AS (
     SELECT *, lead(snapshot_date) OVER (ORDER BY snapshot_date) AS next_snapshot,
-           lag(snapshot_date) OVER (ORDER BY snapshot_date) AS previous_snapshot
+           lag(snapshot_date) OVER (ORDER BY snapshot_date) AS previous_snapshot,
+           row_number() OVER (ORDER BY snapshot_date) AS _ordinal
     FROM snapshots
 ),
-listed AS (
-    SELECT s.snapshot_date, s.next_snapshot, s.previous_snapshot, m.terminal_id, m.merchant_id,
-           CAST(m.mcc AS VARCHAR) AS mcc, m.country, upper(m.currency) AS currency, m.timezone, m.x, m.y
+in_force AS (
+    SELECT s._ordinal, m.terminal_id, m.invalid_reason IS NULL AS _usable, m.row_number,
+           CASE WHEN m.invalid_reason IS NULL THEN struct_pack(
+               merchant_id := m.merchant_id, mcc := CAST(m.mcc AS VARCHAR), country := m.country,
+               currency := upper(m.currency), timezone := m.timezone, x := m.x, y := m.y) END AS _values
     FROM raw.merchants m JOIN ordered s ON s.source_file = m.source_file
-    WHERE m.terminal_id IS NOT NULL AND m.timezone IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY s.snapshot_date, m.terminal_id ORDER BY m.row_number) = 1
+),
+-- per snapshot and terminal its first usable row, else the mark that it had only quarantined ones
+named AS (
+    SELECT _ordinal, terminal_id, _values FROM in_force WHERE terminal_id IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY _ordinal, terminal_id ORDER BY _usable DESC, row_number) = 1
+),
+unnamed AS (
+    SELECT DISTINCT i._ordinal, t.terminal_id, NULL AS _values
+    FROM in_force i JOIN (SELECT terminal_id, min(_ordinal) AS _first FROM named GROUP BY ALL) t
+         ON t._first < i._ordinal
+    WHERE i.terminal_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM named n WHERE n._ordinal = i._ordinal AND n.terminal_id = t.terminal_id)
+),
+runs AS (
+    SELECT *, _ordinal - row_number() OVER (PARTITION BY terminal_id ORDER BY _ordinal) AS _run
+    FROM (SELECT * FROM named UNION ALL SELECT * FROM unnamed)
+),
+carried AS (
+    SELECT _ordinal, terminal_id,
+           last_value(_values IGNORE NULLS) OVER (
+               PARTITION BY terminal_id, _run ORDER BY _ordinal ROWS UNBOUNDED PRECEDING
+           ) AS v
+    FROM runs
+),
+listed AS (
+    SELECT s.snapshot_date, s.next_snapshot, s.previous_snapshot, c.terminal_id, unnest(c.v)
+    FROM carried c JOIN ordered s USING (_ordinal)
+    WHERE c.v IS NOT NULL
 ),
 -- a listing opens a version when the terminal's previous listing is not the snapshot just before
 -- (first listed, or listed again after a snapshot dropped it) or had other values
@@ -102,6 +138,35 @@ LEFT JOIN now n ON n.{key} = s.{key} AND s.span_from >= n._serves_from AND s.spa
 WHERE s.span_to IS NOT NULL AND ((b.{key} IS NULL) <> (n.{key} IS NULL) OR {differs})"""
 
 
+# Snapshot rows: raw gives each unusable row its reason at the door (`invalid_reason`); a cardholder row
+# whose card number is not a valid one (raw keeps it masked) cannot be a card either. A quarantined
+# cardholder row is no new version: the card's version before it stays in force.
+MERCHANTS_JUDGED = "SELECT *, invalid_reason AS _reason FROM raw.merchants"
+CARDHOLDERS_JUDGED = """
+SELECT *, coalesce(invalid_reason, CASE WHEN card_token IS NULL THEN 'invalid_pan' END) AS _reason
+FROM raw.cardholders"""
+_POSITION_COLUMN = (
+    "CASE WHEN {x} IS NOT NULL AND NOT (isnan({x}) OR abs({x}) <= 1e9) THEN '{x}' ELSE '{y}' END"
+)
+_POSITION_VALUE = "CASE WHEN {x} IS NOT NULL AND NOT (isnan({x}) OR abs({x}) <= 1e9) THEN {x} ELSE {y} END"
+MERCHANTS_OFFENDING = {
+    "missing_terminal_id": ("terminal_id", "terminal_id"),
+    "missing_timezone": ("timezone", "timezone"),
+    "invalid_timezone": ("timezone", "timezone"),
+    "invalid_mcc": ("mcc", "mcc"),
+    "invalid_currency": ("currency", "currency"),
+    "invalid_position": (_POSITION_COLUMN.format(x="x", y="y"), _POSITION_VALUE.format(x="x", y="y")),
+}
+CARDHOLDERS_OFFENDING = {
+    "missing_customer_id": ("customer_id", "customer_id"),
+    "missing_pan": ("pan", "NULL"),
+    "invalid_position": (
+        _POSITION_COLUMN.format(x="home_x", y="home_y"),
+        _POSITION_VALUE.format(x="home_x", y="home_y"),
+    ),
+    "invalid_pan": ("pan", "pan_masked"),
+}
+
 # Cards, versioned (SCD type 2) like the terminals: a card's version starts at the snapshot date that lists
 # it with other values than its previous listing (one card per customer; of several rows of a card on one
 # snapshot date, the latest landed file's first row) and ends (`valid_to`) at the next such date; NULL
@@ -110,8 +175,8 @@ CARD_VALUES = "pan_bin, pan_last4, customer_id, home_x, home_y, home_country"
 CARDS_SQL = f"""
 WITH dated AS (
     SELECT business_date AS snapshot_date, card_token, {CARD_VALUES}
-    FROM raw.cardholders
-    WHERE card_token IS NOT NULL AND customer_id IS NOT NULL
+    FROM ({CARDHOLDERS_JUDGED})
+    WHERE _reason IS NULL
     QUALIFY row_number() OVER (
         PARTITION BY card_token, business_date ORDER BY landing_date DESC, source_file DESC, row_number
     ) = 1
@@ -256,7 +321,9 @@ CHARGEBACK_OFFENDING = {
     "unknown_transaction": ("transaction_id", "transaction_id"),
     "card_mismatch": ("pan", "concat(pan_bin, '******', pan_last4)"),
 }
-REFERENCE_REASONS = tuple(dict.fromkeys([*CHARGEBACK_OFFENDING, *FX_OFFENDING]))
+REFERENCE_REASONS = tuple(
+    dict.fromkeys([*CHARGEBACK_OFFENDING, *FX_OFFENDING, *MERCHANTS_OFFENDING, *CARDHOLDERS_OFFENDING])
+)
 
 # A corrected rate (later landed file) replaces an earlier one for the same day and currency; the
 # replaced rows count as duplicates.
@@ -296,10 +363,15 @@ WHERE ({classify_sql("r.reason_code")}) = '{NON_FRAUD}'
 """
 
 
+def _column_sql(column: str) -> str:
+    """An offending column: a name (quoted as text), or SQL choosing one (a CASE)."""
+    return f"'{column}'" if column.isidentifier() else column
+
+
 def quarantine_sql(source: str, judged: str, offending: dict[str, tuple[str, str]], id_column: str) -> str:
     """The rejected rows of `judged` in cleaned.quarantine's columns; offending_value still clear
     (masked in Python before it is written)."""
-    col = " ".join(f"WHEN '{r}' THEN '{c}'" for r, (c, _) in offending.items())
+    col = " ".join(f"WHEN '{r}' THEN {_column_sql(c)}" for r, (c, _) in offending.items())
     val = " ".join(f"WHEN '{r}' THEN CAST({v} AS VARCHAR)" for r, (_, v) in offending.items())
     return f"""
 WITH judged AS ({judged})
@@ -315,3 +387,9 @@ CHARGEBACK_QUARANTINE_SQL = quarantine_sql(
     "chargebacks", CHARGEBACK_JUDGED, CHARGEBACK_OFFENDING, "_transaction_id"
 )
 FX_QUARANTINE_SQL = quarantine_sql("fx_rates", FX_JUDGED, FX_OFFENDING, "CAST(NULL AS BIGINT)")
+MERCHANTS_QUARANTINE_SQL = quarantine_sql(
+    "merchants", MERCHANTS_JUDGED, MERCHANTS_OFFENDING, "CAST(NULL AS BIGINT)"
+)
+CARDHOLDERS_QUARANTINE_SQL = quarantine_sql(
+    "cardholders", CARDHOLDERS_JUDGED, CARDHOLDERS_OFFENDING, "CAST(NULL AS BIGINT)"
+)

@@ -12,10 +12,12 @@ from fraud_assets.defs.cleaned.reference import FX_RATE_BAND, REFERENCE_REASONS
 from fraud_assets.defs.cleaned.transform import QUAR, REASONS, RECON, TX
 from fraud_assets.defs.raw.schemas import COLUMN_DESCRIPTIONS as RAW_DESCRIPTIONS
 from fraud_assets.defs.raw.schemas import COLUMNS as RAW_COLUMNS
+from fraud_assets.defs.raw.schemas import INVALID_REASON
 from fraud_assets.defs.raw.schemas import LINEAGE as RAW_LINEAGE
 from fraud_assets.lib.reason_codes import FRAUD_CODES
 
 HEX64 = r"^[0-9a-f]{64}$"
+REFERENCE_SOURCES = ["chargebacks", "fx_rates", "merchants", "cardholders"]
 
 # What each cleaned column holds, by name (a name means the same in every cleaned table); columns that
 # mean what they meant in raw keep raw's description. Every cleaned asset's column schema reads them.
@@ -55,7 +57,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "4 days (weekends, holidays); 1 for EUR. From cleaned.fx_rates.",
     "channel": "`card_present` or `ecommerce`.",
     "three_ds": "3-D Secure result (Y, N, A, U); null when not sent.",
-    "source": "Raw table the rejected row came from (authorizations).",
+    "source": "Raw table the rejected row came from (authorizations; reference quarantine: chargebacks, "
+    "fx_rates, merchants, cardholders).",
     "reason": "Why the row was quarantined (docs/landing-zone.md, 'Row quarantine reasons').",
     "offending_column": "The column whose value broke the rule.",
     "offending_value": "The offending value as received, card numbers masked; null when missing.",
@@ -151,10 +154,11 @@ class QuarantineModel(_QuarantinedRow):
 
 
 class ReferenceQuarantineModel(_QuarantinedRow):
-    """Every rejected chargeback / FX row with where it came from, why, and the (masked) value."""
+    """Every rejected chargeback / FX / snapshot row with where it came from, why, and the (masked)
+    value."""
 
-    source: Series[str] = pa.Field(isin=["chargebacks", "fx_rates"])
-    feed: Series[str] = pa.Field(isin=["chargebacks", "fx_rates"])
+    source: Series[str] = pa.Field(isin=REFERENCE_SOURCES)
+    feed: Series[str] = pa.Field(isin=REFERENCE_SOURCES)
     reason: Series[str] = pa.Field(isin=list(REFERENCE_REASONS))
 
 
@@ -273,7 +277,10 @@ class FxRatesModel(pa.DataFrameModel):
 VERSION_COLUMNS = [("valid_from", "DATE"), ("valid_to", "DATE")]
 REFERENCE_COLUMNS: dict[str, list[tuple[str, str]]] = {
     # the merchants snapshot's columns as raw holds them, without raw's lineage
-    "terminals": [*(c for c in RAW_COLUMNS["raw.merchants"] if c not in RAW_LINEAGE), *VERSION_COLUMNS],
+    "terminals": [
+        *(c for c in RAW_COLUMNS["raw.merchants"] if c not in RAW_LINEAGE and c[0] != INVALID_REASON),
+        *VERSION_COLUMNS,
+    ],
     "cards": [
         ("card_token", "VARCHAR"),
         ("pan_bin", "VARCHAR"),

@@ -53,7 +53,7 @@ def _raw_asset(table: str, **kwargs):
         group_name=GROUP,
         owners=OWNERS,
         kinds={"python", "duckdb"},
-        code_version="2",
+        code_version=kwargs.pop("code_version", "2"),
         pool="duckdb",
         **kwargs,
     )
@@ -247,11 +247,12 @@ def authorizations(
     return dg.MaterializeResult(metadata=md)
 
 
-def _reference_asset(source: str, what: str, for_whom: str):
+def _reference_asset(source: str, what: str, for_whom: str, code_version: str = "2"):
     table = f"raw.{source}"
 
     @_raw_asset(
         table,
+        code_version=code_version,
         deps=[file_register],
         description=(
             f"{what}, as received, rebuilt from every `ingested` {source} file in raw/file_register "
@@ -293,14 +294,18 @@ cardholders = _reference_asset(
     "cardholders",
     "Cardholder snapshots (one card per customer); the PAN is tokenised at ingestion whatever its type",
     "the source of cleaned/cards. A snapshot with wrongly typed columns or a card number outside `pan` "
-    "is rejected at the register, so the last good one stays.",
+    "is rejected at the register, so the last good one stays; a row cleaned/cards cannot use (no "
+    "customer id or card number, an infinite home) keeps its reason in `invalid_reason`.",
+    code_version="3",
 )
 merchants = _reference_asset(
     "merchants",
     "Merchant and terminal snapshots (MCC, country, currency, IANA time zone, grid position)",
     "the source of cleaned/terminals and of the time zones that convert processor B's local times. A "
-    "snapshot with wrongly typed columns, or a time zone, MCC or currency the terminals contract refuses, "
-    "is rejected at the register, so the last good one stays.",
+    "snapshot with wrongly typed columns is rejected at the register, so the last good one stays; a row "
+    "with a time zone, MCC or currency the terminals contract refuses, an infinite position or no "
+    "terminal id or zone keeps its reason in `invalid_reason` (cleaned/terminals quarantines it).",
+    code_version="3",
 )
 fx_rates = _reference_asset(
     "fx_rates",

@@ -26,7 +26,7 @@ from fraud_assets.defs.raw import snapshots, text_reader
 from fraud_assets.defs.raw.files import pinned
 from fraud_assets.defs.raw.limits import ReaderLimits
 from fraud_assets.defs.raw.parsers import JSON_KEYS
-from fraud_assets.defs.raw.schemas import COLUMNS, LINEAGE, MALFORMED, TOKENS, select_sql
+from fraud_assets.defs.raw.schemas import COLUMNS, INVALID_REASON, LINEAGE, MALFORMED, TOKENS, select_sql
 from fraud_assets.defs.raw.text_reader import FILES_TABLE, ROWS_TABLE, LineSource
 from fraud_assets.defs.raw.text_scan import first_line
 from fraud_assets.defs.raw.tokens import (
@@ -49,7 +49,7 @@ READER_MAX_LINE_BYTES = next(
 )
 READER_MAX_HEADER_BYTES = READER_MAX_LINE_BYTES
 _LINEAGE = [c for c, _ in LINEAGE]
-_OURS = {*_LINEAGE, *(c for c, _ in TOKENS), *(c for c, _ in MALFORMED)}
+_OURS = {*_LINEAGE, *(c for c, _ in TOKENS), *(c for c, _ in MALFORMED), INVALID_REASON}
 
 
 @contextlib.contextmanager
@@ -117,8 +117,9 @@ def _door(cur: duckdb.DuckDBPyConnection, table: str, tokenizer: Tokenizer) -> s
     if lines:
         stage_masked_lines(cur, ROWS_TABLE, across_lines=True)
     extra = [f"f.{ident(c)}" for c in _LINEAGE if c != "row_number"] + ["r.row_number"]
-    if _has(table, "malformed_reason"):
-        extra.append("r.malformed_reason")
+    for own in ("malformed_reason", INVALID_REASON):
+        if _has(table, own):
+            extra.append(f"r.{own}")
     door = door_select(
         ROWS_TABLE,
         [*columns, *(["pan"] if tokens else []), *(["raw_line"] if lines else [])],
@@ -166,12 +167,17 @@ def stage_snapshot_files(
     stage_lineage(cur, files)
     kinds = snapshots.SNAPSHOT_COLUMNS[feed]
     cols = ", ".join(f"{ident(c)} {snapshots.TARGET[k]}" for c, k in kinds.items())
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} (file_index INTEGER, row_number BIGINT, {cols})")
+    cur.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} (file_index INTEGER, row_number BIGINT, {cols}, "
+        f"{INVALID_REASON} VARCHAR)"
+    )
+    reason = snapshots.row_reason_sql(feed)
     for i, row in enumerate(files.itertuples(index=False)):
         with pinned(root, [row]) as (path,):
             try:
                 select = snapshots.snapshot_select(cur, path, feed)
             except (snapshots.WrongTypes, snapshots.MissingColumns, snapshots.DuplicateColumns) as exc:
                 raise text_reader.LandingChanged(f"{row.source_file} no longer reads as registered") from exc
-            cur.execute(f"INSERT INTO {ROWS_TABLE} SELECT {i}, * FROM ({select.sql})", select.params)
+            params = {**select.params, **snapshots.row_reason_params(feed)}
+            cur.execute(f"INSERT INTO {ROWS_TABLE} SELECT {i}, *, {reason} FROM ({select.sql})", params)
     return _door(cur, table, tokenizer)

@@ -46,7 +46,6 @@ UNREADABLE_PARQUET = "unreadable_parquet"
 WRONG_TYPES = "wrong_types"
 PAN_OUTSIDE_PAN_COLUMN = "pan_outside_pan_column"
 VALUE_TOO_LONG = "value_too_long"
-INVALID_VALUE = "invalid_value"
 
 FILE_REASONS: dict[str, str] = {
     UNRECOGNISED_NAME: "path or name outside the naming contract (also: undecodable bytes in the name)",
@@ -76,9 +75,6 @@ FILE_REASONS: dict[str, str] = {
     WRONG_TYPES: "a Parquet column of the wrong type, or a value that does not fit the column's type",
     PAN_OUTSIDE_PAN_COLUMN: "a Luhn-valid card number in a Parquet column other than `pan`",
     VALUE_TOO_LONG: "a Parquet text value longer than 4,096 characters (names, codes, zones are far shorter)",
-    INVALID_VALUE: "a merchants time zone that is not an IANA name, an MCC that is not 4 digits or a "
-    "currency that is not 3 letters, a position that is infinite or beyond 1e9, or a row without its id, "
-    "time zone (merchants) or PAN (cardholders)",
 }
 
 # Line reasons (raw.<table>.malformed_reason).

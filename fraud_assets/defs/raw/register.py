@@ -147,6 +147,8 @@ def _unchanged(old, lf: LandingFile) -> bool:
     the other three (the next register records the ctime): an upgrade does not re-read the zone."""
     if old is None:
         return False
+    if old.status == "rejected" and old.reason not in r.FILE_REASONS:
+        return False  # a reason the door no longer gives (a row-level matter now): judged again
     stats = [getattr(old, c, None) for c in ("file_size", "file_mtime_ns", "file_inode", "file_ctime_ns")]
     if any(v is None or pd.isna(v) for v in stats[:3]):
         return False

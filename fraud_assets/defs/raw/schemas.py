@@ -8,6 +8,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from fraud_assets.defs.raw.snapshots import ROW_REASONS
+
 HEX64 = r"^[0-9a-f]{64}$"
 STATUSES = ["ingested", "rejected", "duplicate_file"]
 
@@ -28,6 +30,8 @@ TOKENS = [
     ("pan_masked", "VARCHAR"),
 ]
 MALFORMED = [("malformed_reason", "VARCHAR"), ("raw_line_masked", "VARCHAR")]
+# A snapshot row the cleaned layer cannot use keeps its reason (raw/snapshots.py ROW_RULES).
+INVALID_REASON = "invalid_reason"
 
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "raw.file_register": [
@@ -89,6 +93,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("home_country", "VARCHAR"),
         ("issued_at", "DATE"),
         *LINEAGE,
+        (INVALID_REASON, "VARCHAR"),
     ],
     "raw.merchants": [
         ("terminal_id", "BIGINT"),
@@ -100,6 +105,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("x", "DOUBLE"),
         ("y", "DOUBLE"),
         *LINEAGE,
+        (INVALID_REASON, "VARCHAR"),
     ],
 }
 
@@ -133,6 +139,9 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "business_date": "UTC business date the file's rows belong to, from its file name.",
     "malformed_reason": "Why the line could not be split into fields; null for a parsed line.",
     "raw_line_masked": "The malformed line as received, card numbers masked; null for a parsed line.",
+    "invalid_reason": "Why the snapshot row cannot be used (missing_terminal_id, invalid_timezone, "
+    "invalid_position, missing_pan, ...: docs/landing-zone.md); null for a usable row. Cleaned leaves the "
+    "row out and quarantines it (cleaned.reference_quarantine).",
     # PAN, tokenised at ingestion
     "card_token": "HMAC-SHA256 (keyed by FRAUD_PAN_KEY) of the card number: joins a card across tables "
     "without the PAN; null when the received number is not a valid card number.",
@@ -289,6 +298,7 @@ class RawCardholdersModel(_Tokens, _Lineage):
     """Cardholder snapshots (one card per customer per snapshot), PAN tokenised."""
 
     customer_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    invalid_reason: Series[str] = pa.Field(nullable=True, isin=ROW_REASONS["cardholders"])
     home_x: Series[float] = pa.Field(nullable=True)
     home_y: Series[float] = pa.Field(nullable=True)
     home_country: Series[str] = pa.Field(nullable=True)
@@ -306,6 +316,7 @@ class RawMerchantsModel(_Lineage):
     timezone: Series[str] = pa.Field(nullable=True)
     x: Series[float] = pa.Field(nullable=True)
     y: Series[float] = pa.Field(nullable=True)
+    invalid_reason: Series[str] = pa.Field(nullable=True, isin=ROW_REASONS["merchants"])
 
 
 # Each raw table's contract: its check (raw/checks.py) runs it, its column schema shows its constraints.

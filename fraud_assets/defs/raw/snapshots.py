@@ -6,9 +6,9 @@ converts without guessing (an id as an integer, a position as a number, a date a
 timestamp, text as text; the PAN in any of these); the register runs the very SELECT the asset will
 run, over every value, so a value that does not convert (`T0` as terminal_id) or a card number in a
 column other than `pan` refuses the file there, and raw/merchants and raw/cardholders keep the last
-good snapshot instead of failing. So do a value a later layer could not take (VALUE_RULES), a read
-column named twice, and a footer or a declared size over its cap (checked before the data is read).
-Unknown columns are never read.
+good snapshot instead of failing. So do a read column named twice, and a footer or a declared size over
+its cap (checked before the data is read). A row a later layer could not take (ROW_RULES) is a row-level
+matter: it is ingested with its `invalid_reason`. Unknown columns are never read.
 """
 
 from __future__ import annotations
@@ -46,28 +46,52 @@ SNAPSHOT_COLUMNS: dict[str, dict[str, str]] = {
         "y": NUMBER,
     },
 }
-# Values that would stop the layers behind raw for every day, refused at the register so that the
-# last good snapshot stays in force (as for a wrong type): a time zone, MCC or currency the blocking
-# terminals contract refuses (`$zones`: the IANA names it knows), and a position (grid or map
-# coordinate; NaN reads as missing) that is infinite or absurd, whose infinite home-terminal distance
-# the models' input validation refuses in training and scoring.
-POSITION = "isnan({c}) OR abs({c}) <= 1e9"
-VALUE_RULES: dict[str, dict[str, str]] = {
-    "merchants": {
-        "mcc": "regexp_full_match({c}, '[0-9]{{4}}')",
-        "currency": "regexp_full_match(upper({c}), '[A-Z]{{3}}')",
-        "timezone": "list_contains($zones, {c})",
-        "x": POSITION,
-        "y": POSITION,
-    },
-    "cardholders": {"home_x": POSITION, "home_y": POSITION},
+# Rows the layers behind raw cannot use, each with the first reason that applies (`invalid_reason`,
+# kept in raw beside the row; cleaned quarantines it and leaves it out): a time zone, MCC or currency the
+# blocking terminals contract refuses (`$zones`: the IANA names it knows); a position (grid or map
+# coordinate; NaN reads as missing) that is infinite or absurd, whose infinite home-terminal distance the
+# models' input validation refuses; and a row without the id, zone or card it is about, which the cleaned
+# layer could not place. One bad row no longer costs the snapshot's genuine ones.
+POSITION = "{c} IS NOT NULL AND NOT (isnan({c}) OR abs({c}) <= 1e9)"
+MISSING = "{c} IS NULL"
+ROW_RULES: dict[str, list[tuple[str, str, str]]] = {  # feed -> [(reason, column, SQL: the row is bad)]
+    "merchants": [
+        ("missing_terminal_id", "terminal_id", MISSING),
+        ("missing_timezone", "timezone", MISSING),
+        ("invalid_timezone", "timezone", "NOT list_contains($zones, {c})"),
+        ("invalid_mcc", "mcc", "{c} IS NOT NULL AND NOT regexp_full_match({c}, '[0-9]{{4}}')"),
+        (
+            "invalid_currency",
+            "currency",
+            "{c} IS NOT NULL AND NOT regexp_full_match(upper({c}), '[A-Z]{{3}}')",
+        ),
+        ("invalid_position", "x", POSITION),
+        ("invalid_position", "y", POSITION),
+    ],
+    "cardholders": [
+        ("missing_customer_id", "customer_id", MISSING),
+        ("missing_pan", "pan", "nullif(trim({c}), '') IS NULL"),
+        ("invalid_position", "home_x", POSITION),
+        ("invalid_position", "home_y", POSITION),
+    ],
 }
-# Values a row cannot be without: cleaned/terminals and cleaned/cards leave out a row lacking one, with
-# no reason anywhere, and a genuine transaction on that terminal would be quarantined `unknown_terminal`.
-REQUIRED_VALUES: dict[str, tuple[str, ...]] = {
-    "merchants": ("terminal_id", "timezone"),
-    "cardholders": ("customer_id", "pan"),
+ROW_REASONS = {
+    feed: list(dict.fromkeys(reason for reason, _, _ in rules)) for feed, rules in ROW_RULES.items()
 }
+
+
+def row_reason_sql(feed: str) -> str:
+    """SQL over a snapshot's converted columns: the first ROW_RULES reason of the row, NULL when usable.
+    Needs the parameter `$zones` (`row_reason_params`) for merchants."""
+    whens = " ".join(f"WHEN {rule.format(c=ident(c))} THEN '{reason}'" for reason, c, rule in ROW_RULES[feed])
+    return f"CASE {whens} END"
+
+
+def row_reason_params(feed: str) -> dict[str, object]:
+    zones = any("$zones" in rule for _, _, rule in ROW_RULES[feed])
+    return {"zones": sorted(zoneinfo.available_timezones())} if zones else {}
+
+
 TARGET = {INTEGER: "BIGINT", NUMBER: "DOUBLE", TEXT: "VARCHAR", DATE: "DATE", PAN: "VARCHAR"}
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER"}
 _INTEGERS |= {"UBIGINT", "UHUGEINT"}
@@ -249,22 +273,6 @@ def _pan_outside_pan_column(conn: duckdb.DuckDBPyConnection, select: SnapshotSel
     return any(mask_pans(v) != v for v in candidates)
 
 
-def _invalid_values(conn: duckdb.DuckDBPyConnection, select: SnapshotSelect, feed: str) -> bool:
-    """Any present value a rule of VALUE_RULES refuses, or a REQUIRED_VALUES one missing."""
-    rules = [
-        f"bool_or({ident(c)} IS NOT NULL AND NOT coalesce({rule.format(c=ident(c))}, false))"
-        for c, rule in VALUE_RULES.get(feed, {}).items()
-        if c in select.types
-    ]
-    rules += [f"bool_or({ident(c)} IS NULL)" for c in REQUIRED_VALUES.get(feed, ())]
-    if not rules:
-        return False
-    params = dict(select.params)
-    if any("$zones" in rule for rule in rules):
-        params["zones"] = sorted(zoneinfo.available_timezones())
-    return any(conn.execute(f"SELECT {', '.join(rules)} FROM ({select.sql})", params).fetchone())
-
-
 def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
     """The register's verdict on one snapshot: a reason, or the row count the raw table will hold.
     Runs the asset's own SELECT over every value in a private in-memory DuckDB."""
@@ -284,8 +292,6 @@ def scan_snapshot(path: str, feed: str, limits: ReaderLimits) -> SnapshotScan:
                 return SnapshotScan(r.VALUE_TOO_LONG, 0)
             if _pan_outside_pan_column(conn, select, feed):
                 return SnapshotScan(r.PAN_OUTSIDE_PAN_COLUMN, 0)
-            if _invalid_values(conn, select, feed):
-                return SnapshotScan(r.INVALID_VALUE, 0)
         except MissingColumns:
             return SnapshotScan(r.MISSING_COLUMNS, 0)
         except DuplicateColumns:
