@@ -48,11 +48,10 @@ named AS (
     QUALIFY row_number() OVER (PARTITION BY _ordinal, terminal_id ORDER BY _usable DESC, row_number) = 1
 ),
 unnamed AS (
-    SELECT DISTINCT i._ordinal, t.terminal_id, NULL AS _values
-    FROM in_force i JOIN (SELECT terminal_id, min(_ordinal) AS _first FROM named GROUP BY ALL) t
-         ON t._first < i._ordinal
-    WHERE i.terminal_id IS NULL
-      AND NOT EXISTS (SELECT 1 FROM named n WHERE n._ordinal = i._ordinal AND n.terminal_id = t.terminal_id)
+    SELECT b._ordinal, t.terminal_id, NULL AS _values
+    FROM (SELECT DISTINCT _ordinal FROM in_force WHERE terminal_id IS NULL) b
+    JOIN (SELECT terminal_id, min(_ordinal) AS _first FROM named GROUP BY ALL) t ON t._first < b._ordinal
+    ANTI JOIN named n ON n._ordinal = b._ordinal AND n.terminal_id = t.terminal_id
 ),
 runs AS (
     SELECT *, _ordinal - row_number() OVER (PARTITION BY terminal_id ORDER BY _ordinal) AS _run
