@@ -51,7 +51,7 @@ SNAPSHOT_COLUMNS: dict[str, dict[str, str]] = {
 # blocking terminals contract refuses (`$zones`: the IANA names it knows); a position (grid or map
 # coordinate; NaN reads as missing) that is infinite or absurd, whose infinite home-terminal distance the
 # models' input validation refuses; and a row without the id, zone or card it is about, which the cleaned
-# layer could not place. One bad row no longer costs the snapshot's genuine ones.
+# layer could not place. A bad row costs only itself: the snapshot's genuine rows are kept.
 POSITION = "{c} IS NOT NULL AND NOT (isnan({c}) OR abs({c}) <= 1e9)"
 MISSING = "{c} IS NULL"
 ROW_RULES: dict[str, list[tuple[str, str, str]]] = {  # feed -> [(reason, column, SQL: the row is bad)]
