@@ -44,15 +44,11 @@ seed: setup
 
 run: seed
 	@echo "Starting fraud_assets on http://$(HOST):$(PORT) (DAGSTER_HOME=$(DAGSTER_HOME), FRAUD_DATA_DIR=$(FRAUD_DATA_DIR))"
-	@# SIGINT back to its default first: started in the background (nohup, a CI job) it is ignored, and Dagster
-	@# maps SIGTERM to the SIGINT handler, so `dg dev` would ignore `kill` too.
-	@# One platform per instance: a second `make run` would start a second daemon on the same DAGSTER_HOME
-	@# (double sensor ticks and runs). The lock's descriptor is inherited by dg dev's every process, so
-	@# it is held while any of them (an orphaned daemon too) still runs.
+	@# exec: make's SIGTERM then reaches the launcher (through uv and with-env, which pass it on), which holds
+	@# $(DAGSTER_HOME)/.run.lock (one platform per instance), passes Ctrl-C / kill on to every dg dev process
+	@# and returns only once none is left (fraud_assets/cli/serve.py).
 	@mkdir -p "$(DAGSTER_HOME)"
-	@flock -n -E 75 "$(DAGSTER_HOME)/.run.lock" $(RUN) python -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
-		dg dev -h $(HOST) -p $(PORT) -w workspace.yaml || { rc=$$?; [ $$rc -ne 75 ] || echo \
-		"make run: the platform already runs on $(DAGSTER_HOME) (its processes hold $(DAGSTER_HOME)/.run.lock): stop it first" >&2; exit $$rc; }
+	@exec $(RUN) python -m fraud_assets.cli.serve --host $(HOST) --port $(PORT) --workspace workspace.yaml
 
 lint: setup
 	@$(UV) run --frozen ruff check fraud_assets fraud_assets_tests bench scripts

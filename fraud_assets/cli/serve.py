@@ -1,0 +1,120 @@
+"""`make run`'s last step: `dg dev` (webserver, daemon, code server) on this instance, and nothing of it left
+running once it stops, however it is stopped.
+
+Between make and `dg dev` sat a shell and `flock`, which die of SIGTERM without passing it on: `kill` of
+`make run` (a supervisor, `timeout`, `kill %1`) returned at once and left the whole platform running,
+daemon included, still launching runs. This process is what make's recipe execs (through `uv run` and
+`scripts/with-env`, which both pass SIGTERM on), and it:
+
+- holds `$DAGSTER_HOME/.run.lock` (one platform per instance; the descriptor is inherited by every process
+  of `dg dev`, so the lock is held while any of them runs) and exits 75 when another platform holds it;
+- starts `dg dev` in a process group of its own and passes every SIGINT, SIGTERM or SIGHUP it gets to that
+  whole group, as a terminal's Ctrl-C does (run workers end their runs themselves);
+- once `dg dev` has exited, waits up to `--grace` seconds for the rest of its group (a daemon, a code
+  server, a run worker that outlived it), then kills what is left, and says so;
+- exits only then, so `make run` returning means the platform is gone. If this process is killed, `dg dev`
+  gets SIGTERM from the kernel (Linux) and shuts its services down itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOCK_BUSY_EXIT = 75
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1
+
+
+def _dg() -> str:
+    beside = Path(sys.executable).with_name("dg")
+    return str(beside) if beside.exists() else (shutil.which("dg") or "dg")
+
+
+def _in_child() -> None:
+    """Before exec: default signal handling (started in the background, SIGINT is inherited ignored, and
+    Dagster maps SIGTERM to its SIGINT handler, so `dg dev` would ignore both), and SIGTERM if this
+    launcher dies without stopping it."""
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_DFL)
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve(dagster_home: Path, argv: list[str], grace_seconds: float) -> int:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    lock = (dagster_home / ".run.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(
+            f"make run: the platform already runs on {dagster_home} (its processes hold "
+            f"{dagster_home}/.run.lock): stop it first",
+            file=sys.stderr,
+        )
+        return LOCK_BUSY_EXIT
+
+    signals: list[int] = []
+    for sig in FORWARDED:
+        signal.signal(sig, lambda s, _frame: signals.append(s))
+    child = subprocess.Popen(  # noqa: S603 - dg dev with the operator's host, port and workspace
+        argv, process_group=0, pass_fds=[lock.fileno()], preexec_fn=_in_child
+    )
+    pgid = child.pid
+    forwarded = 0
+    while child.poll() is None:
+        while len(signals) > forwarded:
+            # The first stop request is a Ctrl-C to the whole group; a repeated one insists (SIGTERM).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGINT if forwarded == 0 else signal.SIGTERM)
+            forwarded += 1
+        time.sleep(0.2)
+
+    deadline = time.monotonic() + grace_seconds
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _group_alive(pgid):
+        print(
+            f"make run: dg dev stopped but processes of its group {pgid} were still running "
+            f"{grace_seconds:g} s later: killed",
+            file=sys.stderr,
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    return child.returncode if child.returncode >= 0 else 128 - child.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", default="3000")
+    parser.add_argument("--workspace", default="workspace.yaml")
+    parser.add_argument("--grace", type=float, default=30.0, help="seconds left to dg dev's processes")
+    args = parser.parse_args(argv)
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
+    dg_dev = [_dg(), "dev", "-h", args.host, "-p", str(args.port), "-w", args.workspace]
+    return serve(home, dg_dev, args.grace)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
