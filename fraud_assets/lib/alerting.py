@@ -61,6 +61,16 @@ def masked_details(value):
     return mask_pans(value if isinstance(value, str) else str(value))
 
 
+# Where the engineer paged at night starts, per kind of alert: a section of the docs (GitHub anchors),
+# carried in every alert's details and shown beside its text in the log and the webhook.
+RUNBOOKS = {
+    "run_failure": "docs/runbooks.md#recover-a-failed-run",
+    "dead_run": "docs/runbooks.md#a-run-that-died",
+    "check_failure": "docs/runbooks.md#a-check-failed",
+    "missing_business_day": "docs/runbooks.md#a-business-day-without-its-authorisation-file",
+}
+
+
 @dataclass(frozen=True)
 class Alert:
     """One alert. `kind` says what raised it (run_failure, check_failure, retrain_requested, ...),
@@ -80,7 +90,16 @@ class Alert:
         # A failure message can quote a data row, a subject name a file; never let a card number through.
         object.__setattr__(self, "subject", mask_pans(self.subject))
         object.__setattr__(self, "message", mask_pans(self.message))
-        object.__setattr__(self, "details", masked_details(self.details))
+        details = masked_details(self.details)
+        if self.kind in RUNBOOKS and "runbook" not in details:
+            details = {**details, "runbook": RUNBOOKS[self.kind]}
+        object.__setattr__(self, "details", details)
+
+    @property
+    def summary(self) -> str:
+        """One line for a log or a chat message: what, about what, why, and where to start."""
+        runbook = self.details.get("runbook")
+        return f"{self.kind} {self.subject}: {self.message}" + (f" (runbook: {runbook})" if runbook else "")
 
     @property
     def alert_id(self) -> str:
@@ -125,8 +144,9 @@ class AlertSink(dg.ConfigurableResource):
         with self.outbox.open("a", encoding="utf-8") as fh:
             for alert in alerts:
                 fh.write(json.dumps(alert.as_row(), sort_keys=True) + "\n")
-                line = f"[ALERT {alert.severity}] {alert.kind} {alert.subject}: {alert.message}"
-                (logger.error if alert.severity == "ERROR" else logger.warning)(line)
+                (logger.error if alert.severity == "ERROR" else logger.warning)(
+                    f"[ALERT {alert.severity}] {alert.summary}"
+                )
         if self.webhook_url:
             for alert in alerts:
                 self._post(alert, logger)
@@ -134,9 +154,7 @@ class AlertSink(dg.ConfigurableResource):
         return len(alerts)
 
     def _post(self, alert: Alert, logger: logging.Logger) -> None:
-        body = json.dumps(
-            {"text": f"[{alert.severity}] {alert.kind} {alert.subject}: {alert.message}", **alert.as_row()}
-        ).encode()
+        body = json.dumps({"text": f"[{alert.severity}] {alert.summary}", **alert.as_row()}).encode()
         req = urllib.request.Request(  # noqa: S310 - URL comes from the operator's configuration
             self.webhook_url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
