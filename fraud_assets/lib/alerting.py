@@ -136,21 +136,37 @@ class AlertSink(dg.ConfigurableResource):
         return self.root / settings.WAREHOUSE_FILE
 
     def send(self, alerts: list[Alert], log: logging.Logger | None = None) -> int:
-        """Log, append to the outbox, post to the webhook; then try to load the outbox into the table."""
+        """Log, append to the outbox, post to the webhook; then try to load the outbox into the table.
+
+        An outbox that cannot be written (disk full, read-only or missing data volume) is logged and
+        skipped: the alerts still go to the log and the webhook, the channels that reach someone when the
+        data volume is what broke. They are then in no table; the sensor does not raise, or every tick
+        would page again."""
         if not alerts:
             return 0
         logger = log or _log
-        self.outbox.parent.mkdir(parents=True, exist_ok=True)
-        with self.outbox.open("a", encoding="utf-8") as fh:
-            for alert in alerts:
-                fh.write(json.dumps(alert.as_row(), sort_keys=True) + "\n")
-                (logger.error if alert.severity == "ERROR" else logger.warning)(
-                    f"[ALERT {alert.severity}] {alert.summary}"
-                )
+        for alert in alerts:
+            (logger.error if alert.severity == "ERROR" else logger.warning)(
+                f"[ALERT {alert.severity}] {alert.summary}"
+            )
+        rows = "".join(json.dumps(alert.as_row(), sort_keys=True) + "\n" for alert in alerts)
+        try:
+            self.outbox.parent.mkdir(parents=True, exist_ok=True)
+            with self.outbox.open("a", encoding="utf-8") as fh:
+                fh.write(rows)
+            written = True
+        except OSError as exc:
+            written = False
+            also = " and posted to the webhook" if self.webhook_url else ""
+            logger.error(
+                f"alert outbox {self.outbox} cannot be written ({type(exc).__name__}: {exc}): "
+                f"{len(alerts)} alert(s) only logged{also}"
+            )
         if self.webhook_url:
             for alert in alerts:
                 self._post(alert, logger)
-        self.flush(logger)
+        if written:
+            self.flush(logger)
         return len(alerts)
 
     def _post(self, alert: Alert, logger: logging.Logger) -> None:
