@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.raw.sensors import evaluate_missing_days, overdue_days
+from fraud_assets.defs.raw.sensors import evaluate_landing, evaluate_missing_days, overdue_days
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.resources import LandingZone
 from fraud_assets_tests.automation_stubs import materialize_stub
@@ -73,3 +73,14 @@ def test_nothing_is_missing_before_the_deadline(data_dir):
     land_day(data_dir, "2018-04-01")
     alerts, _ = tick(instance, data_dir, dt.datetime(2018, 4, 3, 5, tzinfo=dt.UTC))
     assert alerts == []
+
+
+def test_a_missing_landing_zone_is_named_by_the_alert_and_the_landing_sensor(data_dir):
+    """The landing volume unmounted: the engineer is told the folder is gone, not only that no file came."""
+    instance = dg.DagsterInstance.ephemeral()
+    (data_dir / "landing").rmdir()
+    [alert], _ = tick(instance, data_dir, AFTER_THE_THIRD)
+    assert f"the landing zone {data_dir / 'landing'} does not exist" in alert["message"]
+    landing = LandingZone(root=str(data_dir / "landing"))
+    result = evaluate_landing(dg.build_sensor_context(instance=instance), landing, now=AFTER_THE_THIRD)
+    assert f"the landing zone {data_dir / 'landing'} does not exist" in result.skip_reason.skip_message

@@ -182,10 +182,25 @@ def evaluate_landing(
         cursor.owed[source] = [requests[0].run_key, time.time()]
     for nf in inputs + [nf for files in by_day.values() for nf in files]:
         cursor.record(nf.file, nf.sha256)
+    skip = "no new landing files"
+    if not requests and (gone := landing_zone_gone(landing)):
+        context.log.warning(gone)
+        skip = gone
     return dg.SensorResult(
         run_requests=requests,
         cursor=cursor.serialize(),
-        skip_reason=None if requests else "no new landing files",
+        skip_reason=None if requests else skip,
+    )
+
+
+def landing_zone_gone(landing: LandingZone) -> str | None:
+    """Why nothing can land, when the landing root is not a folder (an unmounted volume, a wrong
+    FRAUD_DATA_DIR): without it, the sensors would only say that no file came."""
+    if landing.path.is_dir():
+        return None
+    return (
+        f"the landing zone {landing.path} does not exist or is not a folder (an unmounted volume, "
+        "a wrong FRAUD_DATA_DIR?): no file can land"
     )
 
 
@@ -251,6 +266,7 @@ def evaluate_missing_days(
                     message=(
                         f"{len(new)} business day(s) without an authorisation file "
                         f"{deadline.total_seconds() / 3600:g} h after the day ended: {_spans(new)}"
+                        + (f"; {gone}" if (gone := landing_zone_gone(landing)) else "")
                     ),
                     details={"days": new[:366], "deadline_hours": deadline.total_seconds() / 3600},
                 )
