@@ -5,6 +5,7 @@ processes, really killed (SIGKILL)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import dagster as dg
 import pytest
@@ -94,6 +95,23 @@ def test_a_failed_run_that_run_retries_reexecute_is_a_warning_not_a_page(slot_ho
     [alert] = sink.read_outbox()
     assert (alert["kind"], alert["severity"]) == ("run_failure", "WARN")
     assert "retries the run automatically" in alert["message"]
+
+
+def test_a_run_the_code_server_failed_after_its_worker_died_is_alerted_with_the_worker_and_why(
+    slot_holder, data_dir
+):
+    # The code server's own message says only that the run was failed from outside.
+    sink = AlertSink(data_dir=str(data_dir))
+    slot_holder.kill()
+    slot_holder.instance.report_run_failed(
+        slot_holder.run, "This run has been marked as failed from outside the execution context."
+    )
+    evaluate_run_failure_sensor(slot_holder.instance, slot_holder.run, sink)
+
+    [alert] = sink.read_outbox()
+    assert f"run worker (pid {slot_holder.proc.pid} on " in alert["message"]
+    assert "the process no longer exists" in alert["message"]
+    assert json.loads(alert["details"])["runbook"] == "docs/runbooks.md#a-run-that-died"
 
 
 def test_a_finished_run_still_holding_a_slot_gives_it_back(slot_holder, data_dir):
