@@ -78,7 +78,12 @@ def serve(dagster_home: Path, argv: list[str], grace_seconds: float) -> int:
     for sig in FORWARDED:
         signal.signal(sig, lambda s, _frame: signals.append(s))
     child = subprocess.Popen(  # noqa: S603 - dg dev with the operator's host, port and workspace
-        argv, process_group=0, pass_fds=[lock.fileno()], preexec_fn=_in_child
+        argv,
+        process_group=0,
+        # Its own group is not the terminal's foreground one: a read of the terminal would stop it.
+        stdin=subprocess.DEVNULL,
+        pass_fds=[lock.fileno()],
+        preexec_fn=_in_child,
     )
     pgid = child.pid
     forwarded = 0
