@@ -54,20 +54,23 @@ def _serves(port: int) -> bool:
         return False
 
 
-def _start_make_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, int]:
-    dagster_home = tmp_path / "dagster_home"
-    port = free_port()
-    env = {
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(REPO_ROOT),
-        "DAGSTER_HOME": str(dagster_home),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "FRAUD_DATA_DIR": str(tmp_path / "data"),
     }
+
+
+def _start_make_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, int]:
+    dagster_home = tmp_path / "dagster_home"
+    port = free_port()
     make = subprocess.Popen(
         ["make", "-o", "setup", "-o", "seed", "RUN=scripts/with-env", f"PORT={port}", "run"],
         cwd=REPO_ROOT,
-        env=env,
+        env=_env(tmp_path),
         stdout=(tmp_path / "make.log").open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, as a terminal's foreground job
@@ -110,8 +113,19 @@ def test_make_run_killed_leaves_no_platform_process_running(tmp_path):
 
 
 def test_make_run_interrupted_returns_only_once_every_platform_process_stopped(tmp_path):
-    """Ctrl-C: SIGINT to the terminal's foreground process group."""
+    """Ctrl-C: SIGINT to the terminal's foreground process group. Before it, a second `make run` on the
+    same instance is refused at once."""
     make, home, port = _start_make_run(tmp_path)
+    second = subprocess.run(
+        ["make", "-o", "setup", "-o", "seed", "RUN=scripts/with-env", f"PORT={free_port()}", "run"],
+        cwd=REPO_ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT,
+        check=False,
+    )
+    assert "the platform already runs on" in second.stderr
     leftovers = _stop_and_list_leftovers(make, home, lambda: os.killpg(make.pid, signal.SIGINT))
     assert leftovers == []
     assert not _serves(port)
