@@ -97,21 +97,33 @@ def test_a_failed_run_that_run_retries_reexecute_is_a_warning_not_a_page(slot_ho
     assert "retries the run automatically" in alert["message"]
 
 
-def test_a_run_the_code_server_failed_after_its_worker_died_is_alerted_with_the_worker_and_why(
+def test_a_run_the_code_server_failed_after_its_worker_died_is_alerted_with_how_it_died(
     slot_holder, data_dir
 ):
-    # The code server's own message says only that the run was failed from outside.
+    # What the code server records when a run's process ends before its run: an engine event saying how,
+    # then a failure with a generic message.
     sink = AlertSink(data_dir=str(data_dir))
     slot_holder.kill()
-    slot_holder.instance.report_run_failed(
-        slot_holder.run, "This run has been marked as failed from outside the execution context."
-    )
+    run = slot_holder.run
+    crash = f"Run execution process for {run.run_id} was terminated by signal 9 (SIGKILL)."
+    slot_holder.instance.report_engine_event(f"[DagsterApiServer] {crash}", run)
+    slot_holder.instance.report_run_failed(run)
     evaluate_run_failure_sensor(slot_holder.instance, slot_holder.run, sink)
 
     [alert] = sink.read_outbox()
-    assert f"run worker (pid {slot_holder.proc.pid} on " in alert["message"]
-    assert "the process no longer exists" in alert["message"]
+    assert crash in alert["message"]
     assert json.loads(alert["details"])["runbook"] == "docs/runbooks.md#a-run-that-died"
+
+
+def test_a_run_that_failed_by_itself_is_not_called_killed(slot_holder, data_dir):
+    sink = AlertSink(data_dir=str(data_dir))
+    slot_holder.kill()
+    slot_holder.instance.report_run_failed(slot_holder.run, "Steps failed: ['x'].")
+    evaluate_run_failure_sensor(slot_holder.instance, slot_holder.run, sink)
+
+    [alert] = sink.read_outbox()
+    assert "Run execution process" not in alert["message"]
+    assert json.loads(alert["details"])["runbook"] == "docs/runbooks.md#recover-a-failed-run"
 
 
 def test_a_finished_run_still_holding_a_slot_gives_it_back(slot_holder, data_dir):

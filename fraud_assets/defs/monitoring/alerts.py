@@ -40,6 +40,17 @@ def step_failure_causes(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return causes
 
 
+def worker_crash(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """How the run's worker process ended when it died before ending its run, as the code server recorded
+    it (`[DagsterApiServer] Run execution process for <run> was terminated by signal 9 (SIGKILL)...`),
+    from `Run execution process` on; else None."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    said = f"Run execution process for {run_id} "
+    messages = [r.event_log_entry.dagster_event.message or "" for r in records]
+    crashes = [m[m.index(said) :] for m in messages if said in m]
+    return crashes[-1] if crashes else None
+
+
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 

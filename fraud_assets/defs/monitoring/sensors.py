@@ -23,6 +23,7 @@ from fraud_assets.defs.monitoring.alerts import (
     check_failure_alerts,
     failed_only_on_blocking_checks,
     step_failure_causes,
+    worker_crash,
 )
 from fraud_assets.defs.monitoring.jobs import PERFORMANCE, performance_job
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS
@@ -30,7 +31,6 @@ from fraud_assets.lib.alerting import RUNBOOKS, Alert, AlertSink
 from fraud_assets.lib.dagster_compat import will_be_retried
 from fraud_assets.lib.dead_runs import DEAD_RUN_TAG, reap_dead_runs
 from fraud_assets.lib.partitions import consecutive_blocks
-from fraud_assets.lib.run_worker import RunWorker, why_gone
 from fraud_assets.lib.runs import TAG_TRIGGER, days_request, materializations_after, partitions_written_after
 
 LABELS = dg.AssetKey(["cleaned", "labels"])
@@ -64,14 +64,11 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: Al
     causes = step_failure_causes(context.instance, run.run_id)
     if causes:  # the run's message only names the failed steps; the first cause says what went wrong
         error = f"{error} Cause: {causes[0]}"
-    # The code server fails a run whose worker died under it with a generic message; say what happened.
-    worker = RunWorker.of_run(run)
-    gone = why_gone(worker) if worker else None
-    if gone:
-        error = (
-            f"{error} Its run worker ({worker.describe()}) is gone: {gone}; killed by the system (SIGKILL, "
-            "out of memory) or its host went down."
-        )
+    # The code server fails a run whose worker died under it with a generic message; its engine event
+    # beside it says how the process ended (signal, exit code).
+    crash = worker_crash(context.instance, run.run_id)
+    if crash:
+        error = f"{error} {crash}"
     # A retried run (its worker died, or it never started) often succeeds: warn now, page on the last try.
     retried = will_be_retried(run)
     if retried:
@@ -89,7 +86,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alert_sink: Al
                 details={
                     "tags": tags,
                     "event_id": run.run_id,
-                    **({"runbook": RUNBOOKS["dead_run"]} if gone else {}),
+                    **({"runbook": RUNBOOKS["dead_run"]} if crash else {}),
                 },
             )
         ],
