@@ -1,9 +1,9 @@
 """`make run`'s last step: `dg dev` (webserver, daemon, code server) on this instance, and nothing of it left
 running once it stops, however it is stopped.
 
-Between make and `dg dev` sat a shell and `flock`, which die of SIGTERM without passing it on: `kill` of
-`make run` (a supervisor, `timeout`, `kill %1`) returned at once and left the whole platform running,
-daemon included, still launching runs. This process is what make's recipe execs (through `uv run` and
+A shell or `flock` between make and `dg dev` dies of SIGTERM without passing it on: `kill` of `make run`
+(a supervisor, `timeout`, `kill %1`) would return at once and leave the whole platform running, daemon
+included, still launching runs. So make's recipe execs this process (through `uv run` and
 `scripts/with-env`, which both pass SIGTERM on), and it:
 
 - holds `$DAGSTER_HOME/.run.lock` (one platform per instance; the descriptor is inherited by every process
