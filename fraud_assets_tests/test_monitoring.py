@@ -25,6 +25,7 @@ from fraud_assets.defs.monitoring.assets import (
 from fraud_assets.defs.monitoring.checks import matured_ap_above_floor, psi_below_thresholds
 from fraud_assets.defs.monitoring.metrics import psi, psi_status
 from fraud_assets.lib.metrics import card_precision_by_day
+from fraud_assets_tests.days_run import days_run
 
 DAYS = pd.date_range("2018-04-01", periods=10, freq="D")
 
@@ -99,19 +100,10 @@ ALL_DAYS = [d.date().isoformat() for d in DAYS]
 
 def _materialize(asset, db: Path, days: list[str] | None = None) -> dg.ExecuteInProcessResult:
     """`asset` with its check, for the world's last day or the range `days` (one run)."""
-    days = days or ["2018-04-10"]
-    run = (
-        {"partition_key": days[0]}
-        if len(days) == 1
-        else {
-            "tags": {
-                "dagster/asset_partition_range_start": days[0],
-                "dagster/asset_partition_range_end": days[-1],
-            }
-        }
-    )
     return dg.materialize(
-        [asset, CHECKS[asset.key]], resources={"duckdb": DuckDBResource(database=str(db))}, **run
+        [asset, CHECKS[asset.key]],
+        resources={"duckdb": DuckDBResource(database=str(db))},
+        **days_run(days or ["2018-04-10"]),
     )
 
 

@@ -15,6 +15,7 @@ from fraud_assets.defs.cleaned.assets import (
     CHANGED_LAST_TRANSACTION,
 )
 from fraud_assets.defs.monitoring.sensors import performance_labels_sensor
+from fraud_assets_tests.days_run import days_run
 from fraud_assets_tests.test_monitoring import DAYS, _world
 
 ALL_DAYS = [d.date().isoformat() for d in DAYS]
@@ -31,19 +32,11 @@ def _targets(key: dg.AssetKey) -> list:
 
 
 def _run(key, db, days, instance=None, tags=None) -> dg.ExecuteInProcessResult:
-    run = (
-        {"partition_key": days[0]}
-        if len(days) == 1
-        else {
-            "tags": {
-                "dagster/asset_partition_range_start": days[0],
-                "dagster/asset_partition_range_end": days[-1],
-                **(tags or {}),
-            }
-        }
-    )
     return dg.materialize(
-        _targets(key), resources={"duckdb": DuckDBResource(database=str(db))}, instance=instance, **run
+        _targets(key),
+        resources={"duckdb": DuckDBResource(database=str(db))},
+        instance=instance,
+        **days_run(days, tags),
     )
 
 

@@ -11,6 +11,7 @@ from fraud_assets.defs import raw
 from fraud_assets.resources import build_resources
 from fraud_assets_tests import raw_cleaned_support as s
 from fraud_assets_tests.conftest import TEST_PAN_KEY
+from fraud_assets_tests.days_run import days_run
 
 DAYS = [(dt.date(2018, 4, 1) + dt.timedelta(days=i)).isoformat() for i in range(9)]
 CHECK = dg.AssetCheckKey(dg.AssetKey(["raw", "authorizations"]), "feed_volumes")
@@ -43,10 +44,7 @@ def _ingest(data_dir, days: list[str]) -> dg.AssetCheckEvaluation:
         selection=auth | auth.checks(),
         resources=resources,
         instance=instance,
-        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}
-        if len(days) > 1
-        else {},
-        partition_key=days[0] if len(days) == 1 else None,
+        **days_run(days),
     )
     # A range run records the range's verdict once per day (lib/contracts.per_partition).
     evaluations = [e for e in result.get_asset_check_evaluations() if e.asset_check_key == CHECK]

@@ -14,6 +14,7 @@ from fraud_assets.defs.scoring.transaction_scores import transaction_scores
 from fraud_assets.lib import registry
 from fraud_assets.resources import build_resources
 from fraud_assets_tests.conftest import TEST_PAN_KEY
+from fraud_assets_tests.days_run import days_run
 from fraud_assets_tests.models_world import (
     connect,
     layer_defs,
@@ -151,16 +152,6 @@ def test_alerts_name_the_features_that_drove_the_score(scored: Path):
 def _alerts(data_dir: Path, days: list[str], top_k: int = 50, include_known_compromised: bool = False):
     """Materialise scoring/fraud_alerts alone for `days` (one run: a single day or a range); its rows."""
     instance = dg.DagsterInstance.ephemeral()
-    partition = (
-        {"partition_key": days[0]}
-        if len(days) == 1
-        else {
-            "tags": {
-                "dagster/asset_partition_range_start": days[0],
-                "dagster/asset_partition_range_end": days[-1],
-            }
-        }
-    )
     result = dg.materialize(
         [fraud_alerts],
         instance=instance,
@@ -172,7 +163,7 @@ def _alerts(data_dir: Path, days: list[str], top_k: int = 50, include_known_comp
                 }
             }
         },
-        **partition,
+        **days_run(days),
     )
     assert result.success
     with connect(data_dir) as conn:
