@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
@@ -16,6 +21,51 @@ from fraud_assets.lib.model_io import warm_up_model_libraries
 from fraud_assets.lib.pan import Tokenizer
 from fraud_assets.lib.registry import Anchor, load_version, recorded_anchor
 from fraud_assets.lib.signing import Signer
+
+_LOCK_HELD = re.compile(r"Conflicting lock is held in (?P<holder>.+?)(?:\. See also|$)", re.S)
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB warehouse. Only one process may write it, and the platform's own steps take turns
+    (pool `duckdb`); a process outside the platform holding it (a notebook's `duckdb.connect`) is waited
+    for `lock_wait_seconds` with a warning that names it, then the step is retried by Dagster
+    (`dg.RetryRequested`: `lock_retries` times, `lock_retry_seconds` apart, the pool slot free meanwhile),
+    so a day resumes by itself once the holder lets go, and fails with the holder's name only after that."""
+
+    lock_wait_seconds: float = Field(default=30.0, description="How long one step attempt waits for a lock.")
+    lock_retries: int = Field(default=5, description="Step retries after a lock outlasted the wait.")
+    lock_retry_seconds: int = Field(default=60, description="Seconds between those step retries.")
+
+    @contextlib.contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        deadline, delay, warned = time.monotonic() + self.lock_wait_seconds, 0.1, False
+        while True:
+            try:
+                return duckdb.connect(self.database, read_only=False, config=self.connection_config)
+            except duckdb.IOException as e:
+                held = _LOCK_HELD.search(str(e))
+                if not held:
+                    raise
+                holder = " ".join(held["holder"].split())[:300]
+                if not warned:
+                    dg.get_dagster_logger().warning(
+                        f"warehouse locked by {holder}: waiting up to {self.lock_wait_seconds:.0f} s, then "
+                        f"retrying the step (docs/runbooks.md, lock error)"
+                    )
+                    warned = True
+                if time.monotonic() + delay > deadline:
+                    raise dg.RetryRequested(
+                        max_retries=self.lock_retries, seconds_to_wait=self.lock_retry_seconds
+                    ) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 class PanTokenizer(dg.ConfigurableResource):
@@ -129,7 +179,7 @@ def build_resources(
     """Resources for a data directory. Definitions use the environment; tests pass a tmp_path."""
     root = Path(data_dir) if data_dir else settings.data_dir()
     return {
-        "duckdb": DuckDBResource(
+        "duckdb": Warehouse(
             database=str(root / settings.WAREHOUSE_FILE), connection_config=settings.warehouse_config()
         ),
         "pan_tokenizer": PanTokenizer(key=pan_key if pan_key else dg.EnvVar("FRAUD_PAN_KEY")),
