@@ -240,19 +240,25 @@ def test_a_report_is_judged_against_the_time_and_card_of_the_transaction_it_name
     assert labels.loc[23, "card_token"] == labels.loc[3, "card_token"]  # the transaction's card (PANS[1])
 
 
-def test_a_chargeback_with_an_invalid_or_masked_card_number_is_no_label_and_says_why(own_copy):
-    """A card number that is sent must show the transaction is that card's: a mistyped or masked one
-    cannot, so the transaction id alone makes no label (an absent one is the transaction's card)."""
+def test_a_chargeback_card_number_is_matched_by_the_bin_and_last4_it_shows_and_one_showing_none_is_no_label(
+    own_copy,
+):
+    """A card number that is sent must show the transaction is that card's. Masked by the producer (first 6
+    and last 4, as PCI DSS lets it be shown) or mistyped in the middle, it is matched by BIN and last 4;
+    one whose last 4 are another card's is `card_mismatch`; one that shows neither is `invalid_pan`, and
+    the transaction id alone makes no label (an absent one is the transaction's card)."""
     day = "2018-04-06"
-    mistyped = PAN[:-1] + str((int(PAN[-1]) + 1) % 10)  # Luhn fails
     masked = f"{PAN[:6]}******{PAN[-4:]}"
+    mistyped = PAN[:-1] + str((int(PAN[-1]) + 1) % 10)  # Luhn fails, and the last 4 are not the card's
     s.write(
         own_copy,
         f"chargebacks/{day}/chargebacks_{day}.csv",
         s.csv_text(
             [
                 {**cb("cb31", "11", reported=f"{day}T08:00:00Z"), "pan": mistyped},
-                {**cb("cb32", "11", reported=f"{day}T09:00:00Z"), "pan": masked},
+                {**cb("cb32", "11", reported=f"{day}T09:00:00Z"), "pan": "XXXX-XXXX-XXXX-XXXX"},
+                {**cb("cb33", "11", reported=f"{day}T10:00:00Z"), "pan": f"{PAN[:6]}XXXXXX{s.PANS[2][-4:]}"},
+                {**cb("cb34", "11", reported=f"{day}T11:00:00Z"), "pan": masked},
             ],
             s.CB_HEADER,
         ),
@@ -264,10 +270,13 @@ def test_a_chargeback_with_an_invalid_or_masked_card_number_is_no_label_and_says
         .set_index(["source_file", "row_number"])
         .loc[f"chargebacks/{day}/chargebacks_{day}.csv"]
     )
-    assert q["reason"].tolist() == ["invalid_pan", "invalid_pan"]
-    assert q["offending_column"].tolist() == ["pan", "pan"]
+    assert q["reason"].tolist() == ["card_mismatch", "invalid_pan", "card_mismatch"]
+    assert q["offending_column"].tolist() == ["pan", "pan", "pan"]
+    assert q["offending_value"].tolist()[0] == f"{PAN[:6]}******{mistyped[-4:]}"
     assert mistyped not in q.astype(str).to_string()
-    assert 11 not in set(t["cleaned.labels"]["transaction_id"])
+    # The producer-masked one shows the card's BIN and last 4: transaction 11 is labelled by it.
+    labels = t["cleaned.labels"].set_index("transaction_id")
+    assert labels.loc[11, "reported_at"] == pd.Timestamp(f"{day} 11:00:00")
 
 
 def test_labels_say_which_labels_each_rebuild_changed(landed, own_copy):

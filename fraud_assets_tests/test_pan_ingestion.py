@@ -157,3 +157,22 @@ def test_the_engine_prefilter_passes_every_value_mask_pans_would_change(values):
         ).fetchall()
     missed = [v for v, (ok,) in zip(values, passed, strict=True) if mask_pans(v) != v and not ok]
     assert missed == []
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("453914******0014", "453914******0014"),  # masked by the producer: BIN and last 4 kept
+        ("4539 14XX XXXX 0014", "453914******0014"),
+        ("453914-•••-•••-0014", "453914******0014"),
+        ("4539148803436468", "453914******6468"),  # a mistyped PAN (Luhn fails): BIN and last 4 only
+        ("XXXX-XXXX-XXXX-0014", "*******************"),  # no BIN shown: nothing of it is kept
+        ("45391******0014", "***************"),  # 5 + 4 digits is no PAN shape
+        ("", None),
+    ],
+)
+def test_an_invalid_or_producer_masked_pan_shows_at_most_its_bin_and_last4(sent, shown):
+    from fraud_assets.defs.raw.tokens import masked_invalid_pan
+
+    assert masked_invalid_pan(sent) == shown
+    assert not pans_in(shown or "")

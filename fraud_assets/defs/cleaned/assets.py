@@ -300,7 +300,7 @@ labels = _reference_asset(
     "disputed so and later reported as fraud is labelled at its fraud report). Rows that cannot be "
     "used (malformed line, bad transaction id, "
     "unparseable or future report time, report before the transaction, unparseable or negative amount, "
-    "a missing or unrecognised reason code, a card number that is not a valid one, a transaction not in "
+    "a missing or unrecognised reason code, a card number showing no BIN and last 4, a transaction not in "
     "cleaned.transactions or of another card) are written with their reason and masked value to "
     "cleaned.reference_quarantine (source = chargebacks); source_rows = rows_written + quarantined_rows + "
     "duplicates_removed (later fraud reports) + non_fraud_disputes. "

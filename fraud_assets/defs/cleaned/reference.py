@@ -251,12 +251,12 @@ FX_OFFENDING = {
     "conflicting_rate": ("rate", "rate"),
 }
 # A label must name a transaction of cleaned.transactions, on the same card (a card number that is sent
-# must be a valid one: `invalid_pan` otherwise): a chargeback for an id we never cleaned (or not yet: a
-# late authorisation file) or for another card's transaction waits in the quarantine, and is judged again
-# at every rebuild of the labels. Only a fraud reason code makes a label (lib/reason_codes.py); a usable
-# row with a non-fraud code is a dispute of another kind, counted, and a missing or unknown code is
-# quarantined: a scheme chargeback always carries one, and guessing either way would pollute the labels
-# or lose a fraud.
+# must show its BIN and last 4 at least: `invalid_pan` otherwise): a chargeback for an id we never
+# cleaned (or not yet: a late authorisation file) or for another card's transaction waits in the
+# quarantine, and is judged again at every rebuild of the labels. Only a fraud reason code makes a label
+# (lib/reason_codes.py); a usable row with a non-fraud code is a dispute of another kind, counted, and a
+# missing or unknown code is quarantined: a scheme chargeback always carries one, and guessing either
+# way would pollute the labels or lose a fraud.
 CHARGEBACK_JUDGED = f"""
 WITH typed AS (
     SELECT *,
@@ -292,15 +292,22 @@ SELECT *, CASE
         WHEN _amount_text IS NOT NULL AND CAST(_amount_text AS DOUBLE) < 0 THEN 'negative_amount'
         WHEN nullif(trim(reason_code), '') IS NULL THEN 'missing_reason_code'
         WHEN _dispute_kind IS NULL THEN 'unknown_reason_code'
-        -- a card number sent but not a valid one (mistyped, or masked by the producer) cannot show the
-        -- transaction is that card's: no label on the transaction id alone (an absent one can't either,
-        -- but says nothing wrong: the transaction's own card is taken)
-        WHEN card_token IS NULL AND pan_masked IS NOT NULL THEN 'invalid_pan'
+        -- a card number that is sent must show the transaction is that card's: a valid one by its token,
+        -- one masked by the producer (or mistyped) by the BIN and last 4 it shows (raw's pan_masked);
+        -- one that shows neither cannot, and the transaction id alone makes no label then (an absent one
+        -- says nothing wrong: the transaction's own card is taken)
+        WHEN card_token IS NULL AND pan_masked IS NOT NULL
+             AND NOT regexp_full_match(pan_masked, '[0-9]{{6}}[*]{{3,9}}[0-9]{{4}}') THEN 'invalid_pan'
         WHEN NOT EXISTS (SELECT 1 FROM cleaned.transactions t WHERE t.transaction_id = _transaction_id)
             THEN 'unknown_transaction'
         WHEN card_token IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM cleaned.transactions t
             WHERE t.transaction_id = _transaction_id AND t.card_token = matched.card_token
+        ) THEN 'card_mismatch'
+        WHEN card_token IS NULL AND pan_masked IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM cleaned.transactions t
+            WHERE t.transaction_id = _transaction_id
+              AND t.pan_bin = left(pan_masked, 6) AND t.pan_last4 = right(pan_masked, 4)
         ) THEN 'card_mismatch'
     END AS _reason
 FROM matched
@@ -318,7 +325,7 @@ CHARGEBACK_OFFENDING = {
     "unknown_reason_code": ("reason_code", "reason_code"),
     "invalid_pan": ("pan", "pan_masked"),
     "unknown_transaction": ("transaction_id", "transaction_id"),
-    "card_mismatch": ("pan", "concat(pan_bin, '******', pan_last4)"),
+    "card_mismatch": ("pan", "coalesce(pan_masked, concat(pan_bin, '******', pan_last4))"),
 }
 REFERENCE_REASONS = tuple(
     dict.fromkeys([*CHARGEBACK_OFFENDING, *FX_OFFENDING, *MERCHANTS_OFFENDING, *CARDHOLDERS_OFFENDING])

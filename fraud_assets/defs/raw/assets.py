@@ -289,6 +289,7 @@ chargebacks = _reference_asset(
     "chargebacks",
     "Chargeback (fraud report) rows; the PAN is tokenised at ingestion",
     "the source of cleaned/labels.",
+    code_version="3",
 )
 cardholders = _reference_asset(
     "cardholders",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -50,13 +51,22 @@ def may_hold_pan(expr: str) -> str:
     )
 
 
+# A card number the producer masked itself, as PCI DSS lets it be shown: the first 6 and last 4 digits,
+# 3 to 9 mask characters between them (13 to 19 in all), spaces or dashes between groups allowed.
+_PRODUCER_MASKED = re.compile(r"(\d{6})([*xX#•]{3,9})(\d{4})")
+
+
 def masked_invalid_pan(value: str) -> str | None:
-    """An invalid PAN as investigators see it: BIN and last 4 at most, never the middle digits, digits
-    of any script shown as ASCII. None when nothing was sent."""
+    """A PAN that is not a valid one, as investigators see it: BIN and last 4 at most, never the middle
+    digits, digits of any script shown as ASCII; a PAN the producer masked keeps the BIN and last 4 it
+    shows (cleaned/labels matches a chargeback's card by them). None when nothing was sent."""
     text = value.strip()
     if not text:
         return None
-    digits = "".join(str(d) for ch in text if (d := unicodedata.decimal(ch, None)) is not None)
+    ascii_digits = "".join(str(d) if (d := unicodedata.decimal(ch, None)) is not None else ch for ch in text)
+    if shown := _PRODUCER_MASKED.fullmatch(re.sub(r"[ -]", "", ascii_digits)):
+        return f"{shown[1]}{'*' * len(shown[2])}{shown[3]}"
+    digits = "".join(ch for ch in ascii_digits if ch.isascii() and ch.isdigit())
     if len(digits) >= 13:
         return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
     return "*" * min(len(text), 32)
