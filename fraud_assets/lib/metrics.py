@@ -28,6 +28,14 @@ CARD_PRECISION_DEFINITION = (
 )
 
 
+def known_compromised_by(known_since: pd.Series | None, day) -> pd.Index:
+    """The cards known compromised by the start of `day`: `known_since` (card -> time of its first fraud
+    report) at or before the day's midnight. The one rule the gate, evaluation and monitoring apply."""
+    if known_since is None or not len(known_since):
+        return pd.Index([])
+    return known_since.index[known_since <= pd.Timestamp(day)]
+
+
 class CardPrecision:
     """Card Precision@k of one evaluation, fed its days in increasing order (`day`): it remembers the cards
     detected so far, so a caller can stream days it cannot hold at once (a network's scores)."""
@@ -47,9 +55,7 @@ class CardPrecision:
 
     def day(self, day_key, day: pd.DataFrame) -> float:
         """CP@k of `day`'s rows (transactions of the day `day_key`)."""
-        removed = set(self.detected)
-        if self.known_since is not None and len(self.known_since):
-            removed.update(self.known_since.index[self.known_since <= pd.Timestamp(day_key)])
+        removed = set(self.detected) | set(known_compromised_by(self.known_since, day_key))
         if removed:
             day = day[~day[self.card_col].isin(removed)]
         cards = (
