@@ -37,15 +37,17 @@ class Warehouse(DuckDBResource):
     lock_retry_seconds: int = Field(default=60, description="Seconds between those step retries.")
 
     @contextlib.contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        conn = self._connect()
+    def get_connection(self, lock_wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection; `lock_wait_seconds` overrides the wait for a step whose retry would
+        cost more than waiting (a model fit before its registry write)."""
+        conn = self._connect(self.lock_wait_seconds if lock_wait_seconds is None else lock_wait_seconds)
         try:
             yield conn
         finally:
             conn.close()
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        deadline, delay, warned = time.monotonic() + self.lock_wait_seconds, 0.1, False
+    def _connect(self, wait: float) -> duckdb.DuckDBPyConnection:
+        deadline, delay, warned = time.monotonic() + wait, 0.1, False
         while True:
             try:
                 return duckdb.connect(self.database, read_only=False, config=self.connection_config)
@@ -56,7 +58,7 @@ class Warehouse(DuckDBResource):
                 holder = " ".join(held["holder"].split())[:300]
                 if not warned:
                     dg.get_dagster_logger().warning(
-                        f"warehouse locked by {holder}: waiting up to {self.lock_wait_seconds:.0f} s, then "
+                        f"warehouse locked by {holder}: waiting up to {wait:.0f} s, then "
                         f"retrying the step (docs/runbooks.md, lock error)"
                     )
                     warned = True

@@ -93,3 +93,25 @@ def test_other_io_errors_are_not_taken_for_a_lock(tmp_path, monkeypatch, message
     result, _ = _run(tmp_path / "w.duckdb", lock_wait_seconds=5)
     assert not result.success
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+
+
+@dg.asset
+def waits_long(duckdb: Warehouse) -> int:
+    with duckdb.get_connection(lock_wait_seconds=120) as conn:
+        return conn.execute("SELECT count(*) FROM t").fetchone()[0]
+
+
+def test_a_step_whose_retry_costs_more_than_waiting_waits_for_the_lock_itself(tmp_path):
+    """The model candidates' registry write after a fit: it waits past the resource's wait instead of
+    having Dagster retry the step (and fit again)."""
+    holder, db = _holder(tmp_path, seconds=2)
+    try:
+        result = dg.materialize(
+            [waits_long],
+            resources={"duckdb": Warehouse(database=str(db), lock_wait_seconds=0.1, lock_retries=0)},
+            raise_on_error=False,
+        )
+    finally:
+        holder.wait()
+    assert result.success
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)

@@ -16,7 +16,6 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from fraud_assets.defs.models.common import (
@@ -46,12 +45,15 @@ from fraud_assets.lib.model_selection import (
 )
 from fraud_assets.lib.registry import ModelVersion, register_version
 from fraud_assets.lib.warehouse import table_metadata
-from fraud_assets.resources import ModelStore
+from fraud_assets.resources import ModelStore, Warehouse
 
 # The installed scikit-learn, without importing it at definition load (docs/architecture.md, start-up cost).
 SKLEARN_VERSION = package_version("scikit-learn")
 FAMILIES = ("logistic_regression", "hist_gradient_boosting", "random_forest")
 TRAINING_SET_KEY = dg.AssetKey(["models", "training_set"])
+# A candidate is outside the `duckdb` pool, so a pool step may hold the warehouse while it fits: its
+# registry write waits as long as a big backfill's step can take rather than have Dagster retry (and refit).
+REGISTRY_LOCK_WAIT_SECONDS = 600
 
 
 TRAIN_DAYS_HELP = "Train on the last n days of each fold's training window (0: all of it)."
@@ -228,7 +230,8 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         # Not in the `duckdb` pool, unlike every other DuckDB writer: a candidate holds the warehouse for
         # seconds (read the training set, append one registry row) but fits for minutes, and a pool slot is
         # held for the whole step, so a landed day would wait behind the fit. Its two short connections
-        # wait for the file lock instead (DuckDBResource retries for ~100 s).
+        # wait for the file lock instead: the first as every step does (a retry costs nothing yet), the
+        # registry write after the fit up to REGISTRY_LOCK_WAIT_SECONDS (a retry would fit again).
         deps=[TRAINING_SET_KEY],
         # Its table is the registry row it appends to models.model_versions.
         metadata=column_schema_metadata(MODEL_VERSIONS_COLUMNS, descriptions=MODEL_VERSIONS_DESCRIPTIONS),
@@ -241,7 +244,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         ),
     )
     def _candidate(
-        context: dg.AssetExecutionContext, config: config_cls, duckdb: DuckDBResource, model_store: ModelStore
+        context: dg.AssetExecutionContext, config: config_cls, duckdb: Warehouse, model_store: ModelStore
     ) -> dg.MaterializeResult:
         params = config.model_dump()
         search, wide = params.pop("search"), params.pop("wide_search")
@@ -287,7 +290,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
             seed=0,  # train_family's default: what make reproduce refits with
         )
         mv = _with_delay(mv)
-        with duckdb.get_connection() as conn:
+        with duckdb.get_connection(lock_wait_seconds=REGISTRY_LOCK_WAIT_SECONDS) as conn:
             register_version(conn, mv, model_store.signer())
             md = table_metadata(
                 conn,
