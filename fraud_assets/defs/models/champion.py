@@ -48,7 +48,7 @@ from fraud_assets.resources import ModelStore
 
 EVALUATION_KEY = dg.AssetKey(["models", "evaluation"])
 APPROVAL_REQUEST_KEY = dg.AssetKey(["models", "approval_request"])
-# Gate margins for tiny worlds (the end-to-end test): the gate only pre-selects now, a person approves.
+# Gate margins for tiny worlds (the end-to-end test): the gate only pre-selects; a person approves.
 GATE_AP_MARGIN_ENV = "FRAUD_GATE_AP_MARGIN"
 GATE_CP_TOLERANCE_ENV = "FRAUD_GATE_CP_TOLERANCE"
 

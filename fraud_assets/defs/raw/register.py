@@ -148,7 +148,7 @@ def _unchanged(old, lf: LandingFile) -> bool:
     if old is None:
         return False
     if old.status == "rejected" and old.reason not in r.FILE_REASONS:
-        return False  # a reason the door no longer gives (a row-level matter now): judged again
+        return False  # not a file reason (a row-level one, from an older register): judged again
     stats = [getattr(old, c, None) for c in ("file_size", "file_mtime_ns", "file_inode", "file_ctime_ns")]
     if any(v is None or pd.isna(v) for v in stats[:3]):
         return False
