@@ -90,9 +90,15 @@ def test_the_performance_check_judges_each_matured_day(tmp_path):
     _world(db)
     with duckdb.connect(str(db)) as conn:  # a model no better than chance: AP far below the floor
         conn.execute("UPDATE scoring.transaction_scores SET score = hash(transaction_id) % 1000 / 1000.0")
+    matured, young = ALL_DAYS[:3], ALL_DAYS[3:]
+    # The matured days are inside the champion's training set (through 04-07): in-sample, not judged.
+    checks = _checks_by_day(_run(PERFORMANCE, db, ALL_DAYS))
+    assert all(checks[d].passed for d in ALL_DAYS)
+    assert checks[matured[0]].metadata["note"].value.startswith("not judged: inside the champion's training")
+    with duckdb.connect(str(db)) as conn:  # a champion trained before them: each matured day is judged
+        conn.execute("DELETE FROM models.training_set WHERE business_date > DATE '2018-03-31'")
     checks = _checks_by_day(_run(PERFORMANCE, db, ALL_DAYS))
     assert set(ALL_DAYS) <= set(checks)
-    matured, young = ALL_DAYS[:3], ALL_DAYS[3:]
     assert all(not checks[d].passed and checks[d].severity == dg.AssetCheckSeverity.ERROR for d in matured)
     assert all(checks[d].passed for d in young)
     assert checks[young[0]].metadata["note"].value.startswith("not judged: labels not matured")

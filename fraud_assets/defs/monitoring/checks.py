@@ -110,7 +110,8 @@ def judge_day(day: str, figures: dict[str, object] | None, recent_ap: float) -> 
         "The day's AP on matured labels is at least the floor (FRAUD_AP_FLOOR, default 0.3): ERROR below "
         "it (the retraining trigger acts), WARN when the mean AP of the 7 latest matured days up to it is "
         "within 0.1 of it. A day whose labels have not matured passes with a note and is judged when it is "
-        "recomputed as its labels arrive."
+        "recomputed as its labels arrive; a day inside the champion's training set passes with a note "
+        "(in-sample, and the first days of a history lack the features' lookback: no sign of decay)."
     ),
 )
 def matured_ap_above_floor(
@@ -125,12 +126,22 @@ def matured_ap_above_floor(
             if table_exists(conn, PERFORMANCE_TABLE)
             else pd.DataFrame()
         )
+        _, trained_through = after_training(conn, pd.DataFrame({"business_date": days}))
     figures = performance_day_figures(stored) if len(stored) else {}
     matured_ap = {d: f["average_precision"] for d, f in figures.items() if f["matured"]}
     matured_ap = {d: ap for d, ap in sorted(matured_ap.items()) if ap == ap}  # NaN: one class only
     per_day = {}
     for day in days:
         recent = [ap for d, ap in matured_ap.items() if d <= day][-RECENT_MATURED_DAYS:]
+        if trained_through is not None and day <= trained_through:
+            per_day[day] = dg.AssetCheckResult(
+                passed=True,
+                metadata={
+                    "business_date": day,
+                    "note": f"not judged: inside the champion's training set (through {trained_through})",
+                },
+            )
+            continue
         per_day[day] = judge_day(day, figures.get(day), sum(recent) / len(recent) if recent else float("nan"))
     judged = [d for d in days if "note" not in per_day[d].metadata]
     passed = dg.AssetCheckResult(
