@@ -93,11 +93,28 @@ def test_matured_ap_below_the_floor_requests_training(instance, tmp_path, monkey
     report(
         instance,
         "monitoring/model_performance",
-        latest_matured_ap=0.12,
+        mean_ap_last_7_matured_days=0.12,
         latest_matured_business_date="2018-04-10",
     )
     [req] = tick(instance, tmp_path)
     assert req.tags[TAG_REASON] == "decay"
+
+
+def test_one_matured_day_below_the_floor_does_not_request_training_when_the_weeks_mean_is_above_it(
+    instance, tmp_path, monkeypatch
+):
+    """Each day is the latest matured one for a while: a small day's AP crosses the floor by chance, and a
+    retraining on it would be refused by the gate (a failed run); decay is the 7 latest days' mean."""
+    monkeypatch.setenv("FRAUD_AP_FLOOR", "0.3")
+    materialize_stub(instance, "models/champion")
+    report(
+        instance,
+        "monitoring/model_performance",
+        latest_matured_ap=0.299,
+        mean_ap_last_7_matured_days=0.55,
+        latest_matured_business_date="2018-04-13",
+    )
+    assert tick(instance, tmp_path) == []
 
 
 def test_bootstrap_waits_until_no_run_is_in_flight(instance, tmp_path, monkeypatch):
@@ -153,7 +170,7 @@ def test_decay_is_keyed_on_the_matured_day(instance, tmp_path, monkeypatch):
         report(
             instance,
             "monitoring/model_performance",
-            latest_matured_ap=0.12,
+            mean_ap_last_7_matured_days=0.12,
             latest_matured_business_date="2018-04-10",
         )
         keys.append(tick(instance, tmp_path)[0].run_key)

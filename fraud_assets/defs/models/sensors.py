@@ -12,7 +12,10 @@ itself, except the bootstrap, which auto-approves the first model when no champi
 - drift: the latest `monitoring/feature_drift` has `max_psi` >= `PSI_ACT` (0.25) for a business day the
   latest training run did not see (`latest_business_date` of `models/training_set`): retraining on the
   same data gives the same model, so drift on a day the models were trained with only alerts.
-- decay: the latest `monitoring/model_performance` has `latest_matured_ap` < `FRAUD_AP_FLOOR` (default 0.3).
+- decay: the latest `monitoring/model_performance` has `mean_ap_last_7_matured_days` (the mean AP of the 7
+  latest matured days) < `FRAUD_AP_FLOOR` (default 0.3). A mean, not the latest day alone: performance is
+  computed per day as each day's labels mature, so every day is the latest matured one for a while, and
+  one small day's AP swings across the floor by chance (a retraining the gate then refuses).
 Each drifted or matured business day triggers at most once (run_key `drift:<day>` / `decay:<day>`:
 monitoring is recomputed after every run, the training run included, so a key per measurement would
 retrain in a loop), and never while a training run is in flight.
@@ -127,11 +130,11 @@ def training_reasons(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]
         psi, feature, day = worst
         detail = f"PSI {psi:.3f} >= {PSI_ACT} on {feature} for {day}"
         return [_training_request("drift", detail, f"drift:{day}")]
-    ap, perf_id = _metadata_value(instance, MODEL_PERFORMANCE, "latest_matured_ap")
+    ap, perf_id = _metadata_value(instance, MODEL_PERFORMANCE, "mean_ap_last_7_matured_days")
     floor = ap_floor()
     if ap is not None and float(ap) == float(ap) and float(ap) < floor:
         day, _ = _metadata_value(instance, MODEL_PERFORMANCE, "latest_matured_business_date")
-        detail = f"matured-label AP {float(ap):.3f} < floor {floor} on {day}"
+        detail = f"mean matured-label AP of the 7 days through {day} {float(ap):.3f} < floor {floor}"
         return [_training_request("decay", detail, f"decay:{day}" if day else f"decay:{perf_id}")]
     return []
 
@@ -141,8 +144,8 @@ def training_reasons(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]
     description=(
         "Requests the training chain (models/* up to models/champion; a passing challenger then waits for "
         "approval) when there is no champion yet and "
-        "enough labelled days exist (bootstrap), when feature/score drift reaches PSI 0.25, or when AP on "
-        "matured labels falls below the floor. The reason is in the run tags "
+        "enough labelled days exist (bootstrap), when feature/score drift reaches PSI 0.25, or when the mean "
+        "AP of the 7 latest matured days falls below the floor. The reason is in the run tags "
         "(fraud_assets/retrain_reason, fraud_assets/retrain_detail). Reads only the Dagster instance."
     ),
     job=training_job,

@@ -621,7 +621,8 @@ def _ensure_performance_table(conn: duckdb.DuckDBPyConnection) -> None:
         "`alert_precision`, `label_maturity_days`), plotted over partitions; a day is computed when it is "
         "scored and again when labels of its transactions or of earlier days arrive "
         "(performance_labels_sensor). "
-        "For data scientists and the retraining trigger (`latest_matured_ap`, over every stored day)."
+        "For data scientists and the retraining trigger (`mean_ap_last_7_matured_days`, over every stored "
+        "day)."
     ),
 )
 def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
