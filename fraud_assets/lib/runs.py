@@ -69,6 +69,12 @@ def materializations_after(
     ).records
 
 
+def metadata_value(record: dg.EventLogRecord, key: str):
+    """The plain value of metadata entry `key` of a materialisation record (None when absent)."""
+    md = record.asset_materialization.metadata if record.asset_materialization else {}
+    return getattr(md.get(key), "value", None)
+
+
 def partitions_written_after(
     instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str], storage_id: int
 ) -> set[str]:

@@ -24,7 +24,13 @@ import dagster as dg
 from fraud_assets.defs.cleaned.assets import RESTATED_DAYS
 from fraud_assets.defs.cleaned.jobs import CLEANED_TRANSACTIONS, cleaning_job
 from fraud_assets.lib.partitions import consecutive_blocks
-from fraud_assets.lib.runs import TAG_TRIGGER, days_request, materializations_after, partitions_written_after
+from fraud_assets.lib.runs import (
+    TAG_TRIGGER,
+    days_request,
+    materializations_after,
+    metadata_value,
+    partitions_written_after,
+)
 
 # The assets whose materialisations list restated days, and what changed the days.
 RESTATING = {
@@ -37,8 +43,7 @@ BATCH = 100
 
 
 def _restated(record) -> list[str]:
-    md = record.asset_materialization.metadata if record.asset_materialization else {}
-    value = getattr(md.get(RESTATED_DAYS), "value", None)
+    value = metadata_value(record, RESTATED_DAYS)
     return [str(d) for d in value] if isinstance(value, list) else []
 
 

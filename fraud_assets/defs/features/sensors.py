@@ -31,7 +31,13 @@ from fraud_assets.defs.cleaned.assets import (
 from fraud_assets.defs.features.compute import LOOKBACK_DAYS
 from fraud_assets.defs.features.jobs import FEATURES, features_job
 from fraud_assets.lib.partitions import consecutive_blocks
-from fraud_assets.lib.runs import TAG_TRIGGER, days_request, materializations_after, partitions_written_after
+from fraud_assets.lib.runs import (
+    TAG_TRIGGER,
+    days_request,
+    materializations_after,
+    metadata_value,
+    partitions_written_after,
+)
 
 LABELS = dg.AssetKey(["cleaned", "labels"])
 REFERENCES = {dg.AssetKey(["cleaned", "cards"]): "cards", dg.AssetKey(["cleaned", "terminals"]): "terminals"}
@@ -39,24 +45,25 @@ TAG_CAUSE = "fraud_assets/lookback_cause"
 BATCH = 500
 
 
-def _value(record, key: str):
-    md = record.asset_materialization.metadata if record.asset_materialization else {}
-    return getattr(md.get(key), "value", None)
-
-
 def _label_span(record) -> tuple[dt.date, dt.date] | None:
     """(earliest report date, latest transaction date) of the labels a cleaned/labels materialisation
     changed; None when it changed none."""
-    if not _value(record, CHANGED_LABELS):
+    if not metadata_value(record, CHANGED_LABELS):
         return None
-    first, last = _value(record, CHANGED_FIRST_REPORT), _value(record, CHANGED_LAST_TRANSACTION)
+    first, last = (
+        metadata_value(record, CHANGED_FIRST_REPORT),
+        metadata_value(record, CHANGED_LAST_TRANSACTION),
+    )
     return (dt.date.fromisoformat(first), dt.date.fromisoformat(last)) if first and last else None
 
 
 def _reference_span(record) -> tuple[dt.date, dt.date] | None:
     """(first, last) transaction date whose reference values a cleaned/cards or cleaned/terminals
     materialisation changed; None when none."""
-    first, last = _value(record, CHANGED_REFERENCE_FIRST), _value(record, CHANGED_REFERENCE_LAST)
+    first, last = (
+        metadata_value(record, CHANGED_REFERENCE_FIRST),
+        metadata_value(record, CHANGED_REFERENCE_LAST),
+    )
     return (dt.date.fromisoformat(first), dt.date.fromisoformat(last)) if first and last else None
 
 

@@ -31,7 +31,13 @@ from fraud_assets.lib.alerting import RUNBOOKS, Alert, AlertSink
 from fraud_assets.lib.dagster_compat import will_be_retried
 from fraud_assets.lib.dead_runs import DEAD_RUN_TAG, reap_dead_runs
 from fraud_assets.lib.partitions import consecutive_blocks
-from fraud_assets.lib.runs import TAG_TRIGGER, days_request, materializations_after, partitions_written_after
+from fraud_assets.lib.runs import (
+    TAG_TRIGGER,
+    days_request,
+    materializations_after,
+    metadata_value,
+    partitions_written_after,
+)
 
 LABELS = dg.AssetKey(["cleaned", "labels"])
 TAG_CAUSE = "fraud_assets/performance_cause"
@@ -140,15 +146,12 @@ def _performance_start(record) -> dt.date | None:
     labels' earliest transaction day (their own day, then the later days Card Precision carries its
     detections to), or the day that matured with its earliest report if earlier; None when it changed none.
     A materialisation without the first transaction date counts from its first report."""
-    md = record.asset_materialization.metadata if record.asset_materialization else {}
-
-    def value(key: str):
-        return getattr(md.get(key), "value", None)
-
-    if not value(CHANGED_LABELS) or not (report := value(CHANGED_FIRST_REPORT)):
+    if not metadata_value(record, CHANGED_LABELS) or not (
+        report := metadata_value(record, CHANGED_FIRST_REPORT)
+    ):
         return None
     report_day = dt.date.fromisoformat(report)
-    first = dt.date.fromisoformat(value(CHANGED_FIRST_TRANSACTION) or report)
+    first = dt.date.fromisoformat(metadata_value(record, CHANGED_FIRST_TRANSACTION) or report)
     return min(first, report_day - dt.timedelta(days=MATURITY_DAYS + 1))
 
 
