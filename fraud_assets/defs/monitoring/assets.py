@@ -389,21 +389,25 @@ def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> 
     return dg.MaterializeResult(metadata=md)
 
 
+def trained_through(conn: duckdb.DuckDBPyConnection) -> str | None:
+    """The last business day of the champion's training set (None without one): the days up to it are
+    in-sample, judged neither for drift nor for decay."""
+    if not table_exists(conn, TRAINING_SET_TABLE) or "business_date" not in _columns(
+        conn, TRAINING_SET_TABLE
+    ):
+        return None
+    last = conn.execute(f"SELECT max(business_date) FROM {TRAINING_SET_TABLE}").fetchone()[0]
+    return None if last is None else pd.Timestamp(last).date().isoformat()
+
+
 def after_training(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     """The rows of days the champion's training set did not hold, and its last day: drift is a warning
     about data the models have not seen (a burst re-measured at bootstrap would otherwise alert on the
     training days, each compared with the few days before it)."""
-    if (
-        df.empty
-        or not table_exists(conn, TRAINING_SET_TABLE)
-        or "business_date" not in _columns(conn, TRAINING_SET_TABLE)
-    ):
-        return df, None
-    last = conn.execute(f"SELECT max(business_date) FROM {TRAINING_SET_TABLE}").fetchone()[0]
+    last = None if df.empty else trained_through(conn)
     if last is None:
         return df, None
-    unseen = df[pd.to_datetime(df["business_date"]) > pd.Timestamp(last)]
-    return unseen, pd.Timestamp(last).date().isoformat()
+    return df[pd.to_datetime(df["business_date"]) > pd.Timestamp(last)], last
 
 
 def known_compromised_since(conn: duckdb.DuckDBPyConnection) -> pd.Series:

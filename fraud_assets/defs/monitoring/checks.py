@@ -17,6 +17,7 @@ from fraud_assets.defs.monitoring.assets import (
     feature_drift,
     model_performance,
     performance_day_figures,
+    trained_through,
 )
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, ap_floor
 from fraud_assets.lib.contracts import per_partition
@@ -61,13 +62,12 @@ def psi_below_thresholds(
             else pd.DataFrame(columns=["business_date", "feature", "psi", "status"])
         )
         rows["day"] = pd.to_datetime(rows["business_date"]).dt.strftime("%Y-%m-%d")
-        unseen, trained_through = after_training(conn, rows)
+        unseen, through = after_training(conn, rows)
     measured = set(rows["day"])
     per_day = {
-        day: drift_check(unseen[unseen["day"] == day], trained_through if day in measured else None)
-        for day in days
+        day: drift_check(unseen[unseen["day"] == day], through if day in measured else None) for day in days
     }
-    overall = drift_check(unseen, trained_through)
+    overall = drift_check(unseen, through)
     return per_partition(context, overall, per_day)
 
 
@@ -126,19 +126,19 @@ def matured_ap_above_floor(
             if table_exists(conn, PERFORMANCE_TABLE)
             else pd.DataFrame()
         )
-        _, trained_through = after_training(conn, pd.DataFrame({"business_date": days}))
+        in_sample_until = trained_through(conn)
     figures = performance_day_figures(stored) if len(stored) else {}
     matured_ap = {d: f["average_precision"] for d, f in figures.items() if f["matured"]}
     matured_ap = {d: ap for d, ap in sorted(matured_ap.items()) if ap == ap}  # NaN: one class only
     per_day = {}
     for day in days:
         recent = [ap for d, ap in matured_ap.items() if d <= day][-RECENT_MATURED_DAYS:]
-        if trained_through is not None and day <= trained_through:
+        if in_sample_until is not None and day <= in_sample_until:
             per_day[day] = dg.AssetCheckResult(
                 passed=True,
                 metadata={
                     "business_date": day,
-                    "note": f"not judged: inside the champion's training set (through {trained_through})",
+                    "note": f"not judged: inside the champion's training set (through {in_sample_until})",
                 },
             )
             continue
