@@ -5,9 +5,12 @@ to hand back the pool slots such a run still holds (its own run monitoring does 
 run launchers that can check a worker's health, which the default launcher cannot), nor to name the
 materialisation a check evaluation logged by hand is about, to find the latest materialisation of many
 partitions in one query, or to tell whether run retries will re-execute a failed run; nor does it
-export a compute log manager class to derive step-log storage from (lib/step_logs.py). Each function
-here wraps one internal call; fraud_assets_tests/test_dagster_compat.py, test_partitioned_checks.py and
-test_instance_storage.py pin the behaviour we rely on, so a Dagster upgrade that changes it fails there
+export a compute log manager class to derive step-log storage from (lib/step_logs.py), nor the SQLite
+storages the local instance keeps its engines in (lib/sqlite_instance.py). Each function here wraps one
+internal call, and the classes are re-exported from here so that this module is the one list of what we
+take from Dagster's internals (fraud_assets_tests/test_code_boundaries.py keeps it so);
+fraud_assets_tests/test_dagster_compat.py, test_partitioned_checks.py, test_instance_storage.py and
+test_sqlite_instance.py pin the behaviour we rely on, so a Dagster upgrade that changes it fails there
 first.
 """
 
@@ -24,8 +27,21 @@ from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.storage.compute_log_manager import (  # re-exported for the step-log test
     ComputeIOType as ComputeIOType,
 )
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (  # for lib/sqlite_instance.py
+    SQLITE_BUSY_TIMEOUT_SECONDS as SQLITE_BUSY_TIMEOUT_SECONDS,
+)
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (  # for lib/sqlite_instance.py
+    SqliteEventLogStorage as SqliteEventLogStorage,
+)
 from dagster._core.storage.local_compute_log_manager import (  # re-exported for lib/step_logs.py
     LocalComputeLogManager as LocalComputeLogManager,
+)
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import (  # for lib/sqlite_instance.py
+    SqliteRunStorage as SqliteRunStorage,
+)
+from dagster._core.storage.sql import create_engine as create_engine  # for lib/sqlite_instance.py
+from dagster._core.storage.sqlite_storage import (  # for lib/sqlite_instance.py
+    DagsterSqliteStorage as DagsterSqliteStorage,
 )
 from dagster._core.storage.tags import WILL_RETRY_TAG
 

@@ -29,16 +29,17 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
-    SQLITE_BUSY_TIMEOUT_SECONDS,
-    SqliteEventLogStorage,
-)
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.sql import create_engine
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
+
+from fraud_assets.lib.dagster_compat import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    DagsterSqliteStorage,
+    SqliteEventLogStorage,
+    SqliteRunStorage,
+    create_engine,
+)
 
 SYNCHRONOUS_ENV = "FRAUD_SQLITE_SYNCHRONOUS"
 MODES = ("OFF", "NORMAL", "FULL")
