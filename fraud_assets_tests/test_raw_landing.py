@@ -92,11 +92,18 @@ def test_unchanged_files_keep_their_registration_time(data_dir):
 
 
 def test_the_landing_contract_lists_every_reason_and_cap():
+    """Every reason a file is refused, a line kept malformed, a snapshot row set aside, or a transaction,
+    chargeback or FX row quarantined, and every reader cap: a producer reads them in one document."""
     from pathlib import Path
 
+    from fraud_assets.defs.cleaned.reference import REFERENCE_REASONS
+    from fraud_assets.defs.cleaned.transform import REASONS
     from fraud_assets.defs.raw.limits import ReaderLimits
     from fraud_assets.defs.raw.reasons import FILE_REASONS, LINE_REASONS
+    from fraud_assets.defs.raw.snapshots import ROW_REASONS
 
     text = (Path(__file__).parents[1] / "docs" / "landing-zone.md").read_text()
-    named = [*FILE_REASONS, *LINE_REASONS, *ReaderLimits.model_fields]
+    row_reasons = [r for reasons in ROW_REASONS.values() for r in reasons]
+    named = [*FILE_REASONS, *LINE_REASONS, *row_reasons, *REASONS, *REFERENCE_REASONS]
+    named += list(ReaderLimits.model_fields)
     assert [n for n in named if f"`{n}`" not in text] == []
