@@ -3,8 +3,8 @@ row of the issue beside it, run through `make pipeline`'s entry point on an on-d
 
 Every genuine transaction reaches cleaned.transactions unchanged, each hostile input is refused or
 quarantined with its reason, and no card number of the input is left anywhere: DuckDB (any column type),
-the exports, DAGSTER_HOME, the instance's runs, event logs and cursors, nor the landing sensor's cursor,
-run keys and tags.
+the exports, DAGSTER_HOME, the instance's runs, event logs and cursors, the pipeline's console output, nor
+the landing sensor's cursor, run keys and tags.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 from fraud_assets.cli.dagster_home import write_dagster_yaml
 from fraud_assets.lib.pan import Tokenizer, normalise_pan
 from fraud_assets.lib.pan_leaks import pans_in
-from fraud_assets.lib.pan_scan import collect_pans, scan_deployment
+from fraud_assets.lib.pan_scan import collect_pans, holds_any, scan_deployment, scan_file
 from fraud_assets.simulator import SimConfig, simulate
 from fraud_assets_tests.conftest import TEST_PAN_KEY, TEST_REGISTRY_KEY
 
@@ -254,6 +254,13 @@ def test_each_hostile_file_is_refused_with_its_reason(deployment):
         assert [name for name in by_name if fragment in name], fragment
     assert [name for name in by_name if name.startswith("authorizations/9999-12-31/")]
     assert len({r for r in by_name.values()}) >= 6  # distinct reasons, not one catch-all
+    names_by_reason = {}
+    for name, reason in by_name.items():
+        names_by_reason.setdefault(reason, []).append(name)
+    assert [n for n in names_by_reason.get("pan_in_file_name", []) if "******" in n]  # finding 3, masked
+    assert [n for n in names_by_reason.get("unrecognised_name", []) if n.endswith("\n")]  # finding 10
+    out_of_range = names_by_reason.get("date_out_of_range", [])
+    assert {"9999-12-31.csv", "0001-01-01.csv.gz"} <= {n.rsplit("_", 1)[-1] for n in out_of_range}  # 7
 
 
 def test_bad_fx_rates_and_chargebacks_are_quarantined_with_reasons(deployment):
@@ -269,6 +276,8 @@ def test_no_card_number_of_the_input_is_left_anywhere(deployment):
     assert len(pans) > 100  # the scan knows what to look for
     with dg.DagsterInstance.from_config(str(deployment.home)) as instance:
         findings = scan_deployment(deployment.data_dir, deployment.home, instance=instance, pans=pans)
+    # and what `make pipeline` printed: the operator's console, or a log collector's copy of it
+    findings += scan_file(deployment.root / "pipeline.log", lambda text: holds_any(text, pans), any_pan=False)
     assert [str(f) for f in findings] == []
 
 
