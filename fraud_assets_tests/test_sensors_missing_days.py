@@ -60,6 +60,18 @@ def test_a_day_without_an_authorisation_file_raises_one_alert(data_dir):
     assert len(again) == 1
 
 
+def test_the_deadline_is_the_configured_number_of_hours_after_the_day(data_dir, monkeypatch):
+    monkeypatch.setenv("FRAUD_AUTHORIZATIONS_DEADLINE_HOURS", "48")
+    instance = dg.DagsterInstance.ephemeral()
+    land_day(data_dir, "2018-04-01")
+    land_day(data_dir, "2018-04-03")
+    early, _ = tick(instance, data_dir, AFTER_THE_THIRD)  # past the default 6 h, not past 48 h
+    assert early == []
+    [alert], _ = tick(instance, data_dir, dt.datetime(2018, 4, 5, tzinfo=dt.UTC))  # 2018-04-02 + 48 h
+    details = json.loads(alert["details"])
+    assert (details["days"], details["deadline_hours"]) == (["2018-04-02"], 48)
+
+
 def test_a_day_already_ingested_is_not_missing_when_its_file_is_archived(data_dir):
     instance = dg.DagsterInstance.ephemeral()
     materialize_stub(instance, "raw/authorizations", partitions=("2018-04-01", "2018-04-02"))
