@@ -47,13 +47,15 @@ MATERIALIZE = "raw/file_register"
 STARTUP_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 600
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium)"
-    ),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> None:
+    """The browser this test drives: a machine without it fails the test, it never skips (.ci/run
+    installs it)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"needs Debian chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
