@@ -61,3 +61,29 @@ def test_labels_that_change_nothing_recompute_no_performance(instance, tmp_path)
     materialize_stub(instance, "monitoring/model_performance", partitions=tuple(DAYS[:5]))
     label_file(instance, first_report="", last_transaction="", changed=0)
     assert tick(instance, tmp_path)[0] == []
+
+
+def test_new_labels_recompute_the_shadow_comparison_of_the_days_they_change_too(instance, tmp_path):
+    """The shadow comparison is measured on labels like performance: its stale days are requested too,
+    in the same runs (performance_rebuild selects both)."""
+    materialize_stub(instance, "monitoring/model_performance", partitions=tuple(DAYS[:10]))
+    materialize_stub(instance, "monitoring/shadow_comparison", partitions=tuple(DAYS[10:20]))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=dg.AssetKey(["cleaned", "labels"]),
+            metadata={
+                CHANGED_LABELS: 1,
+                CHANGED_FIRST_REPORT: DAYS[19],
+                CHANGED_FIRST_TRANSACTION: DAYS[15],
+                CHANGED_LAST_TRANSACTION: DAYS[15],
+            },
+        )
+    )
+    requests, _ = tick(instance, tmp_path)
+    # From day 11 (min of the first labelled day and the day that matured): shadow days only.
+    assert ranges(requests) == [(DAYS[11], DAYS[19])]
+    from fraud_assets.definitions import defs
+
+    job = defs.resolve_job_def("performance_rebuild")
+    selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert selected == {"monitoring/model_performance", "monitoring/shadow_comparison"}

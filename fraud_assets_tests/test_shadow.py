@@ -37,12 +37,23 @@ def shadowed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data_dir
 
 
-def _compare(data_dir: Path) -> dg.MaterializeResult:
+def _compare(data_dir: Path, days: list[str] = DAYS) -> dg.MaterializeResult:
+    """The comparison of `days` in one run (a backfill's single run)."""
     result = dg.materialize(
-        [shadow_comparison], resources=build_resources(data_dir, TEST_PAN_KEY, TEST_REGISTRY_KEY)
+        [shadow_comparison],
+        resources=build_resources(data_dir, TEST_PAN_KEY, TEST_REGISTRY_KEY),
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )
     assert result.success
     return result
+
+
+def _by_day(result: dg.ExecuteInJobResult) -> dict[str, dict]:
+    return {
+        e.partition: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey(["monitoring", "shadow_comparison"])
+    }
 
 
 def test_the_waiting_challenger_scores_every_transaction_of_each_new_day(shadowed: Path):
@@ -86,7 +97,7 @@ def test_a_day_scored_while_no_challenger_waits_has_an_empty_shadow_partition(tm
 
 
 def test_champion_and_challenger_are_compared_on_the_same_matured_days(shadowed: Path):
-    md = _compare(shadowed).get_asset_materialization_events()[0].materialization.metadata
+    by_day = _by_day(_compare(shadowed))
     with connect(shadowed) as conn:
         rows = conn.execute(
             "SELECT business_date, matured, n_transactions, score_psi, champion_ap, challenger_ap, "
@@ -103,8 +114,43 @@ def test_champion_and_challenger_are_compared_on_the_same_matured_days(shadowed:
         for value in (champ_ap, chall_ap, champ_cp, chall_precision):
             assert 0 <= value <= 1
     assert (summary["shadow_days"], summary["matured_days"]) == (2, 2)
-    assert md["challenger"].value == pending
-    assert "latest_matured_challenger_ap" in md  # plotted per day in the UI
+    # Each day's partition carries that day's figures, which the UI plots per day.
+    assert sorted(by_day) == DAYS
+    for (*_, champ_ap, chall_ap, champ_cp, chall_precision), md in zip(
+        rows, [by_day[d] for d in DAYS], strict=True
+    ):
+        assert md["challenger_version"].value == pending
+        assert md["champion_ap"].value == pytest.approx(champ_ap)
+        assert md["challenger_ap"].value == pytest.approx(chall_ap)
+        assert md["champion_cp_at_100"].value == pytest.approx(champ_cp)
+        assert md["challenger_alert_precision"].value == pytest.approx(chall_precision)
+        assert md["challenger"].value == pending  # the approvers' summary, on every day
+        assert md["matured_days"].value == 2
+
+
+def test_a_day_compared_alone_has_the_figures_it_has_in_a_range_run(shadowed: Path, tmp_path: Path):
+    """Card Precision follows each model over the challenger's days in order: the second day computed
+    alone reads the first day's detections, as a range run over both does."""
+    data_dir = copy_world(shadowed, tmp_path / "data")
+    alone = _by_day(_compare(data_dir, DAYS[1:]))[DAYS[1]]
+    both = _by_day(_compare(data_dir))[DAYS[1]]
+    for key in ("champion_cp_at_100", "challenger_cp_at_100", "champion_ap", "score_psi"):
+        assert alone[key].value == pytest.approx(both[key].value)
+
+
+def test_a_day_no_challenger_shadow_scored_is_an_empty_partition(shadowed: Path, tmp_path: Path):
+    data_dir = copy_world(shadowed, tmp_path / "data")
+    _compare(data_dir)
+    result = _compare(data_dir, ["2018-08-05"])  # scored before the challenger waited
+    assert "challenger_ap" not in _by_day(result)["2018-08-05"]
+    with connect(data_dir) as conn:
+        days = [
+            str(d)
+            for (d,) in conn.execute(
+                "SELECT DISTINCT business_date FROM monitoring.shadow_comparison ORDER BY 1"
+            ).fetchall()
+        ]
+    assert days == DAYS
 
 
 def test_the_comparison_read_in_batches_of_days_is_the_one_of_all_days_at_once(shadowed: Path, monkeypatch):

@@ -18,9 +18,8 @@ every rule here and the graph snapshot shows them all. `automation_sensor` evalu
 - monitoring: `follow` - recompute after upstream updates, without waiting for every partition; a day's
   drift follows its own day's features and scores once both exist (one drift run per landed day, not one
   after its features and another after its scores; a new training window does not recompute history);
-  a day's performance likewise follows its own day's scores (new labels do not recompute every day:
-  performance_labels_sensor requests the days they change); the whole-history monitor (shadow comparison)
-  waits for a champion. 26 h.
+  a day's performance and shadow comparison likewise follow their own day's scores (new labels do not
+  recompute every day: performance_labels_sensor requests the days they change). 26 h.
 
 Not plain `eager()`: its `newly_missing` is reset on the automation sensor's first evaluation, so days
 that landed before that first tick (a seeded landing zone at `make run`) would never be built.
@@ -161,14 +160,7 @@ def condition_for(
     if layer == "scoring":
         return scoring_condition(ignore) if has_champion else fill_and_follow(ignore_updates_of=ignore)
     if layer == "monitoring":
-        if spec.partitions_def is not None:
-            return follow(ignore_updates_of=ignore, wait_for_inputs=True)
-        # A whole-history monitor measures scores: before any champion there are none (labels landed with
-        # the first days would otherwise run it once on nothing, then again after the first scores).
-        condition = follow(ignore_updates_of=ignore)
-        if not has_champion:
-            return condition
-        return (condition & champion_exists()).with_label("follow_when_champion")
+        return follow(ignore_updates_of=ignore, wait_for_inputs=spec.partitions_def is not None)
     return None  # raw (sensors), models (training sensor + schedule), anything else
 
 

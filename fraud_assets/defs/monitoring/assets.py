@@ -468,19 +468,22 @@ def day_batch_frames(
         yield conn.execute(sql, [batch[0], batch[-1], batch[0], batch[-1]]).df()
 
 
-def _versions_of(conn: duckdb.DuckDBPyConnection, days: list[str]) -> tuple[list[str], str | None]:
-    """The model versions that scored `days`, and the first day any of them scored: Card Precision follows
-    a version over its scored days in order, so a day's figure needs the version's earlier days."""
+def versions_of(
+    conn: duckdb.DuckDBPyConnection, days: list[str], table: str = SCORES_TABLE
+) -> tuple[list[str], str | None]:
+    """The model versions that scored `days` in `table` (the champion's scores or the challenger's shadow
+    scores), and the first day any of them scored there: Card Precision follows a version over its scored
+    days in order, so a day's figure needs the version's earlier days."""
     versions = [
         v
         for (v,) in conn.execute(
-            f"SELECT DISTINCT model_version FROM {SCORES_TABLE} WHERE {dates_filter(days)}"
+            f"SELECT DISTINCT model_version FROM {table} WHERE {dates_filter(days)}"
         ).fetchall()
     ]
     if not versions:
         return [], None
     [(first,)] = conn.execute(
-        f"SELECT CAST(min(business_date) AS VARCHAR) FROM {SCORES_TABLE} "
+        f"SELECT CAST(min(business_date) AS VARCHAR) FROM {table} "
         "WHERE model_version IN (SELECT unnest(?::VARCHAR[]))",
         [versions],
     ).fetchall()
@@ -498,7 +501,7 @@ def compute_performance(conn: duckdb.DuckDBPyConnection, days: list[str] | None 
         return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
     first = last = versions = None
     if days is not None:
-        versions, first = _versions_of(conn, days)
+        versions, first = versions_of(conn, days)
         if not versions:
             return pd.DataFrame(columns=list(PERFORMANCE_COLUMNS))
         last = max(days)
@@ -588,16 +591,16 @@ def performance_day_figures(df: pd.DataFrame) -> dict[str, dict[str, object]]:
     return figures
 
 
-def _ensure_performance_table(conn: duckdb.DuckDBPyConnection) -> None:
-    """The table with its declared columns (a day without scores still replaces its rows; a table written
-    before a column was added gets it, empty, until its days are computed again)."""
-    ensure_schema(conn, PERFORMANCE_TABLE)
-    columns = ", ".join(f"{c} {t}" for c, t in PERFORMANCE_TYPES.items())
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {PERFORMANCE_TABLE} ({columns})")
-    present = set(_columns(conn, PERFORMANCE_TABLE))
-    for column, type_ in PERFORMANCE_TYPES.items():
+def ensure_declared_table(conn: duckdb.DuckDBPyConnection, table: str, types: dict[str, str]) -> None:
+    """`table` with its declared column `types` (a day without rows still replaces its rows; a table
+    written before a column was added gets it, empty, until its days are computed again)."""
+    ensure_schema(conn, table)
+    columns = ", ".join(f"{c} {t}" for c, t in types.items())
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    present = set(_columns(conn, table))
+    for column, type_ in types.items():
         if column not in present:
-            conn.execute(f"ALTER TABLE {PERFORMANCE_TABLE} ADD COLUMN {column} {type_}")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {type_}")
 
 
 @dg.asset(
@@ -638,7 +641,7 @@ def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
             return dg.MaterializeResult(
                 metadata={"note": "no scored days with labels yet", "n_matured_days": 0}
             )
-        _ensure_performance_table(conn)
+        ensure_declared_table(conn, PERFORMANCE_TABLE, PERFORMANCE_TYPES)
         replace_partition(conn, PERFORMANCE_TABLE, as_timestamps(df), "business_date", days)
         # The trigger's figures span every stored day: the latest matured day is rarely one of the run's.
         summary = performance_summary(conn.execute(f"SELECT * FROM {PERFORMANCE_TABLE}").df())

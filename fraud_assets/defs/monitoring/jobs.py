@@ -13,14 +13,17 @@ monitoring_job = dg.define_asset_job(
 )
 
 PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
+SHADOW_COMPARISON = dg.AssetKey(["monitoring", "shadow_comparison"])
+# The monitors measured on labels: a day's figures change when labels of its days (or earlier ones) do.
+LABELLED_MONITORS = (PERFORMANCE, SHADOW_COMPARISON)
 
 performance_job = dg.define_asset_job(
     "performance_rebuild",
-    selection=dg.AssetSelection.assets(PERFORMANCE),
+    selection=dg.AssetSelection.assets(*LABELLED_MONITORS),
     description=(
-        "Recomputes monitoring/model_performance (and its check) for a day or a range of days in one pass: "
-        "the days whose labels, or whose label maturity, a cleaned/labels rebuild changed "
-        "(performance_labels_sensor)."
+        "Recomputes monitoring/model_performance and monitoring/shadow_comparison (and their checks) for a "
+        "day or a range of days in one pass: the days whose labels, or whose label maturity, a "
+        "cleaned/labels rebuild changed (performance_labels_sensor)."
     ),
 )
 

@@ -1,16 +1,16 @@
 """The monitoring layer's sensors: failed runs, failed checks and dead runs reach the alert sink; new
-labels recompute the performance of the days they change.
+labels recompute the performance (and the shadow comparison) of the days they change.
 
 They read only the Dagster instance (and, for dead runs, this host's processes: they run in the code
 server, on the host of the run workers the default run launcher starts); the sink owns where alerts go
 (log, outbox file, `monitoring.alerts`, a webhook when configured).
 
-`monitoring/model_performance` is partitioned by business date, and a day's AP, alert precision and
-maturity read the labels known now, its Card Precision@100 the cards detected on the model's earlier
-days. Labels are one unpartitioned table, so Dagster cannot map "labels changed" to the days they affect
-(following it declaratively would recompute every day): a labels rebuild whose changed labels' earliest
-transaction date is T and earliest report date R makes stale the performance days from min(T, R - 8) on
-(R - 8: the days whose labels matured with these reports) computed before it.
+`monitoring/model_performance` and `monitoring/shadow_comparison` are partitioned by business date, and a
+day's AP, alert precision and maturity read the labels known now, its Card Precision@100 the cards
+detected on the model's earlier days. Labels are one unpartitioned table, so Dagster cannot map "labels
+changed" to the days they affect (following it declaratively would recompute every day): a labels rebuild
+whose changed labels' earliest transaction date is T and earliest report date R makes stale the days of
+both from min(T, R - 8) on (R - 8: the days whose labels matured with these reports) computed before it.
 """
 
 import datetime as dt
@@ -25,7 +25,7 @@ from fraud_assets.defs.monitoring.alerts import (
     step_failure_causes,
     worker_crash,
 )
-from fraud_assets.defs.monitoring.jobs import PERFORMANCE, performance_job
+from fraud_assets.defs.monitoring.jobs import LABELLED_MONITORS, performance_job
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS
 from fraud_assets.lib.alerting import RUNBOOKS, Alert, AlertSink
 from fraud_assets.lib.dagster_compat import will_be_retried
@@ -156,25 +156,27 @@ def _performance_start(record) -> dt.date | None:
 
 
 def stale_performance_days(instance: dg.DagsterInstance, records: list) -> list[str]:
-    """The performance days computed before a labels materialisation of `records` that changed them."""
+    """The days of the labelled monitors (performance, shadow comparison) computed before a labels
+    materialisation of `records` that changed them."""
     starts = [(start, r.storage_id) for r in records if (start := _performance_start(r)) is not None]
     if not starts:
         return []
-    computed = sorted(instance.get_materialized_partitions(PERFORMANCE))
     stale: set[str] = set()
-    for start, storage_id in starts:
-        days = [day for day in computed if day >= start.isoformat()]
-        stale |= set(days) - partitions_written_after(instance, PERFORMANCE, days, storage_id)
+    for key in LABELLED_MONITORS:
+        computed = sorted(instance.get_materialized_partitions(key))
+        for start, storage_id in starts:
+            days = [day for day in computed if day >= start.isoformat()]
+            stale |= set(days) - partitions_written_after(instance, key, days, storage_id)
     return sorted(stale)
 
 
 @dg.sensor(
     name="performance_labels_sensor",
     description=(
-        "Recomputes monitoring/model_performance (performance_rebuild, one run per block of days) for the "
-        "days a cleaned/labels rebuild changed: the days its labels belong to and every later day (Card "
-        "Precision carries a day's detections to the next days), and the day whose labels matured with "
-        "its reports. Reads only the Dagster instance."
+        "Recomputes monitoring/model_performance and monitoring/shadow_comparison (performance_rebuild, one "
+        "run per block of days) for the days a cleaned/labels rebuild changed: the days its labels belong "
+        "to and every later day (Card Precision carries a day's detections to the next days), and the day "
+        "whose labels matured with its reports. Reads only the Dagster instance."
     ),
     job=performance_job,
     minimum_interval_seconds=30,

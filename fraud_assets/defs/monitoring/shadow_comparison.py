@@ -3,8 +3,9 @@
 Per shadow-scored day: the PSI between the two models' scores (how differently they see the day; needs
 no labels), and once the day's labels have matured, for each model the average precision, Card
 Precision@100 (lib/metrics.py, the handbook's definition) and alert precision at the investigators'
-budget (the share of the top-`budget` cards of the day that had a fraud). Approvers read it through the
-evidence pack; the UI plots the latest figures over materialisations.
+budget (the share of the top-`budget` cards of the day that had a fraud). Partitioned by business date
+like the other monitors: each day's figures are its partition's metadata, which the UI plots per day;
+approvers read the whole comparison of a challenger through the evidence pack.
 """
 
 # No `from __future__ import annotations`: Dagster resolves the config type from the annotation.
@@ -18,15 +19,19 @@ from pydantic import Field
 from fraud_assets.defs.monitoring.assets import (
     as_timestamps,
     day_batch_frames,
+    ensure_declared_table,
     known_compromised_since,
     not_known_compromised,
+    versions_of,
 )
 from fraud_assets.defs.monitoring.metrics import alert_precision, average_precision, psi
 from fraud_assets.defs.monitoring.thresholds import MATURITY_DAYS, TOP_K_CARDS
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.day_metadata import DAY_ROW_COUNT, spread_over_days
 from fraud_assets.lib.metrics import CardPrecision
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter
 from fraud_assets.lib.tables import LABELS_TABLE, SCORES_TABLE, SHADOW_TABLE
-from fraud_assets.lib.warehouse import replace_table, table_exists, table_metadata
+from fraud_assets.lib.warehouse import replace_partition, table_exists, table_metadata
 
 OWNERS = ["team:fraud-data-science"]
 COMPARISON_TABLE = "monitoring.shadow_comparison"
@@ -54,6 +59,16 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("labels_as_of", "TIMESTAMP", "latest report time in cleaned.labels"),
     ("computed_at", "TIMESTAMP", "UTC time of computation"),
 ]
+TYPES = {c: t for c, t, _ in COLUMNS}
+DESCRIPTIONS = {c: d for c, _, d in COLUMNS}
+# Each day's own figures (its partition's metadata, plotted per day).
+DAY_FIGURES = (
+    "challenger_version",
+    "n_transactions",
+    "matured",
+    "score_psi",
+    *(f"{m}_{metric}" for m in MODELS for metric in METRICS),
+)
 
 # The two models' scores of the shadow-scored transactions of days [?, ?], with the label known now. The
 # date range on both score tables lets their zone maps skip the other days.
@@ -97,18 +112,31 @@ def _day_row(
     return row
 
 
-def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
+def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS, days: list[str] | None = None) -> pd.DataFrame:
+    """One row per shadow-scored day (of `days`; None: every day) and (challenger, champion) pair. Card
+    Precision follows each model of each pair over the pair's days in order (a card detected on one day is
+    removed from the later days): the challengers of `days` are read from their first shadow-scored day,
+    and only `days` kept, so a day's figures are the same whichever days its run covers."""
     columns = [c for c, _, _ in COLUMNS]
     if not all(table_exists(conn, t) for t in (SHADOW_TABLE, SCORES_TABLE, LABELS_TABLE)):
         return pd.DataFrame(columns=columns)
+    first = last = challengers = None
+    if days is not None:
+        challengers, first = versions_of(conn, days, SHADOW_TABLE)
+        if not challengers:
+            return pd.DataFrame(columns=columns)
+        last = max(days)
+    wanted = None if days is None else {pd.Timestamp(d).date() for d in days}
     as_of = conn.execute(f"SELECT max(reported_at) FROM {LABELS_TABLE}").fetchall()[0][0]
     known_since = known_compromised_since(conn)
     trackers: dict[tuple, dict[str, CardPrecision]] = {}
     keys = ["business_date", "challenger_version", "champion_version"]
     rows = []
-    # Card Precision follows each model of each (challenger, champion) pair over its days.
-    for paired in day_batch_frames(conn, SHADOW_TABLE, PAIRED_SQL, SHADOW_BATCH_ROWS):
-        for (day, challenger, champion), part in paired.groupby(keys, sort=True, dropna=False):
+    for paired in day_batch_frames(conn, SHADOW_TABLE, PAIRED_SQL, SHADOW_BATCH_ROWS, first, last):
+        if challengers is not None:
+            paired = paired[paired["challenger_version"].isin(challengers)]
+        for (ts, challenger, champion), part in paired.groupby(keys, sort=True, dropna=False):
+            day = pd.Timestamp(ts).date()
             cps = trackers.setdefault(
                 (challenger, champion),
                 {
@@ -118,12 +146,15 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
                     for m in MODELS
                 },
             )
+            card_precision = {m: cps[m].day(day, part) for m in MODELS}  # every day: it carries detections
+            if wanted is not None and day not in wanted:
+                continue
             matured = as_of is not None and pd.Timestamp(day) + pd.Timedelta(
                 days=MATURITY_DAYS + 1
             ) <= pd.Timestamp(as_of)
             rows.append(
                 {
-                    "business_date": pd.Timestamp(day).date(),
+                    "business_date": day,
                     "challenger_version": challenger,
                     "champion_version": champion,
                     **_day_row(
@@ -131,7 +162,7 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
                         not_known_compromised(part, known_since, day),
                         bool(matured),
                         budget,
-                        {m: cps[m].day(day, part) for m in MODELS},
+                        card_precision,
                     ),
                     "budget": budget,
                     "labels_as_of": as_of,
@@ -139,6 +170,19 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=columns).sort_values(keys, kind="stable", ignore_index=True)
+
+
+def day_figures(df: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """Each day's figures, the metadata the UI plots over partitions: the day's latest challenger (one
+    waits at a time; a day shadow-scored again by a newer one keeps the newer) and its comparison."""
+    figures: dict[str, dict[str, object]] = {}
+    for ts, rows in df.groupby("business_date", sort=True):
+        row = rows.sort_values("challenger_version").iloc[-1]
+        figures[pd.Timestamp(ts).date().isoformat()] = {
+            DAY_ROW_COUNT: len(rows),
+            **{k: row[k].item() if hasattr(row[k], "item") else row[k] for k in DAY_FIGURES},
+        }
+    return figures
 
 
 def _mean(values: pd.Series) -> float:
@@ -178,8 +222,11 @@ def shadow_summary(conn, model_version: str) -> dict[str, float | int | str]:
     group_name="monitoring",
     owners=OWNERS,
     kinds={"duckdb", "python", "scikit-learn"},
-    code_version="2",
+    code_version="3",
     pool="duckdb",
+    partitions_def=business_date_partitions,
+    # A range of days (make pipeline, a late chargeback file's days) is one pass over the pairs' days.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[
         dg.AssetKey(["scoring", "shadow_scores"]),
         dg.AssetKey(["scoring", "transaction_scores"]),
@@ -188,37 +235,48 @@ def shadow_summary(conn, model_version: str) -> dict[str, float | int | str]:
     metadata=column_schema_metadata(COLUMNS),
     description=(
         "Champion vs challenger on the same live days, for the people who approve a model: per shadow-"
-        "scored day the PSI between the two models' scores and, once labels matured, each model's "
-        "average precision, Card Precision@100 and alert precision at the investigators' budget. Read by "
-        "the evidence pack of an approval (models/champion). Metadata: the latest challenger's means "
-        "and lead, and the latest day's figures, plotted over time."
+        "scored day (partition) the PSI between the two models' scores and, once labels matured, each "
+        "model's average precision, Card Precision@100 and alert precision at the investigators' budget. "
+        "Each day's figures are its partition's metadata (`score_psi`, `champion_ap`, `challenger_ap`, "
+        "`champion_cp_at_100`, ...), plotted per day; a day no challenger shadow-scored is an empty "
+        "partition. Computed when the day is scored and again when labels of its transactions or of "
+        "earlier days arrive (performance_labels_sensor). Read by the evidence pack of an approval "
+        "(models/champion); metadata also carries the latest challenger's means and lead over all its days."
     ),
 )
 def shadow_comparison(
     context: dg.AssetExecutionContext, config: ShadowComparisonConfig, duckdb: DuckDBResource
 ) -> dg.MaterializeResult:
+    days = sorted(context.partition_keys)
     with duckdb.get_connection() as conn:
-        df = compute_shadow_comparison(conn, config.budget)
-        if df.empty:
+        df = compute_shadow_comparison(conn, config.budget, days)
+        if df.empty and not table_exists(conn, COMPARISON_TABLE):
             context.log.info("no shadow-scored day yet")
             return dg.MaterializeResult(
                 metadata={"shadow_days": 0, "note": "no challenger shadow-scored yet"}
             )
-        replace_table(conn, COMPARISON_TABLE, as_timestamps(df))
-        latest = df.sort_values("business_date").iloc[-1]
-        challenger = str(latest["challenger_version"])
-        extra: dict[str, object] = {
-            "challenger": challenger,
-            **{k: v for k, v in summarise(df[df["challenger_version"] == challenger]).items()},
-            "latest_business_date": str(latest["business_date"]),
-            "latest_score_psi": float(latest["score_psi"]),
-        }
-        matured = df[df["matured"].astype(bool) & (df["challenger_version"] == challenger)]
-        if len(matured):
-            last = matured.sort_values("business_date").iloc[-1]
-            extra["latest_matured_business_date"] = str(last["business_date"])
-            for m in MODELS:
-                for metric in METRICS:
-                    extra[f"latest_matured_{m}_{metric}"] = float(last[f"{m}_{metric}"])
-        md = table_metadata(conn, COMPARISON_TABLE, descriptions={c: d for c, _, d in COLUMNS}, extra=extra)
+        ensure_declared_table(conn, COMPARISON_TABLE, TYPES)
+        replace_partition(conn, COMPARISON_TABLE, as_timestamps(df), "business_date", days)
+        # The approvers' summary spans every stored day of the latest challenger, not only the run's days.
+        stored = conn.execute(f"SELECT * FROM {COMPARISON_TABLE}").df()
+        extra: dict[str, object] = {"shadow_days": 0, "matured_days": 0}
+        if len(stored):
+            challenger = str(
+                stored.sort_values(["business_date", "challenger_version"]).iloc[-1]["challenger_version"]
+            )
+            extra = {
+                "challenger": challenger,
+                **summarise(stored[stored["challenger_version"] == challenger]),
+            }
+        by_day = day_figures(df)
+        extra |= by_day[max(by_day)] if by_day else {}
+        md = table_metadata(
+            conn,
+            COMPARISON_TABLE,
+            descriptions=DESCRIPTIONS,
+            where=dates_filter(days),
+            extra=extra,
+            partitions=len(days),
+        )
+        md = spread_over_days(context, md, by_day, DAY_FIGURES)
     return dg.MaterializeResult(metadata=md)
