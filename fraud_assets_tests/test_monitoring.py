@@ -181,6 +181,15 @@ def test_performance_is_computed_per_day_and_only_matured_days_count(tmp_path):
     assert _verdict(result).passed
 
 
+def test_performance_metadata_names_the_champions_last_training_day(tmp_path):
+    """Days up to it are in-sample: a data scientist reading the AP figures must see where they stop."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    result = _materialize(model_performance, db, ALL_DAYS)
+    for m in result.asset_materializations_for_node("monitoring__model_performance"):
+        assert m.metadata["champion_trained_through"].value == "2018-04-07"
+
+
 def test_the_performance_table_has_the_declared_column_types(tmp_path):
     """The UI shows the materialised types: TIMESTAMP as declared, not pandas' TIMESTAMP_NS."""
     db = tmp_path / "warehouse.duckdb"

@@ -104,6 +104,23 @@ def test_the_performance_check_judges_each_matured_day(tmp_path):
     assert checks[young[0]].metadata["note"].value.startswith("not judged: labels not matured")
 
 
+def test_a_run_that_judges_no_day_because_the_champion_trained_on_them_says_so(tmp_path):
+    """The demo's bootstrap champion trains on every seeded day: its matured days are in-sample, which the
+    run's own verdict must say, not that no day has matured."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:  # the champion trained on every matured day and beyond
+        conn.execute("DELETE FROM models.training_set WHERE business_date > DATE '2018-04-05'")
+    run = _checks_by_day(_run(PERFORMANCE, db, ALL_DAYS))[None]
+    assert run.passed
+    assert run.metadata["days_judged"].value == 0
+    assert run.metadata["days_in_training_set"].value == 5
+    assert run.metadata["note"].value == (
+        "no day judged: 5 inside the champion's training set (through 2018-04-05), "
+        "5 without matured labels or scores"
+    )
+
+
 def test_a_day_whose_labels_arrive_late_gets_its_figures_recomputed(tmp_path):
     db = tmp_path / "warehouse.duckdb"
     _world(db)

@@ -101,6 +101,17 @@ def judge_day(day: str, figures: dict[str, object] | None, recent_ap: float) -> 
     return dg.AssetCheckResult(passed=passed, severity=severity, metadata=md, description=description)
 
 
+def _none_judged(days: int, in_sample: int, trained_through: str | None) -> str:
+    """Why a run judged none of its days: a bootstrap champion trained on every day it scored leaves
+    nothing out of sample, which is not the same as labels still maturing."""
+    reasons = []
+    if in_sample:
+        reasons.append(f"{in_sample} inside the champion's training set (through {trained_through})")
+    if days > in_sample:
+        reasons.append(f"{days - in_sample} without matured labels or scores")
+    return "no day judged: " + ", ".join(reasons)
+
+
 @dg.asset_check(
     asset=model_performance,
     name=AP_CHECK,
@@ -144,11 +155,13 @@ def matured_ap_above_floor(
             continue
         per_day[day] = judge_day(day, figures.get(day), sum(recent) / len(recent) if recent else float("nan"))
     judged = [d for d in days if "note" not in per_day[d].metadata]
+    in_sample = [d for d in days if in_sample_until is not None and d <= in_sample_until]
     passed = dg.AssetCheckResult(
         passed=True,
         metadata={
             "days_judged": len(judged),
-            **({"note": "no matured day in the run"} if not judged else {}),
+            "days_in_training_set": len(in_sample),
+            **({"note": _none_judged(len(days), len(in_sample), in_sample_until)} if not judged else {}),
         },
     )
     overall = per_day[days[0]] if len(days) == 1 else _worst(per_day, passed)
