@@ -80,3 +80,20 @@ def test_an_escaped_cell_renders_as_the_text_itself():
         html = rendered(f"| v |\n|---|\n| {escape_cell(text)} |\n")
         cell = html.split("<td>")[1].split("</td>")[0]
         assert cell == text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_a_preview_shows_a_date_column_as_dates_and_a_timestamp_as_timestamps(tmp_path):
+    import duckdb
+
+    from fraud_assets.lib.warehouse import table_metadata
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        conn.execute(
+            "CREATE TABLE t AS SELECT DATE '2026-10-21' AS business_date, "
+            "TIMESTAMP '2026-10-21 00:00:00' AS tx_datetime"
+        )
+        preview = table_metadata(conn, "t")["preview"].value
+    row = preview.splitlines()[-1]
+    assert "| 2026-10-21 " in row
+    assert "2026-10-21 00:00:00" in row  # the timestamp keeps its time
+    assert row.count("00:00:00") == 1

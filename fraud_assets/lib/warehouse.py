@@ -406,7 +406,11 @@ def table_metadata(
     total = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     part = conn.execute(f"SELECT count(*) FROM {table}{filt}", args).fetchall()[0][0] if where else None
     cols = ", ".join(preview_columns) if preview_columns else "*"
-    preview = conn.execute(f"SELECT {cols} FROM {table}{filt} LIMIT {PREVIEW_ROWS}", args).df()
+    cursor = conn.execute(f"SELECT {cols} FROM {table}{filt} LIMIT {PREVIEW_ROWS}", args)
+    dates = [name for name, type_, *_ in cursor.description if str(type_) == "DATE"]
+    preview = cursor.df()
+    for name in dates:  # pandas reads a DATE as a midnight timestamp: show the date the table holds
+        preview[name] = preview[name].dt.date
     # Dagster's standard table metadata keys (its TableMetadataSet, which 1.13 does not export).
     md: dict[str, object] = {
         "dagster/row_count": int(total),
