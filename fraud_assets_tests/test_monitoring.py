@@ -181,13 +181,13 @@ def test_performance_is_computed_per_day_and_only_matured_days_count(tmp_path):
     assert _verdict(result).passed
 
 
-def test_performance_metadata_names_the_champions_last_training_day(tmp_path):
-    """Days up to it are in-sample: a data scientist reading the AP figures must see where they stop."""
+def test_performance_metadata_names_the_last_day_of_the_champions_training_set(tmp_path):
+    """Days up to it are not out-of-sample: a data scientist reading the AP figures must see where."""
     db = tmp_path / "warehouse.duckdb"
     _world(db)
     result = _materialize(model_performance, db, ALL_DAYS)
     for m in result.asset_materializations_for_node("monitoring__model_performance"):
-        assert m.metadata["champion_trained_through"].value == "2018-04-07"
+        assert m.metadata["champion_training_set_through"].value == "2018-04-07"
 
 
 def test_the_performance_table_has_the_declared_column_types(tmp_path):

@@ -105,8 +105,8 @@ def test_the_performance_check_judges_each_matured_day(tmp_path):
 
 
 def test_a_run_that_judges_no_day_because_the_champion_trained_on_them_says_so(tmp_path):
-    """The demo's bootstrap champion trains on every seeded day: its matured days are in-sample, which the
-    run's own verdict must say, not that no day has matured."""
+    """The demo's bootstrap champion's training set holds every seeded day: its matured days are not out of
+    sample, which the run's own verdict must say, not that no day has matured."""
     db = tmp_path / "warehouse.duckdb"
     _world(db)
     with duckdb.connect(str(db)) as conn:  # the champion trained on every matured day and beyond

@@ -627,10 +627,10 @@ def ensure_declared_table(conn: duckdb.DuckDBPyConnection, table: str, types: di
         "figures are its partition's metadata (`average_precision`, `card_precision_at_100`, "
         "`alert_precision`, `label_maturity_days`), plotted over partitions; a day is computed when it is "
         "scored and again when labels of its transactions or of earlier days arrive "
-        "(performance_labels_sensor). Days up to the champion's last training day "
-        "(`champion_trained_through`) are in-sample: their figures flatter the model and the check does "
-        "not judge them. For data scientists and the retraining trigger (`mean_ap_last_7_matured_days`, "
-        "over every stored day)."
+        "(performance_labels_sensor). Days up to the last day of the champion's training set "
+        "(`champion_training_set_through`: fitted or validated on) are not out-of-sample: their figures "
+        "flatter the model and the check does not judge them. For data scientists and the retraining "
+        "trigger (`mean_ap_last_7_matured_days`, over every stored day)."
     ),
 )
 def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -646,9 +646,9 @@ def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
         replace_partition(conn, PERFORMANCE_TABLE, as_timestamps(df), "business_date", days)
         # The trigger's figures span every stored day: the latest matured day is rarely one of the run's.
         summary = performance_summary(conn.execute(f"SELECT * FROM {PERFORMANCE_TABLE}").df())
-        # Beside the summary, so that nobody reads an in-sample AP as the model's performance.
+        # Beside the summary, so that nobody reads a fitted or validation day's AP as live performance.
         through = trained_through(conn)
-        summary = {**summary, **({"champion_trained_through": through} if through else {})}
+        summary = {**summary, **({"champion_training_set_through": through} if through else {})}
         by_day = performance_day_figures(df)
         extra = {**summary, **(by_day[max(by_day)] if by_day else {})}
         md = table_metadata(

@@ -102,8 +102,8 @@ def judge_day(day: str, figures: dict[str, object] | None, recent_ap: float) -> 
 
 
 def _none_judged(days: int, in_sample: int, trained_through: str | None) -> str:
-    """Why a run judged none of its days: a bootstrap champion trained on every day it scored leaves
-    nothing out of sample, which is not the same as labels still maturing."""
+    """Why a run judged none of its days: a bootstrap champion whose training set holds every day it
+    scored leaves nothing out of sample, which is not the same as labels still maturing."""
     reasons = []
     if in_sample:
         reasons.append(f"{in_sample} inside the champion's training set (through {trained_through})")
