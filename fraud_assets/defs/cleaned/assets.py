@@ -386,16 +386,18 @@ TX_KEY, QUAR_KEY, RECON_KEY = (dg.AssetKey(t.split(".")) for t in (TX, QUAR, REC
             TRANSACTION_COLUMNS,
             deps=[raw.authorizations, ["cleaned", "terminals"], ["cleaned", "fx_rates"]],
             description=(
-                "Clean card transactions for the feature layer and analysts: one row per transaction_id, "
-                "typed, exact retransmissions removed, reversed authorisations removed (with their "
-                "reversal, also one landed on the next business date: that day's cleaning lists the "
-                "authorisation's day in metadata `restated_days` and reference_restatement_sensor "
-                "cleans it again), "
-                "tx_datetime in UTC (processor B's local times converted via the time zone of the terminal's "
-                "version serving the business date: cleaned.terminals), "
-                "tx_datetime_local, tx_amount in EUR (amount_original / fx_rate of the business date), "
-                "card_token/pan_bin/pan_last4, terminal_id, channel, three_ds, lineage. Rules in "
-                "fraud_assets/defs/cleaned/clean_transactions.sql (SQL in DuckDB)."
+                "Clean card transactions for the feature layer and analysts: one row per `transaction_id`, "
+                "typed, in EUR and UTC.\n\n"
+                "- exact retransmissions removed; reversed authorisations removed with their reversal (a "
+                "reversal landed on the next business date lists the authorisation's day in metadata "
+                "`restated_days`, and reference_restatement_sensor cleans that day again);\n"
+                "- `tx_datetime` in UTC (processor B's local times converted with the time zone of the "
+                "terminal's version serving the business date, from cleaned.terminals), `tx_datetime_local` "
+                "at the terminal;\n"
+                "- `tx_amount` in EUR (`amount_original` / `fx_rate` of the business date);\n"
+                "- the card as `card_token` / `pan_bin` / `pan_last4`, never the PAN; `terminal_id`, "
+                "`channel`, `three_ds`; lineage to the landing file (`feed`, `source_file`, `row_number`)."
+                "\n\nRules: fraud_assets/defs/cleaned/clean_transactions.sql (SQL in DuckDB)."
             ),
         ),
         _cleaning_spec(
