@@ -377,3 +377,35 @@ def test_performance_ap_leaves_out_the_cards_known_compromised_like_the_gate(tmp
     assert 0 < fresh["is_fraud"].sum() < scored["is_fraud"].sum()
     expected = average_precision_score(fresh["is_fraud"], fresh["score"])
     assert perf.loc[DAYS[2].date(), "average_precision"] == pytest.approx(expected)
+
+
+def test_the_in_sample_boundary_is_the_champions_training_set_not_a_waiting_challengers(tmp_path):
+    """models.training_set holds the latest training run's days: while its challenger awaits approval, the
+    champion still scores, and the days after its own training set are out of sample and judged."""
+    from datetime import date
+
+    from fraud_assets.lib import registry
+    from fraud_assets.lib.signing import Signer
+    from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
+
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)  # its training set (through 04-07) is the waiting challenger's
+    signer = Signer(TEST_REGISTRY_KEY)
+    with duckdb.connect(str(db)) as conn:
+        registry.register_version(
+            conn,
+            registry.ModelVersion(
+                model_version="v1", family="logistic_regression", params={}, feature_columns=["a"],
+                train_start=date(2018, 3, 1), train_end=date(2018, 3, 24), delay_days=7,
+                test_start=date(2018, 3, 26), test_end=date(2018, 4, 2), n_folds=1, data_hash="d" * 64,
+                code_version="test", metrics={}, artifact_path="v1.skops", artifact_sha256="0" * 64,
+            ),
+            signer,
+        )  # fmt: skip
+        registry.move_alias(conn, registry.CHAMPION, "v1", "test", signer=signer)
+    result = _materialize(model_performance, db, ALL_DAYS)
+    md = result.asset_materializations_for_node("monitoring__model_performance")[-1].metadata
+    assert md["champion_training_set_through"].value == "2018-04-02"
+    verdicts = {e.partition: e for e in result.get_asset_check_evaluations()}
+    assert "note" not in verdicts["2018-04-03"].metadata  # matured and after the champion's days: judged
+    assert verdicts["2018-04-02"].metadata["note"].value.startswith("not judged: inside the champion's")

@@ -22,6 +22,7 @@ from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.day_metadata import DAY_ROW_COUNT, spread_over_days
 from fraud_assets.lib.metrics import CardPrecision, known_compromised_by
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, day_batches
+from fraud_assets.lib.registry import CHAMPION, EVENTS_TABLE, VERSIONS_TABLE, current_alias
 from fraud_assets.lib.tables import (
     DRIFT_TABLE,
     FEATURES_TABLE,
@@ -391,7 +392,16 @@ def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> 
 
 def trained_through(conn: duckdb.DuckDBPyConnection) -> str | None:
     """The last business day of the champion's training set (None without one): the days up to it are
-    in-sample, judged neither for drift nor for decay."""
+    in-sample, judged neither for drift nor for decay. The champion's registry record holds it (the
+    last day of its fold-0 test window); models.training_set holds the latest training run's days, a
+    challenger's while it awaits approval, and is read only when the registry has no champion."""
+    if table_exists(conn, EVENTS_TABLE) and table_exists(conn, VERSIONS_TABLE):
+        champion = current_alias(conn, CHAMPION)
+        row = conn.execute(
+            f"SELECT test_end FROM {VERSIONS_TABLE} WHERE model_version = ?", [champion]
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            return pd.Timestamp(row[0]).date().isoformat()
     if not table_exists(conn, TRAINING_SET_TABLE) or "business_date" not in _columns(
         conn, TRAINING_SET_TABLE
     ):
