@@ -139,6 +139,10 @@ def test_drifted_day_fails_the_drift_check_with_error_severity(tmp_path):
     assert check.severity == dg.AssetCheckSeverity.ERROR
     assert md["max_psi"].value >= 0.25
     assert md["max_psi_feature"].value in {"tx_amount", "score"}
+    # Each figure once: the score's PSI is score_psi, the features' psi_<feature>.
+    assert md["score_psi"].value >= 0.25
+    assert md["psi_tx_amount"].value >= 0.25
+    assert "psi_score" not in md
     # An alert carries the check's description: it names the day and the worst feature on its own.
     assert check.description.startswith(f"2018-04-10: {md['max_psi_feature'].value} PSI ")
     with duckdb.connect(str(db)) as conn:

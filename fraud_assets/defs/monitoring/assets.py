@@ -298,7 +298,8 @@ def drift_summary(day: pd.DataFrame) -> dict[str, object]:
         "max_psi_feature": str(worst["feature"]) if worst is not None else "",
         "features_warn": int((day["status"] == "warn").sum()),
         "features_act": int((day["status"] == "act").sum()),
-        **{f"psi_{r.feature}": float(r.psi) for r in day.itertuples()},
+        # The score's own figure is `score_psi` below: a `psi_score` beside it was the same plot twice.
+        **{f"psi_{r.feature}": float(r.psi) for r in day.itertuples() if r.feature != SCORE},
     }
     if SCORE in set(day["feature"]):
         summary["score_psi"] = float(day.loc[day["feature"] == SCORE, "psi"].iloc[0])
