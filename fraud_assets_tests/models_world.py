@@ -129,6 +129,13 @@ def shared_trained_world(tmp_path_factory) -> Path:
 
 def trained_world(root: Path) -> Path:
     """A data dir under `root` with the synthetic world and a bootstrapped champion; returns it."""
+    data_dir, result = bootstrap_training(root)
+    assert result.success
+    return data_dir
+
+
+def bootstrap_training(root: Path) -> tuple[Path, dg.ExecuteInProcessResult]:
+    """The synthetic world under `root` and the training run that appoints its first champion."""
     data_dir = root / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     feats, labels = make_world()
@@ -138,8 +145,7 @@ def trained_world(root: Path) -> Path:
         .resolve_job_def("training_job")
         .execute_in_process(run_config=run_config(root / "cards"), instance=dg.DagsterInstance.ephemeral())
     )
-    assert result.success
-    return data_dir
+    return data_dir, result
 
 
 def shared_pending_world(tmp_path_factory) -> Path:

@@ -18,6 +18,7 @@ from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import (
     PERMISSIVE_GATE,
     TRAINER,
+    bootstrap_training,
     connect,
     copy_world,
     decide,
@@ -53,6 +54,15 @@ def test_the_first_champion_is_auto_approved_at_bootstrap_and_recorded_as_such(t
     assert first["event"] == "bootstrap_approved"
     assert first["actor"] == "platform:bootstrap"
     assert "no champion existed" in first["reason"]
+
+
+def test_the_first_request_says_the_bootstrap_approves_it(tmp_path: Path):
+    """Else models/approval_request keeps reading 'awaits approval' for a version already champion."""
+    _, result = bootstrap_training(tmp_path)
+    [request] = result.asset_materializations_for_node("models__approval_request")
+    assert request.metadata["action"].value.endswith(
+        "; no champion was ever appointed, so models/champion approves it (bootstrap)"
+    )
 
 
 def test_a_challenger_that_passes_the_gate_waits_for_approval_with_its_evidence(pending_world: Path):

@@ -21,6 +21,7 @@ from fraud_assets.lib.registry import (
     PENDING_APPROVAL,
     SUPERSEDED,
     ModelVersion,
+    alias_history,
     append_event,
     current_alias,
     get_version,
@@ -118,6 +119,9 @@ def approval_request(
             )  # fmt: skip
             context.log_event(head_observation(context.asset_key, requested))
             action = f"{version} awaits approval (training launched by {launched_by}, {established_by})"
+            if not alias_history(conn, CHAMPION):
+                # Said here, or the page keeps reading "awaits approval" after the bootstrap approved it.
+                action += "; no champion was ever appointed, so models/champion approves it (bootstrap)"
         md = table_metadata(
             conn,
             EVENTS_TABLE,
