@@ -172,6 +172,8 @@ def test_drift_without_features_yet_materialises_and_passes(tmp_path):
 def test_performance_is_computed_per_day_and_only_matured_days_count(tmp_path):
     db = tmp_path / "warehouse.duckdb"
     _world(db)
+    with duckdb.connect(str(db)) as conn:  # no champion's training set: every day is out-of-sample
+        conn.execute("DROP TABLE models.training_set")
     result = _materialize(model_performance, db, ALL_DAYS)
     md = result.asset_materializations_for_node("monitoring__model_performance")[-1].metadata
     with duckdb.connect(str(db)) as conn:
@@ -192,6 +194,17 @@ def test_performance_metadata_names_the_last_day_of_the_champions_training_set(t
     result = _materialize(model_performance, db, ALL_DAYS)
     for m in result.asset_materializations_for_node("monitoring__model_performance"):
         assert m.metadata["champion_training_set_through"].value == "2018-04-07"
+
+
+def test_the_retraining_triggers_figures_leave_out_the_champions_training_days(tmp_path):
+    """A fitted or validation day's AP flatters the champion: averaged in, it would hide a decay."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)  # training set through 2018-04-07; the matured days are 2018-04-01..03
+    result = _materialize(model_performance, db, ALL_DAYS)
+    md = result.asset_materializations_for_node("monitoring__model_performance")[-1].metadata
+    assert md["n_matured_days"].value == 0
+    assert "mean_ap_last_7_matured_days" not in md
+    assert "latest_matured_business_date" not in md
 
 
 def test_the_performance_table_has_the_declared_column_types(tmp_path):

@@ -640,8 +640,9 @@ def ensure_declared_table(conn: duckdb.DuckDBPyConnection, table: str, types: di
         "scored and again when labels of its transactions or of earlier days arrive "
         "(performance_labels_sensor). Days up to the last day of the champion's training set "
         "(`champion_training_set_through`: fitted or validated on) are not out-of-sample: their figures "
-        "flatter the model and the check does not judge them. For data scientists and the retraining "
-        "trigger (`mean_ap_last_7_matured_days`, over every stored day)."
+        "flatter the model: neither the check nor the retraining trigger's figures "
+        "(`n_matured_days`, `mean_ap_last_7_matured_days`, `latest_matured_*`: every stored day after them) "
+        "count them."
     ),
 )
 def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -655,10 +656,13 @@ def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
             )
         ensure_declared_table(conn, PERFORMANCE_TABLE, PERFORMANCE_TYPES)
         replace_partition(conn, PERFORMANCE_TABLE, as_timestamps(df), "business_date", days)
-        # The trigger's figures span every stored day: the latest matured day is rarely one of the run's.
-        summary = performance_summary(conn.execute(f"SELECT * FROM {PERFORMANCE_TABLE}").df())
-        # Beside the summary, so that nobody reads a fitted or validation day's AP as live performance.
+        # The trigger's figures span every stored out-of-sample day (the latest matured day is rarely one
+        # of the run's): a fitted or validation day's AP flatters the champion and would hide decay.
         through = trained_through(conn)
+        stored = conn.execute(f"SELECT * FROM {PERFORMANCE_TABLE}").df()
+        if through is not None:
+            stored = stored[pd.to_datetime(stored["business_date"]) > pd.Timestamp(through)]
+        summary = performance_summary(stored)
         summary = {**summary, **({"champion_training_set_through": through} if through else {})}
         by_day = performance_day_figures(df)
         extra = {**summary, **(by_day[max(by_day)] if by_day else {})}
