@@ -396,17 +396,14 @@ def test_performance_ap_leaves_out_the_cards_known_compromised_like_the_gate(tmp
     assert perf.loc[DAYS[2].date(), "average_precision"] == pytest.approx(expected)
 
 
-def test_the_in_sample_boundary_is_the_champions_training_set_not_a_waiting_challengers(tmp_path):
-    """models.training_set holds the latest training run's days: while its challenger awaits approval, the
-    champion still scores, and the days after its own training set are out of sample and judged."""
+def _register_champion(db: Path) -> None:
+    """Champion v1: fitted on 2018-03-01..24, validated through 2018-04-02 (its registry record)."""
     from datetime import date
 
     from fraud_assets.lib import registry
     from fraud_assets.lib.signing import Signer
     from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 
-    db = tmp_path / "warehouse.duckdb"
-    _world(db)  # its training set (through 04-07) is the waiting challenger's
     signer = Signer(TEST_REGISTRY_KEY)
     with duckdb.connect(str(db)) as conn:
         registry.register_version(
@@ -420,9 +417,31 @@ def test_the_in_sample_boundary_is_the_champions_training_set_not_a_waiting_chal
             signer,
         )  # fmt: skip
         registry.move_alias(conn, registry.CHAMPION, "v1", "test", signer=signer)
+
+
+def test_the_in_sample_boundary_is_the_champions_training_set_not_a_waiting_challengers(tmp_path):
+    """models.training_set holds the latest training run's days: while its challenger awaits approval, the
+    champion still scores, and the days after its own training set are out of sample and judged."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)  # its training set (through 04-07) is the waiting challenger's
+    _register_champion(db)
     result = _materialize(model_performance, db, ALL_DAYS)
     md = result.asset_materializations_for_node("monitoring__model_performance")[-1].metadata
     assert md["champion_training_set_through"].value == "2018-04-02"
     verdicts = {e.partition: e for e in result.get_asset_check_evaluations()}
     assert "note" not in verdicts["2018-04-03"].metadata  # matured and after the champion's days: judged
     assert verdicts["2018-04-02"].metadata["note"].value.startswith("not judged: inside the champion's")
+
+
+def test_drift_compares_a_day_with_the_days_the_champion_was_fitted_on(tmp_path):
+    """Not with a waiting challenger's training set: the champion is the model that scores the day."""
+    from fraud_assets.defs.monitoring.assets import _reference_window
+
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:
+        assert _reference_window(conn, "2018-04-09")[1] == "2018-04-07"  # the training set's, no champion
+    _register_champion(db)
+    with duckdb.connect(str(db)) as conn:
+        assert _reference_window(conn, "2018-04-09") == ("2018-03-01", "2018-03-24")
+        assert _reference_window(conn, "2018-03-10") == ("2018-03-01", "2018-03-09")  # never the day itself

@@ -114,7 +114,11 @@ def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def _reference_window(conn: duckdb.DuckDBPyConnection, latest: str) -> tuple[str | None, str | None]:
-    """The champion's training window when the training set records it; otherwise every earlier day."""
+    """The days the champion was fitted on (`champion_window`), else the training set's, else every
+    earlier day: drift compares a day with what the model that scores it learned from."""
+    window = champion_window(conn)
+    if window is not None and window[0] < latest:
+        return window[0], min(window[1], (pd.Timestamp(latest) - pd.Timedelta(days=1)).date().isoformat())
     if table_exists(conn, TRAINING_SET_TABLE) and "business_date" in _columns(conn, TRAINING_SET_TABLE):
         lo, hi = conn.execute(
             f"SELECT CAST(min(business_date) AS VARCHAR), CAST(max(business_date) AS VARCHAR) "
@@ -391,18 +395,30 @@ def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> 
     return dg.MaterializeResult(metadata=md)
 
 
+def champion_window(conn: duckdb.DuckDBPyConnection) -> tuple[str, str, str] | None:
+    """The champion's first and last fitted days and its last validation day (the model that scores is
+    fold 0's: fitted on train_start..train_end, validated on test_start..test_end), from its registry
+    record; None without a champion. models.training_set holds the latest training run's days, a waiting
+    challenger's, so it speaks for the champion only when the registry has none."""
+    if not (table_exists(conn, EVENTS_TABLE) and table_exists(conn, VERSIONS_TABLE)):
+        return None
+    champion = current_alias(conn, CHAMPION)
+    row = conn.execute(
+        f"SELECT train_start, train_end, test_end FROM {VERSIONS_TABLE} WHERE model_version = ?", [champion]
+    ).fetchone()
+    if row is None or None in row:
+        return None
+    first, last_fitted, last = (pd.Timestamp(d).date().isoformat() for d in row)
+    return first, last_fitted, last
+
+
 def trained_through(conn: duckdb.DuckDBPyConnection) -> str | None:
     """The last business day of the champion's training set (None without one): the days up to it are
-    in-sample, judged neither for drift nor for decay. The champion's registry record holds it (the
-    last day of its fold-0 test window); models.training_set holds the latest training run's days, a
-    challenger's while it awaits approval, and is read only when the registry has no champion."""
-    if table_exists(conn, EVENTS_TABLE) and table_exists(conn, VERSIONS_TABLE):
-        champion = current_alias(conn, CHAMPION)
-        row = conn.execute(
-            f"SELECT test_end FROM {VERSIONS_TABLE} WHERE model_version = ?", [champion]
-        ).fetchone()
-        if row is not None and row[0] is not None:
-            return pd.Timestamp(row[0]).date().isoformat()
+    in-sample, judged neither for drift nor for decay (`champion_window`; without a registered champion,
+    the training set's last day)."""
+    window = champion_window(conn)
+    if window is not None:
+        return window[2]
     if not table_exists(conn, TRAINING_SET_TABLE) or "business_date" not in _columns(
         conn, TRAINING_SET_TABLE
     ):
