@@ -1,7 +1,8 @@
 """End to end with a real daemon, deployed as deploy/compose.yaml deploys it: the instance on PostgreSQL and
 the code server, webserver and daemon as separate processes (fraud_assets_tests/deployment.py). A seeded
 platform bootstraps itself, the webserver restarts mid-way without losing run history, a landed day flows
-to scores with its checks, a re-sent identical file launches nothing, a drifted day requests retraining;
+to scores with its checks though the webserver restarts while its run is in flight, a re-sent identical
+file launches nothing, a drifted day requests retraining;
 the webserver serves the step logs the code server's runs wrote, and the daemon touches no file. Then the
 model governance cycle runs: the retrained challenger waits for approval, shadow-scores new days, is
 refused to its own trainer, approved by a second person, and scores the next day as champion.
@@ -112,8 +113,18 @@ def test_a_webserver_restart_mid_way_loses_no_run_history(platform, bootstrapped
 
 
 def test_a_landed_day_flows_from_raw_to_scores_and_its_checks_run(platform, bootstrapped):
+    before = {r["runId"] for r in landing_runs(platform)}
     simulate(platform.data_dir, "--append-days", "1")
     [day] = auth_days(platform.data_dir) - bootstrapped
+    # The webserver restarts while the day's run is in flight: runs belong to the daemon and the code
+    # server, so the run goes on and the day still reaches its scores.
+    [in_flight] = platform.wait_for(
+        lambda: [r for r in landing_runs(platform) if r["runId"] not in before and r["status"] == "STARTED"],
+        timeout=DAY_TIMEOUT,
+        what=f"the landed run of {day} in flight",
+        interval=0.5,
+    )
+    platform.restart("webserver")
     for key in DAILY_CHAIN:
         platform.wait_for(
             lambda key=key: day in platform.materialized_partitions(key, limit=5000),
@@ -124,6 +135,14 @@ def test_a_landed_day_flows_from_raw_to_scores_and_its_checks_run(platform, boot
     assert checks, "raw/authorizations declares its contract checks"
     ran = [e for name in checks for e in platform.check_executions("raw/authorizations", name)]
     assert any(e["partition"] == day for e in ran)
+    status = platform.wait_for(
+        lambda: {
+            r["runId"]: r["status"] for r in platform.runs(statuses=["SUCCESS", "FAILURE", "CANCELED"])
+        }.get(in_flight["runId"]),
+        timeout=DAY_TIMEOUT,
+        what="the run in flight during the restart to end",
+    )
+    assert status == "SUCCESS"
 
 
 def test_a_resent_identical_file_launches_no_run(platform, bootstrapped):
