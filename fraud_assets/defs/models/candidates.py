@@ -225,7 +225,7 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
         key=candidate_key(family),
         group_name="models",
         owners=OWNERS,
-        kinds={"python", "scikit-learn"},
+        kinds={"python", "scikit-learn", "duckdb"},
         code_version=CODE_VERSION,
         # Not in the `duckdb` pool, unlike every other DuckDB writer: a candidate holds the warehouse for
         # seconds (read the training set, append one registry row) but fits for minutes, and a pool slot is
