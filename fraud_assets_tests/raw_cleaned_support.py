@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from hypothesis import strategies as st
 
 from fraud_assets.defs import cleaned, raw
 from fraud_assets.defs.raw.parsers import AUTH_COLUMNS
@@ -28,7 +29,12 @@ LANDED = "2018-04-02"
 
 def hidden_shapes(pan: str) -> dict[str, str]:
     """`pan` written the ways a producer's text can hide it from a plain digit search (test id -> text):
-    invisible marks or fillers between its digits, keycaps, JSON and URL escapes."""
+    invisible marks or fillers between its digits, keycaps, JSON, URL and HTML escapes, each also escaped
+    twice as a JSON encoder run twice, a URL encoded twice or an export HTML-escaping twice writes them."""
+
+    def grouped(separator: str) -> str:
+        return separator.join(pan[i : i + 4] for i in range(0, len(pan), 4))
+
     return {
         "grapheme-joiner": "\u034f".join(pan),
         "variation-selector": "\ufe0f".join(pan),
@@ -39,7 +45,16 @@ def hidden_shapes(pan: str) -> dict[str, str]:
         "escape-characters": ("\x1b" * 5).join(pan),
         "json-escaped": "".join(f"\\u{ord(c):04x}" for c in pan),
         "json-escaped-surrogates": json.dumps("".join(chr(0x1D7CE + int(c)) for c in pan))[1:-1],
-        "url-encoded": "%20".join(pan[i : i + 4] for i in range(0, len(pan), 4)),
+        "url-encoded": grouped("%20"),
+        "json-escaped-twice": "".join(f"\\\\u{ord(c):04x}" for c in pan),
+        "url-encoded-twice": "".join(f"%25{ord(c):02X}" for c in pan),
+        "url-nbsp-twice": grouped("%25C2%25A0"),
+        "html-decimal": "".join(f"&#{ord(c)};" for c in pan),
+        "html-hex": "".join(f"&#x{ord(c):x};" for c in pan),
+        "html-nbsp": grouped("&nbsp;"),
+        "html-dash-references": grouped(" &ndash; "),
+        "html-escaped-twice": "".join(f"&amp;#{ord(c)};" for c in pan),
+        "html-nbsp-escaped-twice": grouped("&amp;nbsp;"),
     }
 
 
@@ -284,3 +299,26 @@ def reference_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
         }
     )
     return TERMINALS[["terminal_id", "timezone"]], fx
+
+
+# Separators and digits of other scripts a producer's card number may come with (fraud_assets.lib.pan).
+SEPARATORS = [" ", "\u00a0", "\u2007", "\t", "-", "\u2212", ".", "/", "\u00ad", "\u200b", "  "]
+SEPARATORS += ["\u034f", "\ufe0f", "\ufe0f\u20e3", "\u3164"]  # invisible marks, keycaps, a filler
+SEPARATORS += ["|", "+", "%20", "%2D", "%C2%A0"]  # bars, a URL or form body
+SEPARATORS += ["&nbsp;", "&#160;", "&ndash;", "&amp;nbsp;", "%2520", "%25C2%25A0"]  # HTML, escaped twice
+# Escapes of a digit: JSON, URL, HTML, and each escaped twice.
+ESCAPES = ["\\u{:04x}", "%{:02X}", "&#{};", "&#x{:x};", "\\\\u{:04x}", "%25{:02X}", "&amp;#{};"]
+SCRIPTS = [0x30, 0x660, 0x6F0, 0x966, 0xFF10]
+
+
+@st.composite
+def text_with_a_card_number(draw) -> str:
+    pan = draw(st.sampled_from(list(PANS.values())))
+    zero = draw(st.sampled_from(SCRIPTS))
+    digits = [chr(zero + int(d)) for d in pan]
+    escape = draw(st.sampled_from(["", *ESCAPES]))  # for some digits
+    if zero != 0x30 and escape.startswith("%"):
+        escape = ""  # percent-escapes of non-ASCII digits are UTF-8 byte runs: not drawn here
+    digits = [escape.format(ord(d)) if escape and draw(st.booleans()) else d for d in digits]
+    body = digits[0] + "".join(draw(st.sampled_from(["", *SEPARATORS])) + d for d in digits[1:])
+    return draw(st.text(max_size=8)) + body + draw(st.sampled_from(["", " 12/26", "99", "x"]))

@@ -7,6 +7,8 @@ import dagster as dg
 import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fraud_assets.lib.pan import mask_pans
 from fraud_assets.lib.pan_leaks import (
@@ -15,9 +17,10 @@ from fraud_assets.lib.pan_leaks import (
     find_pan_leaks,
     has_pan,
     pans_in,
+    scan_expression,
 )
 from fraud_assets.lib.table_checks import pan_scan, table_checks
-from fraud_assets_tests.raw_cleaned_support import hidden_shapes
+from fraud_assets_tests.raw_cleaned_support import hidden_shapes, text_with_a_card_number
 
 PAN = "4539148803436467"
 
@@ -106,6 +109,22 @@ def test_pans_the_old_pattern_missed_are_leaks(conn, text):
 def test_pans_in_barred_or_url_encoded_text_are_leaks(conn, text):
     conn.execute("CREATE TABLE t AS SELECT ? AS note", [text])
     assert find_pan_leaks(conn, "t") == {"note": 1}
+
+
+@settings(max_examples=80, deadline=None, database=None, derandomize=True)
+@given(st.lists(st.one_of(text_with_a_card_number(), st.text(max_size=40)), min_size=1, max_size=20))
+def test_the_scan_pre_filter_passes_every_value_the_detector_finds(values):
+    """`find_pan_leaks` reads in Python only what its SQL pre-filter lets through."""
+    with duckdb.connect() as c:
+        c.execute("CREATE TABLE t AS SELECT unnest(?::VARCHAR[]) AS note", [values])
+        assert find_pan_leaks(c, "t") == ({"note": n} if (n := sum(map(has_pan, values))) else {})
+
+
+def test_ampersands_of_ordinary_text_are_no_candidates_of_the_scan_pre_filter(conn):
+    ordinary = ["M&amp;S Store 4539", "AT&T 2018-04-01", "Fish &amp; Chips &lt;Ltd&gt;", "Q&A", "x" * 20]
+    text, prefilter = scan_expression("note", "VARCHAR")
+    conn.execute("CREATE TABLE t AS SELECT unnest(?::VARCHAR[]) AS note", [ordinary])
+    assert conn.execute(f"SELECT count(*) FROM t WHERE {prefilter}").fetchone() == (0,)
 
 
 def test_a_landing_file_name_with_a_date_and_a_sequence_number_is_not_a_leak(conn):

@@ -28,6 +28,43 @@ def test_json_escapes_other_than_digits_and_separators_are_left_as_written():
     assert not contains_pan("\\u0034" * 3)
 
 
+def test_html_references_read_as_separators_are_exactly_those_of_html5_that_name_one():
+    import html.entities
+    import re
+
+    separator = re.compile(pan.separator_class())
+    named = {
+        name[:-1]
+        for name, ch in html.entities.html5.items()
+        if name.endswith(";") and len(ch) == 1 and (ch.isdecimal() or separator.fullmatch(ch))
+    }
+    assert set(pan.HTML_SEPARATOR_NAMES) == named
+    assert not [
+        n for n in named if html.entities.html5[n + ";"].isdecimal()
+    ]  # the RE2 pre-filters rely on it
+
+
+def test_escapes_of_anything_but_digits_and_separators_are_left_as_written():
+    for text in ["M&amp;S 1234", "&#65;&#x42;", "AT&T", "&amp;", "&nbsp", "&#xD800;", "&#99999999;", "%2541"]:
+        assert mask_pans(text) == text
+    assert pan.unescape_digits("&#52; &amp;#x35; %2536 \\\\u0037 %25C2%25A0") == "4 5 6 7 \u00a0"
+
+
+@pytest.mark.parametrize("shape", list(hidden_shapes(PAN)))
+def test_the_vectorised_pre_filter_passes_every_hidden_shape(shape):
+    [masked] = pan.mask_texts([f"ref {hidden_shapes(PAN)[shape]} ok"])
+    assert MASKED in masked
+    assert not pans_in(masked)
+
+
+def test_ampersands_and_other_html_of_ordinary_text_are_no_candidates_of_the_pre_filter():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ordinary = ["M&amp;S Store 4539", "AT&T 2018-04-01", "Fish &amp; Chips &lt;Ltd&gt;", "Q&A", "x" * 20]
+    assert not pc.any(pc.match_substring_regex(pa.array(ordinary), pan.PAN_PREFILTER_RE2)).as_py()
+
+
 def test_a_pan_followed_by_an_expiry_is_masked():
     masked = mask_pans(f"card {PAN} 12/26 ok")
     assert PAN not in masked.replace(" ", "")
@@ -174,13 +211,27 @@ def test_digits_apart_by_invisible_marks_or_carrying_marks_are_a_pan(text):
     assert normalise_pan(text) == PAN
 
 
-_DIGITS = st.sampled_from("0123456789") | st.sampled_from("٠١٢٣٤٥٦٧٨٩０１２３４５６７８９")
+_DIGITS = (
+    st.sampled_from("0123456789")
+    | st.sampled_from("٠١٢٣٤٥٦٧٨٩０１２３４５６７８９")
+    | st.sampled_from(
+        ["&#52;", "&#x36;", "&#X0031;", "&amp;#53;", "%2534", "%252537", "\\\\u0038", "\\u0664"]
+    )
+)
 _SEPARATORS = st.sampled_from(
     [" ", "-", ".", "/", "\t", "\u00a0", "\u2013", "\u200b", "  ", "   ", "|", "+", "%20", "%C2%A0"]
+    + ["&nbsp;", "&#160;", "&#x2013;", "&amp;nbsp;", "&ndash;", "&#0;", "&#150;", "%2520", "%25C2%25A0"]
 )
-_OTHER = st.sampled_from(["a", "T", ",", ":", "\n", "*", "_", "%", "%2", "%C2", "%3A", "\\u00", "    "])
+_OTHER = st.sampled_from(
+    ["a", "T", ",", ":", "\n", "*", "_", "%", "%2", "%C2", "%3A", "\\u00", "    ", "%25", "%253A", "%25C2"]
+    + ["&", "&#", "&#x", "&amp;", "&nbsp", "&bogus;", "&#58;", "&#xD800;", "&#99999999;", "&AMP;#52;", ";"]
+)
+_HIDDEN_SHAPES = st.sampled_from(list(hidden_shapes(PAN).values()))
 _TEXT = st.lists(
-    st.one_of(_DIGITS, _DIGITS, _DIGITS, _SEPARATORS, _OTHER, st.just(PAN), st.just(spaced(" "))), max_size=80
+    st.one_of(
+        _DIGITS, _DIGITS, _DIGITS, _SEPARATORS, _OTHER, st.just(PAN), st.just(spaced(" ")), _HIDDEN_SHAPES
+    ),
+    max_size=80,
 ).map("".join)
 
 
@@ -207,5 +258,5 @@ def test_starring_keeps_the_length_and_leaves_no_card(text):
     starred = pan.star_pan_digits(text)
     assert len(starred) == len(text)
     assert not contains_pan(mask_pans(starred))
-    if "\\" not in text and "%" not in text:
+    if "\\" not in text and "%" not in text and "&" not in text:
         assert not contains_pan(starred)

@@ -18,8 +18,11 @@ with a colon every `2018-04-01 00:00:00` would be a 14-digit group, with an unde
 business date and a numeric suffix (`acq_a_2018-04-01_000123.csv`). (No card number starts with 0,
 ISO/IEC 7812's industry digit; a run of zeros passes Luhn.) An escape of a digit or a separator counts as
 that character: a JSON escape (`\u0034`, a surrogate pair for a digit beyond the BMP; the acq_b feed is
-JSON, and a malformed line is kept as its text) and a URL percent-escape (`%20`, or the UTF-8 bytes of
-one character: `%C2%A0`), as in a logged URL or form body. Any other escape is text as written.
+JSON, and a malformed line is kept as its text), a URL percent-escape (`%20`, or the UTF-8 bytes of
+one character: `%C2%A0`), as in a logged URL or form body, and an HTML character reference (`&#52;`,
+`&#x34;`, `&nbsp;`), as an HTML-escaping export writes it. Text escaped twice or more by mistake is read
+the same way: a JSON encoder run twice (`\\u0034`), a URL encoded twice (`%2534`, `%25C2%25A0`), HTML
+escaped twice (`&amp;#52;`). Any other escape is text as written.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import decimal
 import functools
 import hashlib
 import hmac
+import html.entities
 import math
 import re
 import sys
@@ -66,6 +70,18 @@ _VISIBLE = f"[{_SPACES}{_DASHES}{_SYMBOLS}./]"
 ASCII_CONTROLS = r"[\x00-\x08\x0e-\x1b\x1f\x7f]"
 JSON_ESCAPE = r"\\[uU][0-9a-fA-F]{4}"
 PERCENT_ESCAPE = r"%[0-9a-fA-F]{2}"
+# The HTML named character references of light separators (a test pins them to Python's HTML5 table; none
+# names a digit). Only the forms ending in `;`: an export writes those.
+HTML_SEPARATOR_NAMES = (
+    "ApplyFunction DotDot DownBreve InvisibleComma InvisibleTimes MediumSpace NegativeMediumSpace "
+    "NegativeThickSpace NegativeThinSpace NegativeVeryThinSpace NoBreak NonBreakingSpace Tab ThinSpace "
+    "TripleDot VerticalLine VeryThinSpace ZeroWidthSpace af dash emsp13 emsp14 emsp ensp hairsp horbar "
+    "hyphen ic it lrm mdash minus nbsp ndash numsp period plus puncsp rlm shy sol tdot thinsp verbar vert "
+    "zwj zwnj"
+).split()
+# An HTML character reference that may be a digit or a separator, its `&` escaped any number of times:
+# every numeric one (`&` `#` is rare in producer text), the named ones of separators.
+HTML_ESCAPE = f"&(?:amp;)*(?:#|(?:{'|'.join(HTML_SEPARATOR_NAMES)});)"
 _ASCII_VISIBLE, _ASCII_INVISIBLE = "[ \t\\-./+|]", ASCII_CONTROLS
 
 
@@ -99,32 +115,45 @@ def _patterns(ascii_only: bool) -> tuple[re.Pattern, re.Pattern]:
     return re.compile(rf"\d(?:{gap}\d)*"), re.compile(rf"\d(?:{gap}\d){{{PAN_MIN_DIGITS - 1}}}")
 
 
-# A JSON \u escape (a surrogate pair, or one code unit), or the percent-escaped UTF-8 bytes of one
-# character.
+# A JSON \u escape (a surrogate pair, or one code unit), the percent-escaped UTF-8 bytes of one
+# character, or an HTML character reference; each escaped again any number of times (`\\u`, `%25`,
+# `&amp;`).
+_PERCENT_BYTE = "%(?:25)*"
 _ESCAPE = re.compile(
-    r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u([0-9a-f]{4})"
-    r"|(%[0-7][0-9a-f]|%[cd][0-9a-f]%[89ab][0-9a-f]|%e[0-9a-f](?:%[89ab][0-9a-f]){2}"
-    r"|%f[0-4](?:%[89ab][0-9a-f]){3})",
+    r"\\+u(?P<high>d[89ab][0-9a-f]{2})\\+u(?P<low>d[c-f][0-9a-f]{2})|\\+u(?P<unit>[0-9a-f]{4})"
+    # longest first: `%25C2%25A0` is one character escaped twice, not `%25` (a `%`) and text
+    rf"|(?P<bytes>{_PERCENT_BYTE}f[0-4](?:{_PERCENT_BYTE}[89ab][0-9a-f]){{3}}"
+    rf"|{_PERCENT_BYTE}e[0-9a-f](?:{_PERCENT_BYTE}[89ab][0-9a-f]){{2}}"
+    rf"|{_PERCENT_BYTE}[cd][0-9a-f]{_PERCENT_BYTE}[89ab][0-9a-f]|{_PERCENT_BYTE}[0-7][0-9a-f])"
+    r"|(?-i:&(?:amp;)*)#(?:x(?P<hex>[0-9a-f]{1,30})|(?P<decimal>[0-9]{1,31}));"
+    rf"|(?-i:&(?:amp;)*(?P<name>{'|'.join(HTML_SEPARATOR_NAMES)});)",
     re.IGNORECASE,
 )
 
 
 def _escaped_character(m: re.Match) -> str | None:
-    if m.group(4):
-        try:
-            return bytes.fromhex(m.group(4).replace("%", "")).decode("utf-8")
+    if m["bytes"]:
+        try:  # the last two hex digits after each `%` (`%25` is a `%` escaped again)
+            return bytes.fromhex("".join(b[-2:] for b in m["bytes"].split("%")[1:])).decode("utf-8")
         except UnicodeDecodeError:  # an overlong form or a surrogate: not a character
             return None
-    if m.group(3):
-        return chr(int(m.group(3), 16))
-    high, low = int(m.group(1), 16), int(m.group(2), 16)
+    if m["name"]:
+        return html.entities.html5[m["name"] + ";"]
+    if m["hex"] or m["decimal"]:
+        # The code point it names (a browser reads 0x80-0x9F as Windows-1252: `&#150;` is a dash there
+        # and a control character here, which shows nothing; a separator either way).
+        code = int(m["hex"], 16) if m["hex"] else int(m["decimal"])
+        return chr(code) if code <= sys.maxunicode else None
+    if m["unit"]:
+        return chr(int(m["unit"], 16))
+    high, low = int(m["high"], 16), int(m["low"], 16)
     return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
 
 
 def unescape_digits(text: str) -> str:
     """`text` with the escapes of digits and light separators replaced by those characters (other
     escapes stay as written)."""
-    if "\\" not in text and "%" not in text:
+    if "\\" not in text and "%" not in text and "&" not in text:
         return text
 
     def decoded(m: re.Match) -> str:
@@ -138,7 +167,7 @@ def unescape_digits(text: str) -> str:
 # (see `unescape_digits`), or any non-ASCII character (marks and fillers are; \p{M} in the class would
 # make RE2 ~30x slower on every value).
 PAN_PREFILTER_RE2 = (
-    rf"[^\x00-\x7f]|{ASCII_CONTROLS}|{JSON_ESCAPE}|{PERCENT_ESCAPE}"
+    rf"[^\x00-\x7f]|{ASCII_CONTROLS}|{JSON_ESCAPE}|{PERCENT_ESCAPE}|{HTML_ESCAPE}"
     rf"|\p{{Nd}}(?:[\p{{Zs}}\p{{Pd}}\p{{Cf}}\t./+|\x{{2212}}]{{0,"
     + str(MAX_SEPARATORS)
     + r"}\p{Nd}){"

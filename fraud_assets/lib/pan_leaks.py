@@ -14,6 +14,8 @@ intervals, booleans and integers up to 32 bits: `SHORT_TYPES`; a test proves it 
 so are the platform's own digests (`LEAK_SCAN_EXEMPT_COLUMNS`).
 """
 
+import html.entities
+import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 
@@ -33,6 +35,8 @@ _INVISIBLE_CHARS = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 _LINE_BREAKS = frozenset("\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029")
 _MAX_GAP = 3
 _HEX = frozenset("0123456789abcdefABCDEF")
+_DECIMAL = frozenset("0123456789")
+_MAX_REFERENCE = 32  # characters between an HTML reference's `&` (or its last `amp;`) and its `;`
 _LENGTHS = range(13, 20)
 # Doubled digit in Luhn: 2d, minus 9 when that has two digits.
 _DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9])
@@ -66,9 +70,13 @@ _NUMBER_TYPES = ("BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT", "FLOAT", "DOUBLE", 
 # Values with any non-ASCII character go to Python too (`scan_expression`): marks and fillers are all
 # non-ASCII, and RE2 with \p{M} in the class is ~30x slower on every value. (A negated class, "anything
 # but letters and digits", is as wide but makes RE2 about 50 times slower.)
+# An HTML reference: any numeric one; a named one only where a digit stands at most 3 characters before
+# it (no name stands for a digit, so a group that has one has a digit before the first, with only visible
+# separators between them in ASCII text without controls or other escapes): `M&amp;S` is no candidate.
 _TEXT_PREFILTER = (
     r"\p{Nd}(?:[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{Sm}./]{0,3}\p{Nd}){12}"
     r"|\\[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2}"  # a JSON or URL escape
+    r"|&(?:amp;)*#|\p{Nd}[^\p{L}\p{Nd}]{0,3}&[a-zA-Z]"  # an HTML reference
     r"|[\x00-\x08\x0e-\x1b\x1f\x7f]"  # a control (any number may sit in a gap)
 )
 
@@ -89,15 +97,18 @@ def _separator_kind(ch: str) -> str | None:
 
 def _characters(text: str) -> Iterator[str]:
     """The characters of `text`, an escape of a digit or a separator read as that character: a JSON
-    escape (`\\u0034`, or a surrogate pair; a malformed JSON line is kept as its text) or a URL
-    percent-escape (`%34`, or the UTF-8 bytes of one character: a logged URL or form body). Any other
-    escape is read as written, so its hex digits count as digits (`%4539...` may be a `%` and a card)."""
-    if "\\" not in text and "%" not in text:
+    escape (`\\u0034`, or a surrogate pair; a malformed JSON line is kept as its text), a URL
+    percent-escape (`%34`, or the UTF-8 bytes of one character: a logged URL or form body) or an HTML
+    character reference (`&#52;`, `&#x34;`, `&nbsp;`: an HTML-escaping export), each also escaped again
+    by mistake any number of times (`\\\\u0034`, `%2534`, `&amp;#52;`). Any other escape is read as
+    written, so its hex digits count as digits (`%4539...` may be a `%` and a card)."""
+    if "\\" not in text and "%" not in text and "&" not in text:
         yield from text
         return
     i, n = 0, len(text)
     while i < n:
-        escaped = _percent_escaped(text, i) if text[i] == "%" else _json_escaped(text, i)
+        reader = _ESCAPE_READERS.get(text[i])
+        escaped = reader(text, i) if reader else None
         if escaped and (escaped[0].isdecimal() or _separator_kind(escaped[0])):
             yield escaped[0]
             i = escaped[1]
@@ -111,23 +122,34 @@ def _json_escaped(text: str, i: int) -> tuple[str, int] | None:
     unit = _escaped_unit(text, i)
     if unit is None:
         return None
-    low = _escaped_unit(text, i + 6) if 0xD800 <= unit < 0xDC00 else None
-    if low is not None and 0xDC00 <= low < 0xE000:
-        return chr(0x10000 + (unit - 0xD800) * 0x400 + (low - 0xDC00)), i + 12
-    return chr(unit), i + 6
+    low = _escaped_unit(text, unit[1]) if 0xD800 <= unit[0] < 0xDC00 else None
+    if low is not None and 0xDC00 <= low[0] < 0xE000:
+        return chr(0x10000 + (unit[0] - 0xD800) * 0x400 + (low[0] - 0xDC00)), low[1]
+    return chr(unit[0]), unit[1]
 
 
-def decoded_text(text: str) -> str:
-    """`text` with its escapes of digits and separators read as the characters they stand for."""
-    return text if "\\" not in text and "%" not in text else "".join(_characters(text))
+def _escaped_unit(text: str, i: int) -> tuple[int, int] | None:
+    """(code unit, index after it) for `\\uXXXX` at `i`, its backslash doubled any number of times."""
+    j = i
+    while text[j : j + 1] == "\\":
+        j += 1
+    # ASCII hex digits only: int() would also read other scripts' digits.
+    if j == i or text[j : j + 1] not in ("u", "U") or not _is_hex(text[j + 1 : j + 5], 4):
+        return None
+    return int(text[j + 1 : j + 5], 16), j + 5
 
 
 def _percent_escaped(text: str, i: int) -> tuple[str, int] | None:
     """(character, index after it) for the percent-escaped UTF-8 bytes of one character at `i`."""
     data = bytearray()
-    while text[i : i + 1] == "%" and len(text) >= i + 3 and _HEX.issuperset(text[i + 1 : i + 3]):
-        data.append(int(text[i + 1 : i + 3], 16))
-        i += 3
+    while text[i : i + 1] == "%":
+        j = i + 1
+        while text[j : j + 2] == "25" and _is_hex(text[j + 2 : j + 4], 2):  # `%25`: a `%` escaped again
+            j += 2
+        if not _is_hex(text[j : j + 2], 2):
+            return None
+        data.append(int(text[j : j + 2], 16))
+        i = j + 2
         # The lead byte says how many bytes the character has.
         size = 1 if data[0] < 0x80 else 2 if data[0] >> 5 == 6 else 3 if data[0] >> 4 == 14 else 4
         if len(data) == size:
@@ -138,11 +160,37 @@ def _percent_escaped(text: str, i: int) -> tuple[str, int] | None:
     return None
 
 
-def _escaped_unit(text: str, i: int) -> int | None:
-    # ASCII hex digits only: int() would also read other scripts' digits.
-    if text[i : i + 2].lower() != "\\u" or len(text) < i + 6 or not _HEX.issuperset(text[i + 2 : i + 6]):
+def _html_escaped(text: str, i: int) -> tuple[str, int] | None:
+    """(character, index after it) for an HTML character reference at `i`: numeric, the code point it
+    names, or named (HTML5's table); its `&` written `&amp;` any number of times."""
+    j = i + 1
+    while text.startswith("amp;", j):
+        j += 4
+    end = text.find(";", j, j + _MAX_REFERENCE + 1)
+    if end < 0:
         return None
-    return int(text[i + 2 : i + 6], 16)
+    body = text[j:end]
+    if body[:1] != "#":
+        named = html.entities.html5.get(body + ";")
+        return (named, end + 1) if named is not None and len(named) == 1 else None
+    hexadecimal = body[1:2] in ("x", "X")
+    digits = body[2:] if hexadecimal else body[1:]
+    if not (_is_hex(digits, len(digits)) if hexadecimal else _DECIMAL.issuperset(digits)) or not digits:
+        return None
+    code = int(digits, 16 if hexadecimal else 10)
+    return (chr(code), end + 1) if code <= sys.maxunicode else None
+
+
+def _is_hex(chunk: str, size: int) -> bool:
+    return len(chunk) == size and _HEX.issuperset(chunk)
+
+
+_ESCAPE_READERS = {"\\": _json_escaped, "%": _percent_escaped, "&": _html_escaped}
+
+
+def decoded_text(text: str) -> str:
+    """`text` with its escapes of digits and separators read as the characters they stand for."""
+    return text if "\\" not in text and "%" not in text and "&" not in text else "".join(_characters(text))
 
 
 def digit_groups(text: str) -> Iterator[str]:

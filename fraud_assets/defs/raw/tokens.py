@@ -20,6 +20,7 @@ import pandas as pd
 
 from fraud_assets.lib.pan import (
     ASCII_CONTROLS,
+    HTML_ESCAPE,
     JSON_ESCAPE,
     PERCENT_ESCAPE,
     Tokenizer,
@@ -30,10 +31,13 @@ from fraud_assets.lib.pan import (
 TOKEN_COLUMNS = ("card_token", "pan_bin", "pan_last4", "pan_valid", "pan_masked")
 # Necessary condition for `mask_pans` to change a value: 13 ASCII digits, each within 3 characters of
 # the next that are neither letters, digits nor `:` (so timestamps are not candidates), or any
-# non-ASCII character (digits of other scripts, unusual spaces), a JSON `\u` or URL `%` escape (it may
-# be a digit: `unescape_digits`) or a control character (any number may sit between two digits), in a
-# value of 13 characters or more.
-PAN_PREFILTER = rf"[0-9](?:[^0-9A-Za-z:]{{0,3}}[0-9]){{12}}|{JSON_ESCAPE}|{PERCENT_ESCAPE}|{ASCII_CONTROLS}"
+# non-ASCII character (digits of other scripts, unusual spaces), a JSON `\u`, URL `%` or HTML `&#`
+# escape or the HTML name of a separator (it may be a digit or a separator: `unescape_digits`) or a
+# control character (any number may sit between two digits), in a value of 13 characters or more.
+PAN_PREFILTER = (
+    rf"[0-9](?:[^0-9A-Za-z:]{{0,3}}[0-9]){{12}}"
+    rf"|{JSON_ESCAPE}|{PERCENT_ESCAPE}|{HTML_ESCAPE}|{ASCII_CONTROLS}"
+)
 TOKENS_TABLE = "_pan_tokens"
 MASKED_VALUES_TABLE = "_masked_values"
 MASKED_LINES_TABLE = "_masked_lines"
