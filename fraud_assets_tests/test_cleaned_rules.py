@@ -130,6 +130,29 @@ def test_bad_row_is_quarantined_with_its_reason(override, reason):
     assert out.transactions["transaction_id"].tolist() == [2]
 
 
+def test_an_amount_of_10_to_the_12_or_more_in_its_currency_or_in_eur_is_invalid():
+    """No card payment is that large, and its double may print as a card number: "9" x 23 holds none,
+    its double prints 99999999999999991611392, which holds one, and failed the blocking no_clear_pan
+    check of cleaned/transactions (the day's features and scores waited on it)."""
+    import duckdb
+
+    from fraud_assets.lib.pan_leaks import find_pan_leaks
+
+    out = clean(
+        [
+            s.a_row(1, amount="9" * 23),
+            s.a_row(2, amount="900000000000", currency="GBP", terminal_id="5"),  # 1.125e12 EUR at 0.8
+            s.a_row(3, amount="999999999999.99"),
+        ],
+        [s.b_row(4, amount_minor=int("9" * 23))],
+    )
+    assert out.quarantine["reason"].tolist() == ["invalid_amount"] * 3
+    assert out.transactions["transaction_id"].tolist() == [3]
+    with duckdb.connect() as conn:
+        conn.register("t", out.transactions)
+        assert find_pan_leaks(conn, "t") == {}
+
+
 def test_a_zero_amount_authorisation_is_a_genuine_transaction():
     # Account verification and the first probe of card testing are authorised for 0.00.
     out = clean([s.a_row(1, amount="0.00"), s.a_row(2, amount="0")], [s.b_row(3, amount_minor=0)])

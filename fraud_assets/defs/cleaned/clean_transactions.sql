@@ -176,7 +176,8 @@ judged AS (
             WHEN NOT coalesce(pan_valid, false) THEN 'invalid_pan'
             WHEN _terminal_text IS NULL THEN 'missing_terminal_id'
             WHEN NOT _known_terminal THEN 'unknown_terminal'
-            WHEN _amount IS NULL OR NOT isfinite(_amount) THEN 'invalid_amount'
+            WHEN _amount IS NULL OR NOT isfinite(_amount) OR _amount >= getvariable('max_amount')
+                OR _amount / _rate >= getvariable('max_amount') THEN 'invalid_amount'
             WHEN _amount < 0 THEN 'negative_amount'
             WHEN _rate IS NULL OR NOT _rate > 0 THEN 'unknown_currency'
             WHEN _utc IS NULL OR _local IS NULL THEN 'invalid_timestamp'

@@ -51,6 +51,11 @@ FX_MAX_AGE_DAYS = 4
 # authorisation just before midnight UTC is reversed minutes later, on the next date. Real traffic needs
 # no more; each extra day widens the rows read around every chunk and the days a landing restates.
 REVERSAL_LOOKBACK_DAYS = 1
+# An amount of 10^12 or more, in its currency or in EUR, is `invalid_amount`: beyond any card payment,
+# and a number with 13 integral digits can print as a card number to the blocking `no_clear_pan` checks,
+# which read number columns by their integral part ("9" x 23 has none, its double 99999999999999991611392
+# has one): one such row would block the day's features and scores.
+MAX_AMOUNT = 1e12
 
 # Every quarantine reason (rule order, then the dedup and reversal outcomes) and the column whose value
 # as received it shows in `offending_value`.
@@ -331,6 +336,7 @@ def judge(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
     conn.execute("SET VARIABLE reporting_currency = ?", [REPORTING_CURRENCY])
     conn.execute("SET VARIABLE fx_max_age_days = ?", [FX_MAX_AGE_DAYS])
     conn.execute("SET VARIABLE reversal_lookback_days = ?", [REVERSAL_LOOKBACK_DAYS])
+    conn.execute("SET VARIABLE max_amount = ?", [MAX_AMOUNT])
     conn.execute(VALUE_MACROS_SQL)
     conn.execute(f"CREATE OR REPLACE TEMP VIEW _terminal_versions AS {TERMINAL_VERSIONS_SQL}")
     conn.execute(JUDGE_SQL)
