@@ -4,6 +4,8 @@ in clear, whatever the column's type (issue 13, findings 1 and 8)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
@@ -63,6 +65,46 @@ def test_a_cardholder_issue_date_that_is_not_a_date_is_rejected(data_dir):
     good = table_from_reference(data_dir, "cardholders")
     rel = write_snapshot(data_dir, "cardholders", good.assign(issued_at="yesterday"))
     assert reason_of(data_dir, rel) == ("rejected", "wrong_types")
+
+
+ISSUE_DATES_PANDAS_CANNOT_HOLD = {
+    "engine-infinity": pa.array([2**31 - 1], pa.date32()),
+    "date32-minimum": pa.array([-(2**31)], pa.date32()),
+    "date64-far-future": pa.array([2**62], pa.date64()),
+    "year-9999": pa.array([dt.date(9999, 12, 31)], pa.date32()),
+    "dotnet-default-0001-01-01": pa.array([dt.date(1, 1, 1)], pa.date32()),
+    "timestamp-year-148108": pa.array([2**62], pa.timestamp("us")),
+}
+
+
+def _one_card(issued_at: pa.Array) -> pa.Table:
+    return pa.table(
+        {
+            "customer_id": pa.array([9], pa.int64()),
+            "pan": [s.make_pan("453914", 9)],
+            "home_x": [1.0],
+            "home_y": [1.0],
+            "home_country": ["FR"],
+            "issued_at": issued_at,
+        }
+    )
+
+
+@pytest.mark.parametrize("issued_at", list(ISSUE_DATES_PANDAS_CANNOT_HOLD), ids=str)
+def test_a_cardholder_issue_date_pandas_cannot_hold_is_rejected(data_dir, issued_at):
+    """A Parquet date beyond 1677-2262 failed the asset's preview (the engine's `infinity`) or the
+    blocking raw contract (year 9999, 0001-01-01): raw/cardholders, which rebuilds from every snapshot,
+    stayed broken for good."""
+    rel = write_snapshot(data_dir, "cardholders", _one_card(ISSUE_DATES_PANDAS_CANNOT_HOLD[issued_at]))
+    assert reason_of(data_dir, rel) == ("rejected", "wrong_types")
+
+
+def test_after_snapshots_with_impossible_issue_dates_raw_cardholders_still_succeeds(data_dir):
+    s.write_reference(data_dir)
+    for day, name in [("2018-04-05", "engine-infinity"), ("2018-04-06", "year-9999")]:
+        write_snapshot(data_dir, "cardholders", _one_card(ISSUE_DATES_PANDAS_CANNOT_HOLD[name]), day=day)
+    assert materialise_reference(data_dir).success
+    assert sorted(table(data_dir, "raw.cardholders")["customer_id"]) == [1, 2, 3]
 
 
 def test_an_integer_too_large_for_the_column_is_rejected(data_dir):

@@ -102,6 +102,8 @@ PARQUET_MAGIC = b"PAR1"
 ROW_BYTES_AT_LEAST = 8
 # A number can only be a card number with 13 to 19 digits.
 PAN_MAGNITUDE = 10**12
+# The days pandas' datetime64[ns] holds, which the raw contracts coerce dates to.
+DATE_RANGE = ("1677-09-22", "2262-04-11")
 # The longest text value a snapshot may hold: a landed line's own cap. Values are searched for card
 # numbers in Python, whose cost grows with their length.
 MAX_VALUE_CHARS = MAX_LINE_CHARS
@@ -170,8 +172,17 @@ def column_sql(name: str, kind: str, duck_type: str | None) -> str:
     accepted = {INTEGER: {INTEGER}, NUMBER: {INTEGER, NUMBER}, TEXT: {TEXT}, DATE: {DATE}}[kind]
     if family not in accepted:
         raise WrongTypes(name)
-    if duck_type == "TIMESTAMP WITH TIME ZONE":
-        return f"CAST(timezone('UTC', {col}) AS DATE)"
+    if kind == DATE:
+        day = f"CAST(timezone('UTC', {col}) AS DATE)" if duck_type == "TIMESTAMP WITH TIME ZONE" else None
+        day = day or f"CAST({col} AS DATE)"
+        # A day pandas cannot hold (the engine's `infinity`, a Parquet date32 at its extremes, year 9999)
+        # fails the raw contract or the asset's table preview; raw rebuilds from every snapshot, so it
+        # would stay broken: a conversion error, and the file is refused `wrong_types`.
+        lo, hi = DATE_RANGE
+        return (
+            f"CAST(CASE WHEN {day} BETWEEN DATE '{lo}' AND DATE '{hi}' THEN CAST({day} AS VARCHAR) "
+            f"WHEN {day} IS NOT NULL THEN 'out of range' END AS DATE)"
+        )
     return f"CAST({col} AS {target})"
 
 
