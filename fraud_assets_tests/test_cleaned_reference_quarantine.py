@@ -74,6 +74,8 @@ FX_ROWS = [
     (fx(s.DAY, "CHF", "n/a"), "invalid_rate"),
     (fx(s.DAY, "SEK", "-11.2"), "non_positive_rate"),
     (fx("2018-02-30", "NOK", "11.0"), "invalid_rate_date"),
+    (fx("9999-12-31", "NOK", "11.0"), "invalid_rate_date"),  # a date but no rate day: failed the contract
+    (fx("0001-01-01", "NOK", "11.0"), "invalid_rate_date"),
     (fx(s.DAY, "DKK", "7.4", base="USD"), "unknown_base_currency"),
     (fx(s.DAY, "E1", "1.0"), "invalid_currency"),
     (fx(s.DAY, "PLN", "inf"), "invalid_rate"),  # DuckDB would cast 'inf' to a double: refused first

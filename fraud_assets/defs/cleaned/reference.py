@@ -8,6 +8,7 @@ from them, so kept and quarantined rows cannot disagree.
 
 from __future__ import annotations
 
+from fraud_assets.lib.landing import EARLIEST_DATE, LATEST_DATE
 from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
 
 # Terminals, versioned (SCD type 2): each merchants snapshot is the full truth as of its snapshot
@@ -222,7 +223,10 @@ WITH typed AS (
 row_judged AS (
     SELECT *, CASE
             WHEN malformed_reason IS NOT NULL THEN 'malformed_line'
-            WHEN _rate_date IS NULL THEN 'invalid_rate_date'
+            -- a day outside the landing zone's date window (year 9999, 0001-01-01) fails the blocking
+            -- contract (pandas' datetime64[ns]) and would hold every later FX cleaning
+            WHEN _rate_date IS NULL OR NOT _rate_date BETWEEN DATE '{EARLIEST_DATE}' AND DATE '{LATEST_DATE}'
+                THEN 'invalid_rate_date'
             WHEN coalesce(nullif(upper(trim(base_currency)), ''), 'EUR') <> 'EUR' THEN 'unknown_base_currency'
             WHEN NOT coalesce(regexp_full_match(_ccy, '[A-Z]{{3}}'), false) THEN 'invalid_currency'
             WHEN _rate IS NULL THEN 'invalid_rate'
