@@ -225,6 +225,7 @@ _SEPARATORS = st.sampled_from(
 _OTHER = st.sampled_from(
     ["a", "T", ",", ":", "\n", "*", "_", "%", "%2", "%C2", "%3A", "\\u00", "    ", "%25", "%253A", "%25C2"]
     + ["&", "&#", "&#x", "&amp;", "&nbsp", "&bogus;", "&#58;", "&#xD800;", "&#99999999;", "&AMP;#52;", ";"]
+    + ["\\", "\\\\", "\\u0041", "\\\\u00e9"]
 )
 _HIDDEN_SHAPES = st.sampled_from(list(hidden_shapes(PAN).values()))
 _TEXT = st.lists(

@@ -120,7 +120,8 @@ def _patterns(ascii_only: bool) -> tuple[re.Pattern, re.Pattern]:
 # `&amp;`).
 _PERCENT_BYTE = "%(?:25)*"
 _ESCAPE = re.compile(
-    r"\\+u(?P<high>d[89ab][0-9a-f]{2})\\+u(?P<low>d[c-f][0-9a-f]{2})|\\+u(?P<unit>[0-9a-f]{4})"
+    # a run of backslashes is tried from its first one only: from each, the search would be quadratic
+    r"(?<!\\)\\+u(?P<high>d[89ab][0-9a-f]{2})\\+u(?P<low>d[c-f][0-9a-f]{2})|(?<!\\)\\+u(?P<unit>[0-9a-f]{4})"
     # longest first: `%25C2%25A0` is one character escaped twice, not `%25` (a `%`) and text
     rf"|(?P<bytes>{_PERCENT_BYTE}f[0-4](?:{_PERCENT_BYTE}[89ab][0-9a-f]){{3}}"
     rf"|{_PERCENT_BYTE}e[0-9a-f](?:{_PERCENT_BYTE}[89ab][0-9a-f]){{2}}"

@@ -112,6 +112,12 @@ def _characters(text: str) -> Iterator[str]:
         if escaped and (escaped[0].isdecimal() or _separator_kind(escaped[0])):
             yield escaped[0]
             i = escaped[1]
+        elif text[i] == "\\":  # a run of backslashes that escapes nothing is read once, not from each
+            end = i + 1
+            while text[end : end + 1] == "\\":
+                end += 1
+            yield from text[i:end]
+            i = end
         else:
             yield text[i]
             i += 1
