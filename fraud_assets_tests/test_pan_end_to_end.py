@@ -26,7 +26,14 @@ def test_no_card_number_of_the_input_is_left_anywhere(tmp_path, data_dir):
             f"3,{s.PANS[3]} 12/26,broken",  # a malformed line: PAN followed by its expiry
             s.a_row(4, terminal_id=f"{s.PANS[1]}\t1"),  # quarantined with its offending value
             s.a_row(5, amount="".join(chr(0x0660 + int(c)) for c in s.PANS[2])),  # Arabic-Indic digits
+            s.a_row(6, three_ds=s.hidden_shapes(s.PANS[3])["html-escaped-twice"]),  # an HTML export
+            s.a_row(7, currency=s.hidden_shapes(s.PANS[1])["url-nbsp-twice"]),  # a form body encoded twice
         ],
+    )
+    # A JSON encoder run twice, in a line cut short (kept as its text) and in a field.
+    twice = s.hidden_shapes(s.PANS[2])["json-escaped-twice"]
+    s.write_acq_b(
+        data_dir, [s.b_row(10), '{"txn_ref": "11", "card_number": "' + twice, s.b_row(12, tds=twice)]
     )
     instance = dg.DagsterInstance.from_config(str(home))
     try:
