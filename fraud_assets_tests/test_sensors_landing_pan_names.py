@@ -51,6 +51,19 @@ def test_the_cursor_tags_and_run_keys_hold_a_pan_bearing_name_masked(landing):
     assert not [t for t in everything_the_sensor_wrote(result) if holds_any(t, {PAN})]
 
 
+@pytest.mark.parametrize(
+    "written",
+    ["".join(f"&#{ord(c)};" for c in PAN), "".join(f"%25{ord(c):02X}" for c in PAN)],
+    ids=["html-references", "url-encoded-twice"],
+)
+def test_a_name_holding_an_escaped_pan_is_masked_too(landing, written):
+    (landing / "authorizations" / DAY / f"acq_a_{DAY}_{written}.csv.gz").write_bytes(b"authorisations")
+    result = tick(landing, dg.DagsterInstance.ephemeral())
+    [request] = result.run_requests
+    assert "453914******6467" in request.tags[TAG_FILES]
+    assert not [t for t in everything_the_sensor_wrote(result) if holds_any(t, {PAN})]
+
+
 def test_the_log_line_of_a_resent_file_holds_its_name_masked(landing, capfd):
     instance = dg.DagsterInstance.ephemeral()
     (landing / "authorizations" / DAY / NAME).write_bytes(b"same bytes")
