@@ -160,6 +160,7 @@ def test_the_engine_prefilter_passes_every_value_mask_pans_would_change(values):
         ("4539 14XX XXXX 0014", "453914******0014"),
         ("453914-•••-•••-0014", "453914******0014"),
         ("4539148803436468", "453914******6468"),  # a mistyped PAN (Luhn fails): BIN and last 4 only
+        ("".join(f"&#{ord(c)};" for c in "4539148803436468"), "453914******6468"),  # as HTML references
         ("XXXX-XXXX-XXXX-0014", "*******************"),  # no BIN shown: nothing of it is kept
         ("45391******0014", "***************"),  # 5 + 4 digits is no PAN shape
         ("", None),

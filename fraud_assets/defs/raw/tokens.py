@@ -26,6 +26,7 @@ from fraud_assets.lib.pan import (
     Tokenizer,
     mask_pans,
     star_pan_digits,
+    unescape_digits,
 )
 
 TOKEN_COLUMNS = ("card_token", "pan_bin", "pan_last4", "pan_valid", "pan_masked")
@@ -63,8 +64,9 @@ _PRODUCER_MASKED = re.compile(r"(\d{6})([*xX#•]{3,9})(\d{4})")
 def masked_invalid_pan(value: str) -> str | None:
     """A PAN that is not a valid one, as investigators see it: BIN and last 4 at most, never the middle
     digits, digits of any script shown as ASCII; a PAN the producer masked keeps the BIN and last 4 it
-    shows (cleaned/labels matches a chargeback's card by them). None when nothing was sent."""
-    text = value.strip()
+    shows (cleaned/labels matches a chargeback's card by them). None when nothing was sent. Escaped
+    digits read as the digits they stand for, as `normalise_pan` reads them."""
+    text = unescape_digits(value).strip()
     if not text:
         return None
     ascii_digits = "".join(str(d) if (d := unicodedata.decimal(ch, None)) is not None else ch for ch in text)
