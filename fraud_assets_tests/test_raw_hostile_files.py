@@ -411,3 +411,46 @@ def test_a_folder_that_cannot_be_listed_is_one_refused_entry(data_dir, monkeypat
     reg = register(data_dir)
     assert reg.loc["authorizations/2018-04-03", "reason"] == "unreadable_file"
     assert reg.loc[f"{FOLDER}/acq_a_2018-04-01.csv.gz", "status"] == "ingested"
+
+
+@pytest.mark.parametrize(
+    ("high", "card_shaped"),
+    [(int(s.make_pan("453914", 1, 13)) * 10**6, True), (1 << 63, False)],
+    ids=["19-digits-holding-a-card-number", "top-bit-set"],
+)
+def test_a_landing_zone_on_a_filesystem_with_64_bit_inode_numbers_is_ingested(
+    data_dir, monkeypatch, high, card_shaped
+):
+    """CephFS, Lustre, XFS (inode64) or overlayfs with xino give inode numbers of 13 to 19 digits, most of
+    them holding a Luhn-valid run: the register's blocking no_clear_pan check refused its own inode
+    column. With the top bit set, the number did not fit the register's BIGINT and the register failed.
+    Either stopped every ingestion."""
+    from fraud_assets.lib import landing as ln
+    from fraud_assets.lib.pan_leaks import has_pan
+
+    root = str(data_dir / "landing")
+    real_fstat, real_parse = os.fstat, ln.parse
+
+    def wide(st: os.stat_result) -> os.stat_result:
+        fields = {f: getattr(st, f) for f in ("st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_blksize")}
+        fields |= {f: getattr(st, f) for f in ("st_atime", "st_mtime", "st_ctime", "st_blocks")}
+        head = (st.st_mode, high + st.st_ino % 10**6, *tuple(st)[2:10])
+        return os.stat_result(head, fields)
+
+    def fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        return wide(st) if os.readlink(f"/proc/self/fd/{fd}").startswith(root) else st
+
+    def parse(root_, path, st=None):
+        return real_parse(root_, path, wide(st or path.lstat()))
+
+    monkeypatch.setattr(os, "fstat", fstat)
+    monkeypatch.setattr(ln, "parse", parse)
+    s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(1), s.a_row(2)])
+    assert all(r.success for r in s.run_pipeline(data_dir, raise_on_error=False))
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        inodes = [i for (i,) in conn.execute("SELECT file_inode FROM raw.file_register").fetchall()]
+        rows = conn.execute("SELECT count(*) FROM cleaned.transactions").fetchone()[0]
+    assert rows == 2
+    assert all(has_pan(str(i)) for i in inodes) == card_shaped

@@ -208,7 +208,12 @@ def parse(root: Path, path: Path, st: os.stat_result | None = None) -> LandingFi
         except OSError:
             st = None
     stats = (
-        {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "ctime_ns": st.st_ctime_ns}
+        {
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "inode": inode_number(st),
+            "ctime_ns": st.st_ctime_ns,
+        }
         if st
         else {}
     )
@@ -329,6 +334,13 @@ def open_regular(root: Path, relative: str) -> int:
 
 class NotRegularFile(OSError):
     """The path names something other than a regular file."""
+
+
+def inode_number(st: os.stat_result) -> int:
+    """A file's inode number as the register stores it (BIGINT): its low 63 bits. Some filesystems set
+    the top bit of a 64-bit number (overlayfs with xino, NFS file ids); the number only tells a file
+    replaced in place from the one registered, with its size and times."""
+    return st.st_ino & (2**63 - 1)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -76,7 +76,8 @@ CARRIED_PRODUCER_COLUMNS = frozenset(
 
 # Values the platform computes that hold long digit runs by nature, which the leak scan skips: hex
 # digests (about 1 SHA-256 hex in 200 holds a Luhn-valid 13-digit run by chance) and the nanosecond
-# clock of a file (19 digits: most pass Luhn somewhere). Skipped by name, and only because these names
+# clock of a file (19 digits: most pass Luhn somewhere), and its inode number (13 digits and more on
+# CephFS, Lustre, XFS with inode64 or overlayfs with xino). Skipped by name, and only because these names
 # are ours in every table: no producer column is ever stored under them.
 LEAK_SCAN_EXEMPT_COLUMNS = frozenset(
     {
@@ -84,6 +85,7 @@ LEAK_SCAN_EXEMPT_COLUMNS = frozenset(
         "file_sha256",
         "file_mtime_ns",
         "file_ctime_ns",
+        "file_inode",
         "artifact_sha256",
         "params_hash",
         "data_hash",

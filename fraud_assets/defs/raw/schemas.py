@@ -124,7 +124,7 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "file_size": "File size in bytes when registered; an unchanged size, mtime, inode and ctime means not "
     "re-read.",
     "file_mtime_ns": "File modification time (ns since the epoch) when registered.",
-    "file_inode": "File inode when registered.",
+    "file_inode": "File inode number when registered (its low 63 bits: some filesystems set the top bit).",
     "file_ctime_ns": "File status-change time (ns since the epoch) when registered: a file rewritten in "
     "place with its mtime set back still changes it.",
     # lineage, every source table
