@@ -454,3 +454,17 @@ def test_a_landing_zone_on_a_filesystem_with_64_bit_inode_numbers_is_ingested(
         rows = conn.execute("SELECT count(*) FROM cleaned.transactions").fetchone()[0]
     assert rows == 2
     assert all(has_pan(str(i)) for i in inodes) == card_shaped
+
+
+def test_a_sparse_file_whose_size_reads_as_a_card_number_is_refused_and_stops_nothing(data_dir):
+    """`truncate -s 4539140000012` makes an empty file of a card-shaped size: the register recorded it
+    (too_large) and its blocking no_clear_pan check refused its own file_size column, for every run."""
+    s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(1)])
+    sparse = s.write(data_dir, f"{FOLDER}/acq_a_{s.DAY}_002.csv", b"")
+    os.truncate(sparse, int(s.make_pan("453914", 1, 13)))
+    assert all(r.success for r in s.run_pipeline(data_dir, raise_on_error=False))
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        reason = conn.execute("SELECT reason FROM raw.file_register WHERE source_file LIKE '%_002.csv'")
+        assert reason.fetchone() == ("too_large",)
+        assert conn.execute("SELECT count(*) FROM cleaned.transactions").fetchone() == (1,)

@@ -76,9 +76,10 @@ CARRIED_PRODUCER_COLUMNS = frozenset(
 
 # Values the platform computes that hold long digit runs by nature, which the leak scan skips: hex
 # digests (about 1 SHA-256 hex in 200 holds a Luhn-valid 13-digit run by chance) and the nanosecond
-# clock of a file (19 digits: most pass Luhn somewhere), and its inode number (13 digits and more on
-# CephFS, Lustre, XFS with inode64 or overlayfs with xino). Skipped by name, and only because these names
-# are ours in every table: no producer column is ever stored under them.
+# clock of a file (19 digits: most pass Luhn somewhere), its inode number (13 digits and more on CephFS,
+# Lustre, XFS with inode64 or overlayfs with xino) and its size as the filesystem reports it (a sparse
+# file of any size costs a producer one `truncate`). Skipped by name, and only because these names are
+# ours in every table: no producer column is ever stored under them.
 LEAK_SCAN_EXEMPT_COLUMNS = frozenset(
     {
         "card_token",
@@ -86,6 +87,7 @@ LEAK_SCAN_EXEMPT_COLUMNS = frozenset(
         "file_mtime_ns",
         "file_ctime_ns",
         "file_inode",
+        "file_size",
         "artifact_sha256",
         "params_hash",
         "data_hash",
