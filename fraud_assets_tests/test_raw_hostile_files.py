@@ -468,3 +468,18 @@ def test_a_sparse_file_whose_size_reads_as_a_card_number_is_refused_and_stops_no
         reason = conn.execute("SELECT reason FROM raw.file_register WHERE source_file LIKE '%_002.csv'")
         assert reason.fetchone() == ("too_large",)
         assert conn.execute("SELECT count(*) FROM cleaned.transactions").fetchone() == (1,)
+
+
+def test_a_file_stamped_after_2262_is_ingested_and_stops_nothing(data_dir):
+    """A modification time after 2262 (a wrong clock, `touch -d 2400-01-01`) does not fit the register's
+    BIGINT nanoseconds: raw/file_register failed, and with it every ingestion, until the file was gone."""
+    s.write_reference(data_dir)
+    s.write_acq_a(data_dir, [s.a_row(1)])
+    late = s.write(data_dir, f"{FOLDER}/acq_a_{s.DAY}_002.csv", s.csv_text([s.a_row(2)]))
+    year_2400 = int(dt.datetime(2400, 1, 1, tzinfo=dt.UTC).timestamp()) * 10**9
+    os.utime(late, ns=(year_2400, year_2400))
+    if late.stat().st_mtime_ns < 2**63:
+        pytest.skip("this filesystem cannot stamp a file after 2262")
+    assert all(r.success for r in s.run_pipeline(data_dir, raise_on_error=False))
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        assert conn.execute("SELECT count(*) FROM cleaned.transactions").fetchone() == (2,)

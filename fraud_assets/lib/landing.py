@@ -210,9 +210,9 @@ def parse(root: Path, path: Path, st: os.stat_result | None = None) -> LandingFi
     stats = (
         {
             "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
+            "mtime_ns": clock_ns(st.st_mtime_ns),
             "inode": inode_number(st),
-            "ctime_ns": st.st_ctime_ns,
+            "ctime_ns": clock_ns(st.st_ctime_ns),
         }
         if st
         else {}
@@ -334,6 +334,13 @@ def open_regular(root: Path, relative: str) -> int:
 
 class NotRegularFile(OSError):
     """The path names something other than a regular file."""
+
+
+def clock_ns(ns: int) -> int:
+    """A file's mtime or ctime in ns as the register stores it (BIGINT): clamped to what a signed 64-bit
+    integer holds (1677-2262). A file stamped later (`touch -d 2500-01-01`; ext4 keeps up to 2446)
+    reads as the latest instant; its ctime, which only the kernel sets, still tells a rewrite."""
+    return max(-(2**63), min(ns, 2**63 - 1))
 
 
 def inode_number(st: os.stat_result) -> int:

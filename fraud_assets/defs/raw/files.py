@@ -17,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from fraud_assets.defs.raw.text_reader import LandingChanged
-from fraud_assets.lib.landing import inode_number, open_regular, sha256_fd
+from fraud_assets.lib.landing import clock_ns, inode_number, open_regular, sha256_fd
 
 
 def engine_path(fd: int) -> str:
@@ -46,7 +46,7 @@ def make_room_for(n: int) -> None:
 
 def _status(fd: int) -> tuple[int, int, int, int]:
     st = os.fstat(fd)
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, inode_number(st)
+    return st.st_size, clock_ns(st.st_mtime_ns), clock_ns(st.st_ctime_ns), inode_number(st)
 
 
 @contextmanager

@@ -28,7 +28,14 @@ from fraud_assets.defs.raw.parsers import REQUIRED_COLUMNS, TEXT_COLUMNS
 from fraud_assets.defs.raw.schemas import COLUMNS
 from fraud_assets.defs.raw.snapshots import scan_snapshot
 from fraud_assets.defs.raw.text_scan import scan_text
-from fraud_assets.lib.landing import LandingFile, NotRegularFile, discover, inode_number, open_regular
+from fraud_assets.lib.landing import (
+    LandingFile,
+    NotRegularFile,
+    clock_ns,
+    discover,
+    inode_number,
+    open_regular,
+)
 
 log = logging.getLogger(__name__)
 # The hash recorded for an entry whose content is never read (not a regular file, over the size cap).
@@ -114,7 +121,8 @@ def inspect_file(root: Path, lf: LandingFile, limits: ReaderLimits = DEFAULT_LIM
         return Verdict.unread(lf, r.UNREADABLE_FILE)
     finally:
         os.close(fd)
-    return Verdict(sha, reason, rows, st.st_size, st.st_mtime_ns, inode_number(st), st.st_ctime_ns)
+    mtime, ctime = clock_ns(st.st_mtime_ns), clock_ns(st.st_ctime_ns)
+    return Verdict(sha, reason, rows, st.st_size, mtime, inode_number(st), ctime)
 
 
 def _safe_inspect(root: Path, lf: LandingFile, limits: ReaderLimits) -> Verdict:

@@ -123,7 +123,7 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "registered_at": "When the register first saw the file (UTC).",
     "file_size": "File size in bytes when registered; an unchanged size, mtime, inode and ctime means not "
     "re-read.",
-    "file_mtime_ns": "File modification time (ns since the epoch) when registered.",
+    "file_mtime_ns": "File modification time (ns since the epoch, clamped to 1677-2262) when registered.",
     "file_inode": "File inode number when registered (its low 63 bits: some filesystems set the top bit).",
     "file_ctime_ns": "File status-change time (ns since the epoch) when registered: a file rewritten in "
     "place with its mtime set back still changes it.",
