@@ -14,6 +14,7 @@ import pytest
 
 from fraud_assets.defs.cleaned.assets import (
     CHANGED_FIRST_REPORT,
+    CHANGED_FIRST_TRANSACTION,
     CHANGED_LABELS,
     CHANGED_LAST_TRANSACTION,
     CHANGED_REFERENCE_FIRST,
@@ -49,8 +50,11 @@ def featured(instance, days) -> None:
     materialize_stub(instance, "cleaned/transactions", "features/transaction_features", partitions=days)
 
 
-def label_file(instance, first_report: str, last_transaction: str, changed: int = 3) -> None:
+def label_file(
+    instance, first_report: str, last_transaction: str, changed: int = 3, first_transaction: str | None = None
+) -> None:
     """A cleaned/labels materialisation whose metadata says which labels it changed (as the asset writes)."""
+    first = {CHANGED_FIRST_TRANSACTION: first_transaction} if first_transaction else {}
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
             asset_key=dg.AssetKey(["cleaned", "labels"]),
@@ -58,6 +62,7 @@ def label_file(instance, first_report: str, last_transaction: str, changed: int 
                 CHANGED_LABELS: changed,
                 CHANGED_FIRST_REPORT: first_report,
                 CHANGED_LAST_TRANSACTION: last_transaction,
+                **first,
             },
         )
     )

@@ -8,12 +8,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fraud_assets.defs.cleaned.assets import (
-    CHANGED_FIRST_REPORT,
-    CHANGED_FIRST_TRANSACTION,
-    CHANGED_LABELS,
-    CHANGED_LAST_TRANSACTION,
-)
 from fraud_assets.defs.monitoring.sensors import performance_labels_sensor
 from fraud_assets_tests.automation_stubs import materialize_stub, stub_definitions
 from fraud_assets_tests.test_sensors_lookback import DAYS, label_file, ranges
@@ -37,16 +31,8 @@ def test_new_labels_recompute_the_performance_of_the_days_they_label_and_of_the_
     materialize_stub(instance, "monitoring/model_performance", partitions=days)
     # Reports of day 20 on transactions of days 18..19: those days (and the later ones, Card Precision
     # carrying their detections) changed; so did day 11, whose 8th day of reports this is (matured now).
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key=dg.AssetKey(["cleaned", "labels"]),
-            metadata={
-                CHANGED_LABELS: 2,
-                CHANGED_FIRST_REPORT: DAYS[19],
-                CHANGED_FIRST_TRANSACTION: DAYS[17],
-                CHANGED_LAST_TRANSACTION: DAYS[18],
-            },
-        )
+    label_file(
+        instance, first_report=DAYS[19], first_transaction=DAYS[17], last_transaction=DAYS[18], changed=2
     )
     requests, cursor = tick(instance, tmp_path)
     assert [r.job_name for r in requests] == ["performance_rebuild"]
@@ -68,16 +54,8 @@ def test_new_labels_recompute_the_shadow_comparison_of_the_days_they_change_too(
     in the same runs (performance_rebuild selects both)."""
     materialize_stub(instance, "monitoring/model_performance", partitions=tuple(DAYS[:10]))
     materialize_stub(instance, "monitoring/shadow_comparison", partitions=tuple(DAYS[10:20]))
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key=dg.AssetKey(["cleaned", "labels"]),
-            metadata={
-                CHANGED_LABELS: 1,
-                CHANGED_FIRST_REPORT: DAYS[19],
-                CHANGED_FIRST_TRANSACTION: DAYS[15],
-                CHANGED_LAST_TRANSACTION: DAYS[15],
-            },
-        )
+    label_file(
+        instance, first_report=DAYS[19], first_transaction=DAYS[15], last_transaction=DAYS[15], changed=1
     )
     requests, _ = tick(instance, tmp_path)
     # From day 11 (min of the first labelled day and the day that matured): shadow days only.
