@@ -100,6 +100,11 @@ STUB_ASSETS = [
         partitioned=True,
     ),
     _stub(
+        "monitoring/shadow_comparison",
+        ["scoring/transaction_scores", "cleaned/labels"],
+        partitioned=True,
+    ),
+    _stub(
         "monitoring/feature_drift",
         ["features/transaction_features", "scoring/transaction_scores", "models/training_set"],
         partitioned=True,

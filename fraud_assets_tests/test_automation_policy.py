@@ -260,3 +260,10 @@ def test_every_day_of_a_burst_gets_its_drift_and_a_new_training_window_recompute
     materialize_stub(instance, "models/training_set")  # a retraining
     fourth = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=third.cursor)
     assert requested(fourth, "monitoring/feature_drift") == set()
+
+
+def test_the_stub_graph_resolves_every_job_of_the_control_path(tmp_path):
+    """The stubs stand in for the real graph under the real jobs and sensors: a job selecting an asset the
+    stubs lack would fail the machinery end-to-end test's code location; caught here in seconds."""
+    jobs = {j.name for j in stub_definitions(tmp_path / "landing").resolve_all_job_defs()}
+    assert {"landed_day", "performance_rebuild", "monitoring_job"} <= jobs
