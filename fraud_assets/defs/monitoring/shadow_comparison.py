@@ -173,8 +173,9 @@ def compute_shadow_comparison(conn, budget: int = TOP_K_CARDS, days: list[str] |
 
 
 def day_figures(df: pd.DataFrame) -> dict[str, dict[str, object]]:
-    """Each day's figures, the metadata the UI plots over partitions: the day's latest challenger (one
-    waits at a time; a day shadow-scored again by a newer one keeps the newer) and its comparison."""
+    """Each day's figures, the metadata the UI plots over partitions: the day's challenger and its
+    comparison. A day holds one challenger (shadow scoring replaces a day's rows); the sort only makes the
+    pick deterministic. `.item()`: plain Python values, so a numpy bool stays a bool in metadata."""
     figures: dict[str, dict[str, object]] = {}
     for ts, rows in df.groupby("business_date", sort=True):
         row = rows.sort_values("challenger_version").iloc[-1]
