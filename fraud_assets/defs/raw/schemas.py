@@ -128,8 +128,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "file_ctime_ns": "File status-change time (ns since the epoch) when registered: a file rewritten in "
     "place with its mtime set back still changes it.",
     # lineage, every source table
-    "feed": "Producer feed the file belongs to (acq_a, acq_b, chargebacks, cardholders, merchants, "
-    "fx_rates), from the file name.",
+    "feed": "Producer feed the file belongs to, from the file name: the processor (acq_a, acq_b) for "
+    "authorisations, else the source itself (chargebacks, cardholders, merchants, fx_rates).",
     "source_file": "Path of the landing file relative to the landing root (card numbers masked).",
     "file_sha256": "SHA-256 of the landing file's bytes (hex).",
     "landing_date": "Landing-zone folder date the file was delivered under.",
