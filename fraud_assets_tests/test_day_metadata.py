@@ -32,7 +32,12 @@ def amounts(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.Mat
     with duckdb.get_connection() as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS amounts (business_date DATE, amount DOUBLE)")
         conn.execute("INSERT INTO amounts VALUES ('2018-04-01', 1), ('2018-04-01', 3), ('2018-04-02', 10)")
-        md = {"mean_amount": 99.0, "range_note": "shared"}
+        md = {
+            "mean_amount": 99.0,
+            "range_note": "shared",
+            "dagster/table_name": "amounts",
+            "preview": "range",
+        }
         md = spread_table_over_days(context, conn, "amounts", md, {"mean_amount": "avg(amount)"})
     return dg.MaterializeResult(metadata=md)
 
@@ -47,6 +52,17 @@ def test_each_day_of_a_range_run_gets_its_own_row_count_and_figures(tmp_path):
     assert md[D2][DAY_ROW_COUNT] == 0
     assert "mean_amount" not in md[D2]
     assert {m["range_note"] for m in md.values()} == {"shared"}
+
+
+def test_each_day_of_a_range_run_previews_its_own_rows(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    result = dg.materialize([amounts], resources={"duckdb": DuckDBResource(database=db)}, tags=RANGE)
+    previews = {day: figures["preview"] for (_, day), figures in by_day(result).items()}
+    # the range's preview would show the first day's rows on every day
+    assert "range" not in previews.values()
+    assert "|        3 |" in previews[D] and "10 |" not in previews[D]
+    assert "|       10 |" in previews[D1] and "|        3 |" not in previews[D1]
+    assert previews[D2] == "_no rows_"
 
 
 def test_a_one_day_run_keeps_its_metadata_as_computed(tmp_path):

@@ -11,14 +11,17 @@ without rows shows no figure rather than the range's. A one-day run's metadata i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 import duckdb
 
 from fraud_assets.lib.partitions import dates_filter
+from fraud_assets.lib.warehouse import table_preview
 
 DAY_ROW_COUNT = "dagster/partition_row_count"
+TABLE_NAME, PREVIEW = "dagster/table_name", "preview"
+_DAY_FILTER = "business_date = CAST(? AS DATE)"
 
 
 def day_aggregates(
@@ -42,22 +45,29 @@ def spread_over_days(
     per_day: Mapping[str, Mapping[str, object]],
     keys: Iterable[str],
     asset_key: dg.AssetKey | None = None,
+    conn: duckdb.DuckDBPyConnection | None = None,
+    preview_columns: Sequence[str] | None = None,
 ) -> dict[str, object]:
     """The metadata every day's materialisation shares: `metadata` without `keys` when the run covers
     several days, each day then getting its own values of `keys` from `per_day` (missing or NaN values
-    are left out). `asset_key` names the asset in a multi-asset."""
+    are left out). `asset_key` names the asset in a multi-asset. The range's preview is not shared (it
+    would show one day's rows on every day): with `conn`, each day gets a preview of its own rows of the
+    metadata's table (`preview_columns` as in `table_metadata`)."""
     days = list(context.partition_keys)
     if len(days) < 2:
         return dict(metadata)
+    table = metadata.get(TABLE_NAME)
     for day in days:
         own = {
             k: _plain(v)
             for k, v in per_day.get(day, {}).items()
             if v is not None and not (isinstance(v, float) and math.isnan(v))
         }
+        if conn is not None and table:
+            own[PREVIEW] = table_preview(conn, str(table), _DAY_FILTER, [day], preview_columns)
         if own:
             context.add_asset_metadata(own, asset_key=asset_key, partition_key=day)
-    dropped = set(keys) | {DAY_ROW_COUNT}
+    dropped = set(keys) | {DAY_ROW_COUNT, PREVIEW}
     return {k: v for k, v in metadata.items() if k not in dropped}
 
 
@@ -68,14 +78,23 @@ def spread_table_over_days(
     metadata: Mapping[str, object],
     aggregates: Mapping[str, str],
     asset_key: dg.AssetKey | None = None,
+    preview_columns: Sequence[str] | None = None,
 ) -> dict[str, object]:
-    """`spread_over_days` with each day's row count and `aggregates` (name: SQL over the day's rows of
-    `table`), read in one query only when the run covers several days."""
+    """`spread_over_days` with each day's row count, `aggregates` (name: SQL over the day's rows of
+    `table`, read in one query) and preview, when the run covers several days."""
     days = list(context.partition_keys)
     if len(days) < 2:
         return dict(metadata)
     per_day = day_aggregates(conn, table, days, aggregates)
-    return spread_over_days(context, metadata, per_day, aggregates, asset_key=asset_key)
+    return spread_over_days(
+        context,
+        metadata,
+        per_day,
+        aggregates,
+        asset_key=asset_key,
+        conn=conn,
+        preview_columns=preview_columns,
+    )
 
 
 def _plain(value: object) -> object:

@@ -378,6 +378,24 @@ def masked_preview(df: pd.DataFrame, rows: int = PREVIEW_ROWS, table: str | None
     return dg.MetadataValue.md(markdown_table(head) if len(head) else "_no rows_")
 
 
+def table_preview(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    where: str | None = None,
+    params: Iterable[object] | None = None,
+    columns: Sequence[str] | None = None,
+) -> dg.MetadataValue:
+    """The first rows of `table` (matching `where`) as a masked markdown preview."""
+    filt = f" WHERE {where}" if where else ""
+    cols = ", ".join(columns) if columns else "*"
+    cursor = conn.execute(f"SELECT {cols} FROM {table}{filt} LIMIT {PREVIEW_ROWS}", list(params or []))
+    dates = [name for name, type_, *_ in cursor.description if str(type_) == "DATE"]
+    preview = cursor.df()
+    for name in dates:  # pandas reads a DATE as a midnight timestamp: show the date the table holds
+        preview[name] = preview[name].dt.date
+    return masked_preview(preview, table=table)
+
+
 def table_metadata(
     conn: duckdb.DuckDBPyConnection,
     table: str,
@@ -397,20 +415,14 @@ def table_metadata(
     partition. `extra` numeric values are plotted over time by the UI. A run of several `partitions`
     records one materialisation per partition, each a copy of this metadata: the copies leave out the
     column schema and lineage, which every partitioned asset declares on its definition (a 183-day
-    backfill would otherwise write and read them 183 times), and count the range's rows as
-    `range_row_count` (each day's own count and figures: `lib/day_metadata.py`). Dagster+'s column-lineage
-    view reads the latest materialisation only: after a range run it shows lineage again from the next
-    single-day run."""
+    backfill would otherwise write and read them 183 times), and the preview, and count the range's rows
+    as `range_row_count` (each day's own count, figures and preview: `lib/day_metadata.py`). Dagster+'s
+    column-lineage view reads the latest materialisation only: after a range run it shows lineage again
+    from the next single-day run."""
     filt = f" WHERE {where}" if where else ""
     args = list(params or [])
     total = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     part = conn.execute(f"SELECT count(*) FROM {table}{filt}", args).fetchall()[0][0] if where else None
-    cols = ", ".join(preview_columns) if preview_columns else "*"
-    cursor = conn.execute(f"SELECT {cols} FROM {table}{filt} LIMIT {PREVIEW_ROWS}", args)
-    dates = [name for name, type_, *_ in cursor.description if str(type_) == "DATE"]
-    preview = cursor.df()
-    for name in dates:  # pandas reads a DATE as a midnight timestamp: show the date the table holds
-        preview[name] = preview[name].dt.date
     # Dagster's standard table metadata keys (its TableMetadataSet, which 1.13 does not export).
     md: dict[str, object] = {
         "dagster/row_count": int(total),
@@ -422,7 +434,8 @@ def table_metadata(
     if part is not None:
         # A range's copies would otherwise each claim the whole range's rows as their partition's.
         md["dagster/partition_row_count" if partitions == 1 else "range_row_count"] = int(part)
-    md["preview"] = masked_preview(preview, table=table)
+    if partitions == 1:  # a range's days each get their own (`lib/day_metadata.py`)
+        md["preview"] = table_preview(conn, table, where, args, preview_columns)
     md.update(extra or {})
     if partitions > 1:
         md.pop(COLUMN_LINEAGE_KEY, None)

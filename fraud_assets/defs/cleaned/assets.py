@@ -474,16 +474,17 @@ def cleaned_transactions(context: dg.AssetExecutionContext, duckdb: DuckDBResour
                 day_reasons = {k.removeprefix("quarantined_"): int(figures.pop(k, 0) or 0) for k in reasons}
                 figures.update(_reason_figures({r: n for r, n in day_reasons.items() if n}))
                 figures["quarantined_rows"] = figures[DAY_ROW_COUNT]
-            tx_md = spread_over_days(context, tx_md, tx_days, counts, asset_key=TX_KEY)
+            tx_md = spread_over_days(context, tx_md, tx_days, counts, asset_key=TX_KEY, conn=conn)
             quar_md = spread_over_days(
                 context,
                 quar_md,
                 quar_days,
                 ["quarantined_rows", "quarantine_by_reason", *reasons],
                 asset_key=QUAR_KEY,
+                conn=conn,
             )
             recon_rows = {day: {DAY_ROW_COUNT: f[DAY_ROW_COUNT]} for day, f in recon.items()}
-            recon_md = spread_over_days(context, recon_md, recon_rows, [], asset_key=RECON_KEY)
+            recon_md = spread_over_days(context, recon_md, recon_rows, [], asset_key=RECON_KEY, conn=conn)
         yield dg.MaterializeResult(asset_key=TX_KEY, metadata=tx_md)
         yield dg.MaterializeResult(asset_key=QUAR_KEY, metadata=quar_md)
         yield dg.MaterializeResult(asset_key=RECON_KEY, metadata=recon_md)

@@ -112,7 +112,9 @@ def transaction_features(
                 COLUMN_LINEAGE_KEY: COLUMN_LINEAGE,
             },
         )
-        md = spread_table_over_days(context, conn, FEATURES_TABLE, md, DAY_FIGURES)
+        md = spread_table_over_days(
+            context, conn, FEATURES_TABLE, md, DAY_FIGURES, preview_columns=PREVIEW_COLUMNS
+        )
     engine = feature_engine.engine
     context.log.info(
         f"features ({engine}): {written} rows for {len(keys)} business date(s) in {seconds:.2f}s"

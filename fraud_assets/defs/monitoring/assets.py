@@ -388,7 +388,9 @@ def feature_drift(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> 
             )
             # A burst's days each carry their own figures (the plots over partitions, the retraining
             # trigger's per-day reading), not the latest day's.
-            md = spread_over_days(context, md, by_day, {k for summary in by_day.values() for k in summary})
+            md = spread_over_days(
+                context, md, by_day, {k for summary in by_day.values() for k in summary}, conn=conn
+            )
         else:
             context.log.info("no features yet: nothing to compare")
             md = {"note": "no features or no reference window yet"}
@@ -690,5 +692,7 @@ def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
             extra=extra,
             partitions=len(days),
         )
-        md = spread_over_days(context, md, by_day, {k for figures in by_day.values() for k in figures})
+        md = spread_over_days(
+            context, md, by_day, {k for figures in by_day.values() for k in figures}, conn=conn
+        )
     return dg.MaterializeResult(metadata=md)

@@ -279,5 +279,5 @@ def shadow_comparison(
             extra=extra,
             partitions=len(days),
         )
-        md = spread_over_days(context, md, by_day, DAY_FIGURES)
+        md = spread_over_days(context, md, by_day, DAY_FIGURES, conn=conn)
     return dg.MaterializeResult(metadata=md)

@@ -17,6 +17,7 @@ from fraud_assets.lib.tables import SCORES_TABLE  # noqa: F401 (re-exported)
 
 ALERTS_TABLE = "scoring.fraud_alerts"
 SCORING_CODE_VERSION = "scoring-v1"
+SCORE_PREVIEW_COLUMNS = ("transaction_id", "business_date", "score", "model_version")
 
 
 def champion_model(conn, model_store) -> tuple[object, ModelVersion]:

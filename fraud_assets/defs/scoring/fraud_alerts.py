@@ -32,6 +32,7 @@ SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
 ALERTS_KEY = dg.AssetKey(["scoring", "fraud_alerts"])
 # The figures plotted per day, each day's own in a range run too: SQL over the day's alerts, and the cards
 # the day's queue was chosen from.
+ALERT_PREVIEW_COLUMNS = ("alert_rank", "score", "transaction_id", "tx_amount", "drivers")
 DAY_FIGURES = {"alerts": "count(*)", "min_alert_score": "min(score)", "max_alert_score": "max(score)"}
 CARD_FIGURES = ("cards_scored", "known_compromised_cards_left_out")
 
@@ -227,7 +228,7 @@ def fraud_alerts(
             ALERTS_TABLE,
             where=dates_filter(days),
             descriptions=ALERTS_DESCRIPTIONS,
-            preview_columns=["alert_rank", "score", "transaction_id", "tx_amount", "drivers"],
+            preview_columns=ALERT_PREVIEW_COLUMNS,
             partitions=len(days),
             extra={
                 "alerts": n,
@@ -242,7 +243,14 @@ def fraud_alerts(
             per_day = day_aggregates(conn, ALERTS_TABLE, days, DAY_FIGURES)
             for day, figures in per_day.items():
                 figures.update(cards.get(day, dict.fromkeys(CARD_FIGURES, 0)))
-            md = spread_over_days(context, md, per_day, [*DAY_FIGURES, *CARD_FIGURES])
+            md = spread_over_days(
+                context,
+                md,
+                per_day,
+                [*DAY_FIGURES, *CARD_FIGURES],
+                conn=conn,
+                preview_columns=ALERT_PREVIEW_COLUMNS,
+            )
         yield dg.MaterializeResult(metadata=md)
         checks = alerts_checks(config.top_k)
         yield from run_checks(context, conn, ALERTS_KEY, ALERTS_TABLE, checks, business_date_partitions)

@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 from fraud_assets.defs.monitoring.metrics import psi
 from fraud_assets.defs.scoring.common import (
     OWNERS,
+    SCORE_PREVIEW_COLUMNS,
     SCORES_TABLE,
     SCORING_CODE_VERSION,
     scored_days,
@@ -89,7 +90,7 @@ def shadow_scores(
             SHADOW_TABLE,
             where=where,
             descriptions=SHADOW_DESCRIPTIONS,
-            preview_columns=["transaction_id", "business_date", "score", "model_version"],
+            preview_columns=SCORE_PREVIEW_COLUMNS,
             partitions=len(days),
             extra={
                 "challenger": version or "none",
@@ -106,6 +107,13 @@ def shadow_scores(
         per_day = day_aggregates(conn, SHADOW_TABLE, days, DAY_FIGURES) if len(days) > 1 else {}
         for day, figures in per_day.items():
             figures["score_psi_vs_champion"] = psis.get(day)
-        md = spread_over_days(context, md, per_day, [*DAY_FIGURES, "score_psi_vs_champion"])
+        md = spread_over_days(
+            context,
+            md,
+            per_day,
+            [*DAY_FIGURES, "score_psi_vs_champion"],
+            conn=conn,
+            preview_columns=SCORE_PREVIEW_COLUMNS,
+        )
     context.log.info(f"shadow scores: {n} rows by {version or 'no challenger'} for {len(days)} day(s)")
     return dg.MaterializeResult(metadata=md)

@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from fraud_assets.defs.scoring.checks import SCORES_CHECKS
 from fraud_assets.defs.scoring.common import (
     OWNERS,
+    SCORE_PREVIEW_COLUMNS,
     SCORES_TABLE,
     SCORING_CODE_VERSION,
     champion_model,
@@ -84,7 +85,7 @@ def transaction_scores(
             where=dates_filter(days),
             descriptions=SCORES_DESCRIPTIONS,
             contract=ScoresModel,
-            preview_columns=["transaction_id", "business_date", "score", "model_version"],
+            preview_columns=SCORE_PREVIEW_COLUMNS,
             partitions=len(days),
             extra={
                 "model_version": mv.model_version,
@@ -95,7 +96,9 @@ def transaction_scores(
                 COLUMN_LINEAGE_KEY: SCORES_LINEAGE,
             },
         )
-        md = spread_over_days(context, md, per_day, DAY_FIGURES)
+        md = spread_over_days(
+            context, md, per_day, DAY_FIGURES, conn=conn, preview_columns=SCORE_PREVIEW_COLUMNS
+        )
         yield dg.MaterializeResult(metadata=md)
         yield from run_checks(
             context, conn, SCORES_KEY, SCORES_TABLE, SCORES_CHECKS, business_date_partitions
