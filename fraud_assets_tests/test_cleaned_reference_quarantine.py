@@ -378,6 +378,7 @@ def test_rematerialising_replaces_each_source_slice_without_touching_the_other(l
 def test_the_schema_lists_exactly_the_reasons_the_sql_can_give():
     assert set(schemas.REFERENCE_REASONS) == set(cl.REFERENCE_REASONS)
     sql = reference.FX_JUDGED + reference.CHARGEBACK_JUDGED.replace(classify_sql("reason_code"), "")
-    # snapshot rows: raw's reasons (invalid_reason), and cleaned's own for an invalid card number
-    sql += reference.CARDHOLDERS_JUDGED + "".join(map(snapshots.row_reason_sql, snapshots.ROW_RULES))
+    # snapshot rows: raw's reasons (invalid_reason), and cleaned's own (an invalid card number, conflicts)
+    sql += reference.MERCHANTS_JUDGED + reference.CARDHOLDERS_JUDGED
+    sql += "".join(map(snapshots.row_reason_sql, snapshots.ROW_RULES))
     assert set(re.findall(r"THEN '([a-z_]+)'", sql)) == set(cl.REFERENCE_REASONS)

@@ -26,6 +26,7 @@ from fraud_assets.defs.cleaned.reference import (
     REFERENCE_REASONS,
     TERMINALS_SQL,
     changed_spans_sql,
+    snapshot_duplicates_sql,
 )
 from fraud_assets.defs.cleaned.transform import (
     QUAR,
@@ -204,7 +205,10 @@ def _reference_asset(
             if quarantine is not None and feature_values is None:
                 extra["duplicates_removed"] = int(source_rows) - quarantined - set_aside_rows - written
             elif quarantine is not None:  # versions, not rows: the usable rows are what is accounted
-                extra["kept_rows"] = int(source_rows) - quarantined
+                dup_sql = snapshot_duplicates_sql(f"raw.{upstream.key.path[-1]}", feature_values[0], REF_QUAR)
+                duplicates = int(conn.execute(dup_sql, [quarantine[0]]).fetchone()[0])
+                extra["kept_rows"] = int(source_rows) - quarantined - duplicates
+                extra["duplicates_removed"] = duplicates
             if track_label_changes:
                 extra.update(_label_changes(conn, table, had_table))
             if restates_cleaning:
@@ -243,11 +247,13 @@ terminals = _reference_asset(
     "changed_reference_first/last_transaction_date: the transaction dates whose terminal location or "
     "merchant category the rebuild changed (label_lookback_sensor rebuilds their features). A snapshot "
     "row that cannot be used (raw.merchants.invalid_reason: missing terminal id or zone, a zone, MCC or "
-    "currency the contract refuses, an infinite position) is written with its reason to "
+    "currency the contract refuses, an infinite position; `conflicting_terminal`: every row of a terminal "
+    "that one snapshot file lists twice with different values) is written with its reason to "
     "cleaned.reference_quarantine (source = merchants) and is no knowledge of its terminal: the version "
-    "before it carries on (no drop, no restatement); source_rows = kept_rows + quarantined_rows.",
+    "before it carries on (no drop, no restatement); identical rows of a terminal in one file are "
+    "duplicates, one read. source_rows = kept_rows + quarantined_rows + duplicates_removed.",
     quarantine=("merchants", MERCHANTS_QUARANTINE_SQL),
-    code_version="4",
+    code_version="5",
     restates_cleaning=True,
     feature_values=("terminal_id", "x, y, mcc"),
 )
@@ -262,11 +268,14 @@ cards = _reference_asset(
     "transaction's business date (a card's earliest version serves the days before it). Metadata "
     "changed_reference_first/last_transaction_date: the transaction dates whose card home the rebuild "
     "changed (label_lookback_sensor rebuilds their features). A snapshot row that cannot be used "
-    "(raw.cardholders.invalid_reason: missing customer id or card number, an infinite home; or a card "
-    "number that is not a valid one) is written with its reason to cleaned.reference_quarantine (source = "
-    "cardholders) and opens no version; source_rows = kept_rows + quarantined_rows.",
+    "(raw.cardholders.invalid_reason: missing customer id or card number, an infinite home; a card "
+    "number that is not a valid one; `conflicting_card`: every row of a card that one snapshot file lists "
+    "twice with different values) is written with its reason to cleaned.reference_quarantine (source = "
+    "cardholders) and opens no version; identical rows of a card in one file are duplicates, one read. A "
+    "customer with several card numbers holds several cards (no conflict). "
+    "source_rows = kept_rows + quarantined_rows + duplicates_removed.",
     quarantine=("cardholders", CARDHOLDERS_QUARANTINE_SQL),
-    code_version="4",
+    code_version="5",
     feature_values=("card_token", "home_x, home_y"),
 )
 fx_rates = _reference_asset(

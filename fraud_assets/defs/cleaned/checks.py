@@ -251,10 +251,11 @@ SNAPSHOT_KEYS = {
 
 
 def reconcile_snapshot(conn, source: str) -> dict[str, int]:
-    """Where every raw row of a snapshot source went, from the tables themselves: raw rows = kept (no
-    quarantine row) + quarantined; a raw row flagged `invalid_reason` that is not quarantined, a quarantine
-    row with no raw row, and a kept row of a snapshot in force whose key no version serves on the
-    snapshot's date (a genuine row dropped) are each counted."""
+    """Where every raw row of a snapshot source went, from the tables themselves: raw rows = kept +
+    duplicates (rows with no quarantine row; a duplicate repeats a key its file lists before) +
+    quarantined; a raw row flagged `invalid_reason` that is not quarantined, a quarantine row with no raw
+    row, and a row of a snapshot in force, not quarantined, whose key no version serves on the snapshot's
+    date (a genuine row dropped) are each counted."""
     raw_table, kept, key, in_force = SNAPSHOT_KEYS[source]
     sql = f"""
     WITH q AS (SELECT source_file, row_number FROM {cl.REF_QUAR} WHERE source = ?),
@@ -264,6 +265,7 @@ def reconcile_snapshot(conn, source: str) -> dict[str, int]:
         (SELECT count(*) FROM q),
         (SELECT count(*) FROM q SEMI JOIN {raw_table} r USING (source_file, row_number)),
         (SELECT count(*) FROM kept_rows),
+        (SELECT count(*) - count(DISTINCT struct_pack(source_file, {key})) FROM kept_rows),
         (SELECT count(*) FROM kept_rows WHERE invalid_reason IS NOT NULL),
         (SELECT count(*) FROM kept_rows r WHERE source_file IN ({in_force}) AND NOT EXISTS (
             SELECT 1 FROM {kept} k WHERE k.{key} = r.{key} AND k.valid_from <= r.business_date
@@ -274,10 +276,13 @@ def reconcile_snapshot(conn, source: str) -> dict[str, int]:
         "quarantined_rows",
         "quarantined_rows_in_raw",
         "kept_rows",
+        "duplicates_removed",
         "flagged_rows_not_quarantined",
         "dropped_rows",
     )
-    return dict(zip(names, (int(v) for v in conn.execute(sql, [source]).fetchone()), strict=True))
+    c = dict(zip(names, (int(v) for v in conn.execute(sql, [source]).fetchone()), strict=True))
+    c["kept_rows"] -= c["duplicates_removed"]
+    return c
 
 
 def _snapshot_reconcile(source: str) -> TableCheck:
@@ -285,7 +290,7 @@ def _snapshot_reconcile(source: str) -> TableCheck:
 
     def run(scope: TableScope) -> dg.AssetCheckResult:
         c = reconcile_snapshot(scope.conn, source)
-        unaccounted = c["raw_rows"] - c["kept_rows"] - c["quarantined_rows"]
+        unaccounted = c["raw_rows"] - c["kept_rows"] - c["duplicates_removed"] - c["quarantined_rows"]
         passed = (
             unaccounted == 0
             and c["quarantined_rows_in_raw"] == c["quarantined_rows"]
@@ -296,10 +301,11 @@ def _snapshot_reconcile(source: str) -> TableCheck:
 
     return TableCheck(
         f"{source}_rows_reconcile",
-        f"Reconciliation of {raw_table}: raw rows = kept rows + rows quarantined in {cl.REF_QUAR} (source = "
-        f"{source}); every row raw flags (`invalid_reason`) is quarantined, every quarantined row is a raw "
-        f"row, and every kept row of a snapshot in force has a version of {kept} serving its {key} on the "
-        "snapshot's date. Every count in metadata. Blocking: no silent drop.",
+        f"Reconciliation of {raw_table}: raw rows = kept rows + duplicates (identical rows of a {key} in "
+        f"one file, one kept) + rows quarantined in {cl.REF_QUAR} (source = {source}); every row raw flags "
+        f"(`invalid_reason`) is quarantined, every quarantined row is a raw row, and every kept row of a "
+        f"snapshot in force has a version of {kept} serving its {key} on the snapshot's date. Every count "
+        "in metadata. Blocking: no silent drop.",
         run,
         additional_deps=[["raw", source]],
     )

@@ -11,6 +11,54 @@ from __future__ import annotations
 from fraud_assets.lib.landing import EARLIEST_DATE, LATEST_DATE
 from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
 
+# Snapshot rows: raw gives each unusable row its reason at the door (`invalid_reason`); a cardholder row
+# whose card number is not a valid one (raw keeps it masked) cannot be a card either. A quarantined row
+# is no new version: the version before it stays in force.
+#
+# One snapshot file listing a key twice with different values (`_values`: what the versioned table keeps)
+# contradicts itself, as an FX file giving two rates for one day does: nobody can tell which row is true,
+# so all of that file's usable rows of the key are quarantined (`conflicting_terminal`, `conflicting_card`)
+# and the key is unknown to that file, as if each row were bad. Rows with the same values are duplicates
+# (one is read). Rows with a reason of their own keep it and take no part. A customer listed with two
+# card numbers holds two cards (each its own key, features read cards by token): no conflict.
+TERMINAL_VALUES = "merchant_id, mcc, country, currency, timezone, x, y"
+MERCHANTS_JUDGED = """
+WITH stated AS (
+    SELECT *, struct_pack(
+            merchant_id := merchant_id, mcc := CAST(mcc AS VARCHAR), country := country,
+            currency := upper(currency), timezone := timezone, x := x, y := y) AS _values
+    FROM raw.merchants
+)
+SELECT *, coalesce(
+        invalid_reason,
+        CASE WHEN count(DISTINCT _values) OVER listing > 1 THEN 'conflicting_terminal' END
+    ) AS _reason
+FROM stated
+WINDOW listing AS (PARTITION BY source_file, terminal_id, invalid_reason IS NULL)"""
+CARD_VALUES = "pan_bin, pan_last4, customer_id, home_x, home_y, home_country"
+CARDHOLDERS_JUDGED = f"""
+WITH stated AS (SELECT *, struct_pack({CARD_VALUES}) AS _values FROM raw.cardholders)
+SELECT *, coalesce(
+        invalid_reason,
+        CASE WHEN card_token IS NULL THEN 'invalid_pan' END,
+        CASE WHEN count(DISTINCT _values) OVER listing > 1 THEN 'conflicting_card' END
+    ) AS _reason
+FROM stated
+WINDOW listing AS (PARTITION BY source_file, card_token, invalid_reason IS NULL)"""
+
+
+def _conflict_offending(key: str, values: str) -> tuple[str, str]:
+    """Offending column and value of a conflicting key (quarantine_sql): the first of `values` on which
+    the key's rows in the file differ (compared as kept: `_values`; in a list, NULL counts as a value),
+    and this row's value of it as received."""
+    names = [v.strip() for v in values.split(",")]
+    window = f"OVER (PARTITION BY source_file, {key}, _reason)"
+    differs = [f"count(DISTINCT [_values.{n}]) {window} > 1" for n in names]
+    column = " ".join(f"WHEN {d} THEN '{n}'" for d, n in zip(differs, names, strict=True))
+    value = " ".join(f"WHEN {d} THEN CAST({n} AS VARCHAR)" for d, n in zip(differs, names, strict=True))
+    return f"CASE {column} END", f"CASE {value} END"
+
+
 # Terminals, versioned (SCD type 2): each merchants snapshot is the full truth as of its snapshot
 # (business) date. Of several files of one date, the latest landed (then name) is that date's snapshot.
 # A terminal's version starts at the snapshot that lists it with other values than the snapshot before
@@ -18,13 +66,13 @@ from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
 # lists it; NULL while the newest snapshot still lists it. Which version serves a business date:
 # `versions_serving` below.
 #
-# A row with an `invalid_reason` (quarantined) is no knowledge of its terminal, neither new values nor a
-# drop: the terminal's values from the snapshot before carry through that snapshot (a bad row must not
-# end a version and restate the days after it), provided the snapshot before listed it (a carried value
-# or a usable row: consecutive snapshots, `_run`). A terminal whose first listing is bad is not known
-# until a usable one. A snapshot holding a row without any terminal id cannot show that a terminal it
-# does not list is gone (that row may be it): it drops none, each listed before carries through it.
-TERMINAL_VALUES = "merchant_id, mcc, country, currency, timezone, x, y"
+# A quarantined row (its `_reason`: raw's `invalid_reason`, or `conflicting_terminal`: MERCHANTS_JUDGED)
+# is no knowledge of its terminal, neither new values nor a drop: the terminal's values from the snapshot
+# before carry through that snapshot (a bad row must not end a version and restate the days after it),
+# provided the snapshot before listed it (a carried value or a usable row: consecutive snapshots, `_run`).
+# A terminal whose first listing is bad is not known until a usable one. A snapshot holding a row without
+# any terminal id cannot show that a terminal it does not list is gone (that row may be it): it drops
+# none, each listed before carries through it.
 TERMINALS_SQL = f"""
 WITH snapshots AS (
     SELECT DISTINCT business_date AS snapshot_date, landing_date, source_file FROM raw.merchants
@@ -37,11 +85,9 @@ ordered AS (
     FROM snapshots
 ),
 in_force AS (
-    SELECT s._ordinal, m.terminal_id, m.invalid_reason IS NULL AS _usable, m.row_number,
-           CASE WHEN m.invalid_reason IS NULL THEN struct_pack(
-               merchant_id := m.merchant_id, mcc := CAST(m.mcc AS VARCHAR), country := m.country,
-               currency := upper(m.currency), timezone := m.timezone, x := m.x, y := m.y) END AS _values
-    FROM raw.merchants m JOIN ordered s ON s.source_file = m.source_file
+    SELECT s._ordinal, m.terminal_id, m._reason IS NULL AS _usable, m.row_number,
+           CASE WHEN m._reason IS NULL THEN m._values END AS _values
+    FROM ({MERCHANTS_JUDGED}) m JOIN ordered s ON s.source_file = m.source_file
 ),
 -- per snapshot and terminal its first usable row, else the mark that it had only quarantined ones
 named AS (
@@ -138,13 +184,6 @@ LEFT JOIN now n ON n.{key} = s.{key} AND s.span_from >= n._serves_from AND s.spa
 WHERE s.span_to IS NOT NULL AND ((b.{key} IS NULL) <> (n.{key} IS NULL) OR {differs})"""
 
 
-# Snapshot rows: raw gives each unusable row its reason at the door (`invalid_reason`); a cardholder row
-# whose card number is not a valid one (raw keeps it masked) cannot be a card either. A quarantined
-# cardholder row is no new version: the card's version before it stays in force.
-MERCHANTS_JUDGED = "SELECT *, invalid_reason AS _reason FROM raw.merchants"
-CARDHOLDERS_JUDGED = """
-SELECT *, coalesce(invalid_reason, CASE WHEN card_token IS NULL THEN 'invalid_pan' END) AS _reason
-FROM raw.cardholders"""
 _POSITION_COLUMN = (
     "CASE WHEN {x} IS NOT NULL AND NOT (isnan({x}) OR abs({x}) <= 1e9) THEN '{x}' ELSE '{y}' END"
 )
@@ -156,6 +195,7 @@ MERCHANTS_OFFENDING = {
     "invalid_mcc": ("mcc", "mcc"),
     "invalid_currency": ("currency", "currency"),
     "invalid_position": (_POSITION_COLUMN.format(x="x", y="y"), _POSITION_VALUE.format(x="x", y="y")),
+    "conflicting_terminal": _conflict_offending("terminal_id", TERMINAL_VALUES),
 }
 CARDHOLDERS_OFFENDING = {
     "missing_customer_id": ("customer_id", "customer_id"),
@@ -165,13 +205,14 @@ CARDHOLDERS_OFFENDING = {
         _POSITION_VALUE.format(x="home_x", y="home_y"),
     ),
     "invalid_pan": ("pan", "pan_masked"),
+    "conflicting_card": _conflict_offending("card_token", CARD_VALUES),
 }
 
 # Cards, versioned (SCD type 2) like the terminals: a card's version starts at the snapshot date that lists
-# it with other values than its previous listing (one card per customer; of several rows of a card on one
-# snapshot date, the latest landed file's first row) and ends (`valid_to`) at the next such date; NULL
-# while current. Cardholder files are per shard of customers, so a card no snapshot lists again is kept.
-CARD_VALUES = "pan_bin, pan_last4, customer_id, home_x, home_y, home_country"
+# it with other values than its previous listing (of several usable rows of a card on one snapshot date,
+# the latest landed file's first; the usable rows of one file agree: CARDHOLDERS_JUDGED) and ends
+# (`valid_to`) at the next such date; NULL while current. Cardholder files are per shard of customers,
+# so a card no snapshot lists again is kept.
 CARDS_SQL = f"""
 WITH dated AS (
     SELECT business_date AS snapshot_date, card_token, {CARD_VALUES}
@@ -371,6 +412,17 @@ ANTI JOIN (
 ) q USING (source_file, row_number)
 WHERE ({classify_sql("r.reason_code")}) = '{NON_FRAUD}'
 """
+
+
+def snapshot_duplicates_sql(raw_table: str, key: str, quarantine_table: str) -> str:
+    """The count of rows of a snapshot source (`raw_table`) not in its slice of `quarantine_table`
+    (parameter: the source) that repeat a `key` their file lists before: duplicates, identical to it
+    (rows of a key that differ within a file are quarantined), of which one is read."""
+    return f"""
+SELECT count(*) - count(DISTINCT struct_pack(source_file, {key}))
+FROM {raw_table} ANTI JOIN (
+    SELECT source_file, row_number FROM {quarantine_table} WHERE source = ?
+) q USING (source_file, row_number)"""
 
 
 def _column_sql(column: str) -> str:

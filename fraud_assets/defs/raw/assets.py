@@ -293,7 +293,8 @@ chargebacks = _reference_asset(
 )
 cardholders = _reference_asset(
     "cardholders",
-    "Cardholder snapshots (one card per customer); the PAN is tokenised at ingestion whatever its type",
+    "Cardholder snapshots (one row per card; a customer may hold several); the PAN is tokenised at "
+    "ingestion whatever its type",
     "the source of cleaned/cards. A snapshot with wrongly typed columns or a card number outside `pan` "
     "is rejected at the register, so the last good one stays; a row cleaned/cards cannot use (no "
     "customer id or card number, an infinite home) keeps its reason in `invalid_reason`.",

@@ -295,7 +295,7 @@ class RawFxRatesModel(_Lineage):
 
 
 class RawCardholdersModel(_Tokens, _Lineage):
-    """Cardholder snapshots (one card per customer per snapshot), PAN tokenised."""
+    """Cardholder snapshots (one row per card; a customer may hold several), PAN tokenised."""
 
     customer_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
     invalid_reason: Series[str] = pa.Field(nullable=True, isin=ROW_REASONS["cardholders"])
