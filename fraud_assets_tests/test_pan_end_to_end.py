@@ -18,6 +18,24 @@ def dotted(pan: str) -> str:
     return ".".join(pan[i : i + 4] for i in range(0, len(pan), 4))
 
 
+def run_and_scan(data_dir, home) -> list[str]:
+    """Raw and cleaned run on an on-disk instance at `home` (every run succeeds, every PAN-leak check
+    passes); what a scan of the deployment for the input's cards finds."""
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        results = s.run_pipeline(data_dir, instance=instance, raise_on_error=False)
+        assert all(r.success for r in results)
+        assert all(
+            e.passed
+            for r in results
+            for e in r.get_asset_check_evaluations()
+            if e.check_name.endswith("no_clear_pan")
+        )
+        return [str(f) for f in scan_deployment(data_dir, home, instance=instance, pans=set(s.PANS.values()))]
+    finally:
+        instance.dispose()
+
+
 def test_no_card_number_of_the_input_is_left_anywhere(tmp_path, data_dir):
     home = tmp_path / "home"
     home.mkdir()
@@ -39,20 +57,7 @@ def test_no_card_number_of_the_input_is_left_anywhere(tmp_path, data_dir):
     s.write_acq_b(
         data_dir, [s.b_row(10), '{"txn_ref": "11", "card_number": "' + twice, s.b_row(12, tds=twice)]
     )
-    instance = dg.DagsterInstance.from_config(str(home))
-    try:
-        results = s.run_pipeline(data_dir, instance=instance, raise_on_error=False)
-        assert all(r.success for r in results)
-        assert all(
-            e.passed
-            for r in results
-            for e in r.get_asset_check_evaluations()
-            if e.check_name.endswith("no_clear_pan")
-        )
-        findings = scan_deployment(data_dir, home, instance=instance, pans=set(s.PANS.values()))
-    finally:
-        instance.dispose()
-    assert [str(f) for f in findings] == []
+    assert run_and_scan(data_dir, home) == []
     assert scan_deployment(data_dir, pans=set(s.PANS.values()), include=("landing",))  # the scan sees them
 
 
@@ -97,20 +102,7 @@ def test_cards_in_html5_byte_and_url_encoded_escapes_leave_no_trace(tmp_path, da
         b_rows.append('{"txn_ref": "' + str(130 + i) + '", "card_number": "' + text)  # a line cut short
     s.write_acq_a(data_dir, a_rows)
     s.write_acq_b(data_dir, b_rows)
-    instance = dg.DagsterInstance.from_config(str(home))
-    try:
-        results = s.run_pipeline(data_dir, instance=instance, raise_on_error=False)
-        assert all(r.success for r in results)
-        assert all(
-            e.passed
-            for r in results
-            for e in r.get_asset_check_evaluations()
-            if e.check_name.endswith("no_clear_pan")
-        )
-        findings = scan_deployment(data_dir, home, instance=instance, pans=set(s.PANS.values()))
-    finally:
-        instance.dispose()
-    assert [str(f) for f in findings] == []
+    assert run_and_scan(data_dir, home) == []
     # Whatever the detector reads: no escaped card is kept as written anywhere in the warehouse or exports.
     text = _warehouse_and_exports_text(data_dir)
     assert "453914******" in text  # masked where it stood
