@@ -55,6 +55,21 @@ def hidden_shapes(pan: str) -> dict[str, str]:
         "html-dash-references": grouped(" &ndash; "),
         "html-escaped-twice": "".join(f"&amp;#{ord(c)};" for c in pan),
         "html-nbsp-escaped-twice": grouped("&amp;nbsp;"),
+        # HTML5 reads a numeric reference without its `;`, a legacy name without it, `&AMP;` as `&amp;`
+        "html-decimal-no-semicolon": "".join(f"&#{ord(c)}" for c in pan),
+        "html-hex-no-semicolon": "".join(f"&#x{ord(c):x}" for c in pan),
+        "html-legacy-nbsp": grouped("&nbsp"),
+        "html-escaped-twice-upper-case": "".join(f"&AMP;#{ord(c)};" for c in pan),
+        # bytes (Python's repr, C, JavaScript), code points (JavaScript, Rust, Swift), each escaped twice
+        "hex-escaped": "".join(f"\\x{ord(c):02x}" for c in pan),
+        "hex-escaped-twice": "".join(f"\\\\x{ord(c):02x}" for c in pan),
+        "hex-nbsp": grouped("\\xc2\\xa0"),
+        "code-point-escaped": "".join(f"\\u{{{ord(c):x}}}" for c in pan),
+        "code-point-escaped-twice": "".join(f"\\\\u{{{ord(c):x}}}" for c in pan),
+        # a JSON body put in a URL: its backslashes percent-escaped, once or twice
+        "url-encoded-json": "".join(f"%5Cu{ord(c):04x}" for c in pan),
+        "url-encoded-hex": "".join(f"%5Cx{ord(c):02x}" for c in pan),
+        "url-encoded-json-twice": "".join(f"%255Cu{ord(c):04x}" for c in pan),
     }
 
 
@@ -306,8 +321,10 @@ SEPARATORS = [" ", "\u00a0", "\u2007", "\t", "-", "\u2212", ".", "/", "\u00ad", 
 SEPARATORS += ["\u034f", "\ufe0f", "\ufe0f\u20e3", "\u3164"]  # invisible marks, keycaps, a filler
 SEPARATORS += ["|", "+", "%20", "%2D", "%C2%A0"]  # bars, a URL or form body
 SEPARATORS += ["&nbsp;", "&#160;", "&ndash;", "&amp;nbsp;", "%2520", "%25C2%25A0"]  # HTML, escaped twice
-# Escapes of a digit: JSON, URL, HTML, and each escaped twice.
+SEPARATORS += ["&nbsp", "&#160", "&AMP;nbsp;", "\\x20", "\\xc2\\xa0", "\\u{a0}", "%5Cx20"]  # HTML5, bytes
+# Escapes of a digit: JSON, URL, HTML (HTML5 reads `&#52` too), bytes, code points, and each escaped twice.
 ESCAPES = ["\\u{:04x}", "%{:02X}", "&#{};", "&#x{:x};", "\\\\u{:04x}", "%25{:02X}", "&amp;#{};"]
+ESCAPES += ["&#{}", "&AMP;#{};", "\\x{:02x}", "\\\\x{:02x}", "\\u{{{:x}}}", "%5Cu{:04x}", "%255Cx{:02x}"]
 SCRIPTS = [0x30, 0x660, 0x6F0, 0x966, 0xFF10]
 
 
@@ -317,8 +334,8 @@ def text_with_a_card_number(draw) -> str:
     zero = draw(st.sampled_from(SCRIPTS))
     digits = [chr(zero + int(d)) for d in pan]
     escape = draw(st.sampled_from(["", *ESCAPES]))  # for some digits
-    if zero != 0x30 and escape.startswith("%"):
-        escape = ""  # percent-escapes of non-ASCII digits are UTF-8 byte runs: not drawn here
+    if zero != 0x30 and "{:02" in escape:
+        escape = ""  # byte escapes (`%`, `\\x`) of non-ASCII digits are UTF-8 byte runs: not drawn here
     digits = [escape.format(ord(d)) if escape and draw(st.booleans()) else d for d in digits]
     body = digits[0] + "".join(draw(st.sampled_from(["", *SEPARATORS])) + d for d in digits[1:])
     return draw(st.text(max_size=8)) + body + draw(st.sampled_from(["", " 12/26", "99", "x"]))

@@ -5,13 +5,35 @@ instance's runs, event logs and cursors."""
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 
+from fraud_assets.lib.pan import Tokenizer
 from fraud_assets.lib.pan_scan import scan_deployment
+from fraud_assets.resources import build_resources
 from fraud_assets_tests import raw_cleaned_support as s
+from fraud_assets_tests.conftest import TEST_PAN_KEY
 
 
 def dotted(pan: str) -> str:
     return ".".join(pan[i : i + 4] for i in range(0, len(pan), 4))
+
+
+def run_and_scan(data_dir, home) -> list[str]:
+    """Raw and cleaned run on an on-disk instance at `home` (every run succeeds, every PAN-leak check
+    passes); what a scan of the deployment for the input's cards finds."""
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        results = s.run_pipeline(data_dir, instance=instance, raise_on_error=False)
+        assert all(r.success for r in results)
+        assert all(
+            e.passed
+            for r in results
+            for e in r.get_asset_check_evaluations()
+            if e.check_name.endswith("no_clear_pan")
+        )
+        return [str(f) for f in scan_deployment(data_dir, home, instance=instance, pans=set(s.PANS.values()))]
+    finally:
+        instance.dispose()
 
 
 def test_no_card_number_of_the_input_is_left_anywhere(tmp_path, data_dir):
@@ -35,18 +57,62 @@ def test_no_card_number_of_the_input_is_left_anywhere(tmp_path, data_dir):
     s.write_acq_b(
         data_dir, [s.b_row(10), '{"txn_ref": "11", "card_number": "' + twice, s.b_row(12, tds=twice)]
     )
-    instance = dg.DagsterInstance.from_config(str(home))
-    try:
-        results = s.run_pipeline(data_dir, instance=instance, raise_on_error=False)
-        assert all(r.success for r in results)
-        assert all(
-            e.passed
-            for r in results
-            for e in r.get_asset_check_evaluations()
-            if e.check_name.endswith("no_clear_pan")
-        )
-        findings = scan_deployment(data_dir, home, instance=instance, pans=set(s.PANS.values()))
-    finally:
-        instance.dispose()
-    assert [str(f) for f in findings] == []
+    assert run_and_scan(data_dir, home) == []
     assert scan_deployment(data_dir, pans=set(s.PANS.values()), include=("landing",))  # the scan sees them
+
+
+# Escapes HTML5 parsers, byte and code-point escapes, and URLs holding a JSON body read as digits.
+ESCAPED_SHAPES = [
+    "html-decimal-no-semicolon",
+    "html-hex-no-semicolon",
+    "html-legacy-nbsp",
+    "html-escaped-twice-upper-case",
+    "hex-escaped",
+    "hex-escaped-twice",
+    "hex-nbsp",
+    "code-point-escaped",
+    "url-encoded-json",
+    "url-encoded-hex",
+    "url-encoded-json-twice",
+]
+
+
+def _warehouse_and_exports_text(data_dir) -> str:
+    """Every value of every DuckDB table (raw, cleaned, quarantine...) and of every Parquet export."""
+    blobs = []
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+        for schema, table in tables:
+            blobs.append(conn.execute(f'SELECT * FROM "{schema}"."{table}"').df().astype(str).to_csv())
+    blobs += [pd.read_parquet(p).astype(str).to_csv() for p in (data_dir / "exports").rglob("*.parquet")]
+    return "\n".join(blobs)
+
+
+def test_cards_in_html5_byte_and_url_encoded_escapes_leave_no_trace(tmp_path, data_dir):
+    home = tmp_path / "home"
+    home.mkdir()
+    s.write_reference(data_dir)
+    escaped = {name: s.hidden_shapes(s.PANS[1 + i % 3])[name] for i, name in enumerate(ESCAPED_SHAPES)}
+    a_rows, b_rows = [s.a_row(1)], [s.b_row(100)]
+    for i, text in enumerate(escaped.values()):
+        a_rows.append(s.a_row(10 + i, three_ds=text))  # a producer's column mix-up
+        a_rows.append(s.a_row(30 + i, pan=text))  # the card number itself, escaped
+        a_rows.append(f"{50 + i},{text},broken")  # a malformed line, quarantined with its text
+        b_rows.append(s.b_row(110 + i, tds=text))  # a JSON field
+        b_rows.append('{"txn_ref": "' + str(130 + i) + '", "card_number": "' + text)  # a line cut short
+    s.write_acq_a(data_dir, a_rows)
+    s.write_acq_b(data_dir, b_rows)
+    assert run_and_scan(data_dir, home) == []
+    # Whatever the detector reads: no escaped card is kept as written anywhere in the warehouse or exports.
+    text = _warehouse_and_exports_text(data_dir)
+    assert "453914******" in text  # masked where it stood
+    assert [name for name, shape in escaped.items() if shape in text] == []
+    # and a card number sent escaped is the card it stands for
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        tokens = conn.execute(
+            "SELECT transaction_id, card_token FROM raw.authorizations "
+            "WHERE TRY_CAST(transaction_id AS INT) BETWEEN 30 AND 49"
+        ).fetchall()
+    tokenizer = Tokenizer(TEST_PAN_KEY)
+    expected = {str(30 + i): tokenizer.token(s.PANS[1 + i % 3]) for i in range(len(escaped))}
+    assert dict(tokens) == expected

@@ -1,4 +1,4 @@
-"""Card-number (PAN) handling. The clear PAN exists only inside ingestion, in memory.
+r"""Card-number (PAN) handling. The clear PAN exists only inside ingestion, in memory.
 
 A PAN becomes `card_token` (keyed HMAC-SHA256 of the normalised PAN), `pan_bin` (first 6 digits)
 and `pan_last4`. `mask_pans` blanks every card number in free text, so a malformed line or an
@@ -16,13 +16,26 @@ of a group (separators skipped) that start with 1-9 and pass Luhn are a PAN: a P
 or inside a longer digit run, is found. Line breaks, commas, colons, underscores and letters end a group:
 with a colon every `2018-04-01 00:00:00` would be a 14-digit group, with an underscore a landing file's
 business date and a numeric suffix (`acq_a_2018-04-01_000123.csv`). (No card number starts with 0,
-ISO/IEC 7812's industry digit; a run of zeros passes Luhn.) An escape of a digit or a separator counts as
-that character: a JSON escape (`\u0034`, a surrogate pair for a digit beyond the BMP; the acq_b feed is
-JSON, and a malformed line is kept as its text), a URL percent-escape (`%20`, or the UTF-8 bytes of
-one character: `%C2%A0`), as in a logged URL or form body, and an HTML character reference (`&#52;`,
-`&#x34;`, `&nbsp;`), as an HTML-escaping export writes it. Text escaped twice or more by mistake is read
-the same way: a JSON encoder run twice (`\\u0034`), a URL encoded twice (`%2534`, `%25C2%25A0`), HTML
-escaped twice (`&amp;#52;`). Any other escape is text as written.
+ISO/IEC 7812's industry digit; a run of zeros passes Luhn.)
+
+An escape of a digit or a separator counts as that character, escaped again any number of times too:
+- a JSON escape (`\u0034`, a surrogate pair for a digit beyond the BMP; the acq_b feed is JSON, and a
+  malformed line is kept as its text), a `\u{34}` code point (1-6 hex digits: JavaScript, Rust, Swift) and
+  the `\x` bytes of one character in UTF-8 (`\x34`, `\xc2\xa0`: Python's bytes repr, C, JavaScript,
+  Postgres `E''` strings); escaped again, its backslash doubled (`\\u0034`, `\\x34`) or percent-escaped
+  (`%5Cu0034`, `%5Cx34`: a JSON body put in a URL);
+- a URL percent-escape (`%20`, or the UTF-8 bytes of one character: `%C2%A0`), as in a logged URL or form
+  body; escaped again, `%2534`, `%25C2%25A0`;
+- an HTML character reference, read as an HTML5 parser reads it: numeric to its last digit, with or
+  without its `;` (`&#52;`, `&#52&#53`, `&#x34`), named by a separator's case-sensitive name with its `;`
+  (`&nbsp;`; `&NBSP;` is text) or by the legacy names HTML5 also reads without it (`&nbsp`, `&shy`); escaped
+  again, its `&` written `&amp;` or `&AMP;` (`&amp;#52;`, `&AMP;#52;`).
+Any other escape is text as written, and so are these, on purpose: a lone `\xa0` (a no-break space in
+JavaScript, no character in a bytes repr: bytes are read as UTF-8 only, as percent-escapes are), a `\x`
+with one hex digit (Postgres), `\u{...}` with its braces percent-escaped, and quoted-printable (`=34`,
+`=C2=A0`, from MIME): `=3X` is also how `key=value` text writes a value starting with 3 (`pan=3782...`, every
+American Express, JCB and Diners card), and reading it as a digit would take that 3 away from a card written
+in clear, hiding it from this masker (which reads one decoded text) - a worse leak than the one it closes.
 """
 
 from __future__ import annotations
@@ -65,13 +78,15 @@ _MARKS = ("Mn", "Me")
 _SYMBOLS = "+|\uff0b\uff5c"  # plus (a space in a form body) and vertical bar, ASCII and full-width
 _VISIBLE = f"[{_SPACES}{_DASHES}{_SYMBOLS}./]"
 # The same for ASCII text: a few characters, not ~350 ranges Python's regex engine tests one by one.
-# ASCII_CONTROLS and JSON_ESCAPE are also what the engines' pre-filters (RE2) let through whatever the
+# ASCII_CONTROLS and the escapes below are also what the engines' pre-filters (RE2) let through whatever the
 # digits around them: any number of controls may sit in a gap, and an escape may be a digit.
 ASCII_CONTROLS = r"[\x00-\x08\x0e-\x1b\x1f\x7f]"
-JSON_ESCAPE = r"\\[uU][0-9a-fA-F]{4}"
+# A backslash escape: JSON's `\uXXXX`, `\u{XXXX}` (JavaScript, Rust, Swift), `\xXX` (a byte: Python's bytes
+# repr, C, JavaScript). Its backslash percent-escaped (`%5Cu0034`, a JSON body in a URL) is a PERCENT_ESCAPE.
+BACKSLASH_ESCAPE = r"\\[uU](?:[0-9a-fA-F]{4}|\{[0-9a-fA-F])|\\[xX][0-9a-fA-F]{2}"
 PERCENT_ESCAPE = r"%[0-9a-fA-F]{2}"
 # The HTML named character references of light separators (a test pins them to Python's HTML5 table; none
-# names a digit). Only the forms ending in `;`: an export writes those.
+# names a digit), and those of them HTML5 also reads without their `;` (legacy names: `&nbsp1234`).
 HTML_SEPARATOR_NAMES = (
     "ApplyFunction DotDot DownBreve InvisibleComma InvisibleTimes MediumSpace NegativeMediumSpace "
     "NegativeThickSpace NegativeThinSpace NegativeVeryThinSpace NoBreak NonBreakingSpace Tab ThinSpace "
@@ -79,9 +94,15 @@ HTML_SEPARATOR_NAMES = (
     "hyphen ic it lrm mdash minus nbsp ndash numsp period plus puncsp rlm shy sol tdot thinsp verbar vert "
     "zwj zwnj"
 ).split()
-# An HTML character reference that may be a digit or a separator, its `&` escaped any number of times:
-# every numeric one (`&` `#` is rare in producer text), the named ones of separators.
-HTML_ESCAPE = f"&(?:amp;)*(?:#|(?:{'|'.join(HTML_SEPARATOR_NAMES)});)"
+HTML_LEGACY_SEPARATOR_NAMES = ("nbsp", "shy")
+# An `&` as HTML writes it escaped again any number of times: `&amp;`, `&AMP;` (both names are HTML5's, and
+# legacy: their `;` may be missing).
+_HTML_AMPERSAND = "&(?:(?:amp|AMP);?)*"
+# An HTML character reference that may be a digit or a separator: every numeric one (`&` `#` is rare in
+# producer text; HTML5 reads it without its `;` too), the named ones of separators.
+HTML_ESCAPE = (
+    f"{_HTML_AMPERSAND}(?:#|{'|'.join(HTML_LEGACY_SEPARATOR_NAMES)}|(?:{'|'.join(HTML_SEPARATOR_NAMES)});)"
+)
 _ASCII_VISIBLE, _ASCII_INVISIBLE = "[ \t\\-./+|]", ASCII_CONTROLS
 
 
@@ -115,36 +136,66 @@ def _patterns(ascii_only: bool) -> tuple[re.Pattern, re.Pattern]:
     return re.compile(rf"\d(?:{gap}\d)*"), re.compile(rf"\d(?:{gap}\d){{{PAN_MIN_DIGITS - 1}}}")
 
 
-# A JSON \u escape (a surrogate pair, or one code unit), the percent-escaped UTF-8 bytes of one
-# character, or an HTML character reference; each escaped again any number of times (`\\u`, `%25`,
-# `&amp;`).
+# A backslash, as written or percent-escaped (`%5C`: a JSON body put in a URL), the `%` itself escaped
+# again any number of times (`%255C`); a run of them is the backslash escaped again (`\\u0034`).
+_BACKSLASH = "(?:\\\\|%(?:25)*5c)"
+# A run is tried from its first backslash only: from each, the search would be quadratic.
+_RUN = rf"(?<!\\)(?<!%5c){_BACKSLASH}+"
 _PERCENT_BYTE = "%(?:25)*"
+
+
+def _utf8_bytes(prefix: str, first: str) -> str:
+    """The escaped UTF-8 bytes of one character, each byte `prefix` + two hex digits (`first` before the
+    first): longest first, so `%25C2%25A0` is one character escaped twice, not `%25` (a `%`) and text."""
+    byte = f"{prefix}[89ab][0-9a-f]"
+    return (
+        f"{first}f[0-4](?:{byte}){{3}}|{first}e[0-9a-f](?:{byte}){{2}}|{first}[cd][0-9a-f]{byte}"
+        f"|{first}[0-7][0-9a-f]"
+    )
+
+
+# A JSON \u escape (a surrogate pair, or one code unit), a `\u{...}` code point, the `\x`- or
+# percent-escaped UTF-8 bytes of one character, or an HTML character reference; each escaped again any
+# number of times (`\\u`, `%25`, `&amp;`).
 _ESCAPE = re.compile(
-    # a run of backslashes is tried from its first one only: from each, the search would be quadratic
-    r"(?<!\\)\\+u(?P<high>d[89ab][0-9a-f]{2})\\+u(?P<low>d[c-f][0-9a-f]{2})|(?<!\\)\\+u(?P<unit>[0-9a-f]{4})"
-    # longest first: `%25C2%25A0` is one character escaped twice, not `%25` (a `%`) and text
-    rf"|(?P<bytes>{_PERCENT_BYTE}f[0-4](?:{_PERCENT_BYTE}[89ab][0-9a-f]){{3}}"
-    rf"|{_PERCENT_BYTE}e[0-9a-f](?:{_PERCENT_BYTE}[89ab][0-9a-f]){{2}}"
-    rf"|{_PERCENT_BYTE}[cd][0-9a-f]{_PERCENT_BYTE}[89ab][0-9a-f]|{_PERCENT_BYTE}[0-7][0-9a-f])"
-    r"|(?-i:&(?:amp;)*)#(?:x(?P<hex>[0-9a-f]{1,30})|(?P<decimal>[0-9]{1,31}));"
-    rf"|(?-i:&(?:amp;)*(?P<name>{'|'.join(HTML_SEPARATOR_NAMES)});)",
+    rf"{_RUN}u(?P<high>d[89ab][0-9a-f]{{2}}){_BACKSLASH}+u(?P<low>d[c-f][0-9a-f]{{2}})"
+    rf"|{_RUN}u(?P<unit>[0-9a-f]{{4}})|{_RUN}u\{{(?P<point>[0-9a-f]{{1,6}})\}}"
+    rf"|(?P<xbytes>{_utf8_bytes(f'{_BACKSLASH}+x', f'{_RUN}x')})"
+    rf"|(?P<bytes>{_utf8_bytes(_PERCENT_BYTE, _PERCENT_BYTE)})"
+    # HTML5 reads a numeric reference to its last digit, `;` or not (`&#52&#53`, `&#x34g`)
+    rf"|(?-i:{_HTML_AMPERSAND})#(?:x(?P<hex>[0-9a-f]+)|(?P<decimal>[0-9]+));?"
+    rf"|(?-i:{_HTML_AMPERSAND}(?:(?P<name>{'|'.join(HTML_SEPARATOR_NAMES)});"
+    rf"|(?P<legacy>{'|'.join(HTML_LEGACY_SEPARATOR_NAMES)})))",
     re.IGNORECASE,
 )
 
 
+def _code_point(digits: str, base: int) -> str | None:
+    digits = digits.lstrip("0") or "0"
+    code = int(digits, base) if len(digits) <= 8 else sys.maxunicode + 1  # int() refuses ~4,300 digits
+    return chr(code) if code <= sys.maxunicode else None
+
+
 def _escaped_character(m: re.Match) -> str | None:
-    if m["bytes"]:
-        try:  # the last two hex digits after each `%` (`%25` is a `%` escaped again)
-            return bytes.fromhex("".join(b[-2:] for b in m["bytes"].split("%")[1:])).decode("utf-8")
+    if m["bytes"] or m["xbytes"]:
+        # the last two hex digits after each `%` (`%25` is a `%` escaped again), the two after each `x`
+        pieces = (
+            [b[-2:] for b in m["bytes"].split("%")[1:]]
+            if m["bytes"]
+            else re.findall("x([0-9a-f]{2})", m["xbytes"], re.IGNORECASE)
+        )
+        try:
+            return bytes.fromhex("".join(pieces)).decode("utf-8")
         except UnicodeDecodeError:  # an overlong form or a surrogate: not a character
             return None
-    if m["name"]:
-        return html.entities.html5[m["name"] + ";"]
+    if m["name"] or m["legacy"]:
+        return html.entities.html5[m["name"] + ";" if m["name"] else m["legacy"]]
     if m["hex"] or m["decimal"]:
         # The code point it names (a browser reads 0x80-0x9F as Windows-1252: `&#150;` is a dash there
         # and a control character here, which shows nothing; a separator either way).
-        code = int(m["hex"], 16) if m["hex"] else int(m["decimal"])
-        return chr(code) if code <= sys.maxunicode else None
+        return _code_point(m["hex"], 16) if m["hex"] else _code_point(m["decimal"], 10)
+    if m["point"]:
+        return _code_point(m["point"], 16)
     if m["unit"]:
         return chr(int(m["unit"], 16))
     high, low = int(m["high"], 16), int(m["low"], 16)
@@ -168,7 +219,7 @@ def unescape_digits(text: str) -> str:
 # (see `unescape_digits`), or any non-ASCII character (marks and fillers are; \p{M} in the class would
 # make RE2 ~30x slower on every value).
 PAN_PREFILTER_RE2 = (
-    rf"[^\x00-\x7f]|{ASCII_CONTROLS}|{JSON_ESCAPE}|{PERCENT_ESCAPE}|{HTML_ESCAPE}"
+    rf"[^\x00-\x7f]|{ASCII_CONTROLS}|{BACKSLASH_ESCAPE}|{PERCENT_ESCAPE}|{HTML_ESCAPE}"
     rf"|\p{{Nd}}(?:[\p{{Zs}}\p{{Pd}}\p{{Cf}}\t./+|\x{{2212}}]{{0,"
     + str(MAX_SEPARATORS)
     + r"}\p{Nd}){"

@@ -75,8 +75,8 @@ _NUMBER_TYPES = ("BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT", "FLOAT", "DOUBLE", 
 # separators between them in ASCII text without controls or other escapes): `M&amp;S` is no candidate.
 _TEXT_PREFILTER = (
     r"\p{Nd}(?:[\p{Z}\p{Pd}\p{Cf}\p{Cc}\p{Sm}./]{0,3}\p{Nd}){12}"
-    r"|\\[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2}"  # a JSON or URL escape
-    r"|&(?:amp;)*#|\p{Nd}[^\p{L}\p{Nd}]{0,3}&[a-zA-Z]"  # an HTML reference
+    r"|\\[uU][0-9a-fA-F]{4}|\\[uU]\{[0-9a-fA-F]|\\[xX][0-9a-fA-F]{2}|%[0-9a-fA-F]{2}"  # backslash, URL
+    r"|&(?:(?:amp|AMP);?)*#|\p{Nd}[^\p{L}\p{Nd}]{0,3}&[a-zA-Z]"  # an HTML reference
     r"|[\x00-\x08\x0e-\x1b\x1f\x7f]"  # a control (any number may sit in a gap)
 )
 
@@ -95,13 +95,23 @@ def _separator_kind(ch: str) -> str | None:
     return None
 
 
+# HTML5's legacy names, read without their `;` too, that stand for a separator (none stands for a digit).
+_LEGACY_NAMES = sorted(
+    (n for n, ch in html.entities.html5.items() if n[-1] != ";" and len(ch) == 1 and _separator_kind(ch)),
+    key=len,
+    reverse=True,
+)
+
+
 def _characters(text: str) -> Iterator[str]:
-    """The characters of `text`, an escape of a digit or a separator read as that character: a JSON
-    escape (`\\u0034`, or a surrogate pair; a malformed JSON line is kept as its text), a URL
-    percent-escape (`%34`, or the UTF-8 bytes of one character: a logged URL or form body) or an HTML
-    character reference (`&#52;`, `&#x34;`, `&nbsp;`: an HTML-escaping export), each also escaped again
-    by mistake any number of times (`\\\\u0034`, `%2534`, `&amp;#52;`). Any other escape is read as
-    written, so its hex digits count as digits (`%4539...` may be a `%` and a card)."""
+    """The characters of `text`, an escape of a digit or a separator read as that character (the forms
+    `fraud_assets.lib.pan` lists, each also escaped again any number of times): a backslash escape
+    (`\\u0034` or a surrogate pair, as JSON writes; `\\u{34}`; the `\\x` UTF-8 bytes of one character), its
+    backslash doubled or percent-escaped (`%5Cu0034`: a JSON body in a URL); a URL percent-escape (`%34`,
+    or the UTF-8 bytes of one character: a logged URL or form body; `%2534`); an HTML character reference
+    as HTML5 reads it (`&#52;`, `&#52` and `&#x34` without `;`, `&nbsp;`, legacy `&nbsp`; `&amp;#52;`,
+    `&AMP;#52;`). Any other escape is read as written, so its hex digits count as digits (`%4539...` may be
+    a `%` and a card)."""
     if "\\" not in text and "%" not in text and "&" not in text:
         yield from text
         return
@@ -123,8 +133,41 @@ def _characters(text: str) -> Iterator[str]:
             i += 1
 
 
-def _json_escaped(text: str, i: int) -> tuple[str, int] | None:
-    """(character, index after it) for a JSON escape at `i`: one code unit or a surrogate pair."""
+def _backslashes_end(text: str, i: int) -> int:
+    """Index after the run of backslashes at `i` (`i` when there is none): each written `\\` or
+    percent-escaped `%5C` (a JSON body put in a URL), its `%` itself escaped again any number of times."""
+    while True:
+        if text[i : i + 1] == "\\":
+            i += 1
+            continue
+        if text[i : i + 1] != "%":
+            return i
+        j = i + 1
+        while text.startswith("25", j):
+            j += 2
+        if text[j : j + 2] not in ("5c", "5C"):
+            return i
+        i = j + 2
+
+
+def _backslash_escaped(text: str, i: int) -> tuple[str, int] | None:
+    """(character, index after it) for a backslash escape at `i`, its backslash doubled any number of
+    times: JSON's `\\uXXXX` (one code unit or a surrogate pair), `\\u{X...}` (a code point: JavaScript,
+    Rust, Swift) or the `\\xXX` bytes of one character in UTF-8 (Python's bytes repr, C, JavaScript)."""
+    j = _backslashes_end(text, i)
+    if j == i:
+        return None
+    letter = text[j : j + 1]
+    if letter in ("x", "X"):
+        return _utf8_escaped(text, i, _hex_byte)
+    if letter not in ("u", "U"):
+        return None
+    if text[j + 1 : j + 2] == "{":
+        end = text.find("}", j + 2, j + 9)
+        if end < 0 or not _is_hex(text[j + 2 : end], end - j - 2) or end == j + 2:
+            return None
+        code = int(text[j + 2 : end], 16)
+        return (chr(code), end + 1) if code <= sys.maxunicode else None
     unit = _escaped_unit(text, i)
     if unit is None:
         return None
@@ -136,27 +179,38 @@ def _json_escaped(text: str, i: int) -> tuple[str, int] | None:
 
 def _escaped_unit(text: str, i: int) -> tuple[int, int] | None:
     """(code unit, index after it) for `\\uXXXX` at `i`, its backslash doubled any number of times."""
-    j = i
-    while text[j : j + 1] == "\\":
-        j += 1
+    j = _backslashes_end(text, i)
     # ASCII hex digits only: int() would also read other scripts' digits.
     if j == i or text[j : j + 1] not in ("u", "U") or not _is_hex(text[j + 1 : j + 5], 4):
         return None
     return int(text[j + 1 : j + 5], 16), j + 5
 
 
-def _percent_escaped(text: str, i: int) -> tuple[str, int] | None:
-    """(character, index after it) for the percent-escaped UTF-8 bytes of one character at `i`."""
+def _hex_byte(text: str, i: int) -> tuple[int, int] | None:
+    """(byte, index after it) for `\\xXX` at `i`, its backslash doubled any number of times."""
+    j = _backslashes_end(text, i)
+    if j == i or text[j : j + 1] not in ("x", "X") or not _is_hex(text[j + 1 : j + 3], 2):
+        return None
+    return int(text[j + 1 : j + 3], 16), j + 3
+
+
+def _percent_byte(text: str, i: int) -> tuple[int, int] | None:
+    """(byte, index after it) for `%XX` at `i`, its `%` escaped again any number of times (`%25`)."""
+    if text[i : i + 1] != "%":
+        return None
+    j = i + 1
+    while text[j : j + 2] == "25" and _is_hex(text[j + 2 : j + 4], 2):
+        j += 2
+    return (int(text[j : j + 2], 16), j + 2) if _is_hex(text[j : j + 2], 2) else None
+
+
+def _utf8_escaped(text: str, i: int, byte_at) -> tuple[str, int] | None:
+    """(character, index after it) for the escaped UTF-8 bytes of one character at `i`, each read by
+    `byte_at`; the lead byte says how many there are."""
     data = bytearray()
-    while text[i : i + 1] == "%":
-        j = i + 1
-        while text[j : j + 2] == "25" and _is_hex(text[j + 2 : j + 4], 2):  # `%25`: a `%` escaped again
-            j += 2
-        if not _is_hex(text[j : j + 2], 2):
-            return None
-        data.append(int(text[j : j + 2], 16))
-        i = j + 2
-        # The lead byte says how many bytes the character has.
+    while (byte := byte_at(text, i)) is not None:
+        data.append(byte[0])
+        i = byte[1]
         size = 1 if data[0] < 0x80 else 2 if data[0] >> 5 == 6 else 3 if data[0] >> 4 == 14 else 4
         if len(data) == size:
             try:
@@ -166,32 +220,43 @@ def _percent_escaped(text: str, i: int) -> tuple[str, int] | None:
     return None
 
 
+def _percent_escaped(text: str, i: int) -> tuple[str, int] | None:
+    """(character, index after it) for a percent escape at `i`: a backslash escape whose backslash is
+    percent-escaped, else the percent-escaped UTF-8 bytes of one character."""
+    return _backslash_escaped(text, i) or _utf8_escaped(text, i, _percent_byte)
+
+
 def _html_escaped(text: str, i: int) -> tuple[str, int] | None:
     """(character, index after it) for an HTML character reference at `i`: numeric, the code point it
-    names, or named (HTML5's table); its `&` written `&amp;` any number of times."""
+    names, read to its last digit as HTML5 reads it, `;` or not; or named (HTML5's table, the legacy names
+    also without their `;`); its `&` written `&amp;` or `&AMP;` (their `;` optional) any number of times."""
     j = i + 1
-    while text.startswith("amp;", j):
-        j += 4
+    while text.startswith(("amp", "AMP"), j):
+        j += 4 if text[j + 3 : j + 4] == ";" else 3
+    if text[j : j + 1] == "#":
+        hexadecimal = text[j + 1 : j + 2] in ("x", "X")
+        start = end = j + 1 + hexadecimal
+        digits = _HEX if hexadecimal else _DECIMAL
+        while end < len(text) and text[end] in digits:
+            end += 1
+        significant = text[start:end].lstrip("0") or "0"
+        if end == start or len(significant) > 8:  # none, or beyond Unicode (int() refuses ~4,300 digits)
+            return None
+        code = int(significant, 16 if hexadecimal else 10)
+        return (chr(code), end + (text[end : end + 1] == ";")) if code <= sys.maxunicode else None
     end = text.find(";", j, j + _MAX_REFERENCE + 1)
-    if end < 0:
-        return None
-    body = text[j:end]
-    if body[:1] != "#":
-        named = html.entities.html5.get(body + ";")
-        return (named, end + 1) if named is not None and len(named) == 1 else None
-    hexadecimal = body[1:2] in ("x", "X")
-    digits = body[2:] if hexadecimal else body[1:]
-    if not (_is_hex(digits, len(digits)) if hexadecimal else _DECIMAL.issuperset(digits)) or not digits:
-        return None
-    code = int(digits, 16 if hexadecimal else 10)
-    return (chr(code), end + 1) if code <= sys.maxunicode else None
+    named = html.entities.html5.get(text[j : end + 1]) if end >= 0 else None
+    if named is not None and len(named) == 1:
+        return named, end + 1
+    legacy = next((name for name in _LEGACY_NAMES if text.startswith(name, j)), None)
+    return (html.entities.html5[legacy], j + len(legacy)) if legacy else None
 
 
 def _is_hex(chunk: str, size: int) -> bool:
     return len(chunk) == size and _HEX.issuperset(chunk)
 
 
-_ESCAPE_READERS = {"\\": _json_escaped, "%": _percent_escaped, "&": _html_escaped}
+_ESCAPE_READERS = {"\\": _backslash_escaped, "%": _percent_escaped, "&": _html_escaped}
 
 
 def decoded_text(text: str) -> str:

@@ -20,8 +20,8 @@ import pandas as pd
 
 from fraud_assets.lib.pan import (
     ASCII_CONTROLS,
+    BACKSLASH_ESCAPE,
     HTML_ESCAPE,
-    JSON_ESCAPE,
     PERCENT_ESCAPE,
     Tokenizer,
     mask_pans,
@@ -32,12 +32,12 @@ from fraud_assets.lib.pan import (
 TOKEN_COLUMNS = ("card_token", "pan_bin", "pan_last4", "pan_valid", "pan_masked")
 # Necessary condition for `mask_pans` to change a value: 13 ASCII digits, each within 3 characters of
 # the next that are neither letters, digits nor `:` (so timestamps are not candidates), or any
-# non-ASCII character (digits of other scripts, unusual spaces), a JSON `\u`, URL `%` or HTML `&#`
-# escape or the HTML name of a separator (it may be a digit or a separator: `unescape_digits`) or a
+# non-ASCII character (digits of other scripts, unusual spaces), a backslash `\u` `\x`, URL `%` or HTML
+# `&#` escape or the HTML name of a separator (it may be a digit or a separator: `unescape_digits`) or a
 # control character (any number may sit between two digits), in a value of 13 characters or more.
 PAN_PREFILTER = (
     rf"[0-9](?:[^0-9A-Za-z:]{{0,3}}[0-9]){{12}}"
-    rf"|{JSON_ESCAPE}|{PERCENT_ESCAPE}|{HTML_ESCAPE}|{ASCII_CONTROLS}"
+    rf"|{BACKSLASH_ESCAPE}|{PERCENT_ESCAPE}|{HTML_ESCAPE}|{ASCII_CONTROLS}"
 )
 TOKENS_TABLE = "_pan_tokens"
 MASKED_VALUES_TABLE = "_masked_values"
