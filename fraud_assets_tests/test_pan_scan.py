@@ -128,3 +128,18 @@ def test_collect_pans_reads_the_card_numbers_a_landing_zone_delivered(tmp_path):
     (tmp_path / "a.csv.gz").write_bytes(gzip.compress(f"1,{PAN},x\n".encode()))
     pd.DataFrame({"customer_id": [int(OTHER)]}).to_parquet(tmp_path / "c.parquet")
     assert {PAN, OTHER} <= collect_pans(tmp_path.iterdir())
+
+
+def test_a_truncated_gzip_landing_file_is_read_as_far_as_it_goes_and_stops_nothing(deployment, tmp_path):
+    """The simulator's truncated authorisation file (rejected `truncated_gzip` by the register) stays in
+    the landing zone: its readable part still delivered card numbers, and the scan goes on past it."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    whole = gzip.compress(f"1,{PAN},x\n".encode() + b"2,filler,x\n" * 20_000, mtime=0)
+    (landing / "a_truncated.csv.gz").write_bytes(whole[: len(whole) // 2])
+    (landing / "b.csv.gz").write_bytes(gzip.compress(f"1,{OTHER},x\n".encode()) * 2)  # two members
+    assert {PAN, OTHER} <= collect_pans(sorted(landing.iterdir()))
+    data, home = deployment
+    (home / "old.log.gz").write_bytes(gzip.compress(f"{PAN}\n".encode() + b"x" * 100_000)[:60])
+    (home / "z.log").write_text(f"{PAN}\n")
+    assert found(scan_deployment(data, home, pans={PAN}), "z.log")

@@ -35,3 +35,66 @@ def test_with_a_champion_the_landed_days_are_scored_in_their_own_runs(tmp_path):
         "monitoring_job 2018-04-04",
     ]
     assert runs[0].assets is None  # the whole job, scores included
+
+
+def _run_main(monkeypatch, training_outcome) -> tuple[int, list[str]]:
+    """`make pipeline` over two landed days whose training run ends as `training_outcome` says."""
+    from fraud_assets.cli import pipeline
+    from fraud_assets.lib.dead_runs import Reaped
+
+    days = DATES[:2]
+    monkeypatch.setenv("FRAUD_FIRST_BUSINESS_DATE", days[0])
+    monkeypatch.setenv("FRAUD_LAST_BUSINESS_DATE", days[-1])
+    plan = [
+        pipeline.JobRun("landed_day", days),
+        pipeline.JobRun("training_job"),
+        pipeline.JobRun("monitoring_job", days),
+    ]
+    executed: list[str] = []
+
+    def execute(defs, instance, run):
+        executed.append(run.label)
+        if run.job == "training_job":
+            return training_outcome(run)
+        return pipeline.RunOutcome(run, success=True, seconds=0.0)
+
+    monkeypatch.setattr(pipeline, "business_dates_in_landing", lambda _: days)
+    monkeypatch.setattr(pipeline, "planned_runs", lambda *_: plan)
+    monkeypatch.setattr(pipeline, "reap_at_start_up", lambda *_: Reaped(dead=[], released={}))
+    monkeypatch.setattr(pipeline, "layer_row_counts", dict)
+    monkeypatch.setattr(pipeline, "execute", execute)
+    monkeypatch.setattr(dg.DagsterInstance, "get", staticmethod(dg.DagsterInstance.ephemeral))
+    return pipeline.main([]), executed
+
+
+def test_a_challenger_refused_by_the_gate_keeps_the_champion_and_monitoring_still_runs(monkeypatch):
+    from fraud_assets.cli.pipeline import CHAMPION_GATE, RunOutcome
+
+    def refused(run):
+        return RunOutcome(
+            run,
+            success=False,
+            seconds=0.0,
+            checks_failed=[CHAMPION_GATE],
+            blocking_failed=[CHAMPION_GATE],
+            failed_steps=["models__evaluation_champion_gate"],
+        )
+
+    status, executed = _run_main(monkeypatch, refused)
+    assert executed == [
+        "landed_day 2018-04-01 to 2018-04-02",
+        "training_job",
+        "monitoring_job 2018-04-01 to 2018-04-02",
+    ]
+    assert status == 0
+
+
+def test_a_training_run_that_broke_stops_the_pipeline_and_fails_it(monkeypatch):
+    from fraud_assets.cli.pipeline import RunOutcome
+
+    def broke(run):
+        return RunOutcome(run, success=False, seconds=0.0, failed_steps=["models__training_set"])
+
+    status, executed = _run_main(monkeypatch, broke)
+    assert executed == ["landed_day 2018-04-01 to 2018-04-02", "training_job"]
+    assert status == 1

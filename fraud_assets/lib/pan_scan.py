@@ -23,13 +23,13 @@ the scan itself never prints a card number.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import re
 import shutil
 import sqlite3
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +229,46 @@ def _capped(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
     return capped
 
 
+class _Gunzip:
+    """A gzip file's content as far as it decodes, member after member. A truncated or corrupt file (the
+    landing zone keeps the ones the raw register rejects) is read up to where it breaks: its readable part
+    can hold card numbers too, and one broken file must not stop the whole scan."""
+
+    def __init__(self, fh) -> None:
+        self._fh = fh
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""  # compressed bytes not yet inflated
+        self._ended = False
+
+    def read(self, n: int) -> bytes:
+        """Up to `n` bytes, fewer only at the end (as a file's read: a card number is cut only at `n`)."""
+        parts: list[bytes] = []
+        while n > 0 and (part := self._read_some(n)):
+            parts.append(part)
+            n -= len(part)
+        return b"".join(parts)
+
+    def _read_some(self, n: int) -> bytes:
+        while not self._ended:
+            if not self._pending:
+                self._pending = self._fh.read(_CHUNK)
+                if not self._pending:
+                    self._ended = True
+                    break
+            try:
+                out = self._inflate.decompress(self._pending, n)
+            except zlib.error:
+                self._ended = True
+                break
+            self._pending = self._inflate.unconsumed_tail
+            if self._inflate.eof:  # a next member may follow
+                self._pending = self._inflate.unused_data + self._pending
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            if out:
+                return out
+        return b""
+
+
 def scan_file(path: Path, match: Matcher, any_pan: bool) -> list[Finding]:
     """One file, read the way its format needs (see the module docstring)."""
     with path.open("rb") as fh:
@@ -247,8 +287,8 @@ def scan_file(path: Path, match: Matcher, any_pan: bool) -> list[Finding]:
                     findings += _scan_stream(_capped(fh.read), f"{path}!{member.filename}", "zip", match)
         return findings
     if head.startswith(b"\x1f\x8b"):
-        with gzip.open(path, "rb") as fh:
-            return _scan_stream(_capped(fh.read), str(path), "file", match)
+        with path.open("rb") as fh:
+            return _scan_stream(_capped(_Gunzip(fh).read), str(path), "file", match)
     with path.open("rb") as fh:
         return _scan_stream(fh.read, str(path), "file", match)
 
