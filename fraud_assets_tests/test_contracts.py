@@ -174,3 +174,12 @@ def test_a_backfill_range_is_validated_in_one_pass_with_uniqueness_across_its_da
     ev = next(e for e in result.get_asset_check_evaluations() if not e.partition)
     assert ev.metadata["rows_validated"].value == 2
     assert "field_uniqueness" in ev.metadata["failures_by_check"].value
+
+
+def test_a_contract_check_describes_its_table_with_the_whole_first_paragraph_of_the_model():
+    from fraud_assets.defs.cleaned.schemas import ReferenceQuarantineModel
+    from fraud_assets.lib.contracts import contract_description
+
+    # the model's docstring wraps its first sentence over two lines
+    text = contract_description(ReferenceQuarantineModel, "cleaned.reference_quarantine")
+    assert "and the (masked) value. Evaluated in DuckDB" in text

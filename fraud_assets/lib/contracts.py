@@ -179,7 +179,8 @@ def contract_result(
 
 
 def contract_description(model: type[pa.DataFrameModel], table: str) -> str:
-    doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+    # the docstring's first paragraph, however it is wrapped
+    doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
     return (
         f"Data contract for `{table}` (pandera `{model.__name__}`: column names, types, nullability, "
         f"uniqueness, allowed values). {doc} Evaluated in DuckDB on what was materialised (the run's "
