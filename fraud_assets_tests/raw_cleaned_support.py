@@ -70,6 +70,9 @@ def hidden_shapes(pan: str) -> dict[str, str]:
         "url-encoded-json": "".join(f"%5Cu{ord(c):04x}" for c in pan),
         "url-encoded-hex": "".join(f"%5Cx{ord(c):02x}" for c in pan),
         "url-encoded-json-twice": "".join(f"%255Cu{ord(c):04x}" for c in pan),
+        # the card in clear after `\u03`: with its first two digits, the JSON escape of a combining mark
+        # (U+0300-U+036F, for a card starting 1-6), so decoded alone it reads two digits short
+        "escape-begins-card": f"\\u03{pan}",
     }
 
 
@@ -326,6 +329,9 @@ SEPARATORS += ["&nbsp", "&#160", "&AMP;nbsp;", "\\x20", "\\xc2\\xa0", "\\u{a0}",
 ESCAPES = ["\\u{:04x}", "%{:02X}", "&#{};", "&#x{:x};", "\\\\u{:04x}", "%25{:02X}", "&amp;#{};"]
 ESCAPES += ["&#{}", "&AMP;#{};", "\\x{:02x}", "\\\\x{:02x}", "\\u{{{:x}}}", "%5Cu{:04x}", "%255Cx{:02x}"]
 SCRIPTS = [0x30, 0x660, 0x6F0, 0x966, 0xFF10]
+# Escapes of a combining mark (U+0300-U+036F) but for their last two hex digits: the first two digits of a
+# card starting 1-6 (all of PANS) written after one complete it, and decoded alone it is two digits short.
+MARK_ESCAPE_HEADS = ["\\u03", "\\\\u03", "%5Cu03", "%255Cu03"]
 
 
 @st.composite
@@ -337,5 +343,7 @@ def text_with_a_card_number(draw) -> str:
     if zero != 0x30 and "{:02" in escape:
         escape = ""  # byte escapes (`%`, `\\x`) of non-ASCII digits are UTF-8 byte runs: not drawn here
     digits = [escape.format(ord(d)) if escape and draw(st.booleans()) else d for d in digits]
+    if zero == 0x30 and not escape and draw(st.booleans()):  # an escape's hex digits begin the card
+        digits = [draw(st.sampled_from(MARK_ESCAPE_HEADS)) + pan[:2], *digits[2:]]
     body = digits[0] + "".join(draw(st.sampled_from(["", *SEPARATORS])) + d for d in digits[1:])
     return draw(st.text(max_size=8)) + body + draw(st.sampled_from(["", " 12/26", "99", "x"]))

@@ -80,6 +80,27 @@ def test_a_card_cut_by_the_masked_head_does_not_shift_into_the_kept_part():
     assert not contains_pan(kept)
 
 
+@pytest.mark.parametrize("form", ["%{}", "\\u00{}", "\\x{}"], ids=["percent", "json", "bytes"])
+def test_a_card_whose_first_digits_complete_an_escape_is_masked_in_a_malformed_line(form):
+    """Decoded, `%37` is a 7 and the card one digit short: the line is masked as written first."""
+    card = s.make_pan("378282", 1, 15)
+    for line in [f"2,{form.format(card)},broken", "x" * 300 + f",{form.format(card)}" + "y" * 5000]:
+        kept = parsers.mask_line(line)
+        assert card[1:] not in kept
+        assert not contains_pan(kept)
+        assert not pans_in(kept)
+    assert parsers.mask_line(f"2,{form.format(card)},broken") == f"2,{form.format('378282*****0016')},broken"
+
+
+def test_a_malformed_line_cut_inside_an_html_reference_keeps_no_card():
+    """`&#523` is a letter; cut to `&#52` by the truncation, it would be a 4, the last digit of a card."""
+    line = "x" * (parsers.RAW_LINE_KEEP - 19) + s.PANS[1][:15] + f"&#{48 + int(s.PANS[1][15])}3" + "y" * 500
+    assert not contains_pan(line)
+    kept = parsers.mask_line(line)
+    assert not contains_pan(kept)
+    assert not pans_in(kept)
+
+
 def test_a_card_in_json_escapes_in_a_malformed_line_is_masked_in_the_kept_copy():
     escaped = "".join(f"\\u{ord(c):04x}" for c in s.PANS[1])
     raw = s.raw_frame(b_rows=['{"txn_ref": "9", "card_number": "' + escaped + '"'])  # no closing brace

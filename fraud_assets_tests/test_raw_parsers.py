@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fraud_assets.defs.cleaned.transform import REASONS, clean_authorizations
 from fraud_assets.defs.raw import parsers
-from fraud_assets.lib.pan import Tokenizer, contains_pan
+from fraud_assets.lib.pan import Tokenizer, contains_pan, unescape_digits
 from fraud_assets_tests import raw_cleaned_support as s
 from fraud_assets_tests.conftest import TEST_PAN_KEY
 
@@ -137,6 +137,18 @@ def test_a_card_cut_across_two_lines_in_memory_is_masked_as_the_file_reader_mask
     lines = [*s.csv_text([s.a_row(1)]).splitlines(), f'2,{s.DAY}T12:00:00Z,"{pan[:8]}', f'{pan[8:]}",1,9.00']
     kept = parsers.parse_authorizations(lines, "acq_a")["raw_line_masked"].dropna().tolist()
     digits = "".join(ch for line in kept for ch in line if ch.isdigit())
+    assert len(kept) == 2
+    assert pan not in digits
+    assert pan[6:12] not in digits  # at most the BIN and the last 4 stay readable
+
+
+def test_a_card_cut_across_two_lines_with_its_first_half_escaped_is_masked():
+    """The pieces of a cut card are read decoded too: the escaped digits are starred, escape and all."""
+    pan = s.make_pan(serial=987654321)
+    escaped = "".join(f"\\u{ord(c):04x}" for c in pan[:8])
+    lines = [*s.csv_text([s.a_row(1)]).splitlines(), f'2,{s.DAY}T12:00:00Z,"{escaped}', f'{pan[8:]}",1,9.00']
+    kept = parsers.parse_authorizations(lines, "acq_a")["raw_line_masked"].dropna().tolist()
+    digits = "".join(ch for line in kept for ch in unescape_digits(line) if ch.isdigit())
     assert len(kept) == 2
     assert pan not in digits
     assert pan[6:12] not in digits  # at most the BIN and the last 4 stay readable

@@ -34,8 +34,13 @@ Any other escape is text as written, and so are these, on purpose: a lone `\xa0`
 JavaScript, no character in a bytes repr: bytes are read as UTF-8 only, as percent-escapes are), a `\x`
 with one hex digit (Postgres), `\u{...}` with its braces percent-escaped, and quoted-printable (`=34`,
 `=C2=A0`, from MIME): `=3X` is also how `key=value` text writes a value starting with 3 (`pan=3782...`, every
-American Express, JCB and Diners card), and reading it as a digit would take that 3 away from a card written
-in clear, hiding it from this masker (which reads one decoded text) - a worse leak than the one it closes.
+American Express, JCB and Diners card: read as digits, every such value would decode), and no feed of
+ours is MIME.
+
+Every text is read both ways, and a card found either way is a card: as written (each escape as the text it
+is) and decoded. Decoding alone would miss a card whose first digits are an escape's hex digits, written in
+clear after it: `%378282246310005` decodes to `7` and the rest of the card, one digit short (`\u0037`,
+`\x37` likewise; `\u0345` + `39...` is a combining mark, read as nothing, and `39...`).
 """
 
 from __future__ import annotations
@@ -202,17 +207,37 @@ def _escaped_character(m: re.Match) -> str | None:
     return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
 
 
+def has_escape(text: str) -> bool:
+    """False when `text` has no character an escape starts with: it reads the same decoded."""
+    return "\\" in text or "%" in text or "&" in text
+
+
+def _digit_or_separator(m: re.Match) -> str | None:
+    """The digit or light separator an escape stands for; None for any other escape."""
+    ch = _escaped_character(m)
+    return ch if ch and (ch.isdecimal() or re.fullmatch(separator_class(), ch)) else None
+
+
 def unescape_digits(text: str) -> str:
     """`text` with the escapes of digits and light separators replaced by those characters (other
     escapes stay as written)."""
-    if "\\" not in text and "%" not in text and "&" not in text:
+    if not has_escape(text):
         return text
+    return _ESCAPE.sub(lambda m: _digit_or_separator(m) or m.group(0), text)
 
-    def decoded(m: re.Match) -> str:
-        ch = _escaped_character(m)
-        return ch if ch and (ch.isdecimal() or re.fullmatch(separator_class(), ch)) else m.group(0)
 
-    return _ESCAPE.sub(decoded, text)
+def _decoded_spans(text: str) -> tuple[str, list[int]]:
+    """`unescape_digits(text)` and where each of its characters starts in `text` (one more entry: the end),
+    so a character read from an escape maps back to the whole escape."""
+    pieces, starts, at = [], [], 0
+    for m in _ESCAPE.finditer(text):
+        if ch := _digit_or_separator(m):
+            pieces += [text[at : m.start()], ch]
+            starts += [*range(at, m.start()), m.start()]
+            at = m.end()
+    pieces.append(text[at:])
+    starts += [*range(at, len(text)), len(text)]
+    return "".join(pieces), starts
 
 
 # The same candidate test for RE2 engines (pyarrow, DuckDB): a group with at least 13 digits, an escape
@@ -323,46 +348,71 @@ def _mask_once(text: str) -> str:
     return _patterns(text.isascii())[0].sub(lambda m: _mask_group(m.group(0)), text)
 
 
-def mask_pans(text: str) -> str:
-    """`text` with every PAN (module docstring) masked: BIN + stars + last 4 for a card on its own, every
-    digit starred where Luhn-valid windows overlap. Masking repeats until nothing PAN-shaped is left, so
-    the digits a mask keeps can never form a card number with their neighbours. Text whose JSON escapes
-    hide a card comes back unescaped and masked; any other text comes back as it was."""
-    plain = unescape_digits(text)
-    if _patterns(plain.isascii())[1].search(plain) is None:
+def _mask_as_written(text: str) -> str:
+    """`text` with every PAN of the text as written masked (see `mask_pans`)."""
+    if _patterns(text.isascii())[1].search(text) is None:
         return text
-    masked = plain
+    masked = text
     while (again := _mask_once(masked)) != masked:
         masked = again
-    return text if masked == plain else masked
+    return masked
+
+
+def mask_pans(text: str) -> str:
+    """`text` with every PAN (module docstring) masked: BIN + stars + last 4 for a card on its own, every
+    digit starred where Luhn-valid windows overlap. The text is read as written first (escapes as text:
+    a card is masked where it stands before decoding can take its first digits into an escape), then
+    decoded, the cards of that reading masked in it. Masking repeats until nothing PAN-shaped is left, so
+    the digits a mask keeps can never form a card number with their neighbours. Text whose escapes hide
+    a card comes back unescaped and masked; any other text keeps its escapes, and comes back as it was
+    when neither reading holds a card."""
+    written = _mask_as_written(text)
+    if not has_escape(written):
+        return written
+    plain = unescape_digits(written)
+    masked = _mask_as_written(plain)
+    return written if masked == plain else masked
+
+
+def _stars(text: str) -> set[int]:
+    """Positions of the digits of `text` (as written) that `star_pan_digits` stars."""
+    stars = set()
+    for m in _patterns(text.isascii())[0].finditer(text):
+        values, positions = _ascii_digits(m.group(0))
+        for start, end, nested in _clusters(_luhn_windows(values)):
+            shown = {*range(start, start + 6), *range(end - 4, end)} if nested else set()
+            stars.update(m.start() + positions[k] for k in set(range(start, end)) - shown)
+    return stars
 
 
 def star_pan_digits(text: str) -> str:
-    """`text` with the digits of every card number (as `mask_pans` finds them in the text as written)
-    starred in place, but for a lone card's BIN and last 4: the text keeps its length, so the pieces of
-    a card cut in two (by a line break) can be masked piece by piece. Repeats like `mask_pans`."""
+    """`text` with the digits of every card number (as `mask_pans` finds them, read as written and
+    decoded) starred in place, but for a lone card's BIN and last 4: the text keeps its length, so the
+    pieces of a card cut in two (by a line break) can be masked piece by piece. A digit read from an
+    escape is starred by starring each character of the escape. Repeats like `mask_pans`."""
     chars = list(text)
     while True:
-        changed = False
         current = "".join(chars)
-        for m in _patterns(current.isascii())[0].finditer(current):
-            values, positions = _ascii_digits(m.group(0))
-            for start, end, nested in _clusters(_luhn_windows(values)):
-                shown = {*range(start, start + 6), *range(end - 4, end)} if nested else set()
-                for k in set(range(start, end)) - shown:
-                    chars[m.start() + positions[k]] = "*"
-                    changed = True
-        if not changed:
-            return "".join(chars)
+        stars = _stars(current)
+        if not stars and has_escape(current):
+            plain, starts = _decoded_spans(current)
+            stars = {i for k in _stars(plain) for i in range(starts[k], starts[k + 1])}
+        if not stars:
+            return current
+        for i in stars:
+            chars[i] = "*"
 
 
-def contains_pan(text: str) -> bool:
-    """True when `mask_pans` would change `text`."""
-    text = unescape_digits(text)
+def _holds_pan(text: str) -> bool:
     group, candidate = _patterns(text.isascii())
     if candidate.search(text) is None:
         return False
     return any(_luhn_windows(_ascii_digits(m.group(0))[0]) for m in group.finditer(text))
+
+
+def contains_pan(text: str) -> bool:
+    """True when `mask_pans` would change `text`: it holds a card as written or decoded."""
+    return _holds_pan(text) or (has_escape(text) and _holds_pan(unescape_digits(text)))
 
 
 def integral_digits(value: object) -> str | None:

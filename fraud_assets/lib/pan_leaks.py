@@ -17,7 +17,7 @@ so are the platform's own digests (`LEAK_SCAN_EXEMPT_COLUMNS`).
 import html.entities
 import sys
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import dagster as dg
 import duckdb
@@ -103,6 +103,10 @@ _LEGACY_NAMES = sorted(
 )
 
 
+def _has_escape(text: str) -> bool:
+    return "\\" in text or "%" in text or "&" in text
+
+
 def _characters(text: str) -> Iterator[str]:
     """The characters of `text`, an escape of a digit or a separator read as that character (the forms
     `fraud_assets.lib.pan` lists, each also escaped again any number of times): a backslash escape
@@ -112,7 +116,7 @@ def _characters(text: str) -> Iterator[str]:
     as HTML5 reads it (`&#52;`, `&#52` and `&#x34` without `;`, `&nbsp;`, legacy `&nbsp`; `&amp;#52;`,
     `&AMP;#52;`). Any other escape is read as written, so its hex digits count as digits (`%4539...` may be
     a `%` and a card)."""
-    if "\\" not in text and "%" not in text and "&" not in text:
+    if not _has_escape(text):
         yield from text
         return
     i, n = 0, len(text)
@@ -261,14 +265,24 @@ _ESCAPE_READERS = {"\\": _backslash_escaped, "%": _percent_escaped, "&": _html_e
 
 def decoded_text(text: str) -> str:
     """`text` with its escapes of digits and separators read as the characters they stand for."""
-    return text if "\\" not in text and "%" not in text and "&" not in text else "".join(_characters(text))
+    return "".join(_characters(text)) if _has_escape(text) else text
 
 
 def digit_groups(text: str) -> Iterator[str]:
-    """Each digit group of `text` as ASCII digits (separators dropped, any script's digits read)."""
+    """Each digit group of `text` as ASCII digits (separators dropped, any script's digits read), read
+    with its escapes decoded, then, when it has any, as written: an escape whose hex digits begin a card
+    written in clear after it (`%378282246310005`) takes the card's first digit away from the decoded
+    reading. A group found both ways comes twice."""
+    escaped = _has_escape(text)
+    yield from _groups(_characters(text) if escaped else text)
+    if escaped:
+        yield from _groups(text)
+
+
+def _groups(characters: Iterable[str]) -> Iterator[str]:
     digits: list[str] = []
     gap = 0
-    for ch in _characters(text):
+    for ch in characters:
         if ch.isdecimal():
             if gap > _MAX_GAP:
                 if digits:
@@ -314,7 +328,7 @@ def luhn_windows(digits: str) -> set[str]:
 
 
 def pans_in(text: str) -> set[str]:
-    """The card numbers `text` holds (as ASCII digits)."""
+    """The card numbers `text` holds (as ASCII digits), read decoded and as written (`digit_groups`)."""
     return {w for group in digit_groups(text) for w in luhn_windows(group)}
 
 

@@ -46,7 +46,7 @@ _OVERLAP = 256
 _MAX_MEMBER_BYTES = 256 << 20
 # Any number of characters that are neither letters (but the Hangul fillers, letters that show nothing),
 # digits, `,;:` nor line breaks between 13+ digits: wider than the PAN shape, so the detector sees every
-# candidate. Text is read with its JSON escapes decoded first (`decoded_text`).
+# candidate. Text is read with its escapes decoded (`decoded_text`), and as written (`_text_hits`).
 _GAP = r"(?:[^\w,;:\n\r\v\f]|[\u115f\u1160\u3164\uffa0])"
 _TEXT_CANDIDATE = re.compile(rf"\d(?:{_GAP}*\d){{12,}}")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -101,7 +101,19 @@ def _star_digits(m: re.Match) -> str:
 
 
 def _text_hits(text: str, match: Matcher) -> Iterator[str]:
-    text = decoded_text(text)
+    """The hits of `text` read with its escapes decoded; when that reading has none, as written (an
+    escape whose hex digits begin a card written after it takes the card's first digit away from the
+    decoded reading). A hit comes with its context, cut digits starred."""
+    decoded = decoded_text(text)
+    found = False
+    for hit in _hits(decoded, match):
+        found = True
+        yield hit
+    if not found and decoded != text:
+        yield from _hits(text, match)
+
+
+def _hits(text: str, match: Matcher) -> Iterator[str]:
     for m in _TEXT_CANDIDATE.finditer(text):
         if match(m.group(0)):
             lo, hi = max(m.start() - _CONTEXT, 0), m.end() + _CONTEXT

@@ -53,7 +53,7 @@ def _raw_asset(table: str, **kwargs):
         group_name=GROUP,
         owners=OWNERS,
         kinds={"python", "duckdb"},
-        code_version=kwargs.pop("code_version", "3"),
+        code_version=kwargs.pop("code_version", "4"),
         pool="duckdb",
         **kwargs,
     )
@@ -247,7 +247,7 @@ def authorizations(
     return dg.MaterializeResult(metadata=md)
 
 
-def _reference_asset(source: str, what: str, for_whom: str, code_version: str = "3"):
+def _reference_asset(source: str, what: str, for_whom: str, code_version: str = "4"):
     table = f"raw.{source}"
 
     @_raw_asset(
@@ -289,7 +289,7 @@ chargebacks = _reference_asset(
     "chargebacks",
     "Chargeback (fraud report) rows; the PAN is tokenised at ingestion",
     "the source of cleaned/labels.",
-    code_version="4",
+    code_version="5",
 )
 cardholders = _reference_asset(
     "cardholders",
@@ -298,7 +298,7 @@ cardholders = _reference_asset(
     "the source of cleaned/cards. A snapshot with wrongly typed columns or a card number outside `pan` "
     "is rejected at the register, so the last good one stays; a row cleaned/cards cannot use (no "
     "customer id or card number, an infinite home) keeps its reason in `invalid_reason`.",
-    code_version="4",
+    code_version="5",
 )
 merchants = _reference_asset(
     "merchants",
@@ -307,7 +307,7 @@ merchants = _reference_asset(
     "snapshot with wrongly typed columns is rejected at the register, so the last good one stays; a row "
     "with a time zone, MCC or currency the terminals contract refuses, an infinite position or no "
     "terminal id or zone keeps its reason in `invalid_reason` (cleaned/terminals quarantines it).",
-    code_version="4",
+    code_version="5",
 )
 fx_rates = _reference_asset(
     "fx_rates",

@@ -89,19 +89,22 @@ def _memory_engine() -> duckdb.DuckDBPyConnection:
 
 def mask_line(line: str) -> str:
     """A malformed line as kept for investigators: masked first, truncated second (truncating first
-    could leave half a PAN unmasked). Only a head is masked: one long enough that, masked, it still
-    reaches PAN_SPAN_CHARS past the kept part - masking shortens text (a PAN's separators go), and a card
-    cut at the head's end, left clear, must fall beyond the cut."""
-    line = unescape_digits(line)  # the spans below count a digit as one character, not six
-    size = RAW_LINE_KEEP + PAN_SPAN_CHARS
+    could leave half a PAN unmasked). Only a head is masked (`mask_pans`: read as written and decoded):
+    one long enough that, masked and decoded, it still reaches PAN_SPAN_CHARS past the kept part -
+    masking shortens text (a PAN's separators go) and so does decoding (a digit is one character, not
+    six), and a card cut at the head's end, left clear, must fall beyond the cut."""
+    size = want = RAW_LINE_KEEP + PAN_SPAN_CHARS
     while True:
         masked = mask_pans(line[:size])
-        if len(masked) >= RAW_LINE_KEEP + PAN_SPAN_CHARS or size >= len(line):
+        decoded = len(unescape_digits(masked))
+        if decoded >= want or size >= len(line):
             break
-        size += RAW_LINE_KEEP + PAN_SPAN_CHARS - len(masked)
+        size += max(want - decoded, size)  # at least doubles: escaped digits are up to ten characters each
     if len(masked) <= RAW_LINE_KEEP and size >= len(line):
         return masked
-    return masked[:RAW_LINE_KEEP] + TRUNCATED
+    # The cut may end an escape early, and an HTML reference then reads as another character (`&#553`, a
+    # letter, cut to `&#55`, a 7).
+    return mask_pans(masked[:RAW_LINE_KEEP]) + TRUNCATED
 
 
 def parse_authorizations(lines: list[str], feed: str) -> pd.DataFrame:
