@@ -54,6 +54,34 @@ def test_acq_b_keys_are_renamed_by_the_declared_mapping_and_values_kept_as_text(
     )
 
 
+def test_json_values_are_read_as_written_only_where_that_reading_holds_a_card():
+    """The as-written reading of a JSON value (escapes decoded but `\\u`) stars the decoded digits of a
+    card it finds, escaped separators (`\\t`, `\\/`) joining digits as they do decoded; values in which it
+    finds none, and cards the decoded reading finds, are read as before."""
+    amex = s.make_pan("378282", 1, 15)
+
+    def line(tid: int, tds: str) -> str:
+        return json.dumps(s.b_row(tid, tds="@")).replace('"@"', f'"{tds}"')
+
+    lines = [
+        line(1, f"\\u00{amex[:6]}\\t{amex[6:]}"),  # a tab escape inside the card
+        line(2, f"\\u00{amex[:4]}\\/{amex[4:]}"),  # an escaped slash
+        line(3, "Y")[:-1] + f', "tds": "\\u00{amex}"}}',  # a duplicate key: the engine reads the first
+        line(4, "caf\\u00e9 \\u00e8"),  # escapes and no card
+        line(5, "".join(f"\\u00{ord(c):x}" for c in s.PANS[1])),  # a card the decoded reading finds
+        line(6, f"\\u00{amex}")[:-1] + ",}",  # a trailing comma, which the engine accepts
+    ]
+    df = parsers.tokenise(parsers.parse_authorizations(lines, "acq_b"), Tokenizer(TEST_PAN_KEY))
+    assert df["three_ds"].tolist() == [
+        "78282\t*****0016",
+        "782/82*****0016",
+        "Y",
+        "caf\u00e9 \u00e8",
+        "453914******0014",
+        "78282*****0016",
+    ]
+
+
 def test_a_json_line_that_is_not_an_object_is_malformed():
     df = parsers.parse_authorizations(["[1, 2]", "{nope"], "acq_b")
     assert df["malformed_reason"].tolist() == ["not_a_json_object", "invalid_json"]

@@ -78,7 +78,10 @@ def written_value(raw: str, decoded: str | None, pan: bool) -> str | None:
         return None
     if not raw.startswith('"'):  # an object or array: its text as written, whole
         return _star_digits(decoded) if star_written_pans(raw) != raw else None
-    written, spans = _read_as_written(raw)
+    try:
+        written, spans = _read_as_written(raw)
+    except ValueError:  # an escape Python's JSON decoder refuses (the engine accepted it): read no digit
+        return _star_digits(decoded)
     starred = star_written_pans(written)
     if starred == written:
         return None
