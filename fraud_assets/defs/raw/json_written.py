@@ -8,8 +8,8 @@ clear. So each value of a valid line holding `\u` is also read as written: its J
 decoded). Where that reading holds a card, the digits of the decoded value that came from the card's
 digits are starred (its BIN and last 4 shown, as the door masks a card), and the PAN field is handed to
 tokenisation as written: an invalid PAN whose `pan_masked` shows the written card's BIN and last 4 (or
-the card itself when its escapes spell one). A line with no `\u` (every ordinary line: the text reader
-keeps only the others in `escaped_line`) costs nothing here.
+the card itself when its escapes spell one). Only the lines `WRITTEN_PREFILTER` passes come here (the
+text reader keeps them in `escaped_line`); an ordinary line has no backslash and costs a substring test.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ from fraud_assets.defs.raw.tokens import frame_to_temp, ident
 from fraud_assets.lib.pan import star_written_pans
 
 WRITTEN_TABLE = "_written_values"
+# Necessary for the reading as written to find a card the decoded reading does not (RE2, on the line): a
+# card's digits are then partly a `\u` escape's hex digits. Its `\` and `u` end a digit group, so the card
+# starts among them and runs on past the last, a decimal digit, to another digit across light separators
+# (DEL or any non-ASCII character may be one; `\t`, `\b` and `\/` decode to one). Elsewhere both readings
+# hold the same digit groups.
+WRITTEN_PREFILTER = r"\\u[0-9a-fA-F]{3}[0-9](?:[ ./+|-]|[^\x00-\x7e]|\\[tb/])*[0-9]"
 # A piece of a JSON string's text: a surrogate pair, one `\u` escape, another escape, one character.
 _PIECE = re.compile(
     r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\.|[^\\]", re.S

@@ -27,7 +27,7 @@ from fraud_assets.defs.raw.tokens import frame_to_temp, ident
 ROWS_TABLE = "_raw_rows"
 FILES_TABLE = "_landed_files"
 LAYOUT_TABLE = "_file_layout"
-ESCAPED_LINE = "escaped_line"  # a valid JSON line holding a `\\u` escape, for json_written.py
+ESCAPED_LINE = "escaped_line"  # a valid JSON line a `\\u` escape may hide a card in, for json_written.py
 NOT_BLANK = r"regexp_matches(line, '[^ \t\r\v\f]')"
 NO_LINES = "SELECT NULL::INTEGER AS file_index, NULL::BIGINT AS ord, NULL::VARCHAR AS line LIMIT 0"
 
@@ -100,7 +100,8 @@ def _json_paths(columns: Sequence[str]) -> tuple[str, list[int | None]]:
 def rows_sql(lines: str, columns: Sequence[str]) -> str:
     """`_raw_rows` from numbered non-blank `lines` (file_index, n, line) joined to `_file_layout`:
     file_index, row_number, the `columns` (text, NULL where the file lacks them), malformed_reason,
-    raw_line (the clear text of malformed lines only), escaped_line (a valid JSON line holding `\\u`)."""
+    raw_line (the clear text of malformed lines only), escaped_line (a valid JSON line in which a `\\u`
+    escape may hide a card: json_written.py)."""
     paths, json_pos = _json_paths(columns)
     # A byte-order mark opens the file (DuckDB drops that one) or, in concatenated gzip members written
     # by a BOM-writing encoder, a member's first line: it is never data.
@@ -136,7 +137,8 @@ def rows_sql(lines: str, columns: Sequence[str]) -> str:
     return (
         f"SELECT file_index, row_number, {', '.join(values)}, malformed_reason, "
         f"CASE WHEN malformed_reason IS NOT NULL THEN line END AS raw_line, "
-        f"CASE WHEN json AND malformed_reason IS NULL AND contains(line, '\\u') THEN line END "
+        f"CASE WHEN json AND malformed_reason IS NULL AND contains(line, '\\u') "
+        f"AND regexp_matches(line, '{json_written.WRITTEN_PREFILTER}') THEN line END "
         f"AS {ESCAPED_LINE} FROM ({extracted})"
     )
 
