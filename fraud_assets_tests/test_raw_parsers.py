@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.defs.cleaned.transform import REASONS, clean_authorizations
-from fraud_assets.defs.raw import parsers
+from fraud_assets.defs.raw import json_written, parsers
 from fraud_assets.lib.pan import Tokenizer, contains_pan, unescape_digits
 from fraud_assets_tests import raw_cleaned_support as s
 from fraud_assets_tests.conftest import TEST_PAN_KEY
@@ -80,6 +80,22 @@ def test_json_values_are_read_as_written_only_where_that_reading_holds_a_card():
         "453914******0014",
         "78282*****0016",
     ]
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(obj=st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=6), ascii_only=st.booleans())
+def test_both_ways_of_finding_a_json_lines_members_agree_with_the_json_decoder(obj, ascii_only):
+    line = json.dumps(obj, ensure_ascii=ascii_only)
+    found = json_written.members(line)
+    assert found == json_written._members_scanned(line)
+    assert {k: json.loads(v) for k, v in found} == obj
 
 
 def test_a_json_line_that_is_not_an_object_is_malformed():

@@ -31,6 +31,7 @@ WRITTEN_TABLE = "_written_values"
 # (DEL or any non-ASCII character may be one; `\t`, `\b` and `\/` decode to one). Elsewhere both readings
 # hold the same digit groups.
 WRITTEN_PREFILTER = r"\\u[0-9a-fA-F]{3}[0-9](?:[ ./+|-]|[^\x00-\x7e]|\\[tb/])*[0-9]"
+_MAY_HIDE_CARD = re.compile(WRITTEN_PREFILTER)
 # A piece of a JSON string's text: a surrogate pair, one `\u` escape, another escape, one character.
 _PIECE = re.compile(
     r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\.|[^\\]", re.S
@@ -41,6 +42,39 @@ _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^{}\[\]:,"]+', re.S)
 
 def members(line: str) -> list[tuple[str, str]]:
     """(key, value as written) of each member of the valid JSON object `line`, in order."""
+    try:
+        return _members_decoded(line)
+    except (ValueError, IndexError):  # what the engine accepts beyond JSON (a trailing comma, `inf`)
+        return _members_scanned(line)
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def _members_decoded(line: str) -> list[tuple[str, str]]:
+    """`members` by Python's JSON decoder (in C), value by value."""
+    out, at = [], _SPACE.match(line, line.index("{") + 1).end()
+    while line[at] != "}":
+        if line[at] != '"':
+            raise ValueError(at)
+        key, at = json.decoder.scanstring(line, at + 1)
+        at = _SPACE.match(line, at).end()
+        if line[at] != ":":
+            raise ValueError(at)
+        start = _SPACE.match(line, at + 1).end()
+        at = _DECODER.raw_decode(line, start)[1]
+        out.append((key, line[start:at]))
+        at = _SPACE.match(line, at).end()
+        if line[at] == ",":
+            at = _SPACE.match(line, at + 1).end()
+        elif line[at] != "}":
+            raise ValueError(at)
+    return out
+
+
+def _members_scanned(line: str) -> list[tuple[str, str]]:
+    """`members` by its tokens, for any text the engine reads as a JSON object."""
     out, depth, key, start = [], 0, None, None
     for m in _TOKEN.finditer(line):
         tok = m.group(0)
@@ -80,7 +114,7 @@ def _star_digits(value: str) -> str:
 def written_value(raw: str, decoded: str | None, pan: bool) -> str | None:
     """What the door reads for one value whose JSON text as written is `raw` and decoded `decoded`; None
     when the reading as written holds no card (keep the decoded value)."""
-    if decoded is None or "\\u" not in raw:
+    if decoded is None or not _MAY_HIDE_CARD.search(raw):
         return None
     if not raw.startswith('"'):  # an object or array: its text as written, whole
         return _star_digits(decoded) if star_written_pans(raw) != raw else None
