@@ -70,6 +70,7 @@ def test_json_values_are_read_as_written_only_where_that_reading_holds_a_card():
         line(4, "caf\\u00e9 \\u00e8"),  # escapes and no card
         line(5, "".join(f"\\u00{ord(c):x}" for c in s.PANS[1])),  # a card the decoded reading finds
         line(6, f"\\u00{amex}")[:-1] + ",}",  # a trailing comma, which the engine accepts
+        json.dumps(s.b_row(7, orig_ref="@")).replace('"@"', f'{{"a": ["\\u00{amex[:6]}\\t{amex[6:]}"]}}'),
     ]
     df = parsers.tokenise(parsers.parse_authorizations(lines, "acq_b"), Tokenizer(TEST_PAN_KEY))
     assert df["three_ds"].tolist() == [
@@ -79,7 +80,11 @@ def test_json_values_are_read_as_written_only_where_that_reading_holds_a_card():
         "caf\u00e9 \u00e8",
         "453914******0014",
         "78282*****0016",
+        "Y",
     ]
+    nested = df["original_transaction_id"].iloc[-1]  # an object: the engine's text of it, digits starred
+    assert nested.startswith('{"a":')
+    assert not any(c.isdigit() for c in nested)
 
 
 _JSON_VALUES = st.recursive(

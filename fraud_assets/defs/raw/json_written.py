@@ -92,12 +92,12 @@ def _members_scanned(line: str) -> list[tuple[str, str]]:
     return out
 
 
-def _read_as_written(token: str) -> tuple[str, list[tuple[int, int, str]]]:
-    """A JSON string token's text with its escapes decoded but `\\uXXXX`, and for each character of its
-    decoded text the span of that reading it came from."""
+def _read_as_written(text: str) -> tuple[str, list[tuple[int, int, str]]]:
+    """JSON text (a string's, between its quotes, or a whole object's) with its escapes decoded but
+    `\\uXXXX`, and for each character of its decoded text the span of that reading it came from."""
     written, spans = [], []
     at = 0
-    for m in _PIECE.finditer(token, 1, len(token) - 1):
+    for m in _PIECE.finditer(text):
         piece = m.group(0)
         ch = json.loads(f'"{piece}"') if piece.startswith("\\") else piece
         shown = piece if piece.startswith("\\u") else ch
@@ -116,15 +116,16 @@ def written_value(raw: str, decoded: str | None, pan: bool) -> str | None:
     when the reading as written holds no card (keep the decoded value)."""
     if decoded is None or not _MAY_HIDE_CARD.search(raw):
         return None
-    if not raw.startswith('"'):  # an object or array: its text as written, whole
-        return _star_digits(decoded) if star_written_pans(raw) != raw else None
+    string = raw.startswith('"')
     try:
-        written, spans = _read_as_written(raw)
+        written, spans = _read_as_written(raw[1:-1] if string else raw)
     except ValueError:  # an escape Python's JSON decoder refuses (the engine accepted it): read no digit
         return _star_digits(decoded)
     starred = star_written_pans(written)
     if starred == written:
         return None
+    if not string:  # an object or array, read whole: the engine's text of it is not ours to map back
+        return _star_digits(decoded)
     if "".join(ch for _, _, ch in spans) != decoded:  # not the value DuckDB read (a duplicate key)
         return _star_digits(decoded)
     if pan:
@@ -146,8 +147,8 @@ def written_values(line: str, values: Mapping[str, str | None], keys: Mapping[st
 
 
 def stage_written(cur: duckdb.DuckDBPyConnection, rows: str, keys: Mapping[str, str], line: str) -> None:
-    """Replace, in staged `rows`, the values of the lines in column `line` (valid JSON holding `\\u`) that
-    their reading as written changes (`written_values`)."""
+    """Replace, in staged `rows`, the values of the lines in column `line` (valid JSON lines the pre-filter
+    passed) that their reading as written changes (`written_values`)."""
     columns: Sequence[str] = list(keys.values())
     cols = ", ".join(map(ident, [line, *columns]))
     found = cur.execute(f"SELECT DISTINCT {cols} FROM {rows} WHERE {ident(line)} IS NOT NULL").fetchall()
