@@ -4,6 +4,8 @@ instance's runs, event logs and cursors."""
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import pandas as pd
 
@@ -140,3 +142,27 @@ def test_a_card_whose_first_digits_complete_an_escape_leaves_no_trace(tmp_path, 
     text = _warehouse_and_exports_text(data_dir)
     assert "%378282*****0016" in text  # masked where it stood
     assert [card for card in forms if card[2:] in text] == []
+
+
+def test_a_card_written_across_a_json_escape_in_a_valid_line_leaves_no_trace(tmp_path, data_dir):
+    """In a valid acq_b line, `"\\u0037" + "8282..."` decodes to the card one digit short (14 digits, no
+    card) before the door could mask it; as written, the line holds the card. Neither the card nor its
+    remainder reaches raw, cleaned or the exports, in a free-text field or in the PAN field."""
+    home = tmp_path / "home"
+    home.mkdir()
+    s.write_reference(data_dir)
+    amex = s.make_pan("378282", 1, 15)
+    written = '"\\u00' + amex + '"'  # the JSON text as written: a valid JSON string
+    in_tds = json.dumps(s.b_row(110, tds="@")).replace('"@"', written)
+    in_pan = json.dumps(s.b_row(111)).replace(f'"{s.PANS[2]}"', written)
+    s.write_acq_a(data_dir, [s.a_row(1), s.a_row(2, pan=written[1:-1])])  # the same text in a CSV field
+    s.write_acq_b(data_dir, [s.b_row(100), in_tds, in_pan])
+    assert run_and_scan(data_dir, home, pans={amex}) == []
+    text = _warehouse_and_exports_text(data_dir)
+    assert amex[2:] not in text  # neither the card nor the 14 digits its decoded value holds
+    with build_resources(data_dir, TEST_PAN_KEY)["duckdb"].get_connection() as conn:
+        masked = conn.execute(
+            "SELECT feed, transaction_id, pan_masked FROM raw.authorizations WHERE NOT pan_valid ORDER BY 1"
+        ).fetchall()
+    # The card number as written, an invalid PAN whatever its form: its BIN and last 4, JSON as CSV.
+    assert masked == [("acq_a", "2", "378282*****0016"), ("acq_b", "111", "378282*****0016")]

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraud_assets.defs.cleaned.transform import REASONS, clean_authorizations
-from fraud_assets.defs.raw import parsers
+from fraud_assets.defs.raw import json_written, parsers
 from fraud_assets.lib.pan import Tokenizer, contains_pan, unescape_digits
 from fraud_assets_tests import raw_cleaned_support as s
 from fraud_assets_tests.conftest import TEST_PAN_KEY
@@ -52,6 +52,55 @@ def test_acq_b_keys_are_renamed_by_the_declared_mapping_and_values_kept_as_text(
         "01/04/2018 21:00:00",
         "0100",
     )
+
+
+def test_json_values_are_read_as_written_only_where_that_reading_holds_a_card():
+    """The as-written reading of a JSON value (escapes decoded but `\\u`) stars the decoded digits of a
+    card it finds, escaped separators (`\\t`, `\\/`) joining digits as they do decoded; values in which it
+    finds none, and cards the decoded reading finds, are read as before."""
+    amex = s.make_pan("378282", 1, 15)
+
+    def line(tid: int, tds: str) -> str:
+        return json.dumps(s.b_row(tid, tds="@")).replace('"@"', f'"{tds}"')
+
+    lines = [
+        line(1, f"\\u00{amex[:6]}\\t{amex[6:]}"),  # a tab escape inside the card
+        line(2, f"\\u00{amex[:4]}\\/{amex[4:]}"),  # an escaped slash
+        line(3, "Y")[:-1] + f', "tds": "\\u00{amex}"}}',  # a duplicate key: the engine reads the first
+        line(4, "caf\\u00e9 \\u00e8"),  # escapes and no card
+        line(5, "".join(f"\\u00{ord(c):x}" for c in s.PANS[1])),  # a card the decoded reading finds
+        line(6, f"\\u00{amex}")[:-1] + ",}",  # a trailing comma, which the engine accepts
+        json.dumps(s.b_row(7, orig_ref="@")).replace('"@"', f'{{"a": ["\\u00{amex[:6]}\\t{amex[6:]}"]}}'),
+    ]
+    df = parsers.tokenise(parsers.parse_authorizations(lines, "acq_b"), Tokenizer(TEST_PAN_KEY))
+    assert df["three_ds"].tolist() == [
+        "78282\t*****0016",
+        "782/82*****0016",
+        "Y",
+        "caf\u00e9 \u00e8",
+        "453914******0014",
+        "78282*****0016",
+        "Y",
+    ]
+    nested = df["original_transaction_id"].iloc[-1]  # an object: the engine's text of it, digits starred
+    assert nested.startswith('{"a":')
+    assert not any(c.isdigit() for c in nested)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(obj=st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=6), ascii_only=st.booleans())
+def test_both_ways_of_finding_a_json_lines_members_agree_with_the_json_decoder(obj, ascii_only):
+    line = json.dumps(obj, ensure_ascii=ascii_only)
+    found = json_written.members(line)
+    assert found == json_written._members_scanned(line)
+    assert {k: json.loads(v) for k, v in found} == obj
 
 
 def test_a_json_line_that_is_not_an_object_is_malformed():

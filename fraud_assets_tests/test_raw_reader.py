@@ -171,6 +171,35 @@ def test_a_card_number_in_another_field_is_masked_and_cvv_is_dropped(data_dir):
     assert not contains_pan(raw.astype(str).to_csv())
 
 
+def test_a_card_written_across_a_json_escape_is_masked_though_its_decoded_value_holds_none(data_dir):
+    """`\\u0037` is the digit 7: decoded, `\\u0037` + `8282...` is the card one digit short (14 digits, no
+    card), which used to be stored in clear; read as written, the line holds the card."""
+    amex = s.make_pan("378282", 1, 15)
+    written = "\\u00" + amex  # the JSON text as the producer wrote it
+    assert json.loads(f'"{written}"') == amex[1:]
+    assert not contains_pan(amex[1:])
+
+    def line(tid: int, **fields: str) -> str:
+        obj = s.b_row(tid, **dict.fromkeys(fields, "@"))
+        return json.dumps(obj).replace('"@"', '"' + written + '"', len(fields))
+
+    nested = json.dumps(s.b_row(13, orig_ref={"a": ["@"]})).replace('"@"', f'"{written}"')
+    accented = json.dumps(s.b_row(14, tds="caf\u00e9 " + s.PANS[1]))  # an ordinary escape beside a card
+    s.write_acq_b(
+        data_dir, [line(10, tds=1), line(11, card_number=1), line(12, tds=1, ccy=1), nested, accented]
+    )
+    raw = ingest(data_dir).set_index("transaction_id")
+    stored = raw.astype(str).to_csv()
+    assert amex[2:] not in stored  # neither the card nor the 14 digits decoding leaves of it
+    assert raw.loc["10", "three_ds"] == "78282*****0016"  # the card's digits starred, BIN and last 4 shown
+    assert raw.loc["12", ["three_ds", "currency"]].tolist() == ["78282*****0016"] * 2
+    assert raw.loc["13", "original_transaction_id"] == '{"a":["**************"]}'
+    assert raw.loc["14", "three_ds"] == "caf\u00e9 453914******0014"
+    # The PAN field is the invalid card number as written: its BIN and last 4, as a CSV field reads it.
+    assert raw.loc["11", ["pan_valid", "pan_masked"]].tolist() == [False, "378282*****0016"]
+    assert raw.loc[["10", "12", "13", "14"], "pan_valid"].all()
+
+
 def test_a_file_changed_since_it_was_registered_fails_the_asset_without_writing(data_dir):
     path = s.write_acq_a(data_dir, [s.a_row(1)])
     conn = duckdb.connect(str(data_dir / "w.duckdb"))

@@ -403,6 +403,19 @@ def star_pan_digits(text: str) -> str:
             chars[i] = "*"
 
 
+def star_written_pans(text: str) -> str:
+    """`text` with the digits of every card number of its reading as written (escapes as the text they
+    are, never decoded) starred in place, but for a lone card's BIN and last 4; repeats like
+    `star_pan_digits`. `text` itself when that reading holds no card."""
+    if _patterns(text.isascii())[1].search(text) is None:
+        return text
+    chars = list(text)
+    while stars := _stars("".join(chars)):
+        for i in stars:
+            chars[i] = "*"
+    return "".join(chars)
+
+
 def _holds_pan(text: str) -> bool:
     group, candidate = _patterns(text.isascii())
     if candidate.search(text) is None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from fraud_assets.defs.raw import json_written
 from fraud_assets.defs.raw import reasons as r
 from fraud_assets.defs.raw.parsers import JSON_KEYS, MAX_LINE_CHARS, TEXT_COLUMNS
 from fraud_assets.defs.raw.text_scan import CSV_FIELD, csv_fields
@@ -26,6 +27,7 @@ from fraud_assets.defs.raw.tokens import frame_to_temp, ident
 ROWS_TABLE = "_raw_rows"
 FILES_TABLE = "_landed_files"
 LAYOUT_TABLE = "_file_layout"
+ESCAPED_LINE = "escaped_line"  # a valid JSON line a `\\u` escape may hide a card in, for json_written.py
 NOT_BLANK = r"regexp_matches(line, '[^ \t\r\v\f]')"
 NO_LINES = "SELECT NULL::INTEGER AS file_index, NULL::BIGINT AS ord, NULL::VARCHAR AS line LIMIT 0"
 
@@ -98,7 +100,8 @@ def _json_paths(columns: Sequence[str]) -> tuple[str, list[int | None]]:
 def rows_sql(lines: str, columns: Sequence[str]) -> str:
     """`_raw_rows` from numbered non-blank `lines` (file_index, n, line) joined to `_file_layout`:
     file_index, row_number, the `columns` (text, NULL where the file lacks them), malformed_reason,
-    raw_line (the clear text of malformed lines only)."""
+    raw_line (the clear text of malformed lines only), escaped_line (a valid JSON line in which a `\\u`
+    escape may hide a card: json_written.py)."""
     paths, json_pos = _json_paths(columns)
     # A byte-order mark opens the file (DuckDB drops that one) or, in concatenated gzip members written
     # by a BOM-writing encoder, a member's first line: it is never data.
@@ -133,8 +136,17 @@ def rows_sql(lines: str, columns: Sequence[str]) -> str:
         )
     return (
         f"SELECT file_index, row_number, {', '.join(values)}, malformed_reason, "
-        f"CASE WHEN malformed_reason IS NOT NULL THEN line END AS raw_line FROM ({extracted})"
+        f"CASE WHEN malformed_reason IS NOT NULL THEN line END AS raw_line, "
+        f"CASE WHEN json AND malformed_reason IS NULL AND contains(line, '\\u') "
+        f"AND regexp_matches(line, '{json_written.WRITTEN_PREFILTER}') THEN line END "
+        f"AS {ESCAPED_LINE} FROM ({extracted})"
     )
+
+
+def read_as_written(cur: duckdb.DuckDBPyConnection, columns: Sequence[str]) -> None:
+    """The staged values of JSON lines holding `\\u` read as written too (json_written.py)."""
+    keys = {key: c for feed_keys in JSON_KEYS.values() for key, c in feed_keys.items() if c in columns}
+    json_written.stage_written(cur, ROWS_TABLE, keys, ESCAPED_LINE)
 
 
 def _numbered(lines: str) -> str:
@@ -172,6 +184,7 @@ def stage_rows(
     reads = [_lines_sql(src, max_line_bytes) for src in sources if src.paths]
     lines = " UNION ALL ".join(reads) if reads else NO_LINES
     cur.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} AS {rows_sql(_numbered(lines), columns)}")
+    read_as_written(cur, columns)
 
 
 def split_in_memory(conn: duckdb.DuckDBPyConnection, lines: Sequence[str], feed: str) -> pd.DataFrame:
@@ -188,6 +201,7 @@ def split_in_memory(conn: duckdb.DuckDBPyConnection, lines: Sequence[str], feed:
         lines_sql = "SELECT CAST(file_index AS INTEGER) AS file_index, ord, CAST(line AS VARCHAR) AS line"
         numbered = _numbered(lines_sql + " FROM _lines_in")
         conn.execute(f"CREATE OR REPLACE TEMP TABLE {ROWS_TABLE} AS {rows_sql(numbered, columns)}")
+        read_as_written(conn, columns)
     finally:
         conn.unregister("_lines_in")
     return conn.execute(

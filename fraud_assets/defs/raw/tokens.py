@@ -24,8 +24,10 @@ from fraud_assets.lib.pan import (
     HTML_ESCAPE,
     PERCENT_ESCAPE,
     Tokenizer,
+    contains_pan,
     mask_pans,
     star_pan_digits,
+    star_written_pans,
     unescape_digits,
 )
 
@@ -65,8 +67,12 @@ def masked_invalid_pan(value: str) -> str | None:
     """A PAN that is not a valid one, as investigators see it: BIN and last 4 at most, never the middle
     digits, digits of any script shown as ASCII; a PAN the producer masked keeps the BIN and last 4 it
     shows (cleaned/labels matches a chargeback's card by them). None when nothing was sent. Escaped
-    digits read as the digits they stand for, as `normalise_pan` reads them."""
-    text = unescape_digits(value).strip()
+    digits read as the digits they stand for, as `normalise_pan` reads them; a card only the text as
+    written holds (its first digits an escape's hex digits) shows that card's BIN and last 4."""
+    decoded = unescape_digits(value)
+    if decoded != value and not contains_pan(decoded) and (written := _written_card(value)):
+        return written
+    text = decoded.strip()
     if not text:
         return None
     ascii_digits = "".join(str(d) if (d := unicodedata.decimal(ch, None)) is not None else ch for ch in text)
@@ -76,6 +82,18 @@ def masked_invalid_pan(value: str) -> str | None:
     if len(digits) >= 13:
         return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
     return "*" * min(len(text), 32)
+
+
+def _written_card(value: str) -> str | None:
+    """BIN, stars and last 4 of the first card of `value` read as written (escapes as text), when that
+    reading holds one: `\\u00378282000000016` is the card `378282000000016` so written,
+    and decoded `78282000000016`, whose first 6 digits are not its BIN. Stars when its cards overlap."""
+    starred = star_written_pans(value)
+    if starred == value:
+        return None
+    digits = "".join(str(d) if (d := unicodedata.decimal(ch, None)) is not None else ch for ch in starred)
+    shown = re.search(r"(\d{6})(\*+)(\d{4})", re.sub(r"[^0-9*]", "", digits))
+    return f"{shown[1]}{shown[2]}{shown[3]}" if shown else "*" * min(len(value), 32)
 
 
 def token_frame(pans: Sequence[str], tokenizer: Tokenizer) -> pd.DataFrame:
