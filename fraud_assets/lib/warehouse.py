@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fraud_assets.lib.catalog_metadata import COLUMN_LINEAGE_KEY, COLUMN_SCHEMA_KEY, table_schema
-from fraud_assets.lib.markdown import markdown_table
+from fraud_assets.lib.markdown import markdown_rows
 from fraud_assets.lib.pan import mask_value
 from fraud_assets.lib.provenance import is_producer_column
 
@@ -372,10 +372,14 @@ def masked_preview(df: pd.DataFrame, rows: int = PREVIEW_ROWS, table: str | None
     for `table`, or none when it is not given) are shown as they are. Every cell is escaped
     (`lib/markdown.py`): a value shows as text, never as a link, an image or markup."""
     head = df.head(rows).astype(object)
-    for col in head.columns:
-        if is_producer_column(table, str(col)):
-            head[col] = [mask_value(v) for v in head[col]]
-    return dg.MetadataValue.md(markdown_table(head) if len(head) else "_no rows_")
+    if not len(head):
+        return dg.MetadataValue.md("_no rows_")
+    producer = [is_producer_column(table, str(col)) for col in head.columns]
+    shown = (
+        [mask_value(v) if masked else v for v, masked in zip(row, producer, strict=True)]
+        for row in head.itertuples(index=False, name=None)
+    )
+    return dg.MetadataValue.md(markdown_rows(head.columns, shown))
 
 
 def table_preview(
