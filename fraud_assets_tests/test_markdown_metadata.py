@@ -97,3 +97,24 @@ def test_a_preview_shows_a_date_column_as_dates_and_a_timestamp_as_timestamps(tm
     assert "| 2026-10-21 " in row
     assert "2026-10-21 00:00:00" in row  # the timestamp keeps its time
     assert row.count("00:00:00") == 1
+
+
+def test_a_table_built_from_rows_is_the_one_pandas_to_markdown_writes():
+    import datetime as dt
+
+    import pandas as pd
+
+    from fraud_assets.lib.markdown import markdown_table
+
+    df = pd.DataFrame(
+        {
+            "n": [1, 22, 333],
+            "x": [1.5, float("nan"), -0.0],
+            "when": pd.to_datetime(["2018-04-01", "2018-04-02", None]),
+            "day": [dt.date(2018, 4, 1), None, dt.date(2018, 4, 3)],
+            "text": ["a|b", "![i](u)", "\n"],
+        }
+    )
+    for frame in (df, df.astype(object)):
+        shown = frame.astype(str).map(escape_cell)
+        assert markdown_table(frame) == shown.to_markdown(index=False)
