@@ -21,7 +21,6 @@ from fraud_assets.lib.warehouse import table_preview
 
 DAY_ROW_COUNT = "dagster/partition_row_count"
 TABLE_NAME, PREVIEW = "dagster/table_name", "preview"
-_DAY_FILTER = "business_date = CAST(? AS DATE)"
 
 
 def day_aggregates(
@@ -64,7 +63,7 @@ def spread_over_days(
             if v is not None and not (isinstance(v, float) and math.isnan(v))
         }
         if conn is not None and table:
-            own[PREVIEW] = table_preview(conn, str(table), _DAY_FILTER, [day], preview_columns)
+            own[PREVIEW] = table_preview(conn, str(table), dates_filter([day]), columns=preview_columns)
         if own:
             context.add_asset_metadata(own, asset_key=asset_key, partition_key=day)
     dropped = set(keys) | {DAY_ROW_COUNT, PREVIEW}
