@@ -21,10 +21,12 @@ LANDED_DAY = dg.AssetSelection.groups("raw", "cleaned", "features", "scoring")
 # Until a champion exists a landed day stops at its features; automation scores the days once one is.
 UNSCORED_DAY = LANDED_DAY - dg.AssetSelection.groups("scoring")
 
+# `tags`, not `run_tags`: sensors and schedules tag their runs with either, but the UI's launchpad
+# pre-fills only the job's `tags`, so a day launched by hand would otherwise run at the default priority.
 landed_day_job = dg.define_asset_job(
     "landed_day",
     selection=LANDED_DAY,
-    run_tags={PRIORITY_TAG: LANDING_PRIORITY},
+    tags={PRIORITY_TAG: LANDING_PRIORITY},
     description=(
         "A landed day (or a range of consecutive days, in one pass): the file register, the inputs the day "
         "reads (reference snapshots, FX rates, chargebacks -> labels), its authorisations -> cleaned "
@@ -37,7 +39,7 @@ landed_day_job = dg.define_asset_job(
 landed_inputs_job = dg.define_asset_job(
     "landed_inputs",
     selection=INPUTS,
-    run_tags={PRIORITY_TAG: LANDING_PRIORITY},
+    tags={PRIORITY_TAG: LANDING_PRIORITY},
     description=(
         "Inputs that landed without authorisations: reference snapshots, FX rates and chargebacks through "
         "the file register to cleaned/terminals, cards, fx_rates and labels."
