@@ -75,7 +75,7 @@ class PanTokenizer(dg.ConfigurableResource):
     production, the local key `scripts/with-env` keeps outside the data directory otherwise. Assets that
     write tokens call `fraud_assets.lib.token_keys.ensure_token_key` first: a second key is refused."""
 
-    key: str
+    key: str = Field(description="The HMAC key, as `env: FRAUD_PAN_KEY`: never the key in clear.")
 
     def tokenizer(self) -> Tokenizer:
         return Tokenizer(self.key)
@@ -84,7 +84,7 @@ class PanTokenizer(dg.ConfigurableResource):
 class LandingZone(dg.ConfigurableResource):
     """The landing zone: an outside contract (docs/landing-zone.md). Read-only for the platform."""
 
-    root: str
+    root: str = Field(description="Directory the feeds deliver into: `$FRAUD_DATA_DIR/landing`.")
 
     @property
     def path(self) -> Path:
@@ -96,8 +96,14 @@ class ModelStore(dg.ConfigurableResource):
     (`FRAUD_REGISTRY_KEY`; never stored in the warehouse or the data directory), and the ledger's head as
     the Dagster instance last recorded it (`anchor`)."""
 
-    root: str
-    signing_key: str
+    root: str = Field(
+        description="Model artifacts, cards, training-set snapshots and decision evidence: "
+        "`$FRAUD_DATA_DIR/models`."
+    )
+    signing_key: str = Field(
+        description="Key that signs the registry records, as `env: FRAUD_REGISTRY_KEY`: never the key in "
+        "clear."
+    )
     _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
 
     @property
@@ -136,11 +142,19 @@ class FeatureEngine(dg.ConfigurableResource):
     and `FRAUD_SPARK_CONF` (any other Spark settings, `key=value` separated by spaces: executor memory and
     cores on a cluster, the driver's address the executors connect back to)."""
 
-    engine: str = "duckdb"
-    spark_master: str = "local[2]"
-    spark_driver_memory: str = "2g"
-    spark_shuffle_partitions: int = 16
-    spark_conf: dict[str, str] = {}
+    engine: str = Field(default="duckdb", description="`duckdb` or `spark` (`FRAUD_FEATURE_ENGINE`).")
+    spark_master: str = Field(
+        default="local[2]", description="Spark master URL, spark engine only (`FRAUD_SPARK_MASTER`)."
+    )
+    spark_driver_memory: str = Field(
+        default="2g", description="Spark driver memory, spark engine only (`FRAUD_SPARK_DRIVER_MEMORY`)."
+    )
+    spark_shuffle_partitions: int = Field(
+        default=16, description="spark.sql.shuffle.partitions of the feature application, spark engine only."
+    )
+    spark_conf: dict[str, str] = Field(
+        default={}, description="Any other Spark settings, spark engine only (`FRAUD_SPARK_CONF`)."
+    )
 
     @property
     def uses_spark(self) -> bool:

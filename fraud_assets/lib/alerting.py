@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from fraud_assets.lib import settings
 from fraud_assets.lib.pan import mask_number, mask_pans
@@ -119,9 +120,13 @@ class AlertSink(dg.ConfigurableResource):
     the outbox and the warehouse; `webhook_url` (from `dg.EnvVar("FRAUD_ALERT_WEBHOOK_URL")` when set) adds
     a Slack/Teams-style webhook."""
 
-    data_dir: str | None = None
-    webhook_url: str | None = None
-    webhook_timeout_seconds: float = 5.0
+    data_dir: str | None = Field(
+        default=None, description="Holds the outbox and the warehouse; empty: `$FRAUD_DATA_DIR` when sending."
+    )
+    webhook_url: str | None = Field(
+        default=None, description="Slack/Teams-style webhook (`FRAUD_ALERT_WEBHOOK_URL`); empty: none."
+    )
+    webhook_timeout_seconds: float = Field(default=5.0, description="How long one webhook post may take.")
 
     @property
     def root(self) -> Path:

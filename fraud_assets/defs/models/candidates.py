@@ -34,6 +34,8 @@ from fraud_assets.lib.model_io import save_model
 from fraud_assets.lib.model_selection import (
     FAMILY_DEFAULTS,
     FAMILY_KINDS,
+    SEARCH_SPACE,
+    WIDE_SEARCH_SPACE,
     best_point,
     build_estimator,
     compute_threads,
@@ -58,47 +60,93 @@ REGISTRY_LOCK_WAIT_SECONDS = 600
 
 TRAIN_DAYS_HELP = "Train on the last n days of each fold's training window (0: all of it)."
 CLASS_WEIGHT_HELP = "'' (none) or 'balanced' (frauds weighted up to the genuine rows' total)."
-SEARCH_HELP = (
-    "Select prequentially among lib/model_selection.SEARCH_SPACE over these parameters (false: train these "
-    "parameters only)."
-)
-WIDE_HELP = "Also try WIDE_SEARCH_SPACE (the weekly retrain sets it; a backfill keeps to its time budget)."
+
+
+def _configuration(point: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value!r}" for name, value in point.items())
+
+
+def search_help(family: str) -> str:
+    """The `search` setting's description: the configurations the search tries, so the launchpad says
+    what is trained by default, not only the parameters' defaults."""
+    tried = "; ".join(_configuration(p) for p in SEARCH_SPACE[family])
+    wide = "; ".join(_configuration(p) for p in WIDE_SEARCH_SPACE[family])
+    return (
+        f"Train each of these configurations, each over the parameters below, and keep the best prequential "
+        f"AP: {tried}" + (f" (wide_search adds {wide})" if wide else "") + ". false: train the parameters "
+        "below as given."
+    )
+
+
+def wide_help(family: str) -> str:
+    if not WIDE_SEARCH_SPACE[family]:
+        return "Adds no configuration to this family's search (the weekly retrain sets it for every family)."
+    return (
+        "Also train the configurations `search` says wide_search adds (the weekly retrain sets it; a "
+        "backfill keeps to its time budget)."
+    )
+
+
+def searched(family: str, name: str, text: str) -> str:
+    """`text`, saying so when the search sets this parameter: its value is then not what is trained."""
+    if any(name in p for p in (*SEARCH_SPACE[family], *WIDE_SEARCH_SPACE[family])):
+        return (
+            f"{text} While search is true (the default), the search configurations that set it override it."
+        )
+    return text
 
 
 class LogisticRegressionConfig(dg.Config):
     C: float = Field(default=1.0, description="Inverse L2 regularisation strength.")
     max_iter: int = Field(default=1000, description="Solver iterations.")
     feature_set: str = Field(default="baseline", description="'baseline' (15 handbook features) or 'all'.")
-    train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
-    class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
-    search: bool = Field(default=True, description=SEARCH_HELP)
-    wide_search: bool = Field(default=False, description=WIDE_HELP)
+    train_days: int = Field(
+        default=0, description=searched("logistic_regression", "train_days", TRAIN_DAYS_HELP)
+    )
+    class_weight: str = Field(
+        default="", description=searched("logistic_regression", "class_weight", CLASS_WEIGHT_HELP)
+    )
+    search: bool = Field(default=True, description=search_help("logistic_regression"))
+    wide_search: bool = Field(default=False, description=wide_help("logistic_regression"))
 
 
 class HistGradientBoostingConfig(dg.Config):
-    learning_rate: float = 0.05
+    learning_rate: float = Field(default=0.05, description="Shrinkage of each tree's contribution.")
     max_iter: int = Field(default=300, description="Boosting rounds (no early stopping: folds are small).")
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 100
-    l2_regularization: float = 1.0
+    max_leaf_nodes: int = Field(default=31, description="Most leaves per tree.")
+    min_samples_leaf: int = Field(default=100, description="Fewest training rows in a leaf.")
+    l2_regularization: float = Field(default=1.0, description="L2 penalty on the leaves' values.")
     feature_set: str = Field(default="all", description="'baseline' or 'all' numeric features.")
-    train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
-    class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
-    search: bool = Field(default=True, description=SEARCH_HELP)
-    wide_search: bool = Field(default=False, description=WIDE_HELP)
+    train_days: int = Field(
+        default=0, description=searched("hist_gradient_boosting", "train_days", TRAIN_DAYS_HELP)
+    )
+    class_weight: str = Field(
+        default="", description=searched("hist_gradient_boosting", "class_weight", CLASS_WEIGHT_HELP)
+    )
+    search: bool = Field(default=True, description=search_help("hist_gradient_boosting"))
+    wide_search: bool = Field(default=False, description=wide_help("hist_gradient_boosting"))
 
 
 class RandomForestConfig(dg.Config):
-    n_estimators: int = 100
-    max_depth: int = 16
-    min_samples_leaf: int = 3
+    n_estimators: int = Field(
+        default=100, description=searched("random_forest", "n_estimators", "Trees in the forest.")
+    )
+    max_depth: int = Field(default=16, description="Deepest a tree grows.")
+    min_samples_leaf: int = Field(default=3, description="Fewest training rows in a leaf.")
     max_features: float = Field(default=0.3, description="Fraction of features tried at each split.")
-    max_samples: float = Field(default=0.0, description="Bootstrap sample per tree, share of rows (0: all).")
+    max_samples: float = Field(
+        default=0.0,
+        description=searched(
+            "random_forest", "max_samples", "Bootstrap sample per tree, share of rows (0: all)."
+        ),
+    )
     feature_set: str = Field(default="all", description="'baseline' or 'all' numeric features.")
-    train_days: int = Field(default=0, description=TRAIN_DAYS_HELP)
-    class_weight: str = Field(default="", description=CLASS_WEIGHT_HELP)
-    search: bool = Field(default=True, description=SEARCH_HELP)
-    wide_search: bool = Field(default=False, description=WIDE_HELP)
+    train_days: int = Field(default=0, description=searched("random_forest", "train_days", TRAIN_DAYS_HELP))
+    class_weight: str = Field(
+        default="", description=searched("random_forest", "class_weight", CLASS_WEIGHT_HELP)
+    )
+    search: bool = Field(default=True, description=search_help("random_forest"))
+    wide_search: bool = Field(default=False, description=wide_help("random_forest"))
 
 
 SEARCH_FIELDS = ("search", "wide_search")  # how to select, not parameters of the model
