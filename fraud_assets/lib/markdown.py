@@ -46,3 +46,17 @@ def markdown_rows(columns: Iterable[object], rows: Iterable[Sequence[object]]) -
     headers = [escape_cell(str(c)) for c in columns]
     cells = [[escape_cell(str(v)) for v in row] for row in rows]
     return tabulate(cells, headers=headers, tablefmt="pipe")
+
+
+def figures_table(df: pd.DataFrame) -> str:
+    """Model figures as a markdown table: columns of whole numbers (folds, counts, days, 0/1 flags) as
+    integers, every other number to 4 decimals, so a fold reads `1`, not `1.0000`."""
+    formats = [".0f" if _whole_numbers(df[c]) else ".4f" for c in df.columns]
+    return df.to_markdown(index=False, floatfmt=formats)
+
+
+def _whole_numbers(column: pd.Series) -> bool:
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    values = column.dropna()
+    return bool(len(values)) and bool((values % 1 == 0).all())

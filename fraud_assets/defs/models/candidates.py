@@ -29,6 +29,7 @@ from fraud_assets.defs.models.schemas import MODEL_VERSIONS_COLUMNS, MODEL_VERSI
 from fraud_assets.defs.models.snapshots import TrainingSet, current_digest, verified_snapshot
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.identity import run_launcher
+from fraud_assets.lib.markdown import figures_table
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics
 from fraud_assets.lib.model_io import save_model
 from fraud_assets.lib.model_selection import (
@@ -360,10 +361,8 @@ def make_candidate_asset(family: str) -> dg.AssetsDefinition:
                 "data_hash": mv.data_hash,
                 "n_features": len(features),
                 "fold_workers": fold_workers(len(fold_metrics)),
-                "fold_metrics": dg.MetadataValue.md(folds_df.to_markdown(index=False, floatfmt=".4f")),
-                "model_selection": dg.MetadataValue.md(
-                    pd.DataFrame(searched).to_markdown(index=False, floatfmt=".4f")
-                ),
+                "fold_metrics": dg.MetadataValue.md(figures_table(folds_df)),
+                "model_selection": dg.MetadataValue.md(figures_table(pd.DataFrame(searched))),
                 **{k: float(v) for k, v in metrics.items()},
             }
         )

@@ -29,6 +29,7 @@ from fraud_assets.defs.models.model_card import publish_cards_dir, write_card
 from fraud_assets.defs.models.schemas import EVALUATION_COLUMNS, EVALUATION_DESCRIPTIONS
 from fraud_assets.defs.models.snapshots import current_digest
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
+from fraud_assets.lib.markdown import figures_table
 from fraud_assets.lib.metrics import METRIC_NAMES, classification_metrics, expected_cost_curve
 from fraud_assets.lib.model_selection import compute_threads
 from fraud_assets.lib.registry import (
@@ -247,7 +248,7 @@ def evaluation(
         md.update(head_metadata(verify_chain(conn, signer)))
     md["challenger"] = best
     md["champion_same_window"] = same_window
-    md["comparison"] = dg.MetadataValue.md(summary_df.to_markdown(index=False, floatfmt=".4f"))
+    md["comparison"] = dg.MetadataValue.md(figures_table(summary_df))
     for row in summary:
         for k, v in row.items():
             if k not in ("family", "model_version") and v is not None and np.isfinite(v):
