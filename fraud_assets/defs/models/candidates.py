@@ -73,9 +73,9 @@ def search_help(family: str) -> str:
     tried = "; ".join(_configuration(p) for p in SEARCH_SPACE[family])
     wide = "; ".join(_configuration(p) for p in WIDE_SEARCH_SPACE[family])
     return (
-        f"Train each of these configurations, each over the parameters below, and keep the best prequential "
-        f"AP: {tried}" + (f" (wide_search adds {wide})" if wide else "") + ". false: train the parameters "
-        "below as given."
+        f"Train each of these configurations, each over the other settings, and keep the best prequential "
+        f"AP: {tried}" + (f" (wide_search adds {wide})" if wide else "") + ". false: train the other "
+        "settings as given."
     )
 
 
