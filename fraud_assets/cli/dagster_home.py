@@ -57,6 +57,23 @@ run_retries:
 """
 
 
+# Every pool the platform's assets and checks declare: each is limited by `default_limit` above.
+POOLS = ("duckdb",)
+
+
+def show_pools(home: Path) -> None:
+    """Record every pool with its limit in the instance under `home`, so the UI's Concurrency page lists it
+    from the start: Dagster records a pool only when a step first claims it, and shows "no pool limits"
+    until then. Dagster is imported here only: `scripts/with-env` runs this module before every command."""
+    import dagster as dg
+
+    from fraud_assets.lib.dagster_compat import show_pool_limit
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for pool in POOLS:
+            show_pool_limit(instance, pool)
+
+
 class InstanceConfigError(ValueError):
     """The environment asks for an instance that cannot be written (e.g. Postgres without a password)."""
 

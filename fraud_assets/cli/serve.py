@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from fraud_assets.cli.dagster_home import show_pools
+
 LOCK_BUSY_EXIT = 75
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
     dg_dev = [_dg(), "dev", "-h", args.host, "-p", str(args.port), "-w", args.workspace]
+    show_pools(home)
     return serve(home, dg_dev, args.grace)
 
 

@@ -80,6 +80,16 @@ def claimed_pool_slots(instance: dg.DagsterInstance) -> Counter[str]:
     return claimed
 
 
+def show_pool_limit(instance: dg.DagsterInstance, pool: str) -> None:
+    """Record `pool` with the instance's default pool limit (dagster.yaml `concurrency.pools.default_limit`),
+    as Dagster does itself only when a step first claims the pool: until then the UI's Concurrency page
+    says no pool limit is configured. A pool already recorded (by a step, or with a limit set by hand) is
+    left as it is."""
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits and pool not in storage.get_concurrency_keys():
+        storage.initialize_concurrency_limit_to_default(pool)
+
+
 def free_pool_slots(instance: dg.DagsterInstance, run_id: str) -> None:
     """Release every pool slot `run_id` holds and drop its steps still waiting for one; waiting steps of
     other runs are then assigned the freed slots."""
