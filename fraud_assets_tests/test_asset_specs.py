@@ -9,12 +9,14 @@ defines, so a new asset meets it the day it lands. The asset-graph snapshot
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from fraud_assets.cli import catalog
 from fraud_assets.definitions import defs
+from fraud_assets.defs.cleaned import assets as cleaned_assets
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.code_references import with_code_references
 
@@ -151,6 +153,18 @@ def test_standard_flags_each_column_without_a_description():
 def test_code_references_point_at_the_file_that_defines_the_asset_relative_to_the_repository():
     node = GRAPH.get(dg.AssetKey(["cleaned", "transactions"]))
     assert catalog.code_reference_paths(node) == ["fraud_assets/defs/cleaned/assets.py"]
+
+
+@pytest.mark.parametrize("name", ["cards", "terminals", "fx_rates", "labels"])
+def test_a_cleaned_reference_table_links_first_to_the_call_that_defines_it_with_its_sql(name):
+    # The four tables share one factory function; the UI's source link must also reach each one's SQL.
+    refs = GRAPH.get(dg.AssetKey(["cleaned", name])).metadata[catalog.CODE_REFERENCES_KEY].code_references
+    defining_file = Path(cleaned_assets.__file__).resolve()
+    source = defining_file.read_text().splitlines()
+    first = refs[0]
+    assert Path(first.file_path).resolve() == defining_file
+    assert source[first.line_number - 1].startswith(f"{name} = _reference_asset(")
+    assert len(refs) == 2  # and the factory's function, as Dagster records every asset's
 
 
 def test_code_references_link_to_the_configured_git_repository_and_branch():

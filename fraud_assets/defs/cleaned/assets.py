@@ -7,6 +7,7 @@ dates (a backfill is one run, cleaned in chunks of dates by the SQL of clean_tra
 chunk's three partition writes are one transaction (`replace_partitions`).
 """
 
+import inspect
 from collections.abc import Sequence
 
 import dagster as dg
@@ -159,14 +160,23 @@ def _reference_asset(
     `feature_values` = (key, columns) (versioned tables the features read), the metadata gives the span of
     transaction dates whose features read other values now (`_reference_changes`)."""
     table = f"cleaned.{name}"
+    # The UI's source link names this factory's function (Dagster adds it) and, first, the call that
+    # defines this table with its SQL: four tables share the function, each has its own call.
+    caller = inspect.currentframe().f_back
+    defined_here = dg.LocalFileCodeReference(
+        file_path=caller.f_code.co_filename, line_number=caller.f_lineno, label=f"cleaned/{name}: its SQL"
+    )
 
     @dg.asset(
         key=["cleaned", name],
-        metadata=column_schema_metadata(
-            schemas.REFERENCE_COLUMNS[name],
-            descriptions=schemas.COLUMN_DESCRIPTIONS,
-            contract=schemas.CONTRACTS[table],
-        ),
+        metadata={
+            **column_schema_metadata(
+                schemas.REFERENCE_COLUMNS[name],
+                descriptions=schemas.COLUMN_DESCRIPTIONS,
+                contract=schemas.CONTRACTS[table],
+            ),
+            "dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[defined_here]),
+        },
         group_name=GROUP,
         owners=OWNERS,
         kinds={"duckdb", "sql"},
