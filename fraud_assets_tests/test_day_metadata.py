@@ -37,8 +37,12 @@ def amounts(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.Mat
             "range_note": "shared",
             "dagster/table_name": "amounts",
             "preview": "range",
+            "compute_seconds": 1.5,  # the run's, not a day's
+            "amount_cap": 500,  # a setting: true of each day
         }
-        md = spread_table_over_days(context, conn, "amounts", md, {"mean_amount": "avg(amount)"})
+        md = spread_table_over_days(
+            context, conn, "amounts", md, {"mean_amount": "avg(amount)"}, every_day=["amount_cap"]
+        )
     return dg.MaterializeResult(metadata=md)
 
 
@@ -67,10 +71,31 @@ def test_each_day_of_a_range_run_previews_its_own_rows(tmp_path):
     assert previews[D2] == "_no rows_"
 
 
+def test_a_figure_of_the_run_is_on_the_ranges_last_day_only(tmp_path):
+    """A copy on every day would plot as a flat line at the run's figure; the last day's materialisation is
+    the run's latest, the one the asset's overview and the sensors read."""
+    db = str(tmp_path / "w.duckdb")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [amounts], resources={"duckdb": DuckDBResource(database=db)}, tags=RANGE, instance=instance
+    )
+    md = {day: figures for (_, day), figures in by_day(result).items()}
+    assert "compute_seconds" not in md[D]
+    assert "compute_seconds" not in md[D1]
+    assert md[D2]["compute_seconds"] == 1.5
+    [latest] = instance.fetch_materializations(amounts.key, limit=1).records
+    assert latest.partition_key == D2
+    assert latest.asset_materialization.metadata["compute_seconds"].value == 1.5
+    assert {m["amount_cap"] for m in md.values()} == {500}  # declared true of each day
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if "compute_seconds" in e.user_message]
+    assert logged == [f"amounts, run over {D} to {D2} (on {D2}'s materialisation): compute_seconds 1.5"]
+
+
 def test_a_one_day_run_keeps_its_metadata_as_computed(tmp_path):
     db = str(tmp_path / "w.duckdb")
     result = dg.materialize([amounts], resources={"duckdb": DuckDBResource(database=db)}, partition_key=D)
     assert by_day(result)["amounts", D]["mean_amount"] == 99.0
+    assert by_day(result)["amounts", D]["compute_seconds"] == 1.5
 
 
 def test_a_range_run_of_raw_and_cleaned_records_each_days_own_counts(data_dir):
@@ -95,3 +120,9 @@ def test_a_range_run_of_raw_and_cleaned_records_each_days_own_counts(data_dir):
     assert md["cleaned/quarantine", D1]["quarantined_negative_amount"] == 1
     assert "quarantined_negative_amount" not in md["cleaned/quarantine", D]
     assert md["cleaned/reconciliation", D][DAY_ROW_COUNT] == 1
+    # The run's figures (the table's rows, the range's, days written) only on the range's last day.
+    run_figures = {"dagster/row_count", "range_row_count", "partitions_written"}
+    for asset in ("raw/authorizations", "cleaned/transactions"):
+        assert not run_figures & set(md[asset, D]), asset
+        assert run_figures <= set(md[asset, D1]), asset
+    assert md["raw/authorizations", D1]["range_row_count"] == 6

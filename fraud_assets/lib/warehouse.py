@@ -420,7 +420,8 @@ def table_metadata(
     records one materialisation per partition, each a copy of this metadata: the copies leave out the
     column schema and lineage, which every partitioned asset declares on its definition (a 183-day
     backfill would otherwise write and read them 183 times), and the preview, and count the range's rows
-    as `range_row_count` (each day's own count, figures and preview: `lib/day_metadata.py`). Dagster+'s
+    as `range_row_count` (each day's own count, figures and preview, and the run's figures on its last day
+    only: `lib/day_metadata.py`). Dagster+'s
     column-lineage view reads the latest materialisation only: after a range run it shows lineage again
     from the next single-day run."""
     filt = f" WHERE {where}" if where else ""
