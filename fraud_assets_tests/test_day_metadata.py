@@ -6,14 +6,17 @@ range's figure).
 """
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from fraud_assets.lib.day_metadata import DAY_ROW_COUNT, spread_table_over_days
-from fraud_assets.lib.partitions import business_date_partitions
+from fraud_assets.lib.partitions import business_date_partitions, dates_filter
+from fraud_assets.lib.warehouse import day_previews, table_preview
 from fraud_assets_tests import raw_cleaned_support as s
 
 D, D1, D2 = "2018-04-01", "2018-04-02", "2018-04-03"
 RANGE = {"dagster/asset_partition_range_start": D, "dagster/asset_partition_range_end": D2}
+PAN = "4539148803436467"  # a test card number: masked in every preview
 
 
 def by_day(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dict[str, object]]:
@@ -126,3 +129,36 @@ def test_a_range_run_of_raw_and_cleaned_records_each_days_own_counts(data_dir):
         assert not run_figures & set(md[asset, D]), asset
         assert run_figures <= set(md[asset, D1]), asset
     assert md["raw/authorizations", D1]["range_row_count"] == 6
+
+
+def test_the_previews_of_a_range_read_at_once_are_each_days_own_preview_as_read_alone(tmp_path):
+    """One query previews every day of a range; each day's text is the one a query of that day alone shows:
+    its first rows in the table's order (days interleaved, rows deleted and added), its NULLs (a column with
+    a NULL on another day only keeps its type on this one), dates, times, masked card numbers."""
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        conn.execute(
+            "CREATE TABLE raw.t (id BIGINT, business_date DATE, n INTEGER, ok BOOLEAN, x DOUBLE, "
+            "s VARCHAR, seen TIMESTAMP)"
+        )
+        conn.execute(
+            f"""INSERT INTO raw.t SELECT i, DATE '{D}' + CAST(i % 3 AS INTEGER),
+            CASE WHEN i = 4 THEN NULL ELSE i * 10 END, CASE WHEN i = 5 THEN NULL ELSE i % 2 = 0 END,
+            CASE WHEN i = 7 THEN NULL ELSE i / 4 END, CASE WHEN i = 2 THEN '{PAN}' ELSE 'v|' || i END,
+            TIMESTAMP '{D} 10:00:00.25' + to_seconds(i) FROM range(30) r(i)"""
+        )
+        conn.execute("DELETE FROM raw.t WHERE id IN (0, 3)")
+        conn.execute(f"INSERT INTO raw.t VALUES (100, DATE '{D}', 1, true, 0.5, 'late', NULL)")
+        days = [D, D1, D2, "2018-04-09"]
+        at_once = day_previews(conn, "raw.t", days)
+        alone = {day: table_preview(conn, "raw.t", dates_filter([day])) for day in days}
+        assert {d: p.value for d, p in at_once.items()} == {d: p.value for d, p in alone.items()}
+        assert at_once["2018-04-09"].value == "_no rows_"
+        assert "|  100 |" not in at_once[D].value  # added last: not among the day's first rows
+        assert PAN not in at_once[D2].value
+        assert "\\<NA\\>" in at_once[D1].value  # the NULL of i = 4, on the second day
+        assert "|   n |" in at_once[D].value  # still a number column, right-aligned, on the first day
+        columns = ["id", "business_date"]
+        assert {d: p.value for d, p in day_previews(conn, "raw.t", days, columns).items()} == {
+            day: table_preview(conn, "raw.t", dates_filter([day]), columns=columns).value for day in days
+        }

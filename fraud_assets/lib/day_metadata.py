@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 
 from fraud_assets.lib.partitions import dates_filter, day_span
-from fraud_assets.lib.warehouse import table_preview
+from fraud_assets.lib.warehouse import day_previews
 
 DAY_ROW_COUNT = "dagster/partition_row_count"
 TABLE_NAME, PREVIEW = "dagster/table_name", "preview"
@@ -71,14 +71,15 @@ def spread_over_days(
     # Partitions are materialised in their order: the last day's event is the run's latest.
     last = max(days)
     table = metadata.get(TABLE_NAME)
+    previews = day_previews(conn, str(table), days, preview_columns) if conn is not None and table else {}
     for day in days:
         own = {
             k: _plain(v)
             for k, v in per_day.get(day, {}).items()
             if v is not None and not (isinstance(v, float) and math.isnan(v))
         }
-        if conn is not None and table:
-            own[PREVIEW] = table_preview(conn, str(table), dates_filter([day]), columns=preview_columns)
+        if day in previews:
+            own[PREVIEW] = previews[day]
         if day == last:
             own.update(of_run)
         if own:
