@@ -15,6 +15,7 @@ from fraud_assets.defs.cleaned.assets import (
     CHANGED_LAST_TRANSACTION,
 )
 from fraud_assets.defs.monitoring.sensors import performance_labels_sensor
+from fraud_assets.lib.day_metadata import DAY_ROW_COUNT
 from fraud_assets_tests.days_run import days_run
 from fraud_assets_tests.test_monitoring import DAYS, _world
 
@@ -22,6 +23,15 @@ ALL_DAYS = [d.date().isoformat() for d in DAYS]
 PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
 DRIFT = dg.AssetKey(["monitoring", "feature_drift"])
 FIGURES = ("average_precision", "card_precision_at_100", "alert_precision", "n_frauds")
+SUMMARY = (
+    "n_matured_days",
+    "latest_matured_ap",
+    "latest_matured_cp_at_100",
+    "mean_ap_last_7_matured_days",
+    "mean_cp_at_100_last_7_matured_days",
+    "dagster/row_count",
+    "range_row_count",
+)
 
 
 def _targets(key: dg.AssetKey) -> list:
@@ -70,6 +80,31 @@ def test_each_day_of_a_performance_run_carries_its_own_figures(tmp_path):
         assert md[day]["label_maturity_days"] == pytest.approx((DAYS[-1] - DAYS[ALL_DAYS.index(day)]).days)
     assert [md[d]["matured"] for d in ALL_DAYS] == [True] * 3 + [False] * 7
     assert len({md[d]["average_precision"] for d in ALL_DAYS}) > 1  # not one figure copied to every day
+
+
+def test_a_range_runs_summary_is_on_its_last_day_only_where_the_trigger_reads_it(tmp_path):
+    """The retraining trigger's figures span every stored day: copied onto each day of a range run they
+    would plot as flat lines beside the days' own AP. They ride on the range's last day, the asset's latest
+    materialisation, which the trigger reads."""
+    db = tmp_path / "warehouse.duckdb"
+    _world(db)
+    with duckdb.connect(str(db)) as conn:  # a champion trained before the days: the matured ones count
+        conn.execute("DELETE FROM models.training_set WHERE business_date > DATE '2018-03-31'")
+    instance = dg.DagsterInstance.ephemeral()
+    md = _by_day(_run(PERFORMANCE, db, ALL_DAYS, instance), "monitoring__model_performance")
+    own = {DAY_ROW_COUNT, "n_transactions", "label_maturity_days", *FIGURES}
+    for day in ALL_DAYS[:-1]:
+        numbers = {k for k, v in md[day].items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        assert numbers <= own, day
+    last, rows = md[ALL_DAYS[-1]], _table(db)
+    assert set(SUMMARY) <= set(last)
+    matured = [rows[d]["average_precision"] for d in ALL_DAYS[:3]]
+    assert last["n_matured_days"] == 3
+    assert last["mean_ap_last_7_matured_days"] == pytest.approx(sum(matured) / 3)
+    [latest] = instance.fetch_materializations(PERFORMANCE, limit=1).records  # what the trigger reads
+    assert latest.asset_materialization.metadata["mean_ap_last_7_matured_days"].value == pytest.approx(
+        sum(matured) / 3
+    )
 
 
 def test_the_checks_are_evaluated_for_each_day_not_skipped(tmp_path):

@@ -5,19 +5,24 @@ materialisation per day, each a copy of the run's metadata: without this, every 
 carry the range's totals (or its latest day's values), and the UI's plots over partitions, what a data
 scientist reads, would be flat lines at the range's figure. `spread_over_days` gives each day its own values
 with Dagster's partition-scoped `add_asset_metadata`, and drops those keys from the shared copy, so a day
-without rows shows no figure rather than the range's. A one-day run's metadata is already the day's.
+without rows shows no figure rather than the range's. A figure of the run rather than of a day (the table's
+row count, the range's rows, compute time, the monitors' summaries over every stored day) has no value per
+day: it rides on the range's last day only, the run's latest materialisation (the one the asset's overview
+and the sensors read), and in the run's log. A one-day run's metadata is already the day's.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 import duckdb
+import numpy as np
 
-from fraud_assets.lib.partitions import dates_filter
-from fraud_assets.lib.warehouse import table_preview
+from fraud_assets.lib.partitions import dates_filter, day_span
+from fraud_assets.lib.warehouse import day_previews
 
 DAY_ROW_COUNT = "dagster/partition_row_count"
 TABLE_NAME, PREVIEW = "dagster/table_name", "preview"
@@ -46,28 +51,44 @@ def spread_over_days(
     asset_key: dg.AssetKey | None = None,
     conn: duckdb.DuckDBPyConnection | None = None,
     preview_columns: Sequence[str] | None = None,
+    every_day: Iterable[str] = (),
 ) -> dict[str, object]:
     """The metadata every day's materialisation shares: `metadata` without `keys` when the run covers
     several days, each day then getting its own values of `keys` from `per_day` (missing or NaN values
-    are left out). `asset_key` names the asset in a multi-asset. The range's preview is not shared (it
-    would show one day's rows on every day): with `conn`, each day gets a preview of its own rows of the
-    metadata's table (`preview_columns` as in `table_metadata`)."""
+    are left out). The other numbers of `metadata` are the run's, not a day's (a copy on each day would
+    plot as a flat line at the range's figure): they go to the range's last day alone, and to the run's
+    log; `every_day` names the numbers true of each day (a setting, a code constant), kept on every day.
+    `asset_key` names the asset in a multi-asset. The range's preview is not shared (it would show one
+    day's rows on every day): with `conn`, each day gets a preview of its own rows of the metadata's table
+    (`preview_columns` as in `table_metadata`)."""
     days = list(context.partition_keys)
     if len(days) < 2:
         return dict(metadata)
+    dropped = set(keys) | {DAY_ROW_COUNT, PREVIEW}
+    shared = {k: v for k, v in metadata.items() if k not in dropped}
+    constant = set(every_day)
+    of_run = {k: v for k, v in shared.items() if k not in constant and _is_number(v)}
+    # Partitions are materialised in their order: the last day's event is the run's latest.
+    last = max(days)
     table = metadata.get(TABLE_NAME)
+    previews = day_previews(conn, str(table), days, preview_columns) if conn is not None and table else {}
     for day in days:
         own = {
             k: _plain(v)
             for k, v in per_day.get(day, {}).items()
             if v is not None and not (isinstance(v, float) and math.isnan(v))
         }
-        if conn is not None and table:
-            own[PREVIEW] = table_preview(conn, str(table), dates_filter([day]), columns=preview_columns)
+        if day in previews:
+            own[PREVIEW] = previews[day]
+        if day == last:
+            own.update(of_run)
         if own:
             context.add_asset_metadata(own, asset_key=asset_key, partition_key=day)
-    dropped = set(keys) | {DAY_ROW_COUNT, PREVIEW}
-    return {k: v for k, v in metadata.items() if k not in dropped}
+    if of_run:
+        name = (asset_key or context.asset_key).to_user_string()
+        figures = "; ".join(f"{k} {getattr(v, 'value', v)}" for k, v in of_run.items())
+        context.log.info(f"{name}, run over {day_span(days)} (on {last}'s materialisation): {figures}")
+    return {k: v for k, v in shared.items() if k not in of_run}
 
 
 def spread_table_over_days(
@@ -78,6 +99,7 @@ def spread_table_over_days(
     aggregates: Mapping[str, str],
     asset_key: dg.AssetKey | None = None,
     preview_columns: Sequence[str] | None = None,
+    every_day: Iterable[str] = (),
 ) -> dict[str, object]:
     """`spread_over_days` with each day's row count, `aggregates` (name: SQL over the day's rows of
     `table`, read in one query) and preview, when the run covers several days."""
@@ -93,7 +115,15 @@ def spread_table_over_days(
         asset_key=asset_key,
         conn=conn,
         preview_columns=preview_columns,
+        every_day=every_day,
     )
+
+
+def _is_number(value: object) -> bool:
+    """A value the UI plots over partitions."""
+    if isinstance(value, dg.MetadataValue):
+        return isinstance(value, dg.IntMetadataValue | dg.FloatMetadataValue)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 def _plain(value: object) -> object:

@@ -35,6 +35,9 @@ DAY_FIGURES = {
     "mean_terminal_risk_30d": "avg(terminal_risk_30d)",
     "mean_card_nb_tx_30d": "avg(card_nb_tx_30d)",
 }
+# True of each day a run writes (the code's feature counts); the run's own figures (compute time, rows per
+# second, the table's rows) are on its last day only.
+EVERY_DAY = ("baseline_features", "production_features")
 PREVIEW_COLUMNS = ["transaction_id", "business_date", "tx_amount", "card_nb_tx_1d", "terminal_risk_7d"]
 # A day's features read the cleaned transactions of the LOOKBACK_DAYS days before it: declared, so the
 # UI shows it and automation rebuilds the later days when an earlier day is cleaned again.
@@ -113,7 +116,13 @@ def transaction_features(
             },
         )
         md = spread_table_over_days(
-            context, conn, FEATURES_TABLE, md, DAY_FIGURES, preview_columns=PREVIEW_COLUMNS
+            context,
+            conn,
+            FEATURES_TABLE,
+            md,
+            DAY_FIGURES,
+            preview_columns=PREVIEW_COLUMNS,
+            every_day=EVERY_DAY,
         )
     engine = feature_engine.engine
     context.log.info(

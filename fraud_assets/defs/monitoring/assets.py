@@ -669,9 +669,8 @@ def model_performance(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
         df = compute_performance(conn, days)
         if df.empty and not table_exists(conn, PERFORMANCE_TABLE):
             context.log.info("no scores with labels yet")
-            return dg.MaterializeResult(
-                metadata={"note": "no scored days with labels yet", "n_matured_days": 0}
-            )
+            md = {"note": "no scored days with labels yet", "n_matured_days": 0}
+            return dg.MaterializeResult(metadata=spread_over_days(context, md, {}, []))
         ensure_declared_table(conn, PERFORMANCE_TABLE, PERFORMANCE_TYPES)
         replace_partition(conn, PERFORMANCE_TABLE, as_timestamps(df), "business_date", days)
         # The trigger's figures span every stored out-of-sample day (the latest matured day is rarely one

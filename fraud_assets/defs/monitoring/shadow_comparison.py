@@ -253,9 +253,8 @@ def shadow_comparison(
         df = compute_shadow_comparison(conn, config.budget, days)
         if df.empty and not table_exists(conn, COMPARISON_TABLE):
             context.log.info("no shadow-scored day yet")
-            return dg.MaterializeResult(
-                metadata={"shadow_days": 0, "note": "no challenger shadow-scored yet"}
-            )
+            md = {"shadow_days": 0, "note": "no challenger shadow-scored yet"}
+            return dg.MaterializeResult(metadata=spread_over_days(context, md, {}, []))
         ensure_declared_table(conn, COMPARISON_TABLE, TYPES)
         replace_partition(conn, COMPARISON_TABLE, as_timestamps(df), "business_date", days)
         # The approvers' summary spans every stored day of the latest challenger, not only the run's days.

@@ -250,6 +250,7 @@ def fraud_alerts(
                 [*DAY_FIGURES, *CARD_FIGURES],
                 conn=conn,
                 preview_columns=ALERT_PREVIEW_COLUMNS,
+                every_day=["top_k"],  # the day's budget; the table's rows are the run's
             )
         yield dg.MaterializeResult(metadata=md)
         checks = alerts_checks(config.top_k)
