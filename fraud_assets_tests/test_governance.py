@@ -332,3 +332,20 @@ def test_disabling_the_champion_does_not_hand_it_to_a_former_champion_the_disabl
         assert registry.current_alias(conn, registry.CHAMPION) is None  # not TRAINER's own model
     assert decide(world, "rollback", approver="frank", version=pending, reason="INC-11 reviewed").success
     assert _state(world)[0] == pending
+
+
+def test_a_ledger_cut_back_to_before_any_champion_is_refused_not_read_as_no_champion_yet(world: Path):
+    """Scoring reads the champion alias from the ledger: cut back to before the first approval, the
+    ledger names no champion at all, which must be refused as a truncation (the head Dagster recorded
+    is gone), not reported as a fresh platform that needs training."""
+    instance = dg.DagsterInstance.ephemeral()
+    _, pending = _state(world)
+    assert decide(world, "approve", approver="erin", version=pending, reason="go", instance=instance).success
+    with connect(world) as conn:
+        first = registry.alias_history(conn, registry.CHAMPION)[0]["event_id"]
+        conn.execute("DELETE FROM models.model_events WHERE event_id >= ?", [first])
+        assert registry.current_alias(conn, registry.CHAMPION) is None
+        registry.verify_registry(conn, SIGNER)  # what is left verifies on its own
+    scoring = run_job(world, "scoring_job", partition="2018-08-14", instance=instance)
+    assert not scoring.success
+    assert "events were removed from the end of the ledger" in failure_message(scoring)
