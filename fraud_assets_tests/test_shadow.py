@@ -4,6 +4,7 @@ the alert queue, and the two are compared on the same matured days."""
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -239,6 +240,9 @@ def test_the_approval_evidence_carries_the_shadow_comparison(shadowed: Path, tmp
     evidence = result.get_asset_materialization_events()[0].materialization.metadata["evidence"].value
     assert "Shadow comparison on live days" in evidence
     assert "matured_days" in evidence
+    shadow_section = evidence.split("## Shadow comparison on live days")[1].split("## ")[0]
+    lead = next(line for line in shadow_section.splitlines() if "challenger_lead_ap" in line)
+    assert re.search(r"\| -?\d+\.\d{4} +\|$", lead), lead  # figures to 4 decimals, as the other tables
 
 
 def test_shadow_average_precision_is_measured_where_the_gate_measures_it():
