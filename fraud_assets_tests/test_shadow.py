@@ -21,6 +21,7 @@ from fraud_assets_tests.models_world import (
     connect,
     copy_world,
     decide,
+    failure_message,
     run_job,
     shared_pending_world,
     shared_trained_world,
@@ -129,6 +130,20 @@ def test_a_day_the_challenger_was_trained_on_is_not_shadow_scored_again(shadowed
         ).fetchone()[0]
     assert sorted(d for (d,) in shadow_days) == DAYS
     assert scored > 0  # the champion scored the day as usual
+
+
+def test_a_challenger_row_edited_to_skip_its_shadow_days_is_refused(shadowed: Path, tmp_path: Path):
+    """The windows that decide which days are shadowed come from the signed row: pushing `test_end` past
+    the live days (to hide a challenger's live record) does not verify."""
+    data_dir = copy_world(shadowed, tmp_path / "data")
+    with connect(data_dir) as conn:
+        conn.execute(
+            "UPDATE models.model_versions SET test_end = DATE '2099-01-01' WHERE model_version = ?",
+            [registry.pending_version(conn)],
+        )
+    result = run_job(data_dir, "scoring_job", partition=DAYS[0])
+    assert not result.success
+    assert "registry integrity" in failure_message(result)
 
 
 def test_shadow_scores_never_reach_the_alert_queue(shadowed: Path):

@@ -77,7 +77,8 @@ def shadow_scores(
     with duckdb.get_connection() as conn:
         version = pending_version(conn)
         champion = current_alias(conn, CHAMPION)
-        live = live_days(get_version(conn, version), days) if version else []
+        # A verified row: its windows decide which days the challenger may shadow.
+        live = live_days(get_version(conn, version, model_store.signer()), days) if version else []
         psis: dict[str, float] = {}
 
         def batches():
