@@ -332,3 +332,69 @@ def test_disabling_the_champion_does_not_hand_it_to_a_former_champion_the_disabl
         assert registry.current_alias(conn, registry.CHAMPION) is None  # not TRAINER's own model
     assert decide(world, "rollback", approver="frank", version=pending, reason="INC-11 reviewed").success
     assert _state(world)[0] == pending
+
+
+def test_a_ledger_cut_back_to_before_any_champion_is_refused_not_read_as_no_champion_yet(world: Path):
+    """Scoring reads the champion alias from the ledger: cut back to before the first approval, the
+    ledger names no champion at all, which must be refused as a truncation (the head Dagster recorded
+    is gone), not reported as a fresh platform that needs training."""
+    instance = dg.DagsterInstance.ephemeral()
+    _, pending = _state(world)
+    assert decide(world, "approve", approver="erin", version=pending, reason="go", instance=instance).success
+    with connect(world) as conn:
+        first = registry.alias_history(conn, registry.CHAMPION)[0]["event_id"]
+        conn.execute("DELETE FROM models.model_events WHERE event_id >= ?", [first])
+        assert registry.current_alias(conn, registry.CHAMPION) is None
+        registry.verify_registry(conn, SIGNER)  # what is left verifies on its own
+    scoring = run_job(world, "scoring_job", partition="2018-08-14", instance=instance)
+    assert not scoring.success
+    assert "events were removed from the end of the ledger" in failure_message(scoring)
+
+
+def test_the_gate_reason_states_the_thresholds_it_applied_and_that_passing_is_not_promoting():
+    """The reason is the `Gate:` line of the approver's evidence pack: a CP@100 below the champion's
+    passes only by a tolerance, which the line must show, and passing puts up for approval, not
+    promotes."""
+    from fraud_assets.lib.model_selection import gate_decision
+
+    def metrics(ap: float, cp: float) -> dict[str, float]:
+        return {"average_precision_mean": ap, "card_precision_at_100_mean": cp, "auc_mean": 0.9}
+
+    d = gate_decision(
+        "new", metrics(0.56, 0.0857), "old", metrics(0.49, 0.0875), ap_margin=0.005, cp_tolerance=0.01
+    )
+    assert d.promote
+    assert "CP@100 0.0857 >= 0.0875 - tolerance 0.01" in d.reason
+    assert "promoted" not in d.reason
+    worse = gate_decision("new", metrics(0.56, 0.07), "old", metrics(0.49, 0.0875), cp_tolerance=0.01)
+    assert "worse than champion 0.0875 - tolerance 0.01" in worse.reason
+    first = gate_decision("new", {**metrics(0.56, 0.09), "fraud_rate_mean": 0.01}, None, None)
+    assert first.promote
+    assert "bootstrap" not in first.reason  # with no champion after a disable, a person approves
+
+
+def test_the_decision_evidence_carries_the_gate_reason_of_the_request(world: Path):
+    _, pending = _state(world)
+    with connect(world) as conn:
+        gate_reason = registry.pending_request(conn, pending)["reason"]
+    result = decide(world, "approve", approver="erin", version=pending, reason="MRM-9")
+    assert result.success
+    with connect(world) as conn:
+        event = registry.alias_history(conn, registry.CHAMPION)[-1]
+    pack = json.loads((world / "models" / event["evidence_path"]).read_text())
+    assert pack["gate_reason"] == gate_reason
+    assert (
+        f"Gate: {gate_reason}" in (world / "models" / event["evidence_path"]).with_suffix(".md").read_text()
+    )
+
+
+def test_a_training_run_after_the_last_champion_was_disabled_says_there_is_no_champion(world: Path):
+    """Not 'champion None stays': the approver reading the run's log is told why nothing is approved."""
+    champion, pending = _state(world)
+    assert decide(world, "disable", approver="oncall", version=champion, reason="INC-12").success
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_job(world, "training_job", instance=instance, assets=[dg.AssetKey(["models", "champion"])])
+    assert result.success
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if e.step_key == "models__champion"]
+    assert any(m.startswith("no champion (the last one was disabled): ") and pending in m for m in logged)
+    assert not any("champion None" in m for m in logged)

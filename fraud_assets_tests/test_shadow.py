@@ -4,6 +4,7 @@ the alert queue, and the two are compared on the same matured days."""
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -20,18 +21,51 @@ from fraud_assets_tests.models_world import (
     connect,
     copy_world,
     decide,
+    failure_message,
     run_job,
     shared_pending_world,
     shared_trained_world,
 )
 
-DAYS = ["2018-08-12", "2018-08-13"]
+# Days that land after the challenger was trained (the synthetic world ends 2018-08-14).
+SHIFT_DAYS = 4
+DAYS = ["2018-08-15", "2018-08-16"]
+
+
+def land_days_after_training(data_dir: Path, days: list[str] = DAYS) -> None:
+    """New days after the world: the transactions (with their labels) of the days SHIFT_DAYS earlier,
+    moved forward under new ids, as days that land while the challenger waits."""
+    shift = f"INTERVAL {SHIFT_DAYS} DAY"
+    source = f"business_date IN (SELECT unnest(?::DATE[]) - {shift})"
+    with connect(data_dir) as conn:
+        offset = conn.execute("SELECT max(transaction_id) FROM features.transaction_features").fetchone()[0]
+        conn.execute(
+            "INSERT INTO features.transaction_features "
+            "SELECT * REPLACE (transaction_id + ? AS transaction_id, "
+            f"CAST(business_date + {shift} AS DATE) AS business_date, tx_datetime + {shift} AS tx_datetime) "
+            f"FROM features.transaction_features WHERE {source}",
+            [offset, days],
+        )
+        conn.execute(
+            "INSERT INTO cleaned.labels SELECT l.* REPLACE (l.transaction_id + ? AS transaction_id, "
+            f"l.tx_datetime + {shift} AS tx_datetime, l.reported_at + {shift} AS reported_at, "
+            "l.chargeback_id || '-shifted' AS chargeback_id) "
+            "FROM cleaned.labels l JOIN features.transaction_features f USING (transaction_id) "
+            f"WHERE f.{source}",
+            [offset, days],
+        )
+        conn.execute(
+            "INSERT INTO cleaned.transactions SELECT transaction_id, business_date, card_token "
+            "FROM features.transaction_features WHERE transaction_id > ?",
+            [offset],
+        )
 
 
 @pytest.fixture(scope="module")
 def shadowed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the pending world whose DAYS were scored while the challenger waited."""
+    """A copy of the pending world whose DAYS landed and were scored while the challenger waited."""
     data_dir = copy_world(shared_pending_world(tmp_path_factory), tmp_path_factory.mktemp("shadow") / "data")
+    land_days_after_training(data_dir)
     for day in DAYS:
         assert run_job(data_dir, "scoring_job", partition=day).success
     return data_dir
@@ -69,6 +103,47 @@ def test_the_waiting_challenger_scores_every_transaction_of_each_new_day(shadowe
             ).fetchone()
             assert n_shadow == n_tx > 0
             assert (versions, champions) == ([pending], [champion])
+
+
+def test_a_day_the_challenger_was_trained_on_is_not_shadow_scored_again(shadowed: Path, tmp_path: Path):
+    """A re-run or backfill scoring history while a challenger waits: its scores on days of its own training
+    data are in-sample and would inflate its lead in the approver's evidence."""
+    data_dir = copy_world(shadowed, tmp_path / "data")
+    with connect(data_dir) as conn:
+        test_end = registry.get_version(conn, registry.pending_version(conn)).test_end
+    day = test_end.isoformat()
+    result = run_job(data_dir, "scoring_job", partition=day)
+    assert result.success
+    [shadow] = [
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey(["scoring", "shadow_scores"])
+    ]
+    assert shadow["rows_scored"].value == 0
+    assert shadow["days_in_training_data"].value == 1
+    with connect(data_dir) as conn:
+        shadow_days = conn.execute(
+            "SELECT DISTINCT business_date::VARCHAR FROM scoring.shadow_scores"
+        ).fetchall()
+        scored = conn.execute(
+            "SELECT count(*) FROM scoring.transaction_scores WHERE business_date = ?::DATE", [day]
+        ).fetchone()[0]
+    assert sorted(d for (d,) in shadow_days) == DAYS
+    assert scored > 0  # the champion scored the day as usual
+
+
+def test_a_challenger_row_edited_to_skip_its_shadow_days_is_refused(shadowed: Path, tmp_path: Path):
+    """The windows that decide which days are shadowed come from the signed row: pushing `test_end` past
+    the live days (to hide a challenger's live record) does not verify."""
+    data_dir = copy_world(shadowed, tmp_path / "data")
+    with connect(data_dir) as conn:
+        conn.execute(
+            "UPDATE models.model_versions SET test_end = DATE '2099-01-01' WHERE model_version = ?",
+            [registry.pending_version(conn)],
+        )
+    result = run_job(data_dir, "scoring_job", partition=DAYS[0])
+    assert not result.success
+    assert "registry integrity" in failure_message(result)
 
 
 def test_shadow_scores_never_reach_the_alert_queue(shadowed: Path):
@@ -182,6 +257,9 @@ def test_the_approval_evidence_carries_the_shadow_comparison(shadowed: Path, tmp
     evidence = result.get_asset_materialization_events()[0].materialization.metadata["evidence"].value
     assert "Shadow comparison on live days" in evidence
     assert "matured_days" in evidence
+    shadow_section = evidence.split("## Shadow comparison on live days")[1].split("## ")[0]
+    lead = next(line for line in shadow_section.splitlines() if "challenger_lead_ap" in line)
+    assert re.search(r"\| -?\d+\.\d{4} +\|$", lead), lead  # figures to 4 decimals, as the other tables
 
 
 def test_shadow_average_precision_is_measured_where_the_gate_measures_it():

@@ -309,7 +309,7 @@ def gate_decision(
             )
         return GateDecision(
             True,
-            f"bootstrap: no champion yet; {challenger} passes absolute sanity "
+            f"no champion to compare with; {challenger} passes absolute sanity "
             f"(AUC {c_auc:.3f}, AP {c_ap:.3f}, CP@100 {c_cp:.3f})",
             challenger,
             None,
@@ -344,9 +344,14 @@ def gate_decision(
         (ap, h_ap), (cp, h_cp) = ((mine[m], theirs[m]) for m in _GATED)
         if ap < h_ap + ap_margin:
             problems.append(f"{scope} AP {ap:.4f} does not beat champion {h_ap:.4f} + margin {ap_margin}")
+        # The thresholds as applied: an approver reads this line in the evidence pack.
+        tolerance = f" - tolerance {cp_tolerance}" if cp_tolerance else ""
         if cp < h_cp - cp_tolerance:
-            problems.append(f"{scope} CP@100 {cp:.4f} is worse than champion {h_cp:.4f}")
-        passed.append(f"{scope} AP {ap:.4f} >= {h_ap:.4f} + {ap_margin} and CP@100 {cp:.4f} >= {h_cp:.4f}")
+            problems.append(f"{scope} CP@100 {cp:.4f} is worse than champion {h_cp:.4f}{tolerance}")
+        passed.append(
+            f"{scope} AP {ap:.4f} >= {h_ap:.4f} + margin {ap_margin} "
+            f"and CP@100 {cp:.4f} >= {h_cp:.4f}{tolerance}"
+        )
     if not defined:
         passed.append(
             "champion not re-scored on the same window (see models/evaluation)"
@@ -357,4 +362,5 @@ def gate_decision(
         return GateDecision(
             False, f"{champion} stays champion: {challenger} " + "; ".join(problems), challenger, champion
         )
-    return GateDecision(True, f"{challenger} promoted: " + "; ".join(passed), challenger, champion)
+    # Passing puts the challenger up for approval; only a person's decision promotes it.
+    return GateDecision(True, f"{challenger} passes the gate: " + "; ".join(passed), challenger, champion)

@@ -151,9 +151,11 @@ def champion(
         else:
             done = bootstrap(context, conn, model_store)
             if done is None:
-                pending = pending_version(conn)
+                pending, current = pending_version(conn), current_alias(conn, CHAMPION)
+                # No champion here means the last one was disabled with nothing to fall back to.
+                holder = f"champion {current} stays" if current else "no champion (the last one was disabled)"
                 context.log.info(
-                    f"champion {current_alias(conn, CHAMPION)} stays: "
+                    f"{holder}: "
                     f"{pending + ' awaits approval (model_approval job)' if pending else 'nothing to decide'}"
                 )
                 return

@@ -120,7 +120,8 @@ def _decide_on_pending(ctx: dict, version: str, decision: str) -> tuple[dict, st
     if approve:
         _four_eyes(conn, approver, version, request, "approve it")
         store.load(conn, version)  # never promote what cannot be loaded
-    path, digest, md = _evidence(conn, store, version, decision, _launcher_of(request), None)
+    # The gate's reason the request was made on, so the decision's pack is complete on its own.
+    path, digest, md = _evidence(conn, store, version, decision, _launcher_of(request), request["reason"])
     event = append_event(
         conn, ctx["signer"], APPROVED if approve else REJECTED, model_version=version,
         alias=CHAMPION if approve else None, to_version=version, actor=approver,

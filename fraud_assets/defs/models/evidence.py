@@ -161,7 +161,10 @@ def render_markdown(pack: dict[str, Any]) -> str:
         "",
         "## Shadow comparison on live days",
         (
-            pd.DataFrame([shadow]).T.rename(columns={0: "value"}).to_markdown(floatfmt=".4f")
+            # One column of days, dates and figures: floatfmt does not reach floats in a mixed column.
+            pd.DataFrame([{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in shadow.items()}])
+            .T.rename(columns={0: "value"})
+            .to_markdown()
             if shadow.get("shadow_days")
             else "_no shadow-scored day yet_"
         ),

@@ -12,7 +12,7 @@ import pandas as pd
 from fraud_assets.defs.models.common import FEATURES_TABLE, OWNERS  # noqa: F401 (re-exported)
 from fraud_assets.lib.model_selection import compute_threads, model_cores
 from fraud_assets.lib.partitions import dates_filter, day_batches
-from fraud_assets.lib.registry import CHAMPION, ModelVersion, alias_history, current_alias
+from fraud_assets.lib.registry import CHAMPION, ModelVersion, alias_history, current_alias, verify_chain
 from fraud_assets.lib.tables import SCORES_TABLE  # noqa: F401 (re-exported)
 
 ALERTS_TABLE = "scoring.fraud_alerts"
@@ -23,6 +23,9 @@ SCORE_PREVIEW_COLUMNS = ("transaction_id", "business_date", "score", "model_vers
 def champion_model(conn, model_store) -> tuple[object, ModelVersion]:
     """The champion, loaded through the signed registry (a row or event that does not verify fails the
     run, and the run-failure alert names it)."""
+    # The ledger is verified before it is read: events deleted from its end (the approval of the current
+    # champion, say) would otherwise read as "no champion" instead of being refused.
+    verify_chain(conn, model_store.signer(), model_store.anchor())
     version = current_alias(conn, CHAMPION)
     if version is None and alias_history(conn, CHAMPION):
         raise dg.Failure(

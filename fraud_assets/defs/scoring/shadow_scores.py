@@ -3,10 +3,12 @@
 Its scores go to their own table, which nothing in the alert path reads: a challenger is judged on live
 traffic before it may decide alerts (monitoring/shadow_comparison compares the two once labels mature).
 A day scored while no challenger waits gets an empty partition, so a challenger shadows the days that
-arrive after it appeared, not the whole history at once.
+arrive after it appeared, not the whole history at once. So does a day the challenger's training data
+covers (up to its fold-0 test end), when a re-run or backfill scores it again: the challenger was fitted
+and selected on those days, and its lead there would be in-sample, not evidence from live traffic.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import pandas as pd
@@ -24,7 +26,7 @@ from fraud_assets.defs.scoring.schemas import SHADOW_COLUMNS, SHADOW_DESCRIPTION
 from fraud_assets.lib.catalog_metadata import column_schema_metadata
 from fraud_assets.lib.day_metadata import day_aggregates, spread_over_days
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter
-from fraud_assets.lib.registry import CHAMPION, current_alias, pending_version
+from fraud_assets.lib.registry import CHAMPION, ModelVersion, current_alias, get_version, pending_version
 from fraud_assets.lib.tables import SHADOW_TABLE
 from fraud_assets.lib.warehouse import replace_partition_batches, table_metadata
 from fraud_assets.resources import ModelStore
@@ -32,6 +34,12 @@ from fraud_assets.resources import ModelStore
 SCORES_KEY = dg.AssetKey(["scoring", "transaction_scores"])
 # Plotted per day, each day's own in a range run too (with the day's PSI against the champion).
 DAY_FIGURES = {"rows_scored": "count(*)", "mean_score": "avg(score)"}
+
+
+def live_days(mv: ModelVersion, days: list[str]) -> list[str]:
+    """The days of `days` after the challenger's training data (its newest fold's test window ends it)."""
+    last = mv.test_end or mv.train_end
+    return [d for d in days if last is None or date.fromisoformat(d) > last]
 
 
 def champion_scores(conn, day: str) -> pd.Series:
@@ -57,7 +65,8 @@ def champion_scores(conn, day: str) -> pd.Series:
         "challenger that awaits approval (models.model_events `pending_approval`), beside the champion's "
         "scoring/transaction_scores. Stored in scoring.shadow_scores, which the alert queue never reads; "
         "monitoring/shadow_comparison compares champion and challenger on the same days. Empty partition "
-        "when no challenger waits. Loaded through the signed registry like every model."
+        "when no challenger waits, and for a day the challenger's training data covers (in-sample: not "
+        "evidence from live traffic). Loaded through the signed registry like every model."
     ),
 )
 def shadow_scores(
@@ -68,15 +77,17 @@ def shadow_scores(
     with duckdb.get_connection() as conn:
         version = pending_version(conn)
         champion = current_alias(conn, CHAMPION)
+        # A verified row: its windows decide which days the challenger may shadow.
+        live = live_days(get_version(conn, version, model_store.signer()), days) if version else []
         psis: dict[str, float] = {}
 
         def batches():
             # Written batch by batch as scored (memory holds one batch of days, however long the range).
-            if version is None:
+            if not live:
                 return
             model, mv = model_store.load(conn, version)
             scored_at = datetime.now(UTC).replace(tzinfo=None)
-            for batch in scored_days(conn, model, mv.feature_columns, days):
+            for batch in scored_days(conn, model, mv.feature_columns, live):
                 for day, scores in batch.groupby("business_date")["score"]:
                     psis[day.isoformat()] = psi(champion_scores(conn, day.isoformat()), scores)
                 rows = batch.assign(model_version=version, champion_version=champion, scored_at=scored_at)
@@ -97,6 +108,8 @@ def shadow_scores(
                 "champion": champion or "none",
                 "rows_scored": n,
                 "mean_score": float(mean) if n else 0.0,
+                # Left empty: days the challenger was trained or selected on (in-sample, not live).
+                "days_in_training_data": len(days) - len(live) if version else 0,
             },
         )
         finite = [v for v in psis.values() if v == v]
@@ -115,5 +128,9 @@ def shadow_scores(
             conn=conn,
             preview_columns=SCORE_PREVIEW_COLUMNS,
         )
-    context.log.info(f"shadow scores: {n} rows by {version or 'no challenger'} for {len(days)} day(s)")
+    skipped = len(days) - len(live) if version else 0
+    context.log.info(
+        f"shadow scores: {n} rows by {version or 'no challenger'} for {len(live)} of {len(days)} day(s)"
+        + (f"; {skipped} day(s) left empty: in {version}'s training data" if skipped else "")
+    )
     return dg.MaterializeResult(metadata=md)
