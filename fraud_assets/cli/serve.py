@@ -8,12 +8,17 @@ included, still launching runs. So make's recipe execs this process (through `uv
 
 - holds `$DAGSTER_HOME/.run.lock` (one platform per instance; the descriptor is inherited by every process
   of `dg dev`, so the lock is held while any of them runs) and exits 75 when another platform holds it;
-- starts `dg dev` in a process group of its own and passes every SIGINT, SIGTERM or SIGHUP it gets to that
-  whole group, as a terminal's Ctrl-C does (run workers end their runs themselves);
+- starts `dg dev` in a process group of its own and passes each stop request (SIGINT, SIGTERM or SIGHUP) to
+  that whole group, as a terminal's Ctrl-C does (run workers end their runs themselves): the first as
+  SIGINT, a repeated one as SIGTERM. `uv run` passes on the signals it gets, the terminal's Ctrl-C
+  included, which this process got too: that echo from the parent is the same request, not a second one
+  (a second would make `dg dev` abort its clean shutdown: click's "Aborted!", exit 1, make's "Error 1");
 - once `dg dev` has exited, waits up to `--grace` seconds for the rest of its group (a daemon, a code
   server, a run worker that outlived it), then kills what is left, and says so;
-- exits only then, so `make run` returning means the platform is gone. If this process is killed, `dg dev`
-  gets SIGTERM from the kernel (Linux) and shuts its services down itself.
+- exits only then, so `make run` returning means the platform is gone: 0 after a stop request, with a
+  line that says so (make then prints no error; make itself ends as its signal says, 130 for Ctrl-C),
+  `dg dev`'s own status when it stopped unasked. If this process is killed, `dg dev` gets SIGTERM from
+  the kernel (Linux) and shuts its services down itself.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def _in_child() -> None:
     """Before exec: default signal handling (started in the background, SIGINT is inherited ignored, and
     Dagster maps SIGTERM to its SIGINT handler, so `dg dev` would ignore both), and SIGTERM if this
     launcher dies without stopping it."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_DFL)
     with contextlib.suppress(Exception):
@@ -74,9 +80,8 @@ def serve(dagster_home: Path, argv: list[str], grace_seconds: float) -> int:
         )
         return LOCK_BUSY_EXIT
 
-    signals: list[int] = []
-    for sig in FORWARDED:
-        signal.signal(sig, lambda s, _frame: signals.append(s))
+    # Blocked and read with sigtimedwait: its siginfo names the sender, which tells an echo from a request.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     child = subprocess.Popen(  # noqa: S603 - dg dev with the operator's host, port and workspace
         argv,
         process_group=0,
@@ -86,14 +91,20 @@ def serve(dagster_home: Path, argv: list[str], grace_seconds: float) -> int:
         preexec_fn=_in_child,
     )
     pgid = child.pid
-    forwarded = 0
+    requests = 0
+    previous: int | None = None
     while child.poll() is None:
-        while len(signals) > forwarded:
-            # The first stop request is a Ctrl-C to the whole group; a repeated one insists (SIGTERM).
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGINT if forwarded == 0 else signal.SIGTERM)
-            forwarded += 1
-        time.sleep(0.2)
+        info = signal.sigtimedwait(FORWARDED, 0.2)
+        if info is None:
+            continue
+        echo = previous == info.si_signo and info.si_pid == os.getppid()
+        previous = info.si_signo
+        if echo:
+            continue
+        # The first stop request is a Ctrl-C to the whole group; a repeated one insists (SIGTERM).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGINT if requests == 0 else signal.SIGTERM)
+        requests += 1
 
     deadline = time.monotonic() + grace_seconds
     while _group_alive(pgid) and time.monotonic() < deadline:
@@ -106,6 +117,9 @@ def serve(dagster_home: Path, argv: list[str], grace_seconds: float) -> int:
         )
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
+    if requests:
+        print("make run: stopped; no process of the platform is left running", flush=True)
+        return 0
     return child.returncode if child.returncode >= 0 else 128 - child.returncode
 
 
