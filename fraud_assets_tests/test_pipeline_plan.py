@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 
 import dagster as dg
+import pytest
 
 from fraud_assets.cli.pipeline import planned_runs
 from fraud_assets_tests.automation_stubs import materialize_stub, stub_definitions
+from fraud_assets_tests.platform import REPO_ROOT
 
 DATES = ["2018-04-01", "2018-04-02", "2018-04-04"]  # 2018-04-03 never came
 
@@ -175,16 +179,6 @@ def test_a_world_wholly_ahead_of_the_clock_runs_nothing_yet_and_says_why(monkeyp
     assert status == 0
 
 
-def test_the_last_business_date_derived_from_the_landing_zone_is_its_last_day_that_is_over(monkeypatch):
-    from fraud_assets.cli.pipeline import cover_landed_days
-
-    monkeypatch.delenv("FRAUD_FIRST_BUSINESS_DATE")
-    monkeypatch.delenv("FRAUD_LAST_BUSINESS_DATE")
-    cover_landed_days(["2026-12-03", "2026-12-04", "2026-12-05"], dt.date(2026, 12, 5))
-    assert os.environ["FRAUD_FIRST_BUSINESS_DATE"] == "2026-12-03"
-    assert os.environ["FRAUD_LAST_BUSINESS_DATE"] == "2026-12-04"
-
-
 def test_make_score_without_a_champion_says_so_in_one_line_and_runs_nothing(monkeypatch, capsys):
     status, planned, out = _main_on_landed_days(
         monkeypatch, capsys, ["2018-04-01"], _live_partitions(dt.date(2018, 4, 1)), scoring_only=True
@@ -194,3 +188,35 @@ def test_make_score_without_a_champion_says_so_in_one_line_and_runs_nothing(monk
     assert out.err.strip().splitlines() == [out.err.strip()]
     assert "no champion model yet" in out.err
     assert "Traceback" not in out.err
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("FRAUD_FIRST_BUSINESS_DATE", "2026-13-01"),
+        ("FRAUD_LAST_BUSINESS_DATE", "yesterday"),
+        ("FRAUD_LAST_BUSINESS_DATE", "2018-01-01"),  # before the first
+        ("FRAUD_AUTHORIZATIONS_DEADLINE_HOURS", "six"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it_and_status_2(tmp_path, setting, value):
+    """As `make pipeline` starts it: a fresh process, whose imports build the business dates."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "FRAUD_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        setting: value,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "fraud_assets.cli.pipeline"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(f"make pipeline: {setting}")

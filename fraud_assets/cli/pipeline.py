@@ -7,9 +7,11 @@ not score yet, and `monitoring_job` over them (drift per day, performance, the s
 go through the Dagster instance in `$DAGSTER_HOME`, so they appear in the UI like any other run.
 
 Only complete days run: a landed date is processed once it is a business-date partition, as the landing
-sensor of `make run` does. Today (UTC, the partitions' time zone) is not over, so a live feed's first files
-of the day wait; so do the days of a simulated world after today. The output names the landed dates left
-for later and why (docs/runbooks.md, "Landed days that are not over yet").
+sensor of `make run` does. The partitions are those of the environment as given, the same as `make run`'s
+on the same data (`scripts/with-env` sets the first business date from the landing zone). Today (UTC, the
+partitions' time zone) is not over, so a live feed's first files of the day wait; so do the days of a
+simulated world after today. The output names the landed dates left for later and why (docs/runbooks.md,
+"Landed days that are not over yet").
 
 At start-up it fails the runs of its instance whose worker process died (a `make pipeline` or a run
 worker killed by the system: SIGKILL, out of memory), frees the pool slots they still held, and alerts
@@ -39,7 +41,6 @@ from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dead_runs import Reaped, reap_dead_runs
 from fraud_assets.lib.landing import business_dates_in_landing
-from fraud_assets.lib.partitions import consecutive_blocks, day_span
 from fraud_assets.lib.run_worker import RunWorker
 from fraud_assets.lib.runs import RANGE_END, RANGE_START
 
@@ -58,6 +59,8 @@ class JobRun:
 
     @property
     def label(self) -> str:
+        from fraud_assets.lib.partitions import day_span
+
         if not self.days:
             return self.job
         return f"{self.job} {day_span(self.days)}"
@@ -125,7 +128,8 @@ def planned_runs(
 ) -> list[JobRun]:
     """The landed days (one run per block of consecutive days: a range over a gap would hide the missing
     day), training, the scores the landed runs could not write without a champion, monitoring."""
-    from fraud_assets.defs.raw.jobs import landed_day_selection  # after cover_landed_days
+    from fraud_assets.defs.raw.jobs import landed_day_selection
+    from fraud_assets.lib.partitions import consecutive_blocks
 
     assets = landed_day_selection(instance, defs.resolve_asset_graph())
     landed = [JobRun("landed_day", days, assets) for days in consecutive_blocks(list(dates))]
@@ -135,19 +139,20 @@ def planned_runs(
     return [*landed, *training, *scoring, *monitoring]
 
 
+def check_settings() -> None:
+    """ValueError naming the setting when a date or the deadline in the environment cannot be read."""
+    settings.first_business_date()
+    settings.last_business_date()
+    try:
+        settings.authorizations_deadline()
+    except ValueError as exc:
+        raise ValueError(f"{settings.DEADLINE_ENV}={os.environ[settings.DEADLINE_ENV]!r}: {exc}") from exc
+
+
 def has_champion(instance: dg.DagsterInstance) -> bool:
     from fraud_assets.defs.raw.jobs import CHAMPION
 
     return instance.get_latest_materialization_event(CHAMPION) is not None
-
-
-def cover_landed_days(dates: Sequence[str], today: dt.date) -> None:
-    """Business days from the landing zone's first to its last day that is over, unless set: any world,
-    past or live, runs with no flag. Before the definitions load, which read them once."""
-    os.environ.setdefault(settings.FIRST_BUSINESS_DATE_ENV, dates[0])
-    over = [d for d in dates if d < today.isoformat()]
-    if over:
-        os.environ.setdefault(settings.LAST_BUSINESS_DATE_ENV, over[-1])
 
 
 @dataclass
@@ -176,6 +181,8 @@ class LandedDays:
 
 
 def _spans(days: list[str]) -> str:
+    from fraud_assets.lib.partitions import consecutive_blocks, day_span
+
     return ", ".join(day_span(block) for block in consecutive_blocks(days))
 
 
@@ -222,12 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    dates = business_dates_in_landing(settings.landing_dir())
-    today = dt.datetime.now(dt.UTC).date()
-    if dates:
-        cover_landed_days(dates, today)
+    command = "make score" if args.scoring_only else "make pipeline"
+    try:
+        check_settings()
+    except ValueError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    # Imported once the settings they read are known good (lib/partitions builds the business dates from
+    # them on import): the partitions of the environment as given, the same as `make run`'s on this data.
     from fraud_assets.definitions import defs
     from fraud_assets.lib.partitions import business_date_partitions
+
+    dates = business_dates_in_landing(settings.landing_dir())
+    today = dt.datetime.now(dt.UTC).date()
 
     instance = dg.DagsterInstance.get()
     reaped = reap_at_start_up(defs, instance)
@@ -239,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scoring_only and not has_champion(instance):
         home = os.environ.get("DAGSTER_HOME")
         print(
-            f"make score: no champion model yet on this instance (DAGSTER_HOME={home}): `make pipeline` "
+            f"{command}: no champion model yet on this instance (DAGSTER_HOME={home}): `make pipeline` "
             "trains one (make score scores with the current champion and never trains)",
             file=sys.stderr,
         )
