@@ -29,6 +29,7 @@ import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,6 +66,24 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def listen_problem(host: str, port: str) -> str | None:
+    """Why the webserver could not listen on host:port, or None. Asked before `dg dev` starts: when its
+    webserver cannot bind, `dg dev` prints a traceback and keeps its daemon running, with no UI."""
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"PORT={port} is not a port number (1-65535)"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"HOST={host} is not an address or a name this machine resolves ({exc})"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the webserver binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return f"cannot listen on {host}:{port}: {exc.strerror} (set HOST= / PORT=)"
+    return None
 
 
 def serve(dagster_home: Path, argv: list[str], grace_seconds: float) -> int:
@@ -130,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspace", default="workspace.yaml")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds left to dg dev's processes")
     args = parser.parse_args(argv)
+    problem = listen_problem(args.host, str(args.port))
+    if problem:
+        print(f"make run: {problem}", file=sys.stderr)
+        return 2
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home")
     dg_dev = [_dg(), "dev", "-h", args.host, "-p", str(args.port), "-w", args.workspace]
     return serve(home, dg_dev, args.grace)

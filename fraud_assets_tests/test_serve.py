@@ -1,5 +1,6 @@
-"""`make run`'s launcher (fraud_assets/cli/serve.py) stopped with Ctrl-C behind `uv run`, which passes on
-the terminal's Ctrl-C that the launcher got too: one clean stop of `dg dev`, a line saying so, status 0.
+"""`make run`'s launcher (fraud_assets/cli/serve.py): a HOST or PORT it cannot listen on is one line and
+status 2 before anything starts; stopped with Ctrl-C behind `uv run`, which passes on the terminal's
+Ctrl-C that the launcher got too, it stops `dg dev` once and cleanly, says so, and exits 0.
 
 A stand-in `dg dev` records the signals it gets and, like click, answers SIGTERM with "Aborted!" and
 status 1; a stand-in `uv run` passes on every SIGINT and SIGTERM it gets to the launcher."""
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from fraud_assets.cli.serve import main
 from fraud_assets_tests.platform import REPO_ROOT
 
 START_TIMEOUT = 60
@@ -113,3 +116,27 @@ def test_a_second_ctrl_c_still_insists_with_sigterm(tmp_path):
     assert log.read_text().split().count("SIGTERM") == 1
     assert "make run: stopped" in out
     assert proc.returncode == 0
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err]
+    return err
+
+
+def test_a_port_that_is_not_a_number_is_one_line_before_anything_starts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert _refused(capsys, ["--port", "30oo"]) == "make run: PORT=30oo is not a port number (1-65535)"
+    assert not (tmp_path / "home").exists()
+
+
+def test_a_port_another_process_listens_on_is_one_line_before_anything_starts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = _refused(capsys, ["--host", "127.0.0.1", "--port", str(port)])
+    assert err.startswith(f"make run: cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert not (tmp_path / "home").exists()
