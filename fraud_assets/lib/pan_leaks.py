@@ -337,11 +337,17 @@ def card_windows(digits: str) -> set[str]:
     """The Luhn-valid windows of `digits` that no longer Luhn-valid window contains: each card once, not
     again as the shorter valid runs inside it. Where windows overlap without one containing the other,
     which digits are the card is ambiguous and each is reported."""
-    spans = _luhn_spans(digits)
+    spans = set(_luhn_spans(digits))
+    # A window that contains another starts at most 6 digits before it and ends at most 6 after (19 - 13).
+    reach = _LENGTHS.stop - 1 - _LENGTHS.start
     return {
         digits[s:e]
         for s, e in spans
-        if not any(o_s <= s and e <= o_e and (o_s, o_e) != (s, e) for o_s, o_e in spans)
+        if not any(
+            (o_s, o_e) in spans and (o_s, o_e) != (s, e) and o_e - o_s < _LENGTHS.stop
+            for o_s in range(s - reach, s + 1)
+            for o_e in range(e, e + reach + 1)
+        )
     }
 
 
