@@ -11,7 +11,8 @@ PORT ?= 3000
 # Demo world seeded by `make run` when the landing zone is empty (realistic profile, with mess): 45 days
 # ending yesterday (UTC), so the platform is live: the next day is due tomorrow and freshness means something.
 DEMO_DAYS ?= 45
-DEMO_START ?= $(shell $(PYTHON) -c 'import datetime as d; print(d.datetime.now(d.timezone.utc).date() - d.timedelta(days=$(DEMO_DAYS)))')
+# Empty when DEMO_DAYS is not a number of days: `seed` says so in one line.
+DEMO_START ?= $(shell $(PYTHON) -c 'import datetime as d, sys; print(d.datetime.now(d.timezone.utc).date() - d.timedelta(days=int(sys.argv[1])))' '$(DEMO_DAYS)' 2>/dev/null)
 DEMO_ARGS ?= --profile realistic --start $(DEMO_START) --days $(DEMO_DAYS) --customers 1000 --terminals 2000
 RUN := $(UV) run --frozen scripts/with-env
 # Test modules run on this many workers (pytest-xdist): the end-to-end modules mostly wait on processes.
@@ -38,6 +39,8 @@ setup:
 
 seed: setup
 	@if [ -z "$$(ls -A "$(FRAUD_DATA_DIR)/landing" 2>/dev/null)" ]; then \
+		case "$(DEMO_DAYS)" in ''|*[!0-9]*|0) \
+			echo "make seed: DEMO_DAYS=$(DEMO_DAYS) is not a number of days (1 or more)" >&2; exit 2;; esac; \
 		echo "Seeding the landing zone in $(FRAUD_DATA_DIR) ($(DEMO_ARGS))"; \
 		$(RUN) python -m fraud_assets.simulator $(DEMO_ARGS); \
 	else echo "Landing zone $(FRAUD_DATA_DIR)/landing already has data: not seeding"; fi

@@ -1,12 +1,14 @@
 """`make run` stopped as an operator stops it leaves no process of the platform behind: once make has
 returned, no webserver, daemon, code server or run worker of its instance runs.
 
-The real Makefile target (its `setup` and `seed` prerequisites taken as done, `RUN` without uv so the
-test's own environment is used) on an empty landing zone, in a session of its own like a terminal's."""
+The real Makefile target (its `setup` and `seed` prerequisites taken as done, `RUN` on the test's own
+environment: `uv run --no-sync` where uv is installed, as make runs it, else without uv) on an empty
+landing zone, in a session of its own like a terminal's."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,14 +63,23 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "PYTHONPATH": str(REPO_ROOT),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "FRAUD_DATA_DIR": str(tmp_path / "data"),
+        # `uv run --no-sync` on the environment running this test, never a sync of another one.
+        "UV_PROJECT_ENVIRONMENT": sys.prefix,
     }
+
+
+def _run_variable() -> str:
+    """make's RUN: through `uv run` as the Makefile has it (uv passes the terminal's Ctrl-C on to the
+    launcher, which got it too) where uv is installed."""
+    uv = shutil.which("uv")
+    return f"RUN={uv} run --frozen --no-sync scripts/with-env" if uv else "RUN=scripts/with-env"
 
 
 def _start_make_run(tmp_path: Path) -> tuple[subprocess.Popen, Path, int]:
     dagster_home = tmp_path / "dagster_home"
     port = free_port()
     make = subprocess.Popen(
-        ["make", "-o", "setup", "-o", "seed", "RUN=scripts/with-env", f"PORT={port}", "run"],
+        ["make", "-o", "setup", "-o", "seed", _run_variable(), f"PORT={port}", "run"],
         cwd=REPO_ROOT,
         env=_env(tmp_path),
         stdout=(tmp_path / "make.log").open("wb"),
@@ -114,7 +125,8 @@ def test_make_run_killed_leaves_no_platform_process_running(tmp_path):
 
 def test_make_run_interrupted_returns_only_once_every_platform_process_stopped(tmp_path):
     """Ctrl-C: SIGINT to the terminal's foreground process group. Before it, a second `make run` on the
-    same instance is refused at once."""
+    same instance is refused at once. The stop is said in one line, with no error from make or click:
+    make ends of the SIGINT it got (130 in a shell), not with its child's failure."""
     make, home, port = _start_make_run(tmp_path)
     second = subprocess.run(
         ["make", "-o", "setup", "-o", "seed", "RUN=scripts/with-env", f"PORT={free_port()}", "run"],
@@ -129,3 +141,8 @@ def test_make_run_interrupted_returns_only_once_every_platform_process_stopped(t
     leftovers = _stop_and_list_leftovers(make, home, lambda: os.killpg(make.pid, signal.SIGINT))
     assert leftovers == []
     assert not _serves(port)
+    log = (tmp_path / "make.log").read_text()
+    assert "make run: stopped" in log
+    assert "Aborted!" not in log
+    assert "make: ***" not in log  # make's "Error 1" or "Interrupt"
+    assert make.returncode in (0, -signal.SIGINT)

@@ -10,12 +10,13 @@ from dagster_duckdb import DuckDBResource
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud_assets.lib.pan import mask_pans
+from fraud_assets.lib.pan import luhn_check_digit, mask_pans
 from fraud_assets.lib.pan_leaks import (
     SHORT_TYPES,
     digit_groups,
     find_pan_leaks,
     has_pan,
+    luhn_windows,
     pans_in,
     scan_expression,
 )
@@ -183,6 +184,37 @@ def test_the_types_the_scan_skips_cannot_hold_13_digits_in_a_group(conn):
     for column_type, extreme in EXTREMES.items():
         text = conn.execute(f"SELECT CAST(CAST({extreme} AS {column_type}) AS VARCHAR)").fetchone()[0]
         assert max((len(g) for g in digit_groups(text)), default=0) < 13, text
+
+
+def _card_with_a_valid_14_digit_prefix() -> str:
+    """A test card (16 digits) whose first 14 digits pass Luhn too."""
+    prefix = "4539148803436" + luhn_check_digit("4539148803436")
+    body = prefix + "0"
+    return body + luhn_check_digit(body)
+
+
+def test_a_card_is_reported_once_not_again_as_a_valid_run_inside_it():
+    card = _card_with_a_valid_14_digit_prefix()
+    assert luhn_windows(card) >= {card, card[:14]}
+    assert pans_in(f"card {card[:4]} {card[4:8]} {card[8:12]} {card[12:]} declined") == {card}
+    assert pans_in(f"{card} and {PAN}") == {card, PAN}
+
+
+def test_a_valid_run_alone_is_still_a_card():
+    card = _card_with_a_valid_14_digit_prefix()
+    assert pans_in(f"x {card[:14]} y") == {card[:14]}
+
+
+@settings(max_examples=120, deadline=None, database=None, derandomize=True)
+@given(st.one_of(text_with_a_card_number(), st.text(alphabet="0123456789 -/x", max_size=60)))
+def test_every_valid_run_lies_inside_a_reported_card(text):
+    """One card per card, and nothing the detector finds is lost: each Luhn-valid run of a group lies
+    inside a window `pans_in` reports (so the scan flags what it flagged)."""
+    reported = pans_in(text)
+    assert bool(reported) == has_pan(text)
+    for group in digit_groups(text):
+        for run in luhn_windows(group):
+            assert any(run in card for card in reported), run
 
 
 def test_the_detector_reads_groups_of_any_script_and_separator():

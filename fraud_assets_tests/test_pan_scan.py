@@ -13,7 +13,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from fraud_assets.lib.pan_scan import collect_pans, scan_deployment
+from fraud_assets.lib.pan import luhn_check_digit
+from fraud_assets.lib.pan_scan import collect_pans, holds_any, scan_deployment
 from fraud_assets_tests.raw_cleaned_support import hidden_shapes
 
 PAN = "4539148803436467"
@@ -128,6 +129,16 @@ def test_collect_pans_reads_the_card_numbers_a_landing_zone_delivered(tmp_path):
     (tmp_path / "a.csv.gz").write_bytes(gzip.compress(f"1,{PAN},x\n".encode()))
     pd.DataFrame({"customer_id": [int(OTHER)]}).to_parquet(tmp_path / "c.parquet")
     assert {PAN, OTHER} <= collect_pans(tmp_path.iterdir())
+
+
+def test_collect_pans_keeps_the_valid_runs_inside_a_card_so_a_cut_copy_still_matches(tmp_path):
+    """`pans_in` reports a card once; the needles of a precise scan keep its shorter Luhn-valid runs."""
+    prefix = "4539148803436" + luhn_check_digit("4539148803436")
+    card = prefix + "0" + luhn_check_digit(prefix + "0")
+    (tmp_path / "a.csv").write_text(f"1,{card},x\n")
+    needles = collect_pans([tmp_path / "a.csv"])
+    assert {card, prefix} <= needles
+    assert holds_any(f"ref {prefix}", needles)
 
 
 def test_a_truncated_gzip_landing_file_is_read_as_far_as_it_goes_and_stops_nothing(deployment, tmp_path):

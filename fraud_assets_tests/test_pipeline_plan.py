@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import subprocess
+import sys
+
 import dagster as dg
+import pytest
 
 from fraud_assets.cli.pipeline import planned_runs
 from fraud_assets_tests.automation_stubs import materialize_stub, stub_definitions
+from fraud_assets_tests.platform import REPO_ROOT
 
 DATES = ["2018-04-01", "2018-04-02", "2018-04-04"]  # 2018-04-03 never came
 
@@ -98,3 +105,118 @@ def test_a_training_run_that_broke_stops_the_pipeline_and_fails_it(monkeypatch):
     status, executed = _run_main(monkeypatch, broke)
     assert executed == ["landed_day 2018-04-01 to 2018-04-02", "training_job"]
     assert status == 1
+
+
+def _main_on_landed_days(monkeypatch, capsys, days: list[str], partitions, scoring_only=False):
+    """`make pipeline` on a landing zone holding `days`, the business-date partitions being `partitions`:
+    (exit status, the days it planned runs for, its output)."""
+    from fraud_assets.cli import pipeline
+    from fraud_assets.lib import partitions as partitions_module
+    from fraud_assets.lib.dead_runs import Reaped
+
+    planned: list[str] = []
+
+    def plan(defs, instance, dates, scoring_only):
+        planned.extend(dates)
+        return []
+
+    monkeypatch.setattr(partitions_module, "business_date_partitions", partitions)
+    monkeypatch.setattr(pipeline, "business_dates_in_landing", lambda _: days)
+    monkeypatch.setattr(pipeline, "planned_runs", plan)
+    monkeypatch.setattr(pipeline, "reap_at_start_up", lambda *_: Reaped(dead=[], released={}))
+    monkeypatch.setattr(pipeline, "layer_row_counts", dict)
+    monkeypatch.setattr(dg.DagsterInstance, "get", staticmethod(dg.DagsterInstance.ephemeral))
+    status = pipeline.main(["--scoring-only"] if scoring_only else [])
+    return status, planned, capsys.readouterr()
+
+
+def _live_partitions(first: dt.date) -> dg.DailyPartitionsDefinition:
+    """A live platform's business dates: from `first` to the last day that is over (no last date set)."""
+    return dg.DailyPartitionsDefinition(start_date=first.isoformat(), timezone="UTC")
+
+
+def test_a_landed_day_not_over_yet_is_left_for_later_and_said_so(monkeypatch, capsys):
+    today = dt.datetime.now(dt.UTC).date()
+    days = [(today - dt.timedelta(days=n)).isoformat() for n in (2, 1, 0, -1)]
+    status, planned, out = _main_on_landed_days(
+        monkeypatch, capsys, days, _live_partitions(today - dt.timedelta(2))
+    )
+    assert planned == days[:2]
+    assert f"Left for later: {days[2]} to {days[3]}: not over yet" in out.out
+    assert status == 0
+
+
+def test_a_world_over_by_yesterday_runs_every_landed_day_with_no_note(monkeypatch, capsys):
+    today = dt.datetime.now(dt.UTC).date()
+    days = [(today - dt.timedelta(days=n)).isoformat() for n in (3, 2, 1)]
+    status, planned, out = _main_on_landed_days(
+        monkeypatch, capsys, days, _live_partitions(today - dt.timedelta(3))
+    )
+    assert planned == days
+    assert "Left for later" not in out.out
+    assert status == 0
+
+
+def test_a_past_world_runs_every_landed_day_as_before(monkeypatch, capsys):
+    days = ["2018-04-01", "2018-04-02", "2018-04-04"]
+    status, planned, out = _main_on_landed_days(
+        monkeypatch, capsys, days, _live_partitions(dt.date(2018, 4, 1))
+    )
+    assert planned == days
+    assert "Left for later" not in out.out
+    assert "Not business dates" not in out.out
+
+
+def test_a_world_wholly_ahead_of_the_clock_runs_nothing_yet_and_says_why(monkeypatch, capsys):
+    today = dt.datetime.now(dt.UTC).date()
+    days = [(today + dt.timedelta(days=n)).isoformat() for n in (1, 2)]
+    status, planned, out = _main_on_landed_days(
+        monkeypatch, capsys, days, _live_partitions(today + dt.timedelta(1))
+    )
+    assert planned == []
+    assert f"Left for later: {days[0]} to {days[1]}: not over yet" in out.out
+    assert "nothing to run now" in out.out
+    assert status == 0
+
+
+def test_make_score_without_a_champion_says_so_in_one_line_and_runs_nothing(monkeypatch, capsys):
+    status, planned, out = _main_on_landed_days(
+        monkeypatch, capsys, ["2018-04-01"], _live_partitions(dt.date(2018, 4, 1)), scoring_only=True
+    )
+    assert status == 2
+    assert planned == []
+    assert out.err.strip().splitlines() == [out.err.strip()]
+    assert "no champion model yet" in out.err
+    assert "Traceback" not in out.err
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("FRAUD_FIRST_BUSINESS_DATE", "2026-13-01"),
+        ("FRAUD_LAST_BUSINESS_DATE", "yesterday"),
+        ("FRAUD_LAST_BUSINESS_DATE", "2018-01-01"),  # before the first
+        ("FRAUD_AUTHORIZATIONS_DEADLINE_HOURS", "six"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it_and_status_2(tmp_path, setting, value):
+    """As `make pipeline` starts it: a fresh process, whose imports build the business dates."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "FRAUD_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        setting: value,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "fraud_assets.cli.pipeline"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(f"make pipeline: {setting}")

@@ -143,3 +143,14 @@ def test_a_fold_missing_from_the_refit_or_a_metric_nan_on_one_side_is_a_mismatch
     assert not compare_metrics({**recorded, "fold1_auc": 0.8}, [fold])["match"]
     assert not compare_metrics({**recorded, "fold0_auc": float("nan")}, [fold])["match"]
     assert not compare_metrics(recorded, [fold, {**fold, "fold": 1}])["match"]
+
+
+def test_a_data_directory_without_a_warehouse_is_refused_in_one_line(tmp_path, capsys):
+    """`make reproduce MODEL=...` on the wrong FRAUD_DATA_DIR, or before anything was trained."""
+    assert main(["some-version", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"refused: no warehouse.duckdb in {tmp_path.resolve()} (FRAUD_DATA_DIR "
+        "or --data-dir): no model was registered there"
+    ]
+    assert not (tmp_path / "warehouse.duckdb").exists()

@@ -6,6 +6,13 @@ The same jobs the sensors launch, in their order: `landed_day` over each block o
 not score yet, and `monitoring_job` over them (drift per day, performance, the shadow comparison). Runs
 go through the Dagster instance in `$DAGSTER_HOME`, so they appear in the UI like any other run.
 
+Only complete days run: a landed date is processed once it is a business-date partition, as the landing
+sensor of `make run` does. The partitions are those of the environment as given, the same as `make run`'s
+on the same data (`scripts/with-env` sets the first business date from the landing zone). Today (UTC, the
+partitions' time zone) is not over, so a live feed's first files of the day wait; so do the days of a
+simulated world after today. The output names the landed dates left for later and why (docs/runbooks.md,
+"Landed days that are not over yet").
+
 At start-up it fails the runs of its instance whose worker process died (a `make pipeline` or a run
 worker killed by the system: SIGKILL, out of memory), frees the pool slots they still held, and alerts
 (lib/dead_runs.py); without that, the next run would wait for the dead run's `duckdb` slot for ever. Its own
@@ -19,6 +26,7 @@ monitoring runs still follow.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import time
@@ -33,7 +41,6 @@ from fraud_assets.lib import settings
 from fraud_assets.lib.alerting import AlertSink
 from fraud_assets.lib.dead_runs import Reaped, reap_dead_runs
 from fraud_assets.lib.landing import business_dates_in_landing
-from fraud_assets.lib.partitions import consecutive_blocks, day_span
 from fraud_assets.lib.run_worker import RunWorker
 from fraud_assets.lib.runs import RANGE_END, RANGE_START
 
@@ -52,6 +59,8 @@ class JobRun:
 
     @property
     def label(self) -> str:
+        from fraud_assets.lib.partitions import day_span
+
         if not self.days:
             return self.job
         return f"{self.job} {day_span(self.days)}"
@@ -119,7 +128,8 @@ def planned_runs(
 ) -> list[JobRun]:
     """The landed days (one run per block of consecutive days: a range over a gap would hide the missing
     day), training, the scores the landed runs could not write without a champion, monitoring."""
-    from fraud_assets.defs.raw.jobs import landed_day_selection  # after cover_landed_days
+    from fraud_assets.defs.raw.jobs import landed_day_selection
+    from fraud_assets.lib.partitions import consecutive_blocks
 
     assets = landed_day_selection(instance, defs.resolve_asset_graph())
     landed = [JobRun("landed_day", days, assets) for days in consecutive_blocks(list(dates))]
@@ -129,11 +139,60 @@ def planned_runs(
     return [*landed, *training, *scoring, *monitoring]
 
 
-def cover_landed_days(dates: Sequence[str]) -> None:
-    """Business days from the landing zone's first to its last unless set: any world, past or live,
-    runs with no flag. Before the definitions load, which read them once."""
-    os.environ.setdefault(settings.FIRST_BUSINESS_DATE_ENV, dates[0])
-    os.environ.setdefault(settings.LAST_BUSINESS_DATE_ENV, dates[-1])
+def check_settings() -> None:
+    """ValueError naming the setting when a date or the deadline in the environment cannot be read."""
+    settings.first_business_date()
+    settings.last_business_date()
+    try:
+        settings.authorizations_deadline()
+    except ValueError as exc:
+        raise ValueError(f"{settings.DEADLINE_ENV}={os.environ[settings.DEADLINE_ENV]!r}: {exc}") from exc
+
+
+def has_champion(instance: dg.DagsterInstance) -> bool:
+    from fraud_assets.defs.raw.jobs import CHAMPION
+
+    return instance.get_latest_materialization_event(CHAMPION) is not None
+
+
+@dataclass
+class LandedDays:
+    """The landed business dates split by what `make pipeline` does with them now."""
+
+    runnable: list[str]  # business-date partitions: processed
+    later: list[str]  # today or after: not over yet, processed once they are
+    outside: list[str]  # over but not partitions: before the first business date or after the last
+
+    def notes(self) -> list[str]:
+        """One line per kind of date left out, for the operator."""
+        lines = []
+        if self.later:
+            lines.append(
+                f"Left for later: {_spans(self.later)}: not over yet (a business day is a UTC calendar "
+                "day, a partition from the midnight that ends it); processed then by `make pipeline` or "
+                "`make run`'s landing sensor"
+            )
+        if self.outside:
+            lines.append(
+                f"Not business dates: {_spans(self.outside)}: before {settings.FIRST_BUSINESS_DATE_ENV} or "
+                f"after {settings.LAST_BUSINESS_DATE_ENV}; not processed"
+            )
+        return lines
+
+
+def _spans(days: list[str]) -> str:
+    from fraud_assets.lib.partitions import consecutive_blocks, day_span
+
+    return ", ".join(day_span(block) for block in consecutive_blocks(days))
+
+
+def sort_landed_days(dates: Sequence[str], partition_keys: Sequence[str], today: dt.date) -> LandedDays:
+    """`dates` that are partitions run; the others wait (today or later) or are outside the business dates."""
+    keys = set(partition_keys)
+    runnable = [d for d in dates if d in keys]
+    later = [d for d in dates if d not in keys and d >= today.isoformat()]
+    outside = [d for d in dates if d not in keys and d < today.isoformat()]
+    return LandedDays(runnable, later, outside)
 
 
 def reap_at_start_up(defs: dg.Definitions, instance: dg.DagsterInstance) -> Reaped:
@@ -170,10 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    dates = business_dates_in_landing(settings.landing_dir())
-    if dates:
-        cover_landed_days(dates)
+    command = "make score" if args.scoring_only else "make pipeline"
+    try:
+        check_settings()
+    except ValueError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+    # Imported once the settings they read are known good (lib/partitions builds the business dates from
+    # them on import): the partitions of the environment as given, the same as `make run`'s on this data.
     from fraud_assets.definitions import defs
+    from fraud_assets.lib.partitions import business_date_partitions
+
+    dates = business_dates_in_landing(settings.landing_dir())
+    today = dt.datetime.now(dt.UTC).date()
 
     instance = dg.DagsterInstance.get()
     reaped = reap_at_start_up(defs, instance)
@@ -182,10 +250,24 @@ def main(argv: list[str] | None = None) -> int:
     if not dates:
         print(f"No authorisation files in {settings.landing_dir()}: nothing to do.", file=sys.stderr)
         return 0
+    if args.scoring_only and not has_champion(instance):
+        home = os.environ.get("DAGSTER_HOME")
+        print(
+            f"{command}: no champion model yet on this instance (DAGSTER_HOME={home}): `make pipeline` "
+            "trains one (make score scores with the current champion and never trains)",
+            file=sys.stderr,
+        )
+        return 2
     print(f"Landing zone: {len(dates)} business dates ({dates[0]} .. {dates[-1]})")
+    landed = sort_landed_days(dates, business_date_partitions.get_partition_keys(), today)
+    for note in landed.notes():
+        print(note)
+    if not landed.runnable:
+        print("No landed day is over and a business date yet: nothing to run now.")
+        return 0
 
     outcomes: list[RunOutcome] = []
-    for run in planned_runs(defs, instance, dates, args.scoring_only):
+    for run in planned_runs(defs, instance, landed.runnable, args.scoring_only):
         print(f"-> {run.label}", flush=True)
         outcome = execute(defs, instance, run)
         outcomes.append(outcome)

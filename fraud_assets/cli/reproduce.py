@@ -302,9 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="default: $FRAUD_DATA_DIR")
     parser.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)
+    data_dir = (args.data_dir or settings.data_dir()).resolve()
+    if not (data_dir / settings.WAREHOUSE_FILE).is_file():
+        print(
+            f"refused: no {settings.WAREHOUSE_FILE} in {data_dir} (FRAUD_DATA_DIR or --data-dir): "
+            "no model was registered there",
+            file=sys.stderr,
+        )
+        return 2
     key = os.environ.get(KEY_ENV, "")
     try:
-        report = reproduce(args.model_version, (args.data_dir or settings.data_dir()).resolve(), Signer(key))
+        report = reproduce(args.model_version, data_dir, Signer(key))
     except (RegistryIntegrityError, SnapshotError, ModelArtifactError, KeyError, ValueError) as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 
 from fraud_assets.lib.pan import mask_pans
-from fraud_assets.lib.pan_leaks import decoded_text, digit_groups, pans_in, scan_expression
+from fraud_assets.lib.pan_leaks import decoded_text, digit_groups, luhn_windows, pans_in, scan_expression
 from fraud_assets.lib.provenance import LEAK_SCAN_EXEMPT_COLUMNS
 
 EXCLUDED_BY_DEFAULT = ("landing", "ground_truth")
@@ -366,11 +366,12 @@ def scan_deployment(
 
 def collect_pans(paths: Iterable[Path]) -> set[str]:
     """The card numbers (clear, in memory only) the given files hold, read as `scan_deployment` reads
-    them: for a test, the PANs a landing zone delivered."""
+    them: for a test, the PANs a landing zone delivered. With the Luhn-valid runs inside each card
+    (`luhn_windows`, not `pans_in`'s one per card): a copy cut to such a run elsewhere still matches."""
     found: set[str] = set()
 
     def record(text: str) -> bool:
-        found.update(pans_in(text))
+        found.update(w for group in digit_groups(text) for w in luhn_windows(group))
         return False
 
     for path in paths:
