@@ -186,6 +186,25 @@ def test_amount_to_earlier_max_and_older_mean_terminal_novelty_and_hour_band_fol
     assert f.loc[2, "card_hour_band_share_30d"] == pytest.approx(1 / 2)
 
 
+def test_weekend_night_and_hour_band_are_read_in_the_terminals_local_time():
+    conn = duckdb.connect()
+    _hand_built(
+        conn,
+        [
+            (1, "2018-06-01 16:00:00", "A", 1, 10.0),  # Friday 16:00 UTC = Saturday 01:00 in Tokyo
+            (2, "2018-06-02 02:00:00", "A", 1, 10.0),  # Saturday 02:00 UTC = 11:00 in Tokyo
+            (3, "2018-06-02 15:30:00", "A", 1, 10.0),  # Saturday 15:30 UTC = Sunday 00:30 in Tokyo
+        ],
+    )
+    conn.execute("UPDATE cleaned.transactions SET tx_datetime_local = tx_datetime + INTERVAL 9 HOUR")
+    f = compute_features(conn, ["2018-06-01", "2018-06-02"]).set_index("transaction_id")
+    assert f["is_weekend"].tolist() == [1, 1, 1]
+    assert f["is_night"].tolist() == [1, 0, 1]
+    # local bands 0-3, 8-11, 0-3 (in UTC they would be 16-19, 0-3, 12-15)
+    assert f.loc[3, "card_hour_band_share_30d"] == pytest.approx(2 / 3)
+    assert f.loc[2, "card_hour_band_share_30d"] == pytest.approx(1 / 2)
+
+
 def test_amount_zscore_is_0_after_constant_amounts_however_large_and_follows_a_varied_history():
     conn = duckdb.connect()
     _hand_built(
