@@ -186,6 +186,25 @@ def test_amount_to_earlier_max_and_older_mean_terminal_novelty_and_hour_band_fol
     assert f.loc[2, "card_hour_band_share_30d"] == pytest.approx(1 / 2)
 
 
+def test_weekend_night_and_hour_band_are_read_in_the_terminals_local_time():
+    conn = duckdb.connect()
+    _hand_built(
+        conn,
+        [
+            (1, "2018-06-01 16:00:00", "A", 1, 10.0),  # Friday 16:00 UTC = Saturday 01:00 in Tokyo
+            (2, "2018-06-02 02:00:00", "A", 1, 10.0),  # Saturday 02:00 UTC = 11:00 in Tokyo
+            (3, "2018-06-02 15:30:00", "A", 1, 10.0),  # Saturday 15:30 UTC = Sunday 00:30 in Tokyo
+        ],
+    )
+    conn.execute("UPDATE cleaned.transactions SET tx_datetime_local = tx_datetime + INTERVAL 9 HOUR")
+    f = compute_features(conn, ["2018-06-01", "2018-06-02"]).set_index("transaction_id")
+    assert f["is_weekend"].tolist() == [1, 1, 1]
+    assert f["is_night"].tolist() == [1, 0, 1]
+    # local bands 0-3, 8-11, 0-3 (in UTC they would be 16-19, 0-3, 12-15)
+    assert f.loc[3, "card_hour_band_share_30d"] == pytest.approx(2 / 3)
+    assert f.loc[2, "card_hour_band_share_30d"] == pytest.approx(1 / 2)
+
+
 def test_amount_zscore_is_0_after_constant_amounts_however_large_and_follows_a_varied_history():
     conn = duckdb.connect()
     _hand_built(
@@ -363,6 +382,83 @@ def test_fraud_episodes_count_the_terminal_and_card_frauds_of_60_days_reported_b
         == f.loc[7, "terminal_days_since_last_fraud_60d"]
         == 60
     )
+
+
+def _terminal_versions(conn: duckdb.DuckDBPyConnection, versions: list[tuple]) -> None:
+    """cleaned.terminals from (terminal_id, mcc, x, y, valid_from, valid_to) versions."""
+    terms = pd.DataFrame(versions, columns=["terminal_id", "mcc", "x", "y", "valid_from", "valid_to"]).assign(
+        merchant_id=1, country="NL", currency="EUR", timezone="UTC"
+    )
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in SCHEMAS["terminals"].items())
+    settle(conn)
+    conn.register("_frame", terms)
+    conn.execute(f"CREATE OR REPLACE TABLE cleaned.terminals AS SELECT {cols} FROM _frame")
+    conn.unregister("_frame")
+
+
+def test_category_snapshot_counts_business_days_d_minus_37_to_d_minus_8_each_in_its_own_days_category():
+    """The merchant-category snapshot of day D: the category's transactions of the business days
+    [D - 37, D - 8], each in its terminal's category as of its own day, and the share reported before
+    D 00:00 (known at every t of D)."""
+    conn = duckdb.connect()
+    rows = [
+        (1, "2018-05-13 23:59:59", "A", 1, 10.0),  # D - 38: outside (read: the run starts a day earlier)
+        (2, "2018-05-14 00:00:00", "B", 1, 10.0),  # D - 37: inside, reported at D 00:00 exactly: unknown
+        (8, "2018-05-14 12:00:00", "H", 1, 10.0),  # D - 37: inside, reported long ago: known
+        (3, "2018-06-12 23:59:59", "C", 1, 10.0),  # D - 8: inside, reported 1 µs before D: known
+        (4, "2018-06-13 00:00:00", "D", 1, 10.0),  # D - 7: outside
+        (5, "2018-05-15 12:00:00", "E", 2, 10.0),  # terminal 2 sold goods of category 5999 then
+        (6, "2018-05-25 12:00:00", "F", 2, 10.0),  # and 5411 from 05-20: counted for 5411, known
+        (7, "2018-06-01 12:00:00", "G", 3, 10.0),  # category 5999
+        (10, "2018-06-20 09:00:00", "Z", 1, 10.0),  # D: category 5411
+        (11, "2018-06-20 09:00:00", "Y", 2, 10.0),  # D: terminal 2 is 5411 now
+        (12, "2018-06-20 09:00:00", "X", 3, 10.0),  # D: category 5999
+    ]
+    labels = [
+        (1, "2018-05-14 00:00:00.000000"),
+        (2, "2018-06-20 00:00:00.000000"),
+        (8, "2018-05-20 00:00:00.000000"),
+        (3, "2018-06-19 23:59:59.999999"),
+        (4, "2018-06-14 00:00:00.000000"),
+        (6, "2018-05-30 00:00:00.000000"),
+    ]
+    _hand_built(conn, rows, labels)
+    _terminal_versions(
+        conn,
+        [
+            (1, "5411", 0.0, 0.0, None, None),
+            (2, "5999", 10.0, 0.0, "2018-04-01", "2018-05-20"),
+            (2, "5411", 10.0, 0.0, "2018-05-20", None),
+            (3, "5999", 0.0, 30.0, None, None),
+        ],
+    )
+    f = compute_features(conn, ["2018-06-19", "2018-06-20"]).set_index("transaction_id")
+    assert f.loc[[10, 11], "mcc_nb_tx_30d"].tolist() == [4, 4]  # transactions 2, 3, 6 and 8
+    assert f.loc[[10, 11], "mcc_risk_30d"].tolist() == pytest.approx([3 / 4, 3 / 4])  # 3, 6 and 8
+    assert f.loc[12, "mcc_nb_tx_30d"] == 2  # transactions 5 and 7
+    assert f.loc[12, "mcc_risk_30d"] == 0.0
+
+
+def test_previous_terminal_of_two_transactions_at_the_previous_instant_is_the_larger_ids():
+    conn = duckdb.connect()
+    rows = [
+        (21, "2018-06-20 10:00:00", "A", 3, 10.0),
+        (22, "2018-06-20 10:00:00", "A", 1, 10.0),  # same instant, larger id, smaller terminal id
+        (23, "2018-06-20 11:00:00", "A", 2, 10.0),
+    ]
+    _hand_built(conn, rows)
+    _terminal_versions(
+        conn,
+        [
+            (1, "5411", 0.0, 0.0, None, None),
+            (2, "5411", 10.0, 0.0, None, None),
+            (3, "5411", 0.0, 30.0, None, None),
+        ],
+    )
+    f = compute_features(conn, ["2018-06-20"]).set_index("transaction_id")
+    assert f.loc[23, "dist_prev_terminal"] == 10.0  # from terminal 1 (transaction 22), not 3
+    assert f.loc[[21, 22], "dist_prev_terminal"].tolist() == [0.0, 0.0]  # nothing strictly before them
+    assert f.loc[23, "card_secs_since_prev_tx"] == 3600
 
 
 # ----------------------------------------------------------------------------------------------
