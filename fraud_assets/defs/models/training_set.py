@@ -124,7 +124,10 @@ def resolve_folds(config: TrainingSetConfig, last_business_date: date) -> list[F
 
 
 # Training days should be days whose features were full: the first WINDOW_LOOKBACK_DAYS of history have
-# short 30-day windows and, for the first 7, no delayed terminal risk at all.
+# short 30-day windows and, for the first 7, no delayed terminal risk at all. The 60-day fraud-episode
+# features (EPISODE_DAYS) are not waited for: they only undercount frauds older than the history, as they
+# do for any new terminal or card, and waiting 60 days would leave a short world (the 45-day demo) no
+# full training day at all.
 MIN_FULL_TRAIN_DAYS = 7
 
 
