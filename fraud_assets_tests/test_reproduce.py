@@ -154,3 +154,15 @@ def test_a_data_directory_without_a_warehouse_is_refused_in_one_line(tmp_path, c
         "or --data-dir): no model was registered there"
     ]
     assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+def test_a_ledger_cut_back_at_its_end_is_refused_against_the_recorded_head(world):
+    """What is left of a ledger cut back at its end verifies on its own; the head Dagster recorded (as
+    scoring checks it) must refuse it here too, not report the model as reproducible."""
+    data_dir, champion = world
+    with connect(data_dir) as conn:
+        head = registry.verify_registry(conn, SIGNER)
+        conn.execute("DELETE FROM models.model_events WHERE event_id = ?", [head["head_event_id"]])
+    anchor = registry.Anchor(head["head_event_id"], head["head_signature"])
+    with pytest.raises(registry.RegistryIntegrityError):
+        reproduce(champion, data_dir, SIGNER, anchor)

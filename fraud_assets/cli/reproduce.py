@@ -59,9 +59,11 @@ from fraud_assets.lib.model_io import (
 from fraud_assets.lib.registry import (
     EVENTS_TABLE,
     VERSIONS_TABLE,
+    Anchor,
     ModelVersion,
     RegistryIntegrityError,
     get_version,
+    recorded_anchor,
     verify_registry,
 )
 from fraud_assets.lib.signing import Signer
@@ -176,7 +178,9 @@ def compare_metrics(recorded: dict[str, float], refit: list[dict[str, float]]) -
     }
 
 
-def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, Any]:
+def reproduce(
+    model_version: str, data_dir: Path, signer: Signer, anchor: Anchor | None = None
+) -> dict[str, Any]:
     from fraud_assets.defs.models.candidates import SKLEARN_VERSION, train_family
     from fraud_assets.defs.models.training_set import TrainingSetConfig, build_training_set
     from fraud_assets.lib.model_selection import compute_threads
@@ -184,7 +188,8 @@ def reproduce(model_version: str, data_dir: Path, signer: Signer) -> dict[str, A
     store = data_dir / "models"
     conn = open_scratch(data_dir / settings.WAREHOUSE_FILE)
     report: dict[str, Any] = {"model_version": model_version}
-    registry_summary = verify_registry(conn, signer)
+    # Against the head Dagster recorded, as scoring does: a ledger cut back at its end verifies on its own.
+    registry_summary = {**verify_registry(conn, signer, anchor), "anchored": anchor is not None}
     mv: ModelVersion = get_version(conn, model_version, signer)
     snapshot = verified_snapshot(conn, store, signer, mv.data_hash)
     report["registry"] = {**registry_summary, "row_signature": mv.signature}
@@ -265,7 +270,12 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"Reproducing {report['model_version']}",
         f"  registry: {report['registry']['versions']} versions and {report['registry']['events']} events "
-        f"verify with key {report['registry']['key_id']}",
+        f"verify with key {report['registry']['key_id']}"
+        + (
+            ", up to the head Dagster recorded"
+            if report["registry"]["anchored"]
+            else " (no ledger head recorded in DAGSTER_HOME: a ledger cut back at its end would pass)"
+        ),
         f"  code: {'same as at training' if report['code']['same'] else 'DIFFERENT from training'}"
         f" (recorded {report['code']['recorded']['code_version']} "
         f"@ {report['code']['recorded']['revision']}, "
@@ -296,6 +306,16 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def instance_anchor() -> Anchor | None:
+    """The ledger head recorded in the Dagster instance of `$DAGSTER_HOME` (None without one)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        return recorded_anchor(instance)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_version")
@@ -312,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     key = os.environ.get(KEY_ENV, "")
     try:
-        report = reproduce(args.model_version, data_dir, Signer(key))
+        report = reproduce(args.model_version, data_dir, Signer(key), instance_anchor())
     except (RegistryIntegrityError, SnapshotError, ModelArtifactError, KeyError, ValueError) as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
