@@ -398,3 +398,10 @@ def test_a_training_run_after_the_last_champion_was_disabled_says_there_is_no_ch
     logged = [e.user_message for e in instance.all_logs(result.run_id) if e.step_key == "models__champion"]
     assert any(m.startswith("no champion (the last one was disabled): ") and pending in m for m in logged)
     assert not any("champion None" in m for m in logged)
+
+
+def test_the_champion_plots_the_models_figures_not_the_search_configurations():
+    from fraud_assets.defs.models.champion import headline_metrics
+
+    metrics = {"average_precision_mean": 0.7, "auc_std": 0.01, "search0_fit_seconds_mean": 3.0}
+    assert headline_metrics(metrics) == {"average_precision_mean": 0.7, "auc_std": 0.01}

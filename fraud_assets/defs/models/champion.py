@@ -193,13 +193,20 @@ def champion(
     if mv is not None:
         md["family"] = mv.family
         md["artifact_sha256"] = mv.artifact_sha256
-        md.update({k: float(v) for k, v in mv.metrics.items() if k.endswith(("_mean", "_std"))})
+        md.update(headline_metrics(mv.metrics))
         card = model_store.path / "cards" / f"{current}.embedded.md"
         if card.is_file():
             md["model_card"] = dg.MetadataValue.md(card.read_text())
     if evidence_md:
         md["evidence"] = dg.MetadataValue.md(evidence_md)
     yield dg.MaterializeResult(metadata=md, data_version=dg.DataVersion(current or "none"))
+
+
+def headline_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The model's prequential means and spreads, plotted per promotion; not the hyperparameter search's
+    per-configuration figures (`search<n>_...`, in the model card), which describe the candidates."""
+    headline = {k: v for k, v in metrics.items() if not k.startswith("search")}
+    return {k: float(v) for k, v in headline.items() if k.endswith(("_mean", "_std"))}
 
 
 model_approval_job = dg.define_asset_job(
