@@ -83,7 +83,8 @@ def test_a_range_run_records_every_check_for_each_day_with_that_days_figures(dat
         assert {_value(found[(c, day)], "business_dates") for c in CHECKS} == {day}
         for name in ("one_row_per_transaction", "null_rates", "value_ranges"):
             assert _value(found[(name, day)], "rows") == rows[day], (name, day)
-        assert _value(found[("sampled_naive_recompute", day)], "rows_compared") == min(rows[day], 200)
+        sampled = _value(found[("sampled_naive_recompute", day)], "rows_compared")
+        assert sampled == min(rows[day], checks.day_sample_rows(len(DAYS)))
     # The range's own evaluation (what the alert sensor reads) carries the range's figures.
     assert _value(found[("null_rates", None)], "rows") == sum(rows[d] for d in DAYS)
 
@@ -91,7 +92,18 @@ def test_a_range_run_records_every_check_for_each_day_with_that_days_figures(dat
 def test_a_one_day_run_records_every_check_for_its_day(data_dir, warehouse):
     result = _run(data_dir, dg.DagsterInstance.ephemeral(), DAYS[:1])
     assert result.success
-    assert set(_by_day(result)) == {(c, DAYS[0]) for c in CHECKS}
+    found = _by_day(result)
+    assert set(found) == {(c, DAYS[0]) for c in CHECKS}
+    rows = _rows_per_day(warehouse)[DAYS[0]]
+    assert _value(found[("sampled_naive_recompute", DAYS[0])], "rows_compared") == min(
+        rows, checks.SAMPLE_ROWS
+    )
+
+
+def test_a_range_samples_each_day_and_at_least_as_many_rows_as_one_day():
+    assert checks.day_sample_rows(1) == checks.SAMPLE_ROWS
+    assert checks.day_sample_rows(3) * 3 >= checks.SAMPLE_ROWS
+    assert checks.day_sample_rows(183) == checks.MIN_DAY_SAMPLE_ROWS
 
 
 def _break(path: Path, day: str) -> None:
@@ -111,7 +123,8 @@ def _break(path: Path, day: str) -> None:
 
 
 def test_a_broken_day_fails_its_own_checks_only_and_the_range_names_it(data_dir, warehouse, monkeypatch):
-    monkeypatch.setattr(checks, "SAMPLE_ROWS", 5)  # every day still sampled
+    monkeypatch.setattr(checks, "SAMPLE_ROWS", 6)
+    monkeypatch.setattr(checks, "MIN_DAY_SAMPLE_ROWS", 1)  # 2 rows of each day: every day still sampled
     instance = dg.DagsterInstance.ephemeral()
     assert _run(data_dir, instance, DAYS).success
     _break(warehouse, DAYS[1])
@@ -119,8 +132,8 @@ def test_a_broken_day_fails_its_own_checks_only_and_the_range_names_it(data_dir,
     for name in CHECKS:
         assert {d: found[(name, d)].passed for d in DAYS} == {DAYS[0]: True, DAYS[1]: False, DAYS[2]: True}
         assert found[(name, None)].passed is False, name
-    assert {_value(found[("sampled_naive_recompute", d)], "rows_compared") for d in DAYS} == {5}
-    assert _value(found[("sampled_naive_recompute", DAYS[1])], "mismatched_columns") == "card_nb_tx_30d (5)"
+    assert {_value(found[("sampled_naive_recompute", d)], "rows_compared") for d in DAYS} == {2}
+    assert _value(found[("sampled_naive_recompute", DAYS[1])], "mismatched_columns") == "card_nb_tx_30d (2)"
     assert _value(found[("null_rates", DAYS[1])], "columns_over_threshold") == "card_avg_amount_7d"
     assert _value(found[("value_ranges", DAYS[1])], "risks_are_shares") == 3
     assert _value(found[("one_row_per_transaction", DAYS[1])], "missing_transactions") == 1

@@ -16,6 +16,7 @@ failed when any day failed, is the one the alert sensor reads. All open the ware
 """
 
 import datetime as dt
+import math
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,6 +40,10 @@ from fraud_assets.lib.warehouse import table_exists
 
 NAIVE_SQL_PATH = Path(__file__).with_name("naive_recompute.sql")
 SAMPLE_ROWS = 200
+# A range run samples at least this many rows of each day (and SAMPLE_ROWS in all): the naive recomputation
+# costs ~0.3 ms a row, so 200 rows of each of 183 days would add ~10 s to the bootstrap, and a systematic
+# error (a window off by one, a leak) shows in most rows of a day.
+MIN_DAY_SAMPLE_ROWS = 20
 REL_TOL = 1e-9
 # A card missing from cleaned.cards has no home: dist_home_terminal may be null for a few rows.
 NULLABLE_SHARE = {"dist_home_terminal": 0.01}
@@ -148,12 +153,13 @@ SAMPLED_NAIVE_RECOMPUTE = dg.AssetCheckSpec(
     asset=transaction_features,
     partitions_def=business_date_partitions,
     description=(
-        f"Leakage and correctness guard: recomputes {SAMPLE_ROWS} random rows of the run's business "
-        "dates the naive way (plain joins on cleaned.transactions and cleaned.labels, straight from the "
-        "definitions, no window functions) and compares the baseline card/terminal features, the card "
-        "velocity features, the undelayed terminal known-fraud counts and the 60-day fraud episodes: counts "
-        f"exactly, averages and ratios to {REL_TOL:g} relative. A window off by one row, a frame that leaks "
-        "the future or a label used before it was reported shows up as a mismatch."
+        "Leakage and correctness guard, for each business date run: recomputes a random sample of its rows "
+        f"({SAMPLE_ROWS} in a one-day run; in a range run at least {MIN_DAY_SAMPLE_ROWS} of each day and "
+        f"{SAMPLE_ROWS} in all) the naive way (plain joins on cleaned.transactions and cleaned.labels, "
+        "straight from the definitions, no window functions) and compares the baseline card/terminal "
+        "features, the card velocity features, the undelayed terminal known-fraud counts and the 60-day "
+        f"fraud episodes: counts exactly, averages and ratios to {REL_TOL:g} relative. A window off by one "
+        "row, a frame that leaks the future or a label used before it was reported shows up as a mismatch."
     ),
 )
 NULL_RATES = dg.AssetCheckSpec(
@@ -233,18 +239,25 @@ def value_ranges_result(profile: pd.Series) -> dict:
     }
 
 
+def day_sample_rows(days: int) -> int:
+    """Rows sampled from each day of a run over `days` days: SAMPLE_ROWS for one day, in a range at least
+    MIN_DAY_SAMPLE_ROWS and SAMPLE_ROWS in all."""
+    return max(MIN_DAY_SAMPLE_ROWS, math.ceil(SAMPLE_ROWS / max(days, 1)))
+
+
 def _sample_filter(partition_keys: Sequence[str] | None, seed: int) -> tuple[str, int]:
-    """(filter, rows) selecting the sample: SAMPLE_ROWS random rows of each business date, so every day of
-    a range is judged on as many rows as a one-day run (a sample of the whole range would leave most days
-    of a long backfill with no row at all); the whole table's SAMPLE_ROWS without partitions."""
+    """(filter, rows) selecting the sample: `day_sample_rows` random rows of each business date, so every
+    day of a range has rows of its own to be judged on (a sample of the whole range would leave most days of
+    a long backfill with none); SAMPLE_ROWS of the whole table without partitions."""
     if not partition_keys:
         return dates_filter(partition_keys), SAMPLE_ROWS
-    per_day = (
+    per_day = day_sample_rows(len(partition_keys))
+    sampled = (
         f"SELECT transaction_id FROM {FEATURES_TABLE} WHERE {dates_filter(partition_keys)} "
         f"QUALIFY row_number() OVER (PARTITION BY business_date ORDER BY hash(transaction_id, {seed})) "
-        f"<= {SAMPLE_ROWS}"
+        f"<= {per_day}"
     )
-    return f"transaction_id IN ({per_day})", SAMPLE_ROWS * len(partition_keys)
+    return f"transaction_id IN ({sampled})", per_day * len(partition_keys)
 
 
 def _naive_summary(bad: pd.DataFrame, relative: pd.DataFrame, seed: int) -> dict:
