@@ -4,6 +4,8 @@ the catalog promises."""
 
 from __future__ import annotations
 
+import re
+
 import dagster as dg
 
 from fraud_assets.cli import catalog
@@ -35,3 +37,16 @@ def test_every_column_a_raw_or_cleaned_materialisation_reports_has_a_description
         declared = catalog.column_schema_of(graph.get(dg.AssetKey.from_user_string(key)))
         constraints = {c.name: c.constraints for c in declared.columns}
         assert {c.name: c.constraints for c in schemas[key].columns} == constraints, key
+
+
+def test_every_feature_column_description_reads_on_its_own():
+    # The UI's column table can be filtered and the catalog quoted one column at a time: a description
+    # pointing at the row above ("share of those ...") then says nothing.
+    graph = defs.resolve_asset_graph()
+    schema = catalog.column_schema_of(graph.get(dg.AssetKey(["features", "transaction_features"])))
+    leaning = {
+        c.name: c.description
+        for c in schema.columns
+        if re.search(r"\b(those|these|the above|as above)\b", c.description or "", re.IGNORECASE)
+    }
+    assert leaning == {}

@@ -13,7 +13,7 @@ import pytest
 
 from fraud_assets.defs.scoring.checks import SCORES_CHECKS, alerts_checks
 from fraud_assets.lib.contracts import EVALUATED_OVER
-from fraud_assets.lib.table_checks import TableCheck, TableScope
+from fraud_assets.lib.table_checks import DayResults, TableCheck, TableScope
 from fraud_assets_tests.models_world import connect, copy_world, layer_defs, run_job, shared_trained_world
 
 DAY, OTHER_DAY = "2018-08-13", "2018-08-14"
@@ -53,7 +53,8 @@ def _check(checks: list[TableCheck], name: str) -> TableCheck:
 
 
 def _verdict(conn, check: TableCheck, table: str) -> dg.AssetCheckResult:
-    return check.run(TableScope(conn, table, [DAY], "business_date"))
+    outcome = check.run(TableScope(conn, table, [DAY], "business_date"))
+    return outcome.overall if isinstance(outcome, DayResults) else outcome
 
 
 def test_a_sound_day_passes_every_scoring_check(conn):
@@ -209,3 +210,38 @@ def test_scores_that_fail_a_blocking_check_do_not_feed_the_alert_queue(trained: 
     done = {e.asset_key for e in result.get_asset_materialization_events()}
     assert SCORES_KEY in done
     assert ALERTS_KEY not in done
+
+
+def test_in_a_range_run_a_day_with_a_missing_score_fails_its_reconciliation_alone(
+    trained: Path, tmp_path: Path
+):
+    world = copy_world(trained, tmp_path / "data")
+    with connect(world) as conn:  # a transaction of the second day that has no features, so no score
+        conn.execute(
+            "INSERT INTO cleaned.transactions SELECT 10000000, business_date, card_token "
+            "FROM cleaned.transactions WHERE business_date = ?::DATE LIMIT 1",
+            [OTHER_DAY],
+        )
+    result = (
+        layer_defs(world)
+        .resolve_job_def("scoring_job")
+        .execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            asset_selection=[SCORES_KEY, ALERTS_KEY],
+            tags={"dagster/asset_partition_range_start": DAY, "dagster/asset_partition_range_end": OTHER_DAY},
+            raise_on_error=False,
+        )
+    )
+    assert not result.success  # blocking
+    evs = _evaluations(result)
+    reconciled = {
+        day: evs[("transaction_scores", "every_transaction_scored_once", day)] for day in (DAY, OTHER_DAY)
+    }
+    assert {day: ev.passed for day, ev in reconciled.items()} == {DAY: True, OTHER_DAY: False}
+    assert reconciled[OTHER_DAY].metadata["transactions_not_scored"].value == 1
+    whole = evs[("transaction_scores", "every_transaction_scored_once", None)]
+    assert not whole.passed
+    # Each day's own counts, not copies of the range's.
+    per_day_rows = [ev.metadata["scored_rows"].value for ev in reconciled.values()]
+    assert sum(per_day_rows) == whole.metadata["scored_rows"].value
+    assert {evs[("transaction_scores", "scores_vary", day)].passed for day in (DAY, OTHER_DAY)} == {True}

@@ -8,7 +8,7 @@ from pandera.typing import Series
 
 from fraud_assets.lib.contracts import EVALUATED_OVER
 from fraud_assets.lib.partitions import business_date_partitions
-from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan, table_checks
+from fraud_assets.lib.table_checks import DayResults, TableCheck, TableScope, contract, pan_scan, table_checks
 from fraud_assets.lib.warehouse import replace_partition
 from fraud_assets_tests import raw_cleaned_support as s
 
@@ -143,3 +143,40 @@ def test_a_check_that_reads_another_table_declares_it_as_a_dependency():
     spec = next(s for s in checks.check_specs if s.name == "reconciles")
     assert [d.asset_key for d in spec.additional_deps] == [dg.AssetKey(["raw", "things"])]
     assert checks.partitions_def == business_date_partitions
+
+
+def rows_each_day(scope: TableScope) -> DayResults:
+    counts = dict(
+        scope.conn.execute(
+            f"SELECT CAST(business_date AS VARCHAR), count(*) FROM {scope.table} GROUP BY 1"
+        ).fetchall()
+    )
+    per_day = {
+        d: dg.AssetCheckResult(passed=counts.get(d, 0) > 1, metadata={"rows": counts.get(d, 0)}) for d in DAYS
+    }
+    overall = dg.AssetCheckResult(
+        passed=all(r.passed for r in per_day.values()), metadata={"rows": sum(counts.values())}
+    )
+    return DayResults(overall, per_day)
+
+
+def test_a_check_judging_each_day_records_each_days_own_verdict_in_a_range_run(tmp_path):
+    asset = things_asset({DAYS[0]: [("ok", 1.0)] * 2, DAYS[1]: [("ok", 1.0)], DAYS[2]: [("ok", 1.0)] * 3})
+    checks = table_checks(
+        asset, "test.things", [TableCheck("two_rows_a_day", "{table}: two rows a day.", rows_each_day)]
+    )
+    result = dg.materialize(
+        [asset, checks],
+        resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb"))},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        tags=RANGE,
+    )
+    assert not result.success  # blocking: the second day failed
+    evs = {e.partition: e for e in by_name(result)["two_rows_a_day"]}
+    assert {d: (evs[d].passed, evs[d].metadata["rows"].value) for d in DAYS} == {
+        DAYS[0]: (True, 2),
+        DAYS[1]: (False, 1),
+        DAYS[2]: (True, 3),
+    }
+    assert (evs[None].passed, evs[None].metadata["rows"].value) == (False, 6)

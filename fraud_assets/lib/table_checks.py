@@ -6,7 +6,8 @@ multi-asset check: one step, one connection, every selected check still recorded
 (the check keys, and so alerts and automation, do not change). Blocking stays per check: Dagster fails
 the step after every result is recorded, so one failure never hides another. A partitioned step
 validates the run's partition(s), and each result goes through `per_partition` like any partitioned
-check.
+check: in a range run each day gets a copy of the range's verdict, unless the check judges each day on its
+own and returns `DayResults` (each day its own verdict and figures, as the UI's per-day history should show).
 
     table_checks(raw_assets.authorizations, "raw.authorizations", [
         contract(schemas.RawAuthorizationsModel),
@@ -19,7 +20,8 @@ the run looks at; `contract(model)` and `pan_scan()` build the common ones.
 """
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import dagster as dg
 import duckdb
@@ -59,15 +61,23 @@ class TableScope:
         return dates_filter(self.partition_keys, col), []
 
 
+class DayResults(NamedTuple):
+    """What a check that judges each business date on its own returns in a range run: the range's result
+    (the alert sensor reads it) and each day's, recorded on that day (`per_partition`'s `per_day`)."""
+
+    overall: dg.AssetCheckResult
+    per_day: Mapping[str, dg.AssetCheckResult]
+
+
 @dataclasses.dataclass(frozen=True)
 class TableCheck:
     """One check of a table step. `run` returns the check's result (asset key and name are set by the
-    step); when the table does not exist it is not called and the check fails with that reason, unless
-    `requires_table` is False."""
+    step), or `DayResults` to give each day of a range its own; when the table does not exist it is not
+    called and the check fails with that reason, unless `requires_table` is False."""
 
     name: str
     description: str
-    run: Callable[[TableScope], dg.AssetCheckResult]
+    run: Callable[[TableScope], "dg.AssetCheckResult | DayResults"]
     blocking: bool = True
     additional_deps: Sequence[dg.AssetKey | dg.AssetsDefinition | str | Sequence[str]] = ()
     requires_table: bool = True
@@ -159,11 +169,14 @@ def run_checks(
     exists = table_exists(conn, table)
     for check in selected:
         if exists or not check.requires_table:
-            result = check.run(scope)
+            outcome = check.run(scope)
         else:
-            result = dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
+            outcome = dg.AssetCheckResult(passed=False, metadata={"error": f"table {table} does not exist"})
+        result, days = outcome if isinstance(outcome, DayResults) else (outcome, None)
         result = result._replace(asset_key=key, check_name=check.name)
-        yield per_partition(context, result) if partitions_def is not None else result
+        if days is not None:
+            days = {day: r._replace(asset_key=key, check_name=check.name) for day, r in days.items()}
+        yield per_partition(context, result, days) if partitions_def is not None else result
 
 
 def table_checks(

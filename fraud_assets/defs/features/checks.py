@@ -1,17 +1,22 @@
-"""Checks on features.transaction_features, in two steps.
+"""Checks on features.transaction_features, in two steps, each partitioned like the asset.
 
-- `one_row_per_transaction` (blocking) is partitioned like the asset: automation gates each day's scores on
-  that day's result (an unpartitioned check on a partitioned asset only counts if its latest evaluation
-  targets the latest materialisation of *any* partition, which two day runs interleaving break).
+- `one_row_per_transaction` (blocking): automation gates each day's scores on that day's result (an
+  unpartitioned check on a partitioned asset only counts if its latest evaluation targets the latest
+  materialisation of *any* partition, which two day runs interleaving break).
 - `sampled_naive_recompute`, `null_rates` and `value_ranges` are one multi-asset check: one step, and one
-  scan of the run's partitions for the null and range rules together. They judge what the run wrote (the
-  day of a daily run, every day of a backfill), so a day's checks cost the same at day 31 and day 183;
+  grouped scan of the run's partitions for the null and range rules together. They judge what the run wrote
+  (the day of a daily run, every day of a backfill), so a day's checks cost the same at day 31 and day 183;
   a run without partitions (a check run by hand) judges the whole table.
 
-All open the warehouse, so all take the `duckdb` pool.
+Every check judges each business date on its own rows, in a range run too: `per_partition` records each
+day's own verdict and figures, so a day's check history reads the same whether the day ran alone or in a
+backfill, and a failing day is held back (and shown) without its neighbours. The range's own evaluation,
+failed when any day failed, is the one the alert sensor reads. All open the warehouse, so all take the
+`duckdb` pool.
 """
 
 import datetime as dt
+import math
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,13 +33,17 @@ from fraud_assets.defs.features.compute import (
     FLAG_COLUMNS,
     LOOKBACK_DAYS,
 )
-from fraud_assets.lib.contracts import partition_span, partitioned_asset_check
+from fraud_assets.lib.contracts import partition_span, per_partition
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, validate_keys
-from fraud_assets.lib.reconciliation import transaction_rows
+from fraud_assets.lib.reconciliation import transaction_rows_by_day
 from fraud_assets.lib.warehouse import table_exists
 
 NAIVE_SQL_PATH = Path(__file__).with_name("naive_recompute.sql")
 SAMPLE_ROWS = 200
+# A range run samples at least this many rows of each day (and SAMPLE_ROWS in all): the naive recomputation
+# costs ~0.3 ms a row, so 200 rows of each of 183 days would add ~10 s to the bootstrap, and a systematic
+# error (a window off by one, a leak) shows in most rows of a day.
+MIN_DAY_SAMPLE_ROWS = 20
 REL_TOL = 1e-9
 # A card missing from cleaned.cards has no home: dist_home_terminal may be null for a few rows.
 NULLABLE_SHARE = {"dist_home_terminal": 0.01}
@@ -61,7 +70,21 @@ def _no_table() -> dict:
     return {"passed": False, "metadata": {"reason": f"{FEATURES_TABLE} does not exist yet"}}
 
 
-@partitioned_asset_check(
+def _rows_result(day_rows: tuple[int, int, int, int], dates: str) -> dg.AssetCheckResult:
+    duplicates, missing, extra, rows = day_rows
+    return dg.AssetCheckResult(
+        passed=duplicates == 0 and missing == 0 and extra == 0,
+        metadata={
+            "business_dates": dates,
+            "duplicate_rows": duplicates,
+            "missing_transactions": missing,
+            "rows_without_cleaned_transaction": extra,
+            "rows": rows,
+        },
+    )
+
+
+@dg.asset_check(
     asset=transaction_features,
     name="one_row_per_transaction",
     blocking=True,
@@ -70,28 +93,29 @@ def _no_table() -> dict:
     description=(
         "Completeness and uniqueness for the partition(s) just materialised: exactly one feature row per "
         "cleaned transaction of the business date (no transaction_id duplicated anywhere in the table, "
-        "none missing, none extra). Blocking, and partitioned like the asset, so each day's scores wait "
-        "on that day's result only."
+        "none missing, none extra). Blocking, partitioned like the asset and judged day by day, so each "
+        "day's scores wait on that day's result only."
     ),
 )
 def one_row_per_transaction(
     context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
 ) -> dg.AssetCheckResult:
-    days = dates_filter(context.partition_keys)
+    keys = list(context.partition_keys)
     with duckdb.get_connection() as conn:
         if not table_exists(conn, FEATURES_TABLE):
-            return dg.AssetCheckResult(**_no_table())
-        duplicates, missing, extra, rows = transaction_rows(conn, FEATURES_TABLE, days)
-    return dg.AssetCheckResult(
-        passed=duplicates == 0 and missing == 0 and extra == 0,
-        metadata={
-            "business_dates": partition_span(context.partition_keys, "days"),
-            "duplicate_rows": int(duplicates),
-            "missing_transactions": int(missing),
-            "rows_without_cleaned_transaction": int(extra),
-            "rows": int(rows),
-        },
+            return per_partition(context, dg.AssetCheckResult(**_no_table()))
+        by_day = transaction_rows_by_day(conn, FEATURES_TABLE, keys)
+    per_day = {day: _rows_result(figures, day) for day, figures in by_day.items()}
+    if len(keys) == 1:
+        return per_partition(context, per_day[keys[0]])
+    totals = tuple(map(sum, zip(*by_day.values(), strict=True)))
+    overall = _rows_result(totals, partition_span(keys, "days"))
+    failing = [day for day, r in per_day.items() if not r.passed]
+    overall = overall._replace(
+        passed=overall.passed and not failing,
+        metadata={**overall.metadata, "failing_days": ", ".join(failing) or "none"},
     )
+    return per_partition(context, overall, per_day)
 
 
 # Every rule must hold for every row; the metadata counts the rows breaking each one.
@@ -127,18 +151,21 @@ RANGE_RULES: dict[str, str] = {
 SAMPLED_NAIVE_RECOMPUTE = dg.AssetCheckSpec(
     "sampled_naive_recompute",
     asset=transaction_features,
+    partitions_def=business_date_partitions,
     description=(
-        f"Leakage and correctness guard: recomputes {SAMPLE_ROWS} random rows of the run's business "
-        "dates the naive way (plain joins on cleaned.transactions and cleaned.labels, straight from the "
-        "definitions, no window functions) and compares the baseline card/terminal features, the card "
-        "velocity features, the undelayed terminal known-fraud counts and the 60-day fraud episodes: counts "
-        f"exactly, averages and ratios to {REL_TOL:g} relative. A window off by one row, a frame that leaks "
-        "the future or a label used before it was reported shows up as a mismatch."
+        "Leakage and correctness guard, for each business date run: recomputes a random sample of its rows "
+        f"({SAMPLE_ROWS} in a one-day run; in a range run at least {MIN_DAY_SAMPLE_ROWS} of each day and "
+        f"{SAMPLE_ROWS} in all) the naive way (plain joins on cleaned.transactions and cleaned.labels, "
+        "straight from the definitions, no window functions) and compares the baseline card/terminal "
+        "features, the card velocity features, the undelayed terminal known-fraud counts and the 60-day "
+        f"fraud episodes: counts exactly, averages and ratios to {REL_TOL:g} relative. A window off by one "
+        "row, a frame that leaks the future or a label used before it was reported shows up as a mismatch."
     ),
 )
 NULL_RATES = dg.AssetCheckSpec(
     "null_rates",
     asset=transaction_features,
+    partitions_def=business_date_partitions,
     description=(
         "Completeness of every feature column of the run's business dates: no nulls (features have "
         "documented defaults), except dist_home_terminal which may be null for at most 1% of rows (card "
@@ -148,6 +175,7 @@ NULL_RATES = dg.AssetCheckSpec(
 VALUE_RANGES = dg.AssetCheckSpec(
     "value_ranges",
     asset=transaction_features,
+    partitions_def=business_date_partitions,
     description=(
         "Validity of the run's business dates: flags are 0/1, counts non-negative, the card windows "
         "include the current transaction and nest (1h <= 6h <= 1d <= 7d <= 30d), terminal windows and "
@@ -158,23 +186,33 @@ VALUE_RANGES = dg.AssetCheckSpec(
 )
 
 
-def profile_rows(conn, partition_keys: Sequence[str] | None) -> pd.Series:
-    """One scan of the partitions: the row count, the non-null count of every feature column
-    (`filled_<column>`) and the rows breaking each range rule (`rule_<name>`; a rule that is NULL for a row
-    counts as kept, like a WHERE). count(column) reads only the validity masks, and a sum of 0/1 is cheaper
-    than a filtered count."""
+def _day(value: object) -> str:
+    return str(value)[:10]
+
+
+def profile_days(conn, partition_keys: Sequence[str] | None) -> dict[str, pd.Series]:
+    """One grouped scan of the partitions: per business date, the row count, the non-null count of every
+    feature column (`filled_<column>`) and the rows breaking each range rule (`rule_<name>`; a rule that is
+    NULL for a row counts as kept, like a WHERE). count(column) reads only the validity masks, and a sum of
+    0/1 is cheaper than a filtered count. A listed day without rows gets zeros."""
     exprs = ", ".join(
-        ["count(*) AS rows"]
+        ["CAST(business_date AS VARCHAR) AS day", "count(*) AS rows"]
         + [f"count({c}) AS filled_{c}" for c in FEATURE_COLUMNS]
         + [
             f"coalesce(sum(CAST(({rule}) AS INTEGER)), 0) AS rule_{name}"
             for name, rule in RANGE_RULES.items()
         ]
     )
-    return (
-        conn.execute(f"SELECT {exprs} FROM {FEATURES_TABLE} WHERE {dates_filter(partition_keys)}")
-        .df()
-        .iloc[0]
+    found = conn.execute(
+        f"SELECT {exprs} FROM {FEATURES_TABLE} WHERE {dates_filter(partition_keys)} GROUP BY 1 ORDER BY 1"
+    ).df()
+    profiles = {row["day"]: row.drop("day") for _, row in found.iterrows()}
+    return {day: profiles.get(day, _no_rows()) for day in partition_keys} if partition_keys else profiles
+
+
+def _no_rows() -> pd.Series:
+    return pd.Series(
+        0, index=["rows", *(f"filled_{c}" for c in FEATURE_COLUMNS), *(f"rule_{n}" for n in RANGE_RULES)]
     )
 
 
@@ -201,21 +239,58 @@ def value_ranges_result(profile: pd.Series) -> dict:
     }
 
 
-def naive_recompute_result(conn, partition_keys: Sequence[str] | None, seed: int) -> dict:
-    """Recompute a sample of the partitions' rows with naive_recompute.sql and compare."""
+def day_sample_rows(days: int) -> int:
+    """Rows sampled from each day of a run over `days` days: SAMPLE_ROWS for one day, in a range at least
+    MIN_DAY_SAMPLE_ROWS and SAMPLE_ROWS in all."""
+    return max(MIN_DAY_SAMPLE_ROWS, math.ceil(SAMPLE_ROWS / max(days, 1)))
+
+
+def _sample_filter(partition_keys: Sequence[str] | None, seed: int) -> tuple[str, int]:
+    """(filter, rows) selecting the sample: `day_sample_rows` random rows of each business date, so every
+    day of a range has rows of its own to be judged on (a sample of the whole range would leave most days of
+    a long backfill with none); SAMPLE_ROWS of the whole table without partitions."""
+    if not partition_keys:
+        return dates_filter(partition_keys), SAMPLE_ROWS
+    per_day = day_sample_rows(len(partition_keys))
+    sampled = (
+        f"SELECT transaction_id FROM {FEATURES_TABLE} WHERE {dates_filter(partition_keys)} "
+        f"QUALIFY row_number() OVER (PARTITION BY business_date ORDER BY hash(transaction_id, {seed})) "
+        f"<= {per_day}"
+    )
+    return f"transaction_id IN ({sampled})", per_day * len(partition_keys)
+
+
+def _naive_summary(bad: pd.DataFrame, relative: pd.DataFrame, seed: int) -> dict:
+    mismatches = {col: int(n) for col, n in bad.sum().items() if n}
+    worst = float(relative.max().max()) if len(relative) else 0.0
+    return {
+        "passed": not mismatches,
+        "metadata": {
+            "rows_compared": len(bad),
+            "columns_compared": len(bad.columns),
+            "mismatched_values": sum(mismatches.values()),
+            "mismatched_columns": ", ".join(f"{k} ({v})" for k, v in mismatches.items()) or "none",
+            "worst_relative_difference": 0.0 if worst != worst else worst,
+            "sample_seed": seed,
+        },
+    }
+
+
+def naive_recompute_days(
+    conn, partition_keys: Sequence[str] | None, seed: int
+) -> tuple[dict, dict[str, dict]]:
+    """Recompute a sample of the partitions' rows with naive_recompute.sql and compare: the verdict over
+    every sampled row, and each business date's over its own rows (none without partitions)."""
     if partition_keys:
         dates = validate_keys(partition_keys)
         read_from = (dates[0] - dt.timedelta(days=LOOKBACK_DAYS + 1)).isoformat()
         read_to = (dates[-1] + dt.timedelta(days=1)).isoformat()
     else:
         read_from, read_to = "0001-01-01", "9999-12-31"
+    written, sample_rows = _sample_filter(partition_keys, seed)
     naive = conn.execute(
         NAIVE_SQL_PATH.read_text().format(
-            sample_rows=SAMPLE_ROWS,
-            seed=seed,
-            written=dates_filter(partition_keys),
-            read_from=read_from,
-            read_to=read_to,
+            sample_rows=sample_rows, seed=seed, written=written, read_from=read_from, read_to=read_to
         )
     ).df()
     ids = naive["transaction_id"].tolist()
@@ -223,63 +298,104 @@ def naive_recompute_result(conn, partition_keys: Sequence[str] | None, seed: int
         conn.execute(f"SELECT * FROM {FEATURES_TABLE} WHERE transaction_id IN (SELECT unnest(?))", [ids])
         .df()
         .set_index("transaction_id")
+        .loc[naive["transaction_id"]]
     )
     naive = naive.set_index("transaction_id")
-    mismatches: dict[str, int] = {}
-    worst = 0.0
+    bad, relative = pd.DataFrame(index=naive.index), pd.DataFrame(index=naive.index)
     for col in naive.columns:
         a = naive[col].astype("float64")
-        b = stored.loc[naive.index, col].astype("float64")
+        b = stored[col].astype("float64")
         if col in COUNT_COLUMNS:
-            bad = a != b
+            bad[col] = a != b
+            relative[col] = 0.0
         else:
             diff = (a - b).abs()
             scale = a.abs().combine(b.abs(), max)
-            bad = diff > REL_TOL * scale + 1e-12
-            worst = max(worst, float((diff / scale.where(scale > 0, 1.0)).max() or 0.0))
-        if int(bad.sum()):
-            mismatches[col] = int(bad.sum())
+            bad[col] = diff > REL_TOL * scale + 1e-12
+            relative[col] = (diff / scale.where(scale > 0, 1.0)).fillna(0.0)
+    day_of_row = stored["business_date"].map(_day)
+    per_day = {
+        day: _naive_summary(bad[day_of_row == day], relative[day_of_row == day], seed)
+        for day in partition_keys or []
+    }
+    return _naive_summary(bad, relative, seed), per_day
+
+
+def _over_days(overall: dict, per_day: dict[str, dict]) -> dict:
+    """The range's verdict: its figures over every row, failed when any day failed (a day's null rate can
+    break its threshold while the range's does not), naming the failing days."""
+    failing = sorted(day for day, r in per_day.items() if not r["passed"])
     return {
-        "passed": not mismatches,
+        "passed": overall["passed"] and not failing,
         "metadata": {
-            "rows_compared": len(naive),
-            "columns_compared": len(naive.columns),
-            "mismatched_values": sum(mismatches.values()),
-            "mismatched_columns": ", ".join(f"{k} ({v})" for k, v in mismatches.items()) or "none",
-            "worst_relative_difference": worst,
-            "sample_seed": seed,
+            **overall["metadata"],
+            "days_failing": len(failing),
+            "failing_days": dg.MetadataValue.text(
+                ", ".join(failing[:10]) + (", ..." if len(failing) > 10 else "") or "none"
+            ),
         },
     }
 
 
+def quality_results(conn, keys: list[str] | None, seed: int) -> dict[str, tuple[dict, dict[str, dict]]]:
+    """check name -> (the run's verdict, each business date's verdict); one grouped scan for the null and
+    range rules of every day, one naive recomputation of every day's sample."""
+    if not table_exists(conn, FEATURES_TABLE):
+        return {spec.name: (_no_table(), {}) for spec in QUALITY_SPECS}
+    profiles = profile_days(conn, keys)
+    naive, naive_days = naive_recompute_days(conn, keys, seed)
+    total = sum(profiles.values(), _no_rows())
+    results = {
+        SAMPLED_NAIVE_RECOMPUTE.name: (naive, naive_days),
+        NULL_RATES.name: (null_rates_result(total), {d: null_rates_result(p) for d, p in profiles.items()}),
+        VALUE_RANGES.name: (
+            value_ranges_result(total),
+            {d: value_ranges_result(p) for d, p in profiles.items()},
+        ),
+    }
+    if not keys:
+        return {name: (overall, {}) for name, (overall, _) in results.items()}
+    if len(keys) == 1:
+        return {name: (days[keys[0]], days) for name, (_, days) in results.items()}
+    return {name: (_over_days(overall, days), days) for name, (overall, days) in results.items()}
+
+
+QUALITY_SPECS = (SAMPLED_NAIVE_RECOMPUTE, NULL_RATES, VALUE_RANGES)
+
+
 @dg.multi_asset_check(
-    specs=[SAMPLED_NAIVE_RECOMPUTE, NULL_RATES, VALUE_RANGES],
+    specs=list(QUALITY_SPECS),
     name="transaction_features_quality",
     pool="duckdb",
-    description="The sampled naive recomputation, null rates and value ranges of the run's business dates.",
+    description="The sampled naive recomputation, null rates and value ranges of each business date run.",
 )
 def feature_quality(
     context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
 ) -> Iterator[dg.AssetCheckResult]:
-    keys = _run_keys(context)
-    span = {"business_dates": partition_span(keys, "days") if keys else "all"}
+    keys = _run_keys(context) or None
     with duckdb.get_connection() as conn:
-        if not table_exists(conn, FEATURES_TABLE):
-            results = {spec.name: _no_table() for spec in (SAMPLED_NAIVE_RECOMPUTE, NULL_RATES, VALUE_RANGES)}
-        else:
-            profile = profile_rows(conn, keys)
-            results = {
-                SAMPLED_NAIVE_RECOMPUTE.name: naive_recompute_result(conn, keys, random.randrange(1_000_000)),
-                NULL_RATES.name: null_rates_result(profile),
-                VALUE_RANGES.name: value_ranges_result(profile),
-            }
-    for name, result in results.items():
-        yield dg.AssetCheckResult(
+        results = quality_results(conn, keys, random.randrange(1_000_000))
+    span = {"business_dates": partition_span(keys, "days") if keys else "all"}
+    for name, (overall, days) in results.items():
+        result = dg.AssetCheckResult(
             asset_key=transaction_features.key,
             check_name=name,
-            passed=result["passed"],
-            metadata={**span, **result["metadata"]},
+            passed=overall["passed"],
+            metadata={**span, **overall["metadata"]},
         )
+        yield per_partition(context, result, _day_results(name, days)) if keys else result
+
+
+def _day_results(name: str, days: dict[str, dict]) -> dict[str, dg.AssetCheckResult]:
+    return {
+        day: dg.AssetCheckResult(
+            asset_key=transaction_features.key,
+            check_name=name,
+            passed=r["passed"],
+            metadata={"business_dates": day, **r["metadata"]},
+        )
+        for day, r in days.items()
+    }
 
 
 FEATURE_CHECKS = [one_row_per_transaction, feature_quality]

@@ -131,9 +131,11 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     },
     "terminal_known_fraud_60d": "count of the terminal's transactions in (t - 60d, t) with a fraud label "
     "reported <= t (the terminal's known fraud episode)",
-    "terminal_days_since_first_fraud_60d": "days from the earliest of those to t (60 if none): how long a "
-    "known compromise of the terminal has been running",
-    "terminal_days_since_last_fraud_60d": "days from the latest of those to t (60 if none)",
+    "terminal_days_since_first_fraud_60d": "days to t from the earliest of the terminal's transactions in "
+    "(t - 60d, t) with a fraud label reported <= t (60 if none): how long a known compromise of the terminal "
+    "has been running",
+    "terminal_days_since_last_fraud_60d": "days to t from the latest of the terminal's transactions in "
+    "(t - 60d, t) with a fraud label reported <= t (60 if none)",
     "card_known_fraud_60d": "count of the card's transactions in (t - 60d, t) with a fraud label reported "
     "<= t",
     "card_amount_ratio_30d": "amount / mean amount of the card's other transactions in (t-30d, t]; 1 if none",
@@ -159,7 +161,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "on its own business date (0 if none in 30d)",
     "mcc_nb_tx_30d": "count of the merchant category's (the terminal's as of D) transactions of the 30 UTC "
     "business days [D - 37, D - 8], D = the row's business date (a daily snapshot)",
-    "mcc_risk_30d": "share of those with a fraud label reported before D 00:00 (0 if none)",
+    "mcc_risk_30d": "share of the merchant category's transactions of the 30 UTC business days "
+    "[D - 37, D - 8] (the ones mcc_nb_tx_30d counts) with a fraud label reported before D 00:00 (0 if none)",
     "is_ecommerce": "1 if channel = ecommerce",
     "three_ds_failed": "1 if the 3-D Secure outcome is N (failed)",
     "ecommerce_without_3ds": "1 if ecommerce and 3-D Secure is U or missing",

@@ -17,13 +17,12 @@ import dagster as dg
 
 from fraud_assets.defs.scoring.common import ALERTS_TABLE, SCORES_TABLE
 from fraud_assets.defs.scoring.schemas import ScoresModel
-from fraud_assets.lib.reconciliation import transaction_rows
-from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan
+from fraud_assets.lib.reconciliation import transaction_rows, transaction_rows_by_day
+from fraud_assets.lib.table_checks import DayResults, TableCheck, TableScope, contract, pan_scan
 
 
-def _scored_once(scope: TableScope) -> dg.AssetCheckResult:
-    days, _ = scope.filter()
-    duplicates, missing, extra, rows = transaction_rows(scope.conn, SCORES_TABLE, days or "TRUE")
+def _scored_result(figures: tuple[int, int, int, int]) -> dg.AssetCheckResult:
+    duplicates, missing, extra, rows = figures
     return dg.AssetCheckResult(
         passed=duplicates == 0 and missing == 0 and extra == 0,
         metadata={
@@ -35,7 +34,18 @@ def _scored_once(scope: TableScope) -> dg.AssetCheckResult:
     )
 
 
-def _scores_vary(scope: TableScope) -> dg.AssetCheckResult:
+def _scored_once(scope: TableScope) -> dg.AssetCheckResult | DayResults:
+    """Each day reconciled on its own (one grouped query): in a range, a day with a missing score fails
+    alone and the range's result fails with it."""
+    if scope.partition_keys is None:
+        return _scored_result(transaction_rows(scope.conn, SCORES_TABLE, "TRUE"))
+    by_day = transaction_rows_by_day(scope.conn, SCORES_TABLE, scope.partition_keys)
+    per_day = {day: _scored_result(figures) for day, figures in by_day.items()}
+    overall = _scored_result(tuple(map(sum, zip(*by_day.values(), strict=True))))
+    return DayResults(overall._replace(passed=all(r.passed for r in per_day.values())), per_day)
+
+
+def _scores_vary(scope: TableScope) -> dg.AssetCheckResult | DayResults:
     days, _ = scope.filter()
     constant = [
         str(day)
@@ -44,7 +54,7 @@ def _scores_vary(scope: TableScope) -> dg.AssetCheckResult:
             "HAVING count(*) > 1 AND min(score) = max(score) ORDER BY 1"
         ).fetchall()
     ]
-    return dg.AssetCheckResult(
+    overall = dg.AssetCheckResult(
         passed=not constant,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -52,6 +62,17 @@ def _scores_vary(scope: TableScope) -> dg.AssetCheckResult:
             "first_such_days": dg.MetadataValue.text(", ".join(constant[:5]) or "none"),
         },
     )
+    if scope.partition_keys is None:
+        return overall
+    per_day = {
+        day: dg.AssetCheckResult(
+            passed=day not in constant,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"days_with_one_score_for_all": int(day in constant)},
+        )
+        for day in scope.partition_keys
+    }
+    return DayResults(overall, per_day)
 
 
 SCORES_CHECKS = [
