@@ -143,6 +143,73 @@ def test_a_broken_queue_fails_its_check(conn, broken, check):
     assert PAN not in repr(result.metadata)
 
 
+RANGE_DAYS = [DAY, OTHER_DAY, "2018-08-15"]
+
+
+@pytest.fixture
+def range_conn(conn):
+    """The day copied onto the two days after it (other transaction ids): a sound three-day range."""
+    for i, day in enumerate(RANGE_DAYS[1:], start=1):
+        for table in ("cleaned.transactions", SCORES, ALERTS):
+            columns = [r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()]
+            values = ", ".join(
+                f"transaction_id + {100 * i}"
+                if c == "transaction_id"
+                else f"DATE '{day}'"
+                if c == "business_date"
+                else c
+                for c in columns
+            )
+            conn.execute(
+                f"INSERT INTO {table} SELECT {values} FROM {table} WHERE business_date = DATE '{DAY}'"
+            )
+    return conn
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"),
+    [
+        ("UPDATE {alerts} SET alert_rank = 7 WHERE alert_rank = 2 AND {bad}", "within_budget"),
+        ("UPDATE {alerts} SET card_token = 'tok4' WHERE alert_rank = 2 AND {bad}", "within_budget"),
+        ("UPDATE {alerts} SET score = 0.99 WHERE alert_rank = 1 AND {bad}", "alerts_point_to_scores"),
+    ],
+    ids=["rank-gap", "card-twice", "other-score"],
+)
+def test_in_a_range_a_broken_day_of_the_queue_fails_its_check_alone(range_conn, broken, check):
+    range_conn.execute(broken.format(alerts=ALERTS, bad=f"business_date = DATE '{OTHER_DAY}'"))
+    outcome = _check(alerts_checks(top_k=4), check).run(
+        TableScope(range_conn, ALERTS, RANGE_DAYS, "business_date")
+    )
+    assert isinstance(outcome, DayResults)
+    assert {day: r.passed for day, r in outcome.per_day.items()} == {
+        DAY: True,
+        OTHER_DAY: False,
+        RANGE_DAYS[2]: True,
+    }
+    assert not outcome.overall.passed
+    assert outcome.overall.metadata["failing_days"].value == OTHER_DAY
+
+
+def test_in_a_range_the_queue_figures_are_each_days_own(range_conn):
+    range_conn.execute(f"DELETE FROM {ALERTS} WHERE alert_rank = 4 AND business_date = DATE '{OTHER_DAY}'")
+    outcome = _check(alerts_checks(top_k=4), "within_budget").run(
+        TableScope(range_conn, ALERTS, RANGE_DAYS, "business_date")
+    )
+    most = {day: r.metadata["most_alerts_in_a_day"].value for day, r in outcome.per_day.items()}
+    assert most == {DAY: 4, OTHER_DAY: 3, RANGE_DAYS[2]: 4}
+    assert outcome.overall.metadata["most_alerts_in_a_day"].value == 4
+    assert outcome.overall.passed
+    pointing = _check(alerts_checks(), "alerts_point_to_scores").run(
+        TableScope(range_conn, ALERTS, RANGE_DAYS, "business_date")
+    )
+    assert {day: r.metadata["alerts"].value for day, r in pointing.per_day.items()} == {
+        DAY: 4,
+        OTHER_DAY: 3,
+        RANGE_DAYS[2]: 4,
+    }
+    assert pointing.overall.metadata["alerts"].value == 11
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_trained_world(tmp_path_factory)

@@ -60,6 +60,13 @@ class TableScope:
         # a day's checks do not scan the whole history.
         return dates_filter(self.partition_keys, col), []
 
+    def day(self, column: str | None = None) -> str:
+        """What a check's query groups by to count each day on its own (`counts_by_day`): `column`
+        (default: the partition column), or one group for the whole table when the step is not
+        partitioned."""
+        # A constant, not NULL: the groups of two tables are joined on it.
+        return "'all'" if self.partition_keys is None else column or self.partition_column
+
 
 class DayResults(NamedTuple):
     """What a check that judges each business date on its own returns in a range run: the range's result
@@ -67,6 +74,61 @@ class DayResults(NamedTuple):
 
     overall: dg.AssetCheckResult
     per_day: Mapping[str, dg.AssetCheckResult]
+
+
+Counts = dict[str, int]
+
+
+def counts_by_day(
+    scope: TableScope, rows: Sequence[Sequence[object]], names: Sequence[str]
+) -> dict[str, Counts]:
+    """`rows` of a query grouped by business date (the date first, then one count per name in `names`) as
+    each day's counts: every day of the run, a day without a row at zero (without partitions: the days
+    found)."""
+    found = {str(row[0])[:10]: dict(zip(names, (int(v or 0) for v in row[1:]), strict=True)) for row in rows}
+    days = scope.partition_keys if scope.partition_keys is not None else sorted(found)
+    return {day: found.get(day, dict.fromkeys(names, 0)) for day in days}
+
+
+def judged_by_day(
+    scope: TableScope,
+    by_day: Mapping[str, Counts],
+    judge: Callable[[Counts], dg.AssetCheckResult],
+    names: Sequence[str],
+    combine: Mapping[str, Callable[[Sequence[int]], int]] | None = None,
+) -> "dg.AssetCheckResult | DayResults":
+    """Each day judged on its own counts. One-day and unpartitioned runs get a single result (the counts
+    summed); a range run gets `DayResults`: each day's verdict, and the range's over the summed counts
+    (`combine` names another reduction for a count, max for a largest-day figure), failed when any day
+    failed, naming the failing days."""
+    combine = combine or {}
+    totals = {n: combine.get(n, sum)([c[n] for c in by_day.values()] or [0]) for n in names}
+    overall = judge(totals)
+    if scope.partition_keys is None or len(scope.partition_keys) <= 1:
+        return overall
+    return with_failing_days(overall, {day: judge(c) for day, c in by_day.items()})
+
+
+def with_failing_days(overall: dg.AssetCheckResult, per_day: Mapping[str, dg.AssetCheckResult]) -> DayResults:
+    """The range's result `overall` failed when any day of `per_day` failed, naming the failing days."""
+    failing = [day for day, r in per_day.items() if not r.passed]
+    overall = overall._replace(
+        passed=overall.passed and not failing,
+        metadata={
+            **overall.metadata,
+            "failing_days": dg.MetadataValue.text(_named_days(failing)),
+            "failing_day_count": dg.MetadataValue.int(len(failing)),
+        },
+    )
+    return DayResults(overall, per_day)
+
+
+NAMED_DAYS = 10
+
+
+def _named_days(days: Sequence[str]) -> str:
+    more = len(days) - NAMED_DAYS
+    return (", ".join(days[:NAMED_DAYS]) + (f" and {more} more" if more > 0 else "")) or "none"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,21 +10,42 @@ from fraud_assets.defs.cleaned import schemas
 from fraud_assets.defs.cleaned.reference import versions_serving
 from fraud_assets.lib.partitions import business_date_partitions
 from fraud_assets.lib.reason_codes import FRAUD, NON_FRAUD, classify_sql
-from fraud_assets.lib.table_checks import TableCheck, TableScope, contract, pan_scan, table_checks
+from fraud_assets.lib.table_checks import (
+    Counts,
+    DayResults,
+    TableCheck,
+    TableScope,
+    contract,
+    counts_by_day,
+    judged_by_day,
+    pan_scan,
+    table_checks,
+)
 
 TX_KEY = dg.AssetKey(["cleaned", "transactions"])
 QUAR_KEY = dg.AssetKey(["cleaned", "quarantine"])
 RECON_KEY = dg.AssetKey(["cleaned", "reconciliation"])
 
 
-def _transaction_id_unique(scope: TableScope) -> dg.AssetCheckResult:
+def _transaction_id_unique(scope: TableScope) -> dg.AssetCheckResult | DayResults:
+    """Per day: its transaction_ids that appear more than once in the whole table (one grouped query)."""
     where, params = scope.filter()
-    dupes = scope.conn.execute(
-        f"SELECT count(*) FROM (SELECT transaction_id FROM {cl.TX} WHERE transaction_id IN "
-        f"(SELECT transaction_id FROM {cl.TX} WHERE {where or 'TRUE'}) GROUP BY 1 HAVING count(*) > 1)",
+    rows = scope.conn.execute(
+        f"WITH ids AS (SELECT transaction_id, {scope.day()} AS day FROM {cl.TX} WHERE {where or 'TRUE'}), "
+        f"dupes AS (SELECT transaction_id FROM {cl.TX} "
+        "WHERE transaction_id IN (SELECT transaction_id FROM ids) GROUP BY 1 HAVING count(*) > 1) "
+        "SELECT day, count(DISTINCT transaction_id) FROM ids SEMI JOIN dupes USING (transaction_id) "
+        "GROUP BY 1",
         params,
-    ).fetchone()[0]
-    return dg.AssetCheckResult(passed=dupes == 0, metadata={"duplicated_ids": int(dupes)})
+    ).fetchall()
+    names = ["duplicated_ids"]
+
+    def judge(c: Counts) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            passed=c["duplicated_ids"] == 0, metadata={"duplicated_ids": c["duplicated_ids"]}
+        )
+
+    return judged_by_day(scope, counts_by_day(scope, rows, names), judge, names)
 
 
 transaction_id_unique = TableCheck(
@@ -43,20 +64,25 @@ def _references_exist(
     non-blocking one warns. Metadata: rows and orphan rows."""
     versions = versions_serving(".".join(reference.key.path), column)
 
-    def run(scope: TableScope) -> dg.AssetCheckResult:
-        where, params = scope.filter("t.business_date")
-        rows, orphans = scope.conn.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE r.{column} IS NULL) FROM {cl.TX} t "
-            f"LEFT JOIN ({versions}) r ON r.{column} = t.{column} "
-            "AND t.business_date >= r._serves_from AND t.business_date < r._serves_to "
-            f"WHERE {where or 'TRUE'}",
-            params,
-        ).fetchone()
+    names = ["rows", "orphan_rows"]
+
+    def judge(c: Counts) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
-            passed=orphans == 0,
+            passed=c["orphan_rows"] == 0,
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-            metadata={"rows": int(rows), "orphan_rows": int(orphans)},
+            metadata=dict(c),
         )
+
+    def run(scope: TableScope) -> dg.AssetCheckResult | DayResults:
+        where, params = scope.filter("t.business_date")
+        rows = scope.conn.execute(
+            f"SELECT {scope.day('t.business_date')}, count(*), count(*) FILTER (WHERE r.{column} IS NULL) "
+            f"FROM {cl.TX} t LEFT JOIN ({versions}) r ON r.{column} = t.{column} "
+            "AND t.business_date >= r._serves_from AND t.business_date < r._serves_to "
+            f"WHERE {where or 'TRUE'} GROUP BY 1",
+            params,
+        ).fetchall()
+        return judged_by_day(scope, counts_by_day(scope, rows, names), judge, names)
 
     return TableCheck(name, description, run, blocking=blocking, additional_deps=[reference])
 
@@ -80,31 +106,48 @@ cards_exist = _references_exist(
 )
 
 
-def reconcile(conn, where: str, params: list) -> dict[str, int]:
-    """Counts from the tables themselves (not from the cleaning step's own bookkeeping)."""
-
-    def count(table: str) -> int:
-        return int(conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0])
-
-    dup, rev, recorded_clean, recorded_quar = conn.execute(
-        f"SELECT coalesce(sum(duplicates_removed), 0), coalesce(sum(reversal_rows), 0), "
-        f"coalesce(sum(cleaned_rows), 0), coalesce(sum(quarantined_rows), 0) FROM {cl.RECON} WHERE {where}",
-        params,
-    ).fetchone()
-    return {
-        "raw_rows": count("raw.authorizations"),
-        "cleaned_rows": count(cl.TX),
-        "quarantined_rows": count(cl.QUAR),
-        "duplicates_removed": int(dup),
-        "reversal_rows": int(rev),
-        "recorded_cleaned_rows": int(recorded_clean),
-        "recorded_quarantined_rows": int(recorded_quar),
-    }
+RECONCILE_COUNTS = [
+    "raw_rows",
+    "cleaned_rows",
+    "quarantined_rows",
+    "duplicates_removed",
+    "reversal_rows",
+    "recorded_cleaned_rows",
+    "recorded_quarantined_rows",
+]
 
 
-def _raw_rows_reconcile(scope: TableScope) -> dg.AssetCheckResult:
+def reconcile(scope: TableScope) -> dict[str, Counts]:
+    """Each day's counts from the tables themselves (not from the cleaning step's own bookkeeping), in one
+    grouped query."""
     where, params = scope.filter()
-    c = reconcile(scope.conn, where or "TRUE", params)
+    where = where or "TRUE"
+    day = scope.day()
+
+    def counted(table: str, exprs: str) -> str:
+        return f"SELECT {day} AS day, {exprs} FROM {table} WHERE {where} GROUP BY 1"
+
+    rows = scope.conn.execute(
+        f"""
+        WITH r AS ({counted("raw.authorizations", "count(*) AS n")}),
+             c AS ({counted(cl.TX, "count(*) AS n")}),
+             q AS ({counted(cl.QUAR, "count(*) AS n")}),
+             b AS ({
+            counted(
+                cl.RECON,
+                "sum(duplicates_removed) AS dup, sum(reversal_rows) AS rev, "
+                "sum(cleaned_rows) AS clean, sum(quarantined_rows) AS quar",
+            )
+        })
+        SELECT day, r.n, c.n, q.n, b.dup, b.rev, b.clean, b.quar
+        FROM r FULL JOIN c USING (day) FULL JOIN q USING (day) FULL JOIN b USING (day)
+        """,
+        params * 4,
+    ).fetchall()
+    return counts_by_day(scope, rows, RECONCILE_COUNTS)
+
+
+def _reconciled(c: Counts) -> dg.AssetCheckResult:
     accounted = c["cleaned_rows"] + c["quarantined_rows"] + c["duplicates_removed"] + c["reversal_rows"]
     passed = (
         c["raw_rows"] == accounted
@@ -112,6 +155,10 @@ def _raw_rows_reconcile(scope: TableScope) -> dg.AssetCheckResult:
         and c["recorded_quarantined_rows"] == c["quarantined_rows"]
     )
     return dg.AssetCheckResult(passed=passed, metadata={**c, "unaccounted_rows": c["raw_rows"] - accounted})
+
+
+def _raw_rows_reconcile(scope: TableScope) -> dg.AssetCheckResult | DayResults:
+    return judged_by_day(scope, reconcile(scope), _reconciled, RECONCILE_COUNTS)
 
 
 raw_rows_reconcile = TableCheck(

@@ -18,7 +18,16 @@ import dagster as dg
 from fraud_assets.defs.scoring.common import ALERTS_TABLE, SCORES_TABLE
 from fraud_assets.defs.scoring.schemas import ScoresModel
 from fraud_assets.lib.reconciliation import transaction_rows, transaction_rows_by_day
-from fraud_assets.lib.table_checks import DayResults, TableCheck, TableScope, contract, pan_scan
+from fraud_assets.lib.table_checks import (
+    Counts,
+    DayResults,
+    TableCheck,
+    TableScope,
+    contract,
+    counts_by_day,
+    judged_by_day,
+    pan_scan,
+)
 
 
 def _scored_result(figures: tuple[int, int, int, int]) -> dg.AssetCheckResult:
@@ -97,42 +106,55 @@ SCORES_CHECKS = [
 ]
 
 
+BUDGET_COUNTS = [
+    "most_alerts_in_a_day",
+    "days_over_budget",
+    "cards_alerted_twice_in_a_day",
+    "days_with_rank_gaps",
+    "alerts_above_a_higher_score",
+]
+
+
 def _within_budget(top_k: int):
-    def run(scope: TableScope) -> dg.AssetCheckResult:
+    def judge(c: Counts) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            passed=not any(c[n] for n in BUDGET_COUNTS[1:]), metadata={"top_k": top_k, **c}
+        )
+
+    def run(scope: TableScope) -> dg.AssetCheckResult | DayResults:
         days, _ = scope.filter()
-        over, repeated, bad_ranks, unordered, most = scope.conn.execute(
+        rows = scope.conn.execute(
             f"""
             WITH a AS (SELECT business_date, alert_rank, card_token, score,
                               lag(score) OVER (PARTITION BY business_date ORDER BY alert_rank) AS above
                        FROM {ALERTS_TABLE} WHERE {days or "TRUE"}),
-                 d AS (SELECT count(*) AS n, count(DISTINCT card_token) AS cards,
+                 d AS (SELECT business_date, count(*) AS n, count(DISTINCT card_token) AS cards,
                               count(DISTINCT alert_rank) AS ranks, min(alert_rank) AS lo,
                               max(alert_rank) AS hi,
                               count(*) FILTER (WHERE score > above) AS unordered
                        FROM a GROUP BY business_date)
-            SELECT count(*) FILTER (WHERE n > ?), coalesce(sum(n - cards), 0),
-                   count(*) FILTER (WHERE NOT (lo = 1 AND hi = n AND ranks = n)), coalesce(sum(unordered), 0),
-                   coalesce(max(n), 0)
-            FROM d
+            SELECT {scope.day()}, max(n), count(*) FILTER (WHERE n > ?), sum(n - cards),
+                   count(*) FILTER (WHERE NOT (lo = 1 AND hi = n AND ranks = n)), sum(unordered)
+            FROM d GROUP BY 1
             """,
             [top_k],
-        ).fetchone()
-        return dg.AssetCheckResult(
-            passed=over == 0 and repeated == 0 and bad_ranks == 0 and unordered == 0,
-            metadata={
-                "top_k": top_k,
-                "most_alerts_in_a_day": int(most),
-                "days_over_budget": int(over),
-                "cards_alerted_twice_in_a_day": int(repeated),
-                "days_with_rank_gaps": int(bad_ranks),
-                "alerts_above_a_higher_score": int(unordered),
-            },
-        )
+        ).fetchall()
+        by_day = counts_by_day(scope, rows, BUDGET_COUNTS)
+        return judged_by_day(scope, by_day, judge, BUDGET_COUNTS, combine={"most_alerts_in_a_day": max})
 
     return run
 
 
-def _point_to_scores(scope: TableScope) -> dg.AssetCheckResult:
+POINT_COUNTS = ["alerts", "alerts_without_score", "alerts_unlike_their_score"]
+
+
+def _pointing(c: Counts) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=c["alerts_without_score"] == 0 and c["alerts_unlike_their_score"] == 0, metadata=dict(c)
+    )
+
+
+def _point_to_scores(scope: TableScope) -> dg.AssetCheckResult | DayResults:
     days, _ = scope.filter("a.business_date")
     scored_days, _ = scope.filter("s.business_date")
     # The scores' own day filter first: its zone maps keep the probe to the run's days.
@@ -142,21 +164,14 @@ def _point_to_scores(scope: TableScope) -> dg.AssetCheckResult:
         "AND s.model_version = a.model_version"
     )
     same = f"{scores} AND s.card_token = a.card_token AND s.score = a.score"
-    alerts, orphans, mismatched = scope.conn.execute(
+    rows = scope.conn.execute(
         f"""
-        SELECT count(*), count(*) FILTER (WHERE NOT EXISTS ({scores})),
+        SELECT {scope.day("a.business_date")}, count(*), count(*) FILTER (WHERE NOT EXISTS ({scores})),
                count(*) FILTER (WHERE EXISTS ({scores}) AND NOT EXISTS ({same}))
-        FROM {ALERTS_TABLE} a WHERE {days or "TRUE"}
+        FROM {ALERTS_TABLE} a WHERE {days or "TRUE"} GROUP BY 1
         """
-    ).fetchone()
-    return dg.AssetCheckResult(
-        passed=orphans == 0 and mismatched == 0,
-        metadata={
-            "alerts": int(alerts),
-            "alerts_without_score": int(orphans),
-            "alerts_unlike_their_score": int(mismatched),
-        },
-    )
+    ).fetchall()
+    return judged_by_day(scope, counts_by_day(scope, rows, POINT_COUNTS), _pointing, POINT_COUNTS)
 
 
 def alerts_checks(top_k: int = 100) -> list[TableCheck]:
