@@ -180,3 +180,20 @@ def test_a_check_judging_each_day_records_each_days_own_verdict_in_a_range_run(t
         DAYS[2]: (True, 3),
     }
     assert (evs[None].passed, evs[None].metadata["rows"].value) == (False, 6)
+
+
+def test_in_a_range_run_a_card_number_fails_the_pan_scan_of_its_own_day_only(tmp_path):
+    rows = {d: [("ok", 1.0), ("ok", 2.0)] for d in DAYS}
+    rows[DAYS[1]] = [(f"card {s.PANS[1]}", 1.0), (f"again {s.PANS[1]}", 2.0)]
+    _, result = run(tmp_path, rows, tags=RANGE)
+    assert not result.success  # blocking: the second day leaked
+    evs = {e.partition: e for e in by_name(result)["no_clear_pan"]}
+    assert {d: (evs[d].passed, evs[d].metadata["leaking_rows"].value) for d in DAYS} == {
+        DAYS[0]: (True, 0),
+        DAYS[1]: (False, 2),
+        DAYS[2]: (True, 0),
+    }
+    whole = evs[None]
+    assert (whole.passed, whole.metadata["leaking_rows"].value) == (False, 2)
+    assert whole.metadata["failing_days"].value == DAYS[1]
+    assert s.PANS[1] not in repr([e.metadata for e in evs.values()])

@@ -384,24 +384,44 @@ def scan_expression(column: str, column_type: str) -> tuple[str, str] | None:
 def find_pan_leaks(
     conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None
 ) -> dict[str, int]:
-    """Rows per column of `table` holding a card number. {} when clean.
+    """Rows per column of `table` holding a card number. {} when clean."""
+    return find_pan_leaks_by_day(conn, table, "'all'", where, params).get("all", {})
+
+
+def find_pan_leaks_by_day(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    day: str,
+    where: str = "",
+    params: list[object] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Rows per column of `table` holding a card number, per value of the SQL expression `day` (a business
+    date, as text): only the days with a leak appear.
 
     Per column, a cheap DuckDB pre-filter keeps the candidate values (one query per column reads that
     column only; one query for all columns evaluates every filter on every row and is slower); only the
-    distinct candidates reach the Python detector."""
+    distinct candidates reach the Python detector, each judged once however many days hold it."""
     filt = f" AND ({where})" if where else ""
-    leaks: dict[str, int] = {}
+    leaks: dict[str, dict[str, int]] = {}
     for name, column_type, *_ in conn.execute(f"DESCRIBE {table}").fetchall():
         expr = None if name in LEAK_SCAN_EXEMPT_COLUMNS else scan_expression(name, column_type)
         if expr is None:
             continue
         text, prefilter = expr
         rows = conn.execute(
-            f"SELECT {text}, count(*) FROM {table} WHERE {prefilter}{filt} GROUP BY 1", params or []
+            f"SELECT CAST({day} AS VARCHAR), {text}, count(*) FROM {table} WHERE {prefilter}{filt} "
+            "GROUP BY 1, 2",
+            params or [],
         ).fetchall()
-        n = sum(count for value, count in rows if value is not None and has_pan(value))
-        if n:
-            leaks[name] = n
+        verdicts: dict[str, bool] = {}
+        for group, value, count in rows:
+            if value is None:
+                continue
+            if value not in verdicts:
+                verdicts[value] = has_pan(value)
+            if verdicts[value]:
+                by_column = leaks.setdefault(str(group)[:10], {})
+                by_column[name] = by_column.get(name, 0) + count
     return leaks
 
 

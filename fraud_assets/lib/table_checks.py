@@ -36,7 +36,7 @@ from fraud_assets.lib.contracts import (
     contract_result,
     per_partition,
 )
-from fraud_assets.lib.pan_leaks import find_pan_leaks, leak_result, scan_description
+from fraud_assets.lib.pan_leaks import find_pan_leaks, find_pan_leaks_by_day, leak_result, scan_description
 from fraud_assets.lib.partitions import dates_filter
 from fraud_assets.lib.warehouse import table_exists
 
@@ -173,8 +173,16 @@ def contract(
 def pan_scan(name: str = "no_clear_pan", blocking: bool = True) -> TableCheck:
     """The PAN-leak scan of the step's table (`find_pan_leaks`, lib/pan_leaks.py)."""
 
-    def run(scope: TableScope) -> dg.AssetCheckResult:
-        return leak_result(find_pan_leaks(scope.conn, scope.table, *scope.filter()))
+    def run(scope: TableScope) -> dg.AssetCheckResult | DayResults:
+        if scope.partition_keys is None or len(scope.partition_keys) <= 1:
+            return leak_result(find_pan_leaks(scope.conn, scope.table, *scope.filter()))
+        by_day = find_pan_leaks_by_day(scope.conn, scope.table, scope.day(), *scope.filter())
+        per_day = {day: leak_result(by_day.get(day, {})) for day in scope.partition_keys}
+        total: dict[str, int] = {}
+        for leaks in by_day.values():
+            for column, n in leaks.items():
+                total[column] = total.get(column, 0) + n
+        return with_failing_days(leak_result(total), per_day)
 
     return TableCheck(name=name, description=scan_description("{table}"), run=run, blocking=blocking)
 
