@@ -21,6 +21,7 @@ from fraud_assets.lib.contract_sql import (
     UntranslatableContract,
     compile_contract,
     evaluate,
+    evaluate_by_day,
     str_matches_sql,
 )
 from fraud_assets.lib.contracts import validate_frame
@@ -369,3 +370,48 @@ def test_a_long_value_is_sampled_short_and_a_card_number_at_the_cut_is_still_mas
     samples = md["failure_samples"].value
     assert pan[:8] not in samples
     assert "y" * 100 not in samples
+
+
+class Dated(pa.DataFrameModel):
+    """A day's rows: ids unique over what is validated, amounts positive, fee below amount."""
+
+    business_date: Series[pd.Timestamp]
+    row_id: Series[int] = pa.Field(unique=True)
+    amount: Series[float] = pa.Field(gt=0)
+    fee: Series[float]
+
+    @pa.dataframe_check(statistics={SQL_TWIN: "fee < amount"})
+    def fee_below_amount(cls, df: pd.DataFrame) -> pd.Series:
+        return df["fee"] < df["amount"]
+
+
+def test_a_contract_judged_by_day_counts_each_days_failures_in_the_same_scans():
+    """Day 1 sound; day 2 a negative amount (whose fee is then above it: the custom check too); day 3 repeats
+    a day-1 id (a duplicate of both days: uniqueness holds over the range). The range's report is
+    `evaluate`'s."""
+    days = ["2018-04-01", "2018-04-02", "2018-04-03", "2018-04-04"]
+    with duckdb.connect() as conn:
+        conn.execute(
+            "CREATE TABLE t AS SELECT * FROM (VALUES "
+            "(DATE '2018-04-01', 1, 5.0, 1.0), (DATE '2018-04-01', 2, 5.0, 1.0), "
+            "(DATE '2018-04-02', 3, -5.0, 1.0), (DATE '2018-04-02', 4, 5.0, 1.0), "
+            "(DATE '2018-04-03', 1, 5.0, 1.0)) v(business_date, row_id, amount, fee)"
+        )
+        contract = compile_contract(Dated)
+        overall, by_day = evaluate_by_day(conn, contract, "t", "business_date", days=days)
+        whole = evaluate(conn, contract, "t")
+
+    def failures(report) -> dict[tuple[str, str], int]:
+        return {(c, chk): n for c, chk, n in report.failures}
+
+    assert failures(overall) == failures(whole)
+    assert overall.rows == whole.rows == 5
+    assert {d: r.rows for d, r in by_day.items()} == dict(zip(days, [2, 2, 1, 0], strict=True))
+    assert failures(by_day[days[0]]) == {("row_id", "field_uniqueness"): 1}
+    assert failures(by_day[days[1]]) == {
+        ("amount", "greater_than(0)"): 1,
+        **{(c, "fee_below_amount"): 1 for c in ("business_date", "row_id", "amount", "fee")},
+    }
+    assert failures(by_day[days[2]]) == {("row_id", "field_uniqueness"): 1}
+    assert by_day[days[3]].passed
+    assert set(by_day[days[1]].samples["check"]) <= {"greater_than(0)", "fee_below_amount"}

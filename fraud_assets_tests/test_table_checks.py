@@ -105,7 +105,7 @@ def test_one_failing_check_does_not_hide_the_others(tmp_path):
     assert s.PANS[1] not in repr(evs["contract"][0].metadata)
 
 
-def test_a_range_run_checks_the_whole_range_once_and_records_each_day(tmp_path):
+def test_a_range_run_checks_the_range_in_one_step_and_records_each_day(tmp_path):
     rows = {d: [("ok", 1.0), ("ok", 2.0)] for d in DAYS}
     _, result = run(tmp_path, rows, tags=RANGE)
     evs = by_name(result)
@@ -114,8 +114,11 @@ def test_a_range_run_checks_the_whole_range_once_and_records_each_day(tmp_path):
         per_day = sorted(e.partition for e in evs[name] if e.partition)
         assert per_day == DAYS
         assert all(e.metadata[EVALUATED_OVER].value.startswith(DAYS[0]) for e in evs[name] if e.partition)
-    contract_evs = [e for e in evs["contract"] if e.partition]
-    assert {e.metadata["rows_validated"].value for e in contract_evs} == {6}
+    # Each day validated on its own rows; the range's evaluation over all of them.
+    assert {e.partition: e.metadata["rows_validated"].value for e in evs["contract"]} == {
+        **dict.fromkeys(DAYS, 2),
+        None: 6,
+    }
 
 
 def test_a_missing_table_fails_every_check_that_reads_it(tmp_path):
@@ -197,3 +200,18 @@ def test_in_a_range_run_a_card_number_fails_the_pan_scan_of_its_own_day_only(tmp
     assert (whole.passed, whole.metadata["leaking_rows"].value) == (False, 2)
     assert whole.metadata["failing_days"].value == DAYS[1]
     assert s.PANS[1] not in repr([e.metadata for e in evs.values()])
+
+
+def test_in_a_range_run_a_row_breaking_the_contract_fails_its_own_days_contract_only(tmp_path):
+    rows = {d: [("ok", 1.0), ("ok", 2.0)] for d in DAYS}
+    rows[DAYS[2]] = [("ok", -1.0), ("ok", 2.0), ("ok", -3.0)]
+    _, result = run(tmp_path, rows, tags=RANGE)
+    assert not result.success  # blocking: the third day broke the contract
+    evs = {e.partition: e for e in by_name(result)["contract"]}
+    assert {d: evs[d].passed for d in DAYS} == {DAYS[0]: True, DAYS[1]: True, DAYS[2]: False}
+    assert evs[DAYS[2]].metadata["failure_count"].value == 2
+    assert evs[DAYS[2]].metadata["rows_validated"].value == 3
+    assert "failure_count" not in evs[DAYS[0]].metadata
+    whole = evs[None]
+    assert (whole.passed, whole.metadata["failure_count"].value) == (False, 2)
+    assert whole.metadata["failing_days"].value == DAYS[2]

@@ -7,6 +7,8 @@ its schema once - columns and dtypes (coercibility), nullability, `unique`, the 
 breaking each rule, one GROUP BY per uniqueness column set, and only when something failed a bounded
 query for samples. Failures are named and counted as pandera's lazy validation names and counts its failure
 cases (column, check), so check metadata reads the same as with pandas.
+`evaluate_by_day` runs the same scans grouped by business date, so a range run judges each day on its own
+rows at the cost of one evaluation.
 
 A custom check declares its twin in its own decorator, a SQL boolean that is TRUE for a valid row
 (NULL counts as a failure, so write the null case out):
@@ -335,11 +337,12 @@ class _Rule:
 
 
 def _relation(
-    contract: Contract, table: str, types: dict[str, str], where: str, with_rowid: bool
+    contract: Contract, table: str, types: dict[str, str], where: str, with_rowid: bool, day: str
 ) -> tuple[str, list[_Rule], list[tuple[str, str, int, str]], dict[str, str]]:
     """The typed relation (SQL), the row rules over it, the type failures of uncoerced columns, and
-    per coerced column the flag of its failed coercions."""
-    select = [f"{'rowid' if with_rowid else 'NULL'} AS __row"]
+    per coerced column the flag of its failed coercions. `__day` is each row's group (`day`, read from the
+    table as stored, as text)."""
+    select = [f"{'rowid' if with_rowid else 'NULL'} AS __row", f"CAST({day} AS VARCHAR) AS __day"]
     rules: list[_Rule] = []
     coerce_flags: dict[str, str] = {}
     type_failures = [
@@ -398,10 +401,28 @@ def evaluate(
     max_samples: int = MAX_FAILURE_SAMPLES,
 ) -> ContractReport:
     """Validate the rows of `table` matching `where` against `contract`, in DuckDB."""
+    return evaluate_by_day(conn, contract, table, "'all'", where, params, max_samples)[0]
+
+
+def evaluate_by_day(
+    conn: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    table: str,
+    day: str,
+    where: str = "",
+    params: Sequence[object] = (),
+    max_samples: int = MAX_FAILURE_SAMPLES,
+    days: Sequence[str] = (),
+) -> tuple[ContractReport, dict[str, ContractReport]]:
+    """`evaluate`, and each day's report: the rows grouped by the SQL expression `day` (a business date
+    column), counted in the same scans (GROUP BY). A failure of the table's columns themselves (missing,
+    extra, wrongly typed) is every day's; a duplicate is a day's when its row is (uniqueness holds over
+    everything validated, so a key repeated on two days of a range fails both). A day's samples are those
+    of the range's samples in that day. A report for every day with rows and every one of `days`."""
     params = list(params)
     types = {r[0]: str(r[1]) for r in conn.execute(f"DESCRIBE {table}").fetchall()}
     relation, rules, type_failures, coerce_flags = _relation(
-        contract, table, types, where, _is_base_table(conn, table)
+        contract, table, types, where, _is_base_table(conn, table), day
     )
     declared = [c.name for c in contract.columns]
     missing = [c for c in declared if c not in types]
@@ -425,33 +446,56 @@ def evaluate(
 
     row_rules = [r for r in rules if not r.unique_over]
     aggregates = ["count(*)", *(f"count(*) FILTER (WHERE {r.failing})" for r in row_rules)]
-    counts = conn.execute(f"SELECT {', '.join(aggregates)} FROM ({relation}) t", params).fetchone()
-    found = dict(zip(row_rules, (int(n) for n in counts[1:]), strict=True))
+    by_day = conn.execute(
+        f"SELECT __day, {', '.join(aggregates)} FROM ({relation}) t GROUP BY 1", params
+    ).fetchall()
+    rows = {d: int(counts[0]) for d, *counts in by_day}
+    found: dict[str, dict[_Rule, int]] = {
+        d: dict(zip(row_rules, (int(n) for n in counts[1:]), strict=True)) for d, *counts in by_day
+    }
     for rule in [r for r in row_rules if r.cells_of]:
-        if found.pop(rule):
-            found.update(_cell_counts(conn, relation, params, rule))
-    found.update(_uniqueness_counts(conn, relation, params, [r for r in rules if r.unique_over]))
+        failed_days = [d for d, f in found.items() if f.pop(rule)]
+        if failed_days:
+            for d, cells in _cell_counts(conn, relation, params, rule).items():
+                found[d].update(cells)
+    for d, counts in _uniqueness_counts(conn, relation, params, [r for r in rules if r.unique_over]).items():
+        found.setdefault(d, {}).update(counts)
 
-    failures = [(c, chk, n) for c, chk, n, _ in fixed]
-    failures += [(r.column, r.check, n) for r, n in found.items() if n]
-    samples = pd.DataFrame(
+    fixed_samples = pd.DataFrame(
         [(c, chk, v, None) for c, chk, _, v in fixed], columns=["column", "check", "failure_case", "index"]
     )
-    failing = [r for r, n in found.items() if n]
+    failing = [r for r in dict.fromkeys(r for f in found.values() for r, n in f.items() if n)]
+    samples = fixed_samples.assign(__day=None)
     if failing and len(samples) < max_samples:
         more = _samples(conn, relation, params, failing, max_samples - len(samples))
         samples = pd.concat([samples, more], ignore_index=True)
-    return ContractReport(int(counts[0]), failures, samples.head(max_samples))
+
+    def report(days: Sequence[str]) -> ContractReport:
+        totals: dict[_Rule, int] = {}
+        for d in days:
+            for r, n in found.get(d, {}).items():
+                totals[r] = totals.get(r, 0) + n
+        failures = [(c, chk, n) for c, chk, n, _ in fixed] + [
+            (r.column, r.check, n) for r, n in totals.items() if n
+        ]
+        own = samples[samples["__day"].isna() | samples["__day"].isin(list(days))]
+        return ContractReport(
+            sum(rows.get(d, 0) for d in days), failures, own.drop(columns="__day").head(max_samples)
+        )
+
+    return report(sorted(rows)), {d: report([d]) for d in sorted({*rows, *days})}
 
 
 def _cell_counts(
     conn: duckdb.DuckDBPyConnection, relation: str, params: list, rule: _Rule
-) -> dict[_Rule, int]:
-    """A failed custom check's failure cases per column: the non-null cells of its failing rows."""
+) -> dict[str, dict[_Rule, int]]:
+    """A failed custom check's failure cases per column, per day: the non-null cells of its failing rows."""
     cells = [_Rule(c, rule.check, f"{rule.failing} AND {q(c)} IS NOT NULL", q(c)) for c in rule.cells_of]
     select = ", ".join(f"count({q(r.column)})" for r in cells)
-    counts = conn.execute(f"SELECT {select} FROM ({relation}) t WHERE {rule.failing}", params).fetchone()
-    return dict(zip(cells, (int(n) for n in counts), strict=True))
+    found = conn.execute(
+        f"SELECT __day, {select} FROM ({relation}) t WHERE {rule.failing} GROUP BY 1", params
+    ).fetchall()
+    return {d: dict(zip(cells, (int(n) for n in counts), strict=True)) for d, *counts in found}
 
 
 def _duplicated(relation: str, rule: _Rule) -> str:
@@ -465,17 +509,23 @@ def _duplicated(relation: str, rule: _Rule) -> str:
 
 def _uniqueness_counts(
     conn: duckdb.DuckDBPyConnection, relation: str, params: list, rules: list[_Rule]
-) -> dict[_Rule, int]:
-    """Failure cases of the uniqueness rules, one GROUP BY per column set: pandas reports every non-null
-    cell of a duplicated row, under each column of the set."""
+) -> dict[str, dict[_Rule, int]]:
+    """Failure cases of the uniqueness rules per day, one grouped query per column set: pandas reports
+    every non-null cell of a duplicated row, under each column of the set; a row counts on its own day."""
     groups: dict[tuple[tuple[str, ...], str], list[_Rule]] = {}
     for rule in rules:
         groups.setdefault((rule.unique_over, rule.failing), []).append(rule)
-    found: dict[_Rule, int] = {}
+    found: dict[str, dict[_Rule, int]] = {}
     for same in groups.values():
-        counts = ", ".join(f"coalesce(sum(__n) FILTER (WHERE {q(r.column)} IS NOT NULL), 0)" for r in same)
-        row = conn.execute(f"SELECT {counts} FROM ({_duplicated(relation, same[0])})", params).fetchone()
-        found.update(zip(same, (int(n) for n in row), strict=True))
+        on = " AND ".join(f"t.{q(c)} IS NOT DISTINCT FROM d.{q(c)}" for c in same[0].unique_over)
+        counts = ", ".join(f"count(*) FILTER (WHERE t.{q(r.column)} IS NOT NULL)" for r in same)
+        rows = conn.execute(
+            f"SELECT t.__day, {counts} FROM ({relation}) t SEMI JOIN ({_duplicated(relation, same[0])}) d "
+            f"ON {on} WHERE {same[0].failing} GROUP BY 1",
+            [*params, *params],
+        ).fetchall()
+        for d, *ns in rows:
+            found.setdefault(d, {}).update(zip(same, (int(n) for n in ns), strict=True))
     return found
 
 
@@ -495,7 +545,7 @@ def _samples(
         parts.append(
             f'(SELECT {i} AS k, {literal(r.column)} AS "column", {literal(r.check)} AS "check", '
             f"left(CAST({r.value} AS VARCHAR), {_SAMPLE_READ_CHARS}) AS failure_case, "
-            'CAST(__row AS VARCHAR) AS "index" '
+            'CAST(__row AS VARCHAR) AS "index", __day '
             f"FROM {source} WHERE {cond} LIMIT {per_rule})"
         )
     df = conn.execute(" UNION ALL ".join(parts) + " ORDER BY k", args).df()

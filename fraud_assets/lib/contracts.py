@@ -19,7 +19,14 @@ import duckdb
 import pandas as pd
 import pandera.pandas as pa
 
-from fraud_assets.lib.contract_sql import SAMPLE_CHARS, Contract, ContractReport, compile_contract, evaluate
+from fraud_assets.lib.contract_sql import (
+    SAMPLE_CHARS,
+    Contract,
+    ContractReport,
+    compile_contract,
+    evaluate,
+    evaluate_by_day,
+)
 from fraud_assets.lib.dagster_compat import check_target, latest_materialization_ids
 from fraud_assets.lib.markdown import markdown_table
 from fraud_assets.lib.pan import mask_pans
@@ -172,7 +179,29 @@ def contract_result(
         return dg.AssetCheckResult(
             passed=False, severity=severity, metadata={"error": f"table {table} does not exist"}
         )
-    report = evaluate(conn, contract, table, where, params or [])
+    return _reported(evaluate(conn, contract, table, where, params or []), severity)
+
+
+def contract_results_by_day(
+    conn: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    table: str,
+    day: str,
+    days: Sequence[str],
+    where: str = "",
+    params: list[object] | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> tuple[dg.AssetCheckResult, dict[str, dg.AssetCheckResult]]:
+    """`contract_result` over the rows of `table` matching `where`, and each of `days` judged on its own
+    rows (grouped by the SQL expression `day`, in the same scans): a day without rows validates none."""
+    if not table_exists(conn, table):
+        missing = contract_result(conn, contract, table, where, params, severity)
+        return missing, dict.fromkeys(days, missing)
+    overall, by_day = evaluate_by_day(conn, contract, table, day, where, params or [], days=days)
+    return _reported(overall, severity), {d: _reported(by_day[d], severity) for d in days}
+
+
+def _reported(report: ContractReport, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
     md = {} if report.passed else summarise_failures(report)
     md["rows_validated"] = dg.MetadataValue.int(report.rows)
     return dg.AssetCheckResult(passed=report.passed, severity=severity, metadata=md)

@@ -34,6 +34,7 @@ from fraud_assets.lib.contracts import (
     _partitions_def,
     contract_description,
     contract_result,
+    contract_results_by_day,
     per_partition,
 )
 from fraud_assets.lib.pan_leaks import find_pan_leaks, find_pan_leaks_by_day, leak_result, scan_description
@@ -157,9 +158,14 @@ def contract(
     asset key says which table; an asset checking a second table names that table's contract."""
     compiled = compile_contract(model)
 
-    def run(scope: TableScope) -> dg.AssetCheckResult:
+    def run(scope: TableScope) -> dg.AssetCheckResult | DayResults:
         where, params = scope.filter()
-        return contract_result(scope.conn, compiled, scope.table, where, params, severity)
+        if scope.partition_keys is None or len(scope.partition_keys) <= 1:
+            return contract_result(scope.conn, compiled, scope.table, where, params, severity)
+        overall, per_day = contract_results_by_day(
+            scope.conn, compiled, scope.table, scope.day(), scope.partition_keys, where, params, severity
+        )
+        return with_failing_days(overall, per_day)
 
     return TableCheck(
         name=name,
