@@ -517,6 +517,13 @@ def _uniqueness_counts(
         groups.setdefault((rule.unique_over, rule.failing), []).append(rule)
     found: dict[str, dict[_Rule, int]] = {}
     for same in groups.values():
+        # The totals first, from the duplicated keys alone: only a failed rule pays for the join back to
+        # each duplicated row's day.
+        totals = ", ".join(f"coalesce(sum(__n) FILTER (WHERE {q(r.column)} IS NOT NULL), 0)" for r in same)
+        if not any(
+            conn.execute(f"SELECT {totals} FROM ({_duplicated(relation, same[0])})", params).fetchone()
+        ):
+            continue
         on = " AND ".join(f"t.{q(c)} IS NOT DISTINCT FROM d.{q(c)}" for c in same[0].unique_over)
         counts = ", ".join(f"count(*) FILTER (WHERE t.{q(r.column)} IS NOT NULL)" for r in same)
         rows = conn.execute(
