@@ -29,6 +29,12 @@ def _land(data_dir, day: str, a_rows: int, b_rows: int, suffix: str = "") -> Non
 
 
 def _ingest(data_dir, days: list[str]) -> dg.AssetCheckEvaluation:
+    """The check's evaluation of the run: the range's own in a range run."""
+    return _ingest_days(data_dir, days)[None if len(days) > 1 else days[0]]
+
+
+def _ingest_days(data_dir, days: list[str]) -> dict[str | None, dg.AssetCheckEvaluation]:
+    """The check's evaluations of the run by partition (None: a range run's own)."""
     every = [*raw.defs.assets, *raw.defs.asset_checks]
     resources = build_resources(data_dir, TEST_PAN_KEY)
     instance = dg.DagsterInstance.ephemeral()
@@ -46,10 +52,7 @@ def _ingest(data_dir, days: list[str]) -> dg.AssetCheckEvaluation:
         instance=instance,
         **days_run(days),
     )
-    # A range run records the range's verdict once per day (lib/contracts.per_partition).
-    evaluations = [e for e in result.get_asset_check_evaluations() if e.asset_check_key == CHECK]
-    assert len({(e.passed, e.description) for e in evaluations}) == 1
-    return evaluations[-1]
+    return {e.partition: e for e in result.get_asset_check_evaluations() if e.asset_check_key == CHECK}
 
 
 def test_a_missing_feed_file_and_a_cut_one_warn_and_the_day_still_flows(data_dir):
@@ -64,6 +67,19 @@ def test_a_missing_feed_file_and_a_cut_one_warn_and_the_day_still_flows(data_dir
     assert evaluation.metadata["short_feed_days"].value == 2
     assert f"acq_a on {DAYS[-1]}: 0 rows (median 60" in evaluation.description
     assert f"acq_b on {DAYS[-1]}: 20 rows (median 60" in evaluation.description
+
+
+def test_in_a_range_only_the_short_day_warns(data_dir):
+    for day in DAYS:
+        _land(data_dir, day, a_rows=60, b_rows=60 if day != DAYS[-2] else 20)
+    evaluations = _ingest_days(data_dir, DAYS)
+    assert [d for d in DAYS if not evaluations[d].passed] == [DAYS[-2]]
+    assert evaluations[DAYS[-2]].metadata["short_feed_days"].value == 1
+    assert f"acq_b on {DAYS[-2]}: 20 rows" in evaluations[DAYS[-2]].description
+    assert evaluations[DAYS[-1]].description is None
+    whole = evaluations[None]
+    assert not whole.passed
+    assert whole.metadata["failing_days"].value == DAYS[-2]
 
 
 def test_the_warning_clears_once_the_late_file_lands(data_dir):

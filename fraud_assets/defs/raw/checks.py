@@ -2,6 +2,7 @@
 landed = raw reconciliation; the register's step adds the rejected-files alarm."""
 
 import dagster as dg
+import pandas as pd
 
 from fraud_assets.defs.raw import assets as raw_assets
 from fraud_assets.defs.raw import schemas
@@ -15,6 +16,7 @@ from fraud_assets.lib.table_checks import (
     judged_by_day,
     pan_scan,
     table_checks,
+    with_failing_days,
 )
 from fraud_assets.lib.warehouse import table_exists
 
@@ -170,7 +172,7 @@ ORDER BY 1, 2
 """
 
 
-def _feed_volumes(scope: TableScope) -> dg.AssetCheckResult:
+def _feed_volumes(scope: TableScope) -> dg.AssetCheckResult | DayResults:
     days = scope.partition_keys
     if days is None:
         days = [
@@ -182,6 +184,15 @@ def _feed_volumes(scope: TableScope) -> dg.AssetCheckResult:
     if not days:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no business date to judge"})
     feed_days = scope.conn.execute(_FEED_DAYS_SQL, [sorted(days), min(days), max(days)]).df()
+    overall = _volumes_result(feed_days)
+    if scope.partition_keys is None or len(scope.partition_keys) <= 1:
+        return overall
+    # Each day on its own feeds (one query: the baselines of every day of the range are computed at once).
+    per_day = {day: _volumes_result(feed_days[feed_days["business_date"] == day]) for day in days}
+    return with_failing_days(overall, per_day)
+
+
+def _volumes_result(feed_days: pd.DataFrame) -> dg.AssetCheckResult:
     below = feed_days["rows"] < SHORT_DAY_SHARE * feed_days["median_rows"]
     short = feed_days[(feed_days["rows"] == 0) | (below & (feed_days["median_rows"] >= MIN_BASELINE_ROWS))]
     cases = [
