@@ -7,7 +7,9 @@ multi-asset check: one step, one connection, every selected check still recorded
 the step after every result is recorded, so one failure never hides another. A partitioned step
 validates the run's partition(s), and each result goes through `per_partition` like any partitioned
 check: in a range run each day gets a copy of the range's verdict, unless the check judges each day on its
-own and returns `DayResults` (each day its own verdict and figures, as the UI's per-day history should show).
+own and returns `DayResults` (each day its own verdict and figures, as the UI's per-day history should show,
+and a bad day holds back its own downstream only). `contract` and `pan_scan` do, and so does a check whose
+query counts by `scope.day()` and hands the groups to `counts_by_day` and `judged_by_day`.
 
     table_checks(raw_assets.authorizations, "raw.authorizations", [
         contract(schemas.RawAuthorizationsModel),
