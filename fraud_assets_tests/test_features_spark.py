@@ -64,9 +64,12 @@ def _cleaned_world(data_dir: Path) -> list[str]:
                 repeat('c', 64) AS card_token, {CONSTANT_AMOUNT} * (1 + (d = 4)::INTEGER) AS tx_amount,
                 {CONSTANT_AMOUNT} * (1 + (d = 4)::INTEGER) * fx_rate AS amount_original)
             FROM (SELECT * FROM cleaned.transactions ORDER BY transaction_id LIMIT 1), range(5) AS r(d)""")
+        # The least active card loses its reference row: its NULL distances stay under the null_rates
+        # check's 1 % on every day, which that check now judges day by day.
         conn.execute(
-            "CREATE TEMP TABLE cards_kept AS SELECT * FROM cleaned.cards "
-            "WHERE card_token <> (SELECT min(card_token) FROM cleaned.cards)"
+            "CREATE TEMP TABLE cards_kept AS SELECT * FROM cleaned.cards WHERE card_token <> ("
+            "SELECT s.card_token FROM staged s JOIN cleaned.cards c USING (card_token) "
+            "GROUP BY s.card_token ORDER BY count(*), s.card_token LIMIT 1)"
         )
         replace_table(conn, "cleaned.cards", "SELECT * FROM cards_kept")
         days = [d for (d,) in conn.execute("SELECT DISTINCT business_date FROM staged ORDER BY 1").fetchall()]
