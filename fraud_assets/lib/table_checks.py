@@ -22,6 +22,7 @@ the run looks at; `contract(model)` and `pan_scan()` build the common ones.
 """
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -62,6 +63,11 @@ class TableScope:
         # Typed date literals, not a text cast of the column: zone maps skip the other days' row groups, so
         # a day's checks do not scan the whole history.
         return dates_filter(self.partition_keys, col), []
+
+    @property
+    def one_verdict(self) -> bool:
+        """One result for the run: a one-day run, or a step without partitions (a range judges each day)."""
+        return self.partition_keys is None or len(self.partition_keys) <= 1
 
     def day(self, column: str | None = None) -> str:
         """What a check's query groups by to count each day on its own (`counts_by_day`): `column`
@@ -107,7 +113,7 @@ def judged_by_day(
     combine = combine or {}
     totals = {n: combine.get(n, sum)([c[n] for c in by_day.values()] or [0]) for n in names}
     overall = judge(totals)
-    if scope.partition_keys is None or len(scope.partition_keys) <= 1:
+    if scope.one_verdict:
         return overall
     return with_failing_days(overall, {day: judge(c) for day, c in by_day.items()})
 
@@ -162,7 +168,7 @@ def contract(
 
     def run(scope: TableScope) -> dg.AssetCheckResult | DayResults:
         where, params = scope.filter()
-        if scope.partition_keys is None or len(scope.partition_keys) <= 1:
+        if scope.one_verdict:
             return contract_result(scope.conn, compiled, scope.table, where, params, severity)
         overall, per_day = contract_results_by_day(
             scope.conn, compiled, scope.table, scope.day(), scope.partition_keys, where, params, severity
@@ -182,15 +188,12 @@ def pan_scan(name: str = "no_clear_pan", blocking: bool = True) -> TableCheck:
     """The PAN-leak scan of the step's table (`find_pan_leaks`, lib/pan_leaks.py)."""
 
     def run(scope: TableScope) -> dg.AssetCheckResult | DayResults:
-        if scope.partition_keys is None or len(scope.partition_keys) <= 1:
+        if scope.one_verdict:
             return leak_result(find_pan_leaks(scope.conn, scope.table, *scope.filter()))
         by_day = find_pan_leaks_by_day(scope.conn, scope.table, scope.day(), *scope.filter())
         per_day = {day: leak_result(by_day.get(day, {})) for day in scope.partition_keys}
-        total: dict[str, int] = {}
-        for leaks in by_day.values():
-            for column, n in leaks.items():
-                total[column] = total.get(column, 0) + n
-        return with_failing_days(leak_result(total), per_day)
+        total = sum((Counter(leaks) for leaks in by_day.values()), Counter())
+        return with_failing_days(leak_result(dict(total)), per_day)
 
     return TableCheck(name=name, description=scan_description("{table}"), run=run, blocking=blocking)
 

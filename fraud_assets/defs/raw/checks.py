@@ -185,7 +185,7 @@ def _feed_volumes(scope: TableScope) -> dg.AssetCheckResult | DayResults:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no business date to judge"})
     feed_days = scope.conn.execute(_FEED_DAYS_SQL, [sorted(days), min(days), max(days)]).df()
     overall = _volumes_result(feed_days)
-    if scope.partition_keys is None or len(scope.partition_keys) <= 1:
+    if scope.one_verdict:
         return overall
     # Each day on its own feeds (one query: the baselines of every day of the range are computed at once).
     per_day = {day: _volumes_result(feed_days[feed_days["business_date"] == day]) for day in days}
