@@ -311,7 +311,7 @@ def naive_recompute_days(
         else:
             diff = (a - b).abs()
             scale = a.abs().combine(b.abs(), max)
-            bad[col] = diff > REL_TOL * scale + 1e-12
+            bad[col] = (diff > REL_TOL * scale + 1e-12) | (a.isna() != b.isna())
             relative[col] = (diff / scale.where(scale > 0, 1.0)).fillna(0.0)
     day_of_row = stored["business_date"].map(_day)
     per_day = {
