@@ -695,6 +695,21 @@ def test_the_sampled_recompute_fails_when_a_window_is_off_by_one(data_dir, world
     assert checks["one_row_per_transaction"].passed is True
 
 
+def test_the_sampled_recompute_fails_on_a_null_where_a_value_belongs(data_dir, world):
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
+        load_world_into_cleaned(conn, world, Tokenizer(TEST_PAN_KEY))
+        write_features(conn, _keys(conn))
+        conn.execute(f"UPDATE {TABLE} SET card_avg_amount_7d = NULL")  # every sampled row, whatever the seed
+        instance = _instance_with_partitions(conn)
+    checks = _run_checks(data_dir, instance, _keys_of(data_dir))
+    assert checks["sampled_naive_recompute"].passed is False
+    assert (
+        checks["sampled_naive_recompute"]
+        .metadata["mismatched_columns"]
+        .value.startswith("card_avg_amount_7d (")
+    )
+
+
 def test_null_and_range_checks_fail_on_the_days_that_break_them_only(data_dir, world):
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as conn:
         load_world_into_cleaned(conn, world, Tokenizer(TEST_PAN_KEY))
