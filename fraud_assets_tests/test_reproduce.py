@@ -12,6 +12,7 @@ from fraud_assets.cli.reproduce import compare_metrics, main, reproduce
 from fraud_assets.defs.models.snapshots import current_digest, training_set_hash
 from fraud_assets.lib import registry
 from fraud_assets.lib.signing import Signer
+from fraud_assets.lib.training_provenance import SOURCE_DIGEST, same_code, source_digest
 from fraud_assets_tests.conftest import TEST_REGISTRY_KEY
 from fraud_assets_tests.models_world import connect, copy_world, shared_trained_world
 
@@ -166,3 +167,37 @@ def test_a_ledger_cut_back_at_its_end_is_refused_against_the_recorded_head(world
     anchor = registry.Anchor(head["head_event_id"], head["head_signature"])
     with pytest.raises(registry.RegistryIntegrityError):
         reproduce(champion, data_dir, SIGNER, anchor)
+
+
+def test_the_source_digest_decides_whether_the_code_is_the_same(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "sub" / "q.sql").write_text("SELECT 1\n")
+    (package / "README.md").write_text("docs\n")
+    before = source_digest(package)
+    (package / "README.md").write_text("other docs\n")
+    assert source_digest(package) == before  # not source
+    (package / "sub" / "q.sql").write_text("SELECT 2\n")
+    assert source_digest(package) != before
+    (package / "sub" / "q.sql").write_text("SELECT 1\n")
+    (package / "sub" / "q.sql").rename(package / "q.sql")
+    assert source_digest(package) != before  # a file moved is other code
+
+    recorded = {"code_version": "v1", "revision": "aaa", SOURCE_DIGEST: "d1", "numpy": "2.0"}
+    assert same_code(recorded, {**recorded, "revision": "bbb"})  # a docs-only commit
+    assert not same_code(recorded, {**recorded, SOURCE_DIGEST: "d2"})
+    assert not same_code(recorded, {**recorded, "numpy": "2.1"})
+    old = {k: v for k, v in recorded.items() if k != SOURCE_DIGEST}  # registered before the digest
+    assert same_code(old, dict(old))
+    assert not same_code(old, {**old, "revision": "bbb"})
+
+
+def test_the_report_names_the_code_same_after_a_commit_that_changed_no_source(world, monkeypatch):
+    from fraud_assets.cli import reproduce as module
+
+    data_dir, champion = world
+    monkeypatch.setattr(module, "code_revision", lambda: "f" * 40)  # another commit, same source
+    report = reproduce(champion, data_dir, SIGNER)
+    assert report["code"]["same"] is True
+    assert report["code"]["recorded"][SOURCE_DIGEST] == source_digest()

@@ -67,7 +67,7 @@ from fraud_assets.lib.registry import (
     verify_registry,
 )
 from fraud_assets.lib.signing import Signer
-from fraud_assets.lib.training_provenance import code_revision, training_environment
+from fraud_assets.lib.training_provenance import SOURCE_DIGEST, code_revision, same_code, training_environment
 
 KEY_ENV = "FRAUD_REGISTRY_KEY"
 METRIC_TOLERANCE = 1e-12  # same code, data and seed give the same floats; anything above is a difference
@@ -201,7 +201,7 @@ def reproduce(
             **training_environment(),
         },
     }
-    report["code"]["same"] = report["code"]["recorded"] == report["code"]["running"]
+    report["code"]["same"] = same_code(report["code"]["recorded"], report["code"]["running"])
 
     # 2. Rebuild from the warehouse as of training time.
     config = json.loads(snapshot["training_config_json"])
@@ -265,6 +265,11 @@ def reproduce(
     return report
 
 
+def _code_line(code: dict[str, str]) -> str:
+    digest = code.get(SOURCE_DIGEST)
+    return f"{code['code_version']} @ {code['revision']}" + (f", source {digest[:12]}" if digest else "")
+
+
 def render(report: dict[str, Any]) -> str:
     d, m, r = report["data"], report["model"], report["metrics"]
     lines = [
@@ -277,9 +282,8 @@ def render(report: dict[str, Any]) -> str:
             else " (no ledger head recorded in DAGSTER_HOME: a ledger cut back at its end would pass)"
         ),
         f"  code: {'same as at training' if report['code']['same'] else 'DIFFERENT from training'}"
-        f" (recorded {report['code']['recorded']['code_version']} "
-        f"@ {report['code']['recorded']['revision']}, "
-        f"running {report['code']['running']['code_version']} @ {report['code']['running']['revision']})",
+        f" (recorded {_code_line(report['code']['recorded'])}, "
+        f"running {_code_line(report['code']['running'])})",
         f"  data: rebuilt from the warehouse as of {d['labels_as_of']}: "
         + (
             "matches the recorded data hash"

@@ -1,11 +1,15 @@
-"""Where a model came from: the code revision and the library versions it was trained with.
+"""Where a model came from: the code revision, a digest of the package's source and the library versions
+it was trained with.
 
-Recorded in every registry row, so `make reproduce` can say whether it refits with the same code.
+Recorded in every registry row, so `make reproduce` can say whether it refits with the same code: the
+source digest decides (a commit that only touched docs, tests or benchmarks leaves it unchanged); the
+revision says which commit to check out when it differs.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import platform
 import subprocess
@@ -16,6 +20,31 @@ from pathlib import Path
 REVISION_ENV = "FRAUD_CODE_REVISION"
 PACKAGES = ("scikit-learn", "numpy", "scipy", "skops", "pandas", "duckdb")
 _REPO = Path(__file__).resolve().parents[2]
+_PACKAGE = Path(__file__).resolve().parents[1]
+SOURCE_SUFFIXES = (".py", ".sql")
+SOURCE_DIGEST = "source_sha256"
+
+
+def source_digest(package: Path = _PACKAGE) -> str:
+    """SHA-256 over the package's source files (.py, .sql), each by its path in the package and its bytes:
+    the code a refit runs, whatever else a commit changed."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in package.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file())
+    for path in files:
+        content = path.read_bytes()
+        digest.update(f"{path.relative_to(package).as_posix()}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def same_code(recorded: dict[str, str], running: dict[str, str]) -> bool:
+    """The refit runs the code of training: the same source digest, code version and libraries (the
+    revision may differ); a record older than the digest has only its revision to compare."""
+    if SOURCE_DIGEST not in recorded:
+        return recorded == running
+    return {k: v for k, v in recorded.items() if k != "revision"} == {
+        k: v for k, v in running.items() if k != "revision"
+    }
 
 
 @functools.cache
@@ -46,8 +75,9 @@ def code_revision() -> str:
 
 @functools.cache
 def training_environment() -> dict[str, str]:
-    """Python and the versions of the libraries that decide what a fit produces."""
-    env = {"python": platform.python_version()}
+    """Python, the package's source digest and the versions of the libraries that decide what a fit
+    produces."""
+    env = {"python": platform.python_version(), SOURCE_DIGEST: source_digest()}
     for name in PACKAGES:
         try:
             env[name] = package_version(name)

@@ -108,7 +108,9 @@ MODEL_VERSIONS_DESCRIPTIONS = {
     "data_hash": "SHA-256 of the training set content (order independent); names its data snapshot.",
     "code_version": "models code version + scikit-learn version.",
     "code_revision": "Git commit of the code that trained it (`+dirty` if the checkout had changes).",
-    "environment_json": "Python and library versions at training (JSON).",
+    "environment_json": (
+        "Python, the package source digest (source_sha256) and library versions at training (JSON)."
+    ),
     "seed": "Random seed of the estimators (make reproduce refits with it).",
     "metrics_json": "Per-fold, mean and std metrics (AUC, AP, CP@100, ...) and fit times, JSON.",
     "artifact_path": "skops file, relative to the model store.",
