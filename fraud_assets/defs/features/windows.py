@@ -270,7 +270,13 @@ def terminal_windows(
     order = sort_by_group_and_time(group, stream_time, reach=37 * US_PER_DAY)
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order))
-    wanted = np.sort(position[at])  # the wanted transactions' stream positions, in stream order
+    # The wanted transactions' stream positions in stream order, and each row of `at`'s place among them:
+    # a mark per stream position and its running count, linear where a sort and a binary search are not.
+    wanted_at = position[at]
+    marked = np.zeros(len(order), dtype=bool)
+    marked[wanted_at] = True
+    wanted = np.flatnonzero(marked)
+    back = (np.cumsum(marked) - 1)[wanted_at]
     frames = Frames(group[order], stream_time[order], reach=37 * US_PER_DAY, at=wanted)
     tx_through = prefix((order < n).astype(np.int64))
     tx_base = tx_through[frames.group_start]
@@ -284,12 +290,12 @@ def terminal_windows(
     for name, days in DELAYED_WINDOWS.items():
         in_stream_order[f"terminal_nb_tx_{name}"] = recent - before((7 + days) * US_PER_DAY)
     end = frames.through(0)
+    events = position[n:]  # the label events' stream positions: a counter moves only there
     for counter in KNOWN_FRAUD_COUNTERS:
-        delta = np.r_[np.zeros(n, dtype=np.int64), event_deltas[counter].astype(np.int64)][order]
+        delta = np.zeros(len(order), dtype=np.int64)
+        delta[events] = event_deltas[counter]
         in_stream_order[f"known_{counter}"] = frames.window(prefix(delta), end, frames.group_start)
-    # back to the order of `at`
-    back = np.searchsorted(wanted, position[at])
-    return {name: values[back] for name, values in in_stream_order.items()}
+    return {name: values[back] for name, values in in_stream_order.items()}  # back to the order of `at`
 
 
 def sort_by_group_and_time(group: np.ndarray, time: np.ndarray, reach: int) -> np.ndarray:
