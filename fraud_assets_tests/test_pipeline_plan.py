@@ -44,17 +44,20 @@ def test_with_a_champion_the_landed_days_are_scored_in_their_own_runs(tmp_path):
     assert runs[0].assets is None  # the whole job, scores included
 
 
-def _run_main(monkeypatch, training_outcome) -> tuple[int, list[str]]:
-    """`make pipeline` over two landed days whose training run ends as `training_outcome` says."""
+def _run_main(monkeypatch, training_outcome, min_days: int = 0) -> tuple[int, list[str]]:
+    """`make pipeline` over two landed days whose training run ends as `training_outcome` says; the first
+    model needs `min_days` days with features (the ephemeral instance has none)."""
     from fraud_assets.cli import pipeline
     from fraud_assets.lib.dead_runs import Reaped
 
     days = DATES[:2]
     monkeypatch.setenv("FRAUD_FIRST_BUSINESS_DATE", days[0])
     monkeypatch.setenv("FRAUD_LAST_BUSINESS_DATE", days[-1])
+    monkeypatch.setenv("FRAUD_BOOTSTRAP_MIN_DAYS", str(min_days))
     plan = [
         pipeline.JobRun("landed_day", days),
         pipeline.JobRun("training_job"),
+        pipeline.JobRun("scoring_job", days),
         pipeline.JobRun("monitoring_job", days),
     ]
     executed: list[str] = []
@@ -91,20 +94,42 @@ def test_a_challenger_refused_by_the_gate_keeps_the_champion_and_monitoring_stil
     assert executed == [
         "landed_day 2018-04-01 to 2018-04-02",
         "training_job",
+        "scoring_job 2018-04-01 to 2018-04-02",
         "monitoring_job 2018-04-01 to 2018-04-02",
     ]
     assert status == 0
 
 
-def test_a_training_run_that_broke_stops_the_pipeline_and_fails_it(monkeypatch):
+def test_a_training_run_that_broke_stops_the_pipeline_fails_it_and_names_the_reason(monkeypatch, capsys):
     from fraud_assets.cli.pipeline import RunOutcome
 
     def broke(run):
-        return RunOutcome(run, success=False, seconds=0.0, failed_steps=["models__training_set"])
+        return RunOutcome(
+            run,
+            success=False,
+            seconds=0.0,
+            failed_steps=["models__training_set"],
+            errors=["models__training_set: fold 0 has no trainable data"],
+        )
 
     status, executed = _run_main(monkeypatch, broke)
     assert executed == ["landed_day 2018-04-01 to 2018-04-02", "training_job"]
     assert status == 1
+    out = capsys.readouterr()
+    assert "models__training_set: fold 0 has no trainable data" in out.err
+    assert out.out.rstrip().endswith("Pipeline FAILED\n  models__training_set: fold 0 has no trainable data")
+
+
+def test_too_little_history_for_a_first_model_skips_training_and_scoring_and_says_why(monkeypatch, capsys):
+    def never(run):
+        raise AssertionError("training ran")
+
+    status, executed = _run_main(monkeypatch, never, min_days=21)
+    assert executed == ["landed_day 2018-04-01 to 2018-04-02", "monitoring_job 2018-04-01 to 2018-04-02"]
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "skipped: no model yet: 0 business days have features; the first model needs 21" in out
+    assert "Pipeline succeeded (no model yet: nothing scored)" in out
 
 
 def _main_on_landed_days(monkeypatch, capsys, days: list[str], partitions, scoring_only=False):
@@ -220,3 +245,31 @@ def test_a_bad_setting_is_one_line_naming_it_and_status_2(tmp_path, setting, val
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith(f"make pipeline: {setting}")
+
+
+def test_a_failed_steps_reason_is_one_line_a_failures_description_or_the_errors_first_line():
+    from fraud_assets.cli.pipeline import JobRun, execute
+
+    @dg.op
+    def refuses():
+        raise dg.Failure(description="fold 0 has no trainable data\nsecond line")
+
+    @dg.op
+    def breaks():
+        raise ValueError("bad value\nmore")
+
+    @dg.job
+    def refusing():
+        refuses()
+
+    @dg.job
+    def breaking():
+        breaks()
+
+    defs = dg.Definitions(jobs=[refusing, breaking])
+    instance = dg.DagsterInstance.ephemeral()
+    assert execute(defs, instance, JobRun("refusing")).errors == ["refuses: fold 0 has no trainable data"]
+    (error,) = execute(defs, instance, JobRun("breaking")).errors
+    assert error.startswith("breaks: ")
+    assert "bad value" in error
+    assert "\n" not in error

@@ -31,6 +31,7 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -75,6 +76,7 @@ class RunOutcome:
     checks_failed: list[str] = field(default_factory=list)
     blocking_failed: list[str] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # each failed step's reason, one line
 
     @property
     def champion_kept(self) -> bool:
@@ -110,6 +112,9 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, run: JobRun) -> 
     )
     outcome = RunOutcome(run=run, success=result.success, seconds=time.monotonic() - started)
     outcome.failed_steps = sorted({ev.step_key for ev in result.get_step_failure_events() if ev.step_key})
+    outcome.errors = [
+        f"{step}: {_reason(result.failure_data_for_node(step))}" for step in outcome.failed_steps
+    ]
     graph = defs.resolve_asset_graph()
     for ev in result.get_asset_check_evaluations():
         name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
@@ -137,6 +142,35 @@ def planned_runs(
     scoring = [JobRun("scoring_job", run.days) for run in landed] if assets is not None else []
     monitoring = [JobRun("monitoring_job", run.days) for run in landed]
     return [*landed, *training, *scoring, *monitoring]
+
+
+def _reason(failure: object) -> str:
+    """A failed step's reason in one line: a raised dg.Failure's description, else the first line of what
+    the step raised (the stack trace is in the run's log above and in the UI)."""
+    user = getattr(failure, "user_failure_data", None)
+    if user is not None and user.description:
+        return user.description.splitlines()[0]
+    error = getattr(failure, "error", None)
+    while error is not None and error.cause is not None:  # Dagster wraps what the step raised
+        error = error.cause
+    message = (error.message.strip() if error is not None else "") or "no reason recorded"
+    return message.splitlines()[0]
+
+
+def training_waits(instance: dg.DagsterInstance) -> str | None:
+    """Why the first model cannot be trained yet (the training sensor's bootstrap rule: so many business
+    days with features), or None. A platform with a champion always retrains."""
+    from fraud_assets.defs.models.sensors import FEATURES, bootstrap_min_days
+
+    if has_champion(instance):
+        return None
+    days, needed = len(instance.get_materialized_partitions(FEATURES)), bootstrap_min_days()
+    if days >= needed:
+        return None
+    return (
+        f"{days} business days have features; the first model needs {needed} (FRAUD_BOOTSTRAP_MIN_DAYS, "
+        "as for `make run`'s training sensor): land more days and run again"
+    )
 
 
 def check_settings() -> None:
@@ -267,8 +301,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     outcomes: list[RunOutcome] = []
+    waiting = None  # why no model can be trained yet
     for run in planned_runs(defs, instance, landed.runnable, args.scoring_only):
         print(f"-> {run.label}", flush=True)
+        if run.job == "training_job":
+            waiting = training_waits(instance)
+        if waiting and run.job in ("training_job", "scoring_job"):
+            print(
+                f"   skipped: no model yet: {waiting}"
+                if run.job == "training_job"
+                else "   skipped: no model"
+            )
+            continue
         outcome = execute(defs, instance, run)
         outcomes.append(outcome)
         if outcome.champion_kept:
@@ -276,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if not outcome.success:
             print(f"   run failed after {outcome.seconds:.1f}s; later runs not started", file=sys.stderr)
+            for error in outcome.errors:
+                print(f"     {error}", file=sys.stderr)
             break
         print(f"   ok in {outcome.seconds:.1f}s, checks passed {outcome.checks_passed}")
 
@@ -286,10 +332,19 @@ def main(argv: list[str] | None = None) -> int:
     failed = [c for o in outcomes for c in o.checks_failed]
     blocking = [c for o in outcomes if not o.champion_kept for c in o.blocking_failed]
     print(f"\nChecks: {passed} passed, {len(failed)} failed ({len(blocking)} blocking)")
-    for name in failed:
-        print(f"  FAILED {'(blocking) ' if name in blocking else ''}{name}")
+    for name, times in Counter(failed).items():  # a check failing on several days: one line
+        print(
+            f"  FAILED {'(blocking) ' if name in blocking else ''}{name}"
+            + (f" ({times}x)" if times > 1 else "")
+        )
     ok = all(o.success or o.champion_kept for o in outcomes) and not blocking
-    print("Pipeline " + ("succeeded" if ok else "FAILED"))
+    print(
+        "Pipeline "
+        + ("succeeded" if ok else "FAILED")
+        + (" (no model yet: nothing scored)" if waiting else "")
+    )
+    for error in [e for o in outcomes if not o.success and not o.champion_kept for e in o.errors]:
+        print(f"  {error}")
     return 0 if ok else 1
 
 
