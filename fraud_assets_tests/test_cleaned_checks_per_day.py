@@ -75,6 +75,19 @@ def test_a_duplicated_id_fails_its_own_day_only(conn):
     outcome = judged(conn, transaction_id_unique)
     only_the_bad_day_fails(outcome)
     assert outcome.per_day[BAD].metadata["duplicated_ids"].value == 1
+    assert outcome.overall.metadata["duplicated_ids"].value == 1
+
+
+def test_an_id_on_two_days_of_a_range_fails_both_and_counts_once_over_the_range(conn):
+    conn.execute(f"INSERT INTO cleaned.transactions VALUES (0, DATE '{BAD}', 1, 'card1')")  # day 1's id 0
+    outcome = judged(conn, transaction_id_unique)
+    assert verdicts(outcome) == {DAYS[0]: False, BAD: False, DAYS[2]: True}
+    assert {d: r.metadata["duplicated_ids"].value for d, r in outcome.per_day.items()} == {
+        DAYS[0]: 1,
+        BAD: 1,
+        DAYS[2]: 0,
+    }
+    assert outcome.overall.metadata["duplicated_ids"].value == 1
 
 
 def test_an_unknown_terminal_fails_its_own_day_only(conn):

@@ -28,24 +28,29 @@ RECON_KEY = dg.AssetKey(["cleaned", "reconciliation"])
 
 
 def _transaction_id_unique(scope: TableScope) -> dg.AssetCheckResult | DayResults:
-    """Per day: its transaction_ids that appear more than once in the whole table (one grouped query)."""
+    """Per day: its transaction_ids that appear more than once in the whole table; and over the run, each
+    such id once (an id on two days of a range is one duplicated id, not two): one grouped query."""
     where, params = scope.filter()
     rows = scope.conn.execute(
         f"WITH ids AS (SELECT transaction_id, {scope.day()} AS day FROM {cl.TX} WHERE {where or 'TRUE'}), "
         f"dupes AS (SELECT transaction_id FROM {cl.TX} "
         "WHERE transaction_id IN (SELECT transaction_id FROM ids) GROUP BY 1 HAVING count(*) > 1) "
-        "SELECT day, count(DISTINCT transaction_id) FROM ids SEMI JOIN dupes USING (transaction_id) "
-        "GROUP BY 1",
+        "SELECT day, count(DISTINCT transaction_id), grouping(day) AS whole_run "
+        "FROM ids SEMI JOIN dupes USING (transaction_id) GROUP BY GROUPING SETS ((day), ())",
         params,
     ).fetchall()
     names = ["duplicated_ids"]
+    in_run = next((n for _, n, whole_run in rows if whole_run), 0)
 
     def judge(c: Counts) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
             passed=c["duplicated_ids"] == 0, metadata={"duplicated_ids": c["duplicated_ids"]}
         )
 
-    return judged_by_day(scope, counts_by_day(scope, rows, names), judge, names)
+    days = [(day, n) for day, n, whole_run in rows if not whole_run]
+    return judged_by_day(
+        scope, counts_by_day(scope, days, names), judge, names, combine={"duplicated_ids": lambda _: in_run}
+    )
 
 
 transaction_id_unique = TableCheck(
