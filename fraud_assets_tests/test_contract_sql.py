@@ -16,6 +16,7 @@ from pandera.typing import Series
 
 import fraud_assets.defs
 from fraud_assets.lib.contract_sql import (
+    MAX_FAILURE_SAMPLES,
     SAMPLE_CHARS,
     SQL_TWIN,
     UntranslatableContract,
@@ -415,3 +416,18 @@ def test_a_contract_judged_by_day_counts_each_days_failures_in_the_same_scans():
     assert failures(by_day[days[2]]) == {("row_id", "field_uniqueness"): 1}
     assert by_day[days[3]].passed
     assert set(by_day[days[1]].samples["check"]) <= {"greater_than(0)", "fee_below_amount"}
+
+
+def test_each_day_of_a_range_shows_its_own_failure_samples_however_many_another_day_has():
+    days = ["2018-04-01", "2018-04-02"]
+    with duckdb.connect() as conn:
+        conn.execute(
+            "CREATE TABLE t AS SELECT DATE '2018-04-01' AS business_date, i AS row_id, -1.0 AS amount, "
+            "0.0 AS fee FROM range(50) r(i) "
+            "UNION ALL SELECT DATE '2018-04-02', 100, -1.0, 0.0"
+        )
+        overall, by_day = evaluate_by_day(conn, compile_contract(Dated), "t", "business_date", days=days)
+    assert len(by_day[days[1]].samples) >= 1  # its one negative amount, not crowded out by day 1's 50
+    assert set(by_day[days[1]].samples["index"]) <= {"50"}  # rowid of its row
+    assert len(by_day[days[0]].samples) <= MAX_FAILURE_SAMPLES
+    assert len(overall.samples) <= MAX_FAILURE_SAMPLES

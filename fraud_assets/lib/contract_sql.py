@@ -539,7 +539,8 @@ def _uniqueness_counts(
 def _samples(
     conn: duckdb.DuckDBPyConnection, relation: str, params: list, rules: list[_Rule], budget: int
 ) -> pd.DataFrame:
-    """Up to `budget` failure cases, spread over the failing rules in their order."""
+    """Up to `budget` failure cases of each day, spread over the failing rules in their order: a day of a
+    range shows its own cases, however many another day has."""
     per_rule = max(1, budget // len(rules))
     parts, args = [], []
     for i, r in enumerate(rules[:budget]):
@@ -553,7 +554,8 @@ def _samples(
             f'(SELECT {i} AS k, {literal(r.column)} AS "column", {literal(r.check)} AS "check", '
             f"left(CAST({r.value} AS VARCHAR), {_SAMPLE_READ_CHARS}) AS failure_case, "
             'CAST(__row AS VARCHAR) AS "index", __day '
-            f"FROM {source} WHERE {cond} LIMIT {per_rule})"
+            f"FROM {source} WHERE {cond} QUALIFY row_number() OVER (PARTITION BY __day ORDER BY __row) "
+            f"<= {per_rule})"
         )
     df = conn.execute(" UNION ALL ".join(parts) + " ORDER BY k", args).df()
-    return df.drop(columns="k").head(budget)
+    return df.drop(columns="k").groupby("__day", dropna=False, sort=False).head(budget)
