@@ -160,8 +160,9 @@ SAMPLED_NAIVE_RECOMPUTE = dg.AssetCheckSpec(
         f"{SAMPLE_ROWS} in all) the naive way (plain joins on cleaned.transactions and cleaned.labels, "
         "straight from the definitions, no window functions) and compares the baseline card/terminal "
         "features, the card velocity features, the undelayed terminal known-fraud counts and the 60-day "
-        f"fraud episodes: counts exactly, averages and ratios to {REL_TOL:g} relative. A window off by one "
-        "row, a frame that leaks the future or a label used before it was reported shows up as a mismatch."
+        f"fraud episodes: counts exactly, averages and ratios to {REL_TOL:g} relative, a null against a "
+        "value as a mismatch. A window off by one row, a frame that leaks the future or a label used before "
+        "it was reported shows up as a mismatch."
     ),
 )
 NULL_RATES = dg.AssetCheckSpec(
