@@ -122,14 +122,17 @@ def with_failing_days(overall: dg.AssetCheckResult, per_day: Mapping[str, dg.Ass
     """The range's result `overall` failed when any day of `per_day` failed, naming the failing days."""
     failing = [day for day, r in per_day.items() if not r.passed]
     overall = overall._replace(
-        passed=overall.passed and not failing,
-        metadata={
-            **overall.metadata,
-            "failing_days": dg.MetadataValue.text(_named_days(failing)),
-            "failing_day_count": dg.MetadataValue.int(len(failing)),
-        },
+        passed=overall.passed and not failing, metadata={**overall.metadata, **failing_days_metadata(failing)}
     )
     return DayResults(overall, per_day)
+
+
+def failing_days_metadata(failing: Sequence[str]) -> dict[str, dg.MetadataValue]:
+    """What a range's own record says of its failing days (every layer's checks say it the same way)."""
+    return {
+        "failing_days": dg.MetadataValue.text(_named_days(failing)),
+        "failing_day_count": dg.MetadataValue.int(len(failing)),
+    }
 
 
 NAMED_DAYS = 10

@@ -38,6 +38,7 @@ from fraud_assets.defs.features.compute import (
 from fraud_assets.lib.contracts import partition_span, per_partition
 from fraud_assets.lib.partitions import business_date_partitions, dates_filter, validate_keys
 from fraud_assets.lib.reconciliation import transaction_rows_by_day
+from fraud_assets.lib.table_checks import failing_days_metadata, with_failing_days
 from fraud_assets.lib.warehouse import table_exists
 
 NAIVE_SQL_PATH = Path(__file__).with_name("naive_recompute.sql")
@@ -111,13 +112,8 @@ def one_row_per_transaction(
     if len(keys) == 1:
         return per_partition(context, per_day[keys[0]])
     totals = tuple(map(sum, zip(*by_day.values(), strict=True)))
-    overall = _rows_result(totals, partition_span(keys, "days"))
-    failing = [day for day, r in per_day.items() if not r.passed]
-    overall = overall._replace(
-        passed=overall.passed and not failing,
-        metadata={**overall.metadata, "failing_days": ", ".join(failing) or "none"},
-    )
-    return per_partition(context, overall, per_day)
+    judged = with_failing_days(_rows_result(totals, partition_span(keys, "days")), per_day)
+    return per_partition(context, judged.overall, judged.per_day)
 
 
 # Every rule must hold for every row; the metadata counts the rows breaking each one.
@@ -336,13 +332,7 @@ def _over_days(overall: dict, per_day: dict[str, dict]) -> dict:
     failing = sorted(day for day, r in per_day.items() if not r["passed"])
     return {
         "passed": overall["passed"] and not failing,
-        "metadata": {
-            **overall["metadata"],
-            "days_failing": len(failing),
-            "failing_days": dg.MetadataValue.text(
-                ", ".join(failing[:10]) + (", ..." if len(failing) > 10 else "") or "none"
-            ),
-        },
+        "metadata": {**overall["metadata"], **failing_days_metadata(failing)},
     }
 
 
